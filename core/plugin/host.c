@@ -1,0 +1,213 @@
+#include "plugin/host.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin/config.h"
+#include "util/util.h"
+
+volatile sig_atomic_t cf_cancel_flag;
+
+static void host_log(coffer_hctx *h, coffer_log_level level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cf_log((cf_log_level)level, "%s: %s", h && h->label ? h->label : "driver", msg);
+}
+
+static coffer_status host_error(coffer_hctx *h, coffer_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (h) {
+        vsnprintf(h->last_error, sizeof h->last_error, fmt, ap);
+        h->last_code = code;
+    }
+    va_end(ap);
+    return code;
+}
+
+static int host_cancelled(coffer_hctx *h)
+{
+    (void)h;
+    return cf_cancel_flag != 0;
+}
+
+static void host_progress(coffer_hctx *h, uint64_t bytes)
+{
+    if (h && h->progress)
+        h->progress(h->progress_ud, bytes);
+}
+
+static char *read_first_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        return cf_strdup("");
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = 0;
+    return line;
+}
+
+static char *host_secret_get(coffer_hctx *h, const coffer_config *c, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s_env", name);
+    const char *env = cf_config_get(c, key);
+    if (env && *env) {
+        const char *v = getenv(env);
+        if (v)
+            return cf_strdup(v);
+        host_log(h, COFFER_LOG_WARN, "%s: environment variable %s is not set", key, env);
+    }
+    snprintf(key, sizeof key, "%s_file", name);
+    const char *file = cf_config_get(c, key);
+    if (file && *file) {
+        char *v = read_first_line(file);
+        if (v)
+            return v;
+        host_log(h, COFFER_LOG_WARN, "%s: cannot read %s: %s", key, file, strerror(errno));
+    }
+    return NULL;
+}
+
+static void host_secret_free(char *s)
+{
+    if (!s)
+        return;
+    volatile char *p = s;
+    while (*p)
+        *p++ = 0;
+    free(s);
+}
+
+static int host_temp_path(coffer_hctx *h, const char *hint, char *buf, size_t len)
+{
+    static unsigned counter;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    (void)h;
+    pthread_mutex_lock(&lock);
+    unsigned n = ++counter;
+    pthread_mutex_unlock(&lock);
+    int r = snprintf(buf, len, "%s/%u-%s", cf_tmpdir(), n, hint ? hint : "tmp");
+    return (r < 0 || (size_t)r >= len) ? -1 : 0;
+}
+
+static const char *host_policy_root(coffer_hctx *h)
+{
+    return h ? h->root : NULL;
+}
+
+static const coffer_host host_table = {
+    .struct_size = sizeof(coffer_host),
+    .abi_major = COFFER_ABI_MAJOR,
+    .abi_minor = COFFER_ABI_MINOR,
+    .log = host_log,
+    .error = host_error,
+    .cancelled = host_cancelled,
+    .progress = host_progress,
+    .config_get = cf_config_get,
+    .config_list_len = cf_config_list_len,
+    .config_list_item = cf_config_list_item,
+    .config_get_int = cf_config_get_int,
+    .config_get_bool = cf_config_get_bool,
+    .secret_get = host_secret_get,
+    .secret_free = host_secret_free,
+    .temp_path = host_temp_path,
+    .policy_root = host_policy_root,
+};
+
+const coffer_host *cf_host_table(void)
+{
+    return &host_table;
+}
+
+coffer_hctx *cf_hctx_new(const char *label, const char *root)
+{
+    coffer_hctx *h = cf_calloc(1, sizeof *h);
+    h->label = cf_strdup(label);
+    h->root = root;
+    return h;
+}
+
+void cf_hctx_free(coffer_hctx *h)
+{
+    if (!h)
+        return;
+    free(h->label);
+    free(h);
+}
+
+int cf_hctx_fail(coffer_hctx *h, coffer_status st, const char *what)
+{
+    const char *msg = h->last_error[0] ? h->last_error : "failed";
+    if (what)
+        cf_fail("%s: %s: %s", h->label, what, msg);
+    else
+        cf_fail("%s: %s", h->label, msg);
+    (void)st;
+    h->last_error[0] = 0;
+    return -1;
+}
+
+static char *tmpdir_path;
+static pthread_mutex_t tmpdir_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const char *cf_tmpdir(void)
+{
+    pthread_mutex_lock(&tmpdir_lock);
+    if (!tmpdir_path) {
+        const char *base = getenv("TMPDIR");
+        if (!base || !*base)
+            base = "/tmp";
+        char *tmpl = cf_asprintf("%s/coffer-XXXXXX", base);
+        if (!mkdtemp(tmpl)) {
+            cf_log(CF_LOG_ERROR, "cannot create temporary directory under %s: %s", base,
+                   strerror(errno));
+            free(tmpl);
+            tmpl = cf_strdup(base);
+        }
+        chmod(tmpl, 0700);
+        tmpdir_path = tmpl;
+    }
+    pthread_mutex_unlock(&tmpdir_lock);
+    return tmpdir_path;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void cf_tmpdir_cleanup(void)
+{
+    pthread_mutex_lock(&tmpdir_lock);
+    if (tmpdir_path) {
+        nftw(tmpdir_path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        free(tmpdir_path);
+        tmpdir_path = NULL;
+    }
+    pthread_mutex_unlock(&tmpdir_lock);
+}

@@ -1,0 +1,139 @@
+/*
+ * Policies: one YAML file describes a backup boundary. Loading parses the
+ * YAML (libyaml), expands ${VAR} / ${VAR:-default} / $$ in every scalar,
+ * and checks the core schema. Driver options are checked in a second step
+ * against each driver's declared option table (cf_policy_check_drivers).
+ *
+ * Every error reads "FILE:LINE:COL: KEY.PATH: message", for example
+ *   policy.yaml:12:5: components[1].pathz: unknown key; valid keys: name, type, paths, exclude, required
+ *
+ * Schema (version 1):
+ *   version: 1                         optional
+ *   name: NAME                         required, [A-Za-z0-9._-]+
+ *   description: TEXT                  optional
+ *   root: /ABS/PATH                    required, absolute after expansion
+ *   consistency:                       optional (default mode: online)
+ *     mode: maintenance | online
+ *     stop: CMD                        required when mode is maintenance
+ *     start: CMD                       required when mode is maintenance
+ *     timeout: SECONDS                 optional, default 600, for stop/start
+ *   targets:                           required, one or more
+ *     - name: NAME                     required, unique
+ *       location: PATH | s3://BUCKET/PREFIX   required
+ *       driver: local | s3 | ...       optional (from location: path -> local, s3:// -> s3)
+ *       <driver options>               checked against the driver's table
+ *   components:                        required, one or more, names unique
+ *     - name: NAME
+ *       type: files
+ *       paths: [REL, ...]              required, relative to root, no ".."
+ *       exclude: [GLOB, ...]           optional, relative to root (fnmatch, ** allowed)
+ *       required: [REL, ...]           optional: each must exist at backup
+ *     - name: NAME
+ *       type: database
+ *       driver: sqlite | postgres | mysql | ...
+ *       <driver options>
+ *     - name: NAME
+ *       type: object_store
+ *       driver: s3
+ *       protect: versioning | copy     default versioning
+ *       <driver options>
+ *   validate:                          optional list, run after restore
+ *     - name: NAME
+ *       run: CMD
+ *       timeout: SECONDS               optional, default 3600
+ *   retention:                         optional
+ *     keep_last/keep_hourly/keep_daily/keep_weekly/keep_monthly/keep_yearly: INT
+ *     keep_within: DURATION (e.g. 30d, 12h, 1y2m)
+ */
+#ifndef CF_POLICY_H
+#define CF_POLICY_H
+
+#include <stddef.h>
+
+#include "coffer/coffer.h"
+#include "plugin/config.h"
+
+typedef enum { CF_MODE_ONLINE = 0, CF_MODE_MAINTENANCE = 1 } cf_mode;
+typedef enum { CF_COMP_FILES = 0, CF_COMP_DATABASE = 1, CF_COMP_OBJECT_STORE = 2 } cf_comp_type;
+typedef enum { CF_PROTECT_VERSIONING = 0, CF_PROTECT_COPY = 1 } cf_protect;
+
+typedef struct cf_strlist {
+    char **v;
+    size_t n;
+} cf_strlist;
+
+typedef struct cf_component {
+    char *name;
+    cf_comp_type type;
+    int line, col;         /* of the list item */
+    /* files */
+    cf_strlist paths, exclude, required;
+    /* database / object_store */
+    char *driver;
+    cf_protect protect;
+    coffer_config *options; /* driver options (never NULL for database/object_store) */
+} cf_component;
+
+typedef struct cf_target {
+    char *name;
+    char *location;
+    char *driver;           /* resolved: "local", "s3", ... */
+    int line, col;
+    coffer_config *options; /* driver options; for local, "path" = location;
+                               for s3://B/P, "bucket" = B and "prefix" = P unless given */
+} cf_target;
+
+typedef struct cf_command {
+    char *name;
+    char *run;
+    int timeout; /* seconds */
+} cf_command;
+
+typedef struct cf_retention {
+    int keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -1 unset */
+    char *keep_within; /* NULL unset */
+} cf_retention;
+
+typedef struct cf_policy {
+    char *file;           /* path as given */
+    char *name;
+    char *description;
+    char *root;           /* absolute, no trailing slash (except "/") */
+    cf_mode mode;
+    char *stop_cmd, *start_cmd;
+    int command_timeout;  /* seconds */
+    cf_target *targets;
+    size_t ntargets;
+    cf_component *components;
+    size_t ncomponents;
+    cf_command *validate;
+    size_t nvalidate;
+    cf_retention retention;
+} cf_policy;
+
+/* Parse, expand and check the core schema. 0 ok; -1 with cf_error() set. */
+int cf_policy_load(const char *file, cf_policy **out);
+/* Same from a string (file is used only in messages). */
+int cf_policy_load_string(const char *file, const char *yaml, size_t len, cf_policy **out);
+void cf_policy_free(cf_policy *p);
+
+/* Looks up the option table of a driver; returns NULL (with cf_error set,
+ * e.g. "no database driver named 'foo'; available: sqlite, postgres") if
+ * there is none. */
+typedef const coffer_option *(*cf_option_lookup)(void *ud, coffer_driver_kind kind, const char *driver);
+
+/* Check every target's and component's driver options against the
+ * driver's table: unknown keys (listing valid ones), missing required
+ * options, type errors (int/bool/size), secret options given as plain text
+ * (refused: "use NAME_env or NAME_file"). Fills declared defaults into the
+ * config. Errors name file, line, column and key path. */
+int cf_policy_check_drivers(cf_policy *p, cf_option_lookup lookup, void *ud);
+
+/* Expand ${VAR}, ${VAR:-default} and $$ in s. Returns malloc'd string, or
+ * NULL with cf_error set ("environment variable X is not set"). */
+char *cf_expand_env(const char *s);
+
+const cf_component *cf_policy_component(const cf_policy *p, const char *name);
+const cf_target *cf_policy_target(const cf_policy *p, const char *name);
+
+#endif

@@ -1,0 +1,244 @@
+#include "util/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <pthread.h>
+
+static void oom(void)
+{
+    fputs("coffer: out of memory\n", stderr);
+    abort();
+}
+
+void *cf_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *cf_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *cf_realloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+char *cf_strdup(const char *s)
+{
+    return s ? cf_strndup(s, strlen(s)) : NULL;
+}
+
+char *cf_strndup(const char *s, size_t n)
+{
+    char *p = cf_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+char *cf_vasprintf(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        n = 0;
+    char *p = cf_malloc((size_t)n + 1);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    return p;
+}
+
+char *cf_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = cf_vasprintf(fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+static _Thread_local char errbuf[2048];
+
+int cf_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int cf_fail_errno(const char *fmt, ...)
+{
+    int e = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof errbuf)
+        snprintf(errbuf + n, sizeof errbuf - (size_t)n, ": %s", strerror(e));
+    errno = e;
+    return -1;
+}
+
+void cf_error_prefix(const char *fmt, ...)
+{
+    char pre[1024], old[sizeof errbuf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, errbuf, sizeof old);
+    snprintf(errbuf, sizeof errbuf, "%s: %s", pre, old);
+}
+
+const char *cf_error(void)
+{
+    return errbuf[0] ? errbuf : "unknown error";
+}
+
+void cf_error_clear(void)
+{
+    errbuf[0] = 0;
+}
+
+static int log_level = CF_LOG_INFO;
+static void (*log_hook)(void);
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void cf_log_set_level(int level)
+{
+    log_level = level;
+}
+
+int cf_log_level_get(void)
+{
+    return log_level;
+}
+
+void cf_log_set_hook(void (*hook)(void))
+{
+    log_hook = hook;
+}
+
+void cf_vlog(cf_log_level level, const char *fmt, va_list ap)
+{
+    static const char *names[] = {"error", "warning", "info", "debug"};
+    if ((int)level > log_level)
+        return;
+    pthread_mutex_lock(&log_lock);
+    if (log_hook)
+        log_hook();
+    fprintf(stderr, "coffer: %s: ", names[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void cf_log(cf_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cf_vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+void cf_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cf_unhex(const char *in, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(in[2 * i]), lo;
+        if (hi < 0)
+            return -1;
+        lo = hexval(in[2 * i + 1]);
+        if (lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return in[2 * n] == 0 ? 0 : -1;
+}
+
+void cf_buf_reserve(cf_buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra)
+        cap *= 2;
+    b->data = cf_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+void cf_buf_append(cf_buf *b, const void *p, size_t n)
+{
+    cf_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void cf_buf_free(cf_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+double cf_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cf_random(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("coffer: getrandom");
+            abort();
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}

@@ -1,0 +1,66 @@
+/*
+ * Small helpers shared by every core module: allocation that aborts on
+ * exhaustion, the thread-local error message, logging, hex.
+ *
+ * Error convention in the core: a function returns 0 on success and -1 on
+ * failure after describing the failure with cf_fail(); callers may add
+ * context in front with cf_error_prefix(). The message must name the file,
+ * key, object or line concerned, and never contain a secret.
+ */
+#ifndef CF_UTIL_H
+#define CF_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define CF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CF_PRINTF(a, b)
+#endif
+
+void *cf_malloc(size_t n);
+void *cf_calloc(size_t n, size_t size);
+void *cf_realloc(void *p, size_t n);
+char *cf_strdup(const char *s);
+char *cf_strndup(const char *s, size_t n);
+char *cf_asprintf(const char *fmt, ...) CF_PRINTF(1, 2);
+char *cf_vasprintf(const char *fmt, va_list ap);
+
+/* Error message of the calling thread. */
+int cf_fail(const char *fmt, ...) CF_PRINTF(1, 2);        /* sets, returns -1 */
+int cf_fail_errno(const char *fmt, ...) CF_PRINTF(1, 2);  /* appends ": strerror(errno)" */
+void cf_error_prefix(const char *fmt, ...) CF_PRINTF(1, 2); /* "prefix: old message" */
+const char *cf_error(void);
+void cf_error_clear(void);
+
+typedef enum { CF_LOG_ERROR = 0, CF_LOG_WARN = 1, CF_LOG_INFO = 2, CF_LOG_DEBUG = 3 } cf_log_level;
+void cf_log_set_level(int level);
+int cf_log_level_get(void);
+void cf_log(cf_log_level level, const char *fmt, ...) CF_PRINTF(2, 3);
+void cf_vlog(cf_log_level level, const char *fmt, va_list ap);
+/* Called before each log line is written (to clear a progress bar). */
+void cf_log_set_hook(void (*hook)(void));
+
+void cf_hex(const uint8_t *in, size_t n, char *out); /* out: 2n+1 */
+int cf_unhex(const char *in, uint8_t *out, size_t n); /* 0 ok, -1 bad */
+
+/* Dynamic byte buffer. */
+typedef struct cf_buf {
+    uint8_t *data;
+    size_t len, cap;
+} cf_buf;
+void cf_buf_reserve(cf_buf *b, size_t extra);
+void cf_buf_append(cf_buf *b, const void *p, size_t n);
+void cf_buf_free(cf_buf *b);
+
+/* Monotonic seconds. */
+double cf_now(void);
+
+/* Fill with cryptographically random bytes (getrandom). */
+void cf_random(void *buf, size_t n);
+
+#define CF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
