@@ -1,5 +1,6 @@
 #include "plugin/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -44,6 +44,16 @@
  *   retention:                         optional
  *     keep_last/keep_hourly/keep_daily/keep_weekly/keep_monthly/keep_yearly: INT
  *     keep_within: DURATION (e.g. 30d, 12h, 1y2m)
+ *
+ * Index paths count from 0: components[1] is the second component.
+ * Durations: one or more NUMBER UNIT pairs, each unit at most once, no
+ * spaces; units y (years), m (months), w (weeks), d (days), h (hours).
+ * "m" is months: there is no minutes unit. Examples: 30d, 12h, 2w, 1y6m.
+ *
+ * ${VAR} fails when VAR is unset (an empty VAR gives an empty string);
+ * ${VAR:-default} uses default when VAR is unset or empty (default may be
+ * empty, contain spaces, or hold further ${...}); $$ is a literal $; any
+ * other $ is kept as is. Keys are never expanded.
  */
 #ifndef CF_POLICY_H
 #define CF_POLICY_H
@@ -72,6 +82,7 @@ typedef struct cf_component {
     char *driver;
     cf_protect protect;
     coffer_config *options; /* driver options (never NULL for database/object_store) */
+    int driver_line, driver_col; /* of the driver value (0 for files) */
 } cf_component;
 
 typedef struct cf_target {
@@ -81,6 +92,7 @@ typedef struct cf_target {
     int line, col;
     coffer_config *options; /* driver options; for local, "path" = location;
                                for s3://B/P, "bucket" = B and "prefix" = P unless given */
+    int driver_line, driver_col; /* of the driver value, or of location when inferred */
 } cf_target;
 
 typedef struct cf_command {
@@ -132,6 +144,13 @@ int cf_policy_check_drivers(cf_policy *p, cf_option_lookup lookup, void *ud);
 /* Expand ${VAR}, ${VAR:-default} and $$ in s. Returns malloc'd string, or
  * NULL with cf_error set ("environment variable X is not set"). */
 char *cf_expand_env(const char *s);
+
+/* keep_within, parsed. */
+typedef struct cf_duration {
+    int years, months, weeks, days, hours;
+} cf_duration;
+/* 0 ok; -1 with cf_error set ("invalid duration '3x': ..."). */
+int cf_duration_parse(const char *s, cf_duration *out);
 
 const cf_component *cf_policy_component(const cf_policy *p, const char *name);
 const cf_target *cf_policy_target(const cf_policy *p, const char *name);

@@ -47,8 +47,14 @@ typedef struct cf_repo_params {
 /* Create a repository in an empty location; refuses if "config" exists. */
 int cf_repo_init(cf_store *st, const cf_repo_params *p);
 /* Open: read config and load every index object into memory. The store
- * stays owned by the caller. */
+ * stays owned by the caller. An unreadable index object is an error. */
 int cf_repo_open(cf_store *st, cf_repo **out);
+/* cf_repo_open_ex flags */
+#define CF_REPO_OPEN_SKIP_BAD_INDEX 0x1u /* log and skip unreadable index objects
+                                          * (to run checks or rebuild the index) */
+int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
+/* Close without flush discards the packs still open (their chunks are
+ * lost); packs already closed stay, unindexed, until rebuild or prune. */
 void cf_repo_close(cf_repo *r);
 
 const cf_cdc_params *cf_repo_cdc(cf_repo *r);
@@ -64,9 +70,14 @@ int cf_repo_has(cf_repo *r, const cf_id *id);
  * *added = 1 if new (may be NULL). Thread safe. */
 int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added);
 /* Close open packs and write one index object for this session's chunks.
- * After success, the chunks are durable and indexed. */
+ * After success, the chunks are durable and indexed. A chunk is readable
+ * with cf_repo_get_chunk once its pack is closed (at the latest, here).
+ * After a failed put or flush, only cf_repo_abort (or close) is allowed. */
 int cf_repo_flush(cf_repo *r);
-/* Remove every pack and index object this session wrote (failed backup). */
+/* Remove every pack and index object this session wrote (failed backup).
+ * The session starts at cf_repo_open and includes flushed work, so the
+ * repository is as it was at open: never call it once a manifest that
+ * references this session's chunks is committed. */
 void cf_repo_abort(cf_repo *r);
 
 /* Read a chunk: ranged read from its pack, decompress, check its id.

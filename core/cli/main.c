@@ -1,0 +1,554 @@
+/*
+ * coffer command line. Every command prints one clear line on failure
+ * ("coffer: error: ...") and exits 0 ok, 1 failed, 2 usage/policy error,
+ * 3 problems found (verify, restore checks).
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backup.h"
+#include "engine/manifest.h"
+#include "engine/progress.h"
+#include "engine/restore.h"
+#include "engine/run.h"
+#include "engine/verify.h"
+#include "plugin/host.h"
+#include "plugin/registry.h"
+#include "policy/policy.h"
+#include "util/util.h"
+
+static const char *usage_main =
+    "usage: coffer [--plugin-dir DIR]... [-v|-q] [--no-progress] COMMAND [ARGS]\n"
+    "\n"
+    "Policy-driven backups of whole application boundaries (files + databases).\n"
+    "\n"
+    "commands:\n"
+    "  init     -p POLICY [--target NAME]            create the repository\n"
+    "  backup   -p POLICY [--target NAME] [--json]   capture a new set\n"
+    "  sets     -p POLICY [--target NAME] [--json]   list sets\n"
+    "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place)\n"
+    "           [--only NAME] [--map NAME=VALUE]... [--force] [--no-validate]\n"
+    "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]\n"
+    "  plugins  [--describe NAME]                    list drivers or show options\n"
+    "  policy   check FILE                           validate a policy\n"
+    "\n"
+    "global options:\n"
+    "  --plugin-dir DIR   also load drivers from DIR (repeatable; also COFFER_PLUGIN_PATH)\n"
+    "  -v, --verbose      more log lines;  -q, --quiet  errors only\n"
+    "  --no-progress      no progress bar\n"
+    "  --version, --help\n"
+    "\n"
+    "`coffer COMMAND --help` describes one command.\n";
+
+static int no_progress;
+
+static int die(int code)
+{
+    fprintf(stderr, "coffer: error: %s\n", cf_error());
+    return code;
+}
+
+static int usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "coffer: error: %s%s%s\n(see `coffer %s --help`)\n", cmd ? cmd : "",
+            cmd ? ": " : "", msg, cmd ? cmd : "");
+    return CF_EXIT_USAGE;
+}
+
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+/* Options every command understands. */
+#define COMMON_OPTS                                                                                \
+    {"help", no_argument, 0, 'h'}, {"policy", required_argument, 0, 'p'},                          \
+        {"target", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},                      \
+        {"verbose", no_argument, 0, 'v'}, {"quiet", no_argument, 0, 'q'},                          \
+        {"no-progress", no_argument, 0, 'P'}
+
+typedef struct args {
+    const char *policy, *target, *set, *to, *only, *describe;
+    int json, in_place, force, read_data, no_validate;
+    char **maps;
+    size_t nmaps;
+} args;
+
+static int parse(int argc, char **argv, const char *help, args *a)
+{
+    static struct option opts[] = {COMMON_OPTS,
+                                   {"set", required_argument, 0, 's'},
+                                   {"to", required_argument, 0, 'o'},
+                                   {"in-place", no_argument, 0, 'i'},
+                                   {"only", required_argument, 0, 'O'},
+                                   {"map", required_argument, 0, 'm'},
+                                   {"force", no_argument, 0, 'f'},
+                                   {"read-data", no_argument, 0, 'r'},
+                                   {"no-validate", no_argument, 0, 'V'},
+                                   {"describe", required_argument, 0, 'd'},
+                                   {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "hp:t:jvq", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': fputs(help, stdout); exit(0);
+        case 'p': a->policy = optarg; break;
+        case 't': a->target = optarg; break;
+        case 'j': a->json = 1; break;
+        case 'v': cf_log_set_level(CF_LOG_DEBUG); break;
+        case 'q': cf_log_set_level(CF_LOG_ERROR); break;
+        case 'P': no_progress = 1; break;
+        case 's': a->set = optarg; break;
+        case 'o': a->to = optarg; break;
+        case 'i': a->in_place = 1; break;
+        case 'O': a->only = optarg; break;
+        case 'm':
+            a->maps = cf_realloc(a->maps, (a->nmaps + 1) * sizeof(char *));
+            a->maps[a->nmaps++] = optarg;
+            break;
+        case 'f': a->force = 1; break;
+        case 'r': a->read_data = 1; break;
+        case 'V': a->no_validate = 1; break;
+        case 'd': a->describe = optarg; break;
+        default: return -1;
+        }
+    }
+    return 0;
+}
+
+static int need_policy(const char *cmd, const args *a)
+{
+    if (!a->policy)
+        return usage_error(cmd, "-p POLICY is required");
+    return 0;
+}
+
+/* ---- init --------------------------------------------------------------- */
+
+static const char *help_init =
+    "usage: coffer init -p POLICY [--target NAME]\n"
+    "Create an empty repository at every target of the policy (or one).\n"
+    "Refuses a location that already holds a repository.\n";
+
+static int cmd_init(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_init, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("init", &a))
+        return CF_EXIT_USAGE;
+    cf_policy *p;
+    if (cf_run_load_policy(a.policy, &p) != 0)
+        return die(CF_EXIT_USAGE);
+    int rc = CF_EXIT_OK;
+    for (size_t i = 0; i < p->ntargets && rc == CF_EXIT_OK; i++) {
+        const cf_target *t = &p->targets[i];
+        if (a.target && strcmp(a.target, t->name) != 0)
+            continue;
+        cf_run run = {.policy = p};
+        if (cf_run_open_target(&run, t, 0) != 0 || cf_store_prepare(run.store, 1) != 0 ||
+            cf_repo_init(run.store, NULL) != 0) {
+            cf_error_prefix("init target '%s' (%s)", t->name, t->location);
+            rc = die(CF_EXIT_FAILED);
+        } else {
+            printf("created repository at target '%s' (%s)\n", t->name, t->location);
+        }
+        cf_store_free(run.store);
+    }
+    if (a.target && !cf_policy_target(p, a.target)) {
+        cf_fail("%s: no target named '%s'", a.policy, a.target);
+        rc = die(CF_EXIT_USAGE);
+    }
+    cf_policy_free(p);
+    free(a.maps);
+    return rc;
+}
+
+/* ---- backup --------------------------------------------------------------- */
+
+static const char *help_backup =
+    "usage: coffer backup -p POLICY [--target NAME] [--json]\n"
+    "Capture the policy's boundary (maintenance: stop, capture, start) as one\n"
+    "new set in the target's repository (default: the first target). Prints\n"
+    "the set id; --json prints a summary object.\n";
+
+static int cmd_backup(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_backup, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("backup", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    run->no_progress = no_progress;
+    char *id = NULL;
+    json_t *sum = NULL;
+    int rc = cf_backup(run, &id, &sum);
+    if (rc != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    if (a.json) {
+        print_json(sum);
+    } else {
+        char b1[32], b2[32], b3[32];
+        cf_log(CF_LOG_INFO, "set %s: %lld files, %s, %s new, %s stored, %.1f s", id,
+               (long long)json_integer_value(json_object_get(sum, "files")),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "bytes")), b1, 32),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "new_bytes")), b2,
+                              32),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "stored_bytes")),
+                              b3, 32),
+               json_real_value(json_object_get(sum, "duration")));
+        printf("%s\n", id);
+    }
+    json_decref(sum);
+    free(id);
+    cf_run_close(run);
+    return CF_EXIT_OK;
+}
+
+/* ---- sets ------------------------------------------------------------------ */
+
+static const char *help_sets = "usage: coffer sets -p POLICY [--target NAME] [--json]\n"
+                               "List the sets of this policy in the target's repository.\n";
+
+static int cmd_sets(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_sets, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("sets", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    char **ids;
+    size_t n;
+    if (cf_sets_list(run->repo, &ids, &n) != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    json_t *arr = json_array();
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *h;
+        if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
+            cf_log(CF_LOG_ERROR, "set %s: %s", ids[i], cf_error());
+            bad = 1;
+            continue;
+        }
+        const char *pol = json_string_value(json_object_get(h, "policy"));
+        if (!pol || strcmp(pol, run->policy->name) != 0) {
+            json_decref(h);
+            continue;
+        }
+        json_t *names = json_array();
+        size_t k;
+        json_t *c;
+        json_array_foreach(json_object_get(h, "components"), k, c)
+            json_array_append(names, json_object_get(c, "name"));
+        json_t *o = json_pack("{s:O,s:O,s:O,s:O,s:O,s:o}", "id", json_object_get(h, "id"),
+                              "policy", json_object_get(h, "policy"), "host",
+                              json_object_get(h, "host"), "time", json_object_get(h, "time"),
+                              "mode", json_object_get(h, "mode"), "components", names);
+        json_object_set(o, "totals", json_object_get(h, "totals"));
+        json_t *dbmeta = json_object();
+        json_array_foreach(json_object_get(h, "components"), k, c)
+        {
+            if (json_object_get(c, "meta"))
+                json_object_set(dbmeta, json_string_value(json_object_get(c, "name")),
+                                json_object_get(c, "meta"));
+        }
+        json_object_set_new(o, "databases", dbmeta);
+        json_array_append_new(arr, o);
+        if (!a.json) {
+            char b[32];
+            json_t *tot = json_object_get(h, "totals");
+            printf("%s  %s  %-12s %8lld files  %10s  ", ids[i],
+                   json_string_value(json_object_get(h, "time")),
+                   json_string_value(json_object_get(h, "host")),
+                   (long long)json_integer_value(json_object_get(tot, "files")),
+                   cf_human_bytes((uint64_t)json_integer_value(json_object_get(tot, "bytes")), b,
+                                  32));
+            json_array_foreach(names, k, c) printf("%s%s", k ? "," : "", json_string_value(c));
+            printf("\n");
+        }
+        json_decref(h);
+    }
+    if (a.json)
+        print_json(arr);
+    json_decref(arr);
+    cf_strv_free(ids, n);
+    cf_run_close(run);
+    return bad ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
+}
+
+/* ---- restore ------------------------------------------------------------- */
+
+static const char *help_restore =
+    "usage: coffer restore -p POLICY [--target NAME] [--set ID|latest]\n"
+    "                      (--to DIR | --in-place) [--only NAME]\n"
+    "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
+    "Restore exactly one set: components in the policy's order (config files,\n"
+    "databases, data directories), then database checks and the policy's\n"
+    "validate commands. --to DIR re-roots every path under DIR (which must be\n"
+    "empty unless --force); --in-place runs the stop/start commands around the\n"
+    "restore and keeps replaced files in ROOT/.coffer-previous-SET. --map sends\n"
+    "one component elsewhere: a directory for files, a file or URL for a database.\n";
+
+static int cmd_restore(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_restore, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("restore", &a))
+        return CF_EXIT_USAGE;
+    if (!a.to == !a.in_place) {
+        free(a.maps);
+        return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
+    }
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0) {
+        free(a.maps);
+        return die(CF_EXIT_FAILED);
+    }
+    run->no_progress = no_progress;
+    cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
+                         .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
+                         .no_validate = a.no_validate};
+    json_t *rep = NULL;
+    int rc = cf_restore(run, &o, &rep);
+    if (rc == CF_EXIT_FAILED)
+        fprintf(stderr, "coffer: error: %s\n", cf_error());
+    else if (a.json)
+        print_json(rep);
+    else if (rc == CF_EXIT_OK)
+        printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
+               json_string_value(json_object_get(rep, "root")));
+    else
+        fprintf(stderr, "coffer: error: set %s restored into %s, but checks failed (see above)\n",
+                json_string_value(json_object_get(rep, "set")),
+                json_string_value(json_object_get(rep, "root")));
+    if (rep)
+        json_decref(rep);
+    free(a.maps);
+    cf_run_close(run);
+    return rc;
+}
+
+/* ---- verify -------------------------------------------------------------- */
+
+static const char *help_verify =
+    "usage: coffer verify -p POLICY [--target NAME] [--set ID|latest|all] [--read-data] [--json]\n"
+    "Check that a set can be restored: its manifest is intact and every chunk\n"
+    "it references is indexed in an existing pack. --read-data also reads,\n"
+    "decompresses and hashes every chunk and checks database dumps.\n"
+    "Exit status 3 when problems are found; each names set, path, chunk, pack.\n";
+
+static int cmd_verify(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_verify, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("verify", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    run->no_progress = no_progress;
+    cf_verify_opts o = {.set = a.set, .read_data = a.read_data};
+    json_t *rep = NULL;
+    int rc = cf_verify(run, &o, &rep);
+    if (rc == CF_EXIT_FAILED)
+        fprintf(stderr, "coffer: error: %s\n", cf_error());
+    else if (a.json)
+        print_json(rep);
+    else if (rc == CF_EXIT_OK)
+        printf("verify: no problems found\n");
+    else
+        fprintf(stderr, "coffer: error: verify found %zu problem(s)\n",
+                json_array_size(json_object_get(rep, "problems")));
+    if (rep)
+        json_decref(rep);
+    cf_run_close(run);
+    return rc;
+}
+
+/* ---- plugins --------------------------------------------------------------- */
+
+static const char *help_plugins =
+    "usage: coffer plugins [--describe NAME]\n"
+    "List the drivers (built-in and loaded from plugin directories) with kind,\n"
+    "version, ABI and capabilities, or print one driver's option table.\n";
+
+static const char *type_name(coffer_opt_type t)
+{
+    static const char *n[] = {"string", "int", "bool", "size", "list", "path"};
+    return (unsigned)t < CF_ARRAY_LEN(n) ? n[t] : "?";
+}
+
+static void caps_string(const cf_driver *d, char *buf, size_t len)
+{
+    buf[0] = 0;
+    const coffer_storage_ops *s = d->desc.storage;
+    const coffer_database_ops *db = d->desc.database;
+#define CAP(cond, name)                                                                            \
+    if (cond)                                                                                      \
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "," : "", name)
+    CAP(s && s->versioning_status, "versioning");
+    CAP(s && s->object_lock_status, "object-lock");
+    CAP(s && s->restore_version, "restore-version");
+    CAP(db && db->verify, "verify");
+    CAP(db && db->owned_paths, "owns-files");
+    CAP(db && db->query, "query");
+#undef CAP
+    if (!buf[0])
+        snprintf(buf, len, "-");
+}
+
+static int cmd_plugins(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_plugins, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (a.describe) {
+        const cf_driver *d = cf_registry_find_any(a.describe);
+        if (!d)
+            return die(CF_EXIT_USAGE);
+        printf("%s (%s driver) %s, ABI %u.%u, %s\n%s\n\noptions:\n", d->desc.name,
+               cf_kind_name(d->desc.kind), d->desc.version ? d->desc.version : "?",
+               d->desc.abi_major, d->desc.abi_minor, d->path ? d->path : "built in",
+               d->desc.description ? d->desc.description : "");
+        for (const coffer_option *o = d->desc.options; o && o->name; o++)
+            printf("  %-20s %-6s %-9s %s%s%s%s\n", o->name, type_name(o->type),
+                   o->required ? "required" : "", o->description ? o->description : "",
+                   o->default_value ? " (default: " : "", o->default_value ? o->default_value : "",
+                   o->default_value ? ")" : "");
+        return CF_EXIT_OK;
+    }
+    printf("%-12s %-9s %-10s %-5s %-30s %s\n", "NAME", "KIND", "VERSION", "ABI", "CAPABILITIES",
+           "SOURCE");
+    for (size_t i = 0; i < cf_registry_count(); i++) {
+        const cf_driver *d = cf_registry_at(i);
+        char caps[128], abi[16];
+        caps_string(d, caps, sizeof caps);
+        snprintf(abi, sizeof abi, "%u.%u", d->desc.abi_major, d->desc.abi_minor);
+        printf("%-12s %-9s %-10s %-5s %-30s %s\n", d->desc.name, cf_kind_name(d->desc.kind),
+               d->desc.version ? d->desc.version : "?", abi, caps, d->path ? d->path : "built-in");
+    }
+    for (size_t i = 0; i < cf_registry_failure_count(); i++)
+        printf("not loaded: %s\n", cf_registry_failure_at(i)->reason);
+    return CF_EXIT_OK;
+}
+
+/* ---- policy check ---------------------------------------------------------- */
+
+static const char *help_policy = "usage: coffer policy check FILE\n"
+                                 "Validate a policy against the schema and its drivers' options.\n";
+
+static int cmd_policy(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_policy, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (optind + 2 != argc || strcmp(argv[optind], "check") != 0)
+        return usage_error("policy", "expected `policy check FILE`");
+    cf_policy *p;
+    if (cf_run_load_policy(argv[optind + 1], &p) != 0)
+        return die(CF_EXIT_USAGE);
+    printf("%s: policy '%s' is valid: root %s, %zu component(s), %zu target(s), %s mode\n",
+           argv[optind + 1], p->name, p->root, p->ncomponents, p->ntargets,
+           p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online");
+    cf_policy_free(p);
+    return CF_EXIT_OK;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void load_plugins(char **dirs, size_t ndirs)
+{
+    const char *env = getenv("COFFER_PLUGIN_PATH");
+    char *envcopy = env ? cf_strdup(env) : NULL;
+    char **all = cf_calloc(ndirs + 64, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < ndirs; i++)
+        all[n++] = dirs[i];
+    for (char *save = NULL, *tok = envcopy ? strtok_r(envcopy, ":", &save) : NULL; tok && n < ndirs + 63;
+         tok = strtok_r(NULL, ":", &save))
+        all[n++] = tok;
+    all[n++] = (char *)COFFER_PLUGIN_INSTALL_DIR;
+    cf_registry_load((const char *const *)all, n);
+    free(all);
+    free(envcopy);
+}
+
+int main(int argc, char **argv)
+{
+    char **dirs = NULL;
+    size_t ndirs = 0;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *o = argv[i];
+        if (strcmp(o, "--plugin-dir") == 0 && i + 1 < argc) {
+            dirs = cf_realloc(dirs, (ndirs + 1) * sizeof(char *));
+            dirs[ndirs++] = argv[++i];
+        } else if (strncmp(o, "--plugin-dir=", 13) == 0) {
+            dirs = cf_realloc(dirs, (ndirs + 1) * sizeof(char *));
+            dirs[ndirs++] = (char *)o + 13;
+        } else if (strcmp(o, "-v") == 0 || strcmp(o, "--verbose") == 0) {
+            cf_log_set_level(CF_LOG_DEBUG);
+        } else if (strcmp(o, "-q") == 0 || strcmp(o, "--quiet") == 0) {
+            cf_log_set_level(CF_LOG_ERROR);
+        } else if (strcmp(o, "--no-progress") == 0) {
+            no_progress = 1;
+        } else if (strcmp(o, "--version") == 0) {
+            printf("coffer %s (driver ABI %d.%d)\n", COFFER_VERSION, COFFER_ABI_MAJOR,
+                   COFFER_ABI_MINOR);
+            return 0;
+        } else if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            fputs(usage_main, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "coffer: error: unknown option %s\n%s", o, usage_main);
+            return CF_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        fputs(usage_main, stderr);
+        return CF_EXIT_USAGE;
+    }
+    const char *cmd = argv[i];
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"init", cmd_init},       {"backup", cmd_backup}, {"sets", cmd_sets},
+                {"restore", cmd_restore}, {"verify", cmd_verify}, {"plugins", cmd_plugins},
+                {"policy", cmd_policy}};
+    for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++) {
+        if (strcmp(cmd, cmds[k].name) != 0)
+            continue;
+        cf_signals_install();
+        load_plugins(dirs, ndirs);
+        int rc = cmds[k].fn(argc - i, argv + i);
+        cf_registry_unload();
+        cf_tmpdir_cleanup();
+        free(dirs);
+        if (rc != 0 && cf_cancel_flag)
+            return 130;
+        return rc;
+    }
+    fprintf(stderr, "coffer: error: unknown command '%s'\n%s", cmd, usage_main);
+    free(dirs);
+    return CF_EXIT_USAGE;
+}

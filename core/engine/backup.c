@@ -1,0 +1,748 @@
+/*
+ * Backup: stop (maintenance) -> databases -> files -> start -> flush packs
+ * and index -> write the manifest last. Files are read by a small pool of
+ * workers (reading, chunking, hashing and compression overlap on all
+ * cores); the main thread walks the tree and emits manifest entries in
+ * walk order through a bounded ring, so memory does not grow with the
+ * number of files.
+ */
+#include "engine/backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/files.h"
+#include "engine/ingest.h"
+#include "engine/manifest.h"
+#include "engine/progress.h"
+#include "plugin/host.h"
+#include "plugin/registry.h"
+#include "util/util.h"
+
+int cf_worker_count(void)
+{
+    const char *env = getenv("COFFER_WORKERS");
+    long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 16)
+        n = 16;
+    return (int)n;
+}
+
+/* ---- previous set: change detection ------------------------------- */
+
+typedef struct prev_file {
+    char *key; /* component '\n' path */
+    uint64_t size, ino;
+    int64_t mtime, ctime;
+    long mtime_ns, ctime_ns;
+    cf_id *chunks;
+    size_t nchunks;
+    struct prev_file *next;
+} prev_file;
+
+typedef struct prev_map {
+    prev_file **b;
+    size_t nb;
+} prev_map;
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+static void prev_free(prev_map *m)
+{
+    for (size_t i = 0; i < m->nb; i++)
+        for (prev_file *f = m->b[i], *n; f; f = n) {
+            n = f->next;
+            free(f->key);
+            free(f->chunks);
+            free(f);
+        }
+    free(m->b);
+    memset(m, 0, sizeof *m);
+}
+
+static const prev_file *prev_find(const prev_map *m, const char *comp, const char *path)
+{
+    if (!m->nb)
+        return NULL;
+    char *key = cf_asprintf("%s\n%s", comp, path);
+    const prev_file *f = m->b[hash_str(key) % m->nb];
+    while (f && strcmp(f->key, key) != 0)
+        f = f->next;
+    free(key);
+    return f;
+}
+
+/* Load regular files of the newest set of this policy. A failure here
+ * only costs speed: everything is read again. */
+static void prev_load(cf_run *run, prev_map *m)
+{
+    char *id = NULL;
+    if (cf_resolve_set(run, "latest", &id) != 0)
+        return;
+    cf_mreader *mr;
+    json_t *h;
+    if (cf_manifest_open(run->repo, id, &mr, &h) != 0) {
+        cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", id, cf_error());
+        free(id);
+        return;
+    }
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(h, "entries"));
+    json_decref(h);
+    m->nb = n / 2 + 64;
+    m->b = cf_calloc(m->nb, sizeof *m->b);
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(mr, &e)) == 1) {
+        if (e.kind == CF_ENT_FILE) {
+            prev_file *f = cf_calloc(1, sizeof *f);
+            f->key = cf_asprintf("%s\n%s", e.component, e.path);
+            f->size = e.size;
+            f->ino = e.ino;
+            f->mtime = e.mtime;
+            f->mtime_ns = e.mtime_ns;
+            f->ctime = e.ctime;
+            f->ctime_ns = e.ctime_ns;
+            f->chunks = e.chunks;
+            f->nchunks = e.nchunks;
+            e.chunks = NULL;
+            size_t b = hash_str(f->key) % m->nb;
+            f->next = m->b[b];
+            m->b[b] = f;
+        }
+        cf_entry_clear(&e);
+    }
+    if (rc < 0) {
+        cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", id, cf_error());
+        prev_free(m);
+    } else {
+        cf_log(CF_LOG_DEBUG, "change detection against set %s", id);
+    }
+    cf_manifest_close(mr);
+    free(id);
+}
+
+/* ---- file workers --------------------------------------------------- */
+
+#define RING 1024
+
+typedef struct job {
+    cf_entry e;
+    char *abs;
+    int needs_read;
+    int done;
+    int rc;
+    char err[1024];
+} job;
+
+typedef struct pool {
+    cf_run *run;
+    const cf_cdc *cdc;
+    const prev_map *prev;
+    int online;
+    job *ring[RING];
+    size_t head, tail, next_work; /* monotonically increasing, index % RING */
+    int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done, space;
+    pthread_t *threads;
+    int nthreads;
+    cf_mwriter *mw;
+    /* stats */
+    uint64_t files, dirs, links, bytes, reused_files, read_bytes;
+    uint64_t new_raw;
+    int failed;
+} pool;
+
+static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
+{
+    if (!p || p->size != e->size || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
+        p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino)
+        return 0;
+    for (size_t i = 0; i < p->nchunks; i++)
+        if (!cf_repo_has(repo, &p->chunks[i]))
+            return 0;
+    return 1;
+}
+
+static int read_file(pool *pl, cf_ingest *g, job *j)
+{
+    const prev_file *p = prev_find(pl->prev, j->e.component, j->e.path);
+    if (unchanged(p, &j->e, pl->run->repo)) {
+        j->e.chunks = cf_malloc((p->nchunks ? p->nchunks : 1) * sizeof(cf_id));
+        memcpy(j->e.chunks, p->chunks, p->nchunks * sizeof(cf_id));
+        j->e.nchunks = p->nchunks;
+        cf_progress_add(j->e.size, 0);
+        return 1;
+    }
+    int fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return cf_fail_errno("cannot read %s", j->abs);
+    cf_ingest_reset(g);
+    int rc = cf_ingest_fd(g, fd, j->abs);
+    struct stat st;
+    if (rc == 0 && fstat(fd, &st) == 0 &&
+        (st.st_mtim.tv_sec != j->e.mtime || st.st_mtim.tv_nsec != j->e.mtime_ns ||
+         (uint64_t)st.st_size != g->size))
+        cf_log(CF_LOG_WARN, "%s changed while it was read%s", j->e.path,
+               pl->online ? " (online mode: the copy may be inconsistent)" : "");
+    close(fd);
+    if (rc == 0)
+        rc = cf_ingest_finish(g);
+    if (rc != 0)
+        return -1;
+    j->e.size = g->size;
+    j->e.chunks = cf_ingest_take(g, &j->e.nchunks);
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    pool *pl = arg;
+    cf_ingest g;
+    cf_ingest_init(&g, pl->run->repo, pl->cdc);
+    pthread_mutex_lock(&pl->mu);
+    for (;;) {
+        /* Jobs before head are emitted and freed; never look at them. */
+        if (pl->next_work < pl->head)
+            pl->next_work = pl->head;
+        while (pl->next_work < pl->tail && !pl->ring[pl->next_work % RING]->needs_read)
+            pl->next_work++;
+        if (pl->next_work < pl->tail) {
+            job *j = pl->ring[pl->next_work % RING];
+            pl->next_work++;
+            pthread_mutex_unlock(&pl->mu);
+            int rc = pl->stop ? -1 : read_file(pl, &g, j);
+            if (rc < 0)
+                snprintf(j->err, sizeof j->err, "%s", pl->stop ? "cancelled" : cf_error());
+            pthread_mutex_lock(&pl->mu);
+            j->rc = rc < 0 ? -1 : 0;
+            if (rc == 1)
+                pl->reused_files++;
+            j->done = 1;
+            pthread_cond_broadcast(&pl->done);
+            continue;
+        }
+        if (pl->stop)
+            break;
+        pthread_cond_wait(&pl->work, &pl->mu);
+    }
+    pl->new_raw += g.new_raw;
+    pthread_mutex_unlock(&pl->mu);
+    cf_ingest_free(&g);
+    return NULL;
+}
+
+static void job_free(job *j)
+{
+    cf_entry_clear(&j->e);
+    free(j->abs);
+    free(j);
+}
+
+/* Emit finished jobs at the head of the ring, in order. Called with mu. */
+static int emit_ready(pool *pl, int wait_all)
+{
+    while (pl->head < pl->tail) {
+        job *j = pl->ring[pl->head % RING];
+        while (!j->done) {
+            if (!wait_all && pl->tail - pl->head < RING)
+                return 0;
+            pthread_cond_wait(&pl->done, &pl->mu);
+        }
+        pl->head++;
+        pthread_cond_broadcast(&pl->space);
+        int rc = 0;
+        if (j->rc != 0) {
+            cf_fail("%s", j->err);
+            rc = -1;
+        } else {
+            if (j->e.kind == CF_ENT_FILE) {
+                pl->files++;
+                pl->bytes += j->e.size;
+            } else if (j->e.kind == CF_ENT_DIR) {
+                pl->dirs++;
+            } else {
+                pl->links++;
+            }
+            cf_progress_add(0, 1);
+            rc = cf_manifest_add(pl->mw, &j->e);
+        }
+        job_free(j);
+        if (rc != 0) {
+            pl->failed = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int on_entry(void *ud, cf_entry *e, const char *abs)
+{
+    pool *pl = ud;
+    job *j = cf_calloc(1, sizeof *j);
+    j->e = *e;
+    memset(e, 0, sizeof *e);
+    if (j->e.kind == CF_ENT_FILE) {
+        j->abs = cf_strdup(abs);
+        j->needs_read = 1;
+    } else {
+        j->done = 1;
+    }
+    pthread_mutex_lock(&pl->mu);
+    int rc = 0;
+    if (pl->tail - pl->head >= RING)
+        rc = emit_ready(pl, 0);
+    while (rc == 0 && pl->tail - pl->head >= RING)
+        pthread_cond_wait(&pl->space, &pl->mu);
+    if (rc == 0) {
+        pl->ring[pl->tail % RING] = j;
+        pl->tail++;
+        pthread_cond_signal(&pl->work);
+        rc = emit_ready(pl, 0);
+    } else {
+        job_free(j);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    if (rc == 0 && cf_cancel_flag)
+        rc = cf_fail("cancelled");
+    return rc;
+}
+
+/* Paths a files component must not capture: files owned by database
+ * components, and paths declared by another files component that lie
+ * strictly inside one of this component's paths. */
+static void build_skip(const cf_policy *p, const cf_component *c, char **owned, size_t nowned,
+                       char ***skip, size_t *nskip)
+{
+    char **v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < nowned; i++) {
+        v = cf_realloc(v, (n + 1) * sizeof *v);
+        v[n++] = cf_strdup(owned[i]);
+    }
+    for (size_t k = 0; k < p->ncomponents; k++) {
+        const cf_component *o = &p->components[k];
+        if (o == c || o->type != CF_COMP_FILES)
+            continue;
+        for (size_t i = 0; i < o->paths.n; i++)
+            for (size_t m = 0; m < c->paths.n; m++) {
+                size_t l = strlen(c->paths.v[m]);
+                if (strncmp(o->paths.v[i], c->paths.v[m], l) == 0 && o->paths.v[i][l] == '/') {
+                    v = cf_realloc(v, (n + 1) * sizeof *v);
+                    v[n++] = cf_strdup(o->paths.v[i]);
+                }
+            }
+    }
+    *skip = v;
+    *nskip = n;
+}
+
+/* ---- database sink -------------------------------------------------- */
+
+typedef struct dbsink {
+    coffer_dump_sink sink;
+    cf_run *run;
+    const cf_cdc *cdc;
+    const cf_component *comp;
+    cf_mwriter *mw;
+    pthread_mutex_t mu;
+    json_t *meta;
+    uint64_t bytes, new_raw;
+    int streams;
+} dbsink;
+
+typedef struct dbstream {
+    dbsink *s;
+    cf_ingest g;
+    char *name;
+} dbstream;
+
+static coffer_status sink_open(coffer_dump_sink *sink, const char *name, void **stream)
+{
+    dbsink *s = sink->ctx;
+    if (!name || !*name || strchr(name, '\n'))
+        return COFFER_ERR_INVALID;
+    dbstream *d = cf_calloc(1, sizeof *d);
+    d->s = s;
+    d->name = cf_strdup(name);
+    cf_ingest_init(&d->g, s->run->repo, s->cdc);
+    *stream = d;
+    return COFFER_OK;
+}
+
+static coffer_status sink_write(void *stream, const void *buf, size_t len)
+{
+    dbstream *d = stream;
+    if (cf_ingest_write(&d->g, buf, len) != 0)
+        return cf_cancel_flag ? COFFER_ERR_CANCELLED : COFFER_ERR_FAILED;
+    return COFFER_OK;
+}
+
+static coffer_status sink_close(void *stream)
+{
+    dbstream *d = stream;
+    dbsink *s = d->s;
+    int rc = cf_ingest_finish(&d->g);
+    if (rc == 0) {
+        cf_entry e = {0};
+        e.kind = CF_ENT_STREAM;
+        e.component = cf_strdup(s->comp->name);
+        e.path = cf_strdup(d->name);
+        e.size = d->g.size;
+        e.chunks = cf_ingest_take(&d->g, &e.nchunks);
+        e.mtime = time(NULL);
+        pthread_mutex_lock(&s->mu);
+        rc = cf_manifest_add(s->mw, &e);
+        s->bytes += d->g.size;
+        s->new_raw += d->g.new_raw;
+        s->streams++;
+        pthread_mutex_unlock(&s->mu);
+        cf_entry_clear(&e);
+    }
+    cf_ingest_free(&d->g);
+    free(d->name);
+    free(d);
+    return rc == 0 ? COFFER_OK : COFFER_ERR_FAILED;
+}
+
+static coffer_status sink_meta(coffer_dump_sink *sink, const char *key, const char *value)
+{
+    dbsink *s = sink->ctx;
+    pthread_mutex_lock(&s->mu);
+    json_object_set_new(s->meta, key, json_string(value ? value : ""));
+    pthread_mutex_unlock(&s->mu);
+    return COFFER_OK;
+}
+
+static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwriter *mw,
+                         json_t *comp_json, uint64_t *bytes, uint64_t *new_raw)
+{
+    dbsink s = {0};
+    s.sink.struct_size = sizeof s.sink;
+    s.sink.ctx = &s;
+    s.sink.stream_open = sink_open;
+    s.sink.stream_write = sink_write;
+    s.sink.stream_close = sink_close;
+    s.sink.meta = sink_meta;
+    s.run = run;
+    s.cdc = cdc;
+    s.comp = db->comp;
+    s.mw = mw;
+    s.meta = json_object();
+    pthread_mutex_init(&s.mu, NULL);
+    char when[32];
+    cf_iso_time(time(NULL), when, sizeof when);
+    cf_log(CF_LOG_INFO, "component '%s': dumping %s database", db->comp->name, db->comp->driver);
+    coffer_status st = db->ops->dump(db->inst, &s.sink);
+    int rc = 0;
+    if (st != COFFER_OK) {
+        if (cf_cancel_flag && st == COFFER_ERR_CANCELLED)
+            rc = cf_fail("component '%s': cancelled", db->comp->name);
+        else
+            rc = cf_hctx_fail(db->hctx, st, "dump failed");
+    } else if (s.streams == 0) {
+        rc = cf_fail("component '%s' (%s): the driver produced no dump stream", db->comp->name,
+                     db->comp->driver);
+    }
+    if (rc == 0) {
+        cf_entry e = {0};
+        e.kind = CF_ENT_META;
+        e.component = cf_strdup(db->comp->name);
+        e.meta = json_incref(s.meta);
+        rc = cf_manifest_add(mw, &e);
+        cf_entry_clear(&e);
+        json_object_set(comp_json, "meta", s.meta);
+        json_object_set_new(comp_json, "snapshot_started", json_string(when));
+        json_object_set_new(comp_json, "bytes", json_integer((json_int_t)s.bytes));
+    }
+    *bytes += s.bytes;
+    *new_raw += s.new_raw;
+    json_decref(s.meta);
+    pthread_mutex_destroy(&s.mu);
+    return rc;
+}
+
+/* ---- the backup ----------------------------------------------------- */
+
+static int check_required(const cf_policy *p)
+{
+    for (size_t i = 0; i < p->ncomponents; i++) {
+        const cf_component *c = &p->components[i];
+        for (size_t k = 0; k < c->required.n; k++) {
+            char *abs = cf_asprintf("%s/%s", p->root, c->required.v[k]);
+            struct stat st;
+            int r = stat(abs, &st);
+            if (r != 0) {
+                cf_fail_errno("component '%s': required path %s is missing", c->name, abs);
+                free(abs);
+                return -1;
+            }
+            free(abs);
+        }
+    }
+    return 0;
+}
+
+static int run_stop(cf_run *run)
+{
+    cf_policy *p = run->policy;
+    cf_log(CF_LOG_INFO, "maintenance: running stop command");
+    int st = cf_run_command("stop command", p->stop_cmd, p->root, p->command_timeout, NULL);
+    if (st < 0)
+        return -1;
+    if (st != 0)
+        return cf_fail("stop command `%s` failed with exit status %d; nothing was captured",
+                       p->stop_cmd, st);
+    return 0;
+}
+
+static int run_start(cf_run *run)
+{
+    cf_policy *p = run->policy;
+    cf_log(CF_LOG_INFO, "maintenance: running start command");
+    int st = cf_run_command("start command", p->start_cmd, p->root, p->command_timeout, NULL);
+    if (st < 0)
+        return -1;
+    if (st != 0)
+        return cf_fail("start command `%s` failed with exit status %d: the application may be down",
+                       p->start_cmd, st);
+    return 0;
+}
+
+int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
+{
+    cf_policy *p = run->policy;
+    cf_cdc cdc;
+    if (cf_cdc_init(&cdc, cf_repo_cdc(run->repo)) != 0)
+        return -1;
+    char set_id[64], started[32];
+    cf_new_set_id(set_id, sizeof set_id);
+    time_t t_start = time(NULL);
+    cf_iso_time(t_start, started, sizeof started);
+    double t0 = cf_now();
+
+    /* Everything that can fail without touching the application first. */
+    if (check_required(p) != 0)
+        return -1;
+    size_t ndb = 0;
+    cf_dbinst *dbs = cf_calloc(p->ncomponents, sizeof *dbs);
+    char **owned = NULL;
+    size_t nowned = 0;
+    int rc = 0;
+    for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
+        const cf_component *c = &p->components[i];
+        if (c->type == CF_COMP_OBJECT_STORE) {
+            rc = cf_fail("%s: component '%s': object_store components are not supported by this "
+                         "build yet", p->file, c->name);
+            break;
+        }
+        if (c->type != CF_COMP_DATABASE)
+            continue;
+        cf_dbinst *d = &dbs[ndb];
+        if (cf_dbinst_open(c, p->root, d) != 0) {
+            rc = -1;
+            break;
+        }
+        ndb++;
+        if (d->ops->probe) {
+            coffer_db_info info = {.struct_size = sizeof info};
+            coffer_status st = d->ops->probe(d->inst, &info);
+            if (st != COFFER_OK) {
+                rc = cf_hctx_fail(d->hctx, st, "probe failed");
+                break;
+            }
+            cf_log(CF_LOG_DEBUG, "component '%s': %s %s", c->name, c->driver, info.server_version);
+        }
+        if (d->ops->owned_paths) {
+            const char *paths[16];
+            size_t n = d->ops->owned_paths(d->inst, paths, 16);
+            for (size_t k = 0; k < n && k < 16; k++) {
+                owned = cf_realloc(owned, (nowned + 1) * sizeof *owned);
+                owned[nowned++] = cf_strdup(paths[k]);
+            }
+        }
+    }
+
+    prev_map prev = {0};
+    cf_mwriter *mw = NULL;
+    json_t *comps = json_array();
+    uint64_t db_bytes = 0, db_new = 0;
+    pool pl = {0};
+    int stopped = 0;
+    if (rc == 0) {
+        prev_load(run, &prev);
+        rc = cf_manifest_begin(&mw);
+    }
+    if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {
+        rc = run_stop(run);
+        stopped = 1; /* start runs even when stop failed */
+    }
+    if (rc == 0 && cf_cancel_flag)
+        rc = cf_fail("cancelled");
+
+    cf_progress_start("backup", 0, run->no_progress);
+    /* Databases first: in online mode the files are captured after the
+     * database snapshot, and the set says so. */
+    for (size_t i = 0; i < ndb && rc == 0; i++) {
+        json_t *cj = json_pack("{s:s,s:s,s:s}", "name", dbs[i].comp->name, "type", "database",
+                               "driver", dbs[i].comp->driver);
+        rc = dump_database(run, &cdc, &dbs[i], mw, cj, &db_bytes, &db_new);
+        json_array_append_new(comps, cj);
+    }
+
+    if (rc == 0) {
+        pl.run = run;
+        pl.cdc = &cdc;
+        pl.prev = &prev;
+        pl.mw = mw;
+        pl.online = p->mode == CF_MODE_ONLINE;
+        pthread_mutex_init(&pl.mu, NULL);
+        pthread_cond_init(&pl.work, NULL);
+        pthread_cond_init(&pl.done, NULL);
+        pthread_cond_init(&pl.space, NULL);
+        pl.nthreads = cf_worker_count();
+        pl.threads = cf_calloc((size_t)pl.nthreads, sizeof(pthread_t));
+        for (int i = 0; i < pl.nthreads; i++)
+            pthread_create(&pl.threads[i], NULL, worker, &pl);
+        for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
+            const cf_component *c = &p->components[i];
+            if (c->type != CF_COMP_FILES)
+                continue;
+            uint64_t f0 = pl.files, b0 = pl.bytes;
+            char **skip;
+            size_t nskip;
+            build_skip(p, c, owned, nowned, &skip, &nskip);
+            cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
+                               .cb = on_entry, .ud = &pl};
+            rc = cf_walk_component(&wo);
+            if (rc == 0) {
+                pthread_mutex_lock(&pl.mu);
+                rc = emit_ready(&pl, 1);
+                pthread_mutex_unlock(&pl.mu);
+            }
+            cf_strv_free(skip, nskip);
+            json_t *cj = json_pack("{s:s,s:s}", "name", c->name, "type", "files");
+            json_t *pa = json_array();
+            for (size_t k = 0; k < c->paths.n; k++)
+                json_array_append_new(pa, json_string(c->paths.v[k]));
+            json_object_set_new(cj, "paths", pa);
+            json_object_set_new(cj, "files", json_integer((json_int_t)(pl.files - f0)));
+            json_object_set_new(cj, "bytes", json_integer((json_int_t)(pl.bytes - b0)));
+            json_array_append_new(comps, cj);
+        }
+        pthread_mutex_lock(&pl.mu);
+        pl.stop = 1;
+        pthread_cond_broadcast(&pl.work);
+        pthread_mutex_unlock(&pl.mu);
+        for (int i = 0; i < pl.nthreads; i++)
+            pthread_join(pl.threads[i], NULL);
+        /* After a failure: drop what is left (workers have stopped). */
+        while (pl.head < pl.tail)
+            job_free(pl.ring[pl.head++ % RING]);
+        free(pl.threads);
+        pthread_mutex_destroy(&pl.mu);
+        pthread_cond_destroy(&pl.work);
+        pthread_cond_destroy(&pl.done);
+        pthread_cond_destroy(&pl.space);
+    }
+    cf_progress_stop();
+    if (rc == 0 && cf_cancel_flag)
+        rc = cf_fail("cancelled");
+
+    /* The application comes back as soon as the capture is over. */
+    int start_rc = 0;
+    char start_err[1024] = "";
+    if (stopped) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        start_rc = run_start(run);
+        if (start_rc != 0)
+            snprintf(start_err, sizeof start_err, "%s", cf_error());
+        cf_fail("%s", saved);
+    }
+
+    if (rc == 0)
+        rc = cf_repo_flush(run->repo);
+    json_t *header = NULL;
+    if (rc == 0) {
+        char host[256] = "unknown", finished[32];
+        gethostname(host, sizeof host - 1);
+        cf_iso_time(time(NULL), finished, sizeof finished);
+        cf_repo_stats rs;
+        cf_repo_get_stats(run->repo, &rs);
+        header = json_object();
+        json_object_set_new(header, "id", json_string(set_id));
+        json_object_set_new(header, "policy", json_string(p->name));
+        json_object_set_new(header, "host", json_string(host));
+        json_object_set_new(header, "time", json_string(started));
+        json_object_set_new(header, "started", json_string(started));
+        json_object_set_new(header, "finished", json_string(finished));
+        json_object_set_new(header, "mode",
+                            json_string(p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online"));
+        json_object_set_new(header, "root", json_string(p->root));
+        json_object_set_new(header, "coffer_version", json_string(COFFER_VERSION));
+        json_object_set(header, "components", comps);
+        if (p->mode == CF_MODE_ONLINE && ndb)
+            json_object_set_new(header, "note",
+                                json_string("online: files were captured after the database "
+                                            "snapshot was taken"));
+        json_t *tot = json_object();
+        json_object_set_new(tot, "files", json_integer((json_int_t)pl.files));
+        json_object_set_new(tot, "dirs", json_integer((json_int_t)pl.dirs));
+        json_object_set_new(tot, "links", json_integer((json_int_t)pl.links));
+        json_object_set_new(tot, "bytes", json_integer((json_int_t)(pl.bytes + db_bytes)));
+        json_object_set_new(tot, "new_bytes", json_integer((json_int_t)rs.bytes_new_raw));
+        json_object_set_new(tot, "stored_bytes", json_integer((json_int_t)rs.bytes_new_stored));
+        json_object_set_new(tot, "unchanged_files", json_integer((json_int_t)pl.reused_files));
+        json_object_set_new(header, "totals", tot);
+        rc = cf_manifest_commit(mw, run->repo, set_id, header);
+    }
+    if (rc != 0)
+        cf_repo_abort(run->repo);
+
+    if (rc == 0) {
+        json_t *tot = json_object_get(header, "totals");
+        *summary = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:f}", "set", set_id, "policy", p->name,
+                             "files", json_object_get(tot, "files"), "bytes",
+                             json_object_get(tot, "bytes"), "new_bytes",
+                             json_object_get(tot, "new_bytes"), "stored_bytes",
+                             json_object_get(tot, "stored_bytes"), "unchanged_files",
+                             json_object_get(tot, "unchanged_files"), "duration", cf_now() - t0);
+        *set_id_out = cf_strdup(set_id);
+    }
+    if (header)
+        json_decref(header);
+    json_decref(comps);
+    cf_manifest_free(mw);
+    prev_free(&prev);
+    for (size_t i = 0; i < ndb; i++)
+        cf_dbinst_close(&dbs[i]);
+    free(dbs);
+    cf_strv_free(owned, nowned);
+    if (rc == 0 && start_rc != 0) {
+        cf_fail("set %s was written, but %s", set_id, start_err);
+        json_decref(*summary);
+        *summary = NULL;
+        return -1;
+    }
+    if (rc != 0 && start_rc != 0)
+        cf_log(CF_LOG_ERROR, "%s", start_err);
+    return rc;
+}

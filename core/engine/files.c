@@ -1,0 +1,414 @@
+#include "engine/files.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin/host.h"
+#include "util/util.h"
+
+int cf_path_safe(const char *rel)
+{
+    if (!rel || !*rel || rel[0] == '/')
+        return -1;
+    const char *p = rel;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 0 || (n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.'))
+            return -1;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return 0;
+}
+
+int cf_exclude_match(const cf_strlist *pats, const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    for (size_t i = 0; pats && i < pats->n; i++) {
+        const char *pat = pats->v[i];
+        if (strncmp(pat, "./", 2) == 0)
+            pat += 2;
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", pat);
+        size_t l = strlen(buf);
+        while (l > 1 && buf[l - 1] == '/')
+            buf[--l] = 0;
+        if (!strchr(buf, '/')) {
+            if (fnmatch(buf, base, 0) == 0)
+                return 1;
+            continue;
+        }
+        if (strstr(buf, "**")) {
+            /* "**" crosses directories: match without FNM_PATHNAME. */
+            char g[4096];
+            size_t o = 0;
+            for (size_t k = 0; buf[k] && o < sizeof g - 1; k++) {
+                if (buf[k] == '*' && buf[k + 1] == '*')
+                    k++;
+                g[o++] = buf[k];
+            }
+            g[o] = 0;
+            if (fnmatch(g, rel, 0) == 0)
+                return 1;
+        } else if (fnmatch(buf, rel, FNM_PATHNAME) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct hl_ent {
+    uint64_t dev, ino;
+    char *path;
+} hl_ent;
+
+typedef struct walker {
+    const cf_walk_opts *o;
+    struct archive *disk;
+    hl_ent *hl;
+    size_t nhl, caphl;
+} walker;
+
+static const char *find_hardlink(walker *w, uint64_t dev, uint64_t ino)
+{
+    for (size_t i = 0; i < w->nhl; i++)
+        if (w->hl[i].dev == dev && w->hl[i].ino == ino)
+            return w->hl[i].path;
+    return NULL;
+}
+
+static void add_hardlink(walker *w, uint64_t dev, uint64_t ino, const char *path)
+{
+    if (w->nhl == w->caphl) {
+        w->caphl = w->caphl ? 2 * w->caphl : 64;
+        w->hl = cf_realloc(w->hl, w->caphl * sizeof *w->hl);
+    }
+    w->hl[w->nhl++] = (hl_ent){dev, ino, cf_strdup(path)};
+}
+
+static int skipped(walker *w, const char *rel)
+{
+    for (size_t i = 0; i < w->o->nskip; i++)
+        if (strcmp(w->o->skip[i], rel) == 0)
+            return 1;
+    return cf_exclude_match(&w->o->comp->exclude, rel);
+}
+
+/* Fill metadata of one entry from lstat and libarchive (names, xattrs). */
+static int fill_entry(walker *w, const char *abs, const char *rel, const struct stat *st, cf_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    e->component = cf_strdup(w->o->comp->name);
+    e->path = cf_strdup(rel);
+    e->mode = st->st_mode & 07777;
+    e->uid = st->st_uid;
+    e->gid = st->st_gid;
+    e->mtime = st->st_mtim.tv_sec;
+    e->mtime_ns = st->st_mtim.tv_nsec;
+    e->ctime = st->st_ctim.tv_sec;
+    e->ctime_ns = st->st_ctim.tv_nsec;
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->nlink = st->st_nlink;
+
+    struct archive_entry *ae = archive_entry_new();
+    archive_entry_copy_sourcepath(ae, abs);
+    if (archive_read_disk_entry_from_file(w->disk, ae, -1, st) != ARCHIVE_OK) {
+        /* Metadata beyond stat (xattrs) could not be read: keep stat's. */
+        cf_log(CF_LOG_WARN, "%s: %s", rel, archive_error_string(w->disk));
+    }
+    if (archive_entry_uname(ae))
+        e->user = cf_strdup(archive_entry_uname(ae));
+    if (archive_entry_gname(ae))
+        e->group = cf_strdup(archive_entry_gname(ae));
+    size_t nx = (size_t)archive_entry_xattr_reset(ae);
+    if (nx) {
+        const char *name;
+        const void *val;
+        size_t len;
+        e->xattrs = cf_calloc(nx, sizeof(cf_xattr));
+        while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
+            cf_xattr *x = &e->xattrs[e->nxattrs++];
+            x->name = cf_strdup(name);
+            x->value = cf_malloc(len + 1);
+            memcpy(x->value, val, len);
+            x->len = len;
+        }
+    }
+    if (S_ISLNK(st->st_mode)) {
+        const char *t = archive_entry_symlink(ae);
+        e->kind = CF_ENT_SYMLINK;
+        if (t) {
+            e->target = cf_strdup(t);
+        } else {
+            char buf[4096];
+            ssize_t n = readlink(abs, buf, sizeof buf - 1);
+            if (n < 0) {
+                archive_entry_free(ae);
+                return cf_fail_errno("%s: cannot read symbolic link", rel);
+            }
+            buf[n] = 0;
+            e->target = cf_strdup(buf);
+        }
+    } else if (S_ISDIR(st->st_mode)) {
+        e->kind = CF_ENT_DIR;
+    } else {
+        e->kind = CF_ENT_FILE;
+        e->size = (uint64_t)st->st_size;
+    }
+    archive_entry_free(ae);
+    return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk(walker *w, const char *abs, const char *rel, int top)
+{
+    if (cf_cancel_flag)
+        return cf_fail("cancelled");
+    struct stat st;
+    if (lstat(abs, &st) != 0) {
+        if (errno == ENOENT && !top) {
+            cf_log(CF_LOG_WARN, "%s: vanished during the backup", rel);
+            return 0;
+        }
+        return cf_fail_errno("%s", rel);
+    }
+    if (!(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))) {
+        cf_log(CF_LOG_WARN, "%s: special file (fifo, socket or device) skipped", rel);
+        return 0;
+    }
+    cf_entry e;
+    if (fill_entry(w, abs, rel, &st, &e) != 0)
+        return -1;
+    if (e.kind == CF_ENT_FILE && st.st_nlink > 1) {
+        const char *first = find_hardlink(w, st.st_dev, st.st_ino);
+        if (first) {
+            e.kind = CF_ENT_HARDLINK;
+            e.target = cf_strdup(first);
+            e.size = 0;
+        } else {
+            add_hardlink(w, st.st_dev, st.st_ino, rel);
+        }
+    }
+    int is_dir = e.kind == CF_ENT_DIR;
+    int rc = w->o->cb(w->o->ud, &e, abs);
+    cf_entry_clear(&e);
+    if (rc != 0 || !is_dir)
+        return rc;
+
+    DIR *d = opendir(abs);
+    if (!d)
+        return cf_fail_errno("%s: cannot open directory", rel);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            names = cf_realloc(names, cap * sizeof *names);
+        }
+        names[n++] = cf_strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_name);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *crel = cf_asprintf("%s/%s", rel, names[i]);
+        if (!skipped(w, crel)) {
+            char *cabs = cf_asprintf("%s/%s", abs, names[i]);
+            rc = walk(w, cabs, crel, 0);
+            free(cabs);
+        }
+        free(crel);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+int cf_walk_component(const cf_walk_opts *o)
+{
+    walker w = {.o = o};
+    w.disk = archive_read_disk_new();
+    archive_read_disk_set_standard_lookup(w.disk);
+    archive_read_disk_set_symlink_physical(w.disk);
+    int rc = 0;
+    for (size_t i = 0; i < o->comp->paths.n && rc == 0; i++) {
+        const char *rel = o->comp->paths.v[i];
+        char *abs = cf_asprintf("%s/%s", o->root, rel);
+        struct stat st;
+        if (lstat(abs, &st) != 0 && errno == ENOENT) {
+            int required = 0;
+            for (size_t k = 0; k < o->comp->required.n; k++)
+                if (strcmp(o->comp->required.v[k], rel) == 0)
+                    required = 1;
+            if (required)
+                rc = cf_fail("component '%s': required path %s is missing", o->comp->name, abs);
+            else
+                cf_log(CF_LOG_WARN, "component '%s': %s does not exist, nothing captured there",
+                       o->comp->name, abs);
+        } else if (!skipped(&w, rel)) {
+            rc = walk(&w, abs, rel, 1);
+        }
+        free(abs);
+    }
+    for (size_t i = 0; i < w.nhl; i++)
+        free(w.hl[i].path);
+    free(w.hl);
+    archive_read_free(w.disk);
+    return rc;
+}
+
+/* ---- extraction ------------------------------------------------------ */
+
+struct cf_extract {
+    struct archive *a;
+    int open_file;
+    const char *path;
+};
+
+cf_extract *cf_extract_new(void)
+{
+    cf_extract *x = cf_calloc(1, sizeof *x);
+    x->a = archive_write_disk_new();
+    int flags = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_PERM |
+                ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR;
+    if (geteuid() == 0)
+        flags |= ARCHIVE_EXTRACT_OWNER;
+    archive_write_disk_set_options(x->a, flags);
+    archive_write_disk_set_standard_lookup(x->a);
+    return x;
+}
+
+static struct archive_entry *to_archive(const cf_entry *e)
+{
+    struct archive_entry *ae = archive_entry_new();
+    archive_entry_copy_pathname(ae, e->path);
+    archive_entry_set_perm(ae, e->mode);
+    archive_entry_set_uid(ae, e->uid);
+    archive_entry_set_gid(ae, e->gid);
+    if (e->user)
+        archive_entry_copy_uname(ae, e->user);
+    if (e->group)
+        archive_entry_copy_gname(ae, e->group);
+    archive_entry_set_mtime(ae, e->mtime, e->mtime_ns);
+    switch (e->kind) {
+    case CF_ENT_DIR: archive_entry_set_filetype(ae, AE_IFDIR); break;
+    case CF_ENT_SYMLINK:
+        archive_entry_set_filetype(ae, AE_IFLNK);
+        archive_entry_copy_symlink(ae, e->target);
+        break;
+    case CF_ENT_HARDLINK:
+        archive_entry_set_filetype(ae, AE_IFREG);
+        archive_entry_copy_hardlink(ae, e->target);
+        archive_entry_set_size(ae, 0);
+        break;
+    default:
+        archive_entry_set_filetype(ae, AE_IFREG);
+        archive_entry_set_size(ae, (la_int64_t)e->size);
+        break;
+    }
+    for (size_t i = 0; i < e->nxattrs; i++)
+        archive_entry_xattr_add_entry(ae, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].len);
+    return ae;
+}
+
+static int check_paths(const cf_entry *e)
+{
+    if (cf_path_safe(e->path) != 0)
+        return cf_fail("%s: refused: path escapes the restore target", e->path);
+    if (e->kind == CF_ENT_HARDLINK && cf_path_safe(e->target) != 0)
+        return cf_fail("%s: refused: hard link target %s escapes the restore target", e->path,
+                       e->target);
+    return 0;
+}
+
+int cf_extract_entry(cf_extract *x, const cf_entry *e)
+{
+    if (check_paths(e) != 0)
+        return -1;
+    struct archive_entry *ae = to_archive(e);
+    int r = archive_write_header(x->a, ae);
+    archive_entry_free(ae);
+    if (r < ARCHIVE_WARN)
+        return cf_fail("%s: %s", e->path, archive_error_string(x->a));
+    if (r == ARCHIVE_WARN)
+        cf_log(CF_LOG_WARN, "%s: %s", e->path, archive_error_string(x->a));
+    r = archive_write_finish_entry(x->a);
+    if (r < ARCHIVE_WARN)
+        return cf_fail("%s: %s", e->path, archive_error_string(x->a));
+    return 0;
+}
+
+int cf_extract_file_begin(cf_extract *x, const cf_entry *e)
+{
+    if (check_paths(e) != 0)
+        return -1;
+    struct archive_entry *ae = to_archive(e);
+    int r = archive_write_header(x->a, ae);
+    archive_entry_free(ae);
+    if (r < ARCHIVE_WARN)
+        return cf_fail("%s: %s", e->path, archive_error_string(x->a));
+    if (r == ARCHIVE_WARN)
+        cf_log(CF_LOG_WARN, "%s: %s", e->path, archive_error_string(x->a));
+    x->open_file = 1;
+    x->path = e->path;
+    return 0;
+}
+
+int cf_extract_file_data(cf_extract *x, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        la_ssize_t n = archive_write_data(x->a, p, len);
+        if (n < 0)
+            return cf_fail("%s: %s", x->path, archive_error_string(x->a));
+        if (n == 0)
+            return cf_fail("%s: write made no progress", x->path);
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int cf_extract_file_end(cf_extract *x)
+{
+    x->open_file = 0;
+    int r = archive_write_finish_entry(x->a);
+    if (r < ARCHIVE_WARN)
+        return cf_fail("%s: %s", x->path, archive_error_string(x->a));
+    if (r == ARCHIVE_WARN)
+        cf_log(CF_LOG_WARN, "%s: %s", x->path, archive_error_string(x->a));
+    return 0;
+}
+
+int cf_extract_close(cf_extract *x)
+{
+    if (!x)
+        return 0;
+    int rc = 0;
+    if (archive_write_close(x->a) != ARCHIVE_OK)
+        rc = cf_fail("finishing restore: %s", archive_error_string(x->a));
+    archive_write_free(x->a);
+    free(x);
+    return rc;
+}

@@ -1,0 +1,831 @@
+/*
+ * Restore: one set, components in the policy's declared order (config
+ * files, databases, data directories), each written into a private
+ * staging directory inside its destination, then moved into place
+ * together. A failure removes the staging areas: the destination never
+ * holds a half-written restore that looks complete. Afterwards database
+ * checks and the policy's validate commands run and are reported.
+ */
+#include "engine/restore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/backup.h"
+#include "engine/files.h"
+#include "engine/progress.h"
+#include "plugin/host.h"
+#include "util/util.h"
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+void cf_rmtree(const char *path)
+{
+    nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return cf_fail_errno("cannot create %s", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, mode) != 0 && errno != EEXIST)
+        return cf_fail_errno("cannot create %s", buf);
+    return 0;
+}
+
+/* ---- database source ------------------------------------------------ */
+
+typedef struct src_stream {
+    char *name;
+    uint64_t size;
+    cf_id *chunks;
+    size_t nchunks;
+} src_stream;
+
+struct cf_dbsource {
+    coffer_dump_source api;
+    cf_repo *repo;
+    src_stream *streams;
+    size_t n;
+    json_t *meta;
+    const char **keys;
+};
+
+typedef struct src_reader {
+    cf_dbsource *s;
+    src_stream *st;
+    size_t next_chunk;
+    cf_buf buf;
+    size_t pos;
+} src_reader;
+
+static size_t s_count(coffer_dump_source *a)
+{
+    return ((cf_dbsource *)a->ctx)->n;
+}
+
+static const char *s_name(coffer_dump_source *a, size_t i)
+{
+    cf_dbsource *s = a->ctx;
+    return i < s->n ? s->streams[i].name : NULL;
+}
+
+static uint64_t s_size(coffer_dump_source *a, size_t i)
+{
+    cf_dbsource *s = a->ctx;
+    return i < s->n ? s->streams[i].size : 0;
+}
+
+static coffer_status s_open(coffer_dump_source *a, const char *name, void **stream)
+{
+    cf_dbsource *s = a->ctx;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->streams[i].name, name) == 0) {
+            src_reader *r = cf_calloc(1, sizeof *r);
+            r->s = s;
+            r->st = &s->streams[i];
+            *stream = r;
+            return COFFER_OK;
+        }
+    return COFFER_ERR_NOT_FOUND;
+}
+
+static coffer_status s_read(void *stream, void *buf, size_t len, size_t *got)
+{
+    src_reader *r = stream;
+    *got = 0;
+    while (r->pos == r->buf.len) {
+        if (r->next_chunk == r->st->nchunks)
+            return COFFER_OK;
+        if (cf_cancel_flag)
+            return COFFER_ERR_CANCELLED;
+        if (cf_repo_get_chunk(r->s->repo, &r->st->chunks[r->next_chunk], &r->buf) != 0) {
+            cf_log(CF_LOG_ERROR, "stream %s: %s", r->st->name, cf_error());
+            return COFFER_ERR_CORRUPT;
+        }
+        r->next_chunk++;
+        r->pos = 0;
+    }
+    size_t n = r->buf.len - r->pos;
+    if (n > len)
+        n = len;
+    memcpy(buf, r->buf.data + r->pos, n);
+    r->pos += n;
+    *got = n;
+    cf_progress_add(n, 0);
+    return COFFER_OK;
+}
+
+static void s_close(void *stream)
+{
+    src_reader *r = stream;
+    cf_buf_free(&r->buf);
+    free(r);
+}
+
+static const char *s_meta_get(coffer_dump_source *a, const char *key)
+{
+    cf_dbsource *s = a->ctx;
+    return json_string_value(json_object_get(s->meta, key));
+}
+
+static size_t s_meta_count(coffer_dump_source *a)
+{
+    return json_object_size(((cf_dbsource *)a->ctx)->meta);
+}
+
+static const char *s_meta_key(coffer_dump_source *a, size_t i)
+{
+    cf_dbsource *s = a->ctx;
+    return i < json_object_size(s->meta) ? s->keys[i] : NULL;
+}
+
+int cf_dbsource_load(cf_repo *repo, const char *set_id, const char *component, cf_dbsource **out)
+{
+    cf_mreader *m;
+    json_t *h;
+    if (cf_manifest_open(repo, set_id, &m, &h) != 0)
+        return -1;
+    json_decref(h);
+    cf_dbsource *s = cf_calloc(1, sizeof *s);
+    s->repo = repo;
+    s->meta = json_object();
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        if (strcmp(e.component, component) == 0) {
+            if (e.kind == CF_ENT_STREAM) {
+                s->streams = cf_realloc(s->streams, (s->n + 1) * sizeof *s->streams);
+                src_stream *st = &s->streams[s->n++];
+                st->name = e.path;
+                st->size = e.size;
+                st->chunks = e.chunks;
+                st->nchunks = e.nchunks;
+                e.path = NULL;
+                e.chunks = NULL;
+            } else if (e.kind == CF_ENT_META && e.meta) {
+                json_object_update(s->meta, e.meta);
+            }
+        }
+        cf_entry_clear(&e);
+    }
+    cf_manifest_close(m);
+    if (rc < 0) {
+        cf_dbsource_free(s);
+        return -1;
+    }
+    if (s->n == 0) {
+        cf_dbsource_free(s);
+        return cf_fail("set %s: component '%s' has no database dump", set_id, component);
+    }
+    size_t nk = json_object_size(s->meta), i = 0;
+    s->keys = cf_calloc(nk + 1, sizeof(char *));
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->meta, k, v)
+    {
+        (void)v;
+        s->keys[i++] = k;
+    }
+    s->api = (coffer_dump_source){
+        .struct_size = sizeof(coffer_dump_source),
+        .ctx = s,
+        .stream_count = s_count,
+        .stream_name = s_name,
+        .stream_size = s_size,
+        .stream_open = s_open,
+        .stream_read = s_read,
+        .stream_close = s_close,
+        .meta_get = s_meta_get,
+        .meta_count = s_meta_count,
+        .meta_key = s_meta_key,
+    };
+    *out = s;
+    return 0;
+}
+
+coffer_dump_source *cf_dbsource_api(cf_dbsource *s)
+{
+    return &s->api;
+}
+
+void cf_dbsource_free(cf_dbsource *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->streams[i].name);
+        free(s->streams[i].chunks);
+    }
+    free(s->streams);
+    free(s->keys);
+    json_decref(s->meta);
+    free(s);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+#define QCAP 256
+
+typedef struct rjob {
+    cf_entry e;
+} rjob;
+
+typedef struct rpool {
+    cf_repo *repo;
+    rjob *q[QCAP];
+    size_t head, tail;
+    int closing, failed;
+    char err[2048];
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+} rpool;
+
+static int write_file(cf_repo *repo, cf_extract *x, const cf_entry *e, cf_buf *buf)
+{
+    if (cf_extract_file_begin(x, e) != 0)
+        return -1;
+    uint64_t total = 0;
+    for (size_t i = 0; i < e->nchunks; i++) {
+        if (cf_cancel_flag)
+            return cf_fail("cancelled");
+        if (cf_repo_get_chunk(repo, &e->chunks[i], buf) != 0) {
+            cf_error_prefix("%s", e->path);
+            return -1;
+        }
+        if (cf_extract_file_data(x, buf->data, buf->len) != 0)
+            return -1;
+        total += buf->len;
+        cf_progress_add(buf->len, 0);
+    }
+    if (total != e->size)
+        return cf_fail("%s: restored %llu bytes, the set recorded %llu", e->path,
+                       (unsigned long long)total, (unsigned long long)e->size);
+    cf_progress_add(0, 1);
+    return cf_extract_file_end(x);
+}
+
+static void *rworker(void *arg)
+{
+    rpool *p = arg;
+    cf_extract *x = cf_extract_new();
+    cf_buf buf = {0};
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->head == p->tail && !p->closing)
+            pthread_cond_wait(&p->nonempty, &p->mu);
+        if (p->head == p->tail)
+            break;
+        rjob *j = p->q[p->head++ % QCAP];
+        pthread_cond_signal(&p->nonfull);
+        int skip = p->failed;
+        pthread_mutex_unlock(&p->mu);
+        int rc = skip ? 0 : write_file(p->repo, x, &j->e, &buf);
+        cf_entry_clear(&j->e);
+        free(j);
+        pthread_mutex_lock(&p->mu);
+        if (rc != 0 && !p->failed) {
+            p->failed = 1;
+            snprintf(p->err, sizeof p->err, "%s", cf_error());
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (cf_extract_close(x) != 0) {
+        pthread_mutex_lock(&p->mu);
+        if (!p->failed) {
+            p->failed = 1;
+            snprintf(p->err, sizeof p->err, "%s", cf_error());
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    cf_buf_free(&buf);
+    return NULL;
+}
+
+/* Write every entry of a files component below the current directory. */
+static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
+{
+    cf_mreader *m;
+    json_t *h;
+    if (cf_manifest_open(repo, set_id, &m, &h) != 0)
+        return -1;
+    json_decref(h);
+    rpool p = {.repo = repo};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.nonempty, NULL);
+    pthread_cond_init(&p.nonfull, NULL);
+    int nt = cf_worker_count();
+    pthread_t *th = cf_calloc((size_t)nt, sizeof *th);
+    for (int i = 0; i < nt; i++)
+        pthread_create(&th[i], NULL, rworker, &p);
+    cf_extract *x = cf_extract_new();
+    cf_entry *links = NULL;
+    size_t nlinks = 0;
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        if (strcmp(e.component, comp) != 0 || e.kind == CF_ENT_META || e.kind == CF_ENT_OTHER ||
+            e.kind == CF_ENT_STREAM) {
+            cf_entry_clear(&e);
+            continue;
+        }
+        if (cf_path_safe(e.path) != 0) {
+            rc = cf_fail("set %s: entry %s refused: the path escapes the restore target", set_id,
+                         e.path);
+            cf_entry_clear(&e);
+            break;
+        }
+        if (e.kind == CF_ENT_HARDLINK) {
+            links = cf_realloc(links, (nlinks + 1) * sizeof *links);
+            links[nlinks++] = e;
+            continue;
+        }
+        if (e.kind != CF_ENT_FILE) {
+            rc = cf_extract_entry(x, &e);
+            cf_entry_clear(&e);
+            if (rc != 0)
+                break;
+            cf_progress_add(0, 1);
+            continue;
+        }
+        rjob *j = cf_calloc(1, sizeof *j);
+        j->e = e;
+        pthread_mutex_lock(&p.mu);
+        while (p.tail - p.head >= QCAP && !p.failed)
+            pthread_cond_wait(&p.nonfull, &p.mu);
+        int failed = p.failed;
+        if (!failed) {
+            p.q[p.tail++ % QCAP] = j;
+            pthread_cond_signal(&p.nonempty);
+        }
+        pthread_mutex_unlock(&p.mu);
+        if (failed) {
+            cf_entry_clear(&j->e);
+            free(j);
+            break;
+        }
+        if (cf_cancel_flag) {
+            rc = cf_fail("cancelled");
+            break;
+        }
+    }
+    if (rc > 0)
+        rc = 0;
+    char saved[2048];
+    snprintf(saved, sizeof saved, "%s", cf_error());
+    pthread_mutex_lock(&p.mu);
+    p.closing = 1;
+    if (rc != 0)
+        p.failed = 1;
+    pthread_cond_broadcast(&p.nonempty);
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    if (rc != 0)
+        cf_fail("%s", saved);
+    else if (p.failed)
+        rc = cf_fail("%s", p.err);
+    for (size_t i = 0; i < nlinks; i++) {
+        if (rc == 0)
+            rc = cf_extract_entry(x, &links[i]);
+        cf_entry_clear(&links[i]);
+    }
+    free(links);
+    if (cf_extract_close(x) != 0 && rc == 0)
+        rc = -1;
+    cf_manifest_close(m);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.nonempty);
+    pthread_cond_destroy(&p.nonfull);
+    return rc;
+}
+
+/* ---- orchestration ---------------------------------------------------- */
+
+typedef struct dest {
+    char *root;    /* absolute destination root */
+    char *staging; /* root/.coffer-restore-<set> */
+    char **units;  /* relative paths moved into place */
+    size_t nunits;
+} dest;
+
+typedef struct rstate {
+    dest *d;
+    size_t nd;
+} rstate;
+
+static dest *dest_get(rstate *s, const char *root, const char *set_id)
+{
+    for (size_t i = 0; i < s->nd; i++)
+        if (strcmp(s->d[i].root, root) == 0)
+            return &s->d[i];
+    s->d = cf_realloc(s->d, (s->nd + 1) * sizeof *s->d);
+    dest *d = &s->d[s->nd++];
+    memset(d, 0, sizeof *d);
+    d->root = cf_strdup(root);
+    d->staging = cf_asprintf("%s/.coffer-restore-%s", root, set_id);
+    return d;
+}
+
+static void dest_add_unit(dest *d, const char *u)
+{
+    d->units = cf_realloc(d->units, (d->nunits + 1) * sizeof(char *));
+    d->units[d->nunits++] = cf_strdup(u);
+}
+
+static int inside(const char *a, const char *b) /* a strictly inside b */
+{
+    size_t l = strlen(b);
+    return strncmp(a, b, l) == 0 && a[l] == '/';
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* Move staged units into place; whatever they replace is kept aside in
+ * root/.coffer-previous-<set>/ for the operator to inspect or remove. */
+static int swap_in(dest *d, const char *set_id)
+{
+    char *prev = NULL;
+    for (size_t i = 0; i < d->nunits; i++) {
+        const char *u = d->units[i];
+        int covered = 0;
+        for (size_t k = 0; k < d->nunits; k++)
+            if (k != i && (inside(u, d->units[k]) || (strcmp(u, d->units[k]) == 0 && k < i)))
+                covered = 1;
+        if (covered)
+            continue;
+        char *src = cf_asprintf("%s/%s", d->staging, u);
+        char *dst = cf_asprintf("%s/%s", d->root, u);
+        int rc = 0;
+        if (exists(dst)) {
+            if (!prev)
+                prev = cf_asprintf("%s/.coffer-previous-%s", d->root, set_id);
+            char *aside = cf_asprintf("%s/%s", prev, u);
+            char *parent = cf_strdup(aside);
+            *strrchr(parent, '/') = 0;
+            rc = mkdir_p(parent, 0700);
+            if (rc == 0 && rename(dst, aside) != 0)
+                rc = cf_fail_errno("cannot move %s aside to %s", dst, aside);
+            free(parent);
+            free(aside);
+        }
+        if (rc == 0 && exists(src)) {
+            char *parent = cf_strdup(dst);
+            *strrchr(parent, '/') = 0;
+            rc = mkdir_p(parent, 0755);
+            if (rc == 0 && rename(src, dst) != 0)
+                rc = cf_fail_errno("cannot move %s into place", dst);
+            free(parent);
+        }
+        free(src);
+        free(dst);
+        if (rc != 0) {
+            free(prev);
+            return -1;
+        }
+    }
+    if (prev) {
+        cf_log(CF_LOG_INFO, "replaced files were kept in %s", prev);
+        free(prev);
+    }
+    cf_rmtree(d->staging);
+    return 0;
+}
+
+static const char *map_value(const cf_restore_opts *o, const char *name)
+{
+    size_t l = strlen(name);
+    for (size_t i = 0; i < o->nmaps; i++)
+        if (strncmp(o->maps[i], name, l) == 0 && o->maps[i][l] == '=')
+            return o->maps[i] + l + 1;
+    return NULL;
+}
+
+static int dir_nonempty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n > 0;
+}
+
+static char *absolute(const char *p)
+{
+    if (p[0] == '/')
+        return cf_strdup(p);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return cf_strdup(p);
+    return cf_asprintf("%s/%s", cwd, p);
+}
+
+static void check_cb(void *ud, int ok, const char *check, const char *detail)
+{
+    json_t *arr = ud;
+    json_array_append_new(arr, json_pack("{s:s,s:b,s:s}", "check", check, "ok", ok, "detail",
+                                         detail ? detail : ""));
+    cf_log(ok ? CF_LOG_INFO : CF_LOG_ERROR, "check %s: %s%s%s", check, ok ? "ok" : "FAILED",
+           detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+/* Component order: the policy's declaration order, then components of
+ * the set the policy no longer declares. */
+static size_t restore_order(const cf_policy *p, json_t *set_comps, const char *only,
+                            json_t **ordered)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; i < p->ncomponents; i++) {
+        size_t k;
+        json_t *c;
+        json_array_foreach(set_comps, k, c)
+        {
+            const char *n = json_string_value(json_object_get(c, "name"));
+            if (n && strcmp(n, p->components[i].name) == 0)
+                json_array_append(out, c);
+        }
+    }
+    size_t k;
+    json_t *c;
+    json_array_foreach(set_comps, k, c)
+    {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        if (!cf_policy_component(p, n ? n : ""))
+            json_array_append(out, c);
+    }
+    if (only) {
+        json_t *f = json_array();
+        json_array_foreach(out, k, c)
+        {
+            if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", only) == 0)
+                json_array_append(f, c);
+        }
+        json_decref(out);
+        out = f;
+    }
+    *ordered = out;
+    return json_array_size(out);
+}
+
+int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
+{
+    cf_policy *p = run->policy;
+    char *set_id = NULL;
+    if (cf_resolve_set(run, o->set ? o->set : "latest", &set_id) != 0)
+        return CF_EXIT_FAILED;
+    json_t *h;
+    if (cf_manifest_header(run->repo, set_id, &h) != 0) {
+        free(set_id);
+        return CF_EXIT_FAILED;
+    }
+    json_t *rep = json_pack("{s:s,s:[],s:[],s:[]}", "set", set_id, "components", "checks",
+                            "validate");
+    *report = rep;
+    json_t *comps = NULL;
+    int rc = 0, exit_code = CF_EXIT_OK;
+    char *root = NULL;
+    rstate rs = {0};
+    int stopped = 0;
+    int cwd_fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (restore_order(p, json_object_get(h, "components"), o->only, &comps) == 0) {
+        rc = o->only ? cf_fail("set %s has no component '%s'", set_id, o->only)
+                     : cf_fail("set %s has no components", set_id);
+        goto out;
+    }
+    for (size_t i = 0; i < o->nmaps; i++) {
+        const char *eq = strchr(o->maps[i], '=');
+        int found = 0;
+        size_t k;
+        json_t *c;
+        json_array_foreach(comps, k, c)
+        {
+            const char *n = json_string_value(json_object_get(c, "name"));
+            if (eq && n && strlen(n) == (size_t)(eq - o->maps[i]) &&
+                strncmp(n, o->maps[i], strlen(n)) == 0)
+                found = 1;
+        }
+        if (!eq || !found || !eq[1]) {
+            rc = cf_fail("--map %s: expected NAME=VALUE with NAME a component being restored",
+                         o->maps[i]);
+            goto out;
+        }
+    }
+    root = o->in_place ? cf_strdup(p->root) : absolute(o->to);
+    if (!o->in_place && dir_nonempty(root) && !o->force) {
+        rc = cf_fail("restore target %s is not empty; use an empty directory or --force "
+                     "(replaced files are kept aside)", root);
+        goto out;
+    }
+    if (o->in_place && p->mode == CF_MODE_MAINTENANCE) {
+        cf_log(CF_LOG_INFO, "maintenance: running stop command before restoring in place");
+        int st = cf_run_command("stop command", p->stop_cmd, p->root, p->command_timeout, NULL);
+        stopped = 1;
+        if (st != 0) {
+            if (st > 0)
+                cf_fail("stop command `%s` failed with exit status %d; nothing was restored",
+                        p->stop_cmd, st);
+            rc = -1;
+            goto out;
+        }
+    } else if (o->in_place) {
+        cf_log(CF_LOG_WARN, "online policy: restoring in place while the application may run");
+    }
+
+    json_t *tot = json_object_get(h, "totals");
+    cf_progress_start("restore", (uint64_t)json_integer_value(json_object_get(tot, "bytes")),
+                      run->no_progress);
+    size_t ci;
+    json_t *cj;
+    json_array_foreach(comps, ci, cj)
+    {
+        if (rc != 0)
+            break;
+        const char *name = json_string_value(json_object_get(cj, "name"));
+        const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
+        const char *map = map_value(o, name);
+        cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
+        if (strcmp(type, "files") == 0) {
+            char *droot = map ? absolute(map) : cf_strdup(root);
+            if (map && !o->force && dir_nonempty(droot)) {
+                rc = cf_fail("--map %s: %s is not empty; use --force", name, droot);
+                free(droot);
+                break;
+            }
+            dest *d = dest_get(&rs, droot, set_id);
+            free(droot);
+            rc = mkdir_p(d->staging, 0700);
+            if (rc == 0 && chdir(d->staging) != 0)
+                rc = cf_fail_errno("cannot enter %s", d->staging);
+            if (rc == 0)
+                rc = restore_files(run->repo, set_id, name);
+            if (fchdir(cwd_fd) != 0 && rc == 0)
+                rc = cf_fail_errno("cannot return to the working directory");
+            json_t *paths = json_object_get(cj, "paths");
+            size_t k;
+            json_t *pv;
+            json_array_foreach(paths, k, pv) dest_add_unit(d, json_string_value(pv));
+            json_array_append_new(json_object_get(rep, "components"),
+                                  json_pack("{s:s,s:s}", "name", name, "destination", d->root));
+        } else if (strcmp(type, "database") == 0) {
+            const cf_component *pc = cf_policy_component(p, name);
+            if (!pc || pc->type != CF_COMP_DATABASE) {
+                rc = cf_fail("set %s: component '%s' is a database, but the policy no longer "
+                             "declares it; its driver options are unknown",
+                             set_id, name);
+                break;
+            }
+            cf_dbsource *src;
+            if (cf_dbsource_load(run->repo, set_id, name, &src) != 0) {
+                rc = -1;
+                break;
+            }
+            cf_dbinst db;
+            if (cf_dbinst_open(pc, root, &db) != 0) {
+                cf_dbsource_free(src);
+                rc = -1;
+                break;
+            }
+            dest *d = NULL;
+            const char *droot = root;
+            if (!map && db.ops->owned_paths) {
+                /* File databases go through staging like files. */
+                d = dest_get(&rs, root, set_id);
+                rc = mkdir_p(d->staging, 0700);
+                droot = d->staging;
+            }
+            coffer_restore_opts ro = {.struct_size = sizeof ro, .root = droot, .target = map,
+                                      .force = o->force || o->in_place, .create = 1};
+            if (rc == 0) {
+                coffer_status st = db.ops->restore(db.inst, cf_dbsource_api(src), &ro);
+                if (st != COFFER_OK)
+                    rc = cf_hctx_fail(db.hctx, st, "restore failed");
+            }
+            if (rc == 0 && db.ops->verify) {
+                coffer_status st = db.ops->verify(db.inst, cf_dbsource_api(src), &ro, check_cb,
+                                                  json_object_get(rep, "checks"));
+                if (st != COFFER_OK)
+                    exit_code = CF_EXIT_PROBLEMS;
+            }
+            if (rc == 0 && d) {
+                const char *paths[16];
+                size_t n = db.ops->owned_paths(db.inst, paths, 16);
+                for (size_t k = 0; k < n && k < 16; k++)
+                    dest_add_unit(d, paths[k]);
+            }
+            json_array_append_new(json_object_get(rep, "components"),
+                                  json_pack("{s:s,s:s}", "name", name, "destination",
+                                            map ? map : root));
+            cf_dbinst_close(&db);
+            cf_dbsource_free(src);
+        } else {
+            rc = cf_fail("set %s: component '%s' has type '%s', which this build cannot restore",
+                         set_id, name, type);
+        }
+    }
+    cf_progress_stop();
+    if (rc == 0 && cf_cancel_flag)
+        rc = cf_fail("cancelled");
+    for (size_t i = 0; i < rs.nd && rc == 0; i++)
+        rc = swap_in(&rs.d[i], set_id);
+
+out:
+    if (rc != 0) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        for (size_t i = 0; i < rs.nd; i++)
+            cf_rmtree(rs.d[i].staging);
+        cf_fail("%s", saved);
+        exit_code = CF_EXIT_FAILED;
+    }
+    if (stopped) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        int st = cf_run_command("start command", p->start_cmd, p->root, p->command_timeout, NULL);
+        if (st != 0) {
+            cf_log(CF_LOG_ERROR, "start command `%s` failed (%d): the application may be down",
+                   p->start_cmd, st);
+            if (exit_code == CF_EXIT_OK)
+                exit_code = CF_EXIT_FAILED;
+        }
+        cf_fail("%s", saved);
+    }
+    if (rc == 0 && !o->no_validate && !o->only) {
+        char *env[4];
+        env[0] = cf_asprintf("COFFER_RESTORE_ROOT=%s", root);
+        env[1] = cf_asprintf("COFFER_SET_ID=%s", set_id);
+        env[2] = cf_asprintf("COFFER_POLICY_ROOT=%s", p->root);
+        env[3] = NULL;
+        for (size_t i = 0; i < p->nvalidate; i++) {
+            cf_log(CF_LOG_INFO, "validate '%s': running `%s` in %s", p->validate[i].name,
+                   p->validate[i].run, root);
+            int st = cf_run_command(p->validate[i].name, p->validate[i].run, root,
+                                    p->validate[i].timeout, env);
+            const char *what = st == 0 ? "ok" : "FAILED";
+            if (st < 0)
+                cf_log(CF_LOG_ERROR, "validate '%s': %s", p->validate[i].name, cf_error());
+            else
+                cf_log(st == 0 ? CF_LOG_INFO : CF_LOG_ERROR, "validate '%s': exit status %d (%s)",
+                       p->validate[i].name, st, what);
+            json_array_append_new(json_object_get(rep, "validate"),
+                                  json_pack("{s:s,s:s,s:i,s:b}", "name", p->validate[i].name,
+                                            "run", p->validate[i].run, "exit", st, "ok", st == 0));
+            if (st != 0)
+                exit_code = CF_EXIT_PROBLEMS;
+        }
+        for (int i = 0; i < 3; i++)
+            free(env[i]);
+    }
+    if (rc == 0)
+        json_object_set_new(rep, "root", json_string(root));
+    for (size_t i = 0; i < rs.nd; i++) {
+        free(rs.d[i].root);
+        free(rs.d[i].staging);
+        cf_strv_free(rs.d[i].units, rs.d[i].nunits);
+    }
+    free(rs.d);
+    if (cwd_fd >= 0)
+        close(cwd_fd);
+    if (comps)
+        json_decref(comps);
+    json_decref(h);
+    free(root);
+    free(set_id);
+    return exit_code;
+}

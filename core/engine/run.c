@@ -1,0 +1,254 @@
+#include "engine/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/manifest.h"
+#include "plugin/host.h"
+#include "plugin/registry.h"
+#include "util/util.h"
+
+int cf_run_load_policy(const char *file, cf_policy **out)
+{
+    cf_policy *p;
+    if (cf_policy_load(file, &p) != 0)
+        return -1;
+    if (cf_policy_check_drivers(p, cf_registry_options, NULL) != 0) {
+        cf_policy_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
+{
+    const cf_driver *d = cf_registry_find(COFFER_KIND_STORAGE, t->driver);
+    if (!d) {
+        cf_error_prefix("%s: target '%s'", run->policy->file, t->name);
+        return -1;
+    }
+    char label[256];
+    snprintf(label, sizeof label, "target '%s' (%s)", t->name, t->location);
+    if (cf_store_new(&d->desc, t->options, label, run->policy->root, &run->store) != 0)
+        return -1;
+    run->target = t;
+    if (open_repo) {
+        if (cf_store_prepare(run->store, 0) != 0)
+            return -1;
+        coffer_object_stat st;
+        if (cf_store_stat(run->store, "config", &st) != 0)
+            return cf_fail("target '%s' (%s): no repository there; create it with `coffer init -p %s`",
+                           t->name, t->location, run->policy->file);
+        if (cf_repo_open(run->store, &run->repo) != 0) {
+            cf_error_prefix("target '%s' (%s)", t->name, t->location);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out)
+{
+    cf_run *run = cf_calloc(1, sizeof *run);
+    if (cf_run_load_policy(policy_file, &run->policy) != 0) {
+        free(run);
+        return -1;
+    }
+    const cf_target *t = target ? cf_policy_target(run->policy, target) : &run->policy->targets[0];
+    if (!t) {
+        cf_fail("%s: no target named '%s'", policy_file, target ? target : "");
+        cf_run_close(run);
+        return -1;
+    }
+    if (cf_run_open_target(run, t, open_repo) != 0) {
+        cf_run_close(run);
+        return -1;
+    }
+    *out = run;
+    return 0;
+}
+
+void cf_run_close(cf_run *run)
+{
+    if (!run)
+        return;
+    if (run->repo)
+        cf_repo_close(run->repo);
+    cf_store_free(run->store);
+    cf_policy_free(run->policy);
+    free(run);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cf_cancel_flag = 1;
+}
+
+void cf_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
+                   char *const *env_extra)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return cf_fail_errno("%s: cannot start `%s`", what, cmd);
+    if (pid == 0) {
+        setpgid(0, 0);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(2, 1);
+        if (cwd && chdir(cwd) != 0) {
+            fprintf(stderr, "coffer: %s: cannot enter %s: %s\n", what, cwd, strerror(errno));
+            _exit(126);
+        }
+        for (size_t i = 0; env_extra && env_extra[i]; i++)
+            putenv(env_extra[i]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    double deadline = cf_now() + (timeout_s > 0 ? timeout_s : 1e9);
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            return cf_fail_errno("%s: waiting for `%s`", what, cmd);
+        if (cf_now() > deadline) {
+            kill(-pid, SIGTERM);
+            struct timespec ts = {2, 0};
+            nanosleep(&ts, NULL);
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return cf_fail("%s: `%s` timed out after %d s and was killed", what, cmd, timeout_s);
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return cf_fail("%s: `%s` killed by signal %d", what, cmd, WTERMSIG(status));
+}
+
+void cf_iso_time(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void cf_new_set_id(char *buf, size_t len)
+{
+    struct tm tm;
+    time_t t = time(NULL);
+    gmtime_r(&t, &tm);
+    uint8_t rnd[4];
+    char hex[9];
+    cf_random(rnd, sizeof rnd);
+    cf_hex(rnd, sizeof rnd, hex);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(buf, len, "%s-%s", ts, hex);
+}
+
+int cf_resolve_set(cf_run *run, const char *spec, char **id_out)
+{
+    char **ids;
+    size_t n;
+    if (cf_sets_list(run->repo, &ids, &n) != 0)
+        return -1;
+    int rc = -1;
+    if (!spec || strcmp(spec, "latest") == 0) {
+        /* newest set of this policy */
+        for (size_t i = n; i-- > 0;) {
+            json_t *h;
+            if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
+                cf_log(CF_LOG_WARN, "set %s: %s", ids[i], cf_error());
+                continue;
+            }
+            const char *pol = json_string_value(json_object_get(h, "policy"));
+            int match = pol && strcmp(pol, run->policy->name) == 0;
+            json_decref(h);
+            if (match) {
+                *id_out = cf_strdup(ids[i]);
+                rc = 0;
+                break;
+            }
+        }
+        if (rc != 0)
+            cf_fail("target '%s': no set of policy '%s' yet", run->target->name, run->policy->name);
+    } else {
+        size_t l = strlen(spec), hits = 0;
+        for (size_t i = 0; i < n; i++)
+            if (strncmp(ids[i], spec, l) == 0) {
+                hits++;
+                if (hits == 1)
+                    *id_out = cf_strdup(ids[i]);
+            }
+        if (hits == 1)
+            rc = 0;
+        else if (hits == 0)
+            cf_fail("target '%s': no set %s (see `coffer sets`)", run->target->name, spec);
+        else {
+            free(*id_out);
+            *id_out = NULL;
+            cf_fail("target '%s': set id %s is ambiguous (%zu sets match)", run->target->name, spec,
+                    hits);
+        }
+    }
+    cf_strv_free(ids, n);
+    return rc;
+}
+
+int cf_dbinst_open(const cf_component *c, const char *root, cf_dbinst *out)
+{
+    memset(out, 0, sizeof *out);
+    const cf_driver *d = cf_registry_find(COFFER_KIND_DATABASE, c->driver);
+    if (!d)
+        return -1;
+    char label[256];
+    snprintf(label, sizeof label, "component '%s' (%s)", c->name, c->driver);
+    out->ops = d->desc.database;
+    out->comp = c;
+    out->hctx = cf_hctx_new(label, root);
+    coffer_status st = out->ops->instance_new(cf_host_table(), out->hctx, c->options, &out->inst);
+    if (st != COFFER_OK) {
+        cf_hctx_fail(out->hctx, st, "cannot open");
+        cf_hctx_free(out->hctx);
+        out->hctx = NULL;
+        out->inst = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void cf_dbinst_close(cf_dbinst *d)
+{
+    if (d->inst)
+        d->ops->instance_free(d->inst);
+    cf_hctx_free(d->hctx);
+    memset(d, 0, sizeof *d);
+}

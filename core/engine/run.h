@@ -1,0 +1,62 @@
+/*
+ * A run: one command against one policy and one target. Loads the policy,
+ * checks it against the drivers, opens the target's storage and (when
+ * asked) the repository; runs the policy's shell commands; handles
+ * SIGINT/SIGTERM by setting the cancellation flag every loop polls.
+ */
+#ifndef CF_RUN_H
+#define CF_RUN_H
+
+#include <jansson.h>
+
+#include "policy/policy.h"
+#include "repo/repo.h"
+
+typedef struct cf_run {
+    cf_policy *policy;
+    const cf_target *target;
+    cf_store *store;
+    cf_repo *repo;
+    int json;         /* machine-readable output on stdout */
+    int no_progress;
+} cf_run;
+
+/* Exit codes of the coffer binary. */
+enum { CF_EXIT_OK = 0, CF_EXIT_FAILED = 1, CF_EXIT_USAGE = 2, CF_EXIT_PROBLEMS = 3 };
+
+/* Load and check the policy (no storage opened). */
+int cf_run_load_policy(const char *file, cf_policy **out);
+/* Open target (by name, or the first) and, if open_repo, the repository. */
+int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
+int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
+void cf_run_close(cf_run *run);
+
+/* Run `cmd` with /bin/sh -c in cwd, in its own process group (a ^C on the
+ * terminal does not kill the start command), stdout sent to stderr, with
+ * extra "NAME=VALUE" environment entries. Returns the exit status (0-255),
+ * or -1 with cf_error set (could not run / timed out / killed). */
+int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
+                   char *const *env_extra);
+
+/* Signal handling: SIGINT/SIGTERM set cf_cancel_flag. */
+void cf_signals_install(void);
+
+/* "2026-11-27T03:30:00Z" */
+void cf_iso_time(time_t t, char *buf, size_t len);
+/* A new set id: time + 8 random hex. */
+void cf_new_set_id(char *buf, size_t len);
+
+/* Set selection: "latest" (of this policy) or an id (unique prefix ok). */
+int cf_resolve_set(cf_run *run, const char *spec, char **id_out);
+
+/* Instantiate the database driver of a component. */
+typedef struct cf_dbinst {
+    const coffer_database_ops *ops;
+    void *inst;
+    coffer_hctx *hctx;
+    const cf_component *comp;
+} cf_dbinst;
+int cf_dbinst_open(const cf_component *c, const char *root, cf_dbinst *out);
+void cf_dbinst_close(cf_dbinst *d);
+
+#endif

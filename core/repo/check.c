@@ -1,0 +1,326 @@
+/*
+ * Integrity checks and index recovery. Every problem is reported with the
+ * object key (and chunk id when one is concerned) so an operator knows
+ * what is damaged and what a restore would miss.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo/repo_int.h"
+
+typedef struct reporter {
+    cf_repo_problem_cb cb;
+    void *ud;
+    long n;
+} reporter;
+
+static void report(reporter *rp, const char *obj, const cf_id *chunk, const char *fmt, ...)
+    CF_PRINTF(4, 5);
+
+static void report(reporter *rp, const char *obj, const cf_id *chunk, const char *fmt, ...)
+{
+    char msg[2048], hex[2 * CF_ID_LEN + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (chunk)
+        cf_id_hex(chunk, hex);
+    rp->n++;
+    if (rp->cb)
+        rp->cb(rp->ud, obj, chunk ? hex : NULL, msg);
+}
+
+/* ---- Structure ------------------------------------------------------------ */
+
+long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
+{
+    reporter rp = {cb, ud, 0};
+    cf_buf b = {0};
+    if (cf_repo_get_object(r, CF_OBJ_CONFIG, "config", &b) != 0)
+        report(&rp, "config", NULL, "%s", cf_error());
+    cf_buf_free(&b);
+
+    char **keys;
+    size_t nkeys;
+    if (cf_repo_list_index(r, &keys, &nkeys) != 0)
+        return -1;
+    for (size_t i = 0; i < nkeys; i++) {
+        cf_index scratch;
+        cf_index_init(&scratch);
+        if (cf_index_load_object(r, keys[i], &scratch) != 0)
+            report(&rp, keys[i], NULL, "%s", cf_error());
+        cf_index_free(&scratch);
+    }
+    cf_strv_free(keys, nkeys);
+
+    /* Snapshot the committed packs and how many chunks each holds. */
+    pthread_rwlock_rdlock(&r->lock);
+    size_t np = r->idx.npacks;
+    cf_pack_rec *packs = cf_malloc((np ? np : 1) * sizeof *packs);
+    size_t *count = cf_calloc(np ? np : 1, sizeof *count);
+    memcpy(packs, r->idx.packs, np * sizeof *packs);
+    for (size_t i = 0; i < r->idx.n; i++)
+        count[r->idx.ents[i].pack]++;
+    pthread_rwlock_unlock(&r->lock);
+
+    for (size_t i = 0; i < np; i++) {
+        if (!packs[i].size || !count[i])
+            continue; /* still being written, or a rolled-back record */
+        char key[CF_PACK_KEY_LEN + 1];
+        cf_pack_key(&packs[i].id, key);
+        coffer_object_stat os;
+        int rc = cf_store_stat(r->st, key, &os);
+        if (rc == COFFER_ERR_NOT_FOUND)
+            report(&rp, key, NULL, "pack missing (%zu indexed chunks are in it)", count[i]);
+        else if (rc != 0)
+            report(&rp, key, NULL, "%s", cf_error());
+        else if (os.size != packs[i].size)
+            report(&rp, key, NULL, "pack is %llu bytes, the index says %llu",
+                   (unsigned long long)os.size, (unsigned long long)packs[i].size);
+    }
+    free(packs);
+    free(count);
+    return rp.n;
+}
+
+/* ---- One pack ------------------------------------------------------------- */
+
+typedef struct pack_stream {
+    cf_store *st;
+    void *rd;
+    EVP_MD_CTX *sha;
+    uint64_t pos;
+} pack_stream;
+
+/* Read exactly len bytes (hashing them); 1 if the pack ended early. */
+static int ps_read(pack_stream *ps, void *buf, size_t len)
+{
+    size_t got;
+    if (cf_store_read(ps->st, ps->rd, buf, len, &got) != 0)
+        return -1;
+    EVP_DigestUpdate(ps->sha, buf, got);
+    ps->pos += got;
+    return got == len ? 0 : 1;
+}
+
+long cf_repo_check_pack(cf_repo *r, const char *key, cf_repo_problem_cb cb, void *ud)
+{
+    reporter rp = {cb, ud, 0};
+    cf_id pid;
+    if (cf_pack_key_parse(key, &pid) != 0)
+        return cf_fail("%s: not a pack key (data/<pp>/<64 hex digits>)", key);
+    coffer_object_stat os;
+    int rc = cf_store_stat(r->st, key, &os);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        report(&rp, key, NULL, "pack missing");
+        return rp.n;
+    }
+    if (rc != 0)
+        return -1;
+    uint64_t size = os.size;
+
+    pthread_rwlock_rdlock(&r->lock);
+    ssize_t pi = cf_index_find_pack(&r->idx, &pid);
+    uint64_t isize = pi >= 0 ? r->idx.packs[pi].size : 0;
+    pthread_rwlock_unlock(&r->lock);
+    if (isize && isize != size)
+        report(&rp, key, NULL, "pack is %llu bytes, the index says %llu", (unsigned long long)size,
+               (unsigned long long)isize);
+
+    cf_loc *ents = NULL;
+    size_t n = 0;
+    int table_ok = cf_pack_read_table(r->st, key, size, &ents, &n) == 0;
+    if (!table_ok)
+        report(&rp, key, NULL, "%s", cf_error());
+
+    pack_stream ps = {r->st, NULL, EVP_MD_CTX_new(), 0};
+    uint8_t *buf = cf_malloc(1 << 16);
+    cf_buf blob = {0}, plain = {0};
+    long ret = -1;
+    if (!ps.sha || !EVP_DigestInit_ex(ps.sha, r->sha, NULL)) {
+        cf_fail("%s: cannot initialise SHA-256", key);
+        goto out;
+    }
+    if (cf_store_reader_open(r->st, key, 0, 0, &ps.rd) != 0) {
+        ps.rd = NULL;
+        goto out;
+    }
+    int e;
+    if (size < CF_ENV_HDR_LEN + CF_ENV_TRAILER_LEN) {
+        if (table_ok) /* otherwise already reported by the table read */
+            report(&rp, key, NULL, "pack truncated");
+        goto done;
+    }
+    if ((e = ps_read(&ps, buf, CF_ENV_HDR_LEN)) != 0)
+        goto short_read;
+    for (size_t i = 0; table_ok && i < n; i++) {
+        /* Blobs are contiguous in offset order (checked with the table). */
+        blob.len = 0;
+        cf_buf_reserve(&blob, ents[i].stored);
+        if ((e = ps_read(&ps, blob.data, ents[i].stored)) != 0)
+            goto short_read;
+        blob.len = ents[i].stored;
+        if (cf_blob_open(r, &ents[i], key, blob.data, &plain) != 0)
+            report(&rp, key, &ents[i].id, "%s", cf_error());
+        pthread_rwlock_rdlock(&r->lock);
+        ssize_t k = cf_index_find(&r->idx, &ents[i].id);
+        cf_loc il = k >= 0 ? r->idx.ents[k] : ents[i];
+        pthread_rwlock_unlock(&r->lock);
+        if (k >= 0 && (ssize_t)il.pack == pi &&
+            (il.offset != ents[i].offset || il.stored != ents[i].stored || il.raw != ents[i].raw ||
+             il.comp != ents[i].comp))
+            report(&rp, key, &ents[i].id, "index entry disagrees with the pack's trailer table");
+    }
+    while (ps.pos < size - CF_ENV_TRAILER_LEN) {
+        uint64_t left = size - CF_ENV_TRAILER_LEN - ps.pos;
+        size_t k = left < (1 << 16) ? (size_t)left : (1 << 16);
+        if ((e = ps_read(&ps, buf, k)) != 0)
+            goto short_read;
+    }
+    uint8_t md[EVP_MAX_MD_SIZE], trailer[CF_ENV_TRAILER_LEN];
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(ps.sha, md, &mdlen);
+    size_t got;
+    if (cf_store_read(r->st, ps.rd, trailer, sizeof trailer, &got) != 0)
+        goto out;
+    if (got != sizeof trailer) {
+        e = 1;
+        goto short_read;
+    }
+    if (memcmp(md, trailer, sizeof trailer) != 0)
+        report(&rp, key, NULL, "pack SHA-256 trailer mismatch: pack corrupt");
+    if (cf_store_read(r->st, ps.rd, buf, 1, &got) == 0 && got)
+        report(&rp, key, NULL, "pack is longer than its size");
+    goto done;
+short_read:
+    if (e < 0)
+        goto out;
+    report(&rp, key, NULL, "pack truncated at byte %llu of %llu", (unsigned long long)ps.pos,
+           (unsigned long long)size);
+done:
+    ret = rp.n;
+out:
+    cf_store_reader_close(r->st, ps.rd);
+    EVP_MD_CTX_free(ps.sha);
+    cf_buf_free(&blob);
+    cf_buf_free(&plain);
+    free(buf);
+    free(ents);
+    return ret;
+}
+
+/* ---- Rebuild -------------------------------------------------------------- */
+
+typedef struct pack_list {
+    char **keys;
+    uint64_t *sizes;
+    size_t n;
+} pack_list;
+
+static int collect_pack(void *ud, const char *key, const coffer_object_stat *st)
+{
+    pack_list *pl = ud;
+    cf_id id;
+    if (cf_pack_key_parse(key, &id) != 0)
+        return 0;
+    pl->sizes = cf_realloc(pl->sizes, (pl->n + 1) * sizeof *pl->sizes);
+    pl->sizes[pl->n] = st ? st->size : 0;
+    cf_strv_push(&pl->keys, &pl->n, key);
+    return 0;
+}
+
+int cf_repo_rebuild_index(cf_repo *r)
+{
+    for (size_t i = 0; i < r->nwriters; i++)
+        if (cf_packw_is_open(r->writers[i]))
+            return cf_fail("rebuild index: flush or abort the session first");
+    if (r->ents_indexed != r->idx.n)
+        return cf_fail("rebuild index: flush or abort the session first");
+
+    pack_list pl = {0};
+    if (cf_store_list(r->st, "data/", collect_pack, &pl) != 0) {
+        cf_strv_free(pl.keys, pl.n);
+        free(pl.sizes);
+        return -1;
+    }
+    cf_index ni;
+    cf_index_init(&ni);
+    size_t skipped = 0;
+    for (size_t i = 0; i < pl.n; i++) {
+        uint64_t size = pl.sizes[i];
+        coffer_object_stat os;
+        if (!size) { /* the driver's listing may not carry sizes */
+            if (cf_store_stat(r->st, pl.keys[i], &os) != 0) {
+                cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
+                skipped++;
+                continue;
+            }
+            size = os.size;
+        }
+        cf_loc *ents;
+        size_t n;
+        if (cf_pack_read_table(r->st, pl.keys[i], size, &ents, &n) != 0) {
+            cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
+            skipped++;
+            continue;
+        }
+        cf_id pid;
+        cf_pack_key_parse(pl.keys[i], &pid);
+        uint32_t pno = cf_index_pack(&ni, &pid, size);
+        for (size_t k = 0; k < n; k++) {
+            ents[k].pack = pno;
+            cf_index_add(&ni, &ents[k]);
+        }
+        free(ents);
+    }
+    size_t npacks = pl.n - skipped;
+    cf_strv_free(pl.keys, pl.n);
+    free(pl.sizes);
+
+    /* New index first, old ones after: a crash in between leaves
+     * redundant indexes, never a missing one. */
+    char *newkey = NULL;
+    if (cf_index_write_object(r, &ni, 0, &newkey) != 0) {
+        cf_index_free(&ni);
+        return -1;
+    }
+    char **keys;
+    size_t nkeys;
+    if (cf_repo_list_index(r, &keys, &nkeys) == 0) {
+        for (size_t i = 0; i < nkeys; i++) {
+            if (newkey && strcmp(keys[i], newkey) == 0)
+                continue;
+            int rc = cf_store_remove(r->st, keys[i]);
+            if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
+                cf_log(CF_LOG_WARN, "rebuild index: cannot remove old index: %s", cf_error());
+        }
+        cf_strv_free(keys, nkeys);
+    } else {
+        cf_log(CF_LOG_WARN, "rebuild index: old index objects left in place: %s", cf_error());
+    }
+    free(newkey);
+
+    pthread_rwlock_wrlock(&r->lock);
+    cf_index_free(&r->idx);
+    r->idx = ni;
+    r->ents_open = r->ents_indexed = r->idx.n;
+    r->packs_open = r->idx.npacks;
+    pthread_rwlock_unlock(&r->lock);
+    /* What the session wrote is now part of the rebuilt index: abort must
+     * no longer remove it. */
+    pthread_mutex_lock(&r->wlock);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    r->sess_packs = r->sess_index = NULL;
+    r->nsess_packs = r->nsess_index = 0;
+    pthread_mutex_unlock(&r->wlock);
+    cf_strv_free(r->bad_index, r->nbad_index);
+    r->bad_index = NULL;
+    r->nbad_index = 0;
+    cf_log(CF_LOG_INFO, "rebuilt index: %zu chunks in %zu packs%s", ni.n, npacks,
+           skipped ? " (unreadable packs skipped, see warnings)" : "");
+    return 0;
+}

@@ -1,0 +1,313 @@
+/*
+ * The in-memory index (chunk id -> pack, offset, lengths) and the index
+ * objects that persist it. Chunk ids are SHA-256 outputs, uniformly
+ * distributed, so their first 8 bytes serve directly as the hash.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo/repo_int.h"
+
+/* ---- Open addressing map ------------------------------------------------ */
+
+static uint64_t id_hash(const cf_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof h);
+    return h;
+}
+
+static const cf_id *elem_id(const void *base, size_t stride, uint32_t i)
+{
+    return (const cf_id *)((const uint8_t *)base + (size_t)i * stride);
+}
+
+static ssize_t idmap_find(const cf_idmap *m, const void *base, size_t stride, const cf_id *id)
+{
+    if (!m->nslots)
+        return -1;
+    size_t mask = m->nslots - 1, i = (size_t)id_hash(id) & mask;
+    uint64_t h = id_hash(id);
+    for (uint32_t s; (s = m->slots[i]) != 0; i = (i + 1) & mask) {
+        const cf_id *e = elem_id(base, stride, s - 1);
+        if (id_hash(e) == h && memcmp(e->b, id->b, CF_ID_LEN) == 0)
+            return (ssize_t)(s - 1);
+    }
+    return -1;
+}
+
+static void idmap_put(cf_idmap *m, const void *base, size_t stride, uint32_t idx)
+{
+    size_t mask = m->nslots - 1, i = (size_t)id_hash(elem_id(base, stride, idx)) & mask;
+    while (m->slots[i])
+        i = (i + 1) & mask;
+    m->slots[i] = idx + 1;
+}
+
+static void idmap_rebuild(cf_idmap *m, const void *base, size_t stride, size_t n)
+{
+    size_t want = 16;
+    while (want * 3 < (n + 1) * 4) /* keep the load at or below 3/4 */
+        want *= 2;
+    free(m->slots);
+    m->slots = cf_calloc(want, sizeof *m->slots);
+    m->nslots = want;
+    for (size_t i = 0; i < n; i++)
+        idmap_put(m, base, stride, (uint32_t)i);
+}
+
+/* Element idx (the n-th, 0-based) was just appended. */
+static void idmap_add(cf_idmap *m, const void *base, size_t stride, size_t n_after, uint32_t idx)
+{
+    if (m->nslots * 3 < n_after * 4)
+        idmap_rebuild(m, base, stride, n_after);
+    else
+        idmap_put(m, base, stride, idx);
+}
+
+/* ---- Index ------------------------------------------------------------ */
+
+void cf_index_init(cf_index *ix)
+{
+    memset(ix, 0, sizeof *ix);
+}
+
+void cf_index_free(cf_index *ix)
+{
+    free(ix->ents);
+    free(ix->emap.slots);
+    free(ix->packs);
+    free(ix->pmap.slots);
+    memset(ix, 0, sizeof *ix);
+}
+
+ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
+{
+    return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);
+}
+
+int cf_index_add(cf_index *ix, const cf_loc *loc)
+{
+    if (cf_index_find(ix, &loc->id) >= 0)
+        return 0;
+    if (ix->n == ix->cap) {
+        /* 1.5x growth: the index of a large repository is the biggest
+         * allocation coffer makes, so keep the slack modest. */
+        ix->cap = ix->cap ? ix->cap + ix->cap / 2 : 1024;
+        ix->ents = cf_realloc(ix->ents, ix->cap * sizeof *ix->ents);
+    }
+    ix->ents[ix->n] = *loc;
+    ix->n++;
+    idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
+    return 1;
+}
+
+ssize_t cf_index_find_pack(const cf_index *ix, const cf_id *pack_id)
+{
+    return idmap_find(&ix->pmap, ix->packs, sizeof *ix->packs, pack_id);
+}
+
+uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size)
+{
+    ssize_t i = cf_index_find_pack(ix, pack_id);
+    if (i >= 0) {
+        if (!ix->packs[i].size)
+            ix->packs[i].size = size;
+        return (uint32_t)i;
+    }
+    if (ix->npacks == ix->packs_cap) {
+        ix->packs_cap = ix->packs_cap ? ix->packs_cap * 2 : 64;
+        ix->packs = cf_realloc(ix->packs, ix->packs_cap * sizeof *ix->packs);
+    }
+    ix->packs[ix->npacks].id = *pack_id;
+    ix->packs[ix->npacks].size = size;
+    ix->npacks++;
+    idmap_add(&ix->pmap, ix->packs, sizeof *ix->packs, ix->npacks, (uint32_t)(ix->npacks - 1));
+    return (uint32_t)(ix->npacks - 1);
+}
+
+void cf_index_truncate(cf_index *ix, size_t n, size_t npacks)
+{
+    if (n < ix->n) {
+        ix->n = n;
+        idmap_rebuild(&ix->emap, ix->ents, sizeof *ix->ents, n);
+    }
+    if (npacks < ix->npacks) {
+        ix->npacks = npacks;
+        idmap_rebuild(&ix->pmap, ix->packs, sizeof *ix->packs, npacks);
+    }
+}
+
+/* ---- Records ------------------------------------------------------------ */
+
+void cf_entry_encode(uint8_t out[CF_ENTRY_LEN], const cf_loc *l)
+{
+    memcpy(out, l->id.b, CF_ID_LEN);
+    out[32] = l->comp;
+    out[33] = out[34] = out[35] = 0;
+    cf_put64(out + 36, l->offset);
+    cf_put32(out + 44, l->stored);
+    cf_put32(out + 48, l->raw);
+}
+
+void cf_entry_decode(const uint8_t in[CF_ENTRY_LEN], cf_loc *l)
+{
+    memset(l, 0, sizeof *l);
+    memcpy(l->id.b, in, CF_ID_LEN);
+    l->comp = in[32];
+    l->offset = cf_get64(in + 36);
+    l->stored = cf_get32(in + 44);
+    l->raw = cf_get32(in + 48);
+}
+
+int cf_entry_valid(const cf_loc *l, uint64_t pack_size)
+{
+    if (l->comp != CF_COMP_NONE && l->comp != CF_COMP_ZSTD)
+        return 0;
+    if (l->comp == CF_COMP_NONE && l->stored != l->raw)
+        return 0;
+    if (l->comp == CF_COMP_ZSTD && l->stored == 0)
+        return 0;
+    if (pack_size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN || l->offset < CF_ENV_HDR_LEN)
+        return 0;
+    return l->offset + l->stored <= pack_size - CF_PACK_TAIL_LEN;
+}
+
+/* ---- Index objects ------------------------------------------------------ */
+
+int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
+{
+    size_t n0 = ix->n, p0 = ix->npacks;
+    enum { BATCH = 1024 };
+    uint8_t *buf = cf_malloc(BATCH * CF_ENTRY_LEN);
+    cf_objr *rd;
+    if (cf_repo_objr_open(r, CF_OBJ_INDEX, key, &rd) != 0) {
+        free(buf);
+        return -1;
+    }
+    int rc = -1;
+    for (;;) {
+        uint8_t g[CF_INDEX_GROUP_LEN];
+        long got = cf_objr_read_full(rd, g, sizeof g);
+        if (got < 0)
+            goto out;
+        if (got == 0)
+            break; /* end of body, trailer verified */
+        if (got != (long)sizeof g) {
+            cf_fail("%s: corrupt index: truncated pack record", key);
+            goto out;
+        }
+        cf_id pid;
+        memcpy(pid.b, g, CF_ID_LEN);
+        uint64_t psize = cf_get64(g + 32);
+        uint32_t count = cf_get32(g + 40);
+        uint32_t pno = cf_index_pack(ix, &pid, psize);
+        while (count > 0) {
+            uint32_t k = count < BATCH ? count : BATCH;
+            got = cf_objr_read_full(rd, buf, (size_t)k * CF_ENTRY_LEN);
+            if (got < 0)
+                goto out;
+            if (got != (long)k * CF_ENTRY_LEN) {
+                cf_fail("%s: corrupt index: truncated entry list", key);
+                goto out;
+            }
+            for (uint32_t i = 0; i < k; i++) {
+                cf_loc l;
+                cf_entry_decode(buf + (size_t)i * CF_ENTRY_LEN, &l);
+                l.pack = pno;
+                if (!cf_entry_valid(&l, psize)) {
+                    char hex[2 * CF_ID_LEN + 1];
+                    cf_id_hex(&l.id, hex);
+                    cf_fail("%s: corrupt index: invalid entry for chunk %s", key, hex);
+                    goto out;
+                }
+                cf_index_add(ix, &l); /* a chunk listed twice keeps its first place */
+            }
+            count -= k;
+        }
+    }
+    rc = 0;
+out:
+    cf_repo_objr_close(rd);
+    free(buf);
+    if (rc != 0)
+        cf_index_truncate(ix, n0, p0);
+    return rc;
+}
+
+/* Sort keys copied out of the entries: qsort has no context argument. */
+typedef struct ord_key {
+    uint32_t pack;
+    uint64_t offset;
+    size_t i;
+} ord_key;
+
+static int cmp_ord(const void *a, const void *b)
+{
+    const ord_key *x = a, *y = b;
+    if (x->pack != y->pack)
+        return x->pack < y->pack ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+int cf_index_write_object(cf_repo *r, const cf_index *ix, size_t from, char **key_out)
+{
+    *key_out = NULL;
+    if (from >= ix->n)
+        return 0;
+    size_t n = ix->n - from;
+    ord_key *ord = cf_malloc(n * sizeof *ord);
+    for (size_t i = 0; i < n; i++)
+        ord[i] = (ord_key){ix->ents[from + i].pack, ix->ents[from + i].offset, from + i};
+    qsort(ord, n, sizeof *ord, cmp_ord);
+
+    uint8_t rnd[CF_ID_LEN];
+    char hex[2 * CF_ID_LEN + 1];
+    cf_random(rnd, sizeof rnd);
+    cf_hex(rnd, sizeof rnd, hex);
+    char *key = cf_asprintf("index/%s", hex);
+
+    cf_objw *w;
+    if (cf_repo_objw_open(r, CF_OBJ_INDEX, key, &w) != 0) {
+        free(ord);
+        free(key);
+        return -1;
+    }
+    uint8_t rec[CF_ENTRY_LEN];
+    for (size_t i = 0; i < n;) {
+        uint32_t pno = ord[i].pack;
+        size_t j = i;
+        while (j < n && ord[j].pack == pno)
+            j++;
+        const cf_pack_rec *p = &ix->packs[pno];
+        if (!p->size) {
+            char pk[CF_PACK_KEY_LEN + 1];
+            cf_pack_key(&p->id, pk);
+            cf_fail("%s: pack %s is not committed", key, pk);
+            goto fail;
+        }
+        uint8_t g[CF_INDEX_GROUP_LEN] = {0};
+        memcpy(g, p->id.b, CF_ID_LEN);
+        cf_put64(g + 32, p->size);
+        cf_put32(g + 40, (uint32_t)(j - i));
+        if (cf_repo_objw_write(w, g, sizeof g) != 0)
+            goto fail;
+        for (; i < j; i++) {
+            cf_entry_encode(rec, &ix->ents[ord[i].i]);
+            if (cf_repo_objw_write(w, rec, sizeof rec) != 0)
+                goto fail;
+        }
+    }
+    free(ord);
+    if (cf_repo_objw_commit(w) != 0) {
+        free(key);
+        return -1;
+    }
+    *key_out = key;
+    return 0;
+fail:
+    cf_repo_objw_abort(w);
+    free(ord);
+    free(key);
+    return -1;
+}

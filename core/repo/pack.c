@@ -1,0 +1,312 @@
+/*
+ * Packs: many chunk blobs in one storage object, so a repository holds
+ * thousands of objects rather than millions. A pack is streamed to the
+ * store as blobs arrive (only its trailer table is kept in memory) and
+ * ends with that table, which lets cf_repo_rebuild_index recover the
+ * index from the packs alone.
+ *
+ * Layout: envelope header (type pack, flags 0) | blobs | table (52 bytes
+ * per blob) | table_len u32 | count u32 | SHA-256 of all preceding bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo/repo_int.h"
+
+/* Bounds table_len (a u32) and the memory a pack's table takes. */
+#define PACK_MAX_ENTRIES (1u << 20)
+
+struct cf_packw {
+    cf_repo *r;
+    void *w; /* store writer; NULL while no pack is open */
+    cf_id id;
+    char key[CF_PACK_KEY_LEN + 1];
+    uint32_t pno; /* number in r->idx.packs */
+    uint64_t size;
+    EVP_MD_CTX *sha;
+    uint8_t *table; /* encoded entries */
+    size_t ntab, tab_cap;
+    ZSTD_CCtx *cctx; /* one per writer: compression runs without locks */
+    cf_buf cbuf;
+};
+
+void cf_pack_key(const cf_id *pack_id, char out[CF_PACK_KEY_LEN + 1])
+{
+    char hex[2 * CF_ID_LEN + 1];
+    cf_hex(pack_id->b, CF_ID_LEN, hex);
+    snprintf(out, CF_PACK_KEY_LEN + 1, "data/%.2s/%s", hex, hex);
+}
+
+int cf_pack_key_parse(const char *key, cf_id *pack_id)
+{
+    if (strlen(key) != CF_PACK_KEY_LEN || strncmp(key, "data/", 5) != 0 || key[7] != '/')
+        return -1;
+    if (cf_unhex(key + 8, pack_id->b, CF_ID_LEN) != 0)
+        return -1;
+    char hex[2 * CF_ID_LEN + 1];
+    cf_hex(pack_id->b, CF_ID_LEN, hex);
+    /* the directory must be the id's first byte, in lower case */
+    return strncmp(key + 5, hex, 2) == 0 && strcmp(key + 8, hex) == 0 ? 0 : -1;
+}
+
+cf_packw *cf_packw_new(cf_repo *r)
+{
+    cf_packw *pw = cf_calloc(1, sizeof *pw);
+    pw->r = r;
+    pw->sha = EVP_MD_CTX_new();
+    pw->cctx = ZSTD_createCCtx();
+    if (!pw->sha || !pw->cctx)
+        abort(); /* allocation failure: same policy as cf_malloc */
+    ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, r->zstd_level);
+    return pw;
+}
+
+static void packw_reset(cf_packw *pw)
+{
+    pw->w = NULL;
+    pw->size = 0;
+    pw->ntab = 0;
+    pw->key[0] = 0;
+}
+
+void cf_packw_abort(cf_packw *pw)
+{
+    if (pw->w)
+        cf_store_abort(pw->r->st, pw->w);
+    packw_reset(pw);
+}
+
+void cf_packw_free(cf_packw *pw)
+{
+    if (!pw)
+        return;
+    cf_packw_abort(pw);
+    EVP_MD_CTX_free(pw->sha);
+    ZSTD_freeCCtx(pw->cctx);
+    cf_buf_free(&pw->cbuf);
+    free(pw->table);
+    free(pw);
+}
+
+int cf_packw_is_open(const cf_packw *pw)
+{
+    return pw->w != NULL;
+}
+
+int cf_packw_full(const cf_packw *pw)
+{
+    return pw->w && (pw->size >= pw->r->pack_size || pw->ntab >= PACK_MAX_ENTRIES);
+}
+
+/* Write to the open pack; on failure the pack is discarded. */
+static int packw_emit(cf_packw *pw, const void *buf, size_t len)
+{
+    if (len && cf_store_write(pw->r->st, pw->w, buf, len) != 0) {
+        cf_error_prefix("pack %s", pw->key);
+        cf_packw_abort(pw);
+        return -1;
+    }
+    EVP_DigestUpdate(pw->sha, buf, len);
+    pw->size += len;
+    return 0;
+}
+
+static int packw_open(cf_packw *pw)
+{
+    cf_repo *r = pw->r;
+    cf_random(pw->id.b, CF_ID_LEN);
+    cf_pack_key(&pw->id, pw->key);
+    if (!EVP_DigestInit_ex(pw->sha, r->sha, NULL))
+        return cf_fail("pack %s: cannot initialise SHA-256", pw->key);
+    void *w;
+    if (cf_store_writer_open(r->st, pw->key, COFFER_WRITE_PRIVATE, r->pack_size, &w) != 0) {
+        cf_error_prefix("pack %s", pw->key);
+        packw_reset(pw);
+        return -1;
+    }
+    pw->w = w;
+    pw->size = 0;
+    pw->ntab = 0;
+    pthread_rwlock_wrlock(&r->lock);
+    pw->pno = cf_index_pack(&r->idx, &pw->id, 0);
+    pthread_rwlock_unlock(&r->lock);
+    uint8_t hdr[CF_ENV_HDR_LEN];
+    cf_env_header(hdr, CF_OBJ_PACK, 0);
+    return packw_emit(pw, hdr, sizeof hdr);
+}
+
+int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc)
+{
+    memset(loc, 0, sizeof *loc);
+    loc->id = *id;
+    loc->raw = (uint32_t)len;
+    loc->comp = CF_COMP_NONE;
+    const void *blob = data;
+    size_t stored = len;
+    if (len > 0) {
+        size_t bound = ZSTD_compressBound(len);
+        pw->cbuf.len = 0;
+        cf_buf_reserve(&pw->cbuf, bound);
+        size_t cs = ZSTD_compress2(pw->cctx, pw->cbuf.data, bound, data, len);
+        /* Keep whichever is smaller: incompressible data stays raw. */
+        if (!ZSTD_isError(cs) && cs < len) {
+            blob = pw->cbuf.data;
+            stored = cs;
+            loc->comp = CF_COMP_ZSTD;
+        }
+    }
+    if (!pw->w && packw_open(pw) != 0)
+        return -1;
+    loc->pack = pw->pno;
+    loc->offset = pw->size;
+    loc->stored = (uint32_t)stored;
+    if (packw_emit(pw, blob, stored) != 0)
+        return -1;
+    if (pw->ntab == pw->tab_cap) {
+        pw->tab_cap = pw->tab_cap ? pw->tab_cap * 2 : 64;
+        pw->table = cf_realloc(pw->table, pw->tab_cap * CF_ENTRY_LEN);
+    }
+    cf_entry_encode(pw->table + pw->ntab * CF_ENTRY_LEN, loc);
+    pw->ntab++;
+    return 0;
+}
+
+int cf_packw_close(cf_packw *pw)
+{
+    if (!pw->w)
+        return 0;
+    cf_repo *r = pw->r;
+    size_t tlen = pw->ntab * CF_ENTRY_LEN;
+    if (packw_emit(pw, pw->table, tlen) != 0)
+        return -1;
+    uint8_t tail[8];
+    cf_put32(tail, (uint32_t)tlen);
+    cf_put32(tail + 4, (uint32_t)pw->ntab);
+    if (packw_emit(pw, tail, sizeof tail) != 0)
+        return -1;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(pw->sha, md, &mdlen);
+    if (packw_emit(pw, md, CF_ENV_TRAILER_LEN) != 0)
+        return -1;
+    void *w = pw->w;
+    pw->w = NULL; /* commit frees the store writer, success or not */
+    if (cf_store_commit(r->st, w) != 0) {
+        cf_error_prefix("pack %s", pw->key);
+        packw_reset(pw);
+        return -1;
+    }
+    cf_repo_pack_committed(r, pw->pno, pw->size);
+    cf_repo_sess_add(r, 1, pw->key);
+    atomic_fetch_add(&r->packs_written, 1);
+    packw_reset(pw);
+    return 0;
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+static int get_exact(cf_store *st, const char *key, uint64_t off, uint64_t len, cf_buf *b)
+{
+    if (cf_store_get_range(st, key, off, len, b) != 0)
+        return -1;
+    if (b->len != len)
+        return cf_fail("pack %s: short read at offset %llu (%zu of %llu bytes)", key,
+                       (unsigned long long)off, b->len, (unsigned long long)len);
+    return 0;
+}
+
+int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **ents, size_t *n)
+{
+    *ents = NULL;
+    *n = 0;
+    if (size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN)
+        return cf_fail("pack %s: truncated (%llu bytes)", key, (unsigned long long)size);
+    cf_buf b = {0};
+    int rc = -1;
+    if (get_exact(st, key, 0, CF_ENV_HDR_LEN, &b) != 0)
+        goto out;
+    unsigned flags;
+    if (cf_env_check(b.data, CF_OBJ_PACK, key, &flags) != 0)
+        goto out;
+    if (flags != 0) {
+        cf_fail("pack %s: unexpected flags 0x%02x", key, flags);
+        goto out;
+    }
+    if (get_exact(st, key, size - CF_PACK_TAIL_LEN, CF_PACK_TAIL_LEN, &b) != 0)
+        goto out;
+    uint32_t tlen = cf_get32(b.data), count = cf_get32(b.data + 4);
+    if ((uint64_t)count * CF_ENTRY_LEN != tlen ||
+        (uint64_t)tlen + CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN > size) {
+        cf_fail("pack %s: corrupt trailer (table of %u bytes, %u entries, pack of %llu bytes)", key,
+                tlen, count, (unsigned long long)size);
+        goto out;
+    }
+    uint64_t tstart = size - CF_PACK_TAIL_LEN - tlen;
+    if (tlen && get_exact(st, key, tstart, tlen, &b) != 0)
+        goto out;
+    cf_loc *e = cf_malloc((count ? count : 1) * sizeof *e);
+    /* Blobs are contiguous from the header to the table: checking that
+     * catches most trailer damage even without reading the whole pack. */
+    uint64_t expect = CF_ENV_HDR_LEN;
+    for (uint32_t i = 0; i < count; i++) {
+        cf_entry_decode(b.data + (size_t)i * CF_ENTRY_LEN, &e[i]);
+        if (e[i].offset != expect || !cf_entry_valid(&e[i], size)) {
+            char hex[2 * CF_ID_LEN + 1];
+            cf_id_hex(&e[i].id, hex);
+            cf_fail("pack %s: corrupt trailer table (entry %u, chunk %s)", key, i, hex);
+            free(e);
+            goto out;
+        }
+        expect += e[i].stored;
+    }
+    if (expect != tstart) {
+        cf_fail("pack %s: corrupt trailer table (blobs end at %llu, table starts at %llu)", key,
+                (unsigned long long)expect, (unsigned long long)tstart);
+        free(e);
+        goto out;
+    }
+    *ents = e;
+    *n = count;
+    rc = 0;
+out:
+    cf_buf_free(&b);
+    return rc;
+}
+
+int cf_blob_verify(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *data,
+                   size_t len)
+{
+    char hex[2 * CF_ID_LEN + 1];
+    if (len != l->raw) {
+        cf_id_hex(&l->id, hex);
+        return cf_fail("chunk %s in pack %s: size mismatch (%zu bytes, expected %u)", hex, pack_key,
+                       len, l->raw);
+    }
+    cf_id got;
+    cf_repo_hash(r, data, len, &got);
+    if (memcmp(got.b, l->id.b, CF_ID_LEN) != 0) {
+        cf_id_hex(&l->id, hex);
+        return cf_fail("chunk %s in pack %s: hash mismatch", hex, pack_key);
+    }
+    return 0;
+}
+
+int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
+                 cf_buf *out)
+{
+    out->len = 0;
+    if (l->comp == CF_COMP_NONE) {
+        cf_buf_append(out, blob, l->stored);
+    } else {
+        cf_buf_reserve(out, l->raw);
+        size_t n = ZSTD_decompress(out->data, l->raw, blob, l->stored);
+        if (ZSTD_isError(n)) {
+            char hex[2 * CF_ID_LEN + 1];
+            cf_id_hex(&l->id, hex);
+            return cf_fail("chunk %s in pack %s: cannot decompress: %s", hex, pack_key,
+                           ZSTD_getErrorName(n));
+        }
+        out->len = n;
+    }
+    return cf_blob_verify(r, l, pack_key, out->data, out->len);
+}

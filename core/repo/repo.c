@@ -1,0 +1,587 @@
+/*
+ * The repository handle: config, session (what this run wrote, so a
+ * failed backup can be rolled back), and the chunk put/get paths.
+ *
+ * Concurrency: put_chunk checks the index under a read lock, takes a pack
+ * writer of its own from the pool (one per concurrent caller), compresses
+ * and writes with no lock held, then inserts under the write lock. Two
+ * threads racing on the same new chunk may both store it; the index keeps
+ * the first insert and the other blob is a harmless duplicate in a pack.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "repo/repo_int.h"
+
+#define DEFAULT_ZSTD_LEVEL 3
+#define DEFAULT_PACK_SIZE (16ull * 1024 * 1024)
+#define MIN_PACK_SIZE 4096ull
+#define CONFIG_KEY "config"
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+void cf_id_hex(const cf_id *id, char out[2 * CF_ID_LEN + 1])
+{
+    cf_hex(id->b, CF_ID_LEN, out);
+}
+
+int cf_id_parse(const char *hex, cf_id *out)
+{
+    if (!hex || strlen(hex) != 2 * CF_ID_LEN)
+        return -1;
+    return cf_unhex(hex, out->b, CF_ID_LEN);
+}
+
+void cf_strv_push(char ***v, size_t *n, const char *s)
+{
+    *v = cf_realloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = cf_strdup(s);
+}
+
+void cf_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void cf_repo_hash(cf_repo *r, const void *data, size_t len, cf_id *out)
+{
+    unsigned n = 0;
+    if (!EVP_Digest(data, len, out->b, &n, r->sha, NULL)) {
+        /* Cannot happen with the default provider; never hand out a
+         * made-up id. */
+        cf_log(CF_LOG_ERROR, "SHA-256 failed");
+        abort();
+    }
+}
+
+static EVP_MD *fetch_sha256(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!md)
+        cf_fail("OpenSSL: SHA-256 is not available");
+    return md;
+}
+
+void cf_repo_sess_add(cf_repo *r, int is_pack, const char *key)
+{
+    pthread_mutex_lock(&r->wlock);
+    if (is_pack)
+        cf_strv_push(&r->sess_packs, &r->nsess_packs, key);
+    else
+        cf_strv_push(&r->sess_index, &r->nsess_index, key);
+    pthread_mutex_unlock(&r->wlock);
+}
+
+void cf_repo_pack_committed(cf_repo *r, uint32_t pack, uint64_t size)
+{
+    pthread_rwlock_wrlock(&r->lock);
+    r->idx.packs[pack].size = size;
+    pthread_rwlock_unlock(&r->lock);
+}
+
+/* ---- Config ------------------------------------------------------------- */
+
+static int check_params(const cf_repo_params *p, cf_cdc *cdc, int *level, uint64_t *pack_size)
+{
+    if (cf_cdc_init(cdc, &p->cdc) != 0)
+        return -1;
+    *level = p->zstd_level ? p->zstd_level : DEFAULT_ZSTD_LEVEL;
+    if (*level < 1 || *level > ZSTD_maxCLevel())
+        return cf_fail("zstd level %d out of range (1..%d)", *level, ZSTD_maxCLevel());
+    *pack_size = p->pack_size ? p->pack_size : DEFAULT_PACK_SIZE;
+    if (*pack_size < MIN_PACK_SIZE || *pack_size > CF_PACK_SIZE_MAX)
+        return cf_fail("pack size %llu out of range (%llu..%llu)", (unsigned long long)*pack_size,
+                       MIN_PACK_SIZE, CF_PACK_SIZE_MAX);
+    return 0;
+}
+
+static char *config_json(const char *id_hex, const cf_cdc_params *c, int level, uint64_t pack_size)
+{
+    char seed[17], created[32];
+    snprintf(seed, sizeof seed, "%016llx", (unsigned long long)c->seed);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:{s:s, s:I, s:I, s:I, s:s}, s:{s:s, s:i}, s:I, s:s}",
+                             "format", CF_FORMAT_VERSION, "id", id_hex, "created", created, "hash",
+                             "sha256", "chunker", "algorithm", "fastcdc-gear64-nc2", "min_size",
+                             (json_int_t)c->min_size, "avg_size", (json_int_t)c->avg_size,
+                             "max_size", (json_int_t)c->max_size, "seed", seed, "compression",
+                             "algorithm", "zstd", "level", level, "pack_size",
+                             (json_int_t)pack_size, "encryption", "none");
+    char *text = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    char *out = cf_asprintf("%s\n", text);
+    free(text);
+    return out;
+}
+
+static int json_u32(json_t *o, const char *name, uint32_t *v)
+{
+    json_t *x = json_object_get(o, name);
+    if (!json_is_integer(x) || json_integer_value(x) <= 0 || json_integer_value(x) > UINT32_MAX)
+        return cf_fail("config: %s must be a positive integer", name);
+    *v = (uint32_t)json_integer_value(x);
+    return 0;
+}
+
+static int parse_config(cf_repo *r, const cf_buf *b)
+{
+    json_error_t je;
+    json_t *root = json_loadb((const char *)b->data, b->len, 0, &je);
+    if (!root)
+        return cf_fail("config: invalid JSON at line %d: %s", je.line, je.text);
+    int rc = -1;
+    json_t *fmt = json_object_get(root, "format");
+    if (!json_is_integer(fmt) || json_integer_value(fmt) != CF_FORMAT_VERSION) {
+        cf_fail("config: repository format %lld is not supported (this coffer reads format %d)",
+                json_is_integer(fmt) ? (long long)json_integer_value(fmt) : -1LL,
+                CF_FORMAT_VERSION);
+        goto out;
+    }
+    const char *enc = json_string_value(json_object_get(root, "encryption"));
+    if (!enc || strcmp(enc, "none") != 0) {
+        cf_fail("config: repository encryption '%s' is not supported by this version of coffer",
+                enc ? enc : "?");
+        goto out;
+    }
+    const char *hash = json_string_value(json_object_get(root, "hash"));
+    if (!hash || strcmp(hash, "sha256") != 0) {
+        cf_fail("config: hash '%s' is not supported", hash ? hash : "?");
+        goto out;
+    }
+    const char *id = json_string_value(json_object_get(root, "id"));
+    cf_id tmp;
+    if (cf_id_parse(id, &tmp) != 0) {
+        cf_fail("config: invalid repository id");
+        goto out;
+    }
+    cf_id_hex(&tmp, r->id_hex);
+
+    json_t *ch = json_object_get(root, "chunker");
+    const char *alg = json_string_value(json_object_get(ch, "algorithm"));
+    if (!alg || strcmp(alg, "fastcdc-gear64-nc2") != 0) {
+        cf_fail("config: chunker '%s' is not supported", alg ? alg : "?");
+        goto out;
+    }
+    cf_cdc_params cp = {0};
+    const char *seed = json_string_value(json_object_get(ch, "seed"));
+    uint8_t sb[8];
+    if (json_u32(ch, "min_size", &cp.min_size) || json_u32(ch, "avg_size", &cp.avg_size) ||
+        json_u32(ch, "max_size", &cp.max_size))
+        goto out;
+    if (!seed || strlen(seed) != 16 || cf_unhex(seed, sb, 8) != 0) {
+        cf_fail("config: chunker seed must be 16 hex digits");
+        goto out;
+    }
+    for (int i = 0; i < 8; i++)
+        cp.seed = cp.seed << 8 | sb[i];
+
+    json_t *comp = json_object_get(root, "compression");
+    const char *calg = json_string_value(json_object_get(comp, "algorithm"));
+    if (!calg || strcmp(calg, "zstd") != 0) {
+        cf_fail("config: compression '%s' is not supported", calg ? calg : "?");
+        goto out;
+    }
+    json_t *lvl = json_object_get(comp, "level"), *ps = json_object_get(root, "pack_size");
+    if (!json_is_integer(lvl) || !json_is_integer(ps) || json_integer_value(ps) <= 0) {
+        cf_fail("config: compression level and pack_size must be integers");
+        goto out;
+    }
+    cf_repo_params p = {.cdc = cp, .zstd_level = (int)json_integer_value(lvl),
+                        .pack_size = (uint64_t)json_integer_value(ps)};
+    if (check_params(&p, &r->cdc, &r->zstd_level, &r->pack_size) != 0) {
+        cf_error_prefix("config");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+int cf_repo_init(cf_store *st, const cf_repo_params *p)
+{
+    cf_repo_params prm = p ? *p : (cf_repo_params){0};
+    while (prm.cdc.seed == 0) /* zero means "pick one"; 0 itself is never stored */
+        cf_random(&prm.cdc.seed, sizeof prm.cdc.seed);
+    cf_cdc cdc;
+    int level;
+    uint64_t pack_size;
+    if (check_params(&prm, &cdc, &level, &pack_size) != 0)
+        return -1;
+    if (cf_store_prepare(st, 1) != 0)
+        return -1;
+    coffer_object_stat os;
+    int st_rc = cf_store_stat(st, CONFIG_KEY, &os);
+    if (st_rc == 0)
+        return cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+    if (st_rc != COFFER_ERR_NOT_FOUND)
+        return -1;
+
+    uint8_t rid[CF_ID_LEN];
+    char hex[2 * CF_ID_LEN + 1];
+    cf_random(rid, sizeof rid);
+    cf_hex(rid, sizeof rid, hex);
+    char *text = config_json(hex, &cdc.p, level, pack_size);
+    EVP_MD *md = fetch_sha256();
+    if (!md) {
+        free(text);
+        return -1;
+    }
+    cf_objw *w;
+    int rc = cf_objw_open_raw(st, md, level, CF_OBJ_CONFIG, CONFIG_KEY,
+                              COFFER_WRITE_IF_ABSENT | COFFER_WRITE_PRIVATE, 0, &w);
+    /* The config stays uncompressed so an operator can read it. */
+    if (rc == 0 && (rc = cf_repo_objw_write(w, text, strlen(text))) != 0)
+        cf_repo_objw_abort(w);
+    else if (rc == 0)
+        rc = cf_repo_objw_commit(w);
+    free(text);
+    EVP_MD_free(md);
+    if (rc != 0 && cf_store_stat(st, CONFIG_KEY, &os) == 0)
+        return cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+    return rc ? -1 : 0;
+}
+
+/* ---- Open / close -------------------------------------------------------- */
+
+typedef struct key_list {
+    char **v;
+    size_t n;
+} key_list;
+
+static int collect_index_key(void *ud, const char *key, const coffer_object_stat *st)
+{
+    (void)st;
+    key_list *kl = ud;
+    if (strncmp(key, "index/", 6) == 0 && key[6] && !strchr(key + 6, '/'))
+        cf_strv_push(&kl->v, &kl->n, key);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n)
+{
+    key_list kl = {0};
+    if (cf_store_list(r->st, "index/", collect_index_key, &kl) != 0) {
+        cf_strv_free(kl.v, kl.n);
+        return -1;
+    }
+    if (kl.n)
+        qsort(kl.v, kl.n, sizeof *kl.v, cmp_str);
+    *keys = kl.v;
+    *n = kl.n;
+    return 0;
+}
+
+int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
+{
+    *out = NULL;
+    if (cf_store_prepare(st, 0) != 0)
+        return -1;
+    cf_repo *r = cf_calloc(1, sizeof *r);
+    r->st = st;
+    pthread_rwlock_init(&r->lock, NULL);
+    pthread_mutex_init(&r->wlock, NULL);
+    cf_index_init(&r->idx);
+    if (!(r->sha = fetch_sha256()))
+        goto fail;
+
+    cf_buf b = {0};
+    if (cf_repo_get_object(r, CF_OBJ_CONFIG, CONFIG_KEY, &b) != 0) {
+        cf_buf_free(&b);
+        goto fail;
+    }
+    int rc = parse_config(r, &b);
+    cf_buf_free(&b);
+    if (rc != 0)
+        goto fail;
+
+    char **keys;
+    size_t nkeys;
+    if (cf_repo_list_index(r, &keys, &nkeys) != 0)
+        goto fail;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (cf_index_load_object(r, keys[i], &r->idx) == 0)
+            continue;
+        if (!(flags & CF_REPO_OPEN_SKIP_BAD_INDEX)) {
+            cf_error_prefix("cannot load the repository index");
+            cf_strv_free(keys, nkeys);
+            goto fail;
+        }
+        cf_log(CF_LOG_WARN, "skipping index object: %s", cf_error());
+        cf_strv_push(&r->bad_index, &r->nbad_index, keys[i]);
+    }
+    cf_strv_free(keys, nkeys);
+    r->ents_open = r->ents_indexed = r->idx.n;
+    r->packs_open = r->idx.npacks;
+    *out = r;
+    return 0;
+fail:
+    cf_repo_close(r);
+    return -1;
+}
+
+int cf_repo_open(cf_store *st, cf_repo **out)
+{
+    return cf_repo_open_ex(st, 0, out);
+}
+
+void cf_repo_close(cf_repo *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nwriters; i++)
+        cf_packw_free(r->writers[i]);
+    free(r->writers);
+    free(r->idle);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    cf_strv_free(r->bad_index, r->nbad_index);
+    cf_index_free(&r->idx);
+    EVP_MD_free(r->sha);
+    pthread_rwlock_destroy(&r->lock);
+    pthread_mutex_destroy(&r->wlock);
+    free(r);
+}
+
+const cf_cdc_params *cf_repo_cdc(cf_repo *r)
+{
+    return &r->cdc.p;
+}
+
+const char *cf_repo_id(cf_repo *r)
+{
+    return r->id_hex;
+}
+
+cf_store *cf_repo_store(cf_repo *r)
+{
+    return r->st;
+}
+
+/* ---- Chunks --------------------------------------------------------------- */
+
+int cf_repo_has(cf_repo *r, const cf_id *id)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    int found = cf_index_find(&r->idx, id) >= 0;
+    pthread_rwlock_unlock(&r->lock);
+    return found;
+}
+
+static cf_packw *writer_get(cf_repo *r)
+{
+    pthread_mutex_lock(&r->wlock);
+    cf_packw *pw;
+    if (r->nidle) {
+        pw = r->idle[--r->nidle];
+    } else {
+        pw = cf_packw_new(r);
+        r->writers = cf_realloc(r->writers, (r->nwriters + 1) * sizeof *r->writers);
+        r->idle = cf_realloc(r->idle, (r->nwriters + 1) * sizeof *r->idle);
+        r->writers[r->nwriters++] = pw;
+    }
+    pthread_mutex_unlock(&r->wlock);
+    return pw;
+}
+
+static void writer_put(cf_repo *r, cf_packw *pw)
+{
+    pthread_mutex_lock(&r->wlock);
+    r->idle[r->nidle++] = pw;
+    pthread_mutex_unlock(&r->wlock);
+}
+
+static int session_failed(cf_repo *r)
+{
+    return cf_fail("repository %.12s: an earlier write failed; the session must be aborted",
+                   r->id_hex);
+}
+
+int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added)
+{
+    if (added)
+        *added = 0;
+    if (atomic_load(&r->failed))
+        return session_failed(r);
+    if (len > UINT32_MAX)
+        return cf_fail("chunk of %zu bytes is too large", len);
+    if (cf_repo_has(r, id)) {
+        atomic_fetch_add(&r->chunks_dup, 1);
+        atomic_fetch_add(&r->bytes_dup, len);
+        return 0;
+    }
+
+    cf_packw *pw = writer_get(r);
+    cf_loc loc;
+    if (cf_packw_add(pw, id, data, len, &loc) != 0) {
+        atomic_store(&r->failed, 1);
+        writer_put(r, pw);
+        return -1;
+    }
+    atomic_fetch_add(&r->bytes_new_stored, loc.stored);
+
+    pthread_rwlock_wrlock(&r->lock);
+    int ins = cf_index_add(&r->idx, &loc);
+    pthread_rwlock_unlock(&r->lock);
+    if (ins) {
+        atomic_fetch_add(&r->chunks_new, 1);
+        atomic_fetch_add(&r->bytes_new_raw, len);
+    } else { /* lost a race: another thread indexed it first */
+        atomic_fetch_add(&r->chunks_dup, 1);
+        atomic_fetch_add(&r->bytes_dup, len);
+    }
+
+    int rc = 0;
+    if (cf_packw_full(pw) && cf_packw_close(pw) != 0) {
+        atomic_store(&r->failed, 1);
+        rc = -1;
+    }
+    writer_put(r, pw);
+    if (rc == 0 && added)
+        *added = ins;
+    return rc;
+}
+
+int cf_repo_flush(cf_repo *r)
+{
+    if (atomic_load(&r->failed))
+        return session_failed(r);
+    for (size_t i = 0; i < r->nwriters; i++) {
+        if (cf_packw_close(r->writers[i]) != 0) {
+            atomic_store(&r->failed, 1);
+            return -1;
+        }
+    }
+    char *key = NULL;
+    pthread_rwlock_rdlock(&r->lock);
+    int rc = cf_index_write_object(r, &r->idx, r->ents_indexed, &key);
+    size_t n = r->idx.n;
+    pthread_rwlock_unlock(&r->lock);
+    if (rc != 0) {
+        atomic_store(&r->failed, 1);
+        return -1;
+    }
+    if (key) {
+        cf_repo_sess_add(r, 0, key);
+        free(key);
+    }
+    r->ents_indexed = n;
+    return 0;
+}
+
+static void remove_quiet(cf_repo *r, const char *key)
+{
+    int rc = cf_store_remove(r->st, key);
+    if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
+        cf_log(CF_LOG_WARN, "abort: %s", cf_error());
+}
+
+void cf_repo_abort(cf_repo *r)
+{
+    for (size_t i = 0; i < r->nwriters; i++)
+        cf_packw_abort(r->writers[i]);
+    /* Indexes first: an interrupted abort must not leave an index that
+     * points into removed packs. */
+    for (size_t i = 0; i < r->nsess_index; i++)
+        remove_quiet(r, r->sess_index[i]);
+    for (size_t i = 0; i < r->nsess_packs; i++)
+        remove_quiet(r, r->sess_packs[i]);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    r->sess_index = r->sess_packs = NULL;
+    r->nsess_index = r->nsess_packs = 0;
+    pthread_rwlock_wrlock(&r->lock);
+    cf_index_truncate(&r->idx, r->ents_open, r->packs_open);
+    pthread_rwlock_unlock(&r->lock);
+    r->ents_indexed = r->ents_open;
+    atomic_store(&r->failed, 0);
+}
+
+/* Copy a chunk's location and its pack out from under the lock. */
+static int lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    ssize_t i = cf_index_find(&r->idx, id);
+    if (i >= 0) {
+        *l = r->idx.ents[i];
+        *p = r->idx.packs[l->pack];
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return i >= 0 ? 0 : -1;
+}
+
+int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
+{
+    char hex[2 * CF_ID_LEN + 1], key[CF_PACK_KEY_LEN + 1];
+    cf_loc l;
+    cf_pack_rec p;
+    if (lookup(r, id, &l, &p) != 0) {
+        cf_id_hex(id, hex);
+        return cf_fail("chunk %s: not in the repository index", hex);
+    }
+    cf_pack_key(&p.id, key);
+    if (!p.size) {
+        cf_id_hex(id, hex);
+        return cf_fail("chunk %s in pack %s: pack not written yet (flush first)", hex, key);
+    }
+    cf_buf tmp = {0};
+    cf_buf *dst = l.comp == CF_COMP_NONE ? out : &tmp;
+    int rc = cf_store_get_range(r->st, key, l.offset, l.stored, dst);
+    if (rc == 0 && dst->len != l.stored) {
+        cf_id_hex(id, hex);
+        rc = cf_fail("chunk %s in pack %s: short read (%zu of %u bytes): pack truncated", hex, key,
+                     dst->len, l.stored);
+    } else if (rc == COFFER_ERR_NOT_FOUND) {
+        cf_id_hex(id, hex);
+        rc = cf_fail("chunk %s: pack %s missing", hex, key);
+    } else if (rc != 0) {
+        cf_id_hex(id, hex);
+        cf_error_prefix("chunk %s in pack %s", hex, key);
+    } else if (l.comp == CF_COMP_NONE) {
+        rc = cf_blob_verify(r, &l, key, out->data, out->len);
+    } else {
+        rc = cf_blob_open(r, &l, key, tmp.data, out);
+    }
+    cf_buf_free(&tmp);
+    return rc ? -1 : 0;
+}
+
+int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id)
+{
+    cf_loc l;
+    cf_pack_rec p;
+    return lookup(r, id, &l, &p) == 0 ? (int64_t)l.raw : -1;
+}
+
+const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len)
+{
+    cf_loc l;
+    cf_pack_rec p;
+    if (lookup(r, id, &l, &p) != 0 || len < CF_PACK_KEY_LEN + 1)
+        return NULL;
+    cf_pack_key(&p.id, buf);
+    return buf;
+}
+
+void cf_repo_get_stats(cf_repo *r, cf_repo_stats *out)
+{
+    out->chunks_new = atomic_load(&r->chunks_new);
+    out->chunks_dup = atomic_load(&r->chunks_dup);
+    out->bytes_new_raw = atomic_load(&r->bytes_new_raw);
+    out->bytes_new_stored = atomic_load(&r->bytes_new_stored);
+    out->bytes_dup = atomic_load(&r->bytes_dup);
+    out->packs_written = atomic_load(&r->packs_written);
+}

@@ -1,0 +1,206 @@
+/*
+ * Private to core/repo: the repository handle, the in-memory index, the
+ * envelope and pack helpers shared by repo.c, object.c, pack.c, index.c
+ * and check.c. Byte layouts are in docs/repository-format.md.
+ */
+#ifndef CF_REPO_INT_H
+#define CF_REPO_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include "repo/repo.h"
+
+/* ---- Envelope --------------------------------------------------------- */
+#define CF_ENV_MAGIC "COFR"
+#define CF_ENV_HDR_LEN 8
+#define CF_ENV_TRAILER_LEN 32 /* SHA-256 of every preceding byte */
+#define CF_FORMAT_VERSION 1
+#define CF_ENV_FLAG_ZSTD 0x01u /* body is one zstd frame */
+#define CF_ENV_FLAGS_KNOWN CF_ENV_FLAG_ZSTD
+#define CF_ENC_NONE 0 /* the only scheme of format 1 */
+
+/* Per-blob compression in packs and indexes. */
+#define CF_COMP_NONE 0
+#define CF_COMP_ZSTD 1
+
+/* Pack and index records. */
+#define CF_ENTRY_LEN 52       /* id 32, comp 1, reserved 3, offset 8, stored 4, raw 4 */
+#define CF_PACK_TAIL_LEN 40   /* table_len 4, count 4, SHA-256 32 */
+#define CF_INDEX_GROUP_LEN 48 /* pack id 32, pack size 8, count 4, reserved 4 */
+#define CF_PACK_KEY_LEN 72    /* "data/pp/" + 64 hex */
+
+#define CF_PACK_SIZE_MAX (1ull << 30)
+
+void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags);
+/* Validate a header read from `key`; *flags receives the flags byte. */
+int cf_env_check(const uint8_t hdr[CF_ENV_HDR_LEN], int type, const char *key, unsigned *flags);
+const char *cf_obj_type_name(int type);
+
+/* Envelope writer/reader on a bare store (init has no cf_repo yet). */
+int cf_objw_open_raw(cf_store *st, const EVP_MD *md, int level, int type, const char *key,
+                     uint32_t wflags, int compress, cf_objw **out);
+int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, cf_objr **out);
+/* Read exactly len bytes; returns bytes read (< len only at the end), -1. */
+long cf_objr_read_full(cf_objr *rd, void *buf, size_t len);
+
+/* ---- Little-endian helpers --------------------------------------------- */
+static inline void cf_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void cf_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t cf_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t cf_get64(const uint8_t *p)
+{
+    return (uint64_t)cf_get32(p) | (uint64_t)cf_get32(p + 4) << 32;
+}
+
+/* ---- In-memory index ---------------------------------------------------- */
+
+/* Where one chunk lives. 56 bytes; with the slot table the index costs
+ * about 65-95 bytes per chunk. */
+typedef struct cf_loc {
+    cf_id id;
+    uint64_t offset; /* from the start of the pack object */
+    uint32_t stored; /* bytes in the pack */
+    uint32_t raw;    /* plaintext bytes */
+    uint32_t pack;   /* index into cf_index.packs */
+    uint8_t comp;    /* CF_COMP_* */
+    uint8_t pad[3];
+} cf_loc;
+
+typedef struct cf_pack_rec {
+    cf_id id;
+    uint64_t size; /* whole pack object; 0 while the pack is being written */
+} cf_pack_rec;
+
+/* Open addressing over an array whose elements start with a cf_id;
+ * slots hold element index + 1 (0 = empty). The id is SHA-256 output, so
+ * its first 8 bytes are already a good hash. */
+typedef struct cf_idmap {
+    uint32_t *slots;
+    size_t nslots; /* power of two */
+} cf_idmap;
+
+typedef struct cf_index {
+    cf_loc *ents;
+    size_t n, cap;
+    cf_idmap emap;
+    cf_pack_rec *packs;
+    size_t npacks, packs_cap;
+    cf_idmap pmap;
+} cf_index;
+
+void cf_index_init(cf_index *ix);
+void cf_index_free(cf_index *ix);
+ssize_t cf_index_find(const cf_index *ix, const cf_id *id);
+/* Adds unless the id is present. Returns 1 added, 0 already there. */
+int cf_index_add(cf_index *ix, const cf_loc *loc);
+ssize_t cf_index_find_pack(const cf_index *ix, const cf_id *pack_id);
+/* Find or append a pack; a known size is kept. Returns its number. */
+uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size);
+/* Drop entries >= n and packs >= npacks (session rollback). */
+void cf_index_truncate(cf_index *ix, size_t n, size_t npacks);
+
+/* Index objects. Parsing appends to ix (rolled back on failure). */
+int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix);
+/* Write entries [from, ix->n) of ix as one new index object. *key_out
+ * (malloc'd) names it; nothing is written when the range is empty. */
+int cf_index_write_object(cf_repo *r, const cf_index *ix, size_t from, char **key_out);
+/* Check one 52-byte record's fields against a pack size. */
+int cf_entry_valid(const cf_loc *l, uint64_t pack_size);
+void cf_entry_encode(uint8_t out[CF_ENTRY_LEN], const cf_loc *l);
+void cf_entry_decode(const uint8_t in[CF_ENTRY_LEN], cf_loc *l);
+
+/* ---- Packs ------------------------------------------------------------- */
+
+typedef struct cf_packw cf_packw;
+
+void cf_pack_key(const cf_id *pack_id, char out[CF_PACK_KEY_LEN + 1]);
+/* Parse "data/pp/<64 hex>"; -1 if key is not a pack key. */
+int cf_pack_key_parse(const char *key, cf_id *pack_id);
+
+/* Pack writers (pool in cf_repo). */
+cf_packw *cf_packw_new(cf_repo *r);
+void cf_packw_free(cf_packw *pw);
+/* Compress (outside any lock) and append one blob, opening a pack when
+ * none is open; *loc receives where it went. */
+int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc);
+int cf_packw_is_open(const cf_packw *pw);
+/* The open pack reached the target size: close it. */
+int cf_packw_full(const cf_packw *pw);
+int cf_packw_close(cf_packw *pw);  /* write the trailer table, commit */
+void cf_packw_abort(cf_packw *pw); /* discard the open pack, if any */
+
+/* Read and validate the trailer table of a pack of known size. Entries are
+ * in offset order, pack numbers unset. */
+int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **ents, size_t *n);
+
+/* Decompress (CF_COMP_ZSTD) or copy one blob into out and check its id.
+ * Errors name the chunk and the pack. */
+int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
+                 cf_buf *out);
+/* Check that plaintext hashes to l->id (and has l->raw bytes). */
+int cf_blob_verify(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *data,
+                   size_t len);
+
+/* ---- The repository ----------------------------------------------------- */
+
+struct cf_repo {
+    cf_store *st;
+    EVP_MD *sha;
+    char id_hex[2 * CF_ID_LEN + 1];
+    cf_cdc cdc;
+    int zstd_level;
+    uint64_t pack_size;
+
+    /* Index: read-mostly, so a rwlock; writers hold it only to insert. */
+    pthread_rwlock_t lock;
+    cf_index idx;
+    size_t ents_open, packs_open; /* index size at open: abort rolls back to it */
+    size_t ents_indexed;          /* entries covered by an index object */
+
+    /* Pack writer pool and the session's list of written objects. */
+    pthread_mutex_t wlock;
+    cf_packw **writers; /* every writer */
+    size_t nwriters;
+    cf_packw **idle; /* writers not checked out by a thread */
+    size_t nidle;
+    char **sess_packs, **sess_index;
+    size_t nsess_packs, nsess_index;
+
+    atomic_int failed; /* a write failed: only abort is allowed */
+
+    char **bad_index; /* index objects skipped at open (CF_REPO_OPEN_SKIP_BAD_INDEX) */
+    size_t nbad_index;
+
+    _Atomic uint64_t chunks_new, chunks_dup, bytes_new_raw, bytes_new_stored, bytes_dup,
+        packs_written;
+};
+
+/* Record a committed object of this session (for abort). Locks wlock. */
+void cf_repo_sess_add(cf_repo *r, int is_pack, const char *key);
+/* Set a pack's final size once committed. */
+void cf_repo_pack_committed(cf_repo *r, uint32_t pack, uint64_t size);
+
+/* Every index object key, sorted so loading is deterministic. */
+int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n);
+
+/* Small string list helpers. */
+void cf_strv_push(char ***v, size_t *n, const char *s);
+void cf_strv_free(char **v, size_t n);
+
+#endif

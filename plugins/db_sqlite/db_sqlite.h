@@ -1,0 +1,69 @@
+/*
+ * database "sqlite": private declarations shared by sqlite.c (descriptor,
+ * instance, probe, owned_paths, query), dump.c, restore.c and verify.c.
+ *
+ * Every symbol here is linked into the core when the driver is built in,
+ * so all of them carry the dbsqlite_ prefix.
+ */
+#ifndef COFFER_DB_SQLITE_H
+#define COFFER_DB_SQLITE_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include <coffer/coffer.h>
+
+#define DBSQLITE_CHUNK (1u << 20) /* stream buffer: 1 MiB */
+
+typedef struct dbsqlite_instance {
+    uint32_t magic; /* COFFER_MAGIC_INSTANCE while alive */
+    const coffer_host *host;
+    coffer_hctx *h;
+    char *path_opt; /* `path` as configured (relative to the policy root, or absolute) */
+    char *path;     /* resolved against the policy root */
+    int busy_ms;
+    char *owned[4]; /* path_opt and its -wal, -shm, -journal siblings */
+} dbsqlite_instance;
+
+void dbsqlite_check_magic(const void *p, uint32_t magic, const char *what);
+
+/* Record a SQLite failure: maps rc to a status, names what and path, and
+ * takes the message from db when given (else from rc). */
+coffer_status dbsqlite_err(dbsqlite_instance *in, sqlite3 *db, int rc, const char *what, const char *path);
+
+typedef enum {
+    DBSQLITE_OPEN_RO = 0,        /* read-only, busy timeout: a live database */
+    DBSQLITE_OPEN_IMMUTABLE = 1, /* read-only, no locks and no -wal/-shm: a private copy */
+    DBSQLITE_OPEN_RW = 2,        /* read-write, no create */
+} dbsqlite_open_mode;
+
+/* Open path; NOT_FOUND when it does not exist. *db is NULL on failure. */
+coffer_status dbsqlite_open(dbsqlite_instance *in, const char *path, dbsqlite_open_mode mode, sqlite3 **db);
+
+/* Every user table (not sqlite_* internals, not virtual tables, whose
+ * module may be missing) with its row count, ordered by name. fn returns
+ * COFFER_OK to continue. */
+typedef coffer_status (*dbsqlite_count_fn)(void *ud, const char *table, int64_t rows);
+coffer_status dbsqlite_count_rows(dbsqlite_instance *in, sqlite3 *db, const char *path, dbsqlite_count_fn fn,
+                                  void *ud);
+
+/* malloc'd "base/rel", or a copy of rel when it is absolute or base is NULL. */
+char *dbsqlite_join(const char *base, const char *rel);
+const char *dbsqlite_basename(const char *path);
+
+/* The database a restore or verify works on (opts->target, else `path`,
+ * resolved against opts->root). malloc'd. */
+char *dbsqlite_target(dbsqlite_instance *in, const coffer_restore_opts *opts);
+
+/* Unlink path-wal, path-shm and path-journal. Returns 0 or an errno (and
+ * the failing path in *failed, malloc'd). found counts files removed. */
+int dbsqlite_remove_sidecars(const char *path, int *found, char **failed);
+
+/* dump.c, restore.c, verify.c */
+coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink);
+coffer_status dbsqlite_restore(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
+coffer_status dbsqlite_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
+                              coffer_check_cb cb, void *ud);
+
+#endif
