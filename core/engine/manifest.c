@@ -490,10 +490,3 @@ int cf_sets_list(cf_repo *r, char ***ids, size_t *n)
     *n = c.n;
     return 0;
 }
-
-void cf_strv_free(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}

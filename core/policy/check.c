@@ -29,10 +29,10 @@ static char *opt_names(const coffer_option *tab)
 
 typedef struct owner {
     const char *file;
-    const char *path;       /* "targets[0]", "components[1]" */
+    const char *path; /* "targets[0]", "components[1]" */
     const char *driver;
-    const char *kind;       /* "storage", "database" */
-    int line, col;          /* of the target or component */
+    const char *kind; /* "storage", "database" */
+    int line, col;    /* of the target or component */
 } owner;
 
 static int bad_secret(const owner *o, const cf_config_item *it, const coffer_option *tab)
@@ -40,15 +40,16 @@ static int bad_secret(const owner *o, const cf_config_item *it, const coffer_opt
     char *env = cf_asprintf("%s_env", it->name), *file = cf_asprintf("%s_file", it->name);
     int has_env = find_opt(tab, env) != NULL, has_file = find_opt(tab, file) != NULL;
     if (has_env && has_file)
-        cf_fail("%s:%d:%d: %s.%s: %s holds a secret: do not write it in the policy; use %s or %s", o->file,
-                it->line, it->col, o->path, it->name, it->name, env, file);
+        cf_fail("%s:%d:%d: %s.%s: %s holds a secret: do not write it in the policy; use %s or %s",
+                o->file, it->line, it->col, o->path, it->name, it->name, env, file);
     else if (has_env || has_file)
-        cf_fail("%s:%d:%d: %s.%s: %s holds a secret: do not write it in the policy; use %s", o->file,
-                it->line, it->col, o->path, it->name, it->name, has_env ? env : file);
+        cf_fail("%s:%d:%d: %s.%s: %s holds a secret: do not write it in the policy; use %s",
+                o->file, it->line, it->col, o->path, it->name, it->name, has_env ? env : file);
     else
         cf_fail("%s:%d:%d: %s.%s: %s holds a secret: do not write it in the policy "
                 "(%s driver '%s' declares no %s or %s option to read it from)",
-                o->file, it->line, it->col, o->path, it->name, it->name, o->kind, o->driver, env, file);
+                o->file, it->line, it->col, o->path, it->name, it->name, o->kind, o->driver, env,
+                file);
     free(env);
     free(file);
     return -1;
@@ -67,8 +68,8 @@ static int check_item(const owner *o, const cf_config_item *it, const coffer_opt
     if (opt->type == COFFER_OPT_LIST)
         return 0;
     if (it->is_list)
-        return cf_fail("%s:%d:%d: %s.%s: expected a single value, got a list", o->file, it->line, it->col,
-                       o->path, it->name);
+        return cf_fail("%s:%d:%d: %s.%s: expected a single value, got a list", o->file, it->line,
+                       it->col, o->path, it->name);
     switch (opt->type) {
     case COFFER_OPT_INT:
         if (cf_parse_int(it->value, &n) < 0)
@@ -86,8 +87,8 @@ static int check_item(const owner *o, const cf_config_item *it, const coffer_opt
         break;
     }
     if (expect)
-        return cf_fail("%s:%d:%d: %s.%s: expected %s, got '%s'", o->file, it->line, it->col, o->path,
-                       it->name, expect, it->value);
+        return cf_fail("%s:%d:%d: %s.%s: expected %s, got '%s'", o->file, it->line, it->col,
+                       o->path, it->name, expect, it->value);
     return 0;
 }
 
@@ -99,8 +100,8 @@ static int check_options(const owner *o, coffer_config *cfg, const coffer_option
         if (!opt) {
             char *names = opt_names(tab);
             if (*names)
-                cf_fail("%s:%d:%d: %s.%s: unknown option of %s driver '%s'; valid options: %s", o->file,
-                        it->line, it->col, o->path, it->name, o->kind, o->driver, names);
+                cf_fail("%s:%d:%d: %s.%s: unknown option of %s driver '%s'; valid options: %s",
+                        o->file, it->line, it->col, o->path, it->name, o->kind, o->driver, names);
             else
                 cf_fail("%s:%d:%d: %s.%s: unknown option: %s driver '%s' takes no options", o->file,
                         it->line, it->col, o->path, it->name, o->kind, o->driver);
@@ -115,19 +116,22 @@ static int check_options(const owner *o, coffer_config *cfg, const coffer_option
             continue;
         if (opt->required) {
             if (opt->secret) {
-                char *env = cf_asprintf("%s_env", opt->name), *file = cf_asprintf("%s_file", opt->name);
+                char *env = cf_asprintf("%s_env", opt->name),
+                     *file = cf_asprintf("%s_file", opt->name);
                 int given = cf_config_find(cfg, env) || cf_config_find(cfg, file);
                 if (!given)
-                    cf_fail("%s:%d:%d: %s.%s: missing required option of %s driver '%s'; give %s or %s",
-                            o->file, o->line, o->col, o->path, opt->name, o->kind, o->driver, env, file);
+                    cf_fail(
+                        "%s:%d:%d: %s.%s: missing required option of %s driver '%s'; give %s or %s",
+                        o->file, o->line, o->col, o->path, opt->name, o->kind, o->driver, env,
+                        file);
                 free(env);
                 free(file);
                 if (!given)
                     return -1;
                 continue;
             }
-            return cf_fail("%s:%d:%d: %s.%s: missing required option of %s driver '%s'", o->file, o->line,
-                           o->col, o->path, opt->name, o->kind, o->driver);
+            return cf_fail("%s:%d:%d: %s.%s: missing required option of %s driver '%s'", o->file,
+                           o->line, o->col, o->path, opt->name, o->kind, o->driver);
         }
         if (opt->default_value)
             cf_config_set(cfg, opt->name, opt->default_value, 0, 0);
@@ -135,8 +139,8 @@ static int check_options(const owner *o, coffer_config *cfg, const coffer_option
     return 0;
 }
 
-static int check_one(const owner *o, coffer_driver_kind kind, int dline, int dcol, coffer_config *cfg,
-                     cf_option_lookup lookup, void *ud)
+static int check_one(const owner *o, coffer_driver_kind kind, int dline, int dcol,
+                     coffer_config *cfg, cf_option_lookup lookup, void *ud)
 {
     cf_error_clear();
     const coffer_option *tab = lookup(ud, kind, o->driver);
@@ -155,7 +159,8 @@ int cf_policy_check_drivers(cf_policy *p, cf_option_lookup lookup, void *ud)
         cf_target *t = &p->targets[i];
         char *path = cf_asprintf("targets[%zu]", i);
         owner o = {p->file, path, t->driver, "storage", t->line, t->col};
-        int rc = check_one(&o, COFFER_KIND_STORAGE, t->driver_line, t->driver_col, t->options, lookup, ud);
+        int rc = check_one(&o, COFFER_KIND_STORAGE, t->driver_line, t->driver_col, t->options,
+                           lookup, ud);
         free(path);
         if (rc < 0)
             return -1;

@@ -61,9 +61,10 @@ char *cf_expand_env(const char *s)
         size_t start = i + 2, j = start;
         if (!name_start(s[j])) {
             cf_buf_free(&out);
-            cf_fail(s[j] == '}' ? "empty variable name in '${}'"
-                                : "invalid variable name after '${': names are letters, digits and '_', "
-                                  "not starting with a digit (write $$ for a literal $)");
+            cf_fail(s[j] == '}'
+                        ? "empty variable name in '${}'"
+                        : "invalid variable name after '${': names are letters, digits and '_', "
+                          "not starting with a digit (write $$ for a literal $)");
             return NULL;
         }
         while (name_char(s[j]))
@@ -72,8 +73,8 @@ char *cf_expand_env(const char *s)
         if (s[j] == '}') {
             const char *v = getenv(name);
             if (!v) {
-                cf_fail("environment variable %s is not set (use ${%s:-default} to give a default)", name,
-                        name);
+                cf_fail("environment variable %s is not set (use ${%s:-default} to give a default)",
+                        name, name);
                 free(name);
                 cf_buf_free(&out);
                 return NULL;

@@ -20,7 +20,8 @@ typedef struct ctx {
 
 /* ---- messages ------------------------------------------------------ */
 
-static int fail_at(const ctx *c, const cf_yn *n, const char *path, const char *fmt, ...) CF_PRINTF(4, 5);
+static int fail_at(const ctx *c, const cf_yn *n, const char *path, const char *fmt, ...)
+    CF_PRINTF(4, 5);
 static int fail_at(const ctx *c, const cf_yn *n, const char *path, const char *fmt, ...)
 {
     va_list ap;
@@ -72,7 +73,8 @@ static int in_list(const char *const *names, const char *s)
 
 /* A mapping whose keys are strings, each given once; when `valid` is not
  * NULL and !open, every key must be one of them. */
-static int check_map(const ctx *c, const cf_yn *m, const char *path, const char *const *valid, int open)
+static int check_map(const ctx *c, const cf_yn *m, const char *path, const char *const *valid,
+                     int open)
 {
     if (m->kind != CF_YN_MAP)
         return fail_at(c, m, path, "expected a mapping, got %s", cf_yn_kind_name(m));
@@ -170,7 +172,8 @@ static int get_int(const ctx *c, const cf_yn *v, const char *path, int min, int 
     return 0;
 }
 
-static int opt_int(const ctx *c, const cf_yn *m, const char *path, const char *key, int min, int *out)
+static int opt_int(const ctx *c, const cf_yn *m, const char *path, const char *key, int min,
+                   int *out)
 {
     const cf_yn *v = cf_yn_get(m, key);
     if (!v)
@@ -200,7 +203,8 @@ static void strlist_free(cf_strlist *l)
  * value is an empty list. `norm` checks and rewrites each item. */
 typedef int (*item_fn)(const ctx *c, const cf_yn *v, const char *path, char **s);
 
-static int get_strlist(const ctx *c, const cf_yn *v, const char *path, cf_strlist *out, item_fn norm)
+static int get_strlist(const ctx *c, const cf_yn *v, const char *path, cf_strlist *out,
+                       item_fn norm)
 {
     if (v->kind == CF_YN_MAP)
         return fail_at(c, v, path, "expected a list of strings, got a mapping");
@@ -338,9 +342,10 @@ int cf_duration_parse(const char *s, cf_duration *out)
                            s, p);
         const char *u = *p ? strchr(units, *p) : NULL;
         if (!u)
-            return cf_fail("invalid duration '%s': expected a unit after %ld: y (years), m (months), "
-                           "w (weeks), d (days) or h (hours)",
-                           s, n);
+            return cf_fail(
+                "invalid duration '%s': expected a unit after %ld: y (years), m (months), "
+                "w (weeks), d (days) or h (hours)",
+                s, n);
         size_t k = (size_t)(u - units);
         if (seen[k])
             return cf_fail("invalid duration '%s': unit '%c' given twice", s, *p);
@@ -362,7 +367,8 @@ int cf_duration_parse(const char *s, cf_duration *out)
 
 /* An extra key of a target or component: a driver option. Scalars and
  * lists of scalars; positions are the key's. */
-static int collect_opt(const ctx *c, coffer_config *cfg, const cf_yn *k, const cf_yn *v, const char *path)
+static int collect_opt(const ctx *c, coffer_config *cfg, const cf_yn *k, const cf_yn *v,
+                       const char *path)
 {
     char *kp = pjoin(path, k->str), *s = NULL;
     int rc = 0;
@@ -400,7 +406,8 @@ static int collect_opts(const ctx *c, const cf_yn *m, const char *path, const ch
                         coffer_config *cfg)
 {
     for (size_t i = 0; i + 1 < m->n; i += 2)
-        if (!in_list(core, m->kids[i]->str) && collect_opt(c, cfg, m->kids[i], m->kids[i + 1], path) < 0)
+        if (!in_list(core, m->kids[i]->str) &&
+            collect_opt(c, cfg, m->kids[i], m->kids[i + 1], path) < 0)
             return -1;
     return 0;
 }
@@ -427,7 +434,8 @@ static int parse_consistency(const ctx *c, const cf_yn *root, cf_policy *p)
         else if (strcmp(mode, "online") != 0)
             ok = 0;
         if (!ok)
-            fail_at(c, v, "consistency.mode", "unknown mode '%s'; valid modes: maintenance, online", mode);
+            fail_at(c, v, "consistency.mode", "unknown mode '%s'; valid modes: maintenance, online",
+                    mode);
         free(mode);
         if (!ok)
             return -1;
@@ -437,8 +445,9 @@ static int parse_consistency(const ctx *c, const cf_yn *root, cf_policy *p)
         for (size_t i = 0; i < CF_ARRAY_LEN(maint_only); i++) {
             if ((v = cf_yn_get(m, maint_only[i]))) {
                 char *kp = pjoin("consistency", maint_only[i]);
-                fail_at(c, v, kp, "stop/start only apply to maintenance mode (mode is online); "
-                                  "remove %s or set mode: maintenance",
+                fail_at(c, v, kp,
+                        "stop/start only apply to maintenance mode (mode is online); "
+                        "remove %s or set mode: maintenance",
                         maint_only[i]);
                 free(kp);
                 return -1;
@@ -456,7 +465,8 @@ static int parse_consistency(const ctx *c, const cf_yn *root, cf_policy *p)
 }
 
 /* Need a non-empty list under `key` of the top-level mapping. */
-static int need_list(const ctx *c, const cf_yn *root, const char *key, const char *what, const cf_yn **out)
+static int need_list(const ctx *c, const cf_yn *root, const char *key, const char *what,
+                     const cf_yn **out)
 {
     const cf_yn *v = cf_yn_get(root, key);
     if (!v)
@@ -480,7 +490,8 @@ static int infer_target(const ctx *c, cf_target *t, const cf_yn *locn, const cha
         if (is_s3) {
             t->driver = cf_strdup("s3");
         } else if (strstr(t->location, "://")) {
-            rc = fail_at(c, locn, lp, "cannot tell the driver from '%s'; add a driver key", t->location);
+            rc = fail_at(c, locn, lp, "cannot tell the driver from '%s'; add a driver key",
+                         t->location);
             goto out;
         } else {
             t->driver = cf_strdup("local");
@@ -488,14 +499,16 @@ static int infer_target(const ctx *c, cf_target *t, const cf_yn *locn, const cha
     }
     if (strcmp(t->driver, "s3") == 0) {
         if (!is_s3) {
-            rc = fail_at(c, locn, lp, "the s3 driver needs a location like s3://BUCKET/PREFIX, got '%s'",
+            rc = fail_at(c, locn, lp,
+                         "the s3 driver needs a location like s3://BUCKET/PREFIX, got '%s'",
                          t->location);
             goto out;
         }
         const char *b = t->location + 5, *slash = strchr(b, '/');
         size_t blen = slash ? (size_t)(slash - b) : strlen(b);
         if (blen == 0) {
-            rc = fail_at(c, locn, lp, "no bucket in '%s'; expected s3://BUCKET/PREFIX", t->location);
+            rc =
+                fail_at(c, locn, lp, "no bucket in '%s'; expected s3://BUCKET/PREFIX", t->location);
             goto out;
         }
         if (!cf_config_find(t->options, "bucket")) {
@@ -508,7 +521,8 @@ static int infer_target(const ctx *c, cf_target *t, const cf_yn *locn, const cha
     } else if (strcmp(t->driver, "local") == 0) {
         if (t->location[0] != '/') {
             if (is_s3 || strstr(t->location, "://"))
-                rc = fail_at(c, locn, lp, "the local driver needs an absolute path, got '%s'", t->location);
+                rc = fail_at(c, locn, lp, "the local driver needs an absolute path, got '%s'",
+                             t->location);
             else
                 rc = fail_at(c, locn, lp,
                              "relative location '%s'; use an absolute path or s3://BUCKET/PREFIX",
@@ -548,7 +562,8 @@ static int parse_targets(const ctx *c, const cf_yn *root, cf_policy *p)
             int bad = check_name(c, namen, np, t->name);
             for (size_t j = 0; !bad && j < i; j++)
                 if (strcmp(p->targets[j].name, t->name) == 0)
-                    bad = fail_at(c, namen, np, "duplicate target name '%s' (also targets[%zu], line %d)",
+                    bad = fail_at(c, namen, np,
+                                  "duplicate target name '%s' (also targets[%zu], line %d)",
                                   t->name, j, p->targets[j].line);
             free(np);
             if (bad)
@@ -591,7 +606,8 @@ static int covered(const cf_strlist *paths, const char *rel)
     for (size_t i = 0; i < paths->n; i++) {
         const char *p = paths->v[i];
         size_t n = strlen(p);
-        if (strcmp(p, ".") == 0 || strcmp(p, rel) == 0 || (strncmp(p, rel, n) == 0 && rel[n] == '/'))
+        if (strcmp(p, ".") == 0 || strcmp(p, rel) == 0 ||
+            (strncmp(p, rel, n) == 0 && rel[n] == '/'))
             return 1;
     }
     return 0;
@@ -608,7 +624,8 @@ static int parse_files(const ctx *c, const cf_yn *m, const char *path, cf_compon
     v = cf_yn_get(m, "paths");
     kp = pjoin(path, "paths");
     if (!v)
-        rc = fail_at(c, m, kp, "required key is missing; list the paths to back up, relative to root");
+        rc = fail_at(c, m, kp,
+                     "required key is missing; list the paths to back up, relative to root");
     else if ((rc = get_strlist(c, v, kp, &co->paths, norm_rel)) == 0 && co->paths.n == 0)
         rc = fail_at(c, v, kp, "empty list; give at least one path, relative to root");
     free(kp);
@@ -628,7 +645,8 @@ static int parse_files(const ctx *c, const cf_yn *m, const char *path, cf_compon
             if (!covered(&co->paths, co->required.v[i])) {
                 const cf_yn *at = v->kind == CF_YN_SEQ ? v->kids[i] : v;
                 char *ip = v->kind == CF_YN_SEQ ? pindex(kp, i) : cf_strdup(kp);
-                rc = fail_at(c, at, ip, "'%s' is not under any of paths, so it would never be backed up",
+                rc = fail_at(c, at, ip,
+                             "'%s' is not under any of paths, so it would never be backed up",
                              co->required.v[i]);
                 free(ip);
             }
@@ -695,7 +713,8 @@ static int parse_components(const ctx *c, const cf_yn *root, cf_policy *p)
         int rc = -1;
         co->line = m->line;
         co->col = m->col;
-        if (check_map(c, m, path, NULL, 1) < 0 || req_str(c, m, path, "name", &co->name, &namen) < 0)
+        if (check_map(c, m, path, NULL, 1) < 0 ||
+            req_str(c, m, path, "name", &co->name, &namen) < 0)
             goto next;
         {
             char *np = pjoin(path, "name");
@@ -719,7 +738,8 @@ static int parse_components(const ctx *c, const cf_yn *root, cf_policy *p)
             rc = parse_driven(c, m, path, co);
         } else {
             char *tp = pjoin(path, "type");
-            fail_at(c, typen, tp, "unknown component type '%s'; valid types: files, database, object_store",
+            fail_at(c, typen, tp,
+                    "unknown component type '%s'; valid types: files, database, object_store",
                     type);
             free(tp);
         }
@@ -739,7 +759,8 @@ static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
     if (!list || (list->kind == CF_YN_SCALAR && list->null))
         return 0;
     if (list->kind != CF_YN_SEQ)
-        return fail_at(c, list, "validate", "expected a list of commands, got %s", cf_yn_kind_name(list));
+        return fail_at(c, list, "validate", "expected a list of commands, got %s",
+                       cf_yn_kind_name(list));
     p->validate = cf_calloc(list->n ? list->n : 1, sizeof *p->validate);
     p->nvalidate = list->n;
     for (size_t i = 0; i < list->n; i++) {
@@ -748,14 +769,16 @@ static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
         char *path = pindex("validate", i);
         int rc = -1;
         cmd->timeout = 3600;
-        if (check_map(c, m, path, keys, 0) < 0 || req_str(c, m, path, "name", &cmd->name, &namen) < 0)
+        if (check_map(c, m, path, keys, 0) < 0 ||
+            req_str(c, m, path, "name", &cmd->name, &namen) < 0)
             goto next;
         {
             char *np = pjoin(path, "name");
             int bad = check_name(c, namen, np, cmd->name);
             for (size_t j = 0; !bad && j < i; j++)
                 if (strcmp(p->validate[j].name, cmd->name) == 0)
-                    bad = fail_at(c, namen, np, "duplicate check name '%s' (also validate[%zu])", cmd->name, j);
+                    bad = fail_at(c, namen, np, "duplicate check name '%s' (also validate[%zu])",
+                                  cmd->name, j);
             free(np);
             if (bad)
                 goto next;
@@ -780,10 +803,10 @@ static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
 
 static int parse_retention(const ctx *c, const cf_yn *root, cf_policy *p)
 {
-    static const char *const keys[] = {"keep_last",    "keep_hourly", "keep_daily", "keep_weekly",
+    static const char *const keys[] = {"keep_last",    "keep_hourly", "keep_daily",  "keep_weekly",
                                        "keep_monthly", "keep_yearly", "keep_within", NULL};
     cf_retention *r = &p->retention;
-    int *ints[] = {&r->keep_last,    &r->keep_hourly, &r->keep_daily,
+    int *ints[] = {&r->keep_last,   &r->keep_hourly,  &r->keep_daily,
                    &r->keep_weekly, &r->keep_monthly, &r->keep_yearly};
     const cf_yn *m = cf_yn_get(root, "retention"), *v;
     if (!m || (m->kind == CF_YN_SCALAR && m->null))
@@ -804,15 +827,17 @@ static int parse_retention(const ctx *c, const cf_yn *root, cf_policy *p)
 
 static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
 {
-    static const char *const keys[] = {"version",    "name",       "description", "root",
-                                       "consistency", "targets",   "components",  "validate",
-                                       "retention",  NULL};
+    static const char *const keys[] = {"version",     "name",    "description", "root",
+                                       "consistency", "targets", "components",  "validate",
+                                       "retention",   NULL};
     const cf_yn *v;
     if (!root || (root->kind == CF_YN_SCALAR && root->null))
-        return cf_fail("%s:1:1: the policy is empty; expected a mapping with name, root, targets and components",
+        return cf_fail("%s:1:1: the policy is empty; expected a mapping with name, root, targets "
+                       "and components",
                        c->file);
     if (root->kind != CF_YN_MAP)
-        return fail_at(c, root, NULL, "expected a mapping at the top level (name, root, targets, ...), got %s",
+        return fail_at(c, root, NULL,
+                       "expected a mapping at the top level (name, root, targets, ...), got %s",
                        cf_yn_kind_name(root));
     if (check_map(c, root, NULL, keys, 0) < 0)
         return -1;
@@ -821,7 +846,8 @@ static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
         if (get_int(c, v, "version", 0, &ver) < 0)
             return -1;
         if (ver != 1)
-            return fail_at(c, v, "version", "unsupported policy version %d; this coffer reads version 1", ver);
+            return fail_at(c, v, "version",
+                           "unsupported policy version %d; this coffer reads version 1", ver);
     }
     if (req_str(c, root, NULL, "name", &p->name, &v) < 0 || check_name(c, v, "name", p->name) < 0)
         return -1;

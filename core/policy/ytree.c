@@ -38,7 +38,8 @@ static int fail_yaml(builder *b)
         }
         if (ps->problem_value != -1)
             return cf_fail("%s:%zu:%zu: invalid YAML: %s (byte 0x%02x)", b->file, line, col,
-                           ps->problem ? ps->problem : "unreadable input", ps->problem_value & 0xff);
+                           ps->problem ? ps->problem : "unreadable input",
+                           ps->problem_value & 0xff);
         return cf_fail("%s:%zu:%zu: invalid YAML: %s", b->file, line, col,
                        ps->problem ? ps->problem : "unreadable input");
     }
@@ -145,9 +146,10 @@ static int build(builder *b, yaml_event_t *ev, int depth, cf_yn **out)
     case YAML_ALIAS_EVENT:
         n = find_anchor(b->doc, (const char *)ev->data.alias.anchor);
         if (!n) {
-            rc = cf_fail("%s:%zu:%zu: invalid YAML: alias *%s refers to no complete anchor above it",
-                         b->file, ev->start_mark.line + 1, ev->start_mark.column + 1,
-                         (const char *)ev->data.alias.anchor);
+            rc =
+                cf_fail("%s:%zu:%zu: invalid YAML: alias *%s refers to no complete anchor above it",
+                        b->file, ev->start_mark.line + 1, ev->start_mark.column + 1,
+                        (const char *)ev->data.alias.anchor);
             break;
         }
         *out = n;
@@ -156,7 +158,8 @@ static int build(builder *b, yaml_event_t *ev, int depth, cf_yn **out)
     case YAML_MAPPING_START_EVENT: {
         int is_seq = ev->type == YAML_SEQUENCE_START_EVENT;
         yaml_event_type_t end = is_seq ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT;
-        yaml_char_t *anchor = is_seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+        yaml_char_t *anchor =
+            is_seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
         char *anchor_copy = anchor ? cf_strdup((const char *)anchor) : NULL;
         n = new_node(b, is_seq ? CF_YN_SEQ : CF_YN_MAP, ev);
         yaml_event_delete(ev);
@@ -199,7 +202,8 @@ static int expect(builder *b, yaml_event_type_t type, yaml_event_t *ev)
     if (ev->type != type) {
         int rc;
         if (ev->type == YAML_DOCUMENT_START_EVENT)
-            rc = cf_fail("%s:%zu:%zu: invalid YAML: a policy file holds one YAML document; found a second one",
+            rc = cf_fail("%s:%zu:%zu: invalid YAML: a policy file holds one YAML document; found a "
+                         "second one",
                          b->file, ev->start_mark.line + 1, ev->start_mark.column + 1);
         else
             rc = cf_fail("%s:%zu:%zu: invalid YAML: unexpected event %d", b->file,
@@ -272,9 +276,12 @@ void cf_ydoc_free(cf_ydoc *d)
 const char *cf_yn_kind_name(const cf_yn *n)
 {
     switch (n->kind) {
-    case CF_YN_SCALAR: return n->null ? "an empty value" : "a string";
-    case CF_YN_SEQ: return "a list";
-    case CF_YN_MAP: return "a mapping";
+    case CF_YN_SCALAR:
+        return n->null ? "an empty value" : "a string";
+    case CF_YN_SEQ:
+        return "a list";
+    case CF_YN_MAP:
+        return "a mapping";
     }
     return "something else";
 }

@@ -15,17 +15,17 @@ typedef enum { CF_YN_SCALAR = 0, CF_YN_SEQ = 1, CF_YN_MAP = 2 } cf_yn_kind;
 
 typedef struct cf_yn {
     cf_yn_kind kind;
-    int line, col;        /* 1-based start of the node */
-    char *str;            /* scalar text (NUL-terminated, no embedded NUL) */
-    int null;             /* plain scalar "", "~" or "null" */
-    struct cf_yn **kids;  /* seq: items; map: key0, value0, key1, value1, ... */
-    size_t n;             /* number of kids */
+    int line, col;       /* 1-based start of the node */
+    char *str;           /* scalar text (NUL-terminated, no embedded NUL) */
+    int null;            /* plain scalar "", "~" or "null" */
+    struct cf_yn **kids; /* seq: items; map: key0, value0, key1, value1, ... */
+    size_t n;            /* number of kids */
     size_t cap;
 } cf_yn;
 
 /* Owns every node; aliases share nodes, so free through the doc only. */
 typedef struct cf_ydoc {
-    cf_yn *root;          /* NULL for an empty stream */
+    cf_yn *root; /* NULL for an empty stream */
     cf_yn **all;
     size_t nall, capall;
     char **anchor_names;

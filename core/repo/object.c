@@ -290,8 +290,9 @@ int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, 
         return -1;
     }
     if (rd->in_len < CF_ENV_HDR_LEN + CF_ENV_TRAILER_LEN) {
+        cf_fail("%s: truncated object (%zu bytes)", key, rd->in_len);
         objr_free(rd);
-        return cf_fail("%s: truncated object (%zu bytes)", key, rd->in_len);
+        return -1;
     }
     unsigned flags;
     if (cf_env_check(rd->in, type, key, &flags) != 0) {

@@ -208,6 +208,8 @@ void cf_buf_reserve(cf_buf *b, size_t extra)
 
 void cf_buf_append(cf_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     cf_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;

@@ -179,16 +179,6 @@ coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink)
     coffer_status st = dbsqlite_open(in, in->path, DBSQLITE_OPEN_RO, &src);
     if (st)
         goto done;
-    char journal[32] = "";
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(src, "PRAGMA journal_mode", -1, &s, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
-        snprintf(journal, sizeof journal, "%s", (const char *)sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
-    if (rc != SQLITE_ROW) {
-        st = dbsqlite_err(in, src, rc, "cannot read journal mode of", in->path);
-        goto done;
-    }
     if ((st = backup_to(in, src, tmp)) != COFFER_OK)
         goto done;
     sqlite3_close(src);
@@ -198,6 +188,16 @@ coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink)
     if (stat(tmp, &sb) != 0) {
         st = in->host->error(in->h, COFFER_ERR_IO, "cannot stat temporary copy %s: %s", tmp, strerror(errno));
         goto done;
+    }
+    /* Only WAL is a persistent journal mode (header bytes 18/19 = 2); the
+     * others are per-connection settings, so the copy's header says it. */
+    const char *journal = "delete";
+    unsigned char hdr[20];
+    fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2 && hdr[19] == 2)
+            journal = "wal";
+        close(fd);
     }
     meta_ctx m = {in, sink};
     char size[32], fmode[16], owner[48];

@@ -55,11 +55,24 @@ static int check_integrity(verify_ctx *v, sqlite3 *db, const char *path)
     int rows = 0, ok = 0;
     int rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check(20)", -1, &s, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
         const char *t = (const char *)sqlite3_column_text(s, 0);
         if (rows++ == 0 && t && strcmp(t, "ok") == 0)
             ok = 1;
-        if (t && rows <= 3 && len < sizeof detail - 1)
-            len += (size_t)snprintf(detail + len, sizeof detail - len, "%s%s", rows > 1 ? "; " : "", t);
+        /* One row may hold several '\n'-separated messages: keep one line. */
+        for (const char *p = t; p && *p && rows <= 3 && len < sizeof detail - 3; p++) {
+            if (p == t && rows > 1) {
+                detail[len++] = ';';
+                detail[len++] = ' ';
+            }
+            if (*p == '\n') {
+                detail[len++] = ';';
+                detail[len++] = ' ';
+            } else {
+                detail[len++] = *p;
+            }
+        }
+        detail[len] = 0;
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
@@ -81,6 +94,7 @@ static void check_foreign_keys(verify_ctx *v, sqlite3 *db, const char *path)
     int64_t n = 0, total = 0;
     int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &s, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
         const char *t = (const char *)sqlite3_column_text(s, 0);
         const char *p = (const char *)sqlite3_column_text(s, 2);
         t = t ? t : "";

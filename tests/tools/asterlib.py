@@ -218,6 +218,18 @@ class Content:
 
     def __init__(self, rng):
         self.rng = rng
+        self._pool = None
+
+    @property
+    def pool(self):
+        """Text pool, built on first use (from its own derived generator so
+        the main sequence does not depend on when it is built)."""
+        if self._pool is None:
+            self._pool = self._build_pool(random.Random(self.rng.getrandbits(64)))
+        return self._pool
+
+    @staticmethod
+    def _build_pool(rng):
         words = rng.choices(WORDS, k=600000)
         lines = []
         i = 0
@@ -225,7 +237,7 @@ class Content:
             n = rng.randint(6, 16)
             lines.append(" ".join(words[i:i + n]).capitalize() + ".")
             i += n
-        self.pool = ("\n".join(lines) + "\n").encode()
+        return ("\n".join(lines) + "\n").encode()
 
     def text(self, n):
         rng, pool = self.rng, self.pool

@@ -100,7 +100,8 @@ static void unset_aster_env(void)
 static void check_asterdrive(const cf_policy *p)
 {
     assert_string_equal(p->name, "asterdrive");
-    assert_string_equal(p->description, "AsterDrive with SQLite and local storage (the default deployment)");
+    assert_string_equal(p->description,
+                        "AsterDrive with SQLite and local storage (the default deployment)");
     assert_string_equal(p->root, "/var/lib/asterdrive");
     assert_int_equal(p->mode, CF_MODE_MAINTENANCE);
     assert_string_equal(p->stop_cmd, "systemctl stop asterdrive");
@@ -232,7 +233,8 @@ static void missing_file(void **state)
     cf_policy *p = (cf_policy *)&p;
     assert_int_equal(cf_policy_load("/nonexistent/policy.yaml", &p), -1);
     assert_null(p);
-    assert_string_equal(cf_error(), "/nonexistent/policy.yaml: cannot open policy: No such file or directory");
+    assert_string_equal(cf_error(),
+                        "/nonexistent/policy.yaml: cannot open policy: No such file or directory");
 }
 
 /* ---- ${VAR} expansion ----------------------------------------------- */
@@ -281,13 +283,19 @@ static void expand_env(void **state)
     expect_expand("$$${CF_T_UNSET:-}{x}", "${x}");
     expect_expand("$HOME stays", "$HOME stays");
     expect_expand("trailing $", "trailing $");
-    expect_expand_error("${CF_T_UNSET}", "environment variable CF_T_UNSET is not set (use ${CF_T_UNSET:-default} to give a default)");
+    expect_expand_error("${CF_T_UNSET}", "environment variable CF_T_UNSET is not set (use "
+                                         "${CF_T_UNSET:-default} to give a default)");
     expect_expand_error("x ${CF_T_SET", "unterminated ${CF_T_SET: missing '}'");
     expect_expand_error("${CF_T_UNSET:-abc", "unterminated ${CF_T_UNSET:-...}: missing '}'");
     expect_expand_error("${}", "empty variable name in '${}'");
-    expect_expand_error("${1X}", "invalid variable name after '${': names are letters, digits and '_', not starting with a digit (write $$ for a literal $)");
-    expect_expand_error("${CF_T_SET-x}", "invalid reference ${CF_T_SET...: expected '}' or ':-' after the variable name");
-    expect_expand_error("${CF_T_UNSET:-${CF_T_UNSET}}", "environment variable CF_T_UNSET is not set (use ${CF_T_UNSET:-default} to give a default)");
+    expect_expand_error("${1X}", "invalid variable name after '${': names are letters, digits and "
+                                 "'_', not starting with a digit (write $$ for a literal $)");
+    expect_expand_error(
+        "${CF_T_SET-x}",
+        "invalid reference ${CF_T_SET...: expected '}' or ':-' after the variable name");
+    expect_expand_error("${CF_T_UNSET:-${CF_T_UNSET}}",
+                        "environment variable CF_T_UNSET is not set (use ${CF_T_UNSET:-default} to "
+                        "give a default)");
 }
 
 static void expand_in_policy(void **state)
@@ -324,20 +332,23 @@ static void expand_in_policy(void **state)
     cf_policy_free(p);
 
     /* Keys are not expanded: "${CF_T_NAME}" is an unknown key. */
-    FAILS("${CF_T_NAME}: x\n" HEAD TARGETS FILES,
-          "policy.yaml:1:1: ${CF_T_NAME}: unknown key; valid keys: version, name, description, root, "
-          "consistency, targets, components, validate, retention");
+    FAILS(
+        "${CF_T_NAME}: x\n" HEAD TARGETS FILES,
+        "policy.yaml:1:1: ${CF_T_NAME}: unknown key; valid keys: version, name, description, root, "
+        "consistency, targets, components, validate, retention");
     /* An unset variable names the variable and the key, at the value. */
     FAILS("name: t\nroot: ${CF_T_UNSET}/x\n" TARGETS FILES,
           "policy.yaml:2:7: root: environment variable CF_T_UNSET is not set "
           "(use ${CF_T_UNSET:-default} to give a default)");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [a, '${CF_T_UNSET}']\n",
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: files\n    paths: [a, '${CF_T_UNSET}']\n",
           "policy.yaml:9:16: components[0].paths[1]: environment variable CF_T_UNSET is not set "
           "(use ${CF_T_UNSET:-default} to give a default)");
     FAILS(HEAD TARGETS FILES "retention:\n  keep_last: ${CF_T_UNSET:-}\n",
           "policy.yaml:11:14: retention.keep_last: expected a whole number, got ''");
     /* A root that expands to nothing. */
-    FAILS("name: t\nroot: ${CF_T_UNSET:-}\n" TARGETS FILES, "policy.yaml:2:7: root: '' is not an absolute path");
+    FAILS("name: t\nroot: ${CF_T_UNSET:-}\n" TARGETS FILES,
+          "policy.yaml:2:7: root: '' is not an absolute path");
 }
 
 /* ---- malformed YAML ------------------------------------------------- */
@@ -348,26 +359,32 @@ static void malformed_yaml(void **state)
     FAILS("name: t\nroot: [/srv\n",
           "policy.yaml:3:1: invalid YAML: did not find expected ',' or ']' "
           "(while parsing a flow sequence started at line 2, column 7)");
-    FAILS("name: t\nroot: x: y\n", "policy.yaml:2:8: invalid YAML: mapping values are not allowed in this context");
-    FAILS("name: t\n  root: /x\n", "policy.yaml:2:7: invalid YAML: mapping values are not allowed in this context");
+    FAILS("name: t\nroot: x: y\n",
+          "policy.yaml:2:8: invalid YAML: mapping values are not allowed in this context");
+    FAILS("name: t\n  root: /x\n",
+          "policy.yaml:2:7: invalid YAML: mapping values are not allowed in this context");
     FAILS("name: t\nroot: /x\n\tfoo: 1\n",
           "policy.yaml:3:1: invalid YAML: found a tab character that violates indentation "
           "(while scanning a plain scalar started at line 2, column 7)");
-    FAILS("name: \"abc\n",
-          "policy.yaml:2:1: invalid YAML: found unexpected end of stream "
-          "(while scanning a quoted scalar started at line 1, column 7)");
+    FAILS("name: \"abc\n", "policy.yaml:2:1: invalid YAML: found unexpected end of stream "
+                           "(while scanning a quoted scalar started at line 1, column 7)");
     FAILS("targets:\n  - name: a\n    location: /b\n  - name: c\n   location: /d\n",
           "policy.yaml:5:4: invalid YAML: did not find expected '-' indicator "
           "(while parsing a block collection started at line 2, column 3)");
     FAILS("name: \xff\n", "policy.yaml:1:7: invalid YAML: invalid leading UTF-8 octet (byte 0xff)");
-    FAILS("name: a\n---\nname: b\n",
-          "policy.yaml:2:1: invalid YAML: a policy file holds one YAML document; found a second one");
-    FAILS("a: &x [*x]\n", "policy.yaml:1:8: invalid YAML: alias *x refers to no complete anchor above it");
-    FAILS("", "policy.yaml:1:1: the policy is empty; expected a mapping with name, root, targets and components");
-    FAILS("# only a comment\n",
-          "policy.yaml:1:1: the policy is empty; expected a mapping with name, root, targets and components");
-    FAILS("- a\n- b\n", "policy.yaml:1:1: expected a mapping at the top level (name, root, targets, ...), got a list");
-    FAILS("just text\n", "policy.yaml:1:1: expected a mapping at the top level (name, root, targets, ...), got a string");
+    FAILS(
+        "name: a\n---\nname: b\n",
+        "policy.yaml:2:1: invalid YAML: a policy file holds one YAML document; found a second one");
+    FAILS("a: &x [*x]\n",
+          "policy.yaml:1:8: invalid YAML: alias *x refers to no complete anchor above it");
+    FAILS("", "policy.yaml:1:1: the policy is empty; expected a mapping with name, root, targets "
+              "and components");
+    FAILS("# only a comment\n", "policy.yaml:1:1: the policy is empty; expected a mapping with "
+                                "name, root, targets and components");
+    FAILS("- a\n- b\n", "policy.yaml:1:1: expected a mapping at the top level (name, root, "
+                        "targets, ...), got a list");
+    FAILS("just text\n", "policy.yaml:1:1: expected a mapping at the top level (name, root, "
+                         "targets, ...), got a string");
     FAILS("name: \"a\\0b\"\n", "policy.yaml:1:7: invalid YAML: a value contains a NUL character");
 
     /* Deep nesting is refused rather than recursed into. */
@@ -376,21 +393,21 @@ static void malformed_yaml(void **state)
     memset(deep + 200, ']', 200);
     cf_policy *p = NULL;
     assert_int_equal(cf_policy_load_string("policy.yaml", deep, sizeof deep, &p), -1);
-    assert_non_null(strstr(cf_error(), "policy.yaml:1:66: invalid YAML: nested more than 64 levels deep"));
+    assert_non_null(
+        strstr(cf_error(), "policy.yaml:1:66: invalid YAML: nested more than 64 levels deep"));
 }
 
 static void anchors_and_aliases(void **state)
 {
     (void)state;
-    cf_policy *p = LOAD(HEAD TARGETS
-                        "components:\n"
-                        "  - name: a\n"
-                        "    type: files\n"
-                        "    paths: &common [x, y/]\n"
-                        "  - name: b\n"
-                        "    type: files\n"
-                        "    paths: [z]\n"
-                        "    exclude: *common\n");
+    cf_policy *p = LOAD(HEAD TARGETS "components:\n"
+                                     "  - name: a\n"
+                                     "    type: files\n"
+                                     "    paths: &common [x, y/]\n"
+                                     "  - name: b\n"
+                                     "    type: files\n"
+                                     "    paths: [z]\n"
+                                     "    exclude: *common\n");
     assert_int_equal(p->components[1].exclude.n, 2);
     assert_string_equal(p->components[1].exclude.v[1], "y");
     cf_policy_free(p);
@@ -414,23 +431,29 @@ static void unknown_keys(void **state)
           "  - name: g\n"
           "    type: files\n"
           "    pathz: [y]\n",
-          "policy.yaml:12:5: components[1].pathz: unknown key; valid keys: name, type, paths, exclude, required");
-    FAILS(HEAD "target:\n  - name: a\n",
-          "policy.yaml:3:1: target: unknown key; valid keys: version, name, description, root, consistency, "
-          "targets, components, validate, retention");
-    FAILS(HEAD "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timout: 5\n" TARGETS FILES,
-          "policy.yaml:7:3: consistency.timout: unknown key; valid keys: mode, stop, start, timeout");
+          "policy.yaml:12:5: components[1].pathz: unknown key; valid keys: name, type, paths, "
+          "exclude, required");
+    FAILS(HEAD "target:\n  - name: a\n", "policy.yaml:3:1: target: unknown key; valid keys: "
+                                         "version, name, description, root, consistency, "
+                                         "targets, components, validate, retention");
+    FAILS(
+        HEAD
+        "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timout: 5\n" TARGETS FILES,
+        "policy.yaml:7:3: consistency.timout: unknown key; valid keys: mode, stop, start, timeout");
     FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n    run: x\n    command: y\n",
           "policy.yaml:13:5: validate[0].command: unknown key; valid keys: name, run, timeout");
     FAILS(HEAD TARGETS FILES "retention:\n  keep_daily: 3\n  keep_days: 3\n",
-          "policy.yaml:12:3: retention.keep_days: unknown key; valid keys: keep_last, keep_hourly, keep_daily, "
+          "policy.yaml:12:3: retention.keep_days: unknown key; valid keys: keep_last, keep_hourly, "
+          "keep_daily, "
           "keep_weekly, keep_monthly, keep_yearly, keep_within");
     /* Flow mappings report the key's own column. */
     FAILS(HEAD TARGETS FILES "retention: {keep_daily: 3, keep_dayly: 3}\n",
-          "policy.yaml:10:28: retention.keep_dayly: unknown key; valid keys: keep_last, keep_hourly, keep_daily, "
+          "policy.yaml:10:28: retention.keep_dayly: unknown key; valid keys: keep_last, "
+          "keep_hourly, keep_daily, "
           "keep_weekly, keep_monthly, keep_yearly, keep_within");
     /* Non-string keys. */
-    FAILS(HEAD "? [a, b]\n: c\n" TARGETS FILES, "policy.yaml:3:3: keys must be plain names, got a list");
+    FAILS(HEAD "? [a, b]\n: c\n" TARGETS FILES,
+          "policy.yaml:3:3: keys must be plain names, got a list");
 }
 
 static void duplicate_keys(void **state)
@@ -438,9 +461,11 @@ static void duplicate_keys(void **state)
     (void)state;
     FAILS("name: t\nroot: /srv\nname: u\n" TARGETS FILES,
           "policy.yaml:3:1: name: duplicate key (first given at line 1, column 1)");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n    paths: [y]\n",
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: files\n    paths: [x]\n    paths: [y]\n",
           "policy.yaml:10:5: components[0].paths: duplicate key (first given at line 9, column 5)");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: database\n    type: files\n    paths: [x]\n",
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: database\n    type: files\n    paths: [x]\n",
           "policy.yaml:9:5: components[0].type: duplicate key (first given at line 8, column 5)");
     FAILS(HEAD "targets:\n  - name: a\n    location: /b\n    region: x\n    region: y\n" FILES,
           "policy.yaml:7:5: targets[0].region: duplicate key (first given at line 6, column 5)");
@@ -451,27 +476,37 @@ static void missing_required(void **state)
     (void)state;
     FAILS("root: /srv\n" TARGETS FILES, "policy.yaml:1:1: name: required key is missing");
     FAILS("name: t\n" TARGETS FILES, "policy.yaml:1:1: root: required key is missing");
-    FAILS(HEAD FILES, "policy.yaml:1:1: targets: required key is missing; give at least one target");
-    FAILS(HEAD TARGETS, "policy.yaml:1:1: components: required key is missing; give at least one component");
-    FAILS(HEAD "targets: []\n" FILES, "policy.yaml:3:10: targets: empty list; give at least one target");
-    FAILS(HEAD TARGETS "components:\n", "policy.yaml:6:12: components: expected a list of components, got an empty value");
-    FAILS(HEAD "targets:\n  - location: /b\n" FILES, "policy.yaml:4:5: targets[0].name: required key is missing");
-    FAILS(HEAD "targets:\n  - name: a\n" FILES, "policy.yaml:4:5: targets[0].location: required key is missing");
+    FAILS(HEAD FILES,
+          "policy.yaml:1:1: targets: required key is missing; give at least one target");
+    FAILS(HEAD TARGETS,
+          "policy.yaml:1:1: components: required key is missing; give at least one component");
+    FAILS(HEAD "targets: []\n" FILES,
+          "policy.yaml:3:10: targets: empty list; give at least one target");
+    FAILS(HEAD TARGETS "components:\n",
+          "policy.yaml:6:12: components: expected a list of components, got an empty value");
+    FAILS(HEAD "targets:\n  - location: /b\n" FILES,
+          "policy.yaml:4:5: targets[0].name: required key is missing");
+    FAILS(HEAD "targets:\n  - name: a\n" FILES,
+          "policy.yaml:4:5: targets[0].location: required key is missing");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    paths: [x]\n",
           "policy.yaml:7:5: components[0].type: required key is missing");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n",
-          "policy.yaml:7:5: components[0].paths: required key is missing; list the paths to back up, relative to root");
+          "policy.yaml:7:5: components[0].paths: required key is missing; list the paths to back "
+          "up, relative to root");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: []\n",
-          "policy.yaml:9:12: components[0].paths: empty list; give at least one path, relative to root");
+          "policy.yaml:9:12: components[0].paths: empty list; give at least one path, relative to "
+          "root");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths:\n",
-          "policy.yaml:9:11: components[0].paths: empty list; give at least one path, relative to root");
+          "policy.yaml:9:11: components[0].paths: empty list; give at least one path, relative to "
+          "root");
     FAILS(HEAD TARGETS "components:\n  - name: db\n    type: database\n    path: x.db\n",
           "policy.yaml:7:5: components[0].driver: required key is missing");
     FAILS(HEAD "consistency:\n  mode: maintenance\n  stop: systemctl stop x\n" TARGETS FILES,
           "policy.yaml:4:3: consistency.start: required key is missing");
     FAILS(HEAD "consistency:\n  mode: maintenance\n  stop: ' '\n  start: x\n" TARGETS FILES,
           "policy.yaml:5:9: consistency.stop: empty command");
-    FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n", "policy.yaml:11:5: validate[0].run: required key is missing");
+    FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n",
+          "policy.yaml:11:5: validate[0].run: required key is missing");
     FAILS("name:\nroot: /srv\n" TARGETS FILES, "policy.yaml:1:6: name: no value given");
 }
 
@@ -480,26 +515,38 @@ static void missing_required(void **state)
 static void wrong_types(void **state)
 {
     (void)state;
-    FAILS(HEAD "targets:\n  name: a\n" FILES, "policy.yaml:4:3: targets: expected a list of targets, got a mapping");
-    FAILS(HEAD TARGETS "components:\n  - files\n", "policy.yaml:7:5: components[0]: expected a mapping, got a string");
+    FAILS(HEAD "targets:\n  name: a\n" FILES,
+          "policy.yaml:4:3: targets: expected a list of targets, got a mapping");
+    FAILS(HEAD TARGETS "components:\n  - files\n",
+          "policy.yaml:7:5: components[0]: expected a mapping, got a string");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: {a: b}\n",
           "policy.yaml:9:12: components[0].paths: expected a list of strings, got a mapping");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [[a]]\n",
           "policy.yaml:9:13: components[0].paths[0]: expected a string, got a list");
-    FAILS("name: [a]\nroot: /srv\n" TARGETS FILES, "policy.yaml:1:7: name: expected a string, got a list");
+    FAILS("name: [a]\nroot: /srv\n" TARGETS FILES,
+          "policy.yaml:1:7: name: expected a string, got a list");
     FAILS(HEAD "consistency: maintenance\n" TARGETS FILES,
           "policy.yaml:3:14: consistency: expected a mapping, got a string");
-    FAILS(HEAD TARGETS FILES "retention: [1]\n", "policy.yaml:10:12: retention: expected a mapping, got a list");
-    FAILS(HEAD TARGETS FILES "validate: {name: x}\n", "policy.yaml:10:11: validate: expected a list of commands, got a mapping");
-    FAILS(HEAD TARGETS "components:\n  - name: db\n    type: database\n    driver: sqlite\n    path: {a: 1}\n",
-          "policy.yaml:10:11: components[0].path: expected a string or a list of strings, got a mapping");
+    FAILS(HEAD TARGETS FILES "retention: [1]\n",
+          "policy.yaml:10:12: retention: expected a mapping, got a list");
+    FAILS(HEAD TARGETS FILES "validate: {name: x}\n",
+          "policy.yaml:10:11: validate: expected a list of commands, got a mapping");
+    FAILS(HEAD TARGETS
+          "components:\n  - name: db\n    type: database\n    driver: sqlite\n    path: {a: 1}\n",
+          "policy.yaml:10:11: components[0].path: expected a string or a list of strings, got a "
+          "mapping");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: dir\n    paths: [x]\n",
-          "policy.yaml:8:11: components[0].type: unknown component type 'dir'; valid types: files, database, object_store");
-    FAILS("version: 2\n" HEAD TARGETS FILES, "policy.yaml:1:10: version: unsupported policy version 2; this coffer reads version 1");
-    FAILS("version: one\n" HEAD TARGETS FILES, "policy.yaml:1:10: version: expected a whole number, got 'one'");
+          "policy.yaml:8:11: components[0].type: unknown component type 'dir'; valid types: files, "
+          "database, object_store");
+    FAILS("version: 2\n" HEAD TARGETS FILES,
+          "policy.yaml:1:10: version: unsupported policy version 2; this coffer reads version 1");
+    FAILS("version: one\n" HEAD TARGETS FILES,
+          "policy.yaml:1:10: version: expected a whole number, got 'one'");
     FAILS(HEAD "consistency:\n  mode: offline\n" TARGETS FILES,
-          "policy.yaml:4:9: consistency.mode: unknown mode 'offline'; valid modes: maintenance, online");
-    FAILS(HEAD "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timeout: 0\n" TARGETS FILES,
+          "policy.yaml:4:9: consistency.mode: unknown mode 'offline'; valid modes: maintenance, "
+          "online");
+    FAILS(HEAD
+          "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timeout: 0\n" TARGETS FILES,
           "policy.yaml:7:12: consistency.timeout: must be 1 or more, got 0");
     FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n    run: x\n    timeout: 1h\n",
           "policy.yaml:13:14: validate[0].timeout: expected a whole number, got '1h'");
@@ -511,11 +558,12 @@ static void names(void **state)
     FAILS("name: my app\nroot: /srv\n" TARGETS FILES,
           "policy.yaml:1:7: name: invalid name 'my app': use letters, digits, '.', '_' and '-'");
     FAILS(HEAD TARGETS "components:\n  - name: a/b\n    type: files\n    paths: [x]\n",
-          "policy.yaml:7:11: components[0].name: invalid name 'a/b': use letters, digits, '.', '_' and '-'");
-    FAILS(HEAD TARGETS
-          "components:\n  - name: f\n    type: files\n    paths: [x]\n"
-          "  - name: f\n    type: database\n    driver: sqlite\n",
-          "policy.yaml:10:11: components[1].name: duplicate component name 'f' (also components[0], line 7)");
+          "policy.yaml:7:11: components[0].name: invalid name 'a/b': use letters, digits, '.', '_' "
+          "and '-'");
+    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n"
+                       "  - name: f\n    type: database\n    driver: sqlite\n",
+          "policy.yaml:10:11: components[1].name: duplicate component name 'f' (also "
+          "components[0], line 7)");
     FAILS(HEAD "targets:\n  - name: a\n    location: /b\n  - name: a\n    location: /c\n" FILES,
           "policy.yaml:6:11: targets[1].name: duplicate target name 'a' (also targets[0], line 4)");
     FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n    run: x\n  - name: v\n    run: y\n",
@@ -530,8 +578,10 @@ static void names(void **state)
 static void root_and_paths(void **state)
 {
     (void)state;
-    FAILS("name: t\nroot: srv/app\n" TARGETS FILES, "policy.yaml:2:7: root: 'srv/app' is not an absolute path");
-    FAILS("name: t\nroot: ~/app\n" TARGETS FILES, "policy.yaml:2:7: root: '~/app' is not an absolute path");
+    FAILS("name: t\nroot: srv/app\n" TARGETS FILES,
+          "policy.yaml:2:7: root: 'srv/app' is not an absolute path");
+    FAILS("name: t\nroot: ~/app\n" TARGETS FILES,
+          "policy.yaml:2:7: root: '~/app' is not an absolute path");
 
     cf_policy *p = LOAD("name: t\nroot: //srv//app///\n" TARGETS FILES);
     assert_string_equal(p->root, "/srv/app");
@@ -541,27 +591,39 @@ static void root_and_paths(void **state)
     cf_policy_free(p);
 
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [data, ../etc]\n",
-          "policy.yaml:9:19: components[0].paths[1]: '../etc' contains '..'; paths must stay inside root");
+          "policy.yaml:9:19: components[0].paths[1]: '../etc' contains '..'; paths must stay "
+          "inside root");
     FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: data/../../x\n",
-          "policy.yaml:9:12: components[0].paths: 'data/../../x' contains '..'; paths must stay inside root");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [/etc]\n",
-          "policy.yaml:9:13: components[0].paths[0]: '/etc' is absolute; paths are relative to root");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n    exclude: [x/..]\n",
-          "policy.yaml:10:15: components[0].exclude[0]: 'x/..' contains '..'; paths must stay inside root");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n    exclude: ['']\n",
+          "policy.yaml:9:12: components[0].paths: 'data/../../x' contains '..'; paths must stay "
+          "inside root");
+    FAILS(
+        HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [/etc]\n",
+        "policy.yaml:9:13: components[0].paths[0]: '/etc' is absolute; paths are relative to root");
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: files\n    paths: [x]\n    exclude: [x/..]\n",
+          "policy.yaml:10:15: components[0].exclude[0]: 'x/..' contains '..'; paths must stay "
+          "inside root");
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: files\n    paths: [x]\n    exclude: ['']\n",
           "policy.yaml:10:15: components[0].exclude[0]: empty path");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n    required: [/x/conf]\n",
-          "policy.yaml:10:16: components[0].required[0]: '/x/conf' is absolute; paths are relative to root");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [data]\n    required: [data/a, other/b]\n",
-          "policy.yaml:10:24: components[0].required[1]: 'other/b' is not under any of paths, so it would never be backed up");
-    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [data]\n    required: database.db\n",
-          "policy.yaml:10:15: components[0].required: 'database.db' is not under any of paths, so it would never be backed up");
+    FAILS(HEAD TARGETS
+          "components:\n  - name: f\n    type: files\n    paths: [x]\n    required: [/x/conf]\n",
+          "policy.yaml:10:16: components[0].required[0]: '/x/conf' is absolute; paths are relative "
+          "to root");
+    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [data]\n    "
+                       "required: [data/a, other/b]\n",
+          "policy.yaml:10:24: components[0].required[1]: 'other/b' is not under any of paths, so "
+          "it would never be backed up");
+    FAILS(
+        HEAD TARGETS
+        "components:\n  - name: f\n    type: files\n    paths: [data]\n    required: database.db\n",
+        "policy.yaml:10:15: components[0].required: 'database.db' is not under any of paths, so it "
+        "would never be backed up");
 
     /* One string for a list; "..x" is a name, not "..". */
-    p = LOAD(HEAD TARGETS
-             "components:\n  - name: f\n    type: files\n    paths: ./data//sub/\n"
-             "    exclude: '**/*.tmp'\n    required: data/sub/..keep\n"
-             "  - name: g\n    type: files\n    paths: [., ..x]\n    exclude:\n");
+    p = LOAD(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: ./data//sub/\n"
+                          "    exclude: '**/*.tmp'\n    required: data/sub/..keep\n"
+                          "  - name: g\n    type: files\n    paths: [., ..x]\n    exclude:\n");
     const cf_component *c = &p->components[0];
     assert_int_equal(c->paths.n, 1);
     assert_string_equal(c->paths.v[0], "data/sub");
@@ -590,7 +652,9 @@ static void consistency(void **state)
     assert_null(p->description);
     cf_policy_free(p);
 
-    p = LOAD(HEAD "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timeout: 30\n" TARGETS FILES);
+    p = LOAD(
+        HEAD
+        "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timeout: 30\n" TARGETS FILES);
     assert_int_equal(p->mode, CF_MODE_MAINTENANCE);
     assert_int_equal(p->command_timeout, 30);
     cf_policy_free(p);
@@ -600,19 +664,22 @@ static void consistency(void **state)
     cf_policy_free(p);
 
     FAILS(HEAD "consistency:\n  mode: online\n  stop: systemctl stop x\n" TARGETS FILES,
-          "policy.yaml:5:9: consistency.stop: stop/start only apply to maintenance mode (mode is online); "
+          "policy.yaml:5:9: consistency.stop: stop/start only apply to maintenance mode (mode is "
+          "online); "
           "remove stop or set mode: maintenance");
     FAILS(HEAD "consistency:\n  start: x\n" TARGETS FILES,
-          "policy.yaml:4:10: consistency.start: stop/start only apply to maintenance mode (mode is online); "
+          "policy.yaml:4:10: consistency.start: stop/start only apply to maintenance mode (mode is "
+          "online); "
           "remove start or set mode: maintenance");
 }
 
 static void retention(void **state)
 {
     (void)state;
-    cf_policy *p = LOAD(HEAD TARGETS FILES
-                        "retention:\n  keep_last: 0\n  keep_hourly: 24\n  keep_daily: '7'\n  keep_weekly: 4\n"
-                        "  keep_monthly: 12\n  keep_yearly: 3\n  keep_within: 1y6m\n");
+    cf_policy *p =
+        LOAD(HEAD TARGETS FILES
+             "retention:\n  keep_last: 0\n  keep_hourly: 24\n  keep_daily: '7'\n  keep_weekly: 4\n"
+             "  keep_monthly: 12\n  keep_yearly: 3\n  keep_within: 1y6m\n");
     const cf_retention *r = &p->retention;
     assert_int_equal(r->keep_last, 0);
     assert_int_equal(r->keep_hourly, 24);
@@ -630,7 +697,8 @@ static void retention(void **state)
     FAILS(HEAD TARGETS FILES "retention:\n  keep_daily: 99999999999\n",
           "policy.yaml:11:15: retention.keep_daily: too large (at most 2147483647)");
     FAILS(HEAD TARGETS FILES "retention:\n  keep_within: 30 days\n",
-          "policy.yaml:11:16: retention.keep_within: invalid duration '30 days': expected a unit after 30: "
+          "policy.yaml:11:16: retention.keep_within: invalid duration '30 days': expected a unit "
+          "after 30: "
           "y (years), m (months), w (weeks), d (days) or h (hours)");
 }
 
@@ -665,19 +733,23 @@ static void durations(void **state)
 static void object_store(void **state)
 {
     (void)state;
-    cf_policy *p = LOAD(HEAD TARGETS
-                        "components:\n"
-                        "  - name: blobs\n    type: object_store\n    driver: s3\n    bucket: app-files\n"
-                        "  - name: other\n    type: object_store\n    driver: s3\n    protect: copy\n"
-                        "    bucket: b2\n");
+    cf_policy *p =
+        LOAD(HEAD TARGETS
+             "components:\n"
+             "  - name: blobs\n    type: object_store\n    driver: s3\n    bucket: app-files\n"
+             "  - name: other\n    type: object_store\n    driver: s3\n    protect: copy\n"
+             "    bucket: b2\n");
     assert_int_equal(p->components[0].type, CF_COMP_OBJECT_STORE);
     assert_int_equal(p->components[0].protect, CF_PROTECT_VERSIONING);
     assert_string_equal(cf_config_get(p->components[0].options, "bucket"), "app-files");
     assert_int_equal(p->components[1].protect, CF_PROTECT_COPY);
     assert_null(cf_config_find(p->components[1].options, "protect"));
     cf_policy_free(p);
-    FAILS(HEAD TARGETS "components:\n  - name: o\n    type: object_store\n    driver: s3\n    protect: snapshot\n",
-          "policy.yaml:10:14: components[0].protect: unknown protection 'snapshot'; valid values: versioning, copy");
+    FAILS(
+        HEAD TARGETS
+        "components:\n  - name: o\n    type: object_store\n    driver: s3\n    protect: snapshot\n",
+        "policy.yaml:10:14: components[0].protect: unknown protection 'snapshot'; valid values: "
+        "versioning, copy");
 }
 
 /* ---- targets ------------------------------------------------------------ */
@@ -685,13 +757,13 @@ static void object_store(void **state)
 static void targets(void **state)
 {
     (void)state;
-    cf_policy *p = LOAD(HEAD
-                        "targets:\n"
-                        "  - name: local\n    location: /mnt/backup/\n"
-                        "  - name: s3a\n    location: s3://my-bucket/coffer/app\n    region: eu-west-1\n"
-                        "  - name: s3b\n    location: s3://only-bucket\n"
-                        "  - name: s3c\n    location: s3://b/p\n    bucket: explicit\n    prefix: other\n"
-                        "  - name: sftp\n    driver: sftp\n    location: host:backups\n" FILES);
+    cf_policy *p =
+        LOAD(HEAD "targets:\n"
+                  "  - name: local\n    location: /mnt/backup/\n"
+                  "  - name: s3a\n    location: s3://my-bucket/coffer/app\n    region: eu-west-1\n"
+                  "  - name: s3b\n    location: s3://only-bucket\n"
+                  "  - name: s3c\n    location: s3://b/p\n    bucket: explicit\n    prefix: other\n"
+                  "  - name: sftp\n    driver: sftp\n    location: host:backups\n" FILES);
     const cf_target *t = &p->targets[0];
     assert_string_equal(t->driver, "local");
     assert_string_equal(t->location, "/mnt/backup");
@@ -720,18 +792,25 @@ static void targets(void **state)
     cf_policy_free(p);
 
     FAILS(HEAD "targets:\n  - name: a\n    location: backups\n" FILES,
-          "policy.yaml:5:15: targets[0].location: relative location 'backups'; use an absolute path or s3://BUCKET/PREFIX");
+          "policy.yaml:5:15: targets[0].location: relative location 'backups'; use an absolute "
+          "path or s3://BUCKET/PREFIX");
     FAILS(HEAD "targets:\n  - name: a\n    location: ./backups\n" FILES,
-          "policy.yaml:5:15: targets[0].location: relative location './backups'; use an absolute path or s3://BUCKET/PREFIX");
+          "policy.yaml:5:15: targets[0].location: relative location './backups'; use an absolute "
+          "path or s3://BUCKET/PREFIX");
     FAILS(HEAD "targets:\n  - name: a\n    location: s3:///prefix\n" FILES,
-          "policy.yaml:5:15: targets[0].location: no bucket in 's3:///prefix'; expected s3://BUCKET/PREFIX");
+          "policy.yaml:5:15: targets[0].location: no bucket in 's3:///prefix'; expected "
+          "s3://BUCKET/PREFIX");
     FAILS(HEAD "targets:\n  - name: a\n    location: gs://b/p\n" FILES,
-          "policy.yaml:5:15: targets[0].location: cannot tell the driver from 'gs://b/p'; add a driver key");
+          "policy.yaml:5:15: targets[0].location: cannot tell the driver from 'gs://b/p'; add a "
+          "driver key");
     FAILS(HEAD "targets:\n  - name: a\n    driver: s3\n    location: /srv/b\n" FILES,
-          "policy.yaml:6:15: targets[0].location: the s3 driver needs a location like s3://BUCKET/PREFIX, got '/srv/b'");
+          "policy.yaml:6:15: targets[0].location: the s3 driver needs a location like "
+          "s3://BUCKET/PREFIX, got '/srv/b'");
     FAILS(HEAD "targets:\n  - name: a\n    driver: local\n    location: s3://b/p\n" FILES,
-          "policy.yaml:6:15: targets[0].location: the local driver needs an absolute path, got 's3://b/p'");
-    FAILS(HEAD "targets:\n  - name: a\n    location: ''\n" FILES, "policy.yaml:5:15: targets[0].location: empty location");
+          "policy.yaml:6:15: targets[0].location: the local driver needs an absolute path, got "
+          "'s3://b/p'");
+    FAILS(HEAD "targets:\n  - name: a\n    location: ''\n" FILES,
+          "policy.yaml:5:15: targets[0].location: empty location");
 }
 
 /* ---- driver option tables -------------------------------------------- */
@@ -781,8 +860,9 @@ static const coffer_option *fake_lookup(void *ud, coffer_driver_kind kind, const
         return s3_opts;
     if (kind == COFFER_KIND_STORAGE && strcmp(name, "bare") == 0)
         return bare_opts;
-    cf_fail("no %s driver named '%s'; available: %s", kind == COFFER_KIND_DATABASE ? "database" : "storage",
-            name, kind == COFFER_KIND_DATABASE ? "sqlite, postgres" : "local, s3, bare");
+    cf_fail("no %s driver named '%s'; available: %s",
+            kind == COFFER_KIND_DATABASE ? "database" : "storage", name,
+            kind == COFFER_KIND_DATABASE ? "sqlite, postgres" : "local, s3, bare");
     return NULL;
 }
 
@@ -810,7 +890,8 @@ static void drivers_at(const char *yaml, const char *want, const char *file, int
 }
 #define DRIVERS(y, want) drivers_at((y), (want), __FILE__, __LINE__)
 
-#define DB(extra) HEAD TARGETS "components:\n  - name: db\n    type: database\n    driver: sqlite\n" extra
+#define DB(extra)                                                                                  \
+    HEAD TARGETS "components:\n  - name: db\n    type: database\n    driver: sqlite\n" extra
 
 static void drivers_ok(void **state)
 {
@@ -836,7 +917,8 @@ static void drivers_ok(void **state)
     cf_policy_free(p);
 
     /* Given values win over defaults; lists as list or as one string. */
-    p = LOAD(DB("    path: x.db\n    busy_timeout: 100\n    integrity_check: no\n    tables: [a, b]\n"));
+    p = LOAD(
+        DB("    path: x.db\n    busy_timeout: 100\n    integrity_check: no\n    tables: [a, b]\n"));
     assert_int_equal(cf_policy_check_drivers(p, fake_lookup, &lookups), 0);
     o = p->components[0].options;
     assert_string_equal(cf_config_get(o, "busy_timeout"), "100");
@@ -848,49 +930,65 @@ static void drivers_ok(void **state)
     DRIVERS(DB("    path: x.db\n    tables: []\n"), NULL);
     DRIVERS(HEAD "targets:\n  - name: a\n    location: /b\n    pack_size: 1G\n" FILES, NULL);
     /* A required secret is satisfied by its _env or _file companion. */
-    DRIVERS(HEAD "targets:\n  - name: a\n    location: s3://b/p\n    secret_key_env: S3_SECRET\n" FILES, NULL);
-    DRIVERS(HEAD "targets:\n  - name: a\n    location: s3://b/p\n    secret_key_file: /etc/coffer/s3\n" FILES, NULL);
+    DRIVERS(HEAD
+            "targets:\n  - name: a\n    location: s3://b/p\n    secret_key_env: S3_SECRET\n" FILES,
+            NULL);
+    DRIVERS(HEAD "targets:\n  - name: a\n    location: s3://b/p\n    secret_key_file: "
+                 "/etc/coffer/s3\n" FILES,
+            NULL);
 }
 
 static void drivers_errors(void **state)
 {
     (void)state;
-    DRIVERS(DB("    path: x.db\n    busy_timeot: 5\n"),
-            "policy.yaml:11:5: components[0].busy_timeot: unknown option of database driver 'sqlite'; "
-            "valid options: path, busy_timeout, integrity_check, tables");
+    DRIVERS(
+        DB("    path: x.db\n    busy_timeot: 5\n"),
+        "policy.yaml:11:5: components[0].busy_timeot: unknown option of database driver 'sqlite'; "
+        "valid options: path, busy_timeout, integrity_check, tables");
     DRIVERS(DB("    path: x.db\n    busy_timeout: soon\n"),
             "policy.yaml:11:5: components[0].busy_timeout: expected a whole number, got 'soon'");
     DRIVERS(DB("    path: x.db\n    integrity_check: maybe\n"),
             "policy.yaml:11:5: components[0].integrity_check: expected true or false, got 'maybe'");
     DRIVERS(DB("    path: [a.db, b.db]\n"),
             "policy.yaml:10:5: components[0].path: expected a single value, got a list");
-    DRIVERS(DB(""), "policy.yaml:7:5: components[0].path: missing required option of database driver 'sqlite'");
+    DRIVERS(
+        DB(""),
+        "policy.yaml:7:5: components[0].path: missing required option of database driver 'sqlite'");
     DRIVERS(HEAD "targets:\n  - name: a\n    location: /b\n    pack_size: huge\n" FILES,
-            "policy.yaml:6:5: targets[0].pack_size: expected a size such as 4096, 64K, 64M or 1G, got 'huge'");
+            "policy.yaml:6:5: targets[0].pack_size: expected a size such as 4096, 64K, 64M or 1G, "
+            "got 'huge'");
     /* Secrets in the policy text are refused, even through ${VAR}. */
     DRIVERS(HEAD "targets:\n  - name: a\n    location: s3://b/p\n    secret_key: abc123\n" FILES,
-            "policy.yaml:6:5: targets[0].secret_key: secret_key holds a secret: do not write it in the policy; "
+            "policy.yaml:6:5: targets[0].secret_key: secret_key holds a secret: do not write it in "
+            "the policy; "
             "use secret_key_env or secret_key_file");
     setenv("CF_T_SECRET", "hunter2", 1);
     DRIVERS(HEAD TARGETS "components:\n  - name: pg\n    type: database\n    driver: postgres\n"
                          "    password: ${CF_T_SECRET}\n",
-            "policy.yaml:10:5: components[0].password: password holds a secret: do not write it in the policy; "
+            "policy.yaml:10:5: components[0].password: password holds a secret: do not write it in "
+            "the policy; "
             "use password_env");
     assert_null(strstr(cf_error(), "hunter2"));
-    DRIVERS(HEAD "targets:\n  - name: a\n    location: s3://b/p\n" FILES,
-            "policy.yaml:4:5: targets[0].secret_key: missing required option of storage driver 's3'; "
-            "give secret_key_env or secret_key_file");
+    DRIVERS(
+        HEAD "targets:\n  - name: a\n    location: s3://b/p\n" FILES,
+        "policy.yaml:4:5: targets[0].secret_key: missing required option of storage driver 's3'; "
+        "give secret_key_env or secret_key_file");
     /* Unknown drivers: the lookup's message, placed at the driver value. */
     DRIVERS(HEAD TARGETS "components:\n  - name: db\n    type: database\n    driver: oracle\n",
-            "policy.yaml:9:13: components[0].driver: no database driver named 'oracle'; available: sqlite, postgres");
-    DRIVERS(HEAD "targets:\n  - name: a\n    location: /b\n  - name: c\n    driver: ftp\n    location: ftp://x\n" FILES,
-            "policy.yaml:7:13: targets[1].driver: no storage driver named 'ftp'; available: local, s3, bare");
+            "policy.yaml:9:13: components[0].driver: no database driver named 'oracle'; available: "
+            "sqlite, postgres");
+    DRIVERS(HEAD "targets:\n  - name: a\n    location: /b\n  - name: c\n    driver: ftp\n    "
+                 "location: ftp://x\n" FILES,
+            "policy.yaml:7:13: targets[1].driver: no storage driver named 'ftp'; available: local, "
+            "s3, bare");
     /* A driver without options refuses any. */
-    DRIVERS(HEAD "targets:\n  - name: a\n    driver: bare\n    location: /b\n    x: 1\n" FILES,
-            "policy.yaml:7:5: targets[0].x: unknown option: storage driver 'bare' takes no options");
+    DRIVERS(
+        HEAD "targets:\n  - name: a\n    driver: bare\n    location: /b\n    x: 1\n" FILES,
+        "policy.yaml:7:5: targets[0].x: unknown option: storage driver 'bare' takes no options");
     /* object_store components are checked against storage drivers. */
-    DRIVERS(HEAD TARGETS "components:\n  - name: o\n    type: object_store\n    driver: s3\n    bucket: x\n"
-                         "    secret_key_env: K\n    endpoint: http://rgw\n",
+    DRIVERS(HEAD TARGETS
+            "components:\n  - name: o\n    type: object_store\n    driver: s3\n    bucket: x\n"
+            "    secret_key_env: K\n    endpoint: http://rgw\n",
             "policy.yaml:12:5: components[0].endpoint: unknown option of storage driver 's3'; "
             "valid options: bucket, prefix, region, secret_key, secret_key_env, secret_key_file");
 }
