@@ -179,16 +179,23 @@ static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
     return 1;
 }
 
-static int read_file(pool *pl, cf_ingest *g, job *j)
+/* A file with the same size, mtime, ctime and inode as in the previous
+ * set keeps its chunk list without being read. Runs on the walking
+ * thread: an unchanged tree costs a metadata scan, no worker handoff. */
+static int reuse_previous(pool *pl, job *j)
 {
     const prev_file *p = prev_find(pl->prev, j->e.component, j->e.path);
-    if (unchanged(p, &j->e, pl->run->repo)) {
-        j->e.chunks = cf_malloc((p->nchunks ? p->nchunks : 1) * sizeof(cf_id));
-        memcpy(j->e.chunks, p->chunks, p->nchunks * sizeof(cf_id));
-        j->e.nchunks = p->nchunks;
-        cf_progress_add(j->e.size, 0);
-        return 1;
-    }
+    if (!unchanged(p, &j->e, pl->run->repo))
+        return 0;
+    j->e.chunks = cf_malloc((p->nchunks ? p->nchunks : 1) * sizeof(cf_id));
+    memcpy(j->e.chunks, p->chunks, p->nchunks * sizeof(cf_id));
+    j->e.nchunks = p->nchunks;
+    cf_progress_add(j->e.size, 0);
+    return 1;
+}
+
+static int read_file(pool *pl, cf_ingest *g, job *j)
+{
     int fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
         fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -233,8 +240,6 @@ static void *worker(void *arg)
                 snprintf(j->err, sizeof j->err, "%s", pl->stop ? "cancelled" : cf_error());
             pthread_mutex_lock(&pl->mu);
             j->rc = rc < 0 ? -1 : 0;
-            if (rc == 1)
-                pl->reused_files++;
             j->done = 1;
             pthread_cond_broadcast(&pl->done);
             continue;
@@ -299,13 +304,16 @@ static int on_entry(void *ud, cf_entry *e, const char *abs)
     job *j = cf_calloc(1, sizeof *j);
     j->e = *e;
     memset(e, 0, sizeof *e);
-    if (j->e.kind == CF_ENT_FILE) {
+    int reused = j->e.kind == CF_ENT_FILE && reuse_previous(pl, j);
+    if (j->e.kind == CF_ENT_FILE && !reused) {
         j->abs = cf_strdup(abs);
         j->needs_read = 1;
     } else {
         j->done = 1;
     }
     pthread_mutex_lock(&pl->mu);
+    if (reused)
+        pl->reused_files++;
     int rc = 0;
     if (pl->tail - pl->head >= RING)
         rc = emit_ready(pl, 0);
@@ -314,7 +322,8 @@ static int on_entry(void *ud, cf_entry *e, const char *abs)
     if (rc == 0) {
         pl->ring[pl->tail % RING] = j;
         pl->tail++;
-        pthread_cond_signal(&pl->work);
+        if (j->needs_read)
+            pthread_cond_signal(&pl->work);
         rc = emit_ready(pl, 0);
     } else {
         job_free(j);

@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--deep", action="store_true")
     a = ap.parse_args()
     root = os.path.abspath(a.root)
+    print("doctor: checking %s%s" % (root, " (deep)" if a.deep else ""))
     rep = Report()
 
     cfg = check_config(root, rep)

@@ -550,12 +550,18 @@ static void test_dump_while_writing(void **state)
 
 /* A rollback-journal database whose writer holds an exclusive lock for a
  * while: the backup is refused (busy) and retried. */
+typedef struct locker {
+    const char *path;
+    volatile int locked;
+} locker;
+
 static void *locker_main(void *arg)
 {
-    const char *path = arg;
-    sqlite3 *db = open_db(path);
+    locker *l = arg;
+    sqlite3 *db = open_db(l->path);
     exec(db, "BEGIN EXCLUSIVE; INSERT INTO t VALUES (2)");
-    usleep(400 * 1000);
+    __atomic_store_n(&l->locked, 1, __ATOMIC_SEQ_CST);
+    usleep(400 * 1000); /* shorter than the driver's retries (3.1 s) */
     exec(db, "COMMIT");
     sqlite3_close(db);
     return NULL;
@@ -576,8 +582,10 @@ static void test_dump_retries_when_locked(void **state)
     assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), c, &in2), COFFER_OK);
 
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, locker_main, path), 0);
-    usleep(100 * 1000); /* let it take the lock */
+    locker l = {.path = path};
+    assert_int_equal(pthread_create(&t, NULL, locker_main, &l), 0);
+    while (!__atomic_load_n(&l.locked, __ATOMIC_SEQ_CST))
+        usleep(1000);
     assert_int_equal(f->ops->dump(in2, &f->m.sink), COFFER_OK);
     pthread_join(t, NULL);
     assert_non_null(strstr(f->mh.log, "retrying"));
