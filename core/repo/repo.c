@@ -300,7 +300,11 @@ int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
 
     cf_buf b = {0};
     if (cf_repo_get_object(r, CF_OBJ_CONFIG, CONFIG_KEY, &b) != 0) {
+        coffer_object_stat os;
         cf_buf_free(&b);
+        if (cf_store_stat(st, CONFIG_KEY, &os) == COFFER_ERR_NOT_FOUND)
+            cf_fail("%s: no repository here (object 'config' not found); initialise one first",
+                    st->label);
         goto fail;
     }
     int rc = parse_config(r, &b);

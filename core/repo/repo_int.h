@@ -81,6 +81,7 @@ typedef struct cf_loc {
     uint8_t comp;    /* CF_COMP_* */
     uint8_t pad[3];
 } cf_loc;
+_Static_assert(sizeof(cf_loc) == 56, "cf_loc is the per-chunk memory cost: keep it compact");
 
 typedef struct cf_pack_rec {
     cf_id id;

@@ -2,8 +2,8 @@
 """Compare two snapshots made by snapshot.py; print every difference.
 
   compare.py A.json B.json [--exclude GLOB]... [--ignore-mtime-dirs]
-             [--ignore-mtime] [--ignore-owner] [--strict-db-files] [--db-only]
-             [--max-rows N]
+             [--ignore-mtime] [--ignore-mtime-of GLOB]... [--ignore-owner]
+             [--strict-db-files] [--db-only] [--max-rows N]
 
 A is the reference (e.g. the source tree), B the candidate (e.g. a restore).
 Lines:
@@ -107,6 +107,8 @@ def main():
     ap.add_argument("--ignore-mtime-dirs", action="store_true")
     ap.add_argument("--ignore-mtime", action="store_true")
     ap.add_argument("--ignore-owner", action="store_true")
+    ap.add_argument("--ignore-mtime-of", action="append", default=[], metavar="GLOB",
+                    help="ignore the mtime of matching paths only (not their subtree)")
     ap.add_argument("--strict-db-files", action="store_true")
     ap.add_argument("--db-only", action="store_true")
     ap.add_argument("--max-rows", type=int, default=50)
@@ -158,6 +160,7 @@ def main():
         if not a.ignore_owner and (x["uid"], x["gid"]) != (y["uid"], y["gid"]):
             out("owner %s: %d:%d != %d:%d" % (p, x["uid"], x["gid"], y["uid"], y["gid"]))
         if not a.ignore_mtime and not (t == "dir" and a.ignore_mtime_dirs) \
+                and not any(fnmatch.fnmatchcase(p, g) for g in a.ignore_mtime_of) \
                 and x["mtime_ns"] != y["mtime_ns"]:
             out("mtime %s: %d != %d (%+.9f s)" % (p, x["mtime_ns"], y["mtime_ns"],
                                                  (y["mtime_ns"] - x["mtime_ns"]) / 1e9))

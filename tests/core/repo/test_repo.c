@@ -41,7 +41,7 @@ static void test_init_open(void **state)
     cf_store *st = mem_store_new("mem", &ms);
     cf_repo *r;
     assert_int_equal(cf_repo_open(st, &r), -1); /* nothing there */
-    assert_error_has("config");
+    assert_error_has("mem: no repository here (object 'config' not found)");
 
     assert_int_equal(cf_repo_init(st, NULL), 0);
     assert_int_equal(cf_repo_init(st, NULL), -1);
