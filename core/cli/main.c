@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "engine/backup.h"
+#include "engine/copy.h"
+#include "engine/forget.h"
 #include "engine/manifest.h"
 #include "engine/progress.h"
 #include "engine/restore.h"
@@ -33,6 +35,9 @@ static const char *usage_main =
     "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place)\n"
     "           [--only NAME] [--map NAME=VALUE]... [--force] [--no-validate]\n"
     "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]\n"
+    "  forget   -p POLICY [--dry-run] [--keep-* N]   apply retention, remove sets\n"
+    "  copy     -p POLICY --from T --to T [--set ID|latest|all]  copy sets between targets\n"
+    "  unlock   -p POLICY [--all]                    remove stale repository locks\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "\n"
@@ -76,8 +81,9 @@ static void print_json(json_t *j)
         {"no-progress", no_argument, 0, 'P'}
 
 typedef struct args {
-    const char *policy, *target, *set, *to, *only, *describe;
-    int json, in_place, force, read_data, no_validate;
+    const char *policy, *target, *set, *to, *only, *describe, *from, *keep_within;
+    int json, in_place, force, read_data, no_validate, dry_run, all;
+    int keep[6]; /* last, hourly, daily, weekly, monthly, yearly; -1 unset */
     char **maps;
     size_t nmaps;
 } args;
@@ -94,7 +100,19 @@ static int parse(int argc, char **argv, const char *help, args *a)
                                    {"read-data", no_argument, 0, 'r'},
                                    {"no-validate", no_argument, 0, 'V'},
                                    {"describe", required_argument, 0, 'd'},
+                                   {"from", required_argument, 0, 'F'},
+                                   {"dry-run", no_argument, 0, 'n'},
+                                   {"all", no_argument, 0, 'A'},
+                                   {"keep-last", required_argument, 0, 1000},
+                                   {"keep-hourly", required_argument, 0, 1001},
+                                   {"keep-daily", required_argument, 0, 1002},
+                                   {"keep-weekly", required_argument, 0, 1003},
+                                   {"keep-monthly", required_argument, 0, 1004},
+                                   {"keep-yearly", required_argument, 0, 1005},
+                                   {"keep-within", required_argument, 0, 1006},
                                    {0, 0, 0, 0}};
+    for (int k = 0; k < 6; k++)
+        a->keep[k] = -1;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "hp:t:jvq", opts, NULL)) != -1) {
@@ -118,7 +136,25 @@ static int parse(int argc, char **argv, const char *help, args *a)
         case 'r': a->read_data = 1; break;
         case 'V': a->no_validate = 1; break;
         case 'd': a->describe = optarg; break;
-        default: return -1;
+        case 'F': a->from = optarg; break;
+        case 'n': a->dry_run = 1; break;
+        case 'A': a->all = 1; break;
+        case 1006: a->keep_within = optarg; break;
+        default:
+            if (c >= 1000 && c <= 1005) {
+                char *end;
+                long v = strtol(optarg, &end, 10);
+                if (*end || v < 0) {
+                    static const char *names[] = {"last", "hourly", "daily",
+                                                  "weekly", "monthly", "yearly"};
+                    fprintf(stderr, "coffer: error: --keep-%s needs a count, not '%s'\n",
+                            names[c - 1000], optarg);
+                    return -1;
+                }
+                a->keep[c - 1000] = (int)v;
+                break;
+            }
+            return -1;
         }
     }
     return 0;
@@ -172,6 +208,29 @@ static int cmd_init(int argc, char **argv)
     return rc;
 }
 
+/* Copy one set from run's (open, locked) target to another target. */
+static int copy_to_target(cf_run *run, const cf_target *t, const char *id)
+{
+    cf_run dst = {.policy = run->policy};
+    int rc = cf_run_open_target(&dst, t, 1);
+    if (rc == 0)
+        rc = cf_run_lock(&dst, 0, "copy");
+    int copied = 0;
+    uint64_t sent = 0;
+    if (rc == 0)
+        rc = cf_copy_set(run->repo, dst.repo, id, &copied, &sent);
+    if (rc == 0) {
+        char b[32];
+        cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
+               copied ? "copied to" : "already at", t->name, cf_human_bytes(sent, b, sizeof b));
+    }
+    cf_lock_release(dst.lock);
+    if (dst.repo)
+        cf_repo_close(dst.repo);
+    cf_store_free(dst.store);
+    return rc;
+}
+
 /* ---- backup --------------------------------------------------------------- */
 
 static const char *help_backup =
@@ -193,10 +252,26 @@ static int cmd_backup(int argc, char **argv)
     run->no_progress = no_progress;
     char *id = NULL;
     json_t *sum = NULL;
+    if (cf_run_lock(run, 0, "backup") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
     int rc = cf_backup(run, &id, &sum);
     if (rc != 0) {
         cf_run_close(run);
         return die(CF_EXIT_FAILED);
+    }
+    /* Multi-site: the first target gets the backup, the others a copy. */
+    int copy_failed = 0;
+    for (size_t i = 0; !a.target && i < run->policy->ntargets; i++) {
+        const cf_target *t = &run->policy->targets[i];
+        if (t == run->target)
+            continue;
+        if (copy_to_target(run, t, id) != 0) {
+            fprintf(stderr, "coffer: error: set %s: copy to target '%s' failed: %s\n", id,
+                    t->name, cf_error());
+            copy_failed = 1;
+        }
     }
     if (a.json) {
         print_json(sum);
@@ -215,7 +290,7 @@ static int cmd_backup(int argc, char **argv)
     json_decref(sum);
     free(id);
     cf_run_close(run);
-    return CF_EXIT_OK;
+    return copy_failed ? CF_EXIT_FAILED : CF_EXIT_OK;
 }
 
 /* ---- sets ------------------------------------------------------------------ */
@@ -324,6 +399,11 @@ static int cmd_restore(int argc, char **argv)
         return die(CF_EXIT_FAILED);
     }
     run->no_progress = no_progress;
+    if (cf_run_lock(run, 0, "restore") != 0) {
+        free(a.maps);
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
                          .no_validate = a.no_validate};
@@ -367,6 +447,10 @@ static int cmd_verify(int argc, char **argv)
     if (cf_run_open(a.policy, a.target, 1, &run) != 0)
         return die(CF_EXIT_FAILED);
     run->no_progress = no_progress;
+    if (cf_run_lock(run, 0, "verify") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
     cf_verify_opts o = {.set = a.set, .read_data = a.read_data};
     json_t *rep = NULL;
     int rc = cf_verify(run, &o, &rep);
@@ -383,6 +467,158 @@ static int cmd_verify(int argc, char **argv)
         json_decref(rep);
     cf_run_close(run);
     return rc;
+}
+
+/* ---- forget ------------------------------------------------------------------ */
+
+static const char *help_forget =
+    "usage: coffer forget -p POLICY [--target NAME] [--dry-run] [--json]\n"
+    "                     [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
+    "                     [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION]\n"
+    "Apply the retention rules (the policy's, or those given here, which replace\n"
+    "them) and remove the other sets of this policy. Prints each set with the\n"
+    "rules that keep it. Data is freed by `coffer prune`.\n";
+
+static int cmd_forget(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_forget, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("forget", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
+                      (char *)a.keep_within};
+    if (a.keep_within) {
+        cf_duration d;
+        if (cf_duration_parse(a.keep_within, &d) != 0) {
+            cf_run_close(run);
+            return die(CF_EXIT_USAGE);
+        }
+    }
+    json_t *rep = NULL;
+    if (cf_forget(run, &o, a.dry_run, &rep) != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    if (a.json) {
+        print_json(rep);
+    } else {
+        size_t i;
+        json_t *s;
+        size_t removed = 0;
+        json_array_foreach(rep, i, s)
+        {
+            int keep = json_is_true(json_object_get(s, "keep"));
+            removed += !keep;
+            printf("%-6s %s  %s\n", keep ? "keep" : (a.dry_run ? "would remove" : "remove"),
+                   json_string_value(json_object_get(s, "id")),
+                   json_string_value(json_object_get(s, "reasons")));
+        }
+        printf("%zu set(s) kept, %zu %s\n", json_array_size(rep) - removed, removed,
+               a.dry_run ? "would be removed (dry run)" : "removed");
+    }
+    json_decref(rep);
+    cf_run_close(run);
+    return CF_EXIT_OK;
+}
+
+/* ---- unlock -------------------------------------------------------------------- */
+
+static const char *help_unlock =
+    "usage: coffer unlock -p POLICY [--target NAME] [--all]\n"
+    "Remove stale locks (owner process gone, or not refreshed for 30 minutes);\n"
+    "--all removes every lock: only when no other coffer uses the repository.\n";
+
+static int cmd_unlock(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_unlock, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("unlock", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 0, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    int n = cf_lock_remove_stale(run->store, a.all);
+    cf_run_close(run);
+    if (n < 0)
+        return die(CF_EXIT_FAILED);
+    printf("%d lock(s) removed\n", n);
+    return CF_EXIT_OK;
+}
+
+/* ---- copy ---------------------------------------------------------------------- */
+
+static const char *help_copy =
+    "usage: coffer copy -p POLICY --from TARGET --to TARGET [--set ID|latest|all]\n"
+    "Copy sets of this policy between two targets (another site): only chunks the\n"
+    "destination lacks are sent. Sets already there are skipped, so an\n"
+    "interrupted copy resumes where it stopped. Default: --set latest.\n";
+
+static int cmd_copy(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_copy, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("copy", &a))
+        return CF_EXIT_USAGE;
+    if (!a.from || !a.to)
+        return usage_error("copy", "--from TARGET and --to TARGET are required");
+    if (strcmp(a.from, a.to) == 0)
+        return usage_error("copy", "--from and --to name the same target");
+    cf_run *run;
+    if (cf_run_open(a.policy, a.from, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    run->no_progress = no_progress;
+    const cf_target *t = cf_policy_target(run->policy, a.to);
+    if (!t) {
+        cf_fail("%s: no target named '%s'", a.policy, a.to);
+        cf_run_close(run);
+        return die(CF_EXIT_USAGE);
+    }
+    if (cf_run_lock(run, 0, "copy") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (a.set && strcmp(a.set, "all") == 0) {
+        char **all;
+        size_t na;
+        rc = cf_sets_list(run->repo, &all, &na);
+        for (size_t i = 0; rc == 0 && i < na; i++) {
+            json_t *h;
+            if (cf_manifest_header(run->repo, all[i], &h) != 0)
+                continue;
+            const char *pol = json_string_value(json_object_get(h, "policy"));
+            if (pol && strcmp(pol, run->policy->name) == 0) {
+                ids = cf_realloc(ids, (n + 1) * sizeof *ids);
+                ids[n++] = cf_strdup(all[i]);
+            }
+            json_decref(h);
+        }
+        if (rc == 0)
+            cf_strv_free(all, na);
+    } else {
+        char *id;
+        rc = cf_resolve_set(run, a.set ? a.set : "latest", &id);
+        if (rc == 0) {
+            ids = cf_malloc(sizeof *ids);
+            ids[n++] = id;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = copy_to_target(run, t, ids[i]);
+    cf_strv_free(ids, n);
+    cf_run_close(run);
+    if (rc != 0)
+        return die(CF_EXIT_FAILED);
+    printf("%zu set(s) present at target '%s'\n", n, a.to);
+    return CF_EXIT_OK;
 }
 
 /* ---- plugins --------------------------------------------------------------- */
@@ -534,7 +770,8 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"init", cmd_init},       {"backup", cmd_backup}, {"sets", cmd_sets},
                 {"restore", cmd_restore}, {"verify", cmd_verify}, {"plugins", cmd_plugins},
-                {"policy", cmd_policy}};
+                {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
+                {"copy", cmd_copy}};
     for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++) {
         if (strcmp(cmd, cmds[k].name) != 0)
             continue;

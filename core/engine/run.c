@@ -76,10 +76,20 @@ int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_r
     return 0;
 }
 
+int cf_run_lock(cf_run *run, int exclusive, const char *command)
+{
+    if (cf_lock_acquire(run->store, exclusive, command, &run->lock) != 0) {
+        cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
+        return -1;
+    }
+    return 0;
+}
+
 void cf_run_close(cf_run *run)
 {
     if (!run)
         return;
+    cf_lock_release(run->lock);
     if (run->repo)
         cf_repo_close(run->repo);
     cf_store_free(run->store);

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "policy/policy.h"
+#include "repo/lock.h"
 #include "repo/repo.h"
 
 typedef struct cf_run {
@@ -17,6 +18,7 @@ typedef struct cf_run {
     const cf_target *target;
     cf_store *store;
     cf_repo *repo;
+    cf_lock *lock;    /* held repository lock, released by cf_run_close */
     int json;         /* machine-readable output on stdout */
     int no_progress;
 } cf_run;
@@ -30,6 +32,8 @@ int cf_run_load_policy(const char *file, cf_policy **out);
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
 void cf_run_close(cf_run *run);
+/* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
+int cf_run_lock(cf_run *run, int exclusive, const char *command);
 
 /* Run `cmd` with /bin/sh -c in cwd, in its own process group (a ^C on the
  * terminal does not kill the start command), stdout sent to stderr, with

@@ -3,7 +3,7 @@
 
   compare.py A.json B.json [--exclude GLOB]... [--ignore-mtime-dirs]
              [--ignore-mtime] [--ignore-mtime-of GLOB]... [--ignore-owner]
-             [--strict-db-files] [--db-only] [--max-rows N]
+             [--strict-db-files] [--db-only] [--no-db] [--max-rows N]
 
 A is the reference (e.g. the source tree), B the candidate (e.g. a restore).
 Lines:
@@ -111,6 +111,8 @@ def main():
                     help="ignore the mtime of matching paths only (not their subtree)")
     ap.add_argument("--strict-db-files", action="store_true")
     ap.add_argument("--db-only", action="store_true")
+    ap.add_argument("--no-db", action="store_true",
+                    help="compare the trees only (database files by existence and type)")
     ap.add_argument("--max-rows", type=int, default=50)
     a = ap.parse_args()
     with open(a.a) as f:
@@ -177,7 +179,7 @@ def main():
             if ma != mb:
                 out("hardlink %s: group %s != %s" % (p, ma or "(none)", mb or "(none)"))
 
-    for d in sorted(dbpaths):
+    for d in sorted(dbpaths) if not a.no_db else []:
         if d in A["dbs"] and d not in B["dbs"]:
             out("db %s: missing" % d)
         elif d in B["dbs"] and d not in A["dbs"]:

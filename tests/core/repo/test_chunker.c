@@ -52,6 +52,37 @@ static void test_gear_and_masks(void **state)
     assert_true(c.mask_l == 0xffffc00000000000ull);
 }
 
+/* The vector of docs/repository-format.md section 4. */
+static void test_doc_vector(void **state)
+{
+    (void)state;
+    cf_cdc c;
+    cf_cdc_params p = {.min_size = 2048, .avg_size = 8192, .max_size = 65536,
+                       .seed = 0x0123456789abcdefull};
+    assert_int_equal(cf_cdc_init(&c, &p), 0);
+    assert_true(c.gear[0] == 0x157a3807a48faa9dull);
+    assert_true(c.gear[255] == 0x293d194eee358ff8ull);
+    size_t len = 1 << 20;
+    uint8_t *buf = malloc(len);
+    uint64_t st = 1;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t z = (st += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        for (int k = 0; k < 8; k++)
+            buf[i + k] = (uint8_t)(z >> (8 * k));
+    }
+    assert_memory_equal(buf, "\xc1\x5c\x02\x89\xec\x2d\x0a\x91", 8);
+    static const size_t want[10] = {10764, 8491, 9337, 8651, 14466, 10113, 2573, 8536, 2658, 8533};
+    cutlist cl = chunk_all(&c, buf, len);
+    assert_int_equal(cl.n, 111);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(cl.len[i], want[i]);
+    free(cl.len);
+    free(buf);
+}
+
 static void test_params_validated(void **state)
 {
     (void)state;
@@ -235,7 +266,8 @@ static void test_benchmark(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gear_and_masks), cmocka_unit_test(test_params_validated),
+        cmocka_unit_test(test_gear_and_masks), cmocka_unit_test(test_doc_vector),
+        cmocka_unit_test(test_params_validated),
         cmocka_unit_test(test_deterministic),  cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_average),        cmocka_unit_test(test_resync),
         cmocka_unit_test(test_benchmark),

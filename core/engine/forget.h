@@ -1,0 +1,33 @@
+/*
+ * Retention: which sets of a policy to keep (keep_last, keep_hourly,
+ * keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within), each
+ * kept set with the rules that keep it. `forget` removes the manifests of
+ * the others; their data goes with the next prune.
+ */
+#ifndef CF_FORGET_H
+#define CF_FORGET_H
+
+#include <jansson.h>
+#include <time.h>
+
+#include "engine/run.h"
+
+typedef struct cf_keep_set {
+    char *id;
+    time_t time;
+    int keep;
+    char reasons[128]; /* "last,daily,weekly" */
+} cf_keep_set;
+
+/* Decide, for sets sorted oldest first. Returns 0, or -1 (no rule given:
+ * refusing to forget everything; or an invalid keep_within). */
+int cf_retention_apply(const cf_retention *r, cf_keep_set *sets, size_t n);
+
+/* Parse "2026-11-27T03:30:00Z". */
+time_t cf_parse_iso(const char *s);
+
+/* The forget command: r overrides the policy's rules where set (>= 0 /
+ * non-NULL). Prints a table (or JSON). */
+int cf_forget(cf_run *run, const cf_retention *override, int dry_run, json_t **report);
+
+#endif
