@@ -141,7 +141,7 @@ int64_t cf_config_get_int(const coffer_config *c, const char *name, int64_t dflt
     int64_t out;
     if (!v)
         return dflt;
-    if (cf_parse_size(v, &out) == 0)
+    if (cf_parse_int(v, &out) == 0 || cf_parse_size(v, &out) == 0)
         return out;
     return dflt;
 }

@@ -15,6 +15,11 @@
 
 volatile sig_atomic_t cf_cancel_flag;
 
+/* A driver reports an error and returns its code on the same thread, and
+ * one instance may be used by several threads at once: keep the message
+ * per thread so concurrent failures do not mix. */
+static _Thread_local char tl_error[1024];
+
 static void host_log(coffer_hctx *h, coffer_log_level level, const char *fmt, ...)
 {
     char msg[2048];
@@ -29,10 +34,8 @@ static coffer_status host_error(coffer_hctx *h, coffer_status code, const char *
 {
     va_list ap;
     va_start(ap, fmt);
-    if (h) {
-        vsnprintf(h->last_error, sizeof h->last_error, fmt, ap);
-        h->last_code = code;
-    }
+    vsnprintf(tl_error, sizeof tl_error, fmt, ap);
+    (void)h;
     va_end(ap);
     return code;
 }
@@ -140,6 +143,15 @@ const coffer_host *cf_host_table(void)
     return &host_table;
 }
 
+const char *coffer_status_name(coffer_status st)
+{
+    static const char *names[] = {"ok", "temporary failure", "failed", "fatal error",
+                                  "not found", "already exists", "not supported", "cancelled",
+                                  "no space left", "invalid argument", "access denied",
+                                  "I/O error", "data corrupt"};
+    return (unsigned)st < CF_ARRAY_LEN(names) ? names[st] : "unknown error";
+}
+
 coffer_hctx *cf_hctx_new(const char *label, const char *root)
 {
     coffer_hctx *h = cf_calloc(1, sizeof *h);
@@ -158,13 +170,13 @@ void cf_hctx_free(coffer_hctx *h)
 
 int cf_hctx_fail(coffer_hctx *h, coffer_status st, const char *what)
 {
-    const char *msg = h->last_error[0] ? h->last_error : "failed";
+    char msg[sizeof tl_error];
+    snprintf(msg, sizeof msg, "%s", tl_error[0] ? tl_error : coffer_status_name(st));
+    tl_error[0] = 0;
     if (what)
         cf_fail("%s: %s: %s", h->label, what, msg);
     else
         cf_fail("%s: %s", h->label, msg);
-    (void)st;
-    h->last_error[0] = 0;
     return -1;
 }
 

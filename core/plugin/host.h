@@ -13,8 +13,6 @@
 
 struct coffer_hctx {
     char *label;                   /* "target 'local'", "component 'database' (sqlite)" */
-    coffer_status last_code;
-    char last_error[1024];
     const char *root;              /* absolute policy (or restore) root; may be NULL */
     void (*progress)(void *ud, uint64_t bytes);
     void *progress_ud;
@@ -25,7 +23,10 @@ const coffer_host *cf_host_table(void);
 
 coffer_hctx *cf_hctx_new(const char *label, const char *root);
 void cf_hctx_free(coffer_hctx *h);
-/* Copy the instance's last error into the thread's cf_error, prefixed by
+/* Words for a status code ("not found"). */
+const char *coffer_status_name(coffer_status st);
+
+/* Copy the calling thread's last driver error into the thread's cf_error, prefixed by
  * the label; returns -1 for convenient `return cf_hctx_fail(h, st);`. */
 int cf_hctx_fail(coffer_hctx *h, coffer_status st, const char *what);
 

@@ -9,7 +9,7 @@
 static int fail(cf_store *s, coffer_status st, const char *what, const char *key)
 {
     char w[1200];
-    snprintf(w, sizeof w, "%s %s", what, key ? key : "");
+    snprintf(w, sizeof w, "%s%s%s", what, key ? " " : "", key ? key : "");
     cf_hctx_fail(s->hctx, st, w);
     return st ? (int)st : COFFER_ERR_FAILED;
 }

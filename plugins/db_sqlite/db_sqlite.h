@@ -34,8 +34,7 @@ coffer_status dbsqlite_err(dbsqlite_instance *in, sqlite3 *db, int rc, const cha
 
 typedef enum {
     DBSQLITE_OPEN_RO = 0,        /* read-only, busy timeout: a live database */
-    DBSQLITE_OPEN_IMMUTABLE = 1, /* read-only, no locks and no -wal/-shm: a private copy */
-    DBSQLITE_OPEN_RW = 2,        /* read-write, no create */
+    DBSQLITE_OPEN_IMMUTABLE = 1, /* read-only, no locks and no -wal/-shm: a file nobody else uses */
 } dbsqlite_open_mode;
 
 /* Open path; NOT_FOUND when it does not exist. *db is NULL on failure. */

@@ -100,8 +100,7 @@ coffer_status dbsqlite_open(dbsqlite_instance *in, const char *path, dbsqlite_op
         rc = sqlite3_open_v2(uri, &d, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
         free(uri);
     } else {
-        int flags = mode == DBSQLITE_OPEN_RW ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
-        rc = sqlite3_open_v2(path, &d, flags, NULL);
+        rc = sqlite3_open_v2(path, &d, SQLITE_OPEN_READONLY, NULL);
     }
     if (rc != SQLITE_OK) {
         coffer_status st = dbsqlite_err(in, d, rc, "cannot open database", path);

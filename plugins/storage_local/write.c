@@ -29,6 +29,8 @@ typedef struct local_writer {
     char *key;
     char *path; /* destination */
     char *tmp;  /* temporary file beside it */
+    uint64_t written;
+    uint64_t reserved; /* bytes preallocated from size_hint */
 } local_writer;
 
 static void writer_free(local_writer *w)
@@ -132,10 +134,13 @@ coffer_status local_writer_open(void *instance, const char *key, const coffer_wr
 
     /* Reserve space up front: fewer fragments, and a full disk is reported
      * before any data moves. Filesystems without fallocate just skip it. */
-    if (size_hint > 0 && fallocate(w->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size_hint) != 0 &&
-        (errno == ENOSPC || errno == EDQUOT)) {
-        rc = local_errno(in, errno, "cannot reserve space for", w->path);
-        goto fail;
+    if (size_hint > 0) {
+        if (fallocate(w->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size_hint) == 0) {
+            w->reserved = size_hint;
+        } else if (errno == ENOSPC || errno == EDQUOT) {
+            rc = local_errno(in, errno, "cannot reserve space for", w->path);
+            goto fail;
+        }
     }
     *writer = w;
     return COFFER_OK;
@@ -158,6 +163,7 @@ coffer_status local_writer_write(void *writer, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        w->written += (uint64_t)n;
     }
     return COFFER_OK;
 }
@@ -182,6 +188,13 @@ coffer_status local_writer_commit(void *writer)
     local_check_magic(w, COFFER_MAGIC_WRITER, "writer");
     local_instance *in = w->in;
     coffer_status rc = COFFER_OK;
+
+    /* A size_hint larger than the object leaves blocks allocated past the
+     * end (KEEP_SIZE): truncating to the same size gives them back. */
+    if (w->reserved > w->written && ftruncate(w->fd, (off_t)w->written) != 0) {
+        rc = local_errno(in, errno, "cannot release reserved space of", w->path);
+        goto done;
+    }
 
     /* Data first, then the name: after a crash the name never points at
      * a file whose data did not make it. */

@@ -60,7 +60,7 @@ assert_eq "stop-fails start" "$(order_words)" "start command still ran after the
 
 section "SIGINT during the capture"
 export ASTERDRIVE_ROOT=$T/big COFFER_REPO=$T/repo-big
-gen_deployment "$ASTERDRIVE_ROOT" --size-mb 400 --seed 32
+gen_deployment "$ASTERDRIVE_ROOT" --size-mb 250 --seed 32
 expect_ok "init (big)" cf init -p "$POLICY" || die "init failed"
 rm -f "$T/order"
 stopped() { grep -q '^stop ' "$T/order" 2>/dev/null; }
@@ -97,7 +97,7 @@ ASTERDRIVE_STOP="sh $T/stop.sh" ASTERDRIVE_START="sh $T/start.sh" \
     expect_ok "backup after the interrupted one" cf backup -p "$POLICY"
 SET2=$(last_line "$OUT")
 assert_eq 1 "$(count_sets "$COFFER_REPO")" "one set written"
-expect_ok "verify --read-data" cf verify -p "$POLICY" --set "$SET2" --read-data
+expect_ok "verify" cf verify -p "$POLICY" --set "$SET2"
 snapshot "$ASTERDRIVE_ROOT" "$T/snap-big.json"
 expect_ok "restore" cf restore -p "$POLICY" --set "$SET2" --to "$T/R2"
 snapshot "$T/R2" "$T/snap-R2.json"

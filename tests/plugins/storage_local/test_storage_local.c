@@ -624,6 +624,23 @@ static void test_old_write_opts(void **state)
     f->ops->writer_abort(w);
 }
 
+/* Space reserved from a too-large size_hint is given back at commit. */
+static void test_size_hint_overestimate(void **state)
+{
+    fixture *f = *state;
+    coffer_write_opts o = {.struct_size = sizeof o, .size_hint = 8 << 20};
+    void *w;
+    assert_int_equal(f->ops->writer_open(f->inst, "packs/small", &o, &w), COFFER_OK);
+    assert_int_equal(f->ops->writer_write(w, "tiny", 4), COFFER_OK);
+    assert_int_equal(f->ops->writer_commit(w), COFFER_OK);
+    char p[700];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/packs/small", f->repo);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 4);
+    assert_true((uint64_t)sb.st_blocks * 512 < (1u << 20));
+}
+
 static void test_misuse_aborts(void **state)
 {
     fixture *f = *state;
@@ -706,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare_and_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_write_opts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_hint_overestimate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_space, setup, teardown),
     };
