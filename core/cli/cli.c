@@ -47,6 +47,7 @@ int parse(int argc, char **argv, const char *help, args *a)
                                    {"describe", required_argument, 0, 'd'},
                                    {"from", required_argument, 0, 'F'},
                                    {"dry-run", no_argument, 0, 'n'},
+                                   {"rollback-objects", no_argument, 0, 'R'},
                                    {"all", no_argument, 0, 'A'},
                                    {"keep-last", required_argument, 0, 1000},
                                    {"keep-hourly", required_argument, 0, 1001},
@@ -83,6 +84,7 @@ int parse(int argc, char **argv, const char *help, args *a)
         case 'd': a->describe = optarg; break;
         case 'F': a->from = optarg; break;
         case 'n': a->dry_run = 1; break;
+        case 'R': a->rollback_objects = 1; break;
         case 'A': a->all = 1; break;
         case 1006: a->keep_within = optarg; break;
         default:

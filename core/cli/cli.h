@@ -16,7 +16,7 @@
 
 typedef struct args {
     const char *policy, *target, *set, *to, *only, *describe, *from, *keep_within;
-    int json, in_place, force, read_data, no_validate, dry_run, all;
+    int json, in_place, force, read_data, no_validate, dry_run, all, rollback_objects;
     int keep[6]; /* last, hourly, daily, weekly, monthly, yearly; -1 unset */
     char **maps;
     size_t nmaps;

@@ -259,12 +259,17 @@ static const char *help_restore =
     "usage: coffer restore -p POLICY [--target NAME] [--set ID|latest]\n"
     "                      (--to DIR | --in-place) [--only NAME]\n"
     "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
+    "                      [--rollback-objects]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
     "databases, data directories), then database checks and the policy's\n"
     "validate commands. --to DIR re-roots every path under DIR (which must be\n"
     "empty unless --force); --in-place runs the stop/start commands around the\n"
     "restore and keeps replaced files in ROOT/.coffer-previous-SET. --map sends\n"
-    "one component elsewhere: a directory for files, a file or URL for a database.\n";
+    "one component elsewhere: a directory for files, a file or URL for a database.\n"
+    "Object stores: versioned buckets are checked (recorded versions still exist);\n"
+    "--rollback-objects makes each recorded version current again and deletes keys\n"
+    "created after the set. Copied buckets are written back only with --in-place,\n"
+    "otherwise into DIR/NAME/.\n";
 
 static int cmd_restore(int argc, char **argv)
 {
@@ -290,7 +295,7 @@ static int cmd_restore(int argc, char **argv)
     }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
-                         .no_validate = a.no_validate};
+                         .no_validate = a.no_validate, .rollback_objects = a.rollback_objects};
     json_t *rep = NULL;
     int rc = cf_restore(run, &o, &rep);
     if (rc == CF_EXIT_FAILED)

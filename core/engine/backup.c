@@ -21,6 +21,7 @@
 #include "engine/files.h"
 #include "engine/ingest.h"
 #include "engine/manifest.h"
+#include "engine/objects.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
@@ -558,9 +559,8 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
         const cf_component *c = &p->components[i];
         if (c->type == CF_COMP_OBJECT_STORE) {
-            rc = cf_fail("%s: component '%s': object_store components are not supported by this "
-                         "build yet", p->file, c->name);
-            break;
+            rc = cf_objects_preflight(run, c);
+            continue;
         }
         if (c->type != CF_COMP_DATABASE)
             continue;
@@ -655,6 +655,19 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
             json_object_set_new(cj, "files", json_integer((json_int_t)(pl.files - f0)));
             json_object_set_new(cj, "bytes", json_integer((json_int_t)(pl.bytes - b0)));
             json_array_append_new(comps, cj);
+        }
+        /* Object stores last: after the database, like files. */
+        for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
+            const cf_component *c = &p->components[i];
+            if (c->type != CF_COMP_OBJECT_STORE)
+                continue;
+            cf_ingest g;
+            cf_ingest_init(&g, run->repo, &cdc);
+            json_t *cj = json_pack("{s:s,s:s,s:s}", "name", c->name, "type", "object_store",
+                                   "driver", c->driver);
+            rc = cf_objects_backup(run, c, &g, mw, cj);
+            json_array_append_new(comps, cj);
+            cf_ingest_free(&g);
         }
         pthread_mutex_lock(&pl.mu);
         pl.stop = 1;

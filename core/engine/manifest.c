@@ -9,7 +9,8 @@
 #include "plugin/host.h"
 #include "util/util.h"
 
-static const char *kind_names[] = {"file", "dir", "symlink", "hardlink", "stream", "meta", "other"};
+static const char *kind_names[] = {"file",   "dir",  "symlink", "hardlink",
+                                   "stream", "meta", "object",  "other"};
 
 const char *cf_ent_kind_name(cf_ent_kind k)
 {
@@ -29,6 +30,8 @@ void cf_entry_clear(cf_entry *e)
         free(e->xattrs[i].value);
     }
     free(e->xattrs);
+    free(e->version_id);
+    free(e->etag);
     if (e->meta)
         json_decref(e->meta);
     memset(e, 0, sizeof *e);
@@ -71,6 +74,17 @@ char *cf_json_get_name(json_t *obj, const char *key)
     return out;
 }
 
+static json_t *chunks_json(const cf_entry *e)
+{
+    json_t *a = json_array();
+    char hex[2 * CF_ID_LEN + 1];
+    for (size_t i = 0; i < e->nchunks; i++) {
+        cf_id_hex(&e->chunks[i], hex);
+        json_array_append_new(a, json_string(hex));
+    }
+    return a;
+}
+
 json_t *cf_entry_to_json(const cf_entry *e)
 {
     json_t *j = json_object();
@@ -78,6 +92,18 @@ json_t *cf_entry_to_json(const cf_entry *e)
     json_object_set_new(j, "component", json_string(e->component));
     if (e->kind == CF_ENT_META) {
         json_object_set_new(j, "meta", e->meta ? json_incref(e->meta) : json_object());
+        return j;
+    }
+    if (e->kind == CF_ENT_OBJECT) {
+        cf_json_set_name(j, "key", e->path);
+        if (e->version_id)
+            json_object_set_new(j, "version_id", json_string(e->version_id));
+        if (e->etag)
+            json_object_set_new(j, "etag", json_string(e->etag));
+        json_object_set_new(j, "size", json_integer((json_int_t)e->size));
+        json_object_set_new(j, "mtime", json_integer(e->mtime));
+        if (e->chunks)
+            json_object_set_new(j, "chunks", chunks_json(e));
         return j;
     }
     cf_json_set_name(j, e->kind == CF_ENT_STREAM ? "name" : "path", e->path);
@@ -94,13 +120,7 @@ json_t *cf_entry_to_json(const cf_entry *e)
     }
     if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM) {
         json_object_set_new(j, "size", json_integer((json_int_t)e->size));
-        json_t *a = json_array();
-        char hex[2 * CF_ID_LEN + 1];
-        for (size_t i = 0; i < e->nchunks; i++) {
-            cf_id_hex(&e->chunks[i], hex);
-            json_array_append_new(a, json_string(hex));
-        }
-        json_object_set_new(j, "chunks", a);
+        json_object_set_new(j, "chunks", chunks_json(e));
     }
     if (e->kind == CF_ENT_FILE) {
         /* Change detection for the next backup. */
@@ -153,7 +173,11 @@ int cf_entry_from_json(json_t *j, cf_entry *e)
         json_incref(e->meta);
         return 0;
     }
-    e->path = cf_json_get_name(j, e->kind == CF_ENT_STREAM ? "name" : "path");
+    e->path = cf_json_get_name(j, e->kind == CF_ENT_STREAM   ? "name"
+                                  : e->kind == CF_ENT_OBJECT ? "key"
+                                                             : "path");
+    e->version_id = cf_strdup(json_string_value(json_object_get(j, "version_id")));
+    e->etag = cf_strdup(json_string_value(json_object_get(j, "etag")));
     if (!e->path)
         return cf_fail("manifest %s entry of component '%s' without a name", type, e->component);
     e->mode = (uint32_t)geti(j, "mode") & 07777;

@@ -23,6 +23,7 @@ typedef enum {
     CF_ENT_HARDLINK,
     CF_ENT_STREAM, /* a database dump stream */
     CF_ENT_META,   /* driver metadata of a component */
+    CF_ENT_OBJECT, /* an object of an object_store component */
     CF_ENT_OTHER,  /* a line this reader does not know (kept, ignored) */
 } cf_ent_kind;
 
@@ -49,6 +50,8 @@ typedef struct cf_entry {
     cf_xattr *xattrs;
     size_t nxattrs;
     json_t *meta;   /* CF_ENT_META: object of string values (owned) */
+    char *version_id; /* CF_ENT_OBJECT: version recorded (versioning protection) */
+    char *etag;       /* CF_ENT_OBJECT */
 } cf_entry;
 
 void cf_entry_clear(cf_entry *e);

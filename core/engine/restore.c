@@ -22,6 +22,7 @@
 
 #include "engine/backup.h"
 #include "engine/files.h"
+#include "engine/objects.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
 #include "util/util.h"
@@ -589,6 +590,17 @@ static size_t restore_order(const cf_policy *p, json_t *set_comps, const char *o
         if (!cf_policy_component(p, n ? n : ""))
             json_array_append(out, c);
     }
+    /* Object stores come last, whatever the declaration order. */
+    json_t *sorted = json_array();
+    for (int pass = 0; pass < 2; pass++)
+        json_array_foreach(out, k, c)
+        {
+            int obj = strcmp(json_string_value(json_object_get(c, "type")) ?: "", "object_store") == 0;
+            if (obj == pass)
+                json_array_append(sorted, c);
+        }
+    json_decref(out);
+    out = sorted;
     if (only) {
         json_t *f = json_array();
         json_array_foreach(out, k, c)
@@ -754,6 +766,45 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                                             map ? map : root));
             cf_dbinst_close(&db);
             cf_dbsource_free(src);
+        } else if (strcmp(type, "object_store") == 0) {
+            const cf_component *pc = cf_policy_component(p, name);
+            if (!pc || pc->type != CF_COMP_OBJECT_STORE) {
+                rc = cf_fail("set %s: component '%s' is an object store the policy no longer "
+                             "declares; its bucket settings are unknown",
+                             set_id, name);
+                break;
+            }
+            cf_objects_restore_opts oo = {.rollback = o->rollback_objects};
+            char *dir = NULL;
+            dest *d = NULL;
+            if (pc->protect == CF_PROTECT_COPY) {
+                if (o->in_place) {
+                    oo.write_back = 1;
+                } else {
+                    /* a rehearsal never writes into the live bucket */
+                    char *droot = map ? absolute(map) : cf_strdup(root);
+                    d = dest_get(&rs, droot, set_id);
+                    free(droot);
+                    dir = cf_asprintf("%s/%s", d->staging, name);
+                    rc = mkdir_p(dir, 0700);
+                    oo.dir = dir;
+                }
+            }
+            long np = rc == 0 ? cf_objects_restore(run, set_id, pc, &oo,
+                                                   json_object_get(rep, "checks"))
+                              : -1;
+            if (np < 0)
+                rc = -1;
+            else if (np > 0)
+                exit_code = CF_EXIT_PROBLEMS;
+            if (d && rc == 0)
+                dest_add_unit(d, name);
+            free(dir);
+            json_array_append_new(json_object_get(rep, "components"),
+                                  json_pack("{s:s,s:s}", "name", name, "destination",
+                                            oo.write_back || pc->protect == CF_PROTECT_VERSIONING
+                                                ? "bucket"
+                                                : (d ? d->root : root)));
         } else {
             rc = cf_fail("set %s: component '%s' has type '%s', which this build cannot restore",
                          set_id, name, type);

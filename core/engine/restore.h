@@ -15,6 +15,7 @@ typedef struct cf_restore_opts {
     size_t nmaps;
     int force;
     int no_validate;
+    int rollback_objects; /* versioned object stores: make recorded versions current */
 } cf_restore_opts;
 
 /* Restore one set. Returns CF_EXIT_OK, CF_EXIT_FAILED (nothing in the

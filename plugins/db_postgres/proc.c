@@ -249,6 +249,14 @@ void pgd_passfile_remove(char *path)
 
 /* ---- children -------------------------------------------------------- */
 
+/* Has pid exited? (It stays a zombie: the status is collected later.) */
+static int exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 static char **child_env(const char *passfile)
 {
     size_t n = 0;
@@ -427,7 +435,7 @@ int pgd_child_wait(pgd_child *c)
         struct pollfd pfd = {.fd = c->err_fd, .events = POLLIN};
         if (poll(&pfd, 1, 100) > 0)
             pgd_child_drain_err(c);
-        else if (c->pid > 0 && waitpid(c->pid, NULL, WNOHANG | WNOWAIT) == c->pid)
+        else if (c->pid > 0 && exited(c->pid))
             i = 290; /* exited: a little longer for buffered output */
     }
     if (c->err_fd >= 0) {
@@ -451,7 +459,7 @@ void pgd_child_kill(pgd_child *c)
     kill(-c->pid, SIGTERM);
     kill(c->pid, SIGTERM);
     for (int i = 0; i < 50; i++) {
-        if (waitpid(c->pid, NULL, WNOHANG | WNOWAIT) == c->pid)
+        if (exited(c->pid))
             return;
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);

@@ -161,7 +161,7 @@ assert_contains "$V" "$packid" "the problem names the pack"
 run cf verify -p "$POLICY" --set "$CSET" --read-data --json
 VJ=$OUT
 PATHS=$(json_get "$VJ" '"\n".join(sorted({p.get("path","") for p in j["problems"] if p.get("path")}))')
-if [ -n "$PATHS" ]; then pass "verify --json problems name paths: $(echo $PATHS | cut -c1-200)"; else
+if [ -n "$PATHS" ]; then pass "verify --json problems name paths: $(printf "%s " $PATHS | cut -c1-200)"; else
     fail "verify --json problems name no path:"; printf '%s\n' "$VJ" | show; fi
 for p in $PATHS; do assert_contains "$V" "$p" "text output names $p"; done
 ASTERDRIVE_DOCTOR=true expect_fail_desc "restore of the damaged set fails" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for coffer end-to-end tests (bash; source it first).
 #
 # Environment (set by ctest through coffer_e2e_test; defaults for manual runs):
@@ -95,26 +96,26 @@ assert_ne() {
 }
 # assert_contains "$output" "substring" [DESCRIPTION]
 assert_contains() {
-    local desc=${3:-output contains '$2'}
+    local desc=${3:-"output contains '$2'"}
     if [[ "$1" == *"$2"* ]]; then pass "$desc"; else
         fail "$desc: '$2' not found in:"; printf '%s\n' "$1" | show
     fi
 }
 assert_not_contains() {
-    local desc=${3:-output does not contain '$2'}
+    local desc=${3:-"output does not contain '$2'"}
     if [[ "$1" != *"$2"* ]]; then pass "$desc"; else
         fail "$desc: '$2' found in:"; printf '%s\n' "$1" | show
     fi
 }
 # assert_match "$output" EXTENDED_REGEX [DESCRIPTION]  (grep -E, per line)
 assert_match() {
-    local desc=${3:-output matches /$2/}
+    local desc=${3:-"output matches /$2/"}
     if printf '%s\n' "$1" | grep -Eq -- "$2"; then pass "$desc"; else
         fail "$desc: no line matches /$2/ in:"; printf '%s\n' "$1" | show
     fi
 }
 assert_imatch() {
-    local desc=${3:-output matches /$2/i}
+    local desc=${3:-"output matches /$2/i"}
     if printf '%s\n' "$1" | grep -Eiq -- "$2"; then pass "$desc"; else
         fail "$desc: no line matches /$2/i in:"; printf '%s\n' "$1" | show
     fi
@@ -271,6 +272,7 @@ finally:
 EOF
 }
 export TOOLS
+export PYTHONDONTWRITEBYTECODE=1
 
 # last_line TEXT
 last_line() { printf '%s\n' "$1" | grep -v '^\s*$' | tail -1; }

@@ -58,6 +58,25 @@ assert_imatch "$ERR" 'stop' "the error names the stop command"
 assert_eq "$n0" "$(count_sets "$COFFER_REPO")" "no new set written"
 assert_eq "stop-fails start" "$(order_words)" "start command still ran after the failed stop"
 
+section "in-place restore: stop, restore, start"
+snapshot "$ASTERDRIVE_ROOT" "$T/snap-live1.json"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 33
+rm -f "$T/order"
+ASTERDRIVE_STOP="sh $T/stop.sh" ASTERDRIVE_START="sh $T/start.sh" \
+    expect_ok "restore --in-place of set 1 over the changed deployment" \
+    cf restore -p "$POLICY" --set "$SET1" --in-place
+assert_eq "stop start" "$(order_words)" "stop ran before and start after the in-place restore"
+snapshot "$ASTERDRIVE_ROOT" "$T/snap-inplace.json"
+# The set holds the marker (captured while stopped); start removed it again.
+compare "deployment is back to set 1" "$T/snap-live1.json" "$T/snap-inplace.json" \
+    "${RESTORE_EXCLUDES[@]}" --exclude '.coffer-previous-*' --exclude data/maintenance-marker
+if compgen -G "$ASTERDRIVE_ROOT/.coffer-previous-*" >/dev/null; then
+    pass "replaced files kept in $(cd "$ASTERDRIVE_ROOT" && echo .coffer-previous-*)"
+else
+    fail "no .coffer-previous-* directory with the replaced files"
+fi
+doctor "doctor passes after the in-place restore" "$ASTERDRIVE_ROOT"
+
 section "SIGINT during the capture"
 export ASTERDRIVE_ROOT=$T/big COFFER_REPO=$T/repo-big
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb 250 --seed 32

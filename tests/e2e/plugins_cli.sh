@@ -44,6 +44,7 @@ assert_contains "$OUT" "$T/live" "policy check shows the expanded root"
 expect_rc 2 "policy check of a missing file" cf policy check "$T/nope.yaml"
 assert_error_line
 assert_contains "$ERR" "$T/nope.yaml" "error names the file"
+# shellcheck disable=SC2016 # a literal ${VAR} for the policy
 make_policy "$T/noenv.yaml" 's/\${ASTERDRIVE_ROOT:-\/var\/lib\/asterdrive}/${COFFER_E2E_UNSET_VARIABLE}/'
 expect_rc 2 "a policy using an unset variable is rejected" cf policy check "$T/noenv.yaml"
 assert_contains "$ERR" "COFFER_E2E_UNSET_VARIABLE" "error names the variable"

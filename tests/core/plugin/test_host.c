@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 
 #include "plugin/config.h"
 #include "plugin/host.h"
@@ -112,31 +113,76 @@ static void test_table_header(void **state)
 static void test_error_records_code_and_message(void **state)
 {
     fx *f = *state;
+    /* error() returns the code and records the message of this thread;
+     * cf_hctx_fail moves it into cf_error with the label, and clears it. */
     coffer_status st = f->host->error(f->h, COFFER_ERR_NOT_FOUND, "object %s: %d", "k/1", 404);
     assert_int_equal(st, COFFER_ERR_NOT_FOUND);
-    assert_int_equal(f->h->last_code, COFFER_ERR_NOT_FOUND);
-    assert_string_equal(f->h->last_error, "object k/1: 404");
-    /* The next error replaces it. */
+    assert_int_equal(cf_hctx_fail(f->h, st, "cannot read"), -1);
+    assert_string_equal(cf_error(), "component 'db' (test): cannot read: object k/1: 404");
+
+    /* The next error replaces the previous one. */
+    f->host->error(f->h, COFFER_ERR_IO, "first");
     assert_int_equal(f->host->error(f->h, COFFER_ERR_AUTH, "denied"), COFFER_ERR_AUTH);
-    assert_int_equal(f->h->last_code, COFFER_ERR_AUTH);
-    assert_string_equal(f->h->last_error, "denied");
+    cf_hctx_fail(f->h, COFFER_ERR_AUTH, NULL);
+    assert_string_equal(cf_error(), "component 'db' (test): denied");
+
+    /* Consumed: a failure without a message falls back to the code's words. */
+    assert_int_equal(cf_hctx_fail(f->h, COFFER_ERR_NOT_FOUND, "stat"), -1);
+    assert_string_equal(cf_error(), "component 'db' (test): stat: not found");
+    cf_hctx_fail(f->h, COFFER_ERR_CORRUPT, NULL);
+    assert_string_equal(cf_error(), "component 'db' (test): data corrupt");
+    assert_string_equal(coffer_status_name(COFFER_OK), "ok");
+    assert_string_equal(coffer_status_name(COFFER_ERR_NO_SPACE), "no space left");
+    assert_string_equal(coffer_status_name((coffer_status)99), "unknown error");
+    assert_string_equal(coffer_status_name((coffer_status)-1), "unknown error");
+
     /* No context: the code still comes back. */
-    assert_int_equal(f->host->error(NULL, COFFER_ERR_IO, "x"), COFFER_ERR_IO);
+    assert_int_equal(f->host->error(NULL, COFFER_ERR_IO, "no ctx"), COFFER_ERR_IO);
+    cf_hctx_fail(f->h, COFFER_ERR_IO, NULL);
+    assert_string_equal(cf_error(), "component 'db' (test): no ctx");
 
     /* A long message is cut, not overflowed. */
     char big[3000];
     memset(big, 'e', sizeof big - 1);
     big[sizeof big - 1] = 0;
     f->host->error(f->h, COFFER_ERR_FAILED, "%s", big);
-    assert_int_equal(strlen(f->h->last_error), sizeof f->h->last_error - 1);
+    cf_hctx_fail(f->h, COFFER_ERR_FAILED, NULL);
+    size_t l = strlen(cf_error());
+    assert_true(l > 1000 && l < 2048);
+}
 
-    /* cf_hctx_fail moves it into cf_error with the label, and clears it. */
-    f->host->error(f->h, COFFER_ERR_FAILED, "disk on fire");
-    assert_int_equal(cf_hctx_fail(f->h, COFFER_ERR_FAILED, "dump failed"), -1);
-    assert_string_equal(cf_error(), "component 'db' (test): dump failed: disk on fire");
-    assert_string_equal(f->h->last_error, "");
-    assert_int_equal(cf_hctx_fail(f->h, COFFER_ERR_FAILED, NULL), -1);
-    assert_string_equal(cf_error(), "component 'db' (test): failed");
+/* One instance used from two threads: each failure keeps its own message. */
+typedef struct terr {
+    fx *f;
+    const char *msg;
+    pthread_barrier_t *bar;
+    char got[512];
+} terr;
+
+static void *err_thread(void *p)
+{
+    terr *t = p;
+    t->f->host->error(t->f->h, COFFER_ERR_FAILED, "%s", t->msg);
+    pthread_barrier_wait(t->bar); /* both reported before either reads */
+    cf_hctx_fail(t->f->h, COFFER_ERR_FAILED, "write");
+    snprintf(t->got, sizeof t->got, "%s", cf_error());
+    return NULL;
+}
+
+static void test_error_per_thread(void **state)
+{
+    fx *f = *state;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    terr a = {f, "thread a broke", &bar, ""}, b = {f, "thread b broke", &bar, ""};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, err_thread, &a);
+    pthread_create(&tb, NULL, err_thread, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&bar);
+    assert_string_equal(a.got, "component 'db' (test): write: thread a broke");
+    assert_string_equal(b.got, "component 'db' (test): write: thread b broke");
 }
 
 typedef struct log_arg {
@@ -396,6 +442,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_table_header),
         T(test_error_records_code_and_message),
+        T(test_error_per_thread),
         T(test_log_names_instance),
         T(test_progress_and_cancel),
         T(test_secret_env),

@@ -391,8 +391,10 @@ static void test_descriptor_and_owned_paths(void **state)
     f->ops->instance_free(in2);
 
     /* Options. */
-    cf_config_set(c, "busy_timeout", "-5", 0, 0); /* not a size: default */
-    assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), c, &in2), COFFER_OK);
+    cf_config_set(c, "busy_timeout", "250", 0, 0);
+    coffer_status st = f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), c, &in2);
+    if (st != COFFER_OK)
+        fail_msg("instance_new: %s", f->mh.last_error);
     f->ops->instance_free(in2);
     cf_config_set(c, "busy_timeout", "99999999", 0, 0);
     assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), c, &in2), COFFER_ERR_INVALID);

@@ -1,0 +1,262 @@
+/*
+ * database "mysql": buffered output, SQL literals and INSERT batching.
+ *
+ * Values are written as SQL literals the server reads back exactly:
+ * numbers as the server printed them (FLOAT columns are selected as
+ * DOUBLE so no digit is lost), binary data as X'..' hex, text as
+ * backslash-escaped utf8mb4 strings, NULL as NULL ('' stays '').
+ */
+#include "db_mysql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int dbmysql_out_init(dbmysql_out *o, size_t cap, dbmysql_write_fn write, void *ud)
+{
+    memset(o, 0, sizeof *o);
+    o->buf = malloc(cap);
+    if (!o->buf)
+        return -1;
+    o->cap = cap;
+    o->write = write;
+    o->ud = ud;
+    o->hash_from = SIZE_MAX;
+    return 0;
+}
+
+void dbmysql_out_free(dbmysql_out *o)
+{
+    free(o->buf);
+    o->buf = NULL;
+}
+
+/* A fast, fixed (never seeded) hash: the same rows give the same batch
+ * boundaries in every run on every machine. Bytes are taken in 8-byte
+ * words counted from the row's start, with the partial word carried over,
+ * so where the buffer happens to be flushed does not change the result. */
+static void fold(dbmysql_out *o, const unsigned char *p, size_t n)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h = o->hash;
+    while (n && o->hcarry_n) {
+        o->hcarry |= (uint64_t)*p++ << (8 * o->hcarry_n);
+        n--;
+        if (++o->hcarry_n == 8) {
+            h = (h ^ o->hcarry) * k;
+            h ^= h >> 29;
+            o->hcarry = 0;
+            o->hcarry_n = 0;
+        }
+    }
+    while (n >= 8) {
+        uint64_t w = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+                     (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+        h = (h ^ w) * k;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        o->hcarry |= (uint64_t)*p++ << (8 * o->hcarry_n++);
+    o->hash = h;
+}
+
+coffer_status dbmysql_out_flush(dbmysql_out *o)
+{
+    if (o->st)
+        return o->st;
+    if (o->hash_from != SIZE_MAX) {
+        fold(o, (const unsigned char *)o->buf + o->hash_from, o->len - o->hash_from);
+        o->hash_from = 0;
+    }
+    if (o->len) {
+        o->st = o->write(o->ud, o->buf, o->len);
+        o->total += o->len;
+        o->len = 0;
+    }
+    return o->st;
+}
+
+coffer_status dbmysql_out_put(dbmysql_out *o, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n && !o->st) {
+        if (o->len == o->cap && dbmysql_out_flush(o))
+            break;
+        size_t k = o->cap - o->len;
+        if (k > n)
+            k = n;
+        memcpy(o->buf + o->len, s, k);
+        o->len += k;
+        s += k;
+        n -= k;
+    }
+    return o->st;
+}
+
+coffer_status dbmysql_out_str(dbmysql_out *o, const char *s)
+{
+    return dbmysql_out_put(o, s, strlen(s));
+}
+
+char *dbmysql_out_room(dbmysql_out *o, size_t n)
+{
+    if (o->st)
+        return NULL;
+    if (o->cap - o->len < n && dbmysql_out_flush(o))
+        return NULL;
+    return o->buf + o->len;
+}
+
+dbmysql_lit dbmysql_lit_of(enum enum_field_types type, unsigned charsetnr)
+{
+    switch (type) {
+    case MYSQL_TYPE_TINY:
+    case MYSQL_TYPE_SHORT:
+    case MYSQL_TYPE_LONG:
+    case MYSQL_TYPE_INT24:
+    case MYSQL_TYPE_LONGLONG:
+    case MYSQL_TYPE_YEAR:
+    case MYSQL_TYPE_DECIMAL:
+    case MYSQL_TYPE_NEWDECIMAL:
+    case MYSQL_TYPE_FLOAT:
+    case MYSQL_TYPE_DOUBLE:
+        return DBMYSQL_LIT_NUMBER;
+    case MYSQL_TYPE_BIT:
+    case MYSQL_TYPE_GEOMETRY:
+        return DBMYSQL_LIT_HEX;
+    case MYSQL_TYPE_STRING:
+    case MYSQL_TYPE_VAR_STRING:
+    case MYSQL_TYPE_VARCHAR:
+    case MYSQL_TYPE_TINY_BLOB:
+    case MYSQL_TYPE_MEDIUM_BLOB:
+    case MYSQL_TYPE_LONG_BLOB:
+    case MYSQL_TYPE_BLOB:
+        return charsetnr == 63 ? DBMYSQL_LIT_HEX : DBMYSQL_LIT_STRING;
+    default:
+        return DBMYSQL_LIT_STRING;
+    }
+}
+
+#define PIECE (64u << 10) /* escape/hex long values in pieces of this many bytes */
+
+coffer_status dbmysql_out_literal(dbmysql_out *o, dbmysql_lit kind, const char *val, unsigned long len,
+                                  dbmysql_escape_fn esc, void *esc_ud)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!val)
+        return dbmysql_out_put(o, "NULL", 4);
+    switch (kind) {
+    case DBMYSQL_LIT_NUMBER:
+        return dbmysql_out_put(o, val, len);
+    case DBMYSQL_LIT_HEX:
+        if (dbmysql_out_put(o, "X'", 2))
+            return o->st;
+        while (len) {
+            size_t k = len < PIECE ? len : PIECE;
+            char *w = dbmysql_out_room(o, 2 * k);
+            if (!w)
+                return o->st;
+            for (size_t i = 0; i < k; i++) {
+                unsigned char c = (unsigned char)val[i];
+                w[2 * i] = hex[c >> 4];
+                w[2 * i + 1] = hex[c & 15];
+            }
+            o->len += 2 * k;
+            val += k;
+            len -= k;
+        }
+        return dbmysql_out_put(o, "'", 1);
+    case DBMYSQL_LIT_STRING:
+    default:
+        if (dbmysql_out_put(o, "'", 1))
+            return o->st;
+        /* The connection speaks utf8mb4, where no byte of a multi-byte
+         * character is ASCII: escaping piece by piece is exact. */
+        while (len) {
+            size_t k = len < PIECE ? len : PIECE;
+            char *w = dbmysql_out_room(o, 2 * k + 1);
+            if (!w)
+                return o->st;
+            o->len += esc(esc_ud, w, val, (unsigned long)k);
+            val += k;
+            len -= k;
+        }
+        return dbmysql_out_put(o, "'", 1);
+    }
+}
+
+void dbmysql_batch_init(dbmysql_batch *b, dbmysql_out *o, const char *prefix)
+{
+    memset(b, 0, sizeof *b);
+    b->out = o;
+    b->prefix = prefix;
+    b->prefix_len = strlen(prefix);
+    b->min = DBMYSQL_BATCH_MIN;
+    b->target = DBMYSQL_BATCH_TARGET;
+    b->max = DBMYSQL_BATCH_MAX;
+}
+
+static uint64_t pos(const dbmysql_out *o)
+{
+    return o->total + o->len;
+}
+
+coffer_status dbmysql_batch_row_begin(dbmysql_batch *b)
+{
+    dbmysql_out *o = b->out;
+    if (b->stmt_bytes) {
+        if (dbmysql_out_put(o, ",\n", 2))
+            return o->st;
+        b->stmt_bytes += 2;
+    } else {
+        if (dbmysql_out_put(o, b->prefix, b->prefix_len))
+            return o->st;
+        b->stmt_bytes = b->prefix_len;
+        b->statements++;
+    }
+    b->row_start = pos(o);
+    o->hash = 0;
+    o->hcarry = 0;
+    o->hcarry_n = 0;
+    o->hash_from = o->len;
+    return dbmysql_out_put(o, "(", 1);
+}
+
+coffer_status dbmysql_batch_sep(dbmysql_batch *b)
+{
+    return dbmysql_out_put(b->out, ",", 1);
+}
+
+coffer_status dbmysql_batch_row_end(dbmysql_batch *b)
+{
+    dbmysql_out *o = b->out;
+    if (dbmysql_out_put(o, ")", 1))
+        return o->st;
+    fold(o, (const unsigned char *)o->buf + o->hash_from, o->len - o->hash_from);
+    o->hash_from = SIZE_MAX;
+    uint64_t h = (o->hash ^ o->hcarry) * 0x9E3779B97F4A7C15ull;
+    uint64_t row_len = pos(o) - b->row_start;
+    b->stmt_bytes += row_len;
+    b->rows++;
+    /* Finalise the hash so its low bits depend on every byte. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    int cut = b->stmt_bytes >= b->max ||
+              (b->stmt_bytes >= b->min && (row_len >= b->target || (h & (b->target - 1)) < row_len));
+    if (cut) {
+        b->stmt_bytes = 0;
+        return dbmysql_out_put(o, ";\n", 2);
+    }
+    return COFFER_OK;
+}
+
+coffer_status dbmysql_batch_finish(dbmysql_batch *b)
+{
+    if (b->stmt_bytes) {
+        b->stmt_bytes = 0;
+        return dbmysql_out_put(b->out, ";\n", 2);
+    }
+    return b->out->st;
+}

@@ -1,0 +1,727 @@
+/* core/engine/manifest.c: entries <-> JSON for every kind, names that are
+ * not UTF-8, the spooled writer, the streaming reader over a repository,
+ * and refusing damaged manifests instead of reading them short. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+
+#include "engine/manifest.h"
+#include "engine_test.h"
+
+typedef struct fx {
+    et_dir d;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *repo;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (et_dir_new(&f->d) != 0)
+        return -1;
+    f->repo = et_new_repo(&f->st, &f->ms);
+    if (!f->repo)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    cf_repo_close(f->repo);
+    cf_store_free(f->st);
+    et_dir_free(&f->d);
+    free(f);
+    return 0;
+}
+
+/* ---- building and comparing entries ----------------------------------- */
+
+static void fake_id(cf_id *id, uint64_t seed)
+{
+    et_fill_random(id->b, CF_ID_LEN, seed + 1);
+}
+
+static void set_xattrs(cf_entry *e)
+{
+    e->nxattrs = 3;
+    e->xattrs = cf_calloc(3, sizeof(cf_xattr));
+    static const uint8_t v0[] = {0, 1, 2, 0xff, 0};
+    e->xattrs[0].name = cf_strdup("user.binary");
+    e->xattrs[0].value = cf_malloc(sizeof v0);
+    memcpy(e->xattrs[0].value, v0, sizeof v0);
+    e->xattrs[0].len = sizeof v0;
+    e->xattrs[1].name = cf_strdup("user.empty");
+    e->xattrs[1].value = cf_malloc(1);
+    e->xattrs[1].len = 0;
+    e->xattrs[2].name = cf_strdup("security.selinux");
+    e->xattrs[2].value = (uint8_t *)cf_strdup("system_u:object_r:var_t:s0");
+    e->xattrs[2].len = strlen((char *)e->xattrs[2].value) + 1; /* with its NUL, as Linux has it */
+}
+
+static void base(cf_entry *e, cf_ent_kind k, const char *comp, const char *path, uint64_t seed)
+{
+    memset(e, 0, sizeof *e);
+    e->kind = k;
+    e->component = cf_strdup(comp);
+    e->path = cf_strdup(path);
+    e->mode = 0640 + (uint32_t)(seed % 8);
+    e->uid = 1000 + (int64_t)seed;
+    e->gid = 100;
+    e->user = cf_strdup("alice");
+    e->group = cf_strdup("staff");
+    e->mtime = 1764213000 + (int64_t)seed;
+    e->mtime_ns = 123456789;
+}
+
+static void make_file(cf_entry *e, const char *path, size_t nchunks, uint64_t seed)
+{
+    base(e, CF_ENT_FILE, "data", path, seed);
+    e->size = 12345 + seed;
+    e->nchunks = nchunks;
+    e->chunks = cf_malloc((nchunks ? nchunks : 1) * sizeof(cf_id));
+    for (size_t i = 0; i < nchunks; i++)
+        fake_id(&e->chunks[i], seed * 100000 + i);
+    e->dev = 2049;
+    e->ino = 987654321 + seed;
+    e->nlink = 1;
+    e->ctime = 1764213001;
+    e->ctime_ns = 999999999;
+}
+
+static int xattr_find(const cf_entry *e, const char *name)
+{
+    for (size_t i = 0; i < e->nxattrs; i++)
+        if (strcmp(e->xattrs[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void same_str(const char *a, const char *b, const char *what)
+{
+    if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+        fail_msg("%s differs: \"%s\" vs \"%s\"", what, a ? a : "(null)", b ? b : "(null)");
+}
+
+/* Everything the format carries for the kind must survive. */
+static void assert_same_entry(const cf_entry *a, const cf_entry *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    same_str(a->component, b->component, "component");
+    if (a->kind == CF_ENT_META) {
+        assert_true(json_equal(a->meta, b->meta));
+        return;
+    }
+    same_str(a->path, b->path, "path");
+    if (a->kind != CF_ENT_STREAM) {
+        assert_int_equal(a->mode, b->mode);
+        assert_int_equal(a->uid, b->uid);
+        assert_int_equal(a->gid, b->gid);
+        same_str(a->user, b->user, "user");
+        same_str(a->group, b->group, "group");
+        assert_int_equal(a->mtime, b->mtime);
+        assert_int_equal(a->mtime_ns, b->mtime_ns);
+    }
+    if (a->kind == CF_ENT_FILE || a->kind == CF_ENT_STREAM) {
+        assert_int_equal(a->size, b->size);
+        assert_int_equal(a->nchunks, b->nchunks);
+        if (a->nchunks)
+            assert_memory_equal(a->chunks, b->chunks, a->nchunks * sizeof(cf_id));
+    }
+    if (a->kind == CF_ENT_FILE) {
+        assert_int_equal(a->dev, b->dev);
+        assert_int_equal(a->ino, b->ino);
+        assert_int_equal(a->nlink, b->nlink);
+        assert_int_equal(a->ctime, b->ctime);
+        assert_int_equal(a->ctime_ns, b->ctime_ns);
+    }
+    if (a->kind == CF_ENT_SYMLINK || a->kind == CF_ENT_HARDLINK)
+        same_str(a->target, b->target, "target");
+    assert_int_equal(a->nxattrs, b->nxattrs);
+    for (size_t i = 0; i < a->nxattrs; i++) {
+        int k = xattr_find(b, a->xattrs[i].name);
+        if (k < 0)
+            fail_msg("xattr %s lost", a->xattrs[i].name);
+        assert_int_equal(a->xattrs[i].len, b->xattrs[k].len);
+        if (a->xattrs[i].len)
+            assert_memory_equal(a->xattrs[i].value, b->xattrs[k].value, a->xattrs[i].len);
+    }
+}
+
+/* to_json, through text (as stored), from_json. */
+static void roundtrip(const cf_entry *in, cf_entry *out, json_t **as_json)
+{
+    json_t *j = cf_entry_to_json(in);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(s);
+    assert_null(strchr(s, '\n')); /* one line */
+    json_decref(j);
+    json_error_t err;
+    j = json_loads(s, 0, &err);
+    free(s);
+    assert_non_null(j);
+    if (cf_entry_from_json(j, out) != 0)
+        fail_msg("from_json: %s", cf_error());
+    if (as_json)
+        *as_json = j;
+    else
+        json_decref(j);
+}
+
+/* ---- entries <-> JSON -------------------------------------------------- */
+
+static void test_roundtrip_every_kind(void **state)
+{
+    (void)state;
+    cf_entry in[6], out;
+    json_t *j;
+    make_file(&in[0], "data/files/a.bin", 3, 1);
+    set_xattrs(&in[0]);
+    base(&in[1], CF_ENT_DIR, "data", "data/files", 2);
+    set_xattrs(&in[1]);
+    base(&in[2], CF_ENT_SYMLINK, "data", "data/current", 3);
+    in[2].target = cf_strdup("../releases/v2/./x y");
+    base(&in[3], CF_ENT_HARDLINK, "data", "data/files/a-link", 4);
+    in[3].target = cf_strdup("data/files/a.bin");
+    memset(&in[4], 0, sizeof in[4]);
+    in[4].kind = CF_ENT_STREAM;
+    in[4].component = cf_strdup("database");
+    in[4].path = cf_strdup("main.sqlite");
+    in[4].size = 1 << 20;
+    in[4].nchunks = 2;
+    in[4].chunks = cf_malloc(2 * sizeof(cf_id));
+    fake_id(&in[4].chunks[0], 77);
+    fake_id(&in[4].chunks[1], 78);
+    memset(&in[5], 0, sizeof in[5]);
+    in[5].kind = CF_ENT_META;
+    in[5].component = cf_strdup("database");
+    in[5].meta = json_pack("{s:s,s:s,s:s}", "server_version", "3.40.1", "rows.users", "12",
+                           "snapshot", "sqlite online backup");
+
+    static const char *types[] = {"file", "dir", "symlink", "hardlink", "stream", "meta"};
+    for (int i = 0; i < 6; i++) {
+        roundtrip(&in[i], &out, &j);
+        assert_string_equal(json_string_value(json_object_get(j, "type")), types[i]);
+        assert_string_equal(cf_ent_kind_name(in[i].kind), types[i]);
+        assert_same_entry(&in[i], &out);
+        cf_entry_clear(&out);
+        json_decref(j);
+    }
+    /* Field names of the format (docs/repository-format.md, section 9). */
+    j = cf_entry_to_json(&in[0]);
+    assert_string_equal(json_string_value(json_object_get(j, "path")), "data/files/a.bin");
+    assert_int_equal(json_integer_value(json_object_get(j, "mode")), in[0].mode);
+    assert_int_equal(json_array_size(json_object_get(j, "chunks")), 3);
+    char hex[2 * CF_ID_LEN + 1];
+    cf_id_hex(&in[0].chunks[1], hex);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "chunks"), 1)), hex);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "xattrs"), "user.binary")),
+                        "000102ff00");
+    json_decref(j);
+    j = cf_entry_to_json(&in[4]);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "main.sqlite");
+    assert_null(json_object_get(j, "path"));
+    assert_null(json_object_get(j, "mode"));
+    json_decref(j);
+    j = cf_entry_to_json(&in[5]);
+    assert_null(json_object_get(j, "path"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "meta"), "rows.users")),
+                        "12");
+    json_decref(j);
+
+    /* An empty file has an empty chunk list, not a missing one. */
+    cf_entry empty;
+    make_file(&empty, "data/empty", 0, 9);
+    empty.size = 0;
+    roundtrip(&empty, &out, &j);
+    assert_true(json_is_array(json_object_get(j, "chunks")));
+    assert_int_equal(out.nchunks, 0);
+    assert_same_entry(&empty, &out);
+    cf_entry_clear(&out);
+    cf_entry_clear(&empty);
+    json_decref(j);
+
+    for (int i = 0; i < 6; i++)
+        cf_entry_clear(&in[i]);
+}
+
+/* A stream's capture time is part of the format ("stream": ... "mtime"
+ * (capture time)); sink_close in backup.c sets it.
+ * BUG (core/engine/manifest.c, cf_entry_to_json): mtime is written only
+ * for non-stream entries, so a stream's capture time is dropped. */
+static void test_stream_keeps_capture_time(void **state)
+{
+    (void)state;
+    cf_entry in = {0}, out;
+    in.kind = CF_ENT_STREAM;
+    in.component = cf_strdup("database");
+    in.path = cf_strdup("dump");
+    in.mtime = 1764213000;
+    json_t *j;
+    roundtrip(&in, &out, &j);
+    assert_int_equal(json_integer_value(json_object_get(j, "mtime")), 1764213000);
+    assert_int_equal(out.mtime, 1764213000);
+    json_decref(j);
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+}
+
+static void test_non_utf8_names(void **state)
+{
+    (void)state;
+    cf_entry in, out;
+    json_t *j;
+    const char *bad = "data/\xff\xfe-caf\xe9/x";
+    make_file(&in, bad, 1, 3);
+    roundtrip(&in, &out, &j);
+    assert_null(json_object_get(j, "path"));
+    assert_string_equal(json_string_value(json_object_get(j, "path_hex")),
+                        "646174612ffffe2d636166e92f78");
+    assert_string_equal(out.path, bad);
+    assert_same_entry(&in, &out);
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+    json_decref(j);
+
+    /* Symlink target and hard link target too. */
+    base(&in, CF_ENT_SYMLINK, "data", "data/l\xff", 1);
+    in.target = cf_strdup("\xc3\x28/target"); /* invalid 2-byte sequence */
+    roundtrip(&in, &out, &j);
+    assert_non_null(json_object_get(j, "path_hex"));
+    assert_non_null(json_object_get(j, "target_hex"));
+    assert_null(json_object_get(j, "target"));
+    assert_same_entry(&in, &out);
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+    json_decref(j);
+
+    /* Stream names: name_hex. */
+    memset(&in, 0, sizeof in);
+    in.kind = CF_ENT_STREAM;
+    in.component = cf_strdup("db");
+    in.path = cf_strdup("table-\x80");
+    roundtrip(&in, &out, &j);
+    assert_non_null(json_object_get(j, "name_hex"));
+    assert_string_equal(out.path, "table-\x80");
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+    json_decref(j);
+
+    /* Valid UTF-8 stays readable. */
+    make_file(&in, "data/caf\xc3\xa9 \xe2\x82\xac.txt", 0, 1);
+    roundtrip(&in, &out, &j);
+    assert_string_equal(json_string_value(json_object_get(j, "path")), in.path);
+    assert_null(json_object_get(j, "path_hex"));
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+    json_decref(j);
+}
+
+/* Linux xattr names are arbitrary bytes ("user." + anything but NUL).
+ * BUG (core/engine/manifest.c, cf_entry_to_json): names are used as JSON
+ * object keys, which jansson refuses unless UTF-8; json_object_set_new
+ * then fails silently and the attribute is lost from the set. */
+static void test_xattr_name_not_utf8(void **state)
+{
+    (void)state;
+    cf_entry in, out;
+    make_file(&in, "data/x", 0, 1);
+    in.nxattrs = 1;
+    in.xattrs = cf_calloc(1, sizeof(cf_xattr));
+    in.xattrs[0].name = cf_strdup("user.\xff");
+    in.xattrs[0].value = (uint8_t *)cf_strdup("v");
+    in.xattrs[0].len = 1;
+    roundtrip(&in, &out, NULL);
+    assert_int_equal(out.nxattrs, 1);
+    assert_same_entry(&in, &out);
+    cf_entry_clear(&out);
+    cf_entry_clear(&in);
+}
+
+static void from_fails(const char *json, const char *msg)
+{
+    json_error_t err;
+    json_t *j = json_loads(json, 0, &err);
+    if (!j)
+        fail_msg("bad test JSON: %s", json);
+    cf_entry e;
+    int rc = cf_entry_from_json(j, &e);
+    cf_entry_clear(&e); /* whatever was filled is freed (valgrind) */
+    json_decref(j);
+    if (rc != -1)
+        fail_msg("accepted: %s", json);
+    if (!strstr(cf_error(), msg))
+        fail_msg("error \"%s\" does not contain \"%s\" for %s", cf_error(), msg, json);
+}
+
+static void test_from_json_rejects(void **state)
+{
+    (void)state;
+    from_fails("{}", "without type");
+    from_fails("{\"type\":5}", "without type");
+    from_fails("{\"type\":\"file\",\"component\":\"c\"}", "manifest file entry of component 'c' without a name");
+    from_fails("{\"type\":\"stream\",\"component\":\"db\",\"path\":\"x\"}", "without a name"); /* streams use name */
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"chunks\":[\"zz\"]}",
+               "manifest entry p: malformed chunk id #0");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"chunks\":[7]}", "malformed chunk id #0");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"chunks\":["
+               "\"0000000000000000000000000000000000000000000000000000000000000000\","
+               "\"000000000000000000000000000000000000000000000000000000000000000\"]}",
+               "malformed chunk id #1");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"xattrs\":{\"user.a\":\"abc\"}}",
+               "manifest entry p: malformed xattr user.a");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"xattrs\":{\"user.a\":\"00\",\"user.b\":\"xy\"}}",
+               "malformed xattr user.b");
+    from_fails("{\"type\":\"dir\",\"component\":\"c\",\"path\":\"p\",\"xattrs\":{\"user.a\":1}}", "malformed xattr");
+    from_fails("{\"type\":\"meta\",\"component\":\"db\",\"meta\":[1]}",
+               "manifest meta line of component 'db' without meta object");
+    from_fails("{\"type\":\"meta\",\"component\":\"db\"}", "without meta object");
+    /* hex names: embedded NUL, odd length, not hex */
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"610062\"}", "without a name");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"616\"}", "without a name");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"zz\"}", "without a name");
+
+    /* Unknown line types are kept as OTHER, not an error (format rule). */
+    json_t *j = json_loads("{\"type\":\"acl\",\"component\":\"c\",\"x\":1}", 0, NULL);
+    cf_entry e;
+    assert_int_equal(cf_entry_from_json(j, &e), 0);
+    assert_int_equal(e.kind, CF_ENT_OTHER);
+    assert_string_equal(e.component, "c");
+    cf_entry_clear(&e);
+    json_decref(j);
+    /* Unknown fields are ignored; mode is masked to permission bits. */
+    j = json_loads("{\"type\":\"dir\",\"component\":\"c\",\"path\":\"d\",\"mode\":16877,\"future\":[1,2]}", 0, NULL);
+    assert_int_equal(cf_entry_from_json(j, &e), 0);
+    assert_int_equal(e.mode, 0755);
+    assert_null(e.user);
+    cf_entry_clear(&e);
+    json_decref(j);
+}
+
+static void test_json_name_helpers(void **state)
+{
+    (void)state;
+    json_t *o = json_object();
+    cf_json_set_name(o, "path", "ok/name");
+    cf_json_set_name(o, "target", "\xfe");
+    char *s = cf_json_get_name(o, "path");
+    assert_string_equal(s, "ok/name");
+    free(s);
+    assert_null(json_object_get(o, "target"));
+    assert_string_equal(json_string_value(json_object_get(o, "target_hex")), "fe");
+    s = cf_json_get_name(o, "target");
+    assert_string_equal(s, "\xfe");
+    free(s);
+    assert_null(cf_json_get_name(o, "missing"));
+    json_decref(o);
+}
+
+/* ---- writer -> repository -> reader ------------------------------------- */
+
+/* The entries of a manifest used by several tests: every kind, one file
+ * with a line far longer than the reader's buffer, and many small ones. */
+static size_t build_entries(cf_entry **out, size_t nsmall)
+{
+    size_t n = 6 + nsmall, k = 0;
+    cf_entry *v = cf_calloc(n, sizeof *v);
+    memset(&v[k], 0, sizeof v[k]);
+    v[k].kind = CF_ENT_STREAM;
+    v[k].component = cf_strdup("database");
+    v[k].path = cf_strdup("main");
+    v[k].size = 99;
+    v[k].nchunks = 1;
+    v[k].chunks = cf_malloc(sizeof(cf_id));
+    fake_id(v[k].chunks, 5);
+    k++;
+    v[k].kind = CF_ENT_META;
+    v[k].component = cf_strdup("database");
+    v[k].meta = json_pack("{s:s}", "rows.t", "3");
+    k++;
+    base(&v[k++], CF_ENT_DIR, "data", "data", 1);
+    make_file(&v[k], "data/big", 6000, 2); /* ~400 KB line */
+    set_xattrs(&v[k]);
+    k++;
+    base(&v[k], CF_ENT_SYMLINK, "data", "data/l\xff", 3);
+    v[k++].target = cf_strdup("big");
+    base(&v[k], CF_ENT_HARDLINK, "data", "data/big2", 4);
+    v[k++].target = cf_strdup("data/big");
+    for (size_t i = 0; i < nsmall; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "data/f%06zu", i);
+        make_file(&v[k++], p, i % 4, 10 + i);
+    }
+    *out = v;
+    return n;
+}
+
+static void free_entries(cf_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cf_entry_clear(&v[i]);
+    free(v);
+}
+
+static void commit_set(fx *f, const char *id, cf_entry *v, size_t n)
+{
+    cf_mwriter *w;
+    assert_int_equal(cf_manifest_begin(&w), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(cf_manifest_add(w, &v[i]), 0);
+    assert_int_equal(cf_manifest_count(w), n);
+    json_t *h = json_pack("{s:s,s:s,s:i}", "id", id, "policy", "p", "custom", 5);
+    if (cf_manifest_commit(w, f->repo, id, h) != 0)
+        fail_msg("commit: %s", cf_error());
+    json_decref(h);
+    cf_manifest_free(w);
+}
+
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_write_commit_read(void **state)
+{
+    fx *f = *state;
+    cf_entry *v;
+    size_t n = build_entries(&v, 3000);
+    const char *id = "20261127T033000Z-1a2b3c4d";
+
+    cf_mwriter *w;
+    assert_int_equal(cf_manifest_begin(&w), 0);
+    /* The spool file is private: unlinked at once. */
+    assert_int_equal(dir_entries(cf_tmpdir()), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(cf_manifest_add(w, &v[i]), 0);
+    /* Not visible before commit. */
+    assert_false(mem_storage_exists(f->ms, "sets/20261127T033000Z-1a2b3c4d"));
+    json_t *h = json_pack("{s:s,s:s,s:s}", "id", id, "policy", "asterdrive", "mode", "online");
+    assert_int_equal(cf_manifest_commit(w, f->repo, id, h), 0);
+    json_decref(h);
+    cf_manifest_free(w);
+    assert_true(mem_storage_exists(f->ms, "sets/20261127T033000Z-1a2b3c4d"));
+
+    cf_mreader *m;
+    json_t *hdr;
+    assert_int_equal(cf_manifest_open(f->repo, id, &m, &hdr), 0);
+    assert_string_equal(json_string_value(json_object_get(hdr, "type")), "set");
+    assert_int_equal(json_integer_value(json_object_get(hdr, "format")), CF_MANIFEST_FORMAT);
+    assert_int_equal(json_integer_value(json_object_get(hdr, "entries")), n);
+    assert_string_equal(json_string_value(json_object_get(hdr, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(hdr, "policy")), "asterdrive");
+    assert_string_equal(json_string_value(json_object_get(hdr, "mode")), "online");
+    cf_entry e;
+    size_t i = 0;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        assert_true(i < n);
+        assert_same_entry(&v[i], &e);
+        cf_entry_clear(&e);
+        i++;
+    }
+    if (rc != 0)
+        fail_msg("next: %s", cf_error());
+    assert_int_equal(i, n);
+    assert_int_equal(cf_manifest_next(m, &e), 0); /* stays at the end */
+    cf_manifest_close(m);
+
+    json_t *h2;
+    assert_int_equal(cf_manifest_header(f->repo, id, &h2), 0);
+    assert_true(json_equal(hdr, h2));
+    json_decref(h2);
+    json_decref(hdr);
+
+    /* A set with no entries. */
+    commit_set(f, "20261127T040000Z-00000000", NULL, 0);
+    assert_int_equal(cf_manifest_open(f->repo, "20261127T040000Z-00000000", &m, &hdr), 0);
+    assert_int_equal(json_integer_value(json_object_get(hdr, "entries")), 0);
+    assert_int_equal(cf_manifest_next(m, &e), 0);
+    cf_manifest_close(m);
+    json_decref(hdr);
+
+    /* A missing set names its key. */
+    assert_int_equal(cf_manifest_open(f->repo, "nope", &m, &hdr), -1);
+    assert_error_has("sets/nope");
+    free_entries(v, n);
+}
+
+/* Read a whole set; returns the count, or -1 (error in cf_error). Never
+ * reports success short of the recorded entries. */
+static long read_all(fx *f, const char *id)
+{
+    cf_mreader *m;
+    json_t *h;
+    if (cf_manifest_open(f->repo, id, &m, &h) != 0)
+        return -1;
+    json_decref(h);
+    cf_entry e;
+    long n = 0;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        cf_entry_clear(&e);
+        n++;
+    }
+    cf_manifest_close(m);
+    return rc < 0 ? -1 : n;
+}
+
+static void test_damaged_object_is_an_error(void **state)
+{
+    fx *f = *state;
+    cf_entry *v;
+    size_t n = build_entries(&v, 2000);
+    const char *id = "20261127T050000Z-deadbeef", *key = "sets/20261127T050000Z-deadbeef";
+    commit_set(f, id, v, n);
+    free_entries(v, n);
+    assert_int_equal(read_all(f, id), (long)n);
+
+    size_t len;
+    uint8_t *orig = mem_storage_get(f->ms, key, &len);
+    assert_non_null(orig);
+    assert_true(len > 1000);
+    /* Truncations at many places: the trailer, the middle, the header. */
+    size_t cuts[] = {len - 1, len - 31, len - 32, len - 33, len - 100, len / 2, 100, 41, 40, 39, 8, 0};
+    for (size_t c = 0; c < CF_ARRAY_LEN(cuts); c++) {
+        assert_int_equal(cf_store_put(f->st, key, orig, len, 0), 0);
+        assert_int_equal(mem_storage_truncate(f->ms, key, cuts[c]), 0);
+        cf_error_clear();
+        long got = read_all(f, id);
+        if (got != -1)
+            fail_msg("truncated to %zu of %zu bytes: read %ld entries without an error", cuts[c], len, got);
+        assert_error_has(key);
+    }
+    /* Bit flips anywhere. */
+    size_t flips[] = {0, 5, 9, len / 3, len / 2, len - 40, len - 1};
+    for (size_t c = 0; c < CF_ARRAY_LEN(flips); c++) {
+        assert_int_equal(cf_store_put(f->st, key, orig, len, 0), 0);
+        assert_int_equal(mem_storage_flip(f->ms, key, flips[c]), 0);
+        cf_error_clear();
+        long got = read_all(f, id);
+        if (got != -1)
+            fail_msg("byte %zu flipped: read %ld entries without an error", flips[c], got);
+        assert_error_has(key);
+    }
+    free(orig);
+}
+
+/* A manifest object with a valid envelope but the given content. */
+static void put_raw(fx *f, const char *id, const char *content)
+{
+    char key[128];
+    snprintf(key, sizeof key, "sets/%s", id);
+    assert_int_equal(cf_repo_put_object(f->repo, CF_OBJ_MANIFEST, key, content, strlen(content)), 0);
+}
+
+#define HDR(n) "{\"type\":\"set\",\"format\":1,\"policy\":\"p\",\"entries\":" #n "}\n"
+#define ENT(p) "{\"type\":\"dir\",\"component\":\"c\",\"path\":\"" p "\",\"mode\":493}\n"
+#define END(n) "{\"type\":\"end\",\"entries\":" #n "}\n"
+
+static void raw_fails(fx *f, const char *id, const char *content, const char *msg)
+{
+    put_raw(f, id, content);
+    cf_error_clear();
+    long got = read_all(f, id);
+    if (got != -1)
+        fail_msg("set %s read %ld entries without an error", id, got);
+    char key[128];
+    snprintf(key, sizeof key, "sets/%s", id);
+    assert_error_has(key);
+    assert_error_has(msg);
+}
+
+static void test_logical_damage(void **state)
+{
+    fx *f = *state;
+    put_raw(f, "ok", HDR(2) ENT("a") ENT("a/b") END(2));
+    assert_int_equal(read_all(f, "ok"), 2);
+
+    raw_fails(f, "fewer", HDR(3) ENT("a") ENT("b") END(2), "has 2 entries, header says 3");
+    raw_fails(f, "more", HDR(1) ENT("a") ENT("b") END(2), "has 2 entries, header says 1");
+    raw_fails(f, "noend", HDR(2) ENT("a") ENT("b"), "truncated: no end line after 2 entries");
+    raw_fails(f, "cutline", HDR(2) ENT("a") "{\"type\":\"dir\",\"comp", "truncated (last line has no end)");
+    raw_fails(f, "badjson", HDR(2) ENT("a") "{not json}\n" END(2), "line 2 is not valid JSON");
+    raw_fails(f, "array", HDR(1) "[1,2]\n" END(1), "not valid JSON");
+    raw_fails(f, "nohdr", ENT("a") END(1), "first line is not a set header");
+    raw_fails(f, "format2", "{\"type\":\"set\",\"format\":2,\"entries\":0}\n" END(0),
+              "manifest format 2 is not supported");
+    raw_fails(f, "empty", "", "empty manifest");
+    raw_fails(f, "badentry",
+              HDR(1) "{\"type\":\"file\",\"component\":\"c\",\"path\":\"p\",\"chunks\":[\"x\"]}\n" END(1),
+              "malformed chunk id");
+    /* Unknown line types count as entries and are skipped by readers. */
+    put_raw(f, "future", HDR(2) ENT("a") "{\"type\":\"acl\",\"component\":\"c\"}\n" END(2));
+    assert_int_equal(read_all(f, "future"), 2);
+}
+
+/* The format: "A reader that reaches the end of the object without it [the
+ * end line], or finds a different count, must treat the manifest as
+ * truncated." BUG (core/engine/manifest.c, cf_manifest_next): the end
+ * line's own "entries" is never compared. */
+static void test_end_line_count_checked(void **state)
+{
+    fx *f = *state;
+    raw_fails(f, "endcount", HDR(1) ENT("a") END(5), "entries");
+}
+
+static void test_sets_list_sorted(void **state)
+{
+    fx *f = *state;
+    char **ids;
+    size_t n;
+    assert_int_equal(cf_sets_list(f->repo, &ids, &n), 0);
+    assert_int_equal(n, 0);
+    cf_strv_free(ids, n);
+
+    const char *order[] = {"20261127T033000Z-bbbbbbbb", "20250101T000000Z-ffffffff",
+                           "20261127T033000Z-aaaaaaaa", "20261231T235959Z-00000000",
+                           "20261127T033001Z-00000000"};
+    for (size_t i = 0; i < CF_ARRAY_LEN(order); i++)
+        commit_set(f, order[i], NULL, 0);
+    /* Keys that are not sets are ignored. */
+    assert_int_equal(cf_store_put(f->st, "sets/sub/x", "x", 1, 0), 0);
+    assert_int_equal(cf_store_put(f->st, "setsx", "x", 1, 0), 0);
+    assert_int_equal(cf_sets_list(f->repo, &ids, &n), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(ids[0], "20250101T000000Z-ffffffff");
+    assert_string_equal(ids[1], "20261127T033000Z-aaaaaaaa");
+    assert_string_equal(ids[2], "20261127T033000Z-bbbbbbbb");
+    assert_string_equal(ids[3], "20261127T033001Z-00000000");
+    assert_string_equal(ids[4], "20261231T235959Z-00000000");
+    cf_strv_free(ids, n);
+}
+
+int main(void)
+{
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_roundtrip_every_kind),
+        T(test_stream_keeps_capture_time),
+        T(test_non_utf8_names),
+        T(test_xattr_name_not_utf8),
+        T(test_from_json_rejects),
+        T(test_json_name_helpers),
+        T(test_write_commit_read),
+        T(test_damaged_object_is_an_error),
+        T(test_logical_damage),
+        T(test_end_line_count_checked),
+        T(test_sets_list_sorted),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
