@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "engine/manifest.h"
+#include "engine/objects.h"
 #include "engine/progress.h"
 #include "engine/restore.h"
 #include "plugin/host.h"
@@ -141,6 +142,43 @@ static void check_databases(vctx *v, json_t *header)
     }
 }
 
+/* Versioned object stores: every recorded version must still exist. */
+static void check_object_versions(vctx *v, json_t *header)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(header, "components"), i, c)
+    {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const char *prot = json_string_value(json_object_get(c, "protect"));
+        if (!name || !prot || strcmp(prot, "versioning") != 0)
+            continue;
+        const cf_component *pc = cf_policy_component(v->run->policy, name);
+        if (!pc || pc->type != CF_COMP_OBJECT_STORE) {
+            problem(v, name, NULL, NULL, "object store no longer declared by the policy");
+            continue;
+        }
+        json_t *checks = json_array();
+        cf_objects_restore_opts oo = {0};
+        long np = cf_objects_restore(v->run, v->set, pc, &oo, checks);
+        if (np < 0) {
+            problem(v, name, NULL, NULL, cf_error());
+        } else {
+            size_t k;
+            json_t *ck;
+            json_array_foreach(checks, k, ck)
+            {
+                if (!json_is_true(json_object_get(ck, "ok")))
+                    json_array_append_new(
+                        v->problems,
+                        json_pack("{s:s,s:s,s:s}", "set", v->set, "path", name, "problem",
+                                  json_string_value(json_object_get(ck, "detail"))));
+            }
+        }
+        json_decref(checks);
+    }
+}
+
 static int verify_set(vctx *v, const char *set_id, int read_data)
 {
     v->set = set_id;
@@ -155,7 +193,8 @@ static int verify_set(vctx *v, const char *set_id, int read_data)
     uint64_t entries = 0;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
         entries++;
-        if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM) {
+        if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM ||
+            (e.kind == CF_ENT_OBJECT && e.chunks)) {
             uint64_t sum = 0;
             for (size_t i = 0; i < e.nchunks; i++)
                 check_chunk(v, e.path, &e.chunks[i], read_data, &sum);
@@ -174,6 +213,8 @@ static int verify_set(vctx *v, const char *set_id, int read_data)
     cf_manifest_close(m);
     if (read_data && rc == 0)
         check_databases(v, h);
+    if (rc == 0)
+        check_object_versions(v, h);
     json_decref(h);
     cf_log(CF_LOG_INFO, "set %s: %llu entries checked%s", set_id, (unsigned long long)entries,
            read_data ? " (data read)" : "");

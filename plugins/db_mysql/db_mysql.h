@@ -198,15 +198,17 @@ typedef coffer_status (*dbmysql_stmt_fn)(void *ud, char *sql, size_t len);
 typedef struct dbmysql_split {
     char *buf;
     size_t len, cap;
+    size_t start; /* the current statement begins here */
+    size_t pos;   /* lexer position */
     char delim[16];
     size_t dlen;
-    int state;        /* lexer state, see split.c */
-    int line_start;   /* at the beginning of a line */
-    size_t max;       /* largest statement accepted (0: no limit) */
-    uint64_t line;    /* current line number, for messages */
+    int state;      /* lexer state, see split.c */
+    size_t max;     /* largest statement accepted (0: no limit) */
+    uint64_t line;  /* current line number (1-based), for messages */
+    uint64_t stmt_line; /* line where the current statement began */
     dbmysql_stmt_fn fn;
     void *ud;
-    char err[256];
+    char err[256]; /* why feed/end failed, when the lexer (not fn) failed */
 } dbmysql_split;
 
 void dbmysql_split_init(dbmysql_split *s, dbmysql_stmt_fn fn, void *ud);
@@ -218,10 +220,6 @@ coffer_status dbmysql_split_end(dbmysql_split *s);
 
 /* Pick a DELIMITER for text: ";;" unless it occurs in it, then others. */
 const char *dbmysql_pick_delimiter(const char *text);
-
-/* Rewrite `from`. qualifiers to `to`. outside string literals and
- * comments (views and routines name their own schema). malloc'd. */
-char *dbmysql_rename_schema(const char *sql, size_t len, const char *from, const char *to, size_t *outlen);
 
 /* ---- operations (dump.c, restore.c, verify.c) ------------------------------------- */
 

@@ -416,6 +416,16 @@ coffer_status pgd_conn_error(pgd_instance *in, PGconn *c, PGresult *r, const cha
     return in->host->error(in->h, st, "%s: %s", what, msg);
 }
 
+/* Server notices (ANALYZE skipping catalogs it may not touch, ...) would
+ * go to stderr: log them at debug level instead. */
+static void on_notice(void *arg, const char *message)
+{
+    pgd_instance *in = arg;
+    char msg[1024];
+    one_line(message, msg, sizeof msg);
+    in->host->log(in->h, COFFER_LOG_DEBUG, "server: %s", msg);
+}
+
 PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password, const char *dbname,
                     coffer_status *st)
 {
@@ -475,6 +485,7 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
         return NULL;
     }
     free(shown);
+    PQsetNoticeProcessor(c, on_notice, in);
     *st = COFFER_OK;
     return c;
 }

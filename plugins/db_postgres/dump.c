@@ -252,7 +252,7 @@ static coffer_status dump_one(dbjob *j)
     char *stream_name = NULL, *conninfo = NULL, *sql = NULL, *buf = NULL;
     void *stream = NULL;
     pgd_child child = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
-    int counting = 0;
+    int counting = 0, counted = 1;
     PGconn *c = pgd_connect(in, &in->params, in->password, j->db, &st);
     if (!c)
         return st;
@@ -306,7 +306,7 @@ static coffer_status dump_one(dbjob *j)
     }
 
     size_t next = 0;
-    int counted = !counting;
+    counted = !counting;
     while (child.out_fd >= 0 || !counted) {
         if (in->host->cancelled(in->h)) {
             st = in->host->error(in->h, COFFER_ERR_CANCELLED, "dump of database %s cancelled", j->db);

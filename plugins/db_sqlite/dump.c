@@ -212,7 +212,7 @@ coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink)
         (st = emit(&m, "file_owner", owner)))
         goto done;
     if ((st = dbsqlite_open(in, tmp, DBSQLITE_OPEN_IMMUTABLE, &copy)) != COFFER_OK ||
-        (st = dbsqlite_count_rows(in, copy, tmp, emit_rows, &m)) != COFFER_OK)
+        (st = dbsqlite_count_rows(in, copy, in->path, emit_rows, &m)) != COFFER_OK)
         goto done;
     sqlite3_close(copy);
     copy = NULL;

@@ -132,6 +132,12 @@ coffer_status local_writer_open(void *instance, const char *key, const coffer_wr
         goto fail;
     }
 
+    /* The configured mode exactly, whatever the umask. */
+    if (fchmod(w->fd, mode) != 0) {
+        rc = local_errno(in, errno, "cannot set the mode of the temporary file for", w->path);
+        goto fail;
+    }
+
     /* Reserve space up front: fewer fragments, and a full disk is reported
      * before any data moves. Filesystems without fallocate just skip it. */
     if (size_hint > 0) {

@@ -131,6 +131,13 @@ typedef enum { S3_REQ_OFF = 0, S3_REQ_ON = 1, S3_REQ_WARN = 2 } s3_require;
 
 typedef struct s3_job s3_job;
 
+/* A reader's transfer runs on a multi handle, which owns the connection
+ * cache: the pair is pooled together so readers reuse connections. */
+typedef struct s3_rconn {
+    CURLM *m;
+    CURL *e;
+} s3_rconn;
+
 typedef struct s3_instance {
     uint32_t magic; /* COFFER_MAGIC_INSTANCE while alive */
     const coffer_host *host;
@@ -167,6 +174,8 @@ typedef struct s3_instance {
     pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
     CURL **idle;       /* easy handles with live connections */
     size_t nidle, idle_cap;
+    struct s3_rconn *ridle; /* readers' multi+easy pairs (the multi keeps the connection) */
+    size_t nridle, ridle_cap;
     uint32_t rng;      /* jitter state (under lock) */
 
     /* upload pool (write.c) */
@@ -290,5 +299,6 @@ coffer_status s3_reader_open_version(void *instance, const char *key, const char
                                      void **reader);
 coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got);
 void s3_reader_close(void *reader);
+void s3_rconn_pool_free(s3_instance *in);
 
 #endif

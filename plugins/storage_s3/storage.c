@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <libxml/parser.h>
@@ -143,6 +144,7 @@ static void instance_free(void *instance)
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     s3_workers_stop(in);
+    s3_rconn_pool_free(in);
     s3_conn_pool_free(in);
     in->magic = 0;
     free(in->scheme);
@@ -283,7 +285,6 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
     pthread_cond_init(&in->cv, NULL);
     in->rng = (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)in;
     coffer_status st;
-    xmlInitParser();
     if (s3_share_init(in) != 0) {
         st = host->error(h, COFFER_ERR_FATAL, "cannot initialise libcurl");
         goto fail;
@@ -307,17 +308,20 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
     size_t pl = pfx ? strlen(pfx) : 0;
     while (pl && pfx[pl - 1] == '/')
         pl--;
-    in->prefix = malloc(pl + 2);
+    in->prefix = calloc(1, pl + 2);
     if (!in->prefix)
         abort();
-    memcpy(in->prefix, pfx ? pfx : "", pl);
-    if (pl)
-        in->prefix[pl++] = '/';
-    in->prefix[pl] = 0;
-    if (pl && (st = key_check(in, in->prefix[0] ? (in->prefix[pl - 1] = 0, in->prefix) : "", "prefix")) != COFFER_OK)
-        goto fail;
-    if (pl)
-        in->prefix[pl - 1] = '/';
+    if (pl) {
+        char *bare = strndup(pfx, pl);
+        if (!bare)
+            abort();
+        st = key_check(in, bare, "prefix");
+        free(bare);
+        if (st)
+            goto fail;
+        memcpy(in->prefix, pfx, pl);
+        in->prefix[pl] = '/';
+    }
 
     const char *region = host->config_get(cfg, "region");
     if (!region || !*region)
@@ -937,17 +941,20 @@ static const coffer_plugin s3_plugin = {
     .storage = &s3_ops,
 };
 
+static int global_ok;
+
+static void global_init(void)
+{
+    global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    xmlInitParser();
+}
+
 COFFER_DRIVER_ENTRY(s3)
 {
     if (!host || host->abi_major != COFFER_ABI_MAJOR)
         return NULL;
-    /* Once, before any thread exists: libcurl's and libxml2's global state. */
-    static int inited;
-    if (!inited) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return NULL;
-        xmlInitParser();
-        inited = 1;
-    }
-    return &s3_plugin;
+    /* libcurl's and libxml2's process-wide state, set up once. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, global_init);
+    return global_ok ? &s3_plugin : NULL;
 }

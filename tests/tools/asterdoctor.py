@@ -107,10 +107,13 @@ def main():
     dbchecks = ["db-integrity", "foreign-keys", "migrations", "storage-usage", "blob-ref-counts",
                 "file-blobs", "storage-objects", "object-sizes", "thumbnails", "folder-tree",
                 "shares", "avatars"]
+    closer = None
     try:
         conn, closer = al.open_ro(db)
         ic = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
     except Exception as e:  # noqa: BLE001
+        if closer:
+            closer()
         rep.result("db-integrity", ["cannot open %s: %s" % (db, e)])
         for c in dbchecks[1:]:
             rep.result(c, ["database unavailable"])

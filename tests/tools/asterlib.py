@@ -381,11 +381,15 @@ class ReadOnlyDb:
         if not os.path.exists(path):
             raise FileNotFoundError(path)
         self.tmp = tempfile.mkdtemp(prefix="asterdb.")
-        dst = os.path.join(self.tmp, "db")
-        shutil.copyfile(path, dst)
-        if os.path.exists(path + "-wal"):
-            shutil.copyfile(path + "-wal", dst + "-wal")
-        self.conn = sqlite3.connect(dst, isolation_level=None)
+        try:
+            dst = os.path.join(self.tmp, "db")
+            shutil.copyfile(path, dst)
+            if os.path.exists(path + "-wal"):
+                shutil.copyfile(path + "-wal", dst + "-wal")
+            self.conn = sqlite3.connect(dst, isolation_level=None)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
     def close(self):
         try:

@@ -27,6 +27,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import sys
 
@@ -144,6 +145,16 @@ def snapshot_db(path):
         closer()
 
 
+def snapshot_db_safe(path):
+    """A database that cannot be read is recorded as such (compare.py then
+    reports it) instead of stopping the snapshot."""
+    try:
+        return snapshot_db(path)
+    except (sqlite3.Error, OSError) as e:
+        return {"error": str(e), "integrity": ["unreadable: %s" % e], "tables": {},
+                "other_schema": {}}
+
+
 def main():
     ap = argparse.ArgumentParser(description="snapshot a tree and its SQLite databases")
     ap.add_argument("root")
@@ -155,7 +166,7 @@ def main():
     root = os.path.abspath(a.root)
     snap = {"root": root, "entries": {}, "dbs": {}}
     if os.path.isfile(root):
-        snap["dbs"]["db"] = snapshot_db(root)
+        snap["dbs"]["db"] = snapshot_db_safe(root)
         snap["single_db"] = True
     elif os.path.isdir(root):
         snap["entries"] = walk_tree(root, a.exclude)
@@ -165,7 +176,7 @@ def main():
         for d in dbs:
             p = d if os.path.isabs(d) else os.path.join(root, d)
             rel = os.path.relpath(p, root)
-            snap["dbs"][rel] = snapshot_db(p)
+            snap["dbs"][rel] = snapshot_db_safe(p)
     else:
         sys.exit("snapshot: %s does not exist" % root)
     tmp = a.out + ".tmp"

@@ -242,7 +242,9 @@ static void test_modes(void **state)
     assert_int_equal(stat(f->repo, &sb), 0);
     assert_int_equal(sb.st_mode & 07777, 0700);
 
-    /* file_mode applies to non-private objects; private stays 0600. */
+    /* file_mode applies to non-private objects, exactly, whatever the
+     * umask; private stays 0600. */
+    umask(077);
     f->ops->instance_free(f->inst);
     cf_config_set(f->cfg, "file_mode", "0640", 0, 0);
     assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), f->cfg, &f->inst), COFFER_OK);
