@@ -131,8 +131,9 @@ static int cmd_backup(int argc, char **argv)
     if (need_policy("backup", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     char *id = NULL;
     json_t *sum = NULL;
@@ -190,8 +191,9 @@ static int cmd_sets(int argc, char **argv)
     if (need_policy("sets", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     char **ids;
     size_t n;
     if (cf_sets_list(run->repo, &ids, &n) != 0) {
@@ -283,9 +285,10 @@ static int cmd_restore(int argc, char **argv)
         return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0) {
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0) {
         free(a.maps);
-        return die(CF_EXIT_FAILED);
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     }
     run->no_progress = no_progress;
     if (cf_run_lock(run, 0, "restore") != 0) {
@@ -298,7 +301,7 @@ static int cmd_restore(int argc, char **argv)
                          .no_validate = a.no_validate, .rollback_objects = a.rollback_objects};
     json_t *rep = NULL;
     int rc = cf_restore(run, &o, &rep);
-    if (rc == CF_EXIT_FAILED)
+    if (rc == CF_EXIT_FAILED || rc == CF_EXIT_USAGE)
         fprintf(stderr, "coffer: error: %s\n", cf_error());
     else if (a.json)
         print_json(rep);
@@ -333,8 +336,9 @@ static int cmd_verify(int argc, char **argv)
     if (need_policy("verify", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     if (cf_run_lock(run, 0, "verify") != 0) {
         cf_run_close(run);
@@ -376,8 +380,9 @@ static int cmd_forget(int argc, char **argv)
     if (need_policy("forget", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
                       (char *)a.keep_within};
     if (a.keep_within) {
@@ -429,8 +434,9 @@ static int cmd_unlock(int argc, char **argv)
     if (need_policy("unlock", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 0, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 0, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     int n = cf_lock_remove_stale(run->store, a.all);
     cf_run_close(run);
     if (n < 0)
@@ -459,8 +465,9 @@ static int cmd_copy(int argc, char **argv)
     if (strcmp(a.from, a.to) == 0)
         return usage_error("copy", "--from and --to name the same target");
     cf_run *run;
-    if (cf_run_open(a.policy, a.from, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.from, 1, &run);
+    if (orc != 0)
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     const cf_target *t = cf_policy_target(run->policy, a.to);
     if (!t) {
@@ -549,6 +556,19 @@ static int cmd_plugins(int argc, char **argv)
         return CF_EXIT_USAGE;
     if (a.describe) {
         const cf_driver *d = cf_registry_find_any(a.describe);
+        if (!d) {
+            /* name what exists */
+            cf_buf names = {0};
+            for (size_t i = 0; i < cf_registry_count(); i++) {
+                const char *n = cf_registry_at(i)->desc.name;
+                if (i)
+                    cf_buf_append(&names, ", ", 2);
+                cf_buf_append(&names, n, strlen(n));
+            }
+            cf_buf_append(&names, "", 1);
+            cf_fail("no driver named '%s'; available: %s", a.describe, (char *)names.data);
+            cf_buf_free(&names);
+        }
         if (!d)
             return die(CF_EXIT_USAGE);
         printf("%s (%s driver) %s, ABI %u.%u, %s\n%s\n\noptions:\n", d->desc.name,

@@ -53,6 +53,7 @@ typedef struct prev_file {
 typedef struct prev_map {
     prev_file **b;
     size_t nb;
+    uint64_t bytes; /* size of the previous set: the progress bar's estimate */
 } prev_map;
 
 static size_t hash_str(const char *s)
@@ -103,6 +104,7 @@ static void prev_load(cf_run *run, prev_map *m)
         return;
     }
     uint64_t n = (uint64_t)json_integer_value(json_object_get(h, "entries"));
+    m->bytes = (uint64_t)json_integer_value(json_object_get(json_object_get(h, "totals"), "bytes"));
     json_decref(h);
     m->nb = n / 2 + 64;
     m->b = cf_calloc(m->nb, sizeof *m->b);
@@ -376,6 +378,7 @@ typedef struct dbsink {
     json_t *meta;
     uint64_t bytes, new_raw;
     int streams;
+    char err[1024]; /* first failure inside the sink: the real cause */
 } dbsink;
 
 typedef struct dbstream {
@@ -397,11 +400,21 @@ static coffer_status sink_open(coffer_dump_sink *sink, const char *name, void **
     return COFFER_OK;
 }
 
+static void sink_note(dbsink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->err[0])
+        snprintf(s->err, sizeof s->err, "%s", cf_error());
+    pthread_mutex_unlock(&s->mu);
+}
+
 static coffer_status sink_write(void *stream, const void *buf, size_t len)
 {
     dbstream *d = stream;
-    if (cf_ingest_write(&d->g, buf, len) != 0)
+    if (cf_ingest_write(&d->g, buf, len) != 0) {
+        sink_note(d->s);
         return cf_cancel_flag ? COFFER_ERR_CANCELLED : COFFER_ERR_FAILED;
+    }
     return COFFER_OK;
 }
 
@@ -426,6 +439,8 @@ static coffer_status sink_close(void *stream)
         pthread_mutex_unlock(&s->mu);
         cf_entry_clear(&e);
     }
+    if (rc != 0)
+        sink_note(s);
     cf_ingest_free(&d->g);
     free(d->name);
     free(d);
@@ -465,6 +480,8 @@ static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwrit
     if (st != COFFER_OK) {
         if (cf_cancel_flag && st == COFFER_ERR_CANCELLED)
             rc = cf_fail("component '%s': cancelled", db->comp->name);
+        else if (s.err[0]) /* the repository side failed: that is the cause */
+            rc = cf_fail("component '%s': dump failed: %s", db->comp->name, s.err);
         else
             rc = cf_hctx_fail(db->hctx, st, "dump failed");
     } else if (s.streams == 0) {
@@ -606,7 +623,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");
 
-    cf_progress_start("backup", 0, run->no_progress);
+    cf_progress_start("backup", prev.bytes, run->no_progress);
     /* Databases first: in online mode the files are captured after the
      * database snapshot, and the set says so. */
     for (size_t i = 0; i < ndb && rc == 0; i++) {

@@ -348,6 +348,13 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
     cf_extract *x = cf_extract_new();
     cf_entry *links = NULL;
     size_t nlinks = 0;
+    struct redo_dir {
+        char *path;
+        uint32_t mode;
+        struct timespec ts[2];
+    } *redo = NULL;
+    size_t nredo = 0;
+    struct stat pre;
     cf_entry e;
     int rc;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
@@ -366,6 +373,18 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
             links = cf_realloc(links, (nlinks + 1) * sizeof *links);
             links[nlinks++] = e;
             continue;
+        }
+        if (e.kind == CF_ENT_DIR && lstat(e.path, &pre) == 0 && S_ISDIR(pre.st_mode)) {
+            /* Made earlier (a database or config file inside it was
+             * restored first): libarchive leaves an existing directory's
+             * times alone, so they are put back after extraction. */
+            redo = cf_realloc(redo, (nredo + 1) * sizeof *redo);
+            redo[nredo].path = cf_strdup(e.path);
+            redo[nredo].mode = e.mode;
+            redo[nredo].ts[0].tv_sec = e.mtime;
+            redo[nredo].ts[0].tv_nsec = e.mtime_ns;
+            redo[nredo].ts[1] = redo[nredo].ts[0];
+            nredo++;
         }
         if (e.kind != CF_ENT_FILE) {
             rc = cf_extract_entry(x, &e);
@@ -421,6 +440,14 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
     free(links);
     if (cf_extract_close(x) != 0 && rc == 0)
         rc = -1;
+    /* deepest first, so a parent's time is set after its children's */
+    for (size_t i = nredo; i-- > 0;) {
+        if (rc == 0 && (chmod(redo[i].path, redo[i].mode) != 0 ||
+                        utimensat(AT_FDCWD, redo[i].path, redo[i].ts, AT_SYMLINK_NOFOLLOW) != 0))
+            rc = cf_fail_errno("%s: cannot restore directory metadata", redo[i].path);
+        free(redo[i].path);
+    }
+    free(redo);
     cf_manifest_close(m);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.nonempty);
@@ -630,7 +657,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                             "validate");
     *report = rep;
     json_t *comps = NULL;
-    int rc = 0, exit_code = CF_EXIT_OK;
+    int rc = 0, exit_code = CF_EXIT_OK, usage = 0;
     char *root = NULL;
     rstate rs = {0};
     int stopped = 0;
@@ -639,6 +666,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     if (restore_order(p, json_object_get(h, "components"), o->only, &comps) == 0) {
         rc = o->only ? cf_fail("set %s has no component '%s'", set_id, o->only)
                      : cf_fail("set %s has no components", set_id);
+        usage = o->only != NULL;
         goto out;
     }
     for (size_t i = 0; i < o->nmaps; i++) {
@@ -656,6 +684,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         if (!eq || !found || !eq[1]) {
             rc = cf_fail("--map %s: expected NAME=VALUE with NAME a component being restored",
                          o->maps[i]);
+            usage = 1;
             goto out;
         }
     }
@@ -823,7 +852,7 @@ out:
         for (size_t i = 0; i < rs.nd; i++)
             cf_rmtree(rs.d[i].staging);
         cf_fail("%s", saved);
-        exit_code = CF_EXIT_FAILED;
+        exit_code = usage ? CF_EXIT_USAGE : CF_EXIT_FAILED;
     }
     if (stopped) {
         char saved[2048];

@@ -60,13 +60,13 @@ int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_r
     cf_run *run = cf_calloc(1, sizeof *run);
     if (cf_run_load_policy(policy_file, &run->policy) != 0) {
         free(run);
-        return -1;
+        return -2;
     }
     const cf_target *t = target ? cf_policy_target(run->policy, target) : &run->policy->targets[0];
     if (!t) {
         cf_fail("%s: no target named '%s'", policy_file, target ? target : "");
         cf_run_close(run);
-        return -1;
+        return -2;
     }
     if (cf_run_open_target(run, t, open_repo) != 0) {
         cf_run_close(run);

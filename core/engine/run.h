@@ -28,7 +28,8 @@ enum { CF_EXIT_OK = 0, CF_EXIT_FAILED = 1, CF_EXIT_USAGE = 2, CF_EXIT_PROBLEMS =
 
 /* Load and check the policy (no storage opened). */
 int cf_run_load_policy(const char *file, cf_policy **out);
-/* Open target (by name, or the first) and, if open_repo, the repository. */
+/* Open target (by name, or the first) and, if open_repo, the repository.
+ * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
 void cf_run_close(cf_run *run);
