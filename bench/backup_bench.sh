@@ -68,7 +68,10 @@ has_tool restic && { command -v restic >/dev/null || die "restic is required"; }
 policy="$src/policies/asterdrive-sqlite-local.yaml"
 if has_tool coffer; then
     coffer="${COFFER:-$src/build/coffer}"
-    case "$coffer" in /*) ;; *) coffer="$src/$coffer" ;; esac
+    case "$coffer" in
+        /*) ;;
+        *) if [ -e "$coffer" ]; then coffer="$PWD/$coffer"; else coffer="$src/$coffer"; fi ;;
+    esac
     if [ ! -x "$coffer" ]; then
         echo "backup_bench: $coffer missing: building it (cmake, RelWithDebInfo)"
         cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -201,7 +204,12 @@ q() { printf '%q' "$1"; }
 echo "backup_bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
     "$(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)," \
     "page cache: $cache_mode"
-echo "backup_bench: work dir $work ($(df -T "$work" | awk 'NR==2{print $2}'))"
+echo "backup_bench: work dir $work ($(df -T "$work" | awk 'NR==2{print $2}')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+versions="$(tar --version | head -n1)"
+has_tool tar-zstd && versions+="; $(zstd --version | head -n1)"
+has_tool restic && versions+="; $(restic version 2>/dev/null | head -n1)"
+has_tool coffer && versions+="; $("$coffer" --version 2>/dev/null | head -n1) ($coffer)"
+echo "backup_bench: $versions"
 echo "backup_bench: generating a ${size_mb} MiB deployment (seed 1)"
 python3 "$gen" "$root" --size-mb "$size_mb" --seed 1 >"$logs/gen.log" 2>&1 ||
     { tail -n 20 "$logs/gen.log"; die "gen_asterdrive.py failed"; }
@@ -219,6 +227,7 @@ if [ "$check" = 1 ]; then
     treesum "$root" source-full >"$logs/source-full.sum"
 fi
 second_source=source-full
+second_failed=()
 
 # --- tool commands ------------------------------------------------------------
 R="$(q "$root")"
@@ -291,7 +300,18 @@ ready() { # TOOL: selected, and its repository exists
 
 # --- phase 1: full backups ----------------------------------------------------
 echo "backup_bench: phase 1: full backup of every tool"
+# skipped TOOL PHASE: true (and a row saying so) when a selected tool has no
+# repository because its init failed.
+skipped() {
+    if has_tool "$1" && ! ready "$1"; then
+        results+=("$1|$2|skipped (init failed)|||")
+        return 0
+    fi
+    return 1
+}
+
 for t in "${all_tools[@]}"; do
+    skipped "$t" full && continue
     ready "$t" && measure "$t" full "$(repo_of "$t")" "$(backup_cmd "$t")"
 done
 
@@ -305,12 +325,14 @@ if python3 "$mutate" "$root" --percent 1 --seed 2 >"$logs/mutate.log" 2>&1; then
         case "$t" in
             tar-gz | tar-zstd) has_tool "$t" && na "$t" second ;;
             *)
+                skipped "$t" second && continue
                 ready "$t" || continue
                 # The reference for this tool's restore is the tree as this
                 # tool left it. A backup that changes its source (a database
                 # checkpoint touches data/) is reported.
                 [ "$check" = 1 ] && treesum "$root" "before-second-$t" >"$logs/before-second-$t.sum"
-                measure "$t" second "$(repo_of "$t")" "$(backup_cmd "$t")"
+                measure "$t" second "$(repo_of "$t")" "$(backup_cmd "$t")" ||
+                    second_failed+=("$t")
                 if [ "$check" = 1 ]; then
                     treesum "$root" "source-second-$t" >"$logs/source-second-$t.sum"
                     report_touched "$t" "before-second-$t" "source-second-$t"
@@ -326,6 +348,7 @@ fi
 # --- phase 3: restore of the latest backup into an empty directory ------------
 echo "backup_bench: phase 3: restore of each tool's latest backup"
 for t in "${all_tools[@]}"; do
+    skipped "$t" restore && continue
     ready "$t" || continue
     dir="$work/restore-$t"
     rm -rf "$dir"
@@ -333,7 +356,8 @@ for t in "${all_tools[@]}"; do
         case "$t" in
             tar-gz | tar-zstd) check_restore "$t" "$dir" source-full ;; # full archive only
             *)
-                if [ "$second_source" = second ]; then
+                # After a failed second backup, "latest" is the full one.
+                if [ "$second_source" = second ] && [[ " ${second_failed[*]} " != *" $t "* ]]; then
                     check_restore "$t" "$dir" "source-second-$t"
                 else
                     check_restore "$t" "$dir" source-full
@@ -347,7 +371,8 @@ done
 
 # --- report -------------------------------------------------------------------
 echo
-echo "Results ($size_mb MiB deployment, page cache $cache_mode; peak RSS = largest single process)"
+echo "Results ($size_mb MiB deployment, page cache $cache_mode; peak RSS = largest single process;" \
+    "load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-9s %-8s %10s %14s %15s  %s\n' tool phase "wall s" "peak RSS MiB" "repo size MiB" status
 mib() { [ -n "$1" ] && awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}' || echo "-"; }
 for r in "${results[@]}"; do
@@ -375,9 +400,11 @@ lookup() {
 }
 
 json_targets=()
-if has_tool coffer && has_tool restic; then
+if has_tool coffer; then
     echo
-    echo "coffer against restic (targets from the issue)"
+    echo "coffer against the targets from the issue"
+fi
+if has_tool coffer && has_tool restic; then
     for ph in full second restore; do
         case "$ph" in full | second) target=0.5 ;; restore) target=0.7 ;; esac
         c="$(lookup coffer "$ph" wall)"

@@ -56,6 +56,10 @@ int parse(int argc, char **argv, const char *help, args *a)
                                    {"keep-monthly", required_argument, 0, 1004},
                                    {"keep-yearly", required_argument, 0, 1005},
                                    {"keep-within", required_argument, 0, 1006},
+                                   {"encryption", required_argument, 0, 1007},
+                                   {"read-data-subset", required_argument, 0, 1008},
+                                   {"max-unused", required_argument, 0, 1009},
+                                   {"new-passphrase-file", required_argument, 0, 1010},
                                    {0, 0, 0, 0}};
     for (int k = 0; k < 6; k++)
         a->keep[k] = -1;
@@ -87,6 +91,10 @@ int parse(int argc, char **argv, const char *help, args *a)
         case 'R': a->rollback_objects = 1; break;
         case 'A': a->all = 1; break;
         case 1006: a->keep_within = optarg; break;
+        case 1007: a->encryption = optarg; break;
+        case 1008: a->read_data_subset = optarg; break;
+        case 1009: a->max_unused = optarg; break;
+        case 1010: a->new_passphrase_file = optarg; break;
         default:
             if (c >= 1000 && c <= 1005) {
                 char *end;

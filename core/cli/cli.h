@@ -20,6 +20,7 @@ typedef struct args {
     int keep[6]; /* last, hourly, daily, weekly, monthly, yearly; -1 unset */
     char **maps;
     size_t nmaps;
+    const char *encryption, *read_data_subset, *max_unused, *new_passphrase_file;
 } args;
 
 /* Parse a command's options into a; prints help and exits on --help.

@@ -29,7 +29,7 @@ static const char *usage_main =
     "Policy-driven backups of whole application boundaries (files + databases).\n"
     "\n"
     "commands:\n"
-    "  init     -p POLICY [--target NAME]            create the repository\n"
+    "  init     -p POLICY [--target NAME] [--encryption repokey|none]  create the repository\n"
     "  backup   -p POLICY [--target NAME] [--json]   capture a new set\n"
     "  sets     -p POLICY [--target NAME] [--json]   list sets\n"
     "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place)\n"
@@ -38,6 +38,9 @@ static const char *usage_main =
     "  forget   -p POLICY [--dry-run] [--keep-* N]   apply retention, remove sets\n"
     "  copy     -p POLICY --from T --to T [--set ID|latest|all]  copy sets between targets\n"
     "  unlock   -p POLICY [--all]                    remove stale repository locks\n"
+    "  check    -p POLICY [--read-data | --read-data-subset N%]  check the whole repository\n"
+    "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
+    "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "\n"
@@ -54,9 +57,13 @@ static const char *usage_main =
 /* ---- init --------------------------------------------------------------- */
 
 static const char *help_init =
-    "usage: coffer init -p POLICY [--target NAME]\n"
+    "usage: coffer init -p POLICY [--target NAME] [--encryption repokey|none]\n"
     "Create an empty repository at every target of the policy (or one).\n"
-    "Refuses a location that already holds a repository.\n";
+    "Refuses a location that already holds a repository.\n"
+    "--encryption repokey (the default when the target has a passphrase source:\n"
+    "$COFFER_PASSPHRASE, or its passphrase_env / passphrase_file / passphrase_command)\n"
+    "encrypts everything with a random key wrapped under the passphrase;\n"
+    "--encryption none creates an unencrypted repository, and must be asked for.\n";
 
 static int cmd_init(int argc, char **argv)
 {
@@ -65,6 +72,8 @@ static int cmd_init(int argc, char **argv)
         return CF_EXIT_USAGE;
     if (need_policy("init", &a))
         return CF_EXIT_USAGE;
+    if (a.encryption && strcmp(a.encryption, "repokey") != 0 && strcmp(a.encryption, "none") != 0)
+        return usage_error("init", "--encryption must be repokey or none");
     cf_policy *p;
     if (cf_run_load_policy(a.policy, &p) != 0)
         return die(CF_EXIT_USAGE);
@@ -73,13 +82,32 @@ static int cmd_init(int argc, char **argv)
         const cf_target *t = &p->targets[i];
         if (a.target && strcmp(a.target, t->name) != 0)
             continue;
+        cf_passphrase_src ps;
+        cf_run_passphrase(t, &ps);
+        cf_repo_params prm = {.pass = &ps};
+        if (a.encryption ? strcmp(a.encryption, "repokey") == 0 : cf_passphrase_available(&ps)) {
+            prm.encryption = CF_REPO_ENC_REPOKEY;
+        } else if (!a.encryption) {
+            /* Unencrypted only when asked for: never by a missing variable. */
+            char d[1100];
+            cf_fail("init target '%s' (%s): no passphrase (%s is not set and the target has no "
+                    "passphrase_file or passphrase_command); set one to create an encrypted "
+                    "repository, or pass --encryption none for an unencrypted one",
+                    t->name, t->location, cf_passphrase_describe(&ps, d, sizeof d));
+            rc = die(CF_EXIT_USAGE);
+            break;
+        }
         cf_run run = {.policy = p};
         if (cf_run_open_target(&run, t, 0) != 0 || cf_store_prepare(run.store, 1) != 0 ||
-            cf_repo_init(run.store, NULL) != 0) {
+            cf_repo_init(run.store, &prm) != 0) {
             cf_error_prefix("init target '%s' (%s)", t->name, t->location);
             rc = die(CF_EXIT_FAILED);
         } else {
-            printf("created repository at target '%s' (%s)\n", t->name, t->location);
+            char d[1100];
+            printf("created repository at target '%s' (%s), %s%s%s\n", t->name, t->location,
+                   prm.encryption ? "encrypted (repokey; passphrase from " : "unencrypted",
+                   prm.encryption ? cf_passphrase_describe(&ps, d, sizeof d) : "",
+                   prm.encryption ? ")" : "");
         }
         cf_store_free(run.store);
     }
@@ -680,7 +708,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"init", cmd_init},       {"backup", cmd_backup}, {"sets", cmd_sets},
                 {"restore", cmd_restore}, {"verify", cmd_verify}, {"plugins", cmd_plugins},
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
-                {"copy", cmd_copy}};
+                {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
+                {"key", cmd_key}};
     for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++) {
         if (strcmp(cmd, cmds[k].name) != 0)
             continue;

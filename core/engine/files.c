@@ -228,7 +228,8 @@ static int walk(walker *w, const char *abs, const char *rel, int top)
         names[n++] = cf_strdup(de->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_name);
+    if (n) /* names is NULL for an empty directory */
+        qsort(names, n, sizeof *names, cmp_name);
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *crel = cf_asprintf("%s/%s", rel, names[i]);
         if (!skipped(w, crel)) {

@@ -120,6 +120,7 @@ cf_id *cf_ingest_take(cf_ingest *g, size_t *n)
 {
     *n = g->nchunks;
     cf_id *c = cf_malloc((g->nchunks ? g->nchunks : 1) * sizeof(cf_id));
-    memcpy(c, g->chunks, g->nchunks * sizeof(cf_id));
+    if (g->nchunks) /* chunks is NULL for an empty first stream */
+        memcpy(c, g->chunks, g->nchunks * sizeof(cf_id));
     return c;
 }

@@ -355,7 +355,8 @@ static int read_line(cf_mreader *m, char **line)
             return 0;
         }
         /* compact, grow, refill */
-        memmove(m->buf, m->buf + m->pos, m->len - m->pos);
+        if (m->pos) /* buf is NULL before the first read: no memmove(NULL, ...) */
+            memmove(m->buf, m->buf + m->pos, m->len - m->pos);
         m->len -= m->pos;
         m->pos = 0;
         if (m->cap - m->len < 65536) {
@@ -509,7 +510,8 @@ int cf_sets_list(cf_repo *r, char ***ids, size_t *n)
         cf_strv_free(c.ids, c.n);
         return -1;
     }
-    qsort(c.ids, c.n, sizeof(char *), cmp_str);
+    if (c.n) /* c.ids is NULL without sets */
+        qsort(c.ids, c.n, sizeof(char *), cmp_str);
     *ids = c.ids;
     *n = c.n;
     return 0;

@@ -28,6 +28,14 @@ int cf_run_load_policy(const char *file, cf_policy **out)
     return 0;
 }
 
+void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out)
+{
+    static _Thread_local char what[160];
+    snprintf(what, sizeof what, "target '%s'", t->name);
+    *out = (cf_passphrase_src){.env = t->passphrase_env, .file = t->passphrase_file,
+                               .command = t->passphrase_command, .what = what};
+}
+
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
 {
     const cf_driver *d = cf_registry_find(COFFER_KIND_STORAGE, t->driver);
@@ -47,8 +55,12 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
         if (cf_store_stat(run->store, "config", &st) != 0)
             return cf_fail("target '%s' (%s): no repository there; create it with `coffer init -p %s`",
                            t->name, t->location, run->policy->file);
-        if (cf_repo_open(run->store, &run->repo) != 0) {
-            cf_error_prefix("target '%s' (%s)", t->name, t->location);
+        cf_passphrase_src ps;
+        cf_run_passphrase(t, &ps);
+        cf_repo_open_opts o = {.pass = &ps};
+        if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+            if (!strstr(cf_error(), run->store->label)) /* name the target once */
+                cf_error_prefix("target '%s' (%s)", t->name, t->location);
             return -1;
         }
     }

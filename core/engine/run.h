@@ -32,6 +32,9 @@ int cf_run_load_policy(const char *file, cf_policy **out);
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
+/* Passphrase source of a target (its passphrase_* keys). out->what points
+ * to thread-local storage valid until the next call. */
+void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out);
 void cf_run_close(cf_run *run);
 /* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
 int cf_run_lock(cf_run *run, int exclusive, const char *command);

@@ -192,7 +192,8 @@ static void load_dir(const char *dir)
         names[n++] = cf_asprintf("%s/%s", dir, e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n) /* names is NULL when the directory holds no driver */
+        qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         if (cf_registry_load_file(names[i]) != 0)
             cf_log(CF_LOG_DEBUG, "%s", cf_error());

@@ -539,9 +539,51 @@ out:
     return rc;
 }
 
+/* Where an encrypted repository's passphrase comes from: one source at
+ * most, and never the passphrase itself. */
+static int parse_passphrase(const ctx *c, const cf_yn *m, const char *path, cf_target *t)
+{
+    const cf_yn *v, *first = NULL;
+    if ((v = cf_yn_get(m, "passphrase"))) {
+        char *kp = pjoin(path, "passphrase");
+        fail_at(c, v, kp,
+                "secrets never go into a policy; use passphrase_env (a variable name), "
+                "passphrase_file or passphrase_command");
+        free(kp);
+        return -1;
+    }
+    static const char *const keys[] = {"passphrase_env", "passphrase_file", "passphrase_command"};
+    char **dst[] = {&t->passphrase_env, &t->passphrase_file, &t->passphrase_command};
+    const char *firstname = NULL;
+    for (size_t i = 0; i < CF_ARRAY_LEN(keys); i++) {
+        if (opt_str(c, m, path, keys[i], dst[i], &v) < 0)
+            return -1;
+        if (!v)
+            continue;
+        char *kp = pjoin(path, keys[i]);
+        int rc = 0;
+        if (!**dst[i])
+            rc = fail_at(c, v, kp, "empty value");
+        else if (first)
+            rc = fail_at(c, v, kp, "give one passphrase source; %s is already set (line %d)",
+                         firstname, first->line);
+        else if (i == 0 && strspn(*dst[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                            "0123456789_") != strlen(*dst[i]))
+            rc = fail_at(c, v, kp, "'%s' is not an environment variable name", *dst[i]);
+        free(kp);
+        if (rc < 0)
+            return -1;
+        first = v;
+        firstname = keys[i];
+    }
+    return 0;
+}
+
 static int parse_targets(const ctx *c, const cf_yn *root, cf_policy *p)
 {
-    static const char *const core[] = {"name", "location", "driver", NULL};
+    static const char *const core[] = {"name",           "location",        "driver",
+                                       "passphrase_env", "passphrase_file", "passphrase_command",
+                                       NULL};
     const cf_yn *list;
     if (need_list(c, root, "targets", "target", &list) < 0)
         return -1;
@@ -589,6 +631,8 @@ static int parse_targets(const ctx *c, const cf_yn *root, cf_policy *p)
                 goto next;
             }
         }
+        if (parse_passphrase(c, m, path, t) < 0)
+            goto next;
         if (collect_opts(c, m, path, core, t->options) < 0 || infer_target(c, t, locn, path) < 0)
             goto next;
         rc = 0;
@@ -935,6 +979,9 @@ void cf_policy_free(cf_policy *p)
         free(t->name);
         free(t->location);
         free(t->driver);
+        free(t->passphrase_env);
+        free(t->passphrase_file);
+        free(t->passphrase_command);
         cf_config_free(t->options);
     }
     free(p->targets);

@@ -21,6 +21,11 @@
  *     - name: NAME                     required, unique
  *       location: PATH | s3://BUCKET/PREFIX   required
  *       driver: local | s3 | ...       optional (from location: path -> local, s3:// -> s3)
+ *       passphrase_env: VAR            optional: encrypted repository passphrase from $VAR
+ *                                      (default COFFER_PASSPHRASE)
+ *       passphrase_file: PATH          optional: ... from a file (one trailing newline dropped)
+ *       passphrase_command: CMD        optional: ... from a command's stdout
+ *                                      (at most one of the three; never the passphrase itself)
  *       <driver options>               checked against the driver's table
  *   components:                        required, one or more, names unique
  *     - name: NAME
@@ -93,6 +98,7 @@ typedef struct cf_target {
     coffer_config *options; /* driver options; for local, "path" = location;
                                for s3://B/P, "bucket" = B and "prefix" = P unless given */
     int driver_line, driver_col; /* of the driver value, or of location when inferred */
+    char *passphrase_env, *passphrase_file, *passphrase_command; /* NULL unset */
 } cf_target;
 
 typedef struct cf_command {

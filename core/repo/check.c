@@ -132,7 +132,7 @@ long cf_repo_check_pack(cf_repo *r, const char *key, cf_repo_problem_cb cb, void
 
     cf_loc *ents = NULL;
     size_t n = 0;
-    int table_ok = cf_pack_read_table(r->st, key, size, &ents, &n) == 0;
+    int table_ok = cf_pack_read_table(r, key, size, &ents, &n) == 0;
     if (!table_ok)
         report(&rp, key, NULL, "%s", cf_error());
 
@@ -262,7 +262,7 @@ int cf_repo_rebuild_index(cf_repo *r)
         }
         cf_loc *ents;
         size_t n;
-        if (cf_pack_read_table(r->st, pl.keys[i], size, &ents, &n) != 0) {
+        if (cf_pack_read_table(r, pl.keys[i], size, &ents, &n) != 0) {
             cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
             skipped++;
             continue;
@@ -322,5 +322,88 @@ int cf_repo_rebuild_index(cf_repo *r)
     r->nbad_index = 0;
     cf_log(CF_LOG_INFO, "rebuilt index: %zu chunks in %zu packs%s", ni.n, npacks,
            skipped ? " (unreadable packs skipped, see warnings)" : "");
+    return 0;
+}
+
+/* ---- Pack listings --------------------------------------------------------- */
+
+void cf_pack_list_free(cf_pack_list *l)
+{
+    cf_strv_free(l->keys, l->n);
+    free(l->sizes);
+    memset(l, 0, sizeof *l);
+}
+
+int cf_repo_indexed_packs(cf_repo *r, cf_pack_list *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&r->lock);
+    size_t np = r->idx.npacks;
+    size_t *count = cf_calloc(np ? np : 1, sizeof *count);
+    for (size_t i = 0; i < r->idx.n; i++)
+        count[r->idx.ents[i].pack]++;
+    for (size_t i = 0; i < np; i++) {
+        if (!r->idx.packs[i].size || !count[i])
+            continue;
+        char key[CF_PACK_KEY_LEN + 1];
+        cf_pack_key(&r->idx.packs[i].id, key);
+        out->sizes = cf_realloc(out->sizes, (out->n + 1) * sizeof *out->sizes);
+        out->sizes[out->n] = r->idx.packs[i].size;
+        cf_strv_push(&out->keys, &out->n, key);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    free(count);
+    return 0;
+}
+
+typedef struct orphan_ctx {
+    cf_repo *r;
+    cf_pack_list *l;
+    int64_t *mtimes;
+} orphan_ctx;
+
+static int collect_orphan(void *ud, const char *key, const coffer_object_stat *st)
+{
+    orphan_ctx *c = ud;
+    cf_id id;
+    if (cf_pack_key_parse(key, &id) != 0)
+        return 0;
+    pthread_rwlock_rdlock(&c->r->lock);
+    int known = cf_index_find_pack(&c->r->idx, &id) >= 0;
+    pthread_rwlock_unlock(&c->r->lock);
+    if (known)
+        return 0;
+    cf_pack_list *l = c->l;
+    l->sizes = cf_realloc(l->sizes, (l->n + 1) * sizeof *l->sizes);
+    c->mtimes = cf_realloc(c->mtimes, (l->n + 1) * sizeof *c->mtimes);
+    l->sizes[l->n] = st ? st->size : 0;
+    c->mtimes[l->n] = st ? st->mtime : 0;
+    cf_strv_push(&l->keys, &l->n, key);
+    return 0;
+}
+
+int cf_repo_orphan_packs(cf_repo *r, cf_pack_list *out, int64_t **mtimes)
+{
+    memset(out, 0, sizeof *out);
+    orphan_ctx c = {r, out, NULL};
+    if (cf_store_list(r->st, "data/", collect_orphan, &c) != 0) {
+        cf_pack_list_free(out);
+        free(c.mtimes);
+        return -1;
+    }
+    /* Listings may not carry sizes or times: ask for those missing. */
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->sizes[i] && c.mtimes[i])
+            continue;
+        coffer_object_stat os;
+        if (cf_store_stat(r->st, out->keys[i], &os) == 0) {
+            out->sizes[i] = os.size;
+            c.mtimes[i] = os.mtime;
+        }
+    }
+    if (mtimes)
+        *mtimes = c.mtimes;
+    else
+        free(c.mtimes);
     return 0;
 }

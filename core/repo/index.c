@@ -160,13 +160,13 @@ void cf_entry_decode(const uint8_t in[CF_ENTRY_LEN], cf_loc *l)
     l->raw = cf_get32(in + 48);
 }
 
-int cf_entry_valid(const cf_loc *l, uint64_t pack_size)
+int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead)
 {
     if (l->comp != CF_COMP_NONE && l->comp != CF_COMP_ZSTD)
         return 0;
-    if (l->comp == CF_COMP_NONE && l->stored != l->raw)
+    if (l->comp == CF_COMP_NONE && (uint64_t)l->stored != (uint64_t)l->raw + overhead)
         return 0;
-    if (l->comp == CF_COMP_ZSTD && l->stored == 0)
+    if (l->comp == CF_COMP_ZSTD && l->stored <= overhead)
         return 0;
     if (pack_size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN || l->offset < CF_ENV_HDR_LEN)
         return 0;
@@ -215,7 +215,7 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
                 cf_loc l;
                 cf_entry_decode(buf + (size_t)i * CF_ENTRY_LEN, &l);
                 l.pack = pno;
-                if (!cf_entry_valid(&l, psize)) {
+                if (!cf_entry_valid(&l, psize, r->seal_overhead)) {
                     char hex[2 * CF_ID_LEN + 1];
                     cf_id_hex(&l.id, hex);
                     cf_fail("%s: corrupt index: invalid entry for chunk %s", key, hex);

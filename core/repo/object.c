@@ -5,20 +5,32 @@
  * goes through ZSTD_compressStream2 / ZSTD_decompressStream and the reader
  * holds back the last 32 bytes it has seen, since the trailer is only
  * known to be the trailer once the store reports the end of the object.
+ *
+ * In an encrypted repository (scheme 1) the compressed body is then cut
+ * into 64 KiB segments sealed with libsodium's secretstream, so a reader
+ * only ever hands out authenticated bytes, and truncation, reordering or
+ * splicing of segments is detected. The associated data of every segment
+ * is the 8-byte header followed by the object's key: an object cannot be
+ * passed off under another name or type.
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "repo/repo_int.h"
 
-void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags)
+_Static_assert(CF_SS_HDR_LEN == crypto_secretstream_xchacha20poly1305_HEADERBYTES, "header");
+_Static_assert(CF_SS_ABYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "abytes");
+
+void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags, int scheme)
 {
     memcpy(out, CF_ENV_MAGIC, 4);
     out[4] = CF_FORMAT_VERSION;
     out[5] = (uint8_t)type;
     out[6] = (uint8_t)flags;
-    out[7] = CF_ENC_NONE;
+    out[7] = (uint8_t)scheme;
 }
 
 const char *cf_obj_type_name(int type)
@@ -32,12 +44,15 @@ const char *cf_obj_type_name(int type)
         return "index";
     case CF_OBJ_MANIFEST:
         return "manifest";
+    case CF_OBJ_KEY:
+        return "key";
     default:
         return "unknown";
     }
 }
 
-int cf_env_check(const uint8_t h[CF_ENV_HDR_LEN], int type, const char *key, unsigned *flags)
+int cf_env_check(const uint8_t h[CF_ENV_HDR_LEN], int type, const char *key, unsigned *flags,
+                 int scheme)
 {
     if (memcmp(h, CF_ENV_MAGIC, 4) != 0)
         return cf_fail("%s: not a coffer repository object (bad magic)", key);
@@ -49,10 +64,21 @@ int cf_env_check(const uint8_t h[CF_ENV_HDR_LEN], int type, const char *key, uns
                        h[5], cf_obj_type_name(type));
     /* Encryption goes before flags: an encrypted object from a later
      * version must be refused as such, whatever flags it carries. */
-    if (h[7] != CF_ENC_NONE)
+    if (h[7] != CF_ENC_NONE && h[7] != CF_ENC_XCHACHA)
         return cf_fail("%s: object uses encryption scheme %u, which this version of coffer cannot "
-                       "read (only unencrypted repositories are supported)",
+                       "read",
                        key, h[7]);
+    /* Never accept a plaintext object into an encrypted repository: whoever
+     * can write to the storage could otherwise inject index entries or
+     * manifests without the key. */
+    if (h[7] != scheme && scheme == CF_ENC_NONE)
+        return cf_fail("%s: object is encrypted (scheme %u) but this %s must not be", key, h[7],
+                       type == CF_OBJ_CONFIG || type == CF_OBJ_KEY ? "object"
+                                                                   : "repository is unencrypted");
+    if (h[7] != scheme)
+        return cf_fail("%s: object is not encrypted, but the repository is: refusing it (coffer "
+                       "never writes such an object; it was put there by something else)",
+                       key);
     if (h[6] & ~CF_ENV_FLAGS_KNOWN)
         return cf_fail("%s: object has unknown flags 0x%02x (written by a newer coffer?)", key, h[6]);
     if (flags)
@@ -71,6 +97,13 @@ struct cf_objw {
     uint8_t *out;
     size_t out_cap;
     int err;
+    /* encryption (cr != NULL): plaintext segment being filled, sealed */
+    const cf_crypt *cr;
+    crypto_secretstream_xchacha20poly1305_state ss;
+    uint8_t *seg, *sealed;
+    size_t seg_len;
+    uint8_t *ad;
+    size_t adlen;
 };
 
 static void objw_free(cf_objw *w)
@@ -81,10 +114,17 @@ static void objw_free(cf_objw *w)
     ZSTD_freeCCtx(w->cctx);
     free(w->out);
     free(w->key);
+    if (w->seg)
+        sodium_memzero(w->seg, CF_SEG_LEN);
+    sodium_memzero(&w->ss, sizeof w->ss);
+    free(w->seg);
+    free(w->sealed);
+    free(w->ad);
     free(w);
 }
 
-static int objw_emit(cf_objw *w, const void *buf, size_t len)
+/* Raw bytes to the store (and the trailer hash). */
+static int objw_raw(cf_objw *w, const void *buf, size_t len)
 {
     if (len == 0)
         return 0;
@@ -97,12 +137,43 @@ static int objw_emit(cf_objw *w, const void *buf, size_t len)
     return 0;
 }
 
-int cf_objw_open_raw(cf_store *st, const EVP_MD *md, int level, int type, const char *key,
-                     uint32_t wflags, int compress, cf_objw **out)
+static int objw_push(cf_objw *w, unsigned char tag)
+{
+    unsigned long long clen = 0;
+    crypto_secretstream_xchacha20poly1305_push(&w->ss, w->sealed, &clen, w->seg, w->seg_len,
+                                               w->ad, w->adlen, tag);
+    w->seg_len = 0;
+    return objw_raw(w, w->sealed, (size_t)clen);
+}
+
+/* Body bytes (after compression): sealed in segments when encrypted. A
+ * full segment is pushed only once more bytes arrive, so the final one
+ * (tagged FINAL at commit) is never empty unless the body is. */
+static int objw_emit(cf_objw *w, const void *buf, size_t len)
+{
+    if (!w->cr)
+        return objw_raw(w, buf, len);
+    const uint8_t *p = buf;
+    while (len > 0) {
+        if (w->seg_len == CF_SEG_LEN &&
+            objw_push(w, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE) != 0)
+            return -1;
+        size_t n = CF_SEG_LEN - w->seg_len < len ? CF_SEG_LEN - w->seg_len : len;
+        memcpy(w->seg + w->seg_len, p, n);
+        w->seg_len += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int level, int type,
+                     const char *key, uint32_t wflags, int compress, cf_objw **out)
 {
     cf_objw *w = cf_calloc(1, sizeof *w);
     w->st = st;
     w->key = cf_strdup(key);
+    w->cr = cr;
     w->sha = EVP_MD_CTX_new();
     if (!w->sha || !EVP_DigestInit_ex(w->sha, md, NULL)) {
         objw_free(w);
@@ -123,18 +194,41 @@ int cf_objw_open_raw(cf_store *st, const EVP_MD *md, int level, int type, const 
         return -1;
     }
     uint8_t hdr[CF_ENV_HDR_LEN];
-    cf_env_header(hdr, type, compress ? CF_ENV_FLAG_ZSTD : 0);
-    if (objw_emit(w, hdr, sizeof hdr) != 0) {
+    cf_env_header(hdr, type, compress ? CF_ENV_FLAG_ZSTD : 0, cr ? CF_ENC_XCHACHA : CF_ENC_NONE);
+    if (objw_raw(w, hdr, sizeof hdr) != 0) {
         objw_free(w);
         return -1;
+    }
+    if (cr) {
+        size_t kl = strlen(key);
+        w->adlen = CF_ENV_HDR_LEN + kl;
+        w->ad = cf_malloc(w->adlen);
+        memcpy(w->ad, hdr, CF_ENV_HDR_LEN);
+        memcpy(w->ad + CF_ENV_HDR_LEN, key, kl);
+        w->seg = cf_malloc(CF_SEG_LEN);
+        w->sealed = cf_malloc(CF_SEG_LEN + CF_SS_ABYTES);
+        uint8_t sh[CF_SS_HDR_LEN];
+        crypto_secretstream_xchacha20poly1305_init_push(&w->ss, sh, cr->enc);
+        if (objw_raw(w, sh, sizeof sh) != 0) {
+            objw_free(w);
+            return -1;
+        }
     }
     *out = w;
     return 0;
 }
 
+/* The config and key objects stay readable without the master key (they
+ * are what leads to it); everything else follows the repository. */
+static const cf_crypt *obj_crypt(const cf_repo *r, int type)
+{
+    return type == CF_OBJ_CONFIG || type == CF_OBJ_KEY ? NULL : r->crypt;
+}
+
 int cf_repo_objw_open(cf_repo *r, int type, const char *key, cf_objw **w)
 {
-    return cf_objw_open_raw(r->st, r->sha, r->zstd_level, type, key, COFFER_WRITE_PRIVATE, 1, w);
+    return cf_objw_open_raw(r->st, r->sha, obj_crypt(r, type), r->zstd_level, type, key,
+                            COFFER_WRITE_PRIVATE, 1, w);
 }
 
 int cf_repo_objw_write(cf_objw *w, const void *buf, size_t len)
@@ -181,6 +275,10 @@ int cf_repo_objw_commit(cf_objw *w)
             }
         } while (rc != 0);
     }
+    if (w->cr && objw_push(w, crypto_secretstream_xchacha20poly1305_TAG_FINAL) != 0) {
+        objw_free(w);
+        return -1;
+    }
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     EVP_DigestFinal_ex(w->sha, md, &mdlen);
@@ -218,6 +316,14 @@ struct cf_objr {
     int frame_done; /* zstd frame fully decoded */
     int done;       /* trailer verified */
     int err;
+    /* encryption: the current opened segment [p_pos, p_len) of plain */
+    const cf_crypt *cr;
+    crypto_secretstream_xchacha20poly1305_state ss;
+    uint8_t *plain;
+    size_t p_pos, p_len;
+    int final_seen;
+    uint8_t *ad;
+    size_t adlen;
 };
 
 static void objr_free(cf_objr *rd)
@@ -227,6 +333,11 @@ static void objr_free(cf_objr *rd)
     ZSTD_freeDCtx(rd->dctx);
     free(rd->in);
     free(rd->key);
+    if (rd->plain)
+        sodium_memzero(rd->plain, CF_SEG_LEN);
+    sodium_memzero(&rd->ss, sizeof rd->ss);
+    free(rd->plain);
+    free(rd->ad);
     free(rd);
 }
 
@@ -255,7 +366,7 @@ static int objr_fill(cf_objr *rd)
     return 0;
 }
 
-/* Body bytes that are certainly not part of the trailer. */
+/* Stored bytes that are certainly not part of the trailer. */
 static size_t objr_body_avail(const cf_objr *rd)
 {
     size_t have = rd->in_len - rd->in_pos;
@@ -268,17 +379,86 @@ static void objr_consume(cf_objr *rd, size_t n)
     rd->in_pos += n;
 }
 
-int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, cf_objr **out)
+/* Open the next sealed segment into rd->plain. */
+static int objr_next_segment(cf_objr *rd)
+{
+    size_t full = CF_SEG_LEN + CF_SS_ABYTES, avail;
+    while ((avail = objr_body_avail(rd)) < full && !rd->eof)
+        if (objr_fill(rd) != 0)
+            return -1;
+    size_t n = avail < full ? avail : full;
+    if (n < CF_SS_ABYTES) {
+        cf_fail("%s: corrupt object: truncated (the final encrypted segment is missing)", rd->key);
+        return objr_fail(rd);
+    }
+    unsigned long long plen = 0;
+    unsigned char tag = 0;
+    if (crypto_secretstream_xchacha20poly1305_pull(&rd->ss, rd->plain, &plen, &tag,
+                                                   rd->in + rd->in_pos, n, rd->ad,
+                                                   rd->adlen) != 0) {
+        cf_fail("%s: corrupt object: authentication failed (damaged or tampered with)", rd->key);
+        return objr_fail(rd);
+    }
+    objr_consume(rd, n);
+    rd->p_pos = 0;
+    rd->p_len = (size_t)plen;
+    if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL)
+        rd->final_seen = 1;
+    else if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE) {
+        cf_fail("%s: corrupt object: unexpected segment tag %u", rd->key, tag);
+        return objr_fail(rd);
+    }
+    return 0;
+}
+
+/* Body bytes (decrypted, still compressed when the flag says so) ready
+ * to use: *avail = 0 means the body has ended. */
+static int objr_peek(cf_objr *rd, const uint8_t **p, size_t *avail)
+{
+    for (;;) {
+        if (!rd->cr) {
+            *avail = objr_body_avail(rd);
+            *p = rd->in + rd->in_pos;
+            if (*avail || rd->eof)
+                return 0;
+            if (objr_fill(rd) != 0)
+                return -1;
+            continue;
+        }
+        if (rd->p_pos < rd->p_len || rd->final_seen) {
+            *p = rd->plain + rd->p_pos;
+            *avail = rd->p_len - rd->p_pos;
+            return 0;
+        }
+        if (objr_next_segment(rd) != 0)
+            return -1;
+    }
+}
+
+static void objr_take(cf_objr *rd, size_t n)
+{
+    if (rd->cr)
+        rd->p_pos += n;
+    else
+        objr_consume(rd, n);
+}
+
+int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
+                     const char *key, cf_objr **out)
 {
     cf_objr *rd = cf_calloc(1, sizeof *rd);
     rd->st = st;
     rd->key = cf_strdup(key);
+    rd->cr = cr;
     rd->sha = EVP_MD_CTX_new();
     if (!rd->sha || !EVP_DigestInit_ex(rd->sha, md, NULL)) {
         objr_free(rd);
         return cf_fail("%s: cannot initialise SHA-256", key);
     }
+    /* Room for a whole sealed segment plus the held-back trailer. */
     rd->in_cap = ZSTD_DStreamInSize() + CF_ENV_TRAILER_LEN;
+    if (rd->in_cap < CF_SEG_LEN + CF_SS_ABYTES + CF_ENV_TRAILER_LEN)
+        rd->in_cap = CF_SEG_LEN + CF_SS_ABYTES + CF_ENV_TRAILER_LEN;
     rd->in = cf_malloc(rd->in_cap);
     if (cf_store_reader_open(st, key, 0, 0, &rd->rd) != 0) {
         rd->rd = NULL;
@@ -289,17 +469,40 @@ int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, 
         objr_free(rd);
         return -1;
     }
-    if (rd->in_len < CF_ENV_HDR_LEN + CF_ENV_TRAILER_LEN) {
+    size_t min = CF_ENV_HDR_LEN + CF_ENV_TRAILER_LEN + (cr ? CF_SS_HDR_LEN : 0);
+    if (rd->in_len < min) {
+        /* Check the header first when there is one: a short object of
+         * the wrong scheme is refused as such. */
+        if (rd->in_len >= CF_ENV_HDR_LEN &&
+            cf_env_check(rd->in, type, key, NULL, cr ? CF_ENC_XCHACHA : CF_ENC_NONE) != 0) {
+            objr_free(rd);
+            return -1;
+        }
         cf_fail("%s: truncated object (%zu bytes)", key, rd->in_len);
         objr_free(rd);
         return -1;
     }
     unsigned flags;
-    if (cf_env_check(rd->in, type, key, &flags) != 0) {
+    if (cf_env_check(rd->in, type, key, &flags, cr ? CF_ENC_XCHACHA : CF_ENC_NONE) != 0) {
         objr_free(rd);
         return -1;
     }
-    objr_consume(rd, CF_ENV_HDR_LEN);
+    if (cr) {
+        size_t kl = strlen(key);
+        rd->adlen = CF_ENV_HDR_LEN + kl;
+        rd->ad = cf_malloc(rd->adlen);
+        memcpy(rd->ad, rd->in, CF_ENV_HDR_LEN);
+        memcpy(rd->ad + CF_ENV_HDR_LEN, key, kl);
+        rd->plain = cf_malloc(CF_SEG_LEN);
+        if (crypto_secretstream_xchacha20poly1305_init_pull(&rd->ss, rd->in + CF_ENV_HDR_LEN,
+                                                            cr->enc) != 0) {
+            objr_free(rd);
+            return cf_fail("%s: corrupt object: invalid encryption header", key);
+        }
+        objr_consume(rd, CF_ENV_HDR_LEN + CF_SS_HDR_LEN);
+    } else {
+        objr_consume(rd, CF_ENV_HDR_LEN);
+    }
     if (flags & CF_ENV_FLAG_ZSTD) {
         rd->dctx = ZSTD_createDCtx();
         if (!rd->dctx) {
@@ -313,7 +516,7 @@ int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, 
 
 int cf_repo_objr_open(cf_repo *r, int type, const char *key, cf_objr **rd)
 {
-    return cf_objr_open_raw(r->st, r->sha, type, key, rd);
+    return cf_objr_open_raw(r->st, r->sha, obj_crypt(r, type), type, key, rd);
 }
 
 /* End of the body: check what remains is exactly the trailer. */
@@ -323,8 +526,14 @@ static int objr_finish(cf_objr *rd)
         cf_fail("%s: corrupt object: compressed body is truncated", rd->key);
         return objr_fail(rd);
     }
+    while (!rd->eof && rd->in_len - rd->in_pos <= CF_ENV_TRAILER_LEN)
+        if (objr_fill(rd) != 0)
+            return -1;
     if (rd->in_len - rd->in_pos != CF_ENV_TRAILER_LEN) {
-        cf_fail("%s: truncated object", rd->key);
+        if (rd->cr && rd->in_len - rd->in_pos > CF_ENV_TRAILER_LEN)
+            cf_fail("%s: corrupt object: data after the final encrypted segment", rd->key);
+        else
+            cf_fail("%s: truncated object", rd->key);
         return objr_fail(rd);
     }
     uint8_t md[EVP_MAX_MD_SIZE];
@@ -347,21 +556,19 @@ long cf_repo_objr_read(cf_objr *rd, void *buf, size_t len)
     if (len > (size_t)LONG_MAX)
         len = (size_t)LONG_MAX;
     while (out < len && !rd->done) {
-        size_t avail = objr_body_avail(rd);
+        const uint8_t *src;
+        size_t avail;
+        if (objr_peek(rd, &src, &avail) != 0)
+            return -1;
         if (avail == 0) {
-            if (!rd->eof) {
-                if (objr_fill(rd) != 0)
-                    return -1;
-                continue;
-            }
             if (objr_finish(rd) != 0)
                 return -1;
             break;
         }
         if (!rd->dctx) {
             size_t n = avail < len - out ? avail : len - out;
-            memcpy(p + out, rd->in + rd->in_pos, n);
-            objr_consume(rd, n);
+            memcpy(p + out, src, n);
+            objr_take(rd, n);
             out += n;
             continue;
         }
@@ -369,14 +576,14 @@ long cf_repo_objr_read(cf_objr *rd, void *buf, size_t len)
             cf_fail("%s: corrupt object: data after the compressed body", rd->key);
             return objr_fail(rd);
         }
-        ZSTD_inBuffer ib = {rd->in + rd->in_pos, avail, 0};
+        ZSTD_inBuffer ib = {src, avail, 0};
         ZSTD_outBuffer ob = {p + out, len - out, 0};
         size_t rc = ZSTD_decompressStream(rd->dctx, &ob, &ib);
         if (ZSTD_isError(rc)) {
             cf_fail("%s: corrupt object: zstd: %s", rd->key, ZSTD_getErrorName(rc));
             return objr_fail(rd);
         }
-        objr_consume(rd, ib.pos);
+        objr_take(rd, ib.pos);
         out += ob.pos;
         if (rc == 0)
             rd->frame_done = 1;

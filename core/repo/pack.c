@@ -7,6 +7,12 @@
  *
  * Layout: envelope header (type pack, flags 0) | blobs | table (52 bytes
  * per blob) | table_len u32 | count u32 | SHA-256 of all preceding bytes.
+ *
+ * Encrypted (scheme 1): each blob is sealed alone (nonce | ciphertext |
+ * tag, the chunk id as associated data), so a ranged read of one chunk
+ * still works and prune can move a blob to another pack unopened; the
+ * table is sealed as one message bound to the pack id, which hides chunk
+ * sizes and compression from the storage.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +33,7 @@ struct cf_packw {
     uint8_t *table; /* encoded entries */
     size_t ntab, tab_cap;
     ZSTD_CCtx *cctx; /* one per writer: compression runs without locks */
-    cf_buf cbuf;
+    cf_buf cbuf, sbuf; /* compressed, sealed */
 };
 
 void cf_pack_key(const cf_id *pack_id, char out[CF_PACK_KEY_LEN + 1])
@@ -84,6 +90,7 @@ void cf_packw_free(cf_packw *pw)
     EVP_MD_CTX_free(pw->sha);
     ZSTD_freeCCtx(pw->cctx);
     cf_buf_free(&pw->cbuf);
+    cf_buf_free(&pw->sbuf);
     free(pw->table);
     free(pw);
 }
@@ -119,7 +126,7 @@ static int packw_open(cf_packw *pw)
     if (!EVP_DigestInit_ex(pw->sha, r->sha, NULL))
         return cf_fail("pack %s: cannot initialise SHA-256", pw->key);
     void *w;
-    if (cf_store_writer_open(r->st, pw->key, COFFER_WRITE_PRIVATE, r->pack_size, &w) != 0) {
+    if (cf_store_writer_open(r->st, pw->key, COFFER_WRITE_PRIVATE, 0 /* final size unknown */, &w) != 0) {
         cf_error_prefix("pack %s", pw->key);
         packw_reset(pw);
         return -1;
@@ -131,8 +138,36 @@ static int packw_open(cf_packw *pw)
     pw->pno = cf_index_pack(&r->idx, &pw->id, 0);
     pthread_rwlock_unlock(&r->lock);
     uint8_t hdr[CF_ENV_HDR_LEN];
-    cf_env_header(hdr, CF_OBJ_PACK, 0);
+    cf_env_header(hdr, CF_OBJ_PACK, 0, r->scheme);
     return packw_emit(pw, hdr, sizeof hdr);
+}
+
+const char *cf_packw_key(const cf_packw *pw)
+{
+    return pw->key;
+}
+
+static void packw_table_add(cf_packw *pw, const cf_loc *loc)
+{
+    if (pw->ntab == pw->tab_cap) {
+        pw->tab_cap = pw->tab_cap ? pw->tab_cap * 2 : 64;
+        pw->table = cf_realloc(pw->table, pw->tab_cap * CF_ENTRY_LEN);
+    }
+    cf_entry_encode(pw->table + pw->ntab * CF_ENTRY_LEN, loc);
+    pw->ntab++;
+}
+
+int cf_packw_add_stored(cf_packw *pw, const cf_loc *src, const uint8_t *blob, cf_loc *loc)
+{
+    *loc = *src;
+    if (!pw->w && packw_open(pw) != 0)
+        return -1;
+    loc->pack = pw->pno;
+    loc->offset = pw->size;
+    if (packw_emit(pw, blob, src->stored) != 0)
+        return -1;
+    packw_table_add(pw, loc);
+    return 0;
 }
 
 int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc)
@@ -155,6 +190,11 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf
             loc->comp = CF_COMP_ZSTD;
         }
     }
+    if (pw->r->crypt) {
+        cf_seal(pw->r->crypt, id->b, CF_ID_LEN, blob, stored, &pw->sbuf);
+        blob = pw->sbuf.data;
+        stored = pw->sbuf.len;
+    }
     if (!pw->w && packw_open(pw) != 0)
         return -1;
     loc->pack = pw->pno;
@@ -162,12 +202,7 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf
     loc->stored = (uint32_t)stored;
     if (packw_emit(pw, blob, stored) != 0)
         return -1;
-    if (pw->ntab == pw->tab_cap) {
-        pw->tab_cap = pw->tab_cap ? pw->tab_cap * 2 : 64;
-        pw->table = cf_realloc(pw->table, pw->tab_cap * CF_ENTRY_LEN);
-    }
-    cf_entry_encode(pw->table + pw->ntab * CF_ENTRY_LEN, loc);
-    pw->ntab++;
+    packw_table_add(pw, loc);
     return 0;
 }
 
@@ -177,7 +212,13 @@ int cf_packw_close(cf_packw *pw)
         return 0;
     cf_repo *r = pw->r;
     size_t tlen = pw->ntab * CF_ENTRY_LEN;
-    if (packw_emit(pw, pw->table, tlen) != 0)
+    const uint8_t *table = pw->table;
+    if (r->crypt) {
+        cf_seal(r->crypt, pw->id.b, CF_ID_LEN, pw->table, tlen, &pw->sbuf);
+        table = pw->sbuf.data;
+        tlen = pw->sbuf.len;
+    }
+    if (packw_emit(pw, table, tlen) != 0)
         return -1;
     uint8_t tail[8];
     cf_put32(tail, (uint32_t)tlen);
@@ -215,18 +256,25 @@ static int get_exact(cf_store *st, const char *key, uint64_t off, uint64_t len, 
     return 0;
 }
 
-int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **ents, size_t *n)
+uint64_t cf_pack_overhead(const cf_repo *r, uint64_t nblobs)
+{
+    return CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN + nblobs * CF_ENTRY_LEN + (r->crypt ? CF_SEAL_OVERHEAD : 0);
+}
+
+int cf_pack_read_table(cf_repo *r, const char *key, uint64_t size, cf_loc **ents, size_t *n)
 {
     *ents = NULL;
     *n = 0;
-    if (size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN)
+    cf_store *st = r->st;
+    uint32_t seal = r->crypt ? CF_SEAL_OVERHEAD : 0;
+    if (size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN + seal)
         return cf_fail("pack %s: truncated (%llu bytes)", key, (unsigned long long)size);
-    cf_buf b = {0};
+    cf_buf b = {0}, plain = {0};
     int rc = -1;
     if (get_exact(st, key, 0, CF_ENV_HDR_LEN, &b) != 0)
         goto out;
     unsigned flags;
-    if (cf_env_check(b.data, CF_OBJ_PACK, key, &flags) != 0)
+    if (cf_env_check(b.data, CF_OBJ_PACK, key, &flags, r->scheme) != 0)
         goto out;
     if (flags != 0) {
         cf_fail("pack %s: unexpected flags 0x%02x", key, flags);
@@ -235,7 +283,7 @@ int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **en
     if (get_exact(st, key, size - CF_PACK_TAIL_LEN, CF_PACK_TAIL_LEN, &b) != 0)
         goto out;
     uint32_t tlen = cf_get32(b.data), count = cf_get32(b.data + 4);
-    if ((uint64_t)count * CF_ENTRY_LEN != tlen ||
+    if ((uint64_t)count * CF_ENTRY_LEN + seal != tlen ||
         (uint64_t)tlen + CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN > size) {
         cf_fail("pack %s: corrupt trailer (table of %u bytes, %u entries, pack of %llu bytes)", key,
                 tlen, count, (unsigned long long)size);
@@ -244,13 +292,26 @@ int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **en
     uint64_t tstart = size - CF_PACK_TAIL_LEN - tlen;
     if (tlen && get_exact(st, key, tstart, tlen, &b) != 0)
         goto out;
+    if (r->crypt) {
+        cf_id pid;
+        if (cf_pack_key_parse(key, &pid) != 0 ||
+            cf_unseal(r->crypt, pid.b, CF_ID_LEN, b.data, tlen, &plain) != 0) {
+            cf_fail("pack %s: corrupt trailer table: authentication failed (damaged or tampered "
+                    "with)",
+                    key);
+            goto out;
+        }
+        cf_buf tmp = b;
+        b = plain;
+        plain = tmp;
+    }
     cf_loc *e = cf_malloc((count ? count : 1) * sizeof *e);
     /* Blobs are contiguous from the header to the table: checking that
      * catches most trailer damage even without reading the whole pack. */
     uint64_t expect = CF_ENV_HDR_LEN;
     for (uint32_t i = 0; i < count; i++) {
         cf_entry_decode(b.data + (size_t)i * CF_ENTRY_LEN, &e[i]);
-        if (e[i].offset != expect || !cf_entry_valid(&e[i], size)) {
+        if (e[i].offset != expect || !cf_entry_valid(&e[i], size, seal)) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&e[i].id, hex);
             cf_fail("pack %s: corrupt trailer table (entry %u, chunk %s)", key, i, hex);
@@ -270,6 +331,7 @@ int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **en
     rc = 0;
 out:
     cf_buf_free(&b);
+    cf_buf_free(&plain);
     return rc;
 }
 
@@ -295,11 +357,30 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
                  cf_buf *out)
 {
     out->len = 0;
+    size_t stored = l->stored;
+    cf_buf dec = {0};
+    if (r->crypt) {
+        /* Authenticated before anything else looks at the bytes. */
+        cf_buf *dst = l->comp == CF_COMP_NONE ? out : &dec;
+        if (cf_unseal(r->crypt, l->id.b, CF_ID_LEN, blob, stored, dst) != 0) {
+            char hex[2 * CF_ID_LEN + 1];
+            cf_id_hex(&l->id, hex);
+            cf_buf_free(&dec);
+            out->len = 0;
+            return cf_fail("chunk %s in pack %s: authentication failed (damaged or tampered with)",
+                           hex, pack_key);
+        }
+        if (l->comp == CF_COMP_NONE)
+            return cf_blob_verify(r, l, pack_key, out->data, out->len);
+        blob = dec.data;
+        stored = dec.len;
+    }
     if (l->comp == CF_COMP_NONE) {
-        cf_buf_append(out, blob, l->stored);
+        cf_buf_append(out, blob, stored);
     } else {
         cf_buf_reserve(out, l->raw);
-        size_t n = ZSTD_decompress(out->data, l->raw, blob, l->stored);
+        size_t n = ZSTD_decompress(out->data, l->raw, blob, stored);
+        cf_buf_free(&dec);
         if (ZSTD_isError(n)) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&l->id, hex);
@@ -308,5 +389,6 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
         }
         out->len = n;
     }
+    cf_buf_free(&dec);
     return cf_blob_verify(r, l, pack_key, out->data, out->len);
 }

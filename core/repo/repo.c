@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "repo/repo_int.h"
 
@@ -50,6 +51,10 @@ void cf_strv_free(char **v, size_t n)
 
 void cf_repo_hash(cf_repo *r, const void *data, size_t len, cf_id *out)
 {
+    if (r->crypt) {
+        cf_crypt_chunk_id(r->crypt, data, len, out);
+        return;
+    }
     unsigned n = 0;
     if (!EVP_Digest(data, len, out->b, &n, r->sha, NULL)) {
         /* Cannot happen with the default provider; never hand out a
@@ -100,7 +105,10 @@ static int check_params(const cf_repo_params *p, cf_cdc *cdc, int *level, uint64
     return 0;
 }
 
-static char *config_json(const char *id_hex, const cf_cdc_params *c, int level, uint64_t pack_size)
+/* Encrypted repositories keep the chunker seed in the master key and
+ * derive ids with HMAC: their config names neither (section 3). */
+static char *config_json(const char *id_hex, const cf_cdc_params *c, int level, uint64_t pack_size,
+                         int encrypted)
 {
     char seed[17], created[32];
     snprintf(seed, sizeof seed, "%016llx", (unsigned long long)c->seed);
@@ -115,6 +123,11 @@ static char *config_json(const char *id_hex, const cf_cdc_params *c, int level, 
                              "max_size", (json_int_t)c->max_size, "seed", seed, "compression",
                              "algorithm", "zstd", "level", level, "pack_size",
                              (json_int_t)pack_size, "encryption", "none");
+    if (encrypted) {
+        json_object_set_new(root, "hash", json_string("hmac-sha256"));
+        json_object_del(json_object_get(root, "chunker"), "seed");
+        json_object_set_new(root, "encryption", json_string("repokey"));
+    }
     char *text = json_dumps(root, JSON_INDENT(2));
     json_decref(root);
     char *out = cf_asprintf("%s\n", text);
@@ -146,14 +159,18 @@ static int parse_config(cf_repo *r, const cf_buf *b)
         goto out;
     }
     const char *enc = json_string_value(json_object_get(root, "encryption"));
-    if (!enc || strcmp(enc, "none") != 0) {
+    if (enc && strcmp(enc, "repokey") == 0) {
+        r->scheme = CF_ENC_XCHACHA;
+    } else if (!enc || strcmp(enc, "none") != 0) {
         cf_fail("config: repository encryption '%s' is not supported by this version of coffer",
                 enc ? enc : "?");
         goto out;
     }
     const char *hash = json_string_value(json_object_get(root, "hash"));
-    if (!hash || strcmp(hash, "sha256") != 0) {
-        cf_fail("config: hash '%s' is not supported", hash ? hash : "?");
+    const char *want_hash = r->scheme ? "hmac-sha256" : "sha256";
+    if (!hash || strcmp(hash, want_hash) != 0) {
+        cf_fail("config: hash '%s' is not supported%s", hash ? hash : "?",
+                r->scheme ? " in an encrypted repository" : "");
         goto out;
     }
     const char *id = json_string_value(json_object_get(root, "id"));
@@ -176,11 +193,13 @@ static int parse_config(cf_repo *r, const cf_buf *b)
     if (json_u32(ch, "min_size", &cp.min_size) || json_u32(ch, "avg_size", &cp.avg_size) ||
         json_u32(ch, "max_size", &cp.max_size))
         goto out;
-    if (!seed || strlen(seed) != 16 || cf_unhex(seed, sb, 8) != 0) {
+    if (r->scheme) {
+        cp.seed = 1; /* placeholder until the key is open: the seed is in it */
+    } else if (!seed || strlen(seed) != 16 || cf_unhex(seed, sb, 8) != 0) {
         cf_fail("config: chunker seed must be 16 hex digits");
         goto out;
     }
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; !r->scheme && i < 8; i++)
         cp.seed = cp.seed << 8 | sb[i];
 
     json_t *comp = json_object_get(root, "compression");
@@ -209,44 +228,91 @@ out:
 int cf_repo_init(cf_store *st, const cf_repo_params *p)
 {
     cf_repo_params prm = p ? *p : (cf_repo_params){0};
+    int encrypted = prm.encryption == CF_REPO_ENC_REPOKEY;
+    if (prm.encryption != CF_REPO_ENC_NONE && !encrypted)
+        return cf_fail("unknown encryption mode %d", prm.encryption);
+    uint8_t *master = NULL;
+    char *pass = NULL;
+    size_t plen = 0;
+    if (encrypted) {
+        /* Read the passphrase before touching the store: a missing one
+         * must not leave anything behind. */
+        if (cf_passphrase_read(prm.pass, &pass, &plen) != 0)
+            return -1;
+        master = sodium_malloc(CF_MASTER_LEN); /* sodium is initialised by the read */
+        if (!master) {
+            cf_passphrase_free(pass, plen);
+            return cf_fail("cannot allocate locked memory for the repository key");
+        }
+        cf_crypt_generate(master);
+        prm.cdc.seed = cf_get64(master + 96);
+    }
     while (prm.cdc.seed == 0) /* zero means "pick one"; 0 itself is never stored */
         cf_random(&prm.cdc.seed, sizeof prm.cdc.seed);
     cf_cdc cdc;
-    int level;
+    int level, rc = -1;
     uint64_t pack_size;
-    if (check_params(&prm, &cdc, &level, &pack_size) != 0)
-        return -1;
-    if (cf_store_prepare(st, 1) != 0)
-        return -1;
+    char *text = NULL, kid[2 * CF_ID_LEN + 1] = "";
+    EVP_MD *md = NULL;
     coffer_object_stat os;
+    if (check_params(&prm, &cdc, &level, &pack_size) != 0)
+        goto out;
+    if (cf_store_prepare(st, 1) != 0)
+        goto out;
     int st_rc = cf_store_stat(st, CONFIG_KEY, &os);
-    if (st_rc == 0)
-        return cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+    if (st_rc == 0) {
+        cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+        goto out;
+    }
     if (st_rc != COFFER_ERR_NOT_FOUND)
-        return -1;
+        goto out;
 
     uint8_t rid[CF_ID_LEN];
     char hex[2 * CF_ID_LEN + 1];
     cf_random(rid, sizeof rid);
     cf_hex(rid, sizeof rid, hex);
-    char *text = config_json(hex, &cdc.p, level, pack_size);
-    EVP_MD *md = fetch_sha256();
-    if (!md) {
-        free(text);
-        return -1;
+    text = config_json(hex, &cdc.p, level, pack_size, encrypted);
+    if (!(md = fetch_sha256()))
+        goto out;
+    if (encrypted) {
+        /* The key first, the config last: the config's create-if-absent
+         * decides between concurrent inits, and a loser removes its key. */
+        cf_crypt *c;
+        if (cf_crypt_new(master, &c) != 0)
+            goto out;
+        uint8_t mac[32];
+        cf_crypt_config_mac(c, text, strlen(text), mac);
+        cf_crypt_free(c);
+        if (cf_key_write(st, md, hex, master, mac, pass, plen, &prm.kdf, kid) != 0)
+            goto out;
     }
     cf_objw *w;
-    int rc = cf_objw_open_raw(st, md, level, CF_OBJ_CONFIG, CONFIG_KEY,
-                              COFFER_WRITE_IF_ABSENT | COFFER_WRITE_PRIVATE, 0, &w);
+    rc = cf_objw_open_raw(st, md, NULL, level, CF_OBJ_CONFIG, CONFIG_KEY,
+                          COFFER_WRITE_IF_ABSENT | COFFER_WRITE_PRIVATE, 0, &w);
     /* The config stays uncompressed so an operator can read it. */
     if (rc == 0 && (rc = cf_repo_objw_write(w, text, strlen(text))) != 0)
         cf_repo_objw_abort(w);
     else if (rc == 0)
         rc = cf_repo_objw_commit(w);
+    if (rc != 0) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        if (kid[0]) {
+            char *k = cf_asprintf("keys/%s", kid);
+            cf_store_remove(st, k);
+            free(k);
+        }
+        if (cf_store_stat(st, CONFIG_KEY, &os) == 0)
+            cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+        else
+            cf_fail("%s", saved);
+    }
+out:
     free(text);
     EVP_MD_free(md);
-    if (rc != 0 && cf_store_stat(st, CONFIG_KEY, &os) == 0)
-        return cf_fail("%s: a repository already exists here (object 'config' found)", st->label);
+    if (master)
+        sodium_free(master);
+    cf_passphrase_free(pass, plen);
     return rc ? -1 : 0;
 }
 
@@ -257,12 +323,17 @@ typedef struct key_list {
     size_t n;
 } key_list;
 
-static int collect_index_key(void *ud, const char *key, const coffer_object_stat *st)
+typedef struct flat_ctx {
+    key_list kl;
+    size_t plen;
+} flat_ctx;
+
+static int collect_flat(void *ud, const char *key, const coffer_object_stat *st)
 {
     (void)st;
-    key_list *kl = ud;
-    if (strncmp(key, "index/", 6) == 0 && key[6] && !strchr(key + 6, '/'))
-        cf_strv_push(&kl->v, &kl->n, key);
+    flat_ctx *c = ud;
+    if (key[c->plen] && !strchr(key + c->plen, '/'))
+        cf_strv_push(&c->kl.v, &c->kl.n, key);
     return 0;
 }
 
@@ -271,22 +342,51 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n)
+int cf_repo_list_flat(cf_store *st, const char *prefix, char ***keys, size_t *n)
 {
-    key_list kl = {0};
-    if (cf_store_list(r->st, "index/", collect_index_key, &kl) != 0) {
-        cf_strv_free(kl.v, kl.n);
+    flat_ctx c = {{0}, strlen(prefix)};
+    if (cf_store_list(st, prefix, collect_flat, &c) != 0) {
+        cf_strv_free(c.kl.v, c.kl.n);
         return -1;
     }
-    if (kl.n)
-        qsort(kl.v, kl.n, sizeof *kl.v, cmp_str);
-    *keys = kl.v;
-    *n = kl.n;
+    if (c.kl.n)
+        qsort(c.kl.v, c.kl.n, sizeof *c.kl.v, cmp_str);
+    *keys = c.kl.v;
+    *n = c.kl.n;
     return 0;
+}
+
+int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n)
+{
+    return cf_repo_list_flat(r->st, "index/", keys, n);
 }
 
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
 {
+    cf_repo_open_opts o = {.flags = flags};
+    return cf_repo_open_with(st, &o, out);
+}
+
+/* A config that says "none" while keys/ holds keys was replaced: writing
+ * plaintext into an encrypted repository is what such a swap would aim
+ * at. */
+static int check_no_keys(cf_repo *r)
+{
+    char **keys;
+    size_t n;
+    if (cf_repo_list_flat(r->st, "keys/", &keys, &n) != 0)
+        return -1;
+    cf_strv_free(keys, n);
+    if (n)
+        return cf_fail("repository at %s: config says unencrypted, but keys/ holds %zu key "
+                       "object(s): the config was replaced; refusing to open",
+                       r->st->label, n);
+    return 0;
+}
+
+int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
+{
+    unsigned flags = o ? o->flags : 0;
     *out = NULL;
     if (cf_store_prepare(st, 0) != 0)
         return -1;
@@ -308,9 +408,20 @@ int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
         goto fail;
     }
     int rc = parse_config(r, &b);
+    if (rc == 0 && r->scheme)
+        rc = cf_key_unlock(r, &b, o ? o->pass : NULL);
+    else if (rc == 0)
+        rc = check_no_keys(r);
     cf_buf_free(&b);
     if (rc != 0)
         goto fail;
+    if (r->crypt) {
+        cf_cdc_params cp = r->cdc.p;
+        cp.seed = r->crypt->seed;
+        if (cf_cdc_init(&r->cdc, &cp) != 0)
+            goto fail;
+        r->seal_overhead = CF_SEAL_OVERHEAD;
+    }
 
     char **keys;
     size_t nkeys;
@@ -355,6 +466,7 @@ void cf_repo_close(cf_repo *r)
     cf_strv_free(r->bad_index, r->nbad_index);
     cf_index_free(&r->idx);
     EVP_MD_free(r->sha);
+    cf_crypt_free(r->crypt);
     pthread_rwlock_destroy(&r->lock);
     pthread_mutex_destroy(&r->wlock);
     free(r);
@@ -368,6 +480,11 @@ const cf_cdc_params *cf_repo_cdc(cf_repo *r)
 const char *cf_repo_id(cf_repo *r)
 {
     return r->id_hex;
+}
+
+int cf_repo_encryption(cf_repo *r)
+{
+    return r->crypt ? CF_REPO_ENC_REPOKEY : CF_REPO_ENC_NONE;
 }
 
 cf_store *cf_repo_store(cf_repo *r)
@@ -542,7 +659,7 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
         return cf_fail("chunk %s in pack %s: pack not written yet (flush first)", hex, key);
     }
     cf_buf tmp = {0};
-    cf_buf *dst = l.comp == CF_COMP_NONE ? out : &tmp;
+    cf_buf *dst = l.comp == CF_COMP_NONE && !r->crypt ? out : &tmp;
     /* A zero length range means "to the end" to a driver: the empty chunk
      * needs no read at all. */
     int rc = 0;
@@ -560,7 +677,7 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
     } else if (rc != 0) {
         cf_id_hex(id, hex);
         cf_error_prefix("chunk %s in pack %s", hex, key);
-    } else if (l.comp == CF_COMP_NONE) {
+    } else if (dst == out) {
         rc = cf_blob_verify(r, &l, key, out->data, out->len);
     } else {
         rc = cf_blob_open(r, &l, key, tmp.data, out);

@@ -8,7 +8,8 @@
  *   data/<pp>/<packid>     packs (<pp> = first two hex digits of packid)
  *   index/<id>             index objects (which chunk lives where)
  *   sets/<setid>           set manifests, written last
- *   locks/, keys/          reserved for later versions
+ *   keys/<keyid>           wrapped master keys (encrypted repositories)
+ *   locks/<id>             repository locks (repo/lock.h)
  *
  * Thread safety: cf_repo_put_chunk, cf_repo_has and cf_repo_get_chunk may
  * be called from several threads at once; the rest from one thread.
@@ -34,7 +35,40 @@ enum {
     CF_OBJ_PACK = 2,
     CF_OBJ_INDEX = 3,
     CF_OBJ_MANIFEST = 4,
+    CF_OBJ_KEY = 5,
 };
+
+/* Encryption at rest, chosen at init (docs/repository-format.md, 2.1):
+ * "repokey" encrypts every pack blob, pack table, index object and
+ * manifest with a random master key that keys/<id> objects hold wrapped
+ * under passphrase-derived keys (Argon2id). Chunk ids become HMAC-SHA256
+ * under a secret key, so the storage learns nothing about content. */
+enum { CF_REPO_ENC_NONE = 0, CF_REPO_ENC_REPOKEY = 1 };
+
+/* Where a passphrase comes from: a command's output, a file, or an
+ * environment variable (default COFFER_PASSPHRASE), in that order of
+ * precedence. Never the policy text. Strings are borrowed. */
+typedef struct cf_passphrase_src {
+    const char *env;     /* variable name; NULL: COFFER_PASSPHRASE */
+    const char *file;    /* one trailing newline is dropped */
+    const char *command; /* /bin/sh -c, stdout; one trailing newline dropped */
+    const char *what;    /* for messages ("target 'primary'"); may be NULL */
+} cf_passphrase_src;
+
+/* 1 if the source can give a passphrase (file or command configured, or
+ * the variable set and non-empty). */
+int cf_passphrase_available(const cf_passphrase_src *s);
+/* Read the passphrase into locked memory; free with cf_passphrase_free. */
+int cf_passphrase_read(const cf_passphrase_src *s, char **pass, size_t *len);
+void cf_passphrase_free(char *pass, size_t len);
+/* "$COFFER_PASSPHRASE", "passphrase_file /x", "passphrase_command" */
+const char *cf_passphrase_describe(const cf_passphrase_src *s, char *buf, size_t len);
+
+/* Argon2id parameters of a new key; 0 fields: defaults (3 passes, 64 MiB). */
+typedef struct cf_kdf_params {
+    uint64_t opslimit;
+    uint64_t memlimit; /* bytes */
+} cf_kdf_params;
 
 typedef struct cf_repo cf_repo;
 
@@ -42,6 +76,9 @@ typedef struct cf_repo_params {
     cf_cdc_params cdc;   /* zero: defaults (min 512 KiB, avg 1 MiB, max 8 MiB, random seed) */
     int zstd_level;      /* 0: default (3) */
     uint64_t pack_size;  /* 0: default (16 MiB): target pack size */
+    int encryption;      /* CF_REPO_ENC_*; 0: none */
+    const cf_passphrase_src *pass; /* repokey: the first key's passphrase */
+    cf_kdf_params kdf;   /* repokey: parameters of the first key */
 } cf_repo_params;
 
 /* Create a repository in an empty location; refuses if "config" exists. */
@@ -53,6 +90,16 @@ int cf_repo_open(cf_store *st, cf_repo **out);
 #define CF_REPO_OPEN_SKIP_BAD_INDEX 0x1u /* log and skip unreadable index objects
                                           * (to run checks or rebuild the index) */
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
+/* Open with options: flags as above, and where the passphrase of an
+ * encrypted repository comes from (NULL: $COFFER_PASSPHRASE). The
+ * passphrase is read only when the config says the repository is
+ * encrypted. A wrong one fails with "wrong passphrase for repository at
+ * <store label>" and writes nothing. */
+typedef struct cf_repo_open_opts {
+    unsigned flags;
+    const cf_passphrase_src *pass;
+} cf_repo_open_opts;
+int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out);
 /* Close without flush discards the packs still open (their chunks are
  * lost); packs already closed stay, unindexed, until rebuild or prune. */
 void cf_repo_close(cf_repo *r);
@@ -61,7 +108,31 @@ const cf_cdc_params *cf_repo_cdc(cf_repo *r);
 /* Repository id (hex, 64 chars + NUL). */
 const char *cf_repo_id(cf_repo *r);
 
-/* Chunk id of plaintext (SHA-256 in v1 unencrypted repositories). */
+/* CF_REPO_ENC_NONE or CF_REPO_ENC_REPOKEY. */
+int cf_repo_encryption(cf_repo *r);
+
+/* Keys of an encrypted repository (keys/<id> objects). */
+typedef struct cf_key_info {
+    char id[2 * CF_ID_LEN + 1];
+    char created[32];
+    char host[64];
+    uint64_t opslimit, memlimit;
+    int current; /* the key this handle was opened with */
+    int foreign; /* belongs to another repository id (left by a failed init) */
+} cf_key_info;
+int cf_repo_key_list(cf_repo *r, cf_key_info **keys, size_t *n);
+/* Id of the key the repository was opened with ("" when unencrypted). */
+const char *cf_repo_key_current(cf_repo *r);
+/* Wrap the master key under a new passphrase as a new keys/<id> object. */
+int cf_repo_key_add(cf_repo *r, const char *pass, size_t len, const cf_kdf_params *kdf,
+                    char id_out[2 * CF_ID_LEN + 1]);
+/* Remove keys/<id> (a unique prefix is enough). Refuses the last key and
+ * the key in use (change that one with add + remove from another key, or
+ * `coffer key passwd`, which removes it with allow_current). */
+int cf_repo_key_remove(cf_repo *r, const char *id, int allow_current);
+
+/* Chunk id of plaintext: SHA-256 when unencrypted, HMAC-SHA256 under the
+ * repository's id key when encrypted. */
 void cf_repo_hash(cf_repo *r, const void *data, size_t len, cf_id *out);
 /* 1 if the chunk is stored (committed index or written in this session). */
 int cf_repo_has(cf_repo *r, const cf_id *id);
@@ -123,6 +194,56 @@ long cf_repo_check_pack(cf_repo *r, const char *pack_key, cf_repo_problem_cb cb,
 /* Rebuild the index from pack trailers alone (writes a new index object
  * covering all packs and removes the old index objects). */
 int cf_repo_rebuild_index(cf_repo *r);
+
+/* Packs the index names (committed ones holding indexed chunks). */
+typedef struct cf_pack_list {
+    char **keys;
+    uint64_t *sizes;
+    size_t n;
+} cf_pack_list;
+int cf_repo_indexed_packs(cf_repo *r, cf_pack_list *out);
+/* Pack objects in storage that no loaded index names: leftovers of an
+ * interrupted backup or prune (or a backup running now). mtimes: 0 if
+ * the store does not say. */
+int cf_repo_orphan_packs(cf_repo *r, cf_pack_list *out, int64_t **mtimes);
+void cf_pack_list_free(cf_pack_list *l);
+
+/* ---- Prune (core/repo/prune.c) -------------------------------------------
+ * Two phases. cf_prune_begin reloads the index from the index objects
+ * present now: that snapshot is all prune may ever remove (objects written
+ * later by anyone are never touched). The caller marks every chunk a kept
+ * set references, then plans and runs: used blobs of packs chosen for
+ * repacking are copied (verified) into new packs, one new index object is
+ * written covering every kept chunk, and only then are the snapshot's
+ * index objects removed, and last the packs nothing uses. A kill at any
+ * point leaves a repository whose index covers every kept chunk. */
+typedef struct cf_prune cf_prune;
+typedef struct cf_prune_stats {
+    uint64_t chunks_total, chunks_used;
+    uint64_t packs_total, packs_keep, packs_repack, packs_delete;
+    uint64_t bytes_total, bytes_used, bytes_unused;     /* pack bytes */
+    uint64_t bytes_delete, bytes_repack_used;           /* freed / copied */
+    uint64_t bytes_unused_kept;                         /* left in kept packs */
+    uint64_t packs_written, bytes_written;
+    uint64_t index_removed;
+    uint64_t orphans_delete, orphan_bytes_delete;       /* unindexed packs removed */
+    uint64_t orphans_recent, orphan_bytes_recent;       /* unindexed, too new to remove */
+} cf_prune_stats;
+typedef struct cf_prune_opts {
+    double max_unused; /* percent of used bytes left unused in kept packs */
+    int orphan_grace_s; /* unindexed packs younger than this stay; <0: default */
+    int verbose;        /* log every pack removed or repacked */
+} cf_prune_opts;
+int cf_prune_begin(cf_repo *r, cf_prune **out);
+/* A kept set references id. -1 (cf_error set) if the snapshot index does
+ * not hold it: prune must then stop before changing anything. */
+int cf_prune_mark(cf_prune *p, const cf_id *id);
+int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st);
+/* Execute the plan. before_delete (may be NULL) runs after the new index
+ * is written and before the first removal; non-zero stops the prune there
+ * (nothing removed; the new packs and index are redundant but valid). */
+int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune_stats *st);
+void cf_prune_free(cf_prune *p);
 
 /* Stats of this session (for progress / summary). */
 typedef struct cf_repo_stats {

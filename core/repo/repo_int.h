@@ -22,7 +22,18 @@
 #define CF_FORMAT_VERSION 1
 #define CF_ENV_FLAG_ZSTD 0x01u /* body is one zstd frame */
 #define CF_ENV_FLAGS_KNOWN CF_ENV_FLAG_ZSTD
-#define CF_ENC_NONE 0 /* the only scheme of format 1 */
+#define CF_ENC_NONE 0    /* unencrypted */
+#define CF_ENC_XCHACHA 1 /* "repokey": XChaCha20-Poly1305 (section 2.1) */
+
+/* Scheme 1 sizes. */
+#define CF_KEY_LEN 32
+#define CF_BLOB_NONCE_LEN 24 /* crypto_aead_xchacha20poly1305_ietf_NPUBBYTES */
+#define CF_BLOB_TAG_LEN 16   /* crypto_aead_xchacha20poly1305_ietf_ABYTES */
+#define CF_SEAL_OVERHEAD (CF_BLOB_NONCE_LEN + CF_BLOB_TAG_LEN)
+#define CF_SEG_LEN 65536     /* secretstream plaintext segment of envelope bodies */
+#define CF_SS_HDR_LEN 24     /* crypto_secretstream_xchacha20poly1305_HEADERBYTES */
+#define CF_SS_ABYTES 17      /* crypto_secretstream_xchacha20poly1305_ABYTES */
+#define CF_MASTER_LEN 104    /* enc key 32, id key 32, config MAC key 32, seed 8 */
 
 /* Per-blob compression in packs and indexes. */
 #define CF_COMP_NONE 0
@@ -36,15 +47,57 @@
 
 #define CF_PACK_SIZE_MAX (1ull << 30)
 
-void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags);
-/* Validate a header read from `key`; *flags receives the flags byte. */
-int cf_env_check(const uint8_t hdr[CF_ENV_HDR_LEN], int type, const char *key, unsigned *flags);
+/* ---- Keys (core/repo/crypto.c) ------------------------------------------ */
+
+/* The master key of an encrypted repository, in locked memory
+ * (sodium_malloc). hmac_in/hmac_out: SHA-256 states after absorbing the
+ * id key XOR ipad / opad, so each chunk id costs one copy, not a key
+ * schedule. */
+typedef struct cf_crypt {
+    uint8_t enc[CF_KEY_LEN]; /* XChaCha20-Poly1305: blobs, tables, bodies */
+    uint8_t id[CF_KEY_LEN];  /* HMAC-SHA256: chunk ids */
+    uint8_t mac[CF_KEY_LEN]; /* HMAC-SHA256: config authentication */
+    uint64_t seed;           /* chunker gear seed */
+    EVP_MD_CTX *hmac_in, *hmac_out;
+} cf_crypt;
+
+int cf_crypt_new(const uint8_t master[CF_MASTER_LEN], cf_crypt **out);
+void cf_crypt_generate(uint8_t master[CF_MASTER_LEN]);
+void cf_crypt_master(const cf_crypt *c, uint8_t master[CF_MASTER_LEN]);
+void cf_crypt_free(cf_crypt *c);
+/* HMAC-SHA256 under the id key (thread safe). */
+void cf_crypt_chunk_id(const cf_crypt *c, const void *data, size_t len, cf_id *out);
+/* HMAC-SHA256 of the config bytes under the MAC key. */
+void cf_crypt_config_mac(const cf_crypt *c, const void *data, size_t len, uint8_t out[32]);
+/* AEAD seal: out = nonce (24) | ciphertext | tag (16); ad may be NULL. */
+void cf_seal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const void *in, size_t len,
+             cf_buf *out);
+/* Open what cf_seal made; -1 (no message set) if authentication fails. */
+int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len,
+              cf_buf *out);
+
+/* Write keys/<id> wrapping master under pass. *id_out receives the id. */
+int cf_key_write(cf_store *st, const EVP_MD *md, const char *repo_id,
+                 const uint8_t master[CF_MASTER_LEN], const uint8_t config_mac[32],
+                 const char *pass, size_t plen, const cf_kdf_params *kdf,
+                 char id_out[2 * CF_ID_LEN + 1]);
+/* Find the key that pass opens (keys of this repo id only); check the
+ * config against it. */
+int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src);
+
+void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags, int scheme);
+/* Validate a header read from `key`; *flags receives the flags byte.
+ * scheme: the repository's (an object of another scheme is refused). */
+int cf_env_check(const uint8_t hdr[CF_ENV_HDR_LEN], int type, const char *key, unsigned *flags,
+                 int scheme);
 const char *cf_obj_type_name(int type);
 
-/* Envelope writer/reader on a bare store (init has no cf_repo yet). */
-int cf_objw_open_raw(cf_store *st, const EVP_MD *md, int level, int type, const char *key,
-                     uint32_t wflags, int compress, cf_objw **out);
-int cf_objr_open_raw(cf_store *st, const EVP_MD *md, int type, const char *key, cf_objr **out);
+/* Envelope writer/reader on a bare store (init has no cf_repo yet).
+ * cr: the repository's keys (body encrypted), or NULL (plain). */
+int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int level, int type,
+                     const char *key, uint32_t wflags, int compress, cf_objw **out);
+int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
+                     const char *key, cf_objr **out);
 /* Read exactly len bytes; returns bytes read (< len only at the end), -1. */
 long cf_objr_read_full(cf_objr *rd, void *buf, size_t len);
 
@@ -121,8 +174,9 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix);
 /* Write entries [from, ix->n) of ix as one new index object. *key_out
  * (malloc'd) names it; nothing is written when the range is empty. */
 int cf_index_write_object(cf_repo *r, const cf_index *ix, size_t from, char **key_out);
-/* Check one 52-byte record's fields against a pack size. */
-int cf_entry_valid(const cf_loc *l, uint64_t pack_size);
+/* Check one 52-byte record's fields against a pack size; overhead is
+ * what sealing adds to every blob (0, or CF_SEAL_OVERHEAD). */
+int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead);
 void cf_entry_encode(uint8_t out[CF_ENTRY_LEN], const cf_loc *l);
 void cf_entry_decode(const uint8_t in[CF_ENTRY_LEN], cf_loc *l);
 
@@ -140,6 +194,11 @@ void cf_packw_free(cf_packw *pw);
 /* Compress (outside any lock) and append one blob, opening a pack when
  * none is open; *loc receives where it went. */
 int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc);
+/* Append a blob exactly as stored elsewhere (prune's repacking: sealed
+ * blobs are bound to their chunk id, not to a pack, so they move as is). */
+int cf_packw_add_stored(cf_packw *pw, const cf_loc *src, const uint8_t *blob, cf_loc *loc);
+/* The key and id of the pack being written ("" when none). */
+const char *cf_packw_key(const cf_packw *pw);
 int cf_packw_is_open(const cf_packw *pw);
 /* The open pack reached the target size: close it. */
 int cf_packw_full(const cf_packw *pw);
@@ -148,7 +207,9 @@ void cf_packw_abort(cf_packw *pw); /* discard the open pack, if any */
 
 /* Read and validate the trailer table of a pack of known size. Entries are
  * in offset order, pack numbers unset. */
-int cf_pack_read_table(cf_store *st, const char *key, uint64_t size, cf_loc **ents, size_t *n);
+int cf_pack_read_table(cf_repo *r, const char *key, uint64_t size, cf_loc **ents, size_t *n);
+/* Bytes of a pack that are not blobs: header, table, tail. */
+uint64_t cf_pack_overhead(const cf_repo *r, uint64_t nblobs);
 
 /* Decompress (CF_COMP_ZSTD) or copy one blob into out and check its id.
  * Errors name the chunk and the pack. */
@@ -163,6 +224,10 @@ int cf_blob_verify(cf_repo *r, const cf_loc *l, const char *pack_key, const uint
 struct cf_repo {
     cf_store *st;
     EVP_MD *sha;
+    cf_crypt *crypt;              /* NULL: unencrypted */
+    int scheme;                   /* CF_ENC_* of every object but config/keys */
+    uint32_t seal_overhead;       /* per blob: 0 or CF_SEAL_OVERHEAD */
+    char key_id[2 * CF_ID_LEN + 1]; /* keys/<id> that opened it */
     char id_hex[2 * CF_ID_LEN + 1];
     cf_cdc cdc;
     int zstd_level;
@@ -199,6 +264,8 @@ void cf_repo_pack_committed(cf_repo *r, uint32_t pack, uint64_t size);
 
 /* Every index object key, sorted so loading is deterministic. */
 int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n);
+/* Keys under prefix with one more path segment (e.g. "keys/<id>"), sorted. */
+int cf_repo_list_flat(cf_store *st, const char *prefix, char ***keys, size_t *n);
 
 /* Small string list helpers. */
 void cf_strv_push(char ***v, size_t *n, const char *s);

@@ -45,8 +45,7 @@ coffer_status dbmysql_status_of(unsigned err)
     case ER_COLUMNACCESS_DENIED_ERROR:
     case ER_SPECIFIC_ACCESS_DENIED_ERROR:
     case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
-    case 1698: /* ER_ACCESS_DENIED_NO_PASSWORD_ERROR on some servers */
-    case 1251: /* ER_NOT_SUPPORTED_AUTH_MODE */
+    case ER_NOT_SUPPORTED_AUTH_MODE:
         return COFFER_ERR_AUTH;
     case ER_BAD_DB_ERROR:
     case ER_NO_SUCH_TABLE:
@@ -65,7 +64,7 @@ coffer_status dbmysql_status_of(unsigned err)
     case CR_SERVER_LOST:
     case CR_SERVER_LOST_EXTENDED:
     case ER_SERVER_SHUTDOWN:
-    case 1927: /* ER_CONNECTION_KILLED */
+    case ER_CONNECTION_KILLED:
         return COFFER_ERR_RETRY;
     case ER_RECORD_FILE_FULL:
     case ER_DISK_FULL:

@@ -122,13 +122,16 @@ char *dbmysql_printf(const char *fmt, ...) COFFER_PRINTF(1, 2);
 /* ---- output and SQL literals (sqlout.c) ------------------------------------ */
 
 typedef coffer_status (*dbmysql_write_fn)(void *ud, const void *buf, size_t len);
+/* Hand over the full buffer *buf (len bytes) and put a free one in *buf. */
+typedef coffer_status (*dbmysql_swap_fn)(void *ud, char **buf, size_t len);
 
 /* A buffered writer in front of a sink stream or a file. The first error is
  * sticky: later calls do nothing and out->st keeps it. */
 typedef struct dbmysql_out {
     char *buf;
     size_t len, cap;
-    dbmysql_write_fn write;
+    dbmysql_write_fn write; /* either write (copying) ... */
+    dbmysql_swap_fn swap;   /* ... or swap (buffers change hands) */
     void *ud;
     uint64_t total; /* bytes handed to write */
     coffer_status st;
@@ -140,6 +143,9 @@ typedef struct dbmysql_out {
 } dbmysql_out;
 
 int dbmysql_out_init(dbmysql_out *o, size_t cap, dbmysql_write_fn write, void *ud);
+/* Swapping mode: buf (cap bytes) is borrowed; dbmysql_out_free leaves
+ * whatever buffer o->buf holds then to the caller. */
+void dbmysql_out_init_swap(dbmysql_out *o, size_t cap, char *buf, dbmysql_swap_fn swap, void *ud);
 void dbmysql_out_free(dbmysql_out *o);
 coffer_status dbmysql_out_put(dbmysql_out *o, const void *p, size_t n);
 coffer_status dbmysql_out_str(dbmysql_out *o, const char *s);
@@ -188,6 +194,21 @@ coffer_status dbmysql_batch_row_begin(dbmysql_batch *b);
 coffer_status dbmysql_batch_sep(dbmysql_batch *b);
 coffer_status dbmysql_batch_row_end(dbmysql_batch *b);
 coffer_status dbmysql_batch_finish(dbmysql_batch *b);
+
+/* ---- writer threads (pipe.c) ------------------------------------------------ */
+
+/* One writer thread and a few DBMYSQL_OUT_CAP buffers: pipe_put queues a
+ * full buffer for sink->stream_write on the thread; pipe_get returns a
+ * free buffer (waiting for one). The first write failure is sticky and
+ * returned by every later put and drain. */
+typedef struct dbmysql_pipe dbmysql_pipe;
+dbmysql_pipe *dbmysql_pipe_new(const coffer_host *host, coffer_hctx *h, size_t cap);
+void dbmysql_pipe_free(dbmysql_pipe *p);
+char *dbmysql_pipe_get(dbmysql_pipe *p);
+void dbmysql_pipe_release(dbmysql_pipe *p, char *buf);
+coffer_status dbmysql_pipe_put(dbmysql_pipe *p, coffer_dump_sink *sink, void *stream, char *buf, size_t len);
+/* Wait until everything queued is written. */
+coffer_status dbmysql_pipe_drain(dbmysql_pipe *p);
 
 /* ---- statement splitting (split.c) ------------------------------------------ */
 

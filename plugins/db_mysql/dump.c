@@ -92,6 +92,7 @@ typedef struct dctx {
 typedef struct worker {
     dctx *d;
     MYSQL *m;
+    dbmysql_pipe *pipe; /* its writer thread */
     pthread_t th;
     int started;
 } worker;
@@ -160,43 +161,45 @@ static unsigned long esc_cb(void *ud, char *to, const char *from, unsigned long 
 /* ---- sink streams ---------------------------------------------------------- */
 
 typedef struct sstream {
-    dbmysql_instance *in;
     coffer_dump_sink *sink;
     void *stream;
+    dbmysql_pipe *pipe;
 } sstream;
 
-static coffer_status sink_write(void *ud, const void *buf, size_t len)
+static coffer_status sink_swap(void *ud, char **buf, size_t len)
 {
     sstream *s = ud;
-    coffer_status st = s->sink->stream_write(s->stream, buf, len);
-    if (st == COFFER_OK)
-        s->in->host->progress(s->in->h, len);
+    coffer_status st = dbmysql_pipe_put(s->pipe, s->sink, s->stream, *buf, len);
+    *buf = dbmysql_pipe_get(s->pipe);
     return st;
 }
 
-/* Open stream `name` with an output buffer in front of it. */
-static coffer_status open_out(dctx *d, const char *name, sstream *s, dbmysql_out *o)
+/* Open stream `name` with an output buffer in front of it, written by
+ * w's writer thread. */
+static coffer_status open_out(worker *w, const char *name, sstream *s, dbmysql_out *o)
 {
-    s->in = d->in;
+    dctx *d = w->d;
     s->sink = d->sink;
     s->stream = NULL;
+    s->pipe = w->pipe;
     coffer_status st = d->sink->stream_open(d->sink, name, &s->stream);
     if (st)
         return record(d, st, "cannot open dump stream %s", name);
-    if (dbmysql_out_init(o, DBMYSQL_OUT_CAP, sink_write, s) != 0) {
-        d->sink->stream_close(s->stream);
-        return record(d, COFFER_ERR_FATAL, "out of memory");
-    }
+    dbmysql_out_init_swap(o, DBMYSQL_OUT_CAP, dbmysql_pipe_get(w->pipe), sink_swap, s);
     return COFFER_OK;
 }
 
-/* Flush and close; the stream is closed even after a failure (the sink
- * owns it, and a failed backup never publishes it). */
+/* Flush, wait for the writer, close; the stream is closed even after a
+ * failure (the sink owns it, and a failed backup never publishes it). */
 static coffer_status close_out(dctx *d, const char *name, sstream *s, dbmysql_out *o, coffer_status st)
 {
     coffer_status fst = st ? st : dbmysql_out_flush(o);
+    coffer_status dst = dbmysql_pipe_drain(s->pipe);
+    if (fst == COFFER_OK)
+        fst = dst;
     if (st == COFFER_OK && fst != COFFER_OK)
         st = record(d, fst, "cannot write dump stream %s", name);
+    dbmysql_pipe_release(s->pipe, o->buf);
     coffer_status cst = d->sink->stream_close(s->stream);
     if (st == COFFER_OK && cst != COFFER_OK)
         st = record(d, cst, "cannot close dump stream %s", name);
@@ -494,13 +497,26 @@ static const char *field(MYSQL_RES *r, MYSQL_ROW row, const char *name)
     return NULL;
 }
 
-static coffer_status dump_schema(dctx *d, size_t di)
+/* SHOW CREATE qualifies same-schema names with the schema unless it is
+ * the connection's default: select it, so definitions restore into
+ * whatever schema they are loaded in (--map), never into the original. */
+static coffer_status use_db(dctx *d, mdb *D)
 {
+    if (mysql_select_db(d->c0, D->name) != 0)
+        return record_sql(d, d->c0, "cannot select database `%s`", D->name);
+    return COFFER_OK;
+}
+
+static coffer_status dump_schema(worker *w, size_t di)
+{
+    dctx *d = w->d;
     mdb *D = &d->dbs[di];
+    if (use_db(d, D))
+        return d->st;
     char *name = dbmysql_printf("%s/schema.sql", D->enc);
     sstream s;
     dbmysql_out o;
-    coffer_status st = open_out(d, name, &s, &o);
+    coffer_status st = open_out(w, name, &s, &o);
     if (st) {
         free(name);
         return st;
@@ -584,7 +600,7 @@ typedef struct view {
 /* Views in an order where each comes after the views it selects from
  * (same-schema references are unqualified `name` in MariaDB and MySQL);
  * a cycle, which the server cannot have, falls back to name order. */
-static coffer_status write_views(dctx *d, dbmysql_out *o, view *v, size_t n)
+static coffer_status write_views(dbmysql_out *o, view *v, size_t n)
 {
     size_t left = n;
     while (left) {
@@ -622,14 +638,17 @@ static coffer_status write_views(dctx *d, dbmysql_out *o, view *v, size_t n)
     return o->st;
 }
 
-static coffer_status dump_post(dctx *d, size_t di)
+static coffer_status dump_post(worker *w, size_t di)
 {
+    dctx *d = w->d;
     mdb *D = &d->dbs[di];
+    if (use_db(d, D))
+        return d->st;
     MYSQL *m = d->c0;
     char *name = dbmysql_printf("%s/post.sql", D->enc);
     sstream s;
     dbmysql_out o;
-    coffer_status st = open_out(d, name, &s, &o);
+    coffer_status st = open_out(w, name, &s, &o);
     if (st) {
         free(name);
         return st;
@@ -680,7 +699,7 @@ static coffer_status dump_post(dctx *d, size_t di)
         goto out;
     }
     D->views = (unsigned)nviews;
-    if ((st = write_views(d, &o, views, nviews)) != COFFER_OK)
+    if ((st = write_views(&o, views, nviews)) != COFFER_OK)
         goto out;
 
     /* routines */
@@ -816,8 +835,10 @@ out:
 
 /* ---- data ------------------------------------------------------------------------ */
 
-static coffer_status dump_sequence(dctx *d, MYSQL *m, mtable *t)
+static coffer_status dump_sequence(worker *w, mtable *t)
 {
+    dctx *d = w->d;
+    MYSQL *m = w->m;
     mdb *D = &d->dbs[t->db];
     char *qdb = qid(D->name), *qt = qid(t->name);
     char *sql = dbmysql_printf("SELECT next_not_cached_value FROM %s.%s", qdb, qt);
@@ -833,7 +854,7 @@ static coffer_status dump_sequence(dctx *d, MYSQL *m, mtable *t)
     }
     sstream s;
     dbmysql_out o;
-    if (st == COFFER_OK && (st = open_out(d, t->stream, &s, &o)) == COFFER_OK) {
+    if (st == COFFER_OK && (st = open_out(w, t->stream, &s, &o)) == COFFER_OK) {
         dbmysql_out_str(&o, "DO SETVAL(");
         dbmysql_out_str(&o, qt);
         dbmysql_out_str(&o, ", ");
@@ -846,10 +867,12 @@ static coffer_status dump_sequence(dctx *d, MYSQL *m, mtable *t)
     return st;
 }
 
-static coffer_status dump_table(dctx *d, MYSQL *m, mtable *t)
+static coffer_status dump_table(worker *w, mtable *t)
 {
     if (t->kind == K_SEQUENCE)
-        return dump_sequence(d, m, t);
+        return dump_sequence(w, t);
+    dctx *d = w->d;
+    MYSQL *m = w->m;
     dbmysql_instance *in = d->in;
     mdb *D = &d->dbs[t->db];
     char *qdb = qid(D->name), *qt = qid(t->name);
@@ -894,7 +917,7 @@ static coffer_status dump_table(dctx *d, MYSQL *m, mtable *t)
     dbmysql_out o;
     MYSQL_RES *r = NULL;
     int aborted = 0;
-    if ((st = open_out(d, t->stream, &s, &o)) != COFFER_OK)
+    if ((st = open_out(w, t->stream, &s, &o)) != COFFER_OK)
         goto done;
     if (mysql_real_query(m, sel, strlen(sel)) != 0 || !(r = mysql_use_result(m))) {
         st = record_sql(d, m, "cannot read table %s.%s", qdb, qt);
@@ -902,7 +925,13 @@ static coffer_status dump_table(dctx *d, MYSQL *m, mtable *t)
     }
     unsigned n = mysql_num_fields(r);
     MYSQL_FIELD *f = mysql_fetch_fields(r);
-    dbmysql_lit kinds[n ? n : 1];
+    dbmysql_lit *kinds = calloc(n + 1, sizeof *kinds);
+    if (!kinds) {
+        mariadb_cancel(m);
+        mysql_free_result(r);
+        st = record(d, COFFER_ERR_FATAL, "out of memory");
+        goto close;
+    }
     for (unsigned i = 0; i < n; i++)
         kinds[i] = dbmysql_lit_of(f[i].type, f[i].charsetnr);
     dbmysql_batch b;
@@ -947,6 +976,7 @@ static coffer_status dump_table(dctx *d, MYSQL *m, mtable *t)
         dbmysql_batch_finish(&b);
         t->rows = rows;
     }
+    free(kinds);
     mysql_free_result(r);
 close:
     st = close_out(d, t->stream, &s, &o, st);
@@ -969,7 +999,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&d->mu);
         if (i == SIZE_MAX)
             break;
-        if (dump_table(d, w->m, &d->tables[i]) != COFFER_OK)
+        if (dump_table(w, &d->tables[i]) != COFFER_OK)
             break;
     }
     mysql_thread_end();
@@ -1165,6 +1195,14 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
             goto out;
     if ((st = start_snapshot(&d, d.c0)) != COFFER_OK)
         goto out;
+    w[0].m = d.c0;
+    for (int i = 0; i < jobs; i++) {
+        w[i].d = &d;
+        if (!(w[i].pipe = dbmysql_pipe_new(host, in->h, DBMYSQL_OUT_CAP))) {
+            st = record(&d, COFFER_ERR_FATAL, "cannot start a dump writer thread");
+            goto out;
+        }
+    }
     {
         /* MariaDB reports the binary log position matching the snapshot
          * even without the lock; MySQL needs the lock (SHOW MASTER STATUS). */
@@ -1197,7 +1235,7 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
     for (size_t i = 0; i < d.ntables; i++)
         size += d.tables[i].size;
     for (size_t i = 0; i < d.ndbs; i++)
-        if ((st = dump_schema(&d, i)) != COFFER_OK || (st = dump_post(&d, i)) != COFFER_OK)
+        if ((st = dump_schema(&w[0], i)) != COFFER_OK || (st = dump_post(&w[0], i)) != COFFER_OK)
             goto out;
 
     /* Non-transactional tables: copied while writes are held. */
@@ -1211,7 +1249,7 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
                   t->engine[0] ? t->engine : "an unknown engine",
                   locked ? "copied under FLUSH TABLES WITH READ LOCK (writes to every table wait meanwhile)"
                          : "copied WITHOUT a lock, it may not match the other tables");
-        if ((st = dump_table(&d, d.c0, t)) != COFFER_OK)
+        if ((st = dump_table(&w[0], t)) != COFFER_OK)
             goto out;
         nlocked++;
     }
@@ -1241,9 +1279,6 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
         if (d.tables[i].trans)
             d.queue[d.nqueue++] = i;
     qsort_r(d.queue, d.nqueue, sizeof *d.queue, cmp_size_desc, d.tables);
-    w[0].m = d.c0;
-    for (int i = 0; i < jobs; i++)
-        w[i].d = &d;
     for (int i = 1; i < jobs; i++) {
         if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
             record(&d, COFFER_ERR_FATAL, "cannot start dump thread");
@@ -1255,7 +1290,6 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
     for (int i = 1; i < jobs; i++)
         if (w[i].started)
             pthread_join(w[i].th, NULL);
-    w[0].m = NULL;
     st = d.st;
     if (st == COFFER_OK && host->cancelled(in->h))
         st = record(&d, COFFER_ERR_CANCELLED, "dump cancelled");
@@ -1282,9 +1316,11 @@ out:
 out_reported:
     if (locked && d.c0)
         dbmysql_exec(d.c0, "UNLOCK TABLES");
-    for (int i = 1; i < DBMYSQL_MAX_JOBS; i++)
-        if (w[i].m)
+    for (int i = 0; i < DBMYSQL_MAX_JOBS; i++) {
+        dbmysql_pipe_free(w[i].pipe);
+        if (i && w[i].m)
             mysql_close(w[i].m);
+    }
     if (d.c0)
         mysql_close(d.c0);
     dctx_free(&d);

@@ -186,7 +186,9 @@ static uint32_t dbmysql_capabilities(void *instance)
 {
     dbmysql_instance *in = instance;
     dbmysql_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
-    return COFFER_DBCAP_QUERY | (in->jobs > 1 ? COFFER_DBCAP_PARALLEL_DUMP : 0);
+    /* Sink streams are written from the dump's writer threads (and, with
+     * jobs > 1, several are open at once). */
+    return COFFER_DBCAP_QUERY | COFFER_DBCAP_PARALLEL_DUMP;
 }
 
 static int is_system_db(const char *d)

@@ -24,9 +24,20 @@ int dbmysql_out_init(dbmysql_out *o, size_t cap, dbmysql_write_fn write, void *u
     return 0;
 }
 
+void dbmysql_out_init_swap(dbmysql_out *o, size_t cap, char *buf, dbmysql_swap_fn swap, void *ud)
+{
+    memset(o, 0, sizeof *o);
+    o->buf = buf;
+    o->cap = cap;
+    o->swap = swap;
+    o->ud = ud;
+    o->hash_from = SIZE_MAX;
+}
+
 void dbmysql_out_free(dbmysql_out *o)
 {
-    free(o->buf);
+    if (!o->swap)
+        free(o->buf);
     o->buf = NULL;
 }
 
@@ -70,7 +81,7 @@ coffer_status dbmysql_out_flush(dbmysql_out *o)
         o->hash_from = 0;
     }
     if (o->len) {
-        o->st = o->write(o->ud, o->buf, o->len);
+        o->st = o->swap ? o->swap(o->ud, &o->buf, o->len) : o->write(o->ud, o->buf, o->len);
         o->total += o->len;
         o->len = 0;
     }
@@ -140,12 +151,19 @@ dbmysql_lit dbmysql_lit_of(enum enum_field_types type, unsigned charsetnr)
 
 #define PIECE (64u << 10) /* escape/hex long values in pieces of this many bytes */
 
+/* Bytes mysql_real_escape_string escapes (without NO_BACKSLASH_ESCAPES). */
+static const unsigned char needs_escape[256] = {
+    [0] = 1, ['\n'] = 1, ['\r'] = 1, ['\\'] = 1, ['\''] = 1, ['"'] = 1, [0x1a] = 1,
+};
+
 coffer_status dbmysql_out_literal(dbmysql_out *o, dbmysql_lit kind, const char *val, unsigned long len,
                                   dbmysql_escape_fn esc, void *esc_ud)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (!val)
         return dbmysql_out_put(o, "NULL", 4);
+    /* Pieces that always fit the buffer, escaped or hex-encoded. */
+    size_t piece = (o->cap - 1) / 2 < PIECE ? (o->cap - 1) / 2 : PIECE;
     switch (kind) {
     case DBMYSQL_LIT_NUMBER:
         return dbmysql_out_put(o, val, len);
@@ -153,7 +171,7 @@ coffer_status dbmysql_out_literal(dbmysql_out *o, dbmysql_lit kind, const char *
         if (dbmysql_out_put(o, "X'", 2))
             return o->st;
         while (len) {
-            size_t k = len < PIECE ? len : PIECE;
+            size_t k = len < piece ? len : piece;
             char *w = dbmysql_out_room(o, 2 * k);
             if (!w)
                 return o->st;
@@ -172,13 +190,24 @@ coffer_status dbmysql_out_literal(dbmysql_out *o, dbmysql_lit kind, const char *
         if (dbmysql_out_put(o, "'", 1))
             return o->st;
         /* The connection speaks utf8mb4, where no byte of a multi-byte
-         * character is ASCII: escaping piece by piece is exact. */
+         * character is ASCII: escaping piece by piece is exact. Most
+         * values need no escaping at all; they are copied as they are,
+         * which is what the escape function would write too. */
         while (len) {
-            size_t k = len < PIECE ? len : PIECE;
+            size_t k = len < piece ? len : piece;
             char *w = dbmysql_out_room(o, 2 * k + 1);
             if (!w)
                 return o->st;
-            o->len += esc(esc_ud, w, val, (unsigned long)k);
+            size_t i = 0;
+            const unsigned char *u = (const unsigned char *)val;
+            while (i < k && !needs_escape[u[i]])
+                i++;
+            if (i == k) {
+                memcpy(w, val, k);
+                o->len += k;
+            } else {
+                o->len += esc(esc_ud, w, val, (unsigned long)k);
+            }
             val += k;
             len -= k;
         }

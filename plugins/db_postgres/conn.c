@@ -94,8 +94,8 @@ coffer_status pgd_params_parse(pgd_instance *in, const char *what, const char *u
         char *msg = err ? pgd_redact(err) : NULL;
         if (msg)
             msg[strcspn(msg, "\n")] = 0;
-        coffer_status st = in->host->error(in->h, COFFER_ERR_INVALID, "%s: cannot parse '%s': %s", what,
-                                           shown ? shown : "?", msg ? msg : "out of memory");
+        coffer_status st = in->host->error(in->h, COFFER_ERR_INVALID, "%s: cannot parse '%s': %s",
+                                           what, shown ? shown : "?", msg ? msg : "out of memory");
         free(shown);
         free(msg);
         if (err)
@@ -286,7 +286,8 @@ char *pgd_redact(const char *text)
              * '/'): strip up to the last '@' of the token, so a password
              * holding an unencoded '/' or '@' is not shown either. */
             size_t e = n, t = i;
-            while (t < n && text[t] != ' ' && text[t] != '"' && text[t] != '\'' && text[t] != '\n') {
+            while (t < n && text[t] != ' ' && text[t] != '"' && text[t] != '\'' &&
+                   text[t] != '\n') {
                 if (text[t] == '@')
                     e = t;
                 t++;
@@ -321,8 +322,8 @@ char *pgd_redact(const char *text)
                 if (i < n)
                     i++;
             } else {
-                while (i < n && text[i] != ' ' && text[i] != '&' && text[i] != '\t' && text[i] != '\n' &&
-                       text[i] != '"')
+                while (i < n && text[i] != ' ' && text[i] != '&' && text[i] != '\t' &&
+                       text[i] != '\n' && text[i] != '"')
                     i++;
             }
             memcpy(out + o, "***", 3);
@@ -358,7 +359,7 @@ int pgd_parse_version(const char *text)
     if (major <= 0 || major > 999 || minor < 0 || minor > 99 || patch < 0 || patch > 99)
         return 0;
     if (major >= 10)
-        return (int)(major * 10000 + minor); /* 15.20 -> 150020 (as server_version_num) */
+        return (int)(major * 10000 + minor);           /* 15.20 -> 150020 (as server_version_num) */
     return (int)(major * 10000 + minor * 100 + patch); /* 9.6.24 -> 90624 */
 }
 
@@ -461,7 +462,8 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
     PGconn *c = PQconnectdbParams(keys, vals, 0);
     char *shown = pgd_params_display(p, dbname);
     if (!c) {
-        *st = in->host->error(in->h, COFFER_ERR_FATAL, "cannot connect to %s: out of memory", shown ? shown : "?");
+        *st = in->host->error(in->h, COFFER_ERR_FATAL, "cannot connect to %s: out of memory",
+                              shown ? shown : "?");
         free(shown);
         return NULL;
     }
@@ -474,12 +476,14 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
             strstr(msg, "password authentication failed"))
             code = COFFER_ERR_AUTH;
         if (code == COFFER_ERR_AUTH && !password && PQconnectionNeedsPassword(c))
-            *st = in->host->error(in->h, code,
-                                  "cannot connect to %s: the server asks for a password and none is configured "
-                                  "(set password_env or password_file): %s",
-                                  shown ? shown : "?", msg);
+            *st = in->host->error(
+                in->h, code,
+                "cannot connect to %s: the server asks for a password and none is configured "
+                "(set password_env or password_file): %s",
+                shown ? shown : "?", msg);
         else
-            *st = in->host->error(in->h, code, "cannot connect to %s: %s", shown ? shown : "?", msg);
+            *st =
+                in->host->error(in->h, code, "cannot connect to %s: %s", shown ? shown : "?", msg);
         PQfinish(c);
         free(shown);
         return NULL;
@@ -545,7 +549,8 @@ const char pgd_tables_sql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relkind = 'r'"
     " AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
-    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass"
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+    "'pg_catalog.pg_class'::regclass"
     "   AND d.objid = c.oid AND d.deptype = 'e')"
     " ORDER BY 1, 2";
 

@@ -22,8 +22,8 @@
 
 #include <coffer/coffer.h>
 
-#define PGD_CHUNK (1u << 20)  /* pipe <-> stream buffer: 1 MiB */
-#define PGD_ERRTAIL 4096      /* bytes of a child's stderr kept for errors */
+#define PGD_CHUNK (1u << 20) /* pipe <-> stream buffer: 1 MiB */
+#define PGD_ERRTAIL 4096     /* bytes of a child's stderr kept for errors */
 #define PGD_MAX_JOBS 16
 
 /* libpq connection parameters (keyword -> value), without the password. */
@@ -123,14 +123,16 @@ char *pgd_rows_key(const char *db, const char *schema, const char *table);
 /* Locate tool ("pg_dump", "pg_restore") in pg_bin_dir or PATH. */
 coffer_status pgd_find_tool(pgd_instance *in, const char *tool, char *path, size_t len);
 /* Run `path --version`; parse it. */
-coffer_status pgd_tool_version(pgd_instance *in, const char *path, int *num, char *text, size_t len);
+coffer_status pgd_tool_version(pgd_instance *in, const char *path, int *num, char *text,
+                               size_t len);
 /* Find pg_dump and check it can dump a server of version server_num
  * (its major must be >= the server's). Cached in the instance. */
 coffer_status pgd_check_pg_dump(pgd_instance *in, int server_num);
 /* The version rule alone: COFFER_OK, or COFFER_ERR_UNSUPPORTED with a
  * message naming both versions. */
-coffer_status pgd_check_tool_version(pgd_instance *in, const char *tool, const char *path, int tool_num,
-                                     const char *tool_text, int need_num, const char *need_what);
+coffer_status pgd_check_tool_version(pgd_instance *in, const char *tool, const char *path,
+                                     int tool_num, const char *tool_text, int need_num,
+                                     const char *need_what);
 
 /* A private 0600 password file ("*:*:*:*:password") for children; *path
  * stays empty when password is NULL. Remove with pgd_passfile_remove. */
@@ -153,8 +155,8 @@ typedef struct pgd_child {
  * environment of this process plus PGPASSFILE=passfile (and without
  * PGPASSWORD) when passfile is not empty. stdin/stdout are pipes when
  * asked, else /dev/null; stderr is always captured. */
-coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[], const char *passfile,
-                        int want_stdin, int want_stdout, pgd_child *c);
+coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[],
+                        const char *passfile, int want_stdin, int want_stdout, pgd_child *c);
 /* Read what stderr has (non-blocking); 0 or -1 at EOF. */
 void pgd_child_drain_err(pgd_child *c);
 /* Close pipes, wait; returns the raw wait status (or -1). */

@@ -34,9 +34,9 @@
 #include <unistd.h>
 
 typedef struct dbjob {
-    coffer_host host;      /* the instance's host with error/log/progress redirected */
-    pgd_instance *real;    /* the instance (host, h) */
-    pgd_instance in;       /* shallow copy using `host`, h = this job */
+    coffer_host host;   /* the instance's host with error/log/progress redirected */
+    pgd_instance *real; /* the instance (host, h) */
+    pgd_instance in;    /* shallow copy using `host`, h = this job */
     const char *db;
     coffer_dump_sink *sink;
     const char *passfile;
@@ -103,8 +103,8 @@ static const char *job_root(coffer_hctx *h)
     return J(h)->real->host->policy_root(J(h)->real->h);
 }
 
-static void job_init(dbjob *j, pgd_instance *in, const char *db, coffer_dump_sink *sink, const char *passfile,
-                     int threaded)
+static void job_init(dbjob *j, pgd_instance *in, const char *db, coffer_dump_sink *sink,
+                     const char *passfile, int threaded)
 {
     memset(j, 0, sizeof *j);
     j->host = *in->host;
@@ -175,8 +175,9 @@ static coffer_status read_facts(dbjob *j, PGconn *c)
 {
     pgd_instance *in = &j->in;
     coffer_status st;
-    PGresult *r = pgd_exec(in, c, "cannot start the snapshot transaction",
-                           "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st);
+    PGresult *r =
+        pgd_exec(in, c, "cannot start the snapshot transaction",
+                 "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st);
     if (!r)
         return st;
     PQclear(r);
@@ -184,7 +185,8 @@ static coffer_status read_facts(dbjob *j, PGconn *c)
                  "SELECT pg_catalog.pg_export_snapshot(), current_setting('server_version'),"
                  " current_setting('server_version_num'), pg_catalog.pg_database_size(d.oid),"
                  " pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,"
-                 " (SELECT coalesce(string_agg(e.extname || ' ' || e.extversion, ',' ORDER BY e.extname), '')"
+                 " (SELECT coalesce(string_agg(e.extname || ' ' || e.extversion, ',' ORDER BY "
+                 "e.extname), '')"
                  "  FROM pg_catalog.pg_extension e)"
                  " FROM pg_catalog.pg_database d WHERE d.datname = current_database()",
                  0, NULL, &st);
@@ -216,13 +218,14 @@ static coffer_status take_counts(dbjob *j, PGconn *c, size_t *next, int *done)
         if (!r) {
             *done = 1;
             if (*next != j->ntables)
-                return in->host->error(in->h, COFFER_ERR_FAILED, "row counts: %zu results for %zu tables", *next,
-                                       j->ntables);
+                return in->host->error(in->h, COFFER_ERR_FAILED,
+                                       "row counts: %zu results for %zu tables", *next, j->ntables);
             return COFFER_OK;
         }
         if (PQresultStatus(r) != PGRES_TUPLES_OK || *next >= j->ntables) {
             char what[600];
-            snprintf(what, sizeof what, "cannot count rows of %s.%s", *next < j->ntables ? j->tables[*next].schema : "?",
+            snprintf(what, sizeof what, "cannot count rows of %s.%s",
+                     *next < j->ntables ? j->tables[*next].schema : "?",
                      *next < j->ntables ? j->tables[*next].name : "?");
             coffer_status st = pgd_conn_error(in, c, r, what);
             PQclear(r);
@@ -283,14 +286,15 @@ static coffer_status dump_one(dbjob *j)
     }
     snprintf(dbarg, dlen, "--dbname=%s", conninfo);
     snprintf(snaparg, slen, "--snapshot=%s", j->snapshot);
-    char *argv[] = {in->pg_dump, "--format=custom", "--compress=0", "--no-password", snaparg, dbarg, NULL};
+    char *argv[] = {in->pg_dump, "--format=custom", "--compress=0", "--no-password", snaparg, dbarg,
+                    NULL};
     st = pgd_spawn(in, in->pg_dump, argv, j->passfile, 0, 1, &child);
     free(dbarg);
     free(snaparg);
     if (st)
         goto done;
-    in->host->log(in->h, COFFER_LOG_INFO, "dumping database %s (snapshot %s, %zu tables) with %s", j->db,
-                  j->snapshot, j->ntables, in->pg_dump);
+    in->host->log(in->h, COFFER_LOG_INFO, "dumping database %s (snapshot %s, %zu tables) with %s",
+                  j->db, j->snapshot, j->ntables, in->pg_dump);
 
     if (sql) {
         if (!PQsendQuery(c, sql)) {
@@ -309,7 +313,8 @@ static coffer_status dump_one(dbjob *j)
     counted = !counting;
     while (child.out_fd >= 0 || !counted) {
         if (in->host->cancelled(in->h)) {
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "dump of database %s cancelled", j->db);
+            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "dump of database %s cancelled",
+                                 j->db);
             goto done;
         }
         struct pollfd pfd[3];
@@ -344,7 +349,8 @@ static coffer_status dump_one(dbjob *j)
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
             if (n < 0) {
-                st = in->host->error(in->h, COFFER_ERR_IO, "cannot read pg_dump's output: %s", strerror(errno));
+                st = in->host->error(in->h, COFFER_ERR_IO, "cannot read pg_dump's output: %s",
+                                     strerror(errno));
                 goto done;
             }
             if (n == 0) {
@@ -363,8 +369,9 @@ static coffer_status dump_one(dbjob *j)
     int ws = pgd_child_wait(&child);
     if (ws != 0) {
         char how[64], tail[900];
-        st = in->host->error(in->h, COFFER_ERR_FAILED, "pg_dump of database %s failed (%s): %s", j->db,
-                             pgd_wait_str(ws, how, sizeof how), pgd_child_errtail(&child, tail, sizeof tail));
+        st = in->host->error(in->h, COFFER_ERR_FAILED, "pg_dump of database %s failed (%s): %s",
+                             j->db, pgd_wait_str(ws, how, sizeof how),
+                             pgd_child_errtail(&child, tail, sizeof tail));
         goto done;
     }
     if (child.errlen) {
@@ -373,7 +380,8 @@ static coffer_status dump_one(dbjob *j)
                       pgd_child_errtail(&child, tail, sizeof tail));
     }
     if (j->bytes == 0) {
-        st = in->host->error(in->h, COFFER_ERR_FAILED, "pg_dump of database %s produced no output", j->db);
+        st = in->host->error(in->h, COFFER_ERR_FAILED, "pg_dump of database %s produced no output",
+                             j->db);
         goto done;
     }
     /* pg_dump is done with the snapshot: end the exporting transaction. */
@@ -432,7 +440,8 @@ static void *worker(void *arg)
 
 /* ---- metadata ------------------------------------------------------------- */
 
-static coffer_status emit(pgd_instance *in, coffer_dump_sink *sink, const char *key, const char *value)
+static coffer_status emit(pgd_instance *in, coffer_dump_sink *sink, const char *key,
+                          const char *value)
 {
     coffer_status st = sink->meta(sink, key, value);
     if (st)
@@ -440,8 +449,8 @@ static coffer_status emit(pgd_instance *in, coffer_dump_sink *sink, const char *
     return COFFER_OK;
 }
 
-static coffer_status emit_db(pgd_instance *in, coffer_dump_sink *sink, const char *base, const char *db,
-                             const char *value)
+static coffer_status emit_db(pgd_instance *in, coffer_dump_sink *sink, const char *base,
+                             const char *db, const char *value)
 {
     char key[512];
     if (db)
@@ -459,30 +468,38 @@ static coffer_status emit_all(pgd_instance *in, coffer_dump_sink *sink, dbjob *j
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         total += jobs[i].size;
-        o += (size_t)snprintf(dbs + o, o < sizeof dbs ? sizeof dbs - o : 0, "%s%s", i ? "," : "", jobs[i].db);
+        o += (size_t)snprintf(dbs + o, o < sizeof dbs ? sizeof dbs - o : 0, "%s%s", i ? "," : "",
+                              jobs[i].db);
     }
     if (o >= sizeof dbs)
         return in->host->error(in->h, COFFER_ERR_INVALID, "too many databases to record (%zu)", n);
     char snap[200];
     snprintf(snap, sizeof snap,
-             "pg_export_snapshot in a REPEATABLE READ, READ ONLY transaction, shared with pg_dump --snapshot%s",
+             "pg_export_snapshot in a REPEATABLE READ, READ ONLY transaction, shared with pg_dump "
+             "--snapshot%s",
              n > 1 ? " (one snapshot per database)" : "");
     snprintf(num, sizeof num, "%" PRIu64, total);
     char vnum[16];
     snprintf(vnum, sizeof vnum, "%d", jobs[0].version_num);
-    if ((st = emit(in, sink, "server_version", jobs[0].version)) || (st = emit(in, sink, "server_version_num", vnum)) ||
-        (st = emit(in, sink, "size", num)) || (st = emit(in, sink, "snapshot", snap)) ||
-        (st = emit(in, sink, "databases", dbs)) || (st = emit(in, sink, "source", in->display)) ||
-        (st = emit(in, sink, "pg_dump_version", in->pg_dump_text[0] ? in->pg_dump_text : jobs[0].in.pg_dump_text)) ||
-        (st = emit(in, sink, "format", "pg_dump custom format, uncompressed (-Fc -Z0), one stream per database")))
+    if ((st = emit(in, sink, "server_version", jobs[0].version)) ||
+        (st = emit(in, sink, "server_version_num", vnum)) || (st = emit(in, sink, "size", num)) ||
+        (st = emit(in, sink, "snapshot", snap)) || (st = emit(in, sink, "databases", dbs)) ||
+        (st = emit(in, sink, "source", in->display)) ||
+        (st = emit(in, sink, "pg_dump_version",
+                   in->pg_dump_text[0] ? in->pg_dump_text : jobs[0].in.pg_dump_text)) ||
+        (st = emit(in, sink, "format",
+                   "pg_dump custom format, uncompressed (-Fc -Z0), one stream per database")))
         return st;
     for (size_t i = 0; i < n; i++) {
         dbjob *j = &jobs[i];
         const char *d = n > 1 ? j->db : NULL;
         snprintf(num, sizeof num, "%" PRIu64, j->size);
-        if ((n > 1 && (st = emit_db(in, sink, "size", d, num))) || (st = emit_db(in, sink, "extensions", d, j->extensions)) ||
-            (st = emit_db(in, sink, "encoding", d, j->encoding)) || (st = emit_db(in, sink, "lc_collate", d, j->collate)) ||
-            (st = emit_db(in, sink, "lc_ctype", d, j->ctype)) || (st = emit_db(in, sink, "snapshot_id", d, j->snapshot)))
+        if ((n > 1 && (st = emit_db(in, sink, "size", d, num))) ||
+            (st = emit_db(in, sink, "extensions", d, j->extensions)) ||
+            (st = emit_db(in, sink, "encoding", d, j->encoding)) ||
+            (st = emit_db(in, sink, "lc_collate", d, j->collate)) ||
+            (st = emit_db(in, sink, "lc_ctype", d, j->ctype)) ||
+            (st = emit_db(in, sink, "snapshot_id", d, j->snapshot)))
             return st;
         for (size_t k = 0; k < j->ntables; k++) {
             char *key = pgd_rows_key(d, j->tables[k].schema, j->tables[k].name);

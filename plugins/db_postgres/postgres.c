@@ -14,7 +14,8 @@
 void pgd_check_magic(const void *p, uint32_t magic, const char *what)
 {
     if (!p || *(const uint32_t *)p != magic) {
-        fprintf(stderr, "coffer database postgres: invalid or already freed %s handle %p\n", what, p);
+        fprintf(stderr, "coffer database postgres: invalid or already freed %s handle %p\n", what,
+                p);
         abort();
     }
 }
@@ -28,22 +29,28 @@ coffer_status pgd_oom(pgd_instance *in)
 
 static const coffer_option pgd_options[] = {
     {"url", COFFER_OPT_STRING, NULL, 1, 0,
-     "libpq connection URI, e.g. postgres://asterdrive@127.0.0.1:5432/asterdrive (or a key=value string); "
+     "libpq connection URI, e.g. postgres://asterdrive@127.0.0.1:5432/asterdrive (or a key=value "
+     "string); "
      "a password in it is used but never shown: prefer password_env or password_file"},
-    {"password", COFFER_OPT_STRING, NULL, 0, 1, "never written in a policy: give password_env or password_file"},
-    {"password_env", COFFER_OPT_STRING, NULL, 0, 0, "environment variable holding the password (e.g. PGPASSWORD)"},
+    {"password", COFFER_OPT_STRING, NULL, 0, 1,
+     "never written in a policy: give password_env or password_file"},
+    {"password_env", COFFER_OPT_STRING, NULL, 0, 0,
+     "environment variable holding the password (e.g. PGPASSWORD)"},
     {"password_file", COFFER_OPT_PATH, NULL, 0, 0, "file whose first line is the password"},
-    {"databases", COFFER_OPT_LIST, NULL, 0, 0, "databases to capture, one stream each (default: the URL's)"},
+    {"databases", COFFER_OPT_LIST, NULL, 0, 0,
+     "databases to capture, one stream each (default: the URL's)"},
     {"jobs", COFFER_OPT_INT, "1", 0, 0, "databases dumped at the same time (1..16)"},
     {"sslmode", COFFER_OPT_STRING, NULL, 0, 0,
-     "disable, allow, prefer, require, verify-ca or verify-full (default: the URL's, else libpq's prefer)"},
+     "disable, allow, prefer, require, verify-ca or verify-full (default: the URL's, else libpq's "
+     "prefer)"},
     {"pg_bin_dir", COFFER_OPT_PATH, NULL, 0, 0,
      "directory of pg_dump and pg_restore (default: PATH); e.g. /usr/lib/postgresql/15/bin"},
     {"maintenance_db", COFFER_OPT_STRING, "postgres", 0, 0,
      "database to connect to when creating a restore target"},
     {"restore_owner", COFFER_OPT_BOOL, "true", 0, 0,
      "restore object owners and privileges (false: objects belong to the restoring user)"},
-    {"analyze", COFFER_OPT_BOOL, "true", 0, 0, "run ANALYZE after a restore (pg_dump carries no statistics)"},
+    {"analyze", COFFER_OPT_BOOL, "true", 0, 0,
+     "run ANALYZE after a restore (pg_dump carries no statistics)"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -82,7 +89,8 @@ static void pgd_instance_free(void *instance)
 
 static int valid_sslmode(const char *m)
 {
-    static const char *const modes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
+    static const char *const modes[] = {"disable", "allow",     "prefer",
+                                        "require", "verify-ca", "verify-full"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(m, modes[i]) == 0)
             return 1;
@@ -100,8 +108,8 @@ static char *join(const char *base, const char *rel)
     return p;
 }
 
-static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
-                                      void **instance)
+static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h,
+                                      const coffer_config *cfg, void **instance)
 {
     *instance = NULL;
     pgd_instance *in = calloc(1, sizeof *in);
@@ -118,17 +126,20 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
         goto fail;
     }
     if (host->config_get(cfg, "password")) {
-        st = host->error(h, COFFER_ERR_INVALID,
-                         "option password: do not write the password in the policy; use password_env or "
-                         "password_file");
+        st = host->error(
+            h, COFFER_ERR_INVALID,
+            "option password: do not write the password in the policy; use password_env or "
+            "password_file");
         goto fail;
     }
     char *url_password = NULL;
     int dropped = 0;
-    if ((st = pgd_params_parse(in, "option url", url, &in->params, &url_password, &dropped)) != COFFER_OK)
+    if ((st = pgd_params_parse(in, "option url", url, &in->params, &url_password, &dropped)) !=
+        COFFER_OK)
         goto fail;
     if (dropped)
-        host->log(h, COFFER_LOG_WARN, "option url: sslpassword is not passed to pg_dump/pg_restore; ignored");
+        host->log(h, COFFER_LOG_WARN,
+                  "option url: sslpassword is not passed to pg_dump/pg_restore; ignored");
     /* password_env / password_file win over a password in the URL. */
     char *secret = host->secret_get(h, cfg, "password");
     if (secret) {
@@ -146,10 +157,11 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
     const char *sslmode = host->config_get(cfg, "sslmode");
     if (sslmode && *sslmode) {
         if (!valid_sslmode(sslmode)) {
-            st = host->error(h, COFFER_ERR_INVALID,
-                             "option sslmode: '%s' is not one of disable, allow, prefer, require, verify-ca, "
-                             "verify-full",
-                             sslmode);
+            st = host->error(
+                h, COFFER_ERR_INVALID,
+                "option sslmode: '%s' is not one of disable, allow, prefer, require, verify-ca, "
+                "verify-full",
+                sslmode);
             goto fail;
         }
         if (pgd_params_set(&in->params, "sslmode", sslmode) != 0) {
@@ -159,14 +171,15 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
     }
     const char *sm = pgd_params_get(&in->params, "sslmode");
     if (sm && !valid_sslmode(sm)) {
-        st = host->error(h, COFFER_ERR_INVALID, "option url: sslmode '%s' is not a valid sslmode", sm);
+        st = host->error(h, COFFER_ERR_INVALID, "option url: sslmode '%s' is not a valid sslmode",
+                         sm);
         goto fail;
     }
 
     int64_t jobs = host->config_get_int(cfg, "jobs", 1);
     if (jobs < 1 || jobs > PGD_MAX_JOBS) {
-        st = host->error(h, COFFER_ERR_INVALID, "option jobs: %lld is out of range (1..%d)", (long long)jobs,
-                         PGD_MAX_JOBS);
+        st = host->error(h, COFFER_ERR_INVALID, "option jobs: %lld is out of range (1..%d)",
+                         (long long)jobs, PGD_MAX_JOBS);
         goto fail;
     }
     in->jobs = (int)jobs;
@@ -182,14 +195,16 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
             const char *d = host->config_list_item(cfg, "databases", i);
             if (!d || !*d || strchr(d, '/') || strchr(d, ',') || strchr(d, '\n')) {
                 st = host->error(h, COFFER_ERR_INVALID,
-                                 "option databases: '%s' is not a usable database name (empty, or holds '/', ',' "
+                                 "option databases: '%s' is not a usable database name (empty, or "
+                                 "holds '/', ',' "
                                  "or a line break)",
                                  d ? d : "");
                 goto fail;
             }
             for (size_t k = 0; k < i; k++)
                 if (strcmp(in->dbs[k], d) == 0) {
-                    st = host->error(h, COFFER_ERR_INVALID, "option databases: '%s' is listed twice", d);
+                    st = host->error(h, COFFER_ERR_INVALID,
+                                     "option databases: '%s' is listed twice", d);
                     goto fail;
                 }
             if (!(in->dbs[i] = strdup(d))) {
@@ -205,13 +220,14 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
             d = pgd_params_get(&in->params, "user");
         if (!d || !*d) {
             st = host->error(h, COFFER_ERR_INVALID,
-                             "option url: it names no database (postgres://user@host:port/DBNAME); give one there "
+                             "option url: it names no database (postgres://user@host:port/DBNAME); "
+                             "give one there "
                              "or in the option databases");
             goto fail;
         }
         if (strchr(d, '/') || strchr(d, ',') || strchr(d, '\n')) {
-            st = host->error(h, COFFER_ERR_INVALID, "option url: database name '%s' holds '/', ',' or a line break",
-                             d);
+            st = host->error(h, COFFER_ERR_INVALID,
+                             "option url: database name '%s' holds '/', ',' or a line break", d);
             goto fail;
         }
         in->dbs = calloc(1, sizeof *in->dbs);
@@ -237,7 +253,8 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h, c
     in->maintenance_db = strdup(mdb && *mdb ? mdb : "postgres");
     in->restore_owner = host->config_get_bool(cfg, "restore_owner", 1);
     in->analyze = host->config_get_bool(cfg, "analyze", 1);
-    in->display = pgd_params_display(&in->params, NULL);
+    in->display =
+        pgd_params_display(&in->params, pgd_params_get(&in->params, "dbname") ? NULL : in->dbs[0]);
     if (!in->maintenance_db || !in->display) {
         st = pgd_oom(in);
         goto fail;
@@ -272,9 +289,10 @@ static coffer_status pgd_probe(void *instance, coffer_db_info *info)
         PGconn *c = pgd_connect(in, &in->params, in->password, in->dbs[i], &st);
         if (!c)
             return st;
-        PGresult *r = pgd_exec(in, c, "cannot read the server version and database size",
-                               "SELECT current_setting('server_version'), pg_database_size(current_database())", 0,
-                               NULL, &st);
+        PGresult *r = pgd_exec(
+            in, c, "cannot read the server version and database size",
+            "SELECT current_setting('server_version'), pg_database_size(current_database())", 0,
+            NULL, &st);
         if (r) {
             snprintf(version, sizeof version, "%s", PQgetvalue(r, 0, 0));
             total += strtoull(PQgetvalue(r, 0, 1), NULL, 10);
@@ -295,8 +313,8 @@ static coffer_status pgd_probe(void *instance, coffer_db_info *info)
         size_t o = 0;
         for (size_t i = 0; i < in->ndbs && o + 2 < sizeof dbs; i++)
             o += (size_t)snprintf(dbs + o, sizeof dbs - o, "%s%s", i ? "," : "", in->dbs[i]);
-        snprintf(info->detail, sizeof info->detail, "%s: databases %s; pg_dump %s (%s)", in->display, dbs,
-                 in->pg_dump_text, in->pg_dump);
+        snprintf(info->detail, sizeof info->detail, "%s: databases %s; pg_dump %s (%s)",
+                 in->display, dbs, in->pg_dump_text, in->pg_dump);
     }
     return COFFER_OK;
 }
@@ -304,7 +322,8 @@ static coffer_status pgd_probe(void *instance, coffer_db_info *info)
 /* ---- query -------------------------------------------------------------- */
 
 static coffer_status pgd_query(void *instance, const char *sql,
-                               int (*row_cb)(void *ud, int ncols, const char *const *values), void *ud)
+                               int (*row_cb)(void *ud, int ncols, const char *const *values),
+                               void *ud)
 {
     pgd_instance *in = instance;
     pgd_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
@@ -314,8 +333,9 @@ static coffer_status pgd_query(void *instance, const char *sql,
         return st;
     const char **vals = NULL;
     /* One statement (the extended protocol refuses several), read only. */
-    PGresult *r = pgd_exec(in, c, "cannot start a read-only transaction",
-                           "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st);
+    PGresult *r =
+        pgd_exec(in, c, "cannot start a read-only transaction",
+                 "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st);
     if (!r)
         goto done;
     PQclear(r);
@@ -365,7 +385,8 @@ static const coffer_plugin pgd_plugin = {
     .kind = COFFER_KIND_DATABASE,
     .name = "postgres",
     .version = "1.0.0",
-    .description = "PostgreSQL server (exported snapshot shared with pg_dump, custom format streamed)",
+    .description =
+        "PostgreSQL server (exported snapshot shared with pg_dump, custom format streamed)",
     /* Each operation opens its own sessions and children. */
     .threading = COFFER_THREADS_PER_INSTANCE,
     .options = pgd_options,

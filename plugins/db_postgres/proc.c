@@ -40,8 +40,9 @@ coffer_status pgd_find_tool(pgd_instance *in, const char *tool, char *path, size
         snprintf(path, len, "%s/%s", in->bin_dir, tool);
         if (executable(path))
             return COFFER_OK;
-        return in->host->error(in->h, COFFER_ERR_NOT_FOUND, "%s not found: %s is not an executable file (pg_bin_dir)",
-                               tool, path);
+        return in->host->error(in->h, COFFER_ERR_NOT_FOUND,
+                               "%s not found: %s is not an executable file (pg_bin_dir)", tool,
+                               path);
     }
     const char *env = getenv("PATH");
     const char *p = env && *env ? env : "/usr/local/bin:/usr/bin:/bin";
@@ -78,7 +79,8 @@ coffer_status pgd_tool_version(pgd_instance *in, const char *path, int *num, cha
     size_t got = 0;
     time_t deadline = time(NULL) + 30;
     while (c.out_fd >= 0 && time(NULL) < deadline) {
-        struct pollfd pfd[2] = {{.fd = c.out_fd, .events = POLLIN}, {.fd = c.err_fd, .events = POLLIN}};
+        struct pollfd pfd[2] = {{.fd = c.out_fd, .events = POLLIN},
+                                {.fd = c.err_fd, .events = POLLIN}};
         if (poll(pfd, c.err_fd >= 0 ? 2 : 1, 200) < 0 && errno != EINTR)
             break;
         if (pfd[0].revents) {
@@ -108,15 +110,20 @@ coffer_status pgd_tool_version(pgd_instance *in, const char *path, int *num, cha
         char how[64], tail[600];
         return in->host->error(in->h, COFFER_ERR_FAILED, "`%s --version` failed (%s): %s%s%s", path,
                                pgd_wait_str(ws, how, sizeof how), got ? "printed '" : "",
-                               got ? out : pgd_child_errtail(&c, tail, sizeof tail), got ? "'" : "");
+                               got ? out : pgd_child_errtail(&c, tail, sizeof tail),
+                               got ? "'" : "");
     }
     return COFFER_OK;
 }
 
-coffer_status pgd_check_tool_version(pgd_instance *in, const char *tool, const char *path, int tool_num,
-                                     const char *tool_text, int need_num, const char *need_what)
+coffer_status pgd_check_tool_version(pgd_instance *in, const char *tool, const char *path,
+                                     int tool_num, const char *tool_text, int need_num,
+                                     const char *need_what)
 {
-    if (pgd_major(tool_num) >= pgd_major(need_num))
+    /* Comparable majors: 9.6 -> 906, 15 -> 1500. */
+    int tk = tool_num >= 100000 ? tool_num / 10000 * 100 : tool_num / 100;
+    int nk = need_num >= 100000 ? need_num / 10000 * 100 : need_num / 100;
+    if (tk >= nk)
         return COFFER_OK;
     char a[16], b[16];
     pgd_major_str(tool_num, a, sizeof a);
@@ -129,13 +136,15 @@ coffer_status pgd_check_tool_version(pgd_instance *in, const char *tool, const c
     if (!in->bin_dir && executable(dir))
         snprintf(hint, sizeof hint, "; set pg_bin_dir: /usr/lib/postgresql/%s/bin", b);
     else
-        snprintf(hint, sizeof hint, "; install the PostgreSQL %s client programs (Debian: postgresql-client-%s) "
-                                    "and set pg_bin_dir",
+        snprintf(hint, sizeof hint,
+                 "; install the PostgreSQL %s client programs (Debian: postgresql-client-%s) "
+                 "and set pg_bin_dir",
                  b, b);
-    return in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
-                           "%s %s (%s, major version %s) is older than %s (major version %s): %s must be at least "
-                           "version %s%s",
-                           tool, tool_text && *tool_text ? tool_text : "?", path, a, need_what, b, tool, b, hint);
+    return in->host->error(
+        in->h, COFFER_ERR_UNSUPPORTED,
+        "%s %s (%s, major version %s) is older than %s (major version %s): %s must be at least "
+        "version %s%s",
+        tool, tool_text && *tool_text ? tool_text : "?", path, a, need_what, b, tool, b, hint);
 }
 
 coffer_status pgd_check_pg_dump(pgd_instance *in, int server_num)
@@ -145,17 +154,19 @@ coffer_status pgd_check_pg_dump(pgd_instance *in, int server_num)
         if ((st = pgd_find_tool(in, "pg_dump", in->pg_dump, sizeof in->pg_dump)) != COFFER_OK)
             return st;
         char text[256];
-        if ((st = pgd_tool_version(in, in->pg_dump, &in->pg_dump_num, text, sizeof text)) != COFFER_OK)
+        if ((st = pgd_tool_version(in, in->pg_dump, &in->pg_dump_num, text, sizeof text)) !=
+            COFFER_OK)
             return st;
         /* "pg_dump (PostgreSQL) 15.20 (Debian ...)": keep the number part. */
         const char *v = strstr(text, "(PostgreSQL)");
         snprintf(in->pg_dump_text, sizeof in->pg_dump_text, "%s", v ? v + 13 : text);
     }
     char server[96], sv[16];
-    snprintf(server, sizeof server, "the server (PostgreSQL %s.%d)", pgd_major_str(server_num, sv, sizeof sv),
+    snprintf(server, sizeof server, "the server (PostgreSQL %s.%d)",
+             pgd_major_str(server_num, sv, sizeof sv),
              server_num >= 100000 ? server_num % 10000 : server_num % 100);
-    return pgd_check_tool_version(in, "pg_dump", in->pg_dump, in->pg_dump_num, in->pg_dump_text, server_num,
-                                  server);
+    return pgd_check_tool_version(in, "pg_dump", in->pg_dump, in->pg_dump_num, in->pg_dump_text,
+                                  server_num, server);
 }
 
 /* ---- password file --------------------------------------------------- */
@@ -185,16 +196,18 @@ coffer_status pgd_passfile_new(pgd_instance *in, const char *password, char *pat
     if (!password)
         return COFFER_OK;
     if (strchr(password, '\n') || strchr(password, '\r'))
-        return in->host->error(in->h, COFFER_ERR_INVALID, "the password contains a line break, which libpq's "
-                                                          "password file cannot hold");
+        return in->host->error(in->h, COFFER_ERR_INVALID,
+                               "the password contains a line break, which libpq's "
+                               "password file cannot hold");
     if (in->host->temp_path(in->h, "pgpass", path, len) != 0) {
         path[0] = 0;
-        return in->host->error(in->h, COFFER_ERR_FATAL, "temporary path for the password file is too long");
+        return in->host->error(in->h, COFFER_ERR_FATAL,
+                               "temporary path for the password file is too long");
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        coffer_status st = in->host->error(in->h, COFFER_ERR_IO, "cannot create password file %s: %s", path,
-                                           strerror(errno));
+        coffer_status st = in->host->error(
+            in->h, COFFER_ERR_IO, "cannot create password file %s: %s", path, strerror(errno));
         path[0] = 0;
         return st;
     }
@@ -221,7 +234,8 @@ coffer_status pgd_passfile_new(pgd_instance *in, const char *password, char *pat
     }
     if (!ok) {
         pgd_passfile_remove(path);
-        return in->host->error(in->h, COFFER_ERR_IO, "cannot write the password file: %s", strerror(err));
+        return in->host->error(in->h, COFFER_ERR_IO, "cannot write the password file: %s",
+                               strerror(err));
     }
     return COFFER_OK;
 }
@@ -298,8 +312,8 @@ static void child_env_free(char **env, const char *passfile)
     free(env);
 }
 
-coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[], const char *passfile,
-                        int want_stdin, int want_stdout, pgd_child *c)
+coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[],
+                        const char *passfile, int want_stdin, int want_stdout, pgd_child *c)
 {
     memset(c, 0, sizeof *c);
     c->pid = -1;
@@ -310,9 +324,10 @@ coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[], 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     int fa_ok = 0, at_ok = 0;
-    if ((want_stdin && pipe2(pin, O_CLOEXEC) != 0) || (want_stdout && pipe2(pout, O_CLOEXEC) != 0) ||
-        pipe2(perr, O_CLOEXEC) != 0) {
-        st = in->host->error(in->h, COFFER_ERR_IO, "cannot create pipes for %s: %s", path, strerror(errno));
+    if ((want_stdin && pipe2(pin, O_CLOEXEC) != 0) ||
+        (want_stdout && pipe2(pout, O_CLOEXEC) != 0) || pipe2(perr, O_CLOEXEC) != 0) {
+        st = in->host->error(in->h, COFFER_ERR_IO, "cannot create pipes for %s: %s", path,
+                             strerror(errno));
         goto fail;
     }
     if (!(env = child_env(passfile))) {
@@ -343,12 +358,13 @@ coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[], 
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &dfl);
     posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
     pid_t pid;
     int err = posix_spawn(&pid, path, &fa, &at, argv, env);
     if (err != 0) {
-        st = in->host->error(in->h, err == ENOENT ? COFFER_ERR_NOT_FOUND : COFFER_ERR_FAILED, "cannot run %s: %s",
-                             path, strerror(err));
+        st = in->host->error(in->h, err == ENOENT ? COFFER_ERR_NOT_FOUND : COFFER_ERR_FAILED,
+                             "cannot run %s: %s", path, strerror(err));
         goto fail;
     }
     c->pid = pid;

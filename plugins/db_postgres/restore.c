@@ -71,7 +71,8 @@ coffer_status pgd_set_databases(pgd_instance *in, coffer_dump_source *src, char 
     }
     if (*n == 0) {
         free(v);
-        return in->host->error(in->h, COFFER_ERR_NOT_FOUND, "the set holds no PostgreSQL dump (no *.pgdump stream)");
+        return in->host->error(in->h, COFFER_ERR_NOT_FOUND,
+                               "the set holds no PostgreSQL dump (no *.pgdump stream)");
     }
     *dbs = v;
     return COFFER_OK;
@@ -85,7 +86,8 @@ coffer_status pgd_target_open(pgd_instance *in, const coffer_restore_opts *opts,
 {
     memset(t, 0, sizeof *t);
     if (opts && opts->target && *opts->target) {
-        coffer_status st = pgd_params_parse(in, "--map", opts->target, &t->params, &t->password, NULL);
+        coffer_status st =
+            pgd_params_parse(in, "--map", opts->target, &t->params, &t->password, NULL);
         if (st)
             return st;
         t->mapped = 1;
@@ -128,8 +130,8 @@ const char *pgd_target_db(const pgd_target *t, const char *orig, size_t ndbs)
 
 /* ---- creating and checking the target ---------------------------------- */
 
-static coffer_status create_db(pgd_instance *in, PGconn *mc, coffer_dump_source *src, const char *db,
-                               const char *orig, size_t ndbs, const char *shown)
+static coffer_status create_db(pgd_instance *in, PGconn *mc, coffer_dump_source *src,
+                               const char *db, const char *orig, size_t ndbs, const char *shown)
 {
     char key[600];
     const char *enc, *coll, *ctype;
@@ -157,20 +159,22 @@ static coffer_status create_db(pgd_instance *in, PGconn *mc, coffer_dump_source 
     char sql[2048], what[1200];
     snprintf(what, sizeof what, "cannot create restore target database %s (%s)", db, shown);
     /* As the source was: same encoding and locale, from template0. */
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0%s%s%s%s%s%s", ident, e ? " ENCODING " : "",
-             e ? e : "", c ? " LC_COLLATE " : "", c ? c : "", t ? " LC_CTYPE " : "", t ? t : "");
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0%s%s%s%s%s%s", ident,
+             e ? " ENCODING " : "", e ? e : "", c ? " LC_COLLATE " : "", c ? c : "",
+             t ? " LC_CTYPE " : "", t ? t : "");
     PGresult *r = PQexec(mc, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && (c || t) && PQstatus(mc) == CONNECTION_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         /* 22023 invalid_parameter_value: that locale does not exist here. */
         if (state && strcmp(state, "22023") == 0) {
             in->host->log(in->h, COFFER_LOG_WARN,
-                          "the source's locale (%s/%s) does not exist on the target server; creating %s with the "
+                          "the source's locale (%s/%s) does not exist on the target server; "
+                          "creating %s with the "
                           "server's default locale",
                           coll ? coll : "", ctype ? ctype : "", db);
             PQclear(r);
-            snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0%s%s", ident, e ? " ENCODING " : "",
-                     e ? e : "");
+            snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0%s%s", ident,
+                     e ? " ENCODING " : "", e ? e : "");
             r = PQexec(mc, sql);
         }
     }
@@ -191,8 +195,8 @@ done:
 
 /* Make sure the target database exists (creating it if allowed). */
 static coffer_status ensure_db(pgd_instance *in, const pgd_target *t, coffer_dump_source *src,
-                               const coffer_restore_opts *opts, const char *db, const char *orig, size_t ndbs,
-                               const char *shown, int *created)
+                               const coffer_restore_opts *opts, const char *db, const char *orig,
+                               size_t ndbs, const char *shown, int *created)
 {
     *created = 0;
     coffer_status st;
@@ -208,8 +212,9 @@ static coffer_status ensure_db(pgd_instance *in, const pgd_target *t, coffer_dum
         return COFFER_OK;
     }
     const char *params[1] = {db};
-    PGresult *r = pgd_exec(in, mc, "cannot look up the restore target",
-                           "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, params, &st);
+    PGresult *r =
+        pgd_exec(in, mc, "cannot look up the restore target",
+                 "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, params, &st);
     if (!r) {
         PQfinish(mc);
         return st;
@@ -218,8 +223,8 @@ static coffer_status ensure_db(pgd_instance *in, const pgd_target *t, coffer_dum
     PQclear(r);
     if (!exists) {
         if (!opts || !opts->create)
-            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "restore target database %s (%s) does not exist", db,
-                                 shown);
+            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND,
+                                 "restore target database %s (%s) does not exist", db, shown);
         else if ((st = create_db(in, mc, src, db, orig, ndbs, shown)) == COFFER_OK)
             *created = 1;
     }
@@ -261,7 +266,8 @@ static coffer_status pump(pgd_instance *in, coffer_dump_source *src, const char 
         if (got == 0)
             break;
         for (size_t off = 0; off < got && !broken;) {
-            struct pollfd pfd[2] = {{.fd = c->in_fd, .events = POLLOUT}, {.fd = c->err_fd, .events = POLLIN}};
+            struct pollfd pfd[2] = {{.fd = c->in_fd, .events = POLLOUT},
+                                    {.fd = c->err_fd, .events = POLLIN}};
             int pr = poll(pfd, c->err_fd >= 0 ? 2 : 1, 200);
             if (pr < 0 && errno != EINTR) {
                 st = in->host->error(in->h, COFFER_ERR_IO, "poll: %s", strerror(errno));
@@ -302,8 +308,9 @@ static coffer_status pump(pgd_instance *in, coffer_dump_source *src, const char 
     return st;
 }
 
-static coffer_status restore_one(pgd_instance *in, coffer_dump_source *src, const coffer_restore_opts *opts,
-                                 const pgd_target *t, const char *orig, size_t ndbs, const char *passfile,
+static coffer_status restore_one(pgd_instance *in, coffer_dump_source *src,
+                                 const coffer_restore_opts *opts, const pgd_target *t,
+                                 const char *orig, size_t ndbs, const char *passfile,
                                  const char *pg_restore)
 {
     const char *db = pgd_target_db(t, orig, ndbs);
@@ -325,7 +332,8 @@ static coffer_status restore_one(pgd_instance *in, coffer_dump_source *src, cons
     for (size_t i = 0; i < src->stream_count(src) && !found; i++)
         found = strcmp(src->stream_name(src, i), stream) == 0;
     if (!found) {
-        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "the set has no stream %s for database %s", stream, orig);
+        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND,
+                             "the set has no stream %s for database %s", stream, orig);
         goto done;
     }
 
@@ -338,10 +346,11 @@ static coffer_status restore_one(pgd_instance *in, coffer_dump_source *src, cons
         goto done;
     int force = opts && opts->force;
     if (ntables && !force) {
-        st = in->host->error(in->h, COFFER_ERR_EXISTS,
-                             "restore target database %s (%s) exists and is not empty (%zu tables, e.g. %s.%s); use "
-                             "--force to restore over it, or --map %s to another database",
-                             db, shown, ntables, tables[0].schema, tables[0].name, "NAME=postgres://...");
+        st = in->host->error(
+            in->h, COFFER_ERR_EXISTS,
+            "restore target database %s (%s) exists and is not empty (%zu tables, e.g. %s.%s); use "
+            "--force to restore over it, or --map %s to another database",
+            db, shown, ntables, tables[0].schema, tables[0].name, "NAME=postgres://...");
         goto done;
     }
 
@@ -373,13 +382,15 @@ static coffer_status restore_one(pgd_instance *in, coffer_dump_source *src, cons
     if (ws != 0) {
         char how[64], tail[900];
         st = in->host->error(in->h, COFFER_ERR_FAILED,
-                             "pg_restore into %s failed (%s); the restore was rolled back: %s", shown,
-                             pgd_wait_str(ws, how, sizeof how), pgd_child_errtail(&child, tail, sizeof tail));
+                             "pg_restore into %s failed (%s); the restore was rolled back: %s",
+                             shown, pgd_wait_str(ws, how, sizeof how),
+                             pgd_child_errtail(&child, tail, sizeof tail));
         goto done;
     }
     if (child.errlen) {
         char tail[900];
-        in->host->log(in->h, COFFER_LOG_WARN, "pg_restore (%s): %s", shown, pgd_child_errtail(&child, tail, sizeof tail));
+        in->host->log(in->h, COFFER_LOG_WARN, "pg_restore (%s): %s", shown,
+                      pgd_child_errtail(&child, tail, sizeof tail));
     }
     if (in->analyze) {
         PGresult *r = pgd_exec(in, tc, "ANALYZE after the restore", "ANALYZE", 0, NULL, &st);
@@ -432,8 +443,8 @@ coffer_status pgd_restore(void *instance, coffer_dump_source *src, const coffer_
         char what[160];
         snprintf(what, sizeof what, "the pg_dump that wrote the set (%s)", dumped);
         const char *v = strstr(text, "(PostgreSQL)");
-        if ((st = pgd_check_tool_version(in, "pg_restore", pg_restore, num, v ? v + 13 : text, dnum, what)) !=
-            COFFER_OK)
+        if ((st = pgd_check_tool_version(in, "pg_restore", pg_restore, num, v ? v + 13 : text, dnum,
+                                         what)) != COFFER_OK)
             goto done;
     }
     if ((st = pgd_passfile_new(in, t.password, passfile, sizeof passfile)) != COFFER_OK)

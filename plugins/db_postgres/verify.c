@@ -75,8 +75,8 @@ static void check_extensions(vctx *v, const char *check, const char *want, const
         report(v, 1, check, "%s", *want ? want : "none");
 }
 
-static coffer_status verify_one(vctx *v, coffer_dump_source *src, const pgd_target *t, const char *orig,
-                                size_t ndbs)
+static coffer_status verify_one(vctx *v, coffer_dump_source *src, const pgd_target *t,
+                                const char *orig, size_t ndbs)
 {
     pgd_instance *in = v->in;
     const char *db = pgd_target_db(t, orig, ndbs);
@@ -97,13 +97,15 @@ static coffer_status verify_one(vctx *v, coffer_dump_source *src, const pgd_targ
         goto done;
     }
     if (!(r = pgd_exec(in, c, "cannot start a read-only transaction",
-                       "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st)))
+                       "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL,
+                       &st)))
         goto done;
     PQclear(r);
-    if (!(r = pgd_exec(in, c, "cannot list extensions",
-                       "SELECT coalesce(string_agg(extname || ' ' || extversion, ',' ORDER BY extname), '')"
-                       " FROM pg_catalog.pg_extension",
-                       0, NULL, &st)))
+    if (!(r = pgd_exec(
+              in, c, "cannot list extensions",
+              "SELECT coalesce(string_agg(extname || ' ' || extversion, ',' ORDER BY extname), '')"
+              " FROM pg_catalog.pg_extension",
+              0, NULL, &st)))
         goto done;
     snprintf(check, sizeof check, "extensions%s%s", d ? "." : "", d ? d : "");
     check_extensions(v, check, src->meta_get(src, check), PQgetvalue(r, 0, 0));
@@ -144,23 +146,24 @@ static coffer_status verify_one(vctx *v, coffer_dump_source *src, const pgd_targ
                 break;
         }
         if (k == ntables) {
-            report(v, 0, key, "table %s is missing in %s (the set has %lld rows)", key + plen, shown, want);
+            report(v, 0, key, "table %s is missing in %s (the set has %lld rows)", key + plen,
+                   shown, want);
             continue;
         }
         seen[k] = 1;
         if (tables[k].rows == want)
             report(v, 1, key, "%" PRId64 " rows", tables[k].rows);
         else
-            report(v, 0, key, "table %s.%s has %" PRId64 " rows in %s, the set recorded %lld", tables[k].schema,
-                   tables[k].name, tables[k].rows, shown, want);
+            report(v, 0, key, "table %s.%s has %" PRId64 " rows in %s, the set recorded %lld",
+                   tables[k].schema, tables[k].name, tables[k].rows, shown, want);
     }
     /* Tables the set does not know. */
     for (size_t k = 0; k < ntables; k++) {
         if (seen[k])
             continue;
         char *key = pgd_rows_key(d, tables[k].schema, tables[k].name);
-        report(v, 0, key ? key : "rows", "table %s.%s (%" PRId64 " rows) in %s was not in the set", tables[k].schema,
-               tables[k].name, tables[k].rows, shown);
+        report(v, 0, key ? key : "rows", "table %s.%s (%" PRId64 " rows) in %s was not in the set",
+               tables[k].schema, tables[k].name, tables[k].rows, shown);
         free(key);
     }
     st = COFFER_OK;

@@ -24,6 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <openssl/evp.h>
 #include <openssl/md5.h>
 
@@ -103,6 +107,7 @@ static void resp_reset(s3_resp *rs)
     size_t max = rs->max_body;
     int attempts = rs->attempts;
     s3_str body = rs->body;
+    /* easy is set again by the next attempt */
     s3_str_clear(&body);
     memset(rs, 0, sizeof *rs);
     rs->body = body;
@@ -142,19 +147,35 @@ int s3_share_init(s3_instance *in)
     return 0;
 }
 
-CURL *s3_conn_get(s3_instance *in)
+s3_conn *s3_conn_get(s3_instance *in)
 {
-    CURL *c = NULL;
+    s3_conn *c = NULL;
     pthread_mutex_lock(&in->lock);
     if (in->nidle)
         c = in->idle[--in->nidle];
     pthread_mutex_unlock(&in->lock);
+    if (c)
+        return c;
+    c = calloc(1, sizeof *c);
     if (!c)
-        c = curl_easy_init();
+        return NULL;
+    c->fd = CURL_SOCKET_BAD;
+    if (!(c->e = curl_easy_init())) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
-void s3_conn_put(s3_instance *in, CURL *c)
+void s3_conn_free(s3_conn *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->e); /* closes the connection through c->fd's callback */
+    free(c);
+}
+
+void s3_conn_put(s3_instance *in, s3_conn *c)
 {
     if (!c)
         return;
@@ -162,7 +183,7 @@ void s3_conn_put(s3_instance *in, CURL *c)
     if (in->nidle < S3_IDLE_MAX) {
         if (in->nidle == in->idle_cap) {
             size_t cap = in->idle_cap ? in->idle_cap * 2 : 8;
-            CURL **v = realloc(in->idle, cap * sizeof *v);
+            s3_conn **v = realloc(in->idle, cap * sizeof *v);
             if (v) {
                 in->idle = v;
                 in->idle_cap = cap;
@@ -174,14 +195,13 @@ void s3_conn_put(s3_instance *in, CURL *c)
         }
     }
     pthread_mutex_unlock(&in->lock);
-    if (c)
-        curl_easy_cleanup(c);
+    s3_conn_free(c);
 }
 
 void s3_conn_pool_free(s3_instance *in)
 {
     for (size_t i = 0; i < in->nidle; i++)
-        curl_easy_cleanup(in->idle[i]);
+        s3_conn_free(in->idle[i]);
     free(in->idle);
     in->idle = NULL;
     in->nidle = in->idle_cap = 0;
@@ -192,9 +212,28 @@ void s3_conn_pool_free(s3_instance *in)
         pthread_mutex_destroy(&in->share_lock[i]);
 }
 
-void s3_conn_setup(s3_instance *in, CURL *c)
+static int sockopt_cb(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        *(curl_socket_t *)ud = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+static int closesocket_cb(void *ud, curl_socket_t fd)
+{
+    curl_socket_t *slot = ud;
+    if (*slot == fd)
+        *slot = CURL_SOCKET_BAD;
+    return close(fd);
+}
+
+void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd)
 {
     curl_easy_reset(c); /* keeps the live connection, DNS and session caches */
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, fd);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, fd);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_SHARE, in->share);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* the signed path is the sent path */
@@ -202,6 +241,7 @@ void s3_conn_setup(s3_instance *in, CURL *c)
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "coffer-s3/1.0.0");
     if (in->ca_file)
         curl_easy_setopt(c, CURLOPT_CAINFO, in->ca_file);
     if (in->proxy)
@@ -242,6 +282,14 @@ static int header_is(const char *line, size_t n, const char *name, const char **
     return 1;
 }
 
+void s3_quickack(const curl_socket_t *fd)
+{
+    if (fd && *fd != CURL_SOCKET_BAD) {
+        int one = 1;
+        (void)setsockopt(*fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
+}
+
 size_t s3_header_cb(char *line, size_t size, size_t n, void *ud)
 {
     s3_resp *rs = ud;
@@ -254,6 +302,7 @@ size_t s3_header_cb(char *line, size_t size, size_t n, void *ud)
         rs->etag[0] = rs->version_id[0] = rs->content_range[0] = rs->bucket_region[0] = 0;
         rs->has_length = 0;
         rs->last_modified = 0;
+        s3_quickack(rs->sock);
     } else if (header_is(line, len, "etag", &v, &vl)) {
         copy_value(rs->etag, sizeof rs->etag, v, vl);
     } else if (header_is(line, len, "x-amz-version-id", &v, &vl)) {
@@ -393,9 +442,10 @@ static size_t body_cb(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static void attempt(s3_instance *in, CURL *c, const s3_req *rq, const char *payload_hash, s3_resp *rs)
+static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char *payload_hash, s3_resp *rs)
 {
-    s3_conn_setup(in, c);
+    CURL *c = conn->e;
+    s3_conn_setup(in, c, &conn->fd);
     s3_str url = {0};
     s3_url(in, rq->okey, rq->query, rq->nquery, &url);
     struct curl_slist *hl = s3_signed_headers(in, rq->method, rq->okey, rq->query, rq->nquery, rq->headers,
@@ -407,6 +457,7 @@ static void attempt(s3_instance *in, CURL *c, const s3_req *rq, const char *payl
         return;
     }
     upload_src src = {rq->body, rq->body_len};
+    rs->sock = &conn->fd;
     curl_easy_setopt(c, CURLOPT_URL, s3_str_cstr(&url));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, rs->curl_err);
@@ -558,7 +609,7 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         EVP_EncodeBlock((unsigned char *)md5b64, md, 16);
         s3_req_header(&r, "content-md5", md5b64);
     }
-    CURL *c = s3_conn_get(in);
+    s3_conn *c = s3_conn_get(in);
     if (!c) {
         rs->curl_rc = CURLE_OUT_OF_MEMORY;
         snprintf(rs->curl_err, sizeof rs->curl_err, "cannot create a curl handle");
@@ -587,8 +638,8 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
                           ms);
         /* a broken connection must not be reused */
         if (rs->curl_rc != CURLE_OK) {
-            curl_easy_cleanup(c);
-            c = curl_easy_init();
+            s3_conn_free(c);
+            c = s3_conn_get(in);
             if (!c) {
                 rs->curl_rc = CURLE_OUT_OF_MEMORY;
                 return COFFER_ERR_FATAL;
@@ -609,7 +660,7 @@ void s3_describe(s3_instance *in, const char *method, const char *okey, const s3
                  size_t len)
 {
     char where[1200];
-    snprintf(where, sizeof where, "S3 %s %s/%s", method, in->bucket, okey ? okey : "");
+    snprintf(where, sizeof where, "S3 %s %s%s%s", method, in->bucket, okey ? "/" : "", okey ? okey : "");
     char tries[48] = "";
     if (rs->attempts > 1)
         snprintf(tries, sizeof tries, " (after %d attempts)", rs->attempts);

@@ -58,24 +58,33 @@ static int rconn_get(s3_instance *in, s3_rconn *c)
     pthread_mutex_unlock(&in->lock);
     c->m = curl_multi_init();
     c->e = curl_easy_init();
-    if (!c->m || !c->e) {
+    c->fd = malloc(sizeof *c->fd);
+    if (!c->m || !c->e || !c->fd) {
         if (c->m)
             curl_multi_cleanup(c->m);
         if (c->e)
             curl_easy_cleanup(c->e);
+        free(c->fd);
+        c->m = NULL;
+        c->e = NULL;
+        c->fd = NULL;
         return -1;
     }
+    *c->fd = CURL_SOCKET_BAD;
     return 0;
 }
 
 static void rconn_discard(s3_rconn *c)
 {
+    /* the multi holds the connection, whose close callback writes *fd */
     if (c->e)
         curl_easy_cleanup(c->e);
     if (c->m)
         curl_multi_cleanup(c->m);
+    free(c->fd);
     c->e = NULL;
     c->m = NULL;
+    c->fd = NULL;
 }
 
 static void rconn_put(s3_instance *in, s3_rconn *c, int reusable)
@@ -97,6 +106,7 @@ static void rconn_put(s3_instance *in, s3_rconn *c, int reusable)
                 in->ridle[in->nridle++] = *c;
                 c->m = NULL;
                 c->e = NULL;
+                c->fd = NULL;
             }
         }
         pthread_mutex_unlock(&in->lock);
@@ -119,6 +129,7 @@ static size_t rd_header(char *line, size_t size, size_t n, void *ud)
 {
     s3_reader *r = ud;
     size_t len = size * n;
+    r->rs.sock = r->c.fd;
     s3_header_cb(line, size, n, &r->rs);
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         long code = 0;
@@ -251,7 +262,7 @@ static coffer_status transfer_start(s3_reader *r)
     }
     if (r->etag[0])
         hx[nh++] = (s3_kv){"if-match", r->etag};
-    s3_conn_setup(in, r->c.e);
+    s3_conn_setup(in, r->c.e, r->c.fd);
     r->hl = s3_signed_headers(in, "GET", r->okey, q, nq, hx, nh,
                               "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     if (!r->hl)
@@ -345,6 +356,17 @@ static coffer_status open_at(s3_reader *r)
         if (r->headers_done && r->status == 416) {
             /* the range starts at or past the end */
             int64_t total = s3_content_range_total(r->rs.content_range);
+            if (total < 0) {
+                /* no "bytes *\/SIZE" in the answer (RGW): ask for the size */
+                s3_req hq = {.method = "HEAD", .okey = r->okey};
+                if (r->version_id)
+                    s3_req_query(&hq, "versionId", r->version_id);
+                s3_resp hs;
+                s3_resp_init(&hs, 0);
+                if (s3_request(in, &hq, &hs) == COFFER_OK && hs.has_length)
+                    total = (int64_t)hs.content_length;
+                s3_resp_free(&hs);
+            }
             if (total >= 0 && (uint64_t)total == r->pos) {
                 r->eof = 1;
                 return COFFER_OK;

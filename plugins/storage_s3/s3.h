@@ -136,7 +136,14 @@ typedef struct s3_job s3_job;
 typedef struct s3_rconn {
     CURLM *m;
     CURL *e;
+    curl_socket_t *fd; /* the connection's socket (see s3_conn_setup) */
 } s3_rconn;
+
+/* A pooled easy handle and the socket of its live connection. */
+typedef struct s3_conn {
+    CURL *e;
+    curl_socket_t fd;
+} s3_conn;
 
 typedef struct s3_instance {
     uint32_t magic; /* COFFER_MAGIC_INSTANCE while alive */
@@ -163,6 +170,7 @@ typedef struct s3_instance {
     int retries;       /* attempts after the first */
     int timeout;       /* seconds without progress before a transfer is abandoned */
     unsigned backoff_ms; /* first retry delay; doubles with each attempt */
+    int list_page;     /* max-keys of list calls (1000; tests make it small to page) */
 
     /* learned at run time */
     int lock_enabled;      /* bucket has object lock: uploads carry Content-MD5 */
@@ -172,7 +180,7 @@ typedef struct s3_instance {
     pthread_cond_t cv;
     CURLSH *share;
     pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
-    CURL **idle;       /* easy handles with live connections */
+    s3_conn **idle;    /* easy handles with live connections */
     size_t nidle, idle_cap;
     struct s3_rconn *ridle; /* readers' multi+easy pairs (the multi keeps the connection) */
     size_t nridle, ridle_cap;
@@ -212,6 +220,7 @@ typedef struct s3_resp {
     char curl_err[CURL_ERROR_SIZE];
     int attempts;
     int error_in_200;         /* a 200 whose body is <Error> */
+    curl_socket_t *sock;      /* the transfer's socket, for s3_quickack from the header callback */
 } s3_resp;
 
 typedef struct s3_req {
@@ -262,18 +271,26 @@ void s3_path(const s3_instance *in, const char *okey, s3_str *out);
 void s3_host_header(const s3_instance *in, s3_str *out);
 
 /* Easy handle pool. */
-CURL *s3_conn_get(s3_instance *in);
-void s3_conn_put(s3_instance *in, CURL *c);
+s3_conn *s3_conn_get(s3_instance *in);
+void s3_conn_put(s3_instance *in, s3_conn *c);
+void s3_conn_free(s3_conn *c);
 void s3_conn_pool_free(s3_instance *in);
 int s3_share_init(s3_instance *in);
 
-/* Apply the common options (TLS, proxy, timeouts, share) to a reset handle. */
-void s3_conn_setup(s3_instance *in, CURL *c);
+/* Reset a handle and apply the common options (TLS, proxy, timeouts,
+ * share). *fd tracks the socket of the connection the handle opens (set
+ * when curl creates it, CURL_SOCKET_BAD once curl closes it); it must
+ * outlive every connection the handle (or its multi) keeps. */
+void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd);
 /* Build the signed header list for a request. NULL on failure (out of
  * memory, OpenSSL). payload_hash: hex or "UNSIGNED-PAYLOAD". */
 struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const char *okey,
                                      const s3_kv *q, size_t nq, const s3_kv *extra, size_t nextra,
                                      const char *payload_hash);
+/* Acknowledge received data at once. Servers that send the headers and
+ * the body of an answer in two writes (Ceph's beast frontend) otherwise
+ * wait for the client's delayed ACK (40 ms on Linux) under Nagle. */
+void s3_quickack(const curl_socket_t *fd);
 /* Header callback that fills an s3_resp (userdata = s3_resp *). */
 size_t s3_header_cb(char *line, size_t size, size_t n, void *ud);
 

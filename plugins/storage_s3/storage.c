@@ -377,6 +377,7 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
                                                 "(1..86400 s) out of range");
         goto fail;
     }
+    in->list_page = 1000;
     in->retries = (int)r;
     in->backoff_ms = (unsigned)d;
     in->timeout = (int)t;
@@ -576,7 +577,15 @@ static coffer_status prepare(void *instance, int create)
         if (rs.status == 301 || (rs.status == 400 && rs.bucket_region[0]))
             st = in->host->error(in->h, COFFER_ERR_INVALID, "bucket %s is in region %s, not %s: set the region option",
                                  in->bucket, rs.bucket_region[0] ? rs.bucket_region : "(unknown)", in->region);
-        else
+        else if (st == COFFER_ERR_AUTH) {
+            /* HEAD has no body: ask again with a GET, whose error document
+             * names the cause (InvalidAccessKeyId, SignatureDoesNotMatch) */
+            s3_resp gs;
+            s3_resp_init(&gs, 64 * 1024);
+            coffer_status g = bucket_get(in, "versioning", &gs);
+            st = g ? s3_fail(in, g, "GET ?versioning", NULL, &gs) : s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
+            s3_resp_free(&gs);
+        } else
             st = s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
         s3_resp_free(&rs);
         return st;
@@ -723,8 +732,10 @@ static coffer_status list_objects(void *instance, const char *prefix, coffer_lis
     s3_resp_init(&rs, S3_XML_MAX);
     for (;;) {
         s3_req rq = {.method = "GET"};
+        char maxk[16];
+        snprintf(maxk, sizeof maxk, "%d", in->list_page);
         s3_req_query(&rq, "list-type", "2");
-        s3_req_query(&rq, "max-keys", "1000");
+        s3_req_query(&rq, "max-keys", maxk);
         if (*full)
             s3_req_query(&rq, "prefix", full);
         if (token)
@@ -797,8 +808,10 @@ static coffer_status list_versions(void *instance, const char *prefix, coffer_ve
     s3_resp_init(&rs, S3_XML_MAX);
     for (;;) {
         s3_req rq = {.method = "GET"};
+        char maxk[16];
+        snprintf(maxk, sizeof maxk, "%d", in->list_page);
         s3_req_query(&rq, "versions", NULL);
-        s3_req_query(&rq, "max-keys", "1000");
+        s3_req_query(&rq, "max-keys", maxk);
         if (*full)
             s3_req_query(&rq, "prefix", full);
         if (kmark)

@@ -102,7 +102,7 @@ start() {
         fi
         sleep 0.1
     done
-    printf '[client]\nsocket=%s\nuser=root\n' "$SOCK" >"$DIR/client.cnf"
+    printf '[client]\nsocket=%s\nuser=root\ndefault-character-set=utf8mb4\n' "$SOCK" >"$DIR/client.cnf"
     # The password goes to the server on stdin, never on a command line.
     "$CLIENT" --defaults-file="$DIR/client.cnf" <<EOF || die "cannot create the test account"
 CREATE USER IF NOT EXISTS 'coffer'@'localhost' IDENTIFIED BY '$MYSQL_TEST_PASSWORD';

@@ -2,6 +2,7 @@
 # A private PostgreSQL server for tests and benchmarks.
 #
 #   pg_server.sh start DIR    initdb in DIR/data, start on a free loopback port
+#                             (DIR already initialised: start it again, same port)
 #   pg_server.sh stop DIR     stop it (fast shutdown, then immediate, then kill)
 #   pg_server.sh status DIR   exit 0 when it runs
 #
@@ -47,6 +48,14 @@ EOF
 
 case "$cmd" in
 start)
+    if [ -f "$dir/pg.env" ] && [ -f "$dir/data/PG_VERSION" ]; then
+        bin=$(sed -n 's/^PG_BIN=//p' "$dir/pg.env")
+        port=$(sed -n 's/^PG_PORT=//p' "$dir/pg.env")
+        as_pg "$bin/pg_ctl" -D "$dir/data" -o "-p $port" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1 ||
+            { echo "pg_server: cannot restart PostgreSQL:" >&2; tail -20 "$dir/server.log" >&2; exit 1; }
+        echo "pg_server: PostgreSQL restarted on 127.0.0.1:$port"
+        exit 0
+    fi
     bin=$(pick_bin)
     id postgres >/dev/null 2>&1 || { echo "pg_server: no user 'postgres' (install postgresql)" >&2; exit 1; }
     mkdir -p "$dir"

@@ -182,6 +182,7 @@ static void build_tree(fx *f)
     snprintf(b, sizeof b, "%s/data/hard2", f->root);
     assert_int_equal(link(a, b), 0);
     mk(f, "data/sub", NULL, 0700);
+    mk(f, "data/empty", NULL, 0711);
     et_fill_random(bigdata, sizeof bigdata, 3);
     snprintf(a, sizeof a, "%s/data/sub/b.bin", f->root);
     assert_int_equal(et_write(a, bigdata, sizeof bigdata), 0);
@@ -200,6 +201,7 @@ static void build_tree(fx *f)
     set_mtime(f, "data/sub/b.bin", 1700000001, 1);
     set_mtime(f, "data/sub", 1700000002, 999999999);
     set_mtime(f, "config.toml", 1600000000, 500);
+    set_mtime(f, "data/empty", 1700000004, 4);
     set_mtime(f, "data", 1700000003, 42);
 }
 
@@ -263,6 +265,7 @@ static void test_walk(void **state)
         cf_ent_kind kind;
     } want[] = {
         {"data", CF_ENT_DIR},          {"data/.tmpx", CF_ENT_FILE},   {"data/a.txt", CF_ENT_FILE},
+        {"data/empty", CF_ENT_DIR},
         {"data/hard1", CF_ENT_FILE},   {"data/hard2", CF_ENT_HARDLINK}, {"data/sub", CF_ENT_DIR},
         {"data/sub/b.bin", CF_ENT_FILE}, {"data/sub/link", CF_ENT_SYMLINK}, {"config.toml", CF_ENT_FILE},
     };

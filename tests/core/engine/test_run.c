@@ -203,8 +203,8 @@ static void test_run_open(void **state)
     assert_error_has("target 'main' (");
     assert_error_has("no repository there; create it with `coffer init -p ");
     assert_error_has(file);
-    /* Unknown target name. */
-    assert_int_equal(cf_run_open(file, "elsewhere", 0, &run), -1);
+    /* Unknown target name: a usage error (-2). */
+    assert_int_equal(cf_run_open(file, "elsewhere", 0, &run), -2);
     assert_error_has("no target named 'elsewhere'");
     /* Without the repository: the store only. */
     assert_int_equal(cf_run_open(file, "main", 0, &run), 0);
@@ -227,7 +227,7 @@ static void test_run_open(void **state)
     assert_int_equal(et_write_str(bad, "name: p\nroot: /srv\ntargets:\n  - name: t\n    location: /x\n"
                                        "components:\n  - name: db\n    type: database\n    driver: oracle\n"),
                      0);
-    assert_int_equal(cf_run_open(bad, NULL, 0, &run), -1);
+    assert_int_equal(cf_run_open(bad, NULL, 0, &run), -2); /* policy error */
     assert_error_has("bad.yaml");
     assert_error_has("oracle");
     free(bad);

@@ -397,7 +397,7 @@ static void test_temp_path(void **state)
  * TMPDIR unset and /tmp full (ENOSPC), a root backup would chmod /tmp to
  * 0700 and empty it. Here mkdtemp is made to fail with ENAMETOOLONG: the
  * base directory fits in PATH_MAX, base/coffer-XXXXXX does not. */
-static void test_tmpdir_fallback_keeps_base(void **state)
+static void test_bug_tmpdir_fallback_deletes_base(void **state)
 {
     fx *f = *state;
     char base[PATH_MAX];
@@ -449,7 +449,7 @@ int main(void)
         T(test_secret_file),
         T(test_secret_missing_file),
         T(test_temp_path),
-        T(test_tmpdir_fallback_keeps_base),
+        T(test_bug_tmpdir_fallback_deletes_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

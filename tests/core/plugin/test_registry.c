@@ -238,6 +238,25 @@ static void test_plugin_dir_replaces_builtins(void **state)
     assert_string_equal(cf_registry_find(COFFER_KIND_STORAGE, "local")->path, a);
 }
 
+/* A plugin directory without drivers: built-ins only, no failures. */
+static void test_empty_plugin_dir(void **state)
+{
+    fx *f = *state;
+    char pdir[400], txt[800];
+    snprintf(pdir, sizeof pdir, "%s/empty", f->dir);
+    assert_int_equal(mkdir(pdir, 0755), 0);
+    const char *dirs[] = {pdir};
+    cf_registry_load(dirs, 1);
+    assert_int_equal(cf_registry_count(), 2);
+    assert_int_equal(cf_registry_failure_count(), 0);
+    cf_registry_unload();
+    snprintf(txt, sizeof txt, "%s/notes.txt", pdir);
+    assert_int_equal(pt_write(txt, "x", 1), 0);
+    cf_registry_load(dirs, 1);
+    assert_int_equal(cf_registry_count(), 2);
+    assert_int_equal(cf_registry_failure_count(), 0);
+}
+
 static void test_find_unknown_lists_available_and_failures(void **state)
 {
     fx *f = *state;
@@ -281,6 +300,7 @@ int main(void)
         T(test_bad_abi_refused),
         T(test_garbage_file_refused),
         T(test_plugin_dir_replaces_builtins),
+        T(test_empty_plugin_dir),
         T(test_find_unknown_lists_available_and_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

