@@ -118,6 +118,8 @@ json_t *cf_entry_to_json(const cf_entry *e)
         json_object_set_new(j, "mtime", json_integer(e->mtime));
         json_object_set_new(j, "mtime_ns", json_integer(e->mtime_ns));
     }
+    if (e->kind == CF_ENT_STREAM)
+        json_object_set_new(j, "mtime", json_integer(e->mtime)); /* capture time */
     if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM) {
         json_object_set_new(j, "size", json_integer((json_int_t)e->size));
         json_object_set_new(j, "chunks", chunks_json(e));
@@ -137,7 +139,21 @@ json_t *cf_entry_to_json(const cf_entry *e)
         for (size_t i = 0; i < e->nxattrs; i++) {
             char *hex = cf_malloc(2 * e->xattrs[i].len + 1);
             cf_hex(e->xattrs[i].value, e->xattrs[i].len, hex);
-            json_object_set_new(x, e->xattrs[i].name, json_string(hex));
+            const char *name = e->xattrs[i].name;
+            json_t *probe = json_string(name);
+            if (probe && strncmp(name, "hex:", 4) != 0) {
+                json_object_set_new(x, name, json_string(hex));
+            } else {
+                /* not UTF-8 (or looks encoded): "hex:" + hex of the name */
+                size_t nl = strlen(name);
+                char *key = cf_malloc(2 * nl + 5);
+                memcpy(key, "hex:", 4);
+                cf_hex((const uint8_t *)name, nl, key + 4);
+                json_object_set_new(x, key, json_string(hex));
+                free(key);
+            }
+            if (probe)
+                json_decref(probe);
             free(hex);
         }
         json_object_set_new(j, "xattrs", x);
@@ -219,7 +235,19 @@ int cf_entry_from_json(json_t *j, cf_entry *e)
                 free(xa->value);
                 return cf_fail("manifest entry %s: malformed xattr %s", e->path, name);
             }
-            xa->name = cf_strdup(name);
+            if (strncmp(name, "hex:", 4) == 0) {
+                size_t nl = strlen(name + 4) / 2;
+                xa->name = cf_malloc(nl + 1);
+                if (strlen(name + 4) % 2 || cf_unhex(name + 4, (uint8_t *)xa->name, nl) != 0) {
+                    free(xa->name);
+                    free(xa->value);
+                    xa->name = NULL;
+                    return cf_fail("manifest entry %s: malformed xattr name %s", e->path, name);
+                }
+                xa->name[nl] = 0;
+            } else {
+                xa->name = cf_strdup(name);
+            }
             xa->len = n;
             e->nxattrs++;
         }
@@ -438,11 +466,13 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e)
         return -1;
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type && strcmp(type, "end") == 0) {
+        uint64_t end_count = (uint64_t)json_integer_value(json_object_get(j, "entries"));
         json_decref(j);
         m->ended = 1;
-        if (m->seen != m->expected)
-            return cf_fail("%s: has %llu entries, header says %llu", m->key,
-                           (unsigned long long)m->seen, (unsigned long long)m->expected);
+        if (m->seen != m->expected || end_count != m->seen)
+            return cf_fail("%s: has %llu entries, header says %llu and end line %llu", m->key,
+                           (unsigned long long)m->seen, (unsigned long long)m->expected,
+                           (unsigned long long)end_count);
         /* Drain to the end so the trailer hash is checked. */
         char tmp[4096];
         long n;

@@ -181,6 +181,7 @@ int cf_hctx_fail(coffer_hctx *h, coffer_status st, const char *what)
 }
 
 static char *tmpdir_path;
+static int tmpdir_created;
 static pthread_mutex_t tmpdir_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const char *cf_tmpdir(void)
@@ -192,12 +193,17 @@ const char *cf_tmpdir(void)
             base = "/tmp";
         char *tmpl = cf_asprintf("%s/coffer-XXXXXX", base);
         if (!mkdtemp(tmpl)) {
+            /* Never fall back to the base itself: cleanup would empty it.
+             * A path that does not exist makes every later use fail with
+             * a message naming it. */
             cf_log(CF_LOG_ERROR, "cannot create temporary directory under %s: %s", base,
                    strerror(errno));
             free(tmpl);
-            tmpl = cf_strdup(base);
+            tmpl = cf_asprintf("%s/coffer-unavailable", base);
+        } else {
+            chmod(tmpl, 0700);
+            tmpdir_created = 1;
         }
-        chmod(tmpl, 0700);
         tmpdir_path = tmpl;
     }
     pthread_mutex_unlock(&tmpdir_lock);
@@ -217,7 +223,9 @@ void cf_tmpdir_cleanup(void)
 {
     pthread_mutex_lock(&tmpdir_lock);
     if (tmpdir_path) {
-        nftw(tmpdir_path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        if (tmpdir_created)
+            nftw(tmpdir_path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        tmpdir_created = 0;
         free(tmpdir_path);
         tmpdir_path = NULL;
     }
