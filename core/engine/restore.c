@@ -790,9 +790,10 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 for (size_t k = 0; k < n && k < 16; k++)
                     dest_add_unit(d, paths[k]);
             }
+            char *shown = cf_redact_url(map ? map : root);
             json_array_append_new(json_object_get(rep, "components"),
-                                  json_pack("{s:s,s:s}", "name", name, "destination",
-                                            map ? map : root));
+                                  json_pack("{s:s,s:s}", "name", name, "destination", shown));
+            free(shown);
             cf_dbinst_close(&db);
             cf_dbsource_free(src);
         } else if (strcmp(type, "object_store") == 0) {

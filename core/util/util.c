@@ -244,3 +244,22 @@ void cf_random(void *buf, size_t n)
         n -= (size_t)r;
     }
 }
+
+char *cf_redact_url(const char *s)
+{
+    const char *scheme = strstr(s, "://");
+    if (!scheme)
+        return cf_strdup(s);
+    const char *auth = scheme + 3;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (!at)
+        return cf_strdup(s);
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (!colon)
+        return cf_strdup(s);
+    return cf_asprintf("%.*s:***%s", (int)(colon - s), s, at);
+}

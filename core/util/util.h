@@ -55,6 +55,10 @@ void cf_buf_reserve(cf_buf *b, size_t extra);
 void cf_buf_append(cf_buf *b, const void *p, size_t n);
 void cf_buf_free(cf_buf *b);
 
+/* Copy of a location with any password in it ("scheme://user:PASS@host")
+ * replaced by "***", for messages and reports. */
+char *cf_redact_url(const char *s);
+
 /* Monotonic seconds. */
 double cf_now(void);
 
