@@ -170,10 +170,15 @@ static int cmd_backup(int argc, char **argv)
         return die(CF_EXIT_FAILED);
     }
     int rc = cf_backup(run, &id, &sum);
-    if (rc != 0) {
+    if (rc != 0 && !id) {
         cf_run_close(run);
         return die(CF_EXIT_FAILED);
     }
+    /* rc != 0 with a set: only the start command failed; the set is good
+     * and still goes to the other targets. */
+    char start_err[2048] = "";
+    if (rc != 0)
+        snprintf(start_err, sizeof start_err, "%s", cf_error());
     /* Multi-site: the first target gets the backup, the others a copy. */
     int copy_failed = 0;
     for (size_t i = 0; !a.target && i < run->policy->ntargets; i++) {
@@ -186,7 +191,9 @@ static int cmd_backup(int argc, char **argv)
             copy_failed = 1;
         }
     }
-    if (a.json) {
+    if (!sum) {
+        printf("%s\n", id);
+    } else if (a.json) {
         print_json(sum);
     } else {
         char b1[32], b2[32], b3[32];
@@ -200,9 +207,14 @@ static int cmd_backup(int argc, char **argv)
                json_real_value(json_object_get(sum, "duration")));
         printf("%s\n", id);
     }
-    json_decref(sum);
+    if (sum)
+        json_decref(sum);
     free(id);
     cf_run_close(run);
+    if (start_err[0]) {
+        fprintf(stderr, "coffer: error: %s\n", start_err);
+        return CF_EXIT_FAILED;
+    }
     return copy_failed ? CF_EXIT_FAILED : CF_EXIT_OK;
 }
 

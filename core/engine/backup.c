@@ -356,7 +356,9 @@ static void build_skip(const cf_policy *p, const cf_component *c, char **owned, 
         for (size_t i = 0; i < o->paths.n; i++)
             for (size_t m = 0; m < c->paths.n; m++) {
                 size_t l = strlen(c->paths.v[m]);
-                if (strncmp(o->paths.v[i], c->paths.v[m], l) == 0 && o->paths.v[i][l] == '/') {
+                int whole_root = strcmp(c->paths.v[m], ".") == 0;
+                if (whole_root || (strncmp(o->paths.v[i], c->paths.v[m], l) == 0 &&
+                                   o->paths.v[i][l] == '/')) {
                     v = cf_realloc(v, (n + 1) * sizeof *v);
                     v[n++] = cf_strdup(o->paths.v[i]);
                 }

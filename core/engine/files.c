@@ -176,6 +176,8 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int walk_children(walker *w, const char *abs, const char *rel);
+
 static int walk(walker *w, const char *abs, const char *rel, int top)
 {
     if (cf_cancel_flag)
@@ -210,10 +212,17 @@ static int walk(walker *w, const char *abs, const char *rel, int top)
     cf_entry_clear(&e);
     if (rc != 0 || !is_dir)
         return rc;
+    return walk_children(w, abs, rel);
+}
 
+/* Walk the entries of directory abs, sorted by name; rel NULL means the
+ * policy root itself (children are named without a prefix). */
+static int walk_children(walker *w, const char *abs, const char *rel)
+{
+    int rc = 0;
     DIR *d = opendir(abs);
     if (!d)
-        return cf_fail_errno("%s: cannot open directory", rel);
+        return cf_fail_errno("%s: cannot open directory", rel ? rel : abs);
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -231,7 +240,7 @@ static int walk(walker *w, const char *abs, const char *rel, int top)
     if (n) /* names is NULL for an empty directory */
         qsort(names, n, sizeof *names, cmp_name);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char *crel = cf_asprintf("%s/%s", rel, names[i]);
+        char *crel = rel ? cf_asprintf("%s/%s", rel, names[i]) : cf_strdup(names[i]);
         if (!skipped(w, crel)) {
             char *cabs = cf_asprintf("%s/%s", abs, names[i]);
             rc = walk(w, cabs, crel, 0);
@@ -259,6 +268,11 @@ int cf_walk_component(const cf_walk_opts *o)
     int rc = 0;
     for (size_t i = 0; i < o->comp->paths.n && rc == 0; i++) {
         const char *rel = o->comp->paths.v[i];
+        if (strcmp(rel, ".") == 0) {
+            /* the whole root: its content, not an entry named "." */
+            rc = walk_children(&w, o->root, NULL);
+            continue;
+        }
         char *abs = cf_asprintf("%s/%s", o->root, rel);
         struct stat st;
         if (lstat(abs, &st) != 0 && errno == ENOENT) {

@@ -505,8 +505,22 @@ static int exists(const char *p)
 static int swap_in(dest *d, const char *set_id)
 {
     char *prev = NULL;
+    /* A component of the whole root ("."): every top-level entry it wrote. */
+    for (size_t i = 0; i < d->nunits; i++) {
+        if (strcmp(d->units[i], ".") != 0)
+            continue;
+        DIR *dir = opendir(d->staging);
+        struct dirent *de;
+        while (dir && (de = readdir(dir)) != NULL)
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                dest_add_unit(d, de->d_name);
+        if (dir)
+            closedir(dir);
+    }
     for (size_t i = 0; i < d->nunits; i++) {
         const char *u = d->units[i];
+        if (strcmp(u, ".") == 0)
+            continue;
         int covered = 0;
         for (size_t k = 0; k < d->nunits; k++)
             if (k != i && (inside(u, d->units[k]) || (strcmp(u, d->units[k]) == 0 && k < i)))

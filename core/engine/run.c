@@ -187,13 +187,19 @@ void cf_new_set_id(char *buf, size_t len)
     struct tm tm;
     time_t t = time(NULL);
     gmtime_r(&t, &tm);
-    uint8_t rnd[4];
-    char hex[9];
-    cf_random(rnd, sizeof rnd);
-    cf_hex(rnd, sizeof rnd, hex);
+    /* The 8 hex digits: milliseconds (10 bits) then 22 random bits, so
+     * ids of one second still sort by time and "latest" is the newest. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    t = now.tv_sec;
+    gmtime_r(&t, &tm);
+    uint32_t rnd;
+    cf_random(&rnd, sizeof rnd);
+    uint32_t ms = (uint32_t)(now.tv_nsec / 1000000);
+    uint32_t v = (ms << 22) | (rnd & 0x3fffff);
     char ts[32];
     strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(buf, len, "%s-%s", ts, hex);
+    snprintf(buf, len, "%s-%08x", ts, v);
 }
 
 int cf_resolve_set(cf_run *run, const char *spec, char **id_out)

@@ -61,8 +61,8 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     for (size_t i = 0; i < r->nwriters; i++)
         if (cf_packw_is_open(r->writers[i]))
             return cf_fail("prune: the repository handle has an open session");
-    if (r->nsess_packs || r->nsess_index || r->ents_indexed != r->idx.n)
-        return cf_fail("prune: the repository handle has an open session");
+    if (r->ents_indexed != r->idx.n || atomic_load(&r->failed))
+        return cf_fail("prune: the repository handle has an unflushed session");
     char **keys;
     size_t nkeys;
     if (cf_repo_list_index(r, &keys, &nkeys) != 0)
@@ -85,6 +85,14 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     r->ents_open = r->ents_indexed = r->idx.n;
     r->packs_open = r->idx.npacks;
     pthread_rwlock_unlock(&r->lock);
+    /* What this handle wrote is flushed and part of the snapshot now: an
+     * abort must not remove it. */
+    pthread_mutex_lock(&r->wlock);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    r->sess_packs = r->sess_index = NULL;
+    r->nsess_packs = r->nsess_index = 0;
+    pthread_mutex_unlock(&r->wlock);
 
     cf_prune *p = cf_calloc(1, sizeof *p);
     p->r = r;

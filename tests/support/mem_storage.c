@@ -276,7 +276,8 @@ static coffer_status m_reader_open(void *instance, const char *key, uint64_t off
     mem_reader *r = calloc(1, sizeof *r);
     r->magic = COFFER_MAGIC_READER;
     r->data = malloc(len ? len : 1);
-    memcpy(r->data, o->data + off, len);
+    if (len)
+        memcpy(r->data, o->data + off, len);
     r->len = len;
     pthread_mutex_unlock(&ms->lock);
     *reader = r;

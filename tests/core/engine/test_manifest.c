@@ -305,10 +305,9 @@ static void test_roundtrip_objects(void **state)
 }
 
 /* A stream's capture time is part of the format ("stream": ... "mtime"
- * (capture time)); sink_close in backup.c sets it.
- * BUG (core/engine/manifest.c, cf_entry_to_json): mtime is written only
- * for non-stream entries, so a stream's capture time is dropped. */
-static void test_bug_stream_capture_time_dropped(void **state)
+ * (capture time)); sink_close in backup.c sets it. (Regression: it was
+ * once written for non-stream entries only.) */
+static void test_stream_keeps_capture_time(void **state)
 {
     (void)state;
     cf_entry in = {0}, out;
@@ -379,10 +378,9 @@ static void test_non_utf8_names(void **state)
 }
 
 /* Linux xattr names are arbitrary bytes ("user." + anything but NUL).
- * BUG (core/engine/manifest.c, cf_entry_to_json): names are used as JSON
- * object keys, which jansson refuses unless UTF-8; json_object_set_new
- * then fails silently and the attribute is lost from the set. */
-static void test_bug_xattr_name_not_utf8_lost(void **state)
+ * (Regression: names were JSON object keys, which jansson refuses unless
+ * UTF-8, so such an attribute was silently lost from the set.) */
+static void test_xattr_name_not_utf8(void **state)
 {
     (void)state;
     cf_entry in, out;
@@ -728,9 +726,8 @@ static void test_logical_damage(void **state)
 
 /* The format: "A reader that reaches the end of the object without it [the
  * end line], or finds a different count, must treat the manifest as
- * truncated." BUG (core/engine/manifest.c, cf_manifest_next): the end
- * line's own "entries" is never compared. */
-static void test_bug_end_line_count_ignored(void **state)
+ * truncated." (Regression: the end line's own count was not compared.) */
+static void test_end_line_count_checked(void **state)
 {
     fx *f = *state;
     raw_fails(f, "endcount", HDR(1) ENT("a") END(5), "entries");
@@ -769,15 +766,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_roundtrip_every_kind),
         T(test_roundtrip_objects),
-        T(test_bug_stream_capture_time_dropped),
+        T(test_stream_keeps_capture_time),
         T(test_non_utf8_names),
-        T(test_bug_xattr_name_not_utf8_lost),
+        T(test_xattr_name_not_utf8),
         T(test_from_json_rejects),
         T(test_json_name_helpers),
         T(test_write_commit_read),
         T(test_damaged_object_is_an_error),
         T(test_logical_damage),
-        T(test_bug_end_line_count_ignored),
+        T(test_end_line_count_checked),
         T(test_sets_list_sorted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

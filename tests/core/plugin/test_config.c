@@ -200,10 +200,9 @@ static void test_get_int_bool_defaults(void **state)
     cf_config_free(c);
 }
 
-/* BUG (core/plugin/config.c, cf_config_get_int): a COFFER_OPT_INT option
- * is validated by the policy checker with cf_parse_int, which accepts
- * negative values, but cf_config_get_int parses with cf_parse_size, which
- * refuses them, so a validated "-1" silently reads as the default. */
+/* A COFFER_OPT_INT option is validated with cf_parse_int, which accepts
+ * negative values; cf_config_get_int must read them too. (Regression: it
+ * parsed with cf_parse_size only, so a validated "-1" read as the default.) */
 static void test_get_int_negative_value(void **state)
 {
     (void)state;

@@ -391,13 +391,12 @@ static void test_temp_path(void **state)
     assert_true(strncmp(a, td2, strlen(td2)) == 0);
 }
 
-/* BUG (core/plugin/host.c, cf_tmpdir): when mkdtemp fails, the fallback
- * makes $TMPDIR itself the run's "private" directory: it is chmod'ed 0700
- * and cf_tmpdir_cleanup() then deletes it with everything in it. With
- * TMPDIR unset and /tmp full (ENOSPC), a root backup would chmod /tmp to
- * 0700 and empty it. Here mkdtemp is made to fail with ENAMETOOLONG: the
- * base directory fits in PATH_MAX, base/coffer-XXXXXX does not. */
-static void test_bug_tmpdir_fallback_deletes_base(void **state)
+/* When mkdtemp fails, $TMPDIR itself must not become the run's "private"
+ * directory (chmod'ed 0700, then emptied by cf_tmpdir_cleanup: with TMPDIR
+ * unset and /tmp full, a root backup would have emptied /tmp). Regression
+ * test; mkdtemp is made to fail with ENAMETOOLONG: the base directory fits
+ * in PATH_MAX, base/coffer-XXXXXX does not. */
+static void test_tmpdir_fallback_keeps_base(void **state)
 {
     fx *f = *state;
     char base[PATH_MAX];
@@ -449,7 +448,7 @@ int main(void)
         T(test_secret_file),
         T(test_secret_missing_file),
         T(test_temp_path),
-        T(test_bug_tmpdir_fallback_deletes_base),
+        T(test_tmpdir_fallback_keeps_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
