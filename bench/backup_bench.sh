@@ -237,6 +237,8 @@ tar_zstd_file="$work/tar-zstd.tar.zst"
 restic_repo="$work/repo-restic"
 coffer_repo="$work/repo-coffer"
 echo "coffer-bench-password" >"$work/restic.password"
+# Both tools encrypt, with the same throwaway passphrase (inherited, not on argv).
+export COFFER_PASSPHRASE=coffer-bench-password
 restic_cmd="RESTIC_PASSWORD_FILE=$W/restic.password restic -r $(q "$restic_repo") --cache-dir $W/restic-cache --quiet"
 coffer_cmd="ASTERDRIVE_ROOT=$R COFFER_REPO=$(q "$coffer_repo") ASTERDRIVE_STOP=true ASTERDRIVE_START=true ASTERDRIVE_DOCTOR=true ${coffer:+$(q "$coffer")}"
 P="$(q "$policy")"

@@ -23,6 +23,10 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${COFFER:=$COFFER_BUILD/coffer}"
 : "${COFFER_PLUGIN_BUILD_DIR:=$COFFER_BUILD/plugins}"
 export COFFER COFFER_SRC COFFER_BUILD COFFER_PLUGIN_BUILD_DIR
+# Repositories are encrypted unless created with --encryption none; the
+# tests use a fixed passphrase (never a real secret).
+: "${COFFER_PASSPHRASE:=e2e-test-passphrase}"
+export COFFER_PASSPHRASE
 TOOLS=$COFFER_SRC/tests/tools
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
 POLICY=$COFFER_SRC/policies/asterdrive-sqlite-local.yaml
