@@ -1,0 +1,21 @@
+/*
+ * Metadata read-ahead for the walk. The walk is one thread in sorted
+ * order (the manifest needs that order); on a cold cache every lstat then
+ * waits for the disk in turn. A few helper threads traverse the same
+ * trees ahead of it, so inodes and directories are already cached when
+ * the walk gets there. They only read metadata and never affect results.
+ */
+#ifndef CF_PREFETCH_H
+#define CF_PREFETCH_H
+
+#include <stddef.h>
+
+typedef struct cf_prefetch cf_prefetch;
+
+/* Start traversing root/paths[i] for each i. Never fails (returns NULL
+ * when threads cannot be made: the walk just runs without it). */
+cf_prefetch *cf_prefetch_start(const char *root, char *const *paths, size_t n);
+/* Stop early if still running, join, free. */
+void cf_prefetch_stop(cf_prefetch *p);
+
+#endif
