@@ -10,6 +10,9 @@
 #   --size-mb N          deployment size (default 1024)
 #   --part-size SIZE     the s3 driver's part_size (default 16M)
 #   --parallel-parts N   the s3 driver's parallel_parts (default 4)
+#   --sign-payload B     the s3 driver's sign_payload (default true)
+#   --data DIR           use an existing deployment (gen_asterdrive.py output)
+#                        instead of generating one
 #   --keep               keep the work directory
 #   --workdir DIR        parent of the work directory (default $BENCH_TMPDIR,
 #                        else /var/tmp)
@@ -20,21 +23,26 @@
 # Exit status 0 when both hold, 1 otherwise.
 #
 # Environment: COFFER (default build/coffer), COFFER_PLUGIN_DIR (default
-# the directory holding coffer's build plugins/).
+# the directory holding coffer's build plugins/), COFFER_PASSPHRASE
+# (default a fixed one: both repositories are encrypted, coffer's default).
 set -uo pipefail
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size_mb=1024
 part_size=16M
 parallel=4
+sign_payload=true
 keep=0
+data=""
 workparent="${BENCH_TMPDIR:-/var/tmp}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size-mb) size_mb=${2:?}; shift 2 ;;
         --part-size) part_size=${2:?}; shift 2 ;;
         --parallel-parts) parallel=${2:?}; shift 2 ;;
+        --sign-payload) sign_payload=${2:?}; shift 2 ;;
         --keep) keep=1; shift ;;
+        --data) data=${2:?}; shift 2 ;;
         --workdir) workparent=${2:?}; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "s3_bench: unknown argument $1" >&2; exit 2 ;;
@@ -68,16 +76,26 @@ RGW_MEMSTORE_BYTES=$(( (size_mb * 3 + 2048) * 1024 * 1024 )) \
 awsx() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
 echo "   $AWS_ENDPOINT_URL"
 
-echo "== generating a ${size_mb} MiB AsterDrive deployment"
-python3 "$src/tests/tools/gen_asterdrive.py" "$W/live" --size-mb "$size_mb" --seed 1 >"$W/gen.json" || exit 1
-du -sh "$W/live" | awk '{print "   " $1}'
+LIVE=$W/live
+if [ -n "$data" ]; then
+    LIVE=$(cd "$data" && pwd) || exit 2
+    echo "== deployment $LIVE"
+else
+    echo "== generating a ${size_mb} MiB AsterDrive deployment"
+    python3 "$src/tests/tools/gen_asterdrive.py" "$LIVE" --size-mb "$size_mb" --seed 1 >"$W/gen.json" || exit 1
+fi
+du -sh "$LIVE" | awk '{print "   " $1}'
 
-export ASTERDRIVE_ROOT=$W/live ASTERDRIVE_STOP=true ASTERDRIVE_START=true ASTERDRIVE_DOCTOR=true
+# Repositories are encrypted by default; both runs use the same passphrase.
+: "${COFFER_PASSPHRASE:=s3-bench-passphrase}"
+export COFFER_PASSPHRASE
+export ASTERDRIVE_ROOT=$LIVE ASTERDRIVE_STOP=true ASTERDRIVE_START=true ASTERDRIVE_DOCTOR=true
 POLICY=$W/policy.yaml
-sed "s|^\(    location: .*\)$|\1\n    part_size: $part_size\n    parallel_parts: $parallel|" \
+sed "s|^\(    location: .*\)$|\1\n    part_size: $part_size\n    parallel_parts: $parallel\n    sign_payload: $sign_payload|" \
     "$src/policies/asterdrive-sqlite-local.yaml" >"$POLICY.s3"
 cp "$src/policies/asterdrive-sqlite-local.yaml" "$POLICY.local"
-cf() { "$COFFER" --no-progress --plugin-dir "$PLUGINS" "$@"; }
+CF=("$COFFER" --no-progress --plugin-dir "$PLUGINS")
+AWSX=(aws --endpoint-url "$AWS_ENDPOINT_URL")
 
 # timed LABEL CMD...: wall seconds and peak RSS (KiB) into $W/LABEL.time
 timed() {
@@ -86,16 +104,16 @@ timed() {
         echo "s3_bench: $label failed:" >&2; tail -5 "$W/$label.err" >&2; exit 1; }
 }
 
-COFFER_REPO=$W/repo-local cf init -p "$POLICY.local" >/dev/null 2>&1 || { echo "init local failed" >&2; exit 1; }
-COFFER_REPO=s3://bench-direct/asterdrive cf init -p "$POLICY.s3" >/dev/null 2>&1 || { echo "init s3 failed" >&2; exit 1; }
+COFFER_REPO=$W/repo-local "${CF[@]}" init -p "$POLICY.local" >/dev/null 2>&1 || { echo "init local failed" >&2; exit 1; }
+COFFER_REPO=s3://bench-direct/asterdrive "${CF[@]}" init -p "$POLICY.s3" >/dev/null 2>&1 || { echo "init s3 failed" >&2; exit 1; }
 awsx s3 mb s3://bench-sync >/dev/null || exit 1
 sync
 
 echo "== two-step: coffer backup to a local target, then aws s3 sync"
-COFFER_REPO=$W/repo-local timed local cf backup -p "$POLICY.local"
-timed sync awsx s3 sync --only-show-errors "$W/repo-local" s3://bench-sync/asterdrive
+COFFER_REPO=$W/repo-local timed local "${CF[@]}" backup -p "$POLICY.local"
+timed sync "${AWSX[@]}" s3 sync --only-show-errors "$W/repo-local" s3://bench-sync/asterdrive
 echo "== direct: coffer backup to s3://bench-direct/asterdrive"
-COFFER_REPO=s3://bench-direct/asterdrive timed direct cf backup -p "$POLICY.s3"
+COFFER_REPO=s3://bench-direct/asterdrive timed direct "${CF[@]}" backup -p "$POLICY.s3"
 
 read -r t_local rss_local <"$W/local.time"
 read -r t_sync rss_sync <"$W/sync.time"

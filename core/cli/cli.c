@@ -122,3 +122,25 @@ int need_policy(const char *cmd, const args *a)
     return 0;
 }
 
+
+int cli_open(int argc, char **argv, const char *help, const char *cmd, int open_repo, int lock,
+             args *a, cf_run **run)
+{
+    *run = NULL;
+    if (parse(argc, argv, help, a) != 0)
+        return CF_EXIT_USAGE;
+    if (need_policy(cmd, a))
+        return CF_EXIT_USAGE;
+    int orc = cf_run_open(a->policy, a->target, open_repo, run);
+    if (orc != 0) {
+        *run = NULL;
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
+    }
+    (*run)->no_progress = no_progress;
+    if (lock != CLI_LOCK_NONE && cf_run_lock(*run, lock == CLI_LOCK_EXCLUSIVE, cmd) != 0) {
+        cf_run_close(*run);
+        *run = NULL;
+        return die(CF_EXIT_FAILED);
+    }
+    return 0;
+}

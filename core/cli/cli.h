@@ -33,6 +33,15 @@ int usage_error(const char *cmd, const char *msg);
 void print_json(json_t *j);
 extern int no_progress;
 
+/* The common start of a policy command: parse options, require -p, open
+ * the target (and its repository when open_repo), take a lock. Returns 0
+ * with *run open, or the exit code the command returns (already
+ * reported). */
+enum { CLI_LOCK_NONE = -1, CLI_LOCK_SHARED = 0, CLI_LOCK_EXCLUSIVE = 1 };
+struct cf_run;
+int cli_open(int argc, char **argv, const char *help, const char *cmd, int open_repo, int lock,
+             args *a, struct cf_run **run);
+
 /* Commands living outside main.c (same signature as main). */
 int cmd_check(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

@@ -154,21 +154,12 @@ static const char *help_backup =
 static int cmd_backup(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_backup, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("backup", &a))
-        return CF_EXIT_USAGE;
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0)
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
-    run->no_progress = no_progress;
+    int orc = cli_open(argc, argv, help_backup, "backup", 1, CLI_LOCK_SHARED, &a, &run);
+    if (orc)
+        return orc;
     char *id = NULL;
     json_t *sum = NULL;
-    if (cf_run_lock(run, 0, "backup") != 0) {
-        cf_run_close(run);
-        return die(CF_EXIT_FAILED);
-    }
     int rc = cf_backup(run, &id, &sum);
     if (rc != 0 && !id) {
         cf_run_close(run);
@@ -226,14 +217,10 @@ static const char *help_sets = "usage: coffer sets -p POLICY [--target NAME] [--
 static int cmd_sets(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_sets, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("sets", &a))
-        return CF_EXIT_USAGE;
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0)
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
+    int orc = cli_open(argc, argv, help_sets, "sets", 1, CLI_LOCK_NONE, &a, &run);
+    if (orc)
+        return orc;
     char **ids;
     size_t n;
     if (cf_sets_list(run->repo, &ids, &n) != 0) {
@@ -316,25 +303,16 @@ static const char *help_restore =
 static int cmd_restore(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_restore, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("restore", &a))
-        return CF_EXIT_USAGE;
+    cf_run *run;
+    int orc = cli_open(argc, argv, help_restore, "restore", 1, CLI_LOCK_SHARED, &a, &run);
+    if (orc) {
+        free(a.maps);
+        return orc;
+    }
     if (!a.to == !a.in_place) {
         free(a.maps);
-        return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
-    }
-    cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0) {
-        free(a.maps);
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
-    }
-    run->no_progress = no_progress;
-    if (cf_run_lock(run, 0, "restore") != 0) {
-        free(a.maps);
         cf_run_close(run);
-        return die(CF_EXIT_FAILED);
+        return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
@@ -371,19 +349,10 @@ static const char *help_verify =
 static int cmd_verify(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_verify, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("verify", &a))
-        return CF_EXIT_USAGE;
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0)
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
-    run->no_progress = no_progress;
-    if (cf_run_lock(run, 0, "verify") != 0) {
-        cf_run_close(run);
-        return die(CF_EXIT_FAILED);
-    }
+    int orc = cli_open(argc, argv, help_verify, "verify", 1, CLI_LOCK_SHARED, &a, &run);
+    if (orc)
+        return orc;
     cf_verify_opts o = {.set = a.set, .read_data = a.read_data};
     json_t *rep = NULL;
     int rc = cf_verify(run, &o, &rep);
@@ -415,14 +384,10 @@ static const char *help_forget =
 static int cmd_forget(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_forget, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("forget", &a))
-        return CF_EXIT_USAGE;
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0)
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
+    int orc = cli_open(argc, argv, help_forget, "forget", 1, CLI_LOCK_NONE, &a, &run);
+    if (orc)
+        return orc;
     cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
                       (char *)a.keep_within};
     if (a.keep_within) {
@@ -469,14 +434,10 @@ static const char *help_unlock =
 static int cmd_unlock(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_unlock, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (need_policy("unlock", &a))
-        return CF_EXIT_USAGE;
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 0, &run);
-    if (orc != 0)
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
+    int orc = cli_open(argc, argv, help_unlock, "unlock", 0, CLI_LOCK_NONE, &a, &run);
+    if (orc)
+        return orc;
     int n = cf_lock_remove_stale(run->store, a.all);
     cf_run_close(run);
     if (n < 0)

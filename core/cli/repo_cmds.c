@@ -56,8 +56,9 @@ int cmd_check(int argc, char **argv)
     if (a.read_data_subset && cf_check_parse_subset(a.read_data_subset, &o.subset_pct) != 0)
         return usage_error("check", cf_error());
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 0, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 0, &run);
+    if (orc != 0) /* -2: the policy or target is wrong */
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     /* Damaged index objects are findings here, not a reason to stop. */
     if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 || cf_run_lock(run, 0, "check") != 0) {
@@ -66,7 +67,7 @@ int cmd_check(int argc, char **argv)
     }
     json_t *rep = NULL;
     int rc = cf_check(run, &o, &rep);
-    size_t np = json_array_size(json_object_get(rep, "problems"));
+    long long np = (long long)json_integer_value(json_object_get(rep, "problem_count"));
     size_t no = json_array_size(json_object_get(rep, "orphans"));
     if (rc == CF_EXIT_FAILED)
         fprintf(stderr, "coffer: error: %s\n", cf_error());
@@ -78,7 +79,7 @@ int cmd_check(int argc, char **argv)
                json_object_get(rep, "packs_read") ? ", data read" : "",
                no ? "; unindexed packs listed above" : "");
     else
-        fprintf(stderr, "coffer: error: check found %zu problem(s) (see above)\n", np);
+        fprintf(stderr, "coffer: error: check found %lld problem(s) (see above)\n", np);
     json_decref(rep);
     cf_run_close(run);
     return rc;
@@ -103,13 +104,14 @@ int cmd_prune(int argc, char **argv)
         return CF_EXIT_USAGE;
     if (need_policy("prune", &a))
         return CF_EXIT_USAGE;
-    cf_prune_cmd o = {.dry_run = a.dry_run, .max_unused = 5,
-                      .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
+    cf_prune_cmd o = {
+        .dry_run = a.dry_run, .max_unused = 5, .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
     if (a.max_unused && cf_prune_parse_percent(a.max_unused, &o.max_unused) != 0)
         return usage_error("prune", cf_error());
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0) /* -2: the policy or target is wrong */
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     json_t *rep = NULL;
     if (cf_prune_repository(run, &o, &rep) != 0) {
@@ -153,8 +155,8 @@ static const char *help_key =
 
 static int new_pass(const args *a, char **p, size_t *n)
 {
-    cf_passphrase_src s = {.env = "COFFER_NEW_PASSPHRASE", .file = a->new_passphrase_file,
-                           .what = "new passphrase"};
+    cf_passphrase_src s = {
+        .env = "COFFER_NEW_PASSPHRASE", .file = a->new_passphrase_file, .what = "new passphrase"};
     return cf_passphrase_read(&s, p, n);
 }
 
@@ -169,8 +171,8 @@ static int key_list(cf_run *run, const args *a)
         printf("%-12s %-20s %-20s %-14s %s\n", "ID", "CREATED", "HOST", "KDF", "");
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:b}", "id", v[i].id,
-                                             "created", v[i].created, "host", v[i].host,
-                                             "opslimit", (json_int_t)v[i].opslimit, "memlimit",
+                                             "created", v[i].created, "host", v[i].host, "opslimit",
+                                             (json_int_t)v[i].opslimit, "memlimit",
                                              (json_int_t)v[i].memlimit, "current", v[i].current,
                                              "foreign", v[i].foreign));
         if (!a->json) {
@@ -178,9 +180,10 @@ static int key_list(cf_run *run, const args *a)
             snprintf(kdf, sizeof kdf, "argon2id %llux%lluM", (unsigned long long)v[i].opslimit,
                      (unsigned long long)(v[i].memlimit >> 20));
             printf("%-12.12s %-20s %-20.20s %-14s %s\n", v[i].id, v[i].created, v[i].host, kdf,
-                   v[i].current ? "(in use)" : v[i].foreign ? "(another repository's: left by "
-                                                              "a failed init)"
-                                                            : "");
+                   v[i].current   ? "(in use)"
+                   : v[i].foreign ? "(another repository's: left by "
+                                    "a failed init)"
+                                  : "");
         }
     }
     if (a->json)
@@ -207,8 +210,9 @@ int cmd_key(int argc, char **argv)
     if (need_policy("key", &a))
         return CF_EXIT_USAGE;
     cf_run *run;
-    if (cf_run_open(a.policy, a.target, 1, &run) != 0)
-        return die(CF_EXIT_FAILED);
+    int orc = cf_run_open(a.policy, a.target, 1, &run);
+    if (orc != 0) /* -2: the policy or target is wrong */
+        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     int rc = CF_EXIT_OK;
     if (cf_repo_encryption(run->repo) == CF_REPO_ENC_NONE) {
         cf_fail("target '%s' (%s): the repository is not encrypted: it has no keys",

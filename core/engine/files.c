@@ -365,7 +365,7 @@ static int check_paths(const cf_entry *e)
     return 0;
 }
 
-int cf_extract_entry(cf_extract *x, const cf_entry *e)
+static int write_header(cf_extract *x, const cf_entry *e)
 {
     if (check_paths(e) != 0)
         return -1;
@@ -376,23 +376,22 @@ int cf_extract_entry(cf_extract *x, const cf_entry *e)
         return cf_fail("%s: %s", e->path, archive_error_string(x->a));
     if (r == ARCHIVE_WARN)
         cf_log(CF_LOG_WARN, "%s: %s", e->path, archive_error_string(x->a));
-    r = archive_write_finish_entry(x->a);
-    if (r < ARCHIVE_WARN)
+    return 0;
+}
+
+int cf_extract_entry(cf_extract *x, const cf_entry *e)
+{
+    if (write_header(x, e) != 0)
+        return -1;
+    if (archive_write_finish_entry(x->a) < ARCHIVE_WARN)
         return cf_fail("%s: %s", e->path, archive_error_string(x->a));
     return 0;
 }
 
 int cf_extract_file_begin(cf_extract *x, const cf_entry *e)
 {
-    if (check_paths(e) != 0)
+    if (write_header(x, e) != 0)
         return -1;
-    struct archive_entry *ae = to_archive(e);
-    int r = archive_write_header(x->a, ae);
-    archive_entry_free(ae);
-    if (r < ARCHIVE_WARN)
-        return cf_fail("%s: %s", e->path, archive_error_string(x->a));
-    if (r == ARCHIVE_WARN)
-        cf_log(CF_LOG_WARN, "%s: %s", e->path, archive_error_string(x->a));
     x->open_file = 1;
     x->path = e->path;
     return 0;

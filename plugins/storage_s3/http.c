@@ -442,14 +442,15 @@ static size_t body_cb(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char *payload_hash, s3_resp *rs)
+static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char *payload_hash,
+                    s3_resp *rs)
 {
     CURL *c = conn->e;
     s3_conn_setup(in, c, &conn->fd);
     s3_str url = {0};
     s3_url(in, rq->okey, rq->query, rq->nquery, &url);
-    struct curl_slist *hl = s3_signed_headers(in, rq->method, rq->okey, rq->query, rq->nquery, rq->headers,
-                                              rq->nheaders, payload_hash);
+    struct curl_slist *hl = s3_signed_headers(in, rq->method, rq->okey, rq->query, rq->nquery,
+                                              rq->headers, rq->nheaders, payload_hash);
     if (!hl) {
         rs->curl_rc = CURLE_OUT_OF_MEMORY;
         snprintf(rs->curl_err, sizeof rs->curl_err, "cannot sign the request");
@@ -524,10 +525,10 @@ int s3_retryable(CURLcode cc, long status, const char *err_code)
     }
     if (status >= 500 || status == 429 || status == 408)
         return status != 501; /* NotImplemented stays not implemented */
-    if (err_code && (strcmp(err_code, "RequestTimeout") == 0 || strcmp(err_code, "SlowDown") == 0 ||
-                     strcmp(err_code, "InternalError") == 0 ||
-                     strcmp(err_code, "RequestTimeTooSkewed") == 0 ||
-                     strcmp(err_code, "OperationAborted") == 0))
+    if (err_code &&
+        (strcmp(err_code, "RequestTimeout") == 0 || strcmp(err_code, "SlowDown") == 0 ||
+         strcmp(err_code, "InternalError") == 0 || strcmp(err_code, "RequestTimeTooSkewed") == 0 ||
+         strcmp(err_code, "OperationAborted") == 0))
         return 1;
     return 0;
 }
@@ -587,7 +588,8 @@ coffer_status s3_map_status(const s3_resp *rs)
         strcmp(code, "SignatureDoesNotMatch") == 0 || strcmp(code, "AccessDenied") == 0 ||
         strcmp(code, "ExpiredToken") == 0 || strcmp(code, "InvalidToken") == 0)
         return COFFER_ERR_AUTH;
-    if (rs->status == 507 || strcmp(code, "QuotaExceeded") == 0 || strcmp(code, "EntityTooLarge") == 0)
+    if (rs->status == 507 || strcmp(code, "QuotaExceeded") == 0 ||
+        strcmp(code, "EntityTooLarge") == 0)
         return COFFER_ERR_NO_SPACE;
     if (s3_retryable(CURLE_OK, rs->status, code))
         return COFFER_ERR_RETRY;
@@ -599,13 +601,19 @@ coffer_status s3_map_status(const s3_resp *rs)
 coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
 {
     char payload_hash[65];
-    s3_sha256_hex(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, payload_hash);
+    if (!in->sign_payload && rq->body_len >= 64 * 1024)
+        /* object data: the repository hashes (and authenticates) it
+         * itself; skip a SHA-256 pass here and on the server */
+        snprintf(payload_hash, sizeof payload_hash, "UNSIGNED-PAYLOAD");
+    else
+        s3_sha256_hex(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, payload_hash);
     s3_req r = *rq;
     char md5b64[32];
     if (in->lock_enabled && strcmp(rq->method, "PUT") == 0 && r.nheaders < 8) {
         /* Object Lock buckets refuse uploads without an integrity header. */
         unsigned char md[16];
-        EVP_Digest(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, md, NULL, EVP_md5(), NULL);
+        EVP_Digest(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, md, NULL, EVP_md5(),
+                   NULL);
         EVP_EncodeBlock((unsigned char *)md5b64, md, 16);
         s3_req_header(&r, "content-md5", md5b64);
     }
@@ -624,18 +632,19 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         if (st == COFFER_OK)
             break;
         int again = rq->no_retry ? 0
-                    : rs->error_in_200 ? rq->retry_200_error && s3_retryable(CURLE_OK, 500, rs->err_code)
-                                       : s3_retryable(rs->curl_rc, rs->status, rs->err_code);
+                    : rs->error_in_200
+                        ? rq->retry_200_error && s3_retryable(CURLE_OK, 500, rs->err_code)
+                        : s3_retryable(rs->curl_rc, rs->status, rs->err_code);
         if (!again || n >= in->retries)
             break;
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, S3_BACKOFF_CAP_MS, n + 1, &in->rng);
         pthread_mutex_unlock(&in->lock);
         if (in->host->log)
-            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 %s %s/%s: %s %ld %s; retry %d of %d in %u ms",
-                          rq->method, in->bucket, rq->okey ? rq->okey : "",
-                          rs->curl_rc ? rs->curl_err : "HTTP", rs->status, rs->err_code, n + 1, in->retries,
-                          ms);
+            in->host->log(in->h, COFFER_LOG_DEBUG,
+                          "S3 %s %s/%s: %s %ld %s; retry %d of %d in %u ms", rq->method, in->bucket,
+                          rq->okey ? rq->okey : "", rs->curl_rc ? rs->curl_err : "HTTP", rs->status,
+                          rs->err_code, n + 1, in->retries, ms);
         /* a broken connection must not be reused */
         if (rs->curl_rc != CURLE_OK) {
             s3_conn_free(c);
@@ -656,11 +665,12 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
 
 /* ---- messages ----------------------------------------------------------------------- */
 
-void s3_describe(s3_instance *in, const char *method, const char *okey, const s3_resp *rs, char *buf,
-                 size_t len)
+void s3_describe(s3_instance *in, const char *method, const char *okey, const s3_resp *rs,
+                 char *buf, size_t len)
 {
     char where[1200];
-    snprintf(where, sizeof where, "S3 %s %s%s%s", method, in->bucket, okey ? "/" : "", okey ? okey : "");
+    snprintf(where, sizeof where, "S3 %s %s%s%s", method, in->bucket, okey ? "/" : "",
+             okey ? okey : "");
     char tries[48] = "";
     if (rs->attempts > 1)
         snprintf(tries, sizeof tries, " (after %d attempts)", rs->attempts);
@@ -673,9 +683,11 @@ void s3_describe(s3_instance *in, const char *method, const char *okey, const s3
     if (strcmp(rs->err_code, "NoSuchBucket") == 0 || (!okey && rs->status == 404))
         hint = " (the bucket does not exist)";
     else if (strcmp(rs->err_code, "InvalidAccessKeyId") == 0)
-        hint = " (the access key id is not known to the server: check AWS_ACCESS_KEY_ID or access_key_env)";
+        hint = " (the access key id is not known to the server: check AWS_ACCESS_KEY_ID or "
+               "access_key_env)";
     else if (strcmp(rs->err_code, "SignatureDoesNotMatch") == 0)
-        hint = " (wrong secret key, or a proxy rewrote the request: check AWS_SECRET_ACCESS_KEY or secret_key_env/secret_key_file)";
+        hint = " (wrong secret key, or a proxy rewrote the request: check AWS_SECRET_ACCESS_KEY or "
+               "secret_key_env/secret_key_file)";
     else if (rs->status == 403 && !rs->err_code[0])
         hint = " (access denied: wrong credentials or no permission)";
     else if (rs->status == 301 && rs->bucket_region[0])
@@ -684,8 +696,8 @@ void s3_describe(s3_instance *in, const char *method, const char *okey, const s3
         snprintf(buf, len, "%s: error inside a 200 response: %s%s%s%s", where, rs->err_code,
                  rs->err_msg[0] ? ": " : "", rs->err_msg, tries);
     else if (rs->err_code[0])
-        snprintf(buf, len, "%s: HTTP %ld %s%s%s%s%s", where, rs->status, rs->err_code, rs->err_msg[0] ? ": " : "",
-                 rs->err_msg, hint, tries);
+        snprintf(buf, len, "%s: HTTP %ld %s%s%s%s%s", where, rs->status, rs->err_code,
+                 rs->err_msg[0] ? ": " : "", rs->err_msg, hint, tries);
     else
         snprintf(buf, len, "%s: HTTP %ld%s%s%s%s", where, rs->status, hint,
                  rs->status == 301 && rs->bucket_region[0] ? " " : "", rs->bucket_region, tries);

@@ -26,23 +26,24 @@ typedef struct s3_reader {
     uint32_t magic; /* COFFER_MAGIC_READER while open */
     s3_instance *in;
     char *key, *okey, *version_id;
-    uint64_t pos;   /* absolute offset of the next byte to hand out */
-    uint64_t end;   /* exclusive end of the range; UINT64_MAX: the object's end */
+    uint64_t pos; /* absolute offset of the next byte to hand out */
+    uint64_t end; /* exclusive end of the range; UINT64_MAX: the object's end */
     int eof;
     s3_rconn c;
     struct curl_slist *hl;
     int in_multi, finished, headers_done;
     CURLcode result;
-    s3_resp rs;           /* status and headers of the current transfer */
+    s3_resp rs; /* status and headers of the current transfer */
     long status;
-    int ranged;           /* the current request carries a Range */
-    char etag[80];        /* of the first answer, for If-Match on resume */
-    char *dst;            /* caller's buffer during reader_read */
+    int ranged;    /* the current request carries a Range */
+    char etag[80]; /* of the first answer, for If-Match on resume */
+    char *dst;     /* caller's buffer during reader_read */
     size_t dst_len, dst_got;
     char *stash;
     size_t stash_off, stash_len, stash_cap;
     int paused;
     int attempts;
+    uint64_t body_end; /* pos + Content-Length of the current answer; UINT64_MAX unknown */
 } s3_reader;
 
 /* ---- connection pairs ------------------------------------------------------- */
@@ -306,7 +307,8 @@ static coffer_status pump(s3_reader *r, int until_headers)
         if (until_headers ? r->headers_done : (r->dst_got > 0 || r->stash_len > r->stash_off))
             return COFFER_OK;
         if (in->host->cancelled && in->host->cancelled(in->h))
-            return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s", r->key);
+            return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
+                                   r->key);
         curl_multi_poll(r->c.m, NULL, 0, 500, NULL);
     }
 }
@@ -318,8 +320,8 @@ static coffer_status transfer_status(s3_reader *r)
     r->rs.curl_rc = r->finished ? r->result : CURLE_OK;
     r->rs.status = r->status;
     if (r->rs.curl_rc == CURLE_OK && r->rs.body.len)
-        s3_xml_error(r->rs.body.s, r->rs.body.len, r->rs.err_code, sizeof r->rs.err_code, r->rs.err_msg,
-                     sizeof r->rs.err_msg);
+        s3_xml_error(r->rs.body.s, r->rs.body.len, r->rs.err_code, sizeof r->rs.err_code,
+                     r->rs.err_msg, sizeof r->rs.err_msg);
     if (r->rs.curl_rc != CURLE_OK && !r->rs.curl_err[0])
         snprintf(r->rs.curl_err, sizeof r->rs.curl_err, "%s", curl_easy_strerror(r->rs.curl_rc));
     return s3_map_status(&r->rs);
@@ -345,12 +347,15 @@ static coffer_status open_at(s3_reader *r)
             /* a 200 to a Range is the whole object: right only when the
              * range started at 0 and covered it all */
             if (r->ranged && r->status != 206 &&
-                (r->pos > 0 || !r->rs.has_length || (r->end != UINT64_MAX && r->rs.content_length > r->end)))
-                return in->host->error(in->h, COFFER_ERR_FAILED,
-                                       "S3 GET %s/%s: the server ignored the Range header (HTTP %ld)", in->bucket,
-                                       r->okey, r->status);
+                (r->pos > 0 || !r->rs.has_length ||
+                 (r->end != UINT64_MAX && r->rs.content_length > r->end)))
+                return in->host->error(
+                    in->h, COFFER_ERR_FAILED,
+                    "S3 GET %s/%s: the server ignored the Range header (HTTP %ld)", in->bucket,
+                    r->okey, r->status);
             if (!r->etag[0])
                 snprintf(r->etag, sizeof r->etag, "%s", r->rs.etag);
+            r->body_end = r->rs.has_length ? r->pos + r->rs.content_length : UINT64_MAX;
             return COFFER_OK;
         }
         if (r->headers_done && r->status == 416) {
@@ -387,16 +392,18 @@ static coffer_status open_at(s3_reader *r)
             if (strcmp(r->rs.err_code, "NoSuchBucket") == 0)
                 return s3_fail(in, st, "GET", r->okey, &r->rs);
             if (r->version_id)
-                return in->host->error(in->h, st, "no version %s of object %s (s3://%s/%s)", r->version_id, r->key,
-                                       in->bucket, r->okey);
-            return in->host->error(in->h, st, "no object %s (s3://%s/%s)", r->key, in->bucket, r->okey);
+                return in->host->error(in->h, st, "no version %s of object %s (s3://%s/%s)",
+                                       r->version_id, r->key, in->bucket, r->okey);
+            return in->host->error(in->h, st, "no object %s (s3://%s/%s)", r->key, in->bucket,
+                                   r->okey);
         }
         if (st == COFFER_ERR_EXISTS && r->etag[0]) /* If-Match failed on resume */
             return in->host->error(in->h, COFFER_ERR_CORRUPT,
-                                   "object %s (s3://%s/%s) was replaced while it was being read", r->key, in->bucket,
-                                   r->okey);
+                                   "object %s (s3://%s/%s) was replaced while it was being read",
+                                   r->key, in->bucket, r->okey);
         if (r->status == 416)
-            return in->host->error(in->h, COFFER_ERR_INVALID, "range starts at %llu, past the end of %s",
+            return in->host->error(in->h, COFFER_ERR_INVALID,
+                                   "range starts at %llu, past the end of %s",
                                    (unsigned long long)r->pos, r->key);
         int again = s3_retryable(r->rs.curl_rc, r->status, r->rs.err_code);
         if (!again || r->attempts > in->retries) {
@@ -411,12 +418,32 @@ static coffer_status open_at(s3_reader *r)
         unsigned ms = s3_backoff_ms(in->backoff_ms, 20000, r->attempts, &in->rng);
         pthread_mutex_unlock(&in->lock);
         if (s3_sleep(in, ms))
-            return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s", r->key);
+            return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
+                                   r->key);
     }
 }
 
 static void reader_free(s3_reader *r)
 {
+    /* Every byte was handed out but curl has not seen the end yet (the
+     * caller stopped reading at the range's length): let it finish, so the
+     * connection goes back to the pool instead of being closed. */
+    if (r->in_multi && !r->finished && r->body_end != UINT64_MAX &&
+        r->pos + (r->stash_len - r->stash_off) >= r->body_end) {
+        for (int i = 0; i < 20 && !r->finished; i++) {
+            int running = 0, left;
+            if (curl_multi_perform(r->c.m, &running) != CURLM_OK)
+                break;
+            CURLMsg *msg;
+            while ((msg = curl_multi_info_read(r->c.m, &left)) != NULL)
+                if (msg->msg == CURLMSG_DONE) {
+                    r->finished = 1;
+                    r->result = msg->data.result;
+                }
+            if (!r->finished)
+                curl_multi_poll(r->c.m, NULL, 0, 50, NULL);
+        }
+    }
     transfer_end(r);
     /* A connection is reusable only when its transfer ran to its end. */
     rconn_put(r->in, &r->c, r->finished && r->result == CURLE_OK);
@@ -429,8 +456,8 @@ static void reader_free(s3_reader *r)
     free(r);
 }
 
-static coffer_status reader_new(s3_instance *in, const char *key, const char *version_id, uint64_t offset,
-                                uint64_t length, void **reader)
+static coffer_status reader_new(s3_instance *in, const char *key, const char *version_id,
+                                uint64_t offset, uint64_t length, void **reader)
 {
     *reader = NULL;
     coffer_status st;
@@ -449,6 +476,7 @@ static coffer_status reader_new(s3_instance *in, const char *key, const char *ve
     r->version_id = version_id ? strdup(version_id) : NULL;
     r->rs.max_body = ERRBODY_MAX;
     r->pos = offset;
+    r->body_end = UINT64_MAX;
     r->end = length == 0 || length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
     if (!r->key || (version_id && !r->version_id)) {
         reader_free(r);
@@ -462,14 +490,16 @@ static coffer_status reader_new(s3_instance *in, const char *key, const char *ve
     return COFFER_OK;
 }
 
-coffer_status s3_reader_open(void *instance, const char *key, uint64_t offset, uint64_t length, void **reader)
+coffer_status s3_reader_open(void *instance, const char *key, uint64_t offset, uint64_t length,
+                             void **reader)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     return reader_new(in, key, NULL, offset, length, reader);
 }
 
-coffer_status s3_reader_open_version(void *instance, const char *key, const char *version_id, void **reader)
+coffer_status s3_reader_open_version(void *instance, const char *key, const char *version_id,
+                                     void **reader)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
@@ -512,20 +542,22 @@ coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
                 break;
             }
             /* broke mid-body: go on from the next byte */
-            if (!s3_retryable(r->rs.curl_rc, r->status, r->rs.err_code) || r->attempts > in->retries) {
+            if (!s3_retryable(r->rs.curl_rc, r->status, r->rs.err_code) ||
+                r->attempts > in->retries) {
                 r->rs.attempts = r->attempts;
                 st = s3_fail(in, st, "GET", r->okey, &r->rs);
                 break;
             }
-            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s broke at byte %llu (%s); resuming", in->bucket,
-                          r->okey, (unsigned long long)r->pos, r->rs.curl_err);
+            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s broke at byte %llu (%s); resuming",
+                          in->bucket, r->okey, (unsigned long long)r->pos, r->rs.curl_err);
             transfer_end(r);
             rconn_discard(&r->c);
             pthread_mutex_lock(&in->lock);
             unsigned ms = s3_backoff_ms(in->backoff_ms, 20000, r->attempts, &in->rng);
             pthread_mutex_unlock(&in->lock);
             if (s3_sleep(in, ms)) {
-                st = in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s", r->key);
+                st = in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
+                                     r->key);
                 break;
             }
             if ((st = open_at(r)) != COFFER_OK || r->eof)

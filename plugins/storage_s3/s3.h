@@ -27,11 +27,11 @@
 
 #include <coffer/coffer.h>
 
-#define S3_KEY_MAX 1024           /* S3's own limit on key length */
-#define S3_MIN_PART (5ull << 20)  /* S3: every part but the last */
+#define S3_KEY_MAX 1024          /* S3's own limit on key length */
+#define S3_MIN_PART (5ull << 20) /* S3: every part but the last */
 #define S3_MAX_PART (5ull << 30)
 #define S3_MAX_PARTS 10000
-#define S3_XML_MAX (16u << 20)    /* largest XML response kept in memory */
+#define S3_XML_MAX (16u << 20) /* largest XML response kept in memory */
 #define S3_ERRMSG 768
 
 /* ---- strings (sign.c) --------------------------------------------------- */
@@ -70,25 +70,25 @@ void s3_amz_date(int64_t t, char out[17]);
 
 typedef struct s3_sign_in {
     const char *method;
-    const char *path;            /* raw absolute path: "/bucket/key", encoded here */
+    const char *path; /* raw absolute path: "/bucket/key", encoded here */
     const s3_kv *query;
     size_t nquery;
-    const s3_kv *headers;        /* every header to sign, host and x-amz-date included */
+    const s3_kv *headers; /* every header to sign, host and x-amz-date included */
     size_t nheaders;
-    const char *payload_hash;    /* hex SHA-256 of the body, or UNSIGNED-PAYLOAD */
+    const char *payload_hash; /* hex SHA-256 of the body, or UNSIGNED-PAYLOAD */
     const char *access_key;
     const char *secret_key;
     const char *region;
-    const char *service;         /* "s3" */
-    const char *amz_date;        /* YYYYMMDDTHHMMSSZ */
+    const char *service;  /* "s3" */
+    const char *amz_date; /* YYYYMMDDTHHMMSSZ */
 } s3_sign_in;
 
 typedef struct s3_sign_out {
-    s3_str canonical;            /* canonical request */
+    s3_str canonical; /* canonical request */
     s3_str string_to_sign;
-    s3_str signed_headers;       /* "host;x-amz-date" */
+    s3_str signed_headers; /* "host;x-amz-date" */
     char signature[65];
-    s3_str authorization;        /* value of the Authorization header */
+    s3_str authorization; /* value of the Authorization header */
 } s3_sign_out;
 
 /* 0, or -1 when OpenSSL fails. out must be freed with s3_sign_out_free. */
@@ -97,7 +97,7 @@ void s3_sign_out_free(s3_sign_out *out);
 
 /* ---- XML (xml.c) --------------------------------------------------------- */
 
-typedef struct s3_xml s3_xml;         /* a parsed document */
+typedef struct s3_xml s3_xml; /* a parsed document */
 typedef struct s3_xml_node s3_xml_node;
 
 /* NULL when not well-formed. */
@@ -151,15 +151,15 @@ typedef struct s3_instance {
     coffer_hctx *h;
 
     /* options */
-    char *scheme;      /* "http" / "https" */
-    char *host_port;   /* "127.0.0.1:8000", "s3.us-east-1.amazonaws.com" */
-    char *base_path;   /* path part of the endpoint without trailing '/', often "" */
+    char *scheme;    /* "http" / "https" */
+    char *host_port; /* "127.0.0.1:8000", "s3.us-east-1.amazonaws.com" */
+    char *base_path; /* path part of the endpoint without trailing '/', often "" */
     char *region;
     char *bucket;
-    char *prefix;      /* "" or "a/b/" */
+    char *prefix; /* "" or "a/b/" */
     int path_style;
     char *access_key;
-    char *secret_key;  /* wiped on free */
+    char *secret_key; /* wiped on free */
     char *session_token;
     uint64_t part_size;
     int parallel_parts;
@@ -167,24 +167,25 @@ typedef struct s3_instance {
     s3_require require_versioning, require_object_lock;
     char *ca_file;
     char *proxy;
-    int retries;       /* attempts after the first */
-    int timeout;       /* seconds without progress before a transfer is abandoned */
+    int retries;         /* attempts after the first */
+    int timeout;         /* seconds without progress before a transfer is abandoned */
     unsigned backoff_ms; /* first retry delay; doubles with each attempt */
-    int list_page;     /* max-keys of list calls (1000; tests make it small to page) */
+    int sign_payload; /* x-amz-content-sha256 is the body hash, else UNSIGNED-PAYLOAD for bodies */
+    int list_page;    /* max-keys of list calls (1000; tests make it small to page) */
 
     /* learned at run time */
-    int lock_enabled;      /* bucket has object lock: uploads carry Content-MD5 */
-    int cond_unsupported;  /* server answered If-None-Match with 501 */
+    int lock_enabled;     /* bucket has object lock: uploads carry Content-MD5 */
+    int cond_unsupported; /* server answered If-None-Match with 501 */
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
     CURLSH *share;
     pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
-    s3_conn **idle;    /* easy handles with live connections */
+    s3_conn **idle; /* easy handles with live connections */
     size_t nidle, idle_cap;
     struct s3_rconn *ridle; /* readers' multi+easy pairs (the multi keeps the connection) */
     size_t nridle, ridle_cap;
-    uint32_t rng;      /* jitter state (under lock) */
+    uint32_t rng; /* jitter state (under lock) */
 
     /* upload pool (write.c) */
     pthread_t *workers;
@@ -205,7 +206,7 @@ char *s3_object_key(s3_instance *in, const char *key, coffer_status *st);
 
 typedef struct s3_resp {
     long status;
-    s3_str body;              /* response body, kept up to max_body */
+    s3_str body; /* response body, kept up to max_body */
     size_t max_body;
     char etag[80];
     char version_id[256];
@@ -214,26 +215,26 @@ typedef struct s3_resp {
     uint64_t content_length;
     int has_length;
     int64_t last_modified;
-    char err_code[96];        /* S3 error code from the body ("NoSuchKey") */
+    char err_code[96]; /* S3 error code from the body ("NoSuchKey") */
     char err_msg[256];
     CURLcode curl_rc;
     char curl_err[CURL_ERROR_SIZE];
     int attempts;
-    int error_in_200;         /* a 200 whose body is <Error> */
-    curl_socket_t *sock;      /* the transfer's socket, for s3_quickack from the header callback */
+    int error_in_200;    /* a 200 whose body is <Error> */
+    curl_socket_t *sock; /* the transfer's socket, for s3_quickack from the header callback */
 } s3_resp;
 
 typedef struct s3_req {
     const char *method;
-    const char *okey;         /* full object key, NULL for the bucket itself */
+    const char *okey; /* full object key, NULL for the bucket itself */
     s3_kv query[8];
     size_t nquery;
-    s3_kv headers[8];         /* extra headers, all signed */
+    s3_kv headers[8]; /* extra headers, all signed */
     size_t nheaders;
     const void *body;
     size_t body_len;
-    int retry_200_error;      /* an <Error> in a 200 is retried (Complete/Copy) */
-    int no_retry;             /* one attempt only */
+    int retry_200_error; /* an <Error> in a 200 is retried (Complete/Copy) */
+    int no_retry;        /* one attempt only */
 } s3_req;
 
 void s3_req_query(s3_req *rq, const char *name, const char *value);
@@ -247,8 +248,8 @@ void s3_resp_init(s3_resp *rs, size_t max_body);
 void s3_resp_free(s3_resp *rs);
 
 /* "PUT bucket/key: 403 SignatureDoesNotMatch: message" into buf. */
-void s3_describe(s3_instance *in, const char *method, const char *okey, const s3_resp *rs, char *buf,
-                 size_t len);
+void s3_describe(s3_instance *in, const char *method, const char *okey, const s3_resp *rs,
+                 char *buf, size_t len);
 /* s3_describe then host->error(st). */
 coffer_status s3_fail(s3_instance *in, coffer_status st, const char *method, const char *okey,
                       const s3_resp *rs);

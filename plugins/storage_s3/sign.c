@@ -277,8 +277,8 @@ int s3_sign(const s3_sign_in *in, s3_sign_out *out)
     date[8] = 0;
     char crhash[65];
     s3_sha256_hex(cr->s, cr->len, crhash);
-    s3_str_addf(&out->string_to_sign, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", in->amz_date, date,
-                in->region, in->service, crhash);
+    s3_str_addf(&out->string_to_sign, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s",
+                in->amz_date, date, in->region, in->service, crhash);
 
     /* 3. signing key: HMAC chain from "AWS4" + secret */
     size_t sl = strlen(in->secret_key);
@@ -308,8 +308,11 @@ int s3_sign(const s3_sign_in *in, s3_sign_out *out)
     s3_hex(sig, 32, out->signature);
 
     /* 4. Authorization header */
-    s3_str_addf(&out->authorization, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
-                in->access_key, date, in->region, in->service, s3_str_cstr(&out->signed_headers), out->signature);
+    s3_str_addf(
+        &out->authorization,
+        "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
+        in->access_key, date, in->region, in->service, s3_str_cstr(&out->signed_headers),
+        out->signature);
     return 0;
 }
 

@@ -49,8 +49,9 @@ static coffer_status key_check(s3_instance *in, const char *key, const char *wha
     if (key[0] == '/')
         return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%s' is absolute", what, key);
     if (strlen(in->prefix) + strlen(key) > S3_KEY_MAX)
-        return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%.64s...' with the prefix is longer than %d bytes",
-                               what, key, S3_KEY_MAX);
+        return in->host->error(in->h, COFFER_ERR_INVALID,
+                               "%s '%.64s...' with the prefix is longer than %d bytes", what, key,
+                               S3_KEY_MAX);
     for (const unsigned char *p = (const unsigned char *)key; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             return in->host->error(in->h, COFFER_ERR_INVALID, "%s has a control character", what);
@@ -59,9 +60,11 @@ static coffer_status key_check(s3_instance *in, const char *key, const char *wha
         const char *end = strchr(seg, '/');
         size_t n = end ? (size_t)(end - seg) : strlen(seg);
         if (n == 0)
-            return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%s' has an empty segment", what, key);
+            return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%s' has an empty segment", what,
+                                   key);
         if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%s' has a '.' or '..' segment", what, key);
+            return in->host->error(in->h, COFFER_ERR_INVALID, "%s '%s' has a '.' or '..' segment",
+                                   what, key);
         if (!end)
             return COFFER_OK;
         seg = end + 1;
@@ -106,16 +109,19 @@ static const coffer_option s3_options[] = {
     {"endpoint", COFFER_OPT_STRING, NULL, 0, 0,
      "server URL, e.g. http://127.0.0.1:7480 (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, "
      "else AWS: https://s3.REGION.amazonaws.com)"},
-    {"region", COFFER_OPT_STRING, NULL, 0, 0, "signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
+    {"region", COFFER_OPT_STRING, NULL, 0, 0,
+     "signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
     {"path_style", COFFER_OPT_STRING, "auto", 0, 0,
-     "auto | true | false: http://HOST/BUCKET/KEY instead of http://BUCKET.HOST/KEY (auto: path style for "
+     "auto | true | false: http://HOST/BUCKET/KEY instead of http://BUCKET.HOST/KEY (auto: path "
+     "style for "
      "custom endpoints and buckets with dots)"},
     {"access_key_env", COFFER_OPT_STRING, NULL, 0, 0,
      "environment variable holding the access key id (default AWS_ACCESS_KEY_ID)"},
     {"access_key_file", COFFER_OPT_PATH, NULL, 0, 0, "file whose first line is the access key id"},
     {"secret_key_env", COFFER_OPT_STRING, NULL, 0, 0,
      "environment variable holding the secret access key (default AWS_SECRET_ACCESS_KEY)"},
-    {"secret_key_file", COFFER_OPT_PATH, NULL, 0, 0, "file whose first line is the secret access key"},
+    {"secret_key_file", COFFER_OPT_PATH, NULL, 0, 0,
+     "file whose first line is the secret access key"},
     {"session_token_env", COFFER_OPT_STRING, NULL, 0, 0,
      "environment variable holding a session token (default AWS_SESSION_TOKEN, if set)"},
     {"session_token_file", COFFER_OPT_PATH, NULL, 0, 0, "file whose first line is a session token"},
@@ -123,17 +129,25 @@ static const coffer_option s3_options[] = {
      "multipart part size (5M..5G); objects smaller than this go in one PUT"},
     {"parallel_parts", COFFER_OPT_INT, "4", 0, 0,
      "parts uploaded at once per target; part buffers take part_size x parallel_parts of memory"},
-    {"storage_class", COFFER_OPT_STRING, NULL, 0, 0, "x-amz-storage-class of new objects (STANDARD, ...)"},
+    {"storage_class", COFFER_OPT_STRING, NULL, 0, 0,
+     "x-amz-storage-class of new objects (STANDARD, ...)"},
     {"require_versioning", COFFER_OPT_STRING, "false", 0, 0,
      "true | warn | false: refuse (or warn about) a bucket without versioning"},
     {"require_object_lock", COFFER_OPT_STRING, "false", 0, 0,
      "true | warn | false: refuse (or warn about) a bucket without object lock"},
     {"ca_file", COFFER_OPT_PATH, NULL, 0, 0, "PEM bundle of CAs to trust instead of the system's"},
-    {"proxy", COFFER_OPT_STRING, NULL, 0, 0, "proxy URL (default: libcurl's https_proxy/http_proxy environment)"},
+    {"proxy", COFFER_OPT_STRING, NULL, 0, 0,
+     "proxy URL (default: libcurl's https_proxy/http_proxy environment)"},
     {"retries", COFFER_OPT_INT, "8", 0, 0,
      "attempts after the first for transient failures (5xx, 429, resets, timeouts)"},
-    {"retry_delay", COFFER_OPT_INT, "250", 0, 0, "first retry delay in milliseconds (doubles, with jitter)"},
-    {"timeout", COFFER_OPT_INT, "120", 0, 0, "seconds without any progress before a transfer is retried"},
+    {"retry_delay", COFFER_OPT_INT, "250", 0, 0,
+     "first retry delay in milliseconds (doubles, with jitter)"},
+    {"timeout", COFFER_OPT_INT, "120", 0, 0,
+     "seconds without any progress before a transfer is retried"},
+    {"sign_payload", COFFER_OPT_BOOL, "true", 0, 0,
+     "sign the SHA-256 of uploaded data (the server checks every byte); false sends "
+     "UNSIGNED-PAYLOAD for "
+     "bodies of 64 KiB and more, saving a hash pass on both ends"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -188,8 +202,10 @@ static coffer_status parse_endpoint(s3_instance *in, const char *ep)
     const char *p = strstr(ep, "://");
     if (p) {
         size_t n = (size_t)(p - ep);
-        if (!((n == 4 && strncasecmp(ep, "http", 4) == 0) || (n == 5 && strncasecmp(ep, "https", 5) == 0)))
-            return in->host->error(in->h, COFFER_ERR_INVALID, "option endpoint: '%s' is not an http or https URL", ep);
+        if (!((n == 4 && strncasecmp(ep, "http", 4) == 0) ||
+              (n == 5 && strncasecmp(ep, "https", 5) == 0)))
+            return in->host->error(in->h, COFFER_ERR_INVALID,
+                                   "option endpoint: '%s' is not an http or https URL", ep);
         in->scheme = n == 4 ? strdup("http") : strdup("https");
         p += 3;
     } else {
@@ -202,7 +218,8 @@ static coffer_status parse_endpoint(s3_instance *in, const char *ep)
         return in->host->error(in->h, COFFER_ERR_INVALID, "option endpoint: no host in '%s'", ep);
     if (memchr(p, '@', hl) || memchr(p, '?', hl) || memchr(p, '#', hl))
         return in->host->error(in->h, COFFER_ERR_INVALID,
-                               "option endpoint: '%s' must be scheme://host[:port][/path] (no credentials, query or fragment)",
+                               "option endpoint: '%s' must be scheme://host[:port][/path] (no "
+                               "credentials, query or fragment)",
                                ep);
     in->host_port = strndup(p, hl);
     if (!in->scheme || !in->host_port)
@@ -222,11 +239,13 @@ static coffer_status parse_endpoint(s3_instance *in, const char *ep)
     return COFFER_OK;
 }
 
-static coffer_status parse_require(s3_instance *in, const coffer_config *cfg, const char *name, s3_require *out)
+static coffer_status parse_require(s3_instance *in, const coffer_config *cfg, const char *name,
+                                   s3_require *out)
 {
     const char *v = in->host->config_get(cfg, name);
     *out = S3_REQ_OFF;
-    if (!v || !*v || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 || strcasecmp(v, "off") == 0)
+    if (!v || !*v || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 ||
+        strcasecmp(v, "off") == 0)
         return COFFER_OK;
     if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0) {
         *out = S3_REQ_ON;
@@ -236,12 +255,14 @@ static coffer_status parse_require(s3_instance *in, const coffer_config *cfg, co
         *out = S3_REQ_WARN;
         return COFFER_OK;
     }
-    return in->host->error(in->h, COFFER_ERR_INVALID, "option %s: '%s' is not true, false or warn", name, v);
+    return in->host->error(in->h, COFFER_ERR_INVALID, "option %s: '%s' is not true, false or warn",
+                           name, v);
 }
 
 /* A credential: NAME_env / NAME_file through the host, else the standard
  * variable. */
-static char *credential(s3_instance *in, const coffer_config *cfg, const char *name, const char *std_env)
+static char *credential(s3_instance *in, const coffer_config *cfg, const char *name,
+                        const char *std_env)
 {
     char opt[64];
     snprintf(opt, sizeof opt, "%s_env", name);
@@ -253,8 +274,8 @@ static char *credential(s3_instance *in, const coffer_config *cfg, const char *n
     const char *v = getenv(std_env);
     if (!v || !*v)
         return NULL;
-    /* Through the host's allocator-free pairing: the caller frees with
-     * secret_free, which wipes; strdup'd memory is fine for it. */
+    /* malloc'd like the host's: the caller frees it with secret_free,
+     * which wipes it. */
     char *s = strdup(v);
     if (!s)
         abort();
@@ -272,7 +293,8 @@ static int dns_compatible(const char *b)
     return 1;
 }
 
-static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg, void **instance)
+static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
+                                  void **instance)
 {
     *instance = NULL;
     s3_instance *in = calloc(1, sizeof *in);
@@ -292,7 +314,8 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
 
     const char *bucket = host->config_get(cfg, "bucket");
     if (!bucket || !*bucket) {
-        st = host->error(h, COFFER_ERR_INVALID, "option 'bucket' is required (or a location s3://BUCKET/PREFIX)");
+        st = host->error(h, COFFER_ERR_INVALID,
+                         "option 'bucket' is required (or a location s3://BUCKET/PREFIX)");
         goto fail;
     }
     if (strchr(bucket, '/') || strlen(bucket) > 255) {
@@ -350,7 +373,8 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
     } else {
         int b = host->config_get_bool(cfg, "path_style", -1);
         if (b < 0) {
-            st = host->error(h, COFFER_ERR_INVALID, "option path_style: '%s' is not auto, true or false", ps);
+            st = host->error(h, COFFER_ERR_INVALID,
+                             "option path_style: '%s' is not auto, true or false", ps);
             goto fail;
         }
         in->path_style = b;
@@ -358,13 +382,15 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
 
     in->part_size = (uint64_t)host->config_get_int(cfg, "part_size", (int64_t)S3_DEFAULT_PART);
     if (in->part_size < S3_MIN_PART || in->part_size > S3_MAX_PART) {
-        st = host->error(h, COFFER_ERR_INVALID, "option part_size: %llu is outside 5M..5G (S3's limits)",
+        st = host->error(h, COFFER_ERR_INVALID,
+                         "option part_size: %llu is outside 5M..5G (S3's limits)",
                          (unsigned long long)in->part_size);
         goto fail;
     }
     int64_t pp = host->config_get_int(cfg, "parallel_parts", 4);
     if (pp < 1 || pp > 64) {
-        st = host->error(h, COFFER_ERR_INVALID, "option parallel_parts: %lld is outside 1..64", (long long)pp);
+        st = host->error(h, COFFER_ERR_INVALID, "option parallel_parts: %lld is outside 1..64",
+                         (long long)pp);
         goto fail;
     }
     in->parallel_parts = (int)pp;
@@ -373,11 +399,13 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
     int64_t d = host->config_get_int(cfg, "retry_delay", 250);
     int64_t t = host->config_get_int(cfg, "timeout", 120);
     if (r < 0 || r > 100 || d < 1 || d > 60000 || t < 1 || t > 86400) {
-        st = host->error(h, COFFER_ERR_INVALID, "options retries (0..100), retry_delay (1..60000 ms) or timeout "
-                                                "(1..86400 s) out of range");
+        st = host->error(h, COFFER_ERR_INVALID,
+                         "options retries (0..100), retry_delay (1..60000 ms) or timeout "
+                         "(1..86400 s) out of range");
         goto fail;
     }
     in->list_page = 1000;
+    in->sign_payload = host->config_get_bool(cfg, "sign_payload", 1);
     in->retries = (int)r;
     in->backoff_ms = (unsigned)d;
     in->timeout = (int)t;
@@ -408,10 +436,11 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
         host->secret_free(ak);
     }
     if (!in->access_key || !*in->access_key || !in->secret_key || !*in->secret_key) {
-        st = host->error(h, COFFER_ERR_AUTH,
-                         "no S3 credentials for bucket %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                         "the options access_key_env/access_key_file and secret_key_env/secret_key_file",
-                         in->bucket);
+        st = host->error(
+            h, COFFER_ERR_AUTH,
+            "no S3 credentials for bucket %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+            "the options access_key_env/access_key_file and secret_key_env/secret_key_file",
+            in->bucket);
         goto fail;
     }
     *instance = in;
@@ -464,13 +493,15 @@ static coffer_status versioning_status(void *instance, coffer_versioning *status
             *status = COFFER_VERSIONING_SUSPENDED;
         s3_xml_free(x);
     } else if (rs.body.len) {
-        st = in->host->error(in->h, COFFER_ERR_FAILED, "S3 GET %s?versioning: unreadable XML answer", in->bucket);
+        st = in->host->error(in->h, COFFER_ERR_FAILED,
+                             "S3 GET %s?versioning: unreadable XML answer", in->bucket);
     }
     s3_resp_free(&rs);
     return st;
 }
 
-static coffer_status object_lock_status(void *instance, int *enabled, char *mode, size_t mode_len, int *days)
+static coffer_status object_lock_status(void *instance, int *enabled, char *mode, size_t mode_len,
+                                        int *days)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
@@ -484,7 +515,9 @@ static coffer_status object_lock_status(void *instance, int *enabled, char *mode
     coffer_status st = bucket_get(in, "object-lock", &rs);
     if (st) {
         /* No configuration at all is "not enabled", not a failure. */
-        if (rs.curl_rc == CURLE_OK && (rs.status == 404 || strcmp(rs.err_code, "ObjectLockConfigurationNotFoundError") == 0) &&
+        if (rs.curl_rc == CURLE_OK &&
+            (rs.status == 404 ||
+             strcmp(rs.err_code, "ObjectLockConfigurationNotFoundError") == 0) &&
             strcmp(rs.err_code, "NoSuchBucket") != 0)
             st = COFFER_OK;
         else
@@ -523,8 +556,9 @@ static coffer_status create_bucket(s3_instance *in)
     s3_req rq = {.method = "PUT"};
     s3_str body = {0};
     if (strcmp(in->region, "us-east-1") != 0) {
-        s3_str_addf(&body, "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                           "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+        s3_str_addf(&body,
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                    "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
                     in->region);
         rq.body = body.s;
         rq.body_len = body.len;
@@ -545,8 +579,9 @@ static coffer_status create_bucket(s3_instance *in)
     if (st || in->require_versioning != S3_REQ_ON || in->require_object_lock == S3_REQ_ON)
         return st;
     /* A bucket we make for a policy that requires versioning gets it. */
-    static const char vbody[] = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                                "<Status>Enabled</Status></VersioningConfiguration>";
+    static const char vbody[] =
+        "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Status>Enabled</Status></VersioningConfiguration>";
     s3_req vq = {.method = "PUT", .body = vbody, .body_len = sizeof vbody - 1};
     s3_req_query(&vq, "versioning", NULL);
     s3_resp_init(&rs, 64 * 1024);
@@ -571,19 +606,24 @@ static coffer_status prepare(void *instance, int create)
             return st;
     } else if (st == COFFER_ERR_NOT_FOUND) {
         s3_resp_free(&rs);
-        return in->host->error(in->h, COFFER_ERR_NOT_FOUND, "bucket %s does not exist at %s://%s (run `coffer init` to create it)",
-                               in->bucket, in->scheme, in->host_port);
+        return in->host->error(
+            in->h, COFFER_ERR_NOT_FOUND,
+            "bucket %s does not exist at %s://%s (run `coffer init` to create it)", in->bucket,
+            in->scheme, in->host_port);
     } else if (st) {
         if (rs.status == 301 || (rs.status == 400 && rs.bucket_region[0]))
-            st = in->host->error(in->h, COFFER_ERR_INVALID, "bucket %s is in region %s, not %s: set the region option",
-                                 in->bucket, rs.bucket_region[0] ? rs.bucket_region : "(unknown)", in->region);
+            st = in->host->error(in->h, COFFER_ERR_INVALID,
+                                 "bucket %s is in region %s, not %s: set the region option",
+                                 in->bucket, rs.bucket_region[0] ? rs.bucket_region : "(unknown)",
+                                 in->region);
         else if (st == COFFER_ERR_AUTH) {
             /* HEAD has no body: ask again with a GET, whose error document
              * names the cause (InvalidAccessKeyId, SignatureDoesNotMatch) */
             s3_resp gs;
             s3_resp_init(&gs, 64 * 1024);
             coffer_status g = bucket_get(in, "versioning", &gs);
-            st = g ? s3_fail(in, g, "GET ?versioning", NULL, &gs) : s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
+            st = g ? s3_fail(in, g, "GET ?versioning", NULL, &gs)
+                   : s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
             s3_resp_free(&gs);
         } else
             st = s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
@@ -599,7 +639,8 @@ static coffer_status prepare(void *instance, int create)
     st = object_lock_status(in, &locked, mode, sizeof mode, &days);
     if (st && in->require_object_lock == S3_REQ_OFF) {
         /* Not asked for: a server or a policy that forbids the call is fine. */
-        in->host->log(in->h, COFFER_LOG_DEBUG, "object lock status of bucket %s unknown", in->bucket);
+        in->host->log(in->h, COFFER_LOG_DEBUG, "object lock status of bucket %s unknown",
+                      in->bucket);
         st = COFFER_OK;
         locked = 0;
     } else if (st) {
@@ -607,12 +648,15 @@ static coffer_status prepare(void *instance, int create)
     }
     if (!locked && in->require_object_lock != S3_REQ_OFF) {
         if (in->require_object_lock == S3_REQ_ON)
-            return in->host->error(in->h, COFFER_ERR_FAILED,
-                                   "bucket %s has no object lock (require_object_lock: true): objects in it can be "
-                                   "deleted or overwritten before their retention ends; object lock can only be turned "
-                                   "on when a bucket is created",
-                                   in->bucket);
-        in->host->log(in->h, COFFER_LOG_WARN, "bucket %s has no object lock (require_object_lock: warn)", in->bucket);
+            return in->host->error(
+                in->h, COFFER_ERR_FAILED,
+                "bucket %s has no object lock (require_object_lock: true): objects in it can be "
+                "deleted or overwritten before their retention ends; object lock can only be "
+                "turned "
+                "on when a bucket is created",
+                in->bucket);
+        in->host->log(in->h, COFFER_LOG_WARN,
+                      "bucket %s has no object lock (require_object_lock: warn)", in->bucket);
     }
 
     if (in->require_versioning != S3_REQ_OFF) {
@@ -620,16 +664,20 @@ static coffer_status prepare(void *instance, int create)
         if ((st = versioning_status(in, &v)) != COFFER_OK)
             return st;
         if (v != COFFER_VERSIONING_ENABLED) {
-            const char *what = v == COFFER_VERSIONING_SUSPENDED ? "suspended" : "never been enabled";
+            const char *what =
+                v == COFFER_VERSIONING_SUSPENDED ? "suspended" : "never been enabled";
             if (in->require_versioning == S3_REQ_ON)
-                return in->host->error(in->h, COFFER_ERR_FAILED,
-                                       "bucket %s: versioning has %s (require_versioning: true): %s; enable it with "
-                                       "`aws s3api put-bucket-versioning --bucket %s --versioning-configuration "
-                                       "Status=Enabled`",
-                                       in->bucket, v == COFFER_VERSIONING_SUSPENDED ? "been suspended" : what,
-                                       VERSIONING_REASON, in->bucket);
-            in->host->log(in->h, COFFER_LOG_WARN, "bucket %s: versioning has %s (require_versioning: warn): %s",
-                          in->bucket, v == COFFER_VERSIONING_SUSPENDED ? "been suspended" : what, VERSIONING_REASON);
+                return in->host->error(
+                    in->h, COFFER_ERR_FAILED,
+                    "bucket %s: versioning has %s (require_versioning: true): %s; enable it with "
+                    "`aws s3api put-bucket-versioning --bucket %s --versioning-configuration "
+                    "Status=Enabled`",
+                    in->bucket, v == COFFER_VERSIONING_SUSPENDED ? "been suspended" : what,
+                    VERSIONING_REASON, in->bucket);
+            in->host->log(in->h, COFFER_LOG_WARN,
+                          "bucket %s: versioning has %s (require_versioning: warn): %s", in->bucket,
+                          v == COFFER_VERSIONING_SUSPENDED ? "been suspended" : what,
+                          VERSIONING_REASON);
         }
     }
     return COFFER_OK;
@@ -637,14 +685,16 @@ static coffer_status prepare(void *instance, int create)
 
 /* ---- objects ---------------------------------------------------------------------- */
 
-static coffer_status head_object(s3_instance *in, const char *okey, const char *ukey, coffer_object_stat *st_out)
+static coffer_status head_object(s3_instance *in, const char *okey, const char *ukey,
+                                 coffer_object_stat *st_out)
 {
     s3_req rq = {.method = "HEAD", .okey = okey};
     s3_resp rs;
     s3_resp_init(&rs, 0);
     coffer_status st = s3_request(in, &rq, &rs);
     if (st == COFFER_ERR_NOT_FOUND)
-        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)", ukey, in->bucket, okey);
+        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)", ukey,
+                             in->bucket, okey);
     else if (st)
         st = s3_fail(in, st, "HEAD", okey, &rs);
     else if (st_out) {
@@ -694,7 +744,8 @@ static coffer_status remove_object(void *instance, const char *key)
         s3_resp_init(&rs, 64 * 1024);
         st = s3_request(in, &rq, &rs);
         if (st == COFFER_ERR_NOT_FOUND)
-            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)", key, in->bucket, okey);
+            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)", key,
+                                 in->bucket, okey);
         else if (st)
             st = s3_fail(in, st, "DELETE", okey, &rs);
         s3_resp_free(&rs);
@@ -708,7 +759,8 @@ static coffer_status check_prefix(s3_instance *in, const char *prefix)
     if (prefix[0] == '/')
         return in->host->error(in->h, COFFER_ERR_INVALID, "list prefix '%s' is absolute", prefix);
     if (strlen(prefix) + strlen(in->prefix) > S3_KEY_MAX)
-        return in->host->error(in->h, COFFER_ERR_INVALID, "list prefix is longer than %d bytes", S3_KEY_MAX);
+        return in->host->error(in->h, COFFER_ERR_INVALID, "list prefix is longer than %d bytes",
+                               S3_KEY_MAX);
     return COFFER_OK;
 }
 
@@ -747,12 +799,13 @@ static coffer_status list_objects(void *instance, const char *prefix, coffer_lis
         }
         s3_xml *x = s3_xml_parse(rs.body.s, rs.body.len);
         if (!x) {
-            st = in->host->error(in->h, COFFER_ERR_FAILED, "S3 ListObjectsV2 %s/%s: unreadable XML answer",
-                                 in->bucket, full);
+            st = in->host->error(in->h, COFFER_ERR_FAILED,
+                                 "S3 ListObjectsV2 %s/%s: unreadable XML answer", in->bucket, full);
             break;
         }
         s3_xml_node *r = s3_xml_root(x);
-        for (s3_xml_node *c = s3_xml_next(r, NULL, "Contents"); c && !stop; c = s3_xml_next(r, c, "Contents")) {
+        for (s3_xml_node *c = s3_xml_next(r, NULL, "Contents"); c && !stop;
+             c = s3_xml_next(r, c, "Contents")) {
             char *k = s3_xml_strdup(c, "Key");
             if (k && strncmp(k, in->prefix, plen) == 0 && k[plen]) {
                 coffer_object_stat os = {.struct_size = sizeof os};
@@ -776,9 +829,10 @@ static coffer_status list_objects(void *instance, const char *prefix, coffer_lis
         if (stop || strcmp(trunc, "true") != 0)
             break;
         if (!token || !*token) {
-            st = in->host->error(in->h, COFFER_ERR_FAILED,
-                                 "S3 ListObjectsV2 %s/%s: truncated answer without a continuation token", in->bucket,
-                                 full);
+            st = in->host->error(
+                in->h, COFFER_ERR_FAILED,
+                "S3 ListObjectsV2 %s/%s: truncated answer without a continuation token", in->bucket,
+                full);
             break;
         }
     }
@@ -788,7 +842,8 @@ static coffer_status list_objects(void *instance, const char *prefix, coffer_lis
     return st;
 }
 
-static coffer_status list_versions(void *instance, const char *prefix, coffer_version_cb cb, void *ud)
+static coffer_status list_versions(void *instance, const char *prefix, coffer_version_cb cb,
+                                   void *ud)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
@@ -825,8 +880,9 @@ static coffer_status list_versions(void *instance, const char *prefix, coffer_ve
         }
         s3_xml *x = s3_xml_parse(rs.body.s, rs.body.len);
         if (!x) {
-            st = in->host->error(in->h, COFFER_ERR_FAILED, "S3 ListObjectVersions %s/%s: unreadable XML answer",
-                                 in->bucket, full);
+            st = in->host->error(in->h, COFFER_ERR_FAILED,
+                                 "S3 ListObjectVersions %s/%s: unreadable XML answer", in->bucket,
+                                 full);
             break;
         }
         s3_xml_node *r = s3_xml_root(x);
@@ -868,8 +924,10 @@ static coffer_status list_versions(void *instance, const char *prefix, coffer_ve
         if (stop || strcmp(trunc, "true") != 0)
             break;
         if (!kmark || !*kmark) {
-            st = in->host->error(in->h, COFFER_ERR_FAILED,
-                                 "S3 ListObjectVersions %s/%s: truncated answer without a key marker", in->bucket, full);
+            st = in->host->error(
+                in->h, COFFER_ERR_FAILED,
+                "S3 ListObjectVersions %s/%s: truncated answer without a key marker", in->bucket,
+                full);
             break;
         }
     }
@@ -906,8 +964,8 @@ static coffer_status restore_version(void *instance, const char *key, const char
     s3_resp_init(&rs, 64 * 1024);
     st = s3_request(in, &rq, &rs);
     if (st == COFFER_ERR_NOT_FOUND)
-        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no version %s of object %s (s3://%s/%s)", version_id, key,
-                             in->bucket, okey);
+        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no version %s of object %s (s3://%s/%s)",
+                             version_id, key, in->bucket, okey);
     else if (st)
         st = s3_fail(in, st, "PUT (copy of a version)", okey, &rs);
     s3_resp_free(&rs);

@@ -45,18 +45,18 @@ struct s3_writer {
     char *key;  /* as the caller named it, for messages */
     char *okey; /* with the prefix */
     uint32_t flags;
-    char *buf;  /* part being filled */
+    char *buf; /* part being filled */
     size_t len, cap;
     int mapped; /* buf is an mmap'ed part buffer counted in the budget */
     uint64_t total;
     char *upload_id;
-    int nparts;               /* parts handed to the upload threads */
-    char (*etags)[80];        /* under in->lock */
+    int nparts;        /* parts handed to the upload threads */
+    char (*etags)[80]; /* under in->lock */
     int etag_cap;
-    int inflight;             /* under in->lock */
-    coffer_status err;        /* first failure of a part, under in->lock */
+    int inflight;      /* under in->lock */
+    coffer_status err; /* first failure of a part, under in->lock */
     char errmsg[S3_ERRMSG];
-    int aborting;             /* under in->lock: queued parts are dropped */
+    int aborting; /* under in->lock: queued parts are dropped */
 };
 
 /* ---- part buffers ------------------------------------------------------------ */
@@ -228,7 +228,8 @@ static coffer_status create_upload(s3_writer *w)
             free(w->upload_id);
             w->upload_id = NULL;
             st = in->host->error(in->h, COFFER_ERR_FAILED,
-                                 "S3 POST %s/%s?uploads: no UploadId in the answer", in->bucket, w->okey);
+                                 "S3 POST %s/%s?uploads: no UploadId in the answer", in->bucket,
+                                 w->okey);
         }
     } else {
         st = s3_fail(in, st, "POST ?uploads", w->okey, &rs);
@@ -251,7 +252,8 @@ static void abort_upload(s3_writer *w)
         char msg[S3_ERRMSG];
         s3_describe(in, "DELETE ?uploadId", w->okey, &rs, msg, sizeof msg);
         in->host->log(in->h, COFFER_LOG_WARN,
-                      "cannot abort multipart upload %s (a lifecycle rule for incomplete uploads will have to): %s",
+                      "cannot abort multipart upload %s (a lifecycle rule for incomplete uploads "
+                      "will have to): %s",
                       w->upload_id, msg);
     }
     s3_resp_free(&rs);
@@ -287,8 +289,8 @@ static coffer_status submit_part(s3_writer *w)
         return st;
     if (w->nparts >= S3_MAX_PARTS)
         return in->host->error(in->h, COFFER_ERR_NO_SPACE,
-                               "object %s: more than %d parts of %llu bytes; raise part_size", w->key, S3_MAX_PARTS,
-                               (unsigned long long)in->part_size);
+                               "object %s: more than %d parts of %llu bytes; raise part_size",
+                               w->key, S3_MAX_PARTS, (unsigned long long)in->part_size);
     if (!w->mapped) {
         /* a small buffer never becomes a part except as the last one:
          * copy it into a budgeted one so every job is alike */
@@ -358,7 +360,8 @@ static void writer_free(s3_writer *w)
     free(w);
 }
 
-coffer_status s3_writer_open(void *instance, const char *key, const coffer_write_opts *opts, void **writer)
+coffer_status s3_writer_open(void *instance, const char *key, const coffer_write_opts *opts,
+                             void **writer)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
@@ -367,9 +370,10 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     if (opts && opts->struct_size >= offsetof(coffer_write_opts, flags) + sizeof opts->flags)
         flags = opts->flags;
     if ((flags & COFFER_WRITE_IF_ABSENT) && in->cond_unsupported)
-        return in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
-                               "the server at %s://%s does not support conditional writes (If-None-Match)", in->scheme,
-                               in->host_port);
+        return in->host->error(
+            in->h, COFFER_ERR_UNSUPPORTED,
+            "the server at %s://%s does not support conditional writes (If-None-Match)", in->scheme,
+            in->host_port);
     coffer_status st;
     char *okey = s3_object_key(in, key, &st);
     if (!okey)
@@ -445,7 +449,8 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len)
             w->cap = in->part_size;
             w->mapped = 1;
             if (in->host->cancelled && in->host->cancelled(in->h))
-                return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while writing %s", w->key);
+                return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while writing %s",
+                                       w->key);
         }
         size_t n = w->cap - w->len;
         if (n > len)
@@ -476,7 +481,8 @@ static int etag_is_md5_of(const char *etag, const void *buf, size_t len)
 static coffer_status single_put(s3_writer *w)
 {
     s3_instance *in = w->in;
-    s3_req rq = {.method = "PUT", .okey = w->okey, .body = w->buf ? w->buf : "", .body_len = w->len};
+    s3_req rq = {
+        .method = "PUT", .okey = w->okey, .body = w->buf ? w->buf : "", .body_len = w->len};
     add_object_headers(w, &rq);
     int cond = (w->flags & COFFER_WRITE_IF_ABSENT) != 0;
     if (cond)
@@ -496,13 +502,14 @@ static coffer_status single_put(s3_writer *w)
         s3_resp_free(&hs);
     }
     if (st == COFFER_ERR_EXISTS && cond) {
-        st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)", w->key, in->bucket,
-                             w->okey);
+        st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)",
+                             w->key, in->bucket, w->okey);
     } else if (st == COFFER_ERR_UNSUPPORTED && cond) {
         in->cond_unsupported = 1;
-        st = in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
-                             "the server at %s://%s does not support conditional writes (If-None-Match: *): %s",
-                             in->scheme, in->host_port, rs.err_code[0] ? rs.err_code : "HTTP 501");
+        st = in->host->error(
+            in->h, COFFER_ERR_UNSUPPORTED,
+            "the server at %s://%s does not support conditional writes (If-None-Match: *): %s",
+            in->scheme, in->host_port, rs.err_code[0] ? rs.err_code : "HTTP 501");
     } else if (st) {
         st = s3_fail(in, st, "PUT", w->okey, &rs);
     }
@@ -517,7 +524,11 @@ static coffer_status complete_upload(s3_writer *w)
     pthread_mutex_lock(&in->lock);
     s3_xml_complete_body(&body, w->etags, w->nparts);
     pthread_mutex_unlock(&in->lock);
-    s3_req rq = {.method = "POST", .okey = w->okey, .body = body.s, .body_len = body.len, .retry_200_error = 1};
+    s3_req rq = {.method = "POST",
+                 .okey = w->okey,
+                 .body = body.s,
+                 .body_len = body.len,
+                 .retry_200_error = 1};
     s3_req_query(&rq, "uploadId", w->upload_id);
     s3_req_header(&rq, "content-type", "application/xml");
     int cond = (w->flags & COFFER_WRITE_IF_ABSENT) != 0;
@@ -534,8 +545,9 @@ static coffer_status complete_upload(s3_writer *w)
         s3_resp_init(&hs, 0);
         char suffix[24];
         snprintf(suffix, sizeof suffix, "-%d\"", w->nparts);
-        if (s3_request(in, &hq, &hs) == COFFER_OK && hs.has_length && hs.content_length == w->total &&
-            strlen(hs.etag) > strlen(suffix) && strcmp(hs.etag + strlen(hs.etag) - strlen(suffix), suffix) == 0)
+        if (s3_request(in, &hq, &hs) == COFFER_OK && hs.has_length &&
+            hs.content_length == w->total && strlen(hs.etag) > strlen(suffix) &&
+            strcmp(hs.etag + strlen(hs.etag) - strlen(suffix), suffix) == 0)
             st = COFFER_OK;
         s3_resp_free(&hs);
     }
@@ -543,8 +555,8 @@ static coffer_status complete_upload(s3_writer *w)
         free(w->upload_id); /* completed: nothing to abort */
         w->upload_id = NULL;
     } else if (st == COFFER_ERR_EXISTS && cond) {
-        st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)", w->key, in->bucket,
-                             w->okey);
+        st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)",
+                             w->key, in->bucket, w->okey);
     } else {
         st = s3_fail(in, st, "POST ?uploadId (complete)", w->okey, &rs);
     }
@@ -572,8 +584,8 @@ coffer_status s3_writer_commit(void *writer)
         coffer_status h = s3_request(in, &hq, &hs);
         s3_resp_free(&hs);
         if (h == COFFER_OK) {
-            st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)", w->key, in->bucket,
-                                 w->okey);
+            st = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (s3://%s/%s)",
+                                 w->key, in->bucket, w->okey);
             goto fail;
         }
     }

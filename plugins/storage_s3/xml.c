@@ -125,12 +125,24 @@ static void add_escaped(s3_str *out, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': s3_str_adds(out, "&amp;"); break;
-        case '<': s3_str_adds(out, "&lt;"); break;
-        case '>': s3_str_adds(out, "&gt;"); break;
-        case '"': s3_str_adds(out, "&quot;"); break;
-        case '\'': s3_str_adds(out, "&apos;"); break;
-        default: s3_str_addc(out, *s); break;
+        case '&':
+            s3_str_adds(out, "&amp;");
+            break;
+        case '<':
+            s3_str_adds(out, "&lt;");
+            break;
+        case '>':
+            s3_str_adds(out, "&gt;");
+            break;
+        case '"':
+            s3_str_adds(out, "&quot;");
+            break;
+        case '\'':
+            s3_str_adds(out, "&apos;");
+            break;
+        default:
+            s3_str_addc(out, *s);
+            break;
         }
     }
 }

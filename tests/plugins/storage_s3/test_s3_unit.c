@@ -47,87 +47,267 @@ typedef struct vector {
 } vector;
 
 static const vector suite[] = {
-    {"get-vanilla", "GET", "/", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL,
-     "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
-     "bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63", "host;x-amz-date",
+    {"get-vanilla",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/"
+     "\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
+     "bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63",
+     "host;x-amz-date",
      "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
-    {"get-unreserved", "GET", "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", {{0}}, 0,
-     {{0}}, 0, EMPTY_SHA, NULL, NULL, "6a968768eefaa713e2a6b16b589a8ea192661f098f37349f4e2c0082757446f9",
-     "host;x-amz-date", "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f"},
-    {"get-utf8", "GET", "/\xe1\x88\xb4", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL,
-     "GET\n/%E1%88%B4\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
-     "2a0a97d02205e45ce2e994789806b19270cfbbb0921b278ccf58f5249ac42102", "host;x-amz-date",
+    {"get-unreserved",
+     "GET",
+     "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "6a968768eefaa713e2a6b16b589a8ea192661f098f37349f4e2c0082757446f9",
+     "host;x-amz-date",
+     "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f"},
+    {"get-utf8",
+     "GET",
+     "/\xe1\x88\xb4",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/"
+     "%E1%88%B4\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-"
+     "date\n" EMPTY_SHA,
+     "2a0a97d02205e45ce2e994789806b19270cfbbb0921b278ccf58f5249ac42102",
+     "host;x-amz-date",
      "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"},
-    {"get-space-unnormalized", "GET", "/example space/", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL,
-     "GET\n/example%20space/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
-     "63ee75631ed7234ae61b5f736dfc7754cdccfedbff4b5128a915706ee9390d86", "host;x-amz-date",
+    {"get-space-unnormalized",
+     "GET",
+     "/example space/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/example%20space/"
+     "\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
+     "63ee75631ed7234ae61b5f736dfc7754cdccfedbff4b5128a915706ee9390d86",
+     "host;x-amz-date",
      "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741"},
-    {"get-slashes-unnormalized", "GET", "//example//", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL, NULL,
-     "528ec3105ee1f34ab014bb0a1a45da0ed2742a4fea3555149e5b4d5d201eb240", "host;x-amz-date",
+    {"get-slashes-unnormalized",
+     "GET",
+     "//example//",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "528ec3105ee1f34ab014bb0a1a45da0ed2742a4fea3555149e5b4d5d201eb240",
+     "host;x-amz-date",
      "87cca117541a147f6df867677d98a7d80dff226d2bfca9e4ffa899665623c7e5"},
-    {"get-relative-unnormalized", "GET", "/example/..", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL, NULL,
-     "0511f456aa502b456d135fcb9d749374a55228f9dbeedda1eacf659e05b0615b", "host;x-amz-date",
+    {"get-relative-unnormalized",
+     "GET",
+     "/example/..",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "0511f456aa502b456d135fcb9d749374a55228f9dbeedda1eacf659e05b0615b",
+     "host;x-amz-date",
      "eca7ead57bb5aa5c8e28007acd4ff04e1ff9a0ff3b237ec1554a184887ff9282"},
-    {"get-vanilla-query-order-key-case", "GET", "/", {{"Param2", "value2"}, {"Param1", "value1"}}, 2, {{0}}, 0,
-     EMPTY_SHA, NULL,
-     "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
-     "816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0", "host;x-amz-date",
+    {"get-vanilla-query-order-key-case",
+     "GET",
+     "/",
+     {{"Param2", "value2"}, {"Param1", "value1"}},
+     2,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/"
+     "\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\nx-amz-date:"
+     "20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
+     "816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0",
+     "host;x-amz-date",
      "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"},
-    {"get-vanilla-query-order-encoded", "GET", "/",
-     {{"Param-3", "Value3"}, {"Param", "Value2"}, {"\xe1\x88\xb4", "Value1"}}, 3, {{0}}, 0, EMPTY_SHA, NULL,
-     "GET\n/\n%E1%88%B4=Value1&Param=Value2&Param-3=Value3\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
-     "868294f5c38bd141c4972a373a76654f1418a8e4fc18b2e7903ae45e8ae0ec71", "host;x-amz-date",
+    {"get-vanilla-query-order-encoded",
+     "GET",
+     "/",
+     {{"Param-3", "Value3"}, {"Param", "Value2"}, {"\xe1\x88\xb4", "Value1"}},
+     3,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/"
+     "\n%E1%88%B4=Value1&Param=Value2&Param-3=Value3\nhost:example.amazonaws.com\nx-amz-date:"
+     "20150830T123600Z\n\nhost;x-amz-date\n" EMPTY_SHA,
+     "868294f5c38bd141c4972a373a76654f1418a8e4fc18b2e7903ae45e8ae0ec71",
+     "host;x-amz-date",
      "371d3713e185cc334048618a97f809c9ffe339c62934c032af5a0e595648fcac"},
-    {"get-vanilla-query-unreserved", "GET", "/",
+    {"get-vanilla-query-unreserved",
+     "GET",
+     "/",
      {{"-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
        "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}},
-     1, {{0}}, 0, EMPTY_SHA, NULL, NULL, "c30d4703d9f799439be92736156d47ccfb2d879ddf56f5befa6d1d6aab979177",
-     "host;x-amz-date", "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197"},
-    {"get-vanilla-utf8-query", "GET", "/", {{"\xe1\x88\xb4", "bar"}}, 1, {{0}}, 0, EMPTY_SHA, NULL, NULL,
-     "eb30c5bed55734080471a834cc727ae56beb50e5f39d1bff6d0d38cb192a7073", "host;x-amz-date",
+     1,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "c30d4703d9f799439be92736156d47ccfb2d879ddf56f5befa6d1d6aab979177",
+     "host;x-amz-date",
+     "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197"},
+    {"get-vanilla-utf8-query",
+     "GET",
+     "/",
+     {{"\xe1\x88\xb4", "bar"}},
+     1,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "eb30c5bed55734080471a834cc727ae56beb50e5f39d1bff6d0d38cb192a7073",
+     "host;x-amz-date",
      "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04"},
-    {"get-vanilla-with-session-token", "GET", "/", {{0}}, 0, {{0}}, 0, EMPTY_SHA,
-     "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267", NULL,
-     "067b36aa60031588cea4a4cde1f21215227a047690c72247f1d70b32fbbfad2b", "host;x-amz-date;x-amz-security-token",
+    {"get-vanilla-with-session-token",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267",
+     NULL,
+     "067b36aa60031588cea4a4cde1f21215227a047690c72247f1d70b32fbbfad2b",
+     "host;x-amz-date;x-amz-security-token",
      "07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8"},
-    {"get-header-key-duplicate", "GET", "/", {{0}}, 0,
-     {{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}}, 3, EMPTY_SHA, NULL,
-     "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\nx-amz-date:20150830T123600Z\n\nhost;my-header1;x-amz-date\n" EMPTY_SHA,
-     "dc7f04a3abfde8d472b0ab1a418b741b7c67174dad1551b4117b15527fbe966c", "host;my-header1;x-amz-date",
+    {"get-header-key-duplicate",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}},
+     3,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/"
+     "\n\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\nx-amz-date:"
+     "20150830T123600Z\n\nhost;my-header1;x-amz-date\n" EMPTY_SHA,
+     "dc7f04a3abfde8d472b0ab1a418b741b7c67174dad1551b4117b15527fbe966c",
+     "host;my-header1;x-amz-date",
      "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea"},
-    {"get-header-value-order", "GET", "/", {{0}}, 0,
-     {{"My-Header1", "value4"}, {"My-Header1", "value1"}, {"My-Header1", "value3"}, {"My-Header1", "value2"}}, 4,
-     EMPTY_SHA, NULL, NULL, "31ce73cd3f3d9f66977ad3dd957dc47af14df92fcd8509f59b349e9137c58b86",
-     "host;my-header1;x-amz-date", "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01"},
-    {"get-header-value-trim", "GET", "/", {{0}}, 0, {{"My-Header1", " value1"}, {"My-Header2", " \"a   b   c\""}}, 2,
-     EMPTY_SHA, NULL,
-     "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value1\nmy-header2:\"a b c\"\nx-amz-date:20150830T123600Z\n\nhost;my-header1;my-header2;x-amz-date\n" EMPTY_SHA,
-     "a726db9b0df21c14f559d0a978e563112acb1b9e05476f0a6a1c7d68f28605c7", "host;my-header1;my-header2;x-amz-date",
+    {"get-header-value-order",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{"My-Header1", "value4"},
+      {"My-Header1", "value1"},
+      {"My-Header1", "value3"},
+      {"My-Header1", "value2"}},
+     4,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "31ce73cd3f3d9f66977ad3dd957dc47af14df92fcd8509f59b349e9137c58b86",
+     "host;my-header1;x-amz-date",
+     "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01"},
+    {"get-header-value-trim",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{"My-Header1", " value1"}, {"My-Header2", " \"a   b   c\""}},
+     2,
+     EMPTY_SHA,
+     NULL,
+     "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value1\nmy-header2:\"a b "
+     "c\"\nx-amz-date:20150830T123600Z\n\nhost;my-header1;my-header2;x-amz-date\n" EMPTY_SHA,
+     "a726db9b0df21c14f559d0a978e563112acb1b9e05476f0a6a1c7d68f28605c7",
+     "host;my-header1;my-header2;x-amz-date",
      "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736"},
-    {"post-vanilla", "POST", "/", {{0}}, 0, {{0}}, 0, EMPTY_SHA, NULL, NULL, NULL, "host;x-amz-date",
+    {"post-vanilla",
+     "POST",
+     "/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     NULL,
+     "host;x-amz-date",
      "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"},
-    {"post-vanilla-query", "POST", "/", {{"Param1", "value1"}}, 1, {{0}}, 0, EMPTY_SHA, NULL, NULL,
-     "9d659678c1756bb3113e2ce898845a0a79dbbc57b740555917687f1b3340fbbd", "host;x-amz-date",
+    {"post-vanilla-query",
+     "POST",
+     "/",
+     {{"Param1", "value1"}},
+     1,
+     {{0}},
+     0,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "9d659678c1756bb3113e2ce898845a0a79dbbc57b740555917687f1b3340fbbd",
+     "host;x-amz-date",
      "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11"},
-    {"post-header-value-case", "POST", "/", {{0}}, 0, {{"My-Header1", "VALUE1"}}, 1, EMPTY_SHA, NULL, NULL,
-     "d51ced243e649e3de6ef63afbbdcbca03131a21a7103a1583706a64618606a93", "host;my-header1;x-amz-date",
+    {"post-header-value-case",
+     "POST",
+     "/",
+     {{0}},
+     0,
+     {{"My-Header1", "VALUE1"}},
+     1,
+     EMPTY_SHA,
+     NULL,
+     NULL,
+     "d51ced243e649e3de6ef63afbbdcbca03131a21a7103a1583706a64618606a93",
+     "host;my-header1;x-amz-date",
      "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d"},
     /* the form body "Param1=value1" (13 bytes), as aws-c-auth signs it */
-    {"post-x-www-form-urlencoded", "POST", "/", {{0}}, 0,
+    {"post-x-www-form-urlencoded",
+     "POST",
+     "/",
+     {{0}},
+     0,
      {{"Content-Type", "application/x-www-form-urlencoded"},
       {"Content-Length", "13"},
       {"x-amz-content-sha256", "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"}},
-     3, "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e", NULL,
-     "POST\n/\n\ncontent-length:13\ncontent-type:application/x-www-form-urlencoded\nhost:example.amazonaws.com\n"
-     "x-amz-content-sha256:9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e\nx-amz-date:20150830T123600Z\n\n"
-     "content-length;content-type;host;x-amz-content-sha256;x-amz-date\n9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
+     3,
+     "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
+     NULL,
+     "POST\n/\n\ncontent-length:13\ncontent-type:application/"
+     "x-www-form-urlencoded\nhost:example.amazonaws.com\n"
+     "x-amz-content-sha256:9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e\nx-amz-"
+     "date:20150830T123600Z\n\n"
+     "content-length;content-type;host;x-amz-content-sha256;x-amz-"
+     "date\n9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
      "b1edd1d03544c25390e32085d55b57acc9a3961bb59415ff86c45c3d89d16cfb",
      "content-length;content-type;host;x-amz-content-sha256;x-amz-date",
      "d3875051da38690788ef43de4db0d8f280229d82040bfac253562e56c3f20e0b"},
 };
 
-static void sign_one(const vector *v, const char *host, const char *date, const char *akid, const char *secret,
-                     const char *service, s3_sign_out *out)
+static void sign_one(const vector *v, const char *host, const char *date, const char *akid,
+                     const char *secret, const char *service, s3_sign_out *out)
 {
     s3_kv hs[10];
     size_t n = 0;
@@ -160,20 +340,24 @@ static void test_sigv4_suite(void **state)
     for (size_t i = 0; i < sizeof suite / sizeof suite[0]; i++) {
         const vector *v = &suite[i];
         s3_sign_out out;
-        sign_one(v, "example.amazonaws.com", "20150830T123600Z", "AKIDEXAMPLE", SUITE_KEY, "service", &out);
+        sign_one(v, "example.amazonaws.com", "20150830T123600Z", "AKIDEXAMPLE", SUITE_KEY,
+                 "service", &out);
         print_message("  %s\n", v->name);
         if (v->creq)
             assert_string_equal(out.canonical.s, v->creq);
         if (v->sts_hash_line) {
             char want[300];
-            snprintf(want, sizeof want, "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n%s",
-                     v->sts_hash_line);
+            snprintf(
+                want, sizeof want,
+                "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n%s",
+                v->sts_hash_line);
             assert_string_equal(out.string_to_sign.s, want);
         }
         assert_string_equal(out.signature, v->signature);
         char authz[600];
         snprintf(authz, sizeof authz,
-                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=%s, "
+                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+                 "SignedHeaders=%s, "
                  "Signature=%s",
                  v->signed_headers, v->signature);
         assert_string_equal(out.authorization.s, authz);
@@ -187,40 +371,81 @@ static void test_sigv4_s3_examples(void **state)
     (void)state;
     char put_hash[65];
     s3_sha256_hex("Welcome to Amazon S3.", 21, put_hash);
-    assert_string_equal(put_hash, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
+    assert_string_equal(put_hash,
+                        "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
     const vector ex[] = {
-        {"GET object with range", "GET", "/test.txt", {{0}}, 0,
-         {{"Range", "bytes=0-9"}, {"x-amz-content-sha256", EMPTY_SHA}}, 2, EMPTY_SHA, NULL,
-         "GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\nx-amz-content-sha256:" EMPTY_SHA
+        {"GET object with range",
+         "GET",
+         "/test.txt",
+         {{0}},
+         0,
+         {{"Range", "bytes=0-9"}, {"x-amz-content-sha256", EMPTY_SHA}},
+         2,
+         EMPTY_SHA,
+         NULL,
+         "GET\n/"
+         "test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\nx-amz-content-"
+         "sha256:" EMPTY_SHA
          "\nx-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA,
-         NULL, "host;range;x-amz-content-sha256;x-amz-date",
+         NULL,
+         "host;range;x-amz-content-sha256;x-amz-date",
          "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"},
-        {"PUT object", "PUT", "/test$file.text", {{0}}, 0,
+        {"PUT object",
+         "PUT",
+         "/test$file.text",
+         {{0}},
+         0,
          {{"Date", "Fri, 24 May 2013 00:00:00 GMT"},
           {"x-amz-storage-class", "REDUCED_REDUNDANCY"},
           {"x-amz-content-sha256", put_hash}},
-         3, put_hash, NULL, NULL, NULL, "date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class",
+         3,
+         put_hash,
+         NULL,
+         NULL,
+         NULL,
+         "date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class",
          "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"},
-        {"GET bucket lifecycle", "GET", "/", {{"lifecycle", NULL}}, 1, {{"x-amz-content-sha256", EMPTY_SHA}}, 1,
-         EMPTY_SHA, NULL, NULL, NULL, "host;x-amz-content-sha256;x-amz-date",
+        {"GET bucket lifecycle",
+         "GET",
+         "/",
+         {{"lifecycle", NULL}},
+         1,
+         {{"x-amz-content-sha256", EMPTY_SHA}},
+         1,
+         EMPTY_SHA,
+         NULL,
+         NULL,
+         NULL,
+         "host;x-amz-content-sha256;x-amz-date",
          "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"},
-        {"GET bucket (list objects)", "GET", "/", {{"max-keys", "2"}, {"prefix", "J"}}, 2,
-         {{"x-amz-content-sha256", EMPTY_SHA}}, 1, EMPTY_SHA, NULL, NULL, NULL, "host;x-amz-content-sha256;x-amz-date",
+        {"GET bucket (list objects)",
+         "GET",
+         "/",
+         {{"max-keys", "2"}, {"prefix", "J"}},
+         2,
+         {{"x-amz-content-sha256", EMPTY_SHA}},
+         1,
+         EMPTY_SHA,
+         NULL,
+         NULL,
+         NULL,
+         "host;x-amz-content-sha256;x-amz-date",
          "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"},
     };
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
         s3_sign_out out;
         print_message("  %s\n", ex[i].name);
-        sign_one(&ex[i], "examplebucket.s3.amazonaws.com", "20130524T000000Z", "AKIAIOSFODNN7EXAMPLE", S3_KEY, "s3",
-                 &out);
+        sign_one(&ex[i], "examplebucket.s3.amazonaws.com", "20130524T000000Z",
+                 "AKIAIOSFODNN7EXAMPLE", S3_KEY, "s3", &out);
         if (ex[i].creq)
             assert_string_equal(out.canonical.s, ex[i].creq);
         assert_string_equal(out.signature, ex[i].signature);
         char authz[600];
-        snprintf(authz, sizeof authz,
-                 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-                 "SignedHeaders=%s, Signature=%s",
-                 ex[i].signed_headers, ex[i].signature);
+        snprintf(
+            authz, sizeof authz,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+            "SignedHeaders=%s, Signature=%s",
+            ex[i].signed_headers, ex[i].signature);
         assert_string_equal(out.authorization.s, authz);
         s3_sign_out_free(&out);
     }
@@ -260,7 +485,8 @@ static void test_xml(void **state)
     (void)state;
     static const char list[] =
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><Prefix>p/</Prefix>"
+        "<ListBucketResult "
+        "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><Prefix>p/</Prefix>"
         "<IsTruncated>true</IsTruncated><NextContinuationToken>tok+/=</NextContinuationToken>"
         "<Contents><Key>p/a &amp; b</Key><LastModified>2026-11-27T03:30:00.000Z</LastModified>"
         "<ETag>&quot;abc&quot;</ETag><Size>12</Size></Contents>"
@@ -291,18 +517,21 @@ static void test_xml(void **state)
     free(k);
     s3_xml_free(x);
 
-    static const char err[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>"
-                              "<Message>We encountered an internal error. Please try again.</Message></Error>";
+    static const char err[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>"
+        "<Message>We encountered an internal error. Please try again.</Message></Error>";
     char code[64], msg[128];
     assert_int_equal(s3_xml_error(err, sizeof err - 1, code, sizeof code, msg, sizeof msg), 1);
     assert_string_equal(code, "InternalError");
     assert_string_equal(msg, "We encountered an internal error. Please try again.");
-    static const char ok[] = "<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag></CompleteMultipartUploadResult>";
+    static const char ok[] =
+        "<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag></CompleteMultipartUploadResult>";
     assert_int_equal(s3_xml_error(ok, sizeof ok - 1, code, sizeof code, msg, sizeof msg), 0);
     assert_int_equal(s3_xml_error("not xml <Error", 14, code, sizeof code, msg, sizeof msg), 0);
     assert_null(s3_xml_parse("<a><b></a>", 10));
     /* no entity expansion, no network */
-    static const char xxe[] = "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><a>&e;</a>";
+    static const char xxe[] =
+        "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><a>&e;</a>";
     x = s3_xml_parse(xxe, sizeof xxe - 1);
     if (x) {
         k = s3_xml_strdup(s3_xml_root(x), NULL);
@@ -314,8 +543,10 @@ static void test_xml(void **state)
     s3_str b = {0};
     char etags[2][80] = {"\"a\"", "\"b&c\""};
     s3_xml_complete_body(&b, etags, 2);
-    assert_non_null(strstr(b.s, "<Part><PartNumber>1</PartNumber><ETag>&quot;a&quot;</ETag></Part>"));
-    assert_non_null(strstr(b.s, "<Part><PartNumber>2</PartNumber><ETag>&quot;b&amp;c&quot;</ETag></Part>"));
+    assert_non_null(
+        strstr(b.s, "<Part><PartNumber>1</PartNumber><ETag>&quot;a&quot;</ETag></Part>"));
+    assert_non_null(
+        strstr(b.s, "<Part><PartNumber>2</PartNumber><ETag>&quot;b&amp;c&quot;</ETag></Part>"));
     s3_str_free(&b);
 }
 
@@ -458,8 +689,10 @@ static void test_urls(void **state)
     s3_str u = {0};
     s3_kv q[] = {{"partNumber", "3"}, {"uploadId", "a/b+c"}};
     s3_url(in, "backups/asterdrive/data/ab/c d+é", q, 2, &u);
-    assert_string_equal(u.s, "https://my-bucket.s3.us-east-1.amazonaws.com/backups/asterdrive/data/ab/c%20d%2B%C3%A9"
-                             "?partNumber=3&uploadId=a%2Fb%2Bc");
+    assert_string_equal(
+        u.s,
+        "https://my-bucket.s3.us-east-1.amazonaws.com/backups/asterdrive/data/ab/c%20d%2B%C3%A9"
+        "?partNumber=3&uploadId=a%2Fb%2Bc");
     s3_str_free(&u);
 
     /* custom endpoint: path style, default port dropped, base path kept */
