@@ -60,6 +60,7 @@ int parse(int argc, char **argv, const char *help, args *a)
                                    {"read-data-subset", required_argument, 0, 1008},
                                    {"max-unused", required_argument, 0, 1009},
                                    {"new-passphrase-file", required_argument, 0, 1010},
+                                   {"rebuild-index", no_argument, 0, 1011},
                                    {0, 0, 0, 0}};
     for (int k = 0; k < 6; k++)
         a->keep[k] = -1;
@@ -95,6 +96,7 @@ int parse(int argc, char **argv, const char *help, args *a)
         case 1008: a->read_data_subset = optarg; break;
         case 1009: a->max_unused = optarg; break;
         case 1010: a->new_passphrase_file = optarg; break;
+        case 1011: a->rebuild_index = 1; break;
         default:
             if (c >= 1000 && c <= 1005) {
                 char *end;
@@ -129,6 +131,12 @@ int cli_open(int argc, char **argv, const char *help, const char *cmd, int open_
     *run = NULL;
     if (parse(argc, argv, help, a) != 0)
         return CF_EXIT_USAGE;
+    return cli_open_parsed(cmd, open_repo, lock, a, run);
+}
+
+int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, cf_run **run)
+{
+    *run = NULL;
     if (need_policy(cmd, a))
         return CF_EXIT_USAGE;
     int orc = cf_run_open(a->policy, a->target, open_repo, run);

@@ -21,6 +21,7 @@ typedef struct args {
     char **maps;
     size_t nmaps;
     const char *encryption, *read_data_subset, *max_unused, *new_passphrase_file;
+    int rebuild_index;
 } args;
 
 /* Parse a command's options into a; prints help and exits on --help.
@@ -41,6 +42,8 @@ enum { CLI_LOCK_NONE = -1, CLI_LOCK_SHARED = 0, CLI_LOCK_EXCLUSIVE = 1 };
 struct cf_run;
 int cli_open(int argc, char **argv, const char *help, const char *cmd, int open_repo, int lock,
              args *a, struct cf_run **run);
+/* The same after the command parsed (and checked) its options itself. */
+int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, struct cf_run **run);
 
 /* Commands living outside main.c (same signature as main). */
 int cmd_check(int argc, char **argv);

@@ -303,16 +303,19 @@ static const char *help_restore =
 static int cmd_restore(int argc, char **argv)
 {
     args a = {0};
+    if (parse(argc, argv, help_restore, &a) != 0) {
+        free(a.maps);
+        return CF_EXIT_USAGE;
+    }
+    if (a.policy && !a.to == !a.in_place) {
+        free(a.maps);
+        return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
+    }
     cf_run *run;
-    int orc = cli_open(argc, argv, help_restore, "restore", 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open_parsed("restore", 1, CLI_LOCK_SHARED, &a, &run);
     if (orc) {
         free(a.maps);
         return orc;
-    }
-    if (!a.to == !a.in_place) {
-        free(a.maps);
-        cf_run_close(run);
-        return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
