@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # MySQL/MariaDB driver benchmark (not a timed test): on a private MariaDB
 # server (tests/tools/mysql_server.sh) with an AsterDrive-shaped database of
-# at least 500 MB, in one run, compare
-#   1. coffer's backup wall time with `mysqldump --single-transaction` to a
-#      file (target: coffer <= mysqldump), with mydumper (Debian package)
-#      reported beside them;
+# at least 500 MiB, in one run, compare
+#   1. coffer's backup wall time (shipped policy, jobs 1, a new repository
+#      each time) with `mysqldump --single-transaction` to a file (target:
+#      coffer <= mysqldump), with mydumper (Debian package, 1 and 2 threads)
+#      reported beside them; coffer runs unencrypted and encrypted (the
+#      default; its passphrase key derivation costs ~0.3 s and 64 MiB), and
+#      with jobs 2;
 #   2. coffer's peak RSS (GNU time %M; target: <= 64 MiB);
-#   3. what a second backup adds after a small change (1% of rows updated,
-#      1% new uploads), and restore times (coffer into a fresh schema vs
-#      `mysql < dump.sql`), for information;
-# and print the figures and ratios. Each dump runs twice, alternating, and
-# the best time counts (the first pass also warms the buffer pool).
+#   3. for information: what a second backup adds after a small change (1%
+#      of files renamed, 1% new uploads), and restore times (coffer into a
+#      fresh schema vs `mysql < dump.sql`);
+# and print the figures and ratios. Every dump runs BENCH_PASSES times (default 3),
+# alternating with the others; best and median are reported (the buffer pool holds the whole
+# database: every tool reads from memory).
 #
-#   bench/mysql_bench.sh [SCALE]     SCALE 40 (default) ~ 600 MiB of InnoDB data
+#   bench/mysql_bench.sh [SCALE]     SCALE 42 (default) ~ 520 MiB of InnoDB data + indexes
 #
 # Needs: a built coffer (COFFER_BUILD, default build/) with db_mysql.so,
 # mariadb-server, mariadb-client (mysqldump), mydumper, /usr/bin/time.
@@ -24,7 +28,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${COFFER_BUILD:-$src/build}
 coffer=${COFFER:-$build/coffer}
 plugins=${COFFER_PLUGIN_BUILD_DIR:-$build/plugins}
-scale=${1:-40}
+scale=${1:-42}
 [ -x "$coffer" ] || { echo "mysql_bench: no coffer at $coffer (build first, or set COFFER_BUILD)" >&2; exit 1; }
 [ -f "$plugins/db_mysql.so" ] || { echo "mysql_bench: no db_mysql.so in $plugins" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "mysql_bench: GNU time missing (apt-get install time)" >&2; exit 1; }
@@ -67,13 +71,11 @@ printf '[auth]\njwt_secret = "%064d"\n[database]\nurl = "%s"\n' 0 "$url" >"$root
 head -c 65536 /dev/urandom >"$root/data/uploads/ab/cd/abcd0001"
 export ASTERDRIVE_ROOT=$root COFFER_REPO=$work/repo ASTERDRIVE_STOP=true ASTERDRIVE_START=true
 export ASTERDRIVE_DOCTOR=true ASTERDRIVE_DATABASE_URL=$url
+# Repositories are encrypted by default (as an operator's would be).
+export COFFER_PASSPHRASE=${COFFER_PASSPHRASE:-coffer-bench-passphrase}
 policy=$src/policies/asterdrive-mysql-local.yaml
 policy2=$work/jobs2.yaml
 sed 's/^    password_env: MYSQL_PWD$/    password_env: MYSQL_PWD\n    jobs: 2/' "$policy" >"$policy2"
-"$coffer" --plugin-dir "$plugins" --no-progress init -p "$policy" >/dev/null
-export COFFER_REPO=$work/repo2
-"$coffer" --plugin-dir "$plugins" --no-progress init -p "$policy2" >/dev/null
-export COFFER_REPO=$work/repo
 
 # mydumper reads the password from a defaults file (0600), not argv.
 umask 077
@@ -98,32 +100,28 @@ mydumper_run() {
     time_it "$1" mydumper --defaults-file="$work/mydumper.cnf" -h 127.0.0.1 -P "$MYSQL_PORT" -B "$db" \
         -t "$2" -o "$work/mydumper" --routines --triggers --events
 }
-coffer_run() {
+# coffer_fresh LABEL POLICY ENCRYPTION: a first backup into a new repository
+coffer_fresh() {
+    rm -rf "$COFFER_REPO"
+    "$coffer" --plugin-dir "$plugins" --no-progress init -p "$2" --encryption "$3" >/dev/null
     time_it "$1" "$coffer" --plugin-dir "$plugins" --no-progress backup -p "$2"
 }
-best() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" "$@"; }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A T R
-for pass in 1 2; do
+passes=${BENCH_PASSES:-3}
+for pass in $(seq 1 "$passes"); do
     echo "== pass $pass"
     mysqldump_run "mysqldump-$pass"
     T[mysqldump$pass]=$TIME_S R[mysqldump$pass]=$RSS_KB
     dump_size=$(stat -c %s "$work/dump.sql")
-    [ "$pass" = 2 ] || rm -f "$work/dump.sql"
-    if [ "$pass" = 1 ]; then
-        coffer_run "coffer-backup-1" "$policy"
-        T[coffer1]=$TIME_S R[coffer1]=$RSS_KB
-        repo1=$(du -sb "$work/repo" | cut -f1)
-    else
-        # same data again: the dump is complete, the repository grows by
-        # (nearly) nothing, so this also shows the dump path alone
-        coffer_run "coffer-backup-1-again" "$policy"
-        T[coffer1b]=$TIME_S R[coffer1b]=$RSS_KB
-    fi
-    export COFFER_REPO=$work/repo2
-    coffer_run "coffer-jobs2-$pass" "$policy2"
+    [ "$pass" = "$passes" ] || rm -f "$work/dump.sql"
+    coffer_fresh "coffer-$pass" "$policy" none
+    T[coffer$pass]=$TIME_S R[coffer$pass]=$RSS_KB
+    coffer_fresh "coffer-encrypted-$pass" "$policy" repokey
+    T[cofferenc$pass]=$TIME_S R[cofferenc$pass]=$RSS_KB
+    coffer_fresh "coffer-jobs2-$pass" "$policy2" none
     T[cofferj$pass]=$TIME_S R[cofferj$pass]=$RSS_KB
-    export COFFER_REPO=$work/repo
     if [ "$have_mydumper" = 1 ]; then
         mydumper_run "mydumper-t1-$pass" 1
         T[myd1$pass]=$TIME_S R[myd1$pass]=$RSS_KB
@@ -133,6 +131,9 @@ for pass in 1 2; do
         rm -rf "$work/mydumper"
     fi
 done
+# the repository the restore and the second backup use: encrypted, as by default
+coffer_fresh "coffer-encrypted-3" "$policy" repokey
+repo1=$(du -sb "$COFFER_REPO" | cut -f1)
 
 echo "== restore: mysql < dump.sql, and coffer restore into a fresh schema"
 my -e "CREATE DATABASE plain_copy"
@@ -148,39 +149,48 @@ my -e "DROP DATABASE coffer_copy"
 echo "== 1% change: 1% of files renamed, 1% new uploads; second backup"
 files=$(my -N -e "SELECT COUNT(*) FROM $db.files")
 my "$db" -e "UPDATE files SET name = CONCAT(name, ' (edited)') WHERE id % 100 = 7; CALL writer_replay($((files / 100)))"
-coffer_run "coffer-backup-2" "$policy"
-T[coffer2]=$TIME_S R[coffer2]=$RSS_KB
+time_it "coffer-backup-after-change" "$coffer" --plugin-dir "$plugins" --no-progress backup -p "$policy"
+T[change]=$TIME_S R[change]=$RSS_KB
 repo2=$(du -sb "$work/repo" | cut -f1)
 
 python3 - <<EOF
+import statistics
 MiB = 1048576
+P = $passes
+T = {$(for k in "${!T[@]}"; do printf '"%s": %s, ' "$k" "${T[$k]}"; done)}
+R = {$(for k in "${!R[@]}"; do printf '"%s": %s, ' "$k" "${R[$k]}"; done)}
+def runs(name):
+    return [T[f"{name}{i}"] for i in range(1, P + 1) if f"{name}{i}" in T]
+def fmt(name):
+    v = runs(name)
+    return ", ".join(f"{x:.2f}" for x in v) + f" s (best {min(v):.2f}, median {statistics.median(v):.2f})"
+def rss(name):
+    return max(R[f"{name}{i}"] for i in range(1, P + 1) if f"{name}{i}" in R) / 1024
 dbsize, dump_size = $dbsize, $dump_size
-md = min(${T[mysqldump1]}, ${T[mysqldump2]})
-c1, c1b, cj = ${T[coffer1]}, ${T[coffer1b]}, min(${T[cofferj1]}, ${T[cofferj2]})
-rss = max(${R[coffer1]}, ${R[coffer1b]}, ${R[coffer2]}) / 1024
-rssj = max(${R[cofferj1]}, ${R[cofferj2]}) / 1024
 repo1, repo2 = $repo1, $repo2
 have_myd = $have_mydumper
 ok = lambda c: "ok" if c else "MISSED"
 print()
-print("MySQL/MariaDB driver benchmark (MariaDB $(my -N -e 'SELECT VERSION()'), scale $scale)")
-print(f"  database size (data + indexes)       {dbsize / MiB:9.1f} MiB; mysqldump file {dump_size / MiB:.1f} MiB")
-print(f"  mysqldump --single-transaction       {${T[mysqldump1]}:9.2f} s, {${T[mysqldump2]}:.2f} s (best {md:.2f} s)")
+print(f"MySQL/MariaDB driver benchmark (MariaDB $(my -N -e 'SELECT VERSION()'), scale $scale, $(nproc) CPUs, {P} passes, load average before: $load0)")
+print(f"  database size (data + indexes)   {dbsize / MiB:.1f} MiB ({dbsize / 1e6:.0f} MB); mysqldump file {dump_size / MiB:.1f} MiB")
+print(f"  mysqldump --single-transaction   {fmt('mysqldump')}, peak RSS {rss('mysqldump'):.1f} MiB")
 if have_myd:
-    print(f"  mydumper -t 1                        {${T[myd11]:-0}:9.2f} s, {${T[myd12]:-0}:.2f} s"
-          f"   (-t 2: {${T[myd21]:-0}:.2f} s, {${T[myd22]:-0}:.2f} s; output {${myd_size:-0} / MiB:.1f} MiB)")
-print(f"  coffer backup (jobs 1), first        {c1:9.2f} s, peak RSS {${R[coffer1]} / 1024:.1f} MiB, repository {repo1 / MiB:.1f} MiB")
-print(f"  coffer backup (jobs 1), same data    {c1b:9.2f} s, peak RSS {${R[coffer1b]} / 1024:.1f} MiB")
-print(f"  coffer backup (jobs 2)               {${T[cofferj1]}:9.2f} s, {${T[cofferj2]}:.2f} s, peak RSS {rssj:.1f} MiB")
-print(f"  coffer backup after a 1% change      {${T[coffer2]}:9.2f} s, repository +{(repo2 - repo1) / MiB:.1f} MiB")
-print(f"  restore: mysql < dump.sql            {${T[load]}:9.2f} s; coffer restore {${T[restore]}:.2f} s")
-best_c = min(c1, c1b)
-print(f"  wall time ratio coffer / mysqldump   {c1 / md:9.3f} (first backup), {best_c / md:.3f} (best)  "
-      f"(target <= 1: {ok(c1 / md <= 1.0)})")
-print(f"  wall time ratio coffer jobs 2 / mysqldump {cj / md:.3f}")
+    print(f"  mydumper -t 1                    {fmt('myd1')}, peak RSS {rss('myd1'):.1f} MiB")
+    print(f"  mydumper -t 2                    {fmt('myd2')}")
+print(f"  coffer, jobs 1, unencrypted      {fmt('coffer')}, peak RSS {rss('coffer'):.1f} MiB")
+print(f"  coffer, jobs 1, encrypted        {fmt('cofferenc')}, peak RSS {rss('cofferenc'):.1f} MiB")
+print(f"  coffer, jobs 2, unencrypted      {fmt('cofferj')}, peak RSS {rss('cofferj'):.1f} MiB")
+print(f"  coffer backup after a 1% change  {T['change']:.2f} s, repository {repo1 / MiB:.1f} MiB -> +{(repo2 - repo1) / MiB:.1f} MiB ({(repo2 - repo1) / repo1:.3f})")
+print(f"  restore: mysql < dump.sql        {T['load']:.2f} s; coffer restore (jobs 1) {T['restore']:.2f} s")
+md = runs("mysqldump")
+for name, label in (("coffer", "unencrypted"), ("cofferenc", "encrypted"), ("cofferj", "jobs 2")):
+    c = runs(name)
+    pairs = [x / y for x, y in zip(c, md)]
+    print(f"  coffer {label:<12} / mysqldump: best {min(c) / min(md):.3f}, median {statistics.median(c) / statistics.median(md):.3f},"
+          f" per pass {', '.join(f'{x:.2f}' for x in pairs)}  (target <= 1: {ok(min(c) <= min(md))})")
 if have_myd:
-    myd = min(${T[myd11]:-0}, ${T[myd12]:-0}, ${T[myd21]:-0}, ${T[myd22]:-0})
-    print(f"  wall time ratio coffer / mydumper (best)  {c1 / myd:.3f}")
-print(f"  peak RSS of coffer (jobs 1)          {rss:9.1f} MiB (target <= 64: {ok(rss <= 64)}); jobs 2: {rssj:.1f} MiB")
-print(f"  second backup growth / first repository    {(repo2 - repo1) / repo1:.3f}")
+    c = runs("coffer")
+    print(f"  coffer unencrypted / mydumper -t 1, -t 2 (best): {min(c) / min(runs('myd1')):.3f}, {min(c) / min(runs('myd2')):.3f}")
+print(f"  peak RSS of coffer, jobs 1: {rss('coffer'):.1f} MiB unencrypted (target <= 64: {ok(rss('coffer') <= 64)}), "
+      f"{rss('cofferenc'):.1f} MiB encrypted (includes the core's 64 MiB Argon2id key derivation)")
 EOF

@@ -34,13 +34,16 @@ static int open_repo(cf_run *run, unsigned flags)
 /* ---- check ---------------------------------------------------------------- */
 
 static const char *help_check =
-    "usage: coffer check -p POLICY [--target NAME] [--read-data | --read-data-subset N%] [--json]\n"
+    "usage: coffer check -p POLICY [--target NAME] [--read-data | --read-data-subset N%]\n"
+    "                    [--rebuild-index] [--json]\n"
     "Check the whole repository (every set of every policy): config, index objects,\n"
     "that every indexed pack exists with its recorded size, that every manifest\n"
     "parses and every chunk it names is indexed. Packs no index names are listed\n"
     "(harmless leftovers of an interrupted backup; prune removes them).\n"
     "--read-data reads every pack: decrypts, decompresses and hashes every blob.\n"
     "--read-data-subset N% reads a random N% of the packs, a different share each run.\n"
+    "--rebuild-index first rebuilds the index from the packs' own tables (under the\n"
+    "exclusive lock): the repair for damaged or lost index objects.\n"
     "Each problem names set, path, chunk and object. Exit status 3 when problems are found.\n";
 
 int cmd_check(int argc, char **argv)
@@ -61,7 +64,15 @@ int cmd_check(int argc, char **argv)
         return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
     /* Damaged index objects are findings here, not a reason to stop. */
-    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 || cf_run_lock(run, 0, "check") != 0) {
+    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 ||
+        cf_run_lock(run, a.rebuild_index, a.rebuild_index ? "check --rebuild-index" : "check") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    /* Under the exclusive lock: no backup can add an index object that the
+     * rebuild would then remove. */
+    if (a.rebuild_index && cf_repo_rebuild_index(run->repo) != 0) {
+        cf_error_prefix("rebuilding the index");
         cf_run_close(run);
         return die(CF_EXIT_FAILED);
     }

@@ -84,8 +84,10 @@ static void idset_free(idset *s)
 typedef struct cctx {
     cf_run *run;
     pthread_mutex_t mu;
+    size_t nproblems;
     json_t *problems, *orphans;
     idset bad_chunks, bad_packs, verdicts;
+    int bad_index; /* an index object is damaged: missing chunks are expected */
     /* pack reading */
     cf_pack_list *packs;
     size_t *order, norder, next;
@@ -93,26 +95,85 @@ typedef struct cctx {
     cf_buf buf;
 } cctx;
 
+/* Messages from lower layers often start with what the line already
+ * names ("chunk X in pack Y: ...", "sets/Z: ..."): drop that. */
+static const char *strip_known(const char *msg, const char *object, const char *chunk)
+{
+    for (int again = 1; again;) {
+        again = 0;
+        size_t n;
+        if (chunk && strncmp(msg, "chunk ", 6) == 0 && strncmp(msg + 6, chunk, 64) == 0) {
+            msg += 6 + 64;
+            if (object && strncmp(msg, " in pack ", 9) == 0 &&
+                !strncmp(msg + 9, object, strlen(object)))
+                msg += 9 + strlen(object);
+            else if (object && strncmp(msg, " in ", 4) == 0 &&
+                     !strncmp(msg + 4, object, strlen(object)))
+                msg += 4 + strlen(object);
+            if (*msg == ':')
+                msg++;
+            while (*msg == ' ')
+                msg++;
+            again = 1;
+        }
+        if (object && (n = strlen(object)) && strncmp(msg, object, n) == 0 && msg[n] == ':') {
+            msg += n + 1;
+            while (*msg == ' ')
+                msg++;
+            again = 1;
+        }
+        if (object && strncmp(msg, "pack ", 5) == 0 && (n = strlen(object)) &&
+            strncmp(msg + 5, object, n) == 0 && msg[5 + n] == ':') {
+            msg += 5 + n + 1;
+            while (*msg == ' ')
+                msg++;
+            again = 1;
+        }
+    }
+    return msg;
+}
+
+#define MAX_LISTED 1000 /* problems kept in the report; all are counted */
+
+/* One line: "set S: PATH: chunk C in OBJECT: message". */
 static void add_problem(cctx *c, const char *set, const char *path, const char *object,
                         const char *chunk, const char *msg)
 {
-    json_t *j = json_object();
+    msg = strip_known(msg, object, chunk);
+    char line[4096];
+    size_t n = 0;
+    line[0] = 0;
+#define ADD(...) n += (size_t)snprintf(line + n, n < sizeof line ? sizeof line - n : 0, __VA_ARGS__)
     if (set)
-        json_object_set_new(j, "set", json_string(set));
+        ADD("set %s", set);
     if (path)
-        json_object_set_new(j, "path", json_string(path));
-    if (object)
-        json_object_set_new(j, "object", json_string(object));
+        ADD("%s%s", n ? ": " : "", path);
     if (chunk)
-        json_object_set_new(j, "chunk", json_string(chunk));
-    json_object_set_new(j, "problem", json_string(msg));
+        ADD("%schunk %s%s%s", n ? ": " : "", chunk, object ? " in " : "", object ? object : "");
+    else if (object)
+        ADD("%s%s", n ? ": " : "", object);
+#undef ADD
     pthread_mutex_lock(&c->mu);
-    json_array_append_new(c->problems, j);
+    c->nproblems++;
+    int listed = c->nproblems <= MAX_LISTED;
+    if (listed) {
+        json_t *j = json_object();
+        if (set)
+            json_object_set_new(j, "set", json_string(set));
+        if (path)
+            json_object_set_new(j, "path", json_string(path));
+        if (object)
+            json_object_set_new(j, "object", json_string(object));
+        if (chunk)
+            json_object_set_new(j, "chunk", json_string(chunk));
+        json_object_set_new(j, "problem", json_string(msg));
+        json_array_append_new(c->problems, j);
+    }
     pthread_mutex_unlock(&c->mu);
-    cf_log(CF_LOG_ERROR, "%s%s%s%s%s%s%s%s%s: %s", set ? "set " : "", set ? set : "",
-           set && (path || object) ? ": " : "", path ? path : "", path && (object || chunk) ? ": " : "",
-           chunk ? "chunk " : "", chunk ? chunk : "", chunk && object ? " in " : "",
-           object ? object : "", msg);
+    if (listed)
+        cf_log(CF_LOG_ERROR, "%s: %s", line, msg);
+    else if (c->nproblems == MAX_LISTED + 1)
+        cf_log(CF_LOG_ERROR, "more than %d problems: the rest are only counted", MAX_LISTED);
 }
 
 /* Problems found in repository objects (structure and pack reads). */
@@ -121,6 +182,8 @@ static void object_problem(void *ud, const char *object, const char *chunk, cons
     cctx *c = ud;
     add_problem(c, NULL, NULL, object, chunk, msg);
     pthread_mutex_lock(&c->mu);
+    if (object && strncmp(object, "index/", 6) == 0)
+        c->bad_index = 1;
     cf_id id;
     if (chunk && cf_id_parse(chunk, &id) == 0)
         idset_add(&c->bad_chunks, &id);
@@ -213,8 +276,8 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     free(th);
-    cf_progress_stop();
     double dt = cf_now() - t0;
+    cf_progress_stop();
     char b[32];
     cf_log(CF_LOG_INFO, "read %zu of %zu pack(s), %s in %.1f s (%.0f MiB/s)", c->norder, pl.n,
            cf_human_bytes(c->bytes_read, b, sizeof b), dt,
@@ -232,13 +295,18 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
 
 /* ---- Manifests ----------------------------------------------------------------- */
 
+#define PER_SET 20 /* files listed per set; the rest are counted */
+
 /* NULL if a set can rely on the chunk, else why not. */
 static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen)
 {
     cf_repo *r = c->run->repo;
+    pack[0] = 0;
+    (void)plen;
     if (!cf_repo_has(r, id))
-        return "not in the repository index (its data is gone or the index object naming it is "
-               "damaged)";
+        return c->bad_index ? "not in the repository index (an index object is damaged, see "
+                              "above; `coffer check --rebuild-index` rebuilds it from the packs)"
+                            : "not in the repository index: no pack holds it";
     if (!cf_repo_chunk_pack(r, id, pack, plen))
         pack[0] = 0;
     if (!c->bad_chunks.n && !c->bad_packs.n)
@@ -268,6 +336,7 @@ static void check_set(cctx *c, const char *id, uint64_t *nentries)
     json_t *h;
     char obj[300];
     snprintf(obj, sizeof obj, "sets/%s", id);
+    size_t files_bad = 0;
     if (cf_manifest_open(c->run->repo, id, &m, &h) != 0) {
         add_problem(c, id, NULL, obj, NULL, cf_error());
         return;
@@ -296,7 +365,10 @@ static void check_set(cctx *c, const char *id, uint64_t *nentries)
                     snprintf(fpack, sizeof fpack, "%s", pack);
                 }
             }
-            if (nbad) {
+            if (nbad && ++files_bad > PER_SET) {
+                /* counted below, not listed: one damaged index object can
+                 * touch every file of every set */
+            } else if (nbad) {
                 char msg[2600];
                 if (nbad > 1)
                     snprintf(msg, sizeof msg, "%zu of %zu chunks unusable; first: %s", nbad,
@@ -319,6 +391,12 @@ static void check_set(cctx *c, const char *id, uint64_t *nentries)
     if (rc < 0)
         add_problem(c, id, NULL, obj, NULL, cf_error());
     cf_manifest_close(m);
+    if (files_bad > PER_SET) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%zu more file(s) with unusable chunks (not listed)",
+                 files_bad - PER_SET);
+        add_problem(c, id, NULL, NULL, NULL, msg);
+    }
 }
 
 int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
@@ -340,9 +418,9 @@ int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
     for (size_t i = 0; i < orph.n; i++) {
         char b[32];
         obytes += orph.sizes[i];
-        json_array_append_new(c.orphans, json_pack("{s:s,s:I,s:I}", "object", orph.keys[i], "size",
-                                                   (json_int_t)orph.sizes[i], "mtime",
-                                                   (json_int_t)mt[i]));
+        json_array_append_new(c.orphans,
+                              json_pack("{s:s,s:I,s:I}", "object", orph.keys[i], "size",
+                                        (json_int_t)orph.sizes[i], "mtime", (json_int_t)mt[i]));
         cf_log(CF_LOG_WARN,
                "%s: pack not in any index (%s): left by an interrupted backup or prune, or "
                "written by a backup running now; harmless, `coffer prune` removes it",
@@ -370,7 +448,8 @@ int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
     json_object_set_new(rep, "sets", json_integer((json_int_t)n));
     json_object_set_new(rep, "entries", json_integer((json_int_t)entries));
     json_object_set_new(rep, "orphan_bytes", json_integer((json_int_t)obytes));
-    rc = json_array_size(c.problems) ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
+    json_object_set_new(rep, "problem_count", json_integer((json_int_t)c.nproblems));
+    rc = c.nproblems ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
 out:
     json_object_set(rep, "problems", c.problems);
     json_object_set(rep, "orphans", c.orphans);

@@ -20,6 +20,11 @@ int cf_prune_parse_percent(const char *s, double *out)
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 typedef struct recheck {
     cf_run *run;
     char **ids;
@@ -38,6 +43,7 @@ static int sets_unchanged(void *ud)
         cf_error_prefix("prune: cannot list sets before removing data");
         return -1;
     }
+    qsort(now, n, sizeof *now, cmp_str); /* the same order as rc->ids */
     int bad = 0;
     for (size_t i = 0, j = 0; i < n && !bad; i++) {
         while (j < rc->n && strcmp(rc->ids[j], now[i]) < 0)
@@ -51,11 +57,6 @@ static int sets_unchanged(void *ud)
     }
     cf_strv_free(now, n);
     return bad ? -1 : 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Mark every chunk of every set. Any set prune cannot read stops it: its
@@ -148,10 +149,12 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
            (unsigned long long)st.packs_keep, (unsigned long long)st.packs_repack,
            (unsigned long long)st.packs_delete);
     if (st.orphans_delete || st.orphans_recent)
-        cf_log(CF_LOG_INFO, "unindexed packs: %llu to remove (%s), %llu kept: newer than an hour, "
-               "maybe a backup running now (%s)",
-               (unsigned long long)st.orphans_delete, cf_human_bytes(st.orphan_bytes_delete, b1, 32),
-               (unsigned long long)st.orphans_recent, cf_human_bytes(st.orphan_bytes_recent, b2, 32));
+        cf_log(
+            CF_LOG_INFO,
+            "unindexed packs: %llu to remove (%s), %llu kept: newer than an hour, "
+            "maybe a backup running now (%s)",
+            (unsigned long long)st.orphans_delete, cf_human_bytes(st.orphan_bytes_delete, b1, 32),
+            (unsigned long long)st.orphans_recent, cf_human_bytes(st.orphan_bytes_recent, b2, 32));
     if (!o->dry_run) {
         recheck rk = {run, ids, n};
         if (cf_prune_run(p, sets_unchanged, &rk, &st) != 0)
@@ -177,12 +180,14 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
         (json_int_t)st.orphan_bytes_recent, "index_objects_removed", (json_int_t)st.index_removed,
         "seconds", dt);
     json_object_set_new(*report, "packs_written", json_integer((json_int_t)st.packs_written));
-    cf_log(CF_LOG_INFO, "%s %llu pack(s) (%llu unused, %llu repacked) and %llu unindexed: %s; "
+    cf_log(CF_LOG_INFO,
+           "%s %llu pack(s) (%llu unused, %llu repacked) and %llu unindexed: %s; "
            "copied %s into %llu new pack(s); net %s freed",
            o->dry_run ? "would remove" : "removed",
-           (unsigned long long)(st.packs_delete + st.packs_repack), (unsigned long long)st.packs_delete,
-           (unsigned long long)st.packs_repack, (unsigned long long)st.orphans_delete,
-           cf_human_bytes(freed, b1, 32), cf_human_bytes(st.bytes_repack_used, b2, 32),
+           (unsigned long long)(st.packs_delete + st.packs_repack),
+           (unsigned long long)st.packs_delete, (unsigned long long)st.packs_repack,
+           (unsigned long long)st.orphans_delete, cf_human_bytes(freed, b1, 32),
+           cf_human_bytes(st.bytes_repack_used, b2, 32),
            (unsigned long long)(o->dry_run ? 0 : st.packs_written),
            cf_human_bytes(freed_net, b3, 32));
     cf_log(CF_LOG_INFO, "kept %llu pack(s), %s (%s of it unused, within --max-unused %.1f%%)",

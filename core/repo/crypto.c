@@ -54,14 +54,14 @@ void cf_crypt_generate(uint8_t master[CF_MASTER_LEN])
         randombytes_buf(master + 96, 8);
 }
 
-static EVP_MD_CTX *hmac_pad(const uint8_t key[CF_KEY_LEN], uint8_t x)
+static EVP_MD_CTX *hmac_pad(const EVP_MD *md, const uint8_t key[CF_KEY_LEN], uint8_t x)
 {
     uint8_t pad[64];
     memset(pad, x, sizeof pad);
     for (size_t i = 0; i < CF_KEY_LEN; i++)
         pad[i] ^= key[i];
     EVP_MD_CTX *c = EVP_MD_CTX_new();
-    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) || !EVP_DigestUpdate(c, pad, sizeof pad)) {
+    if (!c || !EVP_DigestInit_ex(c, md, NULL) || !EVP_DigestUpdate(c, pad, sizeof pad)) {
         EVP_MD_CTX_free(c);
         c = NULL;
     }
@@ -81,8 +81,14 @@ int cf_crypt_new(const uint8_t master[CF_MASTER_LEN], cf_crypt **out)
     memcpy(c->id, master + 32, CF_KEY_LEN);
     memcpy(c->mac, master + 64, CF_KEY_LEN);
     c->seed = cf_get64(master + 96);
-    c->hmac_in = hmac_pad(c->id, 0x36);
-    c->hmac_out = hmac_pad(c->id, 0x5c);
+    c->sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+    c->chacha = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    if (!c->sha || !c->chacha) {
+        cf_crypt_free(c);
+        return cf_fail("OpenSSL: SHA-256 or ChaCha20-Poly1305 is not available");
+    }
+    c->hmac_in = hmac_pad(c->sha, c->id, 0x36);
+    c->hmac_out = hmac_pad(c->sha, c->id, 0x5c);
     if (!c->hmac_in || !c->hmac_out) {
         cf_crypt_free(c);
         return cf_fail("OpenSSL: cannot initialise HMAC-SHA256");
@@ -105,6 +111,8 @@ void cf_crypt_free(cf_crypt *c)
         return;
     EVP_MD_CTX_free(c->hmac_in);
     EVP_MD_CTX_free(c->hmac_out);
+    EVP_MD_free(c->sha);
+    EVP_CIPHER_free(c->chacha);
     sodium_free(c); /* zeroes */
 }
 
@@ -126,10 +134,47 @@ void cf_crypt_chunk_id(const cf_crypt *c, const void *data, size_t len, cf_id *o
 void cf_crypt_config_mac(const cf_crypt *c, const void *data, size_t len, uint8_t out[32])
 {
     unsigned n = 0;
-    if (!HMAC(EVP_sha256(), c->mac, CF_KEY_LEN, data, len, out, &n)) {
+    if (!HMAC(c->sha, c->mac, CF_KEY_LEN, data, len, out, &n)) {
         cf_log(CF_LOG_ERROR, "HMAC-SHA256 failed");
         abort();
     }
+}
+
+/* XChaCha20-Poly1305-IETF exactly as libsodium defines it (subkey =
+ * HChaCha20(key, nonce[0..16)), then ChaCha20-Poly1305-IETF with nonce
+ * 0^4 | nonce[16..24)), with the bulk done by OpenSSL, whose vectorised
+ * ChaCha20-Poly1305 is about half again as fast as libsodium's on the
+ * blob sizes coffer uses. The unit tests check both ways against
+ * crypto_aead_xchacha20poly1305_ietf_*. */
+static int xchacha(const cf_crypt *c, int enc, const uint8_t nonce[CF_BLOB_NONCE_LEN],
+                   const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len, uint8_t *out,
+                   uint8_t tag[CF_BLOB_TAG_LEN])
+{
+    uint8_t sub[CF_KEY_LEN], n12[12] = {0};
+    crypto_core_hchacha20(sub, nonce, c->enc, NULL);
+    memcpy(n12 + 4, nonce + 16, 8);
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    int ok = x && EVP_CipherInit_ex(x, c->chacha, NULL, NULL, NULL, enc) &&
+             EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) &&
+             EVP_CipherInit_ex(x, NULL, NULL, sub, n12, enc);
+    sodium_memzero(sub, sizeof sub);
+    int l = 0;
+    if (ok && adlen)
+        ok = EVP_CipherUpdate(x, NULL, &l, ad, (int)adlen);
+    /* EVP lengths are ints: feed large inputs in pieces */
+    for (size_t off = 0; ok && off < len;) {
+        size_t k = len - off < (1u << 30) ? len - off : (1u << 30);
+        ok = EVP_CipherUpdate(x, out + off, &l, in + off, (int)k);
+        off += k;
+    }
+    if (ok && !enc)
+        ok = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, CF_BLOB_TAG_LEN, tag);
+    if (ok)
+        ok = EVP_CipherFinal_ex(x, out + len, &l) > 0;
+    if (ok && enc)
+        ok = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, CF_BLOB_TAG_LEN, tag);
+    EVP_CIPHER_CTX_free(x);
+    return ok ? 0 : -1;
 }
 
 void cf_seal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const void *in, size_t len,
@@ -138,10 +183,13 @@ void cf_seal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const void *in,
     out->len = 0;
     cf_buf_reserve(out, len + CF_SEAL_OVERHEAD);
     randombytes_buf(out->data, CF_BLOB_NONCE_LEN);
-    unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + CF_BLOB_NONCE_LEN, &clen, in, len, ad,
-                                               adlen, NULL, out->data, c->enc);
-    out->len = CF_BLOB_NONCE_LEN + (size_t)clen;
+    if (xchacha(c, 1, out->data, ad, adlen, in, len, out->data + CF_BLOB_NONCE_LEN,
+                out->data + CF_BLOB_NONCE_LEN + len) != 0) {
+        /* Only allocation failure gets here: never write plaintext instead. */
+        cf_log(CF_LOG_ERROR, "OpenSSL: ChaCha20-Poly1305 failed");
+        abort();
+    }
+    out->len = len + CF_SEAL_OVERHEAD;
 }
 
 int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len,
@@ -150,13 +198,15 @@ int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t 
     out->len = 0;
     if (len < CF_SEAL_OVERHEAD)
         return -1;
-    cf_buf_reserve(out, len - CF_SEAL_OVERHEAD + 1);
-    unsigned long long mlen = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out->data, &mlen, NULL, in + CF_BLOB_NONCE_LEN,
-                                                   len - CF_BLOB_NONCE_LEN, ad, adlen, in,
-                                                   c->enc) != 0)
+    size_t mlen = len - CF_SEAL_OVERHEAD;
+    cf_buf_reserve(out, mlen + 1);
+    uint8_t tag[CF_BLOB_TAG_LEN];
+    memcpy(tag, in + len - CF_BLOB_TAG_LEN, sizeof tag);
+    if (xchacha(c, 0, in, ad, adlen, in + CF_BLOB_NONCE_LEN, mlen, out->data, tag) != 0) {
+        sodium_memzero(out->data, mlen);
         return -1;
-    out->len = (size_t)mlen;
+    }
+    out->len = mlen;
     return 0;
 }
 
@@ -327,8 +377,8 @@ static int kdf_defaults(const cf_kdf_params *k, uint64_t *ops, uint64_t *mem)
 {
     *ops = k && k->opslimit ? k->opslimit : KDF_OPS_DEFAULT;
     *mem = k && k->memlimit ? k->memlimit : KDF_MEM_DEFAULT;
-    if (*ops < crypto_pwhash_OPSLIMIT_MIN || *ops > KDF_OPS_MAX || *mem < crypto_pwhash_MEMLIMIT_MIN ||
-        *mem > KDF_MEM_MAX)
+    if (*ops < crypto_pwhash_OPSLIMIT_MIN || *ops > KDF_OPS_MAX ||
+        *mem < crypto_pwhash_MEMLIMIT_MIN || *mem > KDF_MEM_MAX)
         return cf_fail("Argon2id parameters out of range (passes %llu, memory %llu bytes)",
                        (unsigned long long)*ops, (unsigned long long)*mem);
     return 0;
@@ -371,14 +421,14 @@ int cf_key_write(cf_store *st, const EVP_MD *md, const char *repo_id,
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
     gethostname(host, sizeof host - 1);
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:{s:s, s:i, s:I, s:I, s:s}, s:{s:s, s:s, s:s},"
-                          " s:s}",
-                          "format", CF_FORMAT_VERSION, "id", kid_hex, "repository", repo_id,
-                          "created", created, "host", host, "kdf", "algorithm", "argon2id",
-                          "version", 19, "opslimit", (json_int_t)ops, "memlimit",
-                          (json_int_t)mem, "salt", salt_hex, "wrap", "algorithm",
-                          "xchacha20poly1305-ietf", "nonce", nonce_hex, "ciphertext", wrapped_hex,
-                          "config_mac", mac_hex);
+    json_t *j =
+        json_pack("{s:i, s:s, s:s, s:s, s:s, s:{s:s, s:i, s:I, s:I, s:s}, s:{s:s, s:s, s:s},"
+                  " s:s}",
+                  "format", CF_FORMAT_VERSION, "id", kid_hex, "repository", repo_id, "created",
+                  created, "host", host, "kdf", "algorithm", "argon2id", "version", 19, "opslimit",
+                  (json_int_t)ops, "memlimit", (json_int_t)mem, "salt", salt_hex, "wrap",
+                  "algorithm", "xchacha20poly1305-ietf", "nonce", nonce_hex, "ciphertext",
+                  wrapped_hex, "config_mac", mac_hex);
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
     char *key = cf_asprintf("keys/%s", kid_hex);
@@ -488,9 +538,8 @@ static int key_open(const key_obj *k, const char *pass, size_t plen, uint8_t mas
     if (derive(pass, plen, k->salt, k->ops, k->mem, kek) != 0)
         return -1;
     unsigned long long ml = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(master, &ml, NULL, k->wrapped,
-                                                        sizeof k->wrapped, ad, sizeof ad, k->nonce,
-                                                        kek);
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+        master, &ml, NULL, k->wrapped, sizeof k->wrapped, ad, sizeof ad, k->nonce, kek);
     sodium_memzero(kek, sizeof kek);
     return rc == 0 && ml == CF_MASTER_LEN ? 0 : 1;
 }

@@ -353,6 +353,33 @@ int cf_blob_verify(cf_repo *r, const cf_loc *l, const char *pack_key, const uint
     return 0;
 }
 
+/* One decompression context per thread, kept: ZSTD_decompress would
+ * allocate and initialise one for every chunk. */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void dctx_init(void)
+{
+    pthread_key_create(&dctx_key, dctx_free);
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_init);
+    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+    if (!d) {
+        if (!(d = ZSTD_createDCtx()))
+            abort(); /* allocation failure: same policy as cf_malloc */
+        pthread_setspecific(dctx_key, d);
+    }
+    return d;
+}
+
 int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
                  cf_buf *out)
 {
@@ -379,7 +406,7 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
         cf_buf_append(out, blob, stored);
     } else {
         cf_buf_reserve(out, l->raw);
-        size_t n = ZSTD_decompress(out->data, l->raw, blob, stored);
+        size_t n = ZSTD_decompressDCtx(thread_dctx(), out->data, l->raw, blob, stored);
         cf_buf_free(&dec);
         if (ZSTD_isError(n)) {
             char hex[2 * CF_ID_LEN + 1];

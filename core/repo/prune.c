@@ -41,9 +41,9 @@ struct cf_prune {
     size_t n, npacks; /* snapshot sizes */
     uint8_t *used;    /* bitmap over r->idx.ents[0, n) */
     uint64_t nused;
-    uint8_t *act;            /* per pack */
-    uint64_t *pused_bytes;   /* per pack: stored bytes of used blobs */
-    uint32_t *pused_count;   /* per pack: used blobs */
+    uint8_t *act;          /* per pack */
+    uint64_t *pused_bytes; /* per pack: stored bytes of used blobs */
+    uint32_t *pused_count; /* per pack: used blobs */
     cf_pack_list orphans;
     int64_t *orphan_mtime;
     uint8_t *orphan_delete;
@@ -53,6 +53,16 @@ struct cf_prune {
 static int bit(const uint8_t *b, size_t i)
 {
     return b[i >> 3] >> (i & 7) & 1;
+}
+
+/* After a prune the handle's index no longer describes the repository. */
+static void retire(cf_repo *r)
+{
+    pthread_mutex_lock(&r->wlock);
+    if (!r->fail_msg)
+        r->fail_msg = cf_strdup("the handle was used by prune; reopen the repository");
+    pthread_mutex_unlock(&r->wlock);
+    atomic_store(&r->failed, 1);
 }
 
 int cf_prune_begin(cf_repo *r, cf_prune **out)
@@ -67,21 +77,20 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     size_t nkeys;
     if (cf_repo_list_index(r, &keys, &nkeys) != 0)
         return -1;
-    cf_index ni;
-    cf_index_init(&ni);
+    /* The snapshot replaces what the handle loaded at open, which may be
+     * older than the lock the caller now holds; freed first so the index
+     * is never in memory twice. */
+    pthread_rwlock_wrlock(&r->lock);
+    cf_index_free(&r->idx);
     for (size_t i = 0; i < nkeys; i++) {
-        if (cf_index_load_object(r, keys[i], &ni) != 0) {
+        if (cf_index_load_object(r, keys[i], &r->idx) != 0) {
             cf_error_prefix("prune needs every index object readable (run `coffer check`)");
-            cf_index_free(&ni);
+            pthread_rwlock_unlock(&r->lock);
+            retire(r); /* the handle's index is incomplete */
             cf_strv_free(keys, nkeys);
             return -1;
         }
     }
-    /* The snapshot replaces what the handle loaded at open, which may be
-     * older than the lock the caller now holds. */
-    pthread_rwlock_wrlock(&r->lock);
-    cf_index_free(&r->idx);
-    r->idx = ni;
     r->ents_open = r->ents_indexed = r->idx.n;
     r->packs_open = r->idx.npacks;
     pthread_rwlock_unlock(&r->lock);
@@ -129,10 +138,8 @@ typedef struct cand {
 static int cmp_cand(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
-    /* waste/size descending, compared without division */
-    unsigned __int128 l = (unsigned __int128)x->waste * y->size,
-                      r = (unsigned __int128)y->waste * x->size;
-    return l > r ? -1 : l < r;
+    double l = (double)x->waste / (double)x->size, r = (double)y->waste / (double)y->size;
+    return l > r ? -1 : l < r; /* unused share, descending */
 }
 
 int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
@@ -481,7 +488,8 @@ int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune
             continue;
         char key[CF_PACK_KEY_LEN + 1];
         cf_pack_key(&r->idx.packs[k].id, key);
-        remove_logged(r, key, p->verbose, p->act[k] == ACT_REPACK ? "repacked pack" : "unused pack");
+        remove_logged(r, key, p->verbose,
+                      p->act[k] == ACT_REPACK ? "repacked pack" : "unused pack");
     }
     for (size_t i = 0; i < p->orphans.n; i++)
         if (p->orphan_delete[i])
@@ -490,7 +498,7 @@ int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune
 out:
     /* The handle's index no longer matches the repository: refuse further
      * use of it but closing. */
-    atomic_store(&r->failed, 1);
+    retire(r);
     free(ikey);
     free(moved);
     cf_strv_free(np.keys, np.n);

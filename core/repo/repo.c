@@ -464,6 +464,7 @@ void cf_repo_close(cf_repo *r)
     cf_strv_free(r->sess_packs, r->nsess_packs);
     cf_strv_free(r->sess_index, r->nsess_index);
     cf_strv_free(r->bad_index, r->nbad_index);
+    free(r->fail_msg);
     cf_index_free(&r->idx);
     EVP_MD_free(r->sha);
     cf_crypt_free(r->crypt);
@@ -525,10 +526,27 @@ static void writer_put(cf_repo *r, cf_packw *pw)
     pthread_mutex_unlock(&r->wlock);
 }
 
+/* The first failure is the cause: other threads then only see "failed",
+ * and whichever error the caller reports must still name it (a full disk,
+ * a lost connection). */
+static void session_fail(cf_repo *r)
+{
+    pthread_mutex_lock(&r->wlock);
+    if (!r->fail_msg)
+        r->fail_msg = cf_strdup(cf_error());
+    pthread_mutex_unlock(&r->wlock);
+    atomic_store(&r->failed, 1);
+}
+
 static int session_failed(cf_repo *r)
 {
-    return cf_fail("repository %.12s: an earlier write failed; the session must be aborted",
-                   r->id_hex);
+    pthread_mutex_lock(&r->wlock);
+    char *why = cf_strdup(r->fail_msg ? r->fail_msg : "unknown cause");
+    pthread_mutex_unlock(&r->wlock);
+    cf_fail("repository %.12s: an earlier write failed (%s); the session must be aborted",
+            r->id_hex, why);
+    free(why);
+    return -1;
 }
 
 int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added)
@@ -548,7 +566,7 @@ int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len,
     cf_packw *pw = writer_get(r);
     cf_loc loc;
     if (cf_packw_add(pw, id, data, len, &loc) != 0) {
-        atomic_store(&r->failed, 1);
+        session_fail(r);
         writer_put(r, pw);
         return -1;
     }
@@ -567,7 +585,7 @@ int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len,
 
     int rc = 0;
     if (cf_packw_full(pw) && cf_packw_close(pw) != 0) {
-        atomic_store(&r->failed, 1);
+        session_fail(r);
         rc = -1;
     }
     writer_put(r, pw);
@@ -582,7 +600,7 @@ int cf_repo_flush(cf_repo *r)
         return session_failed(r);
     for (size_t i = 0; i < r->nwriters; i++) {
         if (cf_packw_close(r->writers[i]) != 0) {
-            atomic_store(&r->failed, 1);
+            session_fail(r);
             return -1;
         }
     }
@@ -592,7 +610,7 @@ int cf_repo_flush(cf_repo *r)
     size_t n = r->idx.n;
     pthread_rwlock_unlock(&r->lock);
     if (rc != 0) {
-        atomic_store(&r->failed, 1);
+        session_fail(r);
         return -1;
     }
     if (key) {
@@ -628,6 +646,8 @@ void cf_repo_abort(cf_repo *r)
     cf_index_truncate(&r->idx, r->ents_open, r->packs_open);
     pthread_rwlock_unlock(&r->lock);
     r->ents_indexed = r->ents_open;
+    free(r->fail_msg);
+    r->fail_msg = NULL;
     atomic_store(&r->failed, 0);
 }
 

@@ -59,6 +59,10 @@ typedef struct cf_crypt {
     uint8_t mac[CF_KEY_LEN]; /* HMAC-SHA256: config authentication */
     uint64_t seed;           /* chunker gear seed */
     EVP_MD_CTX *hmac_in, *hmac_out;
+    /* Fetched once: OpenSSL 3.0's implicit fetch (EVP_sha256() and the
+     * like) takes a global lock on every use, which serialises threads. */
+    EVP_MD *sha;
+    EVP_CIPHER *chacha;
 } cf_crypt;
 
 int cf_crypt_new(const uint8_t master[CF_MASTER_LEN], cf_crypt **out);
@@ -249,6 +253,7 @@ struct cf_repo {
     size_t nsess_packs, nsess_index;
 
     atomic_int failed; /* a write failed: only abort is allowed */
+    char *fail_msg;    /* the first failure's message (under wlock) */
 
     char **bad_index; /* index objects skipped at open (CF_REPO_OPEN_SKIP_BAD_INDEX) */
     size_t nbad_index;

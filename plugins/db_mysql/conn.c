@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <errmsg.h>
 #include <mysqld_error.h>
 
@@ -76,6 +78,20 @@ coffer_status dbmysql_status_of(unsigned err)
     }
 }
 
+void dbmysql_abort(MYSQL *m)
+{
+    /* Linger 0: closing sends a reset, so the server stops sending at
+     * once (a plain close after shutdown() leaves it blocked on a full
+     * socket for net_write_timeout). Then every further read fails
+     * immediately, so freeing an unfinished result does not drain it. */
+    my_socket fd = mysql_get_socket(m);
+    if ((int)fd >= 0) {
+        struct linger l = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    mariadb_cancel(m);
+}
+
 coffer_status dbmysql_fail_buf(MYSQL *m, const char *what, char *buf, size_t len)
 {
     unsigned e = m ? mysql_errno(m) : 0;
@@ -91,6 +107,21 @@ coffer_status dbmysql_fail(dbmysql_instance *in, MYSQL *m, const char *what)
     char msg[1024];
     coffer_status st = dbmysql_fail_buf(m, what, msg, sizeof msg);
     return in->host->error(in->h, st, "%s", msg);
+}
+
+char *dbmysql_sql_string(MYSQL *m, const char *s)
+{
+    size_t n = strlen(s);
+    char *o = malloc(2 * n + 3);
+    if (!o) {
+        fprintf(stderr, "coffer database mysql: out of memory\n");
+        abort();
+    }
+    o[0] = '\'';
+    unsigned long k = mysql_real_escape_string(m, o + 1, s, (unsigned long)n);
+    o[k + 1] = '\'';
+    o[k + 2] = 0;
+    return o;
 }
 
 unsigned dbmysql_exec(MYSQL *m, const char *sql)

@@ -5,6 +5,7 @@
  *   url.c      mysql:// and file:// URLs, stream-name encoding
  *   conn.c     connecting (password, TLS), errors, small query helpers
  *   sqlout.c   buffered output, SQL literals, content-defined INSERT batching
+ *   pipe.c     writer threads between the formatting and the sink
  *   split.c    splitting SQL text into statements as the mysql client does
  *   dump.c     consistent snapshot, schema, data streams (parallel with jobs > 1)
  *   restore.c  into a server (original or mapped schema) or a plain .sql file
@@ -16,8 +17,9 @@
  * Stream layout of a set (format "coffer-mysql-1"), for each dumped
  * database D (names encoded with dbmysql_name_encode):
  *   D/schema.sql         CREATE TABLE / CREATE SEQUENCE, tables in name order
- *   D/data/T.sql         rows of table T in primary-key order, as INSERT
- *                        statements; sequences as DO SETVAL(...)
+ *   D/data/T/P.sql       rows of table T in primary-key order, as INSERT
+ *                        statements split by content between parts P = 0, 1
+ *                        (sqlout.c); a sequence as DO SETVAL(...) in 0.sql
  *   D/post.sql           views, routines, triggers, events (after the data,
  *                        so triggers never fire during a load)
  * Every stream is plain SQL the stock mysql client accepts (post.sql uses
@@ -111,6 +113,13 @@ coffer_status dbmysql_fail(dbmysql_instance *in, MYSQL *m, const char *what);
 /* The same message into buf (for worker threads), returning the status. */
 coffer_status dbmysql_fail_buf(MYSQL *m, const char *what, char *buf, size_t len);
 
+/* Abandon m mid-result (failure, cancellation): the connection is reset,
+ * the server stops at once; only mysql_free_result/mysql_close may follow. */
+void dbmysql_abort(MYSQL *m);
+
+/* s as a quoted SQL string literal for m's connection, malloc'd. */
+char *dbmysql_sql_string(MYSQL *m, const char *s);
+
 /* Run a statement that returns no rows (or discard them). 0 or the errno. */
 unsigned dbmysql_exec(MYSQL *m, const char *sql);
 /* First column of the first row into buf ("" when NULL); -1 with no row. */
@@ -147,7 +156,17 @@ int dbmysql_out_init(dbmysql_out *o, size_t cap, dbmysql_write_fn write, void *u
  * whatever buffer o->buf holds then to the caller. */
 void dbmysql_out_init_swap(dbmysql_out *o, size_t cap, char *buf, dbmysql_swap_fn swap, void *ud);
 void dbmysql_out_free(dbmysql_out *o);
-coffer_status dbmysql_out_put(dbmysql_out *o, const void *p, size_t n);
+coffer_status dbmysql_out_put_slow(dbmysql_out *o, const void *p, size_t n);
+/* Append n bytes (the common small case inline). */
+static inline coffer_status dbmysql_out_put(dbmysql_out *o, const void *p, size_t n)
+{
+    if (o->cap - o->len >= n) {
+        __builtin_memcpy(o->buf + o->len, p, n);
+        o->len += n;
+        return o->st;
+    }
+    return dbmysql_out_put_slow(o, p, n);
+}
 coffer_status dbmysql_out_str(dbmysql_out *o, const char *s);
 coffer_status dbmysql_out_flush(dbmysql_out *o);
 /* Room for at least n contiguous bytes at o->buf + o->len (n <= cap). */
@@ -173,25 +192,45 @@ coffer_status dbmysql_out_literal(dbmysql_out *o, dbmysql_lit kind, const char *
  * hash says so (probability row_len / target), or when it reaches max
  * bytes. The decision depends only on the rows themselves, so an unchanged
  * run of rows produces the same statements, and hence the same bytes, day
- * after day even when rows are inserted or deleted elsewhere. */
+ * after day even when rows are inserted or deleted elsewhere.
+ *
+ * A table's statements go to one of nparts outputs (its part streams), the
+ * next statement's part chosen by the hash of the row that ended the
+ * previous one: also content-defined, so the parts are as stable as the
+ * statements, and two writer threads can ingest one table at once. */
+#define DBMYSQL_PARTS 2
+
+/* Open part p (first use) and return its output. */
+typedef coffer_status (*dbmysql_part_fn)(void *ud, int part, dbmysql_out **out);
+
 typedef struct dbmysql_batch {
-    dbmysql_out *out;
+    dbmysql_out *parts[DBMYSQL_PARTS]; /* NULL until a statement goes there */
+    int nparts, cur;
+    dbmysql_part_fn open_part;
+    void *ud;
+    dbmysql_out *out; /* the part being written */
     const char *prefix; /* "INSERT INTO `t` (`a`,`b`) VALUES\n" */
     size_t prefix_len;
     uint64_t min, target, max; /* target: a power of two */
     uint64_t stmt_bytes;       /* 0: no statement open */
-    uint64_t row_start;        /* o->total + o->len at the row's '(' */
+    uint64_t row_start;        /* out->total + out->len at the row's '(' */
     uint64_t rows, statements;
+    coffer_status st;          /* first failure (opening a part, writing) */
 } dbmysql_batch;
 
 #define DBMYSQL_BATCH_MIN (16u << 10)
 #define DBMYSQL_BATCH_TARGET (128u << 10)
 #define DBMYSQL_BATCH_MAX (1u << 20)
 
-void dbmysql_batch_init(dbmysql_batch *b, dbmysql_out *o, const char *prefix);
+void dbmysql_batch_init(dbmysql_batch *b, const char *prefix, int nparts, dbmysql_part_fn open_part, void *ud);
+/* One output, for tests and small uses. */
+void dbmysql_batch_init1(dbmysql_batch *b, dbmysql_out *o, const char *prefix);
 coffer_status dbmysql_batch_row_begin(dbmysql_batch *b);
 /* Separator before every column but the first. */
-coffer_status dbmysql_batch_sep(dbmysql_batch *b);
+static inline coffer_status dbmysql_batch_sep(dbmysql_batch *b)
+{
+    return b->out ? dbmysql_out_put(b->out, ",", 1) : b->st;
+}
 coffer_status dbmysql_batch_row_end(dbmysql_batch *b);
 coffer_status dbmysql_batch_finish(dbmysql_batch *b);
 

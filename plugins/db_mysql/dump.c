@@ -60,7 +60,7 @@ typedef struct mtable {
     size_t ncols, capcols;
     char **key; /* ORDER BY columns (primary key, else a NOT NULL unique key) */
     size_t nkey;
-    char *stream;
+    char *stream; /* D/data/T: its part streams are D/data/T/0.sql, .../1.sql */
     uint64_t rows;
 } mtable;
 
@@ -92,7 +92,7 @@ typedef struct dctx {
 typedef struct worker {
     dctx *d;
     MYSQL *m;
-    dbmysql_pipe *pipe; /* its writer thread */
+    dbmysql_pipe *pipe[DBMYSQL_PARTS]; /* its writer threads, one per part */
     pthread_t th;
     int started;
 } worker;
@@ -129,19 +129,6 @@ static coffer_status record_sql(dctx *d, MYSQL *m, const char *fmt, ...)
     return record(d, st, "%s", msg);
 }
 
-/* 'text' as an escaped SQL string literal, malloc'd. */
-static char *lit(MYSQL *m, const char *s)
-{
-    size_t n = strlen(s);
-    char *o = malloc(2 * n + 3);
-    if (!o)
-        return NULL;
-    o[0] = '\'';
-    unsigned long k = mysql_real_escape_string(m, o + 1, s, (unsigned long)n);
-    o[k + 1] = '\'';
-    o[k + 2] = 0;
-    return o;
-}
 
 static char *qid(const char *name)
 {
@@ -175,17 +162,17 @@ static coffer_status sink_swap(void *ud, char **buf, size_t len)
 }
 
 /* Open stream `name` with an output buffer in front of it, written by
- * w's writer thread. */
-static coffer_status open_out(worker *w, const char *name, sstream *s, dbmysql_out *o)
+ * w's writer thread for part `part`. */
+static coffer_status open_out(worker *w, int part, const char *name, sstream *s, dbmysql_out *o)
 {
     dctx *d = w->d;
     s->sink = d->sink;
     s->stream = NULL;
-    s->pipe = w->pipe;
+    s->pipe = w->pipe[part];
     coffer_status st = d->sink->stream_open(d->sink, name, &s->stream);
     if (st)
         return record(d, st, "cannot open dump stream %s", name);
-    dbmysql_out_init_swap(o, DBMYSQL_OUT_CAP, dbmysql_pipe_get(w->pipe), sink_swap, s);
+    dbmysql_out_init_swap(o, DBMYSQL_OUT_CAP, dbmysql_pipe_get(s->pipe), sink_swap, s);
     return COFFER_OK;
 }
 
@@ -256,7 +243,7 @@ static int is_transactional(const char *engine)
 static int need_lock_for_engines(dctx *d)
 {
     for (size_t i = 0; i < d->ndbs; i++) {
-        char *l = lit(d->c0, d->dbs[i].name);
+        char *l = dbmysql_sql_string(d->c0, d->dbs[i].name);
         char *sql = dbmysql_printf("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
                                    " AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
                                    " AND ENGINE NOT IN ('InnoDB', 'XtraDB')",
@@ -276,7 +263,7 @@ static coffer_status discover_db(dctx *d, size_t di)
 {
     mdb *D = &d->dbs[di];
     MYSQL *m = d->c0;
-    char *l = lit(m, D->name);
+    char *l = dbmysql_sql_string(m, D->name);
     coffer_status st = COFFER_OK;
     MYSQL_RES *r = NULL;
     MYSQL_ROW row;
@@ -448,7 +435,7 @@ static coffer_status discover_db(dctx *d, size_t di)
 
     for (size_t i = D->first; i < D->first + D->ntables; i++) {
         char *enc = dbmysql_name_encode(d->tables[i].name);
-        d->tables[i].stream = dbmysql_printf("%s/data/%s.sql", D->enc, enc);
+        d->tables[i].stream = dbmysql_printf("%s/data/%s", D->enc, enc);
         free(enc);
     }
     goto out;
@@ -516,7 +503,7 @@ static coffer_status dump_schema(worker *w, size_t di)
     char *name = dbmysql_printf("%s/schema.sql", D->enc);
     sstream s;
     dbmysql_out o;
-    coffer_status st = open_out(w, name, &s, &o);
+    coffer_status st = open_out(w, 0, name, &s, &o);
     if (st) {
         free(name);
         return st;
@@ -557,21 +544,21 @@ static coffer_status post_object(dctx *d, dbmysql_out *o, const char *def, const
     if (!delim)
         return record(d, COFFER_ERR_FAILED, "cannot find a DELIMITER for a definition");
     if (sql_mode) {
-        char *l = lit(m, sql_mode);
+        char *l = dbmysql_sql_string(m, sql_mode);
         dbmysql_out_str(o, "SET SESSION sql_mode = ");
         dbmysql_out_str(o, l);
         dbmysql_out_str(o, ";\n");
         free(l);
     }
     if (tz) {
-        char *l = lit(m, tz);
+        char *l = dbmysql_sql_string(m, tz);
         dbmysql_out_str(o, "SET SESSION time_zone = ");
         dbmysql_out_str(o, l);
         dbmysql_out_str(o, ";\n");
         free(l);
     }
     if (collation) {
-        char *l = lit(m, collation);
+        char *l = dbmysql_sql_string(m, collation);
         dbmysql_out_str(o, "SET SESSION collation_connection = ");
         dbmysql_out_str(o, l);
         dbmysql_out_str(o, ";\n");
@@ -648,13 +635,13 @@ static coffer_status dump_post(worker *w, size_t di)
     char *name = dbmysql_printf("%s/post.sql", D->enc);
     sstream s;
     dbmysql_out o;
-    coffer_status st = open_out(w, name, &s, &o);
+    coffer_status st = open_out(w, 0, name, &s, &o);
     if (st) {
         free(name);
         return st;
     }
     char *qdb = qid(D->name);
-    char *l = lit(m, D->name);
+    char *l = dbmysql_sql_string(m, D->name);
     MYSQL_RES *r = NULL, *c = NULL;
     MYSQL_ROW row;
     view *views = NULL;
@@ -854,16 +841,53 @@ static coffer_status dump_sequence(worker *w, mtable *t)
     }
     sstream s;
     dbmysql_out o;
-    if (st == COFFER_OK && (st = open_out(w, t->stream, &s, &o)) == COFFER_OK) {
+    char *name = dbmysql_printf("%s/0.sql", t->stream);
+    if (st == COFFER_OK && (st = open_out(w, 0, name, &s, &o)) == COFFER_OK) {
         dbmysql_out_str(&o, "DO SETVAL(");
         dbmysql_out_str(&o, qt);
         dbmysql_out_str(&o, ", ");
         dbmysql_out_str(&o, val);
         st = dbmysql_out_str(&o, ", 0);\n");
-        st = close_out(d, t->stream, &s, &o, st);
+        st = close_out(d, name, &s, &o, st);
     }
+    free(name);
     free(qdb);
     free(qt);
+    return st;
+}
+
+/* The part streams of one table, opened on first use. */
+typedef struct tparts {
+    worker *w;
+    mtable *t;
+    sstream s[DBMYSQL_PARTS];
+    dbmysql_out o[DBMYSQL_PARTS];
+    char *name[DBMYSQL_PARTS]; /* set once opened */
+} tparts;
+
+static coffer_status open_part(void *ud, int part, dbmysql_out **out)
+{
+    tparts *tp = ud;
+    char *name = dbmysql_printf("%s/%d.sql", tp->t->stream, part);
+    coffer_status st = open_out(tp->w, part, name, &tp->s[part], &tp->o[part]);
+    if (st) {
+        free(name);
+        return st;
+    }
+    tp->name[part] = name;
+    *out = &tp->o[part];
+    return COFFER_OK;
+}
+
+static coffer_status close_parts(tparts *tp, coffer_status st)
+{
+    for (int p = 0; p < DBMYSQL_PARTS; p++) {
+        if (!tp->name[p])
+            continue;
+        st = close_out(tp->w->d, tp->name[p], &tp->s[p], &tp->o[p], st);
+        free(tp->name[p]);
+        tp->name[p] = NULL;
+    }
     return st;
 }
 
@@ -913,12 +937,9 @@ static coffer_status dump_table(worker *w, mtable *t)
     }
     snprintf(ins + li, cap - li, ") VALUES\n");
 
-    sstream s;
-    dbmysql_out o;
+    tparts tp = {.w = w, .t = t};
     MYSQL_RES *r = NULL;
     int aborted = 0;
-    if ((st = open_out(w, t->stream, &s, &o)) != COFFER_OK)
-        goto done;
     if (mysql_real_query(m, sel, strlen(sel)) != 0 || !(r = mysql_use_result(m))) {
         st = record_sql(d, m, "cannot read table %s.%s", qdb, qt);
         goto close;
@@ -927,7 +948,7 @@ static coffer_status dump_table(worker *w, mtable *t)
     MYSQL_FIELD *f = mysql_fetch_fields(r);
     dbmysql_lit *kinds = calloc(n + 1, sizeof *kinds);
     if (!kinds) {
-        mariadb_cancel(m);
+        dbmysql_abort(m);
         mysql_free_result(r);
         st = record(d, COFFER_ERR_FATAL, "out of memory");
         goto close;
@@ -935,19 +956,20 @@ static coffer_status dump_table(worker *w, mtable *t)
     for (unsigned i = 0; i < n; i++)
         kinds[i] = dbmysql_lit_of(f[i].type, f[i].charsetnr);
     dbmysql_batch b;
-    dbmysql_batch_init(&b, &o, ins);
+    dbmysql_batch_init(&b, ins, DBMYSQL_PARTS, open_part, &tp);
     MYSQL_ROW row;
     uint64_t rows = 0;
     while ((row = mysql_fetch_row(r)) != NULL) {
         unsigned long *len = mysql_fetch_lengths(r);
-        dbmysql_batch_row_begin(&b);
-        for (unsigned i = 0; i < n; i++) {
-            if (i)
-                dbmysql_batch_sep(&b);
-            dbmysql_out_literal(&o, kinds[i], row[i], len[i], esc_cb, m);
+        if (dbmysql_batch_row_begin(&b) == COFFER_OK) {
+            for (unsigned i = 0; i < n; i++) {
+                if (i)
+                    dbmysql_batch_sep(&b);
+                dbmysql_out_literal(b.out, kinds[i], row[i], len[i], esc_cb, m);
+            }
         }
         if (dbmysql_batch_row_end(&b) != COFFER_OK) {
-            st = record(d, o.st, "cannot write dump stream %s", t->stream);
+            st = d->st ? d->st : record(d, b.st, "cannot write dump stream %s/*.sql", t->stream);
             aborted = 1;
             break;
         }
@@ -971,16 +993,16 @@ static coffer_status dump_table(worker *w, mtable *t)
     if (aborted) {
         /* Do not drain the rest of the table: make the connection fail
          * every further read, so the result is freed at once. */
-        mariadb_cancel(m);
+        dbmysql_abort(m);
+    } else if ((st = dbmysql_batch_finish(&b)) != COFFER_OK) {
+        st = record(d, st, "cannot write dump stream %s/*.sql", t->stream);
     } else {
-        dbmysql_batch_finish(&b);
         t->rows = rows;
     }
     free(kinds);
     mysql_free_result(r);
 close:
-    st = close_out(d, t->stream, &s, &o, st);
-done:
+    st = close_parts(&tp, st);
     free(sel);
     free(ins);
     free(qdb);
@@ -1198,10 +1220,11 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
     w[0].m = d.c0;
     for (int i = 0; i < jobs; i++) {
         w[i].d = &d;
-        if (!(w[i].pipe = dbmysql_pipe_new(host, in->h, DBMYSQL_OUT_CAP))) {
-            st = record(&d, COFFER_ERR_FATAL, "cannot start a dump writer thread");
-            goto out;
-        }
+        for (int p = 0; p < DBMYSQL_PARTS; p++)
+            if (!(w[i].pipe[p] = dbmysql_pipe_new(host, in->h, DBMYSQL_OUT_CAP))) {
+                st = record(&d, COFFER_ERR_FATAL, "cannot start a dump writer thread");
+                goto out;
+            }
     }
     {
         /* MariaDB reports the binary log position matching the snapshot
@@ -1317,7 +1340,8 @@ out_reported:
     if (locked && d.c0)
         dbmysql_exec(d.c0, "UNLOCK TABLES");
     for (int i = 0; i < DBMYSQL_MAX_JOBS; i++) {
-        dbmysql_pipe_free(w[i].pipe);
+        for (int p = 0; p < DBMYSQL_PARTS; p++)
+            dbmysql_pipe_free(w[i].pipe[p]);
         if (i && w[i].m)
             mysql_close(w[i].m);
     }

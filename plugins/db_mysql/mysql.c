@@ -212,14 +212,9 @@ coffer_status dbmysql_list_databases(dbmysql_instance *in, MYSQL *m, char ***out
             const char *d = in->ndatabases ? in->databases[i] : in->url.database;
             /* The database must exist: a typo must not produce an empty set. */
             MYSQL_RES *r = NULL;
-            char *esc = malloc(2 * strlen(d) + 1);
-            if (!esc) {
-                dbmysql_strv_free(v, k);
-                return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-            }
-            mysql_real_escape_string(m, esc, d, (unsigned long)strlen(d));
-            char *sql = dbmysql_printf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '%s'", esc);
-            free(esc);
+            char *l = dbmysql_sql_string(m, d);
+            char *sql = dbmysql_printf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", l);
+            free(l);
             int q = mysql_query(m, sql);
             free(sql);
             if (q != 0 || !(r = mysql_store_result(m))) {
@@ -276,12 +271,11 @@ static coffer_status dbmysql_probe(void *instance, coffer_db_info *info)
     }
     uint64_t size = 0, tables = 0;
     for (size_t i = 0; i < nd; i++) {
-        char *esc = malloc(2 * strlen(dbs[i]) + 1);
-        mysql_real_escape_string(m, esc, dbs[i], (unsigned long)strlen(dbs[i]));
+        char *l = dbmysql_sql_string(m, dbs[i]);
         char *sql = dbmysql_printf("SELECT COUNT(*), COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0)"
-                                   " FROM information_schema.TABLES WHERE TABLE_SCHEMA = '%s'",
-                                   esc);
-        free(esc);
+                                   " FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+                                   l);
+        free(l);
         MYSQL_RES *r = NULL;
         if (mysql_query(m, sql) == 0 && (r = mysql_store_result(m)) != NULL) {
             MYSQL_ROW row = mysql_fetch_row(r);

@@ -21,6 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,17 +199,64 @@ static const char **streams_of(coffer_dump_source *src, const char *enc, const c
 
 /* ---- server target ---------------------------------------------------------------------- */
 
+/* One loading connection. Errors are kept in err (the host's error slot
+ * belongs to the calling thread) and reported by the main thread. */
 typedef struct rctx {
     dbmysql_instance *in;
     coffer_dump_source *src;
     MYSQL *m;
+    struct rshared *sh;
     const char *stream; /* being loaded, for messages */
-    const char *db;     /* target database, for messages */
+    const char *db;     /* target database selected on m */
+    size_t max;         /* largest statement the server accepts */
+    char *buf;          /* READ_CHUNK bytes */
     uint64_t since_commit;
     int data;           /* loading a data stream: commit in batches */
     uint64_t statements, warnings;
     char first_warning[300];
+    coffer_status st;
+    char err[1024];
+    pthread_t th;
+    int started;
 } rctx;
+
+/* Data streams shared by the loading connections, largest first. */
+typedef struct ritem {
+    const char *name;
+    size_t db;
+    uint64_t size;
+} ritem;
+
+typedef struct rshared {
+    dbmysql_plan *plan;
+    ritem *items;
+    size_t n, next;
+    pthread_mutex_t mu;
+    atomic_int stop;
+} rshared;
+
+static coffer_status rfail(rctx *r, coffer_status st, const char *fmt, ...) COFFER_PRINTF(3, 4);
+
+static coffer_status rfail(rctx *r, coffer_status st, const char *fmt, ...)
+{
+    if (r->st == COFFER_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, sizeof r->err, fmt, ap);
+        va_end(ap);
+        r->st = st;
+    }
+    if (r->sh)
+        atomic_store(&r->sh->stop, 1);
+    return st;
+}
+
+static coffer_status rfail_sql(rctx *r, const char *what)
+{
+    char msg[1024];
+    coffer_status st = dbmysql_fail_buf(r->m, what, msg, sizeof msg);
+    return rfail(r, st, "%s", msg);
+}
 
 static coffer_status run_stmt(void *ud, char *sql, size_t len)
 {
@@ -219,7 +269,7 @@ static coffer_status run_stmt(void *ud, char *sql, size_t len)
         for (char *c = what; *c; c++)
             if (*c == '\n' || *c == '\r')
                 *c = ' ';
-        return dbmysql_fail(in, r->m, what);
+        return rfail_sql(r, what);
     }
     do {
         MYSQL_RES *res = mysql_store_result(r->m);
@@ -227,19 +277,17 @@ static coffer_status run_stmt(void *ud, char *sql, size_t len)
             mysql_free_result(res);
     } while (mysql_next_result(r->m) == 0);
     if (mysql_errno(r->m))
-        return dbmysql_fail(in, r->m, "restore: statement failed");
+        return rfail_sql(r, "restore: statement failed");
     r->statements++;
     unsigned w = mysql_warning_count(r->m);
     if (w) {
-        if (!r->warnings) {
-            MYSQL_RES *res = NULL;
-            if (mysql_query(r->m, "SHOW WARNINGS LIMIT 1") == 0 && (res = mysql_store_result(r->m))) {
-                MYSQL_ROW row = mysql_fetch_row(res);
-                if (row && mysql_num_fields(res) >= 3)
-                    snprintf(r->first_warning, sizeof r->first_warning, "%s %s: %s", row[0] ? row[0] : "",
-                             row[1] ? row[1] : "", row[2] ? row[2] : "");
-                mysql_free_result(res);
-            }
+        MYSQL_RES *res = NULL;
+        if (!r->warnings && mysql_query(r->m, "SHOW WARNINGS LIMIT 1") == 0 && (res = mysql_store_result(r->m))) {
+            MYSQL_ROW row = mysql_fetch_row(res);
+            if (row && mysql_num_fields(res) >= 3)
+                snprintf(r->first_warning, sizeof r->first_warning, "%s %s: %s", row[0] ? row[0] : "",
+                         row[1] ? row[1] : "", row[2] ? row[2] : "");
+            mysql_free_result(res);
         }
         r->warnings += w;
     }
@@ -247,81 +295,110 @@ static coffer_status run_stmt(void *ud, char *sql, size_t len)
         r->since_commit += len;
         if (r->since_commit >= COMMIT_EVERY) {
             if (dbmysql_exec(r->m, "COMMIT") != 0)
-                return dbmysql_fail(in, r->m, "restore: COMMIT failed");
+                return rfail_sql(r, "restore: COMMIT failed");
             r->since_commit = 0;
         }
     }
     if (in->host->cancelled(in->h))
-        return in->host->error(in->h, COFFER_ERR_CANCELLED, "restore cancelled");
+        return rfail(r, COFFER_ERR_CANCELLED, "restore cancelled");
+    if (r->sh && atomic_load(&r->sh->stop))
+        return rfail(r, COFFER_ERR_CANCELLED, "stopped: another connection failed");
     return COFFER_OK;
 }
 
-/* Feed one stream of the set through the statement splitter into fn. */
-static coffer_status feed_stream(dbmysql_instance *in, coffer_dump_source *src, const char *name, dbmysql_split *sp,
-                                 char *buf)
+/* Load one stream of the set through the statement splitter. */
+static coffer_status load_stream(rctx *r, const char *name, int data)
 {
-    void *stream = NULL;
-    coffer_status st = src->stream_open(src, name, &stream);
-    if (st)
-        return in->host->error(in->h, st, "cannot open stream %s of the set", name);
-    for (;;) {
-        size_t got = 0;
-        if ((st = src->stream_read(stream, buf, READ_CHUNK, &got)) != COFFER_OK) {
-            st = in->host->error(in->h, st, "cannot read stream %s of the set", name);
-            break;
-        }
-        if (got == 0)
-            break;
-        in->host->progress(in->h, got);
-        if ((st = dbmysql_split_feed(sp, buf, got)) != COFFER_OK)
-            break;
-    }
-    if (st == COFFER_OK)
-        st = dbmysql_split_end(sp);
-    if (st && sp->err[0])
-        st = in->host->error(in->h, st, "stream %s: %s", name, sp->err);
-    src->stream_close(stream);
-    return st;
-}
-
-static coffer_status load_stream(rctx *r, const char *name, int data, size_t max, char *buf)
-{
+    dbmysql_instance *in = r->in;
+    coffer_dump_source *src = r->src;
     dbmysql_split sp;
     dbmysql_split_init(&sp, run_stmt, r);
-    sp.max = max;
+    sp.max = r->max;
     r->stream = name;
     r->data = data;
     r->since_commit = 0;
     r->warnings = 0;
     r->first_warning[0] = 0;
-    coffer_status st = feed_stream(r->in, r->src, name, &sp, buf);
+    void *stream = NULL;
+    coffer_status st = src->stream_open(src, name, &stream);
+    if (st) {
+        dbmysql_split_free(&sp);
+        return rfail(r, st, "cannot open stream %s of the set", name);
+    }
+    for (;;) {
+        size_t got = 0;
+        if ((st = src->stream_read(stream, r->buf, READ_CHUNK, &got)) != COFFER_OK) {
+            rfail(r, st, "cannot read stream %s of the set", name);
+            break;
+        }
+        if (got == 0)
+            break;
+        in->host->progress(in->h, got);
+        if ((st = dbmysql_split_feed(&sp, r->buf, got)) != COFFER_OK)
+            break;
+    }
+    if (st == COFFER_OK)
+        st = dbmysql_split_end(&sp);
+    if (st && sp.err[0])
+        rfail(r, st, "stream %s: %s", name, sp.err);
+    src->stream_close(stream);
     dbmysql_split_free(&sp);
     if (st == COFFER_OK && data && dbmysql_exec(r->m, "COMMIT") != 0)
-        st = dbmysql_fail(r->in, r->m, "restore: COMMIT failed");
+        st = rfail_sql(r, "restore: COMMIT failed");
     if (st == COFFER_OK && r->warnings)
-        r->in->host->log(r->in->h, COFFER_LOG_WARN, "%s: %" PRIu64 " warning%s while loading into `%s` (first: %s)",
-                         name, r->warnings, r->warnings == 1 ? "" : "s", r->db, r->first_warning);
+        in->host->log(in->h, COFFER_LOG_WARN, "%s: %" PRIu64 " warning%s while loading into `%s` (first: %s)", name,
+                      r->warnings, r->warnings == 1 ? "" : "s", r->db, r->first_warning);
     return st;
 }
 
-static char *lit(MYSQL *m, const char *s)
+static coffer_status use_db(rctx *r, const char *db)
 {
-    size_t n = strlen(s);
-    char *o = malloc(2 * n + 3);
-    if (!o)
-        return NULL;
-    o[0] = '\'';
-    unsigned long k = mysql_real_escape_string(m, o + 1, s, (unsigned long)n);
-    o[k + 1] = '\'';
-    o[k + 2] = 0;
-    return o;
+    if (r->db && strcmp(r->db, db) == 0)
+        return COFFER_OK;
+    if (mysql_select_db(r->m, db) != 0) {
+        char what[600];
+        snprintf(what, sizeof what, "cannot select the target database `%s`", db);
+        return rfail_sql(r, what);
+    }
+    r->db = db;
+    return COFFER_OK;
 }
+
+static void *data_worker(void *arg)
+{
+    rctx *r = arg;
+    rshared *sh = r->sh;
+    if (r->started)
+        mysql_thread_init();
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        size_t i = sh->next < sh->n && !atomic_load(&sh->stop) ? sh->next++ : SIZE_MAX;
+        pthread_mutex_unlock(&sh->mu);
+        if (i == SIZE_MAX)
+            break;
+        if (use_db(r, sh->plan->dst[sh->items[i].db]) != COFFER_OK ||
+            load_stream(r, sh->items[i].name, 1) != COFFER_OK)
+            break;
+    }
+    if (r->started)
+        mysql_thread_end();
+    return NULL;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const ritem *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size > y->size ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 
 /* Objects in database db: tables and views, routines, events. -1: absent. */
 static int64_t db_objects(dbmysql_instance *in, MYSQL *m, const char *db, coffer_status *st)
 {
     *st = COFFER_OK;
-    char *l = lit(m, db);
+    char *l = dbmysql_sql_string(m, db);
     char *sql = dbmysql_printf(
         "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s),"
         " (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s)"
@@ -352,6 +429,89 @@ static coffer_status exec_or_fail(dbmysql_instance *in, MYSQL *m, const char *sq
     return COFFER_OK;
 }
 
+#define SESSION_SETUP "SET SESSION foreign_key_checks = 0, unique_checks = 0"
+
+/* Phase 2: every table's rows, over `jobs` connections. */
+static coffer_status load_data(rctx *main, dbmysql_plan *p)
+{
+    dbmysql_instance *in = main->in;
+    coffer_dump_source *src = main->src;
+    size_t ns = src->stream_count(src);
+    rshared sh = {.plan = p};
+    sh.items = calloc(ns + 1, sizeof *sh.items);
+    if (!sh.items)
+        return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+    for (size_t d = 0; d < p->n; d++) {
+        char *enc = dbmysql_name_encode(p->src[d]);
+        size_t el = strlen(enc);
+        for (size_t i = 0; i < ns; i++) {
+            const char *name = src->stream_name(src, i);
+            if (name && strncmp(name, enc, el) == 0 && strncmp(name + el, "/data/", 6) == 0 && name[el + 6])
+                sh.items[sh.n++] = (ritem){name, d, src->stream_size(src, i)};
+        }
+        free(enc);
+    }
+    qsort(sh.items, sh.n, sizeof *sh.items, cmp_item);
+    pthread_mutex_init(&sh.mu, NULL);
+    size_t nw = (size_t)in->jobs < sh.n ? (size_t)in->jobs : sh.n;
+    if (nw < 1)
+        nw = 1;
+    rctx *w = calloc(nw, sizeof *w);
+    coffer_status st = w ? COFFER_OK : in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+    main->sh = &sh;
+    for (size_t i = 1; i < nw && st == COFFER_OK; i++) {
+        w[i] = (rctx){.in = in, .src = src, .sh = &sh, .max = main->max};
+        if ((st = dbmysql_connect(in, &p->url, NULL, &w[i].m)) != COFFER_OK)
+            break;
+        if (!(w[i].buf = malloc(READ_CHUNK))) {
+            st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+            break;
+        }
+        st = exec_or_fail(in, w[i].m, SESSION_SETUP ", autocommit = 0", "cannot set up a restore session");
+    }
+    if (st == COFFER_OK && dbmysql_exec(main->m, "SET SESSION autocommit = 0") != 0)
+        st = dbmysql_fail(in, main->m, "cannot set up the restore session");
+    if (st == COFFER_OK) {
+        for (size_t i = 1; i < nw; i++) {
+            w[i].started = 1;
+            if (pthread_create(&w[i].th, NULL, data_worker, &w[i]) != 0) {
+                w[i].started = 0;
+                break;
+            }
+        }
+        data_worker(main);
+        for (size_t i = 1; i < nw; i++)
+            if (w[i].started)
+                pthread_join(w[i].th, NULL);
+        /* The first real failure (not a "stopped" echo of it) is reported. */
+        rctx *bad = main->st && main->st != COFFER_ERR_CANCELLED ? main : NULL;
+        for (size_t i = 1; i < nw && !bad; i++)
+            if (w[i].st && w[i].st != COFFER_ERR_CANCELLED)
+                bad = &w[i];
+        for (size_t i = 1; i < nw && !bad; i++)
+            if (w[i].st)
+                bad = &w[i];
+        if (!bad && main->st)
+            bad = main;
+        if (bad)
+            st = in->host->error(in->h, bad->st, "%s", bad->err);
+        for (size_t i = 1; i < nw; i++)
+            main->statements += w[i].statements;
+    }
+    if (st == COFFER_OK && dbmysql_exec(main->m, "SET SESSION autocommit = 1") != 0)
+        st = dbmysql_fail(in, main->m, "cannot set up the restore session");
+    for (size_t i = 1; w && i < nw; i++) {
+        if (w[i].m)
+            mysql_close(w[i].m);
+        free(w[i].buf);
+    }
+    free(w);
+    main->sh = NULL;
+    pthread_mutex_destroy(&sh.mu);
+    free(sh.items);
+    return st;
+}
+
 static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *src, const coffer_restore_opts *opts,
                                     dbmysql_plan *p)
 {
@@ -361,9 +521,9 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
         return st;
     int force = opts && opts->force, create = !opts || opts->create;
     int64_t *objs = calloc(p->n, sizeof *objs);
-    char *buf = malloc(READ_CHUNK);
     rctx r = {.in = in, .src = src, .m = m};
-    if (!objs || !buf) {
+    r.buf = malloc(READ_CHUNK);
+    if (!objs || !r.buf) {
         st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
         goto done;
     }
@@ -388,9 +548,8 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
     }
     char maxbuf[32];
     unsigned e;
-    size_t max = 0;
     if (dbmysql_scalar(m, "SELECT @@max_allowed_packet", maxbuf, sizeof maxbuf, &e) == 0)
-        max = (size_t)strtoull(maxbuf, NULL, 10);
+        r.max = (size_t)strtoull(maxbuf, NULL, 10);
     for (size_t i = 0; i < p->n; i++) {
         char *q = dbmysql_quote_ident(p->dst[i]);
         char *ck = dbmysql_printf("charset.%s", p->src[i]), *ok = dbmysql_printf("collation.%s", p->src[i]);
@@ -399,7 +558,7 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
         free(ok);
         char *opts_sql = NULL;
         if (cs && *cs && co && *co) {
-            char *lcs = lit(m, cs), *lco = lit(m, co);
+            char *lcs = dbmysql_sql_string(m, cs), *lco = dbmysql_sql_string(m, co);
             opts_sql = dbmysql_printf(" CHARACTER SET %s COLLATE %s", lcs, lco);
             free(lcs);
             free(lco);
@@ -426,32 +585,30 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
         if (st)
             goto done;
     }
-    if ((st = exec_or_fail(in, m, "SET SESSION foreign_key_checks = 0, unique_checks = 0", "cannot set up the restore session")))
+    if ((st = exec_or_fail(in, m, SESSION_SETUP, "cannot set up the restore session")))
         goto done;
 
-    /* schemas, data, then views/routines/triggers/events, across all databases */
-    static const char *const phase[] = {"schema.sql", "data/", "post.sql"};
+    /* Schemas, then data, then views/routines/triggers/events, each
+     * phase across all databases (a view may read another database). */
+    static const char *const phase[] = {"schema.sql", NULL, "post.sql"};
     for (int ph = 0; ph < 3 && st == COFFER_OK; ph++) {
+        if (ph == 1) {
+            st = load_data(&r, p);
+            continue;
+        }
         for (size_t i = 0; i < p->n && st == COFFER_OK; i++) {
             char *enc = dbmysql_name_encode(p->src[i]);
-            char *q = dbmysql_quote_ident(p->dst[i]);
-            char *sql = dbmysql_printf("USE %s", q);
-            free(q);
-            r.db = p->dst[i];
-            st = exec_or_fail(in, m, sql, "cannot select the target database");
-            free(sql);
             size_t ns = 0;
-            const char **names = st ? NULL : streams_of(src, enc, phase[ph], &ns);
-            if (!st && !names)
+            const char **names = streams_of(src, enc, phase[ph], &ns);
+            if (!names)
                 st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-            if (!st && ph != 1 && ns == 0)
+            else if (ns == 0)
                 st = in->host->error(in->h, COFFER_ERR_CORRUPT, "the set has no stream %s/%s", enc, phase[ph]);
-            if (!st && ph == 1)
-                st = exec_or_fail(in, m, "SET SESSION autocommit = 0", "cannot set up the restore session");
+            if (st == COFFER_OK && use_db(&r, p->dst[i]) != COFFER_OK)
+                st = in->host->error(in->h, r.st, "%s", r.err);
             for (size_t k = 0; k < ns && st == COFFER_OK; k++)
-                st = load_stream(&r, names[k], ph == 1, max, buf);
-            if (!st && ph == 1)
-                st = exec_or_fail(in, m, "SET SESSION autocommit = 1", "cannot set up the restore session");
+                if (load_stream(&r, names[k], 0) != COFFER_OK)
+                    st = in->host->error(in->h, r.st, "%s", r.err);
             free(names);
             free(enc);
         }
@@ -459,11 +616,11 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
     if (st == COFFER_OK)
         st = exec_or_fail(in, m, "SET SESSION foreign_key_checks = 1, unique_checks = 1", "cannot finish the restore");
     if (st == COFFER_OK)
-        in->host->log(in->h, COFFER_LOG_INFO, "restored %zu database%s into %s (%" PRIu64 " statements)", p->n,
-                      p->n == 1 ? "" : "s", p->where, r.statements);
+        in->host->log(in->h, COFFER_LOG_INFO, "restored %zu database%s into %s (%" PRIu64 " statements, %d connection%s)",
+                      p->n, p->n == 1 ? "" : "s", p->where, r.statements, in->jobs, in->jobs == 1 ? "" : "s");
 done:
     free(objs);
-    free(buf);
+    free(r.buf);
     mysql_close(m);
     return st;
 }

@@ -124,24 +124,12 @@ static void check_rows(vctx *v, coffer_dump_source *src)
 
 /* ---- server target ------------------------------------------------------------------ */
 
-static char *lit(MYSQL *m, const char *s)
-{
-    size_t n = strlen(s);
-    char *o = malloc(2 * n + 3);
-    if (!o)
-        return NULL;
-    o[0] = '\'';
-    unsigned long k = mysql_real_escape_string(m, o + 1, s, (unsigned long)n);
-    o[k + 1] = '\'';
-    o[k + 2] = 0;
-    return o;
-}
 
 static coffer_status count_server(vctx *v, MYSQL *m, size_t d)
 {
     dbmysql_instance *in = v->in;
     dbmysql_plan *p = v->plan;
-    char *l = lit(m, p->dst[d]);
+    char *l = dbmysql_sql_string(m, p->dst[d]);
     char *sql = dbmysql_printf("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
                                " AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
                                l);
@@ -187,7 +175,7 @@ static void check_objects(vctx *v, MYSQL *m, coffer_dump_source *src, size_t d)
         free(key);
         return;
     }
-    char *l = lit(m, p->dst[d]);
+    char *l = dbmysql_sql_string(m, p->dst[d]);
     char *sql = dbmysql_printf(
         "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
         "         AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')),"

@@ -5,7 +5,11 @@
  * slipped into an encrypted repository. */
 #include "repo_test.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
+#include <zstd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +29,9 @@ static cf_repo *new_enc_repo(cf_store **st, mem_storage **ms, uint64_t pack_size
     *st = mem_store_new("mem", ms);
     cf_passphrase_src ps = env_src(var);
     cf_repo_params p = {.cdc = {.min_size = 2048, .avg_size = 8192, .max_size = 65536},
-                        .pack_size = pack_size, .encryption = CF_REPO_ENC_REPOKEY, .pass = &ps,
+                        .pack_size = pack_size,
+                        .encryption = CF_REPO_ENC_REPOKEY,
+                        .pass = &ps,
                         .kdf = FAST};
     if (cf_repo_init(*st, &p) != 0) {
         fprintf(stderr, "init: %s\n", cf_error());
@@ -264,9 +270,9 @@ static void test_config_tampered(void **state)
     assert_int_equal(cf_store_remove(f->st, "config"), 0);
     EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
     cf_objw *w;
-    assert_int_equal(cf_objw_open_raw(f->st, md, NULL, 3, CF_OBJ_CONFIG, "config",
-                                      COFFER_WRITE_PRIVATE, 0, &w),
-                     0);
+    assert_int_equal(
+        cf_objw_open_raw(f->st, md, NULL, 3, CF_OBJ_CONFIG, "config", COFFER_WRITE_PRIVATE, 0, &w),
+        0);
     assert_int_equal(cf_repo_objw_write(w, cfg.data, cfg.len - 1), 0);
     assert_int_equal(cf_repo_objw_commit(w), 0);
     EVP_MD_free(md);
@@ -458,6 +464,188 @@ static void test_sources(void **state)
     rmdir(dir);
 }
 
+/* cf_seal / cf_unseal are libsodium's XChaCha20-Poly1305-IETF, byte for
+ * byte (a reader may use crypto_aead_xchacha20poly1305_ietf_decrypt). */
+static void test_xchacha_compat(void **state)
+{
+    (void)state;
+    uint8_t master[CF_MASTER_LEN];
+    for (size_t i = 0; i < sizeof master; i++)
+        master[i] = (uint8_t)(i * 7 + 1);
+    cf_crypt *c;
+    assert_int_equal(cf_crypt_new(master, &c), 0);
+    size_t sizes[] = {0, 1, 63, 64, 65, 1000, 65536, 1 << 20};
+    uint8_t *m = malloc(1 << 20), *x = malloc((1 << 20) + 64);
+    uint8_t ad[32];
+    memset(ad, 0x5a, sizeof ad);
+    for (size_t i = 0; i < CF_ARRAY_LEN(sizes); i++) {
+        size_t n = sizes[i];
+        fill_random(m, n, i + 3);
+        cf_buf sealed = {0}, opened = {0};
+        cf_seal(c, ad, sizeof ad, m, n, &sealed);
+        assert_int_equal(sealed.len, n + CF_SEAL_OVERHEAD);
+        unsigned long long ml = 0;
+        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(x, &ml, NULL, sealed.data + 24,
+                                                                    sealed.len - 24, ad, sizeof ad,
+                                                                    sealed.data, c->enc),
+                         0);
+        assert_int_equal(ml, n);
+        if (n)
+            assert_memory_equal(x, m, n);
+        /* and libsodium's output opens with cf_unseal */
+        uint8_t nonce[24];
+        randombytes_buf(nonce, sizeof nonce);
+        memcpy(x, nonce, 24);
+        unsigned long long cl = 0;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(x + 24, &cl, m, n, ad, sizeof ad, NULL, nonce,
+                                                   c->enc);
+        assert_int_equal(cf_unseal(c, ad, sizeof ad, x, 24 + cl, &opened), 0);
+        assert_int_equal(opened.len, n);
+        if (n)
+            assert_memory_equal(opened.data, m, n);
+        /* wrong AD, flipped tag, truncated: refused */
+        assert_int_equal(cf_unseal(c, ad, sizeof ad - 1, x, 24 + cl, &opened), -1);
+        x[24 + cl - 1] ^= 1;
+        assert_int_equal(cf_unseal(c, ad, sizeof ad, x, 24 + cl, &opened), -1);
+        assert_int_equal(cf_unseal(c, ad, sizeof ad, x, 39, &opened), -1);
+        cf_buf_free(&sealed);
+        cf_buf_free(&opened);
+    }
+    free(m);
+    free(x);
+    cf_crypt_free(c);
+}
+
+/* The layouts of docs/repository-format.md 2.1, read the way an outside
+ * reader would: libsodium calls on bytes, the master key taken from the
+ * handle (a reader gets it by unwrapping a key object, also done here). */
+static void test_outside_reader(void **state)
+{
+    (void)state;
+    setenv("T_OUT", "outside", 1);
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_enc_repo(&st, &ms, 0, "T_OUT");
+    assert_non_null(r);
+    cf_id id;
+    cf_repo_hash(r, "hello", 5, &id);
+    assert_int_equal(cf_repo_put_chunk(r, &id, "hello", 5, NULL), 0);
+    assert_int_equal(cf_repo_flush(r), 0);
+    /* the id is HMAC-SHA256(K_id, "hello") */
+    uint8_t mac[32];
+    unsigned ml = 0;
+    HMAC(EVP_sha256(), r->crypt->id, 32, (const uint8_t *)"hello", 5, mac, &ml);
+    assert_memory_equal(mac, id.b, 32);
+    /* unwrap the key object with libsodium and Argon2id */
+    char *kk = mem_storage_key(ms, "keys/", 0);
+    size_t kl;
+    uint8_t *ko = mem_storage_get(ms, kk, &kl);
+    assert_int_equal(ko[5], 5);
+    assert_int_equal(ko[7], 0);
+    json_t *kj = json_loadb((const char *)ko + 8, kl - 40, 0, NULL);
+    assert_non_null(kj);
+    uint8_t salt[16], nonce[24], wrapped[120], kek[32], master[104], ad[64];
+    json_t *kdf = json_object_get(kj, "kdf"), *wrap = json_object_get(kj, "wrap");
+    assert_int_equal(cf_unhex(json_string_value(json_object_get(kdf, "salt")), salt, 16), 0);
+    assert_int_equal(cf_unhex(json_string_value(json_object_get(wrap, "nonce")), nonce, 24), 0);
+    assert_int_equal(cf_unhex(json_string_value(json_object_get(wrap, "ciphertext")), wrapped, 120),
+                     0);
+    assert_int_equal(
+        crypto_pwhash(kek, 32, "outside", 7, salt,
+                      (unsigned long long)json_integer_value(json_object_get(kdf, "opslimit")),
+                      (size_t)json_integer_value(json_object_get(kdf, "memlimit")),
+                      crypto_pwhash_ALG_ARGON2ID13),
+        0);
+    assert_int_equal(cf_unhex(json_string_value(json_object_get(kj, "repository")), ad, 32), 0);
+    assert_int_equal(cf_unhex(kk + 5, ad + 32, 32), 0);
+    unsigned long long mlen = 0;
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(master, &mlen, NULL, wrapped, 120,
+                                                                ad, 64, nonce, kek),
+                     0);
+    assert_memory_equal(master, r->crypt->enc, 32);
+    assert_memory_equal(master + 32, r->crypt->id, 32);
+    json_decref(kj);
+    free(ko);
+    free(kk);
+    /* the pack of section 2.1's example: 185 bytes */
+    char *pk = mem_storage_key(ms, "data/", 0);
+    size_t len;
+    uint8_t *p = mem_storage_get(ms, pk, &len);
+    assert_int_equal(len, 185);
+    const uint8_t hdr[8] = {0x43, 0x4f, 0x46, 0x52, 1, 2, 0, 1};
+    assert_memory_equal(p, hdr, 8);
+    uint32_t tlen = (uint32_t)p[len - 40] | (uint32_t)p[len - 39] << 8;
+    assert_int_equal(tlen, 92);
+    assert_int_equal(p[len - 36], 1);
+    uint8_t pid[32], table[52], plain[5];
+    assert_int_equal(cf_unhex(pk + 8, pid, 32), 0);
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(table, &mlen, NULL, p + 53 + 24,
+                                                                92 - 24, pid, 32, p + 53, master),
+                     0);
+    assert_int_equal(mlen, 52);
+    assert_memory_equal(table, id.b, 32);
+    assert_int_equal(table[32], 0);  /* raw */
+    assert_int_equal(table[36], 8);  /* offset */
+    assert_int_equal(table[44], 45); /* stored */
+    assert_int_equal(table[48], 5);  /* raw length */
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &mlen, NULL, p + 8 + 24, 21,
+                                                                id.b, 32, p + 8, master),
+                     0);
+    assert_memory_equal(plain, "hello", 5);
+    free(p);
+    free(pk);
+    /* an encrypted envelope body: secretstream, AD = header | key */
+    assert_int_equal(cf_repo_put_object(r, CF_OBJ_MANIFEST, "sets/x", "{}\n", 3), 0);
+    uint8_t *o = mem_storage_get(ms, "sets/x", &len);
+    crypto_secretstream_xchacha20poly1305_state ss;
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&ss, o + 8, master), 0);
+    uint8_t sad[8 + 6], body[64], tag = 9;
+    memcpy(sad, o, 8);
+    memcpy(sad + 8, "sets/x", 6);
+    size_t clen = len - 8 - 24 - 32;
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(&ss, body, &mlen, &tag, o + 32,
+                                                                clen, sad, sizeof sad),
+                     0);
+    assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+    size_t n = ZSTD_decompress(plain, sizeof plain, body, (size_t)mlen);
+    assert_int_equal(n, 3);
+    assert_memory_equal(plain, "{}\n", 3);
+    free(o);
+    sodium_memzero(master, sizeof master);
+    sodium_memzero(kek, sizeof kek);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
+/* After a failed write, every later call names the first failure's cause
+ * (a full disk), not just "an earlier write failed". */
+static void test_first_failure_named(void **state)
+{
+    fx *f = *state;
+    uint8_t buf[20000];
+    mem_storage_fail_writes_after(f->ms, 1000);
+    int failed = 0;
+    char first[1024] = "";
+    for (uint64_t i = 0; i < 8 && failed < 2; i++) {
+        fill_random(buf, sizeof buf, 1000 + i);
+        cf_id id;
+        cf_repo_hash(f->r, buf, sizeof buf, &id);
+        if (cf_repo_put_chunk(f->r, &id, buf, sizeof buf, NULL) != 0) {
+            if (!failed++)
+                snprintf(first, sizeof first, "%s", cf_error());
+            else
+                assert_error_has("an earlier write failed");
+        }
+    }
+    assert_int_equal(failed, 2);
+    assert_true(first[0]);
+    assert_error_has(strstr(first, "mem") ? strstr(first, "mem") : first);
+    assert_int_equal(cf_repo_flush(f->r), -1);
+    assert_error_has("an earlier write failed (");
+    mem_storage_fail_writes_after(f->ms, UINT64_MAX);
+    cf_repo_abort(f->r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +660,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_id_schemes, setup, teardown),
         cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_xchacha_compat),
+        cmocka_unit_test(test_outside_reader),
+        cmocka_unit_test_setup_teardown(test_first_failure_named, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

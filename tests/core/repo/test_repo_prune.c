@@ -53,7 +53,10 @@ static fx *make(int enc)
     f->st = mem_store_new("mem", &f->ms);
     cf_passphrase_src ps = {.env = "T_PRUNE"};
     cf_repo_params p = {.cdc = {.min_size = 2048, .avg_size = 8192, .max_size = 65536, .seed = 7},
-                        .pack_size = 16 * 1024, .encryption = enc, .pass = &ps, .kdf = FAST};
+                        .pack_size = 16 * 1024,
+                        .encryption = enc,
+                        .pass = &ps,
+                        .kdf = FAST};
     if (cf_repo_init(f->st, &p) != 0 || open_r(f, &f->r) != 0)
         fail_msg("init: %s", cf_error());
     uint8_t buf[20000];
@@ -369,10 +372,14 @@ static void test_nothing_kept(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basic),           cmocka_unit_test(test_max_unused),
-        cmocka_unit_test(test_stop_before_delete), cmocka_unit_test(test_write_faults),
-        cmocka_unit_test(test_damaged_blob),    cmocka_unit_test(test_mark_unknown),
-        cmocka_unit_test(test_newer_than_snapshot), cmocka_unit_test(test_orphans),
+        cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_max_unused),
+        cmocka_unit_test(test_stop_before_delete),
+        cmocka_unit_test(test_write_faults),
+        cmocka_unit_test(test_damaged_blob),
+        cmocka_unit_test(test_mark_unknown),
+        cmocka_unit_test(test_newer_than_snapshot),
+        cmocka_unit_test(test_orphans),
         cmocka_unit_test(test_nothing_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -207,6 +207,25 @@ static void test_literals(void **state)
     dbmysql_out_free(&o);
     free(mb.data);
 
+    /* A special byte anywhere (the scan takes 16 bytes at a time) is escaped. */
+    for (size_t pos = 0; pos < 40; pos++) {
+        for (int c = 0; c < 7; c++) {
+            static const char specials[] = {0, '\n', '\r', '\\', '\'', '"', 0x1a};
+            char in[41], want[64];
+            memset(in, 'a', 40);
+            in[pos] = specials[c];
+            unsigned long wl = test_escape(NULL, want, in, 40);
+            membuf one = {0};
+            assert_int_equal(dbmysql_out_init(&o, 256, mem_write, &one), 0);
+            dbmysql_out_literal(&o, DBMYSQL_LIT_STRING, in, 40, test_escape, NULL);
+            assert_int_equal(dbmysql_out_flush(&o), COFFER_OK);
+            assert_int_equal(one.len, wl + 2);
+            assert_memory_equal(one.data + 1, want, wl);
+            dbmysql_out_free(&o);
+            free(one.data);
+        }
+    }
+
     /* A value far larger than the buffer goes out in pieces. */
     membuf big = {0};
     assert_int_equal(dbmysql_out_init(&o, 1024, mem_write, &big), 0);
@@ -245,15 +264,31 @@ static void test_lit_of(void **state)
 
 /* ---- batching ------------------------------------------------------------------------ */
 
-/* Rows (id, name, payload) as a data stream; `skip` leaves one id out,
- * `extra` adds one with id 0 after row extra_after. */
-static char *dump_rows(size_t nrows, long skip, long extra_after, size_t *len, uint64_t *stmts)
+/* Rows (id, name, payload) as a data stream split into `nparts` part
+ * streams (texts in out[]); `skip` leaves one id out, `extra` adds one with
+ * id 0 after row extra_after. */
+typedef struct parts_ud {
+    dbmysql_out o[DBMYSQL_PARTS];
+    membuf mb[DBMYSQL_PARTS];
+    int opened[DBMYSQL_PARTS];
+} parts_ud;
+
+static coffer_status test_open_part(void *ud, int part, dbmysql_out **out)
 {
-    membuf mb = {0};
-    dbmysql_out o;
-    dbmysql_out_init(&o, 4096, mem_write, &mb); /* small buffer: many flushes mid-row */
+    parts_ud *p = ud;
+    assert_false(p->opened[part]);
+    p->opened[part] = 1;
+    dbmysql_out_init(&p->o[part], 4096, mem_write, &p->mb[part]); /* small: many flushes mid-row */
+    *out = &p->o[part];
+    return COFFER_OK;
+}
+
+static void dump_parts(size_t nrows, long skip, long extra_after, int nparts, membuf *out, uint64_t *stmts)
+{
+    parts_ud p;
+    memset(&p, 0, sizeof p);
     dbmysql_batch b;
-    dbmysql_batch_init(&b, &o, "INSERT INTO `t` (`id`,`name`,`payload`) VALUES\n");
+    dbmysql_batch_init(&b, "INSERT INTO `t` (`id`,`name`,`payload`) VALUES\n", nparts, test_open_part, &p);
     char num[32], name[64], payload[300];
     for (size_t i = 1; i <= nrows; i++) {
         for (int pass = 0; pass < 2; pass++) {
@@ -267,24 +302,36 @@ static char *dump_rows(size_t nrows, long skip, long extra_after, size_t *len, u
             size_t pl = 20 + (size_t)(id * 37 % 200);
             for (size_t k = 0; k < pl; k++)
                 payload[k] = (char)('a' + (id + (long)k) % 26);
-            dbmysql_batch_row_begin(&b);
-            dbmysql_out_literal(&o, DBMYSQL_LIT_NUMBER, num, strlen(num), test_escape, NULL);
+            assert_int_equal(dbmysql_batch_row_begin(&b), COFFER_OK);
+            dbmysql_out_literal(b.out, DBMYSQL_LIT_NUMBER, num, strlen(num), test_escape, NULL);
             dbmysql_batch_sep(&b);
-            dbmysql_out_literal(&o, DBMYSQL_LIT_STRING, name, strlen(name), test_escape, NULL);
+            dbmysql_out_literal(b.out, DBMYSQL_LIT_STRING, name, strlen(name), test_escape, NULL);
             dbmysql_batch_sep(&b);
-            dbmysql_out_literal(&o, DBMYSQL_LIT_STRING, payload, pl, test_escape, NULL);
+            dbmysql_out_literal(b.out, DBMYSQL_LIT_STRING, payload, pl, test_escape, NULL);
             assert_int_equal(dbmysql_batch_row_end(&b), COFFER_OK);
         }
     }
     assert_int_equal(dbmysql_batch_finish(&b), COFFER_OK);
-    assert_int_equal(dbmysql_out_flush(&o), COFFER_OK);
+    for (int k = 0; k < DBMYSQL_PARTS; k++) {
+        if (p.opened[k]) {
+            assert_int_equal(dbmysql_out_flush(&p.o[k]), COFFER_OK);
+            dbmysql_out_free(&p.o[k]);
+        }
+        out[k] = p.mb[k];
+    }
     if (stmts)
         *stmts = b.statements;
-    dbmysql_out_free(&o);
-    *len = mb.len;
-    return mb.data;
 }
 
+static char *dump_rows(size_t nrows, long skip, long extra_after, size_t *len, uint64_t *stmts)
+{
+    membuf mb[DBMYSQL_PARTS];
+    dump_parts(nrows, skip, extra_after, 1, mb, stmts);
+    *len = mb[0].len;
+    return mb[0].data;
+}
+
+typedef struct stmts stmts_t;
 typedef struct stmts {
     char **v;
     size_t *len;
@@ -379,6 +426,39 @@ static void test_batch_stable(void **state)
     free(del);
 }
 
+static void test_batch_parts(void **state)
+{
+    (void)state;
+    const size_t N = 20000;
+    membuf a[DBMYSQL_PARTS], again[DBMYSQL_PARTS], ins[DBMYSQL_PARTS];
+    uint64_t sa;
+    dump_parts(N, -1, -1, DBMYSQL_PARTS, a, &sa);
+    dump_parts(N, -1, -1, DBMYSQL_PARTS, again, NULL);
+    dump_parts(N, -1, N / 3, DBMYSQL_PARTS, ins, NULL);
+    uint64_t rows = 0;
+    size_t stmts = 0, shared = 0;
+    for (int k = 0; k < DBMYSQL_PARTS; k++) {
+        assert_true(a[k].len > 0); /* every part gets statements */
+        assert_int_equal(a[k].len, again[k].len);
+        assert_memory_equal(a[k].data, again[k].data, a[k].len); /* deterministic */
+        stmts_t A = {0}, I = {0};
+        split_all(a[k].data, a[k].len, 1u << 20, &A);
+        split_all(ins[k].data, ins[k].len, 1u << 20, &I);
+        rows += A.rows;
+        stmts += A.n;
+        shared += shared_statements(&A, &I);
+        stmts_free(&A);
+        stmts_free(&I);
+        free(a[k].data);
+        free(again[k].data);
+        free(ins[k].data);
+    }
+    assert_int_equal(rows, N);
+    assert_int_equal(stmts, sa);
+    print_message("  %zu statements over %d parts; after an insert %zu shared\n", stmts, DBMYSQL_PARTS, shared);
+    assert_true(shared + 3 >= stmts);
+}
+
 static void test_batch_write_error(void **state)
 {
     (void)state;
@@ -386,7 +466,7 @@ static void test_batch_write_error(void **state)
     dbmysql_out o;
     dbmysql_out_init(&o, 64, mem_write, &mb);
     dbmysql_batch b;
-    dbmysql_batch_init(&b, &o, "INSERT INTO `t` VALUES\n");
+    dbmysql_batch_init1(&b, &o, "INSERT INTO `t` VALUES\n");
     coffer_status st = COFFER_OK;
     for (int i = 0; i < 100 && st == COFFER_OK; i++) {
         dbmysql_batch_row_begin(&b);
@@ -895,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_literals),
         cmocka_unit_test(test_lit_of),
         cmocka_unit_test(test_batch_stable),
+        cmocka_unit_test(test_batch_parts),
         cmocka_unit_test(test_batch_write_error),
         cmocka_unit_test(test_split_basic),
         cmocka_unit_test(test_split_delimiter),
