@@ -546,6 +546,10 @@ static coffer_status restore_server(dbmysql_instance *in, coffer_dump_source *sr
             goto done;
         }
     }
+    if (!opts || !opts->target || !*opts->target)
+        in->host->log(in->h, COFFER_LOG_WARN,
+                      "no --map for this database: restoring into the server and database%s the policy names (%s)",
+                      p->n == 1 ? "" : "s", p->where);
     char maxbuf[32];
     unsigned e;
     if (dbmysql_scalar(m, "SELECT @@max_allowed_packet", maxbuf, sizeof maxbuf, &e) == 0)
