@@ -785,8 +785,16 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 rc = mkdir_p(d->staging, 0700);
                 droot = d->staging;
             }
+            /* --force is about the restore directory. A server database
+             * restored without --map is the live one: it is only ever
+             * overwritten by --in-place, never by `--to DIR --force`. */
+            int server_db = !db.ops->owned_paths;
+            int force = server_db && !map ? o->in_place : (o->force || o->in_place);
+            if (server_db && !map && o->force && !o->in_place)
+                cf_log(CF_LOG_WARN, "component '%s': --force does not apply to the live "
+                       "database; use --map %s=URL for another one, or --in-place", name, name);
             coffer_restore_opts ro = {.struct_size = sizeof ro, .root = droot, .target = map,
-                                      .force = o->force || o->in_place, .create = 1};
+                                      .force = force, .create = 1};
             if (rc == 0) {
                 coffer_status st = db.ops->restore(db.inst, cf_dbsource_api(src), &ro);
                 if (st != COFFER_OK)
