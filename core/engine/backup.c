@@ -148,6 +148,7 @@ typedef struct job {
     char *abs;
     int needs_read;
     int done;
+    int vanished; /* deleted between the walk and the read: left out */
     int rc;
     char err[1024];
 } job;
@@ -166,7 +167,7 @@ typedef struct pool {
     int nthreads;
     cf_mwriter *mw;
     /* stats */
-    uint64_t files, dirs, links, bytes, reused_files, read_bytes;
+    uint64_t files, dirs, links, bytes, reused_files, read_bytes, vanished;
     uint64_t new_raw;
     int failed;
 } pool;
@@ -202,6 +203,13 @@ static int read_file(pool *pl, cf_ingest *g, job *j)
     int fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
         fd = open(j->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && j->e.nlink <= 1) {
+        /* A live tree loses files (temporary uploads renamed into place):
+         * the file is simply not part of this set. */
+        cf_log(CF_LOG_WARN, "%s: vanished during the backup, not in this set", j->e.path);
+        j->vanished = 1;
+        return 0;
+    }
     if (fd < 0)
         return cf_fail_errno("cannot read %s", j->abs);
     cf_ingest_reset(g);
@@ -280,6 +288,8 @@ static int emit_ready(pool *pl, int wait_all)
         if (j->rc != 0) {
             cf_fail("%s", j->err);
             rc = -1;
+        } else if (j->vanished) {
+            pl->vanished++;
         } else {
             if (j->e.kind == CF_ENT_FILE) {
                 pl->files++;
@@ -752,6 +762,8 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         json_object_set_new(tot, "new_bytes", json_integer((json_int_t)rs.bytes_new_raw));
         json_object_set_new(tot, "stored_bytes", json_integer((json_int_t)rs.bytes_new_stored));
         json_object_set_new(tot, "unchanged_files", json_integer((json_int_t)pl.reused_files));
+        if (pl.vanished)
+            json_object_set_new(tot, "vanished_files", json_integer((json_int_t)pl.vanished));
         json_object_set_new(header, "totals", tot);
         rc = cf_manifest_commit(mw, run->repo, set_id, header);
     }
@@ -766,6 +778,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
                              json_object_get(tot, "new_bytes"), "stored_bytes",
                              json_object_get(tot, "stored_bytes"), "unchanged_files",
                              json_object_get(tot, "unchanged_files"), "duration", cf_now() - t0);
+        json_object_set_new(*summary, "vanished_files", json_integer((json_int_t)pl.vanished));
         *set_id_out = cf_strdup(set_id);
     }
     if (header)
