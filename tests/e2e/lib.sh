@@ -114,13 +114,13 @@ assert_not_contains() {
 # assert_match "$output" EXTENDED_REGEX [DESCRIPTION]  (grep -E, per line)
 assert_match() {
     local desc=${3:-"output matches /$2/"}
-    if printf '%s\n' "$1" | grep -Eq -- "$2"; then pass "$desc"; else
+    if grep -Eq -- "$2" <<<"$1"; then pass "$desc"; else
         fail "$desc: no line matches /$2/ in:"; printf '%s\n' "$1" | show
     fi
 }
 assert_imatch() {
     local desc=${3:-"output matches /$2/i"}
-    if printf '%s\n' "$1" | grep -Eiq -- "$2"; then pass "$desc"; else
+    if grep -Eiq -- "$2" <<<"$1"; then pass "$desc"; else
         fail "$desc: no line matches /$2/i in:"; printf '%s\n' "$1" | show
     fi
 }
