@@ -22,6 +22,7 @@
 #include "engine/ingest.h"
 #include "engine/manifest.h"
 #include "engine/objects.h"
+#include "engine/prefetch.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
@@ -94,8 +95,10 @@ static const prev_file *prev_find(const prev_map *m, const char *comp, const cha
 static void prev_load(cf_run *run, prev_map *m)
 {
     char *id = NULL;
+    double t0 = cf_now();
     if (cf_resolve_set(run, "latest", &id) != 0)
         return;
+    double t1 = cf_now();
     cf_mreader *mr;
     json_t *h;
     if (cf_manifest_open(run->repo, id, &mr, &h) != 0) {
@@ -133,10 +136,62 @@ static void prev_load(cf_run *run, prev_map *m)
         cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", id, cf_error());
         prev_free(m);
     } else {
-        cf_log(CF_LOG_DEBUG, "change detection against set %s", id);
+        cf_log(CF_LOG_DEBUG, "change detection against set %s (found in %.2f s, read in %.2f s)",
+               id, t1 - t0, cf_now() - t1);
     }
     cf_manifest_close(mr);
     free(id);
+}
+
+/* The previous set is read on its own thread while the application is
+ * stopped and the databases are dumped; the file walk waits for it. */
+typedef struct prev_loader {
+    cf_run *run;
+    prev_map *m;
+    pthread_t thr;
+    int running;
+} prev_loader;
+
+static void *prev_thread(void *arg)
+{
+    prev_loader *l = arg;
+    prev_load(l->run, l->m);
+    cf_progress_set_total(l->m->bytes);
+    return NULL;
+}
+
+static void prev_start(prev_loader *l, cf_run *run, prev_map *m)
+{
+    l->run = run;
+    l->m = m;
+    l->running = pthread_create(&l->thr, NULL, prev_thread, l) == 0;
+    if (!l->running)
+        prev_load(run, m);
+}
+
+static void prev_wait(prev_loader *l)
+{
+    if (l->running)
+        pthread_join(l->thr, NULL);
+    l->running = 0;
+}
+
+/* Metadata read-ahead over every files component, started before
+ * anything else so the inode cache warms while the previous set is read
+ * and the databases are dumped. */
+static cf_prefetch *warm_start(const cf_policy *p)
+{
+    char **v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < p->ncomponents; i++)
+        if (p->components[i].type == CF_COMP_FILES)
+            for (size_t k = 0; k < p->components[i].paths.n; k++) {
+                v = cf_realloc(v, (n + 1) * sizeof *v);
+                v[n++] = cf_strdup(p->components[i].paths.v[k]);
+            }
+    cf_prefetch *pf = n ? cf_prefetch_start(p->root, v, n) : NULL;
+    cf_strv_free(v, n);
+    return pf;
 }
 
 /* ---- file workers --------------------------------------------------- */
@@ -149,6 +204,7 @@ typedef struct job {
     int needs_read;
     int done;
     int vanished; /* deleted between the walk and the read: left out */
+    int prefetched; /* counted in pool.pf_ahead until a worker takes it */
     int rc;
     char err[1024];
 } job;
@@ -162,9 +218,15 @@ typedef struct pool {
     size_t head, tail, next_work; /* monotonically increasing, index % RING */
     int stop;
     pthread_mutex_t mu;
-    pthread_cond_t work, done, space;
+    pthread_cond_t work, done, space, pf;
     pthread_t *threads;
     int nthreads;
+    /* Data read-ahead: jobs from next_pf on are not yet announced to the
+     * kernel; pf_ahead bytes are announced and not yet taken by a worker. */
+    size_t next_pf;
+    uint64_t pf_ahead;
+    pthread_t pf_thread;
+    int pf_running;
     cf_mwriter *mw;
     /* stats */
     uint64_t files, dirs, links, bytes, reused_files, read_bytes, vanished;
@@ -212,6 +274,7 @@ static int read_file(pool *pl, cf_ingest *g, job *j)
     }
     if (fd < 0)
         return cf_fail_errno("cannot read %s", j->abs);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     cf_ingest_reset(g);
     int rc = cf_ingest_fd(g, fd, j->abs);
     struct stat st;
@@ -245,6 +308,10 @@ static void *worker(void *arg)
         if (pl->next_work < pl->tail) {
             job *j = pl->ring[pl->next_work % RING];
             pl->next_work++;
+            if (j->prefetched) {
+                pl->pf_ahead -= j->e.size;
+                pthread_cond_signal(&pl->pf);
+            }
             pthread_mutex_unlock(&pl->mu);
             int rc = pl->stop ? -1 : read_file(pl, &g, j);
             if (rc < 0)
@@ -262,6 +329,48 @@ static void *worker(void *arg)
     pl->new_raw += g.new_raw;
     pthread_mutex_unlock(&pl->mu);
     cf_ingest_free(&g);
+    return NULL;
+}
+
+/* Cold caches: two workers reading one file each keep the disk queue
+ * short. This thread asks the kernel to start reading the files the
+ * workers will take next (POSIX_FADV_WILLNEED), up to PF_AHEAD bytes
+ * ahead of them; the pages land in the page cache, not in our memory. */
+#define PF_AHEAD (48u << 20)
+
+static void *prefetcher(void *arg)
+{
+    pool *pl = arg;
+    pthread_mutex_lock(&pl->mu);
+    while (!pl->stop) {
+        /* Jobs before head are emitted and freed, jobs before next_work
+         * taken by a worker. */
+        if (pl->next_pf < pl->head)
+            pl->next_pf = pl->head;
+        if (pl->next_pf < pl->next_work)
+            pl->next_pf = pl->next_work;
+        while (pl->next_pf < pl->tail && !pl->ring[pl->next_pf % RING]->needs_read)
+            pl->next_pf++;
+        if (pl->next_pf >= pl->tail || pl->pf_ahead >= PF_AHEAD) {
+            pthread_cond_wait(&pl->pf, &pl->mu);
+            continue;
+        }
+        job *j = pl->ring[pl->next_pf++ % RING];
+        j->prefetched = 1;
+        pl->pf_ahead += j->e.size;
+        char *path = cf_strdup(j->abs);
+        pthread_mutex_unlock(&pl->mu);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+        if (fd < 0 && errno == EPERM)
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+            posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+            close(fd);
+        }
+        free(path);
+        pthread_mutex_lock(&pl->mu);
+    }
+    pthread_mutex_unlock(&pl->mu);
     return NULL;
 }
 
@@ -335,8 +444,10 @@ static int on_entry(void *ud, cf_entry *e, const char *abs)
     if (rc == 0) {
         pl->ring[pl->tail % RING] = j;
         pl->tail++;
-        if (j->needs_read)
+        if (j->needs_read) {
             pthread_cond_signal(&pl->work);
+            pthread_cond_signal(&pl->pf);
+        }
         rc = emit_ready(pl, 0);
     } else {
         job_free(j);
@@ -487,6 +598,7 @@ static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwrit
     char when[32];
     cf_iso_time(time(NULL), when, sizeof when);
     cf_log(CF_LOG_INFO, "component '%s': dumping %s database", db->comp->name, db->comp->driver);
+    double t0 = cf_now();
     coffer_status st = db->ops->dump(db->inst, &s.sink);
     int rc = 0;
     if (st != COFFER_OK) {
@@ -511,6 +623,9 @@ static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwrit
         json_object_set_new(comp_json, "snapshot_started", json_string(when));
         json_object_set_new(comp_json, "bytes", json_integer((json_int_t)s.bytes));
     }
+    if (rc == 0)
+        cf_log(CF_LOG_DEBUG, "component '%s': %llu bytes dumped in %.2f s", db->comp->name,
+               (unsigned long long)s.bytes, cf_now() - t0);
     *bytes += s.bytes;
     *new_raw += s.new_raw;
     json_decref(s.meta);
@@ -580,6 +695,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     /* Everything that can fail without touching the application first. */
     if (check_required(p) != 0)
         return -1;
+    cf_prefetch *warm = warm_start(p);
     size_t ndb = 0;
     cf_dbinst *dbs = cf_calloc(p->ncomponents, sizeof *dbs);
     char **owned = NULL;
@@ -624,8 +740,9 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     uint64_t db_bytes = 0, db_new = 0;
     pool pl = {0};
     int stopped = 0;
+    prev_loader pload = {0};
     if (rc == 0) {
-        prev_load(run, &prev);
+        prev_start(&pload, run, &prev);
         rc = cf_manifest_begin(&mw);
     }
     if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {
@@ -635,7 +752,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");
 
-    cf_progress_start("backup", prev.bytes, run->no_progress);
+    cf_progress_start("backup", 0, run->no_progress); /* total: from the previous set */
     /* Databases first: in online mode the files are captured after the
      * database snapshot, and the set says so. */
     for (size_t i = 0; i < ndb && rc == 0; i++) {
@@ -645,7 +762,9 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         json_array_append_new(comps, cj);
     }
 
+    prev_wait(&pload);
     if (rc == 0) {
+        cf_progress_set_total(prev.bytes);
         pl.run = run;
         pl.cdc = &cdc;
         pl.prev = &prev;
@@ -655,6 +774,8 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         pthread_cond_init(&pl.work, NULL);
         pthread_cond_init(&pl.done, NULL);
         pthread_cond_init(&pl.space, NULL);
+        pthread_cond_init(&pl.pf, NULL);
+        pl.pf_running = pthread_create(&pl.pf_thread, NULL, prefetcher, &pl) == 0;
         pl.nthreads = cf_worker_count();
         pl.threads = cf_calloc((size_t)pl.nthreads, sizeof(pthread_t));
         for (int i = 0; i < pl.nthreads; i++)
@@ -664,6 +785,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
             if (c->type != CF_COMP_FILES)
                 continue;
             uint64_t f0 = pl.files, b0 = pl.bytes;
+            double tc = cf_now();
             char **skip;
             size_t nskip;
             build_skip(p, c, owned, nowned, &skip, &nskip);
@@ -676,6 +798,9 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
                 pthread_mutex_unlock(&pl.mu);
             }
             cf_strv_free(skip, nskip);
+            if (rc == 0)
+                cf_log(CF_LOG_DEBUG, "component '%s': %llu files in %.2f s", c->name,
+                       (unsigned long long)(pl.files - f0), cf_now() - tc);
             json_t *cj = json_pack("{s:s,s:s}", "name", c->name, "type", "files");
             json_t *pa = json_array();
             for (size_t k = 0; k < c->paths.n; k++)
@@ -685,6 +810,8 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
             json_object_set_new(cj, "bytes", json_integer((json_int_t)(pl.bytes - b0)));
             json_array_append_new(comps, cj);
         }
+        cf_prefetch_stop(warm);
+        warm = NULL;
         /* Object stores last: after the database, like files. */
         for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
             const cf_component *c = &p->components[i];
@@ -701,9 +828,12 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         pthread_mutex_lock(&pl.mu);
         pl.stop = 1;
         pthread_cond_broadcast(&pl.work);
+        pthread_cond_broadcast(&pl.pf);
         pthread_mutex_unlock(&pl.mu);
         for (int i = 0; i < pl.nthreads; i++)
             pthread_join(pl.threads[i], NULL);
+        if (pl.pf_running)
+            pthread_join(pl.pf_thread, NULL);
         /* After a failure: drop what is left (workers have stopped). */
         while (pl.head < pl.tail)
             job_free(pl.ring[pl.head++ % RING]);
@@ -712,7 +842,9 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         pthread_cond_destroy(&pl.work);
         pthread_cond_destroy(&pl.done);
         pthread_cond_destroy(&pl.space);
+        pthread_cond_destroy(&pl.pf);
     }
+    cf_prefetch_stop(warm);
     cf_progress_stop();
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");

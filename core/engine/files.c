@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/prefetch.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -267,7 +266,6 @@ int cf_walk_component(const cf_walk_opts *o)
     archive_read_disk_set_behavior(w.disk, ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS |
                                                ARCHIVE_READDISK_NO_SPARSE);
     int rc = 0;
-    cf_prefetch *pf = cf_prefetch_start(o->root, o->comp->paths.v, o->comp->paths.n);
     for (size_t i = 0; i < o->comp->paths.n && rc == 0; i++) {
         const char *rel = o->comp->paths.v[i];
         if (strcmp(rel, ".") == 0) {
@@ -292,7 +290,6 @@ int cf_walk_component(const cf_walk_opts *o)
         }
         free(abs);
     }
-    cf_prefetch_stop(pf);
     for (size_t i = 0; i < w.nhl; i++)
         free(w.hl[i].path);
     free(w.hl);
