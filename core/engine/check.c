@@ -317,6 +317,8 @@ static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t pl
         suspect = idset_find(&c->bad_packs, &pid) != NULL;
     if (!suspect)
         return NULL;
+    /* Sets are checked in parallel: one verdict per chunk, under mu. */
+    pthread_mutex_lock(&c->mu);
     idslot *v = idset_add(&c->verdicts, id);
     if (!v->state) {
         /* Authoritative: read it where the index says it is. */
@@ -327,18 +329,61 @@ static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t pl
             v->msg = cf_strdup(cf_error());
         }
     }
-    return v->state == 1 ? NULL : v->msg;
+    const char *why = v->state == 1 ? NULL : v->msg; /* slots move, messages do not */
+    pthread_mutex_unlock(&c->mu);
+    return why;
 }
 
-static void check_set(cctx *c, const char *id, uint64_t *nentries)
+/* Problems of one set, kept until the set's turn comes: sets are checked
+ * in parallel and reported in order. */
+typedef struct set_problem {
+    char *path, *object, *chunk, *msg;
+} set_problem;
+
+typedef struct set_result {
+    const char *id;
+    set_problem *v;
+    size_t n;
+    uint64_t entries;
+} set_result;
+
+static void set_add(set_result *sr, const char *path, const char *object, const char *chunk,
+                    const char *msg)
 {
+    sr->v = cf_realloc(sr->v, (sr->n + 1) * sizeof *sr->v);
+    set_problem *p = &sr->v[sr->n++];
+    p->path = path ? cf_strdup(path) : NULL;
+    p->object = object ? cf_strdup(object) : NULL;
+    p->chunk = chunk ? cf_strdup(chunk) : NULL;
+    p->msg = cf_strdup(msg);
+}
+
+static void set_flush(cctx *c, set_result *sr)
+{
+    for (size_t i = 0; i < sr->n; i++) {
+        set_problem *p = &sr->v[i];
+        add_problem(c, sr->id, p->path, p->object, p->chunk, p->msg);
+        free(p->path);
+        free(p->object);
+        free(p->chunk);
+        free(p->msg);
+    }
+    free(sr->v);
+    sr->v = NULL;
+    sr->n = 0;
+}
+
+static void check_set(cctx *c, set_result *sr)
+{
+    const char *id = sr->id;
+    uint64_t *nentries = &sr->entries;
     cf_mreader *m;
     json_t *h;
     char obj[300];
     snprintf(obj, sizeof obj, "sets/%s", id);
     size_t files_bad = 0;
     if (cf_manifest_open(c->run->repo, id, &m, &h) != 0) {
-        add_problem(c, id, NULL, obj, NULL, cf_error());
+        set_add(sr, NULL, obj, NULL, cf_error());
         return;
     }
     json_decref(h);
@@ -375,10 +420,9 @@ static void check_set(cctx *c, const char *id, uint64_t *nentries)
                              e.nchunks, firstmsg);
                 else
                     snprintf(msg, sizeof msg, "%s", firstmsg);
-                add_problem(c, id, e.path, fpack[0] ? fpack : NULL, fhex, msg);
+                set_add(sr, e.path, fpack[0] ? fpack : NULL, fhex, msg);
             } else if (sum != e.size) {
-                add_problem(c, id, e.path, obj, NULL,
-                            "chunk sizes do not add up to the recorded size");
+                set_add(sr, e.path, obj, NULL, "chunk sizes do not add up to the recorded size");
             }
             free(firstmsg);
         }
@@ -389,14 +433,64 @@ static void check_set(cctx *c, const char *id, uint64_t *nentries)
         }
     }
     if (rc < 0)
-        add_problem(c, id, NULL, obj, NULL, cf_error());
+        set_add(sr, NULL, obj, NULL, cf_error());
     cf_manifest_close(m);
     if (files_bad > PER_SET) {
         char msg[200];
         snprintf(msg, sizeof msg, "%zu more file(s) with unusable chunks (not listed)",
                  files_bad - PER_SET);
-        add_problem(c, id, NULL, NULL, NULL, msg);
+        set_add(sr, NULL, NULL, NULL, msg);
     }
+}
+
+typedef struct set_queue {
+    cctx *c;
+    set_result *r;
+    size_t n, next;
+} set_queue;
+
+static void *set_worker(void *arg)
+{
+    set_queue *q = arg;
+    for (;;) {
+        pthread_mutex_lock(&q->c->mu);
+        size_t k = q->next < q->n && !cf_cancel_flag ? q->next++ : SIZE_MAX;
+        pthread_mutex_unlock(&q->c->mu);
+        if (k == SIZE_MAX)
+            return NULL;
+        check_set(q->c, &q->r[k]);
+    }
+}
+
+/* Every set's manifest against the index, on as many threads as the
+ * pack reading uses; problems come out in set order. */
+static uint64_t check_sets(cctx *c, char **ids, size_t n, int nt)
+{
+    set_queue q = {c, cf_calloc(n ? n : 1, sizeof *q.r), n, 0};
+    for (size_t i = 0; i < n; i++)
+        q.r[i].id = ids[i];
+    if (nt <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = cpus > 0 ? (int)(cpus < 4 ? cpus : 4) : 1;
+    }
+    if ((size_t)nt > n)
+        nt = n ? (int)n : 1;
+    pthread_t *th = cf_calloc((size_t)nt, sizeof *th);
+    int started = 0;
+    for (int i = 1; i < nt; i++)
+        if (pthread_create(&th[started], NULL, set_worker, &q) == 0)
+            started++;
+    set_worker(&q);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    uint64_t entries = 0;
+    for (size_t i = 0; i < n; i++) {
+        entries += q.r[i].entries;
+        set_flush(c, &q.r[i]);
+    }
+    free(q.r);
+    return entries;
 }
 
 int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
@@ -436,9 +530,7 @@ int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
     size_t n;
     if (cf_sets_list(run->repo, &ids, &n) != 0)
         goto out;
-    uint64_t entries = 0;
-    for (size_t i = 0; i < n && !cf_cancel_flag; i++)
-        check_set(&c, ids[i], &entries);
+    uint64_t entries = check_sets(&c, ids, n, o->threads);
     cf_strv_free(ids, n);
     if (cf_cancel_flag) {
         cf_fail("cancelled");

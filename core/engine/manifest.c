@@ -461,6 +461,10 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e)
     if (rc == 0)
         return cf_fail("%s: truncated: no end line after %llu entries", m->key,
                        (unsigned long long)m->seen);
+    if (cf_entry_parse_fast(line, strlen(line), e) == 1) {
+        m->seen++;
+        return 1;
+    }
     json_t *j = parse_line(m, line);
     if (!j)
         return -1;

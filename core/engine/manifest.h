@@ -57,6 +57,9 @@ typedef struct cf_entry {
 void cf_entry_clear(cf_entry *e);
 json_t *cf_entry_to_json(const cf_entry *e);
 int cf_entry_from_json(json_t *j, cf_entry *e); /* -1 with cf_error on malformed */
+/* The same from a line's text, for the common entry lines (see
+ * manifest_fast.c): 1 parsed into e, 0 not taken (use the tree reader). */
+int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e);
 const char *cf_ent_kind_name(cf_ent_kind k);
 
 typedef struct cf_mwriter cf_mwriter;

@@ -177,10 +177,18 @@ static void roundtrip(const cf_entry *in, cf_entry *out, json_t **as_json)
     json_decref(j);
     json_error_t err;
     j = json_loads(s, 0, &err);
-    free(s);
     assert_non_null(j);
     if (cf_entry_from_json(j, out) != 0)
         fail_msg("from_json: %s", cf_error());
+    /* The streaming reader takes every entry line but meta, identically. */
+    cf_entry fast;
+    int took = cf_entry_parse_fast(s, strlen(s), &fast);
+    assert_int_equal(took, in->kind != CF_ENT_META);
+    if (took) {
+        assert_same_entry(out, &fast);
+        cf_entry_clear(&fast);
+    }
+    free(s);
     if (as_json)
         *as_json = j;
     else
@@ -458,6 +466,70 @@ static void test_from_json_rejects(void **state)
     assert_null(e.user);
     cf_entry_clear(&e);
     json_decref(j);
+}
+
+/* Lines the streaming reader must leave to the tree reader (which then
+ * parses or rejects them), and lines it must read exactly as that one. */
+static void test_fast_reader_declines_or_agrees(void **state)
+{
+    (void)state;
+    const char *id = "\"0000000000000000000000000000000000000000000000000000000000000001\"";
+    char *declined[] = {
+        cf_asprintf("{\"type\":\"meta\",\"component\":\"db\",\"meta\":{\"a\":\"1\"}}"),
+        cf_asprintf("{\"type\":\"end\",\"entries\":3}"),
+        cf_asprintf("{\"type\":\"set\",\"id\":\"x\"}"),
+        cf_asprintf("{\"type\":\"novel\",\"path\":\"a\"}"),
+        cf_asprintf("{\"path\":\"a\"}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"future\":{\"x\":1}}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":1.5}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":null}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":\"12\"}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\\u0000b\"}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"chunks\":[\"zz\"]}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"chunks\":[%s],\"chunks\":[]}", id),
+        cf_asprintf("{\"type\":\"file\",\"path_hex\":\"6\"}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"xattrs\":{\"user.a\":\"0\"}}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":99999999999999999999}"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\""),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"a\"} {}"),
+        cf_asprintf("[{\"type\":\"file\",\"path\":\"a\"}]"),
+        cf_asprintf("{\"type\":\"file\",\"path\":\"\xff\"}"),
+    };
+    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
+        cf_entry e;
+        if (cf_entry_parse_fast(declined[i], strlen(declined[i]), &e) != 0)
+            fail_msg("took line %zu: %s", i, declined[i]);
+        free(declined[i]);
+    }
+    char *agreed[] = {
+        cf_asprintf("{\"type\":\"file\",\"component\":\"data\",\"path\":\"a b\\\"\\\\\",\"size\":-1,"
+                    "\"chunks\":[%s,%s],\"unknown\":\"kept out\",\"also\":7,\"mode\":33261}",
+                    id, id),
+        cf_asprintf("{\"chunks\":[],\"path\":\"x\",\"type\":\"file\",\"path\":\"y\"}"),
+        cf_asprintf("{\"type\":\"symlink\",\"path_hex\":\"ff41\",\"target_hex\":\"2e2e\","
+                    "\"xattrs\":{\"hex:ff\":\"00ff\",\"user.e\":\"\"}}"),
+        cf_asprintf("{\"type\":\"stream\",\"component\":\"db\",\"name\":\"dump.sql\","
+                    "\"mtime\":5,\"size\":3,\"chunks\":[%s]}",
+                    id),
+        cf_asprintf("{\"type\":\"object\",\"component\":\"s3\",\"key\":\"files/\\u00e9\","
+                    "\"version_id\":\"v1\",\"etag\":\"\\\"e\\\"\",\"size\":9}"),
+    };
+    for (size_t i = 0; i < sizeof agreed / sizeof *agreed; i++) {
+        json_error_t err;
+        json_t *j = json_loads(agreed[i], 0, &err);
+        if (!j)
+            fail_msg("test line %zu is not JSON: %s", i, err.text);
+        cf_entry a, b;
+        if (cf_entry_from_json(j, &a) != 0)
+            fail_msg("tree reader: %s", cf_error());
+        json_decref(j);
+        if (cf_entry_parse_fast(agreed[i], strlen(agreed[i]), &b) != 1)
+            fail_msg("declined line %zu: %s", i, agreed[i]);
+        assert_same_entry(&a, &b);
+        cf_entry_clear(&a);
+        cf_entry_clear(&b);
+        free(agreed[i]);
+    }
 }
 
 static void test_json_name_helpers(void **state)
@@ -770,6 +842,7 @@ int main(void)
         T(test_non_utf8_names),
         T(test_xattr_name_not_utf8),
         T(test_from_json_rejects),
+        T(test_fast_reader_declines_or_agrees),
         T(test_json_name_helpers),
         T(test_write_commit_read),
         T(test_damaged_object_is_an_error),
