@@ -62,11 +62,14 @@ char *cf_json_get_name(json_t *obj, const char *key)
     char k[64];
     snprintf(k, sizeof k, "%s_hex", key);
     s = json_string_value(json_object_get(obj, k));
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) / 2;
+    return s ? cf_name_from_hex(s) : NULL;
+}
+
+char *cf_name_from_hex(const char *hex)
+{
+    size_t n = strlen(hex) / 2;
     char *out = cf_malloc(n + 1);
-    if (strlen(s) % 2 || cf_unhex(s, (uint8_t *)out, n) != 0 || memchr(out, 0, n)) {
+    if (strlen(hex) % 2 || cf_unhex(hex, (uint8_t *)out, n) != 0 || memchr(out, 0, n)) {
         free(out);
         return NULL;
     }

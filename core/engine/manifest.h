@@ -87,5 +87,7 @@ void cf_strv_free(char **v, size_t n);
 /* Path helpers: JSON strings must be UTF-8; other names go hex-encoded. */
 void cf_json_set_name(json_t *obj, const char *key, const char *value);
 char *cf_json_get_name(json_t *obj, const char *key); /* malloc'd or NULL */
+/* A name stored as hex (KEY_hex): malloc'd, NULL if malformed or holding NUL. */
+char *cf_name_from_hex(const char *hex);
 
 #endif

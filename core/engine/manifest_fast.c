@@ -286,17 +286,11 @@ static char *take_name(fast *f, int plain, int hex, int *bad)
         f->str[plain] = NULL;
         return s;
     }
-    const char *h = f->str[hex];
-    if (!h)
+    if (!f->str[hex])
         return NULL;
-    size_t n = strlen(h) / 2;
-    char *out = cf_malloc(n + 1);
-    if (strlen(h) % 2 || cf_unhex(h, (uint8_t *)out, n) != 0 || memchr(out, 0, n)) {
-        free(out);
+    char *out = cf_name_from_hex(f->str[hex]);
+    if (!out)
         *bad = 1;
-        return NULL;
-    }
-    out[n] = 0;
     return out;
 }
 
