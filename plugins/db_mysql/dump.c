@@ -625,6 +625,62 @@ static coffer_status write_views(dbmysql_out *o, view *v, size_t n)
     return o->st;
 }
 
+/* Routines, triggers and events: list the names (sql), read each one's
+ * SHOW CREATE and post it with its own sql_mode, collation (and time zone
+ * for events). A routine list has the type (PROCEDURE or FUNCTION) as its
+ * first column; its noun, statement and column follow from it. */
+typedef struct defn_kind {
+    const char *plural;  /* "triggers" */
+    const char *noun;    /* "trigger"; NULL for routines */
+    const char *keyword; /* SHOW CREATE "TRIGGER" */
+    const char *column;  /* "SQL Original Statement"; NULL for routines */
+    int time_zone;
+} defn_kind;
+
+static coffer_status post_definitions(dctx *d, dbmysql_out *o, const mdb *D, const char *qdb, const char *sql,
+                                      const defn_kind *k, unsigned *count)
+{
+    char what[600];
+    snprintf(what, sizeof what, "list %s", k->plural);
+    MYSQL_RES *r = query(d, d->c0, sql, what), *c = NULL;
+    if (!r)
+        return d->st;
+    coffer_status st = COFFER_OK;
+    MYSQL_ROW row;
+    while (st == COFFER_OK && (row = mysql_fetch_row(r)) != NULL) {
+        const char *type = k->noun ? NULL : row[0], *nm = k->noun ? row[0] : row[1];
+        if (!nm || (!k->noun && !type))
+            continue;
+        const char *noun = k->noun, *column = k->column;
+        if (!k->noun) {
+            int fn = strcmp(type, "FUNCTION") == 0;
+            if (!fn && strcmp(type, "PROCEDURE") != 0) {
+                d->in->host->log(d->in->h, COFFER_LOG_WARN, "routine `%s`.`%s` of type %s is not dumped", D->name,
+                                 nm, type);
+                continue;
+            }
+            noun = fn ? "function" : "procedure";
+            column = fn ? "Create Function" : "Create Procedure";
+        }
+        char *qn = qid(nm);
+        char *q = dbmysql_printf("SHOW CREATE %s %s.%s", k->noun ? k->keyword : type, qdb, qn);
+        snprintf(what, sizeof what, "read the definition of %s %s.%s", noun, qdb, qn);
+        free(qn);
+        MYSQL_ROW cr = NULL;
+        st = show_create(d, q, column, what, &c, &cr);
+        free(q);
+        if (st)
+            break;
+        st = post_object(d, o, field(c, cr, column), field(c, cr, "sql_mode"),
+                         k->time_zone ? field(c, cr, "time_zone") : NULL, field(c, cr, "collation_connection"));
+        mysql_free_result(c);
+        c = NULL;
+        (*count)++;
+    }
+    mysql_free_result(r);
+    return st;
+}
+
 static coffer_status dump_post(worker *w, size_t di)
 {
     dctx *d = w->d;
@@ -689,118 +745,30 @@ static coffer_status dump_post(worker *w, size_t di)
     if ((st = write_views(&o, views, nviews)) != COFFER_OK)
         goto out;
 
-    /* routines */
+    /* routines, then triggers in their firing order per table and event,
+     * then events */
+    static const defn_kind routines = {"routines", NULL, NULL, NULL, 0},
+                           triggers = {"triggers", "trigger", "TRIGGER", "SQL Original Statement", 0},
+                           events = {"events", "event", "EVENT", "Create Event", 1};
     sql = dbmysql_printf("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES"
                          " WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
                          l);
-    r = query(d, m, sql, "list routines");
+    st = post_definitions(d, &o, D, qdb, sql, &routines, &D->routines);
     free(sql);
-    if (!r) {
-        st = d->st;
-        goto out;
-    }
-    while ((row = mysql_fetch_row(r)) != NULL) {
-        if (!row[0] || !row[1])
-            continue;
-        const char *type = row[0];
-        if (strcmp(type, "PROCEDURE") != 0 && strcmp(type, "FUNCTION") != 0) {
-            d->in->host->log(d->in->h, COFFER_LOG_WARN, "routine `%s`.`%s` of type %s is not dumped", D->name,
-                             row[1], type);
-            continue;
-        }
-        char *qr = qid(row[1]);
-        char *q = dbmysql_printf("SHOW CREATE %s %s.%s", type, qdb, qr);
-        char what[600], colname[32];
-        snprintf(what, sizeof what, "read the definition of %s %s.%s", strcmp(type, "FUNCTION") ? "procedure" : "function", qdb, qr);
-        snprintf(colname, sizeof colname, "Create %s", strcmp(type, "FUNCTION") ? "Procedure" : "Function");
-        free(qr);
-        MYSQL_ROW cr = NULL;
-        st = show_create(d, q, colname, what, &c, &cr);
-        free(q);
-        if (st)
-            break;
-        st = post_object(d, &o, field(c, cr, colname), field(c, cr, "sql_mode"), NULL,
-                         field(c, cr, "collation_connection"));
-        mysql_free_result(c);
-        c = NULL;
-        D->routines++;
-        if (st)
-            break;
-    }
-    mysql_free_result(r);
-    r = NULL;
     if (st)
         goto out;
-
-    /* triggers, in their firing order per table and event */
     sql = dbmysql_printf("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
                          " ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
                          l);
-    r = query(d, m, sql, "list triggers");
+    st = post_definitions(d, &o, D, qdb, sql, &triggers, &D->triggers);
     free(sql);
-    if (!r) {
-        st = d->st;
-        goto out;
-    }
-    while ((row = mysql_fetch_row(r)) != NULL) {
-        if (!row[0])
-            continue;
-        char *qt = qid(row[0]);
-        char *q = dbmysql_printf("SHOW CREATE TRIGGER %s.%s", qdb, qt);
-        char what[600];
-        snprintf(what, sizeof what, "read the definition of trigger %s.%s", qdb, qt);
-        free(qt);
-        MYSQL_ROW cr = NULL;
-        st = show_create(d, q, "SQL Original Statement", what, &c, &cr);
-        free(q);
-        if (st)
-            break;
-        st = post_object(d, &o, field(c, cr, "SQL Original Statement"), field(c, cr, "sql_mode"), NULL,
-                         field(c, cr, "collation_connection"));
-        mysql_free_result(c);
-        c = NULL;
-        D->triggers++;
-        if (st)
-            break;
-    }
-    mysql_free_result(r);
-    r = NULL;
     if (st)
         goto out;
-
-    /* events */
     sql = dbmysql_printf("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s"
                          " ORDER BY EVENT_NAME",
                          l);
-    r = query(d, m, sql, "list events");
+    st = post_definitions(d, &o, D, qdb, sql, &events, &D->events);
     free(sql);
-    if (!r) {
-        st = d->st;
-        goto out;
-    }
-    while ((row = mysql_fetch_row(r)) != NULL) {
-        if (!row[0])
-            continue;
-        char *qe = qid(row[0]);
-        char *q = dbmysql_printf("SHOW CREATE EVENT %s.%s", qdb, qe);
-        char what[600];
-        snprintf(what, sizeof what, "read the definition of event %s.%s", qdb, qe);
-        free(qe);
-        MYSQL_ROW cr = NULL;
-        st = show_create(d, q, "Create Event", what, &c, &cr);
-        free(q);
-        if (st)
-            break;
-        st = post_object(d, &o, field(c, cr, "Create Event"), field(c, cr, "sql_mode"), field(c, cr, "time_zone"),
-                         field(c, cr, "collation_connection"));
-        mysql_free_result(c);
-        c = NULL;
-        D->events++;
-        if (st)
-            break;
-    }
-    mysql_free_result(r);
-    r = NULL;
     if (st == COFFER_OK && o.st)
         st = record(d, o.st, "cannot write dump stream %s", name);
 out:
