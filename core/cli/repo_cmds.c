@@ -113,17 +113,14 @@ int cmd_prune(int argc, char **argv)
     args a = {0};
     if (parse(argc, argv, help_prune, &a) != 0)
         return CF_EXIT_USAGE;
-    if (need_policy("prune", &a))
-        return CF_EXIT_USAGE;
     cf_prune_cmd o = {
         .dry_run = a.dry_run, .max_unused = 5, .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
     if (a.max_unused && cf_prune_parse_percent(a.max_unused, &o.max_unused) != 0)
         return usage_error("prune", cf_error());
-    cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0) /* -2: the policy or target is wrong */
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
-    run->no_progress = no_progress;
+    cf_run *run; /* the prune takes its exclusive lock itself */
+    int orc = cli_open_parsed("prune", 1, CLI_LOCK_NONE, &a, &run);
+    if (orc)
+        return orc;
     json_t *rep = NULL;
     if (cf_prune_repository(run, &o, &rep) != 0) {
         cf_run_close(run);
@@ -218,12 +215,10 @@ int cmd_key(int argc, char **argv)
         return usage_error("key", "expected list, add, remove ID or passwd");
     if (optind + 1 + is_remove != argc)
         return usage_error("key", is_remove ? "remove takes one key ID" : "too many arguments");
-    if (need_policy("key", &a))
-        return CF_EXIT_USAGE;
-    cf_run *run;
-    int orc = cf_run_open(a.policy, a.target, 1, &run);
-    if (orc != 0) /* -2: the policy or target is wrong */
-        return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
+    cf_run *run; /* locked below, once the passphrase was asked for */
+    int orc = cli_open_parsed("key", 1, CLI_LOCK_NONE, &a, &run);
+    if (orc)
+        return orc;
     int rc = CF_EXIT_OK;
     if (cf_repo_encryption(run->repo) == CF_REPO_ENC_NONE) {
         cf_fail("target '%s' (%s): the repository is not encrypted: it has no keys",
