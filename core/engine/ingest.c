@@ -51,13 +51,19 @@ static int store(cf_ingest *g, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Cut and store every chunk that is certainly complete: while at least
- * max_size bytes are buffered, the next cut does not depend on more data. */
+/* Cut and store every chunk that is certainly complete. A cut found
+ * inside the buffered data is final (it is the first position after the
+ * minimum size where the rolling hash matches, whatever follows), and so
+ * is a chunk of max_size; only a tail with no cut yet waits for more data.
+ * The tail moved to the front is then about half a chunk, not max_size. */
 static int drain(cf_ingest *g, int final)
 {
     size_t off = 0, max = g->cdc->p.max_size;
-    while (g->len - off >= max || (final && off < g->len)) {
-        size_t n = cf_cdc_cut(g->cdc, g->buf + off, g->len - off);
+    while (off < g->len) {
+        size_t avail = g->len - off;
+        size_t n = cf_cdc_cut(g->cdc, g->buf + off, avail);
+        if (!final && n == avail && avail < max)
+            break;
         if (store(g, g->buf + off, n) != 0)
             return -1;
         off += n;
