@@ -491,6 +491,8 @@ static void build_skip(const cf_policy *p, const cf_component *c, char **owned, 
 
 /* ---- database sink -------------------------------------------------- */
 
+typedef struct dbstream dbstream;
+
 typedef struct dbsink {
     coffer_dump_sink sink;
     cf_run *run;
@@ -501,14 +503,71 @@ typedef struct dbsink {
     json_t *meta;
     uint64_t bytes, new_raw;
     int streams;
+    dbstream *open; /* streams the driver has not closed (yet) */
     char err[1024]; /* first failure inside the sink: the real cause */
 } dbsink;
 
-typedef struct dbstream {
+/* A dump stream is a pipeline: the driver's thread fills one buffer while
+ * the stream's own thread chunks, hashes, compresses and encrypts the
+ * other, so formatting rows and storing them use both cores. */
+#define STREAM_BUF (1u << 20)
+
+struct dbstream {
     dbsink *s;
     cf_ingest g;
     char *name;
-} dbstream;
+    dbstream *next; /* in s->open */
+    pthread_t thr;
+    int running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *buf[2];
+    size_t len[2];
+    int full[2];   /* handed to the stream's thread */
+    int wi, ri;    /* buffer the driver fills, buffer the thread takes next */
+    int eof, failed;
+    char err[1024];
+};
+
+static void sink_note_msg(dbsink *s, const char *msg)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->err[0])
+        snprintf(s->err, sizeof s->err, "%s", msg);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void sink_note(dbsink *s)
+{
+    sink_note_msg(s, cf_error());
+}
+
+static void *stream_thread(void *arg)
+{
+    dbstream *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->full[d->ri] && !d->eof)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (!d->full[d->ri])
+            break; /* end of stream, everything stored */
+        int i = d->ri;
+        int skip = d->failed;
+        pthread_mutex_unlock(&d->mu);
+        int rc = skip ? 0 : cf_ingest_write(&d->g, d->buf[i], d->len[i]);
+        pthread_mutex_lock(&d->mu);
+        if (rc != 0 && !d->failed) {
+            d->failed = 1;
+            snprintf(d->err, sizeof d->err, "%s", cf_error());
+        }
+        d->len[i] = 0;
+        d->full[i] = 0;
+        d->ri ^= 1;
+        pthread_cond_broadcast(&d->cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
 
 static coffer_status sink_open(coffer_dump_sink *sink, const char *name, void **stream)
 {
@@ -519,32 +578,117 @@ static coffer_status sink_open(coffer_dump_sink *sink, const char *name, void **
     d->s = s;
     d->name = cf_strdup(name);
     cf_ingest_init(&d->g, s->run->repo, s->cdc);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->buf[0] = cf_malloc(STREAM_BUF);
+    d->buf[1] = cf_malloc(STREAM_BUF);
+    d->running = pthread_create(&d->thr, NULL, stream_thread, d) == 0;
+    pthread_mutex_lock(&s->mu);
+    d->next = s->open;
+    s->open = d;
+    pthread_mutex_unlock(&s->mu);
     *stream = d;
     return COFFER_OK;
 }
 
-static void sink_note(dbsink *s)
+/* Hand the driver's current buffer to the stream's thread (with d->mu). */
+static void stream_hand_over(dbstream *d)
 {
-    pthread_mutex_lock(&s->mu);
-    if (!s->err[0])
-        snprintf(s->err, sizeof s->err, "%s", cf_error());
-    pthread_mutex_unlock(&s->mu);
+    d->full[d->wi] = 1;
+    d->wi ^= 1;
+    pthread_cond_broadcast(&d->cv);
+}
+
+static coffer_status stream_failure(dbstream *d)
+{
+    sink_note_msg(d->s, d->err);
+    return cf_cancel_flag ? COFFER_ERR_CANCELLED : COFFER_ERR_FAILED;
 }
 
 static coffer_status sink_write(void *stream, const void *buf, size_t len)
 {
     dbstream *d = stream;
-    if (cf_ingest_write(&d->g, buf, len) != 0) {
-        sink_note(d->s);
-        return cf_cancel_flag ? COFFER_ERR_CANCELLED : COFFER_ERR_FAILED;
+    if (!d->running) {
+        if (cf_ingest_write(&d->g, buf, len) != 0) {
+            sink_note(d->s);
+            return cf_cancel_flag ? COFFER_ERR_CANCELLED : COFFER_ERR_FAILED;
+        }
+        return COFFER_OK;
+    }
+    const uint8_t *p = buf;
+    while (len) {
+        pthread_mutex_lock(&d->mu);
+        while (d->full[d->wi] && !d->failed)
+            pthread_cond_wait(&d->cv, &d->mu);
+        int failed = d->failed;
+        pthread_mutex_unlock(&d->mu);
+        if (failed)
+            return stream_failure(d);
+        /* buf[wi] is the driver thread's until it is handed over */
+        int i = d->wi;
+        size_t n = STREAM_BUF - d->len[i] < len ? STREAM_BUF - d->len[i] : len;
+        memcpy(d->buf[i] + d->len[i], p, n);
+        d->len[i] += n;
+        p += n;
+        len -= n;
+        if (d->len[i] == STREAM_BUF) {
+            pthread_mutex_lock(&d->mu);
+            stream_hand_over(d);
+            pthread_mutex_unlock(&d->mu);
+        }
     }
     return COFFER_OK;
+}
+
+/* Stop the stream's thread after what was handed over is stored (or,
+ * with abort, dropped); 0 when every byte written was stored. */
+static int stream_stop(dbstream *d, int abort)
+{
+    if (!d->running)
+        return 0;
+    pthread_mutex_lock(&d->mu);
+    if (abort && !d->failed) {
+        d->failed = 1;
+        snprintf(d->err, sizeof d->err, "dump stream %s not completed by the driver", d->name);
+    }
+    if (d->len[d->wi] && !d->failed)
+        stream_hand_over(d);
+    d->eof = 1;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thr, NULL);
+    d->running = 0;
+    return d->failed ? -1 : 0;
+}
+
+static void stream_free(dbstream *d)
+{
+    dbsink *s = d->s;
+    pthread_mutex_lock(&s->mu);
+    for (dbstream **pp = &s->open; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    cf_ingest_free(&d->g);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    free(d->buf[0]);
+    free(d->buf[1]);
+    free(d->name);
+    free(d);
 }
 
 static coffer_status sink_close(void *stream)
 {
     dbstream *d = stream;
     dbsink *s = d->s;
+    if (stream_stop(d, 0) != 0) {
+        coffer_status st = stream_failure(d);
+        stream_free(d);
+        return st;
+    }
     int rc = cf_ingest_finish(&d->g);
     if (rc == 0) {
         cf_entry e = {0};
@@ -564,9 +708,7 @@ static coffer_status sink_close(void *stream)
     }
     if (rc != 0)
         sink_note(s);
-    cf_ingest_free(&d->g);
-    free(d->name);
-    free(d);
+    stream_free(d);
     return rc == 0 ? COFFER_OK : COFFER_ERR_FAILED;
 }
 
@@ -600,6 +742,16 @@ static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwrit
     cf_log(CF_LOG_INFO, "component '%s': dumping %s database", db->comp->name, db->comp->driver);
     double t0 = cf_now();
     coffer_status st = db->ops->dump(db->inst, &s.sink);
+    /* A driver that failed may leave streams open: they are not part of
+     * the set, their threads stop here. */
+    while (s.open) {
+        stream_stop(s.open, 1);
+        if (st == COFFER_OK) {
+            sink_note_msg(&s, s.open->err);
+            st = COFFER_ERR_FAILED;
+        }
+        stream_free(s.open);
+    }
     int rc = 0;
     if (st != COFFER_OK) {
         if (cf_cancel_flag && st == COFFER_ERR_CANCELLED)
