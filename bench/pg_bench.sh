@@ -53,6 +53,8 @@ printf '[auth]\njwt_secret = "%064d"\n[database]\nurl = "%s"\n' 0 "$PG_URL" >"$r
 head -c 65536 /dev/urandom >"$root/data/uploads/ab/cd/abcd0001"
 export ASTERDRIVE_ROOT=$root COFFER_REPO=$work/repo ASTERDRIVE_STOP=true ASTERDRIVE_START=true
 export ASTERDRIVE_DOCTOR=true ASTERDRIVE_DATABASE_URL=$PG_URL
+# Repositories are encrypted by default (the figures include the encryption).
+export COFFER_PASSPHRASE=${COFFER_PASSPHRASE:-coffer-bench-passphrase}
 policy=$src/policies/asterdrive-postgres-local.yaml
 cf() { "$coffer" --plugin-dir "$plugins" --no-progress "$@"; }
 cf init -p "$policy" >/dev/null
