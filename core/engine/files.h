@@ -1,14 +1,14 @@
 /*
  * Files components: walking a tree with full metadata (libarchive's disk
- * reader fills owners' names, xattrs), and writing entries back with
- * libarchive's secure extraction (no "..", no absolute paths, no writing
- * through symlinks).
+ * reader fills owners' names, xattrs). Writing entries back is
+ * engine/extract.h.
  */
 #ifndef CF_FILES_H
 #define CF_FILES_H
 
 #include "engine/manifest.h"
 #include "policy/policy.h"
+#include "util/beneath.h"
 
 /* Called for every entry in walk order (parents before children). For a
  * regular file e->kind is CF_ENT_FILE without chunks; abspath opens it.
@@ -30,20 +30,5 @@ int cf_walk_component(const cf_walk_opts *o);
 
 /* 1 if rel matches an exclude pattern (see docs/policy-reference.md). */
 int cf_exclude_match(const cf_strlist *patterns, const char *rel);
-
-/* 0 if rel is a safe relative path (no "..", not absolute, not empty). */
-int cf_path_safe(const char *rel);
-
-typedef struct cf_extract cf_extract;
-/* Extraction relative to the current working directory. */
-cf_extract *cf_extract_new(void);
-/* Non-file entries (dir, symlink, hardlink): written at once. */
-int cf_extract_entry(cf_extract *x, const cf_entry *e);
-/* Regular files: header, data, end. */
-int cf_extract_file_begin(cf_extract *x, const cf_entry *e);
-int cf_extract_file_data(cf_extract *x, const void *buf, size_t len);
-int cf_extract_file_end(cf_extract *x);
-/* Applies deferred directory times/permissions. */
-int cf_extract_close(cf_extract *x);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/header.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -443,6 +444,11 @@ int cf_manifest_open(cf_repo *r, const char *set_id, cf_mreader **out, json_t **
     if (fmt != CF_MANIFEST_FORMAT) {
         cf_fail("%s: manifest format %lld is not supported by this coffer (knows %d)", m->key,
                 (long long)fmt, CF_MANIFEST_FORMAT);
+        json_decref(h);
+        cf_manifest_close(m);
+        return -1;
+    }
+    if (cf_set_header_check(set_id, h) != 0) {
         json_decref(h);
         cf_manifest_close(m);
         return -1;

@@ -247,32 +247,35 @@ static void add_check(json_t *checks, int ok, const char *check, const char *det
            *detail ? ": " : "", detail);
 }
 
+/* A copied object as a file beneath dir: its key is resolved there
+ * without following links, and an object key twice is refused. */
 static int write_object_file(cf_repo *repo, const char *dir, const cf_entry *e, cf_buf *buf)
 {
     if (cf_path_safe(e->path) != 0)
         return cf_fail("object %s: refused: key escapes the restore directory", e->path);
-    char *path = cf_asprintf("%s/%s", dir, e->path);
-    for (char *p = path + strlen(dir) + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(path, 0700);
-            *p = '/';
-        }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        cf_fail_errno("cannot create %s", path);
-        free(path);
-        return -1;
-    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return cf_fail_errno("cannot open %s", dir);
+    const char *base;
+    int pfd = cf_beneath_parent(dfd, e->path, 0700, &base);
+    close(dfd);
+    if (pfd < 0)
+        return cf_fail_errno("object %s: refused: cannot make its directory beneath %s", e->path,
+                             dir);
+    int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    close(pfd);
+    if (fd < 0)
+        return errno == EEXIST ? cf_fail("object %s: refused: the set holds this key twice",
+                                         e->path)
+                               : cf_fail_errno("cannot create %s/%s", dir, e->path);
     int rc = 0;
     for (size_t i = 0; i < e->nchunks && rc == 0; i++) {
         rc = cf_repo_get_chunk(repo, &e->chunks[i], buf);
         if (rc == 0 && write(fd, buf->data, buf->len) != (ssize_t)buf->len)
-            rc = cf_fail_errno("writing %s", path);
+            rc = cf_fail_errno("writing %s/%s", dir, e->path);
     }
     if (close(fd) != 0 && rc == 0)
-        rc = cf_fail_errno("writing %s", path);
-    free(path);
+        rc = cf_fail_errno("writing %s/%s", dir, e->path);
     return rc;
 }
 

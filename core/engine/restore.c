@@ -18,10 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "engine/backup.h"
+#include "engine/extract.h"
 #include "engine/files.h"
+#include "engine/header.h"
 #include "engine/objects.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
@@ -182,6 +185,16 @@ int cf_dbsource_load(cf_repo *repo, const char *set_id, const char *component, c
     while ((rc = cf_manifest_next(m, &e)) == 1) {
         if (strcmp(e.component, component) == 0) {
             if (e.kind == CF_ENT_STREAM) {
+                int dup = 0;
+                for (size_t i = 0; i < s->n; i++)
+                    dup |= strcmp(s->streams[i].name, e.path) == 0;
+                if (!cf_stream_name_valid(e.path) || dup) {
+                    rc = cf_fail("set %s, component '%s': stream name '%s' refused: %s", set_id,
+                                 component, e.path,
+                                 dup ? "it appears twice" : "not a single file name");
+                    cf_entry_clear(&e);
+                    break;
+                }
                 s->streams = cf_realloc(s->streams, (s->n + 1) * sizeof *s->streams);
                 src_stream *st = &s->streams[s->n++];
                 st->name = e.path;
@@ -256,10 +269,12 @@ void cf_dbsource_free(cf_dbsource *s)
 
 typedef struct rjob {
     cf_entry e;
+    int pfd; /* the file's parent directory, resolved beneath the staging root */
 } rjob;
 
 typedef struct rpool {
     cf_repo *repo;
+    cf_extract *x;
     rjob *q[QCAP];
     size_t head, tail;
     int closing, failed;
@@ -268,34 +283,45 @@ typedef struct rpool {
     pthread_cond_t nonempty, nonfull;
 } rpool;
 
-static int write_file(cf_repo *repo, cf_extract *x, const cf_entry *e, cf_buf *buf)
+static int write_file(rpool *p, rjob *j, cf_buf *buf)
 {
-    if (cf_extract_file_begin(x, e) != 0)
+    cf_xfile f;
+    int rc = cf_extract_file_begin(p->x, j->pfd, &j->e, &f);
+    if (rc != 0)
         return -1;
-    uint64_t total = 0;
-    for (size_t i = 0; i < e->nchunks; i++) {
+    for (size_t i = 0; i < j->e.nchunks; i++) {
         if (cf_cancel_flag)
-            return cf_fail("cancelled");
-        if (cf_repo_get_chunk(repo, &e->chunks[i], buf) != 0) {
-            cf_error_prefix("%s", e->path);
+            rc = cf_fail("cancelled");
+        else if (cf_repo_get_chunk(p->repo, &j->e.chunks[i], buf) != 0) {
+            cf_error_prefix("%s", j->e.path);
+            rc = -1;
+        } else if (buf->len > j->e.size - f.written) {
+            rc = cf_fail("%s: the chunks hold more than the %llu bytes the set recorded",
+                         j->e.path, (unsigned long long)j->e.size);
+        } else {
+            rc = cf_extract_file_data(&f, buf->data, buf->len);
+            cf_progress_add(buf->len, 0);
+        }
+        if (rc != 0) {
+            cf_extract_file_abort(&f);
             return -1;
         }
-        if (cf_extract_file_data(x, buf->data, buf->len) != 0)
-            return -1;
-        total += buf->len;
-        cf_progress_add(buf->len, 0);
     }
-    if (total != e->size)
-        return cf_fail("%s: restored %llu bytes, the set recorded %llu", e->path,
-                       (unsigned long long)total, (unsigned long long)e->size);
     cf_progress_add(0, 1);
-    return cf_extract_file_end(x);
+    return cf_extract_file_end(p->x, &f);
+}
+
+static void job_free(rjob *j)
+{
+    if (j->pfd >= 0)
+        close(j->pfd);
+    cf_entry_clear(&j->e);
+    free(j);
 }
 
 static void *rworker(void *arg)
 {
     rpool *p = arg;
-    cf_extract *x = cf_extract_new();
     cf_buf buf = {0};
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -307,9 +333,8 @@ static void *rworker(void *arg)
         pthread_cond_signal(&p->nonfull);
         int skip = p->failed;
         pthread_mutex_unlock(&p->mu);
-        int rc = skip ? 0 : write_file(p->repo, x, &j->e, &buf);
-        cf_entry_clear(&j->e);
-        free(j);
+        int rc = skip ? 0 : write_file(p, j, &buf);
+        job_free(j);
         pthread_mutex_lock(&p->mu);
         if (rc != 0 && !p->failed) {
             p->failed = 1;
@@ -317,27 +342,22 @@ static void *rworker(void *arg)
         }
     }
     pthread_mutex_unlock(&p->mu);
-    if (cf_extract_close(x) != 0) {
-        pthread_mutex_lock(&p->mu);
-        if (!p->failed) {
-            p->failed = 1;
-            snprintf(p->err, sizeof p->err, "%s", cf_error());
-        }
-        pthread_mutex_unlock(&p->mu);
-    }
     cf_buf_free(&buf);
     return NULL;
 }
 
-/* Write every entry of a files component below the current directory. */
-static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
+/* Write every entry of a files component beneath the directory dirfd.
+ * Directories are made in manifest order by this thread, files are
+ * written by the workers into parent directories this thread resolved,
+ * links and directory metadata come last (engine/extract.h). */
+static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd)
 {
     cf_mreader *m;
     json_t *h;
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
     json_decref(h);
-    rpool p = {.repo = repo};
+    rpool p = {.repo = repo, .x = cf_extract_new(dirfd)};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);
     pthread_cond_init(&p.nonfull, NULL);
@@ -345,57 +365,37 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
     pthread_t *th = cf_calloc((size_t)nt, sizeof *th);
     for (int i = 0; i < nt; i++)
         pthread_create(&th[i], NULL, rworker, &p);
-    cf_extract *x = cf_extract_new();
-    cf_entry *links = NULL;
-    size_t nlinks = 0;
-    struct redo_dir {
-        char *path;
-        uint32_t mode;
-        struct timespec ts[2];
-    } *redo = NULL;
-    size_t nredo = 0;
-    struct stat pre;
     cf_entry e;
     int rc;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
-        if (strcmp(e.component, comp) != 0 || e.kind == CF_ENT_META || e.kind == CF_ENT_OTHER ||
-            e.kind == CF_ENT_STREAM) {
+        if (strcmp(e.component, comp) != 0 || e.kind == CF_ENT_OTHER) {
             cf_entry_clear(&e);
             continue;
         }
-        if (cf_path_safe(e.path) != 0) {
-            rc = cf_fail("set %s: entry %s refused: the path escapes the restore target", set_id,
-                         e.path);
+        if (e.kind == CF_ENT_META || e.kind == CF_ENT_STREAM || e.kind == CF_ENT_OBJECT) {
+            rc = cf_fail("%s: refused: a %s entry in a files component", e.path ? e.path : "-",
+                         cf_ent_kind_name(e.kind));
             cf_entry_clear(&e);
             break;
         }
-        if (e.kind == CF_ENT_HARDLINK) {
-            links = cf_realloc(links, (nlinks + 1) * sizeof *links);
-            links[nlinks++] = e;
-            continue;
-        }
-        if (e.kind == CF_ENT_DIR && lstat(e.path, &pre) == 0 && S_ISDIR(pre.st_mode)) {
-            /* Made earlier (a database or config file inside it was
-             * restored first): libarchive leaves an existing directory's
-             * times alone, so they are put back after extraction. */
-            redo = cf_realloc(redo, (nredo + 1) * sizeof *redo);
-            redo[nredo].path = cf_strdup(e.path);
-            redo[nredo].mode = e.mode;
-            redo[nredo].ts[0].tv_sec = e.mtime;
-            redo[nredo].ts[0].tv_nsec = e.mtime_ns;
-            redo[nredo].ts[1] = redo[nredo].ts[0];
-            nredo++;
-        }
         if (e.kind != CF_ENT_FILE) {
-            rc = cf_extract_entry(x, &e);
+            rc = cf_extract_entry(p.x, &e);
+            if (e.kind == CF_ENT_DIR)
+                cf_progress_add(0, 1);
             cf_entry_clear(&e);
             if (rc != 0)
                 break;
-            cf_progress_add(0, 1);
             continue;
+        }
+        int pfd = cf_extract_parent(p.x, &e);
+        if (pfd < 0) {
+            rc = -1;
+            cf_entry_clear(&e);
+            break;
         }
         rjob *j = cf_calloc(1, sizeof *j);
         j->e = e;
+        j->pfd = pfd;
         pthread_mutex_lock(&p.mu);
         while (p.tail - p.head >= QCAP && !p.failed)
             pthread_cond_wait(&p.nonfull, &p.mu);
@@ -406,8 +406,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
         }
         pthread_mutex_unlock(&p.mu);
         if (failed) {
-            cf_entry_clear(&j->e);
-            free(j);
+            job_free(j);
             break;
         }
         if (cf_cancel_flag) {
@@ -432,22 +431,11 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
         cf_fail("%s", saved);
     else if (p.failed)
         rc = cf_fail("%s", p.err);
-    for (size_t i = 0; i < nlinks; i++) {
-        if (rc == 0)
-            rc = cf_extract_entry(x, &links[i]);
-        cf_entry_clear(&links[i]);
-    }
-    free(links);
-    if (cf_extract_close(x) != 0 && rc == 0)
-        rc = -1;
-    /* deepest first, so a parent's time is set after its children's */
-    for (size_t i = nredo; i-- > 0;) {
-        if (rc == 0 && (chmod(redo[i].path, redo[i].mode) != 0 ||
-                        utimensat(AT_FDCWD, redo[i].path, redo[i].ts, AT_SYMLINK_NOFOLLOW) != 0))
-            rc = cf_fail_errno("%s: cannot restore directory metadata", redo[i].path);
-        free(redo[i].path);
-    }
-    free(redo);
+    if (rc == 0)
+        rc = cf_extract_finish(p.x);
+    if (rc != 0)
+        cf_error_prefix("set %s, component '%s'", set_id, comp);
+    cf_extract_free(p.x);
     cf_manifest_close(m);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.nonempty);
@@ -460,6 +448,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp)
 typedef struct dest {
     char *root;    /* absolute destination root */
     char *staging; /* root/.coffer-restore-<set> */
+    int rootfd, stagefd;
     char **units;  /* relative paths moved into place */
     size_t nunits;
 } dest;
@@ -469,16 +458,44 @@ typedef struct rstate {
     size_t nd;
 } rstate;
 
+/* The destination root (made if missing: it is the operator's choice, so
+ * its own path may hold links) and a fresh private staging directory in
+ * it, both held open: everything below them is resolved from these. */
 static dest *dest_get(rstate *s, const char *root, const char *set_id)
 {
     for (size_t i = 0; i < s->nd; i++)
         if (strcmp(s->d[i].root, root) == 0)
             return &s->d[i];
+    if (mkdir_p(root, 0755) != 0)
+        return NULL;
+    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        cf_fail_errno("cannot open restore target %s", root);
+        return NULL;
+    }
+    char *name = cf_asprintf(".coffer-restore-%s", set_id);
+    char *staging = cf_asprintf("%s/%s", root, name);
+    if (mkdirat(rootfd, name, 0700) != 0 && errno == EEXIST) {
+        cf_log(CF_LOG_WARN, "removing %s, left by an interrupted restore", staging);
+        cf_rmtree(staging);
+        if (mkdirat(rootfd, name, 0700) != 0 && errno == EEXIST)
+            errno = EEXIST;
+    }
+    int stagefd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(name);
+    if (stagefd < 0) {
+        cf_fail_errno("cannot create staging directory %s", staging);
+        free(staging);
+        close(rootfd);
+        return NULL;
+    }
     s->d = cf_realloc(s->d, (s->nd + 1) * sizeof *s->d);
     dest *d = &s->d[s->nd++];
     memset(d, 0, sizeof *d);
     d->root = cf_strdup(root);
-    d->staging = cf_asprintf("%s/.coffer-restore-%s", root, set_id);
+    d->staging = staging;
+    d->rootfd = rootfd;
+    d->stagefd = stagefd;
     return d;
 }
 
@@ -494,30 +511,83 @@ static int inside(const char *a, const char *b) /* a strictly inside b */
     return strncmp(a, b, l) == 0 && a[l] == '/';
 }
 
-static int exists(const char *p)
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+/* rename(2) that never replaces what is at the destination. */
+static int rename_noreplace(int ofd, const char *old, int nfd, const char *new)
 {
+    return (int)syscall(SYS_renameat2, ofd, old, nfd, new, RENAME_NOREPLACE);
+}
+
+/* Move one unit from staging into place; what it replaces goes aside to
+ * root/.coffer-previous-<set>/. Both sides are resolved beneath their
+ * roots without following links: a link in the live tree is moved aside
+ * as a link, never followed. */
+static int swap_unit(dest *d, const char *u, int *prevfd, const char *prevname)
+{
+    const char *sbase, *dbase;
     struct stat st;
-    return lstat(p, &st) == 0;
+    int spfd = cf_beneath_parent(d->stagefd, u, 0, &sbase);
+    int staged = spfd >= 0 && fstatat(spfd, sbase, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    int dpfd = cf_beneath_parent(d->rootfd, u, 0755, &dbase);
+    int rc = 0;
+    if (dpfd < 0) {
+        rc = errno == ELOOP || errno == ENOTDIR
+                 ? cf_fail("%s/%s: refused: the target has a symbolic link or a file on the "
+                           "way; coffer does not restore through links",
+                           d->root, u)
+                 : cf_fail_errno("%s/%s: cannot open its directory", d->root, u);
+    } else if (fstatat(dpfd, dbase, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (*prevfd < 0) {
+            if (mkdirat(d->rootfd, prevname, 0700) != 0 && errno != EEXIST)
+                rc = cf_fail_errno("cannot create %s/%s", d->root, prevname);
+            else if ((*prevfd = cf_beneath_open(d->rootfd, prevname, O_RDONLY | O_DIRECTORY,
+                                                0)) < 0)
+                rc = cf_fail_errno("cannot open %s/%s", d->root, prevname);
+        }
+        const char *abase;
+        int apfd = rc == 0 ? cf_beneath_parent(*prevfd, u, 0700, &abase) : -1;
+        if (rc == 0 && apfd < 0)
+            rc = cf_fail_errno("cannot create the directory for %s/%s/%s", d->root, prevname, u);
+        else if (rc == 0 && rename_noreplace(dpfd, dbase, apfd, abase) != 0)
+            rc = cf_fail_errno("cannot move %s/%s aside to %s/%s/%s", d->root, u, d->root,
+                               prevname, u);
+        if (apfd >= 0)
+            close(apfd);
+    }
+    if (rc == 0 && staged && rename_noreplace(spfd, sbase, dpfd, dbase) != 0)
+        rc = cf_fail_errno("cannot move %s/%s into place", d->root, u);
+    if (spfd >= 0)
+        close(spfd);
+    if (dpfd >= 0)
+        close(dpfd);
+    return rc;
 }
 
 /* Move staged units into place; whatever they replace is kept aside in
  * root/.coffer-previous-<set>/ for the operator to inspect or remove. */
 static int swap_in(dest *d, const char *set_id)
 {
-    char *prev = NULL;
     /* A component of the whole root ("."): every top-level entry it wrote. */
     for (size_t i = 0; i < d->nunits; i++) {
         if (strcmp(d->units[i], ".") != 0)
             continue;
-        DIR *dir = opendir(d->staging);
+        int fd = fcntl(d->stagefd, F_DUPFD_CLOEXEC, 0);
+        DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
         struct dirent *de;
         while (dir && (de = readdir(dir)) != NULL)
             if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
                 dest_add_unit(d, de->d_name);
         if (dir)
             closedir(dir);
+        else if (fd >= 0)
+            close(fd);
     }
-    for (size_t i = 0; i < d->nunits; i++) {
+    char *prevname = cf_asprintf(".coffer-previous-%s", set_id);
+    int prevfd = -1, rc = 0;
+    for (size_t i = 0; i < d->nunits && rc == 0; i++) {
         const char *u = d->units[i];
         if (strcmp(u, ".") == 0)
             continue;
@@ -525,44 +595,43 @@ static int swap_in(dest *d, const char *set_id)
         for (size_t k = 0; k < d->nunits; k++)
             if (k != i && (inside(u, d->units[k]) || (strcmp(u, d->units[k]) == 0 && k < i)))
                 covered = 1;
-        if (covered)
-            continue;
-        char *src = cf_asprintf("%s/%s", d->staging, u);
-        char *dst = cf_asprintf("%s/%s", d->root, u);
-        int rc = 0;
-        if (exists(dst)) {
-            if (!prev)
-                prev = cf_asprintf("%s/.coffer-previous-%s", d->root, set_id);
-            char *aside = cf_asprintf("%s/%s", prev, u);
-            char *parent = cf_strdup(aside);
-            *strrchr(parent, '/') = 0;
-            rc = mkdir_p(parent, 0700);
-            if (rc == 0 && rename(dst, aside) != 0)
-                rc = cf_fail_errno("cannot move %s aside to %s", dst, aside);
-            free(parent);
-            free(aside);
-        }
-        if (rc == 0 && exists(src)) {
-            char *parent = cf_strdup(dst);
-            *strrchr(parent, '/') = 0;
-            rc = mkdir_p(parent, 0755);
-            if (rc == 0 && rename(src, dst) != 0)
-                rc = cf_fail_errno("cannot move %s into place", dst);
-            free(parent);
-        }
-        free(src);
-        free(dst);
-        if (rc != 0) {
-            free(prev);
-            return -1;
-        }
+        if (!covered)
+            rc = swap_unit(d, u, &prevfd, prevname);
     }
-    if (prev) {
-        cf_log(CF_LOG_INFO, "replaced files were kept in %s", prev);
-        free(prev);
+    if (prevfd >= 0) {
+        close(prevfd);
+        cf_log(CF_LOG_INFO, "replaced files were kept in %s/%s", d->root, prevname);
     }
-    cf_rmtree(d->staging);
-    return 0;
+    free(prevname);
+    if (rc == 0)
+        cf_rmtree(d->staging);
+    return rc;
+}
+
+/* Move a file a database driver restored in its private directory into
+ * the staging tree (never over anything there). */
+static int move_owned(int privfd, dest *d, const char *rel)
+{
+    const char *sbase, *dbase;
+    struct stat st;
+    int spfd = cf_beneath_parent(privfd, rel, 0, &sbase);
+    if (spfd < 0 || fstatat(spfd, sbase, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (spfd >= 0)
+            close(spfd);
+        return 0; /* the driver wrote no such file (a -wal, say) */
+    }
+    int rc = 0;
+    int dpfd = cf_beneath_parent(d->stagefd, rel, 0755, &dbase);
+    if (dpfd < 0)
+        rc = cf_fail("%s: refused: a symbolic link or a file of the set is on its way", rel);
+    else if (rename_noreplace(spfd, sbase, dpfd, dbase) != 0)
+        rc = errno == EEXIST
+                 ? cf_fail("%s: refused: another component of the set holds this path", rel)
+                 : cf_fail_errno("%s: cannot move into the staging directory", rel);
+    close(spfd);
+    if (dpfd >= 0)
+        close(dpfd);
+    return rc;
 }
 
 static const char *map_value(const cf_restore_opts *o, const char *name)
@@ -675,7 +744,6 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     char *root = NULL;
     rstate rs = {0};
     int stopped = 0;
-    int cwd_fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     if (restore_order(p, json_object_get(h, "components"), o->only, &comps) == 0) {
         rc = o->only ? cf_fail("set %s has no component '%s'", set_id, o->only)
@@ -735,6 +803,15 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         const char *name = json_string_value(json_object_get(cj, "name"));
         const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
         const char *map = map_value(o, name);
+        if (!cf_policy_component(p, name) && !o->only) {
+            /* What a set holds beyond the policy is restored only when
+             * asked for by name: a hand-made set could otherwise add a
+             * component the operator never declared. */
+            rc = cf_fail("set %s has component '%s', which policy '%s' does not declare; "
+                         "restore it by name with --only %s if it is wanted",
+                         set_id, name, p->name, name);
+            break;
+        }
         cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
         if (strcmp(type, "files") == 0) {
             char *droot = map ? absolute(map) : cf_strdup(root);
@@ -745,13 +822,11 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             }
             dest *d = dest_get(&rs, droot, set_id);
             free(droot);
-            rc = mkdir_p(d->staging, 0700);
-            if (rc == 0 && chdir(d->staging) != 0)
-                rc = cf_fail_errno("cannot enter %s", d->staging);
-            if (rc == 0)
-                rc = restore_files(run->repo, set_id, name);
-            if (fchdir(cwd_fd) != 0 && rc == 0)
-                rc = cf_fail_errno("cannot return to the working directory");
+            if (!d) {
+                rc = -1;
+                break;
+            }
+            rc = restore_files(run->repo, set_id, name, d->stagefd);
             json_t *paths = json_object_get(cj, "paths");
             size_t k;
             json_t *pv;
@@ -779,11 +854,26 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             }
             dest *d = NULL;
             const char *droot = root;
+            char *priv = NULL;
+            int privfd = -1;
             if (!map && db.ops->owned_paths) {
-                /* File databases go through staging like files. */
+                /* A file database is restored into an empty private
+                 * directory, then its files are moved into the staging
+                 * tree: the driver never meets a link that an earlier
+                 * component of the set placed there. */
                 d = dest_get(&rs, root, set_id);
-                rc = mkdir_p(d->staging, 0700);
-                droot = d->staging;
+                if (!d) {
+                    rc = -1;
+                } else {
+                    char *pn = cf_asprintf(".coffer-db-%s", name);
+                    priv = cf_asprintf("%s/%s", d->staging, pn);
+                    if (mkdirat(d->stagefd, pn, 0700) != 0 ||
+                        (privfd = openat(d->stagefd, pn,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+                        rc = cf_fail_errno("cannot create %s", priv);
+                    free(pn);
+                    droot = priv;
+                }
             }
             /* --force is about the restore directory. A server database
              * restored without --map is the live one: it is only ever
@@ -809,9 +899,16 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             if (rc == 0 && d) {
                 const char *paths[16];
                 size_t n = db.ops->owned_paths(db.inst, paths, 16);
-                for (size_t k = 0; k < n && k < 16; k++)
+                for (size_t k = 0; k < n && k < 16 && rc == 0; k++) {
+                    rc = move_owned(privfd, d, paths[k]);
                     dest_add_unit(d, paths[k]);
+                }
             }
+            if (privfd >= 0)
+                close(privfd);
+            if (priv)
+                cf_rmtree(priv);
+            free(priv);
             char *shown = cf_redact_url(map ? map : root);
             json_array_append_new(json_object_get(rep, "components"),
                                   json_pack("{s:s,s:s}", "name", name, "destination", shown));
@@ -837,9 +934,14 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                     char *droot = map ? absolute(map) : cf_strdup(root);
                     d = dest_get(&rs, droot, set_id);
                     free(droot);
-                    dir = cf_asprintf("%s/%s", d->staging, name);
-                    rc = mkdir_p(dir, 0700);
-                    oo.dir = dir;
+                    if (!d) {
+                        rc = -1;
+                    } else {
+                        dir = cf_asprintf("%s/%s", d->staging, name);
+                        if (mkdirat(d->stagefd, name, 0700) != 0)
+                            rc = cf_fail_errno("cannot create %s", dir);
+                        oo.dir = dir;
+                    }
                 }
             }
             long np = rc == 0 ? cf_objects_restore(run, set_id, pc, &oo,
@@ -918,13 +1020,13 @@ out:
     if (rc == 0)
         json_object_set_new(rep, "root", json_string(root));
     for (size_t i = 0; i < rs.nd; i++) {
+        close(rs.d[i].rootfd);
+        close(rs.d[i].stagefd);
         free(rs.d[i].root);
         free(rs.d[i].staging);
         cf_strv_free(rs.d[i].units, rs.d[i].nunits);
     }
     free(rs.d);
-    if (cwd_fd >= 0)
-        close(cwd_fd);
     if (comps)
         json_decref(comps);
     json_decref(h);

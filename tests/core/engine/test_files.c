@@ -11,8 +11,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/time.h>
 
+#include "engine/extract.h"
 #include "engine/files.h"
 #include "engine_test.h"
 
@@ -389,37 +391,54 @@ static void test_walk_single_file_and_excluded_top(void **state)
 
 /* ---- extraction ------------------------------------------------------------- */
 
+static int write_one(cf_extract *x, cf_entry *e, const char *data, size_t len)
+{
+    int pfd = cf_extract_parent(x, e);
+    if (pfd < 0)
+        return -1;
+    cf_xfile xf;
+    int rc = cf_extract_file_begin(x, pfd, e, &xf);
+    close(pfd);
+    if (rc != 0)
+        return -1;
+    /* in uneven pieces */
+    size_t off = 0, piece = 1;
+    while (off < len) {
+        size_t n = len - off < piece ? len - off : piece;
+        if (cf_extract_file_data(&xf, data + off, n) != 0) {
+            cf_extract_file_abort(&xf);
+            return -1;
+        }
+        off += n;
+        piece = piece * 7 + 3;
+    }
+    return cf_extract_file_end(x, &xf);
+}
+
 static void extract_all(fx *f)
 {
-    cf_extract *x = cf_extract_new();
+    int dfd = open(".", O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    cf_extract *x = cf_extract_new(dfd);
     assert_non_null(x);
-    for (int pass = 0; pass < 2; pass++) /* hard links last, as restore does */
-        for (size_t i = 0; i < f->nw; i++) {
-            const cf_entry *e = &f->w[i].e;
-            if ((e->kind == CF_ENT_HARDLINK) != (pass == 1))
-                continue;
-            if (e->kind != CF_ENT_FILE) {
-                if (cf_extract_entry(x, e) != 0)
-                    fail_msg("extract %s: %s", e->path, cf_error());
-                continue;
-            }
-            size_t len;
-            char *data = et_read(f->w[i].abs, &len);
-            assert_non_null(data);
-            assert_int_equal(cf_extract_file_begin(x, e), 0);
-            /* in uneven pieces */
-            size_t off = 0, piece = 1;
-            while (off < len) {
-                size_t n = len - off < piece ? len - off : piece;
-                assert_int_equal(cf_extract_file_data(x, data + off, n), 0);
-                off += n;
-                piece = piece * 7 + 3;
-            }
-            assert_int_equal(cf_extract_file_end(x), 0);
-            free(data);
+    for (size_t i = 0; i < f->nw; i++) {
+        cf_entry *e = &f->w[i].e;
+        if (e->kind != CF_ENT_FILE) {
+            if (cf_extract_entry(x, e) != 0)
+                fail_msg("extract %s: %s", e->path, cf_error());
+            continue;
         }
-    if (cf_extract_close(x) != 0)
-        fail_msg("close: %s", cf_error());
+        size_t len;
+        char *data = et_read(f->w[i].abs, &len);
+        assert_non_null(data);
+        if (write_one(x, e, data, len) != 0)
+            fail_msg("extract %s: %s", e->path, cf_error());
+        free(data);
+    }
+    if (cf_extract_finish(x) != 0)
+        fail_msg("finish: %s", cf_error());
+    cf_extract_free(x);
+    close(dfd);
 }
 
 static void test_extract_roundtrip(void **state)
@@ -499,67 +518,110 @@ static void test_extract_refusals(void **state)
     snprintf(outside, sizeof outside, "%s/outside", f->d.path);
     assert_int_equal(mkdir(work, 0755), 0);
     assert_int_equal(mkdir(outside, 0755), 0);
-    assert_int_equal(chdir(work), 0);
     cf_log_set_level(-1);
-    cf_extract *x = cf_extract_new();
+    for (int walk = 0; walk < 2; walk++) {
+        /* once through openat2, once through the component walk */
+        cf_beneath_no_openat2 = walk;
+        char wdir[500];
+        snprintf(wdir, sizeof wdir, "%s/%d", work, walk);
+        assert_int_equal(mkdir(wdir, 0755), 0);
+        int dfd = open(wdir, O_RDONLY | O_DIRECTORY);
+        assert_true(dfd >= 0);
+        cf_extract *x = cf_extract_new(dfd);
 
-    cf_entry e = plain(CF_ENT_DIR, "../escape");
-    assert_int_equal(cf_extract_entry(x, &e), -1);
-    assert_error_has("../escape");
-    assert_error_has("refused");
-    e = plain(CF_ENT_FILE, "../escape");
-    assert_int_equal(cf_extract_file_begin(x, &e), -1);
-    assert_error_has("refused");
-    snprintf(p, sizeof p, "%s/escape", f->d.path);
-    assert_false(et_exists(p));
+        cf_entry e = plain(CF_ENT_DIR, "../escape");
+        assert_int_equal(cf_extract_entry(x, &e), -1);
+        assert_error_has("../escape");
+        assert_error_has("refused");
+        e = plain(CF_ENT_FILE, "../escape");
+        assert_int_equal(cf_extract_parent(x, &e), -1);
+        assert_error_has("refused");
+        snprintf(p, sizeof p, "%s/escape", work);
+        assert_false(et_exists(p));
 
-    e = plain(CF_ENT_DIR, "a/../../b");
-    assert_int_equal(cf_extract_entry(x, &e), -1);
-    snprintf(p, sizeof p, "%s/abs-file", outside);
-    e = plain(CF_ENT_FILE, p);
-    assert_int_equal(cf_extract_file_begin(x, &e), -1);
-    assert_error_has(p);
-    assert_false(et_exists(p));
-    e = plain(CF_ENT_SYMLINK, p);
-    e.target = "x";
-    assert_int_equal(cf_extract_entry(x, &e), -1);
-    assert_false(et_exists(p));
+        e = plain(CF_ENT_DIR, "a/../../b");
+        assert_int_equal(cf_extract_entry(x, &e), -1);
+        snprintf(p, sizeof p, "%s/abs-file", outside);
+        e = plain(CF_ENT_FILE, p);
+        assert_int_equal(cf_extract_parent(x, &e), -1);
+        assert_error_has(p);
+        assert_false(et_exists(p));
+        e = plain(CF_ENT_SYMLINK, p);
+        e.target = "x";
+        assert_int_equal(cf_extract_entry(x, &e), -1);
+        assert_false(et_exists(p));
 
-    /* Hard link whose target escapes. */
-    e = plain(CF_ENT_HARDLINK, "h");
-    e.target = "../outside/victim";
-    snprintf(p, sizeof p, "%s/victim", outside);
-    assert_int_equal(et_write_str(p, "victim"), 0);
-    assert_int_equal(cf_extract_entry(x, &e), -1);
-    assert_error_has("hard link target ../outside/victim escapes");
-    assert_false(et_exists("h"));
+        /* Hard link whose target escapes. */
+        e = plain(CF_ENT_HARDLINK, "h");
+        e.target = "../outside/victim";
+        snprintf(p, sizeof p, "%s/victim", outside);
+        if (walk == 0) {
+            assert_int_equal(et_write_str(p, "victim"), 0);
+            assert_int_equal(chmod(p, 0600), 0);
+        }
+        assert_int_equal(cf_extract_entry(x, &e), -1);
+        assert_error_has("hard link target ../outside/victim escapes");
 
-    /* A symbolic link may point anywhere, but nothing is written through it. */
-    e = plain(CF_ENT_SYMLINK, "link");
-    e.target = outside;
-    assert_int_equal(cf_extract_entry(x, &e), 0);
-    e = plain(CF_ENT_FILE, "link/x");
-    e.size = 5;
-    int rc = cf_extract_file_begin(x, &e);
-    if (rc == 0) {
-        cf_extract_file_data(x, "owned", 5);
-        cf_extract_file_end(x);
+        /* A symbolic link may point anywhere; it is made last and nothing
+         * is written through it: a child entry makes a real directory,
+         * and then the link is refused as a second entry of that path. */
+        e = plain(CF_ENT_SYMLINK, "link");
+        e.target = outside;
+        assert_int_equal(cf_extract_entry(x, &e), 0);
+        e = plain(CF_ENT_FILE, "link/x");
+        e.size = 5;
+        assert_int_equal(write_one(x, &e, "owned", 5), 0);
+        e = plain(CF_ENT_DIR, "link/d");
+        assert_int_equal(cf_extract_entry(x, &e), 0);
+        /* A file twice, a directory twice. */
+        e = plain(CF_ENT_FILE, "twice");
+        assert_int_equal(write_one(x, &e, "", 0), 0);
+        assert_int_equal(write_one(x, &e, "", 0), -1);
+        assert_error_has("twice");
+        assert_int_equal(cf_extract_finish(x), -1);
+        assert_error_has("link");
+        assert_error_has("twice");
+        snprintf(p, sizeof p, "%s/x", outside);
+        assert_false(et_exists(p));
+        snprintf(p, sizeof p, "%s/d", outside);
+        assert_false(et_exists(p));
+        cf_extract_free(x);
+
+        /* A link placed first in the tree is never passed through. */
+        x = cf_extract_new(dfd);
+        snprintf(p, sizeof p, "%s/pre", wdir);
+        assert_int_equal(symlink(outside, p), 0);
+        e = plain(CF_ENT_FILE, "pre/y");
+        assert_int_equal(cf_extract_parent(x, &e), -1);
+        assert_error_has("symbolic link");
+        e = plain(CF_ENT_DIR, "pre/z");
+        assert_int_equal(cf_extract_entry(x, &e), -1);
+        snprintf(p, sizeof p, "%s/y", outside);
+        assert_false(et_exists(p));
+        snprintf(p, sizeof p, "%s/z", outside);
+        assert_false(et_exists(p));
+
+        /* The directory twice, then a link of that name. */
+        cf_extract_free(x);
+        x = cf_extract_new(dfd);
+        e = plain(CF_ENT_DIR, "dd");
+        assert_int_equal(cf_extract_entry(x, &e), 0);
+        assert_int_equal(cf_extract_entry(x, &e), 0);
+        assert_int_equal(cf_extract_finish(x), -1);
+        assert_error_has("dd");
+        cf_extract_free(x);
+        close(dfd);
     }
-    snprintf(p, sizeof p, "%s/x", outside);
-    assert_false(et_exists(p));
-    assert_int_equal(rc, -1);
-    assert_error_has("link/x");
-    e = plain(CF_ENT_DIR, "link/d");
-    assert_int_equal(cf_extract_entry(x, &e), -1);
-    snprintf(p, sizeof p, "%s/d", outside);
-    assert_false(et_exists(p));
-    /* The victim was never touched. */
+    cf_beneath_no_openat2 = 0;
+    /* The victim was never touched, and nothing else appeared outside. */
     snprintf(p, sizeof p, "%s/victim", outside);
     char *s = et_read(p, NULL);
     assert_string_equal(s, "victim");
     free(s);
-    cf_extract_close(x);
-    assert_int_equal(cf_extract_close(NULL), 0);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    cf_extract_free(NULL);
 }
 
 int main(void)
