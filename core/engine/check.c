@@ -9,6 +9,7 @@
 
 #include "engine/manifest.h"
 #include "engine/progress.h"
+#include "engine/setcheck.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -391,6 +392,8 @@ static void check_set(cctx *c, set_result *sr)
     int rc;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
         (*nentries)++;
+        if (cf_entry_check(&e) != 0)
+            set_add(sr, NULL, obj, NULL, cf_error());
         if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM) {
             uint64_t sum = 0;
             size_t nbad = 0;

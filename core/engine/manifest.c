@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/header.h"
+#include "engine/setcheck.h"
 #include "plugin/host.h"
 #include "util/util.h"
 

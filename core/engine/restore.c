@@ -24,7 +24,7 @@
 #include "engine/backup.h"
 #include "engine/extract.h"
 #include "engine/files.h"
-#include "engine/header.h"
+#include "engine/setcheck.h"
 #include "engine/objects.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
@@ -371,6 +371,11 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         if (strcmp(e.component, comp) != 0 || e.kind == CF_ENT_OTHER) {
             cf_entry_clear(&e);
             continue;
+        }
+        if (cf_entry_check(&e) != 0) {
+            rc = -1; /* prefixed with the set and component below */
+            cf_entry_clear(&e);
+            break;
         }
         if (e.kind == CF_ENT_META || e.kind == CF_ENT_STREAM || e.kind == CF_ENT_OBJECT) {
             rc = cf_fail("%s: refused: a %s entry in a files component", e.path ? e.path : "-",

@@ -15,6 +15,7 @@
 #include "engine/objects.h"
 #include "engine/progress.h"
 #include "engine/restore.h"
+#include "engine/setcheck.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -193,6 +194,8 @@ static int verify_set(vctx *v, const char *set_id, int read_data)
     uint64_t entries = 0;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
         entries++;
+        if (cf_entry_check(&e) != 0)
+            problem(v, NULL, NULL, NULL, cf_error());
         if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM ||
             (e.kind == CF_ENT_OBJECT && e.chunks)) {
             uint64_t sum = 0;

@@ -1,4 +1,4 @@
-#include "engine/header.h"
+#include "engine/setcheck.h"
 
 #include <string.h>
 
@@ -106,5 +106,31 @@ int cf_set_header_check(const char *set_id, json_t *h)
                                set_id, name);
         }
     }
+    return 0;
+}
+
+int cf_entry_check(const cf_entry *e)
+{
+    const char *what = cf_ent_kind_name(e->kind);
+    if (e->kind == CF_ENT_OTHER || e->kind == CF_ENT_META)
+        return 0;
+    if (!cf_name_valid(e->component))
+        return cf_fail("%s entry %s refused: invalid component name", what, e->path ? e->path : "-");
+    if (e->kind == CF_ENT_STREAM) {
+        if (!cf_stream_name_valid(e->path))
+            return cf_fail("stream '%s' of component '%s' refused: not a single file name",
+                           e->path ? e->path : "", e->component);
+        return 0;
+    }
+    if (cf_path_safe(e->path) != 0)
+        return cf_fail("%s entry '%s' of component '%s' refused: not a plain relative path", what,
+                       e->path ? e->path : "", e->component);
+    if (e->kind == CF_ENT_HARDLINK && (!e->target || cf_path_safe(e->target) != 0))
+        return cf_fail("hardlink entry '%s' refused: target '%s' is not a plain relative path", e->path,
+                       e->target ? e->target : "");
+    if (e->kind == CF_ENT_SYMLINK && (!e->target || !*e->target))
+        return cf_fail("symlink entry '%s' refused: no target", e->path);
+    if (e->mtime_ns < 0 || e->mtime_ns > 999999999 || e->ctime_ns < 0 || e->ctime_ns > 999999999)
+        return cf_fail("%s entry '%s' refused: nanoseconds out of range", what, e->path);
     return 0;
 }
