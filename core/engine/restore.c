@@ -639,6 +639,43 @@ static int move_owned(int privfd, dest *d, const char *rel)
     return rc;
 }
 
+/* Names (up to a few) of what a database driver left in its private
+ * directory besides directories: files it wrote but did not claim. */
+static size_t unclaimed(int dirfd, const char *prefix, cf_buf *names, size_t n)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return n;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *rel = *prefix ? cf_asprintf("%s/%s", prefix, de->d_name) : cf_strdup(de->d_name);
+        struct stat st;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                n = unclaimed(sub, rel, names, n);
+                close(sub);
+            }
+        } else {
+            if (n < 5) {
+                if (names->len)
+                    cf_buf_append(names, ", ", 2);
+                cf_buf_append(names, rel, strlen(rel));
+            }
+            n++;
+        }
+        free(rel);
+    }
+    closedir(d);
+    return n;
+}
+
 static const char *map_value(const cf_restore_opts *o, const char *name)
 {
     size_t l = strlen(name);
@@ -905,9 +942,26 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 const char *paths[16];
                 size_t n = db.ops->owned_paths(db.inst, paths, 16);
                 for (size_t k = 0; k < n && k < 16 && rc == 0; k++) {
+                    if (cf_path_safe(paths[k]) != 0) {
+                        rc = cf_fail("component '%s': driver '%s' claims '%s', which is not a "
+                                     "plain path under the policy root; refused",
+                                     name, pc->driver, paths[k]);
+                        break;
+                    }
                     rc = move_owned(privfd, d, paths[k]);
                     dest_add_unit(d, paths[k]);
                 }
+                cf_buf left = {0};
+                size_t nleft = rc == 0 ? unclaimed(privfd, "", &left, 0) : 0;
+                if (nleft) {
+                    cf_buf_append(&left, "", 1);
+                    rc = cf_fail("component '%s': driver '%s' restored %zu file(s) it does not "
+                                 "claim in owned_paths (%s%s); refusing a restore that would "
+                                 "drop them",
+                                 name, pc->driver, nleft, (char *)left.data,
+                                 nleft > 5 ? ", ..." : "");
+                }
+                cf_buf_free(&left);
             }
             if (privfd >= 0)
                 close(privfd);

@@ -23,6 +23,7 @@ typedef struct vctx {
     cf_run *run;
     const char *set;
     json_t *problems;
+    json_t *unchecked; /* database dumps --read-data could not check, and why */
     char **packs_ok;
     size_t npacks, cappacks;
     cf_buf buf;
@@ -83,6 +84,14 @@ static void check_chunk(vctx *v, const char *path, const cf_id *id, int read_dat
     }
 }
 
+/* A dump --read-data leaves unread is named, never passed over in silence. */
+static void unchecked(vctx *v, const char *component, const char *why)
+{
+    json_array_append_new(v->unchecked, json_pack("{s:s,s:s,s:s}", "set", v->set, "component",
+                                                  component, "reason", why));
+    cf_log(CF_LOG_WARN, "set %s: database component '%s' not checked: %s", v->set, component, why);
+}
+
 static void db_check_cb(void *ud, int ok, const char *check, const char *detail)
 {
     (void)ud;
@@ -101,15 +110,26 @@ static void check_databases(vctx *v, json_t *header)
         if (!name || !type || strcmp(type, "database") != 0)
             continue;
         const cf_component *pc = cf_policy_component(v->run->policy, name);
-        if (!pc || pc->type != CF_COMP_DATABASE)
+        if (!pc || pc->type != CF_COMP_DATABASE) {
+            unchecked(v, name, "the policy does not declare this database component, so its "
+                               "driver options are unknown");
             continue;
+        }
         cf_dbinst db;
         if (cf_dbinst_open(pc, v->run->policy->root, &db) != 0) {
             problem(v, name, NULL, NULL, cf_error());
             continue;
         }
-        if (!db.ops->owned_paths || !db.ops->verify) {
-            /* Server databases are checked after a restore, not here. */
+        if (!db.ops->verify) {
+            unchecked(v, name, "its driver has no verify operation");
+            cf_dbinst_close(&db);
+            continue;
+        }
+        if (!db.ops->owned_paths) {
+            /* Reading a server database's dump back needs a server: restore
+             * with --map NAME=URL checks it there. */
+            unchecked(v, name, "a server database is checked by a restore into another "
+                               "database (--map), not by verify");
             cf_dbinst_close(&db);
             continue;
         }
@@ -237,18 +257,20 @@ static void struct_cb(void *ud, const char *object, const char *chunk, const cha
 
 int cf_verify(cf_run *run, const cf_verify_opts *o, json_t **report)
 {
-    vctx v = {.run = run, .problems = json_array()};
+    vctx v = {.run = run, .problems = json_array(), .unchecked = json_array()};
     char **ids = NULL;
     size_t n = 0;
     if (o->set && strcmp(o->set, "all") == 0) {
         if (cf_sets_list(run->repo, &ids, &n) != 0) {
             json_decref(v.problems);
+            json_decref(v.unchecked);
             return CF_EXIT_FAILED;
         }
     } else {
         char *id;
         if (cf_resolve_set(run, o->set ? o->set : "latest", &id) != 0) {
             json_decref(v.problems);
+            json_decref(v.unchecked);
             return CF_EXIT_FAILED;
         }
         ids = cf_malloc(sizeof(char *));
@@ -263,7 +285,8 @@ int cf_verify(cf_run *run, const cf_verify_opts *o, json_t **report)
         verify_set(&v, ids[i], o->read_data);
     cf_progress_stop();
     size_t np = json_array_size(v.problems);
-    *report = json_pack("{s:o,s:i}", "problems", v.problems, "sets", (int)n);
+    *report = json_pack("{s:o,s:o,s:i}", "problems", v.problems, "not_checked", v.unchecked,
+                        "sets", (int)n);
     cf_strv_free(ids, n);
     for (size_t i = 0; i < v.npacks; i++)
         free(v.packs_ok[i]);
