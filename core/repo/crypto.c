@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -213,6 +214,8 @@ int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t 
 
 /* ---- Passphrases ----------------------------------------------------------- */
 
+static char *credential_path(void);
+
 static const char *src_env(const cf_passphrase_src *s)
 {
     return s && s->env && *s->env ? s->env : "COFFER_PASSPHRASE";
@@ -223,7 +226,11 @@ int cf_passphrase_available(const cf_passphrase_src *s)
     if (s && ((s->command && *s->command) || (s->file && *s->file)))
         return 1;
     const char *v = getenv(src_env(s));
-    return v && *v;
+    if (v && *v)
+        return 1;
+    char *cred = credential_path();
+    free(cred);
+    return cred != NULL;
 }
 
 const char *cf_passphrase_describe(const cf_passphrase_src *s, char *buf, size_t len)
@@ -232,8 +239,17 @@ const char *cf_passphrase_describe(const cf_passphrase_src *s, char *buf, size_t
         snprintf(buf, len, "passphrase_command");
     else if (s && s->file && *s->file)
         snprintf(buf, len, "passphrase_file %s", s->file);
-    else
-        snprintf(buf, len, "$%s", src_env(s));
+    else {
+        const char *v = getenv(src_env(s));
+        char *cred = v && *v ? NULL : credential_path();
+        if (cred)
+            snprintf(buf, len, "systemd credential %s", cred);
+        else if ((!v || !*v) && isatty(STDIN_FILENO))
+            snprintf(buf, len, "the terminal");
+        else
+            snprintf(buf, len, "$%s", src_env(s));
+        free(cred);
+    }
     return buf;
 }
 
@@ -279,6 +295,76 @@ static int read_stream(FILE *f, cf_buf *b)
     return ferror(f) ? -1 : 0;
 }
 
+/* $CREDENTIALS_DIRECTORY/passphrase: how a systemd unit hands coffer its
+ * passphrase (LoadCredential=passphrase:FILE) without an environment
+ * variable. malloc'd path, or NULL when there is none. */
+static char *credential_path(void)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir)
+        return NULL;
+    char *p = cf_asprintf("%s/passphrase", dir);
+    if (access(p, R_OK) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int read_pass_file(const char *who, const char *kind, const char *path, cf_buf *b,
+                          char **pass, size_t *len)
+{
+    char what[1024];
+    snprintf(what, sizeof what, "%s: %s %s", who, kind, path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cf_fail_errno("%s: cannot open", what);
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 077))
+        cf_log(CF_LOG_WARN, "%s is readable by other users (mode %03o); chmod 600 it", what,
+               (unsigned)(sb.st_mode & 0777));
+    int r = read_stream(f, b);
+    fclose(f);
+    if (r > 0)
+        return cf_fail("%s: longer than %u bytes", what, PASS_MAX);
+    if (r < 0)
+        return cf_fail("%s: read error", what);
+    return pass_take(what, b->data, b->len, pass, len);
+}
+
+/* On a terminal with no other source: ask, without echo. */
+static int prompt_pass(const char *who, cf_buf *b, char **pass, size_t *len)
+{
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty)
+        return cf_fail_errno("%s: no passphrase source and cannot open the terminal", who);
+    struct termios old, quiet;
+    int have = tcgetattr(fileno(tty), &old) == 0;
+    if (have) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+    }
+    fprintf(tty, "coffer: passphrase for %s: ", who);
+    fflush(tty);
+    int c, rc = 0;
+    while ((c = fgetc(tty)) != EOF && c != '\n') {
+        if (b->len >= PASS_MAX) {
+            rc = cf_fail("%s: passphrase longer than %u bytes", who, PASS_MAX);
+            break;
+        }
+        uint8_t ch = (uint8_t)c;
+        cf_buf_append(b, &ch, 1);
+    }
+    if (have)
+        tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    fputc('\n', tty);
+    fclose(tty);
+    if (rc != 0)
+        return rc;
+    return pass_take(who, b->data, b->len, pass, len);
+}
+
 int cf_passphrase_read(const cf_passphrase_src *s, char **pass, size_t *len)
 {
     *pass = NULL;
@@ -307,29 +393,19 @@ int cf_passphrase_read(const cf_passphrase_src *s, char **pass, size_t *len)
         else
             rc = pass_take(what, b.data, b.len, pass, len);
     } else if (s && s->file && *s->file) {
-        char what[1024];
-        snprintf(what, sizeof what, "%s: passphrase_file %s", who, s->file);
-        FILE *f = fopen(s->file, "rb");
-        if (!f)
-            return cf_fail_errno("%s: cannot open", what);
-        struct stat sb;
-        if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 077))
-            cf_log(CF_LOG_WARN, "%s is readable by other users (mode %03o); chmod 600 it", what,
-                   (unsigned)(sb.st_mode & 0777));
-        int r = read_stream(f, &b);
-        fclose(f);
-        if (r > 0)
-            cf_fail("%s: longer than %u bytes", what, PASS_MAX);
-        else if (r < 0)
-            cf_fail("%s: read error", what);
-        else
-            rc = pass_take(what, b.data, b.len, pass, len);
+        rc = read_pass_file(who, "passphrase_file", s->file, &b, pass, len);
     } else {
         const char *name = src_env(s);
         const char *v = getenv(name);
         char what[256];
         snprintf(what, sizeof what, "%s: $%s", who, name);
-        if (!v || !*v)
+        char *cred = (!v || !*v) ? credential_path() : NULL;
+        if (cred) {
+            rc = read_pass_file(who, "systemd credential", cred, &b, pass, len);
+            free(cred);
+        } else if ((!v || !*v) && isatty(STDIN_FILENO)) {
+            rc = prompt_pass(who, &b, pass, len);
+        } else if (!v || !*v)
             cf_fail("%s: no passphrase: environment variable %s is %s (or set passphrase_file / "
                     "passphrase_command on the target)",
                     who, name, v ? "empty" : "not set");
