@@ -121,9 +121,8 @@ static void print_help(const cli_spec *spec)
         printf("  %-*s %s%s\n", n < 30 ? 30 : n, left, u->desc,
                u->flags & CLI_REPEAT ? " (repeatable)" : "");
     }
-    printf("  -v, --verbose / -q, --quiet / --no-progress   more or fewer log lines, no progress "
-           "bar\n");
-    printf("Anything else is refused with exit status 2.\n");
+    printf("and, as for every command: -v/--verbose, -q/--quiet, --no-progress, -h/--help.\n"
+           "Any other option or argument is refused (exit status 2).\n");
 }
 
 static void push(char ***v, size_t *n, char *s)

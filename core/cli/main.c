@@ -433,8 +433,8 @@ static int cmd_restore(int argc, char **argv)
         args_free(&a);
         return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
-    cf_run *run; /* a dry run reads one manifest header: no lock */
-    int orc = cli_open_parsed("restore", 1, a.dry_run ? CLI_LOCK_NONE : CLI_LOCK_SHARED, &a, &run);
+    cf_run *run;
+    int orc = cli_open_parsed("restore", 1, CLI_LOCK_NONE, &a, &run);
     if (orc) {
         args_free(&a);
         return orc;
@@ -443,19 +443,28 @@ static int cmd_restore(int argc, char **argv)
                          .nonly = a.nonly, .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
                          .no_validate = a.no_validate, .rollback_objects = a.rollback_objects};
     json_t *rep = NULL;
-    int rc;
-    if (a.dry_run) {
-        rc = cf_restore_plan(run, &o, &rep);
-        if (rc == CF_EXIT_USAGE)
-            rc = usage_error("restore", "%s", cf_error());
-        else if (rc != CF_EXIT_OK)
-            rc = die(rc);
-        else if (a.json)
+    /* The plan checks the set, --only, --map and the destination before
+     * anything is locked or written; a dry run stops there. */
+    int rc = cf_restore_plan(run, &o, &rep);
+    if (rc == CF_EXIT_USAGE) {
+        usage_error("restore", "%s", cf_error());
+    } else if (rc != CF_EXIT_OK) {
+        die(rc);
+    } else if (a.dry_run) {
+        if (a.json)
             print_json(rep);
         else
             print_plan(rep);
+    } else if (cf_run_lock(run, 0, "restore") != 0) {
+        rc = die(CF_EXIT_FAILED);
     } else {
+        /* the set the plan resolved, even if "latest" moved since */
+        char *id = cf_strdup(json_string_value(json_object_get(rep, "set")));
+        json_decref(rep);
+        rep = NULL;
+        o.set = id;
         rc = cf_restore(run, &o, &rep);
+        free(id);
         if (rc == CF_EXIT_USAGE)
             usage_error("restore", "%s", cf_error());
         else if (rc == CF_EXIT_FAILED)
@@ -555,8 +564,8 @@ static int cmd_forget(int argc, char **argv)
     }
     for (int id = OPT_KEEP_LAST; a.npos && id <= OPT_KEEP_WITHIN; id++)
         if (given(&a, id)) {
-            usage_error("forget", "%s and set ids exclude each other: give rules or sets",
-                        opt_name(id));
+            usage_error("forget", "set id '%s' and %s exclude each other: give rules or sets",
+                        a.pos[0], opt_name(id));
             args_free(&a);
             return CF_EXIT_USAGE;
         }

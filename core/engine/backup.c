@@ -933,7 +933,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         rc = cf_manifest_begin(&mw);
     }
     if (rc == 0 && p->mode == CF_MODE_MAINTENANCE && dry) {
-        cf_log(CF_LOG_INFO, "dry run: a real backup would stop the application (`%s`) now and "
+        cf_log(CF_LOG_DEBUG, "dry run: a real backup would stop the application (`%s`) now and "
                             "start it (`%s`) after the capture; it keeps running",
                p->stop_cmd, p->start_cmd);
     } else if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {

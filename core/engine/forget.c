@@ -164,20 +164,13 @@ static int mark_named(cf_keep_set *sets, size_t n, char *const *ids, size_t nids
     return 0;
 }
 
-int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids,
-              int dry_run, json_t **report)
+/* The readable sets of run's policy, oldest first. */
+static int policy_sets(cf_run *run, cf_keep_set **out, size_t *nout)
 {
-    cf_retention r = run->policy->retention;
-    merge(&r, override);
-    cf_lock *lock = NULL;
-    if (!dry_run && cf_lock_acquire(run->store, 1, "forget", &lock) != 0)
-        return -1;
     char **all;
     size_t n;
-    if (cf_sets_list(run->repo, &all, &n) != 0) {
-        cf_lock_release(lock);
+    if (cf_sets_list(run->repo, &all, &n) != 0)
         return -1;
-    }
     cf_keep_set *sets = cf_calloc(n ? n : 1, sizeof *sets);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -195,6 +188,42 @@ int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_
         json_decref(h);
     }
     cf_strv_free(all, n);
+    *out = sets;
+    *nout = m;
+    return 0;
+}
+
+static void sets_free(cf_keep_set *sets, size_t m)
+{
+    for (size_t i = 0; i < m; i++)
+        free(sets[i].id);
+    free(sets);
+}
+
+int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids,
+              int dry_run, json_t **report)
+{
+    cf_retention r = run->policy->retention;
+    merge(&r, override);
+    cf_keep_set *sets;
+    size_t m;
+    /* Unknown ids are refused before the lock is taken; checked again
+     * under it, as a concurrent forget may have removed one since. */
+    if (nids) {
+        if (policy_sets(run, &sets, &m) != 0)
+            return -1;
+        int rc = mark_named(sets, m, ids, nids);
+        sets_free(sets, m);
+        if (rc != 0)
+            return rc;
+    }
+    cf_lock *lock = NULL;
+    if (!dry_run && cf_lock_acquire(run->store, 1, "forget", &lock) != 0)
+        return -1;
+    if (policy_sets(run, &sets, &m) != 0) {
+        cf_lock_release(lock);
+        return -1;
+    }
     int rc = nids ? mark_named(sets, m, ids, nids) : cf_retention_apply(&r, sets, m);
     json_t *arr = json_array();
     for (size_t i = 0; rc == 0 && i < m; i++) {
@@ -207,9 +236,7 @@ int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_
             free(key);
         }
     }
-    for (size_t i = 0; i < m; i++)
-        free(sets[i].id);
-    free(sets);
+    sets_free(sets, m);
     cf_lock_release(lock);
     if (rc != 0) {
         json_decref(arr);
