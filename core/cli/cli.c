@@ -254,7 +254,8 @@ int parse(int argc, char **argv, const cli_spec *spec, args *a)
         }
     }
     if (spec->max_args >= 0 && a->npos > (size_t)spec->max_args)
-        return usage_error(spec->name, "unexpected argument '%s'", a->pos[spec->max_args]);
+        return usage_error(spec->name, "unexpected argument '%s'%s", a->pos[spec->max_args],
+                           find_use(spec, OPT_SET) ? " (a set is chosen with --set)" : "");
     return 0;
 }
 
