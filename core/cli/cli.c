@@ -139,6 +139,8 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
         return usage_error(spec->name, "%s does not apply to %s", shown, spec->name);
     if (a->given[id] && !(u && (u->flags & CLI_REPEAT)) && !is_common(id))
         return usage_error(spec->name, "%s given twice", opt_name(id));
+    if ((id == OPT_VERBOSE && a->given[OPT_QUIET]) || (id == OPT_QUIET && a->given[OPT_VERBOSE]))
+        return usage_error(spec->name, "give -v or -q, not both");
     a->given[id]++;
     switch (id) {
     case OPT_HELP: print_help(spec); exit(0);

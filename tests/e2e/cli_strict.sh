@@ -137,6 +137,8 @@ ${S[1]}	forget -p $P ${S[1]} ${S[1]}
 --json	key add -p $P --json
 --new-passphrase-file	key list -p $P --new-passphrase-file $T/newpass
 frob	key frob -p $P
+remove	key remove -p $P
+-q	sets -p $P -v -q
 extra	key list -p $P extra
 frob	policy frob $P
 extra	policy check $P extra
