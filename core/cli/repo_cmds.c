@@ -182,8 +182,9 @@ static const cli_spec spec_key = {
     (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
                       {OPT_TARGET, "NAME", "the policy's target (default: the first)", 0},
                       {OPT_JSON, NULL, "list: print the keys as JSON", 0},
-                      {OPT_NEW_PASSPHRASE_FILE, "FILE", "add, passwd: read the new passphrase "
-                                                        "from FILE",
+                      {OPT_NEW_PASSPHRASE_FILE, "FILE",
+                       "add, passwd: read the new passphrase "
+                       "from FILE",
                        0},
                       {-1, NULL, NULL, 0}},
     2};
@@ -250,7 +251,8 @@ int cmd_key(int argc, char **argv)
     else if (a.json && !is_list)
         urc = usage_error("key", "--json applies to `key list` only");
     else if (a.new_passphrase_file && (is_list || is_remove))
-        urc = usage_error("key", "--new-passphrase-file applies to `key add` and `key passwd` only");
+        urc =
+            usage_error("key", "--new-passphrase-file applies to `key add` and `key passwd` only");
     char *remove_id = is_remove && a.npos == 2 ? a.pos[1] : NULL;
     args_free(&a);
     if (urc)

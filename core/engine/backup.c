@@ -836,8 +836,7 @@ static int run_start(cf_run *run)
  * discarded: the repository layer packs, compresses and indexes (in
  * memory) as usual, so dedup and the new/stored byte counts are real,
  * and nothing is written. */
-static coffer_status discard_open(void *inst, const char *key, const coffer_write_opts *o,
-                                  void **w)
+static coffer_status discard_open(void *inst, const char *key, const coffer_write_opts *o, void **w)
 {
     (void)inst, (void)key, (void)o;
     *w = cf_malloc(1);
@@ -933,8 +932,9 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         rc = cf_manifest_begin(&mw);
     }
     if (rc == 0 && p->mode == CF_MODE_MAINTENANCE && dry) {
-        cf_log(CF_LOG_DEBUG, "dry run: a real backup would stop the application (`%s`) now and "
-                            "start it (`%s`) after the capture; it keeps running",
+        cf_log(CF_LOG_DEBUG,
+               "dry run: a real backup would stop the application (`%s`) now and "
+               "start it (`%s`) after the capture; it keeps running",
                p->stop_cmd, p->start_cmd);
     } else if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {
         rc = run_stop(run);
@@ -1106,9 +1106,9 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         if (dry) {
             json_object_del(*summary, "set");
             json_object_set_new(*summary, "dry_run", json_true());
-            json_object_set_new(*summary, "mode", json_string(p->mode == CF_MODE_MAINTENANCE
-                                                                   ? "maintenance"
-                                                                   : "online"));
+            json_object_set_new(
+                *summary, "mode",
+                json_string(p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online"));
         } else {
             *set_id_out = cf_strdup(set_id);
         }

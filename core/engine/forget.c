@@ -200,8 +200,8 @@ static void sets_free(cf_keep_set *sets, size_t m)
     free(sets);
 }
 
-int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids,
-              int dry_run, json_t **report)
+int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids, int dry_run,
+              json_t **report)
 {
     cf_retention r = run->policy->retention;
     merge(&r, override);

@@ -32,7 +32,7 @@ time_t cf_parse_iso(const char *s);
  * id, or one of another policy, removes nothing and returns -2). Not in
  * a dry run, the exclusive lock is held while sets are removed. *report
  * lists every set of the policy: {id, keep, reasons}. */
-int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids,
-              int dry_run, json_t **report);
+int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids, int dry_run,
+              json_t **report);
 
 #endif

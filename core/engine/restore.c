@@ -679,9 +679,9 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
 
     const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
     if (bad_only || restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
-        rc = bad_only ? cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id,
-                                bad_only)
-                      : cf_fail("set %s has no components", set_id);
+        rc = bad_only
+                 ? cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id, bad_only)
+                 : cf_fail("set %s has no components", set_id);
         usage = bad_only != NULL;
         goto out;
     }

@@ -212,9 +212,9 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
     }
     if (rc == CF_EXIT_OK && !o->no_validate && !o->nonly)
         for (size_t i = 0; i < p->nvalidate; i++)
-            json_array_append_new(json_object_get(out, "validate"),
-                                  json_pack("{s:s,s:s}", "name", p->validate[i].name, "run",
-                                            p->validate[i].run));
+            json_array_append_new(
+                json_object_get(out, "validate"),
+                json_pack("{s:s,s:s}", "name", p->validate[i].name, "run", p->validate[i].run));
 done:
     if (rc == CF_EXIT_OK) {
         *plan = out;
