@@ -35,7 +35,7 @@ live_state() {
     (cd "$ASTERDRIVE_ROOT" && find . ! -type d ! -name '*-shm' -printf '%P %y %s %T@\n' | sort &&
         find . -type d | sort && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
-markers() { (cd "$T" && ls -1 marker-* 2>/dev/null | tr '\n' ' '); }
+markers() { find "$T" -maxdepth 1 -name 'marker-*' -printf '%f ' | sort; }
 set_ids() { cf sets -p "$P" | awk '{print $1}' | tr '\n' ' '; }
 
 section "a deployment, two repositories, three sets"
@@ -44,7 +44,7 @@ grep -q 'name: second' "$P2" || die "two-target policy not made"
 expect_ok "init both targets" cf init -p "$P2" || die "init failed"
 for i in 1 2 3; do
     expect_ok "backup $i" cf backup -p "$P" || die "backup failed"
-    S[$i]=$(last_line "$OUT")
+    S[i]=$(last_line "$OUT")
 done
 expect_ok "copy the newest set to the second target" \
     cf copy -p "$P2" --from primary --to second --set "${S[3]}"
@@ -186,6 +186,7 @@ for cmd in "${!USES[@]}"; do
     run "$COFFER" "$cmd" --help
     listed=$(printf '%s\n' "$OUT" | sed -n '/^options:/,$p' | grep -oE '^ +(-[a-z], )?--[a-z-]+' |
         sed -E 's/.*--//' | sort | tr '\n' ' ')
+    # shellcheck disable=SC2086 # the list is split into words on purpose
     want=$(printf '%s\n' ${USES[$cmd]} | grep . | sort | tr '\n' ' ')
     assert_eq "$want" "$listed" "coffer $cmd --help lists its options"
 done
