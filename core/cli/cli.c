@@ -1,7 +1,7 @@
 /* Option parsing and output helpers shared by the commands. */
 #include "cli/cli.h"
 
-#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +11,83 @@
 
 int no_progress;
 
+/* Every option of every command, defined once. */
+static const struct {
+    const char *name;
+    char shrt;
+    int has_arg;
+} optdefs[OPT_COUNT] = {
+    [OPT_HELP] = {"help", 'h', 0},
+    [OPT_VERBOSE] = {"verbose", 'v', 0},
+    [OPT_QUIET] = {"quiet", 'q', 0},
+    [OPT_NO_PROGRESS] = {"no-progress", 0, 0},
+    [OPT_POLICY] = {"policy", 'p', 1},
+    [OPT_TARGET] = {"target", 't', 1},
+    [OPT_JSON] = {"json", 'j', 0},
+    [OPT_SET] = {"set", 0, 1},
+    [OPT_TO] = {"to", 0, 1},
+    [OPT_IN_PLACE] = {"in-place", 0, 0},
+    [OPT_ONLY] = {"only", 0, 1},
+    [OPT_MAP] = {"map", 0, 1},
+    [OPT_FORCE] = {"force", 0, 0},
+    [OPT_READ_DATA] = {"read-data", 0, 0},
+    [OPT_NO_VALIDATE] = {"no-validate", 0, 0},
+    [OPT_DESCRIBE] = {"describe", 0, 1},
+    [OPT_FROM] = {"from", 0, 1},
+    [OPT_DRY_RUN] = {"dry-run", 0, 0},
+    [OPT_ROLLBACK_OBJECTS] = {"rollback-objects", 0, 0},
+    [OPT_ALL] = {"all", 0, 0},
+    [OPT_KEEP_LAST] = {"keep-last", 0, 1},
+    [OPT_KEEP_HOURLY] = {"keep-hourly", 0, 1},
+    [OPT_KEEP_DAILY] = {"keep-daily", 0, 1},
+    [OPT_KEEP_WEEKLY] = {"keep-weekly", 0, 1},
+    [OPT_KEEP_MONTHLY] = {"keep-monthly", 0, 1},
+    [OPT_KEEP_YEARLY] = {"keep-yearly", 0, 1},
+    [OPT_KEEP_WITHIN] = {"keep-within", 0, 1},
+    [OPT_ENCRYPTION] = {"encryption", 0, 1},
+    [OPT_READ_DATA_SUBSET] = {"read-data-subset", 0, 1},
+    [OPT_MAX_UNUSED] = {"max-unused", 0, 1},
+    [OPT_NEW_PASSPHRASE_FILE] = {"new-passphrase-file", 0, 1},
+    [OPT_REBUILD_INDEX] = {"rebuild-index", 0, 0},
+};
+
+/* Options every command takes: they change how much is printed, never
+ * what is done. */
+static int is_common(int id)
+{
+    return id == OPT_HELP || id == OPT_VERBOSE || id == OPT_QUIET || id == OPT_NO_PROGRESS;
+}
+
+const char *opt_name(int id)
+{
+    static char buf[OPT_COUNT][40];
+    if (!buf[id][0])
+        snprintf(buf[id], sizeof buf[id], "--%s", optdefs[id].name);
+    return buf[id];
+}
+
+int given(const args *a, int id)
+{
+    return a->given[id];
+}
+
 int die(int code)
 {
     fprintf(stderr, "coffer: error: %s\n", cf_error());
     return code;
 }
 
-int usage_error(const char *cmd, const char *msg)
+int usage_error(const char *cmd, const char *fmt, ...)
 {
-    fprintf(stderr, "coffer: error: %s%s%s\n(see `coffer %s --help`)\n", cmd ? cmd : "",
-            cmd ? ": " : "", msg, cmd ? cmd : "");
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "coffer: error: %s: %s (see `coffer %s --help`)\n", cmd, msg, cmd);
+    else
+        fprintf(stderr, "coffer: error: %s (see `coffer --help`)\n", msg);
     return CF_EXIT_USAGE;
 }
 
@@ -33,88 +100,174 @@ void print_json(json_t *j)
     }
 }
 
-int parse(int argc, char **argv, const char *help, args *a)
+static const cli_use *find_use(const cli_spec *spec, int id)
 {
-    static struct option opts[] = {COMMON_OPTS,
-                                   {"set", required_argument, 0, 's'},
-                                   {"to", required_argument, 0, 'o'},
-                                   {"in-place", no_argument, 0, 'i'},
-                                   {"only", required_argument, 0, 'O'},
-                                   {"map", required_argument, 0, 'm'},
-                                   {"force", no_argument, 0, 'f'},
-                                   {"read-data", no_argument, 0, 'r'},
-                                   {"no-validate", no_argument, 0, 'V'},
-                                   {"describe", required_argument, 0, 'd'},
-                                   {"from", required_argument, 0, 'F'},
-                                   {"dry-run", no_argument, 0, 'n'},
-                                   {"rollback-objects", no_argument, 0, 'R'},
-                                   {"all", no_argument, 0, 'A'},
-                                   {"keep-last", required_argument, 0, 1000},
-                                   {"keep-hourly", required_argument, 0, 1001},
-                                   {"keep-daily", required_argument, 0, 1002},
-                                   {"keep-weekly", required_argument, 0, 1003},
-                                   {"keep-monthly", required_argument, 0, 1004},
-                                   {"keep-yearly", required_argument, 0, 1005},
-                                   {"keep-within", required_argument, 0, 1006},
-                                   {"encryption", required_argument, 0, 1007},
-                                   {"read-data-subset", required_argument, 0, 1008},
-                                   {"max-unused", required_argument, 0, 1009},
-                                   {"new-passphrase-file", required_argument, 0, 1010},
-                                   {"rebuild-index", no_argument, 0, 1011},
-                                   {0, 0, 0, 0}};
-    for (int k = 0; k < 6; k++)
-        a->keep[k] = -1;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "hp:t:jvq", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': fputs(help, stdout); exit(0);
-        case 'p': a->policy = optarg; break;
-        case 't': a->target = optarg; break;
-        case 'j': a->json = 1; break;
-        case 'v': cf_log_set_level(CF_LOG_DEBUG); break;
-        case 'q': cf_log_set_level(CF_LOG_ERROR); break;
-        case 'P': no_progress = 1; break;
-        case 's': a->set = optarg; break;
-        case 'o': a->to = optarg; break;
-        case 'i': a->in_place = 1; break;
-        case 'O': a->only = optarg; break;
-        case 'm':
-            a->maps = cf_realloc(a->maps, (a->nmaps + 1) * sizeof(char *));
-            a->maps[a->nmaps++] = optarg;
-            break;
-        case 'f': a->force = 1; break;
-        case 'r': a->read_data = 1; break;
-        case 'V': a->no_validate = 1; break;
-        case 'd': a->describe = optarg; break;
-        case 'F': a->from = optarg; break;
-        case 'n': a->dry_run = 1; break;
-        case 'R': a->rollback_objects = 1; break;
-        case 'A': a->all = 1; break;
-        case 1006: a->keep_within = optarg; break;
-        case 1007: a->encryption = optarg; break;
-        case 1008: a->read_data_subset = optarg; break;
-        case 1009: a->max_unused = optarg; break;
-        case 1010: a->new_passphrase_file = optarg; break;
-        case 1011: a->rebuild_index = 1; break;
-        default:
-            if (c >= 1000 && c <= 1005) {
-                char *end;
-                long v = strtol(optarg, &end, 10);
-                if (*end || v < 0) {
-                    static const char *names[] = {"last", "hourly", "daily",
-                                                  "weekly", "monthly", "yearly"};
-                    fprintf(stderr, "coffer: error: --keep-%s needs a count, not '%s'\n",
-                            names[c - 1000], optarg);
-                    return -1;
-                }
-                a->keep[c - 1000] = (int)v;
-                break;
-            }
-            return -1;
+    for (const cli_use *u = spec->opts; u && u->id >= 0; u++)
+        if (u->id == id)
+            return u;
+    return NULL;
+}
+
+static void print_help(const cli_spec *spec)
+{
+    fputs(spec->help, stdout);
+    printf("\noptions:\n");
+    for (const cli_use *u = spec->opts; u && u->id >= 0; u++) {
+        char left[64];
+        int n = snprintf(left, sizeof left, "%c%c%s--%s%s%s", optdefs[u->id].shrt ? '-' : ' ',
+                         optdefs[u->id].shrt ? optdefs[u->id].shrt : ' ',
+                         optdefs[u->id].shrt ? ", " : "  ", optdefs[u->id].name, u->arg ? " " : "",
+                         u->arg ? u->arg : "");
+        printf("  %-*s %s%s\n", n < 30 ? 30 : n, left, u->desc,
+               u->flags & CLI_REPEAT ? " (repeatable)" : "");
+    }
+    printf("and, as for every command: -v/--verbose, -q/--quiet, --no-progress, -h/--help.\n"
+           "Any other option or argument is refused (exit status 2).\n");
+}
+
+static void push(char ***v, size_t *n, char *s)
+{
+    *v = cf_realloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = s;
+}
+
+/* Store one option's value; 0, or CF_EXIT_USAGE (reported). */
+static int take(const cli_spec *spec, args *a, int id, const char *shown, char *val)
+{
+    const cli_use *u = find_use(spec, id);
+    if (!u && !is_common(id))
+        return usage_error(spec->name, "%s does not apply to %s", shown, spec->name);
+    if (a->given[id] && !(u && (u->flags & CLI_REPEAT)) && !is_common(id))
+        return usage_error(spec->name, "%s given twice", opt_name(id));
+    if ((id == OPT_VERBOSE && a->given[OPT_QUIET]) || (id == OPT_QUIET && a->given[OPT_VERBOSE]))
+        return usage_error(spec->name, "give -v or -q, not both");
+    a->given[id]++;
+    switch (id) {
+    case OPT_HELP: print_help(spec); exit(0);
+    case OPT_VERBOSE: cf_log_set_level(CF_LOG_DEBUG); break;
+    case OPT_QUIET: cf_log_set_level(CF_LOG_ERROR); break;
+    case OPT_NO_PROGRESS: no_progress = 1; break;
+    case OPT_POLICY: a->policy = val; break;
+    case OPT_TARGET: a->target = val; break;
+    case OPT_JSON: a->json = 1; break;
+    case OPT_SET: a->set = val; break;
+    case OPT_TO: a->to = val; break;
+    case OPT_IN_PLACE: a->in_place = 1; break;
+    case OPT_ONLY:
+        for (size_t i = 0; i < a->nonly; i++)
+            if (strcmp(a->only[i], val) == 0)
+                return usage_error(spec->name, "--only %s given twice", val);
+        push(&a->only, &a->nonly, val);
+        break;
+    case OPT_MAP: push(&a->maps, &a->nmaps, val); break;
+    case OPT_FORCE: a->force = 1; break;
+    case OPT_READ_DATA: a->read_data = 1; break;
+    case OPT_NO_VALIDATE: a->no_validate = 1; break;
+    case OPT_DESCRIBE: a->describe = val; break;
+    case OPT_FROM: a->from = val; break;
+    case OPT_DRY_RUN: a->dry_run = 1; break;
+    case OPT_ROLLBACK_OBJECTS: a->rollback_objects = 1; break;
+    case OPT_ALL: a->all = 1; break;
+    case OPT_KEEP_WITHIN: a->keep_within = val; break;
+    case OPT_ENCRYPTION: a->encryption = val; break;
+    case OPT_READ_DATA_SUBSET: a->read_data_subset = val; break;
+    case OPT_MAX_UNUSED: a->max_unused = val; break;
+    case OPT_NEW_PASSPHRASE_FILE: a->new_passphrase_file = val; break;
+    case OPT_REBUILD_INDEX: a->rebuild_index = 1; break;
+    default:
+        if (id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) {
+            char *end;
+            long v = strtol(val, &end, 10);
+            if (!*val || *end || v < 0 || v > 1000000)
+                return usage_error(spec->name, "%s needs a count, not '%s'", opt_name(id), val);
+            a->keep[id - OPT_KEEP_LAST] = (int)v;
         }
+        break;
     }
     return 0;
+}
+
+/* Exact names only: an abbreviation ("--dry") is an unknown option, so a
+ * later option never changes what an old command line means. */
+int parse(int argc, char **argv, const cli_spec *spec, args *a)
+{
+    for (int k = 0; k < 6; k++)
+        a->keep[k] = -1;
+    int only_args = 0;
+    for (int i = 1; i < argc; i++) {
+        char *s = argv[i];
+        if (only_args || s[0] != '-' || !s[1]) {
+            push(&a->pos, &a->npos, s);
+            continue;
+        }
+        if (strcmp(s, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        if (s[1] == '-') {
+            char name[64];
+            const char *eq = strchr(s + 2, '=');
+            size_t l = eq ? (size_t)(eq - (s + 2)) : strlen(s + 2);
+            snprintf(name, sizeof name, "%.*s", (int)(l < 60 ? l : 60), s + 2);
+            int id = -1;
+            for (int k = 0; k < OPT_COUNT; k++)
+                if (strcmp(optdefs[k].name, name) == 0)
+                    id = k;
+            if (id < 0)
+                return usage_error(spec->name, "unknown option --%s", name);
+            char *val = NULL;
+            if (!optdefs[id].has_arg && eq)
+                return usage_error(spec->name, "--%s takes no value", name);
+            if (optdefs[id].has_arg) {
+                if (eq)
+                    val = (char *)eq + 1;
+                else if (i + 1 < argc)
+                    val = argv[++i];
+                else if (find_use(spec, id) || is_common(id))
+                    return usage_error(spec->name, "--%s needs a value", name);
+            }
+            if (take(spec, a, id, opt_name(id), val) != 0)
+                return CF_EXIT_USAGE;
+            continue;
+        }
+        /* Short options: flags may be grouped (-vq), a value may follow
+         * directly (-pFILE) or as the next argument. */
+        for (char *c = s + 1; *c; c++) {
+            int id = -1;
+            for (int k = 0; k < OPT_COUNT; k++)
+                if (optdefs[k].shrt && optdefs[k].shrt == *c)
+                    id = k;
+            if (id < 0)
+                return usage_error(spec->name, "unknown option -%c", *c);
+            char shown[3] = {'-', *c, 0};
+            char *val = NULL;
+            if (optdefs[id].has_arg) {
+                if (c[1])
+                    val = c + 1;
+                else if (i + 1 < argc)
+                    val = argv[++i];
+                else if (find_use(spec, id))
+                    return usage_error(spec->name, "-%c needs a value", *c);
+            }
+            if (take(spec, a, id, shown, val) != 0)
+                return CF_EXIT_USAGE;
+            if (val)
+                break;
+        }
+    }
+    if (spec->max_args >= 0 && a->npos > (size_t)spec->max_args)
+        return usage_error(spec->name, "unexpected argument '%s'%s", a->pos[spec->max_args],
+                           find_use(spec, OPT_SET) ? " (a set is chosen with --set)" : "");
+    return 0;
+}
+
+void args_free(args *a)
+{
+    free(a->maps);
+    free(a->only);
+    free(a->pos);
+    a->maps = a->only = a->pos = NULL;
+    a->nmaps = a->nonly = a->npos = 0;
 }
 
 int need_policy(const char *cmd, const args *a)
@@ -124,14 +277,13 @@ int need_policy(const char *cmd, const args *a)
     return 0;
 }
 
-
-int cli_open(int argc, char **argv, const char *help, const char *cmd, int open_repo, int lock,
-             args *a, cf_run **run)
+int cli_open(int argc, char **argv, const cli_spec *spec, int open_repo, int lock, args *a,
+             cf_run **run)
 {
     *run = NULL;
-    if (parse(argc, argv, help, a) != 0)
+    if (parse(argc, argv, spec, a) != 0)
         return CF_EXIT_USAGE;
-    return cli_open_parsed(cmd, open_repo, lock, a, run);
+    return cli_open_parsed(spec->name, open_repo, lock, a, run);
 }
 
 int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, cf_run **run)

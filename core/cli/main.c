@@ -3,7 +3,6 @@
  * ("coffer: error: ...") and exits 0 ok, 1 failed, 2 usage/policy error,
  * 3 problems found (verify, restore checks).
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +29,13 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  init     -p POLICY [--target NAME] [--encryption repokey|none]  create the repository\n"
-    "  backup   -p POLICY [--target NAME] [--json]   capture a new set\n"
+    "  backup   -p POLICY [--target NAME] [--json] [--dry-run]   capture a new set\n"
     "  sets     -p POLICY [--target NAME] [--json]   list sets\n"
-    "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place)\n"
-    "           [--only NAME] [--map NAME=VALUE]... [--force] [--no-validate]\n"
-    "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]\n"
+    "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place) [--only NAME]...\n"
+    "           [--map NAME=VALUE]... [--force] [--no-validate] [--dry-run]  restore one set\n"
+    "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]   check one set\n"
     "  forget   -p POLICY [--dry-run] [--keep-* N]   apply retention, remove sets\n"
+    "  forget   -p POLICY [--dry-run] SET...         remove exactly these sets\n"
     "  copy     -p POLICY --from T --to T [--set ID|latest|all]  copy sets between targets\n"
     "  unlock   -p POLICY [--all]                    remove stale repository locks\n"
     "  check    -p POLICY [--read-data | --read-data-subset N%]  check the whole repository\n"
@@ -44,7 +44,11 @@ static const char *usage_main =
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "\n"
-    "global options:\n"
+    "A command refuses (exit status 2) every option and argument it does not use;\n"
+    "--dry-run exists where a command changes something (backup, restore, forget,\n"
+    "prune) and nowhere else.\n"
+    "\n"
+    "global options (-v, -q and --no-progress may also follow the command):\n"
     "  --plugin-dir DIR   also load drivers from DIR (repeatable; also COFFER_PLUGIN_PATH)\n"
     "  -v, --verbose      more log lines;  -q, --quiet  errors only\n"
     "  --no-progress      no progress bar\n"
@@ -54,22 +58,37 @@ static const char *usage_main =
 
 #include "cli/cli.h"
 
+#define USE_POLICY {OPT_POLICY, "FILE", "the policy (required)", 0}
+#define USE_TARGET {OPT_TARGET, "NAME", "the policy's target to use (default: the first)", 0}
+#define USE_JSON(what) {OPT_JSON, NULL, what, 0}
+#define USE_END {-1, NULL, NULL, 0}
+
 /* ---- init --------------------------------------------------------------- */
 
-static const char *help_init =
+static const cli_spec spec_init = {
+    "init",
     "usage: coffer init -p POLICY [--target NAME] [--encryption repokey|none]\n"
     "Create an empty repository at every target of the policy (or one).\n"
     "Refuses a location that already holds a repository.\n"
     "--encryption repokey (the default when the target has a passphrase source:\n"
     "$COFFER_PASSPHRASE, or its passphrase_env / passphrase_file / passphrase_command)\n"
     "encrypts everything with a random key wrapped under the passphrase;\n"
-    "--encryption none creates an unencrypted repository, and must be asked for.\n";
+    "--encryption none creates an unencrypted repository, and must be asked for.\n"
+    "There is no --dry-run: `coffer policy check` checks the policy, and init\n"
+    "itself refuses to touch a location that holds a repository.\n",
+    (const cli_use[]){USE_POLICY,
+                      {OPT_TARGET, "NAME", "create only this target's repository", 0},
+                      {OPT_ENCRYPTION, "repokey|none", "encrypted (default) or not", 0},
+                      USE_END},
+    0};
 
 static int cmd_init(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_init, &a) != 0)
+    if (parse(argc, argv, &spec_init, &a) != 0) {
+        args_free(&a);
         return CF_EXIT_USAGE;
+    }
     if (need_policy("init", &a))
         return CF_EXIT_USAGE;
     if (a.encryption && strcmp(a.encryption, "repokey") != 0 && strcmp(a.encryption, "none") != 0)
@@ -116,7 +135,7 @@ static int cmd_init(int argc, char **argv)
         rc = die(CF_EXIT_USAGE);
     }
     cf_policy_free(p);
-    free(a.maps);
+    args_free(&a);
     return rc;
 }
 
@@ -145,17 +164,67 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *id)
 
 /* ---- backup --------------------------------------------------------------- */
 
-static const char *help_backup =
-    "usage: coffer backup -p POLICY [--target NAME] [--json]\n"
+static const cli_spec spec_backup = {
+    "backup",
+    "usage: coffer backup -p POLICY [--target NAME] [--json] [--dry-run]\n"
     "Capture the policy's boundary (maintenance: stop, capture, start) as one\n"
     "new set in the target's repository (default: the first target). Prints\n"
-    "the set id; --json prints a summary object.\n";
+    "the set id; --json prints a summary object. A policy with several targets\n"
+    "then copies the set to the others (not with --target).\n"
+    "--dry-run reads, dumps and chunks everything like a backup and prints what\n"
+    "would be stored (files, bytes, bytes the repository lacks), but writes\n"
+    "nothing, takes no lock and runs no stop/start command.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET, USE_JSON("print a summary object"),
+                      {OPT_DRY_RUN, NULL, "capture without storing: print what would be stored",
+                       0},
+                      USE_END},
+    0};
+
+static int backup_dry_run(args *a)
+{
+    cf_run *run;
+    int orc = cli_open_parsed("backup", 1, CLI_LOCK_NONE, a, &run);
+    if (orc)
+        return orc;
+    json_t *sum = NULL;
+    int rc = cf_backup_dry_run(run, &sum);
+    const cf_policy *p = run->policy;
+    if (rc != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    if (a->json) {
+        print_json(sum);
+    } else {
+        char b1[32], b2[32], b3[32];
+        printf("dry run: a backup of policy '%s' to target '%s' would store %lld files, %s; "
+               "%s new to the repository (%s stored); nothing was written\n",
+               p->name, run->target->name,
+               (long long)json_integer_value(json_object_get(sum, "files")),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "bytes")), b1, 32),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "new_bytes")), b2,
+                              32),
+               cf_human_bytes((uint64_t)json_integer_value(json_object_get(sum, "stored_bytes")),
+                              b3, 32));
+        if (p->mode == CF_MODE_MAINTENANCE)
+            printf("dry run: a real backup would stop the application (`%s`) during the capture "
+                   "and start it again (`%s`); neither ran\n",
+                   p->stop_cmd, p->start_cmd);
+    }
+    json_decref(sum);
+    cf_run_close(run);
+    return CF_EXIT_OK;
+}
 
 static int cmd_backup(int argc, char **argv)
 {
     args a = {0};
+    if (parse(argc, argv, &spec_backup, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (a.dry_run)
+        return backup_dry_run(&a);
     cf_run *run;
-    int orc = cli_open(argc, argv, help_backup, "backup", 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open_parsed("backup", 1, CLI_LOCK_SHARED, &a, &run);
     if (orc)
         return orc;
     char *id = NULL;
@@ -211,14 +280,20 @@ static int cmd_backup(int argc, char **argv)
 
 /* ---- sets ------------------------------------------------------------------ */
 
-static const char *help_sets = "usage: coffer sets -p POLICY [--target NAME] [--json]\n"
-                               "List the sets of this policy in the target's repository.\n";
+static const cli_spec spec_sets = {
+    "sets",
+    "usage: coffer sets -p POLICY [--target NAME] [--json]\n"
+    "List the sets of this policy in the target's repository.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET,
+                      USE_JSON("print the sets as JSON, with the databases' recorded metadata"),
+                      USE_END},
+    0};
 
 static int cmd_sets(int argc, char **argv)
 {
     args a = {0};
     cf_run *run;
-    int orc = cli_open(argc, argv, help_sets, "sets", 1, CLI_LOCK_NONE, &a, &run);
+    int orc = cli_open(argc, argv, &spec_sets, 1, CLI_LOCK_NONE, &a, &run);
     if (orc)
         return orc;
     char **ids;
@@ -284,76 +359,154 @@ static int cmd_sets(int argc, char **argv)
 
 /* ---- restore ------------------------------------------------------------- */
 
-static const char *help_restore =
+static const cli_spec spec_restore = {
+    "restore",
     "usage: coffer restore -p POLICY [--target NAME] [--set ID|latest]\n"
-    "                      (--to DIR | --in-place) [--only NAME]\n"
+    "                      (--to DIR | --in-place) [--only NAME]...\n"
     "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
-    "                      [--rollback-objects]\n"
+    "                      [--rollback-objects] [--dry-run]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
     "databases, data directories), then database checks and the policy's\n"
     "validate commands. --to DIR re-roots every path under DIR (which must be\n"
     "empty unless --force); --in-place runs the stop/start commands around the\n"
-    "restore and keeps replaced files in ROOT/.coffer-previous-SET. --map sends\n"
-    "one component elsewhere: a directory for files, a file or URL for a database.\n"
-    "Object stores: versioned buckets are checked (recorded versions still exist);\n"
-    "--rollback-objects makes each recorded version current again and deletes keys\n"
-    "created after the set. Copied buckets are written back only with --in-place,\n"
-    "otherwise into DIR/NAME/.\n";
+    "restore and keeps replaced files in ROOT/.coffer-previous-SET. --only NAME\n"
+    "(repeatable) restores only those components, and skips the validate commands.\n"
+    "--map sends one component elsewhere: a directory for files, a file or URL\n"
+    "for a database. Object stores: versioned buckets are checked (recorded\n"
+    "versions still exist); --rollback-objects makes each recorded version current\n"
+    "again and deletes keys created after the set. Copied buckets are written back\n"
+    "only with --in-place, otherwise into DIR/NAME/.\n"
+    "--dry-run prints the plan (set, components in order, destinations, files and\n"
+    "bytes, commands that would run) and writes nothing.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET,
+                      {OPT_SET, "ID|latest", "the set to restore (default: latest)", 0},
+                      {OPT_TO, "DIR", "restore under DIR, a separate root", 0},
+                      {OPT_IN_PLACE, NULL, "restore over the policy's root (stop/start around)", 0},
+                      {OPT_ONLY, "NAME", "restore only this component", CLI_REPEAT},
+                      {OPT_MAP, "NAME=VALUE", "send one component elsewhere", CLI_REPEAT},
+                      {OPT_FORCE, NULL, "restore into a non-empty directory", 0},
+                      {OPT_NO_VALIDATE, NULL, "do not run the policy's validate commands", 0},
+                      {OPT_ROLLBACK_OBJECTS, NULL, "make recorded object versions current", 0},
+                      USE_JSON("print the report as JSON"),
+                      {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0}, USE_END},
+    0};
+
+static void print_plan(json_t *plan)
+{
+    printf("dry run: restore set %s (%s) into %s%s\n",
+           json_string_value(json_object_get(plan, "set")),
+           json_string_value(json_object_get(plan, "time")),
+           json_string_value(json_object_get(plan, "root")),
+           json_is_true(json_object_get(plan, "in_place")) ? " (in place)" : "");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(plan, "commands"), i, c)
+        printf("  would run the stop command `%s` first and the start command `%s` last\n",
+               json_string_value(json_object_get(c, "stop")),
+               json_string_value(json_object_get(c, "start")));
+    json_array_foreach(json_object_get(plan, "components"), i, c)
+    {
+        char b[32];
+        const char *type = json_string_value(json_object_get(c, "type"));
+        printf("  %zu. %-12s %-12s -> %s  (", i + 1,
+               json_string_value(json_object_get(c, "name")), type,
+               json_string_value(json_object_get(c, "destination")));
+        if (strcmp(type, "files") == 0)
+            printf("%lld files, ", (long long)json_integer_value(json_object_get(c, "files")));
+        printf("%s)\n", cf_human_bytes((uint64_t)json_integer_value(json_object_get(c, "bytes")),
+                                       b, sizeof b));
+    }
+    json_array_foreach(json_object_get(plan, "validate"), i, c)
+        printf("  then validate '%s': `%s`\n", json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(c, "run")));
+    printf("dry run: nothing was written\n");
+}
 
 static int cmd_restore(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_restore, &a) != 0) {
-        free(a.maps);
+    if (parse(argc, argv, &spec_restore, &a) != 0) {
+        args_free(&a);
         return CF_EXIT_USAGE;
     }
     if (a.policy && !a.to == !a.in_place) {
-        free(a.maps);
+        args_free(&a);
         return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
     cf_run *run;
-    int orc = cli_open_parsed("restore", 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open_parsed("restore", 1, CLI_LOCK_NONE, &a, &run);
     if (orc) {
-        free(a.maps);
+        args_free(&a);
         return orc;
     }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
-                         .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
+                         .nonly = a.nonly, .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
                          .no_validate = a.no_validate, .rollback_objects = a.rollback_objects};
     json_t *rep = NULL;
-    int rc = cf_restore(run, &o, &rep);
-    if (rc == CF_EXIT_FAILED || rc == CF_EXIT_USAGE)
-        fprintf(stderr, "coffer: error: %s\n", cf_error());
-    else if (a.json)
-        print_json(rep);
-    else if (rc == CF_EXIT_OK)
-        printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
-               json_string_value(json_object_get(rep, "root")));
-    else
-        fprintf(stderr, "coffer: error: set %s restored into %s, but checks failed (see above)\n",
-                json_string_value(json_object_get(rep, "set")),
-                json_string_value(json_object_get(rep, "root")));
+    /* The plan checks the set, --only, --map and the destination before
+     * anything is locked or written; a dry run stops there. */
+    int rc = cf_restore_plan(run, &o, &rep);
+    if (rc == CF_EXIT_USAGE) {
+        usage_error("restore", "%s", cf_error());
+    } else if (rc != CF_EXIT_OK) {
+        die(rc);
+    } else if (a.dry_run) {
+        if (a.json)
+            print_json(rep);
+        else
+            print_plan(rep);
+    } else if (cf_run_lock(run, 0, "restore") != 0) {
+        rc = die(CF_EXIT_FAILED);
+    } else {
+        /* the set the plan resolved, even if "latest" moved since */
+        char *id = cf_strdup(json_string_value(json_object_get(rep, "set")));
+        json_decref(rep);
+        rep = NULL;
+        o.set = id;
+        rc = cf_restore(run, &o, &rep);
+        free(id);
+        if (rc == CF_EXIT_USAGE)
+            usage_error("restore", "%s", cf_error());
+        else if (rc == CF_EXIT_FAILED)
+            fprintf(stderr, "coffer: error: %s\n", cf_error());
+        else if (a.json)
+            print_json(rep);
+        else if (rc == CF_EXIT_OK)
+            printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
+                   json_string_value(json_object_get(rep, "root")));
+        else
+            fprintf(stderr,
+                    "coffer: error: set %s restored into %s, but checks failed (see above)\n",
+                    json_string_value(json_object_get(rep, "set")),
+                    json_string_value(json_object_get(rep, "root")));
+    }
     if (rep)
         json_decref(rep);
-    free(a.maps);
+    args_free(&a);
     cf_run_close(run);
     return rc;
 }
 
 /* ---- verify -------------------------------------------------------------- */
 
-static const char *help_verify =
+static const cli_spec spec_verify = {
+    "verify",
     "usage: coffer verify -p POLICY [--target NAME] [--set ID|latest|all] [--read-data] [--json]\n"
     "Check that a set can be restored: its manifest is intact and every chunk\n"
     "it references is indexed in an existing pack. --read-data also reads,\n"
     "decompresses and hashes every chunk and checks database dumps.\n"
-    "Exit status 3 when problems are found; each names set, path, chunk, pack.\n";
+    "Exit status 3 when problems are found; each names set, path, chunk, pack.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET,
+                      {OPT_SET, "ID|latest|all", "the set(s) to verify (default: latest)", 0},
+                      {OPT_READ_DATA, NULL, "read and hash all data, check database dumps", 0},
+                      USE_JSON("print the report as JSON"), USE_END},
+    0};
 
 static int cmd_verify(int argc, char **argv)
 {
     args a = {0};
     cf_run *run;
-    int orc = cli_open(argc, argv, help_verify, "verify", 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open(argc, argv, &spec_verify, 1, CLI_LOCK_SHARED, &a, &run);
     if (orc)
         return orc;
     cf_verify_opts o = {.set = a.set, .read_data = a.read_data};
@@ -376,34 +529,67 @@ static int cmd_verify(int argc, char **argv)
 
 /* ---- forget ------------------------------------------------------------------ */
 
-static const char *help_forget =
+static const cli_spec spec_forget = {
+    "forget",
     "usage: coffer forget -p POLICY [--target NAME] [--dry-run] [--json]\n"
     "                     [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
     "                     [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION]\n"
+    "       coffer forget -p POLICY [--target NAME] [--dry-run] [--json] SET...\n"
     "Apply the retention rules (the policy's, or those given here, which replace\n"
     "them) and remove the other sets of this policy. Prints each set with the\n"
-    "rules that keep it. Data is freed by `coffer prune`.\n";
+    "rules that keep it. Given set ids (full ids, as `coffer sets` lists them),\n"
+    "removes exactly those sets instead, and nothing when one of them is not a\n"
+    "set of this policy. Data is freed by `coffer prune`.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET,
+                      {OPT_DRY_RUN, NULL, "print what would be removed, remove nothing", 0},
+                      USE_JSON("print every set with keep/remove and reasons as JSON"),
+                      {OPT_KEEP_LAST, "N", "keep the N newest sets", 0},
+                      {OPT_KEEP_HOURLY, "N", "keep the newest set of each of N hours", 0},
+                      {OPT_KEEP_DAILY, "N", "... of each of N days", 0},
+                      {OPT_KEEP_WEEKLY, "N", "... of each of N weeks", 0},
+                      {OPT_KEEP_MONTHLY, "N", "... of each of N months", 0},
+                      {OPT_KEEP_YEARLY, "N", "... of each of N years", 0},
+                      {OPT_KEEP_WITHIN, "DURATION", "keep every set within DURATION (1y2m3w4d5h) "
+                                                    "of the newest",
+                       0},
+                      USE_END},
+    -1};
 
 static int cmd_forget(int argc, char **argv)
 {
     args a = {0};
-    cf_run *run;
-    int orc = cli_open(argc, argv, help_forget, "forget", 1, CLI_LOCK_NONE, &a, &run);
-    if (orc)
-        return orc;
-    cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
-                      (char *)a.keep_within};
+    if (parse(argc, argv, &spec_forget, &a) != 0) {
+        args_free(&a);
+        return CF_EXIT_USAGE;
+    }
+    for (int id = OPT_KEEP_LAST; a.npos && id <= OPT_KEEP_WITHIN; id++)
+        if (given(&a, id)) {
+            usage_error("forget", "set id '%s' and %s exclude each other: give rules or sets",
+                        a.pos[0], opt_name(id));
+            args_free(&a);
+            return CF_EXIT_USAGE;
+        }
     if (a.keep_within) {
         cf_duration d;
         if (cf_duration_parse(a.keep_within, &d) != 0) {
-            cf_run_close(run);
-            return die(CF_EXIT_USAGE);
+            args_free(&a);
+            return usage_error("forget", "%s", cf_error());
         }
     }
+    cf_run *run; /* cf_forget takes the exclusive lock itself */
+    int orc = cli_open_parsed("forget", 1, CLI_LOCK_NONE, &a, &run);
+    if (orc) {
+        args_free(&a);
+        return orc;
+    }
+    cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
+                      (char *)a.keep_within};
     json_t *rep = NULL;
-    if (cf_forget(run, &o, a.dry_run, &rep) != 0) {
+    int frc = cf_forget(run, &o, a.pos, a.npos, a.dry_run, &rep);
+    if (frc != 0) {
         cf_run_close(run);
-        return die(CF_EXIT_FAILED);
+        args_free(&a);
+        return frc == -2 ? usage_error("forget", "%s", cf_error()) : die(CF_EXIT_FAILED);
     }
     if (a.json) {
         print_json(rep);
@@ -424,21 +610,27 @@ static int cmd_forget(int argc, char **argv)
     }
     json_decref(rep);
     cf_run_close(run);
+    args_free(&a);
     return CF_EXIT_OK;
 }
 
 /* ---- unlock -------------------------------------------------------------------- */
 
-static const char *help_unlock =
+static const cli_spec spec_unlock = {
+    "unlock",
     "usage: coffer unlock -p POLICY [--target NAME] [--all]\n"
     "Remove stale locks (owner process gone, or not refreshed for 30 minutes);\n"
-    "--all removes every lock: only when no other coffer uses the repository.\n";
+    "--all removes every lock: only when no other coffer uses the repository.\n"
+    "There is no --dry-run: each lock removed is logged.\n",
+    (const cli_use[]){USE_POLICY, USE_TARGET,
+                      {OPT_ALL, NULL, "remove every lock, also live ones", 0}, USE_END},
+    0};
 
 static int cmd_unlock(int argc, char **argv)
 {
     args a = {0};
     cf_run *run;
-    int orc = cli_open(argc, argv, help_unlock, "unlock", 0, CLI_LOCK_NONE, &a, &run);
+    int orc = cli_open(argc, argv, &spec_unlock, 0, CLI_LOCK_NONE, &a, &run);
     if (orc)
         return orc;
     int n = cf_lock_remove_stale(run->store, a.all);
@@ -451,16 +643,24 @@ static int cmd_unlock(int argc, char **argv)
 
 /* ---- copy ---------------------------------------------------------------------- */
 
-static const char *help_copy =
+static const cli_spec spec_copy = {
+    "copy",
     "usage: coffer copy -p POLICY --from TARGET --to TARGET [--set ID|latest|all]\n"
     "Copy sets of this policy between two targets (another site): only chunks the\n"
     "destination lacks are sent. Sets already there are skipped, so an\n"
-    "interrupted copy resumes where it stopped. Default: --set latest.\n";
+    "interrupted copy resumes where it stopped. Default: --set latest.\n"
+    "There is no --dry-run: a copy only adds to the destination.\n",
+    (const cli_use[]){USE_POLICY,
+                      {OPT_FROM, "TARGET", "the target the sets are read from (required)", 0},
+                      {OPT_TO, "TARGET", "the target they are copied to (required)", 0},
+                      {OPT_SET, "ID|latest|all", "the set(s) to copy (default: latest)", 0},
+                      USE_END},
+    0};
 
 static int cmd_copy(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_copy, &a) != 0)
+    if (parse(argc, argv, &spec_copy, &a) != 0)
         return CF_EXIT_USAGE;
     if (need_policy("copy", &a))
         return CF_EXIT_USAGE;
@@ -523,10 +723,14 @@ static int cmd_copy(int argc, char **argv)
 
 /* ---- plugins --------------------------------------------------------------- */
 
-static const char *help_plugins =
+static const cli_spec spec_plugins = {
+    "plugins",
     "usage: coffer plugins [--describe NAME]\n"
     "List the drivers (built-in and loaded from plugin directories) with kind,\n"
-    "version, ABI and capabilities, or print one driver's option table.\n";
+    "version, ABI and capabilities, or print one driver's option table.\n"
+    "Drivers are loaded from --plugin-dir DIR given before the command.\n",
+    (const cli_use[]){{OPT_DESCRIBE, "NAME", "print this driver's options", 0}, USE_END},
+    0};
 
 static const char *type_name(coffer_opt_type t)
 {
@@ -556,7 +760,7 @@ static void caps_string(const cf_driver *d, char *buf, size_t len)
 static int cmd_plugins(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_plugins, &a) != 0)
+    if (parse(argc, argv, &spec_plugins, &a) != 0)
         return CF_EXIT_USAGE;
     if (a.describe) {
         const cf_driver *d = cf_registry_find_any(a.describe);
@@ -603,21 +807,33 @@ static int cmd_plugins(int argc, char **argv)
 
 /* ---- policy check ---------------------------------------------------------- */
 
-static const char *help_policy = "usage: coffer policy check FILE\n"
-                                 "Validate a policy against the schema and its drivers' options.\n";
+static const cli_spec spec_policy = {
+    "policy",
+    "usage: coffer policy check FILE\n"
+    "Validate a policy against the schema and its drivers' options.\n",
+    (const cli_use[]){USE_END}, 2};
 
 static int cmd_policy(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_policy, &a) != 0)
+    int rc = parse(argc, argv, &spec_policy, &a);
+    if (rc == 0 && (a.npos < 1 || strcmp(a.pos[0], "check") != 0))
+        rc = a.npos ? usage_error("policy", "unknown subcommand '%s'; expected `policy check FILE`",
+                                  a.pos[0])
+                    : usage_error("policy", "expected `policy check FILE`");
+    else if (rc == 0 && a.npos != 2)
+        rc = usage_error("policy", "expected `policy check FILE`");
+    if (rc != 0) {
+        args_free(&a);
         return CF_EXIT_USAGE;
-    if (optind + 2 != argc || strcmp(argv[optind], "check") != 0)
-        return usage_error("policy", "expected `policy check FILE`");
+    }
+    const char *file = a.pos[1];
+    args_free(&a);
     cf_policy *p;
-    if (cf_run_load_policy(argv[optind + 1], &p) != 0)
+    if (cf_run_load_policy(file, &p) != 0)
         return die(CF_EXIT_USAGE);
-    printf("%s: policy '%s' is valid: root %s, %zu component(s), %zu target(s), %s mode\n",
-           argv[optind + 1], p->name, p->root, p->ncomponents, p->ntargets,
+    printf("%s: policy '%s' is valid: root %s, %zu component(s), %zu target(s), %s mode\n", file,
+           p->name, p->root, p->ncomponents, p->ntargets,
            p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online");
     cf_policy_free(p);
     return CF_EXIT_OK;
@@ -649,7 +865,11 @@ int main(int argc, char **argv)
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *o = argv[i];
-        if (strcmp(o, "--plugin-dir") == 0 && i + 1 < argc) {
+        if (strcmp(o, "--plugin-dir") == 0) {
+            if (i + 1 >= argc) {
+                free(dirs);
+                return usage_error(NULL, "--plugin-dir needs a value");
+            }
             dirs = cf_realloc(dirs, (ndirs + 1) * sizeof(char *));
             dirs[ndirs++] = argv[++i];
         } else if (strncmp(o, "--plugin-dir=", 13) == 0) {
@@ -669,8 +889,8 @@ int main(int argc, char **argv)
             fputs(usage_main, stdout);
             return 0;
         } else {
-            fprintf(stderr, "coffer: error: unknown option %s\n%s", o, usage_main);
-            return CF_EXIT_USAGE;
+            free(dirs);
+            return usage_error(NULL, "unknown option %s before the command", o);
         }
     }
     if (i >= argc) {
@@ -699,7 +919,6 @@ int main(int argc, char **argv)
             return 130;
         return rc;
     }
-    fprintf(stderr, "coffer: error: unknown command '%s'\n%s", cmd, usage_main);
     free(dirs);
-    return CF_EXIT_USAGE;
+    return usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -1,5 +1,4 @@
 /* Repository maintenance commands: check, prune, key. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +32,8 @@ static int open_repo(cf_run *run, unsigned flags)
 
 /* ---- check ---------------------------------------------------------------- */
 
-static const char *help_check =
+static const cli_spec spec_check = {
+    "check",
     "usage: coffer check -p POLICY [--target NAME] [--read-data | --read-data-subset N%]\n"
     "                    [--rebuild-index] [--json]\n"
     "Check the whole repository (every set of every policy): config, index objects,\n"
@@ -44,12 +44,20 @@ static const char *help_check =
     "--read-data-subset N% reads a random N% of the packs, a different share each run.\n"
     "--rebuild-index first rebuilds the index from the packs' own tables (under the\n"
     "exclusive lock): the repair for damaged or lost index objects.\n"
-    "Each problem names set, path, chunk and object. Exit status 3 when problems are found.\n";
+    "Each problem names set, path, chunk and object. Exit status 3 when problems are found.\n",
+    (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
+                      {OPT_TARGET, "NAME", "the policy's target to check (default: the first)", 0},
+                      {OPT_READ_DATA, NULL, "read every pack", 0},
+                      {OPT_READ_DATA_SUBSET, "N%", "read a random N% of the packs", 0},
+                      {OPT_REBUILD_INDEX, NULL, "rebuild the index from the packs first", 0},
+                      {OPT_JSON, NULL, "print the report as JSON", 0},
+                      {-1, NULL, NULL, 0}},
+    0};
 
 int cmd_check(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_check, &a) != 0)
+    if (parse(argc, argv, &spec_check, &a) != 0)
         return CF_EXIT_USAGE;
     if (need_policy("check", &a))
         return CF_EXIT_USAGE;
@@ -98,7 +106,8 @@ int cmd_check(int argc, char **argv)
 
 /* ---- prune ------------------------------------------------------------------ */
 
-static const char *help_prune =
+static const cli_spec spec_prune = {
+    "prune",
     "usage: coffer prune -p POLICY [--target NAME] [--dry-run] [--max-unused PERCENT] [--json]\n"
     "Remove the data no set references (after `coffer forget`), looking at every\n"
     "set of every policy in the repository. Packs nothing uses are removed; packs\n"
@@ -106,12 +115,19 @@ static const char *help_prune =
     "wasteful first, until the unused bytes left are at most PERCENT (default 5)\n"
     "of the used ones; 0 repacks every partly used pack. Packs no index names\n"
     "are removed once older than an hour. Takes the exclusive lock; safe to\n"
-    "interrupt at any point. --dry-run prints the plan and changes nothing.\n";
+    "interrupt at any point. --dry-run prints the plan and changes nothing.\n",
+    (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
+                      {OPT_TARGET, "NAME", "the policy's target to prune (default: the first)", 0},
+                      {OPT_DRY_RUN, NULL, "print the plan, change nothing", 0},
+                      {OPT_MAX_UNUSED, "PERCENT", "unused bytes allowed to stay (default 5)", 0},
+                      {OPT_JSON, NULL, "print the report as JSON", 0},
+                      {-1, NULL, NULL, 0}},
+    0};
 
 int cmd_prune(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_prune, &a) != 0)
+    if (parse(argc, argv, &spec_prune, &a) != 0)
         return CF_EXIT_USAGE;
     cf_prune_cmd o = {
         .dry_run = a.dry_run, .max_unused = 5, .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
@@ -149,7 +165,8 @@ int cmd_prune(int argc, char **argv)
 
 /* ---- key ------------------------------------------------------------------------ */
 
-static const char *help_key =
+static const cli_spec spec_key = {
+    "key",
     "usage: coffer key list   -p POLICY [--target NAME] [--json]\n"
     "       coffer key add    -p POLICY [--target NAME] [--new-passphrase-file FILE]\n"
     "       coffer key remove -p POLICY [--target NAME] ID\n"
@@ -159,7 +176,18 @@ static const char *help_key =
     "passphrase comes from the target's source ($COFFER_PASSPHRASE by default);\n"
     "a new one from $COFFER_NEW_PASSPHRASE or --new-passphrase-file.\n"
     "add: another passphrase; remove: a key other than the one in use (never the\n"
-    "last); passwd: replace the key in use with one for the new passphrase.\n";
+    "last); passwd: replace the key in use with one for the new passphrase.\n"
+    "There is no --dry-run: `key list` shows the keys, and remove refuses the key\n"
+    "in use and the last one.\n",
+    (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
+                      {OPT_TARGET, "NAME", "the policy's target (default: the first)", 0},
+                      {OPT_JSON, NULL, "list: print the keys as JSON", 0},
+                      {OPT_NEW_PASSPHRASE_FILE, "FILE",
+                       "add, passwd: read the new passphrase "
+                       "from FILE",
+                       0},
+                      {-1, NULL, NULL, 0}},
+    2};
 
 static int new_pass(const args *a, char **p, size_t *n)
 {
@@ -204,17 +232,31 @@ static int key_list(cf_run *run, const args *a)
 int cmd_key(int argc, char **argv)
 {
     args a = {0};
-    if (parse(argc, argv, help_key, &a) != 0)
+    if (parse(argc, argv, &spec_key, &a) != 0) {
+        args_free(&a);
         return CF_EXIT_USAGE;
-    if (optind >= argc)
-        return usage_error("key", "expected list, add, remove ID or passwd");
-    const char *sub = argv[optind];
-    int is_remove = strcmp(sub, "remove") == 0;
-    if (strcmp(sub, "list") != 0 && strcmp(sub, "add") != 0 && !is_remove &&
-        strcmp(sub, "passwd") != 0)
-        return usage_error("key", "expected list, add, remove ID or passwd");
-    if (optind + 1 + is_remove != argc)
-        return usage_error("key", is_remove ? "remove takes one key ID" : "too many arguments");
+    }
+    int urc = 0;
+    const char *sub = a.npos ? a.pos[0] : "";
+    int is_remove = strcmp(sub, "remove") == 0, is_list = strcmp(sub, "list") == 0;
+    if (!a.npos)
+        urc = usage_error("key", "expected list, add, remove ID or passwd");
+    else if (!is_list && !is_remove && strcmp(sub, "add") != 0 && strcmp(sub, "passwd") != 0)
+        urc = usage_error("key", "unknown subcommand '%s'; expected list, add, remove ID or passwd",
+                          sub);
+    else if (is_remove && a.npos != 2)
+        urc = usage_error("key", "remove takes one key ID");
+    else if (!is_remove && a.npos > 1)
+        urc = usage_error("key", "unexpected argument '%s'", a.pos[1]);
+    else if (a.json && !is_list)
+        urc = usage_error("key", "--json applies to `key list` only");
+    else if (a.new_passphrase_file && (is_list || is_remove))
+        urc =
+            usage_error("key", "--new-passphrase-file applies to `key add` and `key passwd` only");
+    char *remove_id = is_remove && a.npos == 2 ? a.pos[1] : NULL;
+    args_free(&a);
+    if (urc)
+        return urc;
     cf_run *run; /* locked below, once the passphrase was asked for */
     int orc = cli_open_parsed("key", 1, CLI_LOCK_NONE, &a, &run);
     if (orc)
@@ -237,10 +279,10 @@ int cmd_key(int argc, char **argv)
         if ((!is_remove && new_pass(&a, &np, &nl) != 0) || cf_run_lock(run, 1, lockname) != 0) {
             rc = die(CF_EXIT_FAILED);
         } else if (is_remove) {
-            if (cf_repo_key_remove(run->repo, argv[optind + 1], 0) != 0)
+            if (cf_repo_key_remove(run->repo, remove_id, 0) != 0)
                 rc = die(CF_EXIT_FAILED);
             else
-                printf("removed key %s\n", argv[optind + 1]);
+                printf("removed key %s\n", remove_id);
         } else if (cf_repo_key_add(run->repo, np, nl, NULL, id) != 0) {
             rc = die(CF_EXIT_FAILED);
         } else if (strcmp(sub, "add") == 0) {

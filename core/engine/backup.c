@@ -832,7 +832,41 @@ static int run_start(cf_run *run)
     return 0;
 }
 
-int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
+/* A dry run stores into the repository's own store with every write
+ * discarded: the repository layer packs, compresses and indexes (in
+ * memory) as usual, so dedup and the new/stored byte counts are real,
+ * and nothing is written. */
+static coffer_status discard_open(void *inst, const char *key, const coffer_write_opts *o, void **w)
+{
+    (void)inst, (void)key, (void)o;
+    *w = cf_malloc(1);
+    return COFFER_OK;
+}
+
+static coffer_status discard_write(void *w, const void *buf, size_t len)
+{
+    (void)w, (void)buf, (void)len;
+    return COFFER_OK;
+}
+
+static coffer_status discard_commit(void *w)
+{
+    free(w);
+    return COFFER_OK;
+}
+
+static void discard_abort(void *w)
+{
+    free(w);
+}
+
+static coffer_status discard_remove(void *inst, const char *key)
+{
+    (void)inst, (void)key;
+    return COFFER_OK;
+}
+
+static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
 {
     cf_policy *p = run->policy;
     cf_cdc cdc;
@@ -897,7 +931,12 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         prev_start(&pload, run, &prev);
         rc = cf_manifest_begin(&mw);
     }
-    if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {
+    if (rc == 0 && p->mode == CF_MODE_MAINTENANCE && dry) {
+        cf_log(CF_LOG_DEBUG,
+               "dry run: a real backup would stop the application (`%s`) now and "
+               "start it (`%s`) after the capture; it keeps running",
+               p->stop_cmd, p->start_cmd);
+    } else if (rc == 0 && p->mode == CF_MODE_MAINTENANCE) {
         rc = run_stop(run);
         stopped = 1; /* start runs even when stop failed */
     }
@@ -1013,7 +1052,7 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         cf_fail("%s", saved);
     }
 
-    if (rc == 0)
+    if (rc == 0 && !dry)
         rc = cf_repo_flush(run->repo);
     json_t *header = NULL;
     if (rc == 0) {
@@ -1049,9 +1088,10 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
         if (pl.vanished)
             json_object_set_new(tot, "vanished_files", json_integer((json_int_t)pl.vanished));
         json_object_set_new(header, "totals", tot);
-        rc = cf_manifest_commit(mw, run->repo, set_id, header);
+        if (!dry)
+            rc = cf_manifest_commit(mw, run->repo, set_id, header);
     }
-    if (rc != 0)
+    if (rc != 0 && !dry)
         cf_repo_abort(run->repo);
 
     if (rc == 0) {
@@ -1063,7 +1103,15 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
                              json_object_get(tot, "stored_bytes"), "unchanged_files",
                              json_object_get(tot, "unchanged_files"), "duration", cf_now() - t0);
         json_object_set_new(*summary, "vanished_files", json_integer((json_int_t)pl.vanished));
-        *set_id_out = cf_strdup(set_id);
+        if (dry) {
+            json_object_del(*summary, "set");
+            json_object_set_new(*summary, "dry_run", json_true());
+            json_object_set_new(
+                *summary, "mode",
+                json_string(p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online"));
+        } else {
+            *set_id_out = cf_strdup(set_id);
+        }
     }
     if (header)
         json_decref(header);
@@ -1082,5 +1130,31 @@ int cf_backup(cf_run *run, char **set_id_out, json_t **summary)
     }
     if (rc != 0 && start_rc != 0)
         cf_log(CF_LOG_ERROR, "%s", start_err);
+    return rc;
+}
+
+int cf_backup(cf_run *run, char **set_id, json_t **summary)
+{
+    return backup(run, 0, set_id, summary);
+}
+
+int cf_backup_dry_run(cf_run *run, json_t **summary)
+{
+    const coffer_storage_ops *real = run->store->ops;
+    coffer_storage_ops discard = *real;
+    discard.prepare = NULL;
+    discard.writer_open = discard_open;
+    discard.writer_write = discard_write;
+    discard.writer_commit = discard_commit;
+    discard.writer_abort = discard_abort;
+    discard.remove = discard_remove;
+    discard.restore_version = NULL;
+    run->store->ops = &discard;
+    int rc = backup(run, 1, NULL, summary);
+    /* Packs still open in the repository handle are dropped on close:
+     * through the discarding writers, while this frame still exists. */
+    cf_repo_close(run->repo);
+    run->repo = NULL;
+    run->store->ops = real;
     return rc;
 }

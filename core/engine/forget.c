@@ -132,37 +132,99 @@ static void merge(cf_retention *r, const cf_retention *o)
     *r = *o;
 }
 
-int cf_forget(cf_run *run, const cf_retention *override, int dry_run, json_t **report)
+/* Mark exactly the named sets for removal. -2 (nothing marked) when one
+ * is not a set of this policy. */
+static int mark_named(cf_keep_set *sets, size_t n, char *const *ids, size_t nids)
 {
-    cf_retention r = run->policy->retention;
-    merge(&r, override);
-    cf_lock *lock = NULL;
-    if (!dry_run && cf_lock_acquire(run->store, 1, "forget", &lock) != 0)
-        return -1;
-    char **ids;
-    size_t n;
-    if (cf_sets_list(run->repo, &ids, &n) != 0) {
-        cf_lock_release(lock);
-        return -1;
+    for (size_t i = 0; i < nids; i++) {
+        size_t k = 0;
+        while (k < n && strcmp(sets[k].id, ids[i]) != 0)
+            k++;
+        if (k == n) {
+            cf_fail("set %s: no such set of this policy (give full set ids, as `coffer sets` "
+                    "lists them); nothing was removed",
+                    ids[i]);
+            return -2;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ids[j], ids[i]) == 0) {
+                cf_fail("set %s is named twice; nothing was removed", ids[i]);
+                return -2;
+            }
     }
+    for (size_t k = 0; k < n; k++) {
+        sets[k].keep = 1;
+        snprintf(sets[k].reasons, sizeof sets[k].reasons, "not named");
+        for (size_t i = 0; i < nids; i++)
+            if (strcmp(sets[k].id, ids[i]) == 0) {
+                sets[k].keep = 0;
+                snprintf(sets[k].reasons, sizeof sets[k].reasons, "named");
+            }
+    }
+    return 0;
+}
+
+/* The readable sets of run's policy, oldest first. */
+static int policy_sets(cf_run *run, cf_keep_set **out, size_t *nout)
+{
+    char **all;
+    size_t n;
+    if (cf_sets_list(run->repo, &all, &n) != 0)
+        return -1;
     cf_keep_set *sets = cf_calloc(n ? n : 1, sizeof *sets);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *h;
-        if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
-            cf_log(CF_LOG_WARN, "set %s is unreadable and left alone: %s", ids[i], cf_error());
+        if (cf_manifest_header(run->repo, all[i], &h) != 0) {
+            cf_log(CF_LOG_WARN, "set %s is unreadable and left alone: %s", all[i], cf_error());
             continue;
         }
         const char *pol = json_string_value(json_object_get(h, "policy"));
         if (pol && strcmp(pol, run->policy->name) == 0) {
-            sets[m].id = cf_strdup(ids[i]);
+            sets[m].id = cf_strdup(all[i]);
             sets[m].time = cf_parse_iso(json_string_value(json_object_get(h, "time")));
             m++;
         }
         json_decref(h);
     }
-    cf_strv_free(ids, n);
-    int rc = cf_retention_apply(&r, sets, m);
+    cf_strv_free(all, n);
+    *out = sets;
+    *nout = m;
+    return 0;
+}
+
+static void sets_free(cf_keep_set *sets, size_t m)
+{
+    for (size_t i = 0; i < m; i++)
+        free(sets[i].id);
+    free(sets);
+}
+
+int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids, int dry_run,
+              json_t **report)
+{
+    cf_retention r = run->policy->retention;
+    merge(&r, override);
+    cf_keep_set *sets;
+    size_t m;
+    /* Unknown ids are refused before the lock is taken; checked again
+     * under it, as a concurrent forget may have removed one since. */
+    if (nids) {
+        if (policy_sets(run, &sets, &m) != 0)
+            return -1;
+        int rc = mark_named(sets, m, ids, nids);
+        sets_free(sets, m);
+        if (rc != 0)
+            return rc;
+    }
+    cf_lock *lock = NULL;
+    if (!dry_run && cf_lock_acquire(run->store, 1, "forget", &lock) != 0)
+        return -1;
+    if (policy_sets(run, &sets, &m) != 0) {
+        cf_lock_release(lock);
+        return -1;
+    }
+    int rc = nids ? mark_named(sets, m, ids, nids) : cf_retention_apply(&r, sets, m);
     json_t *arr = json_array();
     for (size_t i = 0; rc == 0 && i < m; i++) {
         json_array_append_new(arr, json_pack("{s:s,s:b,s:s}", "id", sets[i].id, "keep",
@@ -174,13 +236,11 @@ int cf_forget(cf_run *run, const cf_retention *override, int dry_run, json_t **r
             free(key);
         }
     }
-    for (size_t i = 0; i < m; i++)
-        free(sets[i].id);
-    free(sets);
+    sets_free(sets, m);
     cf_lock_release(lock);
     if (rc != 0) {
         json_decref(arr);
-        return -1;
+        return rc == -2 ? -2 : -1;
     }
     *report = arr;
     return 0;

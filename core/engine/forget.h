@@ -27,7 +27,12 @@ int cf_retention_apply(const cf_retention *r, cf_keep_set *sets, size_t n);
 time_t cf_parse_iso(const char *s);
 
 /* The forget command: r overrides the policy's rules where set (>= 0 /
- * non-NULL). Prints a table (or JSON). */
-int cf_forget(cf_run *run, const cf_retention *override, int dry_run, json_t **report);
+ * non-NULL). With ids (nids > 0) the rules are not used: exactly those
+ * sets of the policy are removed, after every id was found (an unknown
+ * id, or one of another policy, removes nothing and returns -2). Not in
+ * a dry run, the exclusive lock is held while sets are removed. *report
+ * lists every set of the policy: {id, keep, reasons}. */
+int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_t nids, int dry_run,
+              json_t **report);
 
 #endif

@@ -720,7 +720,7 @@ static void check_cb(void *ud, int ok, const char *check, const char *detail)
 
 /* Component order: the policy's declaration order, then components of
  * the set the policy no longer declares. */
-static size_t restore_order(const cf_policy *p, json_t *set_comps, const char *only,
+static size_t restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o,
                             json_t **ordered)
 {
     json_t *out = json_array();
@@ -753,11 +753,11 @@ static size_t restore_order(const cf_policy *p, json_t *set_comps, const char *o
         }
     json_decref(out);
     out = sorted;
-    if (only) {
+    if (o->nonly) {
         json_t *f = json_array();
         json_array_foreach(out, k, c)
         {
-            if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", only) == 0)
+            if (cf_restore_only_has(o, json_string_value(json_object_get(c, "name")) ?: ""))
                 json_array_append(f, c);
         }
         json_decref(out);
@@ -787,10 +787,12 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     rstate rs = {0};
     int stopped = 0;
 
-    if (restore_order(p, json_object_get(h, "components"), o->only, &comps) == 0) {
-        rc = o->only ? cf_fail("set %s has no component '%s'", set_id, o->only)
-                     : cf_fail("set %s has no components", set_id);
-        usage = o->only != NULL;
+    const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
+    if (bad_only || restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
+        rc = bad_only
+                 ? cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id, bad_only)
+                 : cf_fail("set %s has no components", set_id);
+        usage = bad_only != NULL;
         goto out;
     }
     for (size_t i = 0; i < o->nmaps; i++) {
@@ -1050,7 +1052,7 @@ out:
         }
         cf_fail("%s", saved);
     }
-    if (rc == 0 && !o->no_validate && !o->only) {
+    if (rc == 0 && !o->no_validate && !o->nonly) {
         char *env[4];
         env[0] = cf_asprintf("COFFER_RESTORE_ROOT=%s", root);
         env[1] = cf_asprintf("COFFER_SET_ID=%s", set_id);

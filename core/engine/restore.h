@@ -10,7 +10,8 @@ typedef struct cf_restore_opts {
     const char *set;     /* id, prefix or "latest" */
     const char *to;      /* restore root; NULL with in_place */
     int in_place;
-    const char *only;    /* one component, or NULL */
+    char **only;         /* components to restore (none: all) */
+    size_t nonly;
     char **maps;         /* "NAME=VALUE" */
     size_t nmaps;
     int force;
@@ -22,6 +23,17 @@ typedef struct cf_restore_opts {
  * target changed, error in cf_error) or CF_EXIT_PROBLEMS (restored, but a
  * database check or a validate command failed: see *report). */
 int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report);
+
+/* What cf_restore would do, written nowhere: the set, its components in
+ * restore order with destination, files and bytes, the stop/start and
+ * validate commands that would run. Fails like cf_restore would before
+ * writing (CF_EXIT_USAGE for an unknown --only or --map name, or
+ * CF_EXIT_FAILED, error in cf_error); CF_EXIT_OK with *plan set. */
+int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan);
+/* The first --only name the set's components (a JSON array) lack, or NULL. */
+const char *cf_restore_only_missing(const cf_restore_opts *o, json_t *set_comps);
+/* Whether component `name` is restored under o's --only list. */
+int cf_restore_only_has(const cf_restore_opts *o, const char *name);
 
 /* A coffer_dump_source over the streams of one database component of a
  * set (used by restore and verify --read-data). */

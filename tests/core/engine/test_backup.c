@@ -717,14 +717,15 @@ static void test_validate_and_only(void **state)
     /* --only config: just that component, no validate commands. */
     char only[400], p[700];
     snprintf(only, sizeof only, "%s/only", f->d.path);
-    o = (cf_restore_opts){.set = id, .to = only, .only = "config"};
+    o = (cf_restore_opts){.set = id, .to = only, .only = (char *[]){"config"}, .nonly = 1};
     assert_int_equal(cf_restore(run, &o, &rep), CF_EXIT_OK);
     assert_int_equal(json_array_size(json_object_get(rep, "validate")), 0);
     json_decref(rep);
     snprintf(p, sizeof p, "%s/data/config.toml", only);
     assert_true(et_exists(p));
     assert_int_equal(count_files(only), 1);
-    o = (cf_restore_opts){.set = id, .to = only, .only = "nope", .force = 1};
+    o = (cf_restore_opts){
+        .set = id, .to = only, .only = (char *[]){"nope"}, .nonly = 1, .force = 1};
     assert_int_equal(cf_restore(run, &o, &rep), CF_EXIT_USAGE);
     assert_error_has("has no component 'nope'");
     json_decref(rep);
