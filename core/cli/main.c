@@ -516,6 +516,9 @@ static int cmd_verify(int argc, char **argv)
         fprintf(stderr, "coffer: error: %s\n", cf_error());
     else if (a.json)
         print_json(rep);
+    else if (rc == CF_EXIT_OK && json_array_size(json_object_get(rep, "not_checked")))
+        printf("verify: no problems found; %zu database dump(s) not read back (named above)\n",
+               json_array_size(json_object_get(rep, "not_checked")));
     else if (rc == CF_EXIT_OK)
         printf("verify: no problems found\n");
     else

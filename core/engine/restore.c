@@ -676,7 +676,7 @@ static size_t unclaimed(int dirfd, const char *prefix, cf_buf *names, size_t n)
     return n;
 }
 
-static const char *map_value(const cf_restore_opts *o, const char *name)
+const char *cf_restore_map(const cf_restore_opts *o, const char *name)
 {
     size_t l = strlen(name);
     for (size_t i = 0; i < o->nmaps; i++)
@@ -685,7 +685,7 @@ static const char *map_value(const cf_restore_opts *o, const char *name)
     return NULL;
 }
 
-static int dir_nonempty(const char *path)
+int cf_dir_nonempty(const char *path)
 {
     DIR *d = opendir(path);
     if (!d)
@@ -699,7 +699,7 @@ static int dir_nonempty(const char *path)
     return n > 0;
 }
 
-static char *absolute(const char *p)
+char *cf_abspath(const char *p)
 {
     if (p[0] == '/')
         return cf_strdup(p);
@@ -720,7 +720,7 @@ static void check_cb(void *ud, int ok, const char *check, const char *detail)
 
 /* Component order: the policy's declaration order, then components of
  * the set the policy no longer declares. */
-static size_t restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o,
+size_t cf_restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o,
                             json_t **ordered)
 {
     json_t *out = json_array();
@@ -788,7 +788,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     int stopped = 0;
 
     const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
-    if (bad_only || restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
+    if (bad_only || cf_restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
         rc = bad_only
                  ? cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id, bad_only)
                  : cf_fail("set %s has no components", set_id);
@@ -814,8 +814,8 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             goto out;
         }
     }
-    root = o->in_place ? cf_strdup(p->root) : absolute(o->to);
-    if (!o->in_place && dir_nonempty(root) && !o->force) {
+    root = o->in_place ? cf_strdup(p->root) : cf_abspath(o->to);
+    if (!o->in_place && cf_dir_nonempty(root) && !o->force) {
         rc = cf_fail("restore target %s is not empty; use an empty directory or --force "
                      "(replaced files are kept aside)", root);
         goto out;
@@ -846,8 +846,8 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             break;
         const char *name = json_string_value(json_object_get(cj, "name"));
         const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
-        const char *map = map_value(o, name);
-        if (!cf_policy_component(p, name) && !o->only) {
+        const char *map = cf_restore_map(o, name);
+        if (!cf_policy_component(p, name) && !cf_restore_only_has(o, name)) {
             /* What a set holds beyond the policy is restored only when
              * asked for by name: a hand-made set could otherwise add a
              * component the operator never declared. */
@@ -858,8 +858,8 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         }
         cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
         if (strcmp(type, "files") == 0) {
-            char *droot = map ? absolute(map) : cf_strdup(root);
-            if (map && !o->force && dir_nonempty(droot)) {
+            char *droot = map ? cf_abspath(map) : cf_strdup(root);
+            if (map && !o->force && cf_dir_nonempty(droot)) {
                 rc = cf_fail("--map %s: %s is not empty; use --force", name, droot);
                 free(droot);
                 break;
@@ -992,7 +992,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                     oo.write_back = 1;
                 } else {
                     /* a rehearsal never writes into the live bucket */
-                    char *droot = map ? absolute(map) : cf_strdup(root);
+                    char *droot = map ? cf_abspath(map) : cf_strdup(root);
                     d = dest_get(&rs, droot, set_id);
                     free(droot);
                     if (!d) {

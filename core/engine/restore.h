@@ -35,6 +35,19 @@ const char *cf_restore_only_missing(const cf_restore_opts *o, json_t *set_comps)
 /* Whether component `name` is restored under o's --only list. */
 int cf_restore_only_has(const cf_restore_opts *o, const char *name);
 
+/* Shared by restore and its plan: the components of a set in restore
+ * order (the policy's declaration order, then components only the set
+ * has, object stores last), filtered by --only; new reference in
+ * *ordered; returns the count. */
+size_t cf_restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o,
+                        json_t **ordered);
+/* The VALUE of --map NAME=VALUE for a component, or NULL. */
+const char *cf_restore_map(const cf_restore_opts *o, const char *name);
+/* p made absolute against the working directory (malloc'd). */
+char *cf_abspath(const char *p);
+/* 1 if path is a directory with at least one entry. */
+int cf_dir_nonempty(const char *path);
+
 /* A coffer_dump_source over the streams of one database component of a
  * set (used by restore and verify --read-data). */
 typedef struct cf_dbsource cf_dbsource;

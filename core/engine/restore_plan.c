@@ -39,63 +39,6 @@ const char *cf_restore_only_missing(const cf_restore_opts *o, json_t *set_comps)
     return NULL;
 }
 
-static char *absolute(const char *p)
-{
-    if (p[0] == '/')
-        return cf_strdup(p);
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd))
-        return cf_strdup(p);
-    return cf_asprintf("%s/%s", cwd, p);
-}
-
-static int dir_nonempty(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return 0;
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            n++;
-    closedir(d);
-    return n > 0;
-}
-
-static const char *map_value(const cf_restore_opts *o, const char *name)
-{
-    size_t l = strlen(name);
-    for (size_t i = 0; i < o->nmaps; i++)
-        if (strncmp(o->maps[i], name, l) == 0 && o->maps[i][l] == '=')
-            return o->maps[i] + l + 1;
-    return NULL;
-}
-
-/* The order cf_restore uses: the policy's declaration order, then
- * components only the set has, object stores last; filtered by --only. */
-static json_t *plan_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o)
-{
-    json_t *out = json_array();
-    size_t k;
-    json_t *c;
-    for (int obj = 0; obj < 2; obj++) {
-        for (size_t i = 0; i <= p->ncomponents; i++)
-            json_array_foreach(set_comps, k, c)
-            {
-                const char *n = json_string_value(json_object_get(c, "name")) ?: "";
-                const char *t = json_string_value(json_object_get(c, "type")) ?: "";
-                int declared = cf_policy_component(p, n) != NULL;
-                /* i == ncomponents: the components the policy no longer declares */
-                int here = i < p->ncomponents ? strcmp(n, p->components[i].name) == 0 : !declared;
-                if (here && (strcmp(t, "object_store") == 0) == obj &&
-                    (!o->nonly || cf_restore_only_has(o, n)))
-                    json_array_append(out, c);
-            }
-    }
-    return out;
-}
-
 int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
 {
     cf_policy *p = run->policy;
@@ -109,14 +52,14 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
     }
     int rc = CF_EXIT_OK;
     json_t *comps = NULL, *out = NULL;
-    char *root = o->in_place ? cf_strdup(p->root) : absolute(o->to);
+    char *root = o->in_place ? cf_strdup(p->root) : cf_abspath(o->to);
     const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
     if (bad_only) {
         cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id, bad_only);
         rc = CF_EXIT_USAGE;
         goto done;
     }
-    comps = plan_order(p, json_object_get(h, "components"), o);
+    cf_restore_order(p, json_object_get(h, "components"), o, &comps);
     for (size_t i = 0; i < o->nmaps; i++) {
         const char *eq = strchr(o->maps[i], '=');
         int found = 0;
@@ -141,7 +84,7 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
         rc = CF_EXIT_FAILED;
         goto done;
     }
-    if (!o->in_place && dir_nonempty(root) && !o->force) {
+    if (!o->in_place && cf_dir_nonempty(root) && !o->force) {
         cf_fail("restore target %s is not empty; use an empty directory or --force "
                 "(replaced files are kept aside)",
                 root);
@@ -160,12 +103,19 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
     {
         const char *name = json_string_value(json_object_get(c, "name")) ?: "";
         const char *type = json_string_value(json_object_get(c, "type")) ?: "";
-        const char *map = map_value(o, name);
+        const char *map = cf_restore_map(o, name);
         const cf_component *pc = cf_policy_component(p, name);
         char *dest = NULL;
+        if (!pc && !cf_restore_only_has(o, name)) {
+            cf_fail("set %s has component '%s', which policy '%s' does not declare; restore "
+                    "it by name with --only %s if it is wanted",
+                    set_id, name, p->name, name);
+            rc = CF_EXIT_FAILED;
+            break;
+        }
         if (strcmp(type, "files") == 0) {
-            dest = map ? absolute(map) : cf_strdup(root);
-            if (map && !o->force && dir_nonempty(dest)) {
+            dest = map ? cf_abspath(map) : cf_strdup(root);
+            if (map && !o->force && cf_dir_nonempty(dest)) {
                 cf_fail("--map %s: %s is not empty; use --force", name, dest);
                 free(dest);
                 rc = CF_EXIT_FAILED;
