@@ -141,6 +141,20 @@ typedef struct coffer_host {
 
     /* Absolute policy root, for drivers resolving relative paths. since 1.0 */
     const char *(*policy_root)(coffer_hctx *h);
+
+    /* The environment for a child process the driver starts: the host's
+     * environment without its secrets (the policy's secret sources, the
+     * repository passphrase, variables named like *PASSWORD, *PASSPHRASE,
+     * *_TOKEN, *_PWD, *_SECRET*, values holding a URL with a password or
+     * a password=... pair), without the names in `drop`, plus the
+     * "NAME=VALUE" entries of `add`, which replace inherited ones. Both
+     * lists end with NULL and may be NULL. Returns a NULL-terminated array
+     * for execve/posix_spawn, or NULL when out of memory; release it with
+     * child_env_free. A host older than 1.1 lacks both: check struct_size
+     * (offsetof(coffer_host, child_env_free) + sizeof(void *)) and the
+     * pointers before calling. since 1.1 */
+    char **(*child_env)(coffer_hctx *h, const char *const *drop, const char *const *add);
+    void (*child_env_free)(char **env);
 } coffer_host;
 
 /* ---- Descriptor ------------------------------------------------------ */
