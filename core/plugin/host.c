@@ -127,6 +127,12 @@ static char **host_child_env(coffer_hctx *h, const char *const *drop, const char
     return cf_child_env(drop, add);
 }
 
+static void host_child_env_secret(coffer_hctx *h, const char *name)
+{
+    (void)h;
+    cf_child_env_secret(name);
+}
+
 static const coffer_host host_table = {
     .struct_size = sizeof(coffer_host),
     .abi_major = COFFER_ABI_MAJOR,
@@ -146,6 +152,7 @@ static const coffer_host host_table = {
     .policy_root = host_policy_root,
     .child_env = host_child_env,
     .child_env_free = cf_child_env_free,
+    .child_env_secret = host_child_env_secret,
 };
 
 const coffer_host *cf_host_table(void)

@@ -150,11 +150,15 @@ typedef struct coffer_host {
      * "NAME=VALUE" entries of `add`, which replace inherited ones. Both
      * lists end with NULL and may be NULL. Returns a NULL-terminated array
      * for execve/posix_spawn, or NULL when out of memory; release it with
-     * child_env_free. A host older than 1.1 lacks both: check struct_size
-     * (offsetof(coffer_host, child_env_free) + sizeof(void *)) and the
-     * pointers before calling. since 1.1 */
+     * child_env_free. A host older than 1.1 lacks these three services:
+     * check struct_size (offsetof(coffer_host, member) + sizeof(void *))
+     * and the pointer before calling. since 1.1 */
     char **(*child_env)(coffer_hctx *h, const char *const *drop, const char *const *add);
     void (*child_env_free)(char **env);
+    /* Declare an environment variable as a secret source the policy's
+     * options do not show (e.g. named by a --map URL): no child started
+     * afterwards gets it. since 1.1 */
+    void (*child_env_secret)(coffer_hctx *h, const char *name);
 } coffer_host;
 
 /* ---- Descriptor ------------------------------------------------------ */
