@@ -277,8 +277,8 @@ static int exited(pid_t pid)
  * use (locale, time zone, home, their own non-secret PG* variables). */
 static int fallback_keep(const char *e)
 {
-    static const char *const names[] = {"PATH=", "HOME=",   "USER=", "LOGNAME=", "LANG=",
-                                        "TZ=",   "TMPDIR=", "LC_",   "PG"};
+    static const char *const names[] = {
+        "PATH=", "HOME=", "USER=", "LOGNAME=", "LANG=", "TZ=", "TMPDIR=", "LC_", "PG"};
     if (strncmp(e, "PGPASSWORD=", 11) == 0)
         return 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

@@ -496,8 +496,8 @@ static void test_child_env_rule(void **state)
     setenv("UNIT_KEEP", "yes", 1);
     setenv("LANG", "C.UTF-8", 1);
     cf_child_env_secret("UNIT_CRED"); /* as a policy's password_env would */
-    const char *secrets[] = {"PGPASSWORD",     "UNIT_DB_PASSWORD",      "UNIT_URL", "UNIT_DSN",
-                             "UNIT_CRED",      "AWS_SECRET_ACCESS_KEY", "UNIT_API_TOKEN"};
+    const char *secrets[] = {"PGPASSWORD", "UNIT_DB_PASSWORD",      "UNIT_URL",      "UNIT_DSN",
+                             "UNIT_CRED",  "AWS_SECRET_ACCESS_KEY", "UNIT_API_TOKEN"};
     char pf[512];
     assert_int_equal(pgd_passfile_new(&in, "rule-pw", pf, sizeof pf), COFFER_OK);
     char text[16384];
@@ -558,9 +558,10 @@ static void test_child_env_rule(void **state)
     assert_int_equal(lang, 1);
     cf_child_env_free(env);
 
-    const char *names[] = {"PGPASSWORD",     "UNIT_DB_PASSWORD",      "UNIT_URL",
-                           "UNIT_DSN",       "UNIT_CRED",             "UNIT_API_TOKEN",
-                           "UNIT_PLAIN_URL", "AWS_SECRET_ACCESS_KEY", "UNIT_KEEP"};
+    const char *names[] = {
+        "PGPASSWORD", "UNIT_DB_PASSWORD", "UNIT_URL",       "UNIT_DSN",
+        "UNIT_CRED",  "UNIT_API_TOKEN",   "UNIT_PLAIN_URL", "AWS_SECRET_ACCESS_KEY",
+        "UNIT_KEEP"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
