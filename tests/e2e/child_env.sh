@@ -39,6 +39,17 @@ export APP_PUBLIC_URL=https://drive.example.org/share
 export APP_USER_URL=https://operator@status.example.org/
 export PGPASSFILE=/nonexistent/.pgpass        # a path, not a secret
 
+# coffer runs in exactly this environment (env -i), so what a command gets
+# is compared with what it should get, name by name.
+BASE_NAMES=(PATH HOME LANG TZ ASTERDRIVE_ROOT ASTERDRIVE_MODE COFFER_REPO APP_PUBLIC_URL
+    APP_USER_URL PGPASSFILE)
+cfx() {
+    local a=() n
+    for n in "${BASE_NAMES[@]}" "${SECRET_NAMES[@]}"; do a+=("$n=${!n}"); done
+    [ -n "${FAIL_VALIDATE:-}" ] && a+=("FAIL_VALIDATE=$FAIL_VALIDATE")
+    env -i "${a[@]}" "$COFFER" --no-progress "$@"
+}
+
 # Each command copies its environment and argv to $T/env/<what>.<pid>.
 mkdir -p "$T/env"
 cat >"$T/dump-env.sh" <<EOF
@@ -88,6 +99,15 @@ ALL_OUTPUT=$T/outputs
 keep_output() { { printf '%s\n' "$OUT"; printf '%s\n' "$ERR"; } >>"$ALL_OUTPUT"; }
 
 names_of() { cut -d= -f1 "$1" | sort | tr '\n' ' '; }
+# exact_names FILE WHAT EXTRA...: the names in FILE, but those the shell
+# itself adds (PWD, OLDPWD, SHLVL, _), are BASE_NAMES and EXTRA exactly.
+exact_names() {
+    local f=$1 what=$2; shift 2
+    local want got
+    want=$(printf '%s\n' "${BASE_NAMES[@]}" "$@" | sort | tr '\n' ' ')
+    got=$(cut -d= -f1 "$f" | grep -vxE 'PWD|OLDPWD|SHLVL|_' | sort | tr '\n' ' ')
+    assert_eq "$want" "$got" "$what: exactly the operator's variables$( [ $# -gt 0 ] && echo " and $*")"
+}
 # check_child FILE WHAT: no secret name or value in FILE (an environ dump)
 # nor in its argv; the needed variables are there with their values.
 check_child() {
@@ -126,23 +146,24 @@ one_dump() {
 
 section "backup: stop and start commands"
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb 4 --seed 41
-expect_ok "init with the passphrase from passphrase_env" cf init -p "$P" || die "init failed"
+expect_ok "init with the passphrase from passphrase_env" cfx init -p "$P" || die "init failed"
 keep_output
-expect_ok "backup with stop/start commands" cf -v backup -p "$P" || die "backup failed"
+expect_ok "backup with stop/start commands" cfx -v backup -p "$P" || die "backup failed"
 keep_output
 SET=$(last_line "$OUT")
 assert_match "$SET" "$SETID_RE" "backup printed the set id"
 for w in stop start; do
-    one_dump "$w" && check_child "$DUMP" "backup $w"
+    one_dump "$w" && check_child "$DUMP" "backup $w" && exact_names "$DUMP" "backup $w"
 done
 assert_eq "" "$(dumps validate)" "no validate command during a backup"
 
 section "restore to another root: validate commands"
 rm -f "$T"/env/*
-expect_ok "restore --to runs validate" cf -v restore -p "$P" --set "$SET" --to "$T/R1" || die "restore failed"
+expect_ok "restore --to runs validate" cfx -v restore -p "$P" --set "$SET" --to "$T/R1" || die "restore failed"
 keep_output
 if one_dump validate; then
     check_child "$DUMP" "restore validate"
+    exact_names "$DUMP" "restore validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
     assert_eq "$T/R1" "$(sed -n 's/^COFFER_RESTORE_ROOT=//p' "$DUMP")" "validate: COFFER_RESTORE_ROOT is the restore root"
     assert_eq "$SET" "$(sed -n 's/^COFFER_SET_ID=//p' "$DUMP")" "validate: COFFER_SET_ID is the set"
     assert_eq "$ASTERDRIVE_ROOT" "$(sed -n 's/^COFFER_POLICY_ROOT=//p' "$DUMP")" "validate: COFFER_POLICY_ROOT is the policy root"
@@ -151,21 +172,24 @@ assert_eq "" "$(dumps stop)$(dumps start)" "no stop/start for a restore to anoth
 
 section "in-place restore: stop, start, validate"
 rm -f "$T"/env/*
-expect_ok "restore --in-place" cf -v restore -p "$P" --set "$SET" --in-place
+expect_ok "restore --in-place" cfx -v restore -p "$P" --set "$SET" --in-place
 keep_output
-for w in stop start validate; do
-    one_dump "$w" && check_child "$DUMP" "in-place restore $w"
+for w in stop start; do
+    one_dump "$w" && check_child "$DUMP" "in-place restore $w" && exact_names "$DUMP" "in-place restore $w"
 done
+one_dump validate && check_child "$DUMP" "in-place restore validate" &&
+    exact_names "$DUMP" "in-place restore validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
 one_dump validate && assert_eq "$ASTERDRIVE_ROOT" "$(sed -n 's/^COFFER_RESTORE_ROOT=//p' "$DUMP")" \
     "in-place validate: COFFER_RESTORE_ROOT is the policy root"
 
 section "a failing validate command"
 rm -f "$T"/env/*
 FAIL_VALIDATE=1 expect_rc 3 "a failing validate command is reported" \
-    cf -v restore -p "$P" --set "$SET" --to "$T/R2"
+    cfx -v restore -p "$P" --set "$SET" --to "$T/R2"
 keep_output
 assert_imatch "$ERR" "validate 'envdump'.*exit status 4" "the failure is named"
-one_dump validate && check_child "$DUMP" "failing validate"
+one_dump validate && check_child "$DUMP" "failing validate" &&
+    exact_names "$DUMP" "failing validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID FAIL_VALIDATE
 assert_eq "1" "$(sed -n 's/^FAIL_VALIDATE=//p' "$DUMP")" "an operator variable reaches the command"
 
 section "no secret in coffer's own output"
