@@ -6,7 +6,9 @@
 # copy their environment too. coffer's environment holds the password
 # (under a name only the policy says is secret, and as PGPASSWORD), the
 # repository passphrase, a *_PASSWORD variable and the URL with the
-# password. Checked, for a backup and a restore:
+# password. Every execve of coffer and its descendants is also
+# recorded with strace (argv and environment). Checked, for a backup and a
+# restore:
 #   - no child has a password in its environment or argv; pg_dump and
 #     pg_restore have PGPASSFILE, a 0600 file holding exactly the password,
 #     gone when coffer exits;
@@ -98,7 +100,33 @@ validate:
     run: sh $T/dump-env.sh validate
 EOF
 }
-pcf() { "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress -v "$@"; }
+# pcf ARGS...: coffer -v; with strace, every execve of it and its
+# descendants (argv and environment) in $T/trace.N.
+STRACE=0
+if strace -f -qq -o /dev/null -e trace=execve true 2>/dev/null; then STRACE=1; else
+    skip "strace cannot trace here: execve records left out, wrapper checks only"
+fi
+TRACES=0
+pcf() {
+    TRACES=$((TRACES + 1))
+    if [ "$STRACE" = 1 ]; then
+        strace -f -qq -v -s 65536 -e trace=execve -o "$T/trace.$TRACES" \
+            "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress -v "$@"
+    else
+        "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress -v "$@"
+    fi
+}
+# check_trace WHAT: no execve after coffer's own (line 1, whose environment
+# holds the secrets) carries a secret in its argv or environment.
+check_trace() {
+    [ "$STRACE" = 1 ] || return 0
+    local tr=$T/trace.$TRACES s leak=0 progs
+    progs=$(tail -n +2 "$tr" | grep -o '^[0-9]* *execve("[^"]*"' | sed 's/.*execve("//; s/"$//' | xargs -rn1 basename -- | sort -u | tr '\n' ' ')
+    for s in "${SECRETS[@]}"; do
+        if tail -n +2 "$tr" | grep -qF -- "$s"; then fail "$1: a secret is in some child's argv or environment (execve record)"; leak=1; fi
+    done
+    [ "$leak" = 0 ] && pass "$1: $(tail -n +2 "$tr" | grep -c '^[0-9]* *execve("') execve records after coffer's own carry no secret (programs: $progs)"
+}
 OUTPUTS=$T/outputs
 : >"$OUTPUTS"
 keep_output() { { printf '%s\n' "$OUT"; printf '%s\n' "$ERR"; } >>"$OUTPUTS"; }
@@ -161,6 +189,7 @@ section "password from password_env: backup"
 clear_log
 expect_ok "backup" pcf backup -p "$T/env.yaml" || die "backup failed"
 keep_output
+check_trace "backup"
 SET=$(last_line "$OUT")
 check_tool pg_dump "backup"
 check_cmds "backup"
@@ -171,6 +200,7 @@ clear_log
 expect_ok "restore to asterdrive_check" pcf restore -p "$T/env.yaml" --set "$SET" --to "$T/R1" \
     --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/asterdrive_check"
 keep_output
+check_trace "restore"
 assert_eq "$ROWS" "$(val asterdrive_check "select count(*) from files")" "restored rows"
 check_tool pg_restore "restore"
 check_cmds "restore"
@@ -182,6 +212,7 @@ unset PGPASSWORD PGCRED
 policy "$T/url.yaml" "\${APP_DATABASE_URL}"
 expect_ok "backup with the password in the URL" pcf backup -p "$T/url.yaml" || die "backup failed"
 keep_output
+check_trace "URL backup"
 SET2=$(last_line "$OUT")
 check_tool pg_dump "URL backup"
 check_cmds "URL backup"
@@ -189,6 +220,7 @@ clear_log
 expect_ok "restore with the password in the URL" pcf restore -p "$T/url.yaml" --set "$SET2" --to "$T/R2" \
     --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/asterdrive_check2"
 keep_output
+check_trace "URL restore"
 check_tool pg_restore "URL restore"
 
 section "a failing pg_dump that prints the URL with the password"
@@ -197,6 +229,7 @@ touch "$T/fail-pg_dump"
 n0=$(count_sets "$COFFER_REPO")
 expect_fail_desc "the backup fails" pcf backup -p "$T/url.yaml"
 keep_output
+check_trace "failing backup"
 assert_contains "$ERR" "could not connect to postgres://$PG_USER@127.0.0.1:$PG_PORT/asterdrive" \
     "the error quotes pg_dump's message, URL without the password"
 assert_not_contains "$ERR$OUT" "$PG_PASSWORD" "the password is not in the error or any log line"
@@ -210,6 +243,7 @@ touch "$T/fail-pg_restore"
 expect_fail_desc "the restore fails" pcf restore -p "$T/url.yaml" --set "$SET2" --to "$T/R3" \
     --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/asterdrive_check3"
 keep_output
+check_trace "failing restore"
 assert_imatch "$ERR" "pg_restore.*could not connect to postgres://$PG_USER@127" "the error quotes pg_restore's message, URL without the password"
 assert_not_contains "$ERR$OUT" "$PG_PASSWORD" "the password is not in the error or any log line"
 check_tool pg_restore "failing restore"
