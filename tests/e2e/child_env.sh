@@ -43,6 +43,9 @@ export PGPASSFILE=/nonexistent/.pgpass        # a path, not a secret
 # is compared with what it should get, name by name.
 BASE_NAMES=(PATH HOME LANG TZ ASTERDRIVE_ROOT ASTERDRIVE_MODE COFFER_REPO APP_PUBLIC_URL
     APP_USER_URL PGPASSFILE)
+# A sanitizer build's settings pass through like any operator variable.
+[ -n "${ASAN_OPTIONS:-}" ] && BASE_NAMES+=(ASAN_OPTIONS)
+[ -n "${UBSAN_OPTIONS:-}" ] && BASE_NAMES+=(UBSAN_OPTIONS)
 cfx() {
     local a=() n
     for n in "${BASE_NAMES[@]}" "${SECRET_NAMES[@]}"; do a+=("$n=${!n}"); done

@@ -110,7 +110,9 @@ TRACES=0
 pcf() {
     TRACES=$((TRACES + 1))
     if [ "$STRACE" = 1 ]; then
-        strace -f -qq -v -s 65536 -e trace=execve -o "$T/trace.$TRACES" \
+        # LeakSanitizer cannot run under ptrace (a sanitizer build's leaks
+        # are checked by the other tests).
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -qq -v -s 65536 -e trace=execve -o "$T/trace.$TRACES" \
             "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress -v "$@"
     else
         "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress -v "$@"
