@@ -1,8 +1,11 @@
 #include "engine/run.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +14,12 @@
 #include <unistd.h>
 
 #include "engine/manifest.h"
+#include "plugin/config.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
 #include "util/util.h"
+
+extern char **environ;
 
 int cf_run_load_policy(const char *file, cf_policy **out)
 {
@@ -24,8 +30,191 @@ int cf_run_load_policy(const char *file, cf_policy **out)
         cf_policy_free(p);
         return -1;
     }
+    cf_child_env_policy(p);
     *out = p;
     return 0;
+}
+
+/* ---- children's environment ------------------------------------------ */
+
+/* Variables the policy names as secret sources. Only ever grows: a name
+ * once used for a secret stays out of children for the whole run. */
+static char **secret_names;
+static size_t nsecret_names;
+static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void cf_child_env_secret(const char *name)
+{
+    if (!name || !*name)
+        return;
+    pthread_mutex_lock(&secret_lock);
+    size_t i = 0;
+    while (i < nsecret_names && strcmp(secret_names[i], name) != 0)
+        i++;
+    if (i == nsecret_names) {
+        secret_names = cf_realloc(secret_names, (nsecret_names + 1) * sizeof *secret_names);
+        secret_names[nsecret_names++] = cf_strdup(name);
+    }
+    pthread_mutex_unlock(&secret_lock);
+}
+
+static int name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* "...?password_env=PGCRED&..." in an option value (a URL parameter
+ * naming a variable, as the mysql driver's url accepts). */
+static void secret_params(const char *v)
+{
+    for (const char *p = v ? strstr(v, "_env=") : NULL; p; p = strstr(p + 1, "_env=")) {
+        const char *k = p;
+        while (k > v && name_char(k[-1]))
+            k--;
+        if (k == p || (k > v && !strchr("?&; \t", k[-1])))
+            continue;
+        const char *n = p + 5;
+        size_t len = 0;
+        while (name_char(n[len]))
+            len++;
+        if (len > 0 && len < 256) {
+            char name[256];
+            memcpy(name, n, len);
+            name[len] = 0;
+            cf_child_env_secret(name);
+        }
+    }
+}
+
+static void secret_options(const coffer_config *c)
+{
+    for (size_t i = 0; c && i < c->n; i++) {
+        const cf_config_item *it = &c->items[i];
+        size_t l = strlen(it->name);
+        if (!it->is_list && l > 4 && strcmp(it->name + l - 4, "_env") == 0)
+            cf_child_env_secret(it->value);
+        if (!it->is_list)
+            secret_params(it->value);
+        for (size_t j = 0; it->is_list && j < it->nitems; j++)
+            secret_params(it->items[j]);
+    }
+}
+
+void cf_child_env_policy(const cf_policy *p)
+{
+    cf_child_env_secret("COFFER_PASSPHRASE");
+    for (size_t i = 0; i < p->ntargets; i++) {
+        cf_child_env_secret(p->targets[i].passphrase_env);
+        secret_options(p->targets[i].options);
+    }
+    for (size_t i = 0; i < p->ncomponents; i++)
+        secret_options(p->components[i].options);
+}
+
+static int ends_with_ci(const char *s, size_t n, const char *suffix)
+{
+    size_t l = strlen(suffix);
+    return n >= l && strncasecmp(s + n - l, suffix, l) == 0;
+}
+
+static int contains_ci(const char *s, size_t n, const char *what)
+{
+    size_t l = strlen(what);
+    for (size_t i = 0; i + l <= n; i++)
+        if (strncasecmp(s + i, what, l) == 0)
+            return 1;
+    return 0;
+}
+
+/* scheme://user:password@host anywhere in v, or a password=... pair. */
+static int value_has_password(const char *v)
+{
+    for (const char *p = strstr(v, "://"); p; p = strstr(p + 1, "://")) {
+        const char *a = p + 3;
+        size_t tok = strcspn(a, " \t\r\n\"'");
+        const char *at = NULL;
+        for (size_t i = 0; i < tok; i++)
+            if (a[i] == '@')
+                at = a + i;
+        const char *colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
+        if (colon && colon + 1 < at)
+            return 1;
+    }
+    size_t n = strlen(v);
+    for (size_t i = 0; i + 9 <= n; i++) {
+        if (strncasecmp(v + i, "password=", 9) == 0 && v[i + 9] && !strchr("&; \t", v[i + 9]))
+            return 1;
+    }
+    return 0;
+}
+
+int cf_child_env_is_secret(const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    if (!eq)
+        return 0;
+    size_t n = (size_t)(eq - entry);
+    if (ends_with_ci(entry, n, "PASSWORD") || ends_with_ci(entry, n, "PASSPHRASE") ||
+        ends_with_ci(entry, n, "_TOKEN") || ends_with_ci(entry, n, "_PWD") ||
+        contains_ci(entry, n, "_SECRET"))
+        return 1;
+    int named = 0;
+    pthread_mutex_lock(&secret_lock);
+    for (size_t i = 0; i < nsecret_names && !named; i++)
+        named = strlen(secret_names[i]) == n && strncmp(secret_names[i], entry, n) == 0;
+    pthread_mutex_unlock(&secret_lock);
+    return named || value_has_password(eq + 1);
+}
+
+static int listed(const char *entry, const char *const *names, int with_value)
+{
+    size_t n = strcspn(entry, "=");
+    for (size_t i = 0; names && names[i]; i++) {
+        size_t l = with_value ? strcspn(names[i], "=") : strlen(names[i]);
+        if (l == n && strncmp(names[i], entry, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+char **cf_child_env(const char *const *drop, const char *const *add)
+{
+    size_t n = 0, na = 0;
+    for (char **e = environ; e && *e; e++)
+        n++;
+    while (add && add[na])
+        na++;
+    char **env = calloc(n + na + 1, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (!strchr(*e, '=') || cf_child_env_is_secret(*e) || listed(*e, drop, 0) ||
+            listed(*e, add, 1))
+            continue;
+        if (!(env[k++] = strdup(*e)))
+            goto oom;
+    }
+    for (size_t i = 0; i < na; i++)
+        if (!(env[k++] = strdup(add[i])))
+            goto oom;
+    return env;
+oom:
+    cf_child_env_free(env);
+    return NULL;
+}
+
+void cf_child_env_free(char **env)
+{
+    if (!env)
+        return;
+    for (char **e = env; *e; e++) {
+        volatile char *p = *e;
+        while (*p)
+            *p++ = 0;
+        free(*e);
+    }
+    free(env);
 }
 
 void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out)
@@ -130,11 +319,19 @@ void cf_signals_install(void)
 int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
                    char *const *env_extra)
 {
+    /* Built before fork: the child of a threaded process must not allocate. */
+    char **env = cf_child_env(NULL, (const char *const *)env_extra);
+    if (!env)
+        return cf_fail("%s: cannot start `%s`: out of memory", what, cmd);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        int err = errno;
+        cf_child_env_free(env);
+        errno = err;
         return cf_fail_errno("%s: cannot start `%s`", what, cmd);
+    }
     if (pid == 0) {
         setpgid(0, 0);
         signal(SIGINT, SIG_DFL);
@@ -145,11 +342,11 @@ int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeo
             fprintf(stderr, "coffer: %s: cannot enter %s: %s\n", what, cwd, strerror(errno));
             _exit(126);
         }
-        for (size_t i = 0; env_extra && env_extra[i]; i++)
-            putenv(env_extra[i]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        char *const argv[] = {"sh", "-c", (char *)cmd, NULL};
+        execve("/bin/sh", argv, env);
         _exit(127);
     }
+    cf_child_env_free(env);
     setpgid(pid, pid);
     double deadline = cf_now() + (timeout_s > 0 ? timeout_s : 1e9);
     int status;

@@ -39,10 +39,34 @@ void cf_run_close(cf_run *run);
 /* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
 int cf_run_lock(cf_run *run, int exclusive, const char *command);
 
+/* The environment of child processes (policy commands, database tools).
+ * One rule: a child gets coffer's environment without its secrets. Left
+ * out are
+ *  - the variables the policy names as secret sources: every target's
+ *    passphrase_env (and COFFER_PASSPHRASE, its default), every driver
+ *    option ending in "_env" and every "..._env=NAME" URL parameter;
+ *  - names that say they hold a secret (case-insensitive): ending in
+ *    PASSWORD, PASSPHRASE, _TOKEN or _PWD, or containing _SECRET;
+ *  - values that carry a password: a URL with user:password@, or a
+ *    password=... parameter.
+ * The policy's secret sources are registered by cf_run_load_policy. */
+void cf_child_env_secret(const char *name);
+void cf_child_env_policy(const cf_policy *p);
+/* Does the entry "NAME=VALUE" hold (or name) a secret under that rule? */
+int cf_child_env_is_secret(const char *entry);
+/* A child's environment: environ under the rule above, without the names
+ * in `drop`, plus the "NAME=VALUE" entries of `add` (replacing inherited
+ * ones of the same name; added entries are not filtered). Both lists end
+ * with NULL and may be NULL. Returns a NULL-terminated array of copies, or
+ * NULL when out of memory; release with cf_child_env_free (wipes it). */
+char **cf_child_env(const char *const *drop, const char *const *add);
+void cf_child_env_free(char **env);
+
 /* Run `cmd` with /bin/sh -c in cwd, in its own process group (a ^C on the
- * terminal does not kill the start command), stdout sent to stderr, with
- * extra "NAME=VALUE" environment entries. Returns the exit status (0-255),
- * or -1 with cf_error set (could not run / timed out / killed). */
+ * terminal does not kill the start command), stdout sent to stderr, in
+ * cf_child_env's environment plus the "NAME=VALUE" entries of env_extra.
+ * Returns the exit status (0-255), or -1 with cf_error set (could not
+ * run / timed out / killed). */
 int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
                    char *const *env_extra);
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/run.h"
 #include "plugin/config.h"
 #include "util/util.h"
 
@@ -119,6 +120,19 @@ static const char *host_policy_root(coffer_hctx *h)
     return h ? h->root : NULL;
 }
 
+/* One rule for every child: the core's (engine/run.c). */
+static char **host_child_env(coffer_hctx *h, const char *const *drop, const char *const *add)
+{
+    (void)h;
+    return cf_child_env(drop, add);
+}
+
+static void host_child_env_secret(coffer_hctx *h, const char *name)
+{
+    (void)h;
+    cf_child_env_secret(name);
+}
+
 static const coffer_host host_table = {
     .struct_size = sizeof(coffer_host),
     .abi_major = COFFER_ABI_MAJOR,
@@ -136,6 +150,9 @@ static const coffer_host host_table = {
     .secret_free = host_secret_free,
     .temp_path = host_temp_path,
     .policy_root = host_policy_root,
+    .child_env = host_child_env,
+    .child_env_free = cf_child_env_free,
+    .child_env_secret = host_child_env_secret,
 };
 
 const coffer_host *cf_host_table(void)

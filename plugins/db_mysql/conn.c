@@ -168,6 +168,12 @@ int dbmysql_scalar(MYSQL *m, const char *sql, char *buf, size_t len, unsigned *e
 static char *url_secret(dbmysql_instance *in, const dbmysql_url *u)
 {
     if (u->password_env) {
+        /* A --map URL's variable is not among the policy's options: tell
+         * the host, so the validate commands after the restore lack it. */
+        const coffer_host *host = in->host;
+        if (host->struct_size >= offsetof(coffer_host, child_env_secret) + sizeof(void *) &&
+            host->child_env_secret)
+            host->child_env_secret(in->h, u->password_env);
         const char *v = getenv(u->password_env);
         if (v)
             return strdup(v);

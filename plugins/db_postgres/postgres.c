@@ -150,8 +150,15 @@ static coffer_status pgd_instance_new(const coffer_host *host, coffer_hctx *h,
             st = pgd_oom(in);
             goto fail;
         }
-    } else {
+    } else if (url_password) {
         in->password = url_password;
+    } else if (getenv("PGPASSWORD") && *getenv("PGPASSWORD")) {
+        /* libpq's own default for coffer's sessions; the children do not
+         * inherit PGPASSWORD, so they get it through the password file. */
+        if (!(in->password = strdup(getenv("PGPASSWORD")))) {
+            st = pgd_oom(in);
+            goto fail;
+        }
     }
 
     const char *sslmode = host->config_get(cfg, "sslmode");

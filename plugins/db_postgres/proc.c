@@ -4,9 +4,11 @@
  * Children are started with posix_spawn (safe in a threaded process) in
  * their own process group, so a Ctrl-C reaches coffer, which then stops
  * them itself. Their stdin/stdout are pipes we pump, their stderr is
- * captured (its tail goes into error messages, redacted). The password
- * reaches them only through PGPASSFILE, a private 0600 file, in their own
- * environment; never through argv.
+ * captured (its tail goes into error messages, redacted). Their
+ * environment is the host's child environment (no secret of coffer's own
+ * environment, PGPASSWORD included); the password reaches them only
+ * through PGPASSFILE, a private 0600 file named in that environment alone;
+ * never through argv.
  */
 #include "db_postgres.h"
 
@@ -271,8 +273,36 @@ static int exited(pid_t pid)
     return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
 }
 
-static char **child_env(const char *passfile)
+/* A 1.0 host has no child_env service: keep only what the client programs
+ * use (locale, time zone, home, their own non-secret PG* variables). */
+static int fallback_keep(const char *e)
 {
+    static const char *const names[] = {
+        "PATH=", "HOME=", "USER=", "LOGNAME=", "LANG=", "TZ=", "TMPDIR=", "LC_", "PG"};
+    if (strncmp(e, "PGPASSWORD=", 11) == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strncmp(e, names[i], strlen(names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static int host_has_child_env(const coffer_host *host)
+{
+    return host->struct_size >= offsetof(coffer_host, child_env_free) + sizeof(void *) &&
+           host->child_env && host->child_env_free;
+}
+
+/* The child's environment: the host's rule for every child (no secrets,
+ * PGPASSWORD included), plus PGPASSFILE naming the password file. */
+static char **child_env(pgd_instance *in, const char *passfile)
+{
+    char pf[4200] = "";
+    if (passfile && *passfile)
+        snprintf(pf, sizeof pf, "PGPASSFILE=%s", passfile);
+    const char *add[] = {pf[0] ? pf : NULL, NULL};
+    if (host_has_child_env(in->host))
+        return in->host->child_env(in->h, NULL, add);
     size_t n = 0;
     for (char **e = environ; e && *e; e++)
         n++;
@@ -281,34 +311,31 @@ static char **child_env(const char *passfile)
         return NULL;
     size_t k = 0;
     for (char **e = environ; e && *e; e++) {
-        if (passfile && *passfile &&
-            (strncmp(*e, "PGPASSWORD=", 11) == 0 || strncmp(*e, "PGPASSFILE=", 11) == 0))
+        if (!fallback_keep(*e) || (pf[0] && strncmp(*e, "PGPASSFILE=", 11) == 0))
             continue;
-        env[k++] = *e;
+        if (!(env[k++] = strdup(*e)))
+            goto oom;
     }
-    if (passfile && *passfile) {
-        size_t len = strlen(passfile) + 12;
-        env[k] = malloc(len);
-        if (!env[k]) {
-            free(env);
-            return NULL;
-        }
-        snprintf(env[k], len, "PGPASSFILE=%s", passfile);
-        k++;
-    }
-    env[k] = NULL;
+    if (pf[0] && !(env[k++] = strdup(pf)))
+        goto oom;
     return env;
+oom:
+    for (size_t i = 0; i < k; i++)
+        free(env[i]);
+    free(env);
+    return NULL;
 }
 
-static void child_env_free(char **env, const char *passfile)
+static void child_env_free(pgd_instance *in, char **env)
 {
     if (!env)
         return;
-    if (passfile && *passfile) {
-        for (char **e = env; *e; e++)
-            if (strncmp(*e, "PGPASSFILE=", 11) == 0 && e[1] == NULL)
-                free(*e);
+    if (host_has_child_env(in->host)) {
+        in->host->child_env_free(env);
+        return;
     }
+    for (char **e = env; *e; e++)
+        free(*e);
     free(env);
 }
 
@@ -330,7 +357,7 @@ coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[],
                              strerror(errno));
         goto fail;
     }
-    if (!(env = child_env(passfile))) {
+    if (!(env = child_env(in, passfile))) {
         st = pgd_oom(in);
         goto fail;
     }
@@ -381,14 +408,14 @@ coffer_status pgd_spawn(pgd_instance *in, const char *path, char *const argv[],
     fcntl(c->err_fd, F_SETFL, fcntl(c->err_fd, F_GETFL) | O_NONBLOCK);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
-    child_env_free(env, passfile);
+    child_env_free(in, env);
     return COFFER_OK;
 fail:
     if (fa_ok)
         posix_spawn_file_actions_destroy(&fa);
     if (at_ok)
         posix_spawnattr_destroy(&at);
-    child_env_free(env, passfile);
+    child_env_free(in, env);
     for (int i = 0; i < 2; i++) {
         if (pin[i] >= 0)
             close(pin[i]);

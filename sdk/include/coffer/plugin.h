@@ -141,6 +141,24 @@ typedef struct coffer_host {
 
     /* Absolute policy root, for drivers resolving relative paths. since 1.0 */
     const char *(*policy_root)(coffer_hctx *h);
+
+    /* The environment for a child process the driver starts: the host's
+     * environment without its secrets (the policy's secret sources, the
+     * repository passphrase, variables named like *PASSWORD, *PASSPHRASE,
+     * *_TOKEN, *_PWD, *_SECRET*, values holding a URL with a password or
+     * a password=... pair), without the names in `drop`, plus the
+     * "NAME=VALUE" entries of `add`, which replace inherited ones. Both
+     * lists end with NULL and may be NULL. Returns a NULL-terminated array
+     * for execve/posix_spawn, or NULL when out of memory; release it with
+     * child_env_free. A host older than 1.1 lacks these three services:
+     * check struct_size (offsetof(coffer_host, member) + sizeof(void *))
+     * and the pointer before calling. since 1.1 */
+    char **(*child_env)(coffer_hctx *h, const char *const *drop, const char *const *add);
+    void (*child_env_free)(char **env);
+    /* Declare an environment variable as a secret source the policy's
+     * options do not show (e.g. named by a --map URL): no child started
+     * afterwards gets it. since 1.1 */
+    void (*child_env_secret)(coffer_hctx *h, const char *name);
 } coffer_host;
 
 /* ---- Descriptor ------------------------------------------------------ */

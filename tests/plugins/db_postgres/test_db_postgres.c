@@ -20,8 +20,10 @@
 #include <unistd.h>
 
 #include "db_postgres.h"
+#include "engine/run.h"
 #include "mock_host.h"
 #include "plugin/config.h"
+#include "plugin/host.h"
 
 extern const coffer_plugin *coffer_builtin_postgres(const coffer_host *host);
 
@@ -446,6 +448,145 @@ static void test_child_env(void **state)
     assert_non_null(strstr(tail, "postgres://u@h/db"));
 }
 
+/* Run a tool that writes its environment's names (and PGPASSFILE) to a file. */
+static void env_of_child(fx *f, pgd_instance *in, const char *pf, char *text, size_t len)
+{
+    char dir[400], out[500], body[700], tool[500];
+    snprintf(dir, sizeof dir, "%s/envbin", f->mh.tmpdir);
+    snprintf(out, sizeof out, "%s/env.txt", f->mh.tmpdir);
+    mkdir(dir, 0700);
+    snprintf(body, sizeof body, "env > '%s'", out);
+    write_script(dir, "envtool", body);
+    snprintf(tool, sizeof tool, "%s/envtool", dir);
+    char *argv[] = {tool, NULL};
+    pgd_child c;
+    assert_int_equal(pgd_spawn(in, tool, argv, pf, 0, 0, &c), COFFER_OK);
+    assert_int_equal(pgd_child_wait(&c), 0);
+    FILE *fp = fopen(out, "r");
+    assert_non_null(fp);
+    size_t n = fread(text, 1, len - 1, fp);
+    text[n] = 0;
+    fclose(fp);
+}
+
+static int has_var(const char *text, const char *name)
+{
+    size_t l = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, l) == 0 && p[l] == '=')
+            return 1;
+    return 0;
+}
+
+/* pg_dump/pg_restore get the host's child environment (no secret, the
+ * operator's variables kept) plus PGPASSFILE; under a host without the
+ * service, only the variables the client programs use. */
+static void test_child_env_rule(void **state)
+{
+    fx *f = *state;
+    pgd_instance in = {.magic = COFFER_MAGIC_INSTANCE, .host = &f->mh.host, .h = mock_hctx(&f->mh)};
+    setenv("PGPASSWORD", "inherited", 1);
+    setenv("UNIT_DB_PASSWORD", "pw1", 1);
+    setenv("UNIT_URL", "postgres://u:urlpw@h:5432/db", 1);
+    setenv("UNIT_DSN", "host=h password=dsnpw", 1);
+    setenv("UNIT_CRED", "credpw", 1);
+    setenv("UNIT_API_TOKEN", "tok", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "aws", 1);
+    setenv("UNIT_PLAIN_URL", "https://user@h/x", 1);
+    setenv("UNIT_KEEP", "yes", 1);
+    setenv("LANG", "C.UTF-8", 1);
+    cf_child_env_secret("UNIT_CRED"); /* as a policy's password_env would */
+    const char *secrets[] = {"PGPASSWORD", "UNIT_DB_PASSWORD",      "UNIT_URL",      "UNIT_DSN",
+                             "UNIT_CRED",  "AWS_SECRET_ACCESS_KEY", "UNIT_API_TOKEN"};
+    char pf[512];
+    assert_int_equal(pgd_passfile_new(&in, "rule-pw", pf, sizeof pf), COFFER_OK);
+    char text[16384];
+
+    /* A 1.1 host: the core's rule. */
+    const coffer_host *core = cf_host_table();
+    f->mh.host.child_env = core->child_env;
+    f->mh.host.child_env_free = core->child_env_free;
+    env_of_child(f, &in, pf, text, sizeof text);
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        if (has_var(text, secrets[i]))
+            fail_msg("%s reached the child", secrets[i]);
+    }
+    assert_true(has_var(text, "UNIT_KEEP"));
+    assert_true(has_var(text, "UNIT_PLAIN_URL"));
+    assert_true(has_var(text, "LANG"));
+    assert_true(has_var(text, "PATH"));
+    assert_true(has_var(text, "PGPASSFILE"));
+    assert_non_null(strstr(text, pf));
+
+    /* A 1.0 host: the driver's own allow list. */
+    f->mh.host.child_env = NULL;
+    f->mh.host.child_env_free = NULL;
+    env_of_child(f, &in, pf, text, sizeof text);
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        if (has_var(text, secrets[i]))
+            fail_msg("%s reached the child", secrets[i]);
+    }
+    assert_false(has_var(text, "UNIT_KEEP"));
+    assert_true(has_var(text, "LANG"));
+    assert_true(has_var(text, "PGPASSFILE"));
+    pgd_passfile_remove(pf);
+
+    /* The core's rule itself. */
+    assert_true(cf_child_env_is_secret("X_PASSPHRASE=a"));
+    assert_true(cf_child_env_is_secret("my_secret_key=a"));
+    assert_true(cf_child_env_is_secret("MYSQL_PWD=a"));
+    assert_true(cf_child_env_is_secret("DSN=mysql://root:pw@db/app"));
+    assert_true(cf_child_env_is_secret("CONN=dbname=app PASSWORD=x"));
+    assert_false(cf_child_env_is_secret("PWD=/root"));
+    assert_false(cf_child_env_is_secret("OLDPWD=/root"));
+    assert_false(cf_child_env_is_secret("SITE=https://example.org/a:b"));
+    assert_false(cf_child_env_is_secret("GIT=ssh://git@example.org:22/repo"));
+    assert_false(cf_child_env_is_secret("PGPASSFILE=/root/.pgpass"));
+    const char *drop[] = {"UNIT_KEEP", NULL};
+    const char *add[] = {"LANG=de_DE.UTF-8", NULL};
+    char **env = cf_child_env(drop, add);
+    assert_non_null(env);
+    int lang = 0;
+    for (char **e = env; *e; e++) {
+        assert_false(strncmp(*e, "UNIT_KEEP=", 10) == 0);
+        assert_false(strncmp(*e, "UNIT_CRED=", 10) == 0);
+        if (strncmp(*e, "LANG=", 5) == 0) {
+            assert_string_equal(*e, "LANG=de_DE.UTF-8");
+            lang++;
+        }
+    }
+    assert_int_equal(lang, 1);
+    cf_child_env_free(env);
+
+    const char *names[] = {
+        "PGPASSWORD", "UNIT_DB_PASSWORD", "UNIT_URL",       "UNIT_DSN",
+        "UNIT_CRED",  "UNIT_API_TOKEN",   "UNIT_PLAIN_URL", "AWS_SECRET_ACCESS_KEY",
+        "UNIT_KEEP"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unsetenv(names[i]);
+}
+
+/* Without password_env/password_file or a URL password, coffer's PGPASSWORD
+ * (libpq's default for its own sessions) is what the children get, through
+ * the password file, as they no longer inherit PGPASSWORD. */
+static void test_pgpassword_adopted(void **state)
+{
+    fx *f = *state;
+    pgd_instance *in;
+    setenv("PGPASSWORD", "from-env", 1);
+    cf_config_set(f->cfg, "url", "postgres://app@127.0.0.1:5432/asterdrive", 1, 1);
+    assert_int_equal(new_instance(f, &in), COFFER_OK);
+    assert_non_null(in->password);
+    assert_string_equal(in->password, "from-env");
+    f->pl->database->instance_free(in);
+    setenv("COFFER_TEST_PGPW", "from-option", 1);
+    cf_config_set(f->cfg, "password_env", "COFFER_TEST_PGPW", 1, 1);
+    assert_int_equal(new_instance(f, &in), COFFER_OK);
+    assert_string_equal(in->password, "from-option");
+    f->pl->database->instance_free(in);
+    unsetenv("PGPASSWORD");
+}
+
 /* ---- connection errors ---------------------------------------------------------- */
 
 static void test_probe_refused(void **state)
@@ -477,6 +618,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_env_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pgpassword_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
