@@ -65,7 +65,7 @@ int cmd_check(int argc, char **argv)
         return usage_error("check", "give --read-data or --read-data-subset, not both");
     cf_check_opts o = {.read_data = a.read_data};
     if (a.read_data_subset && cf_check_parse_subset(a.read_data_subset, &o.subset_pct) != 0)
-        return usage_error("check", cf_error());
+        return usage_error("check", "%s", cf_error());
     cf_run *run;
     int orc = cf_run_open(a.policy, a.target, 0, &run);
     if (orc != 0) /* -2: the policy or target is wrong */
@@ -132,7 +132,7 @@ int cmd_prune(int argc, char **argv)
     cf_prune_cmd o = {
         .dry_run = a.dry_run, .max_unused = 5, .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
     if (a.max_unused && cf_prune_parse_percent(a.max_unused, &o.max_unused) != 0)
-        return usage_error("prune", cf_error());
+        return usage_error("prune", "%s", cf_error());
     cf_run *run; /* the prune takes its exclusive lock itself */
     int orc = cli_open_parsed("prune", 1, CLI_LOCK_NONE, &a, &run);
     if (orc)
