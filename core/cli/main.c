@@ -13,6 +13,7 @@
 #include "engine/copy.h"
 #include "engine/forget.h"
 #include "engine/manifest.h"
+#include "engine/monitor.h"
 #include "engine/progress.h"
 #include "engine/restore.h"
 #include "engine/run.h"
@@ -216,15 +217,31 @@ static int backup_dry_run(args *a)
     return CF_EXIT_OK;
 }
 
-static int cmd_backup(int argc, char **argv)
+/* Count and size of the repository's objects, for the metrics and the
+ * --json summary of a backup. */
+static int size_cb(void *ud, const char *key, const coffer_object_stat *st)
 {
-    args a = {0};
-    if (parse(argc, argv, &spec_backup, &a) != 0)
-        return CF_EXIT_USAGE;
-    if (a.dry_run)
-        return backup_dry_run(&a);
+    uint64_t *v = ud;
+    v[0] += strncmp(key, "sets/", 5) == 0;
+    v[1] += st->size;
+    return 0;
+}
+
+static void add_repo_stats(cf_run *run, json_t *sum)
+{
+    uint64_t v[2] = {0, 0};
+    if (cf_store_list(cf_repo_store(run->repo), "", size_cb, v) != 0) {
+        cf_log(CF_LOG_WARN, "repository size not known: %s", cf_error());
+        return;
+    }
+    json_object_set_new(sum, "repository", json_pack("{s:I,s:I}", "sets", (json_int_t)v[0],
+                                                     "size_bytes", (json_int_t)v[1]));
+}
+
+static int backup_run(args *a, char **id_out, json_t **sum_out)
+{
     cf_run *run;
-    int orc = cli_open_parsed("backup", 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open_parsed("backup", 1, CLI_LOCK_SHARED, a, &run);
     if (orc)
         return orc;
     char *id = NULL;
@@ -241,19 +258,23 @@ static int cmd_backup(int argc, char **argv)
         snprintf(start_err, sizeof start_err, "%s", cf_error());
     /* Multi-site: the first target gets the backup, the others a copy. */
     int copy_failed = 0;
-    for (size_t i = 0; !a.target && i < run->policy->ntargets; i++) {
+    char copy_err[2048] = "";
+    for (size_t i = 0; !a->target && i < run->policy->ntargets; i++) {
         const cf_target *t = &run->policy->targets[i];
         if (t == run->target)
             continue;
         if (copy_to_target(run, t, id) != 0) {
-            fprintf(stderr, "coffer: error: set %s: copy to target '%s' failed: %s\n", id,
-                    t->name, cf_error());
+            snprintf(copy_err, sizeof copy_err, "set %s: copy to target '%s' failed: %s", id,
+                     t->name, cf_error());
+            fprintf(stderr, "coffer: error: %s\n", copy_err);
             copy_failed = 1;
         }
     }
+    if (sum)
+        add_repo_stats(run, sum);
     if (!sum) {
         printf("%s\n", id);
-    } else if (a.json) {
+    } else if (a->json) {
         print_json(sum);
     } else {
         char b1[32], b2[32], b3[32];
@@ -267,15 +288,52 @@ static int cmd_backup(int argc, char **argv)
                json_real_value(json_object_get(sum, "duration")));
         printf("%s\n", id);
     }
-    if (sum)
-        json_decref(sum);
-    free(id);
+    *id_out = id;
+    *sum_out = sum;
     cf_run_close(run);
     if (start_err[0]) {
         fprintf(stderr, "coffer: error: %s\n", start_err);
+        cf_fail("%s", start_err);
         return CF_EXIT_FAILED;
     }
-    return copy_failed ? CF_EXIT_FAILED : CF_EXIT_OK;
+    if (copy_failed) {
+        cf_fail("%s", copy_err);
+        return CF_EXIT_FAILED;
+    }
+    return CF_EXIT_OK;
+}
+
+static int cmd_backup(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, &spec_backup, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (a.dry_run)
+        return backup_dry_run(&a);
+    if (need_policy("backup", &a))
+        return CF_EXIT_USAGE;
+    /* The policy first, on its own: its hooks and monitor hear about every
+     * failure after this point, an unreachable repository included. */
+    cf_policy *pol;
+    if (cf_run_load_policy(a.policy, &pol) != 0)
+        return die(CF_EXIT_USAGE);
+    cf_watch *w;
+    char *id = NULL;
+    json_t *sum = NULL;
+    int rc;
+    if (cf_watch_begin(pol, "backup", &w) != 0)
+        rc = die(CF_EXIT_FAILED);
+    else
+        rc = backup_run(&a, &id, &sum);
+    char err[2048] = "";
+    if (rc != CF_EXIT_OK)
+        snprintf(err, sizeof err, "%s", cf_error());
+    cf_watch_end(w, rc, rc != CF_EXIT_OK ? err : NULL, sum, id);
+    if (sum)
+        json_decref(sum);
+    free(id);
+    cf_policy_free(pol);
+    return rc;
 }
 
 /* ---- sets ------------------------------------------------------------------ */

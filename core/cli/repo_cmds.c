@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "engine/check.h"
+#include "engine/monitor.h"
 #include "engine/progress.h"
 #include "engine/prune.h"
 #include "engine/run.h"
@@ -71,9 +72,12 @@ int cmd_check(int argc, char **argv)
     if (orc != 0) /* -2: the policy or target is wrong */
         return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;
+    cf_watch *w; /* the metrics file records every check, also one that could not run */
+    cf_watch_begin(run->policy, "check", &w);
     /* Damaged index objects are findings here, not a reason to stop. */
     if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 ||
         cf_run_lock(run, a.rebuild_index, a.rebuild_index ? "check --rebuild-index" : "check") != 0) {
+        cf_watch_end(w, CF_EXIT_FAILED, cf_error(), NULL, NULL);
         cf_run_close(run);
         return die(CF_EXIT_FAILED);
     }
@@ -81,11 +85,13 @@ int cmd_check(int argc, char **argv)
      * rebuild would then remove. */
     if (a.rebuild_index && cf_repo_rebuild_index(run->repo) != 0) {
         cf_error_prefix("rebuilding the index");
+        cf_watch_end(w, CF_EXIT_FAILED, cf_error(), NULL, NULL);
         cf_run_close(run);
         return die(CF_EXIT_FAILED);
     }
     json_t *rep = NULL;
     int rc = cf_check(run, &o, &rep);
+    cf_watch_end(w, rc, rc == CF_EXIT_FAILED ? cf_error() : NULL, rep, NULL);
     long long np = (long long)json_integer_value(json_object_get(rep, "problem_count"));
     size_t no = json_array_size(json_object_get(rep, "orphans"));
     if (rc == CF_EXIT_FAILED)

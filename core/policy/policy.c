@@ -869,11 +869,79 @@ static int parse_retention(const ctx *c, const cf_yn *root, cf_policy *p)
     return 0;
 }
 
+static int parse_hooks(const ctx *c, const cf_yn *root, cf_policy *p)
+{
+    static const char *const keys[] = {"before", "after", "on_success", "on_failure", "timeout",
+                                       NULL};
+    cf_hooks *h = &p->hooks;
+    char **cmds[] = {&h->before, &h->after, &h->on_success, &h->on_failure};
+    h->timeout = 300;
+    const cf_yn *m = cf_yn_get(root, "hooks"), *v;
+    if (!m || (m->kind == CF_YN_SCALAR && m->null))
+        return 0;
+    if (check_map(c, m, "hooks", keys, 0) < 0)
+        return -1;
+    for (size_t i = 0; i < CF_ARRAY_LEN(cmds); i++) {
+        if (opt_str(c, m, "hooks", keys[i], cmds[i], &v) < 0)
+            return -1;
+        if (*cmds[i]) {
+            char *kp = pjoin("hooks", keys[i]);
+            int bad = nonempty_cmd(c, v, kp, *cmds[i]);
+            free(kp);
+            if (bad)
+                return -1;
+        }
+    }
+    return opt_int(c, m, "hooks", "timeout", 1, &h->timeout);
+}
+
+static int parse_url(const ctx *c, const cf_yn *m, const char *path, const char *key, char **out)
+{
+    const cf_yn *v;
+    if (opt_str(c, m, path, key, out, &v) < 0)
+        return -1;
+    if (*out && strncmp(*out, "http://", 7) != 0 && strncmp(*out, "https://", 8) != 0) {
+        char *kp = pjoin(path, key);
+        int rc = fail_at(c, v, kp, "'%s' is not an http:// or https:// URL", *out);
+        free(kp);
+        return rc;
+    }
+    return 0;
+}
+
+static int parse_monitor(const ctx *c, const cf_yn *root, cf_policy *p)
+{
+    static const char *const keys[] = {"ping", "metrics_file", NULL};
+    static const char *const ping_keys[] = {"start", "success", "failure", "timeout", NULL};
+    cf_monitor *mo = &p->monitor;
+    mo->ping_timeout = 10;
+    const cf_yn *m = cf_yn_get(root, "monitor"), *v;
+    if (!m || (m->kind == CF_YN_SCALAR && m->null))
+        return 0;
+    if (check_map(c, m, "monitor", keys, 0) < 0)
+        return -1;
+    const cf_yn *ping = cf_yn_get(m, "ping");
+    if (ping && !(ping->kind == CF_YN_SCALAR && ping->null)) {
+        if (check_map(c, ping, "monitor.ping", ping_keys, 0) < 0 ||
+            parse_url(c, ping, "monitor.ping", "start", &mo->ping_start) < 0 ||
+            parse_url(c, ping, "monitor.ping", "success", &mo->ping_success) < 0 ||
+            parse_url(c, ping, "monitor.ping", "failure", &mo->ping_failure) < 0 ||
+            opt_int(c, ping, "monitor.ping", "timeout", 1, &mo->ping_timeout) < 0)
+            return -1;
+    }
+    if (opt_str(c, m, "monitor", "metrics_file", &mo->metrics_file, &v) < 0)
+        return -1;
+    if (mo->metrics_file && mo->metrics_file[0] != '/')
+        return fail_at(c, v, "monitor.metrics_file", "'%s' is not an absolute path",
+                       mo->metrics_file);
+    return 0;
+}
+
 static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
 {
     static const char *const keys[] = {"version",     "name",    "description", "root",
                                        "consistency", "targets", "components",  "validate",
-                                       "retention",   NULL};
+                                       "retention",   "hooks",   "monitor",     NULL};
     const cf_yn *v;
     if (!root || (root->kind == CF_YN_SCALAR && root->null))
         return cf_fail("%s:1:1: the policy is empty; expected a mapping with name, root, targets "
@@ -905,7 +973,8 @@ static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
     squash_slashes(p->root);
     if (parse_consistency(c, root, p) < 0 || parse_targets(c, root, p) < 0 ||
         parse_components(c, root, p) < 0 || parse_validate(c, root, p) < 0 ||
-        parse_retention(c, root, p) < 0)
+        parse_retention(c, root, p) < 0 || parse_hooks(c, root, p) < 0 ||
+        parse_monitor(c, root, p) < 0)
         return -1;
     return 0;
 }
@@ -1000,6 +1069,14 @@ void cf_policy_free(cf_policy *p)
         free(p->validate[i].run);
     }
     free(p->validate);
+    free(p->hooks.before);
+    free(p->hooks.after);
+    free(p->hooks.on_success);
+    free(p->hooks.on_failure);
+    free(p->monitor.ping_start);
+    free(p->monitor.ping_success);
+    free(p->monitor.ping_failure);
+    free(p->monitor.metrics_file);
     free(p->retention.keep_within);
     free(p);
 }

@@ -112,6 +112,24 @@ typedef struct cf_retention {
     char *keep_within; /* NULL unset */
 } cf_retention;
 
+/* Commands run around a backup (hooks:), each with a timeout; none gets a
+ * secret in its environment. */
+typedef struct cf_hooks {
+    char *before;     /* a failure aborts the backup before anything runs */
+    char *after;      /* always, after the backup */
+    char *on_success; /* after a backup that produced a set */
+    char *on_failure; /* after a backup that failed */
+    int timeout;      /* seconds, each (default 300) */
+} cf_hooks;
+
+/* Being told (monitor:): pings to a healthchecks-style service and a
+ * Prometheus node-exporter textfile. Never fails the command it watches. */
+typedef struct cf_monitor {
+    char *ping_start, *ping_success, *ping_failure; /* URLs, or NULL */
+    int ping_timeout;                               /* seconds (default 10) */
+    char *metrics_file;                             /* absolute path, or NULL */
+} cf_monitor;
+
 typedef struct cf_policy {
     char *file;           /* path as given */
     char *name;
@@ -127,6 +145,8 @@ typedef struct cf_policy {
     cf_command *validate;
     size_t nvalidate;
     cf_retention retention;
+    cf_hooks hooks;
+    cf_monitor monitor;
 } cf_policy;
 
 /* Parse, expand and check the core schema. 0 ok; -1 with cf_error() set. */

@@ -137,19 +137,53 @@ void cf_log_set_hook(void (*hook)(void))
     log_hook = hook;
 }
 
+/* The last lines logged (shown or not), for a failure report sent to a
+ * monitoring endpoint. */
+#define TAIL_LINES 30
+#define TAIL_WIDTH 400
+static char log_tail[TAIL_LINES][TAIL_WIDTH];
+static size_t log_tail_next;
+
 void cf_vlog(cf_log_level level, const char *fmt, va_list ap)
 {
     static const char *names[] = {"error", "warning", "info", "debug"};
-    if ((int)level > log_level)
+    int shown = (int)level <= log_level;
+    if (!shown && level == CF_LOG_DEBUG)
         return;
+    char line[TAIL_WIDTH];
+    int n = snprintf(line, sizeof line, "%s: ", names[level]);
+    va_list copy;
+    va_copy(copy, ap);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, copy);
+    va_end(copy);
     pthread_mutex_lock(&log_lock);
-    if (log_hook)
-        log_hook();
-    fprintf(stderr, "coffer: %s: ", names[level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    memcpy(log_tail[log_tail_next++ % TAIL_LINES], line, sizeof line);
+    if (shown) {
+        if (log_hook)
+            log_hook();
+        fprintf(stderr, "coffer: %s: ", names[level]);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        fflush(stderr);
+    }
     pthread_mutex_unlock(&log_lock);
+}
+
+char *cf_log_tail(size_t max_lines)
+{
+    cf_buf b = {0};
+    pthread_mutex_lock(&log_lock);
+    size_t have = log_tail_next < TAIL_LINES ? log_tail_next : TAIL_LINES;
+    if (max_lines > have)
+        max_lines = have;
+    for (size_t i = log_tail_next - max_lines; i < log_tail_next; i++) {
+        const char *l = log_tail[i % TAIL_LINES];
+        cf_buf_append(&b, l, strlen(l));
+        cf_buf_append(&b, "\n", 1);
+    }
+    pthread_mutex_unlock(&log_lock);
+    cf_buf_append(&b, "", 1);
+    return (char *)b.data;
 }
 
 void cf_log(cf_log_level level, const char *fmt, ...)

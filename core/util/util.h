@@ -40,6 +40,9 @@ void cf_log_set_level(int level);
 int cf_log_level_get(void);
 void cf_log(cf_log_level level, const char *fmt, ...) CF_PRINTF(2, 3);
 void cf_vlog(cf_log_level level, const char *fmt, va_list ap);
+/* The last max_lines lines logged at info level or above, whether shown
+ * or not ("level: message\n" each); malloc'd. */
+char *cf_log_tail(size_t max_lines);
 /* Called before each log line is written (to clear a progress bar). */
 void cf_log_set_hook(void (*hook)(void));
 
