@@ -300,6 +300,14 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         cf_fail("%s", copy_err);
         return CF_EXIT_FAILED;
     }
+    if (sum && json_is_true(json_object_get(sum, "incomplete"))) {
+        /* Like restic and borg: everything else is in the set, exit 3. */
+        cf_fail("set %s is incomplete: %lld path(s) could not be read and are not in it "
+                "(listed above; on_unreadable: fail refuses such a set)",
+                id, (long long)json_integer_value(json_object_get(sum, "unreadable")));
+        fprintf(stderr, "coffer: error: %s\n", cf_error());
+        return CF_EXIT_PROBLEMS;
+    }
     return CF_EXIT_OK;
 }
 
@@ -392,6 +400,10 @@ static int cmd_sets(int argc, char **argv)
                                 json_object_get(c, "meta"));
         }
         json_object_set_new(o, "databases", dbmeta);
+        json_object_set_new(o, "incomplete",
+                            json_boolean(json_is_true(json_object_get(h, "incomplete"))));
+        if (json_object_get(h, "unreadable"))
+            json_object_set(o, "unreadable", json_object_get(h, "unreadable"));
         json_array_append_new(arr, o);
         if (!a.json) {
             char b[32];
@@ -403,6 +415,9 @@ static int cmd_sets(int argc, char **argv)
                    cf_human_bytes((uint64_t)json_integer_value(json_object_get(tot, "bytes")), b,
                                   32));
             json_array_foreach(names, k, c) printf("%s%s", k ? "," : "", json_string_value(c));
+            if (json_is_true(json_object_get(h, "incomplete")))
+                printf("  INCOMPLETE (%lld unreadable)",
+                       (long long)json_integer_value(json_object_get(tot, "unreadable")));
             printf("\n");
         }
         json_decref(h);

@@ -204,6 +204,7 @@ typedef struct job {
     int needs_read;
     int done;
     int vanished; /* deleted between the walk and the read: left out */
+    int unreadable; /* could not be read and may be left out: err holds why */
     int prefetched; /* counted in pool.pf_ahead until a worker takes it */
     int rc;
     char err[1024];
@@ -230,6 +231,11 @@ typedef struct pool {
     cf_mwriter *mw;
     /* stats */
     uint64_t files, dirs, links, bytes, reused_files, read_bytes, vanished;
+    /* Paths left out because they could not be read (on_unreadable: skip):
+     * the first UNREADABLE_LISTED are named in the set's header. */
+    uint64_t unreadable;
+    json_t *unreadable_list;
+    const char *walking; /* component being walked */
     uint64_t new_raw;
     int failed;
 } pool;
@@ -272,11 +278,25 @@ static int read_file(pool *pl, cf_ingest *g, job *j)
         j->vanished = 1;
         return 0;
     }
+    const cf_component *comp = cf_policy_component(pl->run->policy, j->e.component);
+    if (fd < 0 && comp && cf_unreadable_skippable(comp, j->e.path, errno)) {
+        snprintf(j->err, sizeof j->err, "%s", strerror(errno));
+        j->unreadable = 1;
+        return 0;
+    }
     if (fd < 0)
         return cf_fail_errno("cannot read %s", j->abs);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     cf_ingest_reset(g);
     int rc = cf_ingest_fd(g, fd, j->abs);
+    if (rc != 0 && errno == EIO && comp && cf_unreadable_skippable(comp, j->e.path, EIO)) {
+        /* A read error in the middle: what was chunked stays unreferenced
+         * (prune collects it); the file is not in the set. */
+        close(fd);
+        snprintf(j->err, sizeof j->err, "%s", cf_error());
+        j->unreadable = 1;
+        return 0;
+    }
     struct stat st;
     if (rc == 0 && fstat(fd, &st) == 0 &&
         (st.st_mtim.tv_sec != j->e.mtime || st.st_mtim.tv_nsec != j->e.mtime_ns ||
@@ -381,6 +401,25 @@ static void job_free(job *j)
     free(j);
 }
 
+#define UNREADABLE_LISTED 1000
+
+static void record_unreadable(pool *pl, const char *comp, const char *path, const char *why)
+{
+    cf_log(CF_LOG_WARN, "%s: cannot be read (%s), not in this set", path, why);
+    if (pl->unreadable++ < UNREADABLE_LISTED)
+        json_array_append_new(pl->unreadable_list, json_pack("{s:s,s:s,s:s}", "component", comp,
+                                                             "path", path, "reason", why));
+}
+
+/* Walk callback (walking thread): a directory or file the walk could not read. */
+static void walk_unreadable(void *ud, const char *rel, const char *why)
+{
+    pool *pl = ud;
+    pthread_mutex_lock(&pl->mu);
+    record_unreadable(pl, pl->walking, rel, why);
+    pthread_mutex_unlock(&pl->mu);
+}
+
 /* Emit finished jobs at the head of the ring, in order. Called with mu. */
 static int emit_ready(pool *pl, int wait_all)
 {
@@ -399,6 +438,8 @@ static int emit_ready(pool *pl, int wait_all)
             rc = -1;
         } else if (j->vanished) {
             pl->vanished++;
+        } else if (j->unreadable) {
+            record_unreadable(pl, j->e.component, j->e.path, j->err);
         } else {
             if (j->e.kind == CF_ENT_FILE) {
                 pl->files++;
@@ -925,6 +966,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     json_t *comps = json_array();
     uint64_t db_bytes = 0, db_new = 0;
     pool pl = {0};
+    pl.unreadable_list = json_array();
     int stopped = 0;
     prev_loader pload = {0};
     if (rc == 0) {
@@ -981,7 +1023,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             size_t nskip;
             build_skip(p, c, owned, nowned, &skip, &nskip);
             cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
-                               .cb = on_entry, .ud = &pl};
+                               .cb = on_entry, .ud = &pl, .unreadable = walk_unreadable};
+            pl.walking = c->name;
             rc = cf_walk_component(&wo);
             if (rc == 0) {
                 pthread_mutex_lock(&pl.mu);
@@ -1087,6 +1130,12 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_object_set_new(tot, "unchanged_files", json_integer((json_int_t)pl.reused_files));
         if (pl.vanished)
             json_object_set_new(tot, "vanished_files", json_integer((json_int_t)pl.vanished));
+        if (pl.unreadable) {
+            /* The set holds everything else; it says what it lacks. */
+            json_object_set_new(tot, "unreadable", json_integer((json_int_t)pl.unreadable));
+            json_object_set_new(header, "incomplete", json_true());
+            json_object_set(header, "unreadable", pl.unreadable_list);
+        }
         json_object_set_new(header, "totals", tot);
         if (!dry)
             rc = cf_manifest_commit(mw, run->repo, set_id, header);
@@ -1103,6 +1152,11 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
                              json_object_get(tot, "stored_bytes"), "unchanged_files",
                              json_object_get(tot, "unchanged_files"), "duration", cf_now() - t0);
         json_object_set_new(*summary, "vanished_files", json_integer((json_int_t)pl.vanished));
+        json_object_set_new(*summary, "unreadable", json_integer((json_int_t)pl.unreadable));
+        if (pl.unreadable) {
+            json_object_set_new(*summary, "incomplete", json_true());
+            json_object_set(*summary, "unreadable_paths", pl.unreadable_list);
+        }
         if (dry) {
             json_object_del(*summary, "set");
             json_object_set_new(*summary, "dry_run", json_true());
@@ -1115,6 +1169,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     }
     if (header)
         json_decref(header);
+    json_decref(pl.unreadable_list);
     json_decref(comps);
     cf_manifest_free(mw);
     prev_free(&prev);

@@ -14,6 +14,25 @@
 #include "plugin/host.h"
 #include "util/util.h"
 
+int cf_path_required(const cf_component *c, const char *rel)
+{
+    size_t l = strlen(rel);
+    for (size_t i = 0; i < c->required.n; i++) {
+        const char *r = c->required.v[i];
+        size_t rl = strlen(r);
+        if (strcmp(r, rel) == 0 || (strncmp(rel, r, rl) == 0 && rel[rl] == '/') ||
+            (strncmp(r, rel, l) == 0 && r[l] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+int cf_unreadable_skippable(const cf_component *c, const char *rel, int err)
+{
+    return !c->unreadable_fail && (err == EACCES || err == EPERM || err == EIO) &&
+           !cf_path_required(c, rel);
+}
+
 int cf_exclude_match(const cf_strlist *pats, const char *rel)
 {
     const char *base = strrchr(rel, '/');
@@ -171,6 +190,10 @@ static int walk(walker *w, const char *abs, const char *rel, int top)
             cf_log(CF_LOG_WARN, "%s: vanished during the backup", rel);
             return 0;
         }
+        if (w->o->unreadable && cf_unreadable_skippable(w->o->comp, rel, errno)) {
+            w->o->unreadable(w->o->ud, rel, strerror(errno));
+            return 0;
+        }
         return cf_fail_errno("%s", rel);
     }
     if (!(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))) {
@@ -204,6 +227,11 @@ static int walk_children(walker *w, const char *abs, const char *rel)
 {
     int rc = 0;
     DIR *d = opendir(abs);
+    if (!d && rel && w->o->unreadable && cf_unreadable_skippable(w->o->comp, rel, errno)) {
+        /* The directory's own entry is in the set; its content is not. */
+        w->o->unreadable(w->o->ud, rel, strerror(errno));
+        return 0;
+    }
     if (!d)
         return cf_fail_errno("%s: cannot open directory", rel ? rel : abs);
     char **names = NULL;

@@ -22,11 +22,22 @@ typedef struct cf_walk_opts {
     size_t nskip;
     cf_walk_cb cb;
     void *ud;
+    /* A path that cannot be read (no permission) and is not required:
+     * reported here and left out, when this is set and the component's
+     * on_unreadable is skip; otherwise the walk fails. */
+    void (*unreadable)(void *ud, const char *rel, const char *reason);
 } cf_walk_opts;
 
 /* Walk every path of the component. Missing `required` paths fail (the
  * caller checks them first too); missing other paths are warned about. */
 int cf_walk_component(const cf_walk_opts *o);
+
+/* 1 if rel is, lies under, or holds one of the component's required
+ * paths: such a path can never be skipped. */
+int cf_path_required(const cf_component *c, const char *rel);
+
+/* 1 if a failure to read rel (errno err) may leave it out of the set. */
+int cf_unreadable_skippable(const cf_component *c, const char *rel, int err);
 
 /* 1 if rel matches an exclude pattern (see docs/policy-reference.md). */
 int cf_exclude_match(const cf_strlist *patterns, const char *rel);

@@ -111,6 +111,7 @@ static const metric metrics[] = {
     {"coffer_backup_bytes_read", "Logical bytes in the last set."},
     {"coffer_backup_bytes_added", "Bytes of new chunks the last backup added (before compression)."},
     {"coffer_backup_bytes_stored", "Bytes the last backup stored (after compression)."},
+    {"coffer_backup_unreadable_files", "Paths the last set lacks because they could not be read."},
     {"coffer_repository_sets", "Sets of this policy in the repository after the last backup."},
     {"coffer_repository_size_bytes", "Size of the repository's objects after the last backup."},
     {"coffer_check_last_run_timestamp_seconds", "Start of the last repository check."},
@@ -282,9 +283,12 @@ void cf_watch_end(cf_watch *w, int exit_code, const char *error, json_t *summary
         json_object_set_new(m, "coffer_backup_last_run_timestamp_seconds", json_real(w->t0));
         json_object_set_new(m, "coffer_backup_last_status", json_integer(ok));
         json_object_set_new(m, "coffer_backup_duration_seconds", json_real(dur));
-        if (ok) {
+        if (ok)
             json_object_set_new(m, "coffer_backup_last_success_timestamp_seconds",
                                 json_real(w->t0));
+        if (summary) { /* a set was written (complete or not) */
+            json_object_set_new(m, "coffer_backup_unreadable_files",
+                                json_integer(num(summary, "unreadable")));
             static const char *const keys[][2] = {
                 {"coffer_backup_files", "files"},
                 {"coffer_backup_bytes_read", "bytes"},

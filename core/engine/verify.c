@@ -234,6 +234,11 @@ static int verify_set(vctx *v, const char *set_id, int read_data)
     if (rc < 0)
         problem(v, NULL, NULL, NULL, cf_error());
     cf_manifest_close(m);
+    if (json_is_true(json_object_get(h, "incomplete")))
+        cf_log(CF_LOG_WARN, "set %s is incomplete: %lld path(s) could not be read at backup "
+               "time and are not in it (coffer sets --json lists them)",
+               set_id, (long long)json_integer_value(
+                           json_object_get(json_object_get(h, "totals"), "unreadable")));
     if (read_data && rc == 0)
         check_databases(v, h);
     if (rc == 0)

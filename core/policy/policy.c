@@ -659,12 +659,26 @@ static int covered(const cf_strlist *paths, const char *rel)
 
 static int parse_files(const ctx *c, const cf_yn *m, const char *path, cf_component *co)
 {
-    static const char *const keys[] = {"name", "type", "paths", "exclude", "required", NULL};
+    static const char *const keys[] = {"name",     "type",          "paths", "exclude",
+                                       "required", "on_unreadable", NULL};
     const cf_yn *v;
     char *kp;
     int rc;
     if (check_map(c, m, path, keys, 0) < 0)
         return -1;
+    char *ou = NULL;
+    if (opt_str(c, m, path, "on_unreadable", &ou, &v) < 0)
+        return -1;
+    if (ou) {
+        int ok = strcmp(ou, "fail") == 0 || strcmp(ou, "skip") == 0;
+        co->unreadable_fail = strcmp(ou, "fail") == 0;
+        kp = pjoin(path, "on_unreadable");
+        rc = ok ? 0 : fail_at(c, v, kp, "expected fail or skip, got '%s'", ou);
+        free(kp);
+        free(ou);
+        if (rc < 0)
+            return -1;
+    }
     v = cf_yn_get(m, "paths");
     kp = pjoin(path, "paths");
     if (!v)

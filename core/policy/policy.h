@@ -83,6 +83,7 @@ typedef struct cf_component {
     int line, col;         /* of the list item */
     /* files */
     cf_strlist paths, exclude, required;
+    int unreadable_fail; /* on_unreadable: fail (1) or skip (0, the default) */
     /* database / object_store */
     char *driver;
     cf_protect protect;

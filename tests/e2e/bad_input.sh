@@ -3,7 +3,7 @@
 # clearly (what, where), with the documented exit status, and must not leave
 # a set (or a file that looks complete) behind.
 #   policy: malformed YAML, unknown keys, unknown driver, plugin with a wrong ABI
-#   backup: missing required path, unreadable file, FIFO, disk full
+#   backup: missing required path, unreadable file (left out, exit 3), FIFO, disk full
 #   repository: corrupted pack, missing pack
 #   restore: non-empty target, unknown set, failing validate command
 . "$(dirname "$0")/lib.sh"
@@ -95,7 +95,7 @@ victim=$(find "$ASTERDRIVE_ROOT/data/uploads" -type f -size +2k -path '*/[0-9a-f
 victim_rel=${victim#"$ASTERDRIVE_ROOT"/}
 if [ "$(id -u)" -ne 0 ]; then
     chmod 000 "$victim"
-    expect_rc 1 "backup with an unreadable blob fails" cf backup -p "$POLICY"
+    expect_rc 3 "backup with an unreadable blob keeps the rest and exits 3" cf backup -p "$POLICY"
     chmod 640 "$victim"
 elif command -v setpriv >/dev/null && setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$COFFER"; then
     # root reads everything: run coffer as nobody on a copy owned by nobody
@@ -108,7 +108,7 @@ elif command -v setpriv >/dev/null && setpriv --reuid=nobody --regid=nogroup --c
         run setpriv --reuid=nobody --regid=nogroup --clear-groups "$COFFER" --no-progress init -p "$POLICY"
     [ "$RC" -eq 0 ] || fail "init as nobody: $ERR"
     ASTERDRIVE_ROOT=$U/live COFFER_REPO=$U/repo \
-        expect_rc 1 "backup (as nobody) with an unreadable blob fails" \
+        expect_rc 3 "backup (as nobody) with an unreadable blob keeps the rest and exits 3" \
         setpriv --reuid=nobody --regid=nogroup --clear-groups "$COFFER" --no-progress backup -p "$POLICY"
     export COFFER_REPO=$U/repo
 else
@@ -119,7 +119,8 @@ if [ "$RC" != skip ]; then
     assert_error_line
     assert_contains "$ERR" "$victim_rel" "error names the unreadable file"
     assert_imatch "$ERR" 'permission denied' "error gives the reason"
-    assert_eq 0 "$(count_sets "$COFFER_REPO")" "no set written"
+    assert_eq 1 "$(count_sets "$COFFER_REPO")" "one (incomplete) set written"
+    assert_contains "$ERR" "is incomplete" "the set is said to be incomplete"
 fi
 
 section "FIFO in the data directory"

@@ -335,7 +335,7 @@ static void expand_in_policy(void **state)
     FAILS(
         "${CF_T_NAME}: x\n" HEAD TARGETS FILES,
         "policy.yaml:1:1: ${CF_T_NAME}: unknown key; valid keys: version, name, description, root, "
-        "consistency, targets, components, validate, retention");
+        "consistency, targets, components, validate, retention, hooks, monitor");
     /* An unset variable names the variable and the key, at the value. */
     FAILS("name: t\nroot: ${CF_T_UNSET}/x\n" TARGETS FILES,
           "policy.yaml:2:7: root: environment variable CF_T_UNSET is not set "
@@ -432,10 +432,10 @@ static void unknown_keys(void **state)
           "    type: files\n"
           "    pathz: [y]\n",
           "policy.yaml:12:5: components[1].pathz: unknown key; valid keys: name, type, paths, "
-          "exclude, required");
+          "exclude, required, on_unreadable");
     FAILS(HEAD "target:\n  - name: a\n", "policy.yaml:3:1: target: unknown key; valid keys: "
                                          "version, name, description, root, consistency, "
-                                         "targets, components, validate, retention");
+                                         "targets, components, validate, retention, hooks, monitor");
     FAILS(
         HEAD
         "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timout: 5\n" TARGETS FILES,
