@@ -49,6 +49,7 @@ static const struct {
     [OPT_MAX_UNUSED] = {"max-unused", 0, 1},
     [OPT_NEW_PASSPHRASE_FILE] = {"new-passphrase-file", 0, 1},
     [OPT_REBUILD_INDEX] = {"rebuild-index", 0, 0},
+    [OPT_CLEANUP_PREVIOUS] = {"cleanup-previous", 0, 0},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -174,6 +175,7 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_MAX_UNUSED: a->max_unused = val; break;
     case OPT_NEW_PASSPHRASE_FILE: a->new_passphrase_file = val; break;
     case OPT_REBUILD_INDEX: a->rebuild_index = 1; break;
+    case OPT_CLEANUP_PREVIOUS: a->cleanup_previous = 1; break;
     default:
         if (id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) {
             char *end;

@@ -45,6 +45,7 @@ enum cli_opt_id {
     OPT_MAX_UNUSED,
     OPT_NEW_PASSPHRASE_FILE,
     OPT_REBUILD_INDEX,
+    OPT_CLEANUP_PREVIOUS,
     OPT_COUNT
 };
 
@@ -72,6 +73,7 @@ typedef struct args {
     size_t nmaps, nonly, npos;
     const char *encryption, *read_data_subset, *max_unused, *new_passphrase_file;
     int rebuild_index;
+    int cleanup_previous;
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/backup.h"
@@ -44,6 +45,7 @@ static const char *usage_main =
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
+    "  help     [COMMAND]                            describe coffer or one command\n"
     "\n"
     "A command refuses (exit status 2) every option and argument it does not use;\n"
     "--dry-run exists where a command changes something (backup, restore, forget,\n"
@@ -425,6 +427,19 @@ static int cmd_sets(int argc, char **argv)
     if (a.json)
         print_json(arr);
     json_decref(arr);
+    if (!a.json) {
+        /* What in-place restores moved aside stays until removed on purpose. */
+        char **prev;
+        size_t nprev;
+        if (cf_previous_list(run->policy->root, &prev, &nprev) == 0 && nprev) {
+            printf("\nkept aside by earlier restores (remove with `coffer restore -p %s "
+                   "--cleanup-previous`):\n",
+                   a.policy);
+            for (size_t k = 0; k < nprev; k++)
+                printf("  %s/%s\n", run->policy->root, prev[k]);
+            cf_strv_free(prev, nprev);
+        }
+    }
     cf_strv_free(ids, n);
     cf_run_close(run);
     return bad ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
@@ -438,6 +453,7 @@ static const cli_spec spec_restore = {
     "                      (--to DIR | --in-place) [--only NAME]...\n"
     "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
     "                      [--rollback-objects] [--dry-run]\n"
+    "       coffer restore -p POLICY --cleanup-previous [--to DIR] [--dry-run]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
     "databases, data directories), then database checks and the policy's\n"
     "validate commands. --to DIR re-roots every path under DIR (which must be\n"
@@ -450,7 +466,8 @@ static const cli_spec spec_restore = {
     "again and deletes keys created after the set. Copied buckets are written back\n"
     "only with --in-place, otherwise into DIR/NAME/.\n"
     "--dry-run prints the plan (set, components in order, destinations, files and\n"
-    "bytes, commands that would run) and writes nothing.\n",
+    "bytes, commands that would run) and writes nothing. --cleanup-previous removes\n"
+    "the ROOT/.coffer-previous-SET directories restores left (`coffer sets` lists them).\n",
     (const cli_use[]){USE_POLICY, USE_TARGET,
                       {OPT_SET, "ID|latest", "the set to restore (default: latest)", 0},
                       {OPT_TO, "DIR", "restore under DIR, a separate root", 0},
@@ -461,8 +478,51 @@ static const cli_spec spec_restore = {
                       {OPT_NO_VALIDATE, NULL, "do not run the policy's validate commands", 0},
                       {OPT_ROLLBACK_OBJECTS, NULL, "make recorded object versions current", 0},
                       USE_JSON("print the report as JSON"),
-                      {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0}, USE_END},
+                      {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0},
+                      {OPT_CLEANUP_PREVIOUS, NULL,
+                       "remove the .coffer-previous-SET directories earlier restores left in "
+                       "the root (or in --to DIR)",
+                       0},
+                      USE_END},
     0};
+
+/* restore --cleanup-previous [--to DIR] [--dry-run]: what in-place restores
+ * moved aside, removed once the operator has looked at it. */
+static int cleanup_previous(const args *a)
+{
+    if (a->set || a->in_place || a->nonly || a->nmaps || a->force || a->no_validate ||
+        a->rollback_objects || a->json)
+        return usage_error("restore", "--cleanup-previous takes only -p, --to DIR and --dry-run");
+    cf_policy *p;
+    if (cf_run_load_policy(a->policy, &p) != 0)
+        return die(CF_EXIT_USAGE);
+    char *root = a->to ? cf_abspath(a->to) : cf_strdup(p->root);
+    char **names;
+    size_t n;
+    int rc = cf_previous_list(root, &names, &n) != 0 ? die(CF_EXIT_FAILED) : CF_EXIT_OK;
+    if (rc == CF_EXIT_OK && n == 0)
+        printf("nothing kept aside in %s\n", root);
+    for (size_t i = 0; i < n && rc == CF_EXIT_OK; i++) {
+        char *path = cf_asprintf("%s/%s", root, names[i]);
+        if (a->dry_run) {
+            printf("would remove %s\n", path);
+        } else {
+            cf_rmtree(path);
+            struct stat st;
+            if (lstat(path, &st) == 0) {
+                fprintf(stderr, "coffer: error: %s could not be removed completely\n", path);
+                rc = CF_EXIT_FAILED;
+            } else {
+                printf("removed %s\n", path);
+            }
+        }
+        free(path);
+    }
+    cf_strv_free(names, n);
+    free(root);
+    cf_policy_free(p);
+    return rc;
+}
 
 static void print_plan(json_t *plan)
 {
@@ -501,6 +561,11 @@ static int cmd_restore(int argc, char **argv)
     if (parse(argc, argv, &spec_restore, &a) != 0) {
         args_free(&a);
         return CF_EXIT_USAGE;
+    }
+    if (a.cleanup_previous && a.policy) {
+        int rc = cleanup_previous(&a);
+        args_free(&a);
+        return rc;
     }
     if (a.policy && !a.to == !a.in_place) {
         args_free(&a);
@@ -982,6 +1047,27 @@ int main(int argc, char **argv)
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
                 {"key", cmd_key}};
+    if (strcmp(cmd, "help") == 0) {
+        /* coffer help [COMMAND]: the same text as --help, on stdout. */
+        free(dirs);
+        if (i + 1 >= argc) {
+            fputs(usage_main, stdout);
+            return CF_EXIT_OK;
+        }
+        if (strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
+            puts("usage: coffer help [COMMAND]\nDescribe coffer, or one command (the same text "
+                 "as `coffer COMMAND --help`).");
+            return CF_EXIT_OK;
+        }
+        if (i + 2 < argc)
+            return usage_error("help", "unexpected argument '%s'", argv[i + 2]);
+        for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++)
+            if (strcmp(argv[i + 1], cmds[k].name) == 0) {
+                char *av[] = {argv[i + 1], "--help", NULL};
+                return cmds[k].fn(2, av);
+            }
+        return usage_error("help", "unknown command '%s'", argv[i + 1]);
+    }
     for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++) {
         if (strcmp(cmd, cmds[k].name) != 0)
             continue;

@@ -449,7 +449,8 @@ static int emit_ready(pool *pl, int wait_all)
             } else {
                 pl->links++;
             }
-            cf_progress_add(0, 1);
+            if (j->e.kind == CF_ENT_FILE) /* the summary counts files, so does the bar */
+                cf_progress_add(0, 1);
             rc = cf_manifest_add(pl->mw, &j->e);
         }
         job_free(j);

@@ -385,8 +385,6 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         }
         if (e.kind != CF_ENT_FILE) {
             rc = cf_extract_entry(p.x, &e);
-            if (e.kind == CF_ENT_DIR)
-                cf_progress_add(0, 1);
             cf_entry_clear(&e);
             if (rc != 0)
                 break;
@@ -1094,4 +1092,31 @@ out:
     free(root);
     free(set_id);
     return exit_code;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cf_previous_list(const char *root, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(root);
+    if (!d)
+        return errno == ENOENT ? 0 : cf_fail_errno("cannot read %s", root);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (strncmp(de->d_name, ".coffer-previous-", 17) != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        *names = cf_realloc(*names, (*n + 1) * sizeof **names);
+        (*names)[(*n)++] = cf_strdup(de->d_name);
+    }
+    closedir(d);
+    if (*n)
+        qsort(*names, *n, sizeof **names, cmp_name);
+    return 0;
 }

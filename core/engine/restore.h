@@ -55,6 +55,10 @@ int cf_dbsource_load(cf_repo *repo, const char *set_id, const char *component, c
 coffer_dump_source *cf_dbsource_api(cf_dbsource *s);
 void cf_dbsource_free(cf_dbsource *s);
 
+/* The ".coffer-previous-SET" directories in root: what in-place restores
+ * (and --force restores) moved aside. Names only, sorted; 0 or -1. */
+int cf_previous_list(const char *root, char ***names, size_t *n);
+
 /* Remove a directory tree (used for staging areas). */
 void cf_rmtree(const char *path);
 
