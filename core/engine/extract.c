@@ -196,7 +196,8 @@ int cf_extract_entry(cf_extract *x, const cf_entry *e)
                 rc = cf_fail_errno("%s: cannot create directory", e->path);
             else if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
                 rc = cf_fail("%s: refused: a directory entry where the set already has "
-                             "another entry", e->path);
+                             "another entry",
+                             e->path);
             /* else made earlier: by a parent's creation or by a component
              * restored before this one; a second entry of this component is
              * found by cf_extract_finish. */
@@ -351,9 +352,8 @@ static int make_link(cf_extract *x, const xmeta *m)
             rc = cf_fail("%s: refused: hard link target %s is not a regular file of the set",
                          m->path, m->target);
         else if (linkat(tfd, tbase, pfd, base, 0) != 0)
-            rc = errno == EEXIST
-                     ? cf_fail("%s: refused: the set holds this path twice", m->path)
-                     : cf_fail_errno("%s: cannot link to %s", m->path, m->target);
+            rc = errno == EEXIST ? cf_fail("%s: refused: the set holds this path twice", m->path)
+                                 : cf_fail_errno("%s: cannot link to %s", m->path, m->target);
         if (tfd >= 0)
             close(tfd);
         close(pfd);
@@ -422,8 +422,8 @@ int cf_extract_finish(cf_extract *x)
         int fd = cf_beneath_open(x->dirfd, m->path, O_RDONLY | O_DIRECTORY, 0);
         if (fd < 0)
             return resolve_fail(m->path, "the directory");
-        int rc = set_meta_fd(x, fd, m->path, m->mode, m->uid, m->gid, m->xattrs, m->nxattrs,
-                             m->mtime);
+        int rc =
+            set_meta_fd(x, fd, m->path, m->mode, m->uid, m->gid, m->xattrs, m->nxattrs, m->mtime);
         close(fd);
         if (rc != 0)
             return -1;

@@ -69,8 +69,8 @@ static void ping(const cf_policy *p, const char *which, const char *url, const c
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (r != CURLE_OK)
-        cf_log(CF_LOG_WARN, "monitor: %s ping to %s failed: %s (the %s result is unchanged)",
-               which, host, curl_easy_strerror(r), which);
+        cf_log(CF_LOG_WARN, "monitor: %s ping to %s failed: %s (the %s result is unchanged)", which,
+               host, curl_easy_strerror(r), which);
     else if (code >= 400)
         cf_log(CF_LOG_WARN, "monitor: %s ping to %s answered HTTP %ld", which, host, code);
     else
@@ -109,7 +109,8 @@ static const metric metrics[] = {
     {"coffer_backup_duration_seconds", "Duration of the last backup."},
     {"coffer_backup_files", "Files in the last set."},
     {"coffer_backup_bytes_read", "Logical bytes in the last set."},
-    {"coffer_backup_bytes_added", "Bytes of new chunks the last backup added (before compression)."},
+    {"coffer_backup_bytes_added",
+     "Bytes of new chunks the last backup added (before compression)."},
     {"coffer_backup_bytes_stored", "Bytes the last backup stored (after compression)."},
     {"coffer_backup_unreadable_files", "Paths the last set lacks because they could not be read."},
     {"coffer_repository_sets", "Sets of this policy in the repository after the last backup."},
@@ -120,8 +121,8 @@ static const metric metrics[] = {
 };
 
 /* The value of NAME{policy="P"} in an existing file, or NULL. */
-static const char *old_value(char **lines, size_t n, const char *name, const char *label,
-                             char *buf, size_t len)
+static const char *old_value(char **lines, size_t n, const char *name, const char *label, char *buf,
+                             size_t len)
 {
     size_t nl = strlen(name), ll = strlen(label);
     for (size_t i = 0; i < n; i++) {
@@ -266,8 +267,8 @@ void cf_watch_end(cf_watch *w, int exit_code, const char *error, json_t *summary
         if (ok) {
             body = cf_asprintf("coffer backup of policy '%s': set %s, %lld files, %lld bytes, "
                                "%lld new, %.1f s",
-                               p->name, set_id ? set_id : "-",
-                               (long long)num(summary, "files"), (long long)num(summary, "bytes"),
+                               p->name, set_id ? set_id : "-", (long long)num(summary, "files"),
+                               (long long)num(summary, "bytes"),
                                (long long)num(summary, "new_bytes"), dur);
         } else {
             char *tail = cf_log_tail(20);

@@ -87,8 +87,8 @@ int cf_set_header_check(const char *set_id, json_t *h)
         if (strcmp(type, "files") == 0) {
             json_t *paths = json_object_get(c, "paths");
             if (!json_is_array(paths) || json_array_size(paths) == 0)
-                return cf_fail("set %s: damaged header: files component '%s' has no paths",
-                               set_id, name);
+                return cf_fail("set %s: damaged header: files component '%s' has no paths", set_id,
+                               name);
             size_t k2;
             json_t *pv;
             json_array_foreach(paths, k2, pv)
@@ -115,7 +115,8 @@ int cf_entry_check(const cf_entry *e)
     if (e->kind == CF_ENT_OTHER || e->kind == CF_ENT_META)
         return 0;
     if (!cf_name_valid(e->component))
-        return cf_fail("%s entry %s refused: invalid component name", what, e->path ? e->path : "-");
+        return cf_fail("%s entry %s refused: invalid component name", what,
+                       e->path ? e->path : "-");
     if (e->kind == CF_ENT_STREAM) {
         if (!cf_stream_name_valid(e->path))
             return cf_fail("stream '%s' of component '%s' refused: not a single file name",
@@ -126,8 +127,8 @@ int cf_entry_check(const cf_entry *e)
         return cf_fail("%s entry '%s' of component '%s' refused: not a plain relative path", what,
                        e->path ? e->path : "", e->component);
     if (e->kind == CF_ENT_HARDLINK && (!e->target || cf_path_safe(e->target) != 0))
-        return cf_fail("hardlink entry '%s' refused: target '%s' is not a plain relative path", e->path,
-                       e->target ? e->target : "");
+        return cf_fail("hardlink entry '%s' refused: target '%s' is not a plain relative path",
+                       e->path, e->target ? e->target : "");
     if (e->kind == CF_ENT_SYMLINK && (!e->target || !*e->target))
         return cf_fail("symlink entry '%s' refused: no target", e->path);
     if (e->mtime_ns < 0 || e->mtime_ns > 999999999 || e->ctime_ns < 0 || e->ctime_ns > 999999999)

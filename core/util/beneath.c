@@ -107,8 +107,8 @@ int cf_beneath_open(int dirfd, const char *rel, int flags, mode_t mode)
     if (fd != -2)
         return fd;
     const char *slash = strrchr(rel, '/');
-    int pfd = slash ? walk_dirs(dirfd, rel, (size_t)(slash - rel), 0)
-                    : fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    int pfd =
+        slash ? walk_dirs(dirfd, rel, (size_t)(slash - rel), 0) : fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (pfd < 0)
         return -1;
     fd = openat(pfd, slash ? slash + 1 : rel, flags | O_NOFOLLOW | O_CLOEXEC, mode);
