@@ -191,7 +191,7 @@ int cf_dbsource_load(cf_repo *repo, const char *set_id, const char *component, c
                 if (!cf_stream_name_valid(e.path) || dup) {
                     rc = cf_fail("set %s, component '%s': stream name '%s' refused: %s", set_id,
                                  component, e.path,
-                                 dup ? "it appears twice" : "not a single file name");
+                                 dup ? "it appears twice" : "not a plain relative name");
                     cf_entry_clear(&e);
                     break;
                 }
@@ -674,6 +674,27 @@ static size_t unclaimed(int dirfd, const char *prefix, cf_buf *names, size_t n)
     return n;
 }
 
+int cf_restore_check_maps(const cf_restore_opts *o, json_t *comps)
+{
+    for (size_t i = 0; i < o->nmaps; i++) {
+        const char *eq = strchr(o->maps[i], '=');
+        int found = 0;
+        size_t k;
+        json_t *c;
+        json_array_foreach(comps, k, c)
+        {
+            const char *n = json_string_value(json_object_get(c, "name"));
+            if (eq && n && strlen(n) == (size_t)(eq - o->maps[i]) &&
+                strncmp(n, o->maps[i], strlen(n)) == 0)
+                found = 1;
+        }
+        if (!eq || !found || !eq[1])
+            return cf_fail("--map %s: expected NAME=VALUE with NAME a component being restored",
+                           o->maps[i]);
+    }
+    return 0;
+}
+
 const char *cf_restore_map(const cf_restore_opts *o, const char *name)
 {
     size_t l = strlen(name);
@@ -793,24 +814,10 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         usage = bad_only != NULL;
         goto out;
     }
-    for (size_t i = 0; i < o->nmaps; i++) {
-        const char *eq = strchr(o->maps[i], '=');
-        int found = 0;
-        size_t k;
-        json_t *c;
-        json_array_foreach(comps, k, c)
-        {
-            const char *n = json_string_value(json_object_get(c, "name"));
-            if (eq && n && strlen(n) == (size_t)(eq - o->maps[i]) &&
-                strncmp(n, o->maps[i], strlen(n)) == 0)
-                found = 1;
-        }
-        if (!eq || !found || !eq[1]) {
-            rc = cf_fail("--map %s: expected NAME=VALUE with NAME a component being restored",
-                         o->maps[i]);
-            usage = 1;
-            goto out;
-        }
+    if (cf_restore_check_maps(o, comps) != 0) {
+        rc = -1;
+        usage = 1;
+        goto out;
     }
     root = o->in_place ? cf_strdup(p->root) : cf_abspath(o->to);
     if (!o->in_place && cf_dir_nonempty(root) && !o->force) {

@@ -41,6 +41,8 @@ int cf_restore_only_has(const cf_restore_opts *o, const char *name);
  * *ordered; returns the count. */
 size_t cf_restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_opts *o,
                         json_t **ordered);
+/* Every --map is NAME=VALUE with NAME among comps; -1 with cf_error. */
+int cf_restore_check_maps(const cf_restore_opts *o, json_t *comps);
 /* The VALUE of --map NAME=VALUE for a component, or NULL. */
 const char *cf_restore_map(const cf_restore_opts *o, const char *name);
 /* p made absolute against the working directory (malloc'd). */

@@ -60,24 +60,9 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
         goto done;
     }
     cf_restore_order(p, json_object_get(h, "components"), o, &comps);
-    for (size_t i = 0; i < o->nmaps; i++) {
-        const char *eq = strchr(o->maps[i], '=');
-        int found = 0;
-        size_t k;
-        json_t *c;
-        json_array_foreach(comps, k, c)
-        {
-            const char *n = json_string_value(json_object_get(c, "name"));
-            if (eq && n && strlen(n) == (size_t)(eq - o->maps[i]) &&
-                strncmp(n, o->maps[i], strlen(n)) == 0)
-                found = 1;
-        }
-        if (!eq || !found || !eq[1]) {
-            cf_fail("--map %s: expected NAME=VALUE with NAME a component being restored",
-                    o->maps[i]);
-            rc = CF_EXIT_USAGE;
-            goto done;
-        }
+    if (cf_restore_check_maps(o, comps) != 0) {
+        rc = CF_EXIT_USAGE;
+        goto done;
     }
     if (!json_array_size(comps)) {
         cf_fail("set %s has no components", set_id);

@@ -2,21 +2,9 @@
 
 #include <string.h>
 
+#include "policy/policy.h"
 #include "util/beneath.h"
 #include "util/util.h"
-
-int cf_name_valid(const char *s)
-{
-    if (!s || !*s || strlen(s) > 128 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return 0;
-    for (; *s; s++) {
-        char ch = *s;
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
 
 int cf_set_id_valid(const char *s)
 {
@@ -36,8 +24,9 @@ int cf_set_id_valid(const char *s)
 
 int cf_stream_name_valid(const char *s)
 {
-    return s && *s && strlen(s) <= 255 && !strchr(s, '/') && strcmp(s, ".") != 0 &&
-           strcmp(s, "..") != 0;
+    /* Drivers name streams like relative paths ("db/schema.sql") and may
+     * use them as file names: the same rule as entry paths. */
+    return s && strlen(s) <= 1024 && cf_path_safe(s) == 0;
 }
 
 static int count_ok(json_t *v)
@@ -119,7 +108,7 @@ int cf_entry_check(const cf_entry *e)
                        e->path ? e->path : "-");
     if (e->kind == CF_ENT_STREAM) {
         if (!cf_stream_name_valid(e->path))
-            return cf_fail("stream '%s' of component '%s' refused: not a single file name",
+            return cf_fail("stream '%s' of component '%s' refused: not a plain relative name",
                            e->path ? e->path : "", e->component);
         return 0;
     }

@@ -14,15 +14,12 @@
 
 #include "engine/manifest.h"
 
-/* 1 if s is a component, driver or policy name: letters, digits, '.',
- * '_' and '-', at most 128 bytes, not "." or "..". */
-int cf_name_valid(const char *s);
-
 /* 1 if s is a set id: YYYYMMDDTHHMMSSZ-xxxxxxxx (or a longer hex tail). */
 int cf_set_id_valid(const char *s);
 
-/* 1 if s may name a database dump stream: a single path segment (no '/',
- * not "." or ".."), at most 255 bytes. */
+/* 1 if s may name a database dump stream: a plain relative name (as an
+ * entry path: no leading '/', no empty, "." or ".." segment), at most
+ * 1024 bytes. */
 int cf_stream_name_valid(const char *s);
 
 /* 0 if the header of set_id is well formed: its id (when present), component names

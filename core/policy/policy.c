@@ -243,9 +243,9 @@ static int get_strlist(const ctx *c, const cf_yn *v, const char *path, cf_strlis
 
 /* ---- value checks -------------------------------------------------- */
 
-static int valid_name(const char *s)
+int cf_name_valid(const char *s)
 {
-    if (!*s)
+    if (!s || !*s || strlen(s) > 128 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return 0;
     for (; *s; s++) {
         char ch = *s;
@@ -258,7 +258,7 @@ static int valid_name(const char *s)
 
 static int check_name(const ctx *c, const cf_yn *v, const char *path, const char *s)
 {
-    if (!valid_name(s))
+    if (!cf_name_valid(s))
         return fail_at(c, v, path, "invalid name '%s': use letters, digits, '.', '_' and '-'", s);
     return 0;
 }

@@ -150,6 +150,11 @@ typedef struct cf_policy {
     cf_monitor monitor;
 } cf_policy;
 
+/* 1 if s may name a policy, component, target, check or driver: letters,
+ * digits, '.', '_' and '-', at most 128 bytes, not "." or "..". Sets are
+ * checked against the same rule (engine/setcheck.h). */
+int cf_name_valid(const char *s);
+
 /* Parse, expand and check the core schema. 0 ok; -1 with cf_error() set. */
 int cf_policy_load(const char *file, cf_policy **out);
 /* Same from a string (file is used only in messages). */

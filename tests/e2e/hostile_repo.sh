@@ -132,6 +132,9 @@ compare "crafted copy of the real set restores identical to the deployment" \
     "$W/live.json" "$W/ctl.json" "${RESTORE_EXCLUDES[@]}" --exclude data/asterdrive.db \
     --ignore-mtime-dirs
 assert_exists "$area/t-non-utf8-name-1/data/name-$(printf '\xff\xfe')" "non-UTF-8 name restored as bytes"
+sub=$area/t-stream-name-subdir-1
+assert_exists "$sub/data/asterdrive.db" "a stream named x/NAME restores to the policy's database path"
+assert_absent "$sub/x" "and nowhere the stream name points"
 extra=$(awk '$1 == "component-not-in-policy" {print $2}' "$W/cases")
 expect_ok "a component the policy lacks is restored when named (--only extra)" \
     cf restore -p "$POLICY" --set "$extra" --to "$area/t-extra-only" --only extra --no-validate

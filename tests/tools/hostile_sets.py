@@ -180,6 +180,12 @@ def main():
         for x in evil:
             x["name"] = "../../evil-" + x["name"]
         case("stream-name-slash", "refuse", "damage", "stream", evil, drop=drop_stream)
+        sub = [copy.deepcopy(x) for x in streams]
+        for x in sub:
+            x["name"] = "x/" + x["name"]
+        # a well-formed name with "/": the sqlite driver takes its only stream
+        # and writes it to the policy's path, never to a path from the set
+        case("stream-name-subdir", "ok", "clean", "-", sub, drop=drop_stream)
 
     def extra_comp(hd):
         hd["components"].append({"name": "extra", "type": "files", "paths": ["extra"],
