@@ -16,6 +16,13 @@
 #include "repo/repo_int.h"
 #include "util/util.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define FZ_LSAN 1
+#endif
+#endif
+
 static cf_repo *fz_repos[2];
 
 /* encrypted: 0 or 1. The repositories live until the process ends. */
@@ -39,6 +46,12 @@ static inline cf_repo *fz_repo(int encrypted)
         fprintf(stderr, "fuzz repository: %s\n", cf_error());
         abort();
     }
+#ifdef FZ_LSAN
+    /* The keys live in sodium_malloc memory, which LeakSanitizer does not
+     * scan: what they point to (OpenSSL contexts) would look leaked. */
+    if (fz_repos[encrypted]->crypt)
+        __lsan_register_root_region(fz_repos[encrypted]->crypt, sizeof *fz_repos[encrypted]->crypt);
+#endif
     return fz_repos[encrypted];
 }
 
