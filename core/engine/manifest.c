@@ -176,8 +176,10 @@ const char *const cf_mfield_names[CF_MF_COUNT] = {
 
 int cf_mfield_lookup(const char *name, size_t len)
 {
+    /* Called for every member of every line: compare only candidates. */
     for (int i = 0; i < CF_MF_COUNT; i++)
-        if (strlen(cf_mfield_names[i]) == len && memcmp(cf_mfield_names[i], name, len) == 0)
+        if (cf_mfield_names[i][0] == name[0] && strlen(cf_mfield_names[i]) == len &&
+            memcmp(cf_mfield_names[i], name, len) == 0)
             return i;
     return -1;
 }
@@ -235,6 +237,10 @@ int cf_mline_lex_check(const char *line, size_t len)
     int in_str = 0;
     for (size_t i = 0; i < len;) {
         unsigned c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* most bytes */
+            i++;
+            continue;
+        }
         if (c < 0x20 && !(c == '\t' || c == '\r'))
             return cf_fail("control character 0x%02x at byte %zu", c, i);
         size_t n = utf8_seq(s + i, len - i);

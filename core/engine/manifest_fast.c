@@ -15,6 +15,7 @@
  */
 #include "engine/manifest.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
@@ -39,8 +40,9 @@ typedef struct fast {
     uint32_t seen; /* known members seen at depth 1 */
     char *xname;   /* xattrs/meta member whose value comes next */
     const char *err;
+    int maxd; /* deepest level of lv initialised */
     cf_mraw r;
-    level lv[CF_MLINE_MAX_DEPTH + 1];
+    level lv[CF_MLINE_MAX_DEPTH + 1]; /* last: only the levels used are initialised */
 } fast;
 
 static int stop(fast *f, const char *err)
@@ -187,6 +189,10 @@ static int open_container(fast *f, int is_map)
     }
     f->depth++;
     level *l = &f->lv[f->depth];
+    if (f->depth > f->maxd) {
+        memset(l, 0, sizeof *l);
+        f->maxd = f->depth;
+    }
     l->is_map = is_map;
     l->role = role;
     l->nkeys = 0;
@@ -242,7 +248,7 @@ static const yajl_callbacks callbacks = {
 
 static void fast_free(fast *f)
 {
-    for (int d = 0; d <= CF_MLINE_MAX_DEPTH; d++) {
+    for (int d = 1; d <= f->maxd; d++) {
         level *l = &f->lv[d];
         for (size_t i = 0; i < l->nkeys; i++)
             free(l->keys[i]);
@@ -258,7 +264,8 @@ int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)
     memset(e, 0, sizeof *e);
     if (cf_mline_lex_check(line, len) != 0)
         return -1;
-    fast *f = cf_calloc(1, sizeof *f);
+    fast *f = cf_malloc(sizeof *f);
+    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]); /* lv[0]: outside any container */
     f->field = -1;
     yajl_handle h = yajl_alloc(&callbacks, NULL, f);
     if (!h) {
