@@ -74,8 +74,8 @@ for h in "${names[@]}"; do
         -artifact_prefix="$artifacts/" "${dirs[@]}" >"$log" 2>&1
     rc=$?
     set -e
-    execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)"
-    cov="$(grep -oE '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -n1 |
+    execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -n1 | grep -o '[0-9]*$' || true)"
+    cov="$(grep -oE '#[0-9]+[[:space:]]+DONE +cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -n1 |
         sed -E 's/.*cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+)/cov \1, features \2, corpus \3/' || true)"
     if [ "$rc" -eq 0 ]; then
         summary+=("$h: ok, ${execs:-?} executions, ${cov:-no stats}")
