@@ -168,10 +168,10 @@ json_t *cf_entry_to_json(const cf_entry *e)
 /* ---- the entry line grammar, shared by both readers ---------------------- */
 
 const char *const cf_mfield_names[CF_MF_COUNT] = {
-    "type",   "component", "path",       "path_hex", "name",     "name_hex", "key",
-    "key_hex", "target",   "target_hex", "user",     "group",    "version_id", "etag",
-    "mode",   "uid",       "gid",        "mtime",    "mtime_ns", "ctime",    "ctime_ns",
-    "dev",    "ino",       "nlink",      "size",     "chunks",   "xattrs",   "meta",
+    "type",    "component", "path",       "path_hex", "name",     "name_hex",   "key",
+    "key_hex", "target",    "target_hex", "user",     "group",    "version_id", "etag",
+    "mode",    "uid",       "gid",        "mtime",    "mtime_ns", "ctime",      "ctime_ns",
+    "dev",     "ino",       "nlink",      "size",     "chunks",   "xattrs",     "meta",
 };
 
 int cf_mfield_lookup(const char *name, size_t len)
@@ -383,7 +383,8 @@ static int finish(cf_mraw *r, cf_entry *e)
             e->kind = (cf_ent_kind)k;
     if (e->kind == CF_ENT_OTHER) {
         /* A line type of a later version: only its component is read. */
-        e->component = cf_strdup(r->t[CF_MF_COMPONENT] == CF_MV_STRING ? r->str[CF_MF_COMPONENT] : "");
+        e->component =
+            cf_strdup(r->t[CF_MF_COMPONENT] == CF_MV_STRING ? r->str[CF_MF_COMPONENT] : "");
         return 0;
     }
     for (int f = 0; f < CF_MF_SCALARS; f++) {
@@ -413,7 +414,9 @@ static int finish(cf_mraw *r, cf_entry *e)
         r->meta = NULL;
         return 0;
     }
-    int name = e->kind == CF_ENT_STREAM ? CF_MF_NAME : e->kind == CF_ENT_OBJECT ? CF_MF_KEY : CF_MF_PATH;
+    int name = e->kind == CF_ENT_STREAM   ? CF_MF_NAME
+               : e->kind == CF_ENT_OBJECT ? CF_MF_KEY
+                                          : CF_MF_PATH;
     /* Every hex form must decode, whether this kind reads it or not. */
     static const int names[] = {CF_MF_PATH, CF_MF_NAME, CF_MF_KEY, CF_MF_TARGET};
     for (size_t i = 0; i < CF_ARRAY_LEN(names); i++) {
@@ -534,7 +537,8 @@ int cf_entry_from_json(json_t *j, cf_entry *e)
             json_t *c;
             json_array_foreach(v, i, c)
             {
-                cf_mraw_add_chunk(&r, json_string_value(c), json_is_string(c) ? json_string_length(c) : 0);
+                cf_mraw_add_chunk(&r, json_string_value(c),
+                                  json_is_string(c) ? json_string_length(c) : 0);
             }
         } else if (f == CF_MF_XATTRS && r.t[f] == CF_MV_OBJECT) {
             const char *xk;

@@ -115,15 +115,15 @@ enum cf_mval { CF_MV_ABSENT, CF_MV_STRING, CF_MV_INTEGER, CF_MV_OBJECT, CF_MV_AR
 
 typedef struct cf_mraw {
     enum cf_mval t[CF_MF_COUNT];
-    char *str[CF_MF_SCALARS]; /* CF_MV_STRING (owned) */
+    char *str[CF_MF_SCALARS];   /* CF_MV_STRING (owned) */
     int64_t num[CF_MF_SCALARS]; /* CF_MV_INTEGER */
     cf_id *chunks;              /* chunks array: parsed ids */
     size_t nchunks, chunks_cap;
-    size_t chunk_bad;           /* 1 + index of the first element that is not an id; 0 none */
-    char **xnames, **xvalues;   /* xattrs object: names, values (NULL: not a string) */
+    size_t chunk_bad;         /* 1 + index of the first element that is not an id; 0 none */
+    char **xnames, **xvalues; /* xattrs object: names, values (NULL: not a string) */
     size_t nx, xcap;
-    json_t *meta;               /* meta object rebuilt of its string values */
-    int meta_bad;               /* a meta value that is not a string */
+    json_t *meta; /* meta object rebuilt of its string values */
+    int meta_bad; /* a meta value that is not a string */
 } cf_mraw;
 
 void cf_mraw_add_chunk(cf_mraw *r, const char *s, size_t len); /* s NULL: not a string */

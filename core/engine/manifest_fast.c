@@ -34,9 +34,9 @@ typedef struct level {
 } level;
 
 typedef struct fast {
-    int depth; /* 0: outside the line's object; 1: inside it */
-    int done;  /* the line's object closed */
-    int field; /* depth 1: member whose value comes next (-1 unknown) */
+    int depth;     /* 0: outside the line's object; 1: inside it */
+    int done;      /* the line's object closed */
+    int field;     /* depth 1: member whose value comes next (-1 unknown) */
     uint32_t seen; /* known members seen at depth 1 */
     char *xname;   /* xattrs/meta member whose value comes next */
     const char *err;

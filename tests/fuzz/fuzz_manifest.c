@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(err_a, sizeof err_a, "%s", ra ? cf_error() : "");
     int rb = cf_entry_parse_tree((const char *)data, size, &b);
     if (ra != rb) {
-        fprintf(stderr, "manifest readers disagree on a line of %zu bytes: fast %s (%s), tree %s (%s)\n",
+        fprintf(stderr,
+                "manifest readers disagree on a line of %zu bytes: fast %s (%s), tree %s (%s)\n",
                 size, ra ? "refuses" : "accepts", err_a, rb ? "refuses" : "accepts",
                 rb ? cf_error() : "");
         abort();

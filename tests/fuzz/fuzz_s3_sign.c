@@ -27,7 +27,8 @@ static int encoded_ok(const char *s, int keep_slash)
 {
     for (; *s; s++) {
         if (*s == '%') {
-            if (!s[1] || !s[2] || !strchr("0123456789ABCDEF", s[1]) || !strchr("0123456789ABCDEF", s[2]))
+            if (!s[1] || !s[2] || !strchr("0123456789ABCDEF", s[1]) ||
+                !strchr("0123456789ABCDEF", s[2]))
                 return 0;
             s += 2;
         } else if (!(strchr("-._~", *s) || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
@@ -43,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size + 1);
     memcpy(text, data, size);
     text[size] = 0;
-    const char *field[8] = {"GET", "/", "UNSIGNED-PAYLOAD", "AK", "SK", "us-east-1", "s3",
-                            "20261127T033000Z"};
+    const char *field[8] = {"GET",       "/",  "UNSIGNED-PAYLOAD", "AK", "SK",
+                            "us-east-1", "s3", "20261127T033000Z"};
     s3_kv query[MAX_KV], headers[MAX_KV];
     size_t nq = 0, nh = 0, nf = 0;
     for (char *line = text, *next; line; line = next) {
@@ -65,10 +66,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             headers[nh++] = (s3_kv){line, colon ? colon + 1 : NULL};
         }
     }
-    s3_sign_in in = {.method = field[0], .path = field[1], .payload_hash = field[2],
-                     .access_key = field[3], .secret_key = field[4], .region = field[5],
-                     .service = field[6], .amz_date = field[7], .query = query, .nquery = nq,
-                     .headers = headers, .nheaders = nh};
+    s3_sign_in in = {.method = field[0],
+                     .path = field[1],
+                     .payload_hash = field[2],
+                     .access_key = field[3],
+                     .secret_key = field[4],
+                     .region = field[5],
+                     .service = field[6],
+                     .amz_date = field[7],
+                     .query = query,
+                     .nquery = nq,
+                     .headers = headers,
+                     .nheaders = nh};
     s3_sign_out a, b;
     int ra = s3_sign(&in, &a), rb = s3_sign(&in, &b);
     must(ra == 0 && rb == 0, "signing failed");

@@ -460,17 +460,20 @@ static void test_from_json_rejects(void **state)
     from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":\"x\"}",
                "member 'size' is not an integer in [0, 9223372036854775807]");
     from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":-1}", "member 'size'");
-    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":-1}", "member 'mode' is not an integer in [0, 4095]");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":-1}",
+               "member 'mode' is not an integer in [0, 4095]");
     from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":16877}", "member 'mode'");
     from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":1.0}", "member 'mode'");
     from_fails("{\"type\":\"dir\",\"path\":\"p\",\"uid\":-1}", "member 'uid'");
     from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mtime_ns\":1000000000}", "member 'mtime_ns'");
     from_fails("{\"type\":\"dir\",\"path\":\"p\",\"user\":0}", "member 'user' is not a string");
-    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":1,\"chunks\":{}}", "member 'chunks' is not an array");
+    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":1,\"chunks\":{}}",
+               "member 'chunks' is not an array");
     from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":0,\"chunks\":["
                "\"0000000000000000000000000000000000000000000000000000000000000000\"]}",
                "1 chunks for 0 bytes");
-    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"path_hex\":\"70\"}", "both 'path' and 'path_hex'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"path_hex\":\"70\"}",
+               "both 'path' and 'path_hex'");
 
     /* Unknown line types are kept as OTHER, not an error (format rule). */
     json_t *j = json_loads("{\"type\":\"acl\",\"component\":\"c\",\"x\":1}", 0, NULL);
@@ -481,7 +484,9 @@ static void test_from_json_rejects(void **state)
     cf_entry_clear(&e);
     json_decref(j);
     /* Unknown fields are ignored, whatever their type. */
-    j = json_loads("{\"type\":\"dir\",\"component\":\"c\",\"path\":\"d\",\"mode\":493,\"future\":[1,2]}", 0, NULL);
+    j = json_loads(
+        "{\"type\":\"dir\",\"component\":\"c\",\"path\":\"d\",\"mode\":493,\"future\":[1,2]}", 0,
+        NULL);
     assert_int_equal(cf_entry_from_json(j, &e), 0);
     assert_int_equal(e.mode, 0755);
     assert_null(e.user);
@@ -851,7 +856,8 @@ static void put_rawn(fx *f, const char *id, const char *content, size_t len)
 static void test_damaged_line_names_set_and_line(void **state)
 {
     fx *f = *state;
-    raw_fails(f, "size", HDR(2) ENT("a") "{\"type\":\"file\",\"path\":\"f\",\"size\":\"x\"}\n" END(2),
+    raw_fails(f, "size",
+              HDR(2) ENT("a") "{\"type\":\"file\",\"path\":\"f\",\"size\":\"x\"}\n" END(2),
               "sets/size: line 3: member 'size' is not an integer");
     raw_fails(f, "garbage", HDR(1) "{\"type\":\"dir\",\"path\":\"d\"} \"garbage\n" END(1),
               "sets/garbage: line 2: bytes after the JSON object");
@@ -904,20 +910,13 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_roundtrip_every_kind),
-        T(test_roundtrip_objects),
-        T(test_stream_keeps_capture_time),
-        T(test_non_utf8_names),
-        T(test_xattr_name_not_utf8),
-        T(test_from_json_rejects),
-        T(test_readers_agree_on_corpus),
-        T(test_damaged_line_names_set_and_line),
-        T(test_json_name_helpers),
-        T(test_write_commit_read),
-        T(test_damaged_object_is_an_error),
-        T(test_logical_damage),
-        T(test_end_line_count_checked),
-        T(test_sets_list_sorted),
+        T(test_roundtrip_every_kind),       T(test_roundtrip_objects),
+        T(test_stream_keeps_capture_time),  T(test_non_utf8_names),
+        T(test_xattr_name_not_utf8),        T(test_from_json_rejects),
+        T(test_readers_agree_on_corpus),    T(test_damaged_line_names_set_and_line),
+        T(test_json_name_helpers),          T(test_write_commit_read),
+        T(test_damaged_object_is_an_error), T(test_logical_damage),
+        T(test_end_line_count_checked),     T(test_sets_list_sorted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
