@@ -734,7 +734,8 @@ static int read_line(cf_mreader *m, char **line, size_t *len)
         }
         if (m->eof) {
             if (m->pos < m->len)
-                return cf_fail("%s: truncated (last line has no end)", m->key);
+                return cf_fail("%s: line %llu: truncated (last line has no end)", m->key,
+                               (unsigned long long)m->lineno + 1);
             return 0;
         }
         /* compact, grow, refill */
