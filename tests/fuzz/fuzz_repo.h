@@ -16,11 +16,15 @@
 #include "repo/repo_int.h"
 #include "util/util.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#include <sanitizer/lsan_interface.h>
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define FZ_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang */
 #define FZ_LSAN 1
 #endif
+#endif
+#ifdef FZ_LSAN
+#include <sanitizer/lsan_interface.h>
 #endif
 
 static cf_repo *fz_repos[2];
