@@ -1,6 +1,7 @@
 #include "engine/manifest.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,98 +166,445 @@ json_t *cf_entry_to_json(const cf_entry *e)
     return j;
 }
 
-static int64_t geti(json_t *j, const char *k)
+/* ---- the entry line grammar, shared by both readers ---------------------- */
+
+const char *const cf_mfield_names[CF_MF_COUNT] = {
+    "type",    "component", "path",       "path_hex", "name",     "name_hex",   "key",
+    "key_hex", "target",    "target_hex", "user",     "group",    "version_id", "etag",
+    "mode",    "uid",       "gid",        "mtime",    "mtime_ns", "ctime",      "ctime_ns",
+    "dev",     "ino",       "nlink",      "size",     "chunks",   "xattrs",     "meta",
+};
+
+int cf_mfield_lookup(const char *name, size_t len)
 {
-    return (int64_t)json_integer_value(json_object_get(j, k));
+    /* Called for every member of every line: compare only candidates. */
+    for (int i = 0; i < CF_MF_COUNT; i++)
+        if (cf_mfield_names[i][0] == name[0] && strlen(cf_mfield_names[i]) == len &&
+            memcmp(cf_mfield_names[i], name, len) == 0)
+            return i;
+    return -1;
 }
 
-int cf_entry_from_json(json_t *j, cf_entry *e)
+/* Length of the UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t left)
 {
-    memset(e, 0, sizeof *e);
-    const char *type = json_string_value(json_object_get(j, "type"));
-    if (!type)
-        return cf_fail("manifest line without type");
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, min = 0x10000;
+    else
+        return 0;
+    if (left < n)
+        return 0;
+    unsigned cp = c & (0x3f >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 0;
+}
+
+int cf_mline_lex_check(const char *line, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)line;
+    int in_str = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* most bytes */
+            i++;
+            continue;
+        }
+        if (c < 0x20 && !(c == '\t' || c == '\r'))
+            return cf_fail("control character 0x%02x at byte %zu", c, i);
+        size_t n = utf8_seq(s + i, len - i);
+        if (!n)
+            return cf_fail("invalid UTF-8 at byte %zu", i);
+        if (c == '"') {
+            in_str = !in_str;
+        } else if (in_str && c == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u') {
+                unsigned u, lo;
+                if (i + 6 > len || hex4(line + i + 2, &u) != 0)
+                    return cf_fail("malformed \\u escape at byte %zu", i);
+                if (u == 0)
+                    return cf_fail("\\u0000 at byte %zu", i);
+                if (u >= 0xdc00 && u <= 0xdfff)
+                    return cf_fail("unpaired surrogate escape at byte %zu", i);
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' ||
+                        hex4(line + i + 8, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+                        return cf_fail("unpaired surrogate escape at byte %zu", i);
+                    i += 12;
+                    continue;
+                }
+                i += 6;
+                continue;
+            }
+            i += 2; /* the escaped byte is ASCII or the parser refuses it */
+            continue;
+        }
+        i += n;
+    }
+    return 0;
+}
+
+void cf_mraw_add_chunk(cf_mraw *r, const char *s, size_t len)
+{
+    if (r->nchunks == r->chunks_cap) {
+        r->chunks_cap = r->chunks_cap ? 2 * r->chunks_cap : 8;
+        r->chunks = cf_realloc(r->chunks, r->chunks_cap * sizeof *r->chunks);
+    }
+    cf_id *id = &r->chunks[r->nchunks++];
+    if (s && len == 2 * CF_ID_LEN) {
+        char hex[2 * CF_ID_LEN + 1]; /* yajl's strings are not terminated */
+        memcpy(hex, s, len);
+        hex[len] = 0;
+        if (cf_unhex(hex, id->b, CF_ID_LEN) == 0)
+            return;
+    }
+    memset(id, 0, sizeof *id);
+    if (!r->chunk_bad)
+        r->chunk_bad = r->nchunks;
+}
+
+void cf_mraw_add_xattr(cf_mraw *r, const char *name, const char *value, size_t vlen)
+{
+    if (r->nx == r->xcap) {
+        r->xcap = r->xcap ? 2 * r->xcap : 4;
+        r->xnames = cf_realloc(r->xnames, r->xcap * sizeof *r->xnames);
+        r->xvalues = cf_realloc(r->xvalues, r->xcap * sizeof *r->xvalues);
+    }
+    r->xnames[r->nx] = cf_strdup(name);
+    r->xvalues[r->nx] = value ? cf_strndup(value, vlen) : NULL;
+    r->nx++;
+}
+
+void cf_mraw_free(cf_mraw *r)
+{
+    for (int i = 0; i < CF_MF_SCALARS; i++)
+        free(r->str[i]);
+    free(r->chunks);
+    for (size_t i = 0; i < r->nx; i++) {
+        free(r->xnames[i]);
+        free(r->xvalues[i]);
+    }
+    free(r->xnames);
+    free(r->xvalues);
+    if (r->meta)
+        json_decref(r->meta);
+    memset(r, 0, sizeof *r);
+}
+
+static char *take_str(cf_mraw *r, int f)
+{
+    char *s = r->str[f];
+    r->str[f] = NULL;
+    return s;
+}
+
+/* Ranges of the integer members. */
+static int int_range(int f, int64_t *lo, int64_t *hi)
+{
+    *lo = 0;
+    *hi = INT64_MAX;
+    switch (f) {
+    case CF_MF_MODE:
+        *hi = 07777;
+        break;
+    case CF_MF_UID:
+    case CF_MF_GID:
+        *hi = UINT32_MAX;
+        break;
+    case CF_MF_MTIME:
+    case CF_MF_CTIME:
+        *lo = -INT64_MAX;
+        break;
+    case CF_MF_MTIME_NS:
+    case CF_MF_CTIME_NS:
+        *hi = 999999999;
+        break;
+    }
+    return 0;
+}
+
+/* NAME or NAME_hex (decoded) into *out; -1 if malformed or both given. */
+static int take_name(cf_mraw *r, int plain, char **out)
+{
+    int hex = plain + 1;
+    if (r->t[plain] && r->t[hex])
+        return cf_fail("both '%s' and '%s'", cf_mfield_names[plain], cf_mfield_names[hex]);
+    if (r->t[plain]) {
+        *out = take_str(r, plain);
+        return 0;
+    }
+    if (!r->t[hex])
+        return 0;
+    *out = cf_name_from_hex(r->str[hex]);
+    if (!*out)
+        return cf_fail("member '%s' is not the hex of a name without NUL", cf_mfield_names[hex]);
+    return 0;
+}
+
+static int finish(cf_mraw *r, cf_entry *e)
+{
+    if (r->t[CF_MF_TYPE] != CF_MV_STRING)
+        return cf_fail("manifest line without type (a string)");
+    const char *type = r->str[CF_MF_TYPE];
     e->kind = CF_ENT_OTHER;
     for (int k = 0; k < CF_ENT_OTHER; k++)
         if (strcmp(type, kind_names[k]) == 0)
             e->kind = (cf_ent_kind)k;
-    const char *comp = json_string_value(json_object_get(j, "component"));
-    e->component = cf_strdup(comp ? comp : "");
-    if (e->kind == CF_ENT_OTHER)
-        return 0;
-    if (e->kind == CF_ENT_META) {
-        e->meta = json_object_get(j, "meta");
-        if (!json_is_object(e->meta)) {
-            e->meta = NULL;
-            return cf_fail("manifest meta line of component '%s' without meta object", e->component);
-        }
-        json_incref(e->meta);
+    if (e->kind == CF_ENT_OTHER) {
+        /* A line type of a later version: only its component is read. */
+        e->component =
+            cf_strdup(r->t[CF_MF_COMPONENT] == CF_MV_STRING ? r->str[CF_MF_COMPONENT] : "");
         return 0;
     }
-    e->path = cf_json_get_name(j, e->kind == CF_ENT_STREAM   ? "name"
-                                  : e->kind == CF_ENT_OBJECT ? "key"
-                                                             : "path");
-    e->version_id = cf_strdup(json_string_value(json_object_get(j, "version_id")));
-    e->etag = cf_strdup(json_string_value(json_object_get(j, "etag")));
+    for (int f = 0; f < CF_MF_SCALARS; f++) {
+        if (!r->t[f])
+            continue;
+        if (f < CF_MF_MODE) {
+            if (r->t[f] != CF_MV_STRING)
+                return cf_fail("member '%s' is not a string", cf_mfield_names[f]);
+            continue;
+        }
+        int64_t lo, hi;
+        int_range(f, &lo, &hi);
+        if (r->t[f] != CF_MV_INTEGER || r->num[f] < lo || r->num[f] > hi)
+            return cf_fail("member '%s' is not an integer in [%lld, %lld]", cf_mfield_names[f],
+                           (long long)lo, (long long)hi);
+    }
+    e->component = take_str(r, CF_MF_COMPONENT);
+    if (!e->component)
+        e->component = cf_strdup("");
+    if (e->kind == CF_ENT_META) {
+        if (r->t[CF_MF_META] != CF_MV_OBJECT)
+            return cf_fail("manifest meta line of component '%s' without meta object", e->component);
+        if (r->meta_bad)
+            return cf_fail("manifest meta line of component '%s': a meta value is not a string",
+                           e->component);
+        e->meta = r->meta;
+        r->meta = NULL;
+        return 0;
+    }
+    int name = e->kind == CF_ENT_STREAM   ? CF_MF_NAME
+               : e->kind == CF_ENT_OBJECT ? CF_MF_KEY
+                                          : CF_MF_PATH;
+    /* Every hex form must decode, whether this kind reads it or not. */
+    static const int names[] = {CF_MF_PATH, CF_MF_NAME, CF_MF_KEY, CF_MF_TARGET};
+    for (size_t i = 0; i < CF_ARRAY_LEN(names); i++) {
+        char *v = NULL;
+        if (take_name(r, names[i], &v) != 0)
+            return -1;
+        if (names[i] == name)
+            e->path = v;
+        else if (names[i] == CF_MF_TARGET)
+            e->target = v;
+        else
+            free(v);
+    }
     if (!e->path)
         return cf_fail("manifest %s entry of component '%s' without a name", type, e->component);
-    e->mode = (uint32_t)geti(j, "mode") & 07777;
-    e->uid = geti(j, "uid");
-    e->gid = geti(j, "gid");
-    e->user = cf_strdup(json_string_value(json_object_get(j, "user")));
-    e->group = cf_strdup(json_string_value(json_object_get(j, "group")));
-    e->mtime = geti(j, "mtime");
-    e->mtime_ns = (long)geti(j, "mtime_ns");
-    e->ctime = geti(j, "ctime");
-    e->ctime_ns = (long)geti(j, "ctime_ns");
-    e->dev = (uint64_t)geti(j, "dev");
-    e->ino = (uint64_t)geti(j, "ino");
-    e->nlink = (uint64_t)geti(j, "nlink");
-    e->size = (uint64_t)geti(j, "size");
-    e->target = cf_json_get_name(j, "target");
-    json_t *a = json_object_get(j, "chunks");
-    if (json_is_array(a)) {
-        e->nchunks = json_array_size(a);
-        e->chunks = cf_malloc((e->nchunks ? e->nchunks : 1) * sizeof(cf_id));
-        for (size_t i = 0; i < e->nchunks; i++) {
-            const char *h = json_string_value(json_array_get(a, i));
-            if (!h || cf_id_parse(h, &e->chunks[i]) != 0)
-                return cf_fail("manifest entry %s: malformed chunk id #%zu", e->path, i);
-        }
+    e->version_id = take_str(r, CF_MF_VERSION_ID);
+    e->etag = take_str(r, CF_MF_ETAG);
+    e->user = take_str(r, CF_MF_USER);
+    e->group = take_str(r, CF_MF_GROUP);
+    const int64_t *v = r->num;
+    e->mode = (uint32_t)v[CF_MF_MODE];
+    e->uid = v[CF_MF_UID];
+    e->gid = v[CF_MF_GID];
+    e->mtime = v[CF_MF_MTIME];
+    e->mtime_ns = (long)v[CF_MF_MTIME_NS];
+    e->ctime = v[CF_MF_CTIME];
+    e->ctime_ns = (long)v[CF_MF_CTIME_NS];
+    e->dev = (uint64_t)v[CF_MF_DEV];
+    e->ino = (uint64_t)v[CF_MF_INO];
+    e->nlink = (uint64_t)v[CF_MF_NLINK];
+    e->size = (uint64_t)v[CF_MF_SIZE];
+    if (r->t[CF_MF_CHUNKS]) {
+        if (r->t[CF_MF_CHUNKS] != CF_MV_ARRAY)
+            return cf_fail("manifest entry %s: member 'chunks' is not an array", e->path);
+        if (r->chunk_bad)
+            return cf_fail("manifest entry %s: malformed chunk id #%zu", e->path, r->chunk_bad - 1);
+        /* Every chunk holds at least one byte: bounds the list by the size. */
+        if (r->nchunks > e->size)
+            return cf_fail("manifest entry %s: %zu chunks for %llu bytes", e->path, r->nchunks,
+                           (unsigned long long)e->size);
+        e->nchunks = r->nchunks;
+        e->chunks = r->chunks ? r->chunks : cf_malloc(sizeof(cf_id));
+        r->chunks = NULL;
     }
-    json_t *x = json_object_get(j, "xattrs");
-    if (json_is_object(x)) {
-        const char *name;
-        json_t *v;
-        e->xattrs = cf_calloc(json_object_size(x), sizeof(cf_xattr));
-        json_object_foreach(x, name, v)
-        {
-            const char *h = json_string_value(v);
-            size_t n = h ? strlen(h) / 2 : 0;
-            cf_xattr *xa = &e->xattrs[e->nxattrs];
-            xa->value = cf_malloc(n + 1);
-            if (!h || cf_unhex(h, xa->value, n) != 0) {
-                free(xa->value);
-                return cf_fail("manifest entry %s: malformed xattr %s", e->path, name);
-            }
-            if (strncmp(name, "hex:", 4) == 0) {
-                size_t nl = strlen(name + 4) / 2;
-                xa->name = cf_malloc(nl + 1);
-                if (strlen(name + 4) % 2 || cf_unhex(name + 4, (uint8_t *)xa->name, nl) != 0) {
-                    free(xa->name);
-                    free(xa->value);
-                    xa->name = NULL;
-                    return cf_fail("manifest entry %s: malformed xattr name %s", e->path, name);
-                }
-                xa->name[nl] = 0;
-            } else {
-                xa->name = cf_strdup(name);
-            }
-            xa->len = n;
-            e->nxattrs++;
+    if (r->t[CF_MF_XATTRS] && r->t[CF_MF_XATTRS] != CF_MV_OBJECT)
+        return cf_fail("manifest entry %s: member 'xattrs' is not an object", e->path);
+    if (r->nx)
+        e->xattrs = cf_calloc(r->nx, sizeof(cf_xattr));
+    for (size_t i = 0; i < r->nx; i++) {
+        const char *name = r->xnames[i], *h = r->xvalues[i];
+        size_t n = h ? strlen(h) / 2 : 0;
+        if (!h || strlen(h) % 2)
+            return cf_fail("manifest entry %s: malformed xattr %s", e->path, name);
+        cf_xattr *xa = &e->xattrs[e->nxattrs];
+        xa->value = cf_malloc(n + 1);
+        if (cf_unhex(h, xa->value, n) != 0) {
+            free(xa->value);
+            xa->value = NULL;
+            return cf_fail("manifest entry %s: malformed xattr %s", e->path, name);
         }
+        xa->len = n;
+        if (strncmp(name, "hex:", 4) == 0) {
+            xa->name = cf_name_from_hex(name + 4);
+            if (!xa->name) {
+                free(xa->value);
+                xa->value = NULL;
+                return cf_fail("manifest entry %s: malformed xattr name %s", e->path, name);
+            }
+        } else {
+            xa->name = cf_strdup(name);
+        }
+        e->nxattrs++;
     }
     return 0;
+}
+
+int cf_mraw_finish(cf_mraw *r, cf_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    int rc = finish(r, e);
+    cf_mraw_free(r);
+    if (rc != 0)
+        cf_entry_clear(e);
+    return rc;
+}
+
+static enum cf_mval json_mval(const json_t *v)
+{
+    return json_is_string(v)    ? CF_MV_STRING
+           : json_is_integer(v) ? CF_MV_INTEGER
+           : json_is_object(v)  ? CF_MV_OBJECT
+           : json_is_array(v)   ? CF_MV_ARRAY
+                                : CF_MV_OTHER;
+}
+
+int cf_entry_from_json(json_t *j, cf_entry *e)
+{
+    cf_mraw r = {0};
+    const char *k;
+    json_t *v;
+    if (!json_is_object(j)) {
+        memset(e, 0, sizeof *e);
+        return cf_fail("manifest line is not an object");
+    }
+    json_object_foreach(j, k, v)
+    {
+        int f = cf_mfield_lookup(k, strlen(k));
+        if (f < 0)
+            continue;
+        r.t[f] = json_mval(v);
+        if (f < CF_MF_SCALARS) {
+            if (r.t[f] == CF_MV_STRING)
+                r.str[f] = cf_strdup(json_string_value(v));
+            else if (r.t[f] == CF_MV_INTEGER)
+                r.num[f] = (int64_t)json_integer_value(v);
+        } else if (f == CF_MF_CHUNKS && r.t[f] == CF_MV_ARRAY) {
+            size_t i;
+            json_t *c;
+            json_array_foreach(v, i, c)
+            {
+                cf_mraw_add_chunk(&r, json_string_value(c),
+                                  json_is_string(c) ? json_string_length(c) : 0);
+            }
+        } else if (f == CF_MF_XATTRS && r.t[f] == CF_MV_OBJECT) {
+            const char *xk;
+            json_t *xv;
+            json_object_foreach(v, xk, xv)
+            {
+                const char *s = json_string_value(xv);
+                cf_mraw_add_xattr(&r, xk, s, s ? json_string_length(xv) : 0);
+            }
+        } else if (f == CF_MF_META && r.t[f] == CF_MV_OBJECT) {
+            const char *mk;
+            json_t *mv;
+            r.meta = json_object();
+            json_object_foreach(v, mk, mv)
+            {
+                if (json_is_string(mv))
+                    json_object_set(r.meta, mk, mv);
+                else
+                    r.meta_bad = 1;
+            }
+        }
+    }
+    return cf_mraw_finish(&r, e);
+}
+
+/* What jansson takes but the grammar does not: nesting deeper than
+ * CF_MLINE_MAX_DEPTH, and the integer -2^63 (yajl reports it as overflow). */
+static int tree_check(const json_t *v, int depth)
+{
+    if (json_is_object(v) || json_is_array(v)) {
+        if (depth > CF_MLINE_MAX_DEPTH)
+            return cf_fail("nested deeper than %d levels", CF_MLINE_MAX_DEPTH);
+        if (json_is_object(v)) {
+            const char *k;
+            json_t *c;
+            json_object_foreach((json_t *)v, k, c)
+            {
+                if (tree_check(c, depth + 1) != 0)
+                    return -1;
+            }
+        } else {
+            for (size_t i = 0; i < json_array_size(v); i++)
+                if (tree_check(json_array_get(v, i), depth + 1) != 0)
+                    return -1;
+        }
+    } else if (json_is_integer(v) && json_integer_value(v) == INT64_MIN) {
+        return cf_fail("integer out of range");
+    }
+    return 0;
+}
+
+int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    if (cf_mline_lex_check(line, len) != 0)
+        return -1;
+    json_error_t err;
+    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
+    if (!j)
+        return cf_fail("not valid JSON: %s", err.text);
+    int rc = !json_is_object(j) ? cf_fail("not a JSON object") : tree_check(j, 1);
+    if (rc == 0)
+        rc = cf_entry_from_json(j, e);
+    json_decref(j);
+    return rc;
 }
 
 /* ---- writer ---------------------------------------------------------- */
@@ -367,23 +715,28 @@ struct cf_mreader {
     int eof;
     uint64_t seen;
     uint64_t expected;
+    uint64_t lineno; /* of the last line read; the header is line 1 */
     int ended;
 };
 
-/* Next line without the newline, or NULL at the end. */
-static int read_line(cf_mreader *m, char **line)
+/* Next line without the newline (NUL-terminated, *len bytes: a NUL inside
+ * is part of the line, and refused), 0 at the end. */
+static int read_line(cf_mreader *m, char **line, size_t *len)
 {
     for (;;) {
         char *nl = m->pos < m->len ? memchr(m->buf + m->pos, '\n', m->len - m->pos) : NULL;
         if (nl) {
             *nl = 0;
             *line = m->buf + m->pos;
+            *len = (size_t)(nl - *line);
             m->pos = (size_t)(nl - m->buf) + 1;
+            m->lineno++;
             return 1;
         }
         if (m->eof) {
             if (m->pos < m->len)
-                return cf_fail("%s: truncated (last line has no end)", m->key);
+                return cf_fail("%s: line %llu: truncated (last line has no end)", m->key,
+                               (unsigned long long)m->lineno + 1);
             return 0;
         }
         /* compact, grow, refill */
@@ -404,13 +757,18 @@ static int read_line(cf_mreader *m, char **line)
     }
 }
 
-static json_t *parse_line(cf_mreader *m, const char *line)
+static json_t *parse_line(cf_mreader *m, const char *line, size_t len)
 {
     json_error_t err;
-    json_t *j = json_loads(line, 0, &err);
+    json_t *j = NULL;
+    if (cf_mline_lex_check(line, len) != 0) {
+        cf_error_prefix("%s: line %llu is not valid JSON", m->key, (unsigned long long)m->lineno);
+        return NULL;
+    }
+    j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
     if (!j || !json_is_object(j)) {
-        cf_fail("%s: line %llu is not valid JSON: %s", m->key,
-                (unsigned long long)m->seen + 1, err.text);
+        cf_fail("%s: line %llu is not valid JSON: %s", m->key, (unsigned long long)m->lineno,
+                j ? "not an object" : err.text);
         if (j)
             json_decref(j);
         return NULL;
@@ -428,8 +786,9 @@ int cf_manifest_open(cf_repo *r, const char *set_id, cf_mreader **out, json_t **
         return -1;
     }
     char *line;
-    int rc = read_line(m, &line);
-    json_t *h = rc == 1 ? parse_line(m, line) : NULL;
+    size_t len;
+    int rc = read_line(m, &line, &len);
+    json_t *h = rc == 1 ? parse_line(m, line, len) : NULL;
     if (!h || strcmp(json_string_value(json_object_get(h, "type")) ?: "", "set") != 0) {
         if (rc == 0)
             cf_fail("%s: empty manifest", m->key);
@@ -464,24 +823,39 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e)
     if (m->ended)
         return 0;
     char *line;
-    int rc = read_line(m, &line);
+    size_t len;
+    int rc = read_line(m, &line, &len);
     if (rc < 0)
         return -1;
     if (rc == 0)
         return cf_fail("%s: truncated: no end line after %llu entries", m->key,
                        (unsigned long long)m->seen);
-    if (cf_entry_parse_fast(line, strlen(line), e) == 1) {
+    if (cf_entry_parse_fast(line, len, e) != 0) {
+        cf_error_prefix("%s: line %llu", m->key, (unsigned long long)m->lineno);
+        return -1;
+    }
+    if (e->kind != CF_ENT_OTHER) {
         m->seen++;
         return 1;
     }
-    json_t *j = parse_line(m, line);
-    if (!j)
+    /* A line type this reader does not know, or the end line (rare: one
+     * tree per manifest). */
+    json_t *j = parse_line(m, line, len);
+    if (!j) {
+        cf_entry_clear(e);
         return -1;
+    }
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type && strcmp(type, "end") == 0) {
-        uint64_t end_count = (uint64_t)json_integer_value(json_object_get(j, "entries"));
+        cf_entry_clear(e);
+        json_t *cnt = json_object_get(j, "entries");
+        uint64_t end_count = (uint64_t)json_integer_value(cnt);
+        int bad = !json_is_integer(cnt) || json_integer_value(cnt) < 0;
         json_decref(j);
         m->ended = 1;
+        if (bad)
+            return cf_fail("%s: line %llu: end line without a count of entries", m->key,
+                           (unsigned long long)m->lineno);
         if (m->seen != m->expected || end_count != m->seen)
             return cf_fail("%s: has %llu entries, header says %llu and end line %llu", m->key,
                            (unsigned long long)m->seen, (unsigned long long)m->expected,
@@ -493,14 +867,8 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e)
             ;
         return n < 0 ? -1 : 0;
     }
-    m->seen++;
-    rc = cf_entry_from_json(j, e);
     json_decref(j);
-    if (rc != 0) {
-        cf_error_prefix("%s", m->key);
-        cf_entry_clear(e);
-        return -1;
-    }
+    m->seen++;
     return 1;
 }
 

@@ -56,11 +56,83 @@ typedef struct cf_entry {
 
 void cf_entry_clear(cf_entry *e);
 json_t *cf_entry_to_json(const cf_entry *e);
-int cf_entry_from_json(json_t *j, cf_entry *e); /* -1 with cf_error on malformed */
-/* The same from a line's text, for the common entry lines (see
- * manifest_fast.c): 1 parsed into e, 0 not taken (use the tree reader). */
-int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e);
+/* Entry lines (docs/repository-format.md, section 9, "Entry line grammar").
+ * Two readers of one grammar: both return 0 with e filled (kind
+ * CF_ENT_OTHER for a line type this reader does not know), or -1 with
+ * cf_error naming the member at fault; e is then empty. */
+int cf_entry_from_json(json_t *j, cf_entry *e); /* tree: an object already parsed */
+int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e); /* jansson */
+int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e); /* yajl callbacks */
 const char *cf_ent_kind_name(cf_ent_kind k);
+
+/* ---- shared by the two readers (manifest.c, manifest_fast.c) ---------- */
+
+/* Nesting limit of a line: the line's object is level 1. */
+#define CF_MLINE_MAX_DEPTH 32
+
+/* Lexical rules both parsers are held to: strict UTF-8, no control bytes
+ * but tab and CR (outside strings), no \u0000, paired surrogate escapes. */
+int cf_mline_lex_check(const char *line, size_t len);
+
+/* Members with a meaning (their value is checked); others are ignored. */
+enum cf_mfield {
+    CF_MF_TYPE,
+    CF_MF_COMPONENT,
+    CF_MF_PATH,
+    CF_MF_PATH_HEX,
+    CF_MF_NAME,
+    CF_MF_NAME_HEX,
+    CF_MF_KEY,
+    CF_MF_KEY_HEX,
+    CF_MF_TARGET,
+    CF_MF_TARGET_HEX,
+    CF_MF_USER,
+    CF_MF_GROUP,
+    CF_MF_VERSION_ID,
+    CF_MF_ETAG,
+    CF_MF_MODE,
+    CF_MF_UID,
+    CF_MF_GID,
+    CF_MF_MTIME,
+    CF_MF_MTIME_NS,
+    CF_MF_CTIME,
+    CF_MF_CTIME_NS,
+    CF_MF_DEV,
+    CF_MF_INO,
+    CF_MF_NLINK,
+    CF_MF_SIZE,
+    CF_MF_SCALARS, /* the members above hold a string or an integer */
+    CF_MF_CHUNKS = CF_MF_SCALARS,
+    CF_MF_XATTRS,
+    CF_MF_META,
+    CF_MF_COUNT,
+};
+extern const char *const cf_mfield_names[CF_MF_COUNT];
+int cf_mfield_lookup(const char *name, size_t len); /* enum cf_mfield or -1 */
+
+/* What a member held, before any check. */
+enum cf_mval { CF_MV_ABSENT, CF_MV_STRING, CF_MV_INTEGER, CF_MV_OBJECT, CF_MV_ARRAY, CF_MV_OTHER };
+
+typedef struct cf_mraw {
+    enum cf_mval t[CF_MF_COUNT];
+    char *str[CF_MF_SCALARS];   /* CF_MV_STRING (owned) */
+    int64_t num[CF_MF_SCALARS]; /* CF_MV_INTEGER */
+    cf_id *chunks;              /* chunks array: parsed ids */
+    size_t nchunks, chunks_cap;
+    size_t chunk_bad;         /* 1 + index of the first element that is not an id; 0 none */
+    char **xnames, **xvalues; /* xattrs object: names, values (NULL: not a string) */
+    size_t nx, xcap;
+    json_t *meta; /* meta object rebuilt of its string values */
+    int meta_bad; /* a meta value that is not a string */
+} cf_mraw;
+
+void cf_mraw_add_chunk(cf_mraw *r, const char *s, size_t len); /* s NULL: not a string */
+void cf_mraw_add_xattr(cf_mraw *r, const char *name, const char *value, size_t vlen);
+void cf_mraw_free(cf_mraw *r);
+/* Check r against the grammar and move it into e (r is freed either way). */
+int cf_mraw_finish(cf_mraw *r, cf_entry *e);
+
+/* ---- (end of the shared part) ----------------------------------------- */
 
 typedef struct cf_mwriter cf_mwriter;
 int cf_manifest_begin(cf_mwriter **out);

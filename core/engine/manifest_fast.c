@@ -4,251 +4,233 @@
  * A set of a large tree has millions of entry lines and every backup
  * (change detection), restore, verify and check reads them all. Building
  * a jansson tree per line costs a hash table per object; this reader
- * streams the line through yajl's callback parser straight into a
- * cf_entry instead.
- *
- * It takes only the common case: an object of scalar members plus a
- * "chunks" array of ids and an "xattrs" object of strings, of the types
- * file, dir, symlink, hardlink, stream and object. Anything else (header,
- * meta and end lines, unknown nesting, non-integer numbers, NUL in a
- * string, a malformed id, invalid JSON) is left to the tree reader,
- * which has the final word, including its error messages. Both readers
- * must fill cf_entry identically (tests/core/engine/test_manifest.c runs
- * every case through both).
+ * streams the line through yajl's callback parser into a cf_mraw, the
+ * same record the tree reader (cf_entry_from_json) fills from jansson,
+ * and both end in cf_mraw_finish. What is left to each parser is the
+ * JSON itself; where yajl is more lenient than the grammar (trailing
+ * bytes, duplicate names, nesting without limit) this file holds it to
+ * the grammar. tests/core/engine/test_manifest.c and the manifest fuzz
+ * harness run both readers over the same lines and require the same
+ * answer.
  */
 #include "engine/manifest.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
 #include "util/util.h"
 
-enum field {
-    F_NONE = -1,
-    /* strings */
-    F_TYPE,
-    F_COMPONENT,
-    F_PATH,
-    F_PATH_HEX,
-    F_NAME,
-    F_NAME_HEX,
-    F_KEY,
-    F_KEY_HEX,
-    F_TARGET,
-    F_TARGET_HEX,
-    F_USER,
-    F_GROUP,
-    F_VERSION_ID,
-    F_ETAG,
-    F_NSTR,
-    /* integers */
-    F_MODE = F_NSTR,
-    F_UID,
-    F_GID,
-    F_MTIME,
-    F_MTIME_NS,
-    F_CTIME,
-    F_CTIME_NS,
-    F_DEV,
-    F_INO,
-    F_NLINK,
-    F_SIZE,
-    F_NFIELDS,
-    /* containers */
-    F_CHUNKS = F_NFIELDS,
-    F_XATTRS,
-    F_UNKNOWN,
-};
+/* What the values of a container mean. */
+enum role { R_TOP, R_CHUNKS, R_XATTRS, R_META, R_SKIP };
 
-static const char *const field_names[F_NFIELDS] = {
-    "type",  "component", "path",       "path_hex", "name",   "name_hex", "key",
-    "key_hex", "target",  "target_hex", "user",     "group",  "version_id", "etag",
-    "mode",  "uid",       "gid",        "mtime",    "mtime_ns", "ctime",  "ctime_ns",
-    "dev",   "ino",       "nlink",      "size",
-};
+typedef struct level {
+    int is_map;
+    enum role role;
+    char **keys; /* member names seen (duplicate check), not the known top-level ones */
+    size_t *klen;
+    size_t nkeys, kcap;
+} level;
 
 typedef struct fast {
-    int depth;   /* 1: inside the line's object; 2: inside chunks or xattrs */
-    int field;   /* member whose value comes next (depth 1) */
-    int inside;  /* F_CHUNKS or F_XATTRS at depth 2 */
-    int bail;    /* not a line for this reader */
-    char *str[F_NSTR];
-    int64_t num[F_NFIELDS - F_NSTR];
-    int have_chunks, have_xattrs;
-    cf_id *chunks;
-    size_t nchunks, cap;
-    cf_xattr *xattrs;
-    size_t nxattrs, xcap;
-    char *xname; /* pending xattr member name */
+    int depth;     /* 0: outside the line's object; 1: inside it */
+    int done;      /* the line's object closed */
+    int field;     /* depth 1: member whose value comes next (-1 unknown) */
+    uint32_t seen; /* known members seen at depth 1 */
+    char *xname;   /* xattrs/meta member whose value comes next */
+    const char *err;
+    int maxd; /* deepest level of lv initialised */
+    cf_mraw r;
+    level lv[CF_MLINE_MAX_DEPTH + 1]; /* last: only the levels used are initialised */
 } fast;
 
-static int stop(fast *f)
+static int stop(fast *f, const char *err)
 {
-    f->bail = 1;
+    f->err = err;
     return 0; /* yajl: cancel the parse */
+}
+
+/* A duplicate member name in the object at the current depth? */
+static int dup_key(fast *f, const unsigned char *k, size_t len)
+{
+    level *l = &f->lv[f->depth];
+    for (size_t i = 0; i < l->nkeys; i++)
+        if (l->klen[i] == len && memcmp(l->keys[i], k, len) == 0)
+            return 1;
+    if (l->nkeys == l->kcap) {
+        l->kcap = l->kcap ? 2 * l->kcap : 8;
+        l->keys = cf_realloc(l->keys, l->kcap * sizeof *l->keys);
+        l->klen = cf_realloc(l->klen, l->kcap * sizeof *l->klen);
+    }
+    l->keys[l->nkeys] = cf_strndup((const char *)k, len);
+    l->klen[l->nkeys++] = len;
+    return 0;
+}
+
+/* A value (scalar, or the start of a container: t OBJECT/ARRAY) at the
+ * current depth; s/len for strings, v for integers. */
+static void value(fast *f, enum cf_mval t, const char *s, size_t len, int64_t v)
+{
+    level *l = &f->lv[f->depth];
+    if (f->depth == 1) {
+        int fl = f->field;
+        f->field = -1;
+        if (fl < 0)
+            return;
+        f->r.t[fl] = t;
+        if (fl < CF_MF_SCALARS && t == CF_MV_STRING)
+            f->r.str[fl] = cf_strndup(s, len);
+        else if (fl < CF_MF_SCALARS && t == CF_MV_INTEGER)
+            f->r.num[fl] = v;
+        return;
+    }
+    switch (l->role) {
+    case R_CHUNKS:
+        cf_mraw_add_chunk(&f->r, t == CF_MV_STRING ? s : NULL, len);
+        break;
+    case R_XATTRS:
+        cf_mraw_add_xattr(&f->r, f->xname, t == CF_MV_STRING ? s : NULL, len);
+        break;
+    case R_META:
+        if (t == CF_MV_STRING)
+            json_object_set_new(f->r.meta, f->xname, json_stringn(s, len));
+        else
+            f->r.meta_bad = 1;
+        break;
+    default:
+        break;
+    }
+    free(f->xname);
+    f->xname = NULL;
 }
 
 static int on_null(void *ctx)
 {
-    return stop(ctx);
+    value(ctx, CF_MV_OTHER, NULL, 0, 0);
+    return 1;
 }
 
 static int on_bool(void *ctx, int b)
 {
     (void)b;
-    return stop(ctx);
+    value(ctx, CF_MV_OTHER, NULL, 0, 0);
+    return 1;
+}
+
+static int on_integer(void *ctx, long long v)
+{
+    value(ctx, CF_MV_INTEGER, NULL, 0, (int64_t)v);
+    return 1;
 }
 
 static int on_double(void *ctx, double d)
 {
     (void)d;
-    return stop(ctx);
-}
-
-static int on_integer(void *ctx, long long v)
-{
-    fast *f = ctx;
-    if (f->depth != 1)
-        return stop(f);
-    if (f->field >= F_NSTR && f->field < F_NFIELDS)
-        f->num[f->field - F_NSTR] = v;
-    else if (f->field != F_UNKNOWN)
-        return stop(f);
-    f->field = F_NONE;
+    value(ctx, CF_MV_OTHER, NULL, 0, 0);
     return 1;
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len)
 {
     fast *f = ctx;
-    if (memchr(s, 0, len))
-        return stop(f);
-    if (f->depth == 2 && f->inside == F_CHUNKS) {
-        if (len != 2 * CF_ID_LEN)
-            return stop(f);
-        if (f->nchunks == f->cap) {
-            f->cap = f->cap ? 2 * f->cap : 4;
-            f->chunks = cf_realloc(f->chunks, f->cap * sizeof *f->chunks);
-        }
-        char hex[2 * CF_ID_LEN + 1];
-        memcpy(hex, s, len);
-        hex[len] = 0;
-        if (cf_id_parse(hex, &f->chunks[f->nchunks]) != 0)
-            return stop(f);
-        f->nchunks++;
-        return 1;
-    }
-    if (f->depth == 2 && f->inside == F_XATTRS) {
-        if (!f->xname || len % 2)
-            return stop(f);
-        char *hex = cf_strndup((const char *)s, len);
-        cf_xattr xa = {.len = len / 2, .value = cf_malloc(len / 2 + 1)};
-        int bad = cf_unhex(hex, xa.value, xa.len) != 0;
-        free(hex);
-        if (!bad && strncmp(f->xname, "hex:", 4) == 0) {
-            size_t hl = strlen(f->xname + 4), nl = hl / 2;
-            xa.name = cf_malloc(nl + 1);
-            bad = hl % 2 || cf_unhex(f->xname + 4, (uint8_t *)xa.name, nl) != 0;
-            xa.name[nl] = 0;
-        } else if (!bad) {
-            xa.name = cf_strdup(f->xname);
-        }
-        free(f->xname);
-        f->xname = NULL;
-        if (bad) {
-            free(xa.name);
-            free(xa.value);
-            return stop(f);
-        }
-        if (f->nxattrs == f->xcap) {
-            f->xcap = f->xcap ? 2 * f->xcap : 4;
-            f->xattrs = cf_realloc(f->xattrs, f->xcap * sizeof *f->xattrs);
-        }
-        f->xattrs[f->nxattrs++] = xa;
-        return 1;
-    }
-    if (f->depth != 1)
-        return stop(f);
-    if (f->field >= 0 && f->field < F_NSTR) {
-        free(f->str[f->field]);
-        f->str[f->field] = cf_strndup((const char *)s, len);
-    } else if (f->field != F_UNKNOWN) {
-        return stop(f);
-    }
-    f->field = F_NONE;
+    if (f->depth == 0)
+        return stop(f, "not a JSON object");
+    value(f, CF_MV_STRING, (const char *)s, len, 0);
     return 1;
 }
 
 static int on_key(void *ctx, const unsigned char *k, size_t len)
 {
     fast *f = ctx;
-    if (f->depth == 2 && f->inside == F_XATTRS) {
-        if (memchr(k, 0, len))
-            return stop(f);
-        free(f->xname);
-        f->xname = cf_strndup((const char *)k, len);
-        return 1;
-    }
-    if (f->depth != 1)
-        return stop(f);
-    f->field = F_UNKNOWN;
-    for (int i = 0; i < F_NFIELDS; i++)
-        if (strlen(field_names[i]) == len && memcmp(field_names[i], k, len) == 0) {
-            f->field = i;
+    if (f->depth == 1) {
+        f->field = cf_mfield_lookup((const char *)k, len);
+        if (f->field >= 0) {
+            if (f->seen & (1u << f->field))
+                return stop(f, "duplicate member name");
+            f->seen |= 1u << f->field;
             return 1;
         }
-    if (len == 6 && memcmp(k, "chunks", 6) == 0)
-        f->field = F_CHUNKS;
-    else if (len == 6 && memcmp(k, "xattrs", 6) == 0)
-        f->field = F_XATTRS;
+    }
+    if (dup_key(f, k, len))
+        return stop(f, "duplicate member name");
+    if (f->depth > 1 && (f->lv[f->depth].role == R_XATTRS || f->lv[f->depth].role == R_META)) {
+        free(f->xname);
+        f->xname = cf_strndup((const char *)k, len);
+    }
+    return 1;
+}
+
+static int open_container(fast *f, int is_map)
+{
+    if (f->done)
+        return stop(f, "more than one value");
+    if (f->depth == CF_MLINE_MAX_DEPTH)
+        return stop(f, "nested too deeply");
+    enum role role = R_SKIP;
+    if (f->depth == 0) {
+        if (!is_map)
+            return stop(f, "not a JSON object");
+        role = R_TOP;
+    } else if (f->depth == 1) {
+        int fl = f->field;
+        if (fl == CF_MF_CHUNKS && !is_map)
+            role = R_CHUNKS;
+        else if (fl == CF_MF_XATTRS && is_map)
+            role = R_XATTRS;
+        else if (fl == CF_MF_META && is_map) {
+            role = R_META;
+            f->r.meta = json_object();
+        }
+        value(f, is_map ? CF_MV_OBJECT : CF_MV_ARRAY, NULL, 0, 0);
+    } else {
+        /* a container inside chunks, xattrs or meta is a wrong value */
+        value(f, CF_MV_OTHER, NULL, 0, 0);
+    }
+    f->depth++;
+    level *l = &f->lv[f->depth];
+    if (f->depth > f->maxd) {
+        memset(l, 0, sizeof *l);
+        f->maxd = f->depth;
+    }
+    l->is_map = is_map;
+    l->role = role;
+    l->nkeys = 0;
+    return 1;
+}
+
+static int close_container(fast *f)
+{
+    level *l = &f->lv[f->depth];
+    for (size_t i = 0; i < l->nkeys; i++)
+        free(l->keys[i]);
+    l->nkeys = 0;
+    f->depth--;
+    if (f->depth == 0) {
+        f->done = 1;
+        return 0; /* stop here: what follows is checked by the caller */
+    }
     return 1;
 }
 
 static int on_start_map(void *ctx)
 {
-    fast *f = ctx;
-    if (f->depth == 0) {
-        f->depth = 1;
-        return 1;
-    }
-    if (f->depth == 1 && f->field == F_XATTRS && !f->have_xattrs) {
-        f->have_xattrs = 1;
-        f->depth = 2;
-        f->inside = F_XATTRS;
-        return 1;
-    }
-    return stop(f);
+    return open_container(ctx, 1);
 }
 
 static int on_end_map(void *ctx)
 {
-    fast *f = ctx;
-    if (f->depth == 2 && f->xname) /* a name without a value cannot happen in JSON */
-        return stop(f);
-    f->depth--;
-    f->field = F_NONE;
-    return 1;
+    return close_container(ctx);
 }
 
 static int on_start_array(void *ctx)
 {
-    fast *f = ctx;
-    if (f->depth == 1 && f->field == F_CHUNKS && !f->have_chunks) {
-        f->have_chunks = 1;
-        f->depth = 2;
-        f->inside = F_CHUNKS;
-        return 1;
-    }
-    return stop(f);
+    return open_container(ctx, 0);
 }
 
 static int on_end_array(void *ctx)
 {
-    fast *f = ctx;
-    f->depth--;
-    f->field = F_NONE;
-    return 1;
+    return close_container(ctx);
 }
 
 static const yajl_callbacks callbacks = {
@@ -266,94 +248,57 @@ static const yajl_callbacks callbacks = {
 
 static void fast_free(fast *f)
 {
-    for (int i = 0; i < F_NSTR; i++)
-        free(f->str[i]);
-    free(f->chunks);
-    for (size_t i = 0; i < f->nxattrs; i++) {
-        free(f->xattrs[i].name);
-        free(f->xattrs[i].value);
+    for (int d = 1; d <= f->maxd; d++) {
+        level *l = &f->lv[d];
+        for (size_t i = 0; i < l->nkeys; i++)
+            free(l->keys[i]);
+        free(l->keys);
+        free(l->klen);
     }
-    free(f->xattrs);
     free(f->xname);
-}
-
-/* The string member NAME, or else NAME_hex decoded (as cf_json_get_name);
- * sets *bad when the hex form is malformed. Takes ownership. */
-static char *take_name(fast *f, int plain, int hex, int *bad)
-{
-    if (f->str[plain]) {
-        char *s = f->str[plain];
-        f->str[plain] = NULL;
-        return s;
-    }
-    if (!f->str[hex])
-        return NULL;
-    char *out = cf_name_from_hex(f->str[hex]);
-    if (!out)
-        *bad = 1;
-    return out;
+    cf_mraw_free(&f->r);
 }
 
 int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)
 {
-    fast f = {.field = F_NONE};
-    yajl_handle h = yajl_alloc(&callbacks, NULL, &f);
-    if (!h)
-        return 0;
-    int ok = yajl_parse(h, (const unsigned char *)line, len) == yajl_status_ok &&
-             yajl_complete_parse(h) == yajl_status_ok && !f.bail && f.depth == 0;
-    yajl_free(h);
-    cf_ent_kind kind = CF_ENT_OTHER;
-    if (ok && f.str[F_TYPE])
-        for (int k = 0; k < CF_ENT_OTHER; k++)
-            if (strcmp(f.str[F_TYPE], cf_ent_kind_name((cf_ent_kind)k)) == 0)
-                kind = (cf_ent_kind)k;
-    if (!ok || kind == CF_ENT_OTHER || kind == CF_ENT_META) {
-        fast_free(&f);
-        return 0;
-    }
     memset(e, 0, sizeof *e);
-    e->kind = kind;
-    int bad = 0;
-    e->component = f.str[F_COMPONENT] ? f.str[F_COMPONENT] : cf_strdup("");
-    f.str[F_COMPONENT] = NULL;
-    e->path = kind == CF_ENT_STREAM   ? take_name(&f, F_NAME, F_NAME_HEX, &bad)
-              : kind == CF_ENT_OBJECT ? take_name(&f, F_KEY, F_KEY_HEX, &bad)
-                                      : take_name(&f, F_PATH, F_PATH_HEX, &bad);
-    e->target = take_name(&f, F_TARGET, F_TARGET_HEX, &bad);
-    if (!e->path || bad) {
-        cf_entry_clear(e);
-        fast_free(&f);
-        return 0; /* the tree reader names the problem */
+    if (cf_mline_lex_check(line, len) != 0)
+        return -1;
+    fast *f = cf_malloc(sizeof *f);
+    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]); /* lv[0]: outside any container */
+    f->field = -1;
+    yajl_handle h = yajl_alloc(&callbacks, NULL, f);
+    if (!h) {
+        free(f);
+        return cf_fail("out of memory");
     }
-    e->version_id = f.str[F_VERSION_ID];
-    e->etag = f.str[F_ETAG];
-    e->user = f.str[F_USER];
-    e->group = f.str[F_GROUP];
-    f.str[F_VERSION_ID] = f.str[F_ETAG] = f.str[F_USER] = f.str[F_GROUP] = NULL;
-    const int64_t *v = f.num;
-    e->mode = (uint32_t)v[F_MODE - F_NSTR] & 07777;
-    e->uid = v[F_UID - F_NSTR];
-    e->gid = v[F_GID - F_NSTR];
-    e->mtime = v[F_MTIME - F_NSTR];
-    e->mtime_ns = (long)v[F_MTIME_NS - F_NSTR];
-    e->ctime = v[F_CTIME - F_NSTR];
-    e->ctime_ns = (long)v[F_CTIME_NS - F_NSTR];
-    e->dev = (uint64_t)v[F_DEV - F_NSTR];
-    e->ino = (uint64_t)v[F_INO - F_NSTR];
-    e->nlink = (uint64_t)v[F_NLINK - F_NSTR];
-    e->size = (uint64_t)v[F_SIZE - F_NSTR];
-    if (f.have_chunks) {
-        e->nchunks = f.nchunks;
-        e->chunks = f.chunks ? f.chunks : cf_malloc(sizeof(cf_id));
-        f.chunks = NULL;
+    yajl_status st = yajl_parse(h, (const unsigned char *)line, len);
+    int rc = 0;
+    if (f->done) {
+        /* Only whitespace may follow the object (yajl would take more). */
+        for (size_t i = yajl_get_bytes_consumed(h); i < len; i++)
+            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
+                rc = cf_fail("bytes after the JSON object");
+                break;
+            }
+    } else if (f->err) {
+        rc = cf_fail("not valid JSON: %s", f->err);
+    } else {
+        if (st == yajl_status_ok)
+            st = yajl_complete_parse(h);
+        if (st != yajl_status_ok) {
+            unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+            rc = cf_fail("not valid JSON: %s", msg ? (const char *)msg : "parse error");
+            yajl_free_error(h, msg);
+        } else {
+            rc = cf_fail("not valid JSON: %s", f->depth ? "truncated" : "no object");
+        }
     }
-    if (f.nxattrs) {
-        e->xattrs = f.xattrs;
-        e->nxattrs = f.nxattrs;
-        f.xattrs = NULL;
-        f.nxattrs = 0;
+    yajl_free(h);
+    if (rc == 0) {
+        rc = cf_mraw_finish(&f->r, e);
     }
-    fast_free(&f);
-    return 1;
+    fast_free(f);
+    free(f);
+    return rc;
 }

@@ -148,7 +148,8 @@ int cf_store_get_range(cf_store *s, const char *key, uint64_t off, uint64_t len,
     out->len = 0;
     for (;;) {
         cf_buf_reserve(out, 1 << 16);
-        size_t got, want = out->cap - out->len;
+        /* fail() returns -1, but gcc -O3 cannot see that got is set on success only */
+        size_t got = 0, want = out->cap - out->len;
         st = cf_store_read(s, r, out->data + out->len, want, &got);
         if (st) {
             cf_store_reader_close(s, r);

@@ -154,7 +154,7 @@ static int opt_str(const ctx *c, const cf_yn *m, const char *path, const char *k
 
 static int get_int(const ctx *c, const cf_yn *v, const char *path, int min, int *out)
 {
-    char *s;
+    char *s = NULL; /* gcc -O3 cannot tell that get_str sets it whenever it returns 0 */
     int64_t n;
     if (get_str(c, v, path, &s) < 0)
         return -1;

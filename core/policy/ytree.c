@@ -165,7 +165,7 @@ static int build(builder *b, yaml_event_t *ev, int depth, cf_yn **out)
         yaml_event_delete(ev);
         for (;;) {
             yaml_event_t kid_ev;
-            cf_yn *kid;
+            cf_yn *kid = NULL; /* gcc -O3 cannot tell build() sets it when it returns 0 */
             if (next_event(b, &kid_ev) < 0) {
                 free(anchor_copy);
                 return -1;

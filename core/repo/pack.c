@@ -405,6 +405,19 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
     if (l->comp == CF_COMP_NONE) {
         cf_buf_append(out, blob, stored);
     } else {
+        /* raw comes from a table that may be damaged: before reserving
+         * that much, the frame must declare the same size (coffer's frames
+         * do), or raw must be a size a chunk can have. */
+        unsigned long long fcs = ZSTD_getFrameContentSize(blob, stored);
+        if (fcs == ZSTD_CONTENTSIZE_ERROR ||
+            (fcs == ZSTD_CONTENTSIZE_UNKNOWN ? l->raw > CF_CHUNK_MAX : fcs != l->raw)) {
+            char hex[2 * CF_ID_LEN + 1];
+            cf_id_hex(&l->id, hex);
+            cf_buf_free(&dec);
+            return cf_fail("chunk %s in pack %s: cannot decompress: the frame does not hold %u "
+                           "bytes",
+                           hex, pack_key, l->raw);
+        }
         cf_buf_reserve(out, l->raw);
         size_t n = ZSTD_decompressDCtx(thread_dctx(), out->data, l->raw, blob, stored);
         cf_buf_free(&dec);

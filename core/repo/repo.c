@@ -251,7 +251,7 @@ int cf_repo_init(cf_store *st, const cf_repo_params *p)
         cf_random(&prm.cdc.seed, sizeof prm.cdc.seed);
     cf_cdc cdc;
     int level, rc = -1;
-    uint64_t pack_size;
+    uint64_t pack_size = 0; /* set by check_params() when it returns 0; gcc -O3 cannot tell */
     char *text = NULL, kid[2 * CF_ID_LEN + 1] = "";
     EVP_MD *md = NULL;
     coffer_object_stat os;

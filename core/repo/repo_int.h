@@ -46,6 +46,7 @@
 #define CF_PACK_KEY_LEN 72    /* "data/pp/" + 64 hex */
 
 #define CF_PACK_SIZE_MAX (1ull << 30)
+#define CF_CHUNK_MAX (256u << 20) /* the chunker's largest maximum chunk size */
 
 /* ---- Keys (core/repo/crypto.c) ------------------------------------------ */
 

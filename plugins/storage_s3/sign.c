@@ -173,7 +173,12 @@ void s3_amz_date(int64_t t, char out[17])
 {
     time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
+    /* Only years 1000-9999 make 16 characters (%Y does not pad, and far
+     * enough gmtime fails): a clock that far off gets the nearest end. */
+    if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 1000 || tm.tm_year + 1900 > 9999) {
+        snprintf(out, 17, "%s", t < 0 ? "10000101T000000Z" : "99991231T235959Z");
+        return;
+    }
     strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
 }
 
@@ -272,9 +277,12 @@ int s3_sign(const s3_sign_in *in, s3_sign_out *out)
     s3_str_adds(cr, in->payload_hash);
 
     /* 2. string to sign */
+    /* The date part of x-amz-date: never read past a value shorter than
+     * the 16 characters expected. */
     char date[9];
-    memcpy(date, in->amz_date, 8);
-    date[8] = 0;
+    size_t dl = strnlen(in->amz_date, 8);
+    memcpy(date, in->amz_date, dl);
+    date[dl] = 0;
     char crhash[65];
     s3_sha256_hex(cr->s, cr->len, crhash);
     s3_str_addf(&out->string_to_sign, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s",

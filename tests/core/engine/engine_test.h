@@ -76,6 +76,8 @@ static inline int et_write_str(const char *path, const char *s)
 /* Whole file (malloc'd, NUL-terminated), or NULL. */
 static inline char *et_read(const char *path, size_t *len)
 {
+    if (len)
+        *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;

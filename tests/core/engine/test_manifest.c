@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 
+#include "../../fuzz/manifest_diff.h"
 #include "engine/manifest.h"
 #include "engine_test.h"
 
@@ -180,14 +181,18 @@ static void roundtrip(const cf_entry *in, cf_entry *out, json_t **as_json)
     assert_non_null(j);
     if (cf_entry_from_json(j, out) != 0)
         fail_msg("from_json: %s", cf_error());
-    /* The streaming reader takes every entry line but meta, identically. */
-    cf_entry fast;
-    int took = cf_entry_parse_fast(s, strlen(s), &fast);
-    assert_int_equal(took, in->kind != CF_ENT_META);
-    if (took) {
-        assert_same_entry(out, &fast);
-        cf_entry_clear(&fast);
-    }
+    /* Both line readers read every written line, identically. */
+    cf_entry fast, tree;
+    if (cf_entry_parse_fast(s, strlen(s), &fast) != 0)
+        fail_msg("fast reader: %s: %s", cf_error(), s);
+    if (cf_entry_parse_tree(s, strlen(s), &tree) != 0)
+        fail_msg("tree reader: %s: %s", cf_error(), s);
+    assert_same_entry(out, &fast);
+    const char *d = cf_entry_diff(&fast, &tree);
+    if (d)
+        fail_msg("readers differ in %s: %s", d, s);
+    cf_entry_clear(&fast);
+    cf_entry_clear(&tree);
     free(s);
     if (as_json)
         *as_json = j;
@@ -447,9 +452,28 @@ static void test_from_json_rejects(void **state)
                "manifest meta line of component 'db' without meta object");
     from_fails("{\"type\":\"meta\",\"component\":\"db\"}", "without meta object");
     /* hex names: embedded NUL, odd length, not hex */
-    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"610062\"}", "without a name");
-    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"616\"}", "without a name");
-    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"zz\"}", "without a name");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"610062\"}",
+               "member 'path_hex' is not the hex of a name without NUL");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"616\"}", "'path_hex'");
+    from_fails("{\"type\":\"file\",\"component\":\"c\",\"path_hex\":\"zz\"}", "'path_hex'");
+    /* Known members of the wrong type or out of range are refused, not read as 0. */
+    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":\"x\"}",
+               "member 'size' is not an integer in [0, 9223372036854775807]");
+    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":-1}", "member 'size'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":-1}",
+               "member 'mode' is not an integer in [0, 4095]");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":16877}", "member 'mode'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mode\":1.0}", "member 'mode'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"uid\":-1}", "member 'uid'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"mtime_ns\":1000000000}", "member 'mtime_ns'");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"user\":0}", "member 'user' is not a string");
+    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":1,\"chunks\":{}}",
+               "member 'chunks' is not an array");
+    from_fails("{\"type\":\"file\",\"path\":\"p\",\"size\":0,\"chunks\":["
+               "\"0000000000000000000000000000000000000000000000000000000000000000\"]}",
+               "1 chunks for 0 bytes");
+    from_fails("{\"type\":\"dir\",\"path\":\"p\",\"path_hex\":\"70\"}",
+               "both 'path' and 'path_hex'");
 
     /* Unknown line types are kept as OTHER, not an error (format rule). */
     json_t *j = json_loads("{\"type\":\"acl\",\"component\":\"c\",\"x\":1}", 0, NULL);
@@ -459,8 +483,10 @@ static void test_from_json_rejects(void **state)
     assert_string_equal(e.component, "c");
     cf_entry_clear(&e);
     json_decref(j);
-    /* Unknown fields are ignored; mode is masked to permission bits. */
-    j = json_loads("{\"type\":\"dir\",\"component\":\"c\",\"path\":\"d\",\"mode\":16877,\"future\":[1,2]}", 0, NULL);
+    /* Unknown fields are ignored, whatever their type. */
+    j = json_loads(
+        "{\"type\":\"dir\",\"component\":\"c\",\"path\":\"d\",\"mode\":493,\"future\":[1,2]}", 0,
+        NULL);
     assert_int_equal(cf_entry_from_json(j, &e), 0);
     assert_int_equal(e.mode, 0755);
     assert_null(e.user);
@@ -468,68 +494,80 @@ static void test_from_json_rejects(void **state)
     json_decref(j);
 }
 
-/* Lines the streaming reader must leave to the tree reader (which then
- * parses or rejects them), and lines it must read exactly as that one. */
-static void test_fast_reader_declines_or_agrees(void **state)
+static int by_name(const void *a, const void *b)
 {
-    (void)state;
-    const char *id = "\"0000000000000000000000000000000000000000000000000000000000000001\"";
-    char *declined[] = {
-        cf_asprintf("{\"type\":\"meta\",\"component\":\"db\",\"meta\":{\"a\":\"1\"}}"),
-        cf_asprintf("{\"type\":\"end\",\"entries\":3}"),
-        cf_asprintf("{\"type\":\"set\",\"id\":\"x\"}"),
-        cf_asprintf("{\"type\":\"novel\",\"path\":\"a\"}"),
-        cf_asprintf("{\"path\":\"a\"}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"future\":{\"x\":1}}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":1.5}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":null}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":\"12\"}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\\u0000b\"}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"chunks\":[\"zz\"]}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"chunks\":[%s],\"chunks\":[]}", id),
-        cf_asprintf("{\"type\":\"file\",\"path_hex\":\"6\"}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"xattrs\":{\"user.a\":\"0\"}}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\",\"size\":99999999999999999999}"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\""),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"a\"} {}"),
-        cf_asprintf("[{\"type\":\"file\",\"path\":\"a\"}]"),
-        cf_asprintf("{\"type\":\"file\",\"path\":\"\xff\"}"),
-    };
-    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
-        cf_entry e;
-        if (cf_entry_parse_fast(declined[i], strlen(declined[i]), &e) != 0)
-            fail_msg("took line %zu: %s", i, declined[i]);
-        free(declined[i]);
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One grammar, two readers: over every line of the committed corpus
+ * (tests/fuzz/corpus/manifest, named ok-* or bad-* for the expected
+ * answer) and the fuzzer's regression lines, both readers refuse, or both
+ * accept with the same entry. */
+static void diff_dir(const char *dir, size_t *nok, size_t *nbad)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return; /* regressions/ may not exist */
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        names = cf_realloc(names, (n + 1) * sizeof *names);
+        names[n++] = cf_strdup(de->d_name);
     }
-    char *agreed[] = {
-        cf_asprintf("{\"type\":\"file\",\"component\":\"data\",\"path\":\"a b\\\"\\\\\",\"size\":-1,"
-                    "\"chunks\":[%s,%s],\"unknown\":\"kept out\",\"also\":7,\"mode\":33261}",
-                    id, id),
-        cf_asprintf("{\"chunks\":[],\"path\":\"x\",\"type\":\"file\",\"path\":\"y\"}"),
-        cf_asprintf("{\"type\":\"symlink\",\"path_hex\":\"ff41\",\"target_hex\":\"2e2e\","
-                    "\"xattrs\":{\"hex:ff\":\"00ff\",\"user.e\":\"\"}}"),
-        cf_asprintf("{\"type\":\"stream\",\"component\":\"db\",\"name\":\"dump.sql\","
-                    "\"mtime\":5,\"size\":3,\"chunks\":[%s]}",
-                    id),
-        cf_asprintf("{\"type\":\"object\",\"component\":\"s3\",\"key\":\"files/\\u00e9\","
-                    "\"version_id\":\"v1\",\"etag\":\"\\\"e\\\"\",\"size\":9}"),
-    };
-    for (size_t i = 0; i < sizeof agreed / sizeof *agreed; i++) {
-        json_error_t err;
-        json_t *j = json_loads(agreed[i], 0, &err);
-        if (!j)
-            fail_msg("test line %zu is not JSON: %s", i, err.text);
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 0; i < n; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        size_t len;
+        char *line = et_read(path, &len);
+        assert_non_null(line);
         cf_entry a, b;
-        if (cf_entry_from_json(j, &a) != 0)
-            fail_msg("tree reader: %s", cf_error());
-        json_decref(j);
-        if (cf_entry_parse_fast(agreed[i], strlen(agreed[i]), &b) != 1)
-            fail_msg("declined line %zu: %s", i, agreed[i]);
-        assert_same_entry(&a, &b);
+        int ra = cf_entry_parse_fast(line, len, &a);
+        char ea[512];
+        snprintf(ea, sizeof ea, "%s", ra ? cf_error() : "");
+        int rb = cf_entry_parse_tree(line, len, &b);
+        if (ra != rb)
+            fail_msg("%s: fast %d (%s), tree %d (%s)", names[i], ra, ea, rb, rb ? cf_error() : "");
+        if (ra == 0) {
+            const char *diff = cf_entry_diff(&a, &b);
+            if (diff)
+                fail_msg("%s: readers differ in %s", names[i], diff);
+        }
+        if (strncmp(names[i], "ok-", 3) == 0 && ra != 0)
+            fail_msg("%s: refused: %s", names[i], ea);
+        if (strncmp(names[i], "bad-", 4) == 0 && ra == 0)
+            fail_msg("%s: accepted", names[i]);
+        if (ra == 0)
+            (*nok)++;
+        else
+            (*nbad)++;
         cf_entry_clear(&a);
         cf_entry_clear(&b);
-        free(agreed[i]);
+        free(line);
+        free(names[i]);
     }
+    free(names);
+}
+
+static void test_readers_agree_on_corpus(void **state)
+{
+    (void)state;
+    const char *src = getenv("COFFER_TEST_SRC");
+    assert_non_null(src);
+    char dir[1024];
+    size_t nok = 0, nbad = 0;
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/manifest", src);
+    diff_dir(dir, &nok, &nbad);
+    /* the corpus is there and holds both answers */
+    assert_true(nok >= 15);
+    assert_true(nbad >= 60);
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/regressions/manifest", src);
+    diff_dir(dir, &nok, &nbad);
 }
 
 static void test_json_name_helpers(void **state)
@@ -782,7 +820,7 @@ static void test_logical_damage(void **state)
     raw_fails(f, "more", HDR(1) ENT("a") ENT("b") END(2), "has 2 entries, header says 1");
     raw_fails(f, "noend", HDR(2) ENT("a") ENT("b"), "truncated: no end line after 2 entries");
     raw_fails(f, "cutline", HDR(2) ENT("a") "{\"type\":\"dir\",\"comp", "truncated (last line has no end)");
-    raw_fails(f, "badjson", HDR(2) ENT("a") "{not json}\n" END(2), "line 2 is not valid JSON");
+    raw_fails(f, "badjson", HDR(2) ENT("a") "{not json}\n" END(2), "line 3: not valid JSON");
     raw_fails(f, "array", HDR(1) "[1,2]\n" END(1), "not valid JSON");
     raw_fails(f, "nohdr", ENT("a") END(1), "first line is not a set header");
     raw_fails(f, "format2", "{\"type\":\"set\",\"format\":2,\"entries\":0}\n" END(0),
@@ -803,6 +841,42 @@ static void test_end_line_count_checked(void **state)
 {
     fx *f = *state;
     raw_fails(f, "endcount", HDR(1) ENT("a") END(5), "entries");
+}
+
+/* Whatever the grammar refuses is damage, reported with the set and the
+ * line (the header is line 1), by every command (they all read through
+ * cf_manifest_next). */
+static void put_rawn(fx *f, const char *id, const char *content, size_t len)
+{
+    char key[128];
+    snprintf(key, sizeof key, "sets/%s", id);
+    assert_int_equal(cf_repo_put_object(f->repo, CF_OBJ_MANIFEST, key, content, len), 0);
+}
+
+static void test_damaged_line_names_set_and_line(void **state)
+{
+    fx *f = *state;
+    raw_fails(f, "size",
+              HDR(2) ENT("a") "{\"type\":\"file\",\"path\":\"f\",\"size\":\"x\"}\n" END(2),
+              "sets/size: line 3: member 'size' is not an integer");
+    raw_fails(f, "garbage", HDR(1) "{\"type\":\"dir\",\"path\":\"d\"} \"garbage\n" END(1),
+              "sets/garbage: line 2: bytes after the JSON object");
+    raw_fails(f, "vtab", HDR(1) "{\"type\":\"dir\",\v\"path\":\"d\"}\n" END(1),
+              "sets/vtab: line 2: control character 0x0b");
+    raw_fails(f, "dup", HDR(1) "{\"type\":\"dir\",\"path\":\"d\",\"path\":\"e\"}\n" END(1),
+              "sets/dup: line 2: not valid JSON: duplicate member name");
+    raw_fails(f, "mode", HDR(1) "{\"type\":\"dir\",\"path\":\"d\",\"mode\":16877}\n" END(1),
+              "sets/mode: line 2: member 'mode'");
+    raw_fails(f, "endcnt", HDR(0) "{\"type\":\"end\",\"entries\":\"0\"}\n",
+              "sets/endcnt: line 2: end line without a count");
+    /* A NUL byte ends a C string, not the line: what follows is not lost. */
+    static const char nul[] = "{\"type\":\"set\",\"format\":1,\"policy\":\"p\",\"entries\":1}\n"
+                              "{\"type\":\"dir\",\"path\":\"d\"}\0garbage\n"
+                              "{\"type\":\"end\",\"entries\":1}\n";
+    put_rawn(f, "nul", nul, sizeof nul - 1);
+    cf_error_clear();
+    assert_int_equal(read_all(f, "nul"), -1);
+    assert_error_has("sets/nul: line 2: control character 0x00");
 }
 
 static void test_sets_list_sorted(void **state)
@@ -836,19 +910,13 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_roundtrip_every_kind),
-        T(test_roundtrip_objects),
-        T(test_stream_keeps_capture_time),
-        T(test_non_utf8_names),
-        T(test_xattr_name_not_utf8),
-        T(test_from_json_rejects),
-        T(test_fast_reader_declines_or_agrees),
-        T(test_json_name_helpers),
-        T(test_write_commit_read),
-        T(test_damaged_object_is_an_error),
-        T(test_logical_damage),
-        T(test_end_line_count_checked),
-        T(test_sets_list_sorted),
+        T(test_roundtrip_every_kind),       T(test_roundtrip_objects),
+        T(test_stream_keeps_capture_time),  T(test_non_utf8_names),
+        T(test_xattr_name_not_utf8),        T(test_from_json_rejects),
+        T(test_readers_agree_on_corpus),    T(test_damaged_line_names_set_and_line),
+        T(test_json_name_helpers),          T(test_write_commit_read),
+        T(test_damaged_object_is_an_error), T(test_logical_damage),
+        T(test_end_line_count_checked),     T(test_sets_list_sorted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
