@@ -114,7 +114,7 @@ root: $APP
 targets:
   - name: flat
     driver: hello
-    location: hello
+    location: $T/flat
     dir: $T/flat
 components:
   - name: data
