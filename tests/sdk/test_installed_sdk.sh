@@ -97,7 +97,7 @@ for bin in "$PREFIX/bin/coffer" "$COFFER"; do
     assert_not_contains "$OUT" "not loaded" "every driver in the plugin directory loaded"
 done
 expect_ok "plugins --describe hello" "$COFFER" --plugin-dir "$PLUGDIR" plugins --describe hello
-assert_match "$OUT" '^ +dir +path +required' "describe shows the required dir option"
+assert_match "$OUT" '^ +dir +path +directory' "describe shows the optional dir option"
 assert_match "$OUT" '^ +prefix +string .*default: obj-' "describe shows prefix with its default"
 expect_ok "COFFER_PLUGIN_PATH instead of --plugin-dir" env COFFER_PLUGIN_PATH="$PLUGDIR" "$COFFER" plugins
 assert_match "$OUT" '^hello +storage ' "COFFER_PLUGIN_PATH loads hello"
@@ -115,7 +115,6 @@ targets:
   - name: flat
     driver: hello
     location: $T/flat
-    dir: $T/flat
 components:
   - name: data
     type: files
