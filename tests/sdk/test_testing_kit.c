@@ -179,6 +179,58 @@ static void sqlite_roundtrip_in_memory(void **state)
     free(dir);
 }
 
+/* validate (ABI 1.1) of the built-in drivers: each names the option at
+ * fault, so policy check can point at its line. */
+static void builtin_validate(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir();
+    char file[600];
+    snprintf(file, sizeof file, "%s/plain", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    coffer_test_host *t = coffer_test_host_new(dir);
+    const coffer_host *h = coffer_test_host_table(t);
+    const coffer_storage_ops *lo = local_plugin()->storage;
+    assert_true(lo->struct_size >= COFFER_HAS_MEMBER_SIZE(coffer_storage_ops, validate));
+    const char *bad = NULL;
+    coffer_config *c = coffer_test_config("path", "/srv/repo", "dir_mode", "0999", NULL);
+    assert_int_equal(lo->validate(h, coffer_test_hctx(t), c, &bad), COFFER_ERR_INVALID);
+    assert_string_equal(bad, "dir_mode");
+    coffer_test_config_free(c);
+    c = coffer_test_config("path", "plain", NULL); /* relative: resolves under the root */
+    assert_int_equal(lo->validate(h, coffer_test_hctx(t), c, &bad), COFFER_ERR_INVALID);
+    assert_string_equal(bad, "path");
+    assert_non_null(strstr(coffer_test_last_error(t), "is not a directory"));
+    coffer_test_config_free(c);
+    c = coffer_test_config("path", dir, NULL);
+    assert_int_equal(lo->validate(h, coffer_test_hctx(t), c, &bad), COFFER_ERR_INVALID);
+    assert_non_null(strstr(coffer_test_last_error(t), "is the policy root"));
+    coffer_test_config_free(c);
+    c = coffer_test_config("path", "/srv/elsewhere", "dir_mode", "0750", NULL);
+    assert_int_equal(lo->validate(h, coffer_test_hctx(t), c, &bad), COFFER_OK);
+    assert_null(bad);
+    coffer_test_config_free(c);
+
+    const coffer_database_ops *so = coffer_builtin_sqlite(h)->database;
+    c = coffer_test_config("path", ".", NULL); /* the root: a directory */
+    assert_int_equal(so->validate(h, coffer_test_hctx(t), c, &bad), COFFER_ERR_INVALID);
+    assert_string_equal(bad, "path");
+    assert_non_null(strstr(coffer_test_last_error(t), "is a directory"));
+    coffer_test_config_free(c);
+    c = coffer_test_config("path", "app.db", "busy_timeout", "-5", NULL);
+    assert_int_equal(so->validate(h, coffer_test_hctx(t), c, &bad), COFFER_ERR_INVALID);
+    assert_string_equal(bad, "busy_timeout");
+    coffer_test_config_free(c);
+    c = coffer_test_config("path", "data/app.db", NULL);
+    assert_int_equal(so->validate(h, coffer_test_hctx(t), c, &bad), COFFER_OK);
+    coffer_test_config_free(c);
+    coffer_test_host_free(t);
+    rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +239,7 @@ int main(void)
         cmocka_unit_test(broken_driver_fails),
         cmocka_unit_test(mock_host_records),
         cmocka_unit_test(sqlite_roundtrip_in_memory),
+        cmocka_unit_test(builtin_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
