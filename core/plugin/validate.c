@@ -20,8 +20,8 @@ static int validate_one(const cf_policy *p, const char *path, coffer_driver_kind
     const cf_driver *d = cf_registry_find(kind, driver);
     if (!d)
         return -1;
-    validate_fn fn = kind == COFFER_KIND_STORAGE ? d->desc.storage->validate
-                                                 : d->desc.database->validate;
+    validate_fn fn =
+        kind == COFFER_KIND_STORAGE ? d->desc.storage->validate : d->desc.database->validate;
     if (!fn) {
         /* Say so for a driver that predates the operation: its author may
          * expect the check to happen. */

@@ -42,9 +42,10 @@ static void report(suite *s, int ok, const char *name, const char *fmt, ...)
 
 static const char *status_name(coffer_status st)
 {
-    static const char *n[] = {"OK",        "ERR_RETRY",   "ERR_FAILED", "ERR_FATAL", "ERR_NOT_FOUND",
-                              "ERR_EXISTS", "ERR_UNSUPPORTED", "ERR_CANCELLED", "ERR_NO_SPACE",
-                              "ERR_INVALID", "ERR_AUTH",  "ERR_IO",     "ERR_CORRUPT"};
+    static const char *n[] = {
+        "OK",         "ERR_RETRY",       "ERR_FAILED",    "ERR_FATAL",    "ERR_NOT_FOUND",
+        "ERR_EXISTS", "ERR_UNSUPPORTED", "ERR_CANCELLED", "ERR_NO_SPACE", "ERR_INVALID",
+        "ERR_AUTH",   "ERR_IO",          "ERR_CORRUPT"};
     return (unsigned)st < sizeof n / sizeof n[0] ? n[st] : "unknown status";
 }
 
@@ -211,7 +212,8 @@ static void *replace_reader_main(void *arg)
             continue;
         }
         rr->reads++;
-        int ok = (n == rr->len_a && all_bytes(b, n, 'a')) || (n == rr->len_b && all_bytes(b, n, 'b'));
+        int ok =
+            (n == rr->len_a && all_bytes(b, n, 'a')) || (n == rr->len_b && all_bytes(b, n, 'b'));
         if (!ok && !rr->bad++)
             snprintf(rr->detail, sizeof rr->detail,
                      "read %zu bytes starting '%c', neither the old (%zu x 'a') nor the new "
@@ -289,11 +291,11 @@ static void check_if_absent(suite *s)
     }
     unsigned char one = 1;
     coffer_status st = put(s, s->inst, "conformance/exists", &one, 1, 0, 1);
-    coffer_status st2 = st == COFFER_OK
-                            ? put(s, s->inst, "conformance/exists", &one, 1, COFFER_WRITE_IF_ABSENT, 1)
-                            : st;
-    report(s, st2 == COFFER_ERR_EXISTS, "IF_ABSENT on an existing key returns ERR_EXISTS",
-           "got %s", status_name(st2));
+    coffer_status st2 =
+        st == COFFER_OK ? put(s, s->inst, "conformance/exists", &one, 1, COFFER_WRITE_IF_ABSENT, 1)
+                        : st;
+    report(s, st2 == COFFER_ERR_EXISTS, "IF_ABSENT on an existing key returns ERR_EXISTS", "got %s",
+           status_name(st2));
 
     racer r[2] = {{.s = s, .tag = 'x'}, {.s = s, .tag = 'y'}};
     for (int i = 0; i < 2; i++)
@@ -330,7 +332,8 @@ static void check_if_absent(suite *s)
         if ((wins != 1 || lost != 1 || !content) && !bad++)
             snprintf(detail, sizeof detail,
                      "round %d: the threads got %s and %s; the object %s the winner's bytes", round,
-                     status_name(r[0].st), status_name(r[1].st), content ? "holds" : "does not hold");
+                     status_name(r[0].st), status_name(r[1].st),
+                     content ? "holds" : "does not hold");
     }
     for (int i = 0; i < 2; i++)
         thread_instance_free(s, r[i].inst);
@@ -369,9 +372,8 @@ static void check_ranges(suite *s)
         int ok = st == COFFER_OK && n == cases[i].want &&
                  (n == 0 || memcmp(b, data + cases[i].off, n) == 0);
         report(s, ok, cases[i].what, "offset %llu length %llu: %s, %zu bytes (want %zu)%s",
-               (unsigned long long)cases[i].off, (unsigned long long)cases[i].len,
-               status_name(st), n, cases[i].want,
-               st == COFFER_OK && n == cases[i].want ? ", wrong bytes" : "");
+               (unsigned long long)cases[i].off, (unsigned long long)cases[i].len, status_name(st),
+               n, cases[i].want, st == COFFER_OK && n == cases[i].want ? ", wrong bytes" : "");
         free(b);
     }
     unsigned char *b;
@@ -386,8 +388,9 @@ static void check_ranges(suite *s)
     coffer_status st1 = st == COFFER_OK ? s->ops->stat(s->inst, "conformance/empty", &sb) : st;
     coffer_status st2 = st == COFFER_OK ? get(s, s->inst, "conformance/empty", 0, 0, &b, &n) : st;
     report(s, st1 == COFFER_OK && sb.size == 0 && st2 == COFFER_OK && n == 0,
-           "an empty object is stored and read back empty", "write %s, stat %s (size %llu), read %s",
-           status_name(st), status_name(st1), (unsigned long long)sb.size, status_name(st2));
+           "an empty object is stored and read back empty",
+           "write %s, stat %s (size %llu), read %s", status_name(st), status_name(st1),
+           (unsigned long long)sb.size, status_name(st2));
     if (st2 == COFFER_OK)
         free(b);
 }
@@ -462,7 +465,8 @@ static void check_list(suite *s)
 
 static void check_snapshot(suite *s)
 {
-    const char *key = "conformance/snapshot", *name = "a reader keeps its snapshot while the object is replaced";
+    const char *key = "conformance/snapshot",
+               *name = "a reader keeps its snapshot while the object is replaced";
     size_t len = 150000;
     unsigned char *old = filled(len, 'o'), *neu = filled(len, 'n');
     coffer_status st = put(s, s->inst, key, old, len, 0, 1 << 16);

@@ -144,12 +144,26 @@ static int64_t t_config_get_int(const coffer_config *c, const char *name, int64_
         return dflt;
     int64_t mul = 1;
     switch (*end) {
-    case 'K': case 'k': mul = 1LL << 10; break;
-    case 'M': case 'm': mul = 1LL << 20; break;
-    case 'G': case 'g': mul = 1LL << 30; break;
-    case 'T': case 't': mul = 1LL << 40; break;
-    case 0: break;
-    default: return dflt;
+    case 'K':
+    case 'k':
+        mul = 1LL << 10;
+        break;
+    case 'M':
+    case 'm':
+        mul = 1LL << 20;
+        break;
+    case 'G':
+    case 'g':
+        mul = 1LL << 30;
+        break;
+    case 'T':
+    case 't':
+        mul = 1LL << 40;
+        break;
+    case 0:
+        break;
+    default:
+        return dflt;
     }
     return (int64_t)n * mul;
 }

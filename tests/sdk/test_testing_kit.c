@@ -103,7 +103,8 @@ static void broken_driver_fails(void **state)
     fclose(f);
     unlink(out);
     assert_true(fails >= 2);
-    assert_non_null(strstr(text, "FAIL - broken: removing a missing object returns ERR_NOT_FOUND: got OK"));
+    assert_non_null(
+        strstr(text, "FAIL - broken: removing a missing object returns ERR_NOT_FOUND: got OK"));
     assert_non_null(strstr(text, "FAIL - broken: IF_ABSENT"));
     coffer_test_config_free(cfg);
     rmrf(dir);
@@ -166,8 +167,8 @@ static void sqlite_roundtrip_in_memory(void **state)
     char out[600];
     snprintf(out, sizeof out, "%s/out", dir);
     assert_int_equal(mkdir(out, 0700), 0);
-    coffer_restore_opts ro = {.struct_size = sizeof ro, .root = out, .create = 1,
-                              .final_root = "/srv/restored"};
+    coffer_restore_opts ro = {
+        .struct_size = sizeof ro, .root = out, .create = 1, .final_root = "/srv/restored"};
     assert_int_equal(p->database->restore(inst, coffer_test_dump_source(d), &ro), COFFER_OK);
     snprintf(cmd, sizeof cmd, "%s/app.db", out);
     assert_int_equal(access(cmd, F_OK), 0);
@@ -234,12 +235,9 @@ static void builtin_validate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(local_driver_conforms),
-        cmocka_unit_test(mem_driver_conforms),
-        cmocka_unit_test(broken_driver_fails),
-        cmocka_unit_test(mock_host_records),
-        cmocka_unit_test(sqlite_roundtrip_in_memory),
-        cmocka_unit_test(builtin_validate),
+        cmocka_unit_test(local_driver_conforms),      cmocka_unit_test(mem_driver_conforms),
+        cmocka_unit_test(broken_driver_fails),        cmocka_unit_test(mock_host_records),
+        cmocka_unit_test(sqlite_roundtrip_in_memory), cmocka_unit_test(builtin_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

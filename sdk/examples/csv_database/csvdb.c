@@ -40,7 +40,7 @@ static const coffer_option csvdb_options[] = {
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
-/* ---- helpers ------------------------------------------------------------ */
+/* ---- tables ------------------------------------------------------------- */
 
 static int is_csv(const char *name)
 {
@@ -284,7 +284,8 @@ static coffer_status csvdb_dump(void *inst, coffer_dump_sink *sink)
     return st;
 }
 
-static coffer_status csvdb_restore(void *inst, coffer_dump_source *src, const coffer_restore_opts *o)
+static coffer_status csvdb_restore(void *inst, coffer_dump_source *src,
+                                   const coffer_restore_opts *o)
 {
     csvdb *db = inst;
     char *path = resolve(db, o->root);
@@ -353,7 +354,8 @@ static coffer_status csvdb_verify(void *inst, coffer_dump_source *src, const cof
             if (strcmp(t[k].name, name) == 0)
                 x = &t[k];
         unsigned long long rows = x ? count_rows(x->data, x->len) : 0;
-        int ok = x && x->len == src->stream_size(src, i) && want && strtoull(want, NULL, 10) == rows;
+        int ok =
+            x && x->len == src->stream_size(src, i) && want && strtoull(want, NULL, 10) == rows;
         if (!x)
             snprintf(detail, sizeof detail, "%s is missing", name);
         else
@@ -362,8 +364,9 @@ static coffer_status csvdb_verify(void *inst, coffer_dump_source *src, const cof
         failed += !ok;
     }
     tables_free(t, n);
-    return failed ? db->host->error(db->h, COFFER_ERR_FAILED, "%d table(s) failed the check", failed)
-                  : COFFER_OK;
+    return failed
+               ? db->host->error(db->h, COFFER_ERR_FAILED, "%d table(s) failed the check", failed)
+               : COFFER_OK;
 }
 
 static size_t csvdb_owned(void *inst, const char **paths, size_t max)
@@ -376,8 +379,8 @@ static size_t csvdb_owned(void *inst, const char **paths, size_t max)
 }
 
 /* policy check: the same rules as instance_new, plus `dir` naming a file. */
-static coffer_status csvdb_validate(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
-                                    const char **bad_option)
+static coffer_status csvdb_validate(const coffer_host *host, coffer_hctx *h,
+                                    const coffer_config *cfg, const char **bad_option)
 {
     const char *dir = host->config_get(cfg, "dir");
     *bad_option = "dir";
