@@ -39,7 +39,8 @@ policy good
 expect_ok "policy check" "${C[@]}" policy check "$T/policy.yaml"
 expect_ok "init" "${C[@]}" init -p "$T/policy.yaml" --encryption none || die "init failed"
 expect_ok "backup" "${C[@]}" backup -p "$T/policy.yaml" || die "backup failed"
-expect_ok "restore" "${C[@]}" restore -p "$T/policy.yaml" --set latest --to "$T/r-good"
+expect_ok "restore" "${C[@]}" -v restore -p "$T/policy.yaml" --set latest --to "$T/r-good"
+assert_contains "$ERR" "restored for $T/r-good" "the driver is told the final location (final_root)"
 assert_exists "$T/r-good/data.bin" "the claimed file is restored"
 assert_exists "$T/r-good/files/a.txt" "the files component is restored"
 
