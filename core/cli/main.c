@@ -925,8 +925,9 @@ static int cmd_plugins(int argc, char **argv)
                d->desc.abi_major, d->desc.abi_minor, d->path ? d->path : "built in",
                d->desc.description ? d->desc.description : "");
         for (const coffer_option *o = d->desc.options; o && o->name; o++)
-            printf("  %-20s %-6s %-9s %s%s%s%s\n", o->name, type_name(o->type),
-                   o->required ? "required" : "", o->description ? o->description : "",
+            printf("  %-20s %-6s %-9s %s%s%s%s%s\n", o->name, type_name(o->type),
+                   o->required ? "required" : "", o->secret ? "[secret] " : "",
+                   o->description ? o->description : "",
                    o->default_value ? " (default: " : "", o->default_value ? o->default_value : "",
                    o->default_value ? ")" : "");
         return CF_EXIT_OK;
@@ -973,6 +974,10 @@ static int cmd_policy(int argc, char **argv)
     cf_policy *p;
     if (cf_run_load_policy(file, &p) != 0)
         return die(CF_EXIT_USAGE);
+    if (cf_registry_validate_policy(p) != 0) { /* the drivers' own checks */
+        cf_policy_free(p);
+        return die(CF_EXIT_USAGE);
+    }
     printf("%s: policy '%s' is valid: root %s, %zu component(s), %zu target(s), %s mode\n", file,
            p->name, p->root, p->ncomponents, p->ntargets,
            p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online");

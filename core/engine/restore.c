@@ -933,7 +933,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 cf_log(CF_LOG_WARN, "component '%s': --force does not apply to the live "
                        "database; use --map %s=URL for another one, or --in-place", name, name);
             coffer_restore_opts ro = {.struct_size = sizeof ro, .root = droot, .target = map,
-                                      .force = force, .create = 1};
+                                      .force = force, .create = 1, .final_root = root};
             if (rc == 0) {
                 coffer_status st = db.ops->restore(db.inst, cf_dbsource_api(src), &ro);
                 if (st != COFFER_OK)

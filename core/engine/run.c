@@ -234,7 +234,8 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
     }
     char label[256];
     snprintf(label, sizeof label, "target '%s' (%s)", t->name, t->location);
-    if (cf_store_new(&d->desc, t->options, label, run->policy->root, &run->store) != 0)
+    if (cf_store_new_at(&d->desc, t->options, t->location, label, run->policy->root,
+                        &run->store) != 0)
         return -1;
     run->target = t;
     if (open_repo) {
@@ -465,6 +466,12 @@ int cf_dbinst_open(const cf_component *c, const char *root, cf_dbinst *out)
         cf_hctx_free(out->hctx);
         out->hctx = NULL;
         out->inst = NULL;
+        return -1;
+    }
+    uint32_t caps = out->ops->capabilities ? out->ops->capabilities(out->inst) : 0;
+    if (cf_registry_db_caps_check(c->driver, out->ops, caps) != 0) {
+        cf_error_prefix("component '%s'", c->name);
+        cf_dbinst_close(out);
         return -1;
     }
     return 0;

@@ -300,3 +300,20 @@ const coffer_option *cf_registry_options(void *ud, coffer_driver_kind kind, cons
         return NULL;
     return d->desc.options ? d->desc.options : none;
 }
+
+int cf_registry_db_caps_check(const char *driver, const coffer_database_ops *ops, uint32_t caps)
+{
+    int bit = (caps & COFFER_DBCAP_OWNS_FILES) != 0, fn = ops->owned_paths != NULL;
+    if (bit == fn)
+        return 0;
+    return cf_fail("database driver '%s' %s COFFER_DBCAP_OWNS_FILES but %s owned_paths; "
+                   "a file database sets both, a server database neither",
+                   driver, bit ? "declares" : "does not declare", fn ? "has" : "lacks");
+}
+
+int cf_registry_unsupported(const cf_driver *d, const char *op)
+{
+    return cf_fail("%s is not supported by %s driver '%s' (ABI %u.%u)", op,
+                   cf_kind_name(d->desc.kind), d->desc.name, d->desc.abi_major,
+                   d->desc.abi_minor);
+}

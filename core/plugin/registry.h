@@ -8,6 +8,7 @@
 #define CF_REGISTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "coffer/coffer.h"
 
@@ -48,5 +49,21 @@ const cf_driver *cf_registry_find_any(const char *name);
 const coffer_option *cf_registry_options(void *ud, coffer_driver_kind kind, const char *name);
 
 const char *cf_kind_name(coffer_driver_kind kind);
+
+/* The ownership rule of database.h: owned_paths non-NULL exactly when
+ * caps has COFFER_DBCAP_OWNS_FILES. 0, or -1 with cf_error() naming the
+ * driver. */
+int cf_registry_db_caps_check(const char *driver, const coffer_database_ops *ops, uint32_t caps);
+
+/* cf_error() for an operation the driver's ABI minor predates (or that it
+ * leaves NULL): "OP is not supported by DRIVER (ABI 1.0)". Returns -1. */
+int cf_registry_unsupported(const cf_driver *d, const char *op);
+
+/* Run each target's and component's driver validate operation (ABI 1.1)
+ * on its options; a driver without one is skipped. 0, or -1 with
+ * cf_error() naming file:line:col of the option at fault, the key path
+ * and the driver. root: the policy root (host->policy_root). */
+struct cf_policy;
+int cf_registry_validate_policy(const struct cf_policy *p);
 
 #endif

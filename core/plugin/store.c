@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin/config.h"
 #include "plugin/host.h"
 
 static int fail(cf_store *s, coffer_status st, const char *what, const char *key)
@@ -34,12 +35,28 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
     return COFFER_OK;
 }
 
+int cf_store_new_at(const coffer_plugin *drv, const coffer_config *cfg, const char *location,
+                    const char *label, const char *root, cf_store **out)
+{
+    coffer_config *c = cf_config_dup(cfg);
+    if (location && !cf_config_find(c, "location"))
+        cf_config_set(c, "location", location, 0, 0);
+    int st = cf_store_new(drv, c, label, root, out);
+    if (st != COFFER_OK) {
+        cf_config_free(c);
+        return st;
+    }
+    (*out)->cfg = c; /* lives as long as the instance */
+    return COFFER_OK;
+}
+
 void cf_store_free(cf_store *s)
 {
     if (!s)
         return;
     if (s->inst)
         s->ops->instance_free(s->inst);
+    cf_config_free(s->cfg);
     cf_hctx_free(s->hctx);
     free(s->label);
     free(s);

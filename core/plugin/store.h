@@ -18,12 +18,18 @@ typedef struct cf_store {
     coffer_hctx *hctx;
     uint32_t caps;
     char *label;
+    coffer_config *cfg; /* the options plus "location", owned (cf_store_new_at) */
 } cf_store;
 
 /* Create an instance of a storage driver. cfg stays owned by the caller
  * and must outlive the store. */
 int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char *label,
                  const char *root, cf_store **out);
+/* Same, for a target: the driver also sees location through config_get
+ * "location" (unless the driver's own options already hold one). cfg is
+ * copied. */
+int cf_store_new_at(const coffer_plugin *drv, const coffer_config *cfg, const char *location,
+                    const char *label, const char *root, cf_store **out);
 void cf_store_free(cf_store *s);
 
 int cf_store_prepare(cf_store *s, int create);

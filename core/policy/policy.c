@@ -532,8 +532,13 @@ static int infer_target(const ctx *c, cf_target *t, const cf_yn *locn, const cha
         squash_slashes(t->location);
         if (!cf_config_find(t->options, "path"))
             cf_config_set(t->options, "path", t->location, locn->line, locn->col);
+    } else if (t->location[0] != '/' && strcspn(t->location, ":/") == strcspn(t->location, "/")) {
+        /* No scheme or host part: a path relative to wherever coffer was
+         * started, refused for any driver. */
+        rc = fail_at(c, locn, lp, "relative location '%s'; use an absolute path", t->location);
+        goto out;
     }
-    /* Any other driver reads location its own way. */
+    /* Any other driver reads location its own way (config_get "location"). */
 out:
     free(lp);
     return rc;

@@ -414,6 +414,34 @@ done:
     return st;
 }
 
+/* policy check: the options instance_new reads, and a path that names a
+ * directory on this machine (a file database cannot live there). */
+static coffer_status dbsqlite_validate(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
+                                       const char **bad_option)
+{
+    *bad_option = "busy_timeout";
+    int64_t busy = host->config_get_int(cfg, "busy_timeout", 10000);
+    if (busy < 0 || busy > 3600 * 1000)
+        return host->error(h, COFFER_ERR_INVALID, "%lld ms is out of range (0..3600000)", (long long)busy);
+    *bad_option = "path";
+    const char *path = host->config_get(cfg, "path");
+    if (!path || !*path)
+        return COFFER_OK; /* the option table makes it required */
+    if (path[strlen(path) - 1] == '/')
+        return host->error(h, COFFER_ERR_INVALID, "'%s' names a directory, not a database file", path);
+    char *full = dbsqlite_join(host->policy_root ? host->policy_root(h) : NULL, path);
+    if (!full)
+        return host->error(h, COFFER_ERR_FATAL, "out of memory");
+    struct stat st;
+    coffer_status rc = COFFER_OK;
+    if (stat(full, &st) == 0 && S_ISDIR(st.st_mode))
+        rc = host->error(h, COFFER_ERR_INVALID, "'%s' is a directory, not a database file", full);
+    free(full);
+    if (rc == COFFER_OK)
+        *bad_option = NULL;
+    return rc;
+}
+
 /* ---- descriptor -------------------------------------------------------- */
 
 static const coffer_database_ops dbsqlite_ops = {
@@ -427,6 +455,7 @@ static const coffer_database_ops dbsqlite_ops = {
     .verify = dbsqlite_verify,
     .owned_paths = dbsqlite_owned_paths,
     .query = dbsqlite_query,
+    .validate = dbsqlite_validate,
 };
 
 static const coffer_plugin dbsqlite_plugin = {

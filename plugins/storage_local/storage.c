@@ -497,6 +497,47 @@ static coffer_status local_remove(void *instance, const char *key)
 
 /* ---- descriptor -------------------------------------------------------- */
 
+/* policy check: what instance_new would refuse, plus a repository placed
+ * where it cannot work (a file, or the policy root it would back up). */
+static coffer_status local_validate(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
+                                    const char **bad_option)
+{
+    local_instance tmp = {.host = host, .h = h};
+    mode_t m;
+    *bad_option = NULL;
+    static const char *const modes[] = {"dir_mode", "file_mode"};
+    for (size_t i = 0; i < 2; i++)
+        if (parse_mode(&tmp, cfg, modes[i], 0700, &m) != COFFER_OK) {
+            *bad_option = modes[i];
+            return COFFER_ERR_INVALID;
+        }
+    if (parse_mode(&tmp, cfg, "dir_mode", 0700, &m) == COFFER_OK && (m & S_IRWXU) != S_IRWXU) {
+        *bad_option = "dir_mode";
+        return host->error(h, COFFER_ERR_INVALID, "%04o must give the owner rwx (0700)", (unsigned)m);
+    }
+    const char *path = host->config_get(cfg, "path");
+    if (!path || !*path)
+        return COFFER_OK; /* the option table makes it required */
+    const char *base = host->policy_root ? host->policy_root(h) : NULL;
+    char full[PATH_MAX];
+    if (path[0] != '/' && base && *base)
+        snprintf(full, sizeof full, "%s/%s", base, path);
+    else
+        snprintf(full, sizeof full, "%s", path);
+    for (size_t n = strlen(full); n > 1 && full[n - 1] == '/'; n--)
+        full[n - 1] = 0;
+    *bad_option = "path";
+    struct stat st;
+    if (stat(full, &st) == 0 && !S_ISDIR(st.st_mode))
+        return host->error(h, COFFER_ERR_INVALID, "'%s' exists and is not a directory", full);
+    if (base && strcmp(full, base) == 0)
+        return host->error(h, COFFER_ERR_INVALID,
+                           "'%s' is the policy root: the repository would hold the tree it backs up",
+                           full);
+    *bad_option = NULL;
+    return COFFER_OK;
+}
+
 static const coffer_storage_ops local_ops = {
     .struct_size = sizeof(coffer_storage_ops),
     .instance_new = local_instance_new,
@@ -513,6 +554,7 @@ static const coffer_storage_ops local_ops = {
     .stat = local_stat,
     .list = local_list,
     .remove = local_remove,
+    .validate = local_validate,
 };
 
 static const coffer_plugin local_plugin = {

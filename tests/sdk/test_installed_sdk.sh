@@ -63,6 +63,9 @@ else
     fail "coffer-sdk.pc says plugindir=$PLUGINDIR, outside $PREFIX"
 fi
 
+assert_eq "$(sed -n 's/^#define COFFER_ABI_MAJOR //p' "$PREFIX/include/coffer/plugin.h")" "$(pkg-config --variable=abi_major coffer-sdk)" "coffer-sdk.pc abi_major matches the header"
+assert_eq "$(sed -n 's/^#define COFFER_ABI_MINOR //p' "$PREFIX/include/coffer/plugin.h")" "$(pkg-config --variable=abi_minor coffer-sdk)" "coffer-sdk.pc abi_minor matches the header"
+
 section "build the example with CMake"
 expect_ok "configure hello_storage" cmake -S "$EXAMPLE" -B "$T/hello-cmake" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 expect_ok "build hello_storage" cmake --build "$T/hello-cmake"
@@ -97,7 +100,7 @@ for bin in "$PREFIX/bin/coffer" "$COFFER"; do
     assert_not_contains "$OUT" "not loaded" "every driver in the plugin directory loaded"
 done
 expect_ok "plugins --describe hello" "$COFFER" --plugin-dir "$PLUGDIR" plugins --describe hello
-assert_match "$OUT" '^ +dir +path +required' "describe shows the required dir option"
+assert_match "$OUT" '^ +dir +path +directory' "describe shows the optional dir option"
 assert_match "$OUT" '^ +prefix +string .*default: obj-' "describe shows prefix with its default"
 expect_ok "COFFER_PLUGIN_PATH instead of --plugin-dir" env COFFER_PLUGIN_PATH="$PLUGDIR" "$COFFER" plugins
 assert_match "$OUT" '^hello +storage ' "COFFER_PLUGIN_PATH loads hello"
@@ -114,8 +117,7 @@ root: $APP
 targets:
   - name: flat
     driver: hello
-    location: hello
-    dir: $T/flat
+    location: $T/flat
 components:
   - name: data
     type: files
@@ -137,5 +139,93 @@ if expect_ok "init a repository on hello" "${C[@]}" init -p "$T/policy.yaml" &&
 else
     printf '%s\n' "$ERR" | show
 fi
+
+section "the testing kit, installed"
+assert_exists "$PREFIX/include/coffer/testing.h" "coffer/testing.h installed"
+expect_ok "pkg-config --libs coffer-testing" pkg-config --libs coffer-testing
+# The conformance suite run against the example driver, from the install only.
+cat >"$T/conform.c" <<'EOC'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <coffer/testing.h>
+int main(int argc, char **argv)
+{
+    void *dl = argc > 2 ? dlopen(argv[1], RTLD_NOW) : NULL;
+    coffer_plugin_init_fn init;
+    if (!dl)
+        return 99;
+    *(void **)&init = dlsym(dl, COFFER_PLUGIN_ENTRY);
+    if (!init)
+        return 98;
+    coffer_test_host *t = coffer_test_host_new(NULL);
+    const coffer_plugin *p = init(coffer_test_host_table(t));
+    coffer_config *cfg = coffer_test_config("dir", argv[2], NULL);
+    coffer_test_config_defaults(cfg, p->options);
+    int fails = coffer_test_storage_conformance(p, cfg, NULL, stdout);
+    coffer_test_config_free(cfg);
+    coffer_test_host_free(t);
+    return fails;
+}
+EOC
+# shellcheck disable=SC2046
+if expect_ok "build a conformance runner with pkg-config coffer-testing" \
+    cc -std=c11 -D_GNU_SOURCE -o "$T/conform" "$T/conform.c" $(pkg-config --cflags --libs coffer-testing) -ldl; then
+    mkdir -p "$T/conform-dir"
+    expect_ok "hello passes the storage conformance suite" "$T/conform" "$SO" "$T/conform-dir"
+    printf '%s\n' "$OUT" | tail -n 3 | show
+    assert_contains "$OUT" "hello: 0 conformance failure(s)" "the suite reports no failure"
+fi
+
+section "the database example (csv_database), built against the install"
+CSVEX=$COFFER_SRC/sdk/examples/csv_database
+expect_ok "configure csv_database" cmake -S "$CSVEX" -B "$T/csv-build" || die "cannot configure csv_database"
+expect_ok "reconfigure without PKG_CONFIG_PATH" env -u PKG_CONFIG_PATH cmake -S "$CSVEX" -B "$T/csv-build"
+expect_ok "build csv_database" cmake --build "$T/csv-build"
+CSVSO=$T/csv-build/csvdb.so
+assert_exists "$CSVSO" "csvdb.so built"
+assert_eq "coffer_plugin_init " "$(nm -D --defined-only "$CSVSO" | awk '{print $3}' | tr '\n' ' ')" "csvdb.so exports exactly coffer_plugin_init"
+cp "$CSVSO" "$PLUGDIR/"
+CAPP=$T/csvapp
+mkdir -p "$CAPP/tables" "$CAPP/conf"
+printf 'id,name\n1,ann\n2,bob\n3,cy\n' >"$CAPP/tables/users.csv"
+printf 'id,total\n10,5\n' >"$CAPP/tables/orders.csv"
+echo "setting=1" >"$CAPP/conf/app.conf"
+cat >"$T/csv.yaml" <<EOP
+version: 1
+name: csv-sdk
+root: $CAPP
+targets:
+  - name: repo
+    location: $T/csvrepo
+components:
+  - name: conf
+    type: files
+    paths: [conf/]
+  - name: tables
+    type: database
+    driver: csvdb
+    dir: tables
+EOP
+C=("$PREFIX/bin/coffer" --plugin-dir "$PLUGDIR" --no-progress)
+expect_ok "describe csvdb" "${C[@]}" plugins --describe csvdb
+assert_match "$OUT" '^ +dir +path +required' "describe shows the dir option"
+expect_ok "policy check" "${C[@]}" policy check "$T/csv.yaml"
+if expect_ok "init" "${C[@]}" init -p "$T/csv.yaml" --encryption none &&
+    expect_ok "backup" "${C[@]}" backup -p "$T/csv.yaml" &&
+    expect_ok "sets --json" "${C[@]}" sets -p "$T/csv.yaml" --json; then
+    assert_match "$OUT" '"rows.users": *"?3' "rows.users recorded as 3"
+    assert_match "$OUT" '"rows.orders": *"?1' "rows.orders recorded as 1"
+    expect_ok "restore" "${C[@]}" restore -p "$T/csv.yaml" --set latest --to "$T/csvrestored"
+    if diff -r "$CAPP" "$T/csvrestored" >/dev/null; then
+        pass "restored tables and files equal the original"
+    else
+        fail "restored tree differs:"
+        diff -r "$CAPP" "$T/csvrestored" 2>&1 | show
+    fi
+    expect_ok "verify --read-data checks the tables" "${C[@]}" verify -p "$T/csv.yaml" --read-data
+fi
+sed -i 's|^    dir: tables$|    dir: ../elsewhere|' "$T/csv.yaml"
+expect_rc 2 "policy check runs the driver's validate" "${C[@]}" policy check "$T/csv.yaml"
+assert_contains "$ERR" "csv.yaml:14:5: components[1].dir: database driver 'csvdb'" "the error names file:line:col, key and driver"
 
 finish

@@ -141,7 +141,7 @@ static int sync_dir(const char *dir)
 /* ---- instance ---------------------------------------------------------- */
 
 static const coffer_option hello_options[] = {
-    {"dir", COFFER_OPT_PATH, NULL, 1, 0, "directory that holds the objects"},
+    {"dir", COFFER_OPT_PATH, NULL, 0, 0, "directory that holds the objects (default: the target's location)"},
     {"prefix", COFFER_OPT_STRING, "obj-", 0, 0, "file name prefix of every object"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
@@ -162,8 +162,10 @@ static coffer_status hello_new(const coffer_host *host, coffer_hctx *h, const co
 {
     const char *dir = host->config_get(cfg, "dir");
     const char *prefix = host->config_get(cfg, "prefix");
-    if (!dir || !*dir)
-        return host->error(h, COFFER_ERR_INVALID, "option 'dir' is required");
+    if (!dir || !*dir) /* the core passes a target's location as an option too */
+        dir = host->config_get(cfg, "location");
+    if (!dir || !*dir || dir[0] != '/')
+        return host->error(h, COFFER_ERR_INVALID, "give option 'dir' or an absolute location");
     if (!prefix) /* the core fills defaults; a bare test host may not */
         prefix = "obj-";
     if (prefix[0] == '.' || strchr(prefix, '/'))

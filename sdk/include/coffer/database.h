@@ -25,7 +25,24 @@ extern "C" {
 #define COFFER_DBCAP_PARALLEL_DUMP (1u << 0)  /* may open several sink streams at once, from several threads */
 #define COFFER_DBCAP_POINT_IN_TIME (1u << 1)  /* can restore to a time inside a set (log based) */
 #define COFFER_DBCAP_QUERY (1u << 2)          /* query() available */
-#define COFFER_DBCAP_OWNS_FILES (1u << 3)     /* owned_paths() names files under the policy root */
+#define COFFER_DBCAP_OWNS_FILES (1u << 3)     /* a file database: see "Ownership" below */
+
+/*
+ * Ownership (one rule): a driver is a file database exactly when its
+ * owned_paths operation is non-NULL, and then capabilities() must include
+ * COFFER_DBCAP_OWNS_FILES; a driver without owned_paths must not set the
+ * bit. The core refuses an instance whose bit and pointer disagree, naming
+ * the driver.
+ *
+ * A file database's restore gets an empty private directory as opts->root
+ * (opts->final_root says where the files will end up). After restore and
+ * verify, the core moves each path owned_paths names from that directory
+ * into the restore tree. A restore that wrote a file it does not claim is
+ * refused, naming the driver and the files; so is a claimed path that is
+ * absolute or leaves the root (".." segments).
+ * A server database (no owned_paths) restores into its server: opts->root
+ * is the restore root and only matters for relative paths in --map.
+ */
 
 typedef struct coffer_db_info {
     uint32_t struct_size;    /* since 1.0 */
@@ -61,19 +78,39 @@ typedef struct coffer_dump_source {
     const char *(*meta_key)(struct coffer_dump_source *src, size_t i);
 } coffer_dump_source;
 
+/* Set by the core (struct_size included) and valid during the call. */
 typedef struct coffer_restore_opts {
     uint32_t struct_size; /* since 1.0 */
-    /* Root against which relative paths resolve (the restore root). */
+    /* Root against which relative paths resolve: the private staging
+     * directory of a file database (see "Ownership"), the restore root
+     * otherwise. */
     const char *root;     /* since 1.0 */
     /* Replacement target given with --map NAME=VALUE (a path or URL), or NULL. */
     const char *target;   /* since 1.0 */
     int force;            /* since 1.0: overwrite a non-empty target */
     int create;           /* since 1.0: create the target database if missing */
+    /* Where the files written under root will end up once the core moved
+     * them (the --to directory, or the policy root for --in-place); for
+     * messages and for files that record their own location. NULL when
+     * the restore is thrown away afterwards (verify --read-data's scratch
+     * directory). Never write there. Check struct_size first. since 1.1 */
+    const char *final_root;
 } coffer_restore_opts;
 
-/* One line of a verify report. */
+/* One line of a verify report. check: a short name ("integrity",
+ * "rows.users"); detail: free text or NULL. Both are copied by the core. */
 typedef void (*coffer_check_cb)(void *ud, int ok, const char *check, const char *detail);
 
+/* Order of calls. backup: instance_new, capabilities, probe, owned_paths
+ * (file databases: so the files components skip those paths), dump,
+ * instance_free. restore: instance_new, capabilities, restore, verify,
+ * owned_paths (the core then moves the files), instance_free. verify
+ * --read-data (file databases only): instance_new, capabilities, restore
+ * into a scratch directory, verify, instance_free. policy check: validate
+ * only. A failing call returns its code after host->error on the same
+ * thread; the core does not retry COFFER_ERR_RETRY. One instance is used by
+ * one thread at a time; sink streams may be opened from several threads
+ * only with COFFER_DBCAP_PARALLEL_DUMP. */
 typedef struct coffer_database_ops {
     uint32_t struct_size; /* since 1.0 */
     coffer_status (*instance_new)(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
@@ -89,18 +126,29 @@ typedef struct coffer_database_ops {
     coffer_status (*restore)(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
     /* Check the database at the restore target (opts as for restore) against
      * the metadata in src: integrity checks, row counts. Reports each
-     * check through cb; returns COFFER_OK only if all passed. since 1.0 */
+     * check through cb (failed ones with ok = 0); returns COFFER_OK only if
+     * all passed, COFFER_ERR_FAILED when a check failed (the restore is
+     * then reported with exit status 3), another code when it could not
+     * check at all. since 1.0 */
     coffer_status (*verify)(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
                             coffer_check_cb cb, void *ud);
 
     /* ---- optional ---- */
     /* Paths (relative to the policy root) of files this instance owns, so
-     * a files component never captures them twice. Fills up to max entries
-     * (strings owned by the instance); returns the count. since 1.0 */
+     * a files component never captures them twice, and which restore moves
+     * into place (see "Ownership"). Fills up to max entries (strings owned
+     * by the instance, valid until instance_free); returns the count.
+     * since 1.0 */
     size_t (*owned_paths)(void *instance, const char **paths, size_t max);
     /* Run a read-only query; row_cb gets each row's columns as text. since 1.0 */
     coffer_status (*query)(void *instance, const char *sql,
                            int (*row_cb)(void *ud, int ncols, const char *const *values), void *ud);
+
+    /* Check the options without connecting or opening anything, as
+     * coffer_storage_ops.validate does (same contract). May be NULL.
+     * since 1.1 */
+    coffer_status (*validate)(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
+                              const char **bad_option);
 } coffer_database_ops;
 
 #ifdef __cplusplus

@@ -16,6 +16,20 @@
  *
  * Ownership: whoever allocates, frees. Instances and handles a driver
  * returns are released by that driver's own free/close/abort functions.
+ * Output structs (coffer_object_stat, coffer_db_info): the core zeroes
+ * them and sets struct_size before the call; the driver writes only the
+ * members that fit in that struct_size.
+ *
+ * Reading a member added by a later minor: it exists when
+ * struct_size >= COFFER_HAS_MEMBER_SIZE(type, member), and an optional
+ * function pointer must also be non-NULL. The core reads a driver's
+ * descriptor and operation tables this way, so a 1.0 driver keeps
+ * loading; a driver reads coffer_host the same way (a 1.0 host lacks the
+ * 1.1 services).
+ *
+ * Retries: the core does not retry a call that returned COFFER_ERR_RETRY
+ * on its own; it reports the error naming the instance. A driver that
+ * wants retries (e.g. a network store) does them inside the call.
  */
 #ifndef COFFER_PLUGIN_H
 #define COFFER_PLUGIN_H
@@ -29,7 +43,7 @@ extern "C" {
 #endif
 
 #define COFFER_ABI_MAJOR 1
-#define COFFER_ABI_MINOR 0
+#define COFFER_ABI_MINOR 1
 
 /* The one exported symbol of a loadable driver. */
 #define COFFER_PLUGIN_ENTRY "coffer_plugin_init"
@@ -41,6 +55,9 @@ extern "C" {
 #define COFFER_EXPORT
 #define COFFER_PRINTF(a, b)
 #endif
+
+/* Size a struct must have for `member` to be present (struct_size check). */
+#define COFFER_HAS_MEMBER_SIZE(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
 
 /* Status codes crossing the boundary. Never longjmp or throw across it. */
 typedef enum coffer_status {
@@ -110,6 +127,9 @@ typedef struct coffer_host {
     void (*log)(coffer_hctx *h, coffer_log_level level, const char *fmt, ...) COFFER_PRINTF(3, 4);
     /* Record the error of the failing call and return `code`, so a driver
      * writes `return host->error(h, COFFER_ERR_FAILED, "...", ...)`.
+     * The message is kept per thread (not per instance): call error on the
+     * thread that returns the code, just before returning it. The core
+     * prefixes it with the instance's label (target or component name).
      * The message must not contain secrets. since 1.0 */
     coffer_status (*error)(coffer_hctx *h, coffer_status code, const char *fmt, ...) COFFER_PRINTF(3, 4);
     /* Nonzero once the run is being cancelled (SIGINT/SIGTERM); long
@@ -119,7 +139,12 @@ typedef struct coffer_host {
     void (*progress)(coffer_hctx *h, uint64_t bytes);
 
     /* Option values. config_get returns the value (or default) or NULL
-     * when unset; the string lives as long as the instance. since 1.0 */
+     * when unset. The coffer_config given to instance_new (and validate)
+     * belongs to the core and stays valid and unchanged until
+     * instance_free returns (validate: until it returns), and so do the
+     * strings read from it: keep the pointers, do not free them.
+     * A target's storage driver also sees "location": the target's
+     * location as the policy wrote it. since 1.0 */
     const char *(*config_get)(const coffer_config *c, const char *name);
     /* List options: number of items, and item i. since 1.0 */
     size_t (*config_list_len)(const coffer_config *c, const char *name);
@@ -157,7 +182,7 @@ typedef struct coffer_host {
     void (*child_env_free)(char **env);
     /* Declare an environment variable as a secret source the policy's
      * options do not show (e.g. named by a --map URL): no child started
-     * afterwards gets it. since 1.1 */
+     * afterwards gets it. Thread-safe; the name is copied. since 1.1 */
     void (*child_env_secret)(coffer_hctx *h, const char *name);
 } coffer_host;
 

@@ -64,6 +64,16 @@ typedef struct coffer_object_version {
 typedef int (*coffer_list_cb)(void *ud, const char *key, const coffer_object_stat *st);
 typedef int (*coffer_version_cb)(void *ud, const coffer_object_version *v);
 
+/* Threading: the core creates instances and handles on its worker
+ * threads as the descriptor's coffer_threading allows; one handle is never
+ * used by two threads at once. Errors: a failing call returns its code
+ * after host->error on the same thread. The core does not retry
+ * COFFER_ERR_RETRY itself.
+ *
+ * Order of calls: instance_new, capabilities, prepare (create=1 for
+ * `init`, 0 otherwise), then any mix of writer_open/write/commit|abort,
+ * reader_open/read/close, stat, list and remove, possibly from several
+ * threads, and finally instance_free after every handle was closed. */
 typedef struct coffer_storage_ops {
     uint32_t struct_size; /* since 1.0 */
 
@@ -109,6 +119,18 @@ typedef struct coffer_storage_ops {
                                         int *days);
     /* Make version_id the current version of key again. since 1.0 */
     coffer_status (*restore_version)(void *instance, const char *key, const char *version_id);
+
+    /* Check the options of one target or component without touching the
+     * storage (no network, no files created): `coffer policy check` calls
+     * it after the core checked types and required options. Returns
+     * COFFER_OK, or COFFER_ERR_INVALID with the message given to
+     * host->error and *bad_option set to the name of the option at fault
+     * (a string of the driver's own option table; NULL when none is), so
+     * the core reports the policy file, line and column of that option.
+     * cfg and h are valid only during the call; no instance exists. May be
+     * NULL. Called from one thread. since 1.1 */
+    coffer_status (*validate)(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
+                              const char **bad_option);
 } coffer_storage_ops;
 
 #ifdef __cplusplus
