@@ -728,13 +728,21 @@ char *cf_abspath(const char *p)
     return cf_asprintf("%s/%s", cwd, p);
 }
 
+typedef struct check_ctx {
+    json_t *arr;
+    const char *component;
+} check_ctx;
+
+/* A database check's line names its component: a policy with two
+ * databases has two "rows.users" checks. */
 static void check_cb(void *ud, int ok, const char *check, const char *detail)
 {
-    json_t *arr = ud;
-    json_array_append_new(arr, json_pack("{s:s,s:b,s:s}", "check", check, "ok", ok, "detail",
-                                         detail ? detail : ""));
-    cf_log(ok ? CF_LOG_INFO : CF_LOG_ERROR, "check %s: %s%s%s", check, ok ? "ok" : "FAILED",
-           detail && *detail ? ": " : "", detail ? detail : "");
+    check_ctx *c = ud;
+    json_array_append_new(c->arr, json_pack("{s:s,s:s,s:b,s:s}", "component", c->component,
+                                            "check", check, "ok", ok, "detail",
+                                            detail ? detail : ""));
+    cf_log(ok ? CF_LOG_INFO : CF_LOG_ERROR, "check %s: %s: %s%s%s", c->component, check,
+           ok ? "ok" : "FAILED", detail && *detail ? ": " : "", detail ? detail : "");
 }
 
 /* Component order: the policy's declaration order, then components of
@@ -940,8 +948,9 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                     rc = cf_hctx_fail(db.hctx, st, "restore failed");
             }
             if (rc == 0 && db.ops->verify) {
-                coffer_status st = db.ops->verify(db.inst, cf_dbsource_api(src), &ro, check_cb,
-                                                  json_object_get(rep, "checks"));
+                check_ctx cc = {json_object_get(rep, "checks"), name};
+                coffer_status st =
+                    db.ops->verify(db.inst, cf_dbsource_api(src), &ro, check_cb, &cc);
                 if (st != COFFER_OK)
                     exit_code = CF_EXIT_PROBLEMS;
             }

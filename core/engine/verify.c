@@ -94,9 +94,9 @@ static void unchecked(vctx *v, const char *component, const char *why)
 
 static void db_check_cb(void *ud, int ok, const char *check, const char *detail)
 {
-    (void)ud;
+    const char *component = ud;
     if (!ok)
-        cf_log(CF_LOG_ERROR, "check %s: %s", check, detail ? detail : "failed");
+        cf_log(CF_LOG_ERROR, "check %s: %s: %s", component, check, detail ? detail : "failed");
 }
 
 static void check_databases(vctx *v, json_t *header)
@@ -148,7 +148,7 @@ static void check_databases(vctx *v, json_t *header)
             cf_hctx_fail(db.hctx, st, "restore into scratch space failed");
             problem(v, name, NULL, NULL, cf_error());
         } else {
-            st = db.ops->verify(db.inst, cf_dbsource_api(src), &ro, db_check_cb, NULL);
+            st = db.ops->verify(db.inst, cf_dbsource_api(src), &ro, db_check_cb, (void *)name);
             if (st != COFFER_OK) {
                 cf_hctx_fail(db.hctx, st, "database check failed");
                 problem(v, name, NULL, NULL, cf_error());

@@ -28,8 +28,8 @@ F=$T/out/asterdrive.sql
 expect_ok "restore --only database --map database=file://$F" \
     mcf restore -p "$MYSQL_POLICY" --set "$SET" --to "$T/r1" --only database --map "database=file://$F" ||
     die "restore to a file failed"
-assert_match "$ERR" "check sql_file: ok: .* is complete" "verify: the file is complete"
-assert_match "$ERR" 'check rows.asterdrive.files: ok: 20000 rows' "verify: row counts read back from the file"
+assert_match "$ERR" "check [^:]+: sql_file: ok: .* is complete" "verify: the file is complete"
+assert_match "$ERR" 'check [^:]+: rows.asterdrive.files: ok: 20000 rows' "verify: row counts read back from the file"
 assert_not_contains "$ERR" "FAIL" "no failed check"
 assert_exists "$F"
 assert_eq 600 "$(stat -c %a "$F")" "the file is private (0600)"

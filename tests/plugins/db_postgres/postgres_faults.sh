@@ -198,7 +198,7 @@ expect_rc 3 "restore into the non-empty database with --force (verify flags the 
     pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r4" --force --map "database=$(url_of busy)"
 assert_eq "$(val asterdrive "SELECT count(*) FROM files")" "$(val busy "SELECT count(*) FROM files")" \
     "the forced restore brought the set's rows"
-assert_match "$ERR" "check rows\.public\.keepme: FAILED" "verify reports the table that was not in the set"
+assert_match "$ERR" "check [^:]+: rows\.public\.keepme: FAILED" "verify reports the table that was not in the set"
 expect_rc 1 "restore into a missing database on a missing server fails" \
     pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r5" --map "database=postgres://$PG_USER@127.0.0.1:1/x"
 assert_contains "$ERR" "cannot connect to postgres://$PG_USER@127.0.0.1:1/" "the error names the target server"

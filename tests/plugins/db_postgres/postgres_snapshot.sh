@@ -99,7 +99,7 @@ section "set 1: restore into a fresh database (--map), compare with the referenc
 expect_ok "restore set 1 into database copy1 (created)" \
     pcf restore -p "$POLICY" --set "${SET[1]}" --to "$T/r1" --map "database=$(url_of copy1)"
 assert_contains "$ERR" "created database" "the missing target database was created"
-assert_match "$ERR" 'check rows\.public\.files: ok' "verify compared per-table row counts"
+assert_match "$ERR" 'check [^:]+: rows\.public\.files: ok' "verify compared per-table row counts"
 K1=$(val copy1 "SELECT k FROM writer_state")
 note "set 1 snapshot: writer step $K1 (backup ran during steps ${KBEFORE[1]}..${KAFTER[1]})"
 if [ "$K1" -ge "${KBEFORE[1]}" ] && [ "$K1" -le "${KAFTER[1]}" ]; then
