@@ -297,6 +297,13 @@ expect_rc 2 "the same usage error without --json" cf verify -p "$P" --frobnicate
 assert_eq "" "$OUT" "without --json nothing on stdout"
 
 section "partial successes (exit 3): the report says what went wrong"
+# a set written, then the start command failed: exit 1, but the set exists,
+# so the summary is printed and names the error (no error object)
+ASTERDRIVE_START=false expect_rc 1 "backup --json with a failing start command" cf backup -p "$P" --json
+schema backup "backup with a failing start command"
+assert_match "$(json_get "$OUT" 'j["set"]')" "$SETID_RE" "the summary names the set written"
+assert_contains "$(json_get "$OUT" 'j["errors"][0]')" "start command" "and the failed start command"
+assert_error_line "and the error line on stderr"
 ASTERDRIVE_DOCTOR=false expect_rc 3 "restore --json with a failing validate command" \
     cf restore -p "$P" --to "$T/r3" --json
 schema restore "restore with a failing validate command"
