@@ -1,7 +1,9 @@
 /*
  * coffer command line. Every command prints one clear line on failure
- * ("coffer: error: ...") and exits 0 ok, 1 failed, 2 usage/policy error,
- * 3 problems found (verify, restore checks).
+ * ("coffer: error: ...", through cli_error) and exits 0 ok, 1 failed,
+ * 2 usage/policy error, 3 problems found (verify, restore checks). With
+ * --json it prints one JSON document: its report, or the error object
+ * main() adds for a failure (docs/json.md).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -84,7 +86,8 @@ static const cli_spec spec_init = {
     (const cli_use[]){USE_POLICY,
                       {OPT_TARGET, "NAME", "create only this target's repository", 0},
                       {OPT_ENCRYPTION, "repokey|none", "encrypted (default) or not", 0},
-                      USE_JSON("print the repositories created as JSON"), USE_END},
+                      USE_JSON("print the repositories created as JSON"),
+                      USE_END},
     0};
 
 static int cmd_init(int argc, char **argv)
@@ -176,9 +179,9 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *id, json_
         cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
                copied ? "copied to" : "already at", t->name, cf_human_bytes(sent, b, sizeof b));
         if (done)
-            json_array_append_new(done, json_pack("{s:s,s:s,s:b,s:I}", "id", id, "target",
-                                                  t->name, "copied", copied, "bytes_sent",
-                                                  (json_int_t)sent));
+            json_array_append_new(done,
+                                  json_pack("{s:s,s:s,s:b,s:I}", "id", id, "target", t->name,
+                                            "copied", copied, "bytes_sent", (json_int_t)sent));
     }
     cf_lock_release(dst.lock);
     if (dst.repo)
@@ -200,9 +203,10 @@ static const cli_spec spec_backup = {
     "--dry-run reads, dumps and chunks everything like a backup and prints what\n"
     "would be stored (files, bytes, bytes the repository lacks), but writes\n"
     "nothing, takes no lock and runs no stop/start command.\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET, USE_JSON("print a summary object"),
-                      {OPT_DRY_RUN, NULL, "capture without storing: print what would be stored",
-                       0},
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
+                      USE_JSON("print a summary object"),
+                      {OPT_DRY_RUN, NULL, "capture without storing: print what would be stored", 0},
                       USE_END},
     0};
 
@@ -558,7 +562,8 @@ static const cli_spec spec_restore = {
     "--dry-run prints the plan (set, components in order, destinations, files and\n"
     "bytes, commands that would run) and writes nothing. --cleanup-previous removes\n"
     "the ROOT/.coffer-previous-SET directories restores left (`coffer sets` lists them).\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET,
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
                       {OPT_SET, "ID|latest", "the set to restore (default: latest)", 0},
                       {OPT_TO, "DIR", "restore under DIR, a separate root", 0},
                       {OPT_IN_PLACE, NULL, "restore over the policy's root (stop/start around)", 0},
@@ -615,7 +620,8 @@ static int cleanup_previous(const args *a)
         free(path);
     }
     if (a->json && rc == CF_EXIT_OK) {
-        json_t *j = json_pack("{s:s,s:b,s:O}", "root", root, "dry_run", a->dry_run, "removed", done);
+        json_t *j =
+            json_pack("{s:s,s:b,s:O}", "root", root, "dry_run", a->dry_run, "removed", done);
         print_json(j);
         json_decref(j);
     }
@@ -857,8 +863,9 @@ static int cmd_forget(int argc, char **argv)
                 json_array_append_new(list, json_string(t));
             free(copy);
             json_object_set_new(s, "reasons", list);
-            json_object_set_new(s, "removed", json_boolean(!json_is_true(json_object_get(s, "keep")) &&
-                                                           !a.dry_run));
+            json_object_set_new(
+                s, "removed",
+                json_boolean(!json_is_true(json_object_get(s, "keep")) && !a.dry_run));
         }
         print_json(rep);
     } else {
@@ -890,9 +897,11 @@ static const cli_spec spec_unlock = {
     "Remove stale locks (owner process gone, or not refreshed for 30 minutes);\n"
     "--all removes every lock: only when no other coffer uses the repository.\n"
     "There is no --dry-run: each lock removed is logged.\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET,
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
                       {OPT_ALL, NULL, "remove every lock, also live ones", 0},
-                      USE_JSON("print the number of locks removed as JSON"), USE_END},
+                      USE_JSON("print the number of locks removed as JSON"),
+                      USE_END},
     0};
 
 static int cmd_unlock(int argc, char **argv)
@@ -929,7 +938,8 @@ static const cli_spec spec_copy = {
                       {OPT_FROM, "TARGET", "the target the sets are read from (required)", 0},
                       {OPT_TO, "TARGET", "the target they are copied to (required)", 0},
                       {OPT_SET, "ID|latest|all", "the set(s) to copy (default: latest)", 0},
-                      USE_JSON("print each set copied or already there as JSON"), USE_END},
+                      USE_JSON("print each set copied or already there as JSON"),
+                      USE_END},
     0};
 
 static int cmd_copy(int argc, char **argv)
@@ -1015,7 +1025,8 @@ static const cli_spec spec_plugins = {
     "version, ABI and capabilities, or print one driver's option table.\n"
     "Drivers are loaded from --plugin-dir DIR given before the command.\n",
     (const cli_use[]){{OPT_DESCRIBE, "NAME", "print this driver's options", 0},
-                      USE_JSON("print the drivers (or the driver) as JSON"), USE_END},
+                      USE_JSON("print the drivers (or the driver) as JSON"),
+                      USE_END},
     0};
 
 static const char *type_name(coffer_opt_type t)
@@ -1088,13 +1099,14 @@ static int cmd_plugins(int argc, char **argv)
             return die(CF_EXIT_USAGE);
         if (a.json) {
             json_t *j = driver_json(d), *opts = json_array();
-            json_object_set_new(j, "description", json_string(d->desc.description ? d->desc.description : ""));
+            json_object_set_new(j, "description",
+                                json_string(d->desc.description ? d->desc.description : ""));
             for (const coffer_option *o = d->desc.options; o && o->name; o++)
-                json_array_append_new(
-                    opts, json_pack("{s:s,s:s,s:b,s:s,s:s?}", "name", o->name, "type",
-                                    type_name(o->type), "required", o->required, "description",
-                                    o->description ? o->description : "", "default",
-                                    o->default_value));
+                json_array_append_new(opts,
+                                      json_pack("{s:s,s:s,s:b,s:s,s:s?}", "name", o->name, "type",
+                                                type_name(o->type), "required", o->required,
+                                                "description", o->description ? o->description : "",
+                                                "default", o->default_value));
             json_object_set_new(j, "options", opts);
             print_json(j);
             json_decref(j);
@@ -1147,7 +1159,9 @@ static const cli_spec spec_policy = {
 
 static const char *comp_type_name(cf_comp_type t)
 {
-    return t == CF_COMP_DATABASE ? "database" : t == CF_COMP_OBJECT_STORE ? "object_store" : "files";
+    return t == CF_COMP_DATABASE       ? "database"
+           : t == CF_COMP_OBJECT_STORE ? "object_store"
+                                       : "files";
 }
 
 static int cmd_policy(int argc, char **argv)
