@@ -278,6 +278,33 @@ static void add_repo_stats(cf_run *run, json_t *sum)
                                                      "size_bytes", (json_int_t)v[1]));
 }
 
+/* The engine keeps no summary when the start command failed after the set
+ * was written: the set's manifest has its figures, all but the vanished
+ * files (null: not known). */
+static json_t *summary_from_manifest(cf_run *run, const char *id, double duration)
+{
+    json_t *h = NULL;
+    if (cf_manifest_header(run->repo, id, &h) != 0)
+        h = json_object();
+    json_t *tot = json_object_get(h, "totals");
+    json_t *sum = json_pack("{s:s,s:s}", "set", id, "policy", run->policy->name);
+    static const char *const keys[] = {"files", "bytes", "new_bytes", "stored_bytes",
+                                       "unchanged_files"};
+    for (size_t i = 0; i < CF_ARRAY_LEN(keys); i++)
+        json_object_set_new(sum, keys[i],
+                            json_integer(json_integer_value(json_object_get(tot, keys[i]))));
+    json_object_set_new(sum, "duration", json_real(duration));
+    json_object_set_new(sum, "vanished_files", json_null());
+    json_object_set_new(sum, "unreadable",
+                        json_integer(json_integer_value(json_object_get(tot, "unreadable"))));
+    if (json_is_true(json_object_get(h, "incomplete")))
+        json_object_set_new(sum, "incomplete", json_true());
+    if (json_is_array(json_object_get(h, "unreadable")))
+        json_object_set(sum, "unreadable_paths", json_object_get(h, "unreadable"));
+    json_decref(h);
+    return sum;
+}
+
 static int backup_run(args *a, char **id_out, json_t **sum_out)
 {
     cf_run *run;
@@ -286,6 +313,7 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         return orc;
     char *id = NULL;
     json_t *sum = NULL;
+    double t0 = cf_now();
     int rc = cf_backup(run, &id, &sum);
     if (rc != 0 && !id) {
         cf_run_close(run);
@@ -315,7 +343,7 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         }
     }
     if (!sum && a->json)
-        sum = json_pack("{s:s}", "set", id);
+        sum = summary_from_manifest(run, id, cf_now() - t0);
     if (sum)
         add_repo_stats(run, sum);
     if (sum && a->json) {

@@ -23,7 +23,7 @@ import json, sys
 
 BACKUP_COMMON = {
     "policy": "str", "files": "int", "bytes": "int", "new_bytes": "int", "stored_bytes": "int",
-    "unchanged_files": "int", "duration": "num", "vanished_files": "int", "unreadable": "int",
+    "unchanged_files": "int", "duration": "num", "vanished_files": "int|null", "unreadable": "int",
     "incomplete": "bool",
     "unreadable_paths": [{"component": "str", "path": "str", "reason": "str"}],
 }
@@ -303,6 +303,8 @@ ASTERDRIVE_START=false expect_rc 1 "backup --json with a failing start command" 
 schema backup "backup with a failing start command"
 assert_match "$(json_get "$OUT" 'j["set"]')" "$SETID_RE" "the summary names the set written"
 assert_contains "$(json_get "$OUT" 'j["errors"][0]')" "start command" "and the failed start command"
+assert_eq "$(json_get "$(cf sets -p "$P" --json)" 'j[-1]["totals"]["files"]')" "$(json_get "$OUT" 'j["files"]')" \
+    "its figures are the set's (from the manifest)"
 assert_error_line "and the error line on stderr"
 ASTERDRIVE_DOCTOR=false expect_rc 3 "restore --json with a failing validate command" \
     cf restore -p "$P" --to "$T/r3" --json
