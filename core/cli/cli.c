@@ -10,7 +10,7 @@
 #include "util/util.h"
 
 int no_progress;
-int json_printed;
+int json_printed, json_wanted;
 
 /* The last error line, for the error object of a command run with --json. */
 static char last_error[2048];
@@ -113,11 +113,11 @@ int usage_error(const char *cmd, const char *fmt, ...)
 void print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (s) {
-        puts(s);
-        fflush(stdout);
-        free(s);
-    }
+    if (!s)
+        return;
+    puts(s);
+    fflush(stdout);
+    free(s);
     json_printed = 1;
 }
 
@@ -179,7 +179,10 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_NO_PROGRESS: no_progress = 1; break;
     case OPT_POLICY: a->policy = val; break;
     case OPT_TARGET: a->target = val; break;
-    case OPT_JSON: a->json = 1; break;
+    case OPT_JSON:
+        a->json = 1;
+        json_wanted = 1;
+        break;
     case OPT_SET: a->set = val; break;
     case OPT_TO: a->to = val; break;
     case OPT_IN_PLACE: a->in_place = 1; break;

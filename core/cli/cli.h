@@ -99,6 +99,8 @@ int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Print j on stdout and note that this command's JSON was printed. */
 void print_json(json_t *j);
 extern int json_printed;
+/* --json was parsed (main also looks for it in a line parse refused). */
+extern int json_wanted;
 /* {"error": {"message": <last error line>, "exit": code, "command": cmd}};
  * cmd NULL when the command line named none. */
 void print_json_error(const char *cmd, int code);

@@ -1359,7 +1359,7 @@ int main(int argc, char **argv)
     int rc = dispatch(argc, argv, &cmd);
     /* A partial success (exit 3) printed its report, which says what went
      * wrong; a command that printed nothing gets the error object. */
-    if (rc != 0 && !json_printed && wants_json(argc, argv))
+    if (rc != 0 && !json_printed && (json_wanted || wants_json(argc, argv)))
         print_json_error(cmd, rc);
     return rc;
 }

@@ -293,6 +293,7 @@ jfail 2 plugins "plugins --describe --json of an unknown driver" cf plugins --de
 jfail 1 key "key remove --json of the key in use" cf key remove -p "$P" "$(json_get "$(cf key list -p "$P" --json)" 'j[0]["id"]')" --json
 jfail 2 init "init --json of an unknown target" cf init -p "$P" --target nosuch --json
 jfail 2 "" "an unknown command with --json (command null)" cf frobnicate --json
+jfail 2 sets "-j grouped with -v" cf sets -vj -p "$T/no-such-policy.yaml"
 expect_rc 2 "the same usage error without --json" cf verify -p "$P" --frobnicate
 assert_eq "" "$OUT" "without --json nothing on stdout"
 
@@ -325,5 +326,13 @@ COFFER_REPO=$T/damaged expect_rc 3 "check --json of a repository with its packs 
 schema check "check with the packs missing"
 assert_eq False "$(json_get "$OUT" 'j["ok"]')" "check: not ok"
 assert_gt "$(json_get "$OUT" 'j["problem_count"]')" 0 "the problems are counted"
+# a manifest that does not parse: listed with its error, the others as usual
+bad=$(find "$T/damaged/sets" -type f | sort | tail -1)
+echo "not a manifest" >"$bad"
+COFFER_REPO=$T/damaged expect_rc 3 "sets --json with an unreadable manifest" cf sets -p "$P" --json
+assert_eq "$(basename "$bad")" "$(json_get "$OUT" '" ".join(s["id"] for s in j if set(s) == {"id", "error"})')" \
+    "the unreadable set is an entry with id and error only"
+OUT=$(json_get "$OUT" '[s for s in j if "error" not in s]') schema sets "the other sets"
+assert_error_line "and the error line on stderr"
 
 finish
