@@ -342,8 +342,10 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
             copy_failed = 1;
         }
     }
-    if (!sum && a->json)
-        sum = summary_from_manifest(run, id, cf_now() - t0);
+    /* only printed: hooks and metrics see what the engine reported */
+    json_t *made = !sum && a->json ? summary_from_manifest(run, id, cf_now() - t0) : NULL;
+    if (made)
+        sum = made;
     if (sum)
         add_repo_stats(run, sum);
     if (sum && a->json) {
@@ -371,6 +373,10 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         printf("%s\n", id);
     }
     *id_out = id;
+    if (made) {
+        json_decref(made);
+        sum = NULL;
+    }
     *sum_out = sum;
     cf_run_close(run);
     if (start_err[0]) {

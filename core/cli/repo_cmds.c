@@ -100,7 +100,7 @@ int cmd_check(int argc, char **argv)
         json_object_set_new(rep, "ok", json_boolean(rc == CF_EXIT_OK));
         print_json(rep);
         if (rc != CF_EXIT_OK)
-            cli_error("check found %lld problem(s)", np);
+            cli_error("check found %lld problem(s) (see above)", np);
     } else if (rc == CF_EXIT_OK)
         printf("check: no problems found (%lld set(s)%s%s)\n",
                (long long)json_integer_value(json_object_get(rep, "sets")),
