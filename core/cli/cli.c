@@ -85,11 +85,6 @@ void cli_error(const char *fmt, ...)
     fprintf(stderr, "coffer: error: %s\n", last_error);
 }
 
-const char *cli_last_error(void)
-{
-    return last_error;
-}
-
 int die(int code)
 {
     cli_error("%s", cf_error());

@@ -90,7 +90,6 @@ int need_policy(const char *cmd, const args *a);
  * The message is kept: a command run with --json that fails before it
  * printed its report gets it back as an error object (print_json_error). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *cli_last_error(void);
 /* cli_error("<cf_error()>"), returns code. */
 int die(int code);
 /* One line "coffer: error: CMD: MSG (see `coffer CMD --help`)", returns
