@@ -168,6 +168,17 @@ jfail() {
     assert_eq 1 "$(printf '%s\n' "$ERR" | grep -c '^coffer: error: ')" "$desc: one error line on stderr"
     assert_eq "$(printf '%s\n' "$ERR" | sed -n 's/^coffer: error: //p')" \
         "$(json_get "$OUT" 'j["error"]["message"]')" "$desc: the object carries the error line's message"
+    # the same command line without --json: same status and error line, no stdout
+    local line=$ERR jout=$OUT plain=() x
+    for x in "$@"; do
+        if [ "$x" = --json ]; then continue; fi
+        if [[ "$x" =~ ^-[a-z]+$ ]]; then x=${x//j/}; fi
+        plain+=("$x")
+    done
+    run "${plain[@]}"
+    assert_eq "$code|$(printf '%s\n' "$line" | grep '^coffer: error: ')|" \
+        "$RC|$(printf '%s\n' "$ERR" | grep '^coffer: error: ')|$OUT" "$desc: without --json the same exit status and error line"
+    OUT=$jout ERR=$line RC=$code
 }
 
 section "a deployment and its repositories"
@@ -179,6 +190,7 @@ assert_eq True "$(json_get "$OUT" 'j["valid"]')" "policy check says valid"
 jrun init "init --json (both targets)" cf init -p "$P2" --json
 assert_eq "primary second" "$(json_get "$OUT" '" ".join(t["name"] for t in j["targets"])')" "init lists both targets"
 assert_eq repokey "$(json_get "$OUT" 'j["targets"][0]["encryption"]')" "init: encrypted"
+# shellcheck disable=SC2016 # the variable's name, not its value
 assert_eq '$COFFER_PASSPHRASE' "$(json_get "$OUT" 'j["targets"][0]["passphrase_source"]')" \
     "init names the passphrase source, never the passphrase"
 assert_not_contains "$OUT" "$COFFER_PASSPHRASE" "no passphrase in the output"
