@@ -10,6 +10,10 @@
 #include "util/util.h"
 
 int no_progress;
+int json_printed, json_wanted;
+
+/* The last error line, for the error object of a command run with --json. */
+static char last_error[2048];
 
 /* Every option of every command, defined once. */
 static const struct {
@@ -72,9 +76,18 @@ int given(const args *a, int id)
     return a->given[id];
 }
 
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "coffer: error: %s\n", last_error);
+}
+
 int die(int code)
 {
-    fprintf(stderr, "coffer: error: %s\n", cf_error());
+    cli_error("%s", cf_error());
     return code;
 }
 
@@ -86,19 +99,30 @@ int usage_error(const char *cmd, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (cmd)
-        fprintf(stderr, "coffer: error: %s: %s (see `coffer %s --help`)\n", cmd, msg, cmd);
+        cli_error("%s: %s (see `coffer %s --help`)", cmd, msg, cmd);
     else
-        fprintf(stderr, "coffer: error: %s (see `coffer --help`)\n", msg);
+        cli_error("%s (see `coffer --help`)", msg);
     return CF_EXIT_USAGE;
 }
 
 void print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (s) {
-        puts(s);
-        free(s);
-    }
+    if (!s)
+        return;
+    puts(s);
+    fflush(stdout);
+    free(s);
+    json_printed = 1;
+}
+
+void print_json_error(const char *cmd, int code)
+{
+    const char *msg = last_error[0] ? last_error : cf_error();
+    json_t *e = json_pack("{s:{s:s,s:i,s:s?}}", "error", "message", msg && *msg ? msg : "failed",
+                          "exit", code, "command", cmd);
+    print_json(e);
+    json_decref(e);
 }
 
 static const cli_use *find_use(const cli_spec *spec, int id)
@@ -150,7 +174,10 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_NO_PROGRESS: no_progress = 1; break;
     case OPT_POLICY: a->policy = val; break;
     case OPT_TARGET: a->target = val; break;
-    case OPT_JSON: a->json = 1; break;
+    case OPT_JSON:
+        a->json = 1;
+        json_wanted = 1;
+        break;
     case OPT_SET: a->set = val; break;
     case OPT_TO: a->to = val; break;
     case OPT_IN_PLACE: a->in_place = 1; break;

@@ -86,12 +86,23 @@ void args_free(args *a);
 int given(const args *a, int id);
 const char *opt_name(int id);
 int need_policy(const char *cmd, const args *a);
-/* "coffer: error: <cf_error()>", returns code. */
+/* The one way an error line is printed: "coffer: error: MSG" on stderr.
+ * The message is kept: a command run with --json that fails before it
+ * printed its report gets it back as an error object (print_json_error). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* cli_error("<cf_error()>"), returns code. */
 int die(int code);
 /* One line "coffer: error: CMD: MSG (see `coffer CMD --help`)", returns
  * CF_EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print j on stdout and note that this command's JSON was printed. */
 void print_json(json_t *j);
+extern int json_printed;
+/* --json was parsed (main also looks for it in a line parse refused). */
+extern int json_wanted;
+/* {"error": {"message": <last error line>, "exit": code, "command": cmd}};
+ * cmd NULL when the command line named none. */
+void print_json_error(const char *cmd, int code);
 extern int no_progress;
 
 /* The common start of a policy command: parse options, require -p, open

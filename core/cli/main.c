@@ -1,7 +1,9 @@
 /*
  * coffer command line. Every command prints one clear line on failure
- * ("coffer: error: ...") and exits 0 ok, 1 failed, 2 usage/policy error,
- * 3 problems found (verify, restore checks).
+ * ("coffer: error: ...", through cli_error) and exits 0 ok, 1 failed,
+ * 2 usage/policy error, 3 problems found (verify, restore checks). With
+ * --json it prints one JSON document: its report, or the error object
+ * main() adds for a failure (docs/json.md).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -47,6 +49,8 @@ static const char *usage_main =
     "  policy   check FILE                           validate a policy\n"
     "  help     [COMMAND]                            describe coffer or one command\n"
     "\n"
+    "Every command takes --json: one JSON document on stdout (on failure an object\n"
+    "{\"error\": {\"message\", \"exit\", \"command\"}}), as docs/json.md describes.\n"
     "A command refuses (exit status 2) every option and argument it does not use;\n"
     "--dry-run exists where a command changes something (backup, restore, forget,\n"
     "prune) and nowhere else.\n"
@@ -70,7 +74,7 @@ static const char *usage_main =
 
 static const cli_spec spec_init = {
     "init",
-    "usage: coffer init -p POLICY [--target NAME] [--encryption repokey|none]\n"
+    "usage: coffer init -p POLICY [--target NAME] [--encryption repokey|none] [--json]\n"
     "Create an empty repository at every target of the policy (or one).\n"
     "Refuses a location that already holds a repository.\n"
     "--encryption repokey (the default when the target has a passphrase source:\n"
@@ -82,6 +86,7 @@ static const cli_spec spec_init = {
     (const cli_use[]){USE_POLICY,
                       {OPT_TARGET, "NAME", "create only this target's repository", 0},
                       {OPT_ENCRYPTION, "repokey|none", "encrypted (default) or not", 0},
+                      USE_JSON("print the repositories created as JSON"),
                       USE_END},
     0};
 
@@ -100,6 +105,7 @@ static int cmd_init(int argc, char **argv)
     if (cf_run_load_policy(a.policy, &p) != 0)
         return die(CF_EXIT_USAGE);
     int rc = CF_EXIT_OK;
+    json_t *created = json_array();
     for (size_t i = 0; i < p->ntargets && rc == CF_EXIT_OK; i++) {
         const cf_target *t = &p->targets[i];
         if (a.target && strcmp(a.target, t->name) != 0)
@@ -124,6 +130,13 @@ static int cmd_init(int argc, char **argv)
             cf_repo_init(run.store, &prm) != 0) {
             cf_error_prefix("init target '%s' (%s)", t->name, t->location);
             rc = die(CF_EXIT_FAILED);
+        } else if (a.json) {
+            char d[1100];
+            json_array_append_new(
+                created,
+                json_pack("{s:s,s:s,s:s,s:s?}", "name", t->name, "location", t->location,
+                          "encryption", prm.encryption ? "repokey" : "none", "passphrase_source",
+                          prm.encryption ? cf_passphrase_describe(&ps, d, sizeof d) : NULL));
         } else {
             char d[1100];
             printf("created repository at target '%s' (%s), %s%s%s\n", t->name, t->location,
@@ -137,13 +150,21 @@ static int cmd_init(int argc, char **argv)
         cf_fail("%s: no target named '%s'", a.policy, a.target);
         rc = die(CF_EXIT_USAGE);
     }
+    if (a.json && rc == CF_EXIT_OK) {
+        json_t *j = json_pack("{s:o}", "targets", created);
+        print_json(j);
+        json_decref(j);
+    } else {
+        json_decref(created);
+    }
     cf_policy_free(p);
     args_free(&a);
     return rc;
 }
 
-/* Copy one set from run's (open, locked) target to another target. */
-static int copy_to_target(cf_run *run, const cf_target *t, const char *id)
+/* Copy one set from run's (open, locked) target to another target; adds
+ * {"id", "target", "copied", "bytes_sent"} to done when given. */
+static int copy_to_target(cf_run *run, const cf_target *t, const char *id, json_t *done)
 {
     cf_run dst = {.policy = run->policy};
     int rc = cf_run_open_target(&dst, t, 1);
@@ -157,6 +178,10 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *id)
         char b[32];
         cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
                copied ? "copied to" : "already at", t->name, cf_human_bytes(sent, b, sizeof b));
+        if (done)
+            json_array_append_new(done,
+                                  json_pack("{s:s,s:s,s:b,s:I}", "id", id, "target", t->name,
+                                            "copied", copied, "bytes_sent", (json_int_t)sent));
     }
     cf_lock_release(dst.lock);
     if (dst.repo)
@@ -172,16 +197,28 @@ static const cli_spec spec_backup = {
     "usage: coffer backup -p POLICY [--target NAME] [--json] [--dry-run]\n"
     "Capture the policy's boundary (maintenance: stop, capture, start) as one\n"
     "new set in the target's repository (default: the first target). Prints\n"
-    "the set id; --json prints a summary object. A policy with several targets\n"
+    "the set id; --json prints a summary object (with the errors, if the set was\n"
+    "written but the start command or a copy failed). A policy with several targets\n"
     "then copies the set to the others (not with --target).\n"
     "--dry-run reads, dumps and chunks everything like a backup and prints what\n"
     "would be stored (files, bytes, bytes the repository lacks), but writes\n"
     "nothing, takes no lock and runs no stop/start command.\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET, USE_JSON("print a summary object"),
-                      {OPT_DRY_RUN, NULL, "capture without storing: print what would be stored",
-                       0},
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
+                      USE_JSON("print a summary object"),
+                      {OPT_DRY_RUN, NULL, "capture without storing: print what would be stored", 0},
                       USE_END},
     0};
+
+/* The same fields in every summary: "incomplete" and "unreadable_paths"
+ * also when nothing was left out. */
+static void typed_summary(json_t *sum)
+{
+    json_object_set_new(sum, "incomplete",
+                        json_boolean(json_is_true(json_object_get(sum, "incomplete"))));
+    if (!json_is_array(json_object_get(sum, "unreadable_paths")))
+        json_object_set_new(sum, "unreadable_paths", json_array());
+}
 
 static int backup_dry_run(args *a)
 {
@@ -197,6 +234,7 @@ static int backup_dry_run(args *a)
         return die(CF_EXIT_FAILED);
     }
     if (a->json) {
+        typed_summary(sum);
         print_json(sum);
     } else {
         char b1[32], b2[32], b3[32];
@@ -240,6 +278,33 @@ static void add_repo_stats(cf_run *run, json_t *sum)
                                                      "size_bytes", (json_int_t)v[1]));
 }
 
+/* The engine keeps no summary when the start command failed after the set
+ * was written: the set's manifest has its figures, all but the vanished
+ * files (null: not known). */
+static json_t *summary_from_manifest(cf_run *run, const char *id, double duration)
+{
+    json_t *h = NULL;
+    if (cf_manifest_header(run->repo, id, &h) != 0)
+        h = json_object();
+    json_t *tot = json_object_get(h, "totals");
+    json_t *sum = json_pack("{s:s,s:s}", "set", id, "policy", run->policy->name);
+    static const char *const keys[] = {"files", "bytes", "new_bytes", "stored_bytes",
+                                       "unchanged_files"};
+    for (size_t i = 0; i < CF_ARRAY_LEN(keys); i++)
+        json_object_set_new(sum, keys[i],
+                            json_integer(json_integer_value(json_object_get(tot, keys[i]))));
+    json_object_set_new(sum, "duration", json_real(duration));
+    json_object_set_new(sum, "vanished_files", json_null());
+    json_object_set_new(sum, "unreadable",
+                        json_integer(json_integer_value(json_object_get(tot, "unreadable"))));
+    if (json_is_true(json_object_get(h, "incomplete")))
+        json_object_set_new(sum, "incomplete", json_true());
+    if (json_is_array(json_object_get(h, "unreadable")))
+        json_object_set(sum, "unreadable_paths", json_object_get(h, "unreadable"));
+    json_decref(h);
+    return sum;
+}
+
 static int backup_run(args *a, char **id_out, json_t **sum_out)
 {
     cf_run *run;
@@ -248,6 +313,7 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         return orc;
     char *id = NULL;
     json_t *sum = NULL;
+    double t0 = cf_now();
     int rc = cf_backup(run, &id, &sum);
     if (rc != 0 && !id) {
         cf_run_close(run);
@@ -261,19 +327,35 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
     /* Multi-site: the first target gets the backup, the others a copy. */
     int copy_failed = 0;
     char copy_err[2048] = "";
+    json_t *errors = json_array(), *copies = json_array();
+    if (start_err[0])
+        json_array_append_new(errors, json_string(start_err));
     for (size_t i = 0; !a->target && i < run->policy->ntargets; i++) {
         const cf_target *t = &run->policy->targets[i];
         if (t == run->target)
             continue;
-        if (copy_to_target(run, t, id) != 0) {
+        if (copy_to_target(run, t, id, copies) != 0) {
             snprintf(copy_err, sizeof copy_err, "set %s: copy to target '%s' failed: %s", id,
                      t->name, cf_error());
-            fprintf(stderr, "coffer: error: %s\n", copy_err);
+            cli_error("%s", copy_err);
+            json_array_append_new(errors, json_string(copy_err));
             copy_failed = 1;
         }
     }
+    /* only printed: hooks and metrics see what the engine reported */
+    json_t *made = !sum && a->json ? summary_from_manifest(run, id, cf_now() - t0) : NULL;
+    if (made)
+        sum = made;
     if (sum)
         add_repo_stats(run, sum);
+    if (sum && a->json) {
+        /* The set exists whatever failed after it: the summary says what. */
+        typed_summary(sum);
+        json_object_set(sum, "copies", copies);
+        json_object_set(sum, "errors", errors);
+    }
+    json_decref(copies);
+    json_decref(errors);
     if (!sum) {
         printf("%s\n", id);
     } else if (a->json) {
@@ -291,10 +373,14 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         printf("%s\n", id);
     }
     *id_out = id;
+    if (made) {
+        json_decref(made);
+        sum = NULL;
+    }
     *sum_out = sum;
     cf_run_close(run);
     if (start_err[0]) {
-        fprintf(stderr, "coffer: error: %s\n", start_err);
+        cli_error("%s", start_err);
         cf_fail("%s", start_err);
         return CF_EXIT_FAILED;
     }
@@ -307,7 +393,7 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         cf_fail("set %s is incomplete: %lld path(s) could not be read and are not in it "
                 "(listed above; on_unreadable: fail refuses such a set)",
                 id, (long long)json_integer_value(json_object_get(sum, "unreadable")));
-        fprintf(stderr, "coffer: error: %s\n", cf_error());
+        cli_error("%s", cf_error());
         return CF_EXIT_PROBLEMS;
     }
     return CF_EXIT_OK;
@@ -357,6 +443,44 @@ static const cli_spec spec_sets = {
                       USE_END},
     0};
 
+/* A database's recorded metadata with typed values: the drivers record
+ * strings; counts and sizes become integers, the database list an array.
+ * Other values (versions, modes such as "0644") stay strings. */
+static int numeric_meta(const char *key)
+{
+    static const char *const bases[] = {"rows", "size", "server_version_num", "binlog_position"};
+    size_t l = strcspn(key, ".");
+    for (size_t i = 0; i < CF_ARRAY_LEN(bases); i++)
+        if (strlen(bases[i]) == l && strncmp(key, bases[i], l) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *typed_meta(json_t *meta)
+{
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(meta, k, v)
+    {
+        const char *s = json_string_value(v);
+        char *end;
+        if (s && *s && numeric_meta(k) && strspn(s, "0123456789") == strlen(s) && strlen(s) < 19) {
+            json_object_set_new(out, k, json_integer((json_int_t)strtoll(s, &end, 10)));
+        } else if (s && strcmp(k, "databases") == 0) {
+            json_t *arr = json_array();
+            char *copy = cf_strdup(s), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                json_array_append_new(arr, json_string(t));
+            free(copy);
+            json_object_set_new(out, k, arr);
+        } else {
+            json_object_set(out, k, v);
+        }
+    }
+    return out;
+}
+
 static int cmd_sets(int argc, char **argv)
 {
     args a = {0};
@@ -376,7 +500,9 @@ static int cmd_sets(int argc, char **argv)
         json_t *h;
         if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
             cf_log(CF_LOG_ERROR, "set %s: %s", ids[i], cf_error());
-            bad = 1;
+            /* its policy is unknown: listed with the reason, exit 3 */
+            json_array_append_new(arr, json_pack("{s:s,s:s}", "id", ids[i], "error", cf_error()));
+            bad++;
             continue;
         }
         const char *pol = json_string_value(json_object_get(h, "policy"));
@@ -398,14 +524,14 @@ static int cmd_sets(int argc, char **argv)
         json_array_foreach(json_object_get(h, "components"), k, c)
         {
             if (json_object_get(c, "meta"))
-                json_object_set(dbmeta, json_string_value(json_object_get(c, "name")),
-                                json_object_get(c, "meta"));
+                json_object_set_new(dbmeta, json_string_value(json_object_get(c, "name")),
+                                    typed_meta(json_object_get(c, "meta")));
         }
         json_object_set_new(o, "databases", dbmeta);
         json_object_set_new(o, "incomplete",
                             json_boolean(json_is_true(json_object_get(h, "incomplete"))));
-        if (json_object_get(h, "unreadable"))
-            json_object_set(o, "unreadable", json_object_get(h, "unreadable"));
+        json_t *unr = json_object_get(h, "unreadable");
+        json_object_set_new(o, "unreadable", json_is_array(unr) ? json_incref(unr) : json_array());
         json_array_append_new(arr, o);
         if (!a.json) {
             char b[32];
@@ -427,6 +553,8 @@ static int cmd_sets(int argc, char **argv)
     if (a.json)
         print_json(arr);
     json_decref(arr);
+    if (bad)
+        cli_error("%d set(s) could not be read (named above)", bad);
     if (!a.json) {
         /* What in-place restores moved aside stays until removed on purpose. */
         char **prev;
@@ -453,7 +581,7 @@ static const cli_spec spec_restore = {
     "                      (--to DIR | --in-place) [--only NAME]...\n"
     "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
     "                      [--rollback-objects] [--dry-run]\n"
-    "       coffer restore -p POLICY --cleanup-previous [--to DIR] [--dry-run]\n"
+    "       coffer restore -p POLICY --cleanup-previous [--to DIR] [--dry-run] [--json]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
     "databases, data directories), then database checks and the policy's\n"
     "validate commands. --to DIR re-roots every path under DIR (which must be\n"
@@ -468,7 +596,8 @@ static const cli_spec spec_restore = {
     "--dry-run prints the plan (set, components in order, destinations, files and\n"
     "bytes, commands that would run) and writes nothing. --cleanup-previous removes\n"
     "the ROOT/.coffer-previous-SET directories restores left (`coffer sets` lists them).\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET,
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
                       {OPT_SET, "ID|latest", "the set to restore (default: latest)", 0},
                       {OPT_TO, "DIR", "restore under DIR, a separate root", 0},
                       {OPT_IN_PLACE, NULL, "restore over the policy's root (stop/start around)", 0},
@@ -491,8 +620,9 @@ static const cli_spec spec_restore = {
 static int cleanup_previous(const args *a)
 {
     if (a->set || a->in_place || a->nonly || a->nmaps || a->force || a->no_validate ||
-        a->rollback_objects || a->json)
-        return usage_error("restore", "--cleanup-previous takes only -p, --to DIR and --dry-run");
+        a->rollback_objects)
+        return usage_error("restore",
+                           "--cleanup-previous takes only -p, --to DIR, --dry-run and --json");
     cf_policy *p;
     if (cf_run_load_policy(a->policy, &p) != 0)
         return die(CF_EXIT_USAGE);
@@ -500,24 +630,36 @@ static int cleanup_previous(const args *a)
     char **names;
     size_t n;
     int rc = cf_previous_list(root, &names, &n) != 0 ? die(CF_EXIT_FAILED) : CF_EXIT_OK;
-    if (rc == CF_EXIT_OK && n == 0)
+    if (rc == CF_EXIT_OK && n == 0 && !a->json)
         printf("nothing kept aside in %s\n", root);
+    json_t *done = json_array();
     for (size_t i = 0; i < n && rc == CF_EXIT_OK; i++) {
         char *path = cf_asprintf("%s/%s", root, names[i]);
         if (a->dry_run) {
-            printf("would remove %s\n", path);
+            if (!a->json)
+                printf("would remove %s\n", path);
+            json_array_append_new(done, json_string(path));
         } else {
             cf_rmtree(path);
             struct stat st;
             if (lstat(path, &st) == 0) {
-                fprintf(stderr, "coffer: error: %s could not be removed completely\n", path);
+                cli_error("%s could not be removed completely", path);
                 rc = CF_EXIT_FAILED;
             } else {
-                printf("removed %s\n", path);
+                if (!a->json)
+                    printf("removed %s\n", path);
+                json_array_append_new(done, json_string(path));
             }
         }
         free(path);
     }
+    if (a->json && rc == CF_EXIT_OK) {
+        json_t *j =
+            json_pack("{s:s,s:b,s:O}", "root", root, "dry_run", a->dry_run, "removed", done);
+        print_json(j);
+        json_decref(j);
+    }
+    json_decref(done);
     cf_strv_free(names, n);
     free(root);
     cf_policy_free(p);
@@ -589,10 +731,12 @@ static int cmd_restore(int argc, char **argv)
     } else if (rc != CF_EXIT_OK) {
         die(rc);
     } else if (a.dry_run) {
-        if (a.json)
+        if (a.json) {
+            json_object_set_new(rep, "dry_run", json_true());
             print_json(rep);
-        else
+        } else {
             print_plan(rep);
+        }
     } else if (cf_run_lock(run, 0, "restore") != 0) {
         rc = die(CF_EXIT_FAILED);
     } else {
@@ -603,20 +747,25 @@ static int cmd_restore(int argc, char **argv)
         o.set = id;
         rc = cf_restore(run, &o, &rep);
         free(id);
-        if (rc == CF_EXIT_USAGE)
+        if (rc == CF_EXIT_USAGE) {
             usage_error("restore", "%s", cf_error());
-        else if (rc == CF_EXIT_FAILED)
-            fprintf(stderr, "coffer: error: %s\n", cf_error());
-        else if (a.json)
-            print_json(rep);
-        else if (rc == CF_EXIT_OK)
-            printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
-                   json_string_value(json_object_get(rep, "root")));
-        else
-            fprintf(stderr,
-                    "coffer: error: set %s restored into %s, but checks failed (see above)\n",
-                    json_string_value(json_object_get(rep, "set")),
-                    json_string_value(json_object_get(rep, "root")));
+        } else if (rc == CF_EXIT_FAILED) {
+            die(rc);
+        } else {
+            if (a.json) {
+                /* exit 3: the failed checks are those with "ok": false */
+                json_object_set_new(rep, "dry_run", json_false());
+                json_object_set_new(rep, "ok", json_boolean(rc == CF_EXIT_OK));
+                print_json(rep);
+            } else if (rc == CF_EXIT_OK) {
+                printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
+                       json_string_value(json_object_get(rep, "root")));
+            }
+            if (rc != CF_EXIT_OK)
+                cli_error("set %s restored into %s, but checks failed (see above)",
+                          json_string_value(json_object_get(rep, "set")),
+                          json_string_value(json_object_get(rep, "root")));
+        }
     }
     if (rep)
         json_decref(rep);
@@ -650,18 +799,21 @@ static int cmd_verify(int argc, char **argv)
     cf_verify_opts o = {.set = a.set, .read_data = a.read_data};
     json_t *rep = NULL;
     int rc = cf_verify(run, &o, &rep);
-    if (rc == CF_EXIT_FAILED)
-        fprintf(stderr, "coffer: error: %s\n", cf_error());
-    else if (a.json)
+    if (rc == CF_EXIT_FAILED) {
+        die(rc);
+    } else if (a.json) {
+        json_object_set_new(rep, "ok", json_boolean(rc == CF_EXIT_OK));
         print_json(rep);
-    else if (rc == CF_EXIT_OK && json_array_size(json_object_get(rep, "not_checked")))
+        if (rc != CF_EXIT_OK)
+            cli_error("verify found %zu problem(s)",
+                      json_array_size(json_object_get(rep, "problems")));
+    } else if (rc == CF_EXIT_OK && json_array_size(json_object_get(rep, "not_checked")))
         printf("verify: no problems found; %zu database dump(s) not read back (named above)\n",
                json_array_size(json_object_get(rep, "not_checked")));
     else if (rc == CF_EXIT_OK)
         printf("verify: no problems found\n");
     else
-        fprintf(stderr, "coffer: error: verify found %zu problem(s)\n",
-                json_array_size(json_object_get(rep, "problems")));
+        cli_error("verify found %zu problem(s)", json_array_size(json_object_get(rep, "problems")));
     if (rep)
         json_decref(rep);
     cf_run_close(run);
@@ -733,6 +885,22 @@ static int cmd_forget(int argc, char **argv)
         return frc == -2 ? usage_error("forget", "%s", cf_error()) : die(CF_EXIT_FAILED);
     }
     if (a.json) {
+        /* the engine joins the rules with commas; JSON gets a list */
+        size_t i;
+        json_t *s;
+        json_array_foreach(rep, i, s)
+        {
+            json_t *list = json_array();
+            char *copy = cf_strdup(json_string_value(json_object_get(s, "reasons")));
+            for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save))
+                json_array_append_new(list, json_string(t));
+            free(copy);
+            json_object_set_new(s, "reasons", list);
+            json_object_set_new(
+                s, "removed",
+                json_boolean(!json_is_true(json_object_get(s, "keep")) && !a.dry_run));
+        }
         print_json(rep);
     } else {
         size_t i;
@@ -759,12 +927,15 @@ static int cmd_forget(int argc, char **argv)
 
 static const cli_spec spec_unlock = {
     "unlock",
-    "usage: coffer unlock -p POLICY [--target NAME] [--all]\n"
+    "usage: coffer unlock -p POLICY [--target NAME] [--all] [--json]\n"
     "Remove stale locks (owner process gone, or not refreshed for 30 minutes);\n"
     "--all removes every lock: only when no other coffer uses the repository.\n"
     "There is no --dry-run: each lock removed is logged.\n",
-    (const cli_use[]){USE_POLICY, USE_TARGET,
-                      {OPT_ALL, NULL, "remove every lock, also live ones", 0}, USE_END},
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
+                      {OPT_ALL, NULL, "remove every lock, also live ones", 0},
+                      USE_JSON("print the number of locks removed as JSON"),
+                      USE_END},
     0};
 
 static int cmd_unlock(int argc, char **argv)
@@ -778,7 +949,13 @@ static int cmd_unlock(int argc, char **argv)
     cf_run_close(run);
     if (n < 0)
         return die(CF_EXIT_FAILED);
-    printf("%d lock(s) removed\n", n);
+    if (a.json) {
+        json_t *j = json_pack("{s:i,s:b}", "removed", n, "all", a.all);
+        print_json(j);
+        json_decref(j);
+    } else {
+        printf("%d lock(s) removed\n", n);
+    }
     return CF_EXIT_OK;
 }
 
@@ -786,7 +963,7 @@ static int cmd_unlock(int argc, char **argv)
 
 static const cli_spec spec_copy = {
     "copy",
-    "usage: coffer copy -p POLICY --from TARGET --to TARGET [--set ID|latest|all]\n"
+    "usage: coffer copy -p POLICY --from TARGET --to TARGET [--set ID|latest|all] [--json]\n"
     "Copy sets of this policy between two targets (another site): only chunks the\n"
     "destination lacks are sent. Sets already there are skipped, so an\n"
     "interrupted copy resumes where it stopped. Default: --set latest.\n"
@@ -795,6 +972,7 @@ static const cli_spec spec_copy = {
                       {OPT_FROM, "TARGET", "the target the sets are read from (required)", 0},
                       {OPT_TO, "TARGET", "the target they are copied to (required)", 0},
                       {OPT_SET, "ID|latest|all", "the set(s) to copy (default: latest)", 0},
+                      USE_JSON("print each set copied or already there as JSON"),
                       USE_END},
     0};
 
@@ -852,13 +1030,23 @@ static int cmd_copy(int argc, char **argv)
             ids[n++] = id;
         }
     }
+    json_t *done = json_array();
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = copy_to_target(run, t, ids[i]);
+        rc = copy_to_target(run, t, ids[i], done);
     cf_strv_free(ids, n);
     cf_run_close(run);
-    if (rc != 0)
+    if (rc != 0) {
+        json_decref(done);
         return die(CF_EXIT_FAILED);
-    printf("%zu set(s) present at target '%s'\n", n, a.to);
+    }
+    if (a.json) {
+        json_t *j = json_pack("{s:s,s:s,s:o}", "from", a.from, "to", a.to, "sets", done);
+        print_json(j);
+        json_decref(j);
+    } else {
+        json_decref(done);
+        printf("%zu set(s) present at target '%s'\n", n, a.to);
+    }
     return CF_EXIT_OK;
 }
 
@@ -866,11 +1054,13 @@ static int cmd_copy(int argc, char **argv)
 
 static const cli_spec spec_plugins = {
     "plugins",
-    "usage: coffer plugins [--describe NAME]\n"
+    "usage: coffer plugins [--describe NAME] [--json]\n"
     "List the drivers (built-in and loaded from plugin directories) with kind,\n"
     "version, ABI and capabilities, or print one driver's option table.\n"
     "Drivers are loaded from --plugin-dir DIR given before the command.\n",
-    (const cli_use[]){{OPT_DESCRIBE, "NAME", "print this driver's options", 0}, USE_END},
+    (const cli_use[]){{OPT_DESCRIBE, "NAME", "print this driver's options", 0},
+                      USE_JSON("print the drivers (or the driver) as JSON"),
+                      USE_END},
     0};
 
 static const char *type_name(coffer_opt_type t)
@@ -879,14 +1069,15 @@ static const char *type_name(coffer_opt_type t)
     return (unsigned)t < CF_ARRAY_LEN(n) ? n[t] : "?";
 }
 
-static void caps_string(const cf_driver *d, char *buf, size_t len)
+/* The capabilities as a JSON array; caps_string joins it for the table. */
+static json_t *caps_list(const cf_driver *d)
 {
-    buf[0] = 0;
+    json_t *arr = json_array();
     const coffer_storage_ops *s = d->desc.storage;
     const coffer_database_ops *db = d->desc.database;
 #define CAP(cond, name)                                                                            \
     if (cond)                                                                                      \
-        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "," : "", name)
+    json_array_append_new(arr, json_string(name))
     CAP(s && s->versioning_status, "versioning");
     CAP(s && s->object_lock_status, "object-lock");
     CAP(s && s->restore_version, "restore-version");
@@ -894,8 +1085,28 @@ static void caps_string(const cf_driver *d, char *buf, size_t len)
     CAP(db && db->owned_paths, "owns-files");
     CAP(db && db->query, "query");
 #undef CAP
+    return arr;
+}
+
+static void caps_string(const cf_driver *d, char *buf, size_t len)
+{
+    buf[0] = 0;
+    json_t *arr = caps_list(d);
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", json_string_value(c));
+    json_decref(arr);
     if (!buf[0])
         snprintf(buf, len, "-");
+}
+
+static json_t *driver_json(const cf_driver *d)
+{
+    return json_pack("{s:s,s:s,s:s?,s:i,s:i,s:o,s:b,s:s?}", "name", d->desc.name, "kind",
+                     cf_kind_name(d->desc.kind), "version", d->desc.version, "abi_major",
+                     (int)d->desc.abi_major, "abi_minor", (int)d->desc.abi_minor, "capabilities",
+                     caps_list(d), "built_in", d->path == NULL, "path", d->path);
 }
 
 static int cmd_plugins(int argc, char **argv)
@@ -920,6 +1131,21 @@ static int cmd_plugins(int argc, char **argv)
         }
         if (!d)
             return die(CF_EXIT_USAGE);
+        if (a.json) {
+            json_t *j = driver_json(d), *opts = json_array();
+            json_object_set_new(j, "description",
+                                json_string(d->desc.description ? d->desc.description : ""));
+            for (const coffer_option *o = d->desc.options; o && o->name; o++)
+                json_array_append_new(opts,
+                                      json_pack("{s:s,s:s,s:b,s:s,s:s?}", "name", o->name, "type",
+                                                type_name(o->type), "required", o->required,
+                                                "description", o->description ? o->description : "",
+                                                "default", o->default_value));
+            json_object_set_new(j, "options", opts);
+            print_json(j);
+            json_decref(j);
+            return CF_EXIT_OK;
+        }
         printf("%s (%s driver) %s, ABI %u.%u, %s\n%s\n\noptions:\n", d->desc.name,
                cf_kind_name(d->desc.kind), d->desc.version ? d->desc.version : "?",
                d->desc.abi_major, d->desc.abi_minor, d->path ? d->path : "built in",
@@ -930,6 +1156,17 @@ static int cmd_plugins(int argc, char **argv)
                    o->description ? o->description : "",
                    o->default_value ? " (default: " : "", o->default_value ? o->default_value : "",
                    o->default_value ? ")" : "");
+        return CF_EXIT_OK;
+    }
+    if (a.json) {
+        json_t *drv = json_array(), *bad = json_array();
+        for (size_t i = 0; i < cf_registry_count(); i++)
+            json_array_append_new(drv, driver_json(cf_registry_at(i)));
+        for (size_t i = 0; i < cf_registry_failure_count(); i++)
+            json_array_append_new(bad, json_string(cf_registry_failure_at(i)->reason));
+        json_t *j = json_pack("{s:o,s:o}", "drivers", drv, "not_loaded", bad);
+        print_json(j);
+        json_decref(j);
         return CF_EXIT_OK;
     }
     printf("%-12s %-9s %-10s %-5s %-30s %s\n", "NAME", "KIND", "VERSION", "ABI", "CAPABILITIES",
@@ -951,9 +1188,16 @@ static int cmd_plugins(int argc, char **argv)
 
 static const cli_spec spec_policy = {
     "policy",
-    "usage: coffer policy check FILE\n"
+    "usage: coffer policy check FILE [--json]\n"
     "Validate a policy against the schema and its drivers' options.\n",
-    (const cli_use[]){USE_END}, 2};
+    (const cli_use[]){USE_JSON("print what the policy holds as JSON"), USE_END}, 2};
+
+static const char *comp_type_name(cf_comp_type t)
+{
+    return t == CF_COMP_DATABASE       ? "database"
+           : t == CF_COMP_OBJECT_STORE ? "object_store"
+                                       : "files";
+}
 
 static int cmd_policy(int argc, char **argv)
 {
@@ -977,6 +1221,23 @@ static int cmd_policy(int argc, char **argv)
     if (cf_registry_validate_policy(p) != 0) { /* the drivers' own checks */
         cf_policy_free(p);
         return die(CF_EXIT_USAGE);
+    }
+    if (a.json) {
+        json_t *comps = json_array(), *targets = json_array();
+        for (size_t i = 0; i < p->ncomponents; i++)
+            json_array_append_new(comps, json_pack("{s:s,s:s}", "name", p->components[i].name,
+                                                   "type", comp_type_name(p->components[i].type)));
+        for (size_t i = 0; i < p->ntargets; i++)
+            json_array_append_new(targets, json_pack("{s:s,s:s}", "name", p->targets[i].name,
+                                                     "location", p->targets[i].location));
+        json_t *j = json_pack("{s:s,s:b,s:s,s:s,s:s,s:o,s:o}", "file", file, "valid", 1, "name",
+                              p->name, "root", p->root, "mode",
+                              p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online",
+                              "components", comps, "targets", targets);
+        print_json(j);
+        json_decref(j);
+        cf_policy_free(p);
+        return CF_EXIT_OK;
     }
     printf("%s: policy '%s' is valid: root %s, %zu component(s), %zu target(s), %s mode\n", file,
            p->name, p->root, p->ncomponents, p->ntargets,
@@ -1004,7 +1265,8 @@ static void load_plugins(char **dirs, size_t ndirs)
     free(envcopy);
 }
 
-int main(int argc, char **argv)
+/* Runs the command line; *cmd_out names the command once known. */
+static int dispatch(int argc, char **argv, const char **cmd_out)
 {
     char **dirs = NULL;
     size_t ndirs = 0;
@@ -1044,6 +1306,7 @@ int main(int argc, char **argv)
         return CF_EXIT_USAGE;
     }
     const char *cmd = argv[i];
+    *cmd_out = cmd;
     static const struct {
         const char *name;
         int (*fn)(int, char **);
@@ -1087,5 +1350,27 @@ int main(int argc, char **argv)
         return rc;
     }
     free(dirs);
+    *cmd_out = NULL;
     return usage_error(NULL, "unknown command '%s'", cmd);
+}
+
+/* Whether the command line asks for JSON: then a failure is reported as an
+ * error object on stdout too, a usage error included. */
+static int wants_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = NULL;
+    int rc = dispatch(argc, argv, &cmd);
+    /* A partial success (exit 3) printed its report, which says what went
+     * wrong; a command that printed nothing gets the error object. */
+    if (rc != 0 && !json_printed && (json_wanted || wants_json(argc, argv)))
+        print_json_error(cmd, rc);
+    return rc;
 }

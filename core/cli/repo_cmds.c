@@ -94,17 +94,20 @@ int cmd_check(int argc, char **argv)
     cf_watch_end(w, rc, rc == CF_EXIT_FAILED ? cf_error() : NULL, rep, NULL);
     long long np = (long long)json_integer_value(json_object_get(rep, "problem_count"));
     size_t no = json_array_size(json_object_get(rep, "orphans"));
-    if (rc == CF_EXIT_FAILED)
-        fprintf(stderr, "coffer: error: %s\n", cf_error());
-    else if (a.json)
+    if (rc == CF_EXIT_FAILED) {
+        die(rc);
+    } else if (a.json) {
+        json_object_set_new(rep, "ok", json_boolean(rc == CF_EXIT_OK));
         print_json(rep);
-    else if (rc == CF_EXIT_OK)
+        if (rc != CF_EXIT_OK)
+            cli_error("check found %lld problem(s) (see above)", np);
+    } else if (rc == CF_EXIT_OK)
         printf("check: no problems found (%lld set(s)%s%s)\n",
                (long long)json_integer_value(json_object_get(rep, "sets")),
                json_object_get(rep, "packs_read") ? ", data read" : "",
                no ? "; unindexed packs listed above" : "");
     else
-        fprintf(stderr, "coffer: error: check found %lld problem(s) (see above)\n", np);
+        cli_error("check found %lld problem(s) (see above)", np);
     json_decref(rep);
     cf_run_close(run);
     return rc;
@@ -174,9 +177,9 @@ int cmd_prune(int argc, char **argv)
 static const cli_spec spec_key = {
     "key",
     "usage: coffer key list   -p POLICY [--target NAME] [--json]\n"
-    "       coffer key add    -p POLICY [--target NAME] [--new-passphrase-file FILE]\n"
-    "       coffer key remove -p POLICY [--target NAME] ID\n"
-    "       coffer key passwd -p POLICY [--target NAME] [--new-passphrase-file FILE]\n"
+    "       coffer key add    -p POLICY [--target NAME] [--new-passphrase-file FILE] [--json]\n"
+    "       coffer key remove -p POLICY [--target NAME] [--json] ID\n"
+    "       coffer key passwd -p POLICY [--target NAME] [--new-passphrase-file FILE] [--json]\n"
     "Manage the passphrases of an encrypted repository. Each key (keys/ID) holds\n"
     "the repository's master key wrapped under one passphrase. The current\n"
     "passphrase comes from the target's source ($COFFER_PASSPHRASE by default);\n"
@@ -187,7 +190,7 @@ static const cli_spec spec_key = {
     "in use and the last one.\n",
     (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
                       {OPT_TARGET, "NAME", "the policy's target (default: the first)", 0},
-                      {OPT_JSON, NULL, "list: print the keys as JSON", 0},
+                      {OPT_JSON, NULL, "print the keys (list) or the key changed as JSON", 0},
                       {OPT_NEW_PASSPHRASE_FILE, "FILE",
                        "add, passwd: read the new passphrase "
                        "from FILE",
@@ -235,6 +238,14 @@ static int key_list(cf_run *run, const args *a)
     return CF_EXIT_OK;
 }
 
+/* add, remove, passwd: {"action", "added": ID|null, "removed": ID|null} */
+static void key_json(const char *action, const char *added, const char *removed)
+{
+    json_t *j = json_pack("{s:s,s:s?,s:s?}", "action", action, "added", added, "removed", removed);
+    print_json(j);
+    json_decref(j);
+}
+
 int cmd_key(int argc, char **argv)
 {
     args a = {0};
@@ -254,8 +265,6 @@ int cmd_key(int argc, char **argv)
         urc = usage_error("key", "remove takes one key ID");
     else if (!is_remove && a.npos > 1)
         urc = usage_error("key", "unexpected argument '%s'", a.pos[1]);
-    else if (a.json && !is_list)
-        urc = usage_error("key", "--json applies to `key list` only");
     else if (a.new_passphrase_file && (is_list || is_remove))
         urc =
             usage_error("key", "--new-passphrase-file applies to `key add` and `key passwd` only");
@@ -287,17 +296,24 @@ int cmd_key(int argc, char **argv)
         } else if (is_remove) {
             if (cf_repo_key_remove(run->repo, remove_id, 0) != 0)
                 rc = die(CF_EXIT_FAILED);
+            else if (a.json)
+                key_json("remove", NULL, remove_id);
             else
                 printf("removed key %s\n", remove_id);
         } else if (cf_repo_key_add(run->repo, np, nl, NULL, id) != 0) {
             rc = die(CF_EXIT_FAILED);
         } else if (strcmp(sub, "add") == 0) {
-            printf("added key %s\n", id);
+            if (a.json)
+                key_json("add", id, NULL);
+            else
+                printf("added key %s\n", id);
         } else if (cf_repo_key_remove(run->repo, old, 1) != 0) {
             /* The new key works already; the old one still opens too. */
             cf_error_prefix("new key %.12s added, but the old key %.12s could not be removed", id,
                             old);
             rc = die(CF_EXIT_FAILED);
+        } else if (a.json) {
+            key_json("passwd", id, old);
         } else {
             printf("passphrase changed: key %s replaces %s\n", id, old);
         }
