@@ -47,7 +47,7 @@ SCHEMA = {
               "unreadable": [{"component": "str", "path": "str", "reason": "str"}]}],
     "restore": {"set": "str", "root": "str", "dry_run": "bool", "ok": "bool",
                 "components": [{"name": "str", "destination": "str"}],
-                "checks": [{"check": "str", "ok": "bool", "detail": "str"}],
+                "checks": [{"component": "str", "check": "str", "ok": "bool", "detail": "str"}],
                 "validate": [{"name": "str", "run": "str", "exit": "int", "ok": "bool"}]},
     "restore-dry-run": {"set": "str", "time": "str", "root": "str", "in_place": "bool",
                         "dry_run": "bool",
