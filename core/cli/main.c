@@ -1054,11 +1054,15 @@ static int cmd_copy(int argc, char **argv)
 
 static const cli_spec spec_plugins = {
     "plugins",
-    "usage: coffer plugins [--describe NAME] [--json]\n"
+    "usage: coffer plugins [--describe NAME | -p POLICY] [--json]\n"
     "List the drivers (built-in and loaded from plugin directories) with kind,\n"
     "version, ABI and capabilities, or print one driver's option table.\n"
+    "With -p POLICY: the capabilities of each target's and component's driver\n"
+    "instance as the policy configures it (storage capabilities depend on the\n"
+    "location: versioning, object lock, ...). Nothing is written.\n"
     "Drivers are loaded from --plugin-dir DIR given before the command.\n",
     (const cli_use[]){{OPT_DESCRIBE, "NAME", "print this driver's options", 0},
+                      {OPT_POLICY, "POLICY", "show the capabilities of this policy's instances", 0},
                       USE_JSON("print the drivers (or the driver) as JSON"),
                       USE_END},
     0};
@@ -1109,11 +1113,113 @@ static json_t *driver_json(const cf_driver *d)
                      caps_list(d), "built_in", d->path == NULL, "path", d->path);
 }
 
+static void instance_caps(uint32_t caps, int db, json_t *arr)
+{
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } storage[] = {{COFFER_CAP_ATOMIC_PUBLISH, "atomic-publish"},
+                   {COFFER_CAP_CONDITIONAL_CREATE, "conditional-create"},
+                   {COFFER_CAP_VERSIONING, "versioning"},
+                   {COFFER_CAP_OBJECT_LOCK, "object-lock"},
+                   {COFFER_CAP_RANGED_READ, "ranged-read"},
+                   {COFFER_CAP_RESTORE_VERSION, "restore-version"},
+                   {COFFER_CAP_LOCAL, "local"}},
+      database[] = {{COFFER_DBCAP_PARALLEL_DUMP, "parallel-dump"},
+                    {COFFER_DBCAP_POINT_IN_TIME, "point-in-time"},
+                    {COFFER_DBCAP_QUERY, "query"},
+                    {COFFER_DBCAP_OWNS_FILES, "owns-files"}};
+    size_t n = db ? CF_ARRAY_LEN(database) : CF_ARRAY_LEN(storage);
+    for (size_t i = 0; i < n; i++)
+        if (caps & (db ? database[i].bit : storage[i].bit))
+            json_array_append_new(arr, json_string(db ? database[i].name : storage[i].name));
+}
+
+/* plugins -p POLICY: each instance the policy makes, with the capabilities
+ * it reports (a storage driver's depend on its location). Opens drivers,
+ * never a repository. */
+static int plugins_instances(const args *a)
+{
+    cf_policy *p;
+    if (cf_run_load_policy(a->policy, &p) != 0)
+        return die(CF_EXIT_USAGE);
+    json_t *rows = json_array();
+    int rc = CF_EXIT_OK;
+    for (size_t i = 0; i < p->ntargets; i++) {
+        cf_run *run;
+        json_t *caps = json_array();
+        const char *err = NULL;
+        if (cf_run_open(a->policy, p->targets[i].name, 0, &run) != 0) {
+            err = cf_error();
+            rc = CF_EXIT_FAILED;
+        } else {
+            instance_caps(run->store->caps, 0, caps);
+        }
+        json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "kind", "target", "name", p->targets[i].name,
+                              "driver", p->targets[i].driver, "capabilities", caps);
+        if (err)
+            json_object_set_new(r, "error", json_string(err));
+        json_array_append_new(rows, r);
+        if (!err)
+            cf_run_close(run);
+    }
+    for (size_t i = 0; i < p->ncomponents; i++) {
+        const cf_component *c = &p->components[i];
+        if (c->type != CF_COMP_DATABASE)
+            continue;
+        json_t *caps = json_array();
+        cf_dbinst db;
+        const char *err = NULL;
+        if (cf_dbinst_open(c, p->root, &db) != 0) {
+            err = cf_error();
+            rc = CF_EXIT_FAILED;
+        } else {
+            instance_caps(db.ops->capabilities ? db.ops->capabilities(db.inst) : 0, 1, caps);
+            cf_dbinst_close(&db);
+        }
+        json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "kind", "component", "name", c->name, "driver",
+                              c->driver, "capabilities", caps);
+        if (err)
+            json_object_set_new(r, "error", json_string(err));
+        json_array_append_new(rows, r);
+    }
+    if (a->json) {
+        json_t *j = json_pack("{s:s,s:O}", "policy", p->name, "instances", rows);
+        print_json(j);
+        json_decref(j);
+    } else {
+        size_t k;
+        json_t *r;
+        printf("%-10s %-16s %-9s %s\n", "KIND", "NAME", "DRIVER", "CAPABILITIES");
+        json_array_foreach(rows, k, r)
+        {
+            printf("%-10s %-16s %-9s ", json_string_value(json_object_get(r, "kind")),
+                   json_string_value(json_object_get(r, "name")),
+                   json_string_value(json_object_get(r, "driver")));
+            json_t *caps = json_object_get(r, "capabilities"), *c;
+            size_t m;
+            json_array_foreach(caps, m, c) printf("%s%s", m ? "," : "", json_string_value(c));
+            if (json_object_get(r, "error"))
+                printf("(not opened: %s)", json_string_value(json_object_get(r, "error")));
+            else if (!json_array_size(caps))
+                printf("-");
+            printf("\n");
+        }
+    }
+    json_decref(rows);
+    cf_policy_free(p);
+    return rc;
+}
+
 static int cmd_plugins(int argc, char **argv)
 {
     args a = {0};
     if (parse(argc, argv, &spec_plugins, &a) != 0)
         return CF_EXIT_USAGE;
+    if (a.describe && a.policy)
+        return usage_error("plugins", "give --describe NAME or -p POLICY, not both");
+    if (a.policy)
+        return plugins_instances(&a);
     if (a.describe) {
         const cf_driver *d = cf_registry_find_any(a.describe);
         if (!d) {

@@ -66,7 +66,7 @@ declare -A USES=(
     [check]="policy target read-data read-data-subset rebuild-index json"
     [prune]="policy target dry-run max-unused json"
     [key]="policy target json new-passphrase-file"
-    [plugins]="describe json"
+    [plugins]="describe policy json"
     [policy]="json"
 )
 # A command line each command would otherwise run (and act on).

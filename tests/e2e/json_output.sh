@@ -79,6 +79,8 @@ SCHEMA = {
                   "memlimit": "int", "current": "bool", "foreign": "bool"}],
     "key-change": {"action": "str", "added": "str|null", "removed": "str|null"},
     "plugins": {"drivers": [DRIVER], "not_loaded": ["str"]},
+    "plugins-policy": {"policy": "str", "instances": [{"kind": "str", "name": "str", "driver": "str",
+                                                     "capabilities": ["str"]}]},
     "plugins-describe": dict(DRIVER, description="str",
                              options=[{"name": "str", "type": "str", "required": "bool",
                                        "description": "str", "default": "str|null"}]),
@@ -287,6 +289,9 @@ jrun key-list "key list --json with the new passphrase" cf key list -p "$P" --js
 jrun plugins "plugins --json" cf plugins --json
 assert_eq "True" "$(json_get "$OUT" 'any(d["name"] == "sqlite" and d["built_in"] and "verify" in d["capabilities"] for d in j["drivers"])')" \
     "the built-in sqlite driver with its capabilities as an array"
+jrun plugins-policy "plugins -p POLICY --json" cf plugins -p "$P" --json
+assert_eq "True" "$(json_get "$OUT" 'any(i["kind"] == "target" and "atomic-publish" in i["capabilities"] for i in j["instances"]) and any(i["driver"] == "sqlite" and "owns-files" in i["capabilities"] for i in j["instances"])')" \
+    "each target's and database's instance capabilities"
 jrun plugins-describe "plugins --describe sqlite --json" cf plugins --describe sqlite --json
 assert_eq "True" "$(json_get "$OUT" 'any(o["name"] == "path" and o["required"] is True for o in j["options"])')" \
     "sqlite's path option is required (a boolean)"
