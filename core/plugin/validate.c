@@ -44,6 +44,16 @@ static int validate_one(const cf_policy *p, const char *path, coffer_driver_kind
         char *msg = cf_strdup(cf_error());
         /* drop the label cf_hctx_fail put first: the prefix names it */
         const char *text = strncmp(msg, label, strlen(label)) == 0 ? msg + strlen(label) + 2 : msg;
+        /* The prefix names the key: drop the driver's own "option KEY: " or
+         * "KEY: " so the message says it once. */
+        if (bad) {
+            size_t bl = strlen(bad);
+            if (strncmp(text, "option ", 7) == 0 && strncmp(text + 7, bad, bl) == 0 &&
+                text[7 + bl] == ':' && text[8 + bl] == ' ')
+                text += 9 + bl;
+            else if (strncmp(text, bad, bl) == 0 && text[bl] == ':' && text[bl + 1] == ' ')
+                text += bl + 2;
+        }
         const cf_config_item *it = bad ? cf_config_find(cfg, bad) : NULL;
         if (it && it->line > 0)
             cf_fail("%s:%d:%d: %s.%s: %s driver '%s': %s", p->file, it->line, it->col, path, bad,

@@ -254,7 +254,14 @@ else
         "${RESTORE_EXCLUDES[@]}" --ignore-mtime-of data
 fi
 
-section "path escape"
-skip "restore of a manifest with ../ paths: needs a hand-crafted manifest (covered by unit tests)"
+# Crafted sets with ".." paths, links placed in the way, duplicates and
+# the like: tests/e2e/hostile_repo.sh.
+
+section "a driver's own option check names the key once"
+make_policy "$T/dirmode.yaml" 's|^    location: \(.*\)$|    location: \1\n    dir_mode: "0999"|'
+grep -q 'dir_mode: "0999"' "$T/dirmode.yaml" || die "could not edit the policy"
+expect_rc 2 "policy check runs the storage driver's validate" cf policy check "$T/dirmode.yaml"
+assert_match "$ERR" 'dirmode\.yaml:[0-9]+:[0-9]+: targets\[0\]\.dir_mode: storage driver' "file:line:col, key, driver"
+assert_eq "$(grep -o dir_mode <<<"$ERR" | wc -l)" 1 "the key is named once"
 
 finish
