@@ -651,6 +651,39 @@ void cf_repo_abort(cf_repo *r)
     atomic_store(&r->failed, 0);
 }
 
+int cf_repo_commit_failed(cf_repo *r, const char *key)
+{
+    /* The store may have published the object although the commit
+     * reported an error (the server acted, then its answer was lost).
+     * Removing the session's index and packs under a published manifest
+     * would leave a set that names chunks no index holds. */
+    char *err = cf_strdup(cf_error());
+    coffer_object_stat st = {.struct_size = sizeof st};
+    int rc = cf_store_stat(r->st, key, &st);
+    if (rc == 0) {
+        cf_log(CF_LOG_WARN, "%s was stored although its write reported an error (%s)", key, err);
+        free(err);
+        return 0;
+    }
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        cf_fail("%s", err);
+        free(err);
+        cf_repo_abort(r);
+        return -1;
+    }
+    /* Cannot tell: keep what the session wrote. If the object is absent,
+     * prune removes it as unreferenced data. */
+    cf_log(CF_LOG_WARN, "cannot tell whether %s was stored (%s): the data it would reference "
+           "is kept; prune removes it if it is not", key, cf_error());
+    cf_fail("%s", err);
+    free(err);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    r->sess_index = r->sess_packs = NULL;
+    r->nsess_index = r->nsess_packs = 0;
+    return -1;
+}
+
 /* Copy a chunk's location and its pack out from under the lock. */
 static int lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
 {

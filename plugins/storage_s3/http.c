@@ -415,9 +415,22 @@ struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const 
 /* ---- one attempt ------------------------------------------------------------ */
 
 typedef struct upload_src {
-    const char *p;
-    size_t left;
+    const char *base, *p;
+    size_t len, left;
 } upload_src;
+
+/* curl rewinds the body when it sends the request again on a new
+ * connection (a reused one was found closed): without this it gives up
+ * with CURLE_SEND_FAIL_REWIND. */
+static int seek_cb(void *ud, curl_off_t offset, int origin)
+{
+    upload_src *u = ud;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > u->len)
+        return CURL_SEEKFUNC_FAIL;
+    u->p = u->base + offset;
+    u->left = u->len - (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
 
 static size_t read_cb(char *dst, size_t size, size_t n, void *ud)
 {
@@ -457,7 +470,7 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         s3_str_free(&url);
         return;
     }
-    upload_src src = {rq->body, rq->body_len};
+    upload_src src = {rq->body, rq->body, rq->body_len, rq->body_len};
     rs->sock = &conn->fd;
     curl_easy_setopt(c, CURLOPT_URL, s3_str_cstr(&url));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
@@ -472,6 +485,8 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, &src);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, &src);
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
         if (strcmp(rq->method, "POST") == 0)
             curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
@@ -512,6 +527,7 @@ int s3_retryable(CURLcode cc, long status, const char *err_code)
         case CURLE_RECV_ERROR:
         case CURLE_GOT_NOTHING:
         case CURLE_PARTIAL_FILE:
+        case CURLE_SEND_FAIL_REWIND: /* the body is in memory: sent again whole */
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
@@ -640,11 +656,17 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, S3_BACKOFF_CAP_MS, n + 1, &in->rng);
         pthread_mutex_unlock(&in->lock);
-        if (in->host->log)
-            in->host->log(in->h, COFFER_LOG_DEBUG,
-                          "S3 %s %s/%s: %s %ld %s; retry %d of %d in %u ms", rq->method, in->bucket,
-                          rq->okey ? rq->okey : "", rs->curl_rc ? rs->curl_err : "HTTP", rs->status,
-                          rs->err_code, n + 1, in->retries, ms);
+        if (in->host->log) {
+            char why[CURL_ERROR_SIZE + 128];
+            if (rs->curl_rc)
+                snprintf(why, sizeof why, "%s", rs->curl_err);
+            else
+                snprintf(why, sizeof why, "HTTP %ld%s%s", rs->status, rs->err_code[0] ? " " : "",
+                         rs->err_code);
+            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 %s %s/%s: %s; retry %d of %d in %u ms",
+                          rq->method, in->bucket, rq->okey ? rq->okey : "", why, n + 1,
+                          in->retries, ms);
+        }
         /* a broken connection must not be reused */
         if (rs->curl_rc != CURLE_OK) {
             s3_conn_free(c);
