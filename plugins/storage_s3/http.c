@@ -493,11 +493,30 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
     } else if (strcmp(rq->method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     }
+    int reused = conn->fd != CURL_SOCKET_BAD;
     rs->curl_rc = curl_easy_perform(c);
     if (rs->curl_rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
     else if (!rs->curl_err[0])
         snprintf(rs->curl_err, sizeof rs->curl_err, "%s", curl_easy_strerror(rs->curl_rc));
+    long nconn = 0;
+    if (reused && curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0 &&
+        in->host->log)
+        /* libcurl found the kept-alive connection closed (by the server
+         * while idle, or broken under this request) and sent the request
+         * again on a new one: a retry of its own, said here so it shows */
+        in->host->log(in->h, COFFER_LOG_DEBUG,
+                      "S3 %s %s/%s: the kept-alive connection was closed; sent on a new one",
+                      rq->method, in->bucket, rq->okey ? rq->okey : "");
+    if (rs->curl_rc == CURLE_OK && rs->has_length && strcmp(rq->method, "HEAD") != 0 &&
+        rs->status != 204 && rs->status != 304 && rs->body.len < rs->max_body &&
+        rs->body.len < rs->content_length) {
+        /* fewer bytes than Content-Length said (libcurl reports that as
+         * CURLE_PARTIAL_FILE; checked here whatever it does) */
+        rs->curl_rc = CURLE_PARTIAL_FILE;
+        snprintf(rs->curl_err, sizeof rs->curl_err, "the answer ended at byte %zu of %llu",
+                 rs->body.len, (unsigned long long)rs->content_length);
+    }
     /* The header list holds the signature. */
     for (struct curl_slist *l = hl; l; l = l->next)
         if (strncmp(l->data, "Authorization:", 14) == 0)

@@ -417,6 +417,14 @@ static coffer_status open_at(s3_reader *r)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, 20000, r->attempts, &in->rng);
         pthread_mutex_unlock(&in->lock);
+        char why[CURL_ERROR_SIZE + 128];
+        if (r->rs.curl_rc)
+            snprintf(why, sizeof why, "%s", r->rs.curl_err);
+        else
+            snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, r->rs.err_code[0] ? " " : "",
+                     r->rs.err_code);
+        in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s: %s; retry %d of %d in %u ms",
+                      in->bucket, r->okey, why, r->attempts, in->retries, ms);
         if (s3_sleep(in, ms))
             return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
                                    r->key);
@@ -537,6 +545,16 @@ coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
             break;
         if (r->finished) {
             st = transfer_status(r);
+            if (st == COFFER_OK && r->body_end != UINT64_MAX && r->pos < r->body_end) {
+                /* the answer ended before the length it announced (libcurl
+                 * catches this for Content-Length; be sure whatever the
+                 * framing): go on from the next byte */
+                r->rs.curl_rc = r->result = CURLE_PARTIAL_FILE;
+                snprintf(r->rs.curl_err, sizeof r->rs.curl_err,
+                         "the answer ended at byte %llu of %llu",
+                         (unsigned long long)r->pos, (unsigned long long)r->body_end);
+                st = COFFER_ERR_RETRY;
+            }
             if (st == COFFER_OK) {
                 r->eof = 1;
                 break;
@@ -548,8 +566,10 @@ coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
                 st = s3_fail(in, st, "GET", r->okey, &r->rs);
                 break;
             }
-            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s broke at byte %llu (%s); resuming",
-                          in->bucket, r->okey, (unsigned long long)r->pos, r->rs.curl_err);
+            in->host->log(in->h, COFFER_LOG_DEBUG,
+                          "S3 GET %s/%s broke at byte %llu (%s); retry %d of %d: resuming there",
+                          in->bucket, r->okey, (unsigned long long)r->pos, r->rs.curl_err,
+                          r->attempts, in->retries);
             transfer_end(r);
             rconn_discard(&r->c);
             pthread_mutex_lock(&in->lock);

@@ -167,13 +167,21 @@ timed() {
     note "$op takes ${DUR[$op]} ms"
 }
 
+# new_data SEED: the deployment changed, plus 8 MiB that do not compress
+# (a pack big enough to go up in parts on S3, and a backup long enough to
+# be killed in the middle of its writes)
+new_data() {
+    mutate_deployment "$ASTERDRIVE_ROOT" --percent 15 --seed "$1" >/dev/null
+    head -c 8M /dev/urandom >"$ASTERDRIVE_ROOT/data/incoming.bin"
+}
+
 # ---- history ---------------------------------------------------------------
 section "setup ($MODE): two targets, timing runs"
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb "${CRASH_SIZE_MB:-24}" --seed 61
 expect_ok "init primary" ccf init -p "$P" --target primary || die init
 expect_ok "init second" ccf init -p "$P" --target second || die init
 backup_set -p "$P" --target primary
-mutate_deployment "$ASTERDRIVE_ROOT" --percent 20 --seed 62
+new_data 62
 timed backup ccf backup -p "$P" --target primary
 timed copy ccf copy -p "$P" --from primary --to second --set all
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 20 --seed 63
@@ -191,7 +199,7 @@ export COFFER_PASSPHRASE=$NEWP
 # prepare OP N: make the operation have work to do
 prepare() {
     case "$1" in
-    backup) mutate_deployment "$ASTERDRIVE_ROOT" --percent 15 --seed $((100 + $2)) >/dev/null ;;
+    backup) new_data $((100 + $2)) ;;
     prune)
         expect_ok "forget --keep-last 2 (work for prune)" ccf forget -p "$P" --target primary --keep-last 2 ;;
     copy) ;; # every round's backup adds a set the second target lacks

@@ -10,6 +10,7 @@
 # multipart upload left open, and the next backup works.
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "${COFFER_SRC:-$HERE/../..}/tests/e2e/lib.sh"
+. "$COFFER_SRC/tests/core/lifecycle/lifecycle.sh"
 . "$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh"
 require_coffer
 rgw_start
@@ -54,17 +55,26 @@ cfv() { "$COFFER" --no-progress -v "$@"; }
 # rule LINE...: the proxy's rules from now on
 rule() { printf '%s\n' "$@" >"$RULES"; : >"$PLOG"; }
 faults() { grep -c "^FAULT $1 " "$PLOG"; }
-retries_logged() { grep -c "retry [0-9]* of" <<<"$ERR"; }
+# retry lines of -v: the driver's own retries, and libcurl's resend of a
+# request whose kept-alive connection broke under it
+retries_logged() { grep -cE "retry [0-9]+ of|sent on a new one" <<<"$ERR"; }
 nsets() { s3_count "$BUCKET" repo/sets/; }
 nuploads() {
     awsx s3api list-multipart-uploads --bucket "$BUCKET" --prefix repo/ \
         --query 'length(Uploads || `[]`)' --output text 2>/dev/null
 }
+# new data for a backup: the deployment changed, plus 12 MiB that do not
+# compress, so the backup's pack goes up as a multipart upload of 5 MiB parts
+new_data() {
+    mutate_deployment "$ASTERDRIVE_ROOT" --percent 30 --seed $((RANDOM % 1000)) >/dev/null
+    head -c 12M /dev/urandom >"$ASTERDRIVE_ROOT/data/incoming.bin"
+}
 declare -A STAT
 stat_line() { STAT[$1]="$2"; }
 
 # ok_through FAULT DESC CMD...: the command succeeds through the fault,
-# which was injected at least once and whose retries were logged
+# which was injected at least once; what was retried is logged (-v),
+# except after a fault that needs no retry (RETRIES=none)
 ok_through() {
     local f=$1 desc=$2; shift 2
     expect_ok "$desc" "$@"
@@ -72,17 +82,21 @@ ok_through() {
     n=$(faults "$f")
     r=$(retries_logged)
     assert_gt "$n" 0 "$desc: the proxy injected '$f' ($n time(s))"
+    if [ "${RETRIES:-yes}" = none ]; then
+        assert_eq 0 "$r" "$desc: nothing was retried"
+    else
+        assert_gt "$r" 0 "$desc: retries were logged"
+    fi
     stat_line "$desc" "$f injected $n, retries logged $r, exit $RC"
 }
 
-# backup_ok DESC FAULT [policy]: a backup through the fault; its set restores
-# equal to the source; returns the set id in SET
+# backup_ok DESC FAULT [RETRIES]: a backup through the fault (see
+# ok_through); its set restores equal to the source; the set id in SET
 backup_ok() {
-    local desc=$1 f=$2 pol=${3:-$P}
-    mutate_deployment "$ASTERDRIVE_ROOT" --percent 30 --seed $((RANDOM % 1000)) >/dev/null
-    ok_through "$f" "$desc" cfv backup -p "$pol"
+    local desc=$1 f=$2
+    new_data
+    RETRIES=${3:-yes} ok_through "$f" "$desc" cfv backup -p "$P"
     [ "$RC" -eq 0 ] || return 1
-    assert_gt "$(retries_logged)" 0 "$desc: retries were logged"
     SET=$(last_line "$OUT")
     snapshot "$ASTERDRIVE_ROOT" "$T/snap.json"
     : >"$RULES"
@@ -94,7 +108,7 @@ backup_ok() {
 backup_fails() {
     local desc=$1 f=$2 re=$3 pol=${4:-$T/p-fail.yaml} before
     before=$(nsets)
-    mutate_deployment "$ASTERDRIVE_ROOT" --percent 30 --seed $((RANDOM % 1000)) >/dev/null
+    new_data
     run cfv backup -p "$pol"
     local n; n=$(faults "$f")
     if [ "$RC" -ne 0 ]; then pass "$desc: backup fails (exit $RC)"; else fail "$desc: backup succeeded"; fi
@@ -139,15 +153,15 @@ rule "PUT /repo/sets/ reset-after 1"
 backup_ok "reset after the manifest PUT reached the server" reset-after
 rule "PUT /repo/locks/ reset-after 1"
 backup_ok "reset after the lock PUT (conditional) reached the server" reset-after
-rule "POST \\?uploads reset-after 1"
+rule "POST \\?uploads\$ reset-after 1"
 backup_ok "reset after CreateMultipartUpload reached the server" reset-after
 rule "GET /repo/data/ reset 2"
 ok_through reset "reset on pack reads: verify --read-data" cfv verify -p "$P" --read-data
 
 section "slow and stalled answers, truncated bodies"
-rule "PUT partNumber= slow 1500 2"
-backup_ok "slow answers to part uploads" slow
-rule "GET /repo/data/ stall 5000 1"
+rule "PUT partNumber= slow 2 1500"
+backup_ok "slow answers to part uploads" slow none
+rule "GET /repo/data/ stall 1 5000"
 ok_through stall "an answer stalled past the timeout (2 s): verify --read-data" \
     cfv verify -p "$T/p-stall.yaml" --read-data
 rule "GET /repo/data/ truncate 2"
@@ -173,7 +187,7 @@ rule "PUT partNumber=2 stop 1 3000"
 backup_ok "radosgw stopped at a part upload, back 3 s later" stop
 rule "PUT partNumber=2 stop 1"
 before=$(nsets)
-mutate_deployment "$ASTERDRIVE_ROOT" --percent 30 --seed 99 >/dev/null
+new_data
 run cfv backup -p "$T/p-fail.yaml"
 if [ "$RC" -ne 0 ]; then pass "radosgw down for good: backup fails (exit $RC)"; else fail "backup succeeded with radosgw down"; fi
 assert_match "$ERR" "^coffer: error: .*repo/data/" "the error line names the object"
