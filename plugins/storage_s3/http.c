@@ -256,6 +256,51 @@ void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd)
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 }
 
+/* ---- stalls ------------------------------------------------------------------ */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int stall_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    s3_stall *st = ud;
+    double now = mono_now();
+    int64_t bytes = (int64_t)dlnow + (int64_t)ulnow;
+    if (bytes != st->bytes || (st->paused && *st->paused)) {
+        st->bytes = bytes;
+        st->moved = now;
+        return 0;
+    }
+    if (now - st->moved >= st->timeout_s) {
+        st->stalled = 1;
+        return 1; /* CURLE_ABORTED_BY_CALLBACK, see s3_stall_result */
+    }
+    return 0;
+}
+
+void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused)
+{
+    *st = (s3_stall){.timeout_s = in->timeout, .bytes = 0, .moved = mono_now(), .paused = paused};
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, stall_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, st);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+}
+
+CURLcode s3_stall_result(const s3_instance *in, const s3_stall *st, CURLcode cc, char *err)
+{
+    if (cc != CURLE_ABORTED_BY_CALLBACK || !st->stalled)
+        return cc;
+    snprintf(err, CURL_ERROR_SIZE, "no data moved for %d s (timeout)", in->timeout);
+    return CURLE_OPERATION_TIMEDOUT;
+}
+
 /* ---- headers ---------------------------------------------------------------- */
 
 static void copy_value(char *dst, size_t dlen, const char *v, size_t vlen)
@@ -494,7 +539,8 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     }
     int reused = conn->fd != CURL_SOCKET_BAD;
-    rs->curl_rc = curl_easy_perform(c);
+    s3_stall_arm(in, c, &rs->stall, NULL);
+    rs->curl_rc = s3_stall_result(in, &rs->stall, curl_easy_perform(c), rs->curl_err);
     if (rs->curl_rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
     else if (!rs->curl_err[0])

@@ -264,6 +264,7 @@ static coffer_status transfer_start(s3_reader *r)
     if (r->etag[0])
         hx[nh++] = (s3_kv){"if-match", r->etag};
     s3_conn_setup(in, r->c.e, r->c.fd);
+    s3_stall_arm(in, r->c.e, &r->rs.stall, &r->paused);
     r->hl = s3_signed_headers(in, "GET", r->okey, q, nq, hx, nh,
                               "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     if (!r->hl)
@@ -317,6 +318,8 @@ static coffer_status pump(s3_reader *r, int until_headers)
  * come back as COFFER_ERR_RETRY with r->rs filled for the message. */
 static coffer_status transfer_status(s3_reader *r)
 {
+    if (r->finished)
+        r->result = s3_stall_result(r->in, &r->rs.stall, r->result, r->rs.curl_err);
     r->rs.curl_rc = r->finished ? r->result : CURLE_OK;
     r->rs.status = r->status;
     if (r->rs.curl_rc == CURLE_OK && r->rs.body.len)
