@@ -65,11 +65,11 @@ nuploads() {
     awsx s3api list-multipart-uploads --bucket "$BUCKET" --prefix repo/ \
         --query 'length(Uploads || `[]`)' --output text 2>/dev/null
 }
-# new data for a backup: the deployment changed, plus 12 MiB that do not
-# compress, so the backup's pack goes up as a multipart upload of 5 MiB parts
+# new data for a backup: the deployment changed, plus 8 MiB that do not
+# compress, so the backup's pack goes up as a multipart upload of two parts
 new_data() {
-    mutate_deployment "$ASTERDRIVE_ROOT" --percent 30 --seed $((RANDOM % 1000)) >/dev/null
-    head -c 12M /dev/urandom >"$ASTERDRIVE_ROOT/data/incoming.bin"
+    mutate_deployment "$ASTERDRIVE_ROOT" --percent 10 --seed $((RANDOM % 1000)) >/dev/null
+    head -c 8M /dev/urandom >"$ASTERDRIVE_ROOT/data/incoming.bin"
 }
 declare -A STAT
 stat_line() { STAT[$1]="$2"; }
@@ -129,7 +129,7 @@ backup_fails() {
 }
 
 section "init through the proxy"
-gen_deployment "$ASTERDRIVE_ROOT" --size-mb 24 --seed 71
+gen_deployment "$ASTERDRIVE_ROOT" --size-mb 10 --seed 71
 expect_ok "init" cf init -p "$P" || die "init failed"
 expect_ok "first backup" cf backup -p "$P" || die "backup failed"
 RANDOM=71
