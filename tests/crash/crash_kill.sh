@@ -17,7 +17,7 @@
 # Counted and printed at the end: runs per operation, kills that landed
 # mid-operation, partial sets seen, check failures (must be 0), leftovers.
 #
-#   CRASH_ROUNDS  rounds per operation (default 3 local, 2 on S3)
+#   CRASH_ROUNDS  rounds per operation (default 5 local, 2 on S3)
 #   CRASH_SEED    seed of the kill delays (default 1)
 #   CRASH_OPS     operations to run (default "backup prune copy key-add key-remove key-passwd")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +26,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 require_coffer
 MODE=${1:-local}
 case "$MODE" in
-local) ROUNDS=${CRASH_ROUNDS:-3} ;;
+local) ROUNDS=${CRASH_ROUNDS:-5} ;;
 s3)
     . "$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh"
     ROUNDS=${CRASH_ROUNDS:-2}
