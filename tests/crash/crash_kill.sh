@@ -16,6 +16,8 @@
 #   - the latest set restores byte for byte equal to its source.
 # Counted and printed at the end: runs per operation, kills that landed
 # mid-operation, partial sets seen, check failures (must be 0), leftovers.
+# Kills aimed at prune's phases (a new pack, the index swap, the first
+# pack removed) are in tests/core/lifecycle/lifecycle_prune_kill.sh.
 #
 #   CRASH_ROUNDS  rounds per operation (default 5 local, 2 on S3)
 #   CRASH_SEED    seed of the kill delays (default 1)
