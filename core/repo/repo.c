@@ -630,6 +630,10 @@ static void remove_quiet(cf_repo *r, const char *key)
 
 void cf_repo_abort(cf_repo *r)
 {
+    /* Aborting after a failure, often for the same cause (the server is
+     * gone): removals may fail too, and only warn; the message of the
+     * failure that made us abort is the one to report. */
+    char *saved = cf_strdup(cf_error());
     for (size_t i = 0; i < r->nwriters; i++)
         cf_packw_abort(r->writers[i]);
     /* Indexes first: an interrupted abort must not leave an index that
@@ -649,6 +653,9 @@ void cf_repo_abort(cf_repo *r)
     free(r->fail_msg);
     r->fail_msg = NULL;
     atomic_store(&r->failed, 0);
+    if (saved[0])
+        cf_fail("%s", saved);
+    free(saved);
 }
 
 int cf_repo_commit_failed(cf_repo *r, const char *key)

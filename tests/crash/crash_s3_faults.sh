@@ -178,11 +178,11 @@ assert_gt "$(faults truncate)" 0 "truncated bodies were injected during the rest
 
 section "retries spent: clean failures"
 rule "PUT partNumber= 500 100"
-backup_fails "500 on every part upload" 500 "repo/data/"
+backup_fails "500 on every part upload" 500 "(write|commit) failed: S3 PUT .*repo/data/"
 rule "PUT /repo/sets/ 503 100"
-backup_fails "503 on every manifest PUT" 503 "repo/sets/"
+backup_fails "503 on every manifest PUT" 503 "writing manifest .*S3 PUT .*repo/sets/"
 rule "PUT partNumber= reset 100"
-backup_fails "reset on every part upload" reset "repo/data/"
+backup_fails "reset on every part upload" reset "(write|commit) failed: S3 PUT .*repo/data/"
 
 section "radosgw stopped in the middle of a multipart upload"
 rule "PUT partNumber=2 stop 1 3000"
@@ -192,7 +192,8 @@ before=$(nsets)
 new_data
 run cfv backup -p "$T/p-fail.yaml"
 if [ "$RC" -ne 0 ]; then pass "radosgw down for good: backup fails (exit $RC)"; else fail "backup succeeded with radosgw down"; fi
-assert_match "$ERR" "^coffer: error: .*repo/data/" "the error line names the object"
+assert_match "$ERR" "^coffer: error: .*(write|commit) failed: S3 PUT .*repo/data/.*cannot reach" \
+    "the error line names the object whose upload failed"
 stat_line "radosgw down for good" "stop injected $(faults stop), exit $RC, $(grep '^coffer: error' <<<"$ERR" | head -1 | cut -c1-160)"
 : >"$RULES"
 bash "$TOOLS/ceph_rgw.sh" start-rgw "$RGW_DIR" || die "radosgw did not come back"
