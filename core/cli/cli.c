@@ -218,7 +218,18 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
 
 /* Exact names only: an abbreviation ("--dry") is an unknown option, so a
  * later option never changes what an old command line means. */
+static int parse_args(int argc, char **argv, const cli_spec *spec, args *a);
+
+/* On a usage error nothing parsed is kept: the caller just returns. */
 int parse(int argc, char **argv, const cli_spec *spec, args *a)
+{
+    int rc = parse_args(argc, argv, spec, a);
+    if (rc != 0)
+        args_free(a);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, const cli_spec *spec, args *a)
 {
     for (int k = 0; k < 6; k++)
         a->keep[k] = -1;

@@ -928,7 +928,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     cf_dbinst *dbs = cf_calloc(p->ncomponents, sizeof *dbs);
     char **owned = NULL;
     size_t nowned = 0;
-    int rc = 0;
+    int rc = 0, aborted = 0;
     for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
         const cf_component *c = &p->components[i];
         if (c->type == CF_COMP_OBJECT_STORE) {
@@ -1138,10 +1138,17 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             json_object_set(header, "unreadable", pl.unreadable_list);
         }
         json_object_set_new(header, "totals", tot);
-        if (!dry)
+        if (!dry) {
             rc = cf_manifest_commit(mw, run->repo, set_id, header);
+            if (rc != 0) {
+                char *key = cf_asprintf("sets/%s", set_id);
+                rc = cf_repo_commit_failed(run->repo, key);
+                free(key);
+                aborted = 1;
+            }
+        }
     }
-    if (rc != 0 && !dry)
+    if (rc != 0 && !aborted && !dry)
         cf_repo_abort(run->repo);
 
     if (rc == 0) {

@@ -40,7 +40,7 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
     int same = same_ids(src, dst);
     cf_buf buf = {0};
     cf_entry e;
-    int rc;
+    int rc, aborted = 0;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
         for (size_t i = 0; i < e.nchunks && rc == 1; i++) {
             if (cf_cancel_flag) {
@@ -79,8 +79,14 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
     if (rc == 0) {
         /* same header: the set keeps its id, time and totals */
         rc = cf_manifest_commit(w, dst, id, h);
+        if (rc != 0) {
+            char *key = cf_asprintf("sets/%s", id);
+            rc = cf_repo_commit_failed(dst, key);
+            free(key);
+            aborted = 1;
+        }
     }
-    if (rc != 0)
+    if (rc != 0 && !aborted)
         cf_repo_abort(dst);
     else
         *copied = 1;

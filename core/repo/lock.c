@@ -226,8 +226,17 @@ void cf_lock_release(cf_lock *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->thr, NULL);
     }
-    if (cf_store_remove(l->st, l->key) != 0)
+    /* Released after a failure, often for the same cause (the server is
+     * gone): the message of that failure is the one to report, not this. */
+    char *saved = cf_strdup(cf_error());
+    if (cf_store_remove(l->st, l->key) != 0) {
         cf_log(CF_LOG_WARN, "cannot remove lock %s: %s", l->key, cf_error());
+        if (saved[0])
+            cf_fail("%s", saved);
+        else
+            cf_error_clear();
+    }
+    free(saved);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l->body_cmd);

@@ -630,6 +630,10 @@ static void remove_quiet(cf_repo *r, const char *key)
 
 void cf_repo_abort(cf_repo *r)
 {
+    /* Aborting after a failure, often for the same cause (the server is
+     * gone): removals may fail too, and only warn; the message of the
+     * failure that made us abort is the one to report. */
+    char *saved = cf_strdup(cf_error());
     for (size_t i = 0; i < r->nwriters; i++)
         cf_packw_abort(r->writers[i]);
     /* Indexes first: an interrupted abort must not leave an index that
@@ -649,6 +653,42 @@ void cf_repo_abort(cf_repo *r)
     free(r->fail_msg);
     r->fail_msg = NULL;
     atomic_store(&r->failed, 0);
+    if (saved[0])
+        cf_fail("%s", saved);
+    free(saved);
+}
+
+int cf_repo_commit_failed(cf_repo *r, const char *key)
+{
+    /* The store may have published the object although the commit
+     * reported an error (the server acted, then its answer was lost).
+     * Removing the session's index and packs under a published manifest
+     * would leave a set that names chunks no index holds. */
+    char *err = cf_strdup(cf_error());
+    coffer_object_stat st = {.struct_size = sizeof st};
+    int rc = cf_store_stat(r->st, key, &st);
+    if (rc == 0) {
+        cf_log(CF_LOG_WARN, "%s was stored although its write reported an error (%s)", key, err);
+        free(err);
+        return 0;
+    }
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        cf_fail("%s", err);
+        free(err);
+        cf_repo_abort(r);
+        return -1;
+    }
+    /* Cannot tell: keep what the session wrote. If the object is absent,
+     * prune removes it as unreferenced data. */
+    cf_log(CF_LOG_WARN, "cannot tell whether %s was stored (%s): the data it would reference "
+           "is kept; prune removes it if it is not", key, cf_error());
+    cf_fail("%s", err);
+    free(err);
+    cf_strv_free(r->sess_index, r->nsess_index);
+    cf_strv_free(r->sess_packs, r->nsess_packs);
+    r->sess_index = r->sess_packs = NULL;
+    r->nsess_index = r->nsess_packs = 0;
+    return -1;
 }
 
 /* Copy a chunk's location and its pack out from under the lock. */

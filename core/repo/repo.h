@@ -151,6 +151,13 @@ int cf_repo_flush(cf_repo *r);
  * references this session's chunks is committed. */
 void cf_repo_abort(cf_repo *r);
 
+/* After the commit of `key` (a manifest naming this session's chunks)
+ * failed: the store may still have published it. 0 when key exists (the
+ * session stays: the object is written); -1 with the error kept when it
+ * does not (the session is aborted as by cf_repo_abort) or when that
+ * cannot be told (the session's objects stay, for prune to collect). */
+int cf_repo_commit_failed(cf_repo *r, const char *key);
+
 /* Read a chunk: ranged read from its pack, decompress, check its id.
  * *out is reused/grown (caller frees with cf_buf_free). Thread safe.
  * Error names chunk id and pack key. */

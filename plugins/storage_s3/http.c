@@ -256,6 +256,51 @@ void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd)
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 }
 
+/* ---- stalls ------------------------------------------------------------------ */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int stall_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    s3_stall *st = ud;
+    double now = mono_now();
+    int64_t bytes = (int64_t)dlnow + (int64_t)ulnow;
+    if (bytes != st->bytes || (st->paused && *st->paused)) {
+        st->bytes = bytes;
+        st->moved = now;
+        return 0;
+    }
+    if (now - st->moved >= st->timeout_s) {
+        st->stalled = 1;
+        return 1; /* CURLE_ABORTED_BY_CALLBACK, see s3_stall_result */
+    }
+    return 0;
+}
+
+void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused)
+{
+    *st = (s3_stall){.timeout_s = in->timeout, .bytes = 0, .moved = mono_now(), .paused = paused};
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, stall_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, st);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+}
+
+CURLcode s3_stall_result(const s3_instance *in, const s3_stall *st, CURLcode cc, char *err)
+{
+    if (cc != CURLE_ABORTED_BY_CALLBACK || !st->stalled)
+        return cc;
+    snprintf(err, CURL_ERROR_SIZE, "no data moved for %d s (timeout)", in->timeout);
+    return CURLE_OPERATION_TIMEDOUT;
+}
+
 /* ---- headers ---------------------------------------------------------------- */
 
 static void copy_value(char *dst, size_t dlen, const char *v, size_t vlen)
@@ -415,9 +460,22 @@ struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const 
 /* ---- one attempt ------------------------------------------------------------ */
 
 typedef struct upload_src {
-    const char *p;
-    size_t left;
+    const char *base, *p;
+    size_t len, left;
 } upload_src;
+
+/* curl rewinds the body when it sends the request again on a new
+ * connection (a reused one was found closed): without this it gives up
+ * with CURLE_SEND_FAIL_REWIND. */
+static int seek_cb(void *ud, curl_off_t offset, int origin)
+{
+    upload_src *u = ud;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > u->len)
+        return CURL_SEEKFUNC_FAIL;
+    u->p = u->base + offset;
+    u->left = u->len - (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
 
 static size_t read_cb(char *dst, size_t size, size_t n, void *ud)
 {
@@ -457,7 +515,7 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         s3_str_free(&url);
         return;
     }
-    upload_src src = {rq->body, rq->body_len};
+    upload_src src = {rq->body, rq->body, rq->body_len, rq->body_len};
     rs->sock = &conn->fd;
     curl_easy_setopt(c, CURLOPT_URL, s3_str_cstr(&url));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
@@ -472,17 +530,39 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, &src);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, &src);
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
         if (strcmp(rq->method, "POST") == 0)
             curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
     } else if (strcmp(rq->method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     }
-    rs->curl_rc = curl_easy_perform(c);
+    int reused = conn->fd != CURL_SOCKET_BAD;
+    s3_stall_arm(in, c, &rs->stall, NULL);
+    rs->curl_rc = s3_stall_result(in, &rs->stall, curl_easy_perform(c), rs->curl_err);
     if (rs->curl_rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
     else if (!rs->curl_err[0])
         snprintf(rs->curl_err, sizeof rs->curl_err, "%s", curl_easy_strerror(rs->curl_rc));
+    long nconn = 0;
+    if (reused && curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0 &&
+        in->host->log)
+        /* libcurl found the kept-alive connection closed (by the server
+         * while idle, or broken under this request) and sent the request
+         * again on a new one: a retry of its own, said here so it shows */
+        in->host->log(in->h, COFFER_LOG_DEBUG,
+                      "S3 %s %s/%s: the kept-alive connection was closed; sent on a new one",
+                      rq->method, in->bucket, rq->okey ? rq->okey : "");
+    if (rs->curl_rc == CURLE_OK && rs->has_length && strcmp(rq->method, "HEAD") != 0 &&
+        rs->status != 204 && rs->status != 304 && rs->body.len < rs->max_body &&
+        rs->body.len < rs->content_length) {
+        /* fewer bytes than Content-Length said (libcurl reports that as
+         * CURLE_PARTIAL_FILE; checked here whatever it does) */
+        rs->curl_rc = CURLE_PARTIAL_FILE;
+        snprintf(rs->curl_err, sizeof rs->curl_err, "the answer ended at byte %zu of %llu",
+                 rs->body.len, (unsigned long long)rs->content_length);
+    }
     /* The header list holds the signature. */
     for (struct curl_slist *l = hl; l; l = l->next)
         if (strncmp(l->data, "Authorization:", 14) == 0)
@@ -512,6 +592,7 @@ int s3_retryable(CURLcode cc, long status, const char *err_code)
         case CURLE_RECV_ERROR:
         case CURLE_GOT_NOTHING:
         case CURLE_PARTIAL_FILE:
+        case CURLE_SEND_FAIL_REWIND: /* the body is in memory: sent again whole */
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
@@ -640,11 +721,17 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, S3_BACKOFF_CAP_MS, n + 1, &in->rng);
         pthread_mutex_unlock(&in->lock);
-        if (in->host->log)
-            in->host->log(in->h, COFFER_LOG_DEBUG,
-                          "S3 %s %s/%s: %s %ld %s; retry %d of %d in %u ms", rq->method, in->bucket,
-                          rq->okey ? rq->okey : "", rs->curl_rc ? rs->curl_err : "HTTP", rs->status,
-                          rs->err_code, n + 1, in->retries, ms);
+        if (in->host->log) {
+            char why[CURL_ERROR_SIZE + 128];
+            if (rs->curl_rc)
+                snprintf(why, sizeof why, "%s", rs->curl_err);
+            else
+                snprintf(why, sizeof why, "HTTP %ld%s%s", rs->status, rs->err_code[0] ? " " : "",
+                         rs->err_code);
+            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 %s %s/%s: %s; retry %d of %d in %u ms",
+                          rq->method, in->bucket, rq->okey ? rq->okey : "", why, n + 1,
+                          in->retries, ms);
+        }
         /* a broken connection must not be reused */
         if (rs->curl_rc != CURLE_OK) {
             s3_conn_free(c);

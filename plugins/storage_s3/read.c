@@ -264,6 +264,7 @@ static coffer_status transfer_start(s3_reader *r)
     if (r->etag[0])
         hx[nh++] = (s3_kv){"if-match", r->etag};
     s3_conn_setup(in, r->c.e, r->c.fd);
+    s3_stall_arm(in, r->c.e, &r->rs.stall, &r->paused);
     r->hl = s3_signed_headers(in, "GET", r->okey, q, nq, hx, nh,
                               "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     if (!r->hl)
@@ -317,6 +318,8 @@ static coffer_status pump(s3_reader *r, int until_headers)
  * come back as COFFER_ERR_RETRY with r->rs filled for the message. */
 static coffer_status transfer_status(s3_reader *r)
 {
+    if (r->finished)
+        r->result = s3_stall_result(r->in, &r->rs.stall, r->result, r->rs.curl_err);
     r->rs.curl_rc = r->finished ? r->result : CURLE_OK;
     r->rs.status = r->status;
     if (r->rs.curl_rc == CURLE_OK && r->rs.body.len)
@@ -417,6 +420,14 @@ static coffer_status open_at(s3_reader *r)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, 20000, r->attempts, &in->rng);
         pthread_mutex_unlock(&in->lock);
+        char why[CURL_ERROR_SIZE + 128];
+        if (r->rs.curl_rc)
+            snprintf(why, sizeof why, "%s", r->rs.curl_err);
+        else
+            snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, r->rs.err_code[0] ? " " : "",
+                     r->rs.err_code);
+        in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s: %s; retry %d of %d in %u ms",
+                      in->bucket, r->okey, why, r->attempts, in->retries, ms);
         if (s3_sleep(in, ms))
             return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
                                    r->key);
@@ -537,6 +548,16 @@ coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
             break;
         if (r->finished) {
             st = transfer_status(r);
+            if (st == COFFER_OK && r->body_end != UINT64_MAX && r->pos < r->body_end) {
+                /* the answer ended before the length it announced (libcurl
+                 * catches this for Content-Length; be sure whatever the
+                 * framing): go on from the next byte */
+                r->rs.curl_rc = r->result = CURLE_PARTIAL_FILE;
+                snprintf(r->rs.curl_err, sizeof r->rs.curl_err,
+                         "the answer ended at byte %llu of %llu",
+                         (unsigned long long)r->pos, (unsigned long long)r->body_end);
+                st = COFFER_ERR_RETRY;
+            }
             if (st == COFFER_OK) {
                 r->eof = 1;
                 break;
@@ -548,8 +569,10 @@ coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
                 st = s3_fail(in, st, "GET", r->okey, &r->rs);
                 break;
             }
-            in->host->log(in->h, COFFER_LOG_DEBUG, "S3 GET %s/%s broke at byte %llu (%s); resuming",
-                          in->bucket, r->okey, (unsigned long long)r->pos, r->rs.curl_err);
+            in->host->log(in->h, COFFER_LOG_DEBUG,
+                          "S3 GET %s/%s broke at byte %llu (%s); retry %d of %d: resuming there",
+                          in->bucket, r->okey, (unsigned long long)r->pos, r->rs.curl_err,
+                          r->attempts, in->retries);
             transfer_end(r);
             rconn_discard(&r->c);
             pthread_mutex_lock(&in->lock);

@@ -172,10 +172,12 @@ typedef struct s3_instance {
     unsigned backoff_ms; /* first retry delay; doubles with each attempt */
     int sign_payload; /* x-amz-content-sha256 is the body hash, else UNSIGNED-PAYLOAD for bodies */
     int list_page;    /* max-keys of list calls (1000; tests make it small to page) */
+    int64_t abort_uploads_after; /* s; incomplete uploads older than this are aborted; 0: never */
 
     /* learned at run time */
     int lock_enabled;     /* bucket has object lock: uploads carry Content-MD5 */
     int cond_unsupported; /* server answered If-None-Match with 501 */
+    int uploads_swept;    /* old incomplete uploads looked for (under lock) */
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
@@ -204,6 +206,17 @@ char *s3_object_key(s3_instance *in, const char *key, coffer_status *st);
 
 /* ---- http.c -------------------------------------------------------------- */
 
+/* Stall watch of one transfer: no byte moved either way for `timeout`
+ * seconds (libcurl's low-speed limit averages over several seconds, so
+ * a stall right after a burst went unseen for that long). */
+typedef struct s3_stall {
+    int timeout_s;
+    int64_t bytes;      /* up + down at the last movement */
+    double moved;       /* monotonic time of the last movement */
+    const int *paused;  /* a reader's own pause: waiting on the caller, not stalled */
+    int stalled;
+} s3_stall;
+
 typedef struct s3_resp {
     long status;
     s3_str body; /* response body, kept up to max_body */
@@ -222,6 +235,7 @@ typedef struct s3_resp {
     int attempts;
     int error_in_200;    /* a 200 whose body is <Error> */
     curl_socket_t *sock; /* the transfer's socket, for s3_quickack from the header callback */
+    s3_stall stall;
 } s3_resp;
 
 typedef struct s3_req {
@@ -288,6 +302,12 @@ void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd);
 struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const char *okey,
                                      const s3_kv *q, size_t nq, const s3_kv *extra, size_t nextra,
                                      const char *payload_hash);
+/* Watch c's next transfer for a stall (see s3_stall); paused may be NULL. */
+void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused);
+/* After a transfer: a stall abort becomes CURLE_OPERATION_TIMEDOUT with a
+ * message in err (retried like any timeout). */
+CURLcode s3_stall_result(const s3_instance *in, const s3_stall *st, CURLcode cc, char *err);
+
 /* Acknowledge received data at once. Servers that send the headers and
  * the body of an answer in two writes (Ceph's beast frontend) otherwise
  * wait for the client's delayed ACK (40 ms on Linux) under Nagle. */

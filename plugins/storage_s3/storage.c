@@ -144,6 +144,10 @@ static const coffer_option s3_options[] = {
      "first retry delay in milliseconds (doubles, with jitter)"},
     {"timeout", COFFER_OPT_INT, "120", 0, 0,
      "seconds without any progress before a transfer is retried"},
+    {"abort_uploads_after", COFFER_OPT_INT, "86400", 0, 0,
+     "seconds after which an incomplete multipart upload under the prefix (left by a killed "
+     "run) is aborted by the next run that writes; 0: never (leave it to a bucket lifecycle "
+     "rule)"},
     {"sign_payload", COFFER_OPT_BOOL, "true", 0, 0,
      "sign the SHA-256 of uploaded data (the server checks every byte); false sends "
      "UNSIGNED-PAYLOAD for "
@@ -404,6 +408,13 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
                          "(1..86400 s) out of range");
         goto fail;
     }
+    int64_t au = host->config_get_int(cfg, "abort_uploads_after", 86400);
+    if (au < 0) {
+        st = host->error(h, COFFER_ERR_INVALID, "option abort_uploads_after: %lld is negative",
+                         (long long)au);
+        goto fail;
+    }
+    in->abort_uploads_after = au;
     in->list_page = 1000;
     in->sign_payload = host->config_get_bool(cfg, "sign_payload", 1);
     in->retries = (int)r;

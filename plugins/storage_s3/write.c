@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -209,6 +210,8 @@ static void add_object_headers(s3_writer *w, s3_req *rq)
         s3_req_header(rq, "x-amz-storage-class", w->in->storage_class);
 }
 
+static void abort_other_uploads(s3_writer *w);
+
 static coffer_status create_upload(s3_writer *w)
 {
     s3_instance *in = w->in;
@@ -235,7 +238,52 @@ static coffer_status create_upload(s3_writer *w)
         st = s3_fail(in, st, "POST ?uploads", w->okey, &rs);
     }
     s3_resp_free(&rs);
+    if (st == COFFER_OK)
+        abort_other_uploads(w);
     return st;
+}
+
+/* CreateMultipartUpload is not idempotent: when an attempt reached the
+ * server but its answer was lost, the retry (ours, or libcurl's resend)
+ * starts a second upload and the first is never completed. Object keys
+ * are written by one writer at a time, so every other upload of this key
+ * is such an orphan: abort them. Best effort; a failure only logs. */
+static void abort_other_uploads(s3_writer *w)
+{
+    s3_instance *in = w->in;
+    s3_req rq = {.method = "GET"};
+    s3_req_query(&rq, "uploads", NULL);
+    s3_req_query(&rq, "prefix", w->okey);
+    s3_resp rs;
+    s3_resp_init(&rs, S3_XML_MAX);
+    coffer_status st = s3_request(in, &rq, &rs);
+    s3_xml *x = st == COFFER_OK ? s3_xml_parse(rs.body.s, rs.body.len) : NULL;
+    if (!x) {
+        char msg[S3_ERRMSG];
+        s3_describe(in, "GET ?uploads", w->okey, &rs, msg, sizeof msg);
+        in->host->log(in->h, COFFER_LOG_DEBUG, "cannot list the uploads of %s: %s", w->key,
+                      st == COFFER_OK ? "unreadable answer" : msg);
+        s3_resp_free(&rs);
+        return;
+    }
+    s3_xml_node *root = s3_xml_root(x);
+    for (s3_xml_node *u = s3_xml_next(root, NULL, "Upload"); u; u = s3_xml_next(root, u, "Upload")) {
+        char key[S3_KEY_MAX + 1], id[1024];
+        if (!s3_xml_text(u, "Key", key, sizeof key) || !s3_xml_text(u, "UploadId", id, sizeof id) ||
+            strcmp(key, w->okey) != 0 || strcmp(id, w->upload_id) == 0)
+            continue;
+        s3_req dq = {.method = "DELETE", .okey = w->okey};
+        s3_req_query(&dq, "uploadId", id);
+        s3_resp ds;
+        s3_resp_init(&ds, 64 * 1024);
+        coffer_status d = s3_request(in, &dq, &ds);
+        in->host->log(in->h, d == COFFER_OK ? COFFER_LOG_INFO : COFFER_LOG_WARN,
+                      "%s: %s a second multipart upload left by a retried request (%s)", w->key,
+                      d == COFFER_OK ? "aborted" : "cannot abort", id);
+        s3_resp_free(&ds);
+    }
+    s3_xml_free(x);
+    s3_resp_free(&rs);
 }
 
 static void abort_upload(s3_writer *w)
@@ -360,12 +408,100 @@ static void writer_free(s3_writer *w)
     free(w);
 }
 
+/* A run killed in the middle of a multipart upload cannot abort it: its
+ * parts stay stored (and billed) but invisible. The first writer of a run
+ * looks for incomplete uploads under the prefix started more than
+ * abort_uploads_after seconds ago and aborts them. Nothing of a live run
+ * is that old: an upload lasts from a pack's first full part to its
+ * commit. Best effort: failures are logged, never returned. */
+static void sweep_old_uploads(s3_instance *in)
+{
+    char key_marker[S3_KEY_MAX + 1] = "", id_marker[1024] = "";
+    int64_t now = (int64_t)time(NULL);
+    int aborted = 0, failed = 0;
+    for (int page = 0; page < 100; page++) {
+        s3_req rq = {.method = "GET"};
+        s3_req_query(&rq, "uploads", NULL);
+        s3_req_query(&rq, "prefix", in->prefix);
+        if (key_marker[0]) {
+            s3_req_query(&rq, "key-marker", key_marker);
+            s3_req_query(&rq, "upload-id-marker", id_marker);
+        }
+        s3_resp rs;
+        s3_resp_init(&rs, S3_XML_MAX);
+        coffer_status st = s3_request(in, &rq, &rs);
+        s3_xml *x = st == COFFER_OK ? s3_xml_parse(rs.body.s, rs.body.len) : NULL;
+        if (!x) {
+            char msg[S3_ERRMSG];
+            s3_describe(in, "GET ?uploads", NULL, &rs, msg, sizeof msg);
+            in->host->log(in->h, COFFER_LOG_DEBUG, "cannot list incomplete uploads: %s",
+                          st == COFFER_OK ? "unreadable answer" : msg);
+            s3_resp_free(&rs);
+            break;
+        }
+        s3_xml_node *root = s3_xml_root(x);
+        for (s3_xml_node *u = s3_xml_next(root, NULL, "Upload"); u;
+             u = s3_xml_next(root, u, "Upload")) {
+            char key[S3_KEY_MAX + 1], id[1024], init[64];
+            if (!s3_xml_text(u, "Key", key, sizeof key) ||
+                !s3_xml_text(u, "UploadId", id, sizeof id))
+                continue;
+            s3_xml_text(u, "Initiated", init, sizeof init);
+            int64_t t = s3_parse_iso8601(init);
+            if (t <= 0 || now - t < in->abort_uploads_after ||
+                strncmp(key, in->prefix, strlen(in->prefix)) != 0)
+                continue;
+            s3_req dq = {.method = "DELETE", .okey = key};
+            s3_req_query(&dq, "uploadId", id);
+            s3_resp ds;
+            s3_resp_init(&ds, 64 * 1024);
+            coffer_status d = s3_request(in, &dq, &ds);
+            if (d == COFFER_OK || d == COFFER_ERR_NOT_FOUND) {
+                aborted++;
+                in->host->log(in->h, COFFER_LOG_DEBUG,
+                              "aborted incomplete multipart upload of %s started %s", key, init);
+            } else {
+                failed++;
+            }
+            s3_resp_free(&ds);
+        }
+        char trunc[16] = "";
+        s3_xml_text(root, "IsTruncated", trunc, sizeof trunc);
+        int more = strcmp(trunc, "true") == 0 &&
+                   s3_xml_text(root, "NextKeyMarker", key_marker, sizeof key_marker) &&
+                   s3_xml_text(root, "NextUploadIdMarker", id_marker, sizeof id_marker) &&
+                   key_marker[0];
+        s3_xml_free(x);
+        s3_resp_free(&rs);
+        if (!more)
+            break;
+    }
+    if (failed)
+        in->host->log(in->h, COFFER_LOG_WARN,
+                      "incomplete multipart uploads older than %lld s (left by interrupted runs): "
+                      "%d aborted, %d could not be",
+                      (long long)in->abort_uploads_after, aborted, failed);
+    else if (aborted)
+        in->host->log(in->h, COFFER_LOG_INFO,
+                      "incomplete multipart uploads older than %lld s (left by interrupted runs): "
+                      "%d aborted",
+                      (long long)in->abort_uploads_after, aborted);
+}
+
 coffer_status s3_writer_open(void *instance, const char *key, const coffer_write_opts *opts,
                              void **writer)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     *writer = NULL;
+    if (in->abort_uploads_after > 0) {
+        pthread_mutex_lock(&in->lock);
+        int first = !in->uploads_swept;
+        in->uploads_swept = 1;
+        pthread_mutex_unlock(&in->lock);
+        if (first)
+            sweep_old_uploads(in);
+    }
     uint32_t flags = 0;
     if (opts && opts->struct_size >= offsetof(coffer_write_opts, flags) + sizeof opts->flags)
         flags = opts->flags;
@@ -490,9 +626,12 @@ static coffer_status single_put(s3_writer *w)
     s3_resp rs;
     s3_resp_init(&rs, 64 * 1024);
     coffer_status st = s3_request(in, &rq, &rs);
-    if (st == COFFER_ERR_EXISTS && cond && rs.attempts > 1) {
-        /* An earlier attempt may have landed before its answer was lost:
-         * the object is ours if it holds exactly our bytes. */
+    if (st == COFFER_ERR_EXISTS && cond) {
+        /* An earlier attempt may have landed before its answer was lost
+         * (ours, or libcurl's own resend on a fresh connection when a
+         * reused one died): the object is ours if it holds exactly our
+         * bytes. Keys written if-absent are random, so another writer's
+         * object never holds them. */
         s3_req hq = {.method = "HEAD", .okey = w->okey};
         s3_resp hs;
         s3_resp_init(&hs, 0);
@@ -537,9 +676,9 @@ static coffer_status complete_upload(s3_writer *w)
     s3_resp rs;
     s3_resp_init(&rs, 64 * 1024);
     coffer_status st = s3_request(in, &rq, &rs);
-    if (st == COFFER_ERR_NOT_FOUND && rs.attempts > 1 && strcmp(rs.err_code, "NoSuchUpload") == 0) {
-        /* The upload is gone after a retry: an earlier attempt completed
-         * it if the object now has a multipart ETag of our part count. */
+    if (st == COFFER_ERR_NOT_FOUND && strcmp(rs.err_code, "NoSuchUpload") == 0) {
+        /* The upload is gone after a retry (ours or libcurl's resend): an
+         * earlier attempt completed it if the object now has a multipart ETag of our part count. */
         s3_req hq = {.method = "HEAD", .okey = w->okey};
         s3_resp hs;
         s3_resp_init(&hs, 0);
