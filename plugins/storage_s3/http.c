@@ -105,7 +105,7 @@ void s3_resp_free(s3_resp *rs)
 static void resp_reset(s3_resp *rs)
 {
     size_t max = rs->max_body;
-    int attempts = rs->attempts;
+    int attempts = rs->attempts, resent = rs->resent;
     s3_str body = rs->body;
     /* easy is set again by the next attempt */
     s3_str_clear(&body);
@@ -113,6 +113,7 @@ static void resp_reset(s3_resp *rs)
     rs->body = body;
     rs->max_body = max;
     rs->attempts = attempts;
+    rs->resent = resent;
 }
 
 /* ---- handle pool ------------------------------------------------------------ */
@@ -546,8 +547,9 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
     else if (!rs->curl_err[0])
         snprintf(rs->curl_err, sizeof rs->curl_err, "%s", curl_easy_strerror(rs->curl_rc));
     long nconn = 0;
-    if (reused && curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0 &&
-        in->host->log)
+    if (reused && curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+        rs->resent = 1;
+    if (rs->resent && nconn > 0 && in->host->log)
         /* libcurl found the kept-alive connection closed (by the server
          * while idle, or broken under this request) and sent the request
          * again on a new one: a retry of its own, said here so it shows */

@@ -626,12 +626,12 @@ static coffer_status single_put(s3_writer *w)
     s3_resp rs;
     s3_resp_init(&rs, 64 * 1024);
     coffer_status st = s3_request(in, &rq, &rs);
-    if (st == COFFER_ERR_EXISTS && cond) {
-        /* An earlier attempt may have landed before its answer was lost
-         * (ours, or libcurl's own resend on a fresh connection when a
-         * reused one died): the object is ours if it holds exactly our
-         * bytes. Keys written if-absent are random, so another writer's
-         * object never holds them. */
+    if (st == COFFER_ERR_EXISTS && cond && (rs.attempts > 1 || rs.resent)) {
+        /* This request was sent more than once, so an earlier attempt may
+         * have landed before its answer was lost (ours, or libcurl's own
+         * resend on a fresh connection when a reused one died): the object
+         * is ours if it holds exactly our bytes. Sent once, 412 is the
+         * answer: the key existed before. */
         s3_req hq = {.method = "HEAD", .okey = w->okey};
         s3_resp hs;
         s3_resp_init(&hs, 0);
