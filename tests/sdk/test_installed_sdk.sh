@@ -167,9 +167,14 @@ int main(int argc, char **argv)
     return fails;
 }
 EOC
+# A sanitizer build installs a sanitized testing library: link the runner the same way.
+san=()
+if grep -q '^COFFER_SANITIZE:BOOL=ON' "$COFFER_BUILD/CMakeCache.txt"; then
+    san=(-fsanitize=address,undefined)
+fi
 # shellcheck disable=SC2046
 if expect_ok "build a conformance runner with pkg-config coffer-testing" \
-    cc -std=c11 -D_GNU_SOURCE -o "$T/conform" "$T/conform.c" $(pkg-config --cflags --libs coffer-testing) -ldl; then
+    cc -std=c11 -D_GNU_SOURCE "${san[@]}" -o "$T/conform" "$T/conform.c" $(pkg-config --cflags --libs coffer-testing) -ldl; then
     mkdir -p "$T/conform-dir"
     expect_ok "hello passes the storage conformance suite" "$T/conform" "$SO" "$T/conform-dir"
     printf '%s\n' "$OUT" | tail -n 3 | show
