@@ -481,8 +481,7 @@ static dest *dest_get(rstate *s, const char *root, const char *set_id)
     if (mkdirat(rootfd, name, 0700) != 0 && errno == EEXIST) {
         cf_log(CF_LOG_WARN, "removing %s, left by an interrupted restore", staging);
         cf_rmtree(staging);
-        if (mkdirat(rootfd, name, 0700) != 0 && errno == EEXIST)
-            errno = EEXIST;
+        mkdirat(rootfd, name, 0700); /* a failure shows at the open below */
     }
     int stagefd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     free(name);
