@@ -78,6 +78,10 @@ typedef struct coffer_dump_source {
     const char *(*meta_key)(struct coffer_dump_source *src, size_t i);
 } coffer_dump_source;
 
+/* One row of a query result: ncols columns as text (NULL for SQL NULL),
+ * valid during the call only. Return 0 to go on, nonzero to stop. */
+typedef int (*coffer_row_cb)(void *ud, int ncols, const char *const *values);
+
 /* Set by the core (struct_size included) and valid during the call. */
 typedef struct coffer_restore_opts {
     uint32_t struct_size; /* since 1.0 */
@@ -106,8 +110,12 @@ typedef void (*coffer_check_cb)(void *ud, int ok, const char *check, const char 
  * instance_free. restore: instance_new, capabilities, restore, verify,
  * owned_paths (the core then moves the files), instance_free. verify
  * --read-data (file databases only): instance_new, capabilities, restore
- * into a scratch directory, verify, instance_free. policy check: validate
- * only. A failing call returns its code after host->error on the same
+ * into a scratch directory, verify, instance_free. checks (restore and
+ * rehearse, after the files moved into place): instance_new, query_target
+ * per check, instance_free. rehearse: instance_new, scratch_create (server
+ * databases), instance_free; then as restore into it, with its target;
+ * then checks; finally instance_new, scratch_drop, instance_free (also
+ * for a killed rehearsal's leftovers). policy check: validate only. A failing call returns its code after host->error on the same
  * thread; the core does not retry COFFER_ERR_RETRY. One instance is used by
  * one thread at a time; sink streams may be opened from several threads
  * only with COFFER_DBCAP_PARALLEL_DUMP. */
@@ -140,7 +148,9 @@ typedef struct coffer_database_ops {
      * by the instance, valid until instance_free); returns the count.
      * since 1.0 */
     size_t (*owned_paths)(void *instance, const char **paths, size_t max);
-    /* Run a read-only query; row_cb gets each row's columns as text. since 1.0 */
+    /* Run a read-only query against the instance's own database; row_cb
+     * gets each row's columns as text (NULL for SQL NULL) and returns
+     * nonzero to stop early. Rows stream as query_target's do. since 1.0 */
     coffer_status (*query)(void *instance, const char *sql,
                            int (*row_cb)(void *ud, int ncols, const char *const *values), void *ud);
 
@@ -149,6 +159,44 @@ typedef struct coffer_database_ops {
      * since 1.1 */
     coffer_status (*validate)(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
                               const char **bad_option);
+
+    /* ---- rehearsals and application checks (optional, since 1.1) ----
+     * A 1.0 driver lacks these members: the core reads them only when the
+     * table's struct_size covers them, and then only when non-NULL. */
+
+    /* Run one read-only statement against the database a restore wrote:
+     * opts as given to that restore's verify, except that opts->root is
+     * where the restored files are now (a file database resolves its path
+     * against it) and opts->final_root is NULL. row_cb gets each row's
+     * columns as text, NULL for SQL NULL, valid during the call only; it
+     * returns 0 to go on, nonzero to stop (the call then returns
+     * COFFER_OK). Rows are handed over as the server sends them: the
+     * driver holds at most a bounded number of rows in memory, whatever
+     * the result's size (libpq single-row mode, mysql_use_result, sqlite
+     * stepping). A statement that does not parse or is not read-only
+     * returns COFFER_ERR_INVALID with the server's message. since 1.1 */
+    coffer_status (*query_target)(void *instance, const coffer_restore_opts *opts, const char *sql,
+                                  coffer_row_cb row_cb, void *ud);
+
+    /* Server databases only. Create an empty database called `name`
+     * (lowercase letters, digits and '_', at most 63 bytes, always
+     * starting "coffer_rehearse_") for a rehearsal, on the instance's own
+     * server when `server` is NULL, else on the server a URL of the
+     * driver's own form names (its database part is ignored; its
+     * credentials as for a --map URL). Fails with COFFER_ERR_EXISTS when
+     * the name is taken (never touches an existing database) and with
+     * COFFER_ERR_AUTH when the account may not create databases, naming
+     * the server (without password) and the privilege it lacks. On
+     * success writes into target (target_len bytes) the value a --map
+     * would take to restore into the new database, without any password:
+     * restore, verify and query_target accept it as opts->target.
+     * since 1.1 */
+    coffer_status (*scratch_create)(void *instance, const char *server, const char *name,
+                                    char *target, size_t target_len);
+    /* Drop the database `name` (same rule) on the same server; one that
+     * does not exist is not an error. Refuses names without the
+     * "coffer_rehearse_" prefix (COFFER_ERR_INVALID). since 1.1 */
+    coffer_status (*scratch_drop)(void *instance, const char *server, const char *name);
 } coffer_database_ops;
 
 #ifdef __cplusplus
