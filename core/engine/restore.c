@@ -25,6 +25,7 @@
 #include "engine/extract.h"
 #include "engine/files.h"
 #include "engine/setcheck.h"
+#include "engine/validate.h"
 #include "engine/objects.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
@@ -812,6 +813,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     char *root = NULL;
     rstate rs = {0};
     int stopped = 0;
+    cf_restored restored = {0};
 
     const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
     if (bad_only || cf_restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
@@ -827,6 +829,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         goto out;
     }
     root = o->in_place ? cf_strdup(p->root) : cf_abspath(o->to);
+    cf_restored_init(&restored, root, set_id);
     if (!o->in_place && cf_dir_nonempty(root) && !o->force) {
         rc = cf_fail("restore target %s is not empty; use an empty directory or --force "
                      "(replaced files are kept aside)", root);
@@ -983,6 +986,25 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             if (priv)
                 cf_rmtree(priv);
             free(priv);
+            if (rc == 0) {
+                /* Where validate commands and checks find it. */
+                const char *url = map ? map : cf_config_get(pc->options, "url");
+                char *rurl = url ? cf_redact_url(url) : NULL;
+                char *path = NULL, *furl = NULL;
+                if (db.ops->owned_paths) {
+                    const char *paths[16];
+                    if (map)
+                        path = cf_abspath(map);
+                    else if (db.ops->owned_paths(db.inst, paths, 16) > 0)
+                        path = cf_asprintf("%s/%s", root, paths[0]);
+                    if (path)
+                        furl = cf_asprintf("%s://%s", pc->driver, path);
+                }
+                cf_restored_add_db(&restored, name, furl ? furl : rurl, path, map);
+                free(rurl);
+                free(path);
+                free(furl);
+            }
             char *shown = cf_redact_url(map ? map : root);
             json_array_append_new(json_object_get(rep, "components"),
                                   json_pack("{s:s,s:s}", "name", name, "destination", shown));
@@ -1066,30 +1088,8 @@ out:
         cf_fail("%s", saved);
     }
     if (rc == 0 && !o->no_validate && !o->nonly) {
-        char *env[4];
-        env[0] = cf_asprintf("COFFER_RESTORE_ROOT=%s", root);
-        env[1] = cf_asprintf("COFFER_SET_ID=%s", set_id);
-        env[2] = cf_asprintf("COFFER_POLICY_ROOT=%s", p->root);
-        env[3] = NULL;
-        for (size_t i = 0; i < p->nvalidate; i++) {
-            cf_log(CF_LOG_INFO, "validate '%s': running `%s` in %s", p->validate[i].name,
-                   p->validate[i].run, root);
-            int st = cf_run_command(p->validate[i].name, p->validate[i].run, root,
-                                    p->validate[i].timeout, env);
-            const char *what = st == 0 ? "ok" : "FAILED";
-            if (st < 0)
-                cf_log(CF_LOG_ERROR, "validate '%s': %s", p->validate[i].name, cf_error());
-            else
-                cf_log(st == 0 ? CF_LOG_INFO : CF_LOG_ERROR, "validate '%s': exit status %d (%s)",
-                       p->validate[i].name, st, what);
-            json_array_append_new(json_object_get(rep, "validate"),
-                                  json_pack("{s:s,s:s,s:i,s:b}", "name", p->validate[i].name,
-                                            "run", p->validate[i].run, "exit", st, "ok", st == 0));
-            if (st != 0)
-                exit_code = CF_EXIT_PROBLEMS;
-        }
-        for (int i = 0; i < 3; i++)
-            free(env[i]);
+        if (cf_validate_run(p, &restored, json_object_get(rep, "validate")) > 0)
+            exit_code = CF_EXIT_PROBLEMS;
     }
     if (rc == 0)
         json_object_set_new(rep, "root", json_string(root));
@@ -1101,6 +1101,7 @@ out:
         cf_strv_free(rs.d[i].units, rs.d[i].nunits);
     }
     free(rs.d);
+    cf_restored_free(&restored);
     if (comps)
         json_decref(comps);
     json_decref(h);

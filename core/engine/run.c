@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <strings.h>
@@ -317,19 +318,87 @@ void cf_signals_install(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Keep the last `cap` bytes of a command's output in a ring. */
+typedef struct tail {
+    char *buf;
+    size_t cap, len, head; /* head: next write position */
+} tail;
+
+static void tail_add(tail *t, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        t->buf[t->head] = p[i];
+        t->head = (t->head + 1) % t->cap;
+        if (t->len < t->cap)
+            t->len++;
+    }
+}
+
+static char *tail_take(tail *t)
+{
+    char *s = malloc(t->len + 1);
+    if (!s)
+        return NULL;
+    size_t start = (t->head + t->cap - t->len) % t->cap;
+    for (size_t i = 0; i < t->len; i++)
+        s[i] = t->buf[(start + i) % t->cap];
+    s[t->len] = 0;
+    return s;
+}
+
+/* Copy what the child wrote to our stderr and into the tail; returns 0 at
+ * end of file, 1 when more may come. */
+static int pump(int fd, tail *t)
+{
+    char b[4096];
+    ssize_t r = read(fd, b, sizeof b);
+    if (r > 0) {
+        if (write(2, b, (size_t)r) < 0) {
+            /* stderr gone: keep capturing */
+        }
+        tail_add(t, b, (size_t)r);
+        return 1;
+    }
+    return r < 0 && (errno == EINTR || errno == EAGAIN) ? 1 : 0;
+}
+
 int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
                    char *const *env_extra)
 {
+    return cf_run_command_output(what, cmd, cwd, timeout_s, env_extra, NULL, 0);
+}
+
+int cf_run_command_output(const char *what, const char *cmd, const char *cwd, int timeout_s,
+                          char *const *env_extra, char **output, size_t max)
+{
+    if (output)
+        *output = NULL;
     /* Built before fork: the child of a threaded process must not allocate. */
     char **env = cf_child_env(NULL, (const char *const *)env_extra);
     if (!env)
         return cf_fail("%s: cannot start `%s`: out of memory", what, cmd);
+    int pfd[2] = {-1, -1};
+    tail t = {0};
+    if (output) {
+        t.cap = max ? max : 1;
+        t.buf = malloc(t.cap);
+        if (!t.buf || pipe2(pfd, O_CLOEXEC) != 0) {
+            free(t.buf);
+            cf_child_env_free(env);
+            return cf_fail_errno("%s: cannot start `%s`", what, cmd);
+        }
+    }
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;
         cf_child_env_free(env);
+        if (output) {
+            close(pfd[0]);
+            close(pfd[1]);
+            free(t.buf);
+        }
         errno = err;
         return cf_fail_errno("%s: cannot start `%s`", what, cmd);
     }
@@ -338,7 +407,12 @@ int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeo
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
-        dup2(2, 1);
+        if (output) {
+            dup2(pfd[1], 1);
+            dup2(pfd[1], 2);
+        } else {
+            dup2(2, 1);
+        }
         if (cwd && chdir(cwd) != 0) {
             fprintf(stderr, "coffer: %s: cannot enter %s: %s\n", what, cwd, strerror(errno));
             _exit(126);
@@ -349,25 +423,70 @@ int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeo
     }
     cf_child_env_free(env);
     setpgid(pid, pid);
+    if (output) {
+        close(pfd[1]);
+        fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    }
     double deadline = cf_now() + (timeout_s > 0 ? timeout_s : 1e9);
-    int status;
+    int status, rc = 0, done = 0;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
+        if (r == pid) {
+            done = 1;
             break;
-        if (r < 0 && errno != EINTR)
-            return cf_fail_errno("%s: waiting for `%s`", what, cmd);
+        }
+        if (r < 0 && errno != EINTR) {
+            rc = cf_fail_errno("%s: waiting for `%s`", what, cmd);
+            break;
+        }
         if (cf_now() > deadline) {
             kill(-pid, SIGTERM);
             struct timespec ts = {2, 0};
             nanosleep(&ts, NULL);
             kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
-            return cf_fail("%s: `%s` timed out after %d s and was killed", what, cmd, timeout_s);
+            rc = cf_fail("%s: `%s` timed out after %d s and was killed", what, cmd, timeout_s);
+            break;
         }
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+        if (output) {
+            struct pollfd pl = {pfd[0], POLLIN, 0};
+            if (pfd[0] >= 0 && poll(&pl, 1, 20) > 0 && pump(pfd[0], &t) == 0) {
+                /* the child closed its output; keep waiting for its exit */
+                close(pfd[0]);
+                pfd[0] = -1;
+            } else if (pfd[0] < 0) {
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        } else {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
+    if (pfd[0] >= 0) {
+        /* What is still in the pipe; a background grandchild holding it
+         * open does not keep us waiting past half a second. */
+        double until = cf_now() + 0.5;
+        while (cf_now() < until) {
+            struct pollfd pl = {pfd[0], POLLIN, 0};
+            if (poll(&pl, 1, 50) <= 0) {
+                if (cf_now() >= until)
+                    break;
+                continue;
+            }
+            if (pump(pfd[0], &t) == 0)
+                break;
+        }
+        close(pfd[0]);
+    }
+    if (output) {
+        *output = tail_take(&t);
+        free(t.buf);
+    }
+    if (rc != 0)
+        return rc;
+    if (!done)
+        return -1;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return cf_fail("%s: `%s` killed by signal %d", what, cmd, WTERMSIG(status));

@@ -69,6 +69,11 @@ void cf_child_env_free(char **env);
  * run / timed out / killed). */
 int cf_run_command(const char *what, const char *cmd, const char *cwd, int timeout_s,
                    char *const *env_extra);
+/* The same, the command's stdout and stderr also kept: *output gets the
+ * last `max` bytes of them (malloc'd, NUL-terminated), whatever the
+ * outcome, timeouts included. They still reach coffer's stderr. */
+int cf_run_command_output(const char *what, const char *cmd, const char *cwd, int timeout_s,
+                          char *const *env_extra, char **output, size_t max);
 
 /* Signal handling: SIGINT/SIGTERM set cf_cancel_flag. */
 void cf_signals_install(void);

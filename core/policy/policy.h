@@ -106,6 +106,7 @@ typedef struct cf_command {
     char *name;
     char *run;
     int timeout; /* seconds */
+    cf_strlist credentials; /* database components whose password the command gets as a file */
 } cf_command;
 
 typedef struct cf_retention {

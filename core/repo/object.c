@@ -46,6 +46,8 @@ const char *cf_obj_type_name(int type)
         return "manifest";
     case CF_OBJ_KEY:
         return "key";
+    case CF_OBJ_PROOF:
+        return "proof";
     default:
         return "unknown";
     }

@@ -36,6 +36,7 @@ enum {
     CF_OBJ_INDEX = 3,
     CF_OBJ_MANIFEST = 4,
     CF_OBJ_KEY = 5,
+    CF_OBJ_PROOF = 6, /* a rehearsal's result: proofs/<set>/<time>-<rand> */
 };
 
 /* Encryption at rest, chosen at init (docs/repository-format.md, 2.1):

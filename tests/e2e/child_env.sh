@@ -166,7 +166,9 @@ expect_ok "restore --to runs validate" cfx -v restore -p "$P" --set "$SET" --to 
 keep_output
 if one_dump validate; then
     check_child "$DUMP" "restore validate"
-    exact_names "$DUMP" "restore validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
+    exact_names "$DUMP" "restore validate" COFFER_DB_DATABASE_PATH COFFER_DB_DATABASE_URL COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
+    assert_eq "$T/R1/data/asterdrive.db" "$(sed -n 's/^COFFER_DB_DATABASE_PATH=//p' "$DUMP")" "validate: COFFER_DB_DATABASE_PATH is the restored database, not the production one"
+    assert_eq "sqlite://$T/R1/data/asterdrive.db" "$(sed -n 's/^COFFER_DB_DATABASE_URL=//p' "$DUMP")" "validate: COFFER_DB_DATABASE_URL names the restored database"
     assert_eq "$T/R1" "$(sed -n 's/^COFFER_RESTORE_ROOT=//p' "$DUMP")" "validate: COFFER_RESTORE_ROOT is the restore root"
     assert_eq "$SET" "$(sed -n 's/^COFFER_SET_ID=//p' "$DUMP")" "validate: COFFER_SET_ID is the set"
     assert_eq "$ASTERDRIVE_ROOT" "$(sed -n 's/^COFFER_POLICY_ROOT=//p' "$DUMP")" "validate: COFFER_POLICY_ROOT is the policy root"
@@ -181,7 +183,7 @@ for w in stop start; do
     one_dump "$w" && check_child "$DUMP" "in-place restore $w" && exact_names "$DUMP" "in-place restore $w"
 done
 one_dump validate && check_child "$DUMP" "in-place restore validate" &&
-    exact_names "$DUMP" "in-place restore validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
+    exact_names "$DUMP" "in-place restore validate" COFFER_DB_DATABASE_PATH COFFER_DB_DATABASE_URL COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID
 one_dump validate && assert_eq "$ASTERDRIVE_ROOT" "$(sed -n 's/^COFFER_RESTORE_ROOT=//p' "$DUMP")" \
     "in-place validate: COFFER_RESTORE_ROOT is the policy root"
 
@@ -192,7 +194,7 @@ FAIL_VALIDATE=1 expect_rc 3 "a failing validate command is reported" \
 keep_output
 assert_imatch "$ERR" "validate 'envdump'.*exit status 4" "the failure is named"
 one_dump validate && check_child "$DUMP" "failing validate" &&
-    exact_names "$DUMP" "failing validate" COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID FAIL_VALIDATE
+    exact_names "$DUMP" "failing validate" COFFER_DB_DATABASE_PATH COFFER_DB_DATABASE_URL COFFER_POLICY_ROOT COFFER_RESTORE_ROOT COFFER_SET_ID FAIL_VALIDATE
 assert_eq "1" "$(sed -n 's/^FAIL_VALIDATE=//p' "$DUMP")" "an operator variable reaches the command"
 
 section "no secret in coffer's own output"
