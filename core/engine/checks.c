@@ -131,10 +131,9 @@ static void ckrun_free(ckrun *r)
 typedef struct result {
     const cf_app_check *ck;
     long long rows, problems;
-    json_t *first;  /* the first `show` problems */
-    int missing;    /* problems that are missing paths (references) */
-    char *error;    /* status error: why */
-    char *summary;  /* detail for pass/warn/fail */
+    json_t *first; /* the first `show` problems */
+    int missing;   /* problems that are missing paths (references) */
+    char *error;   /* status error: why */
 } result;
 
 static void add_problem(result *res, const char *fmt, ...) CF_PRINTF(2, 3);
@@ -322,8 +321,8 @@ static void check_reference(qctx *q, int ncols, const char *const *v)
     if (q->objs) {
         char *key = (char *)q->path.data; /* prefix + value: keys are not paths */
         objent k = {key, 0};
-        objent *o = q->objs->n ? bsearch(&k, q->objs->v, q->objs->n, sizeof(objent), cmp_obj)
-                               : NULL;
+        objent *o =
+            q->objs->n ? bsearch(&k, q->objs->v, q->objs->n, sizeof(objent), cmp_obj) : NULL;
         if (!o) {
             q->res->missing++;
             add_problem(q->res, "%s: missing", key);
@@ -358,8 +357,8 @@ static void check_reference(qctx *q, int ncols, const char *const *v)
         return;
     }
     if (size_s && (uint64_t)st.st_size != want) {
-        add_problem(q->res, "%s: size %" PRIu64 " != recorded %" PRIu64, rel,
-                    (uint64_t)st.st_size, want);
+        add_problem(q->res, "%s: size %" PRIu64 " != recorded %" PRIu64, rel, (uint64_t)st.st_size,
+                    want);
     } else if (sha_s) {
         char hex[2 * EVP_MAX_MD_SIZE + 1];
         if (sha256_fd(fd, hex) != 0)
@@ -464,8 +463,7 @@ static int run_query(qctx *q)
             rc = -1;
         } else if (q->timed_out) {
             set_error(q->res, "%s:%d:%d: check '%s': timed out after %d s (%lld rows read)",
-                      p->file, ck->query_line, ck->query_col, ck->name, ck->timeout,
-                      q->res->rows);
+                      p->file, ck->query_line, ck->query_col, ck->name, ck->timeout, q->res->rows);
             rc = -1;
         } else if (q->cancelled || cf_cancel_flag) {
             set_error(q->res, "check '%s': cancelled", ck->name);
@@ -686,8 +684,7 @@ static void row_counts(ckrun *r, result *res)
 {
     const cf_app_check *ck = res->ck;
     if (scan_set(r) != 0) {
-        set_error(res, "check '%s': cannot read set %s: %s", ck->name, r->e->set_id,
-                  r->scan_error);
+        set_error(res, "check '%s': cannot read set %s: %s", ck->name, r->e->set_id, r->scan_error);
         return;
     }
     for (size_t i = 0; i < r->p->ncomponents; i++) {
@@ -763,10 +760,14 @@ static char *summary(const result *res)
     const cf_app_check *ck = res->ck;
     if (!res->problems) {
         switch (ck->type) {
-        case CF_CHECK_ROW_COUNTS: return cf_asprintf("%lld tables", res->rows);
-        case CF_CHECK_REFERENCES: return cf_asprintf("%lld paths", res->rows);
-        case CF_CHECK_ORPHANS: return cf_asprintf("%lld paths referenced", res->rows);
-        default: return cf_asprintf("%lld rows", res->rows);
+        case CF_CHECK_ROW_COUNTS:
+            return cf_asprintf("%lld tables", res->rows);
+        case CF_CHECK_REFERENCES:
+            return cf_asprintf("%lld paths", res->rows);
+        case CF_CHECK_ORPHANS:
+            return cf_asprintf("%lld paths referenced", res->rows);
+        default:
+            return cf_asprintf("%lld rows", res->rows);
         }
     }
     cf_buf b = {0};
@@ -812,7 +813,7 @@ int cf_checks_run(const cf_checks_env *e, json_t *out)
         } else {
             paths_check(&r, &res);
         }
-        const char *status = res.error ? "error"
+        const char *status = res.error       ? "error"
                              : !res.problems ? "pass"
                              : ck->warn      ? "warn"
                                              : "fail";

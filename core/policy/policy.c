@@ -944,8 +944,8 @@ static int check_prefix(const ctx *c, const cf_yn *v, const char *path, const ch
     for (const char *q = s; *q;) {
         size_t len = strcspn(q, "/");
         if ((len == 1 && q[0] == '.') || (len == 2 && q[0] == '.' && q[1] == '.'))
-            return fail_at(c, v, path, "'%s' has a '%.*s' segment; give a plain relative prefix",
-                           s, (int)len, q);
+            return fail_at(c, v, path, "'%s' has a '%.*s' segment; give a plain relative prefix", s,
+                           (int)len, q);
         q += len;
         if (*q == '/')
             q++;
@@ -968,9 +968,9 @@ static int refuse_key(const ctx *c, const cf_yn *m, const char *path, const char
 
 static int parse_check(const ctx *c, const cf_yn *m, const char *path, cf_policy *p, size_t i)
 {
-    static const char *const keys[] = {"name",   "type",    "database", "query",
-                                       "component", "prefix", "under",  "exclude",
-                                       "level",  "show",    "timeout",  NULL};
+    static const char *const keys[] = {"name",      "type",   "database", "query",
+                                       "component", "prefix", "under",    "exclude",
+                                       "level",     "show",   "timeout",  NULL};
     static const char *const types[] = {"row_counts", "references", "orphans", "sql", NULL};
     cf_app_check *ck = &p->checks[i];
     const cf_yn *namen, *typen, *v;
