@@ -129,6 +129,7 @@ static void ckrun_free(ckrun *r)
 /* ---- one check's result ----------------------------------------------- */
 
 typedef struct result {
+    const char *file; /* the policy's */
     const cf_app_check *ck;
     long long rows, problems;
     json_t *first; /* the first `show` problems */
@@ -159,13 +160,20 @@ static void add_problem(result *res, const char *fmt, ...)
 }
 
 static void set_error(result *res, const char *fmt, ...) CF_PRINTF(2, 3);
+/* Status error: "FILE:LINE:COL: check 'NAME': why", at the query (or,
+ * without one, at the check's list item). */
 static void set_error(result *res, const char *fmt, ...)
 {
+    const cf_app_check *ck = res->ck;
     va_list ap;
     va_start(ap, fmt);
-    free(res->error);
-    res->error = cf_vasprintf(fmt, ap);
+    char *why = cf_vasprintf(fmt, ap);
     va_end(ap);
+    free(res->error);
+    res->error = cf_asprintf("%s:%d:%d: check '%s': %s", res->file,
+                             ck->query_line ? ck->query_line : ck->line,
+                             ck->query_line ? ck->query_col : ck->col, ck->name, why);
+    free(why);
 }
 
 /* ---- paths ------------------------------------------------------------- */
@@ -440,16 +448,15 @@ static int run_query(qctx *q)
     const cf_component *db = cf_policy_component(p, ck->database);
     cf_dbinst inst;
     if (cf_dbinst_open(db, q->r->e->root, &inst) != 0) {
-        set_error(q->res, "%s:%d:%d: check '%s': %s", p->file, ck->query_line, ck->query_col,
-                  ck->name, cf_error());
+        set_error(q->res, "%s", cf_error());
         return -1;
     }
     int rc = 0;
     if (!inst.ops->query_target) {
-        set_error(q->res,
-                  "%s:%d:%d: check '%s': database driver '%s' (component '%s') cannot run "
-                  "queries against a restored database",
-                  p->file, ck->query_line, ck->query_col, ck->name, db->driver, db->name);
+        set_error(
+            q->res,
+            "database driver '%s' (component '%s') cannot run queries against a restored database",
+            db->driver, db->name);
         rc = -1;
     } else {
         const char *map = q->r->e->ro ? cf_restore_map(q->r->e->ro, db->name) : NULL;
@@ -458,15 +465,13 @@ static int run_query(qctx *q)
         coffer_status st = inst.ops->query_target(inst.inst, &ro, ck->query, row_cb, q);
         if (st != COFFER_OK) {
             cf_hctx_fail(inst.hctx, st, NULL);
-            set_error(q->res, "%s:%d:%d: check '%s': %s", p->file, ck->query_line, ck->query_col,
-                      ck->name, cf_error());
+            set_error(q->res, "%s", cf_error());
             rc = -1;
         } else if (q->timed_out) {
-            set_error(q->res, "%s:%d:%d: check '%s': timed out after %d s (%lld rows read)",
-                      p->file, ck->query_line, ck->query_col, ck->name, ck->timeout, q->res->rows);
+            set_error(q->res, "timed out after %d s (%lld rows read)", ck->timeout, q->res->rows);
             rc = -1;
         } else if (q->cancelled || cf_cancel_flag) {
-            set_error(q->res, "check '%s': cancelled", ck->name);
+            set_error(q->res, "cancelled");
             rc = -1;
         }
     }
@@ -606,10 +611,9 @@ static void orphans_files(qctx *q)
         }
     }
     if (w.error)
-        set_error(q->res, "check '%s': cannot read the restored tree: %s", q->ck->name,
-                  strerror(w.error));
+        set_error(q->res, "cannot read the restored tree: %s", strerror(w.error));
     else if (q->timed_out)
-        set_error(q->res, "check '%s': timed out after %d s", q->ck->name, q->ck->timeout);
+        set_error(q->res, "timed out after %d s", q->ck->timeout);
     for (size_t i = 0; i < w.nskip; i++)
         free(w.skip[i]);
     free(w.skip);
@@ -642,8 +646,7 @@ static void paths_check(ckrun *r, result *res)
     char *froot = NULL;
     if (q.co->type == CF_COMP_OBJECT_STORE) {
         if (scan_set(r) != 0) {
-            set_error(res, "check '%s': cannot read set %s: %s", ck->name, r->e->set_id,
-                      r->scan_error);
+            set_error(res, "cannot read set %s: %s", r->e->set_id, r->scan_error);
             return;
         }
         q.objs = objs_of(r, q.co->name);
@@ -652,8 +655,8 @@ static void paths_check(ckrun *r, result *res)
         froot = map ? cf_abspath(map) : cf_strdup(r->e->root);
         q.rootfd = open(froot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (q.rootfd < 0) {
-            set_error(res, "check '%s': cannot open %s, where component '%s' was restored: %s",
-                      ck->name, froot, q.co->name, strerror(errno));
+            set_error(res, "cannot open %s, where component '%s' was restored: %s", froot,
+                      q.co->name, strerror(errno));
             free(froot);
             return;
         }
@@ -684,7 +687,7 @@ static void row_counts(ckrun *r, result *res)
 {
     const cf_app_check *ck = res->ck;
     if (scan_set(r) != 0) {
-        set_error(res, "check '%s': cannot read set %s: %s", ck->name, r->e->set_id, r->scan_error);
+        set_error(res, "cannot read set %s: %s", r->e->set_id, r->scan_error);
         return;
     }
     for (size_t i = 0; i < r->p->ncomponents; i++) {
@@ -803,9 +806,9 @@ int cf_checks_run(const cf_checks_env *e, json_t *out)
     int failed = 0;
     for (size_t i = 0; i < r.p->nchecks; i++) {
         const cf_app_check *ck = &r.p->checks[i];
-        result res = {.ck = ck, .first = json_array()};
+        result res = {.file = r.p->file, .ck = ck, .first = json_array()};
         if (cf_cancel_flag) {
-            set_error(&res, "check '%s': cancelled", ck->name);
+            set_error(&res, "cancelled");
         } else if (ck->type == CF_CHECK_ROW_COUNTS) {
             row_counts(&r, &res);
         } else if (ck->type == CF_CHECK_SQL) {

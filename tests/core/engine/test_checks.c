@@ -21,6 +21,19 @@
 #include "engine_test.h"
 #include "plugin/registry.h"
 
+/* AddressSanitizer's quarantine keeps freed memory resident: peak RSS
+ * says nothing there, so only the results are checked. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_CHECKED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_CHECKED 0
+#endif
+#endif
+#ifndef RSS_CHECKED
+#define RSS_CHECKED 1
+#endif
+
 typedef struct fx {
     et_dir d;
     char root[300], repo[300], out[300];
@@ -509,7 +522,7 @@ static void bounded(outcome *o, fx *f, long limit_kib, const char *status)
         json_t *en = json_array_get(out, 0);
         fprintf(stderr, "peak RSS grew by %ld KiB (%s, %lld rows, status %s)\n", grew,
                 jstr(en, "name"), jint(en, "rows"), jstr(en, "status"));
-        int ok = failed >= 0 && grew < limit_kib && strcmp(jstr(en, "status"), status) == 0 &&
+        int ok = failed >= 0 && (grew < limit_kib || !RSS_CHECKED) && strcmp(jstr(en, "status"), status) == 0 &&
                  jint(en, "rows") == 1000000;
         _exit(ok ? 0 : 1);
     }
