@@ -575,6 +575,71 @@ static void million_rows(void **state)
     outcome_free(&o);
 }
 
+/* ---- maps and a driver without query_target ------------------------------------ */
+
+static void maps_and_old_driver(void **state)
+{
+    fx *f = *state;
+    outcome o;
+    const char *checks = "  - name: refs\n"
+                         "    type: references\n"
+                         "    database: database\n"
+                         "    query: SELECT path FROM files WHERE id IN (1, 3)\n"
+                         "    component: uploads\n"
+                         "  - name: marker\n"
+                         "    type: sql\n"
+                         "    database: database\n"
+                         "    query: SELECT * FROM marker\n";
+    run_checks(f, checks, NULL, &o);
+    /* the restored database has no table marker */
+    assert_string_equal(jstr(entry(&o, 1), "status"), "error");
+    assert_has(jstr(entry(&o, 1), "detail"), "no such table: marker");
+
+    /* --map uploads=DIR: files are checked there; --map database=FILE:
+     * the query runs there */
+    char mapped[400], dbcopy[500];
+    snprintf(mapped, sizeof mapped, "%s/mapped", f->d.path);
+    snprintf(dbcopy, sizeof dbcopy, "%s/copy.db", mapped);
+    sh("mkdir -p '%s/data' && mv '%s/data/uploads' '%s/data/' && cp '%s/data/app.db' '%s'",
+       mapped, f->out, mapped, f->out, dbcopy);
+    sql(dbcopy, "CREATE TABLE marker(x); INSERT INTO marker VALUES ('copy')");
+    char *m1 = cf_asprintf("uploads=%s", mapped), *m2 = cf_asprintf("database=%s", dbcopy);
+    char *maps[] = {m1, m2};
+    cf_restore_opts ro = {.maps = maps, .nmaps = 2};
+    cf_checks_env e = {.run = o.run, .set_id = o.set, .root = f->out, .ro = &ro};
+    json_t *out = json_array();
+    assert_int_equal(cf_checks_run(&e, out), 1);
+    assert_string_equal(jstr(json_array_get(out, 0), "status"), "pass");
+    json_t *m = json_array_get(out, 1);
+    assert_string_equal(jstr(m, "status"), "fail");
+    static const char *const want[] = {"copy"};
+    assert_first(m, want, 1);
+    json_decref(out);
+
+    /* a 1.0 driver: its table has no query_target */
+    const cf_driver *d = cf_registry_find(COFFER_KIND_DATABASE, "sqlite");
+    coffer_database_ops *ops = (coffer_database_ops *)d->desc.database;
+    void *saved = (void *)ops->query_target;
+    ops->query_target = NULL;
+    out = json_array();
+    assert_int_equal(cf_checks_run(&e, out), 2);
+    ops->query_target = (coffer_status(*)(void *, const coffer_restore_opts *, const char *,
+                                          coffer_row_cb, void *))saved;
+    json_t *r = json_array_get(out, 0);
+    assert_string_equal(jstr(r, "status"), "error");
+    const cf_app_check *ck = &o.run->policy->checks[0];
+    char *want2 = cf_asprintf("policy.yaml:%d:%d: check 'refs': database driver 'sqlite' "
+                              "(component 'database') cannot run queries against a restored "
+                              "database",
+                              ck->query_line, ck->query_col);
+    assert_string_equal(jstr(r, "detail"), want2);
+    free(want2);
+    json_decref(out);
+    free(m1);
+    free(m2);
+    outcome_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -583,6 +648,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(sql_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(row_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(maps_and_old_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(million_rows, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
