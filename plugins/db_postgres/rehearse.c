@@ -58,6 +58,26 @@ coffer_status pgd_sqlstate_status(const char *state)
 
 /* ---- streaming a statement ---------------------------------------------- */
 
+/* "ERROR: primary; DETAIL: ...; HINT: ... (at character N)": the server's
+ * message without the echo of the statement libpq adds. */
+static void result_message(const PGresult *r, char *buf, size_t len)
+{
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY);
+    const char *prim = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (!prim) {
+        pgd_one_line(PQresultErrorMessage(r), buf, len);
+        return;
+    }
+    const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
+    char tmp[2048];
+    snprintf(tmp, sizeof tmp, "%s: %s%s%s%s%s%s%s%s", sev ? sev : "ERROR", prim, detail ? "; DETAIL: " : "",
+             detail ? detail : "", hint ? "; HINT: " : "", hint ? hint : "", pos ? " (at character " : "",
+             pos ? pos : "", pos ? ")" : "");
+    pgd_one_line(tmp, buf, len);
+}
+
 static void send_cancel(PGconn *c)
 {
     PGcancel *pc = PQgetCancel(c);
@@ -174,7 +194,7 @@ static coffer_status stream(pgd_instance *in, PGconn *c, const char *shown, cons
             if (st == COFFER_OK && !stopped) {
                 const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
                 char msg[1024];
-                pgd_one_line(PQresultErrorMessage(r), msg, sizeof msg);
+                result_message(r, msg, sizeof msg);
                 if (cancelled)
                     st = in->host->error(in->h, COFFER_ERR_CANCELLED, "%s cancelled", what);
                 else if (PQstatus(c) == CONNECTION_BAD)
@@ -308,7 +328,7 @@ coffer_status pgd_scratch_create(void *instance, const char *server, const char 
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         char msg[1024];
-        pgd_one_line(PQresultErrorMessage(r), msg, sizeof msg);
+        result_message(r, msg, sizeof msg);
         const char *user = pgd_params_get(&t.params, "user");
         if (state && strcmp(state, "42P04") == 0)
             st = in->host->error(in->h, COFFER_ERR_EXISTS,
@@ -378,7 +398,7 @@ coffer_status pgd_scratch_drop(void *instance, const char *server, const char *n
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "42501") == 0) {
             char msg[1024];
-            pgd_one_line(PQresultErrorMessage(r), msg, sizeof msg);
+            result_message(r, msg, sizeof msg);
             st = in->host->error(in->h, COFFER_ERR_AUTH,
                                  "%s: %s; only its owner (the role that created it) or a "
                                  "superuser may drop it",

@@ -141,6 +141,13 @@ static int count_row(void *ud, int ncols, const char *const *v)
     return c->stop_after && c->rows >= c->stop_after;
 }
 
+/* TEST_VERBOSE=1 shows the messages the assertions look at. */
+static void show(const fx *f)
+{
+    if (getenv("TEST_VERBOSE"))
+        print_message("  error: %s\n", f->mh.last_error);
+}
+
 static void test_abi(void **state)
 {
     fx *f = *state;
@@ -280,6 +287,7 @@ static void test_refused(void **state)
     counter c = {0};
     assert_int_equal(f->ops->query_target(f->in, NULL, "SELEKT 1", count_row, &c), COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "SQL syntax"));
+    show(f);
     assert_non_null(strstr(f->mh.last_error, "127.0.0.1"));
     assert_int_equal(f->ops->query_target(f->in, NULL, "SELECT nosuchcol FROM nosuchtable", count_row, &c),
                      COFFER_ERR_INVALID);
@@ -446,6 +454,7 @@ static void test_scratch_no_create(void **state)
                      COFFER_ERR_AUTH);
     char where[100];
     snprintf(where, sizeof where, "nocreate@127.0.0.1:%s", my_port);
+    show(f);
     assert_non_null(strstr(f->mh.last_error, where));
     assert_non_null(strstr(f->mh.last_error, "CREATE privilege"));
     assert_null(strstr(f->mh.last_error, "nc-pw-5"));
