@@ -50,8 +50,7 @@ coffer_status pgd_sqlstate_status(const char *state)
      * feature_not_supported, 2F003/2F004 prohibited statements, 3F000
      * invalid schema name. */
     if (strncmp(state, "42", 2) == 0 || strcmp(state, "25006") == 0 ||
-        strcmp(state, "0A000") == 0 || strncmp(state, "2F", 2) == 0 ||
-        strcmp(state, "3F000") == 0)
+        strcmp(state, "0A000") == 0 || strncmp(state, "2F", 2) == 0 || strcmp(state, "3F000") == 0)
         return COFFER_ERR_INVALID;
     return COFFER_ERR_FAILED;
 }
@@ -72,9 +71,9 @@ static void result_message(const PGresult *r, char *buf, size_t len)
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
     const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
     char tmp[2048];
-    snprintf(tmp, sizeof tmp, "%s: %s%s%s%s%s%s%s%s", sev ? sev : "ERROR", prim, detail ? "; DETAIL: " : "",
-             detail ? detail : "", hint ? "; HINT: " : "", hint ? hint : "", pos ? " (at character " : "",
-             pos ? pos : "", pos ? ")" : "");
+    snprintf(tmp, sizeof tmp, "%s: %s%s%s%s%s%s%s%s", sev ? sev : "ERROR", prim,
+             detail ? "; DETAIL: " : "", detail ? detail : "", hint ? "; HINT: " : "",
+             hint ? hint : "", pos ? " (at character " : "", pos ? pos : "", pos ? ")" : "");
     pgd_one_line(tmp, buf, len);
 }
 
@@ -176,8 +175,7 @@ static coffer_status stream(pgd_instance *in, PGconn *c, const char *shown, cons
                 PQfreemem(buf);
             if (st == COFFER_OK && !stopped)
                 st = in->host->error(in->h, COFFER_ERR_INVALID,
-                                     "%s: COPY is not a query that returns rows; use SELECT",
-                                     what);
+                                     "%s: COPY is not a query that returns rows; use SELECT", what);
             stopped = 1;
             break;
         }
@@ -200,8 +198,7 @@ static coffer_status stream(pgd_instance *in, PGconn *c, const char *shown, cons
                 else if (PQstatus(c) == CONNECTION_BAD)
                     st = in->host->error(in->h, COFFER_ERR_RETRY, "%s: %s", what, msg);
                 else
-                    st = in->host->error(in->h, pgd_sqlstate_status(state), "%s: %s", what,
-                                         msg);
+                    st = in->host->error(in->h, pgd_sqlstate_status(state), "%s: %s", what, msg);
                 stopped = 1;
             }
             break;
@@ -332,8 +329,8 @@ coffer_status pgd_scratch_create(void *instance, const char *server, const char 
         const char *user = pgd_params_get(&t.params, "user");
         if (state && strcmp(state, "42P04") == 0)
             st = in->host->error(in->h, COFFER_ERR_EXISTS,
-                                 "scratch database %s already exists on %s (left untouched)",
-                                 name, shown);
+                                 "scratch database %s already exists on %s (left untouched)", name,
+                                 shown);
         else if (state && strcmp(state, "42501") == 0)
             st = in->host->error(in->h, COFFER_ERR_AUTH,
                                  "cannot create scratch database %s on %s: %s; the role%s%s "

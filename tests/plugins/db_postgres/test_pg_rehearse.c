@@ -59,7 +59,8 @@ static int group_setup(void **state)
         return -1;
     snprintf(srvdir, sizeof srvdir, "/tmp/coffer-pgreh-%d", (int)getpid());
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bash '%s/tests/tools/pg_server.sh' start '%s' >/dev/null", src, srvdir);
+    snprintf(cmd, sizeof cmd, "bash '%s/tests/tools/pg_server.sh' start '%s' >/dev/null", src,
+             srvdir);
     if (system(cmd) != 0)
         return -1;
     char envf[600];
@@ -77,8 +78,9 @@ static int group_teardown(void **state)
     (void)state;
     const char *src = getenv("COFFER_TEST_SRC");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bash '%s/tests/tools/pg_server.sh' stop '%s' >/dev/null 2>&1; rm -rf '%s'",
-             src, srvdir, srvdir);
+    snprintf(cmd, sizeof cmd,
+             "bash '%s/tests/tools/pg_server.sh' stop '%s' >/dev/null 2>&1; rm -rf '%s'", src,
+             srvdir, srvdir);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -92,7 +94,9 @@ static int admin(const char *db, const char *sql, char *out, size_t len)
     fclose(fp);
     chmod(f, 0644);
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "PGOPTIONS='-c client_min_messages=warning' runuser -u postgres -- %s -At -d %s -f %s", pg_admin, db, f);
+    snprintf(cmd, sizeof cmd,
+             "PGOPTIONS='-c client_min_messages=warning' runuser -u postgres -- %s -At -d %s -f %s",
+             pg_admin, db, f);
     FILE *p = popen(cmd, "r");
     char buf[1024] = "";
     size_t n = fread(buf, 1, sizeof buf - 1, p);
@@ -123,7 +127,8 @@ static int setup(void **state)
     cf_config_set(f->cfg, "url", url, 1, 1);
     cf_config_set(f->cfg, "password_env", "COFFER_TEST_PGREH_PW", 2, 1);
     cf_config_set(f->cfg, "pg_bin_dir", pg_bin, 3, 1);
-    assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), f->cfg, &f->in), COFFER_OK);
+    assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), f->cfg, &f->in),
+                     COFFER_OK);
     *state = f;
     return 0;
 }
@@ -170,7 +175,8 @@ static void show(const fx *f)
 static void test_abi(void **state)
 {
     fx *f = *state;
-    assert_true(f->ops->struct_size >= offsetof(coffer_database_ops, scratch_drop) + sizeof(void *));
+    assert_true(f->ops->struct_size >=
+                offsetof(coffer_database_ops, scratch_drop) + sizeof(void *));
     assert_non_null(f->ops->query_target);
     assert_non_null(f->ops->scratch_create);
     assert_non_null(f->ops->scratch_drop);
@@ -180,10 +186,10 @@ static void test_stream_many(void **state)
 {
     fx *f = *state;
     counter c = {0};
-    coffer_status st = f->ops->query_target(
-        f->in, NULL,
-        "SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'row ' || g END FROM generate_series(1, 200000) g",
-        count_row, &c);
+    coffer_status st = f->ops->query_target(f->in, NULL,
+                                            "SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'row ' "
+                                            "|| g END FROM generate_series(1, 200000) g",
+                                            count_row, &c);
     assert_int_equal(st, COFFER_OK);
     assert_int_equal(c.rows, 200000);
     assert_int_equal(c.ncols, 2);
@@ -196,7 +202,8 @@ static void test_stream_many(void **state)
     assert_int_equal(d.nulls, 1);
     /* No rows at all. */
     counter e = {0};
-    assert_int_equal(f->ops->query_target(f->in, NULL, "SELECT 1 WHERE false", count_row, &e), COFFER_OK);
+    assert_int_equal(f->ops->query_target(f->in, NULL, "SELECT 1 WHERE false", count_row, &e),
+                     COFFER_OK);
     assert_int_equal(e.rows, 0);
 }
 
@@ -213,7 +220,8 @@ static void test_memory_bounded(void **state)
     long before = maxrss_kib();
     counter c = {0};
     coffer_status st = f->ops->query_target(
-        f->in, NULL, "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", count_row, &c);
+        f->in, NULL, "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", count_row,
+        &c);
     assert_int_equal(st, COFFER_OK);
     assert_int_equal(c.rows, 1000000);
     long grew = maxrss_kib() - before;
@@ -228,8 +236,8 @@ static void test_early_stop(void **state)
     counter c = {.stop_after = 10};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    coffer_status st = f->ops->query_target(f->in, NULL, "SELECT g FROM generate_series(1, 50000000) g",
-                                            count_row, &c);
+    coffer_status st = f->ops->query_target(
+        f->in, NULL, "SELECT g FROM generate_series(1, 50000000) g", count_row, &c);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_int_equal(st, COFFER_OK);
     assert_int_equal(c.rows, 10);
@@ -240,7 +248,8 @@ static void test_early_stop(void **state)
     char out[64];
     for (int i = 0; i < 50; i++) {
         admin("postgres",
-              "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 50000000)%' "
+              "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, "
+              "50000000)%' "
               "AND pid <> pg_backend_pid()",
               out, sizeof out);
         if (strcmp(out, "0") == 0)
@@ -255,8 +264,7 @@ static void test_cancelled(void **state)
     fx *f = *state;
     f->mh.cancel = 1;
     counter c = {0};
-    coffer_status st =
-        f->ops->query_target(f->in, NULL, "SELECT pg_sleep(30)", count_row, &c);
+    coffer_status st = f->ops->query_target(f->in, NULL, "SELECT pg_sleep(30)", count_row, &c);
     f->mh.cancel = 0;
     assert_int_equal(st, COFFER_ERR_CANCELLED);
 }
@@ -265,19 +273,24 @@ static void test_refused(void **state)
 {
     fx *f = *state;
     counter c = {0};
-    assert_int_equal(f->ops->query_target(f->in, NULL, "SELEKT 1", count_row, &c), COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_target(f->in, NULL, "SELEKT 1", count_row, &c),
+                     COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "syntax error"));
     show(f);
     assert_non_null(strstr(f->mh.last_error, "127.0.0.1"));
-    assert_int_equal(f->ops->query_target(f->in, NULL, "SELECT nosuchcol FROM nosuchtable", count_row, &c),
-                     COFFER_ERR_INVALID);
+    assert_int_equal(
+        f->ops->query_target(f->in, NULL, "SELECT nosuchcol FROM nosuchtable", count_row, &c),
+        COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "nosuchtable"));
-    assert_int_equal(f->ops->query_target(f->in, NULL, "CREATE TABLE sneaky (x int)", count_row, &c),
-                     COFFER_ERR_INVALID);
+    assert_int_equal(
+        f->ops->query_target(f->in, NULL, "CREATE TABLE sneaky (x int)", count_row, &c),
+        COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "read-only"));
-    assert_int_equal(f->ops->query_target(f->in, NULL, "SELECT 1; CREATE TABLE sneaky (x int)", count_row, &c),
+    assert_int_equal(
+        f->ops->query_target(f->in, NULL, "SELECT 1; CREATE TABLE sneaky (x int)", count_row, &c),
+        COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query(f->in, "DROP TABLE IF EXISTS anything", count_row, &c),
                      COFFER_ERR_INVALID);
-    assert_int_equal(f->ops->query(f->in, "DROP TABLE IF EXISTS anything", count_row, &c), COFFER_ERR_INVALID);
     assert_int_equal(f->ops->query_target(f->in, NULL, "", count_row, &c), COFFER_ERR_INVALID);
     char out[64];
     admin("asterdrive", "SELECT count(*) FROM pg_class WHERE relname = 'sneaky'", out, sizeof out);
@@ -290,13 +303,14 @@ static void test_refused(void **state)
 static void test_scratch_roundtrip(void **state)
 {
     fx *f = *state;
-    assert_int_equal(admin("asterdrive",
-                           "SET ROLE asterdrive; DROP TABLE IF EXISTS files;"
-                           " CREATE TABLE files (id int PRIMARY KEY, path text, size bigint);"
-                           " INSERT INTO files SELECT g, 'data/uploads/f' || g, CASE WHEN g % 5 = 0 THEN NULL"
-                           " ELSE g * 10 END FROM generate_series(1, 5000) g",
-                           NULL, 0),
-                     0);
+    assert_int_equal(
+        admin("asterdrive",
+              "SET ROLE asterdrive; DROP TABLE IF EXISTS files;"
+              " CREATE TABLE files (id int PRIMARY KEY, path text, size bigint);"
+              " INSERT INTO files SELECT g, 'data/uploads/f' || g, CASE WHEN g % 5 = 0 THEN NULL"
+              " ELSE g * 10 END FROM generate_series(1, 5000) g",
+              NULL, 0),
+        0);
     memdump d;
     memdump_init(&d);
     assert_int_equal(f->ops->dump(f->in, &d.sink), COFFER_OK);
@@ -311,17 +325,20 @@ static void test_scratch_roundtrip(void **state)
     assert_null(strstr(target, pg_password));
 
     /* Into the fresh, empty database: no --force needed. */
-    coffer_restore_opts o = {.struct_size = sizeof o, .root = f->mh.tmpdir, .target = target, .create = 1};
+    coffer_restore_opts o = {
+        .struct_size = sizeof o, .root = f->mh.tmpdir, .target = target, .create = 1};
     assert_int_equal(f->ops->restore(f->in, &d.src, &o), COFFER_OK);
     assert_int_equal(f->ops->verify(f->in, &d.src, &o, NULL, NULL), COFFER_OK);
     counter c = {0};
-    assert_int_equal(f->ops->query_target(f->in, &o, "SELECT id, size FROM files ORDER BY id", count_row, &c),
-                     COFFER_OK);
+    assert_int_equal(
+        f->ops->query_target(f->in, &o, "SELECT id, size FROM files ORDER BY id", count_row, &c),
+        COFFER_OK);
     assert_int_equal(c.rows, 5000);
     assert_int_equal(c.nulls, 1000);
     counter cur = {0};
     assert_int_equal(
-        f->ops->query_target(f->in, &o, "SELECT current_database() = 'coffer_rehearse_abcd1234_0a1b2c3d'",
+        f->ops->query_target(f->in, &o,
+                             "SELECT current_database() = 'coffer_rehearse_abcd1234_0a1b2c3d'",
                              count_row, &cur),
         COFFER_OK);
     assert_int_equal(cur.rows, 1);
@@ -331,14 +348,15 @@ static void test_scratch_roundtrip(void **state)
 
     /* Drop even while another session is connected to it. */
     char dsn[400];
-    snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%s user=asterdrive dbname=%s password=%s", pg_port, name,
-             pg_password);
+    snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%s user=asterdrive dbname=%s password=%s",
+             pg_port, name, pg_password);
     PGconn *other = PQconnectdb(dsn);
     assert_int_equal(PQstatus(other), CONNECTION_OK);
     assert_int_equal(f->ops->scratch_drop(f->in, NULL, name), COFFER_OK);
     PQfinish(other);
     char out[64];
-    admin("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'coffer_rehearse_%'", out, sizeof out);
+    admin("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'coffer_rehearse_%'",
+          out, sizeof out);
     assert_string_equal(out, "0");
     /* Gone already: not an error. */
     assert_int_equal(f->ops->scratch_drop(f->in, NULL, name), COFFER_OK);
@@ -351,7 +369,8 @@ static void test_scratch_other_server(void **state)
 {
     fx *f = *state;
     char server[300];
-    snprintf(server, sizeof server, "postgresql://asterdrive@127.0.0.1:%s/ignored?sslmode=disable&connect_timeout=5",
+    snprintf(server, sizeof server,
+             "postgresql://asterdrive@127.0.0.1:%s/ignored?sslmode=disable&connect_timeout=5",
              pg_port);
     const char *name = "coffer_rehearse_other_1";
     char target[1024];
@@ -361,15 +380,18 @@ static void test_scratch_other_server(void **state)
     assert_non_null(strstr(target, "sslmode=disable"));
     coffer_restore_opts o = {.struct_size = sizeof o, .root = f->mh.tmpdir, .target = target};
     counter c = {0};
-    assert_int_equal(f->ops->query_target(f->in, &o, "SELECT current_database()", count_row, &c), COFFER_OK);
+    assert_int_equal(f->ops->query_target(f->in, &o, "SELECT current_database()", count_row, &c),
+                     COFFER_OK);
     assert_int_equal(c.rows, 1);
     /* Too small a buffer: refused before anything is created. */
     char tiny[16];
-    assert_int_equal(f->ops->scratch_create(f->in, server, "coffer_rehearse_other_2", tiny, sizeof tiny),
-                     COFFER_ERR_INVALID);
+    assert_int_equal(
+        f->ops->scratch_create(f->in, server, "coffer_rehearse_other_2", tiny, sizeof tiny),
+        COFFER_ERR_INVALID);
     assert_int_equal(f->ops->scratch_drop(f->in, server, name), COFFER_OK);
     char out[64];
-    admin("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'coffer_rehearse_other%'", out,
+    admin("postgres",
+          "SELECT count(*) FROM pg_database WHERE datname LIKE 'coffer_rehearse_other%'", out,
           sizeof out);
     assert_string_equal(out, "0");
 }
@@ -377,12 +399,15 @@ static void test_scratch_other_server(void **state)
 static void test_scratch_exists(void **state)
 {
     fx *f = *state;
-    admin("postgres", "DROP DATABASE IF EXISTS coffer_rehearse_taken; CREATE DATABASE coffer_rehearse_taken", NULL,
+    admin("postgres",
+          "DROP DATABASE IF EXISTS coffer_rehearse_taken; CREATE DATABASE coffer_rehearse_taken",
+          NULL, 0);
+    admin("coffer_rehearse_taken", "CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)", NULL,
           0);
-    admin("coffer_rehearse_taken", "CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)", NULL, 0);
     char target[1024] = "";
-    assert_int_equal(f->ops->scratch_create(f->in, NULL, "coffer_rehearse_taken", target, sizeof target),
-                     COFFER_ERR_EXISTS);
+    assert_int_equal(
+        f->ops->scratch_create(f->in, NULL, "coffer_rehearse_taken", target, sizeof target),
+        COFFER_ERR_EXISTS);
     assert_non_null(strstr(f->mh.last_error, "coffer_rehearse_taken"));
     assert_string_equal(target, "");
     char out[64];
@@ -394,19 +419,30 @@ static void test_scratch_exists(void **state)
 static void test_scratch_bad_names(void **state)
 {
     fx *f = *state;
-    const char *bad[] = {"asterdrive", "postgres", "coffer_rehearse_", "Coffer_rehearse_x", "coffer_rehearse_X",
-                         "coffer_rehearse_a-b", "coffer_rehearse_a\"; DROP DATABASE asterdrive; --",
-                         "coffer_rehearse_0123456789012345678901234567890123456789012345678", "", NULL};
+    const char *bad[] = {"asterdrive",
+                         "postgres",
+                         "coffer_rehearse_",
+                         "Coffer_rehearse_x",
+                         "coffer_rehearse_X",
+                         "coffer_rehearse_a-b",
+                         "coffer_rehearse_a\"; DROP DATABASE asterdrive; --",
+                         "coffer_rehearse_0123456789012345678901234567890123456789012345678",
+                         "",
+                         NULL};
     char target[1024];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(f->ops->scratch_create(f->in, NULL, bad[i], target, sizeof target), COFFER_ERR_INVALID);
+        assert_int_equal(f->ops->scratch_create(f->in, NULL, bad[i], target, sizeof target),
+                         COFFER_ERR_INVALID);
         assert_int_equal(f->ops->scratch_drop(f->in, NULL, bad[i]), COFFER_ERR_INVALID);
     }
     /* 63 bytes is the limit. */
-    assert_true(pgd_scratch_name_ok("coffer_rehearse_01234567890123456789012345678901234567890123456"));
-    assert_false(pgd_scratch_name_ok("coffer_rehearse_012345678901234567890123456789012345678901234567"));
+    assert_true(
+        pgd_scratch_name_ok("coffer_rehearse_01234567890123456789012345678901234567890123456"));
+    assert_false(
+        pgd_scratch_name_ok("coffer_rehearse_012345678901234567890123456789012345678901234567"));
     char out[64];
-    admin("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'asterdrive'", out, sizeof out);
+    admin("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'asterdrive'", out,
+          sizeof out);
     assert_string_equal(out, "1");
 }
 
@@ -415,27 +451,32 @@ static void test_scratch_no_createdb(void **state)
     fx *f = *state;
     char sql[400];
     snprintf(sql, sizeof sql,
-             "DROP ROLE IF EXISTS nocreate; CREATE ROLE nocreate LOGIN NOCREATEDB PASSWORD '%s'", pg_password);
+             "DROP ROLE IF EXISTS nocreate; CREATE ROLE nocreate LOGIN NOCREATEDB PASSWORD '%s'",
+             pg_password);
     assert_int_equal(admin("postgres", sql, NULL, 0), 0);
     char server[300];
     snprintf(server, sizeof server, "postgres://nocreate@127.0.0.1:%s/postgres", pg_port);
     char target[1024];
-    assert_int_equal(f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
-                     COFFER_ERR_AUTH);
+    assert_int_equal(
+        f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
+        COFFER_ERR_AUTH);
     char where[100];
     snprintf(where, sizeof where, "nocreate@127.0.0.1:%s", pg_port);
     show(f);
     assert_non_null(strstr(f->mh.last_error, where));
     assert_non_null(strstr(f->mh.last_error, "CREATEDB"));
     /* A password in the server URL is used, never shown. */
-    snprintf(server, sizeof server, "postgres://nocreate:%s@127.0.0.1:%s/postgres", pg_password, pg_port);
-    assert_int_equal(f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
-                     COFFER_ERR_AUTH);
+    snprintf(server, sizeof server, "postgres://nocreate:%s@127.0.0.1:%s/postgres", pg_password,
+             pg_port);
+    assert_int_equal(
+        f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
+        COFFER_ERR_AUTH);
     assert_non_null(strstr(f->mh.last_error, "CREATEDB"));
     /* Wrong password: AUTH too. */
     snprintf(server, sizeof server, "postgres://nocreate:wrong-pw@127.0.0.1:%s/postgres", pg_port);
-    assert_int_equal(f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
-                     COFFER_ERR_AUTH);
+    assert_int_equal(
+        f->ops->scratch_create(f->in, server, "coffer_rehearse_denied", target, sizeof target),
+        COFFER_ERR_AUTH);
     assert_null(strstr(f->mh.last_error, "wrong-pw"));
     admin("postgres", "DROP ROLE nocreate", NULL, 0);
 }
@@ -446,11 +487,15 @@ static void test_uri(void **state)
     pgd_instance *in = f->in;
     pgd_params p;
     char *pw = NULL;
-    assert_int_equal(pgd_params_parse(in, "t", "host=/var/run/postgresql port=5433 user='a b' password=x sslmode=require",
-                                      &p, &pw, NULL),
-                     COFFER_OK);
+    assert_int_equal(
+        pgd_params_parse(in, "t",
+                         "host=/var/run/postgresql port=5433 user='a b' password=x sslmode=require",
+                         &p, &pw, NULL),
+        COFFER_OK);
     char *u = pgd_params_uri(&p, "coffer_rehearse_x");
-    assert_string_equal(u, "postgres://a%20b@/coffer_rehearse_x?host=%2Fvar%2Frun%2Fpostgresql&port=5433&sslmode=require");
+    assert_string_equal(
+        u, "postgres://a%20b@/"
+           "coffer_rehearse_x?host=%2Fvar%2Frun%2Fpostgresql&port=5433&sslmode=require");
     pgd_params q;
     char *pw2 = NULL;
     assert_int_equal(pgd_params_parse(in, "t", u, &q, &pw2, NULL), COFFER_OK);
@@ -463,7 +508,8 @@ static void test_uri(void **state)
     free(pw);
     pgd_params_free(&p);
     pgd_params_free(&q);
-    assert_int_equal(pgd_params_parse(in, "t", "postgres://u@[::1]:5432/db", &p, &pw, NULL), COFFER_OK);
+    assert_int_equal(pgd_params_parse(in, "t", "postgres://u@[::1]:5432/db", &p, &pw, NULL),
+                     COFFER_OK);
     u = pgd_params_uri(&p, "coffer_rehearse_y");
     assert_string_equal(u, "postgres://u@[::1]:5432/coffer_rehearse_y");
     free(u);
