@@ -233,6 +233,8 @@ static void test_memory_bounded(void **state)
     assert_int_equal(st, COFFER_OK);
     assert_int_equal(c.rows, 1000000);
     long grew = maxrss_kib() - before;
+    if (getenv("TEST_VERBOSE"))
+        print_message("  peak RSS grew by %ld KiB\n", grew);
     if (grew >= 16 * 1024)
         fail_msg("peak RSS grew by %ld KiB streaming 1,000,000 rows", grew);
 }
