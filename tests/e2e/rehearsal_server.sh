@@ -42,7 +42,7 @@ cat >"$T/probe.sh" <<'EOF'
   echo "url=$COFFER_DB_DATABASE_URL"
   echo "arg=$1"
   echo "pwfile=$COFFER_DB_DATABASE_PASSWORD_FILE"
-  [ -n "$COFFER_DB_DATABASE_PASSWORD_FILE" ] && echo "pwmode=$(stat -c %a "$COFFER_DB_DATABASE_PASSWORD_FILE")"
+  [ -n "$COFFER_DB_DATABASE_PASSWORD_FILE" ] && echo "pwmode=$(stat -L -c %a "$COFFER_DB_DATABASE_PASSWORD_FILE")"
   echo "pgpassword=${PGPASSWORD:-unset}"
   # the restored database, reached with what coffer handed over
   db=${COFFER_DB_DATABASE_URL##*/}; db=${db%%\?*}
@@ -124,14 +124,13 @@ assert_not_contains "$(grep '^url=' "$PROBE_OUT")" "$PG_PASSWORD" "no password i
 assert_eq "users=5000" "$(grep '^users=' "$PROBE_OUT")" "the validate command reached the restored database with the password file"
 assert_eq "pwmode=600" "$(grep '^pwmode=' "$PROBE_OUT")" "the password file is 0600"
 assert_eq "pgpassword=unset" "$(grep '^pgpassword=' "$PROBE_OUT")" "PGPASSWORD itself is not in the command's environment"
-PWF=$(sed -n 's/^pwfile=//p' "$PROBE_OUT")
-assert_absent "$PWF" "the password file is removed after the command"
+assert_match "$(grep '^pwfile=' "$PROBE_OUT")" '^pwfile=/dev/fd/[0-9]+$' "the password comes as an inherited memory file, never written to disk"
 assert_eq "pass pass" "$(json_get "$REP" '" ".join(c["status"] for c in j["sets"][0]["policy_checks"])')" "both checks passed"
 assert_not_contains "$REP$(cat "$T/rep.err")" "$PG_PASSWORD" "no password in the report or the log"
 
 section "a rehearsal killed with kill -9 leaves a database the next one drops"
 : >"$PROBE_OUT"
-PROBE_SLEEP=60 pcf rehearse -p "$P" >"$T/killed.out" 2>&1 &
+PROBE_SLEEP=60 "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress rehearse -p "$P" >"$T/killed.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 150); do [ -s "$PROBE_OUT" ] && break; sleep 0.2; done
 kill -9 "$pid"
@@ -142,7 +141,8 @@ assert_match "$LEFT" "^coffer_rehearse_" "the killed rehearsal left its scratch 
 expect_ok "the next rehearsal" pcf rehearse -p "$P" --json
 assert_eq "$LEFT" "$(json_get "$OUT" '" ".join(d for c in j["cleaned"] for d in c["databases"])')" "it dropped the leftover and says so"
 assert_eq "" "$(scratch_dbs)" "no scratch database left"
-assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 | wc -l)" "no scratch directory left"
+assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*' | wc -l)" "no scratch directory left"
+assert_eq "" "$(grep -rlF -- "$PG_PASSWORD" "$TMPDIR" 2>/dev/null)" "no file under TMPDIR holds the password"
 
 section "a role that may not create databases"
 admin "CREATE ROLE weak LOGIN PASSWORD '$PG_PASSWORD' NOCREATEDB" >/dev/null
@@ -152,7 +152,7 @@ assert_contains "$ERR$OUT" "127.0.0.1:$PG_PORT" "the error names the server"
 assert_imatch "$ERR$OUT" "CREATEDB" "and the privilege needed"
 assert_not_contains "$ERR$OUT" "$PG_PASSWORD" "no password in the error"
 assert_eq "" "$(scratch_dbs)" "nothing created"
-assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 | wc -l)" "no scratch directory left"
+assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*' | wc -l)" "no scratch directory left"
 assert_eq "$(cat "$T/prod.before")" "$(prod_state)" "production unchanged"
 
 section "a missing blob: the reference check names it"
