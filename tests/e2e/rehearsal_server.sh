@@ -138,7 +138,14 @@ wait "$pid" 2>/dev/null
 pkill -f "$T/probe.sh" 2>/dev/null
 LEFT=$(scratch_dbs)
 assert_match "$LEFT" "^coffer_rehearse_" "the killed rehearsal left its scratch database ($LEFT)"
+DEADTMP=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-??????')
+sleep 6 # a dead process's private temporary directory is swept once a few seconds old
 expect_ok "the next rehearsal" pcf rehearse -p "$P" --json
+if [ -n "$DEADTMP" ]; then
+    assert_absent "$DEADTMP" "the killed process's private temporary directory was swept"
+else
+    note "the killed rehearsal had no private temporary directory"
+fi
 assert_eq "$LEFT" "$(json_get "$OUT" '" ".join(d for c in j["cleaned"] for d in c["databases"])')" "it dropped the leftover and says so"
 assert_eq "" "$(scratch_dbs)" "no scratch database left"
 assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*' | wc -l)" "no scratch directory left"
