@@ -46,8 +46,8 @@ static coffer_status host_error(coffer_hctx *h, coffer_status code, const char *
 
 static int host_cancelled(coffer_hctx *h)
 {
-    (void)h;
-    return cf_cancel_flag != 0;
+    /* a deadline (a check's timeout) cancels one instance's work */
+    return cf_cancel_flag != 0 || (h && h->deadline > 0 && cf_now() > h->deadline);
 }
 
 static void host_progress(coffer_hctx *h, uint64_t bytes)

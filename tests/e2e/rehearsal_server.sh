@@ -179,9 +179,20 @@ write_policy "$T/bad.yaml" "checks:
   - name: broken-query
     type: sql
     database: database
-    query: SELEC id FROM users"
-LINE=$(grep -n 'query: SELEC' "$T/bad.yaml" | cut -d: -f1)
+    query: SELEC id FROM users
+  - name: slow-query
+    type: sql
+    database: database
+    query: SELECT 1 FROM pg_sleep(60)
+    timeout: 2"
+LINE=$(grep -n 'query: SELEC id' "$T/bad.yaml" | cut -d: -f1)
+start=$(date +%s)
 expect_rc 3 "rehearse exits 3" pcf rehearse -p "$T/bad.yaml" --set "$SET" --json
+took=$(($(date +%s) - start))
+assert_eq "error" "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][1]["status"]')" "a query past its timeout is an error"
+assert_contains "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][1]["detail"]')" "timed out after 2 s" "naming the timeout"
+assert_lt "$took" 40 "the statement was cancelled at the timeout, not waited for (took ${took}s)"
+assert_eq "0" "$(admin "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")" "nothing left running on the server"
 D=$(json_get "$OUT" 'j["sets"][0]["policy_checks"][0]["detail"]')
 assert_eq "error" "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][0]["status"]')" "status error"
 assert_contains "$D" "$T/bad.yaml:$LINE:" "the error names the policy file and line"
