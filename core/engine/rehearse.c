@@ -300,6 +300,10 @@ static int make_scratch(const cf_policy *p, const cf_rehearse_opts *o, env *e,
     s->component = cf_strdup(c->name);
     s->server = server ? cf_strdup(server) : NULL;
     s->name = scratch_name(set_id);
+    if (!coffer_scratch_name_valid(s->name)) { /* set ids are checked; never reached */
+        cf_dbinst_close(&db);
+        return cf_fail("set %s: cannot make a scratch database name of it", set_id);
+    }
     char *shown = shown_server(server);
     json_array_append_new(json_object_get(e->ledger, "databases"),
                           json_pack("{s:s,s:s,s:s?}", "component", c->name, "name", s->name,

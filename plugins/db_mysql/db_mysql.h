@@ -304,8 +304,6 @@ coffer_status dbmysql_query_target(void *instance, const coffer_restore_opts *op
 coffer_status dbmysql_scratch_create(void *instance, const char *server, const char *name, char *target,
                                      size_t target_len);
 coffer_status dbmysql_scratch_drop(void *instance, const char *server, const char *name);
-/* ^coffer_rehearse_[a-z0-9_]+$, at most 63 bytes (MySQL allows 64). */
-int dbmysql_scratch_name_ok(const char *name);
 /* Status of a failed query from its error number: parse and semantic
  * errors and read-only violations COFFER_ERR_INVALID, else as
  * dbmysql_status_of. */

@@ -25,23 +25,6 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
-#define SCRATCH_PREFIX "coffer_rehearse_"
-
-int dbmysql_scratch_name_ok(const char *name)
-{
-    size_t pl = sizeof SCRATCH_PREFIX - 1;
-    if (!name || strncmp(name, SCRATCH_PREFIX, pl) != 0)
-        return 0;
-    size_t n = strlen(name);
-    if (n <= pl || n > 63)
-        return 0;
-    for (size_t i = pl; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    return 1;
-}
 
 coffer_status dbmysql_query_status(unsigned err)
 {
@@ -237,7 +220,7 @@ coffer_status dbmysql_query_target(void *instance, const coffer_restore_opts *op
 
 static coffer_status check_name(dbmysql_instance *in, const char *name)
 {
-    if (dbmysql_scratch_name_ok(name))
+    if (coffer_scratch_name_valid(name))
         return COFFER_OK;
     return in->host->error(in->h, COFFER_ERR_INVALID,
                            "scratch database: '%s' is not a scratch database name (coffer_rehearse_ followed "

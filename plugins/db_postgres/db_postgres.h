@@ -201,8 +201,6 @@ coffer_status pgd_query_target(void *instance, const coffer_restore_opts *opts, 
 coffer_status pgd_scratch_create(void *instance, const char *server, const char *name, char *target,
                                  size_t target_len);
 coffer_status pgd_scratch_drop(void *instance, const char *server, const char *name);
-/* ^coffer_rehearse_[a-z0-9_]+$, at most 63 bytes. */
-int pgd_scratch_name_ok(const char *name);
 /* Status of a failed statement from its SQLSTATE: syntax, semantic and
  * read-only violations COFFER_ERR_INVALID, privileges COFFER_ERR_AUTH. */
 coffer_status pgd_sqlstate_status(const char *state);

@@ -21,23 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCRATCH_PREFIX "coffer_rehearse_"
-
-int pgd_scratch_name_ok(const char *name)
-{
-    size_t pl = sizeof SCRATCH_PREFIX - 1;
-    if (!name || strncmp(name, SCRATCH_PREFIX, pl) != 0)
-        return 0;
-    size_t n = strlen(name);
-    if (n <= pl || n > 63)
-        return 0;
-    for (size_t i = pl; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    return 1;
-}
 
 coffer_status pgd_sqlstate_status(const char *state)
 {
@@ -285,7 +268,7 @@ static coffer_status scratch_server(pgd_instance *in, const char *server, pgd_ta
 
 static coffer_status check_name(pgd_instance *in, const char *name, const char *op)
 {
-    if (pgd_scratch_name_ok(name))
+    if (coffer_scratch_name_valid(name))
         return COFFER_OK;
     return in->host->error(in->h, COFFER_ERR_INVALID,
                            "%s: '%s' is not a scratch database name (coffer_rehearse_ followed by "

@@ -39,6 +39,9 @@ typedef enum {
 
 /* Open path; NOT_FOUND when it does not exist. *db is NULL on failure. */
 coffer_status dbsqlite_open(dbsqlite_instance *in, const char *path, dbsqlite_open_mode mode, sqlite3 **db);
+/* A database a restore wrote: immutable when it has no -wal or -journal
+ * beside it (nothing is left behind), else read-only through them. */
+coffer_status dbsqlite_open_restored(dbsqlite_instance *in, const char *path, sqlite3 **db);
 
 /* Every user table (not sqlite_* internals, not virtual tables, whose
  * module may be missing) with its row count, ordered by name. fn returns

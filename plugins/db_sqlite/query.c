@@ -185,25 +185,8 @@ coffer_status dbsqlite_query_target(void *instance, const coffer_restore_opts *o
         free(target);
         return st;
     }
-    /* As verify: a fresh restore has no -wal or -journal and is read
-     * immutable, leaving nothing behind; otherwise through its journal. */
-    dbsqlite_open_mode mode = DBSQLITE_OPEN_IMMUTABLE;
-    size_t tlen = strlen(target);
-    char *side = malloc(tlen + 10);
-    if (!side) {
-        free(target);
-        return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-    }
-    static const char *const suffix[] = {"-wal", "-journal"};
-    for (size_t i = 0; i < 2; i++) {
-        memcpy(side, target, tlen);
-        strcpy(side + tlen, suffix[i]);
-        if (access(side, F_OK) == 0)
-            mode = DBSQLITE_OPEN_RO;
-    }
-    free(side);
     sqlite3 *db;
-    st = dbsqlite_open(in, target, mode, &db);
+    st = dbsqlite_open_restored(in, target, &db);
     if (st == COFFER_OK) {
         st = dbsqlite_run(in, db, target, sql, row_cb, ud, 1);
         sqlite3_close(db);

@@ -315,6 +315,27 @@ static coffer_status count_tables(void *ud, const char *table, int64_t rows)
     return COFFER_OK;
 }
 
+coffer_status dbsqlite_open_restored(dbsqlite_instance *in, const char *path, sqlite3 **db)
+{
+    /* A freshly restored database has no -wal or -journal: read it as
+     * immutable so reading it leaves no -wal/-shm behind. Otherwise it is
+     * in use (or was not cleanly closed) and must be read through them. */
+    dbsqlite_open_mode mode = DBSQLITE_OPEN_IMMUTABLE;
+    size_t tlen = strlen(path);
+    char *side = malloc(tlen + 10);
+    if (!side)
+        return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+    static const char *const suffix[] = {"-wal", "-journal"};
+    for (size_t i = 0; i < 2; i++) {
+        memcpy(side, path, tlen);
+        strcpy(side + tlen, suffix[i]);
+        if (access(side, F_OK) == 0)
+            mode = DBSQLITE_OPEN_RO;
+    }
+    free(side);
+    return dbsqlite_open(in, path, mode, db);
+}
+
 static coffer_status dbsqlite_probe(void *instance, coffer_db_info *info)
 {
     dbsqlite_instance *in = instance;

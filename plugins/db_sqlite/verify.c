@@ -183,26 +183,8 @@ coffer_status dbsqlite_verify(void *instance, coffer_dump_source *src, const cof
     char *target = dbsqlite_target(in, opts);
     if (!target)
         return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-    /* A freshly restored database has no -wal or -journal: read it as
-     * immutable so checking it leaves no -wal/-shm behind. Otherwise it is
-     * in use (or was not cleanly closed) and must be read through them. */
     sqlite3 *db = NULL;
-    dbsqlite_open_mode mode = DBSQLITE_OPEN_IMMUTABLE;
-    size_t tlen = strlen(target);
-    char *side = malloc(tlen + 10);
-    if (!side) {
-        free(target);
-        return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-    }
-    static const char *const suffix[] = {"-wal", "-journal"};
-    for (size_t i = 0; i < 2; i++) {
-        memcpy(side, target, tlen);
-        strcpy(side + tlen, suffix[i]);
-        if (access(side, F_OK) == 0)
-            mode = DBSQLITE_OPEN_RO;
-    }
-    free(side);
-    coffer_status st = dbsqlite_open(in, target, mode, &db);
+    coffer_status st = dbsqlite_open_restored(in, target, &db);
     if (st) {
         report(&v, 0, "open", "%s: %s", target, st == COFFER_ERR_NOT_FOUND ? "does not exist" : "cannot open");
         goto done;

@@ -78,6 +78,28 @@ typedef struct coffer_dump_source {
     const char *(*meta_key)(struct coffer_dump_source *src, size_t i);
 } coffer_dump_source;
 
+/* Scratch databases of rehearsals are named COFFER_SCRATCH_PREFIX followed
+ * by lowercase letters, digits and '_', at most 63 bytes in all; drivers
+ * refuse any other name in scratch_create and scratch_drop. */
+#define COFFER_SCRATCH_PREFIX "coffer_rehearse_"
+static inline int coffer_scratch_name_valid(const char *name)
+{
+    const char *p = COFFER_SCRATCH_PREFIX;
+    size_t n = 0;
+    if (!name)
+        return 0;
+    while (*p)
+        if (name[n++] != *p++)
+            return 0;
+    if (!name[n])
+        return 0;
+    for (; name[n]; n++)
+        if (n >= 63 || !((name[n] >= 'a' && name[n] <= 'z') ||
+                         (name[n] >= '0' && name[n] <= '9') || name[n] == '_'))
+            return 0;
+    return 1;
+}
+
 /* One row of a query result: ncols columns as text (NULL for SQL NULL),
  * valid during the call only. Return 0 to go on, nonzero to stop. */
 typedef int (*coffer_row_cb)(void *ud, int ncols, const char *const *values);

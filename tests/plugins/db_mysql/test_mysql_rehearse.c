@@ -430,8 +430,8 @@ static void test_scratch_bad_names(void **state)
         assert_int_equal(f->ops->scratch_create(f->in, NULL, bad[i], target, sizeof target), COFFER_ERR_INVALID);
         assert_int_equal(f->ops->scratch_drop(f->in, NULL, bad[i]), COFFER_ERR_INVALID);
     }
-    assert_true(dbmysql_scratch_name_ok("coffer_rehearse_01234567890123456789012345678901234567890123456"));
-    assert_false(dbmysql_scratch_name_ok("coffer_rehearse_012345678901234567890123456789012345678901234567"));
+    assert_true(coffer_scratch_name_valid("coffer_rehearse_01234567890123456789012345678901234567890123456"));
+    assert_false(coffer_scratch_name_valid("coffer_rehearse_012345678901234567890123456789012345678901234567"));
     char out[64];
     admin("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app'", out, sizeof out);
     assert_string_equal(out, "1");

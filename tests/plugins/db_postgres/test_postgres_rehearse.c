@@ -439,9 +439,9 @@ static void test_scratch_bad_names(void **state)
     }
     /* 63 bytes is the limit. */
     assert_true(
-        pgd_scratch_name_ok("coffer_rehearse_01234567890123456789012345678901234567890123456"));
+        coffer_scratch_name_valid("coffer_rehearse_01234567890123456789012345678901234567890123456"));
     assert_false(
-        pgd_scratch_name_ok("coffer_rehearse_012345678901234567890123456789012345678901234567"));
+        coffer_scratch_name_valid("coffer_rehearse_012345678901234567890123456789012345678901234567"));
     char out[64];
     admin("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'asterdrive'", out,
           sizeof out);
