@@ -2,6 +2,7 @@
 """Move the database of a deployment made by gen_asterdrive.py to a server.
 
   aster_load.py ROOT --url URL [--password-file F] [--replace] [--keep-sqlite]
+                [--no-foreign-keys]
                 [--objects-dir DIR --bucket B [--s3-prefix P] [--endpoint E]]
 
 Reads ROOT's SQLite database (read-only, WAL included), creates the
@@ -19,7 +20,8 @@ database on the server.
 The password comes from --password-file, else PGPASSWORD / MYSQL_PWD, else
 the URL; it is given to the client in its environment, never on a command
 line. --replace drops existing AsterDrive tables first (else they must not
-exist).
+exist). --no-foreign-keys creates the tables without foreign keys, to load
+a deliberately broken database (rows naming missing blobs or folders).
 
 --objects-dir DIR turns the default local storage policy into an S3 policy
 (connector s3, storage_config {"bucket","prefix","endpoint"}): its stored
@@ -131,6 +133,7 @@ def main():
     ap.add_argument("--password-file")
     ap.add_argument("--replace", action="store_true")
     ap.add_argument("--keep-sqlite", action="store_true")
+    ap.add_argument("--no-foreign-keys", action="store_true")
     ap.add_argument("--objects-dir")
     ap.add_argument("--bucket")
     ap.add_argument("--s3-prefix", default="")
@@ -165,6 +168,9 @@ def main():
                     "DROP TABLE IF EXISTS %s;\n" % t for t in reversed(asterdb.TABLES)) + \
                     "SET FOREIGN_KEY_CHECKS=1;\n"
         schema = asterdb.PG_SCHEMA if db.kind == "postgres" else asterdb.MYSQL_SCHEMA
+        if a.no_foreign_keys:
+            schema = re.sub(r"\s+REFERENCES \w+\(\w+\)( ON DELETE CASCADE)?", "", schema)
+            schema = re.sub(r",\n\s+CONSTRAINT fk_\w+ FOREIGN KEY [^\n]*?(?=,?\n)", "", schema)
         pre = "SET client_min_messages = warning;\n" if db.kind == "postgres" else ""
         db.run(pre + drop + schema)
         rows = {}
