@@ -54,6 +54,10 @@ static const struct {
     [OPT_NEW_PASSPHRASE_FILE] = {"new-passphrase-file", 0, 1},
     [OPT_REBUILD_INDEX] = {"rebuild-index", 0, 0},
     [OPT_CLEANUP_PREVIOUS] = {"cleanup-previous", 0, 0},
+    [OPT_KEEP] = {"keep", 0, 0},
+    [OPT_SCRATCH] = {"scratch", 0, 1},
+    [OPT_CLEANUP] = {"cleanup", 0, 0},
+    [OPT_KEEP_PROVEN] = {"keep-proven", 0, 1},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -203,13 +207,19 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_NEW_PASSPHRASE_FILE: a->new_passphrase_file = val; break;
     case OPT_REBUILD_INDEX: a->rebuild_index = 1; break;
     case OPT_CLEANUP_PREVIOUS: a->cleanup_previous = 1; break;
+    case OPT_KEEP: a->keep_scratch = 1; break;
+    case OPT_SCRATCH: push(&a->scratch, &a->nscratch, val); break;
+    case OPT_CLEANUP: a->cleanup = 1; break;
     default:
-        if (id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) {
+        if ((id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) || id == OPT_KEEP_PROVEN) {
             char *end;
             long v = strtol(val, &end, 10);
             if (!*val || *end || v < 0 || v > 1000000)
                 return usage_error(spec->name, "%s needs a count, not '%s'", opt_name(id), val);
-            a->keep[id - OPT_KEEP_LAST] = (int)v;
+            if (id == OPT_KEEP_PROVEN)
+                a->keep_proven = (int)v;
+            else
+                a->keep[id - OPT_KEEP_LAST] = (int)v;
         }
         break;
     }
@@ -233,6 +243,7 @@ static int parse_args(int argc, char **argv, const cli_spec *spec, args *a)
 {
     for (int k = 0; k < 6; k++)
         a->keep[k] = -1;
+    a->keep_proven = -1;
     int only_args = 0;
     for (int i = 1; i < argc; i++) {
         char *s = argv[i];
@@ -306,8 +317,9 @@ void args_free(args *a)
     free(a->maps);
     free(a->only);
     free(a->pos);
-    a->maps = a->only = a->pos = NULL;
-    a->nmaps = a->nonly = a->npos = 0;
+    free(a->scratch);
+    a->maps = a->only = a->pos = a->scratch = NULL;
+    a->nmaps = a->nonly = a->npos = a->nscratch = 0;
 }
 
 int need_policy(const char *cmd, const args *a)

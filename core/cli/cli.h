@@ -46,6 +46,10 @@ enum cli_opt_id {
     OPT_NEW_PASSPHRASE_FILE,
     OPT_REBUILD_INDEX,
     OPT_CLEANUP_PREVIOUS,
+    OPT_KEEP,
+    OPT_SCRATCH,
+    OPT_CLEANUP,
+    OPT_KEEP_PROVEN,
     OPT_COUNT
 };
 
@@ -74,6 +78,10 @@ typedef struct args {
     const char *encryption, *read_data_subset, *max_unused, *new_passphrase_file;
     int rebuild_index;
     int cleanup_previous;
+    int keep_scratch, cleanup;
+    int keep_proven; /* -1 unset */
+    char **scratch; /* --scratch */
+    size_t nscratch;
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 

@@ -18,6 +18,8 @@
 #include "engine/manifest.h"
 #include "engine/monitor.h"
 #include "engine/progress.h"
+#include "engine/proof.h"
+#include "engine/rehearse.h"
 #include "engine/restore.h"
 #include "engine/run.h"
 #include "engine/verify.h"
@@ -38,6 +40,8 @@ static const char *usage_main =
     "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place) [--only NAME]...\n"
     "           [--map NAME=VALUE]... [--force] [--no-validate] [--dry-run]  restore one set\n"
     "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]   check one set\n"
+    "  rehearse -p POLICY [--set ID|latest|unproven|all] [--keep] [--scratch NAME=URL]...\n"
+    "           [--json]   prove a set: restore into scratch, run checks and validate\n"
     "  forget   -p POLICY [--dry-run] [--keep-* N]   apply retention, remove sets\n"
     "  forget   -p POLICY [--dry-run] SET...         remove exactly these sets\n"
     "  copy     -p POLICY --from T --to T [--set ID|latest|all]  copy sets between targets\n"
@@ -532,6 +536,25 @@ static int cmd_sets(int argc, char **argv)
                             json_boolean(json_is_true(json_object_get(h, "incomplete"))));
         json_t *unr = json_object_get(h, "unreadable");
         json_object_set_new(o, "unreadable", json_is_array(unr) ? json_incref(unr) : json_array());
+        /* When a rehearsal last proved it, and how the last one went. */
+        json_t *last = NULL, *last_ok = NULL;
+        if (cf_proof_latest(run->repo, ids[i], &last, &last_ok) != 0)
+            cf_log(CF_LOG_WARN, "set %s: cannot list its rehearsals: %s", ids[i], cf_error());
+        json_t *proof = json_object();
+        json_object_set_new(proof, "proven", json_boolean(last_ok != NULL));
+        json_object_set(proof, "last_proven", last_ok ? json_object_get(last_ok, "time") : json_null());
+        json_t *lr = json_null();
+        if (last) {
+            lr = json_pack("{s:O,s:O,s:O}", "time", json_object_get(last, "time"), "ok",
+                           json_object_get(last, "ok"), "duration_ms",
+                           json_object_get(last, "duration_ms"));
+            json_object_set(lr, "checks", json_object_get(last, "checks"));
+            json_object_set(lr, "validate", json_object_get(last, "validate"));
+            if (json_object_get(last, "error"))
+                json_object_set(lr, "error", json_object_get(last, "error"));
+        }
+        json_object_set_new(proof, "last_rehearsal", lr);
+        json_object_set_new(o, "proof", proof);
         json_array_append_new(arr, o);
         if (!a.json) {
             char b[32];
@@ -546,9 +569,17 @@ static int cmd_sets(int argc, char **argv)
             if (json_is_true(json_object_get(h, "incomplete")))
                 printf("  INCOMPLETE (%lld unreadable)",
                        (long long)json_integer_value(json_object_get(tot, "unreadable")));
+            if (last && json_is_true(json_object_get(last, "ok")))
+                printf("  proven %s", json_string_value(json_object_get(last, "time")));
+            else if (last)
+                printf("  rehearsal FAILED %s%s%s", json_string_value(json_object_get(last, "time")),
+                       last_ok ? ", proven " : "",
+                       last_ok ? json_string_value(json_object_get(last_ok, "time")) : "");
             printf("\n");
         }
         json_decref(h);
+        json_decref(last);
+        json_decref(last_ok);
     }
     if (a.json)
         print_json(arr);
@@ -774,6 +805,152 @@ static int cmd_restore(int argc, char **argv)
     return rc;
 }
 
+/* ---- rehearse ------------------------------------------------------------ */
+
+static const cli_spec spec_rehearse = {
+    "rehearse",
+    "usage: coffer rehearse -p POLICY [--target NAME] [--set ID|latest|unproven|all]\n"
+    "                       [--keep] [--scratch NAME=URL]... [--json]\n"
+    "       coffer rehearse -p POLICY --cleanup [--json]\n"
+    "Prove that a set brings the application back, without touching production:\n"
+    "restore it into a private scratch directory and scratch databases that coffer\n"
+    "creates (coffer_rehearse_<set>_<random>, on the component's server or on the\n"
+    "one rehearse.scratch or --scratch names), check versioned object stores in\n"
+    "place, run the policy's checks and validate commands against the scratch\n"
+    "copy, record the result beside the set (`coffer sets` shows it) and remove\n"
+    "the scratch environment. What a killed rehearsal left behind is removed by\n"
+    "the next one; --cleanup removes leftovers, --keep ones included, and\n"
+    "rehearses nothing.\n"
+    "Exit status 0 when every set was proven, 3 when a check or validate command\n"
+    "failed, 1 when a rehearsal could not run.\n",
+    (const cli_use[]){USE_POLICY,
+                      USE_TARGET,
+                      {OPT_SET, "ID|latest|unproven|all",
+                       "the set(s) to rehearse (default: latest); unproven: every set without "
+                       "a passing rehearsal",
+                       0},
+                      {OPT_KEEP, NULL, "leave the scratch directory and databases in place", 0},
+                      {OPT_SCRATCH, "NAME=URL",
+                       "create database component NAME's scratch database on this server",
+                       CLI_REPEAT},
+                      {OPT_CLEANUP, NULL, "only remove what earlier rehearsals left", 0},
+                      USE_JSON("print the report as JSON"),
+                      USE_END},
+    0};
+
+static void print_rehearsal(json_t *one)
+{
+    const char *set = json_string_value(json_object_get(one, "set"));
+    double secs = (double)json_integer_value(json_object_get(one, "duration_ms")) / 1000.0;
+    int ok = json_is_true(json_object_get(one, "ok"));
+    size_t npass = 0, nwarn = 0, nfail = 0, nval = 0, nvalfail = 0, i;
+    json_t *x;
+    json_array_foreach(json_object_get(one, "policy_checks"), i, x)
+    {
+        const char *st = json_string_value(json_object_get(x, "status")) ?: "";
+        if (strcmp(st, "pass") == 0)
+            npass++;
+        else if (strcmp(st, "warn") == 0)
+            nwarn++;
+        else
+            nfail++;
+    }
+    json_array_foreach(json_object_get(one, "validate"), i, x)
+    {
+        nval++;
+        if (!json_is_true(json_object_get(x, "ok")))
+            nvalfail++;
+    }
+    const char *err = json_string_value(json_object_get(one, "error"));
+    if (err)
+        printf("set %s: NOT PROVEN: the rehearsal could not run: %s\n", set, err);
+    else
+        printf("set %s: %s in %.1f s: checks %zu passed, %zu warned, %zu failed; validate "
+               "commands %zu ok, %zu failed\n",
+               set, ok ? "PROVEN" : "NOT PROVEN", secs, npass, nwarn, nfail, nval - nvalfail,
+               nvalfail);
+    json_array_foreach(json_object_get(one, "policy_checks"), i, x)
+    {
+        const char *st = json_string_value(json_object_get(x, "status")) ?: "";
+        if (strcmp(st, "pass") == 0)
+            continue;
+        printf("  check %s: %s: %s\n", json_string_value(json_object_get(x, "name")), st,
+               json_string_value(json_object_get(x, "detail")) ?: "");
+    }
+    json_array_foreach(json_object_get(one, "validate"), i, x)
+    {
+        if (json_is_true(json_object_get(x, "ok")))
+            continue;
+        printf("  validate %s: exit %lld%s%s\n", json_string_value(json_object_get(x, "name")),
+               (long long)json_integer_value(json_object_get(x, "exit")),
+               json_object_get(x, "error") ? ": " : "",
+               json_string_value(json_object_get(x, "error")) ?: "");
+        const char *out = json_string_value(json_object_get(x, "output"));
+        if (out && *out) {
+            printf("    its last output:\n");
+            const char *line = out;
+            while (*line) {
+                size_t l = strcspn(line, "\n");
+                printf("    | %.*s\n", (int)l, line);
+                line += l + (line[l] == '\n');
+            }
+        }
+    }
+    if (json_is_true(json_object_get(one, "kept"))) {
+        printf("  kept: %s", json_string_value(json_object_get(one, "scratch_dir")) ?: "");
+        json_array_foreach(json_object_get(one, "scratch_databases"), i, x)
+            printf(", database %s", json_string_value(json_object_get(x, "target")));
+        printf("\n  (remove with `coffer rehearse --cleanup`)\n");
+    }
+}
+
+static int cmd_rehearse(int argc, char **argv)
+{
+    args a = {0};
+    if (parse(argc, argv, &spec_rehearse, &a) != 0)
+        return CF_EXIT_USAGE;
+    if (a.cleanup && (a.set || a.keep_scratch || a.nscratch)) {
+        args_free(&a);
+        return usage_error("rehearse", "--cleanup takes only -p, --target and --json");
+    }
+    cf_run *run;
+    int orc = cli_open_parsed("rehearse", 1, a.cleanup ? CLI_LOCK_NONE : CLI_LOCK_SHARED, &a,
+                              &run);
+    if (orc) {
+        args_free(&a);
+        return orc;
+    }
+    cf_rehearse_opts o = {.set = a.set, .keep = a.keep_scratch, .scratch = a.scratch,
+                          .nscratch = a.nscratch, .cleanup = a.cleanup};
+    json_t *rep = NULL;
+    int rc = cf_rehearse(run, &o, &rep);
+    if (rc == CF_EXIT_USAGE) {
+        usage_error("rehearse", "%s", cf_error());
+    } else if (a.json && rep) {
+        print_json(rep);
+        if (rc == CF_EXIT_FAILED && json_array_size(json_object_get(rep, "sets")) == 0)
+            cli_error("%s", cf_error());
+    } else if (rep) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(rep, "cleaned"), i, x)
+            printf("removed what an earlier rehearsal left: %s\n",
+                   json_string_value(json_object_get(x, "dir")));
+        json_array_foreach(json_object_get(rep, "sets"), i, x) print_rehearsal(x);
+        if (rc == CF_EXIT_FAILED && json_array_size(json_object_get(rep, "sets")) == 0)
+            die(rc);
+        else if (rc == CF_EXIT_FAILED)
+            cli_error("a rehearsal could not run (see above)");
+        else if (rc == CF_EXIT_PROBLEMS)
+            cli_error("not every set was proven (see above)");
+    }
+    if (rep)
+        json_decref(rep);
+    args_free(&a);
+    cf_run_close(run);
+    return rc;
+}
+
 /* ---- verify -------------------------------------------------------------- */
 
 static const cli_spec spec_verify = {
@@ -827,6 +1004,7 @@ static const cli_spec spec_forget = {
     "usage: coffer forget -p POLICY [--target NAME] [--dry-run] [--json]\n"
     "                     [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
     "                     [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION]\n"
+    "                     [--keep-proven N]\n"
     "       coffer forget -p POLICY [--target NAME] [--dry-run] [--json] SET...\n"
     "Apply the retention rules (the policy's, or those given here, which replace\n"
     "them) and remove the other sets of this policy. Prints each set with the\n"
@@ -842,6 +1020,7 @@ static const cli_spec spec_forget = {
                       {OPT_KEEP_WEEKLY, "N", "... of each of N weeks", 0},
                       {OPT_KEEP_MONTHLY, "N", "... of each of N months", 0},
                       {OPT_KEEP_YEARLY, "N", "... of each of N years", 0},
+                      {OPT_KEEP_PROVEN, "N", "keep the N newest sets a rehearsal proved", 0},
                       {OPT_KEEP_WITHIN, "DURATION", "keep every set within DURATION (1y2m3w4d5h) "
                                                     "of the newest",
                        0},
@@ -855,8 +1034,8 @@ static int cmd_forget(int argc, char **argv)
         args_free(&a);
         return CF_EXIT_USAGE;
     }
-    for (int id = OPT_KEEP_LAST; a.npos && id <= OPT_KEEP_WITHIN; id++)
-        if (given(&a, id)) {
+    for (int id = OPT_KEEP_LAST; a.npos && id <= OPT_KEEP_PROVEN; id++)
+        if ((id <= OPT_KEEP_WITHIN || id == OPT_KEEP_PROVEN) && given(&a, id)) {
             usage_error("forget", "set id '%s' and %s exclude each other: give rules or sets",
                         a.pos[0], opt_name(id));
             args_free(&a);
@@ -876,7 +1055,7 @@ static int cmd_forget(int argc, char **argv)
         return orc;
     }
     cf_retention o = {a.keep[0], a.keep[1], a.keep[2], a.keep[3], a.keep[4], a.keep[5],
-                      (char *)a.keep_within};
+                      (char *)a.keep_within, a.keep_proven};
     json_t *rep = NULL;
     int frc = cf_forget(run, &o, a.pos, a.npos, a.dry_run, &rep);
     if (frc != 0) {
@@ -1417,7 +1596,7 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"init", cmd_init},       {"backup", cmd_backup}, {"sets", cmd_sets},
-                {"restore", cmd_restore}, {"verify", cmd_verify}, {"plugins", cmd_plugins},
+                {"restore", cmd_restore}, {"verify", cmd_verify}, {"rehearse", cmd_rehearse}, {"plugins", cmd_plugins},
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
                 {"key", cmd_key}};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/manifest.h"
+#include "engine/proof.h"
 #include "repo/lock.h"
 #include "util/util.h"
 
@@ -85,7 +86,7 @@ static void apply_buckets(cf_keep_set *sets, size_t n, int count, bucket_fn f, c
 int cf_retention_apply(const cf_retention *r, cf_keep_set *sets, size_t n)
 {
     int any = r->keep_last > 0 || r->keep_hourly > 0 || r->keep_daily > 0 || r->keep_weekly > 0 ||
-              r->keep_monthly > 0 || r->keep_yearly > 0 || r->keep_within;
+              r->keep_monthly > 0 || r->keep_yearly > 0 || r->keep_within || r->keep_proven > 0;
     if (!any)
         return cf_fail("no retention rule (keep_last, keep_daily, ...) is set: refusing to forget "
                        "every set");
@@ -101,6 +102,12 @@ int cf_retention_apply(const cf_retention *r, cf_keep_set *sets, size_t n)
     apply_buckets(sets, n, r->keep_weekly, b_week, "weekly");
     apply_buckets(sets, n, r->keep_monthly, b_month, "monthly");
     apply_buckets(sets, n, r->keep_yearly, b_year, "yearly");
+    if (r->keep_proven > 0)
+        for (size_t i = n, k = 0; i-- > 0 && k < (size_t)r->keep_proven;)
+            if (sets[i].proven) {
+                add_reason(&sets[i], "proven");
+                k++;
+            }
     if (r->keep_within && n) {
         cf_duration d;
         if (cf_duration_parse(r->keep_within, &d) != 0)
@@ -125,7 +132,8 @@ static void merge(cf_retention *r, const cf_retention *o)
     if (!o)
         return;
     int any = o->keep_last >= 0 || o->keep_hourly >= 0 || o->keep_daily >= 0 ||
-              o->keep_weekly >= 0 || o->keep_monthly >= 0 || o->keep_yearly >= 0 || o->keep_within;
+              o->keep_weekly >= 0 || o->keep_monthly >= 0 || o->keep_yearly >= 0 ||
+              o->keep_within || o->keep_proven >= 0;
     if (!any)
         return;
     /* Rules given on the command line replace the policy's as a whole. */
@@ -224,7 +232,18 @@ int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_
         cf_lock_release(lock);
         return -1;
     }
-    int rc = nids ? mark_named(sets, m, ids, nids) : cf_retention_apply(&r, sets, m);
+    int rc = 0;
+    for (size_t i = 0; !nids && r.keep_proven > 0 && i < m && rc == 0; i++) {
+        json_t *last, *last_ok;
+        rc = cf_proof_latest(run->repo, sets[i].id, &last, &last_ok);
+        sets[i].proven = rc == 0 && last_ok;
+        if (rc == 0) {
+            json_decref(last);
+            json_decref(last_ok);
+        }
+    }
+    if (rc == 0)
+        rc = nids ? mark_named(sets, m, ids, nids) : cf_retention_apply(&r, sets, m);
     json_t *arr = json_array();
     for (size_t i = 0; rc == 0 && i < m; i++) {
         json_array_append_new(arr, json_pack("{s:s,s:b,s:s}", "id", sets[i].id, "keep",
@@ -232,6 +251,9 @@ int cf_forget(cf_run *run, const cf_retention *override, char *const *ids, size_
         if (!sets[i].keep && !dry_run) {
             char *key = cf_asprintf("sets/%s", sets[i].id);
             if (cf_store_remove(run->store, key) != 0)
+                rc = -1;
+            /* its rehearsal records go with it */
+            else if (cf_proof_remove_all(run->repo, sets[i].id) != 0)
                 rc = -1;
             free(key);
         }

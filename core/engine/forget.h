@@ -16,6 +16,7 @@ typedef struct cf_keep_set {
     char *id;
     time_t time;
     int keep;
+    int proven;        /* a rehearsal proved it (filled only for keep_proven) */
     char reasons[128]; /* "last,daily,weekly" */
 } cf_keep_set;
 

@@ -218,8 +218,16 @@ static int state_cb(void *ud, const coffer_object_version *v)
     vstate *s = ud;
     char *k = cf_asprintf("%s\n%s", v->key, v->version_id ? v->version_id : "null");
     if (!v->is_delete_marker) {
+        /* "key\nversion", NUL, then "size etag": strcmp sees the first
+         * part only, version_attrs reads the second */
+        char *attrs = cf_asprintf("%llu %s", (unsigned long long)v->size, v->etag ? v->etag : "");
+        size_t lk = strlen(k), la = strlen(attrs);
+        char *e = cf_malloc(lk + la + 2);
+        memcpy(e, k, lk + 1);
+        memcpy(e + lk + 1, attrs, la + 1);
+        free(attrs);
         s->ver = cf_realloc(s->ver, (s->nver + 1) * sizeof(char *));
-        s->ver[s->nver++] = cf_strdup(k);
+        s->ver[s->nver++] = e;
         if (v->is_latest) {
             s->latest = cf_realloc(s->latest, (s->nlatest + 1) * sizeof(char *));
             s->latest[s->nlatest++] = cf_strdup(k);
@@ -239,12 +247,61 @@ static int has(char **v, size_t n, const char *k)
     return bsearch(&k, v, n, sizeof(char *), cmpstr) != NULL;
 }
 
+/* Size and etag the bucket reports for version k ("key\nversion"). */
+static int version_attrs(char **v, size_t n, const char *k, uint64_t *size, const char **etag)
+{
+    char **p = bsearch(&k, v, n, sizeof(char *), cmpstr);
+    if (!p)
+        return -1;
+    const char *a = *p + strlen(*p) + 1;
+    char *end;
+    *size = strtoull(a, &end, 10);
+    *etag = *end == ' ' ? end + 1 : "";
+    return 0;
+}
+
+/* Etags compare without their quotes. */
+static int etag_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= 2 && a[0] == '"' && a[la - 1] == '"')
+        a++, la -= 2;
+    if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"')
+        b++, lb -= 2;
+    return la == lb && strncmp(a, b, la) == 0;
+}
+
 static void add_check(json_t *checks, int ok, const char *check, const char *detail)
 {
     json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "check", check, "ok", ok, "detail",
                                             detail));
     cf_log(ok ? CF_LOG_INFO : CF_LOG_ERROR, "check %s: %s%s%s", check, ok ? "ok" : "FAILED",
            *detail ? ": " : "", detail);
+}
+
+/* A recorded version that still exists must still be what the set saw:
+ * same size, same etag (when both sides know one). 1 on a mismatch,
+ * reported. */
+static int vattr_mismatch(const vstate *vs, const char *k, const cf_entry *e, const char *comp,
+                          const char *set_id, json_t *checks)
+{
+    uint64_t size;
+    const char *etag;
+    if (version_attrs(vs->ver, vs->nver, k, &size, &etag) != 0)
+        return 0;
+    char *d = NULL;
+    if (size != e->size)
+        d = cf_asprintf("object %s version %s is %llu bytes in the bucket, set %s recorded %llu",
+                        e->path, e->version_id, (unsigned long long)size, set_id,
+                        (unsigned long long)e->size);
+    else if (e->etag && *e->etag && *etag && !etag_eq(e->etag, etag))
+        d = cf_asprintf("object %s version %s has etag %s in the bucket, set %s recorded %s",
+                        e->path, e->version_id, etag, set_id, e->etag);
+    if (!d)
+        return 0;
+    add_check(checks, 0, comp, d);
+    free(d);
+    return 1;
 }
 
 /* A copied object as a file beneath dir: its key is resolved there
@@ -343,6 +400,8 @@ long cf_objects_restore(cf_run *run, const char *set_id, const cf_component *c,
                                       e.path, e.version_id, set_id);
                 add_check(checks, 0, c->name, d);
                 free(d);
+                problems++;
+            } else if (vattr_mismatch(&vs, k, &e, c->name, set_id, checks)) {
                 problems++;
             } else if (!has(vs.latest, vs.nlatest, k)) {
                 changed++;

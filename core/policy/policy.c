@@ -867,7 +867,8 @@ static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
 static int parse_retention(const ctx *c, const cf_yn *root, cf_policy *p)
 {
     static const char *const keys[] = {"keep_last",    "keep_hourly", "keep_daily",  "keep_weekly",
-                                       "keep_monthly", "keep_yearly", "keep_within", NULL};
+                                       "keep_monthly", "keep_yearly", "keep_within", "keep_proven",
+                                       NULL};
     cf_retention *r = &p->retention;
     int *ints[] = {&r->keep_last,   &r->keep_hourly,  &r->keep_daily,
                    &r->keep_weekly, &r->keep_monthly, &r->keep_yearly};
@@ -879,7 +880,8 @@ static int parse_retention(const ctx *c, const cf_yn *root, cf_policy *p)
     for (size_t i = 0; i < CF_ARRAY_LEN(ints); i++)
         if (opt_int(c, m, "retention", keys[i], 0, ints[i]) < 0)
             return -1;
-    if (opt_str(c, m, "retention", "keep_within", &r->keep_within, &v) < 0)
+    if (opt_str(c, m, "retention", "keep_within", &r->keep_within, &v) < 0 ||
+        opt_int(c, m, "retention", "keep_proven", 0, &r->keep_proven) < 0)
         return -1;
     if (r->keep_within && cf_duration_parse(r->keep_within, NULL) < 0) {
         cf_error_prefix("%s:%d:%d: retention.keep_within", c->file, v->line, v->col);
@@ -1009,7 +1011,7 @@ int cf_policy_load_string(const char *file, const char *yaml, size_t len, cf_pol
         return -1;
     cf_policy *p = cf_calloc(1, sizeof *p);
     p->file = cf_strdup(c.file);
-    p->retention = (cf_retention){-1, -1, -1, -1, -1, -1, NULL};
+    p->retention = (cf_retention){-1, -1, -1, -1, -1, -1, NULL, -1};
     p->mode = CF_MODE_ONLINE;
     p->command_timeout = 600;
     int rc = parse_policy(&c, doc.root, p);

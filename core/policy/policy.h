@@ -49,6 +49,7 @@
  *   retention:                         optional
  *     keep_last/keep_hourly/keep_daily/keep_weekly/keep_monthly/keep_yearly: INT
  *     keep_within: DURATION (e.g. 30d, 12h, 1y2m)
+ *     keep_proven: INT                 the newest sets a rehearsal proved
  *
  * Index paths count from 0: components[1] is the second component.
  * Durations: one or more NUMBER UNIT pairs, each unit at most once, no
@@ -112,6 +113,7 @@ typedef struct cf_command {
 typedef struct cf_retention {
     int keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -1 unset */
     char *keep_within; /* NULL unset */
+    int keep_proven;   /* the N newest sets a rehearsal proved; -1 unset */
 } cf_retention;
 
 /* Commands run around a backup (hooks:), each with a timeout; none gets a
@@ -149,6 +151,9 @@ typedef struct cf_policy {
     cf_retention retention;
     cf_hooks hooks;
     cf_monitor monitor;
+    char *rehearse_dir;                 /* rehearse.dir, or NULL */
+    char **scratch_names, **scratch_urls; /* rehearse.scratch: component -> server URL */
+    size_t nscratch;
 } cf_policy;
 
 /* 1 if s may name a policy, component, target, check or driver: letters,

@@ -18,7 +18,7 @@ verify_unit() { # verify_unit FILE-NAME-OF-AN-INSTANCE
     (cd "$units" && systemd-analyze verify --man=no "$units/$1" 2>&1)
 }
 
-for kind in backup check forget; do
+for kind in backup check forget rehearse; do
     out=$(verify_unit "coffer-$kind@demo.service")
     rc=$?
     if [ $rc -eq 0 ] && [ -z "$out" ]; then
@@ -45,6 +45,11 @@ done
 assert_match "$(grep ^ExecStart= "$units/coffer-backup@.service")" \
     "^ExecStart=$bindir/coffer --no-progress backup -p /etc/coffer/%i.yaml$" "backup unit command"
 assert_match "$(grep -c ^ExecStart= "$units/coffer-forget@.service")" '^2$' "forget unit: forget then prune"
+assert_match "$(grep ^ExecStart= "$units/coffer-rehearse@.service")" \
+    "^ExecStart=$bindir/coffer --no-progress rehearse -p /etc/coffer/%i.yaml --set latest$" "rehearse unit command"
+grep -qx 'Environment=TMPDIR=%S/coffer/rehearse' "$units/coffer-rehearse@.service" &&
+    pass "rehearse unit: scratch outside the private /tmp, so leftovers are found next time" ||
+    fail "rehearse unit: scratch directory not kept across runs"
 
 # The check can fail: a unit with an unknown key and a missing binary.
 sed -e 's|^Nice=10$|Nice=10\nBogusKey=1|' -e "s|$bindir/coffer|/nonexistent/coffer|" \
