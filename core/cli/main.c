@@ -543,7 +543,7 @@ static int cmd_sets(int argc, char **argv)
         json_t *proof = json_object();
         json_object_set_new(proof, "proven", json_boolean(last_ok != NULL));
         json_object_set(proof, "last_proven", last_ok ? json_object_get(last_ok, "time") : json_null());
-        json_t *lr = json_null();
+        json_t *lr = NULL;
         if (last) {
             lr = json_pack("{s:O,s:O,s:O}", "time", json_object_get(last, "time"), "ok",
                            json_object_get(last, "ok"), "duration_ms",
@@ -553,7 +553,8 @@ static int cmd_sets(int argc, char **argv)
             if (json_object_get(last, "error"))
                 json_object_set(lr, "error", json_object_get(last, "error"));
         }
-        json_object_set_new(proof, "last_rehearsal", lr);
+        if (lr) /* absent when never rehearsed */
+            json_object_set_new(proof, "last_rehearsal", lr);
         json_object_set_new(o, "proof", proof);
         json_array_append_new(arr, o);
         if (!a.json) {
@@ -1267,6 +1268,8 @@ static json_t *caps_list(const cf_driver *d)
     CAP(db && db->verify, "verify");
     CAP(db && db->owned_paths, "owns-files");
     CAP(db && db->query, "query");
+    CAP(db && db->query_target, "checks");
+    CAP(db && db->scratch_create && db->scratch_drop, "scratch");
 #undef CAP
     return arr;
 }
@@ -1354,6 +1357,11 @@ static int plugins_instances(const args *a)
             rc = CF_EXIT_FAILED;
         } else {
             instance_caps(db.ops->capabilities ? db.ops->capabilities(db.inst) : 0, 1, caps);
+            /* what rehearsals and the policy's checks need (ABI 1.1) */
+            if (db.ops->query_target)
+                json_array_append_new(caps, json_string("checks"));
+            if (db.ops->scratch_create && db.ops->scratch_drop && !db.ops->owned_paths)
+                json_array_append_new(caps, json_string("scratch"));
             cf_dbinst_close(&db);
         }
         json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "kind", "component", "name", c->name, "driver",

@@ -815,9 +815,53 @@ static int parse_components(const ctx *c, const cf_yn *root, cf_policy *p)
     return 0;
 }
 
+/* Names of the policy's components of one type, for messages ("" if none). */
+static char *comp_names(const cf_policy *p, cf_comp_type t)
+{
+    cf_buf b = {0};
+    for (size_t i = 0; i < p->ncomponents; i++) {
+        if (p->components[i].type != t)
+            continue;
+        if (b.len)
+            cf_buf_append(&b, ", ", 2);
+        cf_buf_append(&b, p->components[i].name, strlen(p->components[i].name));
+    }
+    cf_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+static const char *comp_type_word(cf_comp_type t)
+{
+    return t == CF_COMP_FILES ? "files" : t == CF_COMP_DATABASE ? "database" : "object_store";
+}
+
+/* s must name a component of type t (or, with t2 >= 0, of type t2). */
+static int need_comp(const ctx *c, const cf_policy *p, const cf_yn *v, const char *path,
+                     const char *s, cf_comp_type t, int t2)
+{
+    const cf_component *co = cf_policy_component(p, s);
+    if (co && (co->type == t || (t2 >= 0 && co->type == (cf_comp_type)t2)))
+        return 0;
+    char *names = comp_names(p, t), *names2 = t2 >= 0 ? comp_names(p, (cf_comp_type)t2) : NULL;
+    const char *sep = names2 && *names && *names2 ? ", " : "";
+    const char *all_names = names2 ? names2 : "";
+    char *want = t2 >= 0 ? cf_asprintf("%s or %s", comp_type_word(t), comp_type_word(t2))
+                         : cf_strdup(comp_type_word(t));
+    if (co)
+        fail_at(c, v, path, "component '%s' is of type %s; give a %s component (%s%s%s)", s,
+                comp_type_word(co->type), want, names, sep, all_names);
+    else
+        fail_at(c, v, path, "no component named '%s'; %s components: %s%s%s", s, want, names, sep,
+                all_names);
+    free(want);
+    free(names);
+    free(names2);
+    return -1;
+}
+
 static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
 {
-    static const char *const keys[] = {"name", "run", "timeout", NULL};
+    static const char *const keys[] = {"name", "run", "timeout", "credentials", NULL};
     const cf_yn *list = cf_yn_get(root, "validate");
     if (!list || (list->kind == CF_YN_SCALAR && list->null))
         return 0;
@@ -855,9 +899,310 @@ static int parse_validate(const ctx *c, const cf_yn *root, cf_policy *p)
             if (bad)
                 goto next;
         }
-        rc = opt_int(c, m, path, "timeout", 1, &cmd->timeout);
+        if ((rc = opt_int(c, m, path, "timeout", 1, &cmd->timeout)) < 0)
+            goto next;
+        const cf_yn *cv = cf_yn_get(m, "credentials");
+        if (cv) {
+            char *kp = pjoin(path, "credentials");
+            rc = get_strlist(c, cv, kp, &cmd->credentials, NULL);
+            for (size_t k = 0; rc == 0 && k < cmd->credentials.n; k++) {
+                const cf_yn *at = cv->kind == CF_YN_SEQ ? cv->kids[k] : cv;
+                char *ip = cv->kind == CF_YN_SEQ ? pindex(kp, k) : cf_strdup(kp);
+                rc = need_comp(c, p, at, ip, cmd->credentials.v[k], CF_COMP_DATABASE, -1);
+                for (size_t j = 0; rc == 0 && j < k; j++)
+                    if (strcmp(cmd->credentials.v[j], cmd->credentials.v[k]) == 0)
+                        rc = fail_at(c, at, ip, "'%s' is listed twice", cmd->credentials.v[k]);
+                free(ip);
+            }
+            free(kp);
+        }
     next:
         free(path);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+const char *cf_check_type_name(cf_check_type t)
+{
+    switch (t) {
+    case CF_CHECK_ROW_COUNTS: return "row_counts";
+    case CF_CHECK_REFERENCES: return "references";
+    case CF_CHECK_ORPHANS: return "orphans";
+    case CF_CHECK_SQL: return "sql";
+    }
+    return "?";
+}
+
+/* A prefix prepended to query paths: relative, no "." or ".." segment;
+ * kept as written (its trailing slash matters). */
+static int check_prefix(const ctx *c, const cf_yn *v, const char *path, const char *s)
+{
+    if (s[0] == '/')
+        return fail_at(c, v, path, "'%s' is absolute; a prefix is relative to root", s);
+    for (const char *q = s; *q;) {
+        size_t len = strcspn(q, "/");
+        if ((len == 1 && q[0] == '.') || (len == 2 && q[0] == '.' && q[1] == '.'))
+            return fail_at(c, v, path, "'%s' has a '%.*s' segment; give a plain relative prefix", s,
+                           (int)len, q);
+        q += len;
+        if (*q == '/')
+            q++;
+    }
+    return 0;
+}
+
+/* A key that only some check types take. */
+static int refuse_key(const ctx *c, const cf_yn *m, const char *path, const char *key,
+                      const char *why)
+{
+    const cf_yn *v = cf_yn_get(m, key);
+    if (!v)
+        return 0;
+    char *kp = pjoin(path, key);
+    fail_at(c, v, kp, "%s", why);
+    free(kp);
+    return -1;
+}
+
+static int parse_check(const ctx *c, const cf_yn *m, const char *path, cf_policy *p, size_t i)
+{
+    static const char *const keys[] = {"name",      "type",   "database", "query",
+                                       "component", "prefix", "under",    "exclude",
+                                       "level",     "show",   "timeout",  NULL};
+    static const char *const types[] = {"row_counts", "references", "orphans", "sql", NULL};
+    cf_app_check *ck = &p->checks[i];
+    const cf_yn *namen, *typen, *v;
+    char *type = NULL, *kp;
+    int rc = -1;
+    ck->line = m->line;
+    ck->col = m->col;
+    ck->show = 10;
+    ck->timeout = 3600;
+    if (check_map(c, m, path, keys, 0) < 0 || req_str(c, m, path, "name", &ck->name, &namen) < 0)
+        return -1;
+    kp = pjoin(path, "name");
+    rc = check_name(c, namen, kp, ck->name);
+    for (size_t j = 0; rc == 0 && j < i; j++)
+        if (strcmp(p->checks[j].name, ck->name) == 0)
+            rc = fail_at(c, namen, kp, "duplicate check name '%s' (also checks[%zu], line %d)",
+                         ck->name, j, p->checks[j].line);
+    free(kp);
+    if (rc < 0 || req_str(c, m, path, "type", &type, &typen) < 0)
+        return -1;
+    rc = -1;
+    for (size_t t = 0; types[t]; t++)
+        if (strcmp(type, types[t]) == 0) {
+            ck->type = (cf_check_type)t;
+            rc = 0;
+        }
+    if (rc < 0) {
+        char *names = join_names(types);
+        kp = pjoin(path, "type");
+        fail_at(c, typen, kp, "unknown check type '%s'; valid types: %s", type, names);
+        free(kp);
+        free(names);
+    }
+    free(type);
+    if (rc < 0)
+        return -1;
+    int paths_check = ck->type == CF_CHECK_REFERENCES || ck->type == CF_CHECK_ORPHANS;
+    const char *tn = cf_check_type_name(ck->type);
+
+    /* database */
+    if (ck->type == CF_CHECK_ROW_COUNTS)
+        rc = opt_str(c, m, path, "database", &ck->database, &v);
+    else
+        rc = req_str(c, m, path, "database", &ck->database, &v);
+    if (rc < 0)
+        return -1;
+    if (ck->database) {
+        kp = pjoin(path, "database");
+        rc = need_comp(c, p, v, kp, ck->database, CF_COMP_DATABASE, -1);
+        free(kp);
+        if (rc < 0)
+            return -1;
+    }
+
+    /* query */
+    if (ck->type == CF_CHECK_ROW_COUNTS) {
+        if (refuse_key(c, m, path, "query",
+                       "row_counts takes no query: it compares the row counts the set recorded "
+                       "with the restored database's") < 0)
+            return -1;
+    } else {
+        if (req_str(c, m, path, "query", &ck->query, &v) < 0)
+            return -1;
+        ck->query_line = v->line;
+        ck->query_col = v->col;
+        kp = pjoin(path, "query");
+        rc = 0;
+        if (strspn(ck->query, " \t\r\n;") == strlen(ck->query))
+            rc = fail_at(c, v, kp, "empty query");
+        free(kp);
+        if (rc < 0)
+            return -1;
+    }
+
+    /* component, prefix */
+    if (!paths_check) {
+        char *why = cf_asprintf("only references and orphans checks take a component (this is "
+                                "a %s check)",
+                                tn);
+        rc = refuse_key(c, m, path, "component", why);
+        free(why);
+        why = cf_asprintf("only references and orphans checks take a prefix (this is a %s check)",
+                          tn);
+        if (rc == 0)
+            rc = refuse_key(c, m, path, "prefix", why);
+        free(why);
+        if (rc < 0)
+            return -1;
+    } else {
+        if (req_str(c, m, path, "component", &ck->component, &v) < 0)
+            return -1;
+        kp = pjoin(path, "component");
+        rc = need_comp(c, p, v, kp, ck->component, CF_COMP_FILES, CF_COMP_OBJECT_STORE);
+        free(kp);
+        if (rc < 0 || opt_str(c, m, path, "prefix", &ck->prefix, &v) < 0)
+            return -1;
+        if (ck->prefix) {
+            kp = pjoin(path, "prefix");
+            rc = check_prefix(c, v, kp, ck->prefix);
+            free(kp);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    if (!ck->prefix)
+        ck->prefix = cf_strdup("");
+
+    /* under, exclude */
+    if (ck->type != CF_CHECK_ORPHANS) {
+        char *why = cf_asprintf("only orphans checks take under (this is a %s check)", tn);
+        rc = refuse_key(c, m, path, "under", why);
+        free(why);
+        why = cf_asprintf("only orphans checks take exclude (this is a %s check)", tn);
+        if (rc == 0)
+            rc = refuse_key(c, m, path, "exclude", why);
+        free(why);
+        if (rc < 0)
+            return -1;
+    } else {
+        const cf_component *co = cf_policy_component(p, ck->component);
+        if ((v = cf_yn_get(m, "under"))) {
+            kp = pjoin(path, "under");
+            rc = get_strlist(c, v, kp, &ck->under, norm_rel);
+            for (size_t k = 0; rc == 0 && co->type == CF_COMP_FILES && k < ck->under.n; k++) {
+                if (covered(&co->paths, ck->under.v[k]))
+                    continue;
+                const cf_yn *at = v->kind == CF_YN_SEQ ? v->kids[k] : v;
+                char *ip = v->kind == CF_YN_SEQ ? pindex(kp, k) : cf_strdup(kp);
+                rc = fail_at(c, at, ip, "'%s' is not under any of component '%s''s paths",
+                             ck->under.v[k], co->name);
+                free(ip);
+            }
+            free(kp);
+            if (rc < 0)
+                return -1;
+        }
+        if ((v = cf_yn_get(m, "exclude"))) {
+            kp = pjoin(path, "exclude");
+            rc = get_strlist(c, v, kp, &ck->exclude, norm_rel);
+            free(kp);
+            if (rc < 0)
+                return -1;
+        }
+    }
+
+    /* level, show, timeout */
+    char *level = NULL;
+    ck->warn = ck->type == CF_CHECK_ORPHANS;
+    if (opt_str(c, m, path, "level", &level, &v) < 0)
+        return -1;
+    if (level) {
+        rc = 0;
+        if (strcmp(level, "warn") == 0 || strcmp(level, "fail") == 0) {
+            ck->warn = level[0] == 'w';
+        } else {
+            kp = pjoin(path, "level");
+            rc = fail_at(c, v, kp, "expected fail or warn, got '%s'", level);
+            free(kp);
+        }
+        free(level);
+        if (rc < 0)
+            return -1;
+    }
+    if (opt_int(c, m, path, "show", 0, &ck->show) < 0)
+        return -1;
+    if (ck->show > 1000) {
+        kp = pjoin(path, "show");
+        fail_at(c, cf_yn_get(m, "show"), kp, "must be at most 1000, got %d", ck->show);
+        free(kp);
+        return -1;
+    }
+    return opt_int(c, m, path, "timeout", 1, &ck->timeout);
+}
+
+static int parse_checks(const ctx *c, const cf_yn *root, cf_policy *p)
+{
+    const cf_yn *list = cf_yn_get(root, "checks");
+    if (!list || (list->kind == CF_YN_SCALAR && list->null))
+        return 0;
+    if (list->kind != CF_YN_SEQ)
+        return fail_at(c, list, "checks", "expected a list of checks, got %s",
+                       cf_yn_kind_name(list));
+    p->checks = cf_calloc(list->n ? list->n : 1, sizeof *p->checks);
+    p->nchecks = list->n;
+    for (size_t i = 0; i < list->n; i++) {
+        char *path = pindex("checks", i);
+        int rc = parse_check(c, list->kids[i], path, p, i);
+        free(path);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_rehearse(const ctx *c, const cf_yn *root, cf_policy *p)
+{
+    static const char *const keys[] = {"dir", "scratch", NULL};
+    const cf_yn *m = cf_yn_get(root, "rehearse"), *v;
+    if (!m || (m->kind == CF_YN_SCALAR && m->null))
+        return 0;
+    if (check_map(c, m, "rehearse", keys, 0) < 0 ||
+        opt_str(c, m, "rehearse", "dir", &p->rehearse_dir, &v) < 0)
+        return -1;
+    if (p->rehearse_dir) {
+        if (p->rehearse_dir[0] != '/')
+            return fail_at(c, v, "rehearse.dir", "'%s' is not an absolute path", p->rehearse_dir);
+        squash_slashes(p->rehearse_dir);
+    }
+    const cf_yn *sm = cf_yn_get(m, "scratch");
+    if (!sm || (sm->kind == CF_YN_SCALAR && sm->null))
+        return 0;
+    if (check_map(c, sm, "rehearse.scratch", NULL, 1) < 0)
+        return -1;
+    size_t n = sm->n / 2;
+    p->scratch_names = cf_calloc(n ? n : 1, sizeof *p->scratch_names);
+    p->scratch_urls = cf_calloc(n ? n : 1, sizeof *p->scratch_urls);
+    for (size_t i = 0; i < n; i++) {
+        const cf_yn *k = sm->kids[2 * i], *val = sm->kids[2 * i + 1];
+        char *kp = pjoin("rehearse.scratch", k->str);
+        int rc = need_comp(c, p, k, kp, k->str, CF_COMP_DATABASE, -1);
+        char *url = NULL;
+        if (rc == 0)
+            rc = get_str(c, val, kp, &url);
+        if (rc == 0 && !*url)
+            rc = fail_at(c, val, kp, "empty URL");
+        if (rc == 0) {
+            p->scratch_names[p->nscratch] = cf_strdup(k->str);
+            p->scratch_urls[p->nscratch++] = url;
+        } else {
+            free(url);
+        }
+        free(kp);
         if (rc < 0)
             return -1;
     }
@@ -962,7 +1307,8 @@ static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
 {
     static const char *const keys[] = {"version",     "name",    "description", "root",
                                        "consistency", "targets", "components",  "validate",
-                                       "retention",   "hooks",   "monitor",     NULL};
+                                       "retention",   "hooks",   "monitor",     "checks",
+                                       "rehearse",    NULL};
     const cf_yn *v;
     if (!root || (root->kind == CF_YN_SCALAR && root->null))
         return cf_fail("%s:1:1: the policy is empty; expected a mapping with name, root, targets "
@@ -994,6 +1340,7 @@ static int parse_policy(const ctx *c, const cf_yn *root, cf_policy *p)
     squash_slashes(p->root);
     if (parse_consistency(c, root, p) < 0 || parse_targets(c, root, p) < 0 ||
         parse_components(c, root, p) < 0 || parse_validate(c, root, p) < 0 ||
+        parse_checks(c, root, p) < 0 || parse_rehearse(c, root, p) < 0 ||
         parse_retention(c, root, p) < 0 || parse_hooks(c, root, p) < 0 ||
         parse_monitor(c, root, p) < 0)
         return -1;
@@ -1088,8 +1435,27 @@ void cf_policy_free(cf_policy *p)
     for (size_t i = 0; i < p->nvalidate; i++) {
         free(p->validate[i].name);
         free(p->validate[i].run);
+        strlist_free(&p->validate[i].credentials);
     }
     free(p->validate);
+    for (size_t i = 0; i < p->nchecks; i++) {
+        cf_app_check *ck = &p->checks[i];
+        free(ck->name);
+        free(ck->database);
+        free(ck->query);
+        free(ck->component);
+        free(ck->prefix);
+        strlist_free(&ck->under);
+        strlist_free(&ck->exclude);
+    }
+    free(p->checks);
+    free(p->rehearse_dir);
+    for (size_t i = 0; i < p->nscratch; i++) {
+        free(p->scratch_names[i]);
+        free(p->scratch_urls[i]);
+    }
+    free(p->scratch_names);
+    free(p->scratch_urls);
     free(p->hooks.before);
     free(p->hooks.after);
     free(p->hooks.on_success);
@@ -1107,6 +1473,14 @@ const cf_component *cf_policy_component(const cf_policy *p, const char *name)
     for (size_t i = 0; p && i < p->ncomponents; i++)
         if (p->components[i].name && strcmp(p->components[i].name, name) == 0)
             return &p->components[i];
+    return NULL;
+}
+
+const char *cf_policy_scratch(const cf_policy *p, const char *component)
+{
+    for (size_t i = 0; p && i < p->nscratch; i++)
+        if (strcmp(p->scratch_names[i], component) == 0)
+            return p->scratch_urls[i];
     return NULL;
 }
 

@@ -46,6 +46,27 @@
  *     - name: NAME
  *       run: CMD
  *       timeout: SECONDS               optional, default 3600
+ *       credentials: [COMPONENT]       optional: database components whose password the
+ *                                      command gets as a 0600 file
+ *   checks:                            optional list, run after restore (application checks)
+ *     - name: NAME                     required, unique among checks
+ *       type: row_counts | references | orphans | sql
+ *       database: COMPONENT            a database component; required but for row_counts
+ *                                      (default there: every database component)
+ *       query: SQL                     required for references, orphans, sql; refused for
+ *                                      row_counts
+ *       component: COMPONENT           references, orphans only (and required there): a
+ *                                      files or object_store component
+ *       prefix: REL                    references, orphans: prepended to each path (default "")
+ *       under: [REL, ...]              orphans only (default: the component's paths)
+ *       exclude: [GLOB, ...]           orphans only
+ *       level: fail | warn             default fail (orphans: warn)
+ *       show: N                        0..1000, default 10
+ *       timeout: SECONDS               default 3600
+ *   rehearse:                          optional
+ *     dir: /ABS/PATH                   where scratch directories are made
+ *     scratch:                         database component -> server URL
+ *       COMPONENT: URL
  *   retention:                         optional
  *     keep_last/keep_hourly/keep_daily/keep_weekly/keep_monthly/keep_yearly: INT
  *     keep_within: DURATION (e.g. 30d, 12h, 1y2m)
@@ -107,8 +128,28 @@ typedef struct cf_command {
     char *name;
     char *run;
     int timeout; /* seconds */
-    cf_strlist credentials; /* database components whose password the command gets as a file */
+    cf_strlist credentials; /* validate: database components whose password file it gets */
 } cf_command;
+
+typedef enum { CF_CHECK_ROW_COUNTS, CF_CHECK_REFERENCES, CF_CHECK_ORPHANS, CF_CHECK_SQL } cf_check_type;
+
+/* One application check (checks:), run after a restore or rehearsal.
+ * The tag is struct cf_check; the typedef is cf_app_check, because
+ * cf_check is already the repository check function (engine/check.h). */
+typedef struct cf_check {
+    char *name;
+    cf_check_type type;
+    char *database;  /* component name or NULL (row_counts: all) */
+    char *query;     /* NULL for row_counts */
+    char *component; /* references/orphans */
+    char *prefix;    /* "" default */
+    cf_strlist under, exclude;
+    int warn;    /* level: warn */
+    int show;    /* default 10 */
+    int timeout; /* seconds, default 3600 */
+    int line, col; /* of the list item */
+    int query_line, query_col;
+} cf_app_check;
 
 typedef struct cf_retention {
     int keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -1 unset */
@@ -148,12 +189,14 @@ typedef struct cf_policy {
     size_t ncomponents;
     cf_command *validate;
     size_t nvalidate;
+    cf_app_check *checks;
+    size_t nchecks;
+    char *rehearse_dir; /* absolute, or NULL (default: $TMPDIR if absolute, else /var/tmp) */
+    char **scratch_names, **scratch_urls; /* rehearse.scratch: component -> server URL */
+    size_t nscratch;
     cf_retention retention;
     cf_hooks hooks;
     cf_monitor monitor;
-    char *rehearse_dir;                 /* rehearse.dir, or NULL */
-    char **scratch_names, **scratch_urls; /* rehearse.scratch: component -> server URL */
-    size_t nscratch;
 } cf_policy;
 
 /* 1 if s may name a policy, component, target, check or driver: letters,
@@ -192,5 +235,9 @@ int cf_duration_parse(const char *s, cf_duration *out);
 
 const cf_component *cf_policy_component(const cf_policy *p, const char *name);
 const cf_target *cf_policy_target(const cf_policy *p, const char *name);
+/* rehearse.scratch's URL for a database component, or NULL. */
+const char *cf_policy_scratch(const cf_policy *p, const char *component);
+/* "row_counts", "references", "orphans", "sql". */
+const char *cf_check_type_name(cf_check_type t);
 
 #endif

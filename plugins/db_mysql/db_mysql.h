@@ -60,6 +60,10 @@ typedef struct dbmysql_url {
 /* Parse; on failure returns -1 with a message (no secrets) in err. */
 int dbmysql_url_parse(const char *text, dbmysql_url *u, char *err, size_t errlen);
 void dbmysql_url_free(dbmysql_url *u);
+/* The URL again, with `database` (NULL: none) as its path; every part
+ * percent-encoded as needed, password_env/password_file kept (it never
+ * holds a password itself). malloc'd, NULL without memory. */
+char *dbmysql_url_format(const dbmysql_url *u, const char *database);
 /* "user@host:port/db" or "user@localhost/db (socket /path)", for messages. */
 void dbmysql_url_describe(const dbmysql_url *u, char *buf, size_t len);
 
@@ -293,6 +297,19 @@ coffer_status dbmysql_restore(void *instance, coffer_dump_source *src, const cof
 coffer_status dbmysql_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
                              coffer_check_cb cb, void *ud);
 
+/* Queries and scratch databases (rehearse.c, ABI 1.1). */
+coffer_status dbmysql_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
+coffer_status dbmysql_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
+                                   coffer_row_cb row_cb, void *ud);
+coffer_status dbmysql_scratch_create(void *instance, const char *server, const char *name, char *target,
+                                     size_t target_len);
+coffer_status dbmysql_scratch_drop(void *instance, const char *server, const char *name);
+/* ^coffer_rehearse_[a-z0-9_]+$, at most 63 bytes (MySQL allows 64). */
+int dbmysql_scratch_name_ok(const char *name);
+/* Status of a failed query from its error number: parse and semantic
+ * errors and read-only violations COFFER_ERR_INVALID, else as
+ * dbmysql_status_of. */
+coffer_status dbmysql_query_status(unsigned err);
 /* Shared by restore and verify: the databases of a set (meta "databases",
  * in order) and the name each lands under. */
 typedef struct dbmysql_plan {

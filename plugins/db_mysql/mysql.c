@@ -298,56 +298,6 @@ static coffer_status dbmysql_probe(void *instance, coffer_db_info *info)
     return COFFER_OK;
 }
 
-static coffer_status dbmysql_query(void *instance, const char *sql,
-                                   int (*row_cb)(void *ud, int ncols, const char *const *values), void *ud)
-{
-    dbmysql_instance *in = instance;
-    dbmysql_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
-    MYSQL *m;
-    coffer_status st = dbmysql_connect(in, &in->url, in->url.database, &m);
-    if (st)
-        return st;
-    const char **vals = NULL;
-    /* Read-only by construction: the statement runs inside a read-only
-     * transaction, which the server refuses to let write. */
-    if (dbmysql_exec(m, "START TRANSACTION READ ONLY") != 0) {
-        st = dbmysql_fail(in, m, "query: cannot start a read-only transaction");
-        goto done;
-    }
-    if (mysql_real_query(m, sql, strlen(sql)) != 0) {
-        st = dbmysql_fail(in, m, "query failed");
-        goto done;
-    }
-    MYSQL_RES *r = mysql_use_result(m);
-    if (!r) {
-        st = mysql_errno(m) ? dbmysql_fail(in, m, "query failed")
-                            : in->host->error(in->h, COFFER_ERR_INVALID, "query returned no result set");
-        goto done;
-    }
-    unsigned n = mysql_num_fields(r);
-    vals = calloc(n + 1, sizeof *vals);
-    MYSQL_ROW row;
-    while (vals && (row = mysql_fetch_row(r)) != NULL) {
-        for (unsigned i = 0; i < n; i++)
-            vals[i] = row[i];
-        if (row_cb(ud, (int)n, vals) != 0)
-            break;
-        if (in->host->cancelled(in->h)) {
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query cancelled");
-            break;
-        }
-    }
-    if (!vals)
-        st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-    else if (st == COFFER_OK && mysql_errno(m))
-        st = dbmysql_fail(in, m, "query failed");
-    mysql_free_result(r);
-done:
-    free(vals);
-    mysql_close(m);
-    return st;
-}
-
 static const coffer_database_ops dbmysql_ops = {
     .struct_size = sizeof(coffer_database_ops),
     .instance_new = dbmysql_instance_new,
@@ -359,6 +309,9 @@ static const coffer_database_ops dbmysql_ops = {
     .verify = dbmysql_verify,
     .owned_paths = NULL, /* a server owns no file under the policy root */
     .query = dbmysql_query,
+    .query_target = dbmysql_query_target,
+    .scratch_create = dbmysql_scratch_create,
+    .scratch_drop = dbmysql_scratch_drop,
 };
 
 static void dbmysql_teardown(void)

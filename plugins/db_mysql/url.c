@@ -296,3 +296,62 @@ char *dbmysql_quote_ident(const char *name)
     *w = 0;
     return o;
 }
+
+/* Append s percent-encoded (all but unreserved characters). */
+static void put_pct(char **w, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+            *c == '.' || *c == '_' || *c == '~') {
+            *(*w)++ = (char)*c;
+        } else {
+            *(*w)++ = '%';
+            *(*w)++ = hex[*c >> 4];
+            *(*w)++ = hex[*c & 15];
+        }
+    }
+}
+
+char *dbmysql_url_format(const dbmysql_url *u, const char *database)
+{
+    const char *params[][2] = {
+        {"socket", u->socket},     {"ssl_mode", u->ssl_mode},         {"ssl_ca", u->ssl_ca},
+        {"ssl_cert", u->ssl_cert}, {"ssl_key", u->ssl_key},           {"password_env", u->password_env},
+        {"password_file", u->password_file},
+    };
+    size_t need = 32 + 3 * ((u->user ? strlen(u->user) : 0) + (u->host ? strlen(u->host) : 0) +
+                            (database ? strlen(database) : 0));
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
+        if (params[i][1])
+            need += strlen(params[i][0]) + 2 + 3 * strlen(params[i][1]);
+    char *o = malloc(need);
+    if (!o)
+        return NULL;
+    char *w = o;
+    w += sprintf(w, "mysql://");
+    if (u->user) {
+        put_pct(&w, u->user);
+        *w++ = '@';
+    }
+    const char *host = u->host ? u->host : "localhost";
+    if (strchr(host, ':'))
+        w += sprintf(w, "[%s]", host);
+    else
+        put_pct(&w, host);
+    if (u->port)
+        w += sprintf(w, ":%u", u->port);
+    *w++ = '/';
+    if (database)
+        put_pct(&w, database);
+    char sep = '?';
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+        if (!params[i][1])
+            continue;
+        w += sprintf(w, "%c%s=", sep, params[i][0]);
+        put_pct(&w, params[i][1]);
+        sep = '&';
+    }
+    *w = 0;
+    return o;
+}

@@ -241,6 +241,78 @@ char *pgd_params_display(const pgd_params *p, const char *dbname)
     return buf;
 }
 
+/* Percent-encode everything but RFC 3986 unreserved characters. */
+static void cat_pct(char **buf, size_t *len, size_t *cap, const char *s, int *ok)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            cat(buf, len, cap, (const char *)c, 1, ok);
+        } else {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            cat(buf, len, cap, e, 3, ok);
+        }
+    }
+}
+
+char *pgd_params_uri(const pgd_params *p, const char *dbname)
+{
+    const char *user = pgd_params_get(p, "user");
+    const char *host = pgd_params_get(p, "host");
+    const char *port = pgd_params_get(p, "port");
+    const char *db = dbname ? dbname : pgd_params_get(p, "dbname");
+    /* The authority holds one plain host name or address only. */
+    int host_in_query = host && (host[0] == '/' || host[0] == '@' || strchr(host, ',') ||
+                                 strchr(host, '%') || strchr(host, '[') || !*host);
+    int port_in_query = port && (host_in_query || !host || strchr(port, ','));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int ok = 1;
+    cat(&buf, &len, &cap, "postgres://", 11, &ok);
+    if (user && *user) {
+        cat_pct(&buf, &len, &cap, user, &ok);
+        cat(&buf, &len, &cap, "@", 1, &ok);
+    }
+    if (host && !host_in_query) {
+        int v6 = strchr(host, ':') != NULL;
+        if (v6)
+            cat(&buf, &len, &cap, "[", 1, &ok);
+        if (v6)
+            cat(&buf, &len, &cap, host, strlen(host), &ok);
+        else
+            cat_pct(&buf, &len, &cap, host, &ok);
+        if (v6)
+            cat(&buf, &len, &cap, "]", 1, &ok);
+    }
+    if (port && *port && !port_in_query) {
+        cat(&buf, &len, &cap, ":", 1, &ok);
+        cat_pct(&buf, &len, &cap, port, &ok);
+    }
+    cat(&buf, &len, &cap, "/", 1, &ok);
+    if (db && *db)
+        cat_pct(&buf, &len, &cap, db, &ok);
+    int first = 1;
+    for (size_t i = 0; i < p->n; i++) {
+        const char *k = p->keys[i];
+        if (strcmp(k, "password") == 0 || strcmp(k, "sslpassword") == 0 ||
+            strcmp(k, "dbname") == 0 || strcmp(k, "user") == 0 ||
+            (strcmp(k, "host") == 0 && !host_in_query) ||
+            (strcmp(k, "port") == 0 && !port_in_query))
+            continue;
+        cat(&buf, &len, &cap, first ? "?" : "&", 1, &ok);
+        first = 0;
+        cat_pct(&buf, &len, &cap, k, &ok);
+        cat(&buf, &len, &cap, "=", 1, &ok);
+        cat_pct(&buf, &len, &cap, p->vals[i], &ok);
+    }
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 /* ---- redaction ------------------------------------------------------- */
 
 static int has_prefix_ci(const char *s, const char *prefix)
@@ -380,7 +452,7 @@ const char *pgd_major_str(int num, char *buf, size_t len)
 /* ---- sessions -------------------------------------------------------- */
 
 /* libpq messages are multi-line ("FATAL:  ...\nDETAIL: ..."): one line. */
-static void one_line(const char *msg, char *buf, size_t len)
+void pgd_one_line(const char *msg, char *buf, size_t len)
 {
     size_t o = 0;
     char *r = pgd_redact(msg ? msg : "");
@@ -407,7 +479,7 @@ coffer_status pgd_conn_error(pgd_instance *in, PGconn *c, PGresult *r, const cha
     const char *m = r ? PQresultErrorMessage(r) : NULL;
     if (!m || !*m)
         m = c ? PQerrorMessage(c) : "no connection";
-    one_line(m, msg, sizeof msg);
+    pgd_one_line(m, msg, sizeof msg);
     coffer_status st = COFFER_ERR_FAILED;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (state && strcmp(state, "57014") == 0 && in->host->cancelled(in->h))
@@ -423,7 +495,7 @@ static void on_notice(void *arg, const char *message)
 {
     pgd_instance *in = arg;
     char msg[1024];
-    one_line(message, msg, sizeof msg);
+    pgd_one_line(message, msg, sizeof msg);
     in->host->log(in->h, COFFER_LOG_DEBUG, "server: %s", msg);
 }
 
@@ -469,7 +541,7 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
     }
     if (PQstatus(c) != CONNECTION_OK) {
         char msg[1024];
-        one_line(PQerrorMessage(c), msg, sizeof msg);
+        pgd_one_line(PQerrorMessage(c), msg, sizeof msg);
         coffer_status code = COFFER_ERR_FAILED;
         if (PQconnectionNeedsPassword(c) ||
             (PQconnectionUsedPassword(c) && strstr(msg, "authentication failed")) ||

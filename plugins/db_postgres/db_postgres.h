@@ -70,6 +70,11 @@ int pgd_params_copy(pgd_params *dst, const pgd_params *src);
 /* "key='value' ..." for a child's --dbname, with dbname replaced when
  * dbname is not NULL. Never contains a password (parse removed it). */
 char *pgd_params_conninfo(const pgd_params *p, const char *dbname, const char *appname);
+/* A URI libpq reads back to the same parameters, with dbname replaced
+ * by dbname and without password: postgres://user@host:port/dbname?k=v
+ * (the host and port go in the query when the host is a socket
+ * directory or a list). malloc'd. */
+char *pgd_params_uri(const pgd_params *p, const char *dbname);
 /* "postgres://user@host:port/dbname" for messages (no password). */
 char *pgd_params_display(const pgd_params *p, const char *dbname);
 
@@ -97,6 +102,8 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
  * Returns the result (PQclear it) or NULL with the error set. */
 PGresult *pgd_exec(pgd_instance *in, PGconn *c, const char *what, const char *sql, int nparams,
                    const char *const *params, coffer_status *st);
+/* A libpq message, redacted, as one line ("; " between lines). */
+void pgd_one_line(const char *msg, char *buf, size_t len);
 /* Record a libpq error (message collapsed to one line). */
 coffer_status pgd_conn_error(pgd_instance *in, PGconn *c, PGresult *r, const char *what);
 
@@ -186,6 +193,19 @@ typedef struct pgd_target {
 coffer_status pgd_target_open(pgd_instance *in, const coffer_restore_opts *opts, pgd_target *t);
 void pgd_target_free(pgd_target *t);
 const char *pgd_target_db(const pgd_target *t, const char *orig, size_t ndbs);
+
+/* ---- rehearse.c: queries and scratch databases (ABI 1.1) ------------- */
+coffer_status pgd_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
+coffer_status pgd_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
+                               coffer_row_cb row_cb, void *ud);
+coffer_status pgd_scratch_create(void *instance, const char *server, const char *name, char *target,
+                                 size_t target_len);
+coffer_status pgd_scratch_drop(void *instance, const char *server, const char *name);
+/* ^coffer_rehearse_[a-z0-9_]+$, at most 63 bytes. */
+int pgd_scratch_name_ok(const char *name);
+/* Status of a failed statement from its SQLSTATE: syntax, semantic and
+ * read-only violations COFFER_ERR_INVALID, privileges COFFER_ERR_AUTH. */
+coffer_status pgd_sqlstate_status(const char *state);
 
 /* Names of the databases a set holds ("databases" meta, ',' separated,
  * else derived from the stream names). */

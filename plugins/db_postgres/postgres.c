@@ -326,52 +326,6 @@ static coffer_status pgd_probe(void *instance, coffer_db_info *info)
     return COFFER_OK;
 }
 
-/* ---- query -------------------------------------------------------------- */
-
-static coffer_status pgd_query(void *instance, const char *sql,
-                               int (*row_cb)(void *ud, int ncols, const char *const *values),
-                               void *ud)
-{
-    pgd_instance *in = instance;
-    pgd_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
-    coffer_status st;
-    PGconn *c = pgd_connect(in, &in->params, in->password, in->dbs[0], &st);
-    if (!c)
-        return st;
-    const char **vals = NULL;
-    /* One statement (the extended protocol refuses several), read only. */
-    PGresult *r =
-        pgd_exec(in, c, "cannot start a read-only transaction",
-                 "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, &st);
-    if (!r)
-        goto done;
-    PQclear(r);
-    if (!(r = pgd_exec(in, c, "query failed", sql, 0, NULL, &st)))
-        goto done;
-    int ncols = PQnfields(r), rows = PQntuples(r);
-    vals = calloc((size_t)ncols + 1, sizeof *vals);
-    if (!vals) {
-        PQclear(r);
-        st = pgd_oom(in);
-        goto done;
-    }
-    for (int i = 0; i < rows; i++) {
-        for (int k = 0; k < ncols; k++)
-            vals[k] = PQgetisnull(r, i, k) ? NULL : PQgetvalue(r, i, k);
-        if (row_cb(ud, ncols, vals) != 0)
-            break;
-        if (in->host->cancelled(in->h)) {
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query cancelled");
-            break;
-        }
-    }
-    PQclear(r);
-done:
-    free(vals);
-    PQfinish(c); /* ends (rolls back) the transaction */
-    return st;
-}
-
 /* ---- descriptor -------------------------------------------------------- */
 
 static const coffer_database_ops pgd_ops = {
@@ -385,6 +339,9 @@ static const coffer_database_ops pgd_ops = {
     .verify = pgd_verify,
     .owned_paths = NULL,
     .query = pgd_query,
+    .query_target = pgd_query_target,
+    .scratch_create = pgd_scratch_create,
+    .scratch_drop = pgd_scratch_drop,
 };
 
 static const coffer_plugin pgd_plugin = {

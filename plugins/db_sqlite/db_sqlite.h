@@ -1,6 +1,6 @@
 /*
  * database "sqlite": private declarations shared by sqlite.c (descriptor,
- * instance, probe, owned_paths, query), dump.c, restore.c and verify.c.
+ * instance, probe, owned_paths), query.c, dump.c, restore.c and verify.c.
  *
  * Every symbol here is linked into the core when the driver is built in,
  * so all of them carry the dbsqlite_ prefix.
@@ -58,6 +58,16 @@ char *dbsqlite_target(dbsqlite_instance *in, const coffer_restore_opts *opts);
 /* Unlink path-wal, path-shm and path-journal. Returns 0 or an errno (and
  * the failing path in *failed, malloc'd). found counts files removed. */
 int dbsqlite_remove_sidecars(const char *path, int *found, char **failed);
+
+/* query.c: run one read-only statement on db, rows to row_cb. A
+ * statement that is not exactly one read-only statement is
+ * COFFER_ERR_INVALID; with strict (query_target), so is one SQLite
+ * refuses (syntax, unknown table or column), with SQLite's message. */
+coffer_status dbsqlite_run(dbsqlite_instance *in, sqlite3 *db, const char *path, const char *sql, coffer_row_cb row_cb,
+                           void *ud, int strict);
+coffer_status dbsqlite_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
+coffer_status dbsqlite_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
+                                    coffer_row_cb row_cb, void *ud);
 
 /* dump.c, restore.c, verify.c */
 coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink);

@@ -1,7 +1,7 @@
 /*
  * database "sqlite": one SQLite database file, such as AsterDrive's
  * data/asterdrive.db. This file holds the descriptor, the instance, probe,
- * owned_paths, query and the helpers the other operations share; the
+ * owned_paths and the helpers the other operations share; the
  * consistent capture is in dump.c, restore.c and verify.c do the rest.
  */
 #include "db_sqlite.h"
@@ -363,57 +363,6 @@ static size_t dbsqlite_owned_paths(void *instance, const char **paths, size_t ma
     return n;
 }
 
-static coffer_status dbsqlite_query(void *instance, const char *sql,
-                                    int (*row_cb)(void *ud, int ncols, const char *const *values), void *ud)
-{
-    dbsqlite_instance *in = instance;
-    dbsqlite_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
-    sqlite3 *db;
-    coffer_status st = dbsqlite_open(in, in->path, DBSQLITE_OPEN_RO, &db);
-    if (st)
-        return st;
-    sqlite3_stmt *s = NULL;
-    const char *tail = NULL;
-    const char **vals = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, &tail);
-    if (rc != SQLITE_OK) {
-        st = dbsqlite_err(in, db, rc, "cannot prepare query on", in->path);
-        goto done;
-    }
-    while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r' || *tail == ';'))
-        tail++;
-    if (!s || (tail && *tail) || !sqlite3_stmt_readonly(s)) {
-        st = in->host->error(in->h, COFFER_ERR_INVALID,
-                             "query on %s must be exactly one read-only statement", in->path);
-        goto done;
-    }
-    int ncols = sqlite3_column_count(s);
-    vals = calloc((size_t)ncols + 1, sizeof *vals);
-    if (!vals) {
-        st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-        goto done;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        for (int i = 0; i < ncols; i++)
-            vals[i] = (const char *)sqlite3_column_text(s, i);
-        if (row_cb(ud, ncols, vals) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-        if (in->host->cancelled(in->h)) {
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", in->path);
-            goto done;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        st = dbsqlite_err(in, db, rc, "query failed on", in->path);
-done:
-    free(vals);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return st;
-}
-
 /* policy check: the options instance_new reads, and a path that names a
  * directory on this machine (a file database cannot live there). */
 static coffer_status dbsqlite_validate(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
@@ -455,6 +404,7 @@ static const coffer_database_ops dbsqlite_ops = {
     .verify = dbsqlite_verify,
     .owned_paths = dbsqlite_owned_paths,
     .query = dbsqlite_query,
+    .query_target = dbsqlite_query_target,
     .validate = dbsqlite_validate,
 };
 

@@ -60,7 +60,8 @@ declare -A USES=(
     [sets]="policy target json"
     [restore]="policy target set to in-place only map force no-validate rollback-objects json dry-run cleanup-previous"
     [verify]="policy target set read-data json"
-    [forget]="policy target dry-run json keep-last keep-hourly keep-daily keep-weekly keep-monthly keep-yearly keep-within"
+    [forget]="policy target dry-run json keep-last keep-hourly keep-daily keep-weekly keep-monthly keep-yearly keep-within keep-proven"
+    [rehearse]="policy target set keep scratch cleanup json"
     [copy]="policy from to set json"
     [unlock]="policy target all json"
     [check]="policy target read-data read-data-subset rebuild-index json"
@@ -77,6 +78,7 @@ declare -A BASE=(
     [restore]="restore -p $P --set ${S[3]} --to $RDEST"
     [verify]="verify -p $P"
     [forget]="forget -p $P --keep-last 1"
+    [rehearse]="rehearse -p $P --set ${S[1]}"
     [copy]="copy -p $P2 --from primary --to second --set ${S[1]}"
     [unlock]="unlock -p $P --all"
     [check]="check -p $P"
@@ -93,6 +95,7 @@ declare -A VALUE=(
     [all]="" [keep-last]=1 [keep-hourly]=1 [keep-daily]=1 [keep-weekly]=1 [keep-monthly]=1
     [keep-yearly]=1 [keep-within]=1d [encryption]=none [read-data-subset]=50%
     [max-unused]=0 [new-passphrase-file]="$T/newpass" [rebuild-index]=""
+    [keep]="" [scratch]="database=postgres://127.0.0.1/x" [cleanup]="" [keep-proven]=1
 )
 echo "new-e2e-passphrase" >"$T/newpass"
 

@@ -32,6 +32,13 @@ DRIVER = {"name": "str", "kind": "str", "version": "str|null", "abi_major": "int
           "abi_minor": "int", "capabilities": ["str"], "built_in": "bool", "path": "str|null"}
 PROBLEM = {"set?": "str", "path?": "str", "object?": "str", "chunk?": "str", "pack?": "str",
            "problem": "str"}
+PCHECK = {"name": "str", "type": "str", "level": "str", "status": "str", "rows": "int",
+          "problems": "int", "first": ["str"], "detail": "str"}
+PCHECK_SUM = {"name": "str", "status": "str", "problems": "int"}
+VALIDATE_SUM = {"name": "str", "exit": "int", "ok": "bool"}
+VALIDATE = {"name": "str", "run": "str", "exit": "int", "ok": "bool", "output": "str",
+            "error?": "str"}
+DBCHECK = {"component": "str", "check": "str", "ok": "bool", "detail": "str"}
 SCHEMA = {
     "init": {"targets": [{"name": "str", "location": "str", "encryption": "str",
                           "passphrase_source": "str|null"}]},
@@ -44,11 +51,23 @@ SCHEMA = {
                          "new_bytes": "int", "stored_bytes": "int", "unchanged_files": "int",
                          "unreadable?": "int"},
               "databases": {"*": {"*": "str|int|[str]"}}, "incomplete": "bool",
-              "unreadable": [{"component": "str", "path": "str", "reason": "str"}]}],
+              "unreadable": [{"component": "str", "path": "str", "reason": "str"}],
+              "proof": {"proven": "bool", "last_proven": "str|null",
+                        "last_rehearsal?": {"time": "str", "ok": "bool", "duration_ms": "int",
+                                            "checks": [PCHECK_SUM], "validate": [VALIDATE_SUM],
+                                            "error?": "str"}}}],
     "restore": {"set": "str", "root": "str", "dry_run": "bool", "ok": "bool",
                 "components": [{"name": "str", "destination": "str"}],
-                "checks": [{"component": "str", "check": "str", "ok": "bool", "detail": "str"}],
-                "validate": [{"name": "str", "run": "str", "exit": "int", "ok": "bool"}]},
+                "checks": [DBCHECK], "policy_checks": [PCHECK], "validate": [VALIDATE]},
+    "rehearse": {"ok": "bool", "cleaned": [{"dir": "str", "databases": ["str"]}],
+                 "sets": [{"set": "str", "time": "str", "ok": "bool", "duration_ms": "int",
+                           "scratch_dir?": "str",
+                           "scratch_databases": [{"component": "str", "name": "str",
+                                                  "target": "str"}],
+                           "components?": [{"name": "str", "destination": "str"}],
+                           "checks?": [DBCHECK], "policy_checks?": [PCHECK],
+                           "validate?": [VALIDATE], "kept": "bool", "removed": "bool",
+                           "recorded": "bool", "error?": "str"}]},
     "restore-dry-run": {"set": "str", "time": "str", "root": "str", "in_place": "bool",
                         "dry_run": "bool",
                         "components": [{"name": "str", "type": "str", "destination": "str",
@@ -225,6 +244,15 @@ assert_eq "True 2 0" "$(json_get "$OUT" 'j["ok"]') $(json_get "$OUT" 'j["sets"]'
 jrun check "check --json" cf check -p "$P" --read-data --json
 assert_eq "True 0" "$(json_get "$OUT" 'j["ok"]') $(json_get "$OUT" 'j["problem_count"]')" "check: ok, no problems"
 assert_gt "$(json_get "$OUT" 'j["packs_read"]')" 0 "check --read-data counts the packs read"
+
+section "rehearse"
+mkdir -p "$T/rscratch"
+TMPDIR=$T/rscratch jrun rehearse "rehearse --json" cf rehearse -p "$P" --set "$S1" --json
+assert_eq "True $S1 True" "$(json_get "$OUT" 'j["ok"]') $(json_get "$OUT" 'j["sets"][0]["set"]') $(json_get "$OUT" 'j["sets"][0]["recorded"]')" \
+    "rehearse: ok, the set, recorded"
+TMPDIR=$T/rscratch jrun rehearse "rehearse --cleanup --json" cf rehearse -p "$P" --cleanup --json
+jrun sets "sets --json after a rehearsal" cf sets -p "$P" --json
+assert_eq "True" "$(json_get "$OUT" '[s["proof"]["proven"] for s in j if s["id"] == "'"$S1"'"][0]')" "sets: the rehearsed set is proven"
 
 section "restore"
 jrun restore-dry-run "restore --dry-run --json" cf restore -p "$P" --to "$T/r0" --dry-run --json

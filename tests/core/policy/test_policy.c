@@ -335,7 +335,7 @@ static void expand_in_policy(void **state)
     FAILS(
         "${CF_T_NAME}: x\n" HEAD TARGETS FILES,
         "policy.yaml:1:1: ${CF_T_NAME}: unknown key; valid keys: version, name, description, root, "
-        "consistency, targets, components, validate, retention, hooks, monitor");
+        "consistency, targets, components, validate, retention, hooks, monitor, checks, rehearse");
     /* An unset variable names the variable and the key, at the value. */
     FAILS("name: t\nroot: ${CF_T_UNSET}/x\n" TARGETS FILES,
           "policy.yaml:2:7: root: environment variable CF_T_UNSET is not set "
@@ -435,13 +435,15 @@ static void unknown_keys(void **state)
           "exclude, required, on_unreadable");
     FAILS(HEAD "target:\n  - name: a\n", "policy.yaml:3:1: target: unknown key; valid keys: "
                                          "version, name, description, root, consistency, "
-                                         "targets, components, validate, retention, hooks, monitor");
+                                         "targets, components, validate, retention, hooks, monitor, "
+                                         "checks, rehearse");
     FAILS(
         HEAD
         "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timout: 5\n" TARGETS FILES,
         "policy.yaml:7:3: consistency.timout: unknown key; valid keys: mode, stop, start, timeout");
     FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n    run: x\n    command: y\n",
-          "policy.yaml:13:5: validate[0].command: unknown key; valid keys: name, run, timeout");
+          "policy.yaml:13:5: validate[0].command: unknown key; valid keys: name, run, timeout, "
+          "credentials");
     FAILS(HEAD TARGETS FILES "retention:\n  keep_daily: 3\n  keep_days: 3\n",
           "policy.yaml:12:3: retention.keep_days: unknown key; valid keys: keep_last, keep_hourly, "
           "keep_daily, "
@@ -993,6 +995,242 @@ static void drivers_errors(void **state)
             "valid options: bucket, prefix, region, secret_key, secret_key_env, secret_key_file");
 }
 
+/* ---- checks:, rehearse:, validate[].credentials ------------------------ */
+
+/* Components for the checks tests: the section under test starts at line 17. */
+#define APP                                                                                        \
+    "components:\n"                                                                                \
+    "  - name: f\n"                                                                                \
+    "    type: files\n"                                                                            \
+    "    paths: [data]\n"                                                                          \
+    "  - name: db\n"                                                                               \
+    "    type: database\n"                                                                         \
+    "    driver: sqlite\n"                                                                         \
+    "    path: x.db\n"                                                                             \
+    "  - name: bucket\n"                                                                           \
+    "    type: object_store\n"                                                                     \
+    "    driver: s3\n"
+
+static void checks_valid(void **state)
+{
+    (void)state;
+    cf_policy *p = LOAD(HEAD TARGETS APP
+                        "checks:\n"
+                        "  - name: counts\n"
+                        "    type: row_counts\n"
+                        "  - name: files-exist\n"
+                        "    type: references\n"
+                        "    database: db\n"
+                        "    query: SELECT path, size FROM files\n"
+                        "    component: f\n"
+                        "    prefix: data/uploads/\n"
+                        "    show: 0\n"
+                        "  - name: stray\n"
+                        "    type: orphans\n"
+                        "    database: db\n"
+                        "    query: SELECT path FROM files\n"
+                        "    component: f\n"
+                        "    under: [data/uploads/]\n"
+                        "    exclude: ['**/.keep']\n"
+                        "    level: fail\n"
+                        "    show: 1000\n"
+                        "    timeout: 60\n"
+                        "  - name: tree\n"
+                        "    type: sql\n"
+                        "    database: db\n"
+                        "    query: |\n"
+                        "      SELECT id FROM folders WHERE parent NOT IN (SELECT id FROM folders)\n"
+                        "    level: warn\n"
+                        "  - name: objs\n"
+                        "    type: references\n"
+                        "    database: db\n"
+                        "    query: SELECT key FROM blobs\n"
+                        "    component: bucket\n"
+                        "validate:\n"
+                        "  - name: doctor\n"
+                        "    run: app doctor\n"
+                        "    credentials: [db]\n"
+                        "rehearse:\n"
+                        "  dir: /var//tmp/\n"
+                        "  scratch:\n"
+                        "    db: postgres://coffer@db-test/postgres\n");
+    assert_int_equal(p->nchecks, 5);
+    cf_app_check *c = &p->checks[0];
+    assert_string_equal(c->name, "counts");
+    assert_int_equal(c->type, CF_CHECK_ROW_COUNTS);
+    assert_null(c->database);
+    assert_null(c->query);
+    assert_null(c->component);
+    assert_string_equal(c->prefix, "");
+    assert_int_equal(c->warn, 0);
+    assert_int_equal(c->show, 10);
+    assert_int_equal(c->timeout, 3600);
+    assert_int_equal(c->line, 18);
+    assert_int_equal(c->col, 5);
+    c = &p->checks[1];
+    assert_int_equal(c->type, CF_CHECK_REFERENCES);
+    assert_string_equal(c->database, "db");
+    assert_string_equal(c->query, "SELECT path, size FROM files");
+    assert_int_equal(c->query_line, 23);
+    assert_int_equal(c->query_col, 12);
+    assert_string_equal(c->component, "f");
+    assert_string_equal(c->prefix, "data/uploads/");
+    assert_int_equal(c->show, 0);
+    assert_int_equal(c->warn, 0);
+    c = &p->checks[2];
+    assert_int_equal(c->type, CF_CHECK_ORPHANS);
+    assert_int_equal(c->warn, 0); /* orphans default to warn; level: fail given */
+    assert_int_equal(c->under.n, 1);
+    assert_string_equal(c->under.v[0], "data/uploads");
+    assert_int_equal(c->exclude.n, 1);
+    assert_string_equal(c->exclude.v[0], "**/.keep");
+    assert_int_equal(c->show, 1000);
+    assert_int_equal(c->timeout, 60);
+    c = &p->checks[3];
+    assert_int_equal(c->type, CF_CHECK_SQL);
+    assert_int_equal(c->warn, 1);
+    assert_string_equal(c->query,
+                        "SELECT id FROM folders WHERE parent NOT IN (SELECT id FROM folders)\n");
+    c = &p->checks[4];
+    assert_string_equal(c->component, "bucket");
+    assert_int_equal(p->validate[0].credentials.n, 1);
+    assert_string_equal(p->validate[0].credentials.v[0], "db");
+    assert_string_equal(p->rehearse_dir, "/var/tmp");
+    assert_int_equal(p->nscratch, 1);
+    assert_string_equal(cf_policy_scratch(p, "db"), "postgres://coffer@db-test/postgres");
+    assert_null(cf_policy_scratch(p, "f"));
+    cf_policy_free(p);
+
+    /* orphans default to level warn; empty sections are fine */
+    p = LOAD(HEAD TARGETS APP "checks:\n  - name: o\n    type: orphans\n    database: db\n"
+                              "    query: SELECT p FROM t\n    component: f\n"
+                              "rehearse:\n");
+    assert_int_equal(p->checks[0].warn, 1);
+    assert_int_equal(p->checks[0].under.n, 0);
+    assert_null(p->rehearse_dir);
+    cf_policy_free(p);
+    p = LOAD(HEAD TARGETS APP "checks: []\n");
+    assert_int_equal(p->nchecks, 0);
+    cf_policy_free(p);
+}
+
+#define CK "checks:\n  - name: c\n"
+
+static void checks_errors(void **state)
+{
+    (void)state;
+    FAILS(HEAD TARGETS APP "checks: x\n",
+          "policy.yaml:17:9: checks: expected a list of checks, got a string");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    databse: db\n",
+          "policy.yaml:20:5: checks[0].databse: unknown key; valid keys: name, type, database, "
+          "query, component, prefix, under, exclude, level, show, timeout");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n  - name: c\n    type: row_counts\n",
+          "policy.yaml:20:11: checks[1].name: duplicate check name 'c' (also checks[0], line 18)");
+    FAILS(HEAD TARGETS APP "checks:\n  - name: a/b\n    type: sql\n",
+          "policy.yaml:18:11: checks[0].name: invalid name 'a/b': use letters, digits, '.', '_' "
+          "and '-'");
+    FAILS(HEAD TARGETS APP "checks:\n  - type: sql\n",
+          "policy.yaml:18:5: checks[0].name: required key is missing");
+    FAILS(HEAD TARGETS APP CK "    type: count\n",
+          "policy.yaml:19:11: checks[0].type: unknown check type 'count'; valid types: "
+          "row_counts, references, orphans, sql");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    query: SELECT 1\n",
+          "policy.yaml:18:5: checks[0].database: required key is missing");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: dbx\n    query: SELECT 1\n",
+          "policy.yaml:20:15: checks[0].database: no component named 'dbx'; database "
+          "components: db");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: f\n    query: SELECT 1\n",
+          "policy.yaml:20:15: checks[0].database: component 'f' is of type files; give a "
+          "database component (db)");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    database: bucket\n",
+          "policy.yaml:20:15: checks[0].database: component 'bucket' is of type object_store; "
+          "give a database component (db)");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    query: SELECT 1\n",
+          "policy.yaml:20:12: checks[0].query: row_counts takes no query: it compares the row "
+          "counts the set recorded with the restored database's");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: db\n",
+          "policy.yaml:18:5: checks[0].query: required key is missing");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: db\n    query: ' ; '\n",
+          "policy.yaml:21:12: checks[0].query: empty query");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n",
+          "policy.yaml:22:16: checks[0].component: only references and orphans checks take a "
+          "component (this is a sql check)");
+    FAILS(HEAD TARGETS APP CK "    type: sql\n    database: db\n    query: SELECT 1\n"
+                              "    prefix: x/\n",
+          "policy.yaml:22:13: checks[0].prefix: only references and orphans checks take a prefix "
+          "(this is a sql check)");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n",
+          "policy.yaml:18:5: checks[0].component: required key is missing");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: db\n",
+          "policy.yaml:22:16: checks[0].component: component 'db' is of type database; give a "
+          "files or object_store component (f, bucket)");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: g\n",
+          "policy.yaml:22:16: checks[0].component: no component named 'g'; files or "
+          "object_store components: f, bucket");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    prefix: ../x\n",
+          "policy.yaml:23:13: checks[0].prefix: '../x' has a '..' segment; give a plain relative "
+          "prefix");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    prefix: /srv/x\n",
+          "policy.yaml:23:13: checks[0].prefix: '/srv/x' is absolute; a prefix is relative to "
+          "root");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    under: [data]\n",
+          "policy.yaml:23:12: checks[0].under: only orphans checks take under (this is a "
+          "references check)");
+    FAILS(HEAD TARGETS APP CK "    type: references\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    exclude: [data]\n",
+          "policy.yaml:23:14: checks[0].exclude: only orphans checks take exclude (this is a "
+          "references check)");
+    FAILS(HEAD TARGETS APP CK "    type: orphans\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    under: [data/a, other]\n",
+          "policy.yaml:23:21: checks[0].under[1]: 'other' is not under any of component 'f''s "
+          "paths");
+    FAILS(HEAD TARGETS APP CK "    type: orphans\n    database: db\n    query: SELECT 1\n"
+                              "    component: f\n    exclude: [../x]\n",
+          "policy.yaml:23:15: checks[0].exclude[0]: '../x' contains '..'; paths must stay inside "
+          "root");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    level: error\n",
+          "policy.yaml:20:12: checks[0].level: expected fail or warn, got 'error'");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    show: 1001\n",
+          "policy.yaml:20:11: checks[0].show: must be at most 1000, got 1001");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    show: -1\n",
+          "policy.yaml:20:11: checks[0].show: must be 0 or more, got -1");
+    FAILS(HEAD TARGETS APP CK "    type: row_counts\n    timeout: 0\n",
+          "policy.yaml:20:14: checks[0].timeout: must be 1 or more, got 0");
+}
+
+static void rehearse_and_credentials(void **state)
+{
+    (void)state;
+    FAILS(HEAD TARGETS APP "rehearse:\n  dir: var/tmp\n",
+          "policy.yaml:18:8: rehearse.dir: 'var/tmp' is not an absolute path");
+    FAILS(HEAD TARGETS APP "rehearse:\n  directory: /x\n",
+          "policy.yaml:18:3: rehearse.directory: unknown key; valid keys: dir, scratch");
+    FAILS(HEAD TARGETS APP "rehearse:\n  scratch:\n    f: postgres://x/y\n",
+          "policy.yaml:19:5: rehearse.scratch.f: component 'f' is of type files; give a database "
+          "component (db)");
+    FAILS(HEAD TARGETS APP "rehearse:\n  scratch:\n    pg: postgres://x/y\n",
+          "policy.yaml:19:5: rehearse.scratch.pg: no component named 'pg'; database components: "
+          "db");
+    FAILS(HEAD TARGETS APP "rehearse:\n  scratch:\n    db: ''\n",
+          "policy.yaml:19:9: rehearse.scratch.db: empty URL");
+    FAILS(HEAD TARGETS APP "rehearse:\n  scratch: [a]\n",
+          "policy.yaml:18:12: rehearse.scratch: expected a mapping, got a list");
+    FAILS(HEAD TARGETS APP "validate:\n  - name: v\n    run: x\n    credentials: [db, f]\n",
+          "policy.yaml:20:23: validate[0].credentials[1]: component 'f' is of type files; give a "
+          "database component (db)");
+    FAILS(HEAD TARGETS APP "validate:\n  - name: v\n    run: x\n    credentials: nope\n",
+          "policy.yaml:20:18: validate[0].credentials: no component named 'nope'; database "
+          "components: db");
+    FAILS(HEAD TARGETS APP "validate:\n  - name: v\n    run: x\n    credentials: [db, db]\n",
+          "policy.yaml:20:23: validate[0].credentials[1]: 'db' is listed twice");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1017,6 +1255,9 @@ int main(void)
         cmocka_unit_test(targets),
         cmocka_unit_test(drivers_ok),
         cmocka_unit_test(drivers_errors),
+        cmocka_unit_test(checks_valid),
+        cmocka_unit_test(checks_errors),
+        cmocka_unit_test(rehearse_and_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

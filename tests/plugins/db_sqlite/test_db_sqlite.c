@@ -855,6 +855,106 @@ static void test_query(void **state)
     assert_non_null(strstr(f->mh.last_error, "nowhere"));
 }
 
+/* ---- query_target: the database a restore wrote ---------------------------- */
+
+typedef struct qrows {
+    int n, nulls, stop_after;
+    int64_t sum;
+} qrows;
+
+static int qrow_cb(void *ud, int ncols, const char *const *values)
+{
+    qrows *q = ud;
+    q->n++;
+    for (int i = 0; i < ncols; i++) {
+        if (!values[i])
+            q->nulls++;
+        else
+            q->sum += strtoll(values[i], NULL, 10);
+    }
+    return q->stop_after && q->n >= q->stop_after;
+}
+
+static void test_query_target(void **state)
+{
+    fixture *f = *state;
+    assert_non_null(f->ops->query_target);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    ropts r;
+    restore_copy(f, &r, "t1");
+    char data[900];
+    snprintf(data, sizeof data, "%s/data", r.root);
+    int before = dir_entries(data);
+
+    qrows q = {0};
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT id, size FROM files WHERE owner_user_id <= 2",
+                                          qrow_cb, &q),
+                     COFFER_OK);
+    assert_int_equal(q.n, 4);
+    assert_int_equal(q.sum, 2 + 3 + 4 + 5 + 2 * (10 + 2000)); /* ids and sizes */
+    /* SQL NULL is a NULL pointer */
+    memset(&q, 0, sizeof q);
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT NULL, 5", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.nulls, 1);
+    assert_int_equal(q.sum, 5);
+    /* nonzero from the callback stops, and is not an error */
+    memset(&q, 0, sizeof q);
+    q.stop_after = 3;
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT id FROM files", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(q.n, 3);
+    /* rows stream: a large result is not held */
+    memset(&q, 0, sizeof q);
+    assert_int_equal(f->ops->query_target(f->inst, &r.o,
+                                          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                          "WHERE i < 300000) SELECT 1 FROM n",
+                                          qrow_cb, &q),
+                     COFFER_OK);
+    assert_int_equal(q.n, 300000);
+
+    /* only one read-only statement that parses */
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "DELETE FROM files", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "not read-only"));
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT 1; SELECT 2", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELEC 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "syntax error"));
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT nope FROM nowhere", qrow_cb, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "no such table: nowhere"));
+    /* reading left nothing behind (no -wal, -shm) */
+    assert_int_equal(dir_entries(data), before);
+
+    /* --map: a target relative to root, or absolute */
+    ropts m;
+    ropts_init(f, &m, "elsewhere");
+    m.o.target = "t1/data/app.db";
+    snprintf(m.root, sizeof m.root, "%s", f->mh.tmpdir);
+    m.o.root = m.root;
+    memset(&q, 0, sizeof q);
+    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(q.sum, 7);
+    m.o.target = r.db;
+    m.o.root = "/nonexistent";
+    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", qrow_cb, &q), COFFER_OK);
+
+    /* never through a symbolic link, never out of root */
+    ropts l;
+    ropts_init(f, &l, "t2");
+    assert_int_equal(mkdir(l.root, 0700), 0);
+    char link[900];
+    snprintf(link, sizeof link, "%s/data", l.root);
+    assert_int_equal(symlink(data, link), 0);
+    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "symbolic link"));
+    l.o.target = "../t1/data/app.db";
+    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    ropts e;
+    ropts_init(f, &e, "empty");
+    assert_int_equal(mkdir(e.root, 0700), 0);
+    assert_int_equal(f->ops->query_target(f->inst, &e.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -871,6 +971,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_foreign_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_corrupt_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_target, setup, teardown),
     };
     return cmocka_run_group_tests_name("db_sqlite", tests, NULL, NULL);
 }
