@@ -52,7 +52,10 @@ rh_tree_state() {
     {
         (cd "$ASTERDRIVE_ROOT" && find . -printf '%p %y %s %m %T@ %l\n' | LC_ALL=C sort)
         (cd "$ASTERDRIVE_ROOT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-    } | sha256sum | cut -c1-16
+    } >"$T/tree.list.new"
+    # keep the listing of the first state, to show what changed
+    [ -e "$T/tree.list" ] || cp "$T/tree.list.new" "$T/tree.list"
+    sha256sum <"$T/tree.list.new" | cut -c1-16
 }
 
 rh_prod_state() {
@@ -71,6 +74,7 @@ rh_backup() { # rh_backup DESCRIPTION: a backup; the set id in $SET
 # waits, then assert everything passed and nothing is left.
 rh_rehearse_pass() {
     local expected=$1 url_re=$2 pid i
+    rm -f "$T/tree.list"
     rh_prod_state >"$T/prod.before"
     : >"$RH_DOCTOR_LOG"
     : >"$RH_GATE"
@@ -135,6 +139,7 @@ compare_state() {
     else
         fail "production changed $1:"
         diff "$T/prod.before" "$2" | show
+        diff "$T/tree.list" "$T/tree.list.new" | show
     fi
 }
 
@@ -147,6 +152,7 @@ rh_missing_blob() {
     mv "$ASTERDRIVE_ROOT/$rel" "$T/blob.aside" || die "cannot move $rel aside"
     rh_backup "backup while $rel is missing"
     mv "$T/blob.aside" "$ASTERDRIVE_ROOT/$rel"
+    rm -f "$T/tree.list"
     rh_prod_state >"$T/prod.before"
     : >"$RH_DOCTOR_LOG"
     expect_rc 3 "rehearse exits 3 (problems)" rcf rehearse -p "$POLICY" --set "$SET" --json

@@ -15,7 +15,10 @@ rh_db_state() {
 import hashlib, os, sys
 sys.path.insert(0, os.environ["TOOLS"])
 import asterlib as al
-conn, close = al.open_ro(sys.argv[1])
+# a private copy of the file and its -wal: opening the database itself would
+# touch its -shm (left by the backup)
+ro = al.ReadOnlyDb(sys.argv[1])
+conn, close = ro.conn, ro.close
 try:
     for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
                              "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall():
@@ -30,11 +33,20 @@ finally:
 PYEOF
 }
 rh_scratch_dbs() { :; }
+rsql() { # rsql QUERY: one value from a private copy of the production database
+    "$PY" - "$PROD_DB" "$1" <<'PYEOF'
+import os, sys
+sys.path.insert(0, os.environ["TOOLS"])
+import asterlib as al
+with al.ReadOnlyDb(sys.argv[1]) as conn:
+    print("\n".join("|".join(str(x) for x in r) for r in conn.execute(sys.argv[2])))
+PYEOF
+}
 
 section "an AsterDrive deployment on SQLite"
 rh_generate
 rh_env
-RH_STORED_BLOBS=$(sql "$PROD_DB" "SELECT COUNT(*) FROM file_blobs WHERE backing = 'stored'")
+RH_STORED_BLOBS=$(rsql "SELECT COUNT(*) FROM file_blobs WHERE backing = 'stored'")
 expect_ok "shipped policy is valid" rcf policy check "$POLICY" || { printf '%s\n' "$ERR" | show; die "policy check"; }
 expect_ok "init" rcf init -p "$POLICY" || die "init failed"
 rh_backup "backup"
@@ -43,6 +55,6 @@ section "rehearse: every check passes against the scratch copy"
 rh_rehearse_pass "$RH_CHECKS_LOCAL" "^sqlite://$TMPDIR/coffer-rehearse-[^/]+/root/data/asterdrive.db$"
 assert_not_contains "$(cat "$RH_DOCTOR_LOG")" "\"sqlite://$PROD_DB\"" "the doctor never saw the production database"
 
-BLOB=data/uploads/$(sql "$PROD_DB" "SELECT storage_path FROM file_blobs WHERE backing = 'stored' AND thumbnail_path IS NULL ORDER BY id LIMIT 1")
+BLOB=data/uploads/$(rsql "SELECT storage_path FROM file_blobs WHERE backing = 'stored' AND thumbnail_path IS NULL ORDER BY id LIMIT 1")
 rh_missing_blob "$BLOB"
 finish
