@@ -143,15 +143,20 @@ compare_state() {
     fi
 }
 
-# rh_missing_blob REL_PATH_UNDER_ROOT: a set whose files component lacks
+# rh_hide_blob / rh_unhide_blob NAME: take a blob away from production and
+# put it back (default: a file under the root; a test may redefine them)
+rh_hide_blob() { mv "$ASTERDRIVE_ROOT/$1" "$T/blob.aside" || die "cannot move $1 aside"; }
+rh_unhide_blob() { mv "$T/blob.aside" "$ASTERDRIVE_ROOT/$1" || die "cannot put $1 back"; }
+
+# rh_missing_blob NAME: a set whose files component (or object store) lacks
 # a blob the database names: rehearse exits 3, storage-objects fails and
 # names it, with the count; nothing is left behind.
 rh_missing_blob() {
     local rel=$1
-    section "a set without one blob file"
-    mv "$ASTERDRIVE_ROOT/$rel" "$T/blob.aside" || die "cannot move $rel aside"
+    section "a set without one blob"
+    rh_hide_blob "$rel"
     rh_backup "backup while $rel is missing"
-    mv "$T/blob.aside" "$ASTERDRIVE_ROOT/$rel"
+    rh_unhide_blob "$rel"
     rm -f "$T/tree.list"
     rh_prod_state >"$T/prod.before"
     : >"$RH_DOCTOR_LOG"
