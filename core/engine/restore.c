@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "engine/backup.h"
+#include "engine/checks.h"
 #include "engine/extract.h"
 #include "engine/files.h"
 #include "engine/setcheck.h"
@@ -1086,6 +1087,19 @@ out:
                 exit_code = CF_EXIT_FAILED;
         }
         cf_fail("%s", saved);
+    }
+    /* The policy's checks read what was restored, where it now is; with
+     * --only a part of the set is missing and they would all fail. */
+    json_object_set_new(rep, "policy_checks", json_array());
+    if (rc == 0 && !o->nonly && p->nchecks) {
+        cf_checks_env ce = {.run = run, .set_id = set_id, .root = root, .ro = o,
+                            .driver_checks = json_object_get(rep, "checks")};
+        int nf = cf_checks_run(&ce, json_object_get(rep, "policy_checks"));
+        if (nf != 0) {
+            if (nf < 0)
+                cf_log(CF_LOG_ERROR, "checks: %s", cf_error());
+            exit_code = CF_EXIT_PROBLEMS;
+        }
     }
     if (rc == 0 && !o->no_validate && !o->nonly) {
         if (cf_validate_run(p, &restored, json_object_get(rep, "validate")) > 0)

@@ -447,12 +447,12 @@ static void unknown_keys(void **state)
     FAILS(HEAD TARGETS FILES "retention:\n  keep_daily: 3\n  keep_days: 3\n",
           "policy.yaml:12:3: retention.keep_days: unknown key; valid keys: keep_last, keep_hourly, "
           "keep_daily, "
-          "keep_weekly, keep_monthly, keep_yearly, keep_within");
+          "keep_weekly, keep_monthly, keep_yearly, keep_within, keep_proven");
     /* Flow mappings report the key's own column. */
     FAILS(HEAD TARGETS FILES "retention: {keep_daily: 3, keep_dayly: 3}\n",
           "policy.yaml:10:28: retention.keep_dayly: unknown key; valid keys: keep_last, "
           "keep_hourly, keep_daily, "
-          "keep_weekly, keep_monthly, keep_yearly, keep_within");
+          "keep_weekly, keep_monthly, keep_yearly, keep_within, keep_proven");
     /* Non-string keys. */
     FAILS(HEAD "? [a, b]\n: c\n" TARGETS FILES,
           "policy.yaml:3:3: keys must be plain names, got a list");
