@@ -65,7 +65,8 @@ if [ ! -x "$coffer" ]; then
     coffer="$src/build/coffer"
 fi
 plugins="${COFFER_PLUGIN_BUILD_DIR:-$(dirname "$coffer")/plugins}"
-cf() { "$coffer" --no-progress --plugin-dir "$plugins" "$@"; }
+cfx=("$coffer" --no-progress --plugin-dir "$plugins")
+cf() { "${cfx[@]}" "$@"; }
 
 mkdir -p "$workparent" || die "cannot create $workparent"
 work=$(mktemp -d "$workparent/coffer-rehearse-bench.XXXXXX") || die "mktemp failed"
@@ -91,6 +92,8 @@ export ASTERDRIVE_DOCTOR=true
 # timed LABEL CMD...: run under GNU time; sets SECS, RSS_KIB; output in $work/LABEL.out
 timed() {
     local label=$1; shift
+    # no dirty pages of the previous command left to write back meanwhile
+    sync
     drop_caches
     /usr/bin/time -f '%e %M' -o "$work/$label.time" "$@" >"$work/$label.out" 2>"$work/$label.err"
     local rc=$?
@@ -113,29 +116,38 @@ if [ "$do_time" = 1 ]; then
     cf backup -p "$policy" >"$work/backup.out" 2>&1 || die "backup failed: $(tail -3 "$work/backup.out")"
     set_id=$(tail -1 "$work/backup.out")
     bytes=$(du -sb "$root/data" | cut -f1)
-    restore_s=() rehearse_s=()
-    for i in $(seq 1 "$runs"); do
+    restore_s=() rehearse_s=() ratios=()
+    run_restore() {
         rm -rf "$work/restored"
-        timed "restore$i" cf restore -p "$policy" --set "$set_id" --to "$work/restored" ||
-            die "restore failed: $(tail -3 "$work/restore$i.err")"
+        timed "restore$1" "${cfx[@]}" restore -p "$policy" --set "$set_id" --to "$work/restored" ||
+            die "restore failed: $(tail -3 "$work/restore$1.err")"
         restore_s+=("$SECS")
-        printf 'rehearse_bench: run %d: restore --to %6.2f s' "$i" "$SECS"
+        rs=$SECS
         rm -rf "$work/restored"
-        timed "rehearse$i" cf rehearse -p "$policy" --set "$set_id" --json ||
-            die "rehearse failed (exit $?): $(tail -3 "$work/rehearse$i.err")"
+    }
+    run_rehearse() {
+        timed "rehearse$1" "${cfx[@]}" rehearse -p "$policy" --set "$set_id" --json ||
+            die "rehearse failed (exit $?): $(tail -3 "$work/rehearse$1.err")"
         rehearse_s+=("$SECS")
-        printf '   rehearse %6.2f s\n' "$SECS"
+        hs=$SECS
+    }
+    for i in $(seq 1 "$runs"); do
+        # alternate the order so that a drift in the machine's load cancels
+        if [ $((i % 2)) = 1 ]; then run_restore "$i"; run_rehearse "$i"; else run_rehearse "$i"; run_restore "$i"; fi
+        r=$(awk -v a="$hs" -v b="$rs" 'BEGIN {printf "%.2f", a / b}')
+        ratios+=("$r")
+        printf 'rehearse_bench: run %d: restore --to %6.2f s   rehearse %6.2f s   ratio %s\n' "$i" "$rs" "$hs" "$r"
     done
     mr=$(median "${restore_s[@]}")
     mh=$(median "${rehearse_s[@]}")
-    ratio=$(awk -v a="$mh" -v b="$mr" 'BEGIN {printf "%.2f", a / b}')
+    ratio=$(median "${ratios[@]}")
     checks=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
 print(", ".join("%s %s" % (c["name"], c["status"]) for c in j["sets"][0]["policy_checks"]))' "$work/rehearse1.out")
     echo "rehearse_bench: checks: $checks"
-    printf 'rehearse_bench: %s MiB deployment (%s bytes): restore --to median %.2f s, rehearse median %.2f s\n' \
-        "$size_mb" "$bytes" "$mr" "$mh"
+    printf 'rehearse_bench: %s MiB deployment (%s bytes): restore --to median %.2f s, rehearse median %.2f s (ratio of medians %.2f)\n' \
+        "$size_mb" "$bytes" "$mr" "$mh" "$(awk -v a="$mh" -v b="$mr" 'BEGIN {print a / b}')"
     verdict=$(awk -v r="$ratio" 'BEGIN {print (r <= 1.3) ? "ok" : "ABOVE TARGET"}')
-    echo "RATIO rehearse/restore = $ratio (target <= 1.3: $verdict)"
+    echo "RATIO rehearse/restore = $ratio (median of the per-run ratios; target <= 1.3: $verdict)"
     [ "$keep" = 1 ] || rm -rf "$root" "$work/repo"
 fi
 
@@ -147,11 +159,11 @@ if [ "$do_rss" = 1 ]; then
         >"$work/gen2.json" || die "gen_asterdrive.py failed"
     # Extra rows reference the real objects again (paths repeat; sizes match),
     # with ref_count 0 and no file: every shipped check stays clean.
-    sqlite3 "$root/data/asterdrive.db" <<EOF || die "cannot add rows"
+    sqlite3 "$root/data/asterdrive.db" >/dev/null <<EOF || die "cannot add rows"
 PRAGMA journal_mode=WAL;
 CREATE TEMP TABLE real(i INTEGER PRIMARY KEY, id INTEGER);
 INSERT INTO real(id) SELECT id FROM file_blobs WHERE backing = 'stored' ORDER BY id;
-WITH RECURSIVE n(x) AS (SELECT (SELECT COUNT(*) FROM file_blobs) UNION ALL SELECT x + 1 FROM n WHERE x < $rows - 1)
+WITH RECURSIVE n(x) AS (SELECT (SELECT COUNT(*) FROM file_blobs WHERE backing = 'stored') UNION ALL SELECT x + 1 FROM n WHERE x < $rows - 1)
 INSERT INTO file_blobs (hash, size, policy_id, storage_path, backing, thumbnail_path,
                         thumbnail_processor, ref_count, created_at, updated_at)
 SELECT b.hash, b.size, b.policy_id, b.storage_path, 'stored', NULL, NULL, 0, b.created_at, b.updated_at
@@ -163,7 +175,7 @@ EOF
     mkdir -p "$TMPDIR"
     cf init -p "$policy" >/dev/null 2>&1 || die "init failed"
     cf backup -p "$policy" >"$work/backup2.out" 2>&1 || die "backup failed: $(tail -3 "$work/backup2.out")"
-    timed rss cf rehearse -p "$policy" --json || die "rehearse failed (exit $?): $(tail -3 "$work/rss.err")"
+    timed rss "${cfx[@]}" rehearse -p "$policy" --json || die "rehearse failed (exit $?): $(tail -3 "$work/rss.err")"
     checked=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
 print([c["rows"] for c in j["sets"][0]["policy_checks"] if c["name"] == "storage-objects"][0])' "$work/rss.out")
     mib=$(awk -v k="$RSS_KIB" 'BEGIN {printf "%.1f", k / 1024}')
