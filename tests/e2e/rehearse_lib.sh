@@ -171,6 +171,8 @@ rh_missing_blob() {
         "$rel" "storage-objects names the missing path"
     assert_imatch "$(json_get "$REP" '[c["first"] for c in j["sets"][0]["policy_checks"] if c["name"] == "storage-objects"][0]')" \
         "missing" "and says it is missing"
+    assert_match "$(json_get "$REP" '[c["detail"] for c in j["sets"][0]["policy_checks"] if c["name"] == "storage-objects"][0]')" \
+        "^1 of $RH_STORED_BLOBS paths missing: .*$rel" "the summary gives the count and the path"
     assert_eq "pass" "$(json_get "$REP" '" ".join(sorted(set(c["status"] for c in j["sets"][0]["policy_checks"] if c["name"] not in ("storage-objects", "untracked-objects", "orphan-thumbnails"))))')" \
         "the database checks still pass"
     assert_eq "" "$(rh_scratch_dbs)" "no scratch database left after a failed rehearsal"
