@@ -723,6 +723,9 @@ static void print_plan(json_t *plan)
         printf("%s)\n", cf_human_bytes((uint64_t)json_integer_value(json_object_get(c, "bytes")),
                                        b, sizeof b));
     }
+    json_array_foreach(json_object_get(plan, "policy_checks"), i, c)
+        printf("  then check '%s' (%s)\n", json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(c, "type")));
     json_array_foreach(json_object_get(plan, "validate"), i, c)
         printf("  then validate '%s': `%s`\n", json_string_value(json_object_get(c, "name")),
                json_string_value(json_object_get(c, "run")));

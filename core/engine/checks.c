@@ -462,8 +462,15 @@ static int run_query(qctx *q)
         const char *map = q->r->e->ro ? cf_restore_map(q->r->e->ro, db->name) : NULL;
         coffer_restore_opts ro = {.struct_size = sizeof ro, .root = q->r->e->root, .target = map};
         clock_gettime(CLOCK_MONOTONIC, &q->start);
+        /* the driver polls cancelled(): a query still computing its
+         * first row is stopped at the timeout too */
+        inst.hctx->deadline = cf_now() + ck->timeout;
         coffer_status st = inst.ops->query_target(inst.inst, &ro, ck->query, row_cb, q);
-        if (st != COFFER_OK) {
+        if (st == COFFER_ERR_CANCELLED && !cf_cancel_flag && cf_now() > inst.hctx->deadline) {
+            set_error(q->res, "timed out after %d s (%lld rows read); the query was cancelled",
+                      ck->timeout, q->res->rows);
+            rc = -1;
+        } else if (st != COFFER_OK) {
             cf_hctx_fail(inst.hctx, st, NULL);
             set_error(q->res, "%s", cf_error());
             rc = -1;

@@ -16,8 +16,9 @@
  * referenced path (a sorted array of 64-bit path hashes).
  *
  * A check's timeout is enforced between rows (the row callback stops the
- * query once it is exceeded): a statement that runs long without
- * returning a row is only stopped by cancellation (SIGINT/SIGTERM).
+ * query once it is exceeded) and, for a statement still computing, through
+ * the host's cancelled() of the driver instance, which turns true at the
+ * deadline (drivers that poll it cancel the statement on the server).
  */
 #ifndef CF_CHECKS_H
 #define CF_CHECKS_H

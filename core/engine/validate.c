@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,32 +163,33 @@ static char *db_var(const char *name, const char *what, const char *value)
     return (char *)b.data;
 }
 
-/* A 0600 file in coffer's private temporary directory holding the
- * password of a database component; NULL when it has none. */
-static char *password_file(const cf_component *c, int *err)
+/* The password of a database component as a file only the command can
+ * read: a sealed memory file inherited on descriptor *fd, named
+ * /dev/fd/N. Nothing reaches the disk, and nothing outlives the command
+ * and its children, whatever happens to coffer. NULL when the component
+ * has no password. */
+static char *password_file(const cf_component *c, int *fd, int *err)
 {
     *err = 0;
+    *fd = -1;
     coffer_hctx *h = cf_hctx_new(c->name, NULL);
     char *pw = cf_host_table()->secret_get(h, c->options, "password");
     cf_hctx_free(h);
     if (!pw)
         return NULL;
-    char *path = cf_asprintf("%s/password-%s-XXXXXX", cf_tmpdir(), c->name);
-    int fd = mkstemp(path);
     size_t n = strlen(pw);
-    if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, pw, n) != (ssize_t)n) {
-        *err = cf_fail_errno("cannot write the password file for '%s'", c->name);
-        if (fd >= 0) {
-            close(fd);
-            unlink(path);
-        }
-        free(path);
-        path = NULL;
-    } else {
-        close(fd);
+    int m = memfd_create("coffer-password", MFD_ALLOW_SEALING);
+    if (m < 0 || fchmod(m, 0600) != 0 || write(m, pw, n) != (ssize_t)n ||
+        fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        *err = cf_fail_errno("cannot hand over the password of '%s'", c->name);
+        if (m >= 0)
+            close(m);
+        cf_host_table()->secret_free(pw);
+        return NULL;
     }
     cf_host_table()->secret_free(pw);
-    return path;
+    *fd = m;
+    return cf_asprintf("/dev/fd/%d", m);
 }
 
 int cf_validate_run(const cf_policy *p, const cf_restored *r, json_t *out)
@@ -209,6 +211,7 @@ int cf_validate_run(const cf_policy *p, const cf_restored *r, json_t *out)
         size_t cap = 4 + 3 * r->ndb + v->credentials.n + 1, n = 0;
         char **env = cf_calloc(cap, sizeof *env);
         char **pwfiles = cf_calloc(v->credentials.n + 1, sizeof *pwfiles);
+        int *pwfds = cf_calloc(v->credentials.n + 1, sizeof *pwfds);
         env[n++] = cf_asprintf("COFFER_RESTORE_ROOT=%s", r->root);
         env[n++] = cf_asprintf("COFFER_SET_ID=%s", r->set_id);
         env[n++] = cf_asprintf("COFFER_POLICY_ROOT=%s", p->root);
@@ -223,7 +226,7 @@ int cf_validate_run(const cf_policy *p, const cf_restored *r, json_t *out)
             const cf_component *c = cf_policy_component(p, v->credentials.v[k]);
             if (!c || c->type != CF_COMP_DATABASE)
                 continue;
-            pwfiles[k] = password_file(c, &perr);
+            pwfiles[k] = password_file(c, &pwfds[k], &perr);
             if (pwfiles[k])
                 env[n++] = db_var(c->name, "PASSWORD_FILE", pwfiles[k]);
         }
@@ -255,10 +258,11 @@ int cf_validate_run(const cf_policy *p, const cf_restored *r, json_t *out)
             failed++;
         for (size_t k = 0; k < v->credentials.n; k++) {
             if (pwfiles[k])
-                unlink(pwfiles[k]);
+                close(pwfds[k]);
             free(pwfiles[k]);
         }
         free(pwfiles);
+        free(pwfds);
         for (size_t k = 0; k < n; k++)
             free(env[k]);
         free(env);

@@ -11,8 +11,9 @@
  *                          password; file database: sqlite://<path>
  *   COFFER_DB_<NAME>_PATH  file database: absolute path of the restored file
  *   COFFER_DB_<NAME>_PASSWORD_FILE  only for components listed in the
- *                          command's `credentials`: a 0600 file holding the
- *                          password, removed when the command ends
+ *                          command's `credentials`: /dev/fd/N, a sealed 0600
+ *                          memory file holding the password that the command
+ *                          inherits (never on disk, gone with the command)
  * <NAME> is the component name upper-cased, other characters than letters
  * and digits turned into '_'.
  * Placeholders in `run`, replaced by the shell-quoted value: {root},

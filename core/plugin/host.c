@@ -1,5 +1,6 @@
 #include "plugin/host.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -7,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/run.h"
@@ -43,8 +46,8 @@ static coffer_status host_error(coffer_hctx *h, coffer_status code, const char *
 
 static int host_cancelled(coffer_hctx *h)
 {
-    (void)h;
-    return cf_cancel_flag != 0;
+    /* a deadline (a check's timeout) cancels one instance's work */
+    return cf_cancel_flag != 0 || (h && h->deadline > 0 && cf_now() > h->deadline);
 }
 
 static void host_progress(coffer_hctx *h, uint64_t bytes)
@@ -201,6 +204,54 @@ static char *tmpdir_path;
 static int tmpdir_created;
 static pthread_mutex_t tmpdir_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static int tmpdir_lockfd = -1;
+
+static int rm_cb_sweep(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+#define TMPDIR_LOCK ".coffer-alive"
+
+/* Private temporary directories of coffer processes that died without
+ * cleaning up (kill -9, power loss): ours, 0700, holding a lock file that
+ * nobody holds and that is older than a few seconds (a directory whose
+ * owner is still between creating and locking it is left alone). They
+ * may hold a database password file a driver handed to its tools. */
+static void sweep_dead_tmpdirs(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "coffer-", 7) != 0 || strlen(de->d_name) != 13)
+            continue;
+        int dfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+            continue;
+        struct stat st;
+        int lfd = -1;
+        if (fstat(dfd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077) == 0)
+            lfd = openat(dfd, TMPDIR_LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        close(dfd);
+        if (lfd < 0)
+            continue;
+        if (fstat(lfd, &st) == 0 && time(NULL) - st.st_mtime > 5 &&
+            flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+            char *path = cf_asprintf("%s/%s", base, de->d_name);
+            nftw(path, rm_cb_sweep, 16, FTW_DEPTH | FTW_PHYS);
+            free(path);
+        }
+        close(lfd);
+    }
+    closedir(d);
+}
+
 const char *cf_tmpdir(void)
 {
     pthread_mutex_lock(&tmpdir_lock);
@@ -208,6 +259,7 @@ const char *cf_tmpdir(void)
         const char *base = getenv("TMPDIR");
         if (!base || !*base)
             base = "/tmp";
+        sweep_dead_tmpdirs(base);
         char *tmpl = cf_asprintf("%s/coffer-XXXXXX", base);
         if (!mkdtemp(tmpl)) {
             /* Never fall back to the base itself: cleanup would empty it.
@@ -220,6 +272,12 @@ const char *cf_tmpdir(void)
         } else {
             chmod(tmpl, 0700);
             tmpdir_created = 1;
+            /* held until we exit: while it is, no other coffer sweeps this */
+            char *lp = cf_asprintf("%s/%s", tmpl, TMPDIR_LOCK);
+            tmpdir_lockfd = open(lp, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (tmpdir_lockfd >= 0)
+                flock(tmpdir_lockfd, LOCK_EX);
+            free(lp);
         }
         tmpdir_path = tmpl;
     }
@@ -243,6 +301,9 @@ void cf_tmpdir_cleanup(void)
         if (tmpdir_created)
             nftw(tmpdir_path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         tmpdir_created = 0;
+        if (tmpdir_lockfd >= 0)
+            close(tmpdir_lockfd);
+        tmpdir_lockfd = -1;
         free(tmpdir_path);
         tmpdir_path = NULL;
     }

@@ -16,6 +16,7 @@ struct coffer_hctx {
     const char *root;              /* absolute policy (or restore) root; may be NULL */
     void (*progress)(void *ud, uint64_t bytes);
     void *progress_ud;
+    double deadline;               /* cf_now() after which cancelled() says yes; 0: none */
 };
 
 /* The table handed to drivers (static, lives forever). */

@@ -74,6 +74,7 @@ SCHEMA = {
                                         "paths?": ["str"], "driver?": "str", "files": "int",
                                         "bytes": "int"}],
                         "commands": [{"stop": "str", "start": "str"}],
+                        "policy_checks": [{"name": "str", "type": "str"}],
                         "validate": [{"name": "str", "run": "str"}]},
     "restore-cleanup": {"root": "str", "dry_run": "bool", "removed": ["str"]},
     "verify": {"problems": [PROBLEM], "sets": "int", "ok": "bool",

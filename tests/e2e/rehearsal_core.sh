@@ -130,11 +130,18 @@ pid=$!
 for _ in $(seq 1 150); do grep -q "probe: looked at" "$T/killed.out" 2>/dev/null && break; sleep 0.2; done
 kill -9 "$pid"; wait "$pid" 2>/dev/null
 pkill -f "sleep 30" 2>/dev/null
-LEFT=$(find "$TMPDIR" -mindepth 1 -maxdepth 1)
+LEFT=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*')
+DEADTMP=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-??????')
 assert_ne "" "$LEFT" "the killed rehearsal left its scratch directory"
+sleep 6 # a dead process's private temporary directory is swept once a few seconds old
 expect_ok "the next rehearsal" cf rehearse -p "$P" --set "$SET1" --json
 assert_eq "$LEFT" "$(json_get "$OUT" 'j["cleaned"][0]["dir"]')" "it removed the leftover and says so"
 assert_absent "$LEFT" "leftover gone"
+if [ -n "$DEADTMP" ]; then
+    assert_absent "$DEADTMP" "the dead process's private temporary directory was swept too"
+else
+    note "the killed rehearsal had no private temporary directory"
+fi
 assert_eq 0 "$(scratch_entries)" "nothing left in TMPDIR"
 
 section "--keep and --cleanup"

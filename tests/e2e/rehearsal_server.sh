@@ -42,7 +42,7 @@ cat >"$T/probe.sh" <<'EOF'
   echo "url=$COFFER_DB_DATABASE_URL"
   echo "arg=$1"
   echo "pwfile=$COFFER_DB_DATABASE_PASSWORD_FILE"
-  [ -n "$COFFER_DB_DATABASE_PASSWORD_FILE" ] && echo "pwmode=$(stat -c %a "$COFFER_DB_DATABASE_PASSWORD_FILE")"
+  [ -n "$COFFER_DB_DATABASE_PASSWORD_FILE" ] && echo "pwmode=$(stat -L -c %a "$COFFER_DB_DATABASE_PASSWORD_FILE")"
   echo "pgpassword=${PGPASSWORD:-unset}"
   # the restored database, reached with what coffer handed over
   db=${COFFER_DB_DATABASE_URL##*/}; db=${db%%\?*}
@@ -124,14 +124,13 @@ assert_not_contains "$(grep '^url=' "$PROBE_OUT")" "$PG_PASSWORD" "no password i
 assert_eq "users=5000" "$(grep '^users=' "$PROBE_OUT")" "the validate command reached the restored database with the password file"
 assert_eq "pwmode=600" "$(grep '^pwmode=' "$PROBE_OUT")" "the password file is 0600"
 assert_eq "pgpassword=unset" "$(grep '^pgpassword=' "$PROBE_OUT")" "PGPASSWORD itself is not in the command's environment"
-PWF=$(sed -n 's/^pwfile=//p' "$PROBE_OUT")
-assert_absent "$PWF" "the password file is removed after the command"
+assert_match "$(grep '^pwfile=' "$PROBE_OUT")" '^pwfile=/dev/fd/[0-9]+$' "the password comes as an inherited memory file, never written to disk"
 assert_eq "pass pass" "$(json_get "$REP" '" ".join(c["status"] for c in j["sets"][0]["policy_checks"])')" "both checks passed"
 assert_not_contains "$REP$(cat "$T/rep.err")" "$PG_PASSWORD" "no password in the report or the log"
 
 section "a rehearsal killed with kill -9 leaves a database the next one drops"
 : >"$PROBE_OUT"
-PROBE_SLEEP=60 pcf rehearse -p "$P" >"$T/killed.out" 2>&1 &
+PROBE_SLEEP=60 "$COFFER" --plugin-dir "$COFFER_PLUGIN_BUILD_DIR" --no-progress rehearse -p "$P" >"$T/killed.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 150); do [ -s "$PROBE_OUT" ] && break; sleep 0.2; done
 kill -9 "$pid"
@@ -139,10 +138,18 @@ wait "$pid" 2>/dev/null
 pkill -f "$T/probe.sh" 2>/dev/null
 LEFT=$(scratch_dbs)
 assert_match "$LEFT" "^coffer_rehearse_" "the killed rehearsal left its scratch database ($LEFT)"
+DEADTMP=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-??????')
+sleep 6 # a dead process's private temporary directory is swept once a few seconds old
 expect_ok "the next rehearsal" pcf rehearse -p "$P" --json
+if [ -n "$DEADTMP" ]; then
+    assert_absent "$DEADTMP" "the killed process's private temporary directory was swept"
+else
+    note "the killed rehearsal had no private temporary directory"
+fi
 assert_eq "$LEFT" "$(json_get "$OUT" '" ".join(d for c in j["cleaned"] for d in c["databases"])')" "it dropped the leftover and says so"
 assert_eq "" "$(scratch_dbs)" "no scratch database left"
-assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 | wc -l)" "no scratch directory left"
+assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*' | wc -l)" "no scratch directory left"
+assert_eq "" "$(grep -rlF -- "$PG_PASSWORD" "$TMPDIR" 2>/dev/null)" "no file under TMPDIR holds the password"
 
 section "a role that may not create databases"
 admin "CREATE ROLE weak LOGIN PASSWORD '$PG_PASSWORD' NOCREATEDB" >/dev/null
@@ -152,7 +159,7 @@ assert_contains "$ERR$OUT" "127.0.0.1:$PG_PORT" "the error names the server"
 assert_imatch "$ERR$OUT" "CREATEDB" "and the privilege needed"
 assert_not_contains "$ERR$OUT" "$PG_PASSWORD" "no password in the error"
 assert_eq "" "$(scratch_dbs)" "nothing created"
-assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 | wc -l)" "no scratch directory left"
+assert_eq 0 "$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'coffer-rehearse-*' | wc -l)" "no scratch directory left"
 assert_eq "$(cat "$T/prod.before")" "$(prod_state)" "production unchanged"
 
 section "a missing blob: the reference check names it"
@@ -172,9 +179,20 @@ write_policy "$T/bad.yaml" "checks:
   - name: broken-query
     type: sql
     database: database
-    query: SELEC id FROM users"
-LINE=$(grep -n 'query: SELEC' "$T/bad.yaml" | cut -d: -f1)
+    query: SELEC id FROM users
+  - name: slow-query
+    type: sql
+    database: database
+    query: SELECT 1 FROM pg_sleep(60)
+    timeout: 2"
+LINE=$(grep -n 'query: SELEC id' "$T/bad.yaml" | cut -d: -f1)
+start=$(date +%s)
 expect_rc 3 "rehearse exits 3" pcf rehearse -p "$T/bad.yaml" --set "$SET" --json
+took=$(($(date +%s) - start))
+assert_eq "error" "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][1]["status"]')" "a query past its timeout is an error"
+assert_contains "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][1]["detail"]')" "timed out after 2 s" "naming the timeout"
+assert_lt "$took" 40 "the statement was cancelled at the timeout, not waited for (took ${took}s)"
+assert_eq "0" "$(admin "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")" "nothing left running on the server"
 D=$(json_get "$OUT" 'j["sets"][0]["policy_checks"][0]["detail"]')
 assert_eq "error" "$(json_get "$OUT" 'j["sets"][0]["policy_checks"][0]["status"]')" "status error"
 assert_contains "$D" "$T/bad.yaml:$LINE:" "the error names the policy file and line"

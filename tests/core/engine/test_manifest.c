@@ -655,7 +655,8 @@ static int dir_entries(const char *path)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            strcmp(e->d_name, ".coffer-alive")) /* the directory's own liveness lock */
             n++;
     closedir(d);
     return n;

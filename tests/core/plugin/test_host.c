@@ -9,6 +9,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <limits.h>
 #include <pthread.h>
 
@@ -435,6 +440,68 @@ static void test_tmpdir_fallback_keeps_base(void **state)
     assert_int_equal(mode, 0755);      /* ... and its mode */
 }
 
+/* A dead coffer's private temporary directory (unlocked liveness lock,
+ * older than a few seconds) is swept when the next one makes its own; a
+ * live one, a fresh one and one others may read are left alone. */
+static void make_tmp(const char *base, const char *name, mode_t mode, int with_lock, time_t age)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", base, name);
+    assert_int_equal(mkdir(p, mode), 0);
+    assert_int_equal(chmod(p, mode), 0);
+    snprintf(p, sizeof p, "%s/%s/password-x", base, name);
+    assert_int_equal(pt_write(p, "secret", 6), 0);
+    if (with_lock) {
+        snprintf(p, sizeof p, "%s/%s/.coffer-alive", base, name);
+        assert_int_equal(pt_write(p, "", 0), 0);
+        struct timespec ts[2] = {{time(NULL) - age, 0}, {time(NULL) - age, 0}};
+        assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    }
+}
+
+static void test_tmpdir_sweeps_dead_ones(void **state)
+{
+    fx *f = *state;
+    char base[PATH_MAX], p[PATH_MAX];
+    snprintf(base, sizeof base, "%s/sweep", f->dir);
+    assert_int_equal(mkdir(base, 0755), 0);
+    make_tmp(base, "coffer-dead01", 0700, 1, 60);
+    make_tmp(base, "coffer-live01", 0700, 1, 60);
+    make_tmp(base, "coffer-young1", 0700, 1, 0);
+    make_tmp(base, "coffer-shared", 0755, 1, 60);
+    make_tmp(base, "coffer-nolock", 0700, 0, 0);
+    make_tmp(base, "coffer-longer-name", 0700, 1, 60);
+    snprintf(p, sizeof p, "%s/coffer-live01/.coffer-alive", base);
+    int held = open(p, O_RDONLY);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX), 0); /* a running coffer */
+
+    setenv("TMPDIR", base, 1);
+    cf_tmpdir_cleanup();
+    const char *td = cf_tmpdir();
+    assert_non_null(td);
+    const char *const gone[] = {"coffer-dead01"};
+    const char *const kept[] = {"coffer-live01", "coffer-young1", "coffer-shared", "coffer-nolock",
+                                "coffer-longer-name"};
+    for (size_t i = 0; i < CF_ARRAY_LEN(gone); i++) {
+        snprintf(p, sizeof p, "%s/%s", base, gone[i]);
+        assert_false(pt_exists(p));
+    }
+    for (size_t i = 0; i < CF_ARRAY_LEN(kept); i++) {
+        snprintf(p, sizeof p, "%s/%s/password-x", base, kept[i]);
+        assert_true(pt_exists(p));
+    }
+    /* our own directory carries the lock, held */
+    snprintf(p, sizeof p, "%s/.coffer-alive", td);
+    int mine = open(p, O_RDONLY);
+    assert_true(mine >= 0);
+    assert_int_not_equal(flock(mine, LOCK_EX | LOCK_NB), 0);
+    close(mine);
+    close(held);
+    cf_tmpdir_cleanup();
+    setenv("TMPDIR", f->dir, 1);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -449,6 +516,7 @@ int main(void)
         T(test_secret_missing_file),
         T(test_temp_path),
         T(test_tmpdir_fallback_keeps_base),
+        T(test_tmpdir_sweeps_dead_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
