@@ -1,10 +1,22 @@
 #!/usr/bin/env python3
 """Stand-in for `aster_drive doctor --deep` on an AsterDrive-0.5-like root.
 
-  asterdoctor.py [ROOT] [--deep]
+  asterdoctor.py [ROOT] [--deep] [--database-url URL] [--record FILE]
 
 ROOT defaults to $COFFER_RESTORE_ROOT when set, else "." (coffer runs
-validate commands with `sh -c` in the restored root). One line per check:
+validate commands with `sh -c` in the restored root).
+
+The database is the one named by --database-url, else $COFFER_DB_DATABASE_URL
+(what coffer gives a validate command: the restored database), else
+data/config.toml's [database] url. URLs: sqlite://PATH (relative: to
+ROOT/data), postgres://user@host:port/db, mysql://user@host:port/db[?socket=P].
+A server database is read with its CLI client (psql, mariadb) into a private
+in-memory SQLite copy, then checked like a SQLite one; its password comes
+from $COFFER_DB_DATABASE_PASSWORD_FILE, else PGPASSWORD / MYSQL_PWD.
+--record FILE appends one JSON line {"root","database_url","failed","warned"}
+(tests use it to see which database a validate command really checked).
+
+One line per check:
   PASS name | WARN name: detail | FAIL name: detail
 Exit status 0 when no check failed, 1 otherwise (2 on usage errors).
 
@@ -35,6 +47,7 @@ asterlib.open_ro: a private copy when no -shm exists).
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -42,6 +55,7 @@ import sys
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import asterlib as al  # noqa: E402
+import asterdb  # noqa: E402
 
 THUMB_RE = re.compile(r"^_(thumb|preview)/[^/]+/1/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})\.webp$")
 
@@ -93,40 +107,102 @@ def check_config(root, rep):
     return cfg
 
 
+def db_password():
+    pf = os.environ.get("COFFER_DB_DATABASE_PASSWORD_FILE")
+    if pf:
+        with open(pf, "r", encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    return None
+
+
+def open_server_copy(url):
+    """Copy the AsterDrive tables of a server database into an in-memory
+    SQLite database with asterlib.SCHEMA. Returns (conn, closer, rows)."""
+    import sqlite3
+    u = asterdb.parse_url(url)
+    pw = db_password()
+    if pw is None:
+        pw = os.environ.get("PGPASSWORD" if u["kind"] == "postgres" else "MYSQL_PWD")
+    db = asterdb.ServerDb(u, pw)
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(al.SCHEMA)
+    total = 0
+    conn.execute("BEGIN")
+    for t in asterdb.TABLES:
+        cols = [r[1] for r in conn.execute('PRAGMA table_info("%s")' % t)]
+        sel = ", ".join(("CASE WHEN %s THEN 1 ELSE 0 END" % db.quote(c))
+                        if c in asterdb.BOOL_COLS and db.kind == "postgres" else db.quote(c)
+                        for c in cols)
+        ins = 'INSERT INTO "%s" VALUES (%s)' % (t, ",".join("?" * len(cols)))
+        for row in db.rows("SELECT %s FROM %s" % (sel, t)):
+            conn.execute(ins, row)
+            total += 1
+    conn.execute("COMMIT")
+    return conn, conn.close, total
+
+
 def main():
     ap = argparse.ArgumentParser(description="AsterDrive doctor stand-in")
     ap.add_argument("root", nargs="?", default=os.environ.get("COFFER_RESTORE_ROOT", "."))
     ap.add_argument("--deep", action="store_true")
+    ap.add_argument("--database-url", default=os.environ.get("COFFER_DB_DATABASE_URL") or None)
+    ap.add_argument("--record", help="append a JSON line with the result to this file")
     a = ap.parse_args()
     root = os.path.abspath(a.root)
     print("doctor: checking %s%s" % (root, " (deep)" if a.deep else ""))
     rep = Report()
 
     cfg = check_config(root, rep)
-    db = al.db_path_from_config(root, cfg) if cfg else os.path.join(root, "data", "asterdrive.db")
+    url = a.database_url
+    server = False
+    if url:
+        u = asterdb.parse_url(url)
+        server = u["kind"] != "sqlite"
+        if not server:
+            db = u["path"] if os.path.isabs(u["path"]) else os.path.join(root, "data", u["path"])
+        print("doctor: database %s" % u["url"])
+    else:
+        db = al.db_path_from_config(root, cfg) if cfg else os.path.join(root, "data", "asterdrive.db")
+        print("doctor: database sqlite://%s (from config.toml)" % db)
     dbchecks = ["db-integrity", "foreign-keys", "migrations", "storage-usage", "blob-ref-counts",
                 "file-blobs", "storage-objects", "object-sizes", "thumbnails", "folder-tree",
                 "shares", "avatars"]
     closer = None
+
+    def record():
+        if a.record:
+            with open(a.record, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"root": root, "database_url": url or "sqlite://" + db,
+                                    "failed": rep.failed, "warned": rep.warned}) + "\n")
+
     try:
-        conn, closer = al.open_ro(db)
-        ic = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if server:
+            conn, closer, nrows = open_server_copy(url)
+            ic = ["ok"]
+        else:
+            conn, closer = al.open_ro(db)
+            ic = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
     except Exception as e:  # noqa: BLE001
         if closer:
             closer()
-        rep.result("db-integrity", ["cannot open %s: %s" % (db, e)])
+        rep.result("db-integrity", ["cannot open %s: %s" % (url or db, e)])
         for c in dbchecks[1:]:
             rep.result(c, ["database unavailable"])
         print("doctor: %d failed, %d warnings" % (rep.failed, rep.warned))
+        record()
         return 1
     try:
         conn.execute("BEGIN")  # one read snapshot for every check
-        rep.result("db-integrity", [] if ic == ["ok"] else ic)
+        if server:
+            rep.result("db-integrity", note="server database, %d rows read" % nrows)
+        else:
+            rep.result("db-integrity", [] if ic == ["ok"] else ic)
         run_db_checks(root, conn, a.deep, rep)
         conn.execute("COMMIT")
     finally:
         closer()
     print("doctor: %d failed, %d warnings" % (rep.failed, rep.warned))
+    record()
     return 1 if rep.failed else 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate an AsterDrive-0.5-like deployment under ROOT for coffer tests.
 
-  gen_asterdrive.py ROOT [--size-mb N] [--files N] [--seed S] [--users N] [--dedup]
+  gen_asterdrive.py ROOT [--size-mb N] [--files N] [--small-kb LO:HI] [--seed S]
+                    [--users N] [--dedup]
 
 Creates (layout: /work/shared/design/asterdrive.md)
   ROOT/data/config.toml       [auth] six 64-hex secrets, [database] url
@@ -17,7 +18,8 @@ and prints a JSON summary (files, bytes, rows per table).
 Sizes: about --size-mb MiB (default 20) of blob bytes: ~30% small objects
 (1-64 KiB), ~45% medium (1-8 MiB), ~25% large (16 MiB and up, only when the
 total is at least 64 MiB). --files N fixes the number of small objects
-instead (the total then follows). Content is part text-like (compressible,
+instead (the total then follows; --small-kb LO:HI sets their size range,
+e.g. --files 20000 --small-kb 1:2 for tens of thousands of rows). Content is part text-like (compressible,
 unique at chunk scale), part random, part mixed; ~6% of objects duplicate
 another one's content (with --dedup: several files share one blob; without:
 separate objects, one pair hard-linked).
@@ -63,7 +65,7 @@ class Clock:
         return self.t
 
 
-def plan_sizes(rng, total, nfiles):
+def plan_sizes(rng, total, nfiles, small=(1 * KiB, 64 * KiB)):
     small_b = int(total * 0.30)
     med_b = int(total * 0.45)
     large_b = total - small_b - med_b
@@ -85,7 +87,7 @@ def plan_sizes(rng, total, nfiles):
     small_b += rem
     if nfiles is not None:
         for _ in range(max(0, nfiles - len(sizes))):
-            sizes.append(rng.randint(1 * KiB, 64 * KiB))
+            sizes.append(rng.randint(*small))
     else:
         rem = small_b
         while rem >= 1 * KiB:
@@ -103,6 +105,10 @@ def main():
     ap.add_argument("--files", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--users", type=int, default=3)
+    ap.add_argument("--small-kb", default="1:64", metavar="LO:HI",
+                    help="size range of the small objects in KiB (default 1:64); "
+                         "with --files, e.g. --files 20000 --small-kb 1:2 gives "
+                         "tens of thousands of rows in a few tens of MB")
     ap.add_argument("--dedup", action="store_true",
                     help="content_dedup policy: blob key = sha256 of content")
     ap.add_argument("--no-chown", action="store_true")
@@ -110,6 +116,13 @@ def main():
                     help="allow an existing ROOT/data (it is not cleaned)")
     a = ap.parse_args()
 
+    try:
+        lo, hi = (float(x) for x in a.small_kb.split(":"))
+        small_range = (max(1, int(lo * KiB)), max(1, int(hi * KiB)))
+        if small_range[0] > small_range[1]:
+            raise ValueError
+    except ValueError:
+        sys.exit("gen_asterdrive: --small-kb must be LO:HI (KiB, LO <= HI)")
     root = os.path.abspath(a.root)
     data = os.path.join(root, "data")
     if os.path.exists(data) and not a.force:
@@ -275,14 +288,14 @@ def main():
             tp = os.path.join(bw.base, thumb)
             al.makedirs(os.path.dirname(tp))
             with open(tp, "wb") as f:
-                f.write(b"RIFF\0\0\0\0WEBPVP8 " + content.random(rng.randint(1, 8) * KiB))
+                f.write(b"RIFF\0\0\0\0WEBPVP8 " + content.random(min(rng.randint(1, 8) * KiB, small_range[1])))
             os.chmod(tp, 0o644)
             mtime_for(tp)
         elif mime == "application/pdf" and rng.random() < 0.5:
             pp = os.path.join(bw.base, al.preview_rel("office", sha))
             al.makedirs(os.path.dirname(pp))
             with open(pp, "wb") as f:
-                f.write(content.random(rng.randint(2, 16) * KiB))
+                f.write(content.random(min(rng.randint(2, 16) * KiB, small_range[1])))
             os.chmod(pp, 0o644)
             mtime_for(pp)
         cur = conn.execute(
@@ -315,7 +328,7 @@ def main():
              1 if rng.random() < 0.02 else 0, now, now, deleted))
         return cur.lastrowid, owner
 
-    sizes = plan_sizes(rng, int(a.size_mb * MiB), a.files)
+    sizes = plan_sizes(rng, int(a.size_mb * MiB), a.files, small_range)
     file_rows = []   # (file id, owner, blob id, size)
     for size in sizes:
         dup_src = None
@@ -384,11 +397,11 @@ def main():
             conn.execute(
                 "INSERT INTO file_revisions (history_id,file_id,version,blob_id,logical_size,"
                 "is_current,retired_at,created_at) VALUES (?,?,?,NULL,?,0,?,?)",
-                (hid, fid, version, rng.randint(1 * KiB, 64 * KiB), al.iso(clock.tick()),
+                (hid, fid, version, rng.randint(*small_range), al.iso(clock.tick()),
                  al.iso(clock.tick())))
         for _ in range(rng.randint(1, 2)):
             version += 1
-            osize = rng.randint(1 * KiB, 64 * KiB)
+            osize = rng.randint(*small_range)
             obid = add_blob(osize, "text", "text/plain")
             conn.execute(
                 "INSERT INTO file_revisions (history_id,file_id,version,blob_id,logical_size,"
