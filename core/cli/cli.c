@@ -58,6 +58,7 @@ static const struct {
     [OPT_SCRATCH] = {"scratch", 0, 1},
     [OPT_CLEANUP] = {"cleanup", 0, 0},
     [OPT_KEEP_PROVEN] = {"keep-proven", 0, 1},
+    [OPT_NO_CHECKS] = {"no-checks", 0, 0},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -195,6 +196,7 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_FORCE: a->force = 1; break;
     case OPT_READ_DATA: a->read_data = 1; break;
     case OPT_NO_VALIDATE: a->no_validate = 1; break;
+    case OPT_NO_CHECKS: a->no_checks = 1; break;
     case OPT_DESCRIBE: a->describe = val; break;
     case OPT_FROM: a->from = val; break;
     case OPT_DRY_RUN: a->dry_run = 1; break;

@@ -50,6 +50,7 @@ enum cli_opt_id {
     OPT_SCRATCH,
     OPT_CLEANUP,
     OPT_KEEP_PROVEN,
+    OPT_NO_CHECKS,
     OPT_COUNT
 };
 
@@ -71,7 +72,7 @@ typedef struct cli_spec {
 
 typedef struct args {
     const char *policy, *target, *set, *to, *describe, *from, *keep_within;
-    int json, in_place, force, read_data, no_validate, dry_run, all, rollback_objects;
+    int json, in_place, force, read_data, no_validate, no_checks, dry_run, all, rollback_objects;
     int keep[6]; /* last, hourly, daily, weekly, monthly, yearly; -1 unset */
     char **maps, **only, **pos; /* --map, --only, positional arguments */
     size_t nmaps, nonly, npos;

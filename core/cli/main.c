@@ -611,15 +611,16 @@ static const cli_spec spec_restore = {
     "restore",
     "usage: coffer restore -p POLICY [--target NAME] [--set ID|latest]\n"
     "                      (--to DIR | --in-place) [--only NAME]...\n"
-    "                      [--map NAME=VALUE]... [--force] [--no-validate] [--json]\n"
-    "                      [--rollback-objects] [--dry-run]\n"
+    "                      [--map NAME=VALUE]... [--force] [--no-validate] [--no-checks]\n"
+    "                      [--json] [--rollback-objects] [--dry-run]\n"
     "       coffer restore -p POLICY --cleanup-previous [--to DIR] [--dry-run] [--json]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
-    "databases, data directories), then database checks and the policy's\n"
-    "validate commands. --to DIR re-roots every path under DIR (which must be\n"
+    "databases, data directories), then database checks, the policy's checks\n"
+    "and its validate commands. --to DIR re-roots every path under DIR (which must be\n"
     "empty unless --force); --in-place runs the stop/start commands around the\n"
     "restore and keeps replaced files in ROOT/.coffer-previous-SET. --only NAME\n"
-    "(repeatable) restores only those components, and skips the validate commands.\n"
+    "(repeatable) restores only those components, and skips the policy's checks\n"
+    "and validate commands.\n"
     "--map sends one component elsewhere: a directory for files, a file or URL\n"
     "for a database. Object stores: versioned buckets are checked (recorded\n"
     "versions still exist); --rollback-objects makes each recorded version current\n"
@@ -637,6 +638,8 @@ static const cli_spec spec_restore = {
                       {OPT_MAP, "NAME=VALUE", "send one component elsewhere", CLI_REPEAT},
                       {OPT_FORCE, NULL, "restore into a non-empty directory", 0},
                       {OPT_NO_VALIDATE, NULL, "do not run the policy's validate commands", 0},
+                      {OPT_NO_CHECKS, NULL,
+                       "do not run the policy's checks (the databases' own checks still run)", 0},
                       {OPT_ROLLBACK_OBJECTS, NULL, "make recorded object versions current", 0},
                       USE_JSON("print the report as JSON"),
                       {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0},
@@ -651,7 +654,7 @@ static const cli_spec spec_restore = {
  * moved aside, removed once the operator has looked at it. */
 static int cleanup_previous(const args *a)
 {
-    if (a->set || a->in_place || a->nonly || a->nmaps || a->force || a->no_validate ||
+    if (a->set || a->in_place || a->nonly || a->nmaps || a->force || a->no_validate || a->no_checks ||
         a->rollback_objects)
         return usage_error("restore",
                            "--cleanup-previous takes only -p, --to DIR, --dry-run and --json");
@@ -756,7 +759,8 @@ static int cmd_restore(int argc, char **argv)
     }
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .nonly = a.nonly, .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
-                         .no_validate = a.no_validate, .rollback_objects = a.rollback_objects};
+                         .no_validate = a.no_validate, .no_checks = a.no_checks,
+                         .rollback_objects = a.rollback_objects};
     json_t *rep = NULL;
     /* The plan checks the set, --only, --map and the destination before
      * anything is locked or written; a dry run stops there. */

@@ -1091,7 +1091,7 @@ out:
     /* The policy's checks read what was restored, where it now is; with
      * --only a part of the set is missing and they would all fail. */
     json_object_set_new(rep, "policy_checks", json_array());
-    if (rc == 0 && !o->nonly && p->nchecks) {
+    if (rc == 0 && !o->nonly && !o->no_checks && p->nchecks) {
         cf_checks_env ce = {.run = run, .set_id = set_id, .root = root, .ro = o,
                             .driver_checks = json_object_get(rep, "checks")};
         int nf = cf_checks_run(&ce, json_object_get(rep, "policy_checks"));

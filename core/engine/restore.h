@@ -16,6 +16,7 @@ typedef struct cf_restore_opts {
     size_t nmaps;
     int force;
     int no_validate;
+    int no_checks;        /* skip the policy's checks: (the drivers' own checks still run) */
     int rollback_objects; /* versioned object stores: make recorded versions current */
 } cf_restore_opts;
 

@@ -146,7 +146,7 @@ int cf_restore_plan(cf_run *run, const cf_restore_opts *o, json_t **plan)
         free(dest);
     }
     json_object_set_new(out, "policy_checks", json_array());
-    if (rc == CF_EXIT_OK && !o->nonly)
+    if (rc == CF_EXIT_OK && !o->nonly && !o->no_checks)
         for (size_t i = 0; i < p->nchecks; i++)
             json_array_append_new(json_object_get(out, "policy_checks"),
                                   json_pack("{s:s,s:s}", "name", p->checks[i].name, "type",

@@ -58,7 +58,7 @@ declare -A USES=(
     [init]="policy target encryption json"
     [backup]="policy target json dry-run"
     [sets]="policy target json"
-    [restore]="policy target set to in-place only map force no-validate rollback-objects json dry-run cleanup-previous"
+    [restore]="policy target set to in-place only map force no-validate no-checks rollback-objects json dry-run cleanup-previous"
     [verify]="policy target set read-data json"
     [forget]="policy target dry-run json keep-last keep-hourly keep-daily keep-weekly keep-monthly keep-yearly keep-within keep-proven"
     [rehearse]="policy target set keep scratch cleanup json"
@@ -96,6 +96,7 @@ declare -A VALUE=(
     [keep-yearly]=1 [keep-within]=1d [encryption]=none [read-data-subset]=50%
     [max-unused]=0 [new-passphrase-file]="$T/newpass" [rebuild-index]=""
     [keep]="" [scratch]="database=postgres://127.0.0.1/x" [cleanup]="" [keep-proven]=1
+    [no-checks]=""
 )
 echo "new-e2e-passphrase" >"$T/newpass"
 

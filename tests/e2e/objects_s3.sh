@@ -66,7 +66,7 @@ awsx s3 rm s3://appbucket/files/b >/dev/null
 awsx s3 cp "$T/c1" s3://appbucket/files/c >/dev/null
 
 section "restore to a separate root: database elsewhere, bucket only checked"
-expect_ok "restore --to" cfs restore -p "$POLICY" --set "$SET1" --to "$T/r1" \
+expect_ok "restore --to" cfs restore --no-checks -p "$POLICY" --set "$SET1" --to "$T/r1" \
     --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/scratch1"
 assert_contains "$ERR" "2 object(s) changed and 1 created" "changes since the set are reported"
 assert_eq "$(awsx s3 cp s3://appbucket/files/a - 2>/dev/null)" "content A2" "rehearsal left the live bucket alone"
@@ -74,7 +74,7 @@ assert_eq "$(psql_app scratch1 'SELECT count(*) FROM file_blobs')" 2 "database r
 assert_eq "$(cat "$T/r1/data/config.toml" | head -1)" "[auth]" "config restored"
 
 section "--rollback-objects makes the bucket match the set"
-expect_ok "restore objects in place with rollback" cfs restore -p "$POLICY" --set "$SET1" --in-place \
+expect_ok "restore objects in place with rollback" cfs restore --no-checks -p "$POLICY" --set "$SET1" --in-place \
     --only objects --rollback-objects
 assert_eq "$(awsx s3 cp s3://appbucket/files/a - 2>/dev/null)" "content A1" "files/a is the recorded version again"
 assert_eq "$(awsx s3 cp s3://appbucket/files/b - 2>/dev/null)" "content B1" "files/b is back"
@@ -101,7 +101,7 @@ export ASTERDRIVE_S3_PROTECT=copy
 expect_ok "backup with protect: copy" cfs backup -p "$POLICY" --json || die "copy backup failed"
 SET2=$(json_get "$OUT" "j['set']")
 expect_ok "verify --read-data" cfs verify -p "$POLICY" --set "$SET2" --read-data
-expect_ok "restore copy set" cfs restore -p "$POLICY" --set "$SET2" --to "$T/r2" \
+expect_ok "restore copy set" cfs restore --no-checks -p "$POLICY" --set "$SET2" --to "$T/r2" \
     --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/scratch2"
 assert_eq "$(cat "$T/r2/objects/files/b" 2>/dev/null)" "content B1" "object bytes restored under DIR/objects/"
 finish

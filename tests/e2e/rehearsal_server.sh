@@ -173,6 +173,12 @@ assert_contains "$(json_get "$OUT" '[c["first"] for c in j["sets"][0]["policy_ch
 assert_eq "" "$(scratch_dbs)" "scratch dropped after a failed rehearsal"
 expect_ok "sets" pcf sets -p "$P"
 assert_contains "$(grep "^$SET2" <<<"$OUT")" "rehearsal FAILED" "recorded as failed"
+expect_rc 3 "a restore runs the policy's checks too" pcf restore -p "$P" --set "$SET2" --to "$T/r-checks" \
+    --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/restored_checks" --json
+assert_contains "$(json_get "$OUT" '[c["first"] for c in j["policy_checks"] if c["name"] == "blobs-present"][0]')" "blobs/b2" "and names the missing path"
+expect_ok "restore --no-checks skips them" pcf restore -p "$P" --set "$SET2" --to "$T/r-nochecks" \
+    --map "database=postgres://$PG_USER@127.0.0.1:$PG_PORT/restored_nochecks" --no-checks --json
+assert_eq "0" "$(json_get "$OUT" 'len(j["policy_checks"])')" "no policy check ran"
 
 section "a check whose query does not parse"
 write_policy "$T/bad.yaml" "checks:

@@ -56,12 +56,12 @@ rm -f "$T/stop-ran"
 expect_ok "a good backup" mcf backup -p "$MYSQL_POLICY" --json || die "backup failed"
 SET1=$(json_get "$OUT" 'j["set"]')
 expect_fail_desc "restore --map to something that is not a MySQL URL or file" \
-    mcf restore -p "$MYSQL_POLICY" --set "$SET1" --to "$T/rbad" --map "database=postgres://x@127.0.0.1/db"
+    mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SET1" --to "$T/rbad" --map "database=postgres://x@127.0.0.1/db"
 assert_contains "$ERR" "expected mysql://" "the error lists the accepted targets"
 # A --map URL may name its own password source; the policy's is wrong here.
 export ALT_PWD=$GOOD_PWD
 MYSQL_PWD=not-this-one expect_ok "restore --map URL with its own ?password_env" \
-    mcf restore -p "$MYSQL_POLICY" --set "$SET1" --to "$T/ralt" --map "database=$(url_of alt_target)?password_env=ALT_PWD"
+    mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SET1" --to "$T/ralt" --map "database=$(url_of alt_target)?password_env=ALT_PWD"
 assert_eq "$(val asterdrive 'SELECT COUNT(*) FROM files')" "$(val alt_target 'SELECT COUNT(*) FROM files')" \
     "restored with the URL's password"
 STATE1=$(repo_state "$COFFER_REPO")
@@ -127,6 +127,6 @@ expect_ok "backup with jobs: 3 and no RELOAD privilege" mcf backup -p "$NOREL" -
 assert_contains "$ERR" "lacks the RELOAD privilege; dumping with one connection" "the fallback is announced"
 assert_contains "$ERR" "START TRANSACTION WITH CONSISTENT SNAPSHOT on 1 connection" "one consistent snapshot"
 SETN=$(json_get "$OUT" 'j["set"]')
-expect_ok "its set restores" mcf restore -p "$MYSQL_POLICY" --set "$SETN" --to "$T/rn" --map "database=$(url_of from_norel)"
+expect_ok "its set restores" mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SETN" --to "$T/rn" --map "database=$(url_of from_norel)"
 assert_eq "" "$(db_diff asterdrive from_norel)" "and equals the source"
 finish

@@ -62,7 +62,7 @@ done)
 section "restore into a fresh schema (--map)"
 R=$T/restore1
 expect_ok "restore --map database=$(url_of restored)" \
-    mcf restore -p "$MYSQL_POLICY" --set "$SET1" --to "$R" --map "database=$(url_of restored)" || die "restore failed"
+    mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SET1" --to "$R" --map "database=$(url_of restored)" || die "restore failed"
 printf '%s\n' "$ERR" >"$T/restore1.log"
 assert_match "$ERR" 'check [^:]+: rows.asterdrive.files: ok: 20000 rows' "verify reports each table (files)"
 assert_match "$ERR" 'check [^:]+: rows.asterdrive.we.ird"na\\me: ok: 3 rows' "verify reports the awkward table"
@@ -100,12 +100,12 @@ cmp -s "$ASTERDRIVE_ROOT/data/uploads/ab/cd/abcdef" "$R/data/uploads/ab/cd/abcde
 section "restore into a non-empty schema"
 H0=$(table_hashes restored | sha256sum)
 expect_rc 1 "restore into the non-empty schema without --force is refused" \
-    mcf restore -p "$MYSQL_POLICY" --set "$SET1" --to "$T/restore2" --map "database=$(url_of restored)"
+    mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SET1" --to "$T/restore2" --map "database=$(url_of restored)"
 assert_match "$ERR" 'restore target database `restored` on .* is not empty .*use --force' "the refusal says why"
 assert_eq "$H0" "$(table_hashes restored | sha256sum)" "the refused restore left the schema untouched"
 my restored -e "CREATE TABLE stray (x INT); DELETE FROM system_config WHERE \`key\` = 'motd'"
 expect_ok "restore into the non-empty schema with --force" \
-    mcf restore -p "$MYSQL_POLICY" --set "$SET1" --to "$T/restore3" --map "database=$(url_of restored)" --force
+    mcf restore --no-checks -p "$MYSQL_POLICY" --set "$SET1" --to "$T/restore3" --map "database=$(url_of restored)" --force
 assert_eq "" "$(db_diff asterdrive restored)" "--force replaced the schema (stray table gone, rows back)"
 
 section "the next day: unchanged database, then a few new rows"

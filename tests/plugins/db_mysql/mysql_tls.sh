@@ -61,7 +61,7 @@ expect_ok "ssl_mode: required" mcf backup -p "$T/required.yaml"
 tls_policy "$T/verify.yaml" tlsonly verify_identity "$C/ca.pem"
 expect_ok "ssl_mode: verify_identity with the right CA" mcf backup -p "$T/verify.yaml"
 expect_ok "restore over TLS (verify_identity)" \
-    mcf restore -p "$T/verify.yaml" --set "$SET" --to "$T/r1" --map "database=mysql://tlsonly@127.0.0.1:$MYSQL_PORT/over_tls"
+    mcf restore --no-checks -p "$T/verify.yaml" --set "$SET" --to "$T/r1" --map "database=mysql://tlsonly@127.0.0.1:$MYSQL_PORT/over_tls"
 assert_eq "" "$(db_diff asterdrive over_tls)" "restored over TLS, identical"
 tls_policy "$T/wrongca.yaml" tlsonly verify_identity "$C/other-ca.pem"
 expect_rc 1 "ssl_mode: verify_identity with another CA fails" mcf backup -p "$T/wrongca.yaml"

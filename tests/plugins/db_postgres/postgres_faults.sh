@@ -180,27 +180,27 @@ section "restore target exists and is not empty"
 psql_db postgres -c "CREATE DATABASE busy" >/dev/null
 psql_db busy -c "CREATE TABLE keepme (id int); INSERT INTO keepme VALUES (42)" >/dev/null
 expect_rc 1 "restore into a non-empty database without --force is refused" \
-    pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r1" --map "database=$(url_of busy)"
+    pcf restore --no-checks -p "$SHIPPED" --set "$GOOD" --to "$T/r1" --map "database=$(url_of busy)"
 assert_contains "$ERR" "restore target database busy" "the error names the database"
 assert_contains "$ERR" "not empty" "says it is not empty"
 assert_contains "$ERR" "--force" "and names --force"
 assert_eq 42 "$(val busy "SELECT id FROM keepme")" "the refused target is untouched"
 assert_eq 0 "$(val busy "SELECT count(*) FROM pg_tables WHERE tablename = 'files'")" "nothing was restored into it"
 expect_rc 1 "restore into the original (live) database without --force is refused" \
-    pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r2"
+    pcf restore --no-checks -p "$SHIPPED" --set "$GOOD" --to "$T/r2"
 assert_contains "$ERR" "restore target database asterdrive" "the error names the original database"
 psql_db postgres -c "CREATE DATABASE empty" >/dev/null
 expect_ok "restore into an existing empty database needs no --force" \
-    pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r3" --map "database=$(url_of empty)"
+    pcf restore --no-checks -p "$SHIPPED" --set "$GOOD" --to "$T/r3" --map "database=$(url_of empty)"
 # --force replaces the dump's objects; a table the set does not have stays
 # and verify reports it (exit 3: restored, checks failed).
 expect_rc 3 "restore into the non-empty database with --force (verify flags the extra table)" \
-    pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r4" --force --map "database=$(url_of busy)"
+    pcf restore --no-checks -p "$SHIPPED" --set "$GOOD" --to "$T/r4" --force --map "database=$(url_of busy)"
 assert_eq "$(val asterdrive "SELECT count(*) FROM files")" "$(val busy "SELECT count(*) FROM files")" \
     "the forced restore brought the set's rows"
 assert_match "$ERR" "check [^:]+: rows\.public\.keepme: FAILED" "verify reports the table that was not in the set"
 expect_rc 1 "restore into a missing database on a missing server fails" \
-    pcf restore -p "$SHIPPED" --set "$GOOD" --to "$T/r5" --map "database=postgres://$PG_USER@127.0.0.1:1/x"
+    pcf restore --no-checks -p "$SHIPPED" --set "$GOOD" --to "$T/r5" --map "database=postgres://$PG_USER@127.0.0.1:1/x"
 assert_contains "$ERR" "cannot connect to postgres://$PG_USER@127.0.0.1:1/" "the error names the target server"
 
 finish
