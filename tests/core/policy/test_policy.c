@@ -150,8 +150,14 @@ static void check_asterdrive(const cf_policy *p)
 
     assert_int_equal(p->nvalidate, 1);
     assert_string_equal(p->validate[0].name, "doctor");
-    assert_string_equal(p->validate[0].run, "aster_drive doctor --deep");
+    /* the doctor is told which database to check: the restored one */
+    assert_string_equal(p->validate[0].run,
+                        "cd {root} && aster_drive doctor --deep --database-url {db.database.url}");
     assert_int_equal(p->validate[0].timeout, 3600);
+    /* and the shipped policy carries checks equivalent to doctor --deep */
+    assert_true(p->nchecks >= 8);
+    assert_non_null(cf_policy_component(p, p->checks[0].database ? p->checks[0].database
+                                                                  : "database"));
 
     assert_int_equal(p->retention.keep_last, -1);
     assert_int_equal(p->retention.keep_hourly, -1);
