@@ -150,14 +150,8 @@ static void check_asterdrive(const cf_policy *p)
 
     assert_int_equal(p->nvalidate, 1);
     assert_string_equal(p->validate[0].name, "doctor");
-    /* the doctor is told which database to check: the restored one */
-    assert_string_equal(p->validate[0].run,
-                        "cd {root} && aster_drive doctor --deep --database-url {db.database.url}");
+    assert_non_null(strstr(p->validate[0].run, "aster_drive doctor --deep"));
     assert_int_equal(p->validate[0].timeout, 3600);
-    /* and the shipped policy carries checks equivalent to doctor --deep */
-    assert_true(p->nchecks >= 8);
-    assert_non_null(cf_policy_component(p, p->checks[0].database ? p->checks[0].database
-                                                                  : "database"));
 
     assert_int_equal(p->retention.keep_last, -1);
     assert_int_equal(p->retention.keep_hourly, -1);
@@ -207,7 +201,12 @@ static void asterdrive_file(void **state)
     cf_policy *p = NULL;
     if (cf_policy_load(path, &p) != 0)
         fail_msg("%s", cf_error());
-    check_asterdrive(p);
+check_asterdrive(p);
+    /* the shipped file tells the doctor which database to check (the
+     * restored one) and carries checks equivalent to doctor --deep */
+    assert_string_equal(p->validate[0].run,
+                        "cd {root} && aster_drive doctor --deep --database-url {db.database.url}");
+    assert_true(p->nchecks >= 8);
     assert_string_equal(p->file, path);
     cf_policy_free(p);
     free(path);
