@@ -5,6 +5,7 @@
 
 #include "engine/manifest.h"
 #include "engine/progress.h"
+#include "engine/proof.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -16,6 +17,15 @@ static int same_ids(cf_repo *a, cf_repo *b)
     return cf_repo_id_scheme_equal(a, b);
 }
 
+/* The set's rehearsal records go along; losing one only costs a rehearsal. */
+static void copy_proofs(cf_repo *src, cf_repo *dst, const char *id)
+{
+    if (cf_proof_copy(src, dst, id) != 0) {
+        cf_log(CF_LOG_WARN, "set %s: its rehearsal records were not copied: %s", id, cf_error());
+        cf_error_clear();
+    }
+}
+
 int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_t *bytes_sent)
 {
     *copied = 0;
@@ -23,7 +33,8 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
     coffer_object_stat st;
     if (cf_store_stat(cf_repo_store(dst), key, &st) == 0) {
         free(key);
-        return 0; /* already there */
+        copy_proofs(src, dst, id); /* rehearsals since the last copy */
+        return 0;                  /* already there */
     }
     free(key);
     cf_error_clear();
@@ -92,5 +103,7 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
         *copied = 1;
     cf_manifest_free(w);
     json_decref(h);
+    if (rc == 0)
+        copy_proofs(src, dst, id);
     return rc == 0 ? 0 : -1;
 }

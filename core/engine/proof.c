@@ -120,3 +120,26 @@ int cf_proof_remove_all(cf_repo *r, const char *set_id)
     cf_strv_free(k.v, k.n);
     return rc;
 }
+
+int cf_proof_copy(cf_repo *src, cf_repo *dst, const char *set_id)
+{
+    keys k;
+    if (list(src, set_id, &k) != 0)
+        return -1;
+    int rc = 0;
+    cf_buf b = {0};
+    for (size_t i = 0; i < k.n && rc == 0; i++) {
+        coffer_object_stat st;
+        if (cf_store_stat(cf_repo_store(dst), k.v[i], &st) == 0)
+            continue; /* already there */
+        cf_error_clear();
+        b.len = 0;
+        /* decrypted with the source's key, written with the destination's */
+        if (cf_repo_get_object(src, CF_OBJ_PROOF, k.v[i], &b) != 0 ||
+            cf_repo_put_object(dst, CF_OBJ_PROOF, k.v[i], b.data, b.len) != 0)
+            rc = -1;
+    }
+    cf_buf_free(&b);
+    cf_strv_free(k.v, k.n);
+    return rc;
+}

@@ -21,6 +21,8 @@ int cf_proof_put(cf_repo *r, const char *set_id, json_t *record);
 /* The newest record of a set and the newest passing one (new references,
  * NULL when there is none). 0, or -1 when the proofs cannot be listed. */
 int cf_proof_latest(cf_repo *r, const char *set_id, json_t **last, json_t **last_ok);
+/* Copy the records of a set that dst lacks (copy to another target). */
+int cf_proof_copy(cf_repo *src, cf_repo *dst, const char *set_id);
 /* Remove every record of a set (after the set itself is gone). */
 int cf_proof_remove_all(cf_repo *r, const char *set_id);
 

@@ -192,6 +192,14 @@ assert_exists "$COFFER_REPO/proofs/$SET2" "other records stay"
 expect_fail_desc "--keep-proven with set ids is refused" cf forget -p "$P" --keep-proven 1 "$SET2"
 assert_contains "$ERR" "--keep-proven" "names the option"
 
+section "copy to another target takes the rehearsal records along"
+sed -e "s|^    location: $COFFER_REPO\$|    location: $COFFER_REPO\n  - name: second\n    location: $T/repo2|" "$P" >"$T/two.yaml"
+expect_ok "init the second target" cf init -p "$T/two.yaml" --target second
+expect_ok "copy the proven set" cf copy -p "$T/two.yaml" --from primary --to second --set "$SET2"
+expect_ok "sets on the second target" cf sets -p "$T/two.yaml" --target second --json
+assert_eq "True" "$(json_get "$OUT" '[s["proof"]["proven"] for s in j if s["id"] == "'$SET2'"][0]')" "the copy is proven too"
+assert_eq "$(find "$COFFER_REPO/proofs/$SET2" -type f | wc -l)" "$(find "$T/repo2/proofs/$SET2" -type f | wc -l)" "every record of the set was copied"
+
 section "bad command lines"
 expect_rc 2 "--scratch for a component that is not a database" cf rehearse -p "$P" --scratch data=postgres://x/y
 assert_contains "$ERR" "--scratch data=postgres://x/y" "names the option and value"
