@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,22 +30,6 @@
 #include "engine/progress.h"
 #include "plugin/host.h"
 #include "util/util.h"
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
-void cf_rmtree(const char *path)
-{
-    nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-}
 
 static int mkdir_p(const char *path, mode_t mode)
 {

@@ -62,7 +62,5 @@ void cf_dbsource_free(cf_dbsource *s);
  * (and --force restores) moved aside. Names only, sorted; 0 or -1. */
 int cf_previous_list(const char *root, char ***names, size_t *n);
 
-/* Remove a directory tree (used for staging areas). */
-void cf_rmtree(const char *path);
 
 #endif

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,15 +205,6 @@ static pthread_mutex_t tmpdir_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int tmpdir_lockfd = -1;
 
-static int rm_cb_sweep(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 #define TMPDIR_LOCK ".coffer-alive"
 
 /* Private temporary directories of coffer processes that died without
@@ -244,7 +234,7 @@ static void sweep_dead_tmpdirs(const char *base)
         if (fstat(lfd, &st) == 0 && time(NULL) - st.st_mtime > 5 &&
             flock(lfd, LOCK_EX | LOCK_NB) == 0) {
             char *path = cf_asprintf("%s/%s", base, de->d_name);
-            nftw(path, rm_cb_sweep, 16, FTW_DEPTH | FTW_PHYS);
+            cf_rmtree(path);
             free(path);
         }
         close(lfd);
@@ -285,21 +275,12 @@ const char *cf_tmpdir(void)
     return tmpdir_path;
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void cf_tmpdir_cleanup(void)
 {
     pthread_mutex_lock(&tmpdir_lock);
     if (tmpdir_path) {
         if (tmpdir_created)
-            nftw(tmpdir_path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+            cf_rmtree(tmpdir_path);
         tmpdir_created = 0;
         if (tmpdir_lockfd >= 0)
             close(tmpdir_lockfd);

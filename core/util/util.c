@@ -1,6 +1,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,4 +297,18 @@ char *cf_redact_url(const char *s)
     if (!colon)
         return cf_strdup(s);
     return cf_asprintf("%.*s:***%s", (int)(colon - s), s, at);
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* unlink, or rmdir for a directory (emptied first: FTW_DEPTH) */
+    return 0;
+}
+
+void cf_rmtree(const char *path)
+{
+    nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
 }

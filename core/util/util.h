@@ -67,6 +67,9 @@ double cf_now(void);
 
 /* Fill with cryptographically random bytes (getrandom). */
 void cf_random(void *buf, size_t n);
+/* Remove a tree, best effort, never following a symlink (staging areas,
+ * scratch and temporary directories). */
+void cf_rmtree(const char *path);
 
 #define CF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
