@@ -60,6 +60,11 @@ typedef struct coffer_dump_sink {
     coffer_status (*stream_write)(void *stream, const void *buf, size_t len);
     coffer_status (*stream_close)(void *stream);
     coffer_status (*meta)(struct coffer_dump_sink *sink, const char *key, const char *value);
+    /* Nonzero when the core will query what this dump captured
+     * (query_snapshot) before instance_free: the driver keeps its snapshot
+     * (a private copy, an open transaction) until then. A driver reads it
+     * only when struct_size covers it. since 1.1 */
+    int keep_snapshot;
 } coffer_dump_sink;
 
 /* Where a restore reads from. Provided by the core. */
@@ -137,7 +142,9 @@ typedef void (*coffer_check_cb)(void *ud, int ok, const char *check, const char 
  * per check, instance_free. rehearse: instance_new, scratch_create (server
  * databases), instance_free; then as restore into it, with its target;
  * then checks; finally instance_new, scratch_drop, instance_free (also
- * for a killed rehearsal's leftovers). policy check: validate only. A failing call returns its code after host->error on the same
+ * for a killed rehearsal's leftovers). backup with reference checks: as
+ * backup, dump with sink->keep_snapshot set, then query_snapshot per check,
+ * then instance_free. policy check: validate only. A failing call returns its code after host->error on the same
  * thread; the core does not retry COFFER_ERR_RETRY. One instance is used by
  * one thread at a time; sink streams may be opened from several threads
  * only with COFFER_DBCAP_PARALLEL_DUMP. */
@@ -219,6 +226,21 @@ typedef struct coffer_database_ops {
      * does not exist is not an error. Refuses names without the
      * "coffer_rehearse_" prefix (COFFER_ERR_INVALID). since 1.1 */
     coffer_status (*scratch_drop)(void *instance, const char *server, const char *name);
+
+    /* ---- reference-verified backups (optional, since 1.1) ---- */
+
+    /* Run one read-only statement against exactly what the last dump of
+     * this instance captured: the same snapshot, not the live database.
+     * Called after dump returned COFFER_OK for a sink with keep_snapshot
+     * set, from the thread that called dump; the snapshot stays valid for
+     * further calls until instance_free, which releases it (drops the
+     * copy, ends the transaction). Rows stream as query_target's (bounded
+     * memory, row_cb may stop early). A statement that does not parse or
+     * is not read-only returns COFFER_ERR_INVALID with the server's
+     * message; COFFER_ERR_UNSUPPORTED when no snapshot was kept. A server
+     * database whose component dumps several databases queries the first
+     * one (the one query_target would query). since 1.1 */
+    coffer_status (*query_snapshot)(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
 } coffer_database_ops;
 
 #ifdef __cplusplus
