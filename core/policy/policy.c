@@ -184,6 +184,34 @@ static int opt_int(const ctx *c, const cf_yn *m, const char *path, const char *k
     return rc;
 }
 
+/* Optional key whose value is one of choices (NULL-terminated): *out is
+ * its index, unchanged when the key is absent. */
+static int opt_choice(const ctx *c, const cf_yn *m, const char *path, const char *key,
+                      const char *const *choices, int *out)
+{
+    const cf_yn *v;
+    char *s = NULL;
+    if (opt_str(c, m, path, key, &s, &v) < 0)
+        return -1;
+    if (!s)
+        return 0;
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (strcmp(s, choices[i]) == 0) {
+            *out = i;
+            free(s);
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 choices[i]);
+    }
+    char *kp = pjoin(path, key);
+    fail_at(c, v, kp, "unknown value '%s'; valid values: %s", s, list);
+    free(kp);
+    free(s);
+    return -1;
+}
+
 static void strlist_add(cf_strlist *l, char *s)
 {
     l->v = cf_realloc(l->v, (l->n + 1) * sizeof *l->v);
@@ -416,14 +444,25 @@ static int collect_opts(const ctx *c, const cf_yn *m, const char *path, const ch
 
 static int parse_consistency(const ctx *c, const cf_yn *root, cf_policy *p)
 {
-    static const char *const keys[] = {"mode", "stop", "start", "timeout", NULL};
+    static const char *const keys[] = {"mode",     "stop",       "start",           "timeout",
+                                       "two_pass", "references", "on_inconsistent", NULL};
+    static const char *const bools[] = {"false", "true", NULL};
+    static const char *const refs[] = {"skip", "verify", NULL};
+    static const char *const onin[] = {"mark", "fail", NULL};
     const cf_yn *m = cf_yn_get(root, "consistency"), *v;
     char *mode = NULL;
     p->mode = CF_MODE_ONLINE;
     p->command_timeout = 600;
+    p->two_pass = -1;
+    p->verify_refs = -1;
+    p->inconsistent_fail = 0;
     if (!m || (m->kind == CF_YN_SCALAR && m->null))
         return 0;
     if (check_map(c, m, "consistency", keys, 0) < 0)
+        return -1;
+    if (opt_choice(c, m, "consistency", "two_pass", bools, &p->two_pass) < 0 ||
+        opt_choice(c, m, "consistency", "references", refs, &p->verify_refs) < 0 ||
+        opt_choice(c, m, "consistency", "on_inconsistent", onin, &p->inconsistent_fail) < 0)
         return -1;
     if (opt_str(c, m, "consistency", "mode", &mode, &v) < 0)
         return -1;
@@ -454,6 +493,12 @@ static int parse_consistency(const ctx *c, const cf_yn *root, cf_policy *p)
             }
         }
         return 0;
+    }
+    if ((v = cf_yn_get(m, "two_pass"))) {
+        fail_at(c, v, "consistency.two_pass",
+                "two_pass only applies to online mode (mode is maintenance: nothing changes "
+                "while the application is stopped); remove it or set mode: online");
+        return -1;
     }
     if (req_str(c, m, "consistency", "stop", &p->stop_cmd, &v) < 0 ||
         nonempty_cmd(c, v, "consistency.stop", p->stop_cmd) < 0)
@@ -664,13 +709,29 @@ static int covered(const cf_strlist *paths, const char *rel)
 
 static int parse_files(const ctx *c, const cf_yn *m, const char *path, cf_component *co)
 {
-    static const char *const keys[] = {"name",     "type",          "paths", "exclude",
-                                       "required", "on_unreadable", NULL};
+    static const char *const keys[] = {"name",          "type",     "paths",
+                                       "exclude",       "required", "on_unreadable",
+                                       "snapshot",      "snapshot_size", NULL};
+    static const char *const snaps[] = {"none", "btrfs", "lvm", NULL};
     const cf_yn *v;
     char *kp;
     int rc;
     if (check_map(c, m, path, keys, 0) < 0)
         return -1;
+    int snap = 0;
+    if (opt_choice(c, m, path, "snapshot", snaps, &snap) < 0)
+        return -1;
+    if (snap)
+        co->snapshot = cf_strdup(snaps[snap]);
+    if (opt_str(c, m, path, "snapshot_size", &co->snapshot_size, &v) < 0)
+        return -1;
+    if (co->snapshot_size && snap != 2) {
+        kp = pjoin(path, "snapshot_size");
+        fail_at(c, v, kp, "snapshot_size only applies to snapshot: lvm (the size of a classic, "
+                          "non-thin snapshot)");
+        free(kp);
+        return -1;
+    }
     char *ou = NULL;
     if (opt_str(c, m, path, "on_unreadable", &ou, &v) < 0)
         return -1;
@@ -1429,6 +1490,8 @@ void cf_policy_free(cf_policy *p)
         strlist_free(&co->exclude);
         strlist_free(&co->required);
         free(co->driver);
+        free(co->snapshot);
+        free(co->snapshot_size);
         cf_config_free(co->options);
     }
     free(p->components);

@@ -17,6 +17,13 @@
  *     stop: CMD                        required when mode is maintenance
  *     start: CMD                       required when mode is maintenance
  *     timeout: SECONDS                 optional, default 600, for stop/start
+ *     two_pass: true | false           online only; default true: files are walked before
+ *                                      and after the database snapshots
+ *     references: verify | skip        check the `references` checks against the captured
+ *                                      set before publishing it (default: verify online,
+ *                                      skip in maintenance mode)
+ *     on_inconsistent: mark | fail     a set whose database references paths it lacks:
+ *                                      published marked (exit 3) or refused (default mark)
  *   targets:                           required, one or more
  *     - name: NAME                     required, unique
  *       location: PATH | s3://BUCKET/PREFIX   required
@@ -33,6 +40,9 @@
  *       paths: [REL, ...]              required, relative to root, no ".."
  *       exclude: [GLOB, ...]           optional, relative to root (fnmatch, ** allowed)
  *       required: [REL, ...]           optional: each must exist at backup
+ *       snapshot: none | btrfs | lvm   optional: capture from a read-only file system
+ *                                      snapshot taken right after the database snapshots
+ *       snapshot_size: SIZE            lvm only: size of a classic (non-thin) snapshot
  *     - name: NAME
  *       type: database
  *       driver: sqlite | postgres | mysql | ...
@@ -106,6 +116,8 @@ typedef struct cf_component {
     /* files */
     cf_strlist paths, exclude, required;
     int unreadable_fail; /* on_unreadable: fail (1) or skip (0, the default) */
+    char *snapshot;      /* snapshot: "btrfs", "lvm", or NULL (none) */
+    char *snapshot_size; /* snapshot_size (lvm, classic snapshot), or NULL (thin) */
     /* database / object_store */
     char *driver;
     cf_protect protect;
@@ -183,6 +195,10 @@ typedef struct cf_policy {
     cf_mode mode;
     char *stop_cmd, *start_cmd;
     int command_timeout;  /* seconds */
+    int two_pass;          /* online: files walked before and after the database snapshots
+                              (-1 unset: on where a component has no snapshot) */
+    int verify_refs;       /* references: verify (1) | skip (0); -1 unset: online only */
+    int inconsistent_fail; /* on_inconsistent: fail (1) | mark (0, the default) */
     cf_target *targets;
     size_t ntargets;
     cf_component *components;

@@ -162,7 +162,7 @@ static const char *mr_meta_key(coffer_dump_source *src, size_t i)
 static void msink_init(msink *m)
 {
     memset(m, 0, sizeof *m);
-    m->sink = (coffer_dump_sink){sizeof m->sink, m, ms_open, ms_write, ms_close, ms_meta};
+    m->sink = (coffer_dump_sink){sizeof m->sink, m, ms_open, ms_write, ms_close, ms_meta, 0};
     m->src = (coffer_dump_source){sizeof m->src, m,        mr_count,    mr_name,       mr_size,    mr_open,
                                   mr_read,          mr_close, mr_meta_get, mr_meta_count, mr_meta_key};
 }
