@@ -218,6 +218,12 @@ static const cli_spec spec_backup = {
  * also when nothing was left out. */
 static void typed_summary(json_t *sum)
 {
+    json_object_set_new(sum, "inconsistent",
+                        json_boolean(json_is_true(json_object_get(sum, "inconsistent"))));
+    if (!json_is_array(json_object_get(sum, "missing_paths")))
+        json_object_set_new(sum, "missing_paths", json_array());
+    if (!json_is_integer(json_object_get(sum, "missing_references")))
+        json_object_set_new(sum, "missing_references", json_integer(0));
     json_object_set_new(sum, "incomplete",
                         json_boolean(json_is_true(json_object_get(sum, "incomplete"))));
     if (!json_is_array(json_object_get(sum, "unreadable_paths")))
@@ -305,6 +311,15 @@ static json_t *summary_from_manifest(cf_run *run, const char *id, double duratio
         json_object_set_new(sum, "incomplete", json_true());
     if (json_is_array(json_object_get(h, "unreadable")))
         json_object_set(sum, "unreadable_paths", json_object_get(h, "unreadable"));
+    json_object_set_new(sum, "inconsistent",
+                        json_boolean(json_is_true(json_object_get(h, "inconsistent"))));
+    json_object_set_new(sum, "missing_references",
+                        json_integer(json_integer_value(json_object_get(h, "missing_references"))));
+    json_t *refs = json_object_get(h, "references");
+    json_object_set_new(sum, "refetched",
+                        json_integer(json_integer_value(json_object_get(refs, "refetched"))));
+    json_t *paths = json_object_get(refs, "paths");
+    json_object_set_new(sum, "missing_paths", paths ? json_incref(paths) : json_array());
     json_decref(h);
     return sum;
 }
@@ -391,6 +406,15 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
     if (copy_failed) {
         cf_fail("%s", copy_err);
         return CF_EXIT_FAILED;
+    }
+    if (sum && json_is_true(json_object_get(sum, "inconsistent"))) {
+        /* Published, marked: everything that could be captured is there. */
+        cf_fail("set %s is inconsistent: its database references %lld path(s) it lacks (listed "
+                "above); `coffer sets` marks it, consistency.on_inconsistent: fail refuses such "
+                "a set",
+                id, (long long)json_integer_value(json_object_get(sum, "missing_references")));
+        cli_error("%s", cf_error());
+        return CF_EXIT_PROBLEMS;
     }
     if (sum && json_is_true(json_object_get(sum, "incomplete"))) {
         /* Like restic and borg: everything else is in the set, exit 3. */

@@ -24,7 +24,9 @@
 #include "engine/objects.h"
 #include "engine/prefetch.h"
 #include "engine/progress.h"
+#include "engine/refcheck.h"
 #include "plugin/host.h"
+#include "util/beneath.h"
 #include "plugin/registry.h"
 #include "util/util.h"
 
@@ -206,6 +208,7 @@ typedef struct job {
     int vanished; /* deleted between the walk and the read: left out */
     int unreadable; /* could not be read and may be left out: err holds why */
     int prefetched; /* counted in pool.pf_ahead until a worker takes it */
+    cf_entry *fallback; /* the first pass's copy, kept if the file vanished since */
     int rc;
     char err[1024];
 } job;
@@ -238,6 +241,14 @@ typedef struct pool {
     const char *walking; /* component being walked */
     uint64_t new_raw;
     int failed;
+    /* The final pass notes every entry for the reference checks. */
+    cf_refcheck *rck;
+    /* Second pass of an online backup: the first pass's entries, merged
+     * in walk order (p1e is the next one, when p1_have). */
+    cf_mwriter *p1;
+    cf_entry p1e;
+    int p1_have, p1_eof;
+    uint64_t p1_kept; /* first-pass entries gone from the tree since: kept */
 } pool;
 
 static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
@@ -397,6 +408,10 @@ static void *prefetcher(void *arg)
 static void job_free(job *j)
 {
     cf_entry_clear(&j->e);
+    if (j->fallback) {
+        cf_entry_clear(j->fallback);
+        free(j->fallback);
+    }
     free(j->abs);
     free(j);
 }
@@ -436,7 +451,7 @@ static int emit_ready(pool *pl, int wait_all)
         if (j->rc != 0) {
             cf_fail("%s", j->err);
             rc = -1;
-        } else if (j->vanished) {
+        } else if (j->vanished && !j->fallback) {
             pl->vanished++;
         } else if (j->unreadable) {
             record_unreadable(pl, j->e.component, j->e.path, j->err);
@@ -449,9 +464,18 @@ static int emit_ready(pool *pl, int wait_all)
             } else {
                 pl->links++;
             }
+            if (j->vanished) { /* read in the first pass, gone since: that copy */
+                cf_entry_clear(&j->e);
+                j->e = *j->fallback;
+                free(j->fallback);
+                j->fallback = NULL;
+                pl->p1_kept++;
+            }
             if (j->e.kind == CF_ENT_FILE) /* the summary counts files, so does the bar */
                 cf_progress_add(0, 1);
             rc = cf_manifest_add(pl->mw, &j->e);
+            if (rc == 0 && pl->rck)
+                rc = cf_refcheck_note(pl->rck, &j->e);
         }
         job_free(j);
         if (rc != 0) {
@@ -462,19 +486,163 @@ static int emit_ready(pool *pl, int wait_all)
     return 0;
 }
 
+/* ---- second pass: merging the first ------------------------------- */
+
+static int comp_index(const cf_policy *p, const char *name)
+{
+    for (size_t i = 0; i < p->ncomponents; i++)
+        if (strcmp(p->components[i].name, name) == 0)
+            return (int)i;
+    return (int)p->ncomponents;
+}
+
+/* Which of the component's paths the walk found rel under. */
+static size_t root_index(const cf_component *c, const char *rel)
+{
+    for (size_t i = 0; i < c->paths.n; i++) {
+        const char *r = c->paths.v[i];
+        size_t n = strlen(r);
+        if (strcmp(r, ".") == 0 || (strncmp(rel, r, n) == 0 && (!rel[n] || rel[n] == '/')))
+            return i;
+    }
+    return c->paths.n;
+}
+
+/* Walk order of two paths below one top: name by name (strcmp, as the
+ * walk sorts a directory), a directory before what it holds. */
+static int seg_cmp(const char *a, const char *b)
+{
+    for (;;) {
+        size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
+        int c = memcmp(a, b, la < lb ? la : lb);
+        if (c)
+            return c;
+        if (la != lb)
+            return la < lb ? -1 : 1;
+        a += la;
+        b += lb;
+        if (!*a || !*b)
+            return *a ? 1 : *b ? -1 : 0;
+        a++;
+        b++;
+    }
+}
+
+static int walk_cmp(const cf_policy *p, const cf_entry *a, const cf_entry *b)
+{
+    int ca = comp_index(p, a->component), cb = comp_index(p, b->component);
+    if (ca != cb)
+        return ca < cb ? -1 : 1;
+    if (ca == (int)p->ncomponents)
+        return 0;
+    const cf_component *c = &p->components[ca];
+    size_t ra = root_index(c, a->path), rb = root_index(c, b->path);
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    return seg_cmp(a->path, b->path);
+}
+
+static int p1_peek(pool *pl)
+{
+    if (pl->p1_have || pl->p1_eof)
+        return 0;
+    int r = cf_manifest_spool_next(pl->p1, &pl->p1e);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        pl->p1_eof = 1;
+    else
+        pl->p1_have = 1;
+    return 0;
+}
+
+static int push_job(pool *pl, job *j, int reused);
+
+/* Emit the first pass's entries that the walk has passed without seeing
+ * them again (gone from the tree: captured before the database
+ * snapshots, they stay in the set): those before e, or with e NULL those
+ * of components up to index upto. The entry equal to e, if any, moves
+ * into *match. */
+static int p1_drain(pool *pl, const cf_entry *e, int upto, cf_entry **match)
+{
+    const cf_policy *p = pl->run->policy;
+    for (;;) {
+        if (p1_peek(pl) != 0)
+            return -1;
+        if (!pl->p1_have)
+            return 0;
+        int c = e ? walk_cmp(p, &pl->p1e, e) : comp_index(p, pl->p1e.component) <= upto ? -1 : 1;
+        if (c > 0)
+            return 0;
+        pl->p1_have = 0;
+        if (c == 0) {
+            *match = cf_malloc(sizeof **match);
+            **match = pl->p1e;
+            memset(&pl->p1e, 0, sizeof pl->p1e);
+            return 0;
+        }
+        job *k = cf_calloc(1, sizeof *k);
+        k->e = pl->p1e;
+        memset(&pl->p1e, 0, sizeof pl->p1e);
+        k->done = 1;
+        pthread_mutex_lock(&pl->mu);
+        pl->p1_kept++;
+        pthread_mutex_unlock(&pl->mu);
+        if (push_job(pl, k, 0) != 0)
+            return -1;
+    }
+}
+
+/* A file the first pass read and that has not changed since keeps that
+ * pass's chunks. */
+static int reuse_first(job *j, cf_entry *m)
+{
+    if (!m || m->kind != CF_ENT_FILE || j->e.kind != CF_ENT_FILE || m->size != j->e.size ||
+        m->mtime != j->e.mtime || m->mtime_ns != j->e.mtime_ns || m->ctime != j->e.ctime ||
+        m->ctime_ns != j->e.ctime_ns || m->ino != j->e.ino)
+        return 0;
+    j->e.chunks = m->chunks;
+    j->e.nchunks = m->nchunks;
+    m->chunks = NULL;
+    m->nchunks = 0;
+    return 1;
+}
+
 static int on_entry(void *ud, cf_entry *e, const char *abs)
 {
     pool *pl = ud;
+    cf_entry *match = NULL;
+    if (pl->p1 && p1_drain(pl, e, 0, &match) != 0) {
+        cf_entry_clear(e);
+        return -1;
+    }
     job *j = cf_calloc(1, sizeof *j);
     j->e = *e;
     memset(e, 0, sizeof *e);
-    int reused = j->e.kind == CF_ENT_FILE && reuse_previous(pl, j);
+    int reused = j->e.kind == CF_ENT_FILE && (reuse_first(j, match) || reuse_previous(pl, j));
     if (j->e.kind == CF_ENT_FILE && !reused) {
         j->abs = cf_strdup(abs);
         j->needs_read = 1;
+        if (match && match->kind == CF_ENT_FILE) {
+            j->fallback = match;
+            match = NULL;
+        }
     } else {
         j->done = 1;
     }
+    if (match) {
+        cf_entry_clear(match);
+        free(match);
+    }
+    int rc = push_job(pl, j, reused);
+    if (rc == 0 && cf_cancel_flag)
+        rc = cf_fail("cancelled");
+    return rc;
+}
+
+/* Queue a job behind the others (walking thread); emits what is done. */
+static int push_job(pool *pl, job *j, int reused)
+{
     pthread_mutex_lock(&pl->mu);
     if (reused)
         pl->reused_files++;
@@ -495,8 +663,6 @@ static int on_entry(void *ud, cf_entry *e, const char *abs)
         job_free(j);
     }
     pthread_mutex_unlock(&pl->mu);
-    if (rc == 0 && cf_cancel_flag)
-        rc = cf_fail("cancelled");
     return rc;
 }
 
@@ -529,6 +695,98 @@ static void build_skip(const cf_policy *p, const cf_component *c, char **owned, 
     }
     *skip = v;
     *nskip = n;
+}
+
+static void pool_start(pool *pl, cf_run *run, const cf_cdc *cdc, const prev_map *prev)
+{
+    pl->run = run;
+    pl->cdc = cdc;
+    pl->prev = prev;
+    pl->online = run->policy->mode == CF_MODE_ONLINE;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->work, NULL);
+    pthread_cond_init(&pl->done, NULL);
+    pthread_cond_init(&pl->space, NULL);
+    pthread_cond_init(&pl->pf, NULL);
+    pl->pf_running = pthread_create(&pl->pf_thread, NULL, prefetcher, pl) == 0;
+    pl->nthreads = cf_worker_count();
+    pl->threads = cf_calloc((size_t)pl->nthreads, sizeof(pthread_t));
+    for (int i = 0; i < pl->nthreads; i++)
+        pthread_create(&pl->threads[i], NULL, worker, pl);
+}
+
+static void pool_stop(pool *pl)
+{
+    if (!pl->threads)
+        return;
+    pthread_mutex_lock(&pl->mu);
+    pl->stop = 1;
+    pthread_cond_broadcast(&pl->work);
+    pthread_cond_broadcast(&pl->pf);
+    pthread_mutex_unlock(&pl->mu);
+    for (int i = 0; i < pl->nthreads; i++)
+        pthread_join(pl->threads[i], NULL);
+    if (pl->pf_running)
+        pthread_join(pl->pf_thread, NULL);
+    /* After a failure: drop what is left (workers have stopped). */
+    while (pl->head < pl->tail)
+        job_free(pl->ring[pl->head++ % RING]);
+    free(pl->threads);
+    pl->threads = NULL;
+    if (pl->p1_have)
+        cf_entry_clear(&pl->p1e);
+    pl->p1_have = 0;
+    pthread_mutex_destroy(&pl->mu);
+    pthread_cond_destroy(&pl->work);
+    pthread_cond_destroy(&pl->done);
+    pthread_cond_destroy(&pl->space);
+    pthread_cond_destroy(&pl->pf);
+}
+
+/* Walk every files component into pl->mw. first: the first pass of an
+ * online backup (components read from a file system snapshot wait for
+ * it); comps, when not NULL, gets each component's summary. */
+static int walk_files(pool *pl, char **owned, size_t nowned, json_t *comps, int first)
+{
+    const cf_policy *p = pl->run->policy;
+    int rc = 0;
+    for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
+        const cf_component *c = &p->components[i];
+        if (c->type != CF_COMP_FILES || (first && c->snapshot))
+            continue;
+        uint64_t f0 = pl->files, b0 = pl->bytes;
+        double tc = cf_now();
+        char **skip;
+        size_t nskip;
+        build_skip(p, c, owned, nowned, &skip, &nskip);
+        cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
+                           .cb = on_entry, .ud = pl, .unreadable = walk_unreadable};
+        pl->walking = c->name;
+        rc = cf_walk_component(&wo);
+        if (rc == 0 && pl->p1)
+            rc = p1_drain(pl, NULL, (int)i, NULL);
+        if (rc == 0) {
+            pthread_mutex_lock(&pl->mu);
+            rc = emit_ready(pl, 1);
+            pthread_mutex_unlock(&pl->mu);
+        }
+        cf_strv_free(skip, nskip);
+        if (rc == 0)
+            cf_log(CF_LOG_DEBUG, "component '%s'%s: %llu files in %.2f s", c->name,
+                   first ? " (first pass)" : "", (unsigned long long)(pl->files - f0),
+                   cf_now() - tc);
+        if (!comps)
+            continue;
+        json_t *cj = json_pack("{s:s,s:s}", "name", c->name, "type", "files");
+        json_t *pa = json_array();
+        for (size_t k = 0; k < c->paths.n; k++)
+            json_array_append_new(pa, json_string(c->paths.v[k]));
+        json_object_set_new(cj, "paths", pa);
+        json_object_set_new(cj, "files", json_integer((json_int_t)(pl->files - f0)));
+        json_object_set_new(cj, "bytes", json_integer((json_int_t)(pl->bytes - b0)));
+        json_array_append_new(comps, cj);
+    }
+    return rc;
 }
 
 /* ---- database sink -------------------------------------------------- */
@@ -764,10 +1022,11 @@ static coffer_status sink_meta(coffer_dump_sink *sink, const char *key, const ch
 }
 
 static int dump_database(cf_run *run, const cf_cdc *cdc, cf_dbinst *db, cf_mwriter *mw,
-                         json_t *comp_json, uint64_t *bytes, uint64_t *new_raw)
+                         json_t *comp_json, uint64_t *bytes, uint64_t *new_raw, int keep)
 {
     dbsink s = {0};
     s.sink.struct_size = sizeof s.sink;
+    s.sink.keep_snapshot = keep && db->ops->query_snapshot;
     s.sink.ctx = &s;
     s.sink.stream_open = sink_open;
     s.sink.stream_write = sink_write;
@@ -908,6 +1167,116 @@ static coffer_status discard_remove(void *inst, const char *key)
     return COFFER_OK;
 }
 
+#define INCONSISTENT_LISTED 1000
+
+/* Log each listed problem of a references report. */
+static void json_array_foreach_path_log(json_t *refs)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(refs, "paths"), i, x) {
+        char *path = cf_json_get_name(x, "path");
+        cf_log(CF_LOG_WARN, "check %s: %s: %s", json_string_value(json_object_get(x, "check")),
+               path ? path : "?", json_string_value(json_object_get(x, "reason")));
+        free(path);
+    }
+}
+
+/* The summary's reference fields (also when nothing is missing). */
+static void summary_references(json_t *sum, json_t *refs, uint64_t problems)
+{
+    json_object_set_new(sum, "inconsistent", json_boolean(problems > 0));
+    json_object_set_new(sum, "missing_references", json_integer((json_int_t)problems));
+    json_object_set_new(sum, "refetched",
+                        json_integer(json_integer_value(json_object_get(refs, "refetched"))));
+    json_t *paths = json_object_get(refs, "paths");
+    json_object_set_new(sum, "missing_paths", paths ? json_incref(paths) : json_array());
+    if (refs)
+        json_object_set(sum, "references", json_object_get(refs, "checks"));
+}
+
+/* Is rel, or a directory above it, excluded from c or captured by
+ * something else (skip)? The walk would not have taken it either. */
+static int refetch_refused(const cf_component *c, char **skip, size_t nskip, const char *rel)
+{
+    char *d = cf_strdup(rel);
+    int no = 0;
+    for (char *slash = NULL;; *slash = 0) {
+        if (cf_exclude_match(&c->exclude, d))
+            no = 1;
+        for (size_t i = 0; i < nskip; i++)
+            if (strcmp(skip[i], d) == 0)
+                no = 1;
+        if (no || !(slash = strrchr(d, '/')))
+            break;
+    }
+    free(d);
+    return no;
+}
+
+/* Capture again the paths the snapshot references and the set lacks,
+ * when they still exist (a file renamed into place after the walk
+ * passed, say): read beneath the root without following symbolic links. */
+static int refetch(cf_run *run, const cf_cdc *cdc, cf_mwriter *mw, cf_refcheck *rck,
+                   char **owned, size_t nowned, pool *pl)
+{
+    const cf_policy *p = run->policy;
+    int rootfd = open(p->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return cf_fail_errno("cannot open %s", p->root);
+    cf_ingest g;
+    cf_ingest_init(&g, run->repo, cdc);
+    const char *comp, *rel;
+    uint64_t got = 0;
+    int rc = 0;
+    while (rc == 0 && cf_refcheck_next_missing(rck, &comp, &rel) == 1) {
+        const cf_component *c = cf_policy_component(p, comp);
+        char **skip;
+        size_t nskip;
+        build_skip(p, c, owned, nowned, &skip, &nskip);
+        int refused = refetch_refused(c, skip, nskip, rel);
+        cf_strv_free(skip, nskip);
+        if (refused)
+            continue;
+        int fd = cf_beneath_open(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOATIME, 0);
+        if (fd < 0 && errno == EPERM)
+            fd = cf_beneath_open(rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
+        if (fd < 0)
+            continue; /* gone: missing it stays */
+        char *abs = cf_asprintf("%s/%s", p->root, rel);
+        cf_entry e;
+        if (cf_file_entry(c, abs, rel, fd, &e) == 0) {
+            if (e.kind == CF_ENT_FILE) {
+                cf_ingest_reset(&g);
+                rc = cf_ingest_fd(&g, fd, abs);
+                if (rc == 0)
+                    rc = cf_ingest_finish(&g);
+                if (rc == 0) {
+                    e.size = g.size;
+                    e.chunks = cf_ingest_take(&g, &e.nchunks);
+                    rc = cf_manifest_add(mw, &e);
+                }
+                if (rc == 0) {
+                    cf_refcheck_fetched(rck);
+                    pl->files++;
+                    pl->bytes += e.size;
+                    got++;
+                    cf_log(CF_LOG_INFO, "%s: not in the walk, fetched again (the database "
+                           "snapshot references it)", rel);
+                }
+            }
+            cf_entry_clear(&e);
+        }
+        free(abs);
+        close(fd);
+    }
+    cf_ingest_free(&g);
+    close(rootfd);
+    if (got)
+        cf_log(CF_LOG_INFO, "%llu referenced path(s) fetched again", (unsigned long long)got);
+    return rc;
+}
+
 static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
 {
     cf_policy *p = run->policy;
@@ -963,7 +1332,14 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     }
 
     prev_map prev = {0};
-    cf_mwriter *mw = NULL;
+    cf_mwriter *mw = NULL, *first = NULL;
+    cf_refcheck *rck = rc == 0 ? cf_refcheck_new(p) : NULL;
+    /* Online without a snapshot, files are walked twice (see below). */
+    int two_pass = 0;
+    if (p->mode == CF_MODE_ONLINE && p->two_pass != 0)
+        for (size_t i = 0; i < p->ncomponents; i++)
+            if (p->components[i].type == CF_COMP_FILES && !p->components[i].snapshot)
+                two_pass = 1;
     json_t *comps = json_array();
     uint64_t db_bytes = 0, db_new = 0;
     pool pl = {0};
@@ -987,63 +1363,59 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         rc = cf_fail("cancelled");
 
     cf_progress_start("backup", 0, run->no_progress); /* total: from the previous set */
-    /* Databases first: in online mode the files are captured after the
-     * database snapshot, and the set says so. */
+    /* Online, two passes: the files once before the database snapshots
+     * (what a row the snapshot holds may name was written before it), once
+     * after (what changed since), so the set has every object that existed
+     * at the snapshot, even those deleted while the backup ran. */
+    if (rc == 0 && two_pass) {
+        rc = cf_manifest_begin(&first);
+        if (rc == 0) {
+            prev_wait(&pload);
+            cf_progress_set_total(prev.bytes);
+            pool_start(&pl, run, &cdc, &prev);
+            pl.mw = first;
+            cf_log(CF_LOG_INFO, "first file pass, before the database snapshots");
+            rc = walk_files(&pl, owned, nowned, NULL, 1);
+        }
+    }
+    /* Databases: in online mode the files are captured after the database
+     * snapshot (or around it, with two passes), and the set says so. */
     for (size_t i = 0; i < ndb && rc == 0; i++) {
         json_t *cj = json_pack("{s:s,s:s,s:s}", "name", dbs[i].comp->name, "type", "database",
                                "driver", dbs[i].comp->driver);
-        rc = dump_database(run, &cdc, &dbs[i], mw, cj, &db_bytes, &db_new);
+        rc = dump_database(run, &cdc, &dbs[i], mw, cj, &db_bytes, &db_new,
+                           cf_refcheck_uses_db(rck, dbs[i].comp->name));
         json_array_append_new(comps, cj);
     }
 
-    prev_wait(&pload);
-    if (rc == 0) {
+    if (rc == 0 && !pl.threads) {
+        prev_wait(&pload);
         cf_progress_set_total(prev.bytes);
-        pl.run = run;
-        pl.cdc = &cdc;
-        pl.prev = &prev;
+        pool_start(&pl, run, &cdc, &prev);
+    }
+    if (rc == 0 && two_pass) {
+        /* Second pass: what changed or appeared since the first, merged
+         * with it; files gone since stay as the first pass read them. */
+        cf_log(CF_LOG_INFO, "second file pass: what changed since the database snapshots");
+        pl.files = pl.dirs = pl.links = pl.bytes = pl.reused_files = pl.vanished = 0;
+        pl.unreadable = 0;
+        json_array_clear(pl.unreadable_list);
+        if ((rc = cf_manifest_spool_rewind(first)) == 0)
+            pl.p1 = first;
+    }
+    if (rc == 0) {
         pl.mw = mw;
-        pl.online = p->mode == CF_MODE_ONLINE;
-        pthread_mutex_init(&pl.mu, NULL);
-        pthread_cond_init(&pl.work, NULL);
-        pthread_cond_init(&pl.done, NULL);
-        pthread_cond_init(&pl.space, NULL);
-        pthread_cond_init(&pl.pf, NULL);
-        pl.pf_running = pthread_create(&pl.pf_thread, NULL, prefetcher, &pl) == 0;
-        pl.nthreads = cf_worker_count();
-        pl.threads = cf_calloc((size_t)pl.nthreads, sizeof(pthread_t));
-        for (int i = 0; i < pl.nthreads; i++)
-            pthread_create(&pl.threads[i], NULL, worker, &pl);
-        for (size_t i = 0; i < p->ncomponents && rc == 0; i++) {
-            const cf_component *c = &p->components[i];
-            if (c->type != CF_COMP_FILES)
-                continue;
-            uint64_t f0 = pl.files, b0 = pl.bytes;
-            double tc = cf_now();
-            char **skip;
-            size_t nskip;
-            build_skip(p, c, owned, nowned, &skip, &nskip);
-            cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
-                               .cb = on_entry, .ud = &pl, .unreadable = walk_unreadable};
-            pl.walking = c->name;
-            rc = cf_walk_component(&wo);
-            if (rc == 0) {
+        pl.rck = rck;
+        rc = walk_files(&pl, owned, nowned, comps, 0);
+        if (rc == 0 && pl.p1) {
+            if ((rc = p1_drain(&pl, NULL, (int)p->ncomponents, NULL)) == 0) {
                 pthread_mutex_lock(&pl.mu);
                 rc = emit_ready(&pl, 1);
                 pthread_mutex_unlock(&pl.mu);
             }
-            cf_strv_free(skip, nskip);
-            if (rc == 0)
-                cf_log(CF_LOG_DEBUG, "component '%s': %llu files in %.2f s", c->name,
-                       (unsigned long long)(pl.files - f0), cf_now() - tc);
-            json_t *cj = json_pack("{s:s,s:s}", "name", c->name, "type", "files");
-            json_t *pa = json_array();
-            for (size_t k = 0; k < c->paths.n; k++)
-                json_array_append_new(pa, json_string(c->paths.v[k]));
-            json_object_set_new(cj, "paths", pa);
-            json_object_set_new(cj, "files", json_integer((json_int_t)(pl.files - f0)));
-            json_object_set_new(cj, "bytes", json_integer((json_int_t)(pl.bytes - b0)));
-            json_array_append_new(comps, cj);
+            cf_log(CF_LOG_DEBUG, "second file pass: %llu unchanged since the first, %llu gone since "
+                   "(kept as the first pass read them)", (unsigned long long)pl.reused_files,
+                   (unsigned long long)pl.p1_kept);
         }
         cf_prefetch_stop(warm);
         warm = NULL;
@@ -1060,25 +1432,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             json_array_append_new(comps, cj);
             cf_ingest_free(&g);
         }
-        pthread_mutex_lock(&pl.mu);
-        pl.stop = 1;
-        pthread_cond_broadcast(&pl.work);
-        pthread_cond_broadcast(&pl.pf);
-        pthread_mutex_unlock(&pl.mu);
-        for (int i = 0; i < pl.nthreads; i++)
-            pthread_join(pl.threads[i], NULL);
-        if (pl.pf_running)
-            pthread_join(pl.pf_thread, NULL);
-        /* After a failure: drop what is left (workers have stopped). */
-        while (pl.head < pl.tail)
-            job_free(pl.ring[pl.head++ % RING]);
-        free(pl.threads);
-        pthread_mutex_destroy(&pl.mu);
-        pthread_cond_destroy(&pl.work);
-        pthread_cond_destroy(&pl.done);
-        pthread_cond_destroy(&pl.space);
-        pthread_cond_destroy(&pl.pf);
     }
+    pool_stop(&pl);
     cf_prefetch_stop(warm);
     cf_progress_stop();
     if (rc == 0 && cf_cancel_flag)
@@ -1094,6 +1449,32 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         if (start_rc != 0)
             snprintf(start_err, sizeof start_err, "%s", cf_error());
         cf_fail("%s", saved);
+    }
+
+    /* Reference verification: the snapshot's references against what
+     * the set holds, before anything is published. */
+    json_t *refs = NULL;
+    if (rc == 0 && rck) {
+        rc = cf_refcheck_eval(rck, dbs, ndb);
+        if (rc == 0 && cf_refcheck_problems(rck))
+            rc = refetch(run, &cdc, mw, rck, owned, nowned, &pl);
+        if (rc == 0)
+            refs = cf_refcheck_report(rck, INCONSISTENT_LISTED);
+    }
+    uint64_t problems = cf_refcheck_problems(rck);
+    if (rc == 0 && problems) {
+        json_t *first_path = json_array_get(json_object_get(refs, "paths"), 0);
+        char *fp = first_path ? cf_json_get_name(first_path, "path") : NULL;
+        const char *why = first_path ? json_string_value(json_object_get(first_path, "reason")) : "";
+        cf_log(CF_LOG_WARN, "the database snapshot references %llu path(s) the set lacks, e.g. "
+               "%s (%s); the set is inconsistent", (unsigned long long)problems, fp ? fp : "?",
+               why ? why : "");
+        json_array_foreach_path_log(refs);
+        if (p->inconsistent_fail)
+            rc = cf_fail("set not published: the database snapshot references %llu path(s) it "
+                         "lacks, e.g. %s (%s); consistency.on_inconsistent is fail",
+                         (unsigned long long)problems, fp ? fp : "?", why ? why : "");
+        free(fp);
     }
 
     if (rc == 0 && !dry)
@@ -1138,6 +1519,16 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             json_object_set(header, "unreadable", pl.unreadable_list);
         }
         json_object_set_new(header, "totals", tot);
+        if (refs)
+            json_object_set(header, "references", refs);
+        if (problems) {
+            json_object_set_new(header, "inconsistent", json_true());
+            json_object_set_new(header, "missing_references", json_integer((json_int_t)problems));
+        }
+        if (two_pass)
+            json_object_set_new(header, "note",
+                                json_string("online, two passes: files were captured before "
+                                            "and after the database snapshot"));
         if (!dry) {
             rc = cf_manifest_commit(mw, run->repo, set_id, header);
             if (rc != 0) {
@@ -1165,6 +1556,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             json_object_set_new(*summary, "incomplete", json_true());
             json_object_set(*summary, "unreadable_paths", pl.unreadable_list);
         }
+        summary_references(*summary, refs, problems);
         if (dry) {
             json_object_del(*summary, "set");
             json_object_set_new(*summary, "dry_run", json_true());
@@ -1177,6 +1569,10 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     }
     if (header)
         json_decref(header);
+    json_decref(refs);
+    cf_refcheck_free(rck);
+    if (first)
+        cf_manifest_free(first);
     json_decref(pl.unreadable_list);
     json_decref(comps);
     cf_manifest_free(mw);

@@ -178,8 +178,7 @@ static void set_error(result *res, const char *fmt, ...)
 
 /* ---- paths ------------------------------------------------------------- */
 
-/* Is rel one of paths, below one, or is "." among them? */
-static int in_paths(const cf_strlist *paths, const char *rel)
+int cf_check_in_paths(const cf_strlist *paths, const char *rel)
 {
     for (size_t i = 0; i < paths->n; i++) {
         const char *p = paths->v[i];
@@ -191,10 +190,8 @@ static int in_paths(const cf_strlist *paths, const char *rel)
     return 0;
 }
 
-/* prefix + value made relative to the policy root: a pointer into buf,
- * or NULL (why says: "outside the policy root", "not a plain path"). */
-static const char *rel_path(const cf_policy *p, const cf_app_check *ck, const char *value,
-                            cf_buf *buf, const char **why)
+const char *cf_check_ref_path(const cf_policy *p, const cf_app_check *ck, const char *value,
+                              cf_buf *buf, const char **why)
 {
     buf->len = 0;
     cf_buf_append(buf, ck->prefix, strlen(ck->prefix));
@@ -318,7 +315,7 @@ static double elapsed(const struct timespec *t0)
 static void check_reference(qctx *q, int ncols, const char *const *v)
 {
     const char *why = NULL;
-    const char *rel = rel_path(q->r->p, q->ck, v[0], &q->path, &why);
+    const char *rel = cf_check_ref_path(q->r->p, q->ck, v[0], &q->path, &why);
     const char *size_s = ncols > 1 ? v[1] : NULL, *sha_s = ncols > 2 ? v[2] : NULL;
     uint64_t want = 0;
     if (size_s && parse_u64(size_s, &want) != 0) {
@@ -343,7 +340,7 @@ static void check_reference(qctx *q, int ncols, const char *const *v)
         add_problem(q->res, "%s: %s", (const char *)q->path.data, why);
         return;
     }
-    if (!in_paths(&q->co->paths, rel)) {
+    if (!cf_check_in_paths(&q->co->paths, rel)) {
         add_problem(q->res, "%s: outside component '%s'", rel, q->co->name);
         return;
     }
@@ -386,7 +383,7 @@ static void note_reference(qctx *q, const char *value)
         cf_buf_append(&q->path, q->ck->prefix, strlen(q->ck->prefix));
         cf_buf_append(&q->path, value, strlen(value) + 1);
         s = (const char *)q->path.data;
-    } else if (!(s = rel_path(q->r->p, q->ck, value, &q->path, &why))) {
+    } else if (!(s = cf_check_ref_path(q->r->p, q->ck, value, &q->path, &why))) {
         return; /* references nothing that could be walked */
     }
     if (q->nhash == q->caphash) {

@@ -47,4 +47,13 @@ typedef struct cf_checks_env {
  * when nothing could run (cf_error). */
 int cf_checks_run(const cf_checks_env *e, json_t *out);
 
+/* How a references check reads a row's path (shared with the backup's
+ * reference verification, engine/refcheck.h): prefix + value made
+ * relative to the policy root, a pointer into buf, or NULL (why says:
+ * "outside the policy root", "not a plain path"). */
+const char *cf_check_ref_path(const cf_policy *p, const cf_app_check *ck, const char *value,
+                              cf_buf *buf, const char **why);
+/* Is rel one of paths, below one, or is "." among them? */
+int cf_check_in_paths(const cf_strlist *paths, const char *rel);
+
 #endif

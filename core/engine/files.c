@@ -265,6 +265,23 @@ static int walk_children(walker *w, const char *abs, const char *rel)
     return rc;
 }
 
+int cf_file_entry(const cf_component *c, const char *abs, const char *rel, int fd, cf_entry *e)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return cf_fail_errno("%s", rel);
+    cf_walk_opts o = {.comp = c};
+    walker w = {.o = &o};
+    w.disk = archive_read_disk_new();
+    archive_read_disk_set_standard_lookup(w.disk);
+    archive_read_disk_set_symlink_physical(w.disk);
+    archive_read_disk_set_behavior(w.disk, ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS |
+                                               ARCHIVE_READDISK_NO_SPARSE);
+    int rc = fill_entry(&w, abs, rel, &st, e);
+    archive_read_free(w.disk);
+    return rc;
+}
+
 int cf_walk_component(const cf_walk_opts *o)
 {
     walker w = {.o = o};
@@ -281,10 +298,12 @@ int cf_walk_component(const cf_walk_opts *o)
         const char *rel = o->comp->paths.v[i];
         if (strcmp(rel, ".") == 0) {
             /* the whole root: its content, not an entry named "." */
-            rc = walk_children(&w, o->root, NULL);
+            char *src = o->source ? o->source(o->sud, ".") : cf_strdup(o->root);
+            rc = walk_children(&w, src, NULL);
+            free(src);
             continue;
         }
-        char *abs = cf_asprintf("%s/%s", o->root, rel);
+        char *abs = o->source ? o->source(o->sud, rel) : cf_asprintf("%s/%s", o->root, rel);
         struct stat st;
         if (lstat(abs, &st) != 0 && errno == ENOENT) {
             int required = 0;

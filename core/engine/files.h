@@ -26,11 +26,21 @@ typedef struct cf_walk_opts {
      * reported here and left out, when this is set and the component's
      * on_unreadable is skip; otherwise the walk fails. */
     void (*unreadable)(void *ud, const char *rel, const char *reason);
+    /* Where the tree is read from, when not from root: the absolute path
+     * that holds root/<path> for each of the component's paths ("." for
+     * root itself), malloc'd; a file system snapshot's. Entries keep their
+     * paths relative to root. NULL: read the live tree. */
+    char *(*source)(void *sud, const char *path);
+    void *sud;
 } cf_walk_opts;
 
 /* Walk every path of the component. Missing `required` paths fail (the
  * caller checks them first too); missing other paths are warned about. */
 int cf_walk_component(const cf_walk_opts *o);
+
+/* The entry of one file already open as fd (abs its path, rel relative to
+ * the policy root), with the walk's metadata. */
+int cf_file_entry(const cf_component *c, const char *abs, const char *rel, int fd, cf_entry *e);
 
 /* 1 if rel is, lies under, or holds one of the component's required
  * paths: such a path can never be skipped. */

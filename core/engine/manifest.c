@@ -643,6 +643,29 @@ int cf_manifest_add(cf_mwriter *w, const cf_entry *e)
     return 0;
 }
 
+int cf_manifest_spool_rewind(cf_mwriter *w)
+{
+    if (fflush(w->spool) != 0 || fseek(w->spool, 0, SEEK_SET) != 0)
+        return cf_fail_errno("manifest spool file");
+    return 0;
+}
+
+int cf_manifest_spool_next(cf_mwriter *w, cf_entry *e)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, w->spool);
+    if (n < 0) {
+        free(line);
+        return ferror(w->spool) ? cf_fail_errno("cannot read manifest spool file") : 0;
+    }
+    if (n && line[n - 1] == '\n')
+        n--;
+    int rc = cf_entry_parse_fast(line, (size_t)n, e);
+    free(line);
+    return rc == 0 ? 1 : -1;
+}
+
 uint64_t cf_manifest_count(cf_mwriter *w)
 {
     return w->count;

@@ -139,6 +139,11 @@ int cf_manifest_begin(cf_mwriter **out);
 /* Thread-compatible: call from one thread. */
 int cf_manifest_add(cf_mwriter *w, const cf_entry *e);
 uint64_t cf_manifest_count(cf_mwriter *w);
+/* Read back what was added, in order (a spool used as a temporary list,
+ * never committed): rewind once, then 1 with *e filled (clear it after),
+ * 0 at the end, -1 error. */
+int cf_manifest_spool_rewind(cf_mwriter *w);
+int cf_manifest_spool_next(cf_mwriter *w, cf_entry *e);
 /* Write sets/<set_id>: header (borrowed), spooled entries, end line. */
 int cf_manifest_commit(cf_mwriter *w, cf_repo *r, const char *set_id, json_t *header);
 void cf_manifest_free(cf_mwriter *w);
