@@ -560,6 +560,13 @@ static int cmd_sets(int argc, char **argv)
                             json_boolean(json_is_true(json_object_get(h, "incomplete"))));
         json_t *unr = json_object_get(h, "unreadable");
         json_object_set_new(o, "unreadable", json_is_array(unr) ? json_incref(unr) : json_array());
+        int inconsistent = json_is_true(json_object_get(h, "inconsistent"));
+        json_t *mp = json_object_get(json_object_get(h, "references"), "paths");
+        json_object_set_new(o, "inconsistent", json_boolean(inconsistent));
+        json_object_set_new(o, "missing_references",
+                            json_integer(json_integer_value(json_object_get(h, "missing_references"))));
+        json_object_set_new(o, "missing_paths",
+                            inconsistent && json_is_array(mp) ? json_incref(mp) : json_array());
         /* When a rehearsal last proved it, and how the last one went. */
         json_t *last = NULL, *last_ok = NULL;
         if (cf_proof_latest(run->repo, ids[i], &last, &last_ok) != 0)
@@ -594,6 +601,9 @@ static int cmd_sets(int argc, char **argv)
             if (json_is_true(json_object_get(h, "incomplete")))
                 printf("  INCOMPLETE (%lld unreadable)",
                        (long long)json_integer_value(json_object_get(tot, "unreadable")));
+            if (inconsistent)
+                printf("  INCONSISTENT (%lld referenced paths missing)",
+                       (long long)json_integer_value(json_object_get(h, "missing_references")));
             if (last && json_is_true(json_object_get(last, "ok")))
                 printf("  proven %s", json_string_value(json_object_get(last, "time")));
             else if (last)

@@ -113,6 +113,8 @@ static const metric metrics[] = {
      "Bytes of new chunks the last backup added (before compression)."},
     {"coffer_backup_bytes_stored", "Bytes the last backup stored (after compression)."},
     {"coffer_backup_unreadable_files", "Paths the last set lacks because they could not be read."},
+    {"coffer_backup_missing_references",
+     "Paths the last set's database references and the set lacks (inconsistent when > 0)."},
     {"coffer_repository_sets", "Sets of this policy in the repository after the last backup."},
     {"coffer_repository_size_bytes", "Size of the repository's objects after the last backup."},
     {"coffer_check_last_run_timestamp_seconds", "Start of the last repository check."},
@@ -290,6 +292,8 @@ void cf_watch_end(cf_watch *w, int exit_code, const char *error, json_t *summary
         if (summary) { /* a set was written (complete or not) */
             json_object_set_new(m, "coffer_backup_unreadable_files",
                                 json_integer(num(summary, "unreadable")));
+            json_object_set_new(m, "coffer_backup_missing_references",
+                                json_integer(num(summary, "missing_references")));
             static const char *const keys[][2] = {
                 {"coffer_backup_files", "files"},
                 {"coffer_backup_bytes_read", "bytes"},

@@ -239,6 +239,29 @@ static int verify_set(vctx *v, const char *set_id, int read_data)
                "time and are not in it (coffer sets --json lists them)",
                set_id, (long long)json_integer_value(
                            json_object_get(json_object_get(h, "totals"), "unreadable")));
+    if (json_is_true(json_object_get(h, "inconsistent"))) {
+        /* Marked at backup: its database references what it lacks. */
+        json_t *refs = json_object_get(h, "references"), *x;
+        size_t i;
+        json_array_foreach(json_object_get(refs, "paths"), i, x) {
+            char *path = cf_json_get_name(x, "path");
+            char *msg = cf_asprintf("inconsistent set: the database snapshot references it "
+                                    "(check %s) but the set lacks it: %s",
+                                    json_string_value(json_object_get(x, "check")),
+                                    json_string_value(json_object_get(x, "reason")));
+            problem(v, path, NULL, NULL, msg);
+            free(msg);
+            free(path);
+        }
+        long long n = json_integer_value(json_object_get(h, "missing_references"));
+        if ((long long)json_array_size(json_object_get(refs, "paths")) < n) {
+            char *msg = cf_asprintf("inconsistent set: %lld referenced paths missing in all "
+                                    "(the first %zu are listed)", n,
+                                    json_array_size(json_object_get(refs, "paths")));
+            problem(v, NULL, NULL, NULL, msg);
+            free(msg);
+        }
+    }
     if (read_data && rc == 0)
         check_databases(v, h);
     if (rc == 0)

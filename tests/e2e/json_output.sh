@@ -26,6 +26,10 @@ BACKUP_COMMON = {
     "unchanged_files": "int", "duration": "num", "vanished_files": "int|null", "unreadable": "int",
     "incomplete": "bool",
     "unreadable_paths": [{"component": "str", "path": "str", "reason": "str"}],
+    "inconsistent": "bool", "missing_references": "int", "refetched": "int",
+    "missing_paths": [{"check": "str", "component": "str", "path": "str", "reason": "str"}],
+    "references?": [{"name": "str", "component": "str", "rows": "int", "missing": "int",
+                     "problems": "int", "skipped?": "bool"}],
 }
 COPY = {"id": "str", "target": "str", "copied": "bool", "bytes_sent": "int"}
 DRIVER = {"name": "str", "kind": "str", "version": "str|null", "abi_major": "int",
@@ -52,6 +56,9 @@ SCHEMA = {
                          "unreadable?": "int"},
               "databases": {"*": {"*": "str|int|[str]"}}, "incomplete": "bool",
               "unreadable": [{"component": "str", "path": "str", "reason": "str"}],
+              "inconsistent": "bool", "missing_references": "int",
+              "missing_paths": [{"check": "str", "component": "str", "path": "str",
+                                 "reason": "str"}],
               "proof": {"proven": "bool", "last_proven": "str|null",
                         "last_rehearsal?": {"time": "str", "ok": "bool", "duration_ms": "int",
                                             "checks": [PCHECK_SUM], "validate": [VALIDATE_SUM],
