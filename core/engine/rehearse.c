@@ -372,6 +372,13 @@ static int rehearse_one(cf_run *run, const cf_rehearse_opts *o, const char *set_
     json_t *h = NULL;
     if (rc == 0)
         rc = cf_manifest_header(run->repo, set_id, &h);
+    if (rc == 0 && json_is_true(json_object_get(h, "inconsistent"))) {
+        long long n = json_integer_value(json_object_get(h, "missing_references"));
+        cf_log(CF_LOG_WARN, "set %s was marked inconsistent at backup: its database references "
+               "%lld path(s) it lacks; the checks below will show them", set_id, n);
+        json_object_set_new(out, "inconsistent", json_true());
+        json_object_set_new(out, "missing_references", json_integer(n));
+    }
     char **maps = NULL;
     size_t nmaps = 0;
     size_t i;
