@@ -248,7 +248,8 @@ typedef struct pool {
     cf_mwriter *p1;
     cf_entry p1e;
     int p1_have, p1_eof;
-    uint64_t p1_kept; /* first-pass entries gone from the tree since: kept */
+    uint64_t p1_kept;   /* first-pass entries gone from the tree since: kept */
+    uint64_t p1_reused; /* files unchanged since the first pass (not read again) */
 } pool;
 
 static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
@@ -619,7 +620,21 @@ static int on_entry(void *ud, cf_entry *e, const char *abs)
     job *j = cf_calloc(1, sizeof *j);
     j->e = *e;
     memset(e, 0, sizeof *e);
-    int reused = j->e.kind == CF_ENT_FILE && (reuse_first(j, match) || reuse_previous(pl, j));
+    /* unchanged since the previous set (counted as such), else since the
+     * first pass */
+    int reused = j->e.kind == CF_ENT_FILE && reuse_previous(pl, j);
+    if (!reused && j->e.kind == CF_ENT_FILE && reuse_first(j, match)) {
+        pthread_mutex_lock(&pl->mu);
+        pl->p1_reused++;
+        pthread_mutex_unlock(&pl->mu);
+        j->done = 1;
+        if (match) {
+            cf_entry_clear(match);
+            free(match);
+        }
+        int rc = push_job(pl, j, 0);
+        return rc == 0 && cf_cancel_flag ? cf_fail("cancelled") : rc;
+    }
     if (j->e.kind == CF_ENT_FILE && !reused) {
         j->abs = cf_strdup(abs);
         j->needs_read = 1;
@@ -1414,7 +1429,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
                 pthread_mutex_unlock(&pl.mu);
             }
             cf_log(CF_LOG_DEBUG, "second file pass: %llu unchanged since the first, %llu gone since "
-                   "(kept as the first pass read them)", (unsigned long long)pl.reused_files,
+                   "(kept as the first pass read them)", (unsigned long long)pl.p1_reused,
                    (unsigned long long)pl.p1_kept);
         }
         cf_prefetch_stop(warm);
