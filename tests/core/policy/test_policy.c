@@ -437,7 +437,7 @@ static void unknown_keys(void **state)
           "    type: files\n"
           "    pathz: [y]\n",
           "policy.yaml:12:5: components[1].pathz: unknown key; valid keys: name, type, paths, "
-          "exclude, required, on_unreadable");
+          "exclude, required, on_unreadable, snapshot, snapshot_size");
     FAILS(HEAD "target:\n  - name: a\n", "policy.yaml:3:1: target: unknown key; valid keys: "
                                          "version, name, description, root, consistency, "
                                          "targets, components, validate, retention, hooks, monitor, "
@@ -445,7 +445,8 @@ static void unknown_keys(void **state)
     FAILS(
         HEAD
         "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  timout: 5\n" TARGETS FILES,
-        "policy.yaml:7:3: consistency.timout: unknown key; valid keys: mode, stop, start, timeout");
+        "policy.yaml:7:3: consistency.timout: unknown key; valid keys: mode, stop, start, timeout, "
+        "two_pass, references, on_inconsistent");
     FAILS(HEAD TARGETS FILES "validate:\n  - name: v\n    run: x\n    command: y\n",
           "policy.yaml:13:5: validate[0].command: unknown key; valid keys: name, run, timeout, "
           "credentials");
@@ -678,6 +679,48 @@ static void consistency(void **state)
           "policy.yaml:4:10: consistency.start: stop/start only apply to maintenance mode (mode is "
           "online); "
           "remove start or set mode: maintenance");
+
+    /* online consistency: defaults, then each key */
+    p = LOAD(HEAD TARGETS FILES);
+    assert_int_equal(p->two_pass, -1);
+    assert_int_equal(p->verify_refs, -1);
+    assert_int_equal(p->inconsistent_fail, 0);
+    assert_null(p->components[0].snapshot);
+    cf_policy_free(p);
+    p = LOAD(HEAD "consistency:\n  two_pass: false\n  references: skip\n  on_inconsistent: fail\n"
+                  TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n"
+                  "    snapshot: lvm\n    snapshot_size: 2G\n  - name: g\n    type: files\n"
+                  "    paths: [y]\n    snapshot: btrfs\n");
+    assert_int_equal(p->two_pass, 0);
+    assert_int_equal(p->verify_refs, 0);
+    assert_int_equal(p->inconsistent_fail, 1);
+    assert_string_equal(p->components[0].snapshot, "lvm");
+    assert_string_equal(p->components[0].snapshot_size, "2G");
+    assert_string_equal(p->components[1].snapshot, "btrfs");
+    assert_null(p->components[1].snapshot_size);
+    cf_policy_free(p);
+    p = LOAD(HEAD "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  references: verify\n"
+                  TARGETS FILES);
+    assert_int_equal(p->verify_refs, 1);
+    cf_policy_free(p);
+    FAILS(HEAD "consistency:\n  two_pass: maybe\n" TARGETS FILES,
+          "policy.yaml:4:13: consistency.two_pass: unknown value 'maybe'; valid values: false, true");
+    FAILS(HEAD "consistency:\n  on_inconsistent: ignore\n" TARGETS FILES,
+          "policy.yaml:4:20: consistency.on_inconsistent: unknown value 'ignore'; valid values: "
+          "mark, fail");
+    FAILS(HEAD "consistency:\n  mode: maintenance\n  stop: a\n  start: b\n  two_pass: true\n"
+               TARGETS FILES,
+          "policy.yaml:7:13: consistency.two_pass: two_pass only applies to online mode (mode is "
+          "maintenance: nothing changes while the application is stopped); remove it or set "
+          "mode: online");
+    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n"
+                       "    snapshot: zfs\n",
+          "policy.yaml:10:15: components[0].snapshot: unknown value 'zfs'; valid values: none, "
+          "btrfs, lvm");
+    FAILS(HEAD TARGETS "components:\n  - name: f\n    type: files\n    paths: [x]\n"
+                       "    snapshot: btrfs\n    snapshot_size: 1G\n",
+          "policy.yaml:11:20: components[0].snapshot_size: snapshot_size only applies to "
+          "snapshot: lvm (the size of a classic, non-thin snapshot)");
 }
 
 static void retention(void **state)
