@@ -1311,6 +1311,7 @@ static json_t *caps_list(const cf_driver *d)
     CAP(db && db->query, "query");
     CAP(db && db->query_target, "checks");
     CAP(db && db->scratch_create && db->scratch_drop, "scratch");
+    CAP(db && db->query_snapshot, "snapshot-query");
 #undef CAP
     return arr;
 }
@@ -1403,6 +1404,9 @@ static int plugins_instances(const args *a)
                 json_array_append_new(caps, json_string("checks"));
             if (db.ops->scratch_create && db.ops->scratch_drop && !db.ops->owned_paths)
                 json_array_append_new(caps, json_string("scratch"));
+            /* what a backup's reference verification needs */
+            if (db.ops->query_snapshot)
+                json_array_append_new(caps, json_string("snapshot-query"));
             cf_dbinst_close(&db);
         }
         json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "kind", "component", "name", c->name, "driver",
