@@ -41,7 +41,7 @@
  *       exclude: [GLOB, ...]           optional, relative to root (fnmatch, ** allowed)
  *       required: [REL, ...]           optional: each must exist at backup
  *       snapshot: none | btrfs | lvm   optional: capture from a read-only file system
- *                                      snapshot taken right after the database snapshots
+ *                                      snapshot taken right before the database snapshots
  *       snapshot_size: SIZE            lvm only: size of a classic (non-thin) snapshot
  *     - name: NAME
  *       type: database
