@@ -15,6 +15,10 @@ _CLEANUPS=()
 # detached, also when the test failed half-way.
 _fssnap_cleanup() {
     local n p m l c
+    # background helpers first: one may hold a snapshot busy
+    for p in "${_BG_PIDS[@]}"; do
+        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
     for n in "${!HOLD_PID[@]}"; do
         p=${HOLD_PID[$n]}
         kill -TERM "$p" 2>/dev/null
@@ -32,6 +36,10 @@ _fssnap_cleanup() {
     for l in "${_LOOPS[@]}"; do
         losetup -d "$l" 2>/dev/null
     done
+    # and any other loop device on a file of the test's
+    losetup -l -n -O NAME,BACK-FILE 2>/dev/null | while read -r l f; do
+        case "$f" in "$T"/*) losetup -d "$l" 2>/dev/null ;; esac
+    done
 }
 trap '_rc=$?; _fssnap_cleanup; (exit $_rc); _cleanup' EXIT
 
@@ -46,6 +54,12 @@ skip_all() {
 
 # on_cleanup COMMAND: run at exit, before the unmounts (last first).
 on_cleanup() { _CLEANUPS+=("$1"); }
+
+# What an LVM test's snapshots may have left mounted when it stopped
+# half-way: unmounted (and their directories removed) at exit.
+umount_lvm_snapshots_at_exit() {
+    on_cleanup "grep -Eo ' /run/coffer/fssnap/coffer_(fssnap\\.|t_)[^ ]*' /proc/self/mountinfo | while read -r m; do umount \$m && rmdir \$m; done"
+}
 
 # require_root_loop WHAT: skip the whole test unless root with loop devices.
 require_root_loop() {

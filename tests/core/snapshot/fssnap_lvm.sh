@@ -18,8 +18,14 @@ command -v thin_check >/dev/null || skip_all "LVM snapshots: thin_check not inst
 # Without a udev daemon, device-mapper makes the device nodes itself (as
 # core/snapshot tells it to).
 [ -e /run/udev/control ] || export DM_DISABLE_UDEV=1
+# /proc/misc first: dmsetup would make /dev/mapper/control even where the
+# kernel has no device-mapper.
+grep -qw device-mapper /proc/misc || modprobe dm_mod 2>/dev/null
+if ! grep -qw device-mapper /proc/misc; then
+    skip_all "LVM snapshots: the kernel has no device-mapper here (no device-mapper in /proc/misc, kernel $(uname -r)); e2e_fssnap_lvm_tools tests the LVM code against scripted tools instead"
+fi
 if ! dmv=$(dmsetup version 2>&1); then
-    skip_all "LVM snapshots: the kernel has no device-mapper here ($(grep -c device-mapper /proc/misc) device-mapper entries in /proc/misc; \`dmsetup version\`: $(printf '%s' "$dmv" | grep -v '^Library' | tr '\n' ' '))"
+    skip_all "LVM snapshots: device-mapper does not answer (\`dmsetup version\`: $(printf '%s' "$dmv" | grep -v '^Library' | tr '\n' ' '))"
 fi
 targets=$(dmsetup targets 2>&1)
 for tg in thin-pool snapshot; do
@@ -37,6 +43,7 @@ pvcreate -q "$LOOP" >/dev/null || die "pvcreate $LOOP failed"
 on_cleanup "pvremove -ff -y $LOOP"
 vgcreate -q "$VG" "$LOOP" >/dev/null || die "vgcreate failed"
 on_cleanup "vgremove -ff -y $VG"
+umount_lvm_snapshots_at_exit
 lvcreate -q -L 256M --type thin-pool -n pool "$VG" >/dev/null || die "thin pool: lvcreate failed"
 lvcreate -q -V 192M --thin -n data "$VG/pool" >/dev/null || die "thin LV: lvcreate failed"
 lvcreate -q -L 96M -n plain "$VG" >/dev/null || die "plain LV: lvcreate failed"
@@ -45,8 +52,11 @@ mkfs.ext4 -q "/dev/$VG/plain" || die "mkfs.ext4 failed"
 MNT=$T/mnt
 PLAIN=$T/plain
 mkdir -p "$MNT" "$PLAIN"
-mount_late "/dev/$VG/data" "$MNT" || die "cannot mount the thin LV"
-mount_late "/dev/$VG/plain" "$PLAIN" || die "cannot mount the plain LV"
+# unmounted before the volume group goes (cleanups run last first)
+mount "/dev/$VG/data" "$MNT" || die "cannot mount the thin LV"
+on_cleanup "umount -R $MNT"
+mount "/dev/$VG/plain" "$PLAIN" || die "cannot mount the plain LV"
+on_cleanup "umount -R $PLAIN"
 ROOT=$MNT/app
 mkdir -p "$ROOT/data/sub"
 echo "first version" >"$ROOT/data/a.txt"
@@ -147,7 +157,7 @@ expect_fail_desc "paths on two LVs" "$FSSNAP_TOOL" take lvm "$T" t mnt/app plain
 assert_contains "$ERR" "one snapshot covers one logical volume" "the error says why"
 assert_contains "$ERR" "plain ($PLAIN)" "and names the path"
 mkdir "$ROOT/data/m"
-mount_late -t tmpfs -o size=1m tmpfs "$ROOT/data/m" || die "cannot mount a tmpfs"
+mount -t tmpfs -o size=1m tmpfs "$ROOT/data/m" || die "cannot mount a tmpfs"
 expect_fail_desc "a mount inside a path" "$FSSNAP_TOOL" take lvm "$ROOT" t data
 assert_contains "$ERR" "$ROOT/data/m (tmpfs tmpfs) is mounted inside it"
 umount "$ROOT/data/m"
