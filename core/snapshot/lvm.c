@@ -114,6 +114,11 @@ static int lvm(char *const *argv, char **out)
 {
     char *o = NULL, *e = NULL;
     int st = cf_fssnap_exec(argv, tool_env(), LVM_TIMEOUT, &o, &e);
+    if (st < 0 && strstr(cf_error(), ": not found in ")) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", cf_error());
+        cf_fail("%s (LVM snapshots need the Debian package lvm2)", msg);
+    }
     if (st > 0) {
         char *cmd = cf_fssnap_cmdline(argv);
         char *said = tidy(e && *e ? e : o ? o : "");

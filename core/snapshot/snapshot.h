@@ -61,7 +61,11 @@ int cf_fssnap_take(const char *kind, const char *root, char *const *paths, size_
 
 /* Absolute path inside the snapshot that holds root/rel, for rel one of
  * the paths given to take, or "." for root itself when root lies in the
- * snapshot. malloc'd; NULL with cf_fail for another rel. */
+ * snapshot. Symbolic links on the way to rel were resolved in the live
+ * tree when the snapshot was taken (the last part of rel is not: the walk
+ * lstat()s it), so map each path rather than join rel to the map of ".":
+ * an absolute link in the snapshot leads back into the live tree.
+ * malloc'd; NULL with cf_fail for another rel. */
 char *cf_fssnap_map(const cf_fssnap *s, const char *rel);
 
 /* Path relative to root that the walk must leave out (coffer's own
