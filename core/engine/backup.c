@@ -805,6 +805,15 @@ static int take_snapshots(const cf_policy *p, cf_fssnap **snaps)
     return 0;
 }
 
+static int snapshots_cover(const cf_policy *p)
+{
+    for (size_t i = 0; i < p->ncomponents; i++)
+        if (p->components[i].type == CF_COMP_OBJECT_STORE ||
+            (p->components[i].type == CF_COMP_FILES && !p->components[i].snapshot))
+            return 0;
+    return 1;
+}
+
 static void release_snapshots(const cf_policy *p, cf_fssnap **snaps)
 {
     for (size_t i = 0; snaps && i < p->ncomponents; i++) {
@@ -1413,6 +1422,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         }
     }
 
+    int start_rc = 0;
+    char start_err[1024] = "";
     prev_map prev = {0};
     cf_mwriter *mw = NULL, *first = NULL;
     cf_fssnap **snaps = cf_calloc(p->ncomponents, sizeof *snaps);
@@ -1480,6 +1491,18 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_array_append_new(comps, cj);
     }
 
+    /* Maintenance mode with every files component read from a file
+     * system snapshot (and no object store, listed live): the capture is
+     * over once the snapshots and dumps exist, so the application comes
+     * back before the files are read. */
+    if (rc == 0 && stopped && snapshots_cover(p)) {
+        start_rc = run_start(run);
+        if (start_rc != 0)
+            snprintf(start_err, sizeof start_err, "%s", cf_error());
+        stopped = 0;
+        cf_log(CF_LOG_INFO, "maintenance: the application runs again; the files are read from "
+                            "the snapshots");
+    }
     if (rc == 0 && !pl.threads) {
         prev_wait(&pload);
         cf_progress_set_total(prev.bytes);
@@ -1538,8 +1561,6 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         rc = cf_fail("cancelled");
 
     /* The application comes back as soon as the capture is over. */
-    int start_rc = 0;
-    char start_err[1024] = "";
     if (stopped) {
         char saved[2048];
         snprintf(saved, sizeof saved, "%s", cf_error());
