@@ -27,6 +27,7 @@ typedef struct rcheck {
     flist *fl;
     uint64_t rows, missing, problems;
     int skipped; /* the driver cannot query its snapshot */
+    char *error; /* the query failed: not verified */
 } rcheck;
 
 struct cf_refcheck {
@@ -241,6 +242,8 @@ void cf_refcheck_free(cf_refcheck *r)
             fclose(r->lists[k].f);
     if (r->probs)
         fclose(r->probs);
+    for (size_t i = 0; i < r->nchecks; i++)
+        free(r->checks[i].error);
     free(r->lists);
     free(r->checks);
     free(r->fetched_bits);
@@ -398,14 +401,17 @@ static int run_query(qctx *q, cf_dbinst *db)
         return -1;
     if (q->cancelled || cf_cancel_flag)
         return cf_fail("check '%s': cancelled", ck->name);
-    if (q->timed_out || (st == COFFER_ERR_CANCELLED && cf_now() > q->deadline))
-        return cf_fail("check '%s': timed out after %d s (%" PRIu64 " rows read)", ck->name,
-                       ck->timeout, q->c->rows);
+    if (q->timed_out || (st == COFFER_ERR_CANCELLED && cf_now() > q->deadline)) {
+        cf_fail("check '%s': timed out after %d s (%" PRIu64 " rows read)", ck->name,
+                ck->timeout, q->c->rows);
+        return -2;
+    }
     if (st != COFFER_OK) {
         char what[160];
         snprintf(what, sizeof what, "check '%s': query on the captured snapshot failed",
                  ck->name);
-        return cf_hctx_fail(db->hctx, st, what);
+        cf_hctx_fail(db->hctx, st, what);
+        return -2;
     }
     return 0;
 }
@@ -493,8 +499,28 @@ int cf_refcheck_eval(cf_refcheck *r, cf_dbinst *dbs, size_t ndb)
             continue;
         }
         double t0 = cf_now();
-        if (eval_one(r, i, db) != 0)
-            return -1;
+        uint64_t nprobs = r->nprobs;
+        long off = 0;
+        if (r->probs && (fflush(r->probs) != 0 || (off = ftell(r->probs)) < 0))
+            return cf_fail_errno("temporary file");
+        int erc = eval_one(r, i, db);
+        if (erc != 0) {
+            if (erc != -2 || cf_cancel_flag)
+                return -1;
+            /* A query that fails (a table the application dropped, a
+             * timeout) must not stop the backup: the check is reported as
+             * not verified, and what it found before failing is dropped. */
+            c->error = cf_strdup(cf_error());
+            cf_log(CF_LOG_WARN, "check '%s': not verified at backup: %s", c->ck->name, c->error);
+            if (r->nprobs != nprobs) {
+                if (fflush(r->probs) != 0 || ftruncate(fileno(r->probs), off) != 0 ||
+                    fseek(r->probs, off, SEEK_SET) != 0)
+                    return cf_fail_errno("temporary file");
+                r->nprobs = nprobs;
+            }
+            c->missing = c->problems = 0;
+            continue;
+        }
         cf_log(CF_LOG_INFO, "references '%s': %" PRIu64 " rows, %" PRIu64 " paths in '%s', %" PRIu64
                " missing (%.2f s)", c->ck->name, c->rows, c->fl->n, c->fl->co->name, c->missing,
                cf_now() - t0);
@@ -573,6 +599,8 @@ json_t *cf_refcheck_report(const cf_refcheck *r, size_t limit)
                                (json_int_t)c->missing, "problems", (json_int_t)c->problems);
         if (c->skipped)
             json_object_set_new(cj, "skipped", json_true());
+        if (c->error)
+            json_object_set_new(cj, "error", json_string(c->error));
         json_array_append_new(checks, cj);
     }
     if (r->probs && fflush(r->probs) == 0 && fseek(r->probs, 0, SEEK_SET) == 0) {
