@@ -117,20 +117,6 @@ static int rewind_f(FILE *f)
     return 0;
 }
 
-/* FNV-1a with a final mix. */
-static uint64_t hash_path(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* ---- one bucket in memory ------------------------------------------------ */
 
 typedef struct hent {
@@ -162,7 +148,7 @@ static void ht_clear(htab *t, size_t want)
 
 static void ht_add(htab *t, const char *path, size_t len, uint64_t size)
 {
-    uint64_t h = hash_path(path);
+    uint64_t h = cf_path_hash(path);
     size_t i = h & (t->cap - 1);
     while (t->v[i].off)
         i = (i + 1) & (t->cap - 1);
@@ -173,7 +159,7 @@ static void ht_add(htab *t, const char *path, size_t len, uint64_t size)
 
 static const hent *ht_find(const htab *t, const char *path)
 {
-    uint64_t h = hash_path(path);
+    uint64_t h = cf_path_hash(path);
     for (size_t i = h & (t->cap - 1); t->v[i].off; i = (i + 1) & (t->cap - 1))
         if (t->v[i].h == h && strcmp((const char *)t->arena.data + t->v[i].off - 1, path) == 0)
             return &t->v[i];
@@ -317,20 +303,6 @@ static int lookup(qctx *q, const htab *t, const char *rel, uint64_t want)
     return 0;
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    if (!*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 10) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int row_cb(void *ud, int ncols, const char *const *v)
 {
     qctx *q = ud;
@@ -358,14 +330,14 @@ static int row_cb(void *ud, int ncols, const char *const *v)
         char *w = cf_asprintf("outside component '%s'", q->c->fl->co->name);
         rc = problem(q->r, q->ci, 0, rel, w);
         free(w);
-    } else if (ncols > 1 && v[1] && parse_size(v[1], &want) != 0) {
+    } else if (ncols > 1 && v[1] && cf_parse_u64(v[1], &want) != 0) {
         char *w = cf_asprintf("recorded size '%s' is not a number", v[1]);
         rc = problem(q->r, q->ci, 0, rel, w);
         free(w);
     } else if (q->t) {
         rc = lookup(q, q->t, rel, want);
     } else {
-        FILE *f = q->refs[hash_path(rel) % q->nb];
+        FILE *f = q->refs[cf_path_hash(rel) % q->nb];
         rc = put_path(f, rel, want);
     }
     if (rc != 0) {
@@ -445,7 +417,7 @@ static int eval_one(cf_refcheck *r, size_t ci, cf_dbinst *db)
     uint64_t size;
     int gr = 0;
     while (rc == 0 && (gr = get_path(fl->f, &path, &size)) == 1) {
-        size_t b = hash_path((const char *)path.data) % nb;
+        size_t b = cf_path_hash((const char *)path.data) % nb;
         counts[b]++;
         rc = put_path(files[b], (const char *)path.data, size);
     }
