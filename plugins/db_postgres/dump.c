@@ -25,7 +25,7 @@
  * first database's session does not commit after pg_dump: it stays open,
  * idle in its transaction, and query_snapshot runs there until
  * instance_free rolls it back. Meanwhile VACUUM cannot remove rows that
- * snapshot may still see, anywhere on the server.
+ * snapshot may still see, in that database and the shared catalogs.
  */
 #include "db_postgres.h"
 
