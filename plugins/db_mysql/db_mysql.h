@@ -300,7 +300,7 @@ coffer_status dbmysql_list_databases(dbmysql_instance *in, MYSQL *m, char ***out
 void dbmysql_strv_free(char **v, size_t n);
 
 coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink);
-/* End the kept snapshot transaction (ROLLBACK) and close its connection. */
+/* End the kept snapshot transaction and close its connection. */
 void dbmysql_snapshot_release(dbmysql_instance *in);
 coffer_status dbmysql_restore(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
 coffer_status dbmysql_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,

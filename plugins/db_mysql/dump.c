@@ -1031,9 +1031,9 @@ static coffer_status start_snapshot(dctx *d, MYSQL *m, int keep)
 void dbmysql_snapshot_release(dbmysql_instance *in)
 {
     if (in->snap) {
-        /* End the transaction now rather than when the server notices the
-         * closed connection: purge may go on at once. */
-        dbmysql_exec(in->snap, "ROLLBACK");
+        /* COM_QUIT: the server ends the session, rolling the transaction
+         * back, as soon as it reads it; nothing to wait for here, so a
+         * server that stopped answering cannot hold up instance_free. */
         mysql_close(in->snap);
         in->snap = NULL;
     }
