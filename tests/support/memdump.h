@@ -1,8 +1,7 @@
 /*
  * An in-memory dump sink and source for driver tests against a server:
  * dump() writes the streams here, restore() and verify() read them back,
- * no repository involved. Header only (static functions); also used by
- * the mysql driver's server test.
+ * no repository involved. Header only (static functions).
  */
 #ifndef COFFER_TEST_MEMDUMP_H
 #define COFFER_TEST_MEMDUMP_H
@@ -146,7 +145,7 @@ static const char *md_meta_key(coffer_dump_source *src, size_t i)
     return ((memdump *)src->ctx)->keys[i];
 }
 
-static void memdump_init(memdump *d)
+static inline void memdump_init(memdump *d)
 {
     memset(d, 0, sizeof *d);
     pthread_mutex_init(&d->mu, NULL);
@@ -169,7 +168,7 @@ static void memdump_init(memdump *d)
                                   .meta_key = md_meta_key};
 }
 
-static void memdump_free(memdump *d)
+static inline void memdump_free(memdump *d)
 {
     for (size_t i = 0; i < d->n; i++) {
         free(d->streams[i]->name);
