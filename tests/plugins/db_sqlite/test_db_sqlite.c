@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db_rows.h"
 #include "mock_host.h"
 #include "plugin/config.h"
 #include "util/util.h"
@@ -858,24 +859,6 @@ static void test_query(void **state)
 
 /* ---- query_target: the database a restore wrote ---------------------------- */
 
-typedef struct qrows {
-    int n, nulls, stop_after;
-    int64_t sum;
-} qrows;
-
-static int qrow_cb(void *ud, int ncols, const char *const *values)
-{
-    qrows *q = ud;
-    q->n++;
-    for (int i = 0; i < ncols; i++) {
-        if (!values[i])
-            q->nulls++;
-        else
-            q->sum += strtoll(values[i], NULL, 10);
-    }
-    return q->stop_after && q->n >= q->stop_after;
-}
-
 static void test_query_target(void **state)
 {
     fixture *f = *state;
@@ -887,41 +870,49 @@ static void test_query_target(void **state)
     snprintf(data, sizeof data, "%s/data", r.root);
     int before = dir_entries(data);
 
-    qrows q = {0};
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT id, size FROM files WHERE owner_user_id <= 2",
-                                          qrow_cb, &q),
+    db_rows q = {0};
+    assert_int_equal(f->ops->query_target(f->inst, &r.o,
+                                          "SELECT id, size FROM files WHERE owner_user_id <= 2",
+                                          db_rows_count, &q),
                      COFFER_OK);
-    assert_int_equal(q.n, 4);
+    assert_int_equal(q.rows, 4);
     assert_int_equal(q.sum, 2 + 3 + 4 + 5 + 2 * (10 + 2000)); /* ids and sizes */
     /* SQL NULL is a NULL pointer */
     memset(&q, 0, sizeof q);
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT NULL, 5", qrow_cb, &q), COFFER_OK);
-    assert_int_equal(q.n, 1);
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT NULL, 5", db_rows_count, &q),
+                     COFFER_OK);
+    assert_int_equal(q.rows, 1);
     assert_int_equal(q.nulls, 1);
     assert_int_equal(q.sum, 5);
     /* nonzero from the callback stops, and is not an error */
     memset(&q, 0, sizeof q);
     q.stop_after = 3;
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT id FROM files", qrow_cb, &q), COFFER_OK);
-    assert_int_equal(q.n, 3);
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT id FROM files", db_rows_count, &q),
+                     COFFER_OK);
+    assert_int_equal(q.rows, 3);
     /* rows stream: a large result is not held */
     memset(&q, 0, sizeof q);
-    assert_int_equal(f->ops->query_target(f->inst, &r.o,
-                                          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-                                          "WHERE i < 300000) SELECT 1 FROM n",
-                                          qrow_cb, &q),
-                     COFFER_OK);
-    assert_int_equal(q.n, 300000);
+    assert_int_equal(
+        f->ops->query_target(f->inst, &r.o,
+                             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                             "WHERE i < 300000) SELECT 1 FROM n",
+                             db_rows_count, &q),
+        COFFER_OK);
+    assert_int_equal(q.rows, 300000);
 
     /* only one read-only statement that parses */
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "DELETE FROM files", qrow_cb, &q), COFFER_ERR_INVALID);
-    assert_non_null(strstr(f->mh.last_error, "not read-only"));
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT 1; SELECT 2", qrow_cb, &q), COFFER_ERR_INVALID);
-    assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELEC 1", qrow_cb, &q), COFFER_ERR_INVALID);
-    assert_non_null(strstr(f->mh.last_error, "syntax error"));
-    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT nope FROM nowhere", qrow_cb, &q),
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "DELETE FROM files", db_rows_count, &q),
                      COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "not read-only"));
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELECT 1; SELECT 2", db_rows_count, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
+    assert_int_equal(f->ops->query_target(f->inst, &r.o, "SELEC 1", db_rows_count, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "syntax error"));
+    assert_int_equal(
+        f->ops->query_target(f->inst, &r.o, "SELECT nope FROM nowhere", db_rows_count, &q),
+        COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "no such table: nowhere"));
     /* reading left nothing behind (no -wal, -shm) */
     assert_int_equal(dir_entries(data), before);
@@ -933,11 +924,11 @@ static void test_query_target(void **state)
     snprintf(m.root, sizeof m.root, "%s", f->mh.tmpdir);
     m.o.root = m.root;
     memset(&q, 0, sizeof q);
-    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", db_rows_count, &q), COFFER_OK);
     assert_int_equal(q.sum, 7);
     m.o.target = r.db;
     m.o.root = "/nonexistent";
-    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(f->ops->query_target(f->inst, &m.o, "SELECT 7", db_rows_count, &q), COFFER_OK);
 
     /* never through a symbolic link, never out of root */
     ropts l;
@@ -946,14 +937,17 @@ static void test_query_target(void **state)
     char link[900];
     snprintf(link, sizeof link, "%s/data", l.root);
     assert_int_equal(symlink(data, link), 0);
-    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", db_rows_count, &q),
+                     COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "symbolic link"));
     l.o.target = "../t1/data/app.db";
-    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_target(f->inst, &l.o, "SELECT 1", db_rows_count, &q),
+                     COFFER_ERR_INVALID);
     ropts e;
     ropts_init(f, &e, "empty");
     assert_int_equal(mkdir(e.root, 0700), 0);
-    assert_int_equal(f->ops->query_target(f->inst, &e.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(f->ops->query_target(f->inst, &e.o, "SELECT 1", db_rows_count, &q),
+                     COFFER_ERR_NOT_FOUND);
 }
 
 /* ---- query_snapshot: what the last dump captured ---------------------------- */
@@ -987,12 +981,7 @@ static int kept_copies(fixture *f, int *sidecars)
 
 static int64_t snap_scalar(fixture *f, const char *sql)
 {
-    qrows q = {0};
-    coffer_status st = f->ops->query_snapshot(f->inst, sql, qrow_cb, &q);
-    if (st != COFFER_OK)
-        fail_msg("query_snapshot %s: %s", sql, f->mh.last_error);
-    assert_int_equal(q.n, 1);
-    return q.sum;
+    return db_snapshot_sum(f->ops, f->inst, &f->mh, sql);
 }
 
 static void keep_snapshot(fixture *f)
@@ -1060,29 +1049,31 @@ static void test_query_snapshot_statements(void **state)
     assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
 
     /* A statement that does not parse, or names what is not there. */
-    qrows q = {0};
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELEC 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    db_rows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELEC 1", db_rows_count, &q),
+                     COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "syntax error"));
     assert_non_null(strstr(f->mh.last_error, "snapshot of"));
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT nope FROM nowhere", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT nope FROM nowhere", db_rows_count, &q),
                      COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "no such table: nowhere"));
     /* ... and the next good one still works. */
     assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
 
     /* Writes are refused, in the copy and (of course) in the live database. */
-    assert_int_equal(f->ops->query_snapshot(f->inst, "DELETE FROM users", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "DELETE FROM users", db_rows_count, &q),
                      COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "not read-only"));
-    assert_int_equal(
-        f->ops->query_snapshot(f->inst, "INSERT INTO users(username) VALUES ('x')", qrow_cb, &q),
-        COFFER_ERR_INVALID);
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1; DELETE FROM users", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "INSERT INTO users(username) VALUES ('x')",
+                                            db_rows_count, &q),
                      COFFER_ERR_INVALID);
+    assert_int_equal(
+        f->ops->query_snapshot(f->inst, "SELECT 1; DELETE FROM users", db_rows_count, &q),
+        COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
-    assert_int_equal(f->ops->query_snapshot(f->inst, "", qrow_cb, &q), COFFER_ERR_INVALID);
-    assert_int_equal(f->ops->query_snapshot(f->inst, NULL, qrow_cb, &q), COFFER_ERR_INVALID);
-    assert_int_equal(q.n, 0);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "", db_rows_count, &q), COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_snapshot(f->inst, NULL, db_rows_count, &q), COFFER_ERR_INVALID);
+    assert_int_equal(q.rows, 0);
     assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
     sqlite3 *db = open_db(f->db);
     assert_int_equal(scalar(db, "SELECT count(*) FROM users"), 50);
@@ -1090,14 +1081,15 @@ static void test_query_snapshot_statements(void **state)
 
     /* NULLs, early stop, a large result streamed. */
     memset(&q, 0, sizeof q);
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT NULL, 5", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT NULL, 5", db_rows_count, &q),
+                     COFFER_OK);
     assert_int_equal(q.nulls, 1);
     assert_int_equal(q.sum, 5);
     memset(&q, 0, sizeof q);
     q.stop_after = 3;
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM files", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM files", db_rows_count, &q),
                      COFFER_OK);
-    assert_int_equal(q.n, 3);
+    assert_int_equal(q.rows, 3);
 }
 
 static void test_query_snapshot_large(void **state)
@@ -1112,22 +1104,25 @@ static void test_query_snapshot_large(void **state)
     exec(db, "DELETE FROM big WHERE id > 1000");
     sqlite3_close(db);
 
-    qrows q = {0};
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", qrow_cb, &q),
-                     COFFER_OK);
-    assert_int_equal(q.n, 200000);
+    db_rows q = {0};
+    assert_int_equal(
+        f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", db_rows_count, &q),
+        COFFER_OK);
+    assert_int_equal(q.rows, 200000);
     assert_int_equal(q.sum, (int64_t)200000 * 200001 / 2);
     memset(&q, 0, sizeof q);
     q.stop_after = 10;
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", qrow_cb, &q),
-                     COFFER_OK);
-    assert_int_equal(q.n, 10);
+    assert_int_equal(
+        f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", db_rows_count, &q),
+        COFFER_OK);
+    assert_int_equal(q.rows, 10);
     assert_int_equal(q.sum, 55);
     /* The host cancels: the statement stops. */
     f->mh.cancel = 1;
     memset(&q, 0, sizeof q);
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT a.id FROM big a, big b", qrow_cb, &q),
-                     COFFER_ERR_CANCELLED);
+    assert_int_equal(
+        f->ops->query_snapshot(f->inst, "SELECT a.id FROM big a, big b", db_rows_count, &q),
+        COFFER_ERR_CANCELLED);
     f->mh.cancel = 0;
     assert_int_equal(snap_scalar(f, "SELECT count(*) FROM big"), 200000);
 }
@@ -1137,19 +1132,19 @@ static void test_query_snapshot_large(void **state)
 static void test_query_snapshot_unsupported(void **state)
 {
     fixture *f = *state;
-    qrows q = {0};
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+    db_rows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", db_rows_count, &q),
                      COFFER_ERR_UNSUPPORTED);
     assert_non_null(strstr(f->mh.last_error, "snapshot"));
     assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", db_rows_count, &q),
                      COFFER_ERR_UNSUPPORTED);
     assert_int_equal(kept_copies(f, NULL), 0);
 
     keep_snapshot(f);
     f->m.sink.struct_size = offsetof(coffer_dump_sink, keep_snapshot);
     assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", db_rows_count, &q),
                      COFFER_ERR_UNSUPPORTED);
     assert_int_equal(kept_copies(f, NULL), 0);
 
@@ -1161,10 +1156,10 @@ static void test_query_snapshot_unsupported(void **state)
     f->mh.cancel = 1;
     assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_ERR_CANCELLED);
     f->mh.cancel = 0;
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", db_rows_count, &q),
                      COFFER_ERR_UNSUPPORTED);
     assert_int_equal(kept_copies(f, NULL), 0);
-    assert_int_equal(q.n, 0);
+    assert_int_equal(q.rows, 0);
 }
 
 /* A second dump replaces the kept copy; one without keep_snapshot drops it. */
@@ -1186,8 +1181,8 @@ static void test_query_snapshot_second_dump(void **state)
     msink_init(&f->m);
     assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
     assert_int_equal(kept_copies(f, NULL), 0);
-    qrows q = {0};
-    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+    db_rows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", db_rows_count, &q),
                      COFFER_ERR_UNSUPPORTED);
 }
 
