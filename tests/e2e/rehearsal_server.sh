@@ -164,10 +164,14 @@ assert_eq "$(cat "$T/prod.before")" "$(prod_state)" "production unchanged"
 
 section "a missing blob: the reference check names it"
 mv "$ROOT/blobs/b2" "$T/b2.aside"
-expect_ok "backup without blobs/b2" pcf backup -p "$P"
+# online: the backup checks the snapshot's references first and marks the set
+expect_rc 3 "backup without blobs/b2: published, marked inconsistent" pcf backup -p "$P"
 SET2=$(last_line "$OUT")
+assert_contains "$ERR" "blobs/b2" "the backup names the missing path"
 mv "$T/b2.aside" "$ROOT/blobs/b2"
 expect_rc 3 "rehearse exits 3" pcf rehearse -p "$P" --set "$SET2" --json
+assert_eq "True 1" "$(json_get "$OUT" '"%s %s" % (j["sets"][0].get("inconsistent"), j["sets"][0].get("missing_references"))')" \
+    "the rehearsal says the set was marked inconsistent"
 assert_eq "fail" "$(json_get "$OUT" '[c["status"] for c in j["sets"][0]["policy_checks"] if c["name"] == "blobs-present"][0]')" "blobs-present fails"
 assert_contains "$(json_get "$OUT" '[c["first"] for c in j["sets"][0]["policy_checks"] if c["name"] == "blobs-present"][0]')" "blobs/b2" "and names the missing path"
 assert_eq "" "$(scratch_dbs)" "scratch dropped after a failed rehearsal"
