@@ -15,6 +15,8 @@
 # ol_broken.
 
 OL_WRITER_RATE=${OL_WRITER_RATE:-150}
+# the built drivers (postgres, ...) for every coffer command
+export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
 declare -a OL_SETS=()
 declare -A OL_INCONSISTENT=() OL_MISSING=()
 
