@@ -499,6 +499,11 @@ static void on_notice(void *arg, const char *message)
     in->host->log(in->h, COFFER_LOG_DEBUG, "server: %s", msg);
 }
 
+void pgd_notices_to(pgd_instance *in, PGconn *c)
+{
+    PQsetNoticeProcessor(c, on_notice, in);
+}
+
 PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password, const char *dbname,
                     coffer_status *st)
 {

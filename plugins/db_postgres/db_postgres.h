@@ -51,6 +51,13 @@ typedef struct pgd_instance {
     char pg_dump[4096];
     int pg_dump_num;
     char pg_dump_text[128];
+    /* The first database's dump session, its snapshot transaction still
+     * open, when the last dump was asked to keep it (keep_snapshot);
+     * query_snapshot runs there until instance_free. snap_lost: it was
+     * kept but is gone (the session broke, a statement ended it). */
+    PGconn *snap;
+    char *snap_shown; /* "the snapshot of postgres://...", for messages */
+    int snap_lost;
 } pgd_instance;
 
 void pgd_check_magic(const void *p, uint32_t magic, const char *what);
@@ -102,6 +109,9 @@ PGconn *pgd_connect(pgd_instance *in, const pgd_params *p, const char *password,
  * Returns the result (PQclear it) or NULL with the error set. */
 PGresult *pgd_exec(pgd_instance *in, PGconn *c, const char *what, const char *sql, int nparams,
                    const char *const *params, coffer_status *st);
+/* Route c's server notices to in's log (pgd_connect does it for the
+ * instance it was given). */
+void pgd_notices_to(pgd_instance *in, PGconn *c);
 /* A libpq message, redacted, as one line ("; " between lines). */
 void pgd_one_line(const char *msg, char *buf, size_t len);
 /* Record a libpq error (message collapsed to one line). */
@@ -177,6 +187,8 @@ const char *pgd_wait_str(int status, char *buf, size_t len);
 
 /* ---- operations ------------------------------------------------------ */
 coffer_status pgd_dump(void *instance, coffer_dump_sink *sink);
+/* End the kept snapshot transaction (ROLLBACK) and close its session. */
+void pgd_snapshot_release(pgd_instance *in);
 coffer_status pgd_restore(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
 coffer_status pgd_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
                          coffer_check_cb cb, void *ud);
@@ -198,6 +210,7 @@ const char *pgd_target_db(const pgd_target *t, const char *orig, size_t ndbs);
 coffer_status pgd_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
 coffer_status pgd_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
                                coffer_row_cb row_cb, void *ud);
+coffer_status pgd_query_snapshot(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
 coffer_status pgd_scratch_create(void *instance, const char *server, const char *name, char *target,
                                  size_t target_len);
 coffer_status pgd_scratch_drop(void *instance, const char *server, const char *name);

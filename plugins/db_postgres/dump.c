@@ -20,6 +20,12 @@
  * With several databases, `jobs` of them are dumped at once, each in its
  * own thread; the threads report errors into their own job (a private
  * host table), never through the instance's host concurrently.
+ *
+ * When the sink asks to keep the snapshot (keep_snapshot, ABI 1.1), the
+ * first database's session does not commit after pg_dump: it stays open,
+ * idle in its transaction, and query_snapshot runs there until
+ * instance_free rolls it back. Meanwhile VACUUM cannot remove rows that
+ * snapshot may still see, anywhere on the server.
  */
 #include "db_postgres.h"
 
@@ -28,6 +34,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +48,7 @@ typedef struct dbjob {
     coffer_dump_sink *sink;
     const char *passfile;
     int threaded;
+    int keep; /* keep the session and its snapshot open (first database) */
     /* results */
     coffer_status st;
     char err[1024];
@@ -53,6 +61,7 @@ typedef struct dbjob {
     pgd_table *tables;
     size_t ntables;
     uint64_t bytes;
+    PGconn *kept; /* with keep: the session, transaction open */
 } dbjob;
 
 static dbjob *J(coffer_hctx *h)
@@ -384,6 +393,30 @@ static coffer_status dump_one(dbjob *j)
                              j->db);
         goto done;
     }
+    if (j->keep) {
+        /* Keep the transaction for query_snapshot. However long the
+         * rest of the backup takes, the server must not end it for
+         * idling; whatever a statement does to the transaction, no later
+         * one on this session may write; and each query is rolled back
+         * to the savepoint (rehearse.c). */
+        static const char *const keep_sql[] = {
+            "SET idle_in_transaction_session_timeout = 0",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            "SAVEPOINT coffer_snapshot",
+        };
+        /* (idle_in_transaction_session_timeout exists since 9.6) */
+        for (size_t i = j->version_num >= 90600 ? 0 : 1; i < sizeof keep_sql / sizeof keep_sql[0];
+             i++) {
+            PGresult *r =
+                pgd_exec(in, c, "cannot keep the snapshot transaction", keep_sql[i], 0, NULL, &st);
+            if (!r)
+                goto done;
+            PQclear(r);
+        }
+        j->kept = c;
+        c = NULL;
+        goto done;
+    }
     /* pg_dump is done with the snapshot: end the exporting transaction. */
     PGresult *r = pgd_exec(in, c, "cannot end the snapshot transaction", "COMMIT", 0, NULL, &st);
     if (!r)
@@ -403,7 +436,8 @@ done:
     }
     if (st != COFFER_OK && counting && !counted && PQstatus(c) == CONNECTION_OK)
         cancel_query(c);
-    PQfinish(c);
+    if (c)
+        PQfinish(c);
     free(sql);
     free(buf);
     free(conninfo);
@@ -515,10 +549,36 @@ static coffer_status emit_all(pgd_instance *in, coffer_dump_sink *sink, dbjob *j
     return COFFER_OK;
 }
 
+void pgd_snapshot_release(pgd_instance *in)
+{
+    if (in->snap) {
+        /* End the transaction before returning, rather than when the
+         * server notices the closed session: the horizon VACUUM waits
+         * for moves on at once. */
+        if (PQstatus(in->snap) == CONNECTION_OK)
+            PQclear(PQexec(in->snap, "ROLLBACK"));
+        PQfinish(in->snap);
+        in->snap = NULL;
+    }
+    free(in->snap_shown);
+    in->snap_shown = NULL;
+    in->snap_lost = 0;
+}
+
+/* Did the core ask to keep this dump's snapshot? A 1.0 sink ends before
+ * the member. */
+static int keep_requested(const coffer_dump_sink *sink)
+{
+    return sink->struct_size >= offsetof(coffer_dump_sink, keep_snapshot) + sizeof(int) &&
+           sink->keep_snapshot;
+}
+
 coffer_status pgd_dump(void *instance, coffer_dump_sink *sink)
 {
     pgd_instance *in = instance;
     pgd_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    /* A snapshot belongs to the last dump only, whatever becomes of this one. */
+    pgd_snapshot_release(in);
     if (in->host->cancelled(in->h))
         return in->host->error(in->h, COFFER_ERR_CANCELLED, "dump cancelled");
     char passfile[4096];
@@ -533,6 +593,8 @@ coffer_status pgd_dump(void *instance, coffer_dump_sink *sink)
     int threaded = in->jobs > 1 && in->ndbs > 1;
     for (size_t i = 0; i < in->ndbs; i++)
         job_init(&jobs[i], in, in->dbs[i], sink, passfile, threaded);
+    /* The database query_target would query: the first. */
+    jobs[0].keep = keep_requested(sink);
     if (!threaded) {
         for (size_t i = 0; i < in->ndbs; i++)
             if (dump_one(&jobs[i]) != COFFER_OK)
@@ -570,6 +632,25 @@ coffer_status pgd_dump(void *instance, coffer_dump_sink *sink)
         }
         st = emit_all(in, sink, jobs, in->ndbs);
     }
+    if (st == COFFER_OK && jobs[0].kept) {
+        char *shown = pgd_params_display(&in->params, in->dbs[0]);
+        size_t len = shown ? strlen(shown) + 20 : 0;
+        if (shown && (in->snap_shown = malloc(len)) != NULL) {
+            snprintf(in->snap_shown, len, "the snapshot of %s", shown);
+            pgd_notices_to(in, jobs[0].kept);
+            in->snap = jobs[0].kept;
+            jobs[0].kept = NULL;
+            in->host->log(in->h, COFFER_LOG_INFO,
+                          "keeping the snapshot of database %s open for queries until the "
+                          "backup ends",
+                          in->dbs[0]);
+        } else {
+            st = pgd_oom(in);
+        }
+        free(shown);
+    }
+    if (jobs[0].kept)
+        PQfinish(jobs[0].kept); /* rolls the transaction back */
     for (size_t i = 0; i < in->ndbs; i++) {
         free(jobs[i].extensions);
         pgd_tables_free(jobs[i].tables, jobs[i].ntables);

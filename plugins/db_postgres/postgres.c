@@ -77,6 +77,7 @@ static void pgd_instance_free(void *instance)
         return;
     pgd_instance *in = instance;
     pgd_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    pgd_snapshot_release(in);
     in->magic = 0;
     pgd_params_free(&in->params);
     wipe(in->password);
@@ -342,6 +343,7 @@ static const coffer_database_ops pgd_ops = {
     .query_target = pgd_query_target,
     .scratch_create = pgd_scratch_create,
     .scratch_drop = pgd_scratch_drop,
+    .query_snapshot = pgd_query_snapshot,
 };
 
 static const coffer_plugin pgd_plugin = {

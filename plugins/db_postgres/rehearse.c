@@ -9,12 +9,21 @@
  * cancelling) sends a cancel request and reads what is still in flight,
  * one row at a time, so the session ends cleanly.
  *
+ * query_snapshot runs in the transaction the dump kept open (dump.c),
+ * after the savepoint the dump set there. Each statement is rolled back
+ * to it, so a failed statement leaves the transaction usable and nothing
+ * one does (a SET, a lock) outlives it. Statements that would end the
+ * transaction (COMMIT, ROLLBACK, ...) are refused before they run; should
+ * one get through anyway, the snapshot is reported lost, never silently
+ * replaced by a newer one.
+ *
  * Scratch databases are created from template0 (truly empty: template1
  * may carry objects of its own) and dropped WITH (FORCE) on servers that
  * have it (13+), else after terminating the sessions still connected.
  */
 #include "db_postgres.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -251,6 +260,140 @@ coffer_status pgd_query_target(void *instance, const coffer_restore_opts *opts, 
     const char *db = pgd_target_db(&t, in->dbs[0], 1);
     st = run_read_only(in, &t.params, t.password, db, sql, row_cb, ud);
     pgd_target_free(&t);
+    return st;
+}
+
+/* ---- the dump's kept snapshot -------------------------------------------- */
+
+/* The first keyword of sql, skipping blanks and comments, into kw
+ * (upper case, truncated); *rest points after it. */
+static void first_keyword(const char *sql, char *kw, size_t len, const char **rest)
+{
+    const char *p = sql;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
+            p++;
+        if (p[0] == '-' && p[1] == '-') {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {
+            int depth = 0; /* PostgreSQL's block comments nest */
+            while (*p) {
+                if (p[0] == '/' && p[1] == '*') {
+                    depth++;
+                    p += 2;
+                } else if (p[0] == '*' && p[1] == '/') {
+                    p += 2;
+                    if (--depth == 0)
+                        break;
+                } else {
+                    p++;
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    size_t n = 0;
+    while ((isalpha((unsigned char)*p) || *p == '_') && n + 1 < len)
+        kw[n++] = (char)toupper((unsigned char)*p++);
+    while (isalpha((unsigned char)*p) || *p == '_')
+        p++;
+    kw[n] = 0;
+    if (rest)
+        *rest = p;
+}
+
+/* Would sql end (or nest into) the snapshot's transaction? */
+static int controls_transaction(const char *sql)
+{
+    static const char *const words[] = {"BEGIN", "START",    "COMMIT",  "END",
+                                        "ABORT", "ROLLBACK", "RELEASE", "SAVEPOINT"};
+    char kw[16];
+    const char *rest;
+    first_keyword(sql, kw, sizeof kw, &rest);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(kw, words[i]) == 0)
+            return 1;
+    if (strcmp(kw, "PREPARE") == 0) { /* PREPARE TRANSACTION, not PREPARE name AS ... */
+        first_keyword(rest, kw, sizeof kw, NULL);
+        return strcmp(kw, "TRANSACTION") == 0;
+    }
+    return 0;
+}
+
+/* The kept transaction is gone: close the session, remember why. */
+static coffer_status snapshot_lost(pgd_instance *in, coffer_status st, const char *why)
+{
+    char msg[1024];
+    pgd_one_line(why, msg, sizeof msg);
+    char *shown = in->snap_shown;
+    in->snap_shown = NULL;
+    pgd_snapshot_release(in);
+    in->snap_shown = shown;
+    in->snap_lost = 1;
+    return in->host->error(in->h, st, "%s is lost: %s", shown ? shown : "the snapshot", msg);
+}
+
+/* Undo what the last statement did, back to the savepoint the dump set
+ * (which stays, for the next statement). A cancel request sent to stop
+ * that statement early may still arrive while this runs: its "canceling
+ * statement" error is not ours, so try again. */
+static int rollback_to_savepoint(PGconn *c, char *err, size_t errlen)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGresult *r = PQexec(c, "ROLLBACK TO SAVEPOINT coffer_snapshot");
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            return 0;
+        }
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int again = state && strcmp(state, "57014") == 0 && PQstatus(c) == CONNECTION_OK;
+        pgd_one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(c), err, errlen);
+        PQclear(r);
+        if (!again)
+            return -1;
+    }
+    return -1;
+}
+
+coffer_status pgd_query_snapshot(void *instance, const char *sql, coffer_row_cb row_cb, void *ud)
+{
+    pgd_instance *in = instance;
+    pgd_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    if (in->snap_lost)
+        return in->host->error(in->h, COFFER_ERR_FAILED,
+                               "query on %s: the snapshot was lost earlier (see the error then)",
+                               in->snap_shown ? in->snap_shown : "the snapshot");
+    if (!in->snap)
+        return in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
+                               "query on the snapshot of %s: no dump of this instance kept its "
+                               "snapshot",
+                               in->display);
+    const char *shown = in->snap_shown;
+    if (!sql || !*sql)
+        return in->host->error(in->h, COFFER_ERR_INVALID, "query on %s: empty statement", shown);
+    if (controls_transaction(sql)) {
+        char kw[16];
+        first_keyword(sql, kw, sizeof kw, NULL);
+        return in->host->error(in->h, COFFER_ERR_INVALID,
+                               "query on %s: %s is refused: queries run inside the snapshot's "
+                               "transaction and may not end it",
+                               shown, kw);
+    }
+    PGconn *c = in->snap;
+    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_INTRANS)
+        return snapshot_lost(in, COFFER_ERR_FAILED,
+                             PQstatus(c) != CONNECTION_OK ? PQerrorMessage(c)
+                                                          : "its transaction has ended");
+    coffer_status st = stream(in, c, shown, sql, row_cb, ud);
+    /* What the statement did to the transaction. */
+    if (PQstatus(c) != CONNECTION_OK)
+        return snapshot_lost(in, st != COFFER_OK ? st : COFFER_ERR_FAILED, PQerrorMessage(c));
+    if (PQtransactionStatus(c) == PQTRANS_IDLE)
+        return snapshot_lost(in, COFFER_ERR_INVALID, "the statement ended its transaction");
+    char err[1024];
+    if (rollback_to_savepoint(c, err, sizeof err) != 0)
+        return snapshot_lost(in, COFFER_ERR_FAILED, err);
     return st;
 }
 

@@ -24,6 +24,10 @@ typedef struct dbsqlite_instance {
     char *path;     /* resolved against the policy root */
     int busy_ms;
     char *owned[4]; /* path_opt and its -wal, -shm, -journal siblings */
+    /* The last dump's private copy, kept for query_snapshot when the sink
+     * asked for it (keep_snapshot); removed by the next dump or
+     * instance_free. NULL when none is kept. */
+    char *snapshot;
 } dbsqlite_instance;
 
 void dbsqlite_check_magic(const void *p, uint32_t magic, const char *what);
@@ -71,9 +75,13 @@ coffer_status dbsqlite_run(dbsqlite_instance *in, sqlite3 *db, const char *path,
 coffer_status dbsqlite_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
 coffer_status dbsqlite_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
                                     coffer_row_cb row_cb, void *ud);
+coffer_status dbsqlite_query_snapshot(void *instance, const char *sql, coffer_row_cb row_cb,
+                                      void *ud);
 
 /* dump.c, restore.c, verify.c */
 coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink);
+/* Remove the kept copy of the last dump (and its sidecars), if any. */
+void dbsqlite_snapshot_release(dbsqlite_instance *in);
 coffer_status dbsqlite_restore(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
 coffer_status dbsqlite_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
                               coffer_check_cb cb, void *ud);

@@ -9,12 +9,18 @@
  * Row counts are taken from the private copy, so they describe exactly
  * the bytes that are streamed, and the copy is streamed as one file named
  * after the database ("asterdrive.db").
+ *
+ * When the sink asks to keep the snapshot (keep_snapshot, ABI 1.1), the
+ * copy is not removed after streaming: query_snapshot reads it until the
+ * next dump or instance_free. It costs the database's size on the disk
+ * of the run's temporary directory for that long.
  */
 #include "db_sqlite.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,10 +157,37 @@ done:
     return st;
 }
 
+void dbsqlite_snapshot_release(dbsqlite_instance *in)
+{
+    if (!in->snapshot)
+        return;
+    if (unlink(in->snapshot) != 0 && errno != ENOENT)
+        in->host->log(in->h, COFFER_LOG_WARN, "cannot remove the kept copy %s of %s: %s",
+                      in->snapshot, in->path, strerror(errno));
+    char *failed = NULL;
+    int err = dbsqlite_remove_sidecars(in->snapshot, NULL, &failed);
+    if (err)
+        in->host->log(in->h, COFFER_LOG_WARN, "cannot remove %s: %s",
+                      failed ? failed : in->snapshot, strerror(err));
+    free(failed);
+    free(in->snapshot);
+    in->snapshot = NULL;
+}
+
+/* Did the core ask to keep this dump's snapshot? A 1.0 sink ends before
+ * the member. */
+static int keep_requested(const coffer_dump_sink *sink)
+{
+    return sink->struct_size >= offsetof(coffer_dump_sink, keep_snapshot) + sizeof(int) &&
+           sink->keep_snapshot;
+}
+
 coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink)
 {
     dbsqlite_instance *in = instance;
     dbsqlite_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    /* A snapshot belongs to the last dump only, whatever becomes of this one. */
+    dbsqlite_snapshot_release(in);
     if (in->host->cancelled(in->h))
         return in->host->error(in->h, COFFER_ERR_CANCELLED, "dump of %s cancelled", in->path);
 
@@ -217,10 +250,15 @@ coffer_status dbsqlite_dump(void *instance, coffer_dump_sink *sink)
     sqlite3_close(copy);
     copy = NULL;
     st = stream_copy(in, sink, tmp);
+    if (st == COFFER_OK && keep_requested(sink)) {
+        if (!(in->snapshot = strdup(tmp)))
+            st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+    }
 done:
     sqlite3_close(copy);
     sqlite3_close(src);
-    unlink(tmp);
+    if (!in->snapshot)
+        unlink(tmp);
     char *failed = NULL;
     (void)dbsqlite_remove_sidecars(tmp, NULL, &failed); /* a -journal the backup may leave */
     free(failed);

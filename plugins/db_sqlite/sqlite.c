@@ -225,6 +225,7 @@ static void dbsqlite_instance_free(void *instance)
         return;
     dbsqlite_instance *in = instance;
     dbsqlite_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    dbsqlite_snapshot_release(in);
     in->magic = 0;
     free(in->path_opt);
     free(in->path);
@@ -427,6 +428,7 @@ static const coffer_database_ops dbsqlite_ops = {
     .query = dbsqlite_query,
     .query_target = dbsqlite_query_target,
     .validate = dbsqlite_validate,
+    .query_snapshot = dbsqlite_query_snapshot,
 };
 
 static const coffer_plugin dbsqlite_plugin = {

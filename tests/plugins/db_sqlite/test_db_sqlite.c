@@ -1,7 +1,8 @@
 /*
  * database "sqlite" against the mock host: dump while a writer keeps
  * committing, restore (refusals, stale -wal/-shm), verify (row counts,
- * corruption, foreign keys), owned_paths, query. The core's sink and
+ * corruption, foreign keys), owned_paths, query, query_target and
+ * query_snapshot (the copy a dump kept). The core's sink and
  * source are replaced by an in-memory one (msink below).
  */
 #include <setjmp.h>
@@ -955,6 +956,240 @@ static void test_query_target(void **state)
     assert_int_equal(f->ops->query_target(f->inst, &e.o, "SELECT 1", qrow_cb, &q), COFFER_ERR_NOT_FOUND);
 }
 
+/* ---- query_snapshot: what the last dump captured ---------------------------- */
+
+/* Private copies kept in the run's temporary directory (temp_path hint
+ * "sqlite-app.db"), and whether any has a -wal, -shm or -journal. */
+static int kept_copies(fixture *f, int *sidecars)
+{
+    DIR *d = opendir(f->mh.tmpdir);
+    assert_non_null(d);
+    int n = 0;
+    if (sidecars)
+        *sidecars = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strstr(de->d_name, "sqlite-app.db"))
+            continue;
+        size_t len = strlen(de->d_name);
+        if (len > 4 && (strcmp(de->d_name + len - 4, "-wal") == 0 ||
+                        strcmp(de->d_name + len - 4, "-shm") == 0 ||
+                        (len > 8 && strcmp(de->d_name + len - 8, "-journal") == 0))) {
+            if (sidecars)
+                (*sidecars)++;
+        } else {
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static int64_t snap_scalar(fixture *f, const char *sql)
+{
+    qrows q = {0};
+    coffer_status st = f->ops->query_snapshot(f->inst, sql, qrow_cb, &q);
+    if (st != COFFER_OK)
+        fail_msg("query_snapshot %s: %s", sql, f->mh.last_error);
+    assert_int_equal(q.n, 1);
+    return q.sum;
+}
+
+static void keep_snapshot(fixture *f)
+{
+    msink_free(&f->m);
+    msink_init(&f->m);
+    f->m.sink.keep_snapshot = 1;
+}
+
+/* The copy answers as of the dump while the application goes on writing
+ * (WAL mode, a writer committing throughout), deletes and inserts. */
+static void test_query_snapshot_sees_the_dump(void **state)
+{
+    fixture *f = *state;
+    assert_non_null(f->ops->query_snapshot);
+    writer w = {.path = f->db};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    while (__atomic_load_n(&w.commits, __ATOMIC_SEQ_CST) < 20)
+        usleep(1000);
+
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    int64_t a = meta_int(f, "rows.a"), users = meta_int(f, "rows.users");
+    assert_int_equal(kept_copies(f, NULL), 1);
+
+    /* The live database moves on. */
+    int64_t at_dump = __atomic_load_n(&w.commits, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&w.commits, __ATOMIC_SEQ_CST) < at_dump + 50)
+        usleep(1000);
+    sqlite3 *db = open_db(f->db);
+    exec(db, "DELETE FROM files; DELETE FROM folders; DELETE FROM users WHERE id > 10;"
+             "INSERT INTO users(username, storage_used) VALUES ('late', 1)");
+    assert_int_equal(scalar(db, "SELECT count(*) FROM users"), 11);
+    assert_true(scalar(db, "SELECT count(*) FROM a") > a);
+
+    /* As of the dump, repeatedly, while the writer still commits. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(snap_scalar(f, "SELECT count(*) FROM a"), a);
+        assert_int_equal(snap_scalar(f, "SELECT count(*) FROM b"), a);
+        assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), users);
+        assert_int_equal(snap_scalar(f, "SELECT count(*) FROM files"), 100);
+        assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users WHERE username = 'late'"), 0);
+    }
+    w.stop = 1;
+    pthread_join(t, NULL);
+    assert_true(scalar(db, "SELECT count(*) FROM a") > a);
+    sqlite3_close(db);
+    /* Reading the copy left nothing beside it. */
+    int side = -1;
+    assert_int_equal(kept_copies(f, &side), 1);
+    assert_int_equal(side, 0);
+
+    /* instance_free drops the copy. */
+    f->ops->instance_free(f->inst);
+    f->inst = NULL;
+    assert_int_equal(kept_copies(f, &side), 0);
+    assert_int_equal(side, 0);
+}
+
+static void test_query_snapshot_statements(void **state)
+{
+    fixture *f = *state;
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+
+    /* A statement that does not parse, or names what is not there. */
+    qrows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELEC 1", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "syntax error"));
+    assert_non_null(strstr(f->mh.last_error, "snapshot of"));
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT nope FROM nowhere", qrow_cb, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "no such table: nowhere"));
+    /* ... and the next good one still works. */
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
+
+    /* Writes are refused, in the copy and (of course) in the live database. */
+    assert_int_equal(f->ops->query_snapshot(f->inst, "DELETE FROM users", qrow_cb, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "not read-only"));
+    assert_int_equal(
+        f->ops->query_snapshot(f->inst, "INSERT INTO users(username) VALUES ('x')", qrow_cb, &q),
+        COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1; DELETE FROM users", qrow_cb, &q),
+                     COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
+    assert_int_equal(f->ops->query_snapshot(f->inst, "", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_int_equal(q.n, 0);
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
+    sqlite3 *db = open_db(f->db);
+    assert_int_equal(scalar(db, "SELECT count(*) FROM users"), 50);
+    sqlite3_close(db);
+
+    /* NULLs, early stop, a large result streamed. */
+    memset(&q, 0, sizeof q);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT NULL, 5", qrow_cb, &q), COFFER_OK);
+    assert_int_equal(q.nulls, 1);
+    assert_int_equal(q.sum, 5);
+    memset(&q, 0, sizeof q);
+    q.stop_after = 3;
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM files", qrow_cb, &q),
+                     COFFER_OK);
+    assert_int_equal(q.n, 3);
+}
+
+static void test_query_snapshot_large(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = open_db(f->db);
+    exec(db, "CREATE TABLE big(id INTEGER PRIMARY KEY, v INT);"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)"
+             " INSERT INTO big SELECT i, i % 7 FROM n");
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    exec(db, "DELETE FROM big WHERE id > 1000");
+    sqlite3_close(db);
+
+    qrows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", qrow_cb, &q),
+                     COFFER_OK);
+    assert_int_equal(q.n, 200000);
+    assert_int_equal(q.sum, (int64_t)200000 * 200001 / 2);
+    memset(&q, 0, sizeof q);
+    q.stop_after = 10;
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT id FROM big ORDER BY id", qrow_cb, &q),
+                     COFFER_OK);
+    assert_int_equal(q.n, 10);
+    assert_int_equal(q.sum, 55);
+    /* The host cancels: the statement stops. */
+    f->mh.cancel = 1;
+    memset(&q, 0, sizeof q);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT a.id FROM big a, big b", qrow_cb, &q),
+                     COFFER_ERR_CANCELLED);
+    f->mh.cancel = 0;
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM big"), 200000);
+}
+
+/* No snapshot: before any dump, after a dump that did not ask (also a
+ * 1.0 sink, which has no keep_snapshot member), after a failed dump. */
+static void test_query_snapshot_unsupported(void **state)
+{
+    fixture *f = *state;
+    qrows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_non_null(strstr(f->mh.last_error, "snapshot"));
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_int_equal(kept_copies(f, NULL), 0);
+
+    keep_snapshot(f);
+    f->m.sink.struct_size = offsetof(coffer_dump_sink, keep_snapshot);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_int_equal(kept_copies(f, NULL), 0);
+
+    /* A kept snapshot, then a dump that fails: nothing is left to query. */
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
+    keep_snapshot(f);
+    f->mh.cancel = 1;
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_ERR_CANCELLED);
+    f->mh.cancel = 0;
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_int_equal(kept_copies(f, NULL), 0);
+    assert_int_equal(q.n, 0);
+}
+
+/* A second dump replaces the kept copy; one without keep_snapshot drops it. */
+static void test_query_snapshot_second_dump(void **state)
+{
+    fixture *f = *state;
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    sqlite3 *db = open_db(f->db);
+    exec(db, "INSERT INTO a(v) VALUES (1), (2), (3)");
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM a"), 0);
+    keep_snapshot(f);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    exec(db, "INSERT INTO a(v) VALUES (4)");
+    sqlite3_close(db);
+    assert_int_equal(snap_scalar(f, "SELECT count(*) FROM a"), 3);
+    assert_int_equal(kept_copies(f, NULL), 1);
+    msink_free(&f->m);
+    msink_init(&f->m);
+    assert_int_equal(f->ops->dump(f->inst, &f->m.sink), COFFER_OK);
+    assert_int_equal(kept_copies(f, NULL), 0);
+    qrows q = {0};
+    assert_int_equal(f->ops->query_snapshot(f->inst, "SELECT 1", qrow_cb, &q),
+                     COFFER_ERR_UNSUPPORTED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -972,6 +1207,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_corrupt_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_snapshot_sees_the_dump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_snapshot_statements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_snapshot_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_snapshot_unsupported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_snapshot_second_dump, setup, teardown),
     };
     return cmocka_run_group_tests_name("db_sqlite", tests, NULL, NULL);
 }
