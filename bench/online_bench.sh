@@ -4,6 +4,7 @@
 #
 #   bench/online_bench.sh [--size-mb N] [--runs N] [--churn PCT] [--cold]
 #                         [--keep] [--workdir DIR] [--skip-plain] [--skip-btrfs]
+#                         [--breakdown]
 #
 #   --size-mb N    size of the generated deployment (default 1024)
 #   --runs N       timed runs of each variant; medians are reported (default 3)
@@ -13,6 +14,9 @@
 #   --keep         keep the work directory
 #   --workdir DIR  parent of the work directory (default $BENCH_TMPDIR, else /var/tmp)
 #   --skip-plain / --skip-btrfs   run only the other part
+#   --breakdown    part 1 also runs `twopass` (two passes, references skipped)
+#                  and `refs` (one pass, references verified), to show which
+#                  of the two costs what
 #
 # Part 1 (the work directory's file system): the shipped online SQLite policy
 # (`online`: two file passes, references verified) against the same policy
@@ -38,6 +42,7 @@ cold=0
 keep=0
 do_plain=1
 do_btrfs=1
+breakdown=0
 workparent="${BENCH_TMPDIR:-/var/tmp}"
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
         --workdir) workparent="${2:?--workdir needs a value}"; shift 2 ;;
         --skip-plain) do_plain=0; shift ;;
         --skip-btrfs) do_btrfs=0; shift ;;
+        --breakdown) breakdown=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "online_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -115,9 +121,11 @@ sed -e 's/^\(  two_pass:\) true/\1 false/' -e 's/^\(  references:\) verify/\1 sk
 grep -q '^  two_pass: false' "$work/plain.yaml" && grep -q '^  references: skip' "$work/plain.yaml" ||
     die "cannot derive the plain policy from $shipped"
 cp "$shipped" "$work/online.yaml"
+sed -e 's/^\(  references:\) verify/\1 skip/' "$shipped" >"$work/twopass.yaml"
+sed -e 's/^\(  two_pass:\) true/\1 false/' "$shipped" >"$work/refs.yaml"
 sed 's/^\(    exclude: \[data\/.tmp, data\/.uploads\]\)$/\1\n    snapshot: btrfs/' "$shipped" >"$work/snapshot.yaml"
 grep -q '^    snapshot: btrfs' "$work/snapshot.yaml" || die "cannot add snapshot: btrfs to $shipped"
-for v in plain online snapshot; do
+for v in plain online snapshot twopass refs; do
     cf policy check "$work/$v.yaml" >/dev/null 2>"$work/check.err" ||
         die "policy $v refused: $(tail -2 "$work/check.err")"
 done
@@ -262,7 +270,11 @@ say "generating a ${size_mb} MiB AsterDrive deployment (SQLite)"
 say "deployment: $(du -sb "$root/data" | cut -f1) bytes in data/, $(files_rows "$root") files rows"
 
 if [ "$do_plain" = 1 ]; then
-    bench_part ext "$root" plain online
+    if [ "$breakdown" = 1 ]; then
+        bench_part ext "$root" plain online twopass refs
+    else
+        bench_part ext "$root" plain online
+    fi
 fi
 
 btrfs_ok=0
@@ -302,13 +314,17 @@ echo
 say "results (wall seconds, peak RSS; churn = writer transactions during the backup)"
 if [ "$do_plain" = 1 ]; then
     report ext plain online 1.15
+    if [ "$breakdown" = 1 ]; then
+        report ext plain twopass 1.15
+        report ext plain refs 1.15
+    fi
 fi
 if [ "$btrfs_ok" = 1 ]; then
     report btrfs plain snapshot 1.05
     report btrfs plain online 1.15
 fi
 all=$(cat "$work"/*.results 2>/dev/null)
-echo "online_bench: references verified in $(grep -c ' verified' <<<"$all") of $(grep -cv ' plain ' <<<"$all") online/snapshot backups;" \
+echo "online_bench: references verified in $(grep -c ' verified' <<<"$all") of $(awk '$2 == "online" || $2 == "snapshot" || $2 == "refs"' <<<"$all" | wc -l) backups that verify them;" \
     "inconsistent sets: plain $(awk '$2 == "plain" && $9 == "INCONSISTENT"' <<<"$all" | wc -l)," \
     "online $(awk '$2 == "online" && $9 == "INCONSISTENT"' <<<"$all" | wc -l)," \
     "snapshot $(awk '$2 == "snapshot" && $9 == "INCONSISTENT"' <<<"$all" | wc -l)"
