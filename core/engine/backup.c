@@ -28,6 +28,7 @@
 #include "plugin/host.h"
 #include "util/beneath.h"
 #include "plugin/registry.h"
+#include "snapshot/snapshot.h"
 #include "util/util.h"
 
 int cf_worker_count(void)
@@ -248,6 +249,7 @@ typedef struct pool {
     cf_mwriter *p1;
     cf_entry p1e;
     int p1_have, p1_eof;
+    cf_fssnap **snaps;  /* per component: the file system snapshot it is read from, or NULL */
     uint64_t p1_kept;   /* first-pass entries gone from the tree since: kept */
     uint64_t p1_reused; /* files unchanged since the first pass (not read again) */
 } pool;
@@ -758,6 +760,76 @@ static void pool_stop(pool *pl)
     pthread_cond_destroy(&pl->pf);
 }
 
+static char *snap_source(void *sud, const char *path)
+{
+    char *abs = cf_fssnap_map(sud, path);
+    if (!abs) /* cannot happen: take was given these paths */
+        cf_log(CF_LOG_ERROR, "%s", cf_error());
+    return abs ? abs : cf_strdup("/nonexistent");
+}
+
+/* The name a component's snapshots carry: policy and component, so a
+ * later run of the same policy finds its dead predecessors' leftovers. */
+static void snap_tag(const cf_policy *p, const cf_component *c, char *tag, size_t len)
+{
+    snprintf(tag, len, "%s_%s", p->name, c->name);
+    if (cf_fssnap_tag_valid(tag))
+        return;
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *s = tag; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    snprintf(tag, len, "c%016llx", (unsigned long long)h);
+}
+
+/* Take a read-only file system snapshot for every files component that
+ * asks for one (after sweeping what killed runs left). */
+static int take_snapshots(const cf_policy *p, cf_fssnap **snaps)
+{
+    for (size_t i = 0; i < p->ncomponents; i++) {
+        const cf_component *c = &p->components[i];
+        if (c->type != CF_COMP_FILES || !c->snapshot)
+            continue;
+        char tag[64];
+        snap_tag(p, c, tag, sizeof tag);
+        int swept = cf_fssnap_sweep(c->snapshot, p->root, c->paths.v, c->paths.n, tag);
+        if (swept > 0)
+            cf_log(CF_LOG_INFO, "component '%s': removed %d %s snapshot(s) a killed backup left",
+                   c->name, swept, c->snapshot);
+        double t0 = cf_now();
+        if (cf_fssnap_take(c->snapshot, p->root, c->paths.v, c->paths.n, tag, c->snapshot_size,
+                           &snaps[i]) != 0)
+            return cf_fail("component '%s': %s", c->name, cf_error());
+        cf_log(CF_LOG_INFO, "component '%s': %s (%.2f s)", c->name, cf_fssnap_describe(snaps[i]),
+               cf_now() - t0);
+    }
+    return 0;
+}
+
+static int snapshots_cover(const cf_policy *p)
+{
+    for (size_t i = 0; i < p->ncomponents; i++)
+        if (p->components[i].type == CF_COMP_OBJECT_STORE ||
+            (p->components[i].type == CF_COMP_FILES && !p->components[i].snapshot))
+            return 0;
+    return 1;
+}
+
+static void release_snapshots(const cf_policy *p, cf_fssnap **snaps)
+{
+    for (size_t i = 0; snaps && i < p->ncomponents; i++) {
+        if (!snaps[i])
+            continue;
+        char what[512];
+        snprintf(what, sizeof what, "%s", cf_fssnap_describe(snaps[i]));
+        if (cf_fssnap_release(snaps[i]) != 0)
+            cf_log(CF_LOG_WARN, "component '%s': %s not removed (the next backup removes it): %s",
+                   p->components[i].name, what, cf_error());
+        else
+            cf_log(CF_LOG_DEBUG, "component '%s': %s removed", p->components[i].name, what);
+        snaps[i] = NULL;
+    }
+}
+
 /* Walk every files component into pl->mw. first: the first pass of an
  * online backup (components read from a file system snapshot wait for
  * it); comps, when not NULL, gets each component's summary. */
@@ -776,6 +848,10 @@ static int walk_files(pool *pl, char **owned, size_t nowned, json_t *comps, int 
         build_skip(p, c, owned, nowned, &skip, &nskip);
         cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
                            .cb = on_entry, .ud = pl, .unreadable = walk_unreadable};
+        if (!first && pl->snaps && pl->snaps[i]) {
+            wo.source = snap_source;
+            wo.sud = pl->snaps[i];
+        }
         pl->walking = c->name;
         rc = cf_walk_component(&wo);
         if (rc == 0 && pl->p1)
@@ -1346,8 +1422,11 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         }
     }
 
+    int start_rc = 0;
+    char start_err[1024] = "";
     prev_map prev = {0};
     cf_mwriter *mw = NULL, *first = NULL;
+    cf_fssnap **snaps = cf_calloc(p->ncomponents, sizeof *snaps);
     cf_refcheck *rck = rc == 0 ? cf_refcheck_new(p) : NULL;
     /* Online without a snapshot, files are walked twice (see below). */
     int two_pass = 0;
@@ -1393,6 +1472,15 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
             rc = walk_files(&pl, owned, nowned, NULL, 1);
         }
     }
+    /* File system snapshots come right before the database snapshots:
+     * an object uploaded in between is not in the file system snapshot,
+     * but its row is in the database's, and the reference check fetches
+     * it again from the live tree; the other order would lose objects
+     * purged in between for good. */
+    if (rc == 0) {
+        pl.snaps = snaps;
+        rc = take_snapshots(p, snaps);
+    }
     /* Databases: in online mode the files are captured after the database
      * snapshot (or around it, with two passes), and the set says so. */
     for (size_t i = 0; i < ndb && rc == 0; i++) {
@@ -1403,6 +1491,18 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_array_append_new(comps, cj);
     }
 
+    /* Maintenance mode with every files component read from a file
+     * system snapshot (and no object store, listed live): the capture is
+     * over once the snapshots and dumps exist, so the application comes
+     * back before the files are read. */
+    if (rc == 0 && stopped && snapshots_cover(p)) {
+        start_rc = run_start(run);
+        if (start_rc != 0)
+            snprintf(start_err, sizeof start_err, "%s", cf_error());
+        stopped = 0;
+        cf_log(CF_LOG_INFO, "maintenance: the application runs again; the files are read from "
+                            "the snapshots");
+    }
     if (rc == 0 && !pl.threads) {
         prev_wait(&pload);
         cf_progress_set_total(prev.bytes);
@@ -1449,14 +1549,18 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         }
     }
     pool_stop(&pl);
+    {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        release_snapshots(p, snaps);
+        cf_fail("%s", saved);
+    }
     cf_prefetch_stop(warm);
     cf_progress_stop();
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");
 
     /* The application comes back as soon as the capture is over. */
-    int start_rc = 0;
-    char start_err[1024] = "";
     if (stopped) {
         char saved[2048];
         snprintf(saved, sizeof saved, "%s", cf_error());
@@ -1586,6 +1690,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_decref(header);
     json_decref(refs);
     cf_refcheck_free(rck);
+    free(snaps);
     if (first)
         cf_manifest_free(first);
     json_decref(pl.unreadable_list);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "plugin/host.h"
+#include "snapshot/snapshot.h"
 #include "util/util.h"
 
 int cf_path_required(const cf_component *c, const char *rel)
@@ -239,7 +240,9 @@ static int walk_children(walker *w, const char *abs, const char *rel)
     struct dirent *de;
     errno = 0;
     while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+        /* coffer's own file system snapshots are never captured */
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, CF_FSSNAP_DIR) == 0)
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 32;
