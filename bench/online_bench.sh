@@ -138,7 +138,8 @@ timed() {
     drop_caches
     /usr/bin/time -f '%e %M' -o "$work/$label.time" "$@" >"$work/$label.out" 2>"$work/$label.err"
     RC=$?
-    read -r SECS RSS_KIB <"$work/$label.time" || true
+    # the last line: GNU time puts "Command exited with non-zero status N" first
+    read -r SECS RSS_KIB < <(tail -1 "$work/$label.time") || true
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 fmt() { awk -v x="$1" 'BEGIN {printf "%.2f", x}'; }

@@ -11,6 +11,8 @@
 #                    for restore N (e.g. --map database=URL), and
 #   OL_RESTORED_URL  a function printing the restored database URL of
 #                    restore N for the doctor (default: the restored SQLite)
+#   OL_BACKUP_LOG_RE a regular expression some line of every backup's
+#                    stderr must match (e.g. the file system snapshot taken)
 # then calls ol_writer_start, ol_backups N, ol_writer_stop, ol_check_sets,
 # ol_broken.
 
@@ -133,6 +135,7 @@ ol_backups() {
             "backup $i verified storage-objects against the captured snapshot (not skipped)"
         assert_gt "$(json_get "$OUT" '[r["rows"] for r in j["references"] if r["name"] == "storage-objects"][0]')" 0 \
             "backup $i: storage-objects looked up the snapshot's blob paths"
+        [ -n "${OL_BACKUP_LOG_RE:-}" ] && assert_match "$ERR" "$OL_BACKUP_LOG_RE" "backup $i logged /$OL_BACKUP_LOG_RE/"
         note "backup $i: inconsistent=$inc missing=$nmiss refetched=$(json_get "$OUT" 'j["refetched"]')"
         sleep 0.2
     done

@@ -59,7 +59,12 @@ expect_ok "init" cf init -p "$POLICY" || die "init failed"
 SUBVOLS0=$(btrfs subvolume list "$MNT" | wc -l)
 
 section "writer: uploads and purges"
-ol_writer_start
+OL_BACKUP_LOG_RE="component 'data': btrfs snapshot $MNT/live/\.coffer-snapshots/coffer_[^ ]+ of subvolume $MNT/live/data"
+# An object uploaded between the file system snapshot and the database
+# snapshot is fetched again from the live tree; a file purged again before
+# that (within the same second) would be lost, and the set rightly marked:
+# the writer leaves its own files alone for their first 30 s, as users do.
+ol_writer_start --purge-min-age 30
 ol_backups 4
 SINGLE=$T/online-btrfs-single-pass.yaml
 make_policy "$SINGLE" 's/^\(  two_pass:\) true/\1 false/'
@@ -75,6 +80,6 @@ for set in "${OL_SETS[@]}"; do
 done
 assert_eq "${#OL_SETS[@]}" "$n" "none of the ${#OL_SETS[@]} sets is marked inconsistent"
 assert_eq "$SUBVOLS0" "$(btrfs subvolume list "$MNT" | wc -l)" "no snapshot subvolume left behind"
-assert_eq "" "$(find "$ASTERDRIVE_ROOT" -maxdepth 2 -name 'coffer_*' 2>/dev/null)" "no snapshot left in the root"
+assert_absent "$ASTERDRIVE_ROOT/.coffer-snapshots" "no snapshot directory left in the root"
 ol_check_sets
 finish

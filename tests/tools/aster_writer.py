@@ -7,7 +7,7 @@ backup runs, on SQLite or on PostgreSQL, as AsterDrive does it.
                   [--count-file F] [--summary F] [--journal F]
                   [--seed S] [--min-object-kib K] [--max-object-kib K]
                   [--database-url URL] [--password-file F]
-                  [--purge-only-own] [--doctor-every N]
+                  [--purge-only-own] [--purge-min-age SECONDS] [--doctor-every N]
 
 The database is the one data/config.toml names ([database] url: sqlite
 relative to data/, or postgres://...), or --database-url. A PostgreSQL
@@ -28,7 +28,8 @@ as possible):
           object is deleted (with the blob's thumbnails and previews when
           no other blob has its hash). Purged files are the writer's own and
           those of the deployment without revisions whose blob no revision
-          names (--purge-only-own: only the writer's).
+          names (--purge-only-own: only the writer's); the writer's own
+          once they are --purge-min-age seconds old (default 0).
 So every committed state satisfies the doctor: an object exists for every
 stored blob row, usage and reference counts add up; the only thing a
 snapshot can see between two commits is an object without a row yet (an
@@ -55,6 +56,7 @@ exists, or on SIGTERM/SIGINT (the operation in progress is finished).
 """
 
 import argparse
+import collections
 import glob
 import hashlib
 import json
@@ -279,6 +281,7 @@ class Writer:
             "AND EXISTS (SELECT 1 FROM files f WHERE f.blob_id = b.id) "
             "AND NOT EXISTS (SELECT 1 FROM file_revisions r WHERE r.blob_id = b.id) ORDER BY b.id")]
         self.blob_index = {b[0]: i for i, b in enumerate(self.blobs)}
+        self.young = collections.deque()  # (time added, file id) of own files
         self.files_start = q("SELECT COUNT(*) FROM files")[0][0]
         self.n = self.uploads = self.purges = self.copies = self.deleted = self.nbytes = 0
         self.doctor_runs = 0
@@ -327,7 +330,7 @@ class Writer:
         bid, fid = self.db.transaction(tx)
         self.uploads += 1
         self.nbytes += size
-        self.purgeable.append(fid)
+        self.young.append((time.time(), fid))
         self.blob_index[bid] = len(self.blobs)
         self.blobs.append((bid, size))
         self.log("upload", fid, bid, self.relpath(self.pid, al.blob_rel(key)))
@@ -351,7 +354,7 @@ class Writer:
 
         fid, (pid, sp) = self.db.transaction(tx)
         self.copies += 1
-        self.purgeable.append(fid)
+        self.young.append((time.time(), fid))
         self.log("copy", fid, bid, self.relpath(pid, sp) if pid in self.policies else sp)
 
     def purge(self):
@@ -423,6 +426,9 @@ class Writer:
 
     def step(self):
         a = self.a
+        limit = time.time() - a.purge_min_age
+        while self.young and self.young[0][0] <= limit:
+            self.purgeable.append(self.young.popleft()[1])
         r = self.rng.random()
         if r < a.purge_fraction and self.purgeable:
             if not self.purge():
@@ -470,6 +476,8 @@ def main():
     ap.add_argument("--database-url", dest="url")
     ap.add_argument("--password-file")
     ap.add_argument("--purge-only-own", action="store_true")
+    ap.add_argument("--purge-min-age", type=float, default=0.0,
+                    help="purge the writer's own files only once they are this many seconds old")
     ap.add_argument("--doctor-every", type=int, default=0)
     a = ap.parse_args()
     if a.purge_fraction < 0 or a.copy_fraction < 0 or a.purge_fraction + a.copy_fraction > 1:
