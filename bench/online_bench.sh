@@ -246,7 +246,7 @@ bench_part() {
 report() {
     local part=$1 base=$2 other=$3 target=$4 phase
     for phase in full second; do
-        local bs=() os=() rs=() br=() orr=() i b o
+        local bs=() os=() rs=() br orr i b o
         for i in $(seq 1 "$runs"); do
             b=$(awk -v p="$part" -v v="$base" -v ph="$phase" -v r="$i" '$1 == p && $2 == v && $3 == ph && $4 == r {print $5}' "$work/$part.results")
             o=$(awk -v p="$part" -v v="$other" -v ph="$phase" -v r="$i" '$1 == p && $2 == v && $3 == ph && $4 == r {print $5}' "$work/$part.results")

@@ -101,8 +101,8 @@ ol_writer_stop() {
 # publishes a set (exit 0, or 3 when marked inconsistent) and the writer
 # purged files while each ran.
 ol_backups() {
-    local n=$1 p=${2:-$POLICY} k i p0 p1 u0 u1 set
-    for k in $(seq 1 "$n"); do
+    local n=$1 p=${2:-$POLICY} i p0 p1 u0 u1 set
+    for _ in $(seq 1 "$n"); do
         OL_NBACKUP=$((${OL_NBACKUP:-0} + 1))
         i=$OL_NBACKUP
         section "online backup $i while the writer uploads and purges"
