@@ -215,40 +215,10 @@ const char *cf_check_ref_path(const cf_policy *p, const cf_app_check *ck, const 
     return s;
 }
 
-/* FNV-1a, then a final mix: 64 bits are plenty to tell paths apart. */
-static uint64_t path_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
 }
 
 /* Lowercase hex SHA-256 of an open file into hex (65 bytes). */
@@ -318,7 +288,7 @@ static void check_reference(qctx *q, int ncols, const char *const *v)
     const char *rel = cf_check_ref_path(q->r->p, q->ck, v[0], &q->path, &why);
     const char *size_s = ncols > 1 ? v[1] : NULL, *sha_s = ncols > 2 ? v[2] : NULL;
     uint64_t want = 0;
-    if (size_s && parse_u64(size_s, &want) != 0) {
+    if (size_s && cf_parse_u64(size_s, &want) != 0) {
         add_problem(q->res, "%s%s: recorded size '%s' is not a number", q->ck->prefix, v[0],
                     size_s);
         return;
@@ -390,7 +360,7 @@ static void note_reference(qctx *q, const char *value)
         q->caphash = q->caphash ? q->caphash + q->caphash / 2 : 4096;
         q->hashes = cf_realloc(q->hashes, q->caphash * sizeof *q->hashes);
     }
-    q->hashes[q->nhash++] = path_hash(s);
+    q->hashes[q->nhash++] = cf_path_hash(s);
 }
 
 static void sql_row(qctx *q, int ncols, const char *const *v)
@@ -495,7 +465,7 @@ typedef struct walk {
 
 static int referenced(qctx *q, const char *rel)
 {
-    uint64_t h = path_hash(rel);
+    uint64_t h = cf_path_hash(rel);
     return q->nhash && bsearch(&h, q->hashes, q->nhash, sizeof h, cmp_u64) != NULL;
 }
 

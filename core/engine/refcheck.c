@@ -27,6 +27,7 @@ typedef struct rcheck {
     flist *fl;
     uint64_t rows, missing, problems;
     int skipped; /* the driver cannot query its snapshot */
+    char *error; /* the query failed: not verified */
 } rcheck;
 
 struct cf_refcheck {
@@ -116,20 +117,6 @@ static int rewind_f(FILE *f)
     return 0;
 }
 
-/* FNV-1a with a final mix. */
-static uint64_t hash_path(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* ---- one bucket in memory ------------------------------------------------ */
 
 typedef struct hent {
@@ -161,7 +148,7 @@ static void ht_clear(htab *t, size_t want)
 
 static void ht_add(htab *t, const char *path, size_t len, uint64_t size)
 {
-    uint64_t h = hash_path(path);
+    uint64_t h = cf_path_hash(path);
     size_t i = h & (t->cap - 1);
     while (t->v[i].off)
         i = (i + 1) & (t->cap - 1);
@@ -172,7 +159,7 @@ static void ht_add(htab *t, const char *path, size_t len, uint64_t size)
 
 static const hent *ht_find(const htab *t, const char *path)
 {
-    uint64_t h = hash_path(path);
+    uint64_t h = cf_path_hash(path);
     for (size_t i = h & (t->cap - 1); t->v[i].off; i = (i + 1) & (t->cap - 1))
         if (t->v[i].h == h && strcmp((const char *)t->arena.data + t->v[i].off - 1, path) == 0)
             return &t->v[i];
@@ -241,6 +228,8 @@ void cf_refcheck_free(cf_refcheck *r)
             fclose(r->lists[k].f);
     if (r->probs)
         fclose(r->probs);
+    for (size_t i = 0; i < r->nchecks; i++)
+        free(r->checks[i].error);
     free(r->lists);
     free(r->checks);
     free(r->fetched_bits);
@@ -314,20 +303,6 @@ static int lookup(qctx *q, const htab *t, const char *rel, uint64_t want)
     return 0;
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    if (!*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 10) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int row_cb(void *ud, int ncols, const char *const *v)
 {
     qctx *q = ud;
@@ -355,14 +330,14 @@ static int row_cb(void *ud, int ncols, const char *const *v)
         char *w = cf_asprintf("outside component '%s'", q->c->fl->co->name);
         rc = problem(q->r, q->ci, 0, rel, w);
         free(w);
-    } else if (ncols > 1 && v[1] && parse_size(v[1], &want) != 0) {
+    } else if (ncols > 1 && v[1] && cf_parse_u64(v[1], &want) != 0) {
         char *w = cf_asprintf("recorded size '%s' is not a number", v[1]);
         rc = problem(q->r, q->ci, 0, rel, w);
         free(w);
     } else if (q->t) {
         rc = lookup(q, q->t, rel, want);
     } else {
-        FILE *f = q->refs[hash_path(rel) % q->nb];
+        FILE *f = q->refs[cf_path_hash(rel) % q->nb];
         rc = put_path(f, rel, want);
     }
     if (rc != 0) {
@@ -398,14 +373,17 @@ static int run_query(qctx *q, cf_dbinst *db)
         return -1;
     if (q->cancelled || cf_cancel_flag)
         return cf_fail("check '%s': cancelled", ck->name);
-    if (q->timed_out || (st == COFFER_ERR_CANCELLED && cf_now() > q->deadline))
-        return cf_fail("check '%s': timed out after %d s (%" PRIu64 " rows read)", ck->name,
-                       ck->timeout, q->c->rows);
+    if (q->timed_out || (st == COFFER_ERR_CANCELLED && cf_now() > q->deadline)) {
+        cf_fail("check '%s': timed out after %d s (%" PRIu64 " rows read)", ck->name,
+                ck->timeout, q->c->rows);
+        return -2;
+    }
     if (st != COFFER_OK) {
         char what[160];
         snprintf(what, sizeof what, "check '%s': query on the captured snapshot failed",
                  ck->name);
-        return cf_hctx_fail(db->hctx, st, what);
+        cf_hctx_fail(db->hctx, st, what);
+        return -2;
     }
     return 0;
 }
@@ -439,7 +417,7 @@ static int eval_one(cf_refcheck *r, size_t ci, cf_dbinst *db)
     uint64_t size;
     int gr = 0;
     while (rc == 0 && (gr = get_path(fl->f, &path, &size)) == 1) {
-        size_t b = hash_path((const char *)path.data) % nb;
+        size_t b = cf_path_hash((const char *)path.data) % nb;
         counts[b]++;
         rc = put_path(files[b], (const char *)path.data, size);
     }
@@ -493,8 +471,28 @@ int cf_refcheck_eval(cf_refcheck *r, cf_dbinst *dbs, size_t ndb)
             continue;
         }
         double t0 = cf_now();
-        if (eval_one(r, i, db) != 0)
-            return -1;
+        uint64_t nprobs = r->nprobs;
+        long off = 0;
+        if (r->probs && (fflush(r->probs) != 0 || (off = ftell(r->probs)) < 0))
+            return cf_fail_errno("temporary file");
+        int erc = eval_one(r, i, db);
+        if (erc != 0) {
+            if (erc != -2 || cf_cancel_flag)
+                return -1;
+            /* A query that fails (a table the application dropped, a
+             * timeout) must not stop the backup: the check is reported as
+             * not verified, and what it found before failing is dropped. */
+            c->error = cf_strdup(cf_error());
+            cf_log(CF_LOG_WARN, "check '%s': not verified at backup: %s", c->ck->name, c->error);
+            if (r->nprobs != nprobs) {
+                if (fflush(r->probs) != 0 || ftruncate(fileno(r->probs), off) != 0 ||
+                    fseek(r->probs, off, SEEK_SET) != 0)
+                    return cf_fail_errno("temporary file");
+                r->nprobs = nprobs;
+            }
+            c->missing = c->problems = 0;
+            continue;
+        }
         cf_log(CF_LOG_INFO, "references '%s': %" PRIu64 " rows, %" PRIu64 " paths in '%s', %" PRIu64
                " missing (%.2f s)", c->ck->name, c->rows, c->fl->n, c->fl->co->name, c->missing,
                cf_now() - t0);
@@ -573,6 +571,8 @@ json_t *cf_refcheck_report(const cf_refcheck *r, size_t limit)
                                (json_int_t)c->missing, "problems", (json_int_t)c->problems);
         if (c->skipped)
             json_object_set_new(cj, "skipped", json_true());
+        if (c->error)
+            json_object_set_new(cj, "error", json_string(c->error));
         json_array_append_new(checks, cj);
     }
     if (r->probs && fflush(r->probs) == 0 && fseek(r->probs, 0, SEEK_SET) == 0) {

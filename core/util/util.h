@@ -73,4 +73,11 @@ void cf_rmtree(const char *path);
 
 #define CF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* 64-bit hash of a path (FNV-1a and a final mix): plenty to tell paths
+ * apart in a hash table or a partition. */
+uint64_t cf_path_hash(const char *s);
+/* A decimal number without sign or spaces; 0, or -1 (empty, not a
+ * number, too large). */
+int cf_parse_u64(const char *s, uint64_t *out);
+
 #endif

@@ -97,6 +97,13 @@ typedef struct dbmysql_instance {
     int lock_wait_timeout; /* seconds FLUSH TABLES WITH READ LOCK may wait */
     dbmysql_tls_mode tls;
     char *ssl_ca, *ssl_capath, *ssl_cert, *ssl_key, *ssl_cipher; /* resolved paths */
+    /* The last dump's first connection, its snapshot transaction still
+     * open, when the sink asked to keep it (keep_snapshot): query_snapshot
+     * runs there until instance_free. snap_lost: it was kept but is gone
+     * (the connection broke, a statement ended the transaction). */
+    MYSQL *snap;
+    char snap_where[700]; /* "the snapshot of user@host:port/db", for messages */
+    int snap_lost;
 } dbmysql_instance;
 
 void dbmysql_check_magic(const void *p, uint32_t magic, const char *what);
@@ -293,6 +300,8 @@ coffer_status dbmysql_list_databases(dbmysql_instance *in, MYSQL *m, char ***out
 void dbmysql_strv_free(char **v, size_t n);
 
 coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink);
+/* End the kept snapshot transaction and close its connection. */
+void dbmysql_snapshot_release(dbmysql_instance *in);
 coffer_status dbmysql_restore(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts);
 coffer_status dbmysql_verify(void *instance, coffer_dump_source *src, const coffer_restore_opts *opts,
                              coffer_check_cb cb, void *ud);
@@ -301,6 +310,12 @@ coffer_status dbmysql_verify(void *instance, coffer_dump_source *src, const coff
 coffer_status dbmysql_query(void *instance, const char *sql, coffer_row_cb row_cb, void *ud);
 coffer_status dbmysql_query_target(void *instance, const coffer_restore_opts *opts, const char *sql,
                                    coffer_row_cb row_cb, void *ud);
+coffer_status dbmysql_query_snapshot(void *instance, const char *sql, coffer_row_cb row_cb,
+                                     void *ud);
+/* Is sql a locking read (FOR UPDATE, FOR SHARE, LOCK IN SHARE MODE)?
+ * Those read the latest rows, not the snapshot's. Strings, quoted names
+ * and comments are skipped; executable comments are read. */
+int dbmysql_locking_read(const char *sql);
 coffer_status dbmysql_scratch_create(void *instance, const char *server, const char *name, char *target,
                                      size_t target_len);
 coffer_status dbmysql_scratch_drop(void *instance, const char *server, const char *name);

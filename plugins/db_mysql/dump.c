@@ -27,12 +27,22 @@
  *   objects.<db>           "tables=N sequences=N views=N routines=N triggers=N events=N"
  *   nontransactional.<db>.<table>  engine of a table copied under the read lock
  *   binlog_file, binlog_position   binary log coordinates of the snapshot, when logging
+ *
+ * Keeping the snapshot (keep_snapshot, ABI 1.1): the first connection,
+ * whose snapshot starts READ ONLY and with a savepoint right after it,
+ * does not commit. Rolling back to the savepoint releases the metadata
+ * locks the dump took, so the application's DDL need not wait for the
+ * backup to end (a table changed that way can no longer be read in the
+ * snapshot: error 1412, never other rows); the transaction itself stays
+ * for query_snapshot until instance_free. Meanwhile InnoDB keeps the undo
+ * history that snapshot may still read, purging nothing newer.
  */
 #include "db_mysql.h"
 
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1007,11 +1017,70 @@ static int cmp_size_desc(const void *a, const void *b, void *ud)
 
 /* ---- snapshot ------------------------------------------------------------------------ */
 
-static coffer_status start_snapshot(dctx *d, MYSQL *m)
+/* keep: the snapshot outlives the dump (query_snapshot) */
+static coffer_status start_snapshot(dctx *d, MYSQL *m, int keep)
 {
     if (dbmysql_exec(m, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ") != 0 ||
-        dbmysql_exec(m, "START TRANSACTION WITH CONSISTENT SNAPSHOT") != 0)
+        dbmysql_exec(m, keep ? "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+                             : "START TRANSACTION WITH CONSISTENT SNAPSHOT") != 0 ||
+        (keep && dbmysql_exec(m, "SAVEPOINT coffer_snapshot") != 0))
         return record_sql(d, m, "cannot start a consistent snapshot");
+    return COFFER_OK;
+}
+
+void dbmysql_snapshot_release(dbmysql_instance *in)
+{
+    if (in->snap) {
+        /* COM_QUIT: the server ends the session, rolling the transaction
+         * back, as soon as it reads it; nothing to wait for here, so a
+         * server that stopped answering cannot hold up instance_free. */
+        mysql_close(in->snap);
+        in->snap = NULL;
+    }
+    in->snap_where[0] = 0;
+    in->snap_lost = 0;
+}
+
+/* Did the core ask to keep this dump's snapshot? A 1.0 sink ends before
+ * the member. */
+static int keep_requested(const coffer_dump_sink *sink)
+{
+    return sink->struct_size >= offsetof(coffer_dump_sink, keep_snapshot) + sizeof(int) &&
+           sink->keep_snapshot;
+}
+
+/* Hand c0, its transaction open, to the instance for query_snapshot. */
+static coffer_status hand_over_snapshot(dctx *d)
+{
+    dbmysql_instance *in = d->in;
+    MYSQL *m = d->c0;
+    /* The database query_target would use; with none named, the first dumped. */
+    const char *db = in->url.database ? in->url.database
+                     : in->ndatabases ? in->databases[0]
+                                      : d->dbs[0].name;
+    if (dbmysql_exec(m, "ROLLBACK TO SAVEPOINT coffer_snapshot") != 0 ||
+        mysql_select_db(m, db) != 0 || dbmysql_exec(m, "SET SESSION TRANSACTION READ ONLY") != 0 ||
+        dbmysql_exec(m, "SET SESSION wait_timeout = GREATEST(@@wait_timeout, 86400)") != 0)
+        return record_sql(d, m, "cannot keep the snapshot for queries");
+    if (!(m->server_status & SERVER_STATUS_IN_TRANS))
+        return record(d, COFFER_ERR_FAILED,
+                      "cannot keep the snapshot for queries: its transaction has ended");
+    for (size_t i = 0; i < d->ntables; i++)
+        if (!d->tables[i].trans)
+            in->host->log(
+                in->h, COFFER_LOG_WARN,
+                "table `%s`.`%s` (%s) is not transactional: queries on the snapshot read its "
+                "current rows, not the dumped ones",
+                d->dbs[d->tables[i].db].name, d->tables[i].name, d->tables[i].engine);
+    dbmysql_url shown = in->url;
+    shown.database = (char *)db;
+    char where[600];
+    dbmysql_url_describe(&shown, where, sizeof where);
+    snprintf(in->snap_where, sizeof in->snap_where, "the snapshot of %s", where);
+    in->snap = m;
+    d->c0 = NULL;
+    in->host->log(in->h, COFFER_LOG_INFO,
+                  "keeping the snapshot open for queries until the backup ends (%s)", where);
     return COFFER_OK;
 }
 
@@ -1109,6 +1178,8 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
 {
     dbmysql_instance *in = instance;
     dbmysql_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    /* A snapshot belongs to the last dump only, whatever becomes of this one. */
+    dbmysql_snapshot_release(in);
     const coffer_host *host = in->host;
     if (host->cancelled(in->h))
         return host->error(in->h, COFFER_ERR_CANCELLED, "dump cancelled");
@@ -1125,6 +1196,7 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
     int locked = 0, lock_used = 0, jobs = in->jobs;
     char snapshot[256], binlog_file[256] = "", binlog_pos[32] = "";
     uint64_t size = 0;
+    int keep = keep_requested(sink);
     coffer_status st = dbmysql_connect(in, &in->url, NULL, &d.c0);
     if (st)
         goto out_reported;
@@ -1181,9 +1253,11 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
         }
     }
     for (int i = 1; i < jobs; i++)
-        if ((st = start_snapshot(&d, w[i].m)) != COFFER_OK)
+        if ((st = start_snapshot(&d, w[i].m, 0)) != COFFER_OK)
             goto out;
-    if ((st = start_snapshot(&d, d.c0)) != COFFER_OK)
+    /* A kept snapshot is c0's: started, like the others, while the lock
+     * (if any) holds writes. */
+    if ((st = start_snapshot(&d, d.c0, keep)) != COFFER_OK)
         goto out;
     w[0].m = d.c0;
     for (int i = 0; i < jobs; i++) {
@@ -1286,7 +1360,7 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
         st = record(&d, COFFER_ERR_CANCELLED, "dump cancelled");
     if (st)
         goto out;
-    for (int i = 0; i < jobs; i++) {
+    for (int i = keep ? 1 : 0; i < jobs; i++) {
         MYSQL *m = i ? w[i].m : d.c0;
         if (dbmysql_exec(m, "COMMIT") != 0) {
             st = record_sql(&d, m, "cannot end the snapshot");
@@ -1301,6 +1375,8 @@ coffer_status dbmysql_dump(void *instance, coffer_dump_sink *sink)
         host->log(in->h, COFFER_LOG_INFO, "dumped %zu database%s, %zu tables, %" PRIu64 " rows from %s (%s)", d.ndbs,
                   d.ndbs == 1 ? "" : "s", d.ntables, rows, where, snapshot);
     }
+    if (st == COFFER_OK && keep)
+        st = hand_over_snapshot(&d);
 out:
     if (st && d.err[0])
         host->error(in->h, st, "%s", d.err);

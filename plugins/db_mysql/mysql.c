@@ -52,6 +52,7 @@ static void dbmysql_instance_free(void *instance)
         return;
     dbmysql_instance *in = instance;
     dbmysql_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    dbmysql_snapshot_release(in);
     in->magic = 0;
     free(in->url_text);
     dbmysql_url_free(&in->url);
@@ -312,6 +313,7 @@ static const coffer_database_ops dbmysql_ops = {
     .query_target = dbmysql_query_target,
     .scratch_create = dbmysql_scratch_create,
     .scratch_drop = dbmysql_scratch_drop,
+    .query_snapshot = dbmysql_query_snapshot,
 };
 
 static void dbmysql_teardown(void)

@@ -11,12 +11,23 @@
  * in memory at a time. Stopping early resets the connection (the server
  * stops sending at once) rather than reading the rest.
  *
+ * query_snapshot runs on the connection the dump kept, inside its
+ * snapshot transaction (dump.c), with the same checks plus two of its
+ * own: a locking read is refused (it would read the current rows), and
+ * so is a statement the server cannot prepare (it could not be checked).
+ * Stopping early must not reset that connection: KILL QUERY stops the
+ * statement and the rows in flight are read. Every statement is rolled
+ * back to the dump's savepoint after it, which releases its metadata
+ * locks and tells whether the transaction is still there; if it is not,
+ * the snapshot is reported lost, never silently replaced.
+ *
  * Scratch databases: CREATE DATABASE (never IF NOT EXISTS: an existing
  * one is refused, untouched) and DROP DATABASE IF EXISTS after killing
  * the sessions of the same account still using it.
  */
 #include "db_mysql.h"
 
+#include <ctype.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +83,10 @@ static coffer_status qfail(dbmysql_instance *in, MYSQL *m, unsigned e, const cha
     return in->host->error(in->h, dbmysql_query_status(e), "query on %s: %s (error %u)", where, err, e);
 }
 
-/* Refuse, before it runs, a statement that returns no rows. */
-static coffer_status prepare_check(dbmysql_instance *in, MYSQL *m, const char *sql, const char *where)
+/* Refuse, before it runs, a statement that returns no rows. strict: also
+ * one that cannot be prepared, hence not checked. */
+static coffer_status prepare_check(dbmysql_instance *in, MYSQL *m, const char *sql,
+                                   const char *where, int strict)
 {
     MYSQL_STMT *s = mysql_stmt_init(m);
     if (!s)
@@ -84,6 +97,12 @@ static coffer_status prepare_check(dbmysql_instance *in, MYSQL *m, const char *s
         /* Not preparable: the read-only transaction still guards it. */
         if (e != ER_UNSUPPORTED_PS)
             st = qfail(in, m, e, mysql_stmt_error(s), where);
+        else if (strict)
+            st = in->host->error(
+                in->h, COFFER_ERR_INVALID,
+                "query on %s: the server cannot check this statement before it runs "
+                "(it cannot be prepared); use a SELECT",
+                where);
     } else if (mysql_stmt_field_count(s) == 0) {
         st = in->host->error(in->h, COFFER_ERR_INVALID,
                              "query on %s: the statement returns no rows; only read-only queries that "
@@ -96,9 +115,101 @@ static coffer_status prepare_check(dbmysql_instance *in, MYSQL *m, const char *s
     return st;
 }
 
+/* Send sql on m and hand its rows to row_cb as they arrive. Stopping
+ * early (the callback, the host cancelling) either resets the connection
+ * (throwaway: the server stops at once, m is unusable after) or, for a
+ * connection that must survive, stops the statement with KILL QUERY from
+ * a second connection of u and reads what is still in flight. *broken is
+ * set when m was reset. */
+static coffer_status stream(dbmysql_instance *in, MYSQL *m, const dbmysql_url *u, const char *sql,
+                            const char *where, coffer_row_cb row_cb, void *ud, int throwaway,
+                            int *broken)
+{
+    const char **vals = NULL;
+    MYSQL_RES *r = NULL;
+    coffer_status st = COFFER_OK;
+    int stop = 0; /* stop the statement: the callback or the host asked */
+    *broken = 0;
+    if (mysql_send_query(m, sql, (unsigned long)strlen(sql)) != 0)
+        return qfail(in, m, mysql_errno(m), mysql_error(m), where);
+    /* Wait for the answer watching for cancellation: a long statement
+     * (a sort, an aggregate) sends nothing until it is done. */
+    int fd = (int)mysql_get_socket(m);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = fd >= 0 ? poll(&pfd, 1, 200) : 1;
+        if (pr != 0)
+            break;
+        if (in->host->cancelled(in->h)) {
+            kill_query(in, u, mysql_thread_id(m));
+            if (throwaway) {
+                dbmysql_abort(m);
+                *broken = 1;
+                return in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", where);
+            }
+            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", where);
+            stop = 1;
+            break; /* the answer is the "interrupted" error, or the rows after all */
+        }
+    }
+    if (mysql_read_query_result(m) != 0) {
+        if (st == COFFER_OK)
+            st = qfail(in, m, mysql_errno(m), mysql_error(m), where);
+        return st;
+    }
+    r = mysql_use_result(m);
+    if (!r) {
+        if (st == COFFER_OK)
+            st = mysql_errno(m) ? qfail(in, m, mysql_errno(m), mysql_error(m), where)
+                                : in->host->error(in->h, COFFER_ERR_INVALID,
+                                                  "query on %s returned no rows", where);
+        return st;
+    }
+    unsigned n = mysql_num_fields(r);
+    if (!stop && !(vals = calloc(n + 1, sizeof *vals))) {
+        if (st == COFFER_OK)
+            st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
+        stop = 1;
+    }
+    MYSQL_ROW row;
+    while (!stop && (row = mysql_fetch_row(r)) != NULL) {
+        for (unsigned i = 0; i < n; i++)
+            vals[i] = row[i];
+        if (row_cb(ud, (int)n, vals) != 0) {
+            stop = 1;
+        } else if (in->host->cancelled(in->h)) {
+            stop = 1;
+            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", where);
+        }
+    }
+    if (stop && throwaway) {
+        dbmysql_abort(m); /* the rest is not read: the server stops sending */
+        *broken = 1;
+    } else if (stop) {
+        /* Stop the server, then read the rows already under way (a
+         * socket's worth) up to the "interrupted" error. Should the kill
+         * not get through, this reads the whole rest, unless the host
+         * cancels: then the connection goes. */
+        kill_query(in, u, mysql_thread_id(m));
+        unsigned long long drained = 0;
+        while (mysql_fetch_row(r) != NULL) {
+            if (++drained % 4096 == 0 && in->host->cancelled(in->h)) {
+                dbmysql_abort(m);
+                *broken = 1;
+                break;
+            }
+        }
+    } else if (st == COFFER_OK && mysql_errno(m)) {
+        st = qfail(in, m, mysql_errno(m), mysql_error(m), where);
+    }
+    mysql_free_result(r);
+    free(vals);
+    return st;
+}
+
 /* Connect to u's database db, read only, and stream sql's rows. */
-static coffer_status run_read_only(dbmysql_instance *in, const dbmysql_url *u, const char *db, const char *sql,
-                                   coffer_row_cb row_cb, void *ud)
+static coffer_status run_read_only(dbmysql_instance *in, const dbmysql_url *u, const char *db,
+                                   const char *sql, coffer_row_cb row_cb, void *ud)
 {
     if (!sql || !*sql)
         return in->host->error(in->h, COFFER_ERR_INVALID, "query: empty statement");
@@ -110,73 +221,12 @@ static coffer_status run_read_only(dbmysql_instance *in, const dbmysql_url *u, c
     shown.database = (char *)db;
     char where[600];
     dbmysql_url_describe(&shown, where, sizeof where);
-    const char **vals = NULL;
-    MYSQL_RES *r = NULL;
-    int aborted = 0;
+    int broken = 0;
     if (dbmysql_exec(m, "SET SESSION TRANSACTION READ ONLY") != 0 ||
-        dbmysql_exec(m, "START TRANSACTION READ ONLY") != 0) {
+        dbmysql_exec(m, "START TRANSACTION READ ONLY") != 0)
         st = dbmysql_fail(in, m, "query: cannot start a read-only transaction");
-        goto done;
-    }
-    if ((st = prepare_check(in, m, sql, where)) != COFFER_OK)
-        goto done;
-    if (mysql_send_query(m, sql, (unsigned long)strlen(sql)) != 0) {
-        st = qfail(in, m, mysql_errno(m), mysql_error(m), where);
-        goto done;
-    }
-    /* Wait for the answer watching for cancellation: a long statement
-     * (a sort, an aggregate) sends nothing until it is done. */
-    int fd = (int)mysql_get_socket(m);
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = fd >= 0 ? poll(&pfd, 1, 200) : 1;
-        if (pr != 0)
-            break;
-        if (in->host->cancelled(in->h)) {
-            kill_query(in, u, mysql_thread_id(m));
-            dbmysql_abort(m);
-            aborted = 1;
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", where);
-            goto done;
-        }
-    }
-    if (mysql_read_query_result(m) != 0) {
-        st = qfail(in, m, mysql_errno(m), mysql_error(m), where);
-        goto done;
-    }
-    r = mysql_use_result(m);
-    if (!r) {
-        st = mysql_errno(m) ? qfail(in, m, mysql_errno(m), mysql_error(m), where)
-                            : in->host->error(in->h, COFFER_ERR_INVALID, "query on %s returned no rows", where);
-        goto done;
-    }
-    unsigned n = mysql_num_fields(r);
-    if (!(vals = calloc(n + 1, sizeof *vals))) {
-        st = in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
-        goto done;
-    }
-    MYSQL_ROW row;
-    while ((row = mysql_fetch_row(r)) != NULL) {
-        for (unsigned i = 0; i < n; i++)
-            vals[i] = row[i];
-        if (row_cb(ud, (int)n, vals) != 0) {
-            aborted = 1;
-            break;
-        }
-        if (in->host->cancelled(in->h)) {
-            aborted = 1;
-            st = in->host->error(in->h, COFFER_ERR_CANCELLED, "query on %s cancelled", where);
-            break;
-        }
-    }
-    if (aborted)
-        dbmysql_abort(m); /* the rest is not read: the server stops sending */
-    else if (mysql_errno(m))
-        st = qfail(in, m, mysql_errno(m), mysql_error(m), where);
-done:
-    if (r)
-        mysql_free_result(r);
-    free(vals);
+    else if ((st = prepare_check(in, m, sql, where, 0)) == COFFER_OK)
+        st = stream(in, m, u, sql, where, row_cb, ud, 1, &broken);
     mysql_close(m); /* ends (rolls back) the transaction */
     return st;
 }
@@ -213,6 +263,136 @@ coffer_status dbmysql_query_target(void *instance, const coffer_restore_opts *op
     /* As restore resolves it: the target's database, else the original name. */
     coffer_status st = run_read_only(in, &u, u.database ? u.database : dflt, sql, row_cb, ud);
     dbmysql_url_free(&u);
+    return st;
+}
+
+/* ---- the dump's kept snapshot -------------------------------------------- */
+
+/* The next word of SQL text at *p, outside strings, quoted names and
+ * comments, into w (upper case, truncated); 0 at the end. */
+static int next_word(const char **pp, char *w, size_t len)
+{
+    const char *p = *pp;
+    for (;;) {
+        if (!*p) {
+            *pp = p;
+            return 0;
+        }
+        if (*p == '\'' || *p == '"' || *p == '`') {
+            char q = *p++;
+            while (*p && *p != q) {
+                if (*p == '\\' && q != '`' && p[1])
+                    p++;
+                p++;
+            }
+            if (*p)
+                p++; /* a doubled quote is two strings in a row here: fine */
+        } else if (*p == '#' || (p[0] == '-' && p[1] == '-' &&
+                                 (p[2] == ' ' || p[2] == '\t' || p[2] == '\n' || !p[2]))) {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*' && p[2] != '!' && !(p[2] == 'M' && p[3] == '!')) {
+            const char *e = strstr(p + 2, "*/");
+            p = e ? e + 2 : p + strlen(p);
+        } else if (p[0] == '/' && p[1] == '*') {
+            p += p[2] == '!' ? 3 : 4; /* executable comment: its text is read */
+            while (isdigit((unsigned char)*p))
+                p++; /* version */
+        } else if (p[0] == '*' && p[1] == '/') {
+            p += 2;
+        } else if (isalpha((unsigned char)*p) || *p == '_') {
+            size_t n = 0;
+            while (isalnum((unsigned char)*p) || *p == '_' || *p == '$') {
+                if (n + 1 < len)
+                    w[n++] = (char)toupper((unsigned char)*p);
+                p++;
+            }
+            w[n] = 0;
+            *pp = p;
+            return 1;
+        } else {
+            p++;
+        }
+    }
+}
+
+int dbmysql_locking_read(const char *sql)
+{
+    char w[3][16] = {"", "", ""}; /* the last three words, w[2] the newest */
+    const char *p = sql;
+    char cur[16];
+    while (next_word(&p, cur, sizeof cur)) {
+        memmove(w[0], w[1], sizeof w[0] * 2);
+        memcpy(w[2], cur, sizeof cur);
+        if (strcmp(w[1], "FOR") == 0 && (strcmp(w[2], "UPDATE") == 0 || strcmp(w[2], "SHARE") == 0))
+            return 1;
+        if (strcmp(w[0], "LOCK") == 0 && strcmp(w[1], "IN") == 0 && strcmp(w[2], "SHARE") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The kept snapshot is gone: close its connection, remember why. */
+static coffer_status snapshot_lost(dbmysql_instance *in, coffer_status st, const char *why)
+{
+    char where[sizeof in->snap_where];
+    snprintf(where, sizeof where, "%s", in->snap_where);
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", why);
+    dbmysql_snapshot_release(in);
+    snprintf(in->snap_where, sizeof in->snap_where, "%s", where);
+    in->snap_lost = 1;
+    return in->host->error(in->h, st, "%s is lost: %s", where, msg);
+}
+
+coffer_status dbmysql_query_snapshot(void *instance, const char *sql, coffer_row_cb row_cb,
+                                     void *ud)
+{
+    dbmysql_instance *in = instance;
+    dbmysql_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    if (in->snap_lost)
+        return in->host->error(in->h, COFFER_ERR_FAILED,
+                               "query on %s: the snapshot was lost earlier (see the error then)",
+                               in->snap_where);
+    if (!in->snap) {
+        char where[600];
+        dbmysql_url_describe(&in->url, where, sizeof where);
+        return in->host->error(
+            in->h, COFFER_ERR_UNSUPPORTED,
+            "query on the snapshot of %s: no dump of this instance kept its snapshot", where);
+    }
+    const char *where = in->snap_where;
+    if (!sql || !*sql)
+        return in->host->error(in->h, COFFER_ERR_INVALID, "query on %s: empty statement", where);
+    /* They read the latest rows, not the snapshot's (and keep their locks
+     * until the backup ends). */
+    if (dbmysql_locking_read(sql))
+        return in->host->error(
+            in->h, COFFER_ERR_INVALID,
+            "query on %s: a locking read (FOR UPDATE, FOR SHARE, LOCK IN SHARE MODE) "
+            "reads the current rows, not the snapshot; refused",
+            where);
+    MYSQL *m = in->snap;
+    /* Whatever returns no rows (DDL commits implicitly, SET, CALL, ...)
+     * is refused before it runs, as for query_target; and here also what
+     * cannot be checked that way. */
+    coffer_status st = prepare_check(in, m, sql, where, 1);
+    if (st != COFFER_OK && st != COFFER_ERR_RETRY)
+        return st; /* refused: nothing ran */
+    int broken = 0;
+    if (st == COFFER_OK)
+        st = stream(in, m, &in->url, sql, where, row_cb, ud, 0, &broken);
+    if (broken)
+        return snapshot_lost(in, st, "its connection was reset to stop a statement");
+    /* Back to the savepoint, releasing what the statement locked (its
+     * tables' metadata locks); the answer also says whether the
+     * transaction is still there. */
+    if (dbmysql_exec(m, "ROLLBACK TO SAVEPOINT coffer_snapshot") != 0) {
+        char why[600];
+        snprintf(why, sizeof why, "%s (error %u)", mysql_error(m), mysql_errno(m));
+        return snapshot_lost(in, st != COFFER_OK ? st : COFFER_ERR_FAILED, why);
+    }
+    if (!(m->server_status & SERVER_STATUS_IN_TRANS))
+        return snapshot_lost(in, COFFER_ERR_FAILED, "its transaction has ended");
     return st;
 }
 

@@ -25,7 +25,7 @@
  * first database's session does not commit after pg_dump: it stays open,
  * idle in its transaction, and query_snapshot runs there until
  * instance_free rolls it back. Meanwhile VACUUM cannot remove rows that
- * snapshot may still see, anywhere on the server.
+ * snapshot may still see, in that database and the shared catalogs.
  */
 #include "db_postgres.h"
 
@@ -549,14 +549,31 @@ static coffer_status emit_all(pgd_instance *in, coffer_dump_sink *sink, dbjob *j
     return COFFER_OK;
 }
 
+/* Roll c's transaction back, waiting for the answer a few seconds at
+ * most: a server that does not answer must not hold up instance_free. */
+static void rollback_briefly(PGconn *c)
+{
+    if (PQstatus(c) != CONNECTION_OK || !PQsendQuery(c, "ROLLBACK"))
+        return;
+    for (int waited = 0; PQisBusy(c) && waited < 5000; waited += 100) {
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0 && !PQconsumeInput(c))
+            return;
+    }
+    if (PQisBusy(c))
+        return;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL)
+        PQclear(r);
+}
+
 void pgd_snapshot_release(pgd_instance *in)
 {
     if (in->snap) {
         /* End the transaction before returning, rather than when the
-         * server notices the closed session: the horizon VACUUM waits
-         * for moves on at once. */
-        if (PQstatus(in->snap) == CONNECTION_OK)
-            PQclear(PQexec(in->snap, "ROLLBACK"));
+         * backend has processed the disconnection: its locks go and the
+         * horizon VACUUM waits for moves on at once. */
+        rollback_briefly(in->snap);
         PQfinish(in->snap);
         in->snap = NULL;
     }

@@ -206,6 +206,9 @@ coffer_status dbsqlite_query_snapshot(void *instance, const char *sql, coffer_ro
         return in->host->error(
             in->h, COFFER_ERR_UNSUPPORTED,
             "query on the snapshot of %s: no dump of this instance kept its snapshot", in->path);
+    if (!sql)
+        return in->host->error(in->h, COFFER_ERR_INVALID,
+                               "query on the snapshot of %s: no statement given", in->path);
     /* Nobody else knows the copy: no locks, no -wal/-shm next to it. */
     sqlite3 *db;
     coffer_status st = dbsqlite_open(in, in->snapshot, DBSQLITE_OPEN_IMMUTABLE, &db);

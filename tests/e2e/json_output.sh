@@ -29,7 +29,7 @@ BACKUP_COMMON = {
     "inconsistent": "bool", "missing_references": "int", "refetched": "int",
     "missing_paths": [{"check": "str", "component": "str", "path": "str", "reason": "str"}],
     "references?": [{"name": "str", "component": "str", "rows": "int", "missing": "int",
-                     "problems": "int", "skipped?": "bool"}],
+                     "problems": "int", "skipped?": "bool", "error?": "str"}],
 }
 COPY = {"id": "str", "target": "str", "copied": "bool", "bytes_sent": "int"}
 DRIVER = {"name": "str", "kind": "str", "version": "str|null", "abi_major": "int",

@@ -48,6 +48,12 @@ static coffer_status fake_query(void *inst, const char *sql, coffer_row_cb cb, v
     F.calls++;
     char path[64], size[32];
     const char *v[2] = {path, size};
+    if (strstr(sql, "broken")) {
+        /* a few rows, then the server gives up */
+        snprintf(path, sizeof path, "data/b/%d", 999999);
+        cb(ud, 1, v);
+        return COFFER_ERR_INVALID;
+    }
     if (strstr(sql, "avatars")) {
         for (long i = 0; i < F.avatars; i++) {
             snprintf(path, sizeof path, "u%ld.webp", i);
@@ -243,12 +249,34 @@ static void nothing_to_verify(void **state)
     cf_policy_free(p);
 }
 
+static void failing_query_not_verified(void **state)
+{
+    (void)state;
+    /* the blobs query fails after one missing row: the check is reported
+     * as not verified, its problems dropped; the other check still runs */
+    cf_policy *p = load();
+    free(p->checks[0].query);
+    p->checks[0].query = cf_strdup("SELECT broken FROM blobs");
+    F = (fake){.files = 10, .rows = 10, .avatars = 4};
+    cf_refcheck *r;
+    json_t *rep = run_checks(p, &r);
+    assert_int_equal(cf_refcheck_problems(r), 2); /* u1, u3 */
+    json_t *c0 = json_array_get(json_object_get(rep, "checks"), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(c0, "error")), "blobs"));
+    assert_int_equal(json_integer_value(json_object_get(c0, "problems")), 0);
+    assert_int_equal(json_array_size(json_object_get(rep, "paths")), 2);
+    json_decref(rep);
+    cf_refcheck_free(r);
+    cf_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(small_set_one_bucket),
         cmocka_unit_test(large_set_partitioned),
         cmocka_unit_test(nothing_to_verify),
+        cmocka_unit_test(failing_query_not_verified),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

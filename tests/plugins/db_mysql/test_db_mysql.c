@@ -498,6 +498,43 @@ static void expect_split(const char *text, const char *const *want, size_t nwant
     }
 }
 
+/* Locking reads (they read the current rows, not a snapshot's), found
+ * outside strings, quoted names and ordinary comments. */
+static void test_locking_read(void **state)
+{
+    (void)state;
+    const char *yes[] = {
+        "SELECT * FROM t FOR UPDATE",
+        "select * from t for update nowait",
+        "SELECT * FROM t FOR SHARE SKIP LOCKED",
+        "SELECT * FROM t LOCK IN SHARE MODE",
+        "SELECT * FROM t\n  FOR\tUPDATE",
+        "SELECT * FROM t /* note */ FOR /* x */ UPDATE",
+        "SELECT * FROM t /*!50000 LOCK IN SHARE MODE */",
+        "SELECT * FROM t /*M!100000 FOR UPDATE */",
+        "(SELECT a FROM t) UNION (SELECT b FROM u FOR UPDATE)",
+    };
+    const char *no[] = {
+        "SELECT 1",
+        "SELECT 'for update' FROM t",
+        "SELECT \"lock in share mode\"",
+        "SELECT `for`, `update` FROM t",
+        "SELECT 1 -- for update",
+        "SELECT 1 # lock in share mode",
+        "SELECT 1 /* for update */",
+        "SELECT 'it\\'s for update'",
+        "SELECT for_update FROM t",
+        "SELECT * FROM t WHERE x IN (SELECT share FROM lock_table)",
+        "",
+    };
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (!dbmysql_locking_read(yes[i]))
+            fail_msg("not taken for a locking read: %s", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (dbmysql_locking_read(no[i]))
+            fail_msg("taken for a locking read: %s", no[i]);
+}
+
 static void test_split_basic(void **state)
 {
     (void)state;
@@ -977,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_batch_stable),
         cmocka_unit_test(test_batch_parts),
         cmocka_unit_test(test_batch_write_error),
+        cmocka_unit_test(test_locking_read),
         cmocka_unit_test(test_split_basic),
         cmocka_unit_test(test_split_delimiter),
         cmocka_unit_test(test_split_errors),

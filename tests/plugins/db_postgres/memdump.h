@@ -115,7 +115,8 @@ static coffer_status md_read(void *stream, void *buf, size_t len, size_t *got)
     size_t n = r->s->len - r->pos;
     if (n > len)
         n = len;
-    memcpy(buf, r->s->buf + r->pos, n);
+    if (n) /* an empty stream has no buffer */
+        memcpy(buf, r->s->buf + r->pos, n);
     r->pos += n;
     *got = n;
     return COFFER_OK;

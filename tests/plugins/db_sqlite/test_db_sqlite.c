@@ -1081,6 +1081,7 @@ static void test_query_snapshot_statements(void **state)
                      COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "exactly one statement"));
     assert_int_equal(f->ops->query_snapshot(f->inst, "", qrow_cb, &q), COFFER_ERR_INVALID);
+    assert_int_equal(f->ops->query_snapshot(f->inst, NULL, qrow_cb, &q), COFFER_ERR_INVALID);
     assert_int_equal(q.n, 0);
     assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users"), 50);
     sqlite3 *db = open_db(f->db);
