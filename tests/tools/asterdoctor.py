@@ -2,6 +2,7 @@
 """Stand-in for `aster_drive doctor --deep` on an AsterDrive-0.5-like root.
 
   asterdoctor.py [ROOT] [--deep] [--database-url URL] [--record FILE]
+                 [--missing-list FILE]
 
 ROOT defaults to $COFFER_RESTORE_ROOT when set, else "." (coffer runs
 validate commands with `sh -c` in the restored root).
@@ -15,6 +16,9 @@ in-memory SQLite copy, then checked like a SQLite one; its password comes
 from $COFFER_DB_DATABASE_PASSWORD_FILE, else PGPASSWORD / MYSQL_PWD.
 --record FILE appends one JSON line {"root","database_url","failed","warned"}
 (tests use it to see which database a validate command really checked).
+--missing-list FILE writes every stored blob object that storage-objects
+finds missing, as a path relative to ROOT (as the policy's references
+checks name it), one per line, sorted (an empty file when none is).
 
 One line per check:
   PASS name | WARN name: detail | FAIL name: detail
@@ -147,6 +151,7 @@ def main():
     ap.add_argument("--deep", action="store_true")
     ap.add_argument("--database-url", default=os.environ.get("COFFER_DB_DATABASE_URL") or None)
     ap.add_argument("--record", help="append a JSON line with the result to this file")
+    ap.add_argument("--missing-list", help="write the missing blob objects to this file")
     a = ap.parse_args()
     root = os.path.abspath(a.root)
     print("doctor: checking %s%s" % (root, " (deep)" if a.deep else ""))
@@ -197,7 +202,10 @@ def main():
             rep.result("db-integrity", note="server database, %d rows read" % nrows)
         else:
             rep.result("db-integrity", [] if ic == ["ok"] else ic)
-        run_db_checks(root, conn, a.deep, rep)
+        missing = run_db_checks(root, conn, a.deep, rep)
+        if a.missing_list:
+            with open(a.missing_list, "w", encoding="utf-8") as f:
+                f.writelines(p + "\n" for p in sorted(missing))
         conn.execute("COMMIT")
     finally:
         closer()
@@ -248,6 +256,7 @@ def run_db_checks(root, conn, deep, rep):
     policies = {pid: (al.resolve(root, bp) if bp else None, dedup)
                 for pid, bp, dedup in al.local_policies(conn)}
     missing, untracked, badsize, badhash, thumbs_missing = [], [], [], [], []
+    missing_paths = []
     expected = {pid: set() for pid in policies}
     hashes = {pid: set() for pid in policies}
     for bid, h, size, pid, sp, backing, thumb, _rc in blobs:
@@ -270,6 +279,7 @@ def run_db_checks(root, conn, deep, rep):
             st = os.stat(path)
         except OSError:
             missing.append("blob %d: %s missing" % (bid, path))
+            missing_paths.append(os.path.relpath(path, root))
             continue
         if st.st_size != size:
             badsize.append("blob %d: %s is %d bytes, expected %d" % (bid, sp, st.st_size, size))
@@ -358,6 +368,7 @@ def run_db_checks(root, conn, deep, rep):
             if not os.path.isfile(p):
                 fails.append("user %d: %s missing" % (uid, p))
     rep.result("avatars", fails)
+    return missing_paths
 
 
 if __name__ == "__main__":
