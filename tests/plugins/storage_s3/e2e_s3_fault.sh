@@ -36,6 +36,9 @@ cfs backup -p "$POLICY" >"$T/b1.out" 2>"$T/b1.err" &
 BPID=$!
 bg_register "$BPID"
 if wait_upload "$BPID"; then
+    # SIGKILL at once: a graceful stop lets radosgw finish what is in
+    # flight, and a fast backup then completes before it is gone
+    kill -9 "$(cat "$RGW_DIR/pids/radosgw")" 2>/dev/null
     bash "$TOOLS/ceph_rgw.sh" stop-rgw "$RGW_DIR"
     pass "radosgw stopped while the backup was uploading"
     sleep 4
@@ -73,6 +76,7 @@ cfs backup -p "$T/fast-fail.yaml" >"$T/b2.out" 2>"$T/b2.err" &
 BPID=$!
 bg_register "$BPID"
 if wait_upload "$BPID"; then
+    kill -9 "$(cat "$RGW_DIR/pids/radosgw")" 2>/dev/null # at once, as above
     bash "$TOOLS/ceph_rgw.sh" stop-rgw "$RGW_DIR"
     pass "radosgw stopped while the backup was uploading"
 else
