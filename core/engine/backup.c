@@ -491,12 +491,11 @@ static int emit_ready(pool *pl, int wait_all)
 
 /* ---- second pass: merging the first ------------------------------- */
 
+/* Position of a component in the policy (ncomponents when unknown). */
 static int comp_index(const cf_policy *p, const char *name)
 {
-    for (size_t i = 0; i < p->ncomponents; i++)
-        if (strcmp(p->components[i].name, name) == 0)
-            return (int)i;
-    return (int)p->ncomponents;
+    const cf_component *c = cf_policy_component(p, name);
+    return (int)(c ? (size_t)(c - p->components) : p->ncomponents);
 }
 
 /* Which of the component's paths the walk found rel under. */
@@ -1320,14 +1319,17 @@ static int refetch(cf_run *run, const cf_cdc *cdc, cf_mwriter *mw, cf_refcheck *
     const char *comp, *rel;
     uint64_t got = 0;
     int rc = 0;
+    const cf_component *skip_of = NULL; /* the component skip was built for */
+    char **skip = NULL;
+    size_t nskip = 0;
     while (rc == 0 && cf_refcheck_next_missing(rck, &comp, &rel) == 1) {
         const cf_component *c = cf_policy_component(p, comp);
-        char **skip;
-        size_t nskip;
-        build_skip(p, c, owned, nowned, &skip, &nskip);
-        int refused = refetch_refused(c, skip, nskip, rel);
-        cf_strv_free(skip, nskip);
-        if (refused)
+        if (c != skip_of) {
+            cf_strv_free(skip, nskip);
+            build_skip(p, c, owned, nowned, &skip, &nskip);
+            skip_of = c;
+        }
+        if (refetch_refused(c, skip, nskip, rel))
             continue;
         int fd = cf_beneath_open(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOATIME, 0);
         if (fd < 0 && errno == EPERM)
@@ -1361,6 +1363,7 @@ static int refetch(cf_run *run, const cf_cdc *cdc, cf_mwriter *mw, cf_refcheck *
         free(abs);
         close(fd);
     }
+    cf_strv_free(skip, nskip);
     cf_ingest_free(&g);
     close(rootfd);
     if (got)
