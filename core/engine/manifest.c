@@ -611,23 +611,16 @@ int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e)
 
 struct cf_mwriter {
     FILE *spool;
-    char *path;
     uint64_t count;
 };
 
 int cf_manifest_begin(cf_mwriter **out)
 {
-    cf_mwriter *w = cf_calloc(1, sizeof *w);
-    w->path = cf_asprintf("%s/manifest-XXXXXX", cf_tmpdir());
-    int fd = mkstemp(w->path);
-    if (fd < 0) {
-        cf_fail_errno("cannot create manifest spool file %s", w->path);
-        free(w->path);
-        free(w);
+    FILE *f = cf_tmpfile("manifest-spool");
+    if (!f)
         return -1;
-    }
-    unlink(w->path); /* private: gone with the process */
-    w->spool = fdopen(fd, "w+");
+    cf_mwriter *w = cf_calloc(1, sizeof *w);
+    w->spool = f;
     *out = w;
     return 0;
 }
@@ -724,7 +717,6 @@ void cf_manifest_free(cf_mwriter *w)
         return;
     if (w->spool)
         fclose(w->spool);
-    free(w->path);
     free(w);
 }
 

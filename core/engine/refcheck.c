@@ -48,24 +48,6 @@ struct cf_refcheck {
 
 /* ---- temporary files and records -------------------------------------- */
 
-static FILE *tmpf(void)
-{
-    char *path = cf_asprintf("%s/refs-XXXXXX", cf_tmpdir());
-    int fd = mkstemp(path);
-    FILE *f = NULL;
-    if (fd < 0)
-        cf_fail_errno("cannot create temporary file %s", path);
-    else {
-        unlink(path);
-        if (!(f = fdopen(fd, "w+"))) {
-            cf_fail_errno("cannot open temporary file");
-            close(fd);
-        }
-    }
-    free(path);
-    return f;
-}
-
 static int put(FILE *f, const void *p, size_t n)
 {
     return fwrite(p, 1, n, f) == n ? 0 : -1;
@@ -212,7 +194,7 @@ cf_refcheck *cf_refcheck_new(const cf_policy *p)
             if (strcmp(r->lists[k].co->name, r->checks[i].ck->component) == 0)
                 r->checks[i].fl = &r->lists[k];
     for (size_t k = 0; k < r->nlists; k++)
-        if (!(r->lists[k].f = tmpf())) {
+        if (!(r->lists[k].f = cf_tmpfile("refs"))) {
             cf_refcheck_free(r);
             return NULL;
         }
@@ -275,7 +257,7 @@ typedef struct qctx {
 
 static int problem(cf_refcheck *r, size_t ci, int missing, const char *path, const char *reason)
 {
-    if (!r->probs && !(r->probs = tmpf()))
+    if (!r->probs && !(r->probs = cf_tmpfile("refs")))
         return -1;
     uint32_t c = (uint32_t)ci;
     uint8_t m = (uint8_t)missing;
@@ -409,7 +391,7 @@ static int eval_one(cf_refcheck *r, size_t ci, cf_dbinst *db)
     FILE **files = cf_calloc(nb, sizeof *files), **refs = cf_calloc(nb, sizeof *refs);
     uint64_t *counts = cf_calloc(nb, sizeof *counts);
     for (size_t b = 0; b < nb && rc == 0; b++)
-        if (!(files[b] = tmpf()) || !(refs[b] = tmpf()))
+        if (!(files[b] = cf_tmpfile("refs")) || !(refs[b] = cf_tmpfile("refs")))
             rc = -1;
     cf_buf path = {0};
     if (rc == 0)

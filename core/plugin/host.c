@@ -242,6 +242,24 @@ static void sweep_dead_tmpdirs(const char *base)
     closedir(d);
 }
 
+FILE *cf_tmpfile(const char *what)
+{
+    char *path = cf_asprintf("%s/%s-XXXXXX", cf_tmpdir(), what);
+    int fd = mkstemp(path);
+    FILE *f = NULL;
+    if (fd < 0) {
+        cf_fail_errno("cannot create %s file %s", what, path);
+    } else {
+        unlink(path);
+        if (!(f = fdopen(fd, "w+"))) {
+            cf_fail_errno("cannot open %s file %s", what, path);
+            close(fd);
+        }
+    }
+    free(path);
+    return f;
+}
+
 const char *cf_tmpdir(void)
 {
     pthread_mutex_lock(&tmpdir_lock);

@@ -8,6 +8,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "coffer/coffer.h"
 
@@ -37,6 +38,10 @@ extern volatile sig_atomic_t cf_cancel_flag;
 /* The run's private temporary directory (created 0700 on first use,
  * removed with its content by cf_tmpdir_cleanup). */
 const char *cf_tmpdir(void);
+/* A new private file in cf_tmpdir(), already unlinked (gone with the
+ * process), open for writing and reading; what names it in errors. NULL
+ * with cf_fail. */
+FILE *cf_tmpfile(const char *what);
 void cf_tmpdir_cleanup(void);
 
 #endif
