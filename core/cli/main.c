@@ -206,7 +206,11 @@ static const cli_spec spec_backup = {
     "then copies the set to the others (not with --target).\n"
     "--dry-run reads, dumps and chunks everything like a backup and prints what\n"
     "would be stored (files, bytes, bytes the repository lacks), but writes\n"
-    "nothing, takes no lock and runs no stop/start command.\n",
+    "nothing, takes no lock and runs no stop/start command.\n"
+    "Online, the files are read before and after the database snapshots and the\n"
+    "policy's references checks run on the captured snapshot: a set that lacks\n"
+    "referenced files is published marked inconsistent (exit 3), or refused with\n"
+    "consistency.on_inconsistent: fail.\n",
     (const cli_use[]){USE_POLICY,
                       USE_TARGET,
                       USE_JSON("print a summary object"),
