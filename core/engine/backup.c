@@ -21,6 +21,7 @@
 #include "engine/files.h"
 #include "engine/ingest.h"
 #include "engine/manifest.h"
+#include "engine/recover.h"
 #include "engine/objects.h"
 #include "engine/prefetch.h"
 #include "engine/progress.h"
@@ -1618,6 +1619,13 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_object_set_new(header, "mode",
                             json_string(p->mode == CF_MODE_MAINTENANCE ? "maintenance" : "online"));
         json_object_set_new(header, "root", json_string(p->root));
+        /* The policy, secrets left out, so the repository alone can be
+         * restored from (engine/recover.h). */
+        json_t *record = cf_policy_record(p);
+        if (record)
+            json_object_set_new(header, "policy_record", record);
+        else
+            cf_log(CF_LOG_WARN, "the set will not record its policy: %s", cf_error());
         json_object_set_new(header, "coffer_version", json_string(COFFER_VERSION));
         json_object_set(header, "components", comps);
         if (p->mode == CF_MODE_ONLINE && ndb)

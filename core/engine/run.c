@@ -279,6 +279,73 @@ int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_r
     return 0;
 }
 
+int cf_run_open_policy(cf_policy *p, int open_repo, cf_run **out)
+{
+    cf_run *run = cf_calloc(1, sizeof *run);
+    run->policy = p;
+    if (cf_run_open_target(run, &p->targets[0], open_repo) != 0) {
+        cf_run_close(run);
+        return -1;
+    }
+    *out = run;
+    return 0;
+}
+
+int cf_run_open_location(const char *location, int open_repo, cf_run **out)
+{
+    if (!location || !*location)
+        return cf_fail("--repo needs a repository location");
+    json_t *loc = json_string(location);
+    char *q = loc ? json_dumps(loc, JSON_ENCODE_ANY) : NULL;
+    json_decref(loc);
+    if (!q)
+        return cf_fail("--repo: the location is not valid UTF-8");
+    cf_buf b = {0};
+    const char *head = "name: repository\nroot: /\ntargets:\n  - name: repository\n    location: ";
+    cf_buf_append(&b, head, strlen(head));
+    for (const char *c = q; *c; c++) /* "$" doubled: the location is taken as written */
+        cf_buf_append(&b, *c == '$' ? "$$" : c, *c == '$' ? 2 : 1);
+    free(q);
+    const char *rest = "\ncomponents:\n  - name: repository\n    type: files\n    paths: [repository]\n";
+    cf_buf_append(&b, rest, strlen(rest));
+    cf_policy *p;
+    char *label = cf_asprintf("--repo %s", location);
+    int rc = cf_policy_load_string(label, (const char *)b.data, b.len, &p);
+    free(label);
+    cf_buf_free(&b);
+    if (rc != 0)
+        return -1;
+    if (cf_policy_check_drivers(p, cf_registry_options, NULL) != 0) {
+        cf_policy_free(p);
+        return -1;
+    }
+    cf_child_env_policy(p);
+    cf_run *run;
+    if (cf_run_open_policy(p, 0, &run) != 0) {
+        cf_error_prefix("--repo %s", location);
+        return -1;
+    }
+    if (open_repo) {
+        coffer_object_stat st;
+        if (cf_store_prepare(run->store, 0) != 0 || cf_store_stat(run->store, "config", &st) != 0) {
+            cf_fail("--repo %s: no coffer repository there (it holds no repository config)",
+                    location);
+            cf_run_close(run);
+            return -1;
+        }
+        cf_passphrase_src ps;
+        cf_run_passphrase(run->target, &ps);
+        cf_repo_open_opts o = {.pass = &ps};
+        if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+            cf_error_prefix("--repo %s", location);
+            cf_run_close(run);
+            return -1;
+        }
+    }
+    *out = run;
+    return 0;
+}
+
 int cf_run_lock(cf_run *run, int exclusive, const char *command)
 {
     if (cf_lock_acquire(run->store, exclusive, command, &run->lock) != 0) {

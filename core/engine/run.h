@@ -32,6 +32,14 @@ int cf_run_load_policy(const char *file, cf_policy **out);
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
+/* A run for a policy built in memory (owned by the run from then on, also
+ * on failure), on its first target. 0 or -1. */
+int cf_run_open_policy(cf_policy *p, int open_repo, cf_run **out);
+/* A run on a repository named by its location alone (coffer --repo): a
+ * directory or s3://BUCKET/PREFIX, as a target's location. The run's
+ * policy holds that one target and nothing to back up. Errors name the
+ * location; 0 or -1. */
+int cf_run_open_location(const char *location, int open_repo, cf_run **out);
 /* Passphrase source of a target (its passphrase_* keys). out->what points
  * to thread-local storage valid until the next call. */
 void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out);
