@@ -29,7 +29,7 @@
 #include "util/util.h"
 
 static const char *usage_main =
-    "usage: coffer [--plugin-dir DIR]... [-v|-q] [--no-progress] COMMAND [ARGS]\n"
+    "usage: coffer [--plugin-dir DIR]... [--repo LOCATION] [-v|-q] [--no-progress] COMMAND [ARGS]\n"
     "\n"
     "Policy-driven backups of whole application boundaries (files + databases).\n"
     "\n"
@@ -51,6 +51,7 @@ static const char *usage_main =
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
+    "  policy   show --set ID (-p POLICY | with --repo)  print the policy a set records\n"
     "  help     [COMMAND]                            describe coffer or one command\n"
     "\n"
     "Every command takes --json: one JSON document on stdout (on failure an object\n"
@@ -61,6 +62,9 @@ static const char *usage_main =
     "\n"
     "global options (-v, -q and --no-progress may also follow the command):\n"
     "  --plugin-dir DIR   also load drivers from DIR (repeatable; also COFFER_PLUGIN_PATH)\n"
+    "  --repo LOCATION    work on the repository at LOCATION (a directory or\n"
+    "                     s3://BUCKET/PREFIX) with the policy each set records, no -p:\n"
+    "                     `sets`, `restore --set ID --to DIR`, `policy show --set ID`\n"
     "  -v, --verbose      more log lines;  -q, --quiet  errors only\n"
     "  --no-progress      no progress bar\n"
     "  --version, --help\n"
@@ -68,6 +72,7 @@ static const char *usage_main =
     "`coffer COMMAND --help` describes one command.\n";
 
 #include "cli/cli.h"
+#include "cli/cmd_recover.h"
 
 #define USE_POLICY {OPT_POLICY, "FILE", "the policy (required)", 0}
 #define USE_TARGET {OPT_TARGET, "NAME", "the policy's target to use (default: the first)", 0}
@@ -515,6 +520,8 @@ static json_t *typed_meta(json_t *meta)
 
 static int cmd_sets(int argc, char **argv)
 {
+    if (cli_repo)
+        return cmd_sets_repo(argc, argv);
     args a = {0};
     cf_run *run;
     int orc = cli_open(argc, argv, &spec_sets, 1, CLI_LOCK_NONE, &a, &run);
@@ -775,6 +782,8 @@ static void print_plan(json_t *plan)
 
 static int cmd_restore(int argc, char **argv)
 {
+    if (cli_repo)
+        return cmd_restore_repo(argc, argv);
     args a = {0};
     if (parse(argc, argv, &spec_restore, &a) != 0) {
         args_free(&a);
@@ -1531,7 +1540,10 @@ static int cmd_plugins(int argc, char **argv)
 static const cli_spec spec_policy = {
     "policy",
     "usage: coffer policy check FILE [--json]\n"
-    "Validate a policy against the schema and its drivers' options.\n",
+    "       coffer policy show --set ID|latest [-p POLICY [--target NAME]] [--json]\n"
+    "Validate a policy against the schema and its drivers' options. `policy show`\n"
+    "prints the policy a set records (see `coffer policy show --help`); with\n"
+    "--repo LOCATION before the command it needs no -p.\n",
     (const cli_use[]){USE_JSON("print what the policy holds as JSON"), USE_END}, 2};
 
 static const char *comp_type_name(cf_comp_type t)
@@ -1543,6 +1555,8 @@ static const char *comp_type_name(cf_comp_type t)
 
 static int cmd_policy(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "show") == 0)
+        return cmd_policy_show(argc, argv);
     args a = {0};
     int rc = parse(argc, argv, &spec_policy, &a);
     if (rc == 0 && (a.npos < 1 || strcmp(a.pos[0], "check") != 0))
@@ -1625,6 +1639,12 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
         } else if (strncmp(o, "--plugin-dir=", 13) == 0) {
             dirs = cf_realloc(dirs, (ndirs + 1) * sizeof(char *));
             dirs[ndirs++] = (char *)o + 13;
+        } else if (strcmp(o, "--repo") == 0 || strncmp(o, "--repo=", 7) == 0) {
+            if (!o[6] && i + 1 >= argc) {
+                free(dirs);
+                return usage_error(NULL, "--repo needs a value");
+            }
+            cli_repo = o[6] ? o + 7 : argv[++i];
         } else if (strcmp(o, "-v") == 0 || strcmp(o, "--verbose") == 0) {
             cf_log_set_level(CF_LOG_DEBUG);
         } else if (strcmp(o, "-q") == 0 || strcmp(o, "--quiet") == 0) {
@@ -1681,6 +1701,10 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
     for (size_t k = 0; k < CF_ARRAY_LEN(cmds); k++) {
         if (strcmp(cmd, cmds[k].name) != 0)
             continue;
+        if (cli_repo && cli_repo_allowed(cmd, argc - i, argv + i) != 0) {
+            free(dirs);
+            return CF_EXIT_USAGE;
+        }
         cf_signals_install();
         load_plugins(dirs, ndirs);
         int rc = cmds[k].fn(argc - i, argv + i);

@@ -295,7 +295,16 @@ int cf_run_open_location(const char *location, int open_repo, cf_run **out)
 {
     if (!location || !*location)
         return cf_fail("--repo needs a repository location");
-    json_t *loc = json_string(location);
+    /* a relative directory is taken from the working directory */
+    char *abs = NULL;
+    if (location[0] != '/' && !strstr(location, "://")) {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd))
+            return cf_fail_errno("--repo %s: cannot tell the working directory", location);
+        abs = cf_asprintf("%s/%s", cwd, location);
+    }
+    json_t *loc = json_string(abs ? abs : location);
+    free(abs);
     char *q = loc ? json_dumps(loc, JSON_ENCODE_ANY) : NULL;
     json_decref(loc);
     if (!q)
