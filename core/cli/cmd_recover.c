@@ -27,8 +27,9 @@ int cli_repo_allowed(const char *cmd, int argc, char **argv)
     if (strcmp(cmd, "policy") == 0 && argc > 1 && strcmp(argv[1], "show") == 0)
         return 0;
     return usage_error(NULL, "--repo LOCATION works with `sets`, `restore` and `policy show`; "
-                             "`%s%s` takes -p POLICY instead",
-                       cmd, strcmp(cmd, "policy") == 0 && argc > 1 ? argv[1] : "");
+                             "`%s%s%s` takes -p POLICY instead",
+                       cmd, strcmp(cmd, "policy") == 0 && argc > 1 ? " " : "",
+                       strcmp(cmd, "policy") == 0 && argc > 1 ? argv[1] : "");
 }
 
 /* -p names a policy, --repo a repository: one or the other. */

@@ -341,10 +341,46 @@ static void indent(cf_buf *b, int n)
         put(b, " ");
 }
 
-/* A double-quoted YAML scalar; "$" doubled so the loader's ${VAR}
- * expansion gives the recorded text back. */
-static void put_scalar(cf_buf *b, const char *s)
+/* A scalar the loader reads back as s: a literal block (|) for text of
+ * several lines, else double-quoted; "$" doubled either way, so the
+ * loader's ${VAR} expansion gives the recorded text back. ind: the
+ * indentation of the key. */
+static int block_ok(const char *s)
 {
+    if (!strchr(s, '\n') || s[0] == ' ' || s[0] == '\n' || s[0] == '\t')
+        return 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if ((*c < 0x20 && *c != '\n' && *c != '\t') || *c == 0x7f)
+            return 0;
+    return 1;
+}
+
+static void put_scalar(cf_buf *b, const char *s, int ind)
+{
+    if (block_ok(s)) {
+        size_t n = strlen(s), trail = 0;
+        while (trail < n && s[n - 1 - trail] == '\n')
+            trail++;
+        put(b, trail == 0 ? "|-" : trail == 1 ? "|" : "|+");
+        int bol = 0;
+        put(b, "\n");
+        indent(b, ind + 2);
+        for (const char *c = s; *c; c++) {
+            if (bol && *c != '\n')
+                indent(b, ind + 2);
+            bol = 0;
+            if (*c == '$')
+                put(b, "$$");
+            else
+                cf_buf_append(b, c, 1);
+            if (*c == '\n')
+                bol = 1;
+        }
+        /* the caller ends the line */
+        if (b->len && ((char *)b->data)[b->len - 1] == '\n')
+            b->len--;
+        return;
+    }
     json_t *j = json_string(s);
     char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     json_decref(j);
@@ -362,7 +398,7 @@ static void put_key(cf_buf *b, const char *k)
     if (*k && strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(k))
         put(b, k);
     else
-        put_scalar(b, k);
+        put_scalar(b, k, 0);
 }
 
 static const char *hint(const char *key)
@@ -408,8 +444,8 @@ static void value_note(cf_buf *b, json_t *removed, const char *path, const char 
         if (rp && k && strcmp(rp, path) == 0 && strcmp(k, key) == 0 &&
             json_is_true(json_object_get(r, "value"))) {
             indent(b, ind);
-            put(b, "# a password (or where it came from) was removed from this value; "
-                   "give it with password_env or password_file\n");
+            put(b, "# a password (or where it came from) was removed from this value: "
+                   "put back what it needs\n");
         }
     }
 }
@@ -451,7 +487,7 @@ static void emit_map_body(cf_buf *b, json_t *o, const char *path, int ind, int f
 static void emit(cf_buf *b, json_t *v, const char *path, int ind, json_t *removed)
 {
     if (json_is_string(v)) {
-        put_scalar(b, json_string_value(v));
+        put_scalar(b, json_string_value(v), ind);
     } else if (json_is_object(v) && json_object_size(v)) {
         emit_map_body(b, v, path, ind, 0, removed);
     } else if (json_is_object(v)) {
