@@ -113,6 +113,40 @@ expect_ok "--only data" cf --repo "$REPO_A" restore --set "$SET_A" --to "$T/out-
 assert_exists "$T/out-only/data/uploads" "--only data restored the data directory"
 assert_absent "$T/out-only/data/asterdrive.db" "--only data left the database out"
 
+section "a set made before sets recorded their policy"
+# Set two's manifest rewritten without its record, as an older coffer wrote it.
+"$PY" - "$(find "$REPO_A/sets" -type f -name "$SET_A2")" <<'EOF' || die "cannot rewrite the manifest"
+import hashlib, json, subprocess, sys
+path = sys.argv[1]
+b = open(path, "rb").read()
+head, body = b[:8], b[8:-32]
+text = subprocess.run(["zstd", "-dcq"], input=body, capture_output=True).stdout
+first, rest = text.split(b"\n", 1)
+h = json.loads(first)
+del h["policy_record"]
+text = json.dumps(h, separators=(",", ":")).encode() + b"\n" + rest
+body = subprocess.run(["zstd", "-cq"], input=text, capture_output=True, check=True).stdout
+obj = head + body
+open(path, "wb").write(obj + hashlib.sha256(obj).digest())
+EOF
+expect_ok "sets lists the old set" cf --repo "$REPO_A" sets --json
+assert_eq False "$(json_get "$OUT" '[s["policy_recorded"] for s in j if s["id"] == "'"$SET_A2"'"][0]')" \
+    "sets says it records no policy"
+expect_rc 1 "policy show of the old set" cf --repo "$REPO_A" policy show --set "$SET_A2"
+assert_contains "$ERR" "does not record its policy" "policy show says why"
+expect_rc 1 "restore of the old set with its database" cf --repo "$REPO_A" restore --set "$SET_A2" --to "$T/out-old"
+assert_contains "$ERR" "component 'database'" "the refusal names the database component"
+assert_contains "$ERR" "--only" "and says how to restore the files"
+assert_absent "$T/out-old" "nothing written"
+expect_ok "restore of the old set's files components" \
+    cf --repo "$REPO_A" restore --set "$SET_A2" --to "$T/out-old" --only config --only data
+snapshot "$T/live" "$T/snap-live-files.json" --no-db --exclude data/asterdrive.db \
+    --exclude data/asterdrive.db-wal --exclude data/asterdrive.db-shm
+snapshot "$T/out-old" "$T/snap-old.json" --no-db
+compare "the old set's files equal the original" "$T/snap-live-files.json" "$T/snap-old.json" \
+    "${RESTORE_EXCLUDES[@]}" --no-db
+expect_ok "verify -p still reads sets with a record" cf verify -p "$T/shown.yaml" --set "$SET_A"
+
 section "encrypted repository"
 export ASTERDRIVE_ROOT=$T/live ASTERDRIVE_STOP=true ASTERDRIVE_START=true
 REPO_B=$T/repo-b
