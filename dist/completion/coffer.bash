@@ -48,6 +48,7 @@ _coffer() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
         --plugin-dir) ((i++)) ;;
+        --repo) ((i++)) ;;
         -*) ;;
         *) cmd=${COMP_WORDS[i]}; break ;;
         esac
@@ -59,12 +60,15 @@ _coffer() {
     --to | --plugin-dir)
         COMPREPLY=($(compgen -d -- "$cur"))
         return ;;
+    --repo)
+        COMPREPLY=($(compgen -d -- "$cur"))
+        return ;;
     --set)
         COMPREPLY=($(compgen -W "latest $(_coffer_set_ids)" -- "$cur"))
         return ;;
     esac
     if [ -z "$cmd" ]; then
-        COMPREPLY=($(compgen -W "$(_coffer_commands) --help --version --verbose --quiet --no-progress --plugin-dir" -- "$cur"))
+        COMPREPLY=($(compgen -W "$(_coffer_commands) --help --version --verbose --quiet --no-progress --plugin-dir --repo" -- "$cur"))
         return
     fi
     if [[ "$cur" == -* ]]; then
@@ -74,7 +78,7 @@ _coffer() {
     elif [ "$cmd" = help ]; then
         COMPREPLY=($(compgen -W "$(_coffer_commands)" -- "$cur"))
     elif [ "$cmd" = policy ]; then
-        COMPREPLY=($(compgen -W "check" -- "$cur") $(_coffer_policy_files "$cur"))
+        COMPREPLY=($(compgen -W "check show" -- "$cur") $(_coffer_policy_files "$cur"))
     elif [ "$cmd" = key ]; then
         COMPREPLY=($(compgen -W "list add remove passwd" -- "$cur"))
     fi
