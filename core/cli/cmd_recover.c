@@ -263,7 +263,10 @@ static const cli_spec spec_restore_repo = {
     "like the files. A server database (PostgreSQL, MariaDB) is restored only\n"
     "into the database --map NAME=URL names: create an empty one first; to\n"
     "restore into the recorded server, give its URL with --map on purpose. A set\n"
-    "made before coffer recorded policies restores its files components only.\n",
+    "made before coffer recorded policies restores its files components only.\n"
+    "The recorded checks and validate commands run only from an encrypted\n"
+    "repository (its manifests are authenticated); from an unencrypted one they\n"
+    "are skipped, with a warning: review them with `policy show` and use -p.\n",
     (const cli_use[]){{OPT_SET, "ID|latest", "the set (required; latest: the newest of the repository)", 0},
                       {OPT_TO, "DIR", "restore under DIR (required)", 0},
                       {OPT_ONLY, "NAME", "restore only this component", CLI_REPEAT},
@@ -358,11 +361,22 @@ int cmd_restore_repo(int argc, char **argv)
     if (!json_is_object(rec))
         cf_log(CF_LOG_WARN, "set %s records no policy: restoring its files components only, "
                "without the policy's checks and validate commands", id);
+    /* Whoever can write to an unencrypted repository could have written
+     * the record: its commands and queries are not run from there. An
+     * encrypted repository authenticates its manifests. */
+    int trusted = cf_repo_encryption(loc->repo) != 0;
+    if (!trusted && json_is_object(rec) && (!a.no_validate || !a.no_checks))
+        cf_log(CF_LOG_WARN, "the repository is not encrypted, so the recorded policy's checks "
+               "and validate commands are not run (anyone who can write there could have "
+               "written them); read them with `coffer --repo %s policy show --set %s` and "
+               "run them with -p once reviewed",
+               cli_repo, id);
     cf_run_close(loc);
     loc = NULL;
     cf_restore_opts o = {.set = id, .to = a.to, .only = a.only, .nonly = a.nonly, .maps = a.maps,
-                         .nmaps = a.nmaps, .force = a.force, .no_validate = a.no_validate,
-                         .no_checks = a.no_checks};
+                         .nmaps = a.nmaps, .force = a.force,
+                         .no_validate = a.no_validate || !trusted || !json_is_object(rec),
+                         .no_checks = a.no_checks || !trusted || !json_is_object(rec)};
     if ((rc = check_recoverable(&a, id, h, p, &o)) != 0) {
         cf_policy_free(p);
         goto out;

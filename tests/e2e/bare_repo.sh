@@ -106,7 +106,10 @@ section "restore from the recorded policy"
 expect_ok "--repo restore --set --to" cf --repo "$REPO_A" restore --set "$SET_A" --to "$T/out-a" --json
 assert_eq "config database data" "$(json_get "$OUT" '" ".join(c["name"] for c in j["components"])')" \
     "components restored in the recorded order"
-assert_eq True "$(json_get "$OUT" 'j["ok"]')" "checks and validate passed"
+assert_eq True "$(json_get "$OUT" 'j["ok"]')" "the restore is ok"
+assert_eq "0 0" "$(json_get "$OUT" 'str(len(j["validate"])) + " " + str(len(j["policy_checks"]))')" \
+    "unencrypted repository: the recorded validate commands and checks are not run"
+assert_contains "$ERR" "not encrypted" "and the restore says why"
 snapshot "$T/out-a" "$T/snap-out-a.json"
 compare "restored tree and SQLite database equal the original" "$T/snap-a.json" "$T/snap-out-a.json" "${RESTORE_EXCLUDES[@]}"
 expect_ok "--only data" cf --repo "$REPO_A" restore --set "$SET_A" --to "$T/out-only" --only data --no-checks
@@ -163,7 +166,10 @@ expect_ok "sets with COFFER_PASSPHRASE" cf --repo "$REPO_B" sets --json
 assert_eq "$SET_B" "$(json_get "$OUT" 'j[0]["id"]')" "the encrypted set is listed"
 expect_ok "policy show (encrypted)" cf --repo "$REPO_B" policy show --set latest
 no_secret "policy show (encrypted)" "$OUT"
-expect_ok "restore (encrypted)" cf --repo "$REPO_B" restore --set "$SET_B" --to "$T/out-b" --no-validate
+expect_ok "restore (encrypted)" cf --repo "$REPO_B" restore --set "$SET_B" --to "$T/out-b" --json
+assert_eq "doctor True" "$(json_get "$OUT" '" ".join(v["name"] + " " + str(v["ok"]) for v in j["validate"])')" \
+    "encrypted repository: the recorded validate command ran and passed"
+assert_gt "$(json_get "$OUT" 'len(j["policy_checks"])')" 5 "and the recorded checks ran"
 snapshot "$T/out-b" "$T/snap-out-b.json"
 compare "encrypted: restored tree and database equal the original" "$T/snap-a.json" "$T/snap-out-b.json" "${RESTORE_EXCLUDES[@]}"
 for f in $(find "$REPO_B" -type f); do
