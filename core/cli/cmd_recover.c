@@ -352,6 +352,13 @@ int cmd_restore_repo(int argc, char **argv)
         goto out;
     }
     json_t *rec = json_object_get(h, "policy_record");
+    /* Whoever can write to an unencrypted repository could have written
+     * the record: nothing in it that runs a program is used, and its
+     * checks and validate commands are not run. An encrypted repository
+     * authenticates its manifests. */
+    int trusted = cf_repo_encryption(loc->repo) != 0;
+    if (!trusted && json_is_object(rec))
+        cf_recover_untrusted(rec);
     if (json_is_object(rec) ? cf_recover_policy(rec, cli_repo, &p) != 0
                             : cf_recover_policy_files(h, cli_repo, &p) != 0) {
         cf_error_prefix("set %s", id);
@@ -361,10 +368,6 @@ int cmd_restore_repo(int argc, char **argv)
     if (!json_is_object(rec))
         cf_log(CF_LOG_WARN, "set %s records no policy: restoring its files components only, "
                "without the policy's checks and validate commands", id);
-    /* Whoever can write to an unencrypted repository could have written
-     * the record: its commands and queries are not run from there. An
-     * encrypted repository authenticates its manifests. */
-    int trusted = cf_repo_encryption(loc->repo) != 0;
     if (!trusted && json_is_object(rec) && (!a.no_validate || !a.no_checks))
         cf_log(CF_LOG_WARN, "the repository is not encrypted, so the recorded policy's checks "
                "and validate commands are not run (anyone who can write there could have "

@@ -608,6 +608,43 @@ int cf_recover_policy(json_t *record, const char *location, cf_policy **out)
     return rc;
 }
 
+static void drop_programs(json_t *node)
+{
+    if (json_is_object(node)) {
+        const char *k;
+        json_t *v, *tmp;
+        json_object_foreach_safe(node, tmp, k, v)
+        {
+            if (ends_ci(k, "_bin_dir") || ends_ci(k, "_bin") || ends_ci(k, "_command"))
+                json_object_del(node, k);
+            else
+                drop_programs(v);
+        }
+    } else if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v) drop_programs(v);
+    }
+}
+
+void cf_recover_untrusted(json_t *record)
+{
+    json_t *pol = json_object_get(record, "policy");
+    if (!json_is_object(pol))
+        return;
+    json_object_del(pol, "hooks");
+    json_object_del(pol, "validate");
+    json_t *cons = json_object_get(pol, "consistency");
+    if (json_is_object(cons)) {
+        /* maintenance mode needs both: run `true`, which changes nothing */
+        if (json_object_get(cons, "stop"))
+            json_object_set_new(cons, "stop", json_string("true"));
+        if (json_object_get(cons, "start"))
+            json_object_set_new(cons, "start", json_string("true"));
+    }
+    drop_programs(pol);
+}
+
 int cf_recover_policy_files(json_t *header, const char *location, cf_policy **out)
 {
     const char *name = json_string_value(json_object_get(header, "policy"));

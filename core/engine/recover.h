@@ -52,6 +52,11 @@ char *cf_recover_yaml(json_t *record);
  * `location` (keeping the recorded options of a target at the same
  * location), checked against the drivers. 0 or -1 with cf_error. */
 int cf_recover_policy(json_t *record, const char *location, cf_policy **out);
+/* For a record read from an unencrypted repository (anyone who can write
+ * there could have written it): removes, in place, every key that makes
+ * coffer run a program: "hooks", "validate", the consistency stop/start
+ * commands, and driver options ending in "_bin_dir", "_bin" or "_command". */
+void cf_recover_untrusted(json_t *record);
 /* A files-only policy for a set without a record: its files components,
  * read from the set header. */
 int cf_recover_policy_files(json_t *header, const char *location, cf_policy **out);

@@ -140,6 +140,29 @@ static void test_strip_tree(void **state)
     json_decref(t);
 }
 
+/* A record from an unencrypted repository keeps nothing that runs a program. */
+static void test_untrusted(void **state)
+{
+    (void)state;
+    json_error_t e;
+    json_t *rec = json_loads(
+        "{\"version\": 1, \"policy\": {\"name\": \"a\", \"root\": \"/r\","
+        " \"consistency\": {\"mode\": \"maintenance\", \"stop\": \"evil-stop\", \"start\": \"evil-start\"},"
+        " \"hooks\": {\"after\": \"evil-hook\"}, \"validate\": [{\"name\": \"v\", \"run\": \"evil-validate\"}],"
+        " \"targets\": [{\"name\": \"t\", \"location\": \"/x\", \"passphrase_command\": \"evil-pp\"}],"
+        " \"components\": [{\"name\": \"db\", \"type\": \"database\", \"driver\": \"postgres\","
+        "   \"url\": \"postgres://u@h/d\", \"pg_bin_dir\": \"/tmp/evil-bin\"}]}}",
+        0, &e);
+    assert_non_null(rec);
+    cf_recover_untrusted(rec);
+    char *d = json_dumps(rec, 0);
+    assert_null(strstr(d, "evil"));
+    assert_non_null(strstr(d, "postgres://u@h/d"));
+    assert_non_null(strstr(d, "\"stop\": \"true\""));
+    free(d);
+    json_decref(rec);
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -248,6 +271,7 @@ int main(void)
         T(test_secret_keys),
         T(test_strip_values),
         T(test_strip_tree),
+        T(test_untrusted),
         T(test_record_and_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
