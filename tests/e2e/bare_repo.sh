@@ -97,6 +97,8 @@ assert_contains "$SHOWN" "name: \"asterdrive\"" "the policy's name"
 expect_ok "the shown policy passes policy check" cf policy check "$T/shown.yaml"
 expect_ok "the shown policy works with -p" cf sets -p "$T/shown.yaml" --json
 assert_eq "$SET_A" "$(json_get "$OUT" 'j[0]["id"]')" "sets -p shown.yaml finds the set"
+expect_ok "policy show -p (no --repo)" cf policy show -p "$T/shown.yaml" --set "$SET_A"
+assert_eq "$SHOWN" "$OUT" "policy show -p prints the same"
 expect_ok "policy show --json" cf --repo "$REPO_A" policy show --set "$SET_A" --json
 assert_eq second "$(json_get "$(cf --repo "$REPO_A" policy show --set "$SET_A2" --json)" 'j["policy"]')" \
     "policy show of the other set gives the other policy"
