@@ -337,8 +337,15 @@ int cf_run_open_location(const char *location, int open_repo, cf_run **out)
     if (open_repo) {
         coffer_object_stat st;
         if (cf_store_prepare(run->store, 0) != 0 || cf_store_stat(run->store, "config", &st) != 0) {
-            cf_fail("--repo %s: no coffer repository there (it holds no repository config)",
-                    location);
+            /* missing, or could not be asked: the store's reason, without
+             * the label of the target made up for the location */
+            const char *e = cf_error();
+            size_t ll = strlen(run->store->label);
+            if (strncmp(e, run->store->label, ll) == 0 && strncmp(e + ll, ": ", 2) == 0)
+                e += ll + 2;
+            char *why = cf_strdup(e);
+            cf_fail("--repo %s: no coffer repository there (%s)", location, why);
+            free(why);
             cf_run_close(run);
             return -1;
         }
