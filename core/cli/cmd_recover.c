@@ -295,6 +295,7 @@ static int selected(const args *a, const char *name)
 static int check_recoverable(const args *a, const char *id, json_t *h, const cf_policy *p,
                              const cf_restore_opts *o)
 {
+    int recorded = json_is_object(json_object_get(h, "policy_record"));
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(h, "components"), i, c)
@@ -304,10 +305,16 @@ static int check_recoverable(const args *a, const char *id, json_t *h, const cf_
         if (!selected(a, name))
             continue;
         const cf_component *pc = cf_policy_component(p, name);
-        if (!pc) {
+        if (!pc && !recorded) {
             cli_error("set %s records no policy (made by an older coffer): component '%s' "
                       "(%s) cannot be restored from the repository alone; restore the files "
                       "components with --only NAME, or use the policy file with -p",
+                      id, name, type);
+            return CF_EXIT_FAILED;
+        }
+        if (!pc) {
+            cli_error("set %s: its recorded policy does not declare component '%s' (%s); "
+                      "leave it out with --only",
                       id, name, type);
             return CF_EXIT_FAILED;
         }

@@ -355,9 +355,10 @@ static int block_ok(const char *s)
     return 1;
 }
 
-static void put_scalar(cf_buf *b, const char *s, int ind)
+static void put_scalar(cf_buf *b, const char *s, int ind, int expanded)
 {
-    if (block_ok(s)) {
+    const char *dollar = expanded ? "$$" : "$";
+    if (expanded && block_ok(s)) {
         size_t n = strlen(s), trail = 0;
         while (trail < n && s[n - 1 - trail] == '\n')
             trail++;
@@ -370,7 +371,7 @@ static void put_scalar(cf_buf *b, const char *s, int ind)
                 indent(b, ind + 2);
             bol = 0;
             if (*c == '$')
-                put(b, "$$");
+                put(b, dollar);
             else
                 cf_buf_append(b, c, 1);
             if (*c == '\n')
@@ -386,7 +387,7 @@ static void put_scalar(cf_buf *b, const char *s, int ind)
     json_decref(j);
     for (const char *c = q ? q : "\"\""; *c; c++) {
         if (*c == '$')
-            put(b, "$$");
+            put(b, dollar);
         else
             cf_buf_append(b, c, 1);
     }
@@ -398,7 +399,7 @@ static void put_key(cf_buf *b, const char *k)
     if (*k && strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(k))
         put(b, k);
     else
-        put_scalar(b, k, 0);
+        put_scalar(b, k, 0, 0); /* keys are never expanded */
 }
 
 static const char *hint(const char *key)
@@ -487,7 +488,7 @@ static void emit_map_body(cf_buf *b, json_t *o, const char *path, int ind, int f
 static void emit(cf_buf *b, json_t *v, const char *path, int ind, json_t *removed)
 {
     if (json_is_string(v)) {
-        put_scalar(b, json_string_value(v), ind);
+        put_scalar(b, json_string_value(v), ind, 1);
     } else if (json_is_object(v) && json_object_size(v)) {
         emit_map_body(b, v, path, ind, 0, removed);
     } else if (json_is_object(v)) {
@@ -525,9 +526,10 @@ char *cf_recover_yaml(json_t *record)
     json_t *removed = json_object_get(record, "removed");
     if (!json_is_array(removed))
         removed = NULL;
-    json_t *none = json_array();
-    emit(&b, json_is_object(pol) ? pol : json_object(), "", 0, removed ? removed : none);
+    json_t *none = json_array(), *empty = json_object();
+    emit(&b, json_is_object(pol) ? pol : empty, "", 0, removed ? removed : none);
     json_decref(none);
+    json_decref(empty);
     cf_buf_append(&b, "", 1);
     return (char *)b.data;
 }
