@@ -18,7 +18,10 @@
 
 const char *cli_repo;
 
-#define USE_END {-1, NULL, NULL, 0}
+#define USE_END                                                                                    \
+    {                                                                                              \
+        -1, NULL, NULL, 0                                                                          \
+    }
 
 int cli_repo_allowed(const char *cmd, int argc, char **argv)
 {
@@ -26,8 +29,9 @@ int cli_repo_allowed(const char *cmd, int argc, char **argv)
         return 0;
     if (strcmp(cmd, "policy") == 0 && argc > 1 && strcmp(argv[1], "show") == 0)
         return 0;
-    return usage_error(NULL, "--repo LOCATION works with `sets`, `restore` and `policy show`; "
-                             "`%s%s%s` takes -p POLICY instead",
+    return usage_error(NULL,
+                       "--repo LOCATION works with `sets`, `restore` and `policy show`; "
+                       "`%s%s%s` takes -p POLICY instead",
                        cmd, strcmp(cmd, "policy") == 0 && argc > 1 ? " " : "",
                        strcmp(cmd, "policy") == 0 && argc > 1 ? argv[1] : "");
 }
@@ -40,8 +44,9 @@ static int refuse_policy(const char *cmd, int argc, char **argv)
         if (strcmp(s, "--policy") == 0 || strncmp(s, "--policy=", 9) == 0 ||
             (s[0] == '-' && s[1] == 'p') || strcmp(s, "--target") == 0 ||
             strncmp(s, "--target=", 9) == 0)
-            return usage_error(cmd, "%s and --repo exclude each other: --repo LOCATION takes the "
-                                    "policy each set records",
+            return usage_error(cmd,
+                               "%s and --repo exclude each other: --repo LOCATION takes the "
+                               "policy each set records",
                                strncmp(s, "--target", 8) == 0 ? "--target" : "-p POLICY");
     }
     return 0;
@@ -55,8 +60,7 @@ static const cli_spec spec_sets_repo = {
     "List every set in the repository at LOCATION, whatever policy made it, with\n"
     "the policy's name and whether the set records that policy (sets made before\n"
     "coffer recorded policies do not: only their files can be restored with --repo).\n",
-    (const cli_use[]){{OPT_JSON, NULL, "print the sets as JSON", 0}, USE_END},
-    0};
+    (const cli_use[]){{OPT_JSON, NULL, "print the sets as JSON", 0}, USE_END}, 0};
 
 int cmd_sets_repo(int argc, char **argv)
 {
@@ -91,12 +95,12 @@ int cmd_sets_repo(int argc, char **argv)
         json_array_foreach(json_object_get(h, "components"), k, c)
             json_array_append(names, json_object_get(c, "name"));
         int recorded = json_is_object(json_object_get(h, "policy_record"));
-        json_t *o = json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:b}", "id", json_object_get(h, "id"),
-                              "policy", json_object_get(h, "policy"), "host",
-                              json_object_get(h, "host"), "time", json_object_get(h, "time"),
-                              "mode", json_object_get(h, "mode"), "root",
-                              json_object_get(h, "root"), "components", names, "totals",
-                              json_object_get(h, "totals"), "policy_recorded", recorded);
+        json_t *o =
+            json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:b}", "id", json_object_get(h, "id"),
+                      "policy", json_object_get(h, "policy"), "host", json_object_get(h, "host"),
+                      "time", json_object_get(h, "time"), "mode", json_object_get(h, "mode"),
+                      "root", json_object_get(h, "root"), "components", names, "totals",
+                      json_object_get(h, "totals"), "policy_recorded", recorded);
         if (!o) { /* an old or odd header: the id at least */
             o = json_pack("{s:s,s:b}", "id", ids[i], "policy_recorded", recorded);
             json_object_set(o, "policy", json_object_get(h, "policy"));
@@ -215,8 +219,9 @@ int cmd_policy_show(int argc, char **argv)
     }
     char *id = NULL;
     json_t *h = NULL;
-    if (cli_repo ? cf_recover_set(run, a.set, &id, &h) != 0
-                 : cf_resolve_set(run, a.set, &id) != 0 || cf_manifest_header(run->repo, id, &h) != 0) {
+    if (cli_repo
+            ? cf_recover_set(run, a.set, &id, &h) != 0
+            : cf_resolve_set(run, a.set, &id) != 0 || cf_manifest_header(run->repo, id, &h) != 0) {
         rc = die(CF_EXIT_FAILED);
         goto out;
     }
@@ -267,17 +272,18 @@ static const cli_spec spec_restore_repo = {
     "The recorded checks and validate commands run only from an encrypted\n"
     "repository (its manifests are authenticated); from an unencrypted one they\n"
     "are skipped, with a warning: review them with `policy show` and use -p.\n",
-    (const cli_use[]){{OPT_SET, "ID|latest", "the set (required; latest: the newest of the repository)", 0},
-                      {OPT_TO, "DIR", "restore under DIR (required)", 0},
-                      {OPT_ONLY, "NAME", "restore only this component", CLI_REPEAT},
-                      {OPT_MAP, "NAME=VALUE", "send one component elsewhere (a URL for a server database)",
-                       CLI_REPEAT},
-                      {OPT_FORCE, NULL, "restore into a non-empty directory", 0},
-                      {OPT_NO_VALIDATE, NULL, "do not run the policy's validate commands", 0},
-                      {OPT_NO_CHECKS, NULL, "do not run the policy's checks", 0},
-                      {OPT_JSON, NULL, "print the report as JSON", 0},
-                      {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0},
-                      USE_END},
+    (const cli_use[]){
+        {OPT_SET, "ID|latest", "the set (required; latest: the newest of the repository)", 0},
+        {OPT_TO, "DIR", "restore under DIR (required)", 0},
+        {OPT_ONLY, "NAME", "restore only this component", CLI_REPEAT},
+        {OPT_MAP, "NAME=VALUE", "send one component elsewhere (a URL for a server database)",
+         CLI_REPEAT},
+        {OPT_FORCE, NULL, "restore into a non-empty directory", 0},
+        {OPT_NO_VALIDATE, NULL, "do not run the policy's validate commands", 0},
+        {OPT_NO_CHECKS, NULL, "do not run the policy's checks", 0},
+        {OPT_JSON, NULL, "print the report as JSON", 0},
+        {OPT_DRY_RUN, NULL, "print the plan, write nothing", 0},
+        USE_END},
     0};
 
 static int selected(const args *a, const char *name)
@@ -341,8 +347,8 @@ int cmd_restore_repo(int argc, char **argv)
     }
     int rc = 0;
     if (!a.set)
-        rc = usage_error("restore", "--set ID is required with --repo (see `coffer --repo %s sets`)",
-                         cli_repo);
+        rc = usage_error(
+            "restore", "--set ID is required with --repo (see `coffer --repo %s sets`)", cli_repo);
     else if (!a.to)
         rc = usage_error("restore", "--to DIR is required with --repo: the recorded root may "
                                     "not exist here");
@@ -373,18 +379,26 @@ int cmd_restore_repo(int argc, char **argv)
         goto out;
     }
     if (!json_is_object(rec))
-        cf_log(CF_LOG_WARN, "set %s records no policy: restoring its files components only, "
-               "without the policy's checks and validate commands", id);
+        cf_log(CF_LOG_WARN,
+               "set %s records no policy: restoring its files components only, "
+               "without the policy's checks and validate commands",
+               id);
     if (!trusted && json_is_object(rec) && (!a.no_validate || !a.no_checks))
-        cf_log(CF_LOG_WARN, "the repository is not encrypted, so the recorded policy's checks "
+        cf_log(CF_LOG_WARN,
+               "the repository is not encrypted, so the recorded policy's checks "
                "and validate commands are not run (anyone who can write there could have "
                "written them); read them with `coffer --repo %s policy show --set %s` and "
                "run them with -p once reviewed",
                cli_repo, id);
     cf_run_close(loc);
     loc = NULL;
-    cf_restore_opts o = {.set = id, .to = a.to, .only = a.only, .nonly = a.nonly, .maps = a.maps,
-                         .nmaps = a.nmaps, .force = a.force,
+    cf_restore_opts o = {.set = id,
+                         .to = a.to,
+                         .only = a.only,
+                         .nonly = a.nonly,
+                         .maps = a.maps,
+                         .nmaps = a.nmaps,
+                         .force = a.force,
                          .no_validate = a.no_validate || !trusted || !json_is_object(rec),
                          .no_checks = a.no_checks || !trusted || !json_is_object(rec)};
     if ((rc = check_recoverable(&a, id, h, p, &o)) != 0) {
@@ -411,11 +425,10 @@ int cmd_restore_repo(int argc, char **argv)
             json_t *c;
             printf("dry run: restore set %s into %s\n", id,
                    json_string_value(json_object_get(rep, "root")));
-            json_array_foreach(json_object_get(rep, "components"), i, c)
-                printf("  %zu. %-12s %-12s -> %s\n", i + 1,
-                       json_string_value(json_object_get(c, "name")),
-                       json_string_value(json_object_get(c, "type")),
-                       json_string_value(json_object_get(c, "destination")));
+            json_array_foreach(json_object_get(rep, "components"), i, c) printf(
+                "  %zu. %-12s %-12s -> %s\n", i + 1, json_string_value(json_object_get(c, "name")),
+                json_string_value(json_object_get(c, "type")),
+                json_string_value(json_object_get(c, "destination")));
             printf("dry run: nothing was written\n");
         }
     } else if (cf_run_lock(run, 0, "restore") != 0) {

@@ -244,7 +244,8 @@ static void url_parts(const char *url, json_t *o)
         }
         return;
     }
-    static const char *const keys[][2] = {{"host", "host"}, {"port", "port"}, {"dbname", "database"}};
+    static const char *const keys[][2] = {
+        {"host", "host"}, {"port", "port"}, {"dbname", "database"}};
     for (size_t k = 0; k < CF_ARRAY_LEN(keys); k++) {
         char pat[16];
         snprintf(pat, sizeof pat, "%s=", keys[k][0]);
@@ -396,7 +397,8 @@ static void put_scalar(cf_buf *b, const char *s, int ind, int expanded)
 
 static void put_key(cf_buf *b, const char *k)
 {
-    if (*k && strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(k))
+    if (*k &&
+        strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(k))
         put(b, k);
     else
         put_scalar(b, k, 0, 0); /* keys are never expanded */

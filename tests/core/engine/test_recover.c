@@ -35,15 +35,15 @@ static void test_secret_keys(void **state)
 {
     (void)state;
     static const char *const dropped[] = {
-        "password",         "password_env",      "password_file",     "password_command",
-        "sslpassword",      "passphrase_env",    "passphrase_file",   "passphrase_command",
-        "passfile",         "access_key_env",    "secret_key_env",    "session_token_env",
-        "access_key_file",  "secret_key_file",   "session_token_file", "PGPASSWORD",
-        "api_token_file",   "credentials_file"};
-    static const char *const kept[] = {"url",        "path",     "driver", "location", "name",
-                                       "ssl_key",    "ssl_cert", "ca_file", "sslmode", "databases",
-                                       "run",        "endpoint", "region", "key",     "bucket",
-                                       "metrics_file", "prefix", "query"};
+        "password",        "password_env",    "password_file",      "password_command",
+        "sslpassword",     "passphrase_env",  "passphrase_file",    "passphrase_command",
+        "passfile",        "access_key_env",  "secret_key_env",     "session_token_env",
+        "access_key_file", "secret_key_file", "session_token_file", "PGPASSWORD",
+        "api_token_file",  "credentials_file"};
+    static const char *const kept[] = {
+        "url",      "path",    "driver",  "location",     "name",   "ssl_key",
+        "ssl_cert", "ca_file", "sslmode", "databases",    "run",    "endpoint",
+        "region",   "key",     "bucket",  "metrics_file", "prefix", "query"};
     for (size_t i = 0; i < sizeof dropped / sizeof *dropped; i++)
         if (cf_recover_secret_key(dropped[i]) != 1)
             fail_msg("kept: %s", dropped[i]);
@@ -58,7 +58,8 @@ static void test_strip_values(void **state)
     static const char *const cases[][2] = {
         /* URL userinfo: the user stays, the password goes */
         {"postgresql://app:s3cret@db.example:5432/app", "postgresql://app@db.example:5432/app"},
-        {"mysql://root:pw@127.0.0.1/db?ssl_mode=required", "mysql://root@127.0.0.1/db?ssl_mode=required"},
+        {"mysql://root:pw@127.0.0.1/db?ssl_mode=required",
+         "mysql://root@127.0.0.1/db?ssl_mode=required"},
         {"postgresql://app@db/app", "postgresql://app@db/app"},
         /* URL parameters naming or holding a secret */
         {"postgresql://app@db/app?password=s3cret", "postgresql://app@db/app"},
@@ -99,7 +100,8 @@ static void test_strip_tree(void **state)
     json_error_t e;
     json_t *t = json_loads(
         "{\"name\": \"app\", \"root\": \"/srv/app\","
-        " \"targets\": [{\"name\": \"t\", \"location\": \"s3://b/p\", \"passphrase_env\": \"PASSVAR1\","
+        " \"targets\": [{\"name\": \"t\", \"location\": \"s3://b/p\", \"passphrase_env\": "
+        "\"PASSVAR1\","
         "   \"secret_key_env\": \"SKVAR2\", \"access_key_file\": \"/run/akfile3\","
         "   \"endpoint\": \"http://127.0.0.1:7480\"},"
         "  {\"name\": \"u\", \"location\": \"/srv/r\", \"passphrase_file\": \"/run/ppfile4\"},"
@@ -115,15 +117,20 @@ static void test_strip_tree(void **state)
     json_t *removed = json_array();
     cf_recover_strip(t, removed);
     char *dump = json_dumps(t, 0);
-    static const char *const secrets[] = {"PASSVAR1", "SKVAR2", "akfile3", "ppfile4", "pp5",
-                                          "urlpw6",   "parampw7", "PWVAR8", "pwfile9",
-                                          "listpw10", "hookpw11", "passphrase", "password"};
+    static const char *const secrets[] = {
+        "PASSVAR1", "SKVAR2",  "akfile3",  "ppfile4",  "pp5",        "urlpw6",  "parampw7",
+        "PWVAR8",   "pwfile9", "listpw10", "hookpw11", "passphrase", "password"};
     for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++)
         if (strstr(dump, secrets[i]))
             fail_msg("%s left in %s", secrets[i], dump);
-    static const char *const kept[] = {"\"/srv/app\"", "s3://b/p", "http://127.0.0.1:7480",
+    static const char *const kept[] = {"\"/srv/app\"",
+                                       "s3://b/p",
+                                       "http://127.0.0.1:7480",
                                        "postgresql://app@db:5432/app?sslmode=require",
-                                       "\"app\"", "mysql://r@h/x", "\"data/\"", "\"true\""};
+                                       "\"app\"",
+                                       "mysql://r@h/x",
+                                       "\"data/\"",
+                                       "\"true\""};
     for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
         if (!strstr(dump, kept[i]))
             fail_msg("%s lost: %s", kept[i], dump);
@@ -147,9 +154,12 @@ static void test_untrusted(void **state)
     json_error_t e;
     json_t *rec = json_loads(
         "{\"version\": 1, \"policy\": {\"name\": \"a\", \"root\": \"/r\","
-        " \"consistency\": {\"mode\": \"maintenance\", \"stop\": \"evil-stop\", \"start\": \"evil-start\"},"
-        " \"hooks\": {\"after\": \"evil-hook\"}, \"validate\": [{\"name\": \"v\", \"run\": \"evil-validate\"}],"
-        " \"targets\": [{\"name\": \"t\", \"location\": \"/x\", \"passphrase_command\": \"evil-pp\"}],"
+        " \"consistency\": {\"mode\": \"maintenance\", \"stop\": \"evil-stop\", \"start\": "
+        "\"evil-start\"},"
+        " \"hooks\": {\"after\": \"evil-hook\"}, \"validate\": [{\"name\": \"v\", \"run\": "
+        "\"evil-validate\"}],"
+        " \"targets\": [{\"name\": \"t\", \"location\": \"/x\", \"passphrase_command\": "
+        "\"evil-pp\"}],"
         " \"components\": [{\"name\": \"db\", \"type\": \"database\", \"driver\": \"postgres\","
         "   \"url\": \"postgres://u@h/d\", \"pg_bin_dir\": \"/tmp/evil-bin\"}]}}",
         0, &e);
@@ -210,10 +220,12 @@ static void test_record_and_back(void **state)
     assert_string_equal(json_string_value(json_object_get(pol, "root")), root);
     json_t *t0 = json_array_get(json_object_get(pol, "targets"), 0);
     assert_null(json_object_get(t0, "passphrase_env"));
-    assert_string_equal(json_string_value(json_object_get(rec, "removed") ? json_object_get(
-                                              json_array_get(json_object_get(rec, "removed"), 0), "key")
-                                                                          : NULL),
-                        "passphrase_env");
+    assert_string_equal(
+        json_string_value(
+            json_object_get(rec, "removed")
+                ? json_object_get(json_array_get(json_object_get(rec, "removed"), 0), "key")
+                : NULL),
+        "passphrase_env");
     /* restore order, and where the database lives (relative to root) */
     json_t *order = json_object_get(rec, "restore_order");
     assert_int_equal(json_array_size(order), 3);
@@ -268,11 +280,8 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_secret_keys),
-        T(test_strip_values),
-        T(test_strip_tree),
-        T(test_untrusted),
-        T(test_record_and_back),
+        T(test_secret_keys), T(test_strip_values),    T(test_strip_tree),
+        T(test_untrusted),   T(test_record_and_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
