@@ -228,9 +228,9 @@ int cmd_policy_show(int argc, char **argv)
     json_t *rec = json_object_get(h, "policy_record");
     if (!json_is_object(rec)) {
         const char *v = json_string_value(json_object_get(h, "coffer_version"));
-        cli_error("set %s does not record its policy (made by coffer %s); only its files "
-                  "components can be restored with --repo",
-                  id, v ? v : "before 0.9");
+        cli_error("set %s does not record its policy (made by coffer %s, before sets did); "
+                  "only its files components can be restored with --repo",
+                  id, v ? v : "of an older version");
         rc = CF_EXIT_FAILED;
         goto out;
     }
