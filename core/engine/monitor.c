@@ -41,6 +41,13 @@ static void url_host(const char *url, char *out, size_t len)
     const char *h = strstr(url, "://");
     h = h ? h + 3 : url;
     size_t n = strcspn(h, "/?#");
+    /* user:password@ stays out too */
+    for (size_t i = n; i > 0; i--)
+        if (h[i - 1] == '@') {
+            h += i;
+            n -= i;
+            break;
+        }
     snprintf(out, len, "%.*s", (int)n, h);
 }
 

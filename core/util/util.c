@@ -1,5 +1,6 @@
 #include "util/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -76,12 +77,92 @@ char *cf_asprintf(const char *fmt, ...)
 
 static _Thread_local char errbuf[2048];
 
+static int secret_name(const char *name, size_t n)
+{
+    char low[64];
+    if (n == 0 || n >= sizeof low)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    low[n] = 0;
+    static const char *const words[] = {"password", "passphrase", "passwd", "secret", "token"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(low, words[i]))
+            return 1;
+    return n >= 3 && strcmp(low + n - 3, "pwd") == 0;
+}
+
+/* Replace s[from, to) with "***". */
+static size_t mask(char *s, size_t from, size_t to)
+{
+    size_t len = strlen(s);
+    memmove(s + from + 3, s + to, len - to + 1);
+    memcpy(s + from, "***", 3);
+    return from + 3;
+}
+
+static int value_end(int c)
+{
+    return c == 0 || isspace(c) || c == '&' || c == ';' || c == '\'' || c == '"' || c == '`' ||
+           c == ',' || c == ')';
+}
+
+void cf_redact(char *s)
+{
+    size_t i = 0;
+    while (s[i]) {
+        if (s[i] == '=' && i > 0) {
+            size_t b = i;
+            while (b > 0 && (isalnum((unsigned char)s[b - 1]) || s[b - 1] == '_' || s[b - 1] == '-' ||
+                             s[b - 1] == '.'))
+                b--;
+            size_t e = i + 1;
+            if (s[e] == '\'' || s[e] == '"') { /* a quoted value, quotes included */
+                char q = s[e++];
+                while (s[e] && s[e] != q)
+                    e++;
+                if (s[e])
+                    e++;
+            } else {
+                while (!value_end((unsigned char)s[e]))
+                    e++;
+            }
+            if (e > i + 1 && secret_name(s + b, i - b) && !(e - i - 1 == 3 && memcmp(s + i + 1, "***", 3) == 0)) {
+                i = mask(s, i + 1, e);
+                continue;
+            }
+        } else if (s[i] == ':' && s[i + 1] == '/' && s[i + 2] == '/') {
+            /* scheme://user:password@host: the authority ends at / ? # or a space */
+            size_t a = i + 3, e = a, at = 0, colon = 0;
+            while (s[e] && !isspace((unsigned char)s[e]) && s[e] != '/' && s[e] != '?' && s[e] != '#' &&
+                   s[e] != '`' && s[e] != '\'' && s[e] != '"') {
+                if (s[e] == '@')
+                    at = e;
+                e++;
+            }
+            for (size_t k = a; at && k < at; k++)
+                if (s[k] == ':') {
+                    colon = k;
+                    break;
+                }
+            if (at && colon && !(at - colon - 1 == 3 && memcmp(s + colon + 1, "***", 3) == 0)) {
+                i = mask(s, colon + 1, at);
+                continue;
+            }
+            i = a;
+            continue;
+        }
+        i++;
+    }
+}
+
 int cf_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
     va_end(ap);
+    cf_redact(errbuf);
     return -1;
 }
 
@@ -94,6 +175,7 @@ int cf_fail_errno(const char *fmt, ...)
     va_end(ap);
     if (n >= 0 && (size_t)n < sizeof errbuf)
         snprintf(errbuf + n, sizeof errbuf - (size_t)n, ": %s", strerror(e));
+    cf_redact(errbuf);
     errno = e;
     return -1;
 }
@@ -107,6 +189,7 @@ void cf_error_prefix(const char *fmt, ...)
     va_end(ap);
     memcpy(old, errbuf, sizeof old);
     snprintf(errbuf, sizeof errbuf, "%s: %s", pre, old);
+    cf_redact(errbuf);
 }
 
 const char *cf_error(void)
@@ -151,22 +234,17 @@ void cf_vlog(cf_log_level level, const char *fmt, va_list ap)
     int shown = (int)level <= log_level;
     if (!shown && level == CF_LOG_DEBUG)
         return;
-    char line[TAIL_WIDTH];
-    int n = snprintf(line, sizeof line, "%s: ", names[level]);
-    va_list copy;
-    va_copy(copy, ap);
-    vsnprintf(line + n, sizeof line - (size_t)n, fmt, copy);
-    va_end(copy);
+    char *line = cf_vasprintf(fmt, ap);
+    cf_redact(line);
     pthread_mutex_lock(&log_lock);
-    memcpy(log_tail[log_tail_next++ % TAIL_LINES], line, sizeof line);
+    snprintf(log_tail[log_tail_next++ % TAIL_LINES], TAIL_WIDTH, "%s: %s", names[level], line);
     if (shown) {
         if (log_hook)
             log_hook();
-        fprintf(stderr, "coffer: %s: ", names[level]);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        fprintf(stderr, "coffer: %s: %s\n", names[level], line);
         fflush(stderr);
     }
+    free(line);
     pthread_mutex_unlock(&log_lock);
 }
 

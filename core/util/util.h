@@ -34,6 +34,11 @@ int cf_fail_errno(const char *fmt, ...) CF_PRINTF(1, 2);  /* appends ": strerror
 void cf_error_prefix(const char *fmt, ...) CF_PRINTF(1, 2); /* "prefix: old message" */
 const char *cf_error(void);
 void cf_error_clear(void);
+/* Mask secrets in a message, in place: the value of NAME=VALUE when NAME
+ * says it holds a secret (contains password, passphrase, passwd, secret
+ * or token, or ends in pwd; any case), and the password of a URL's
+ * user:password@. Every error message and log line goes through it. */
+void cf_redact(char *msg);
 
 typedef enum { CF_LOG_ERROR = 0, CF_LOG_WARN = 1, CF_LOG_INFO = 2, CF_LOG_DEBUG = 3 } cf_log_level;
 void cf_log_set_level(int level);

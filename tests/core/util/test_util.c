@@ -273,6 +273,30 @@ static char *vwrap(const char *fmt, ...)
     return s;
 }
 
+static void test_redact(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"hook 'x': running `PGPASSWORD=hunter2 psql -c 1`", "hook 'x': running `PGPASSWORD=*** psql -c 1`"},
+        {"ping to https://bob:s3cr%40t@hc.example/abc failed", "ping to https://bob:***@hc.example/abc failed"},
+        {"url postgres://u:pw@h:5432/db?sslmode=require&password=x y",
+         "url postgres://u:***@h:5432/db?sslmode=require&password=*** y"},
+        {"host=h password='p w' dbname=d", "host=h password=*** dbname=d"},
+        {"MY_API_TOKEN=abc; DB_PWD=z; mode=0600 user=a", "MY_API_TOKEN=***; DB_PWD=***; mode=0600 user=a"},
+        {"no secrets: a=b, http://host:80/path, s3://bucket/p", "no secrets: a=b, http://host:80/path, s3://bucket/p"},
+        {"secret_key= empty", "secret_key= empty"},
+        {"ssh://git@host", "ssh://git@host"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", cases[i][0]);
+        cf_redact(buf);
+        assert_string_equal(buf, cases[i][1]);
+    }
+    cf_fail("cannot connect to mysql://root:topsecret@db/x");
+    assert_null(strstr(cf_error(), "topsecret"));
+}
+
 static void test_asprintf(void **state)
 {
     (void)state;
@@ -388,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_hex_roundtrip),
         cmocka_unit_test(test_hex_rejects),
         cmocka_unit_test(test_buf_growth),
+        cmocka_unit_test(test_redact),
         cmocka_unit_test(test_asprintf),
         cmocka_unit_test(test_random_and_now),
         cmocka_unit_test_setup_teardown(test_log_levels_and_hook, setup_tmp, teardown_tmp),
