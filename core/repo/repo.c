@@ -723,9 +723,11 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
     /* A zero length range means "to the end" to a driver: the empty chunk
      * needs no read at all. */
     int rc = 0;
-    if (l.stored)
+    if (l.stored) {
         rc = cf_store_get_range(r->st, key, l.offset, l.stored, dst);
-    else
+        atomic_fetch_add(&r->bytes_read, dst->len);
+        atomic_fetch_add(&r->reads, 1);
+    } else
         dst->len = 0;
     if (rc == 0 && dst->len != l.stored) {
         cf_id_hex(id, hex);
@@ -771,4 +773,6 @@ void cf_repo_get_stats(cf_repo *r, cf_repo_stats *out)
     out->bytes_new_stored = atomic_load(&r->bytes_new_stored);
     out->bytes_dup = atomic_load(&r->bytes_dup);
     out->packs_written = atomic_load(&r->packs_written);
+    out->bytes_read = atomic_load(&r->bytes_read);
+    out->reads = atomic_load(&r->reads);
 }

@@ -258,6 +258,7 @@ typedef struct cf_repo_stats {
     uint64_t chunks_new, chunks_dup;
     uint64_t bytes_new_raw, bytes_new_stored, bytes_dup;
     uint64_t packs_written;
+    uint64_t bytes_read, reads; /* pack bytes fetched by cf_repo_get_chunk, ranged reads */
 } cf_repo_stats;
 void cf_repo_get_stats(cf_repo *r, cf_repo_stats *out);
 

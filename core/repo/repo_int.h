@@ -261,6 +261,7 @@ struct cf_repo {
 
     _Atomic uint64_t chunks_new, chunks_dup, bytes_new_raw, bytes_new_stored, bytes_dup,
         packs_written;
+    _Atomic uint64_t bytes_read, reads;
 };
 
 /* Record a committed object of this session (for abort). Locks wlock. */
