@@ -59,6 +59,10 @@ static const struct {
     [OPT_CLEANUP] = {"cleanup", 0, 0},
     [OPT_KEEP_PROVEN] = {"keep-proven", 0, 1},
     [OPT_NO_CHECKS] = {"no-checks", 0, 0},
+    [OPT_INCLUDE] = {"include", 0, 1},
+    [OPT_EXCLUDE] = {"exclude", 0, 1},
+    [OPT_INCLUDE_FROM] = {"include-from", 0, 1},
+    [OPT_SALVAGE] = {"salvage", 0, 0},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -212,6 +216,10 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_KEEP: a->keep_scratch = 1; break;
     case OPT_SCRATCH: push(&a->scratch, &a->nscratch, val); break;
     case OPT_CLEANUP: a->cleanup = 1; break;
+    case OPT_INCLUDE: push(&a->include, &a->ninclude, val); break;
+    case OPT_EXCLUDE: push(&a->exclude, &a->nexclude, val); break;
+    case OPT_INCLUDE_FROM: push(&a->include_from, &a->ninclude_from, val); break;
+    case OPT_SALVAGE: a->salvage = 1; break;
     default:
         if ((id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) || id == OPT_KEEP_PROVEN) {
             char *end;
@@ -320,6 +328,11 @@ void args_free(args *a)
     free(a->only);
     free(a->pos);
     free(a->scratch);
+    free(a->include);
+    free(a->exclude);
+    free(a->include_from);
+    a->include = a->exclude = a->include_from = NULL;
+    a->ninclude = a->nexclude = a->ninclude_from = 0;
     a->maps = a->only = a->pos = a->scratch = NULL;
     a->nmaps = a->nonly = a->npos = a->nscratch = 0;
 }

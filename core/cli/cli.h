@@ -51,6 +51,10 @@ enum cli_opt_id {
     OPT_CLEANUP,
     OPT_KEEP_PROVEN,
     OPT_NO_CHECKS,
+    OPT_INCLUDE,
+    OPT_EXCLUDE,
+    OPT_INCLUDE_FROM,
+    OPT_SALVAGE,
     OPT_COUNT
 };
 
@@ -83,6 +87,9 @@ typedef struct args {
     int keep_proven; /* -1 unset */
     char **scratch; /* --scratch */
     size_t nscratch;
+    char **include, **exclude, **include_from; /* --include, --exclude, --include-from */
+    size_t ninclude, nexclude, ninclude_from;
+    int salvage;
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 
@@ -129,5 +136,7 @@ int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, struct cf
 int cmd_check(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_dump_component(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@
 #include "engine/rehearse.h"
 #include "engine/restore.h"
 #include "engine/run.h"
+#include "engine/select.h"
 #include "engine/verify.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
@@ -39,6 +40,8 @@ static const char *usage_main =
     "  sets     -p POLICY [--target NAME] [--json]   list sets\n"
     "  restore  -p POLICY [--set ID|latest] (--to DIR | --in-place) [--only NAME]...\n"
     "           [--map NAME=VALUE]... [--force] [--no-validate] [--dry-run]  restore one set\n"
+    "           [--include PATH|GLOB]... [--exclude PATH|GLOB]... [--salvage]  or part of it\n"
+    "  dump     -p POLICY [--set ID|latest] PATH      write one file of a set to stdout\n"
     "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]   check one set\n"
     "  rehearse -p POLICY [--set ID|latest|unproven|all] [--keep] [--scratch NAME=URL]...\n"
     "           [--json]   prove a set: restore into scratch, run checks and validate\n"
@@ -658,6 +661,8 @@ static const cli_spec spec_restore = {
     "                      (--to DIR | --in-place) [--only NAME]...\n"
     "                      [--map NAME=VALUE]... [--force] [--no-validate] [--no-checks]\n"
     "                      [--json] [--rollback-objects] [--dry-run]\n"
+    "                      [--include PATH|GLOB]... [--exclude PATH|GLOB]...\n"
+    "                      [--include-from FILE]... [--salvage]\n"
     "       coffer restore -p POLICY --cleanup-previous [--to DIR] [--dry-run] [--json]\n"
     "Restore exactly one set: components in the policy's order (config files,\n"
     "databases, data directories), then database checks, the policy's checks\n"
@@ -673,7 +678,16 @@ static const cli_spec spec_restore = {
     "only with --in-place, otherwise into DIR/NAME/.\n"
     "--dry-run prints the plan (set, components in order, destinations, files and\n"
     "bytes, commands that would run) and writes nothing. --cleanup-previous removes\n"
-    "the ROOT/.coffer-previous-SET directories restores left (`coffer sets` lists them).\n",
+    "the ROOT/.coffer-previous-SET directories restores left (`coffer sets` lists them).\n"
+    "--include restores only some files: COMPONENT/PATH, PATH as the set records it\n"
+    "(relative to the policy root; COMPONENT/ may be left out when the set has one\n"
+    "files component), or a glob (fnmatch, '*' stops at '/'); a directory brings\n"
+    "everything beneath it. Only the chunks of chosen files are read. Databases and\n"
+    "object stores are left out unless --only names them; checks and validate\n"
+    "commands are skipped. A pattern that matches nothing fails the restore.\n"
+    "--salvage (with --to) restores everything that can be read: unreadable parts of\n"
+    "files are written as zeros, unreadable databases are left out, all of it is\n"
+    "listed on stdout and in DIR/COFFER-SALVAGE-REPORT.txt, and the exit status is 3.\n",
     (const cli_use[]){USE_POLICY,
                       USE_TARGET,
                       {OPT_SET, "ID|latest", "the set to restore (default: latest)", 0},
@@ -692,6 +706,14 @@ static const cli_spec spec_restore = {
                        "remove the .coffer-previous-SET directories earlier restores left in "
                        "the root (or in --to DIR)",
                        0},
+                      {OPT_INCLUDE, "PATH|GLOB", "restore only these files (COMPONENT/PATH)",
+                       CLI_REPEAT},
+                      {OPT_EXCLUDE, "PATH|GLOB", "leave these out of an --include restore",
+                       CLI_REPEAT},
+                      {OPT_INCLUDE_FROM, "FILE", "--include each path listed in FILE",
+                       CLI_REPEAT},
+                      {OPT_SALVAGE, NULL,
+                       "restore what can be read, list the rest (exit status 3)", 0},
                       USE_END},
     0};
 
@@ -780,6 +802,75 @@ static void print_plan(json_t *plan)
     printf("dry run: nothing was written\n");
 }
 
+/* --include/--exclude/--include-from made a selection over the latest
+ * set's (or --set's) files components; 0 or an exit code (reported). */
+static int subset_select(cf_run *run, const args *a, cf_select **out)
+{
+    char *id = NULL;
+    json_t *h = NULL;
+    if (cf_resolve_set(run, a->set ? a->set : "latest", &id) != 0 ||
+        cf_manifest_header(run->repo, id, &h) != 0) {
+        free(id);
+        return die(CF_EXIT_FAILED);
+    }
+    const char *files[64];
+    size_t nf = 0, k;
+    json_t *c;
+    json_array_foreach(json_object_get(h, "components"), k, c)
+        if (nf < 64 && strcmp(json_string_value(json_object_get(c, "type")) ?: "", "files") == 0)
+            files[nf++] = json_string_value(json_object_get(c, "name"));
+    cf_select *s = cf_select_new(files, nf);
+    int rc = 0;
+    for (size_t i = 0; i < a->ninclude && rc == 0; i++)
+        rc = cf_select_include(s, a->include[i]);
+    for (size_t i = 0; i < a->nexclude && rc == 0; i++)
+        rc = cf_select_exclude(s, a->exclude[i]);
+    if (rc == 0) {
+        for (size_t i = 0; i < a->ninclude_from && rc == 0; i++)
+            if (cf_select_include_from(s, a->include_from[i]) != 0)
+                rc = -2;
+        if (rc == 0 && cf_select_count(s) == 0)
+            rc = cf_fail("--include-from: no paths listed");
+    }
+    json_decref(h);
+    free(id);
+    if (rc != 0) {
+        cf_select_free(s);
+        return rc == -2 ? die(CF_EXIT_FAILED) : usage_error("restore", "%s", cf_error());
+    }
+    *out = s;
+    return 0;
+}
+
+/* A subset or a salvaged restore says what it did and what it could not. */
+static void print_partial(json_t *rep)
+{
+    json_t *sub = json_object_get(rep, "subset");
+    if (sub)
+        printf("subset: %lld file(s) restored; the policy's checks and validate commands "
+               "were skipped\n", (long long)json_integer_value(json_object_get(rep, "files")));
+    if (json_object_get(rep, "bytes_read"))
+        cf_log(CF_LOG_INFO, "read %lld pack bytes in %lld reads",
+               (long long)json_integer_value(json_object_get(rep, "bytes_read")),
+               (long long)json_integer_value(json_object_get(rep, "reads")));
+    size_t i;
+    json_t *u;
+    json_array_foreach(json_object_get(rep, "unrestored"), i, u)
+    {
+        const char *path = json_string_value(json_object_get(u, "path"));
+        if (!i)
+            printf("could not be restored:\n");
+        printf("  %s/%s", json_string_value(json_object_get(u, "component")),
+               path ? path : "(component not restored)");
+        size_t k;
+        json_t *r;
+        json_array_foreach(json_object_get(u, "missing"), k, r)
+            printf(" %lld-%lld", (long long)json_integer_value(json_array_get(r, 0)),
+                   (long long)json_integer_value(json_array_get(r, 1)));
+        printf("\n");
+    }
+}
+
 static int cmd_restore(int argc, char **argv)
 {
     if (cli_repo)
@@ -798,6 +889,14 @@ static int cmd_restore(int argc, char **argv)
         args_free(&a);
         return usage_error("restore", "choose one of --to DIR (a separate root) or --in-place");
     }
+    if (a.nexclude && !a.ninclude && !a.ninclude_from) {
+        args_free(&a);
+        return usage_error("restore", "--exclude needs --include or --include-from");
+    }
+    if (a.salvage && a.in_place) {
+        args_free(&a);
+        return usage_error("restore", "--salvage restores with --to DIR only, never in place");
+    }
     cf_run *run;
     int orc = cli_open_parsed("restore", 1, CLI_LOCK_NONE, &a, &run);
     if (orc) {
@@ -807,7 +906,15 @@ static int cmd_restore(int argc, char **argv)
     cf_restore_opts o = {.set = a.set, .to = a.to, .in_place = a.in_place, .only = a.only,
                          .nonly = a.nonly, .maps = a.maps, .nmaps = a.nmaps, .force = a.force,
                          .no_validate = a.no_validate, .no_checks = a.no_checks,
-                         .rollback_objects = a.rollback_objects};
+                         .rollback_objects = a.rollback_objects, .salvage = a.salvage};
+    if (a.ninclude || a.ninclude_from) {
+        int src = subset_select(run, &a, &o.select);
+        if (src) {
+            args_free(&a);
+            cf_run_close(run);
+            return src;
+        }
+    }
     json_t *rep = NULL;
     /* The plan checks the set, --only, --map and the destination before
      * anything is locked or written; a dry run stops there. */
@@ -843,11 +950,16 @@ static int cmd_restore(int argc, char **argv)
                 json_object_set_new(rep, "dry_run", json_false());
                 json_object_set_new(rep, "ok", json_boolean(rc == CF_EXIT_OK));
                 print_json(rep);
-            } else if (rc == CF_EXIT_OK) {
+            } else if (rc == CF_EXIT_OK || json_array_size(json_object_get(rep, "unrestored"))) {
+                print_partial(rep);
                 printf("restored set %s into %s\n", json_string_value(json_object_get(rep, "set")),
                        json_string_value(json_object_get(rep, "root")));
             }
-            if (rc != CF_EXIT_OK)
+            if (json_array_size(json_object_get(rep, "unrestored")))
+                cli_error("set %s restored into %s INCOMPLETE: see the list above and %s",
+                          json_string_value(json_object_get(rep, "set")),
+                          json_string_value(json_object_get(rep, "root")), CF_SALVAGE_REPORT);
+            else if (rc != CF_EXIT_OK)
                 cli_error("set %s restored into %s, but checks failed (see above)",
                           json_string_value(json_object_get(rep, "set")),
                           json_string_value(json_object_get(rep, "root")));
@@ -855,6 +967,7 @@ static int cmd_restore(int argc, char **argv)
     }
     if (rep)
         json_decref(rep);
+    cf_select_free(o.select);
     args_free(&a);
     cf_run_close(run);
     return rc;
@@ -1676,7 +1789,8 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"restore", cmd_restore}, {"verify", cmd_verify}, {"rehearse", cmd_rehearse}, {"plugins", cmd_plugins},
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
-                {"key", cmd_key}};
+                {"key", cmd_key},
+                {"dump", cmd_dump}};
     if (strcmp(cmd, "help") == 0) {
         /* coffer help [COMMAND]: the same text as --help, on stdout. */
         free(dirs);

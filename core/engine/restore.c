@@ -28,6 +28,7 @@
 #include "engine/validate.h"
 #include "engine/objects.h"
 #include "engine/progress.h"
+#include "engine/select.h"
 #include "plugin/host.h"
 #include "util/util.h"
 
@@ -260,6 +261,9 @@ typedef struct rjob {
 typedef struct rpool {
     cf_repo *repo;
     cf_extract *x;
+    int salvage;
+    json_t *unrestored; /* --salvage: what could not be read (under mu) */
+    uint64_t files;     /* files written (under mu) */
     rjob *q[QCAP];
     size_t head, tail;
     int closing, failed;
@@ -268,18 +272,49 @@ typedef struct rpool {
     pthread_cond_t nonempty, nonfull;
 } rpool;
 
+/* --salvage: n zero bytes for what could not be read, noted as a range. */
+static int write_hole(cf_xfile *f, uint64_t n, json_t *ranges)
+{
+    static const char zeros[65536];
+    uint64_t from = f->written;
+    if (n > f->e->size - f->written)
+        n = f->e->size - f->written;
+    while (n) {
+        size_t k = n > sizeof zeros ? sizeof zeros : (size_t)n;
+        if (cf_extract_file_data(f, zeros, k) != 0)
+            return -1;
+        n -= k;
+    }
+    size_t last = json_array_size(ranges);
+    json_t *prev = last ? json_array_get(ranges, last - 1) : NULL;
+    if (prev && (uint64_t)json_integer_value(json_array_get(prev, 1)) == from)
+        json_array_set_new(prev, 1, json_integer((json_int_t)f->written));
+    else if (f->written > from)
+        json_array_append_new(ranges, json_pack("[I,I]", (json_int_t)from,
+                                                (json_int_t)f->written));
+    return 0;
+}
+
 static int write_file(rpool *p, rjob *j, cf_buf *buf)
 {
     cf_xfile f;
     int rc = cf_extract_file_begin(p->x, j->pfd, &j->e, &f);
     if (rc != 0)
         return -1;
+    json_t *ranges = p->salvage ? json_array() : NULL;
+    char why[512] = "";
     for (size_t i = 0; i < j->e.nchunks; i++) {
         if (cf_cancel_flag)
             rc = cf_fail("cancelled");
         else if (cf_repo_get_chunk(p->repo, &j->e.chunks[i], buf) != 0) {
             cf_error_prefix("%s", j->e.path);
             rc = -1;
+            if (p->salvage) {
+                if (!why[0])
+                    snprintf(why, sizeof why, "%s", cf_error());
+                int64_t sz = cf_repo_chunk_size(p->repo, &j->e.chunks[i]);
+                rc = write_hole(&f, sz > 0 ? (uint64_t)sz : 0, ranges);
+            }
         } else if (buf->len > j->e.size - f.written) {
             rc = cf_fail("%s: the chunks hold more than the %llu bytes the set recorded",
                          j->e.path, (unsigned long long)j->e.size);
@@ -289,11 +324,33 @@ static int write_file(rpool *p, rjob *j, cf_buf *buf)
         }
         if (rc != 0) {
             cf_extract_file_abort(&f);
+            json_decref(ranges);
             return -1;
         }
     }
+    /* a chunk of unknown size: the rest of the file is a hole */
+    if (ranges && json_array_size(ranges) && f.written < j->e.size &&
+        write_hole(&f, j->e.size - f.written, ranges) != 0) {
+        cf_extract_file_abort(&f);
+        json_decref(ranges);
+        return -1;
+    }
     cf_progress_add(0, 1);
-    return cf_extract_file_end(p->x, &f);
+    rc = cf_extract_file_end(p->x, &f);
+    pthread_mutex_lock(&p->mu);
+    if (rc == 0)
+        p->files++;
+    if (rc == 0 && ranges && json_array_size(ranges)) {
+        cf_log(CF_LOG_ERROR, "%s: %zu byte range(s) could not be read, written as zeros: %s",
+               j->e.path, json_array_size(ranges), why);
+        json_array_append_new(p->unrestored,
+                              json_pack("{s:s,s:s,s:I,s:O,s:s}", "component", j->e.component,
+                                        "path", j->e.path, "size", (json_int_t)j->e.size,
+                                        "missing", ranges, "error", why));
+    }
+    pthread_mutex_unlock(&p->mu);
+    json_decref(ranges);
+    return rc;
 }
 
 static void job_free(rjob *j)
@@ -335,14 +392,23 @@ static void *rworker(void *arg)
  * Directories are made in manifest order by this thread, files are
  * written by the workers into parent directories this thread resolved,
  * links and directory metadata come last (engine/extract.h). */
-static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd)
+typedef struct rsub {
+    cf_select *sel;     /* NULL: every entry */
+    json_t *chosen;     /* "component/path" of chosen entries */
+    json_t *unrestored; /* --salvage list, or NULL */
+    uint64_t files;
+} rsub;
+
+static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd,
+                         rsub *sub)
 {
     cf_mreader *m;
     json_t *h;
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
     json_decref(h);
-    rpool p = {.repo = repo, .x = cf_extract_new(dirfd)};
+    rpool p = {.repo = repo, .x = cf_extract_new(dirfd), .salvage = sub->unrestored != NULL,
+               .unrestored = sub->unrestored};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);
     pthread_cond_init(&p.nonfull, NULL);
@@ -356,6 +422,16 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         if (strcmp(e.component, comp) != 0 || e.kind == CF_ENT_OTHER) {
             cf_entry_clear(&e);
             continue;
+        }
+        if (sub->sel && e.path) {
+            char *full = cf_asprintf("%s/%s", comp, e.path);
+            int take = json_object_get(sub->chosen, full) != NULL ||
+                       (e.kind == CF_ENT_DIR && cf_select_is_parent(sub->sel, comp, e.path));
+            free(full);
+            if (!take) {
+                cf_entry_clear(&e);
+                continue;
+            }
         }
         if (cf_entry_check(&e) != 0) {
             rc = -1; /* prefixed with the set and component below */
@@ -421,6 +497,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         rc = cf_fail("%s", p.err);
     if (rc == 0)
         rc = cf_extract_finish(p.x);
+    sub->files += p.files;
     if (rc != 0)
         cf_error_prefix("set %s, component '%s'", set_id, comp);
     cf_extract_free(p.x);
@@ -778,6 +855,130 @@ size_t cf_restore_order(const cf_policy *p, json_t *set_comps, const cf_restore_
     return json_array_size(out);
 }
 
+/* A subset restore: the components it restores. Files components the
+ * patterns reach into; others only when --only names them. */
+static json_t *subset_comps(const cf_restore_opts *o, json_t *all)
+{
+    json_t *out = json_array();
+    size_t k;
+    json_t *c;
+    json_array_foreach(all, k, c)
+    {
+        const char *n = json_string_value(json_object_get(c, "name")) ?: "";
+        int files = strcmp(json_string_value(json_object_get(c, "type")) ?: "", "files") == 0;
+        if (files ? cf_select_names_component(o->select, n) : cf_restore_only_has(o, n))
+            json_array_append(out, c);
+    }
+    return out;
+}
+
+/* One pass over the set before anything is written: which entries the
+ * patterns choose (chosen), the units to move into place in place
+ * (units: component -> paths) and what that is (files, bytes). A pattern
+ * taking nothing fails the restore here. */
+static int subset_choose(cf_repo *repo, const char *set_id, json_t *comps, cf_select *sel,
+                         json_t *chosen, json_t *units, uint64_t *files, uint64_t *bytes)
+{
+    cf_mreader *m;
+    json_t *h;
+    if (cf_manifest_open(repo, set_id, &m, &h) != 0)
+        return -1;
+    json_decref(h);
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        json_t *u = json_object_get(units, e.component);
+        if (!u || !e.path ||
+            (e.kind != CF_ENT_FILE && e.kind != CF_ENT_DIR && e.kind != CF_ENT_SYMLINK &&
+             e.kind != CF_ENT_HARDLINK) ||
+            !cf_select_match(sel, e.component, e.path)) {
+            cf_entry_clear(&e);
+            continue;
+        }
+        const char *paths[2] = {e.path, e.kind == CF_ENT_HARDLINK ? e.target : NULL};
+        for (int i = 0; i < 2 && paths[i]; i++) {
+            char *full = cf_asprintf("%s/%s", e.component, paths[i]);
+            if (!json_object_get(chosen, full)) {
+                json_object_set_new(chosen, full, json_true());
+                cf_select_note_chosen(sel, e.component, paths[i]);
+                if (e.kind != CF_ENT_DIR)
+                    json_array_append_new(u, json_string(paths[i]));
+            }
+            free(full);
+        }
+        if (e.kind == CF_ENT_FILE) {
+            (*files)++;
+            *bytes += e.size;
+        }
+        cf_entry_clear(&e);
+    }
+    cf_manifest_close(m);
+    (void)comps;
+    if (rc < 0)
+        return -1;
+    const char *none = cf_select_unmatched(sel);
+    if (none)
+        return cf_fail("set %s: nothing matches '%s'; nothing was restored", set_id, none);
+    return 0;
+}
+
+/* --salvage: a database component is restored only if every chunk of its
+ * streams reads back; otherwise it is listed and left out. */
+static int db_readable(cf_repo *repo, const char *set_id, const char *name, char *why,
+                       size_t wlen)
+{
+    cf_dbsource *src;
+    if (cf_dbsource_load(repo, set_id, name, &src) != 0) {
+        snprintf(why, wlen, "%s", cf_error());
+        return 0;
+    }
+    cf_buf b = {0};
+    int ok = 1;
+    for (size_t i = 0; i < src->n && ok; i++)
+        for (size_t k = 0; k < src->streams[i].nchunks && ok; k++)
+            if (cf_repo_get_chunk(repo, &src->streams[i].chunks[k], &b) != 0) {
+                snprintf(why, wlen, "stream %s: %s", src->streams[i].name, cf_error());
+                ok = 0;
+            }
+    cf_buf_free(&b);
+    cf_dbsource_free(src);
+    return ok;
+}
+
+static void salvage_report(const char *root, const char *set_id, json_t *list)
+{
+    char *path = cf_asprintf("%s/%s", root, CF_SALVAGE_REPORT);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        cf_log(CF_LOG_ERROR, "cannot write %s", path);
+        if (fd >= 0)
+            close(fd);
+        free(path);
+        return;
+    }
+    fprintf(f, "coffer restore --salvage of set %s: INCOMPLETE.\n"
+               "What follows could not be read from the repository. Files listed with\n"
+               "byte ranges hold zeros there; components listed alone were not restored.\n\n",
+            set_id);
+    size_t i;
+    json_t *u;
+    json_array_foreach(list, i, u)
+    {
+        const char *path_ = json_string_value(json_object_get(u, "path"));
+        fprintf(f, "%s/%s", json_string_value(json_object_get(u, "component")),
+                path_ ? path_ : "(component not restored)");
+        size_t k;
+        json_t *r;
+        json_array_foreach(json_object_get(u, "missing"), k, r)
+            fprintf(f, " %lld-%lld", (long long)json_integer_value(json_array_get(r, 0)),
+                    (long long)json_integer_value(json_array_get(r, 1)));
+        fprintf(f, "\n    %s\n", json_string_value(json_object_get(u, "error")) ?: "");
+    }
+    fclose(f);
+    free(path);
+}
+
 int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
 {
     cf_policy *p = run->policy;
@@ -800,7 +1001,36 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     cf_restored restored = {0};
 
     const char *bad_only = cf_restore_only_missing(o, json_object_get(h, "components"));
-    if (bad_only || cf_restore_order(p, json_object_get(h, "components"), o, &comps) == 0) {
+    json_t *chosen = json_object(), *units = json_object();
+    rsub sub = {.sel = o->select, .chosen = chosen,
+                .unrestored = o->salvage ? json_array() : NULL};
+    cf_repo_stats st0;
+    cf_repo_get_stats(run->repo, &st0);
+    if (!bad_only && o->select) {
+        cf_restore_opts all = *o;
+        all.nonly = 0;
+        json_t *every = NULL;
+        cf_restore_order(p, json_object_get(h, "components"), &all, &every);
+        comps = subset_comps(o, every);
+        json_decref(every);
+        size_t k;
+        json_t *c;
+        json_array_foreach(comps, k, c)
+            if (strcmp(json_string_value(json_object_get(c, "type")) ?: "", "files") == 0)
+                json_object_set_new(units, json_string_value(json_object_get(c, "name")),
+                                    json_array());
+        uint64_t nf = 0, nb = 0;
+        if (subset_choose(run->repo, set_id, comps, o->select, chosen, units, &nf, &nb) != 0) {
+            rc = -1;
+            goto out;
+        }
+        cf_log(CF_LOG_INFO, "subset: %llu file(s), %llu bytes chosen; the policy's checks and "
+               "validate commands are skipped", (unsigned long long)nf, (unsigned long long)nb);
+        json_object_set_new(rep, "subset", json_pack("{s:I,s:I}", "files", (json_int_t)nf,
+                                                     "bytes", (json_int_t)nb));
+    }
+    if (bad_only || (!o->select && cf_restore_order(p, json_object_get(h, "components"), o,
+                                                     &comps) == 0)) {
         rc = bad_only
                  ? cf_fail("--only %s: set %s has no component '%s'", bad_only, set_id, bad_only)
                  : cf_fail("set %s has no components", set_id);
@@ -869,8 +1099,9 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 rc = -1;
                 break;
             }
-            rc = restore_files(run->repo, set_id, name, d->stagefd);
-            json_t *paths = json_object_get(cj, "paths");
+            rc = restore_files(run->repo, set_id, name, d->stagefd, &sub);
+            json_t *paths = o->select && o->in_place ? json_object_get(units, name)
+                                                     : json_object_get(cj, "paths");
             size_t k;
             json_t *pv;
             json_array_foreach(paths, k, pv) dest_add_unit(d, json_string_value(pv));
@@ -883,6 +1114,13 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                              "declares it; its driver options are unknown",
                              set_id, name);
                 break;
+            }
+            char why[1024];
+            if (o->salvage && !db_readable(run->repo, set_id, name, why, sizeof why)) {
+                cf_log(CF_LOG_ERROR, "component '%s' not restored: %s", name, why);
+                json_array_append_new(sub.unrestored, json_pack("{s:s,s:n,s:s}", "component",
+                                                                name, "path", "error", why));
+                continue;
             }
             cf_dbsource *src;
             if (cf_dbsource_load(run->repo, set_id, name, &src) != 0) {
@@ -1073,8 +1311,31 @@ out:
     }
     /* The policy's checks read what was restored, where it now is; with
      * --only a part of the set is missing and they would all fail. */
+    if (o->select || o->salvage) {
+        cf_repo_stats st1;
+        cf_repo_get_stats(run->repo, &st1);
+        json_object_set_new(rep, "bytes_read", json_integer((json_int_t)(st1.bytes_read -
+                                                                          st0.bytes_read)));
+        json_object_set_new(rep, "reads", json_integer((json_int_t)(st1.reads - st0.reads)));
+        json_object_set_new(rep, "files", json_integer((json_int_t)sub.files));
+        cf_log(CF_LOG_INFO, "read %llu pack bytes in %llu ranged reads",
+               (unsigned long long)(st1.bytes_read - st0.bytes_read),
+               (unsigned long long)(st1.reads - st0.reads));
+    }
+    int damaged = sub.unrestored && json_array_size(sub.unrestored) > 0;
+    if (sub.unrestored) {
+        json_object_set(rep, "unrestored", sub.unrestored);
+        if (rc == 0 && damaged) {
+            salvage_report(root, set_id, sub.unrestored);
+            exit_code = CF_EXIT_PROBLEMS;
+        }
+    }
+    /* A subset or a salvaged restore is not the application as it was:
+     * the policy's checks and validate commands would report on what is
+     * missing. */
+    int partial = o->nonly || o->select || damaged;
     json_object_set_new(rep, "policy_checks", json_array());
-    if (rc == 0 && !o->nonly && !o->no_checks && p->nchecks) {
+    if (rc == 0 && !partial && !o->no_checks && p->nchecks) {
         cf_checks_env ce = {.run = run, .set_id = set_id, .root = root, .ro = o,
                             .driver_checks = json_object_get(rep, "checks")};
         int nf = cf_checks_run(&ce, json_object_get(rep, "policy_checks"));
@@ -1084,7 +1345,7 @@ out:
             exit_code = CF_EXIT_PROBLEMS;
         }
     }
-    if (rc == 0 && !o->no_validate && !o->nonly) {
+    if (rc == 0 && !o->no_validate && !partial) {
         if (cf_validate_run(p, &restored, json_object_get(rep, "validate")) > 0)
             exit_code = CF_EXIT_PROBLEMS;
     }
@@ -1099,6 +1360,9 @@ out:
     }
     free(rs.d);
     cf_restored_free(&restored);
+    json_decref(chosen);
+    json_decref(units);
+    json_decref(sub.unrestored);
     if (comps)
         json_decref(comps);
     json_decref(h);

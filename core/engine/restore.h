@@ -18,12 +18,24 @@ typedef struct cf_restore_opts {
     int no_validate;
     int no_checks;        /* skip the policy's checks: (the drivers' own checks still run) */
     int rollback_objects; /* versioned object stores: make recorded versions current */
+    struct cf_select *select; /* --include/--exclude: only these paths (engine/select.h) */
+    int salvage;          /* write what can be read; list the rest, exit 3 */
 } cf_restore_opts;
+
+/* The file --salvage writes at the root of the restore when something
+ * could not be restored. */
+#define CF_SALVAGE_REPORT "COFFER-SALVAGE-REPORT.txt"
+
 
 /* Restore one set. Returns CF_EXIT_OK, CF_EXIT_FAILED (nothing in the
  * target changed, error in cf_error) or CF_EXIT_PROBLEMS (restored, but a
  * database check or a validate command failed: see *report). */
 int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report);
+/* With o->select or o->salvage the report also holds "bytes_read" and
+ * "reads" (pack bytes and ranged reads), "files" restored, and with
+ * --salvage "unrestored": [{component, path, size, missing: [[from, to]],
+ * error}], [from, to) byte ranges written as zeros; exit CF_EXIT_PROBLEMS
+ * when that list is not empty. */
 
 /* What cf_restore would do, written nowhere: the set, its components in
  * restore order with destination, files and bytes, the stop/start and
