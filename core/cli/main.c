@@ -722,7 +722,7 @@ static const cli_spec spec_restore = {
 static int cleanup_previous(const args *a)
 {
     if (a->set || a->in_place || a->nonly || a->nmaps || a->force || a->no_validate || a->no_checks ||
-        a->rollback_objects)
+        a->rollback_objects || a->ninclude || a->nexclude || a->ninclude_from || a->salvage)
         return usage_error("restore",
                            "--cleanup-previous takes only -p, --to DIR, --dry-run and --json");
     cf_policy *p;
@@ -892,6 +892,10 @@ static int cmd_restore(int argc, char **argv)
     if (a.nexclude && !a.ninclude && !a.ninclude_from) {
         args_free(&a);
         return usage_error("restore", "--exclude needs --include or --include-from");
+    }
+    if (a.dry_run && (a.ninclude || a.ninclude_from || a.salvage)) {
+        args_free(&a);
+        return usage_error("restore", "--dry-run does not apply to --include or --salvage");
     }
     if (a.salvage && a.in_place) {
         args_free(&a);
