@@ -58,7 +58,8 @@ declare -A USES=(
     [init]="policy target encryption json"
     [backup]="policy target json dry-run"
     [sets]="policy target json"
-    [restore]="policy target set to in-place only map force no-validate no-checks rollback-objects json dry-run cleanup-previous"
+    [restore]="policy target set to in-place only map force no-validate no-checks rollback-objects json dry-run cleanup-previous include exclude include-from salvage"
+    [dump]="policy target set force"
     [verify]="policy target set read-data json"
     [forget]="policy target dry-run json keep-last keep-hourly keep-daily keep-weekly keep-monthly keep-yearly keep-within keep-proven"
     [rehearse]="policy target set keep scratch cleanup json"
@@ -86,6 +87,7 @@ declare -A BASE=(
     [key]="key list -p $P"
     [plugins]="plugins"
     [policy]="policy check $P"
+    [dump]="dump -p $P config/data/config.toml"
 )
 # option -> a value when it takes one ("" for a flag)
 declare -A VALUE=(
@@ -97,6 +99,7 @@ declare -A VALUE=(
     [max-unused]=0 [new-passphrase-file]="$T/newpass" [rebuild-index]=""
     [keep]="" [scratch]="database=postgres://127.0.0.1/x" [cleanup]="" [keep-proven]=1
     [no-checks]=""
+    [include]=config/data/config.toml [exclude]=data/x [include-from]="$T/newpass" [salvage]=""
 )
 echo "new-e2e-passphrase" >"$T/newpass"
 
