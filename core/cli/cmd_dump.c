@@ -95,8 +95,10 @@ int cmd_dump(int argc, char **argv)
     size_t nf = 0, k;
     json_t *c;
     json_array_foreach(json_object_get(h, "components"), k, c)
+    {
         if (nf < 64 && strcmp(json_string_value(json_object_get(c, "type")) ?: "", "files") == 0)
             files[nf++] = json_string_value(json_object_get(c, "name"));
+    }
     sel = cf_select_new(files, nf);
     cf_buf lit = {0};
     for (const char *p = want; *p; p++) {
@@ -108,25 +110,30 @@ int cmd_dump(int argc, char **argv)
     int sr = cf_select_include(sel, (char *)lit.data);
     cf_buf_free(&lit);
     if (sr != 0) {
-        rc = usage_error("dump", "%s", cf_error() + (strncmp(cf_error(), "--include ", 10) ? 0 : 10));
+        rc = usage_error("dump", "%s",
+                         cf_error() + (strncmp(cf_error(), "--include ", 10) ? 0 : 10));
         goto out;
+    }
+    /* want as cf_select reads it: COMPONENT/PATH, or beneath the one
+     * files component when its first part names none */
+    char *qual = cf_strdup(want);
+    size_t ql = strlen(qual), first = strcspn(qual, "/");
+    while (ql > 1 && qual[ql - 1] == '/')
+        qual[--ql] = 0;
+    int named = 0;
+    for (size_t i = 0; i < nf; i++)
+        named |= strlen(files[i]) == first && strncmp(files[i], qual, first) == 0;
+    if (!named) {
+        char *q = cf_asprintf("%s/%s", files[0], qual);
+        free(qual);
+        qual = q;
     }
     int mr;
     while ((mr = cf_manifest_next(m, &e)) == 1) {
-        if (e.path && (e.kind == CF_ENT_FILE || e.kind == CF_ENT_DIR ||
-                       e.kind == CF_ENT_SYMLINK || e.kind == CF_ENT_HARDLINK)) {
+        if (e.path && (e.kind == CF_ENT_FILE || e.kind == CF_ENT_DIR || e.kind == CF_ENT_SYMLINK ||
+                       e.kind == CF_ENT_HARDLINK)) {
             char *q = cf_asprintf("%s/%s", e.component, e.path);
-            int same = 0;
-            { /* want, qualified as cf_select reads it, is exactly component/path */
-                char *w1 = cf_asprintf("%s", want);
-                size_t wl = strlen(w1);
-                while (wl > 1 && w1[wl - 1] == '/')
-                    w1[--wl] = 0;
-                char *w2 = nf == 1 ? cf_asprintf("%s/%s", files[0], w1) : NULL;
-                same = strcmp(q, w1) == 0 || (w2 && strcmp(q, w2) == 0);
-                free(w1);
-                free(w2);
-            }
+            int same = strcmp(q, qual) == 0;
             free(q);
             if (same) {
                 found = 1;
@@ -135,6 +142,7 @@ int cmd_dump(int argc, char **argv)
         }
         cf_entry_clear(&e);
     }
+    free(qual);
     if (mr < 0) {
         rc = die(CF_EXIT_FAILED);
         goto out;
@@ -173,7 +181,8 @@ int cmd_dump(int argc, char **argv)
     }
     if (e.kind == CF_ENT_DIR) {
         cli_error("%s is a directory in set %s; restore it with `coffer restore --include %s "
-                  "--to DIR`", want, id, want);
+                  "--to DIR`",
+                  want, id, want);
         rc = CF_EXIT_FAILED;
         goto out;
     }

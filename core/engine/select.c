@@ -10,7 +10,7 @@
 #include "util/util.h"
 
 typedef struct pat {
-    char *full;  /* COMPONENT/path */
+    char *full; /* COMPONENT/path */
     size_t hits;
 } pat;
 
@@ -90,7 +90,8 @@ static char *qualify(const cf_select *s, const char *opt, const char *p)
     if (s->nfiles == 0)
         return cf_fail("%s %s: the set has no files component", opt, p), NULL;
     cf_fail("%s %s: name the component first (COMPONENT/path): the set has several files "
-            "components", opt, p);
+            "components",
+            opt, p);
     return NULL;
 }
 

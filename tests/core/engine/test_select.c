@@ -25,7 +25,7 @@ static void test_pattern_takes(void **state)
     assert_false(cf_select_pattern_takes("data/a", "data/ab"));
     assert_true(cf_select_pattern_takes("data/*/b", "data/x/b"));
     assert_false(cf_select_pattern_takes("data/*", "datax/y"));
-    assert_true(cf_select_pattern_takes("data/*", "data/x/y")); /* data/x taken, so y */
+    assert_true(cf_select_pattern_takes("data/*", "data/x/y"));          /* data/x taken, so y */
     assert_false(cf_select_pattern_takes("data/*.txt", "data/x/y.txt")); /* '*' stops at '/' */
     assert_true(cf_select_pattern_takes("data/x/*.txt", "data/x/y.txt"));
     assert_true(cf_select_pattern_takes("data/[ab]?", "data/bc"));
@@ -99,8 +99,8 @@ static void test_include_from(void **state)
     cf_select *s = cf_select_new(one, 1);
     assert_int_equal(cf_select_include_from(s, path), 0);
     assert_int_equal(cf_select_count(s), 2);
-    assert_true(cf_select_match(s, "data", "a*b"));    /* literal '*' */
-    assert_false(cf_select_match(s, "data", "axxb"));  /* not a glob */
+    assert_true(cf_select_match(s, "data", "a*b"));   /* literal '*' */
+    assert_false(cf_select_match(s, "data", "axxb")); /* not a glob */
     assert_true(cf_select_match(s, "data", "plain/x"));
     cf_select_free(s);
     unlink(path);
@@ -112,8 +112,8 @@ static void test_include_from(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pattern_takes),     cmocka_unit_test(test_match_and_exclude),
-        cmocka_unit_test(test_parents),           cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_pattern_takes), cmocka_unit_test(test_match_and_exclude),
+        cmocka_unit_test(test_parents),       cmocka_unit_test(test_refused),
         cmocka_unit_test(test_include_from),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
