@@ -1100,8 +1100,12 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 break;
             }
             rc = restore_files(run->repo, set_id, name, d->stagefd, &sub);
-            json_t *paths = o->select && o->in_place ? json_object_get(units, name)
-                                                     : json_object_get(cj, "paths");
+            /* A subset over an existing tree (in place, or --force)
+             * replaces the chosen entries one by one, never a whole
+             * component path: what the patterns left out stays. */
+            json_t *paths = o->select && (o->in_place || o->force)
+                                ? json_object_get(units, name)
+                                : json_object_get(cj, "paths");
             size_t k;
             json_t *pv;
             json_array_foreach(paths, k, pv) dest_add_unit(d, json_string_value(pv));

@@ -127,6 +127,15 @@ assert_eq "new" "$(cat "$ASTERDRIVE_ROOT/data/uploads/zz/new.txt")" "a new file 
 assert_eq "changed" "$(cat "$ASTERDRIVE_ROOT/.coffer-previous-$SET/$BIG")" "the replaced file is kept in .coffer-previous-$SET"
 assert_eq 1 "$(find "$ASTERDRIVE_ROOT/.coffer-previous-$SET" -type f | wc -l)" "only the replaced file was moved aside"
 
+section "--force into a non-empty directory"
+cp -a "$T/from" "$T/forced"
+echo keep >"$T/forced/data/uploads/keep.txt"
+expect_ok "restore --include --force into a non-empty directory" \
+    cf restore -p "$POLICY" --to "$T/forced" --force --include "data/$BIG"
+cmp -s "$T/src/$BIG" "$T/forced/$BIG" && pass "the chosen file is there" || fail "$BIG missing"
+assert_eq keep "$(cat "$T/forced/data/uploads/keep.txt")" "a file already there stays"
+assert_eq "$(printf '%s\n' $LIST "$BIG" data/uploads/keep.txt | sort)" "$(files_under "$T/forced" | grep -v '^\.coffer')" "the earlier restore's files stay too"
+
 section "dump"
 run sh -c "'$COFFER' --no-progress dump -p '$POLICY' 'data/$BIG' > '$T/dumped'"
 assert_eq 0 "$RC" "dump of a file exits 0"
