@@ -56,7 +56,7 @@ PYEOF
 
 section "generate, back up"
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb 40 --seed 31
-expect_ok "init" cf init -p "$POLICY" --encryption none || die "init failed"
+expect_ok "init (encrypted: a corrupt blob fails to decrypt)" cf init -p "$POLICY" || die "init failed"
 expect_ok "backup" cf backup -p "$POLICY" --json || die "backup failed"
 SET=$(json_get "$OUT" 'j["set"]')
 cp -a "$ASTERDRIVE_ROOT" "$T/src"
