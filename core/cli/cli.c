@@ -59,6 +59,7 @@ static const struct {
     [OPT_CLEANUP] = {"cleanup", 0, 0},
     [OPT_KEEP_PROVEN] = {"keep-proven", 0, 1},
     [OPT_NO_CHECKS] = {"no-checks", 0, 0},
+    [OPT_CACHE_SIZE] = {"cache-size", 0, 1},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -212,6 +213,7 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_KEEP: a->keep_scratch = 1; break;
     case OPT_SCRATCH: push(&a->scratch, &a->nscratch, val); break;
     case OPT_CLEANUP: a->cleanup = 1; break;
+    case OPT_CACHE_SIZE: a->cache_size = val; break;
     default:
         if ((id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) || id == OPT_KEEP_PROVEN) {
             char *end;

@@ -51,6 +51,7 @@ enum cli_opt_id {
     OPT_CLEANUP,
     OPT_KEEP_PROVEN,
     OPT_NO_CHECKS,
+    OPT_CACHE_SIZE,
     OPT_COUNT
 };
 
@@ -83,6 +84,7 @@ typedef struct args {
     int keep_proven; /* -1 unset */
     char **scratch; /* --scratch */
     size_t nscratch;
+    const char *cache_size; /* --cache-size */
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 
@@ -129,5 +131,6 @@ int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, struct cf
 int cmd_check(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
 
 #endif

@@ -49,6 +49,7 @@ static const char *usage_main =
     "  check    -p POLICY [--read-data | --read-data-subset N%]  check the whole repository\n"
     "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
+    "  mount    -p POLICY [--target NAME] [--cache-size SIZE] MOUNTPOINT  browse sets read-only\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "  policy   show --set ID (-p POLICY | with --repo)  print the policy a set records\n"
@@ -1676,7 +1677,8 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"restore", cmd_restore}, {"verify", cmd_verify}, {"rehearse", cmd_rehearse}, {"plugins", cmd_plugins},
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
-                {"key", cmd_key}};
+                {"key", cmd_key},
+                {"mount", cmd_mount}};
     if (strcmp(cmd, "help") == 0) {
         /* coffer help [COMMAND]: the same text as --help, on stdout. */
         free(dirs);
