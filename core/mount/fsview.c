@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "engine/manifest.h"
+#include "util/beneath.h"
 #include "util/util.h"
 
 typedef struct builder {
@@ -179,6 +180,11 @@ static void add_entry(builder *b, const char *setid, const cf_entry *e)
     if (!cl || strchr(e->component, '/') || strcmp(e->component, ".") == 0 ||
         strcmp(e->component, "..") == 0) {
         skip(b, setid, e, "component name is not a plain name");
+        return;
+    }
+    /* checked whole first: a bad segment must not leave directories behind */
+    if (cf_path_safe(e->path) != 0) {
+        skip(b, setid, e, "path is not a relative path of plain names beneath its component");
         return;
     }
     uint32_t comp = walk(b, 0, e->component);
