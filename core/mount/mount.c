@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -20,6 +21,11 @@
 #include "mount/fsview.h"
 #include "util/util.h"
 
+/* Worker threads: each may hold a chunk being fetched (up to the chunker's
+ * maximum, 8 MiB) besides the cache, so few keep memory bounded; reads of
+ * one file are sequential and mostly served by the cache anyway. */
+#define MOUNT_THREADS 4
+
 typedef struct mset {
     char *id;
     int64_t time;
@@ -33,6 +39,11 @@ typedef struct mfs {
     size_t nsets;
     pthread_mutex_t load_mu;
     cf_ccache *cache;
+    /* chunks being fetched: a second reader of one waits for the first */
+    pthread_mutex_t fetch_mu;
+    pthread_cond_t fetch_cv;
+    cf_id inflight[MOUNT_THREADS];
+    int ninflight;
     uid_t uid;
     gid_t gid;
     time_t started;
@@ -378,6 +389,57 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     return 0;
 }
 
+static int inflight_at(const mfs *m, const cf_id *id)
+{
+    for (int k = 0; k < m->ninflight; k++)
+        if (memcmp(m->inflight[k].b, id->b, CF_ID_LEN) == 0)
+            return k;
+    return -1;
+}
+
+/* Read a chunk from the repository into the cache and copy take bytes at
+ * in to dst. A chunk another thread is fetching is waited for, not read
+ * twice (the kernel's read-ahead asks for neighbouring ranges at once). */
+static int fetch(mfs *m, const cf_id *id, const char *path, size_t clen, size_t in, char *dst,
+                 size_t take)
+{
+    pthread_mutex_lock(&m->fetch_mu);
+    while (inflight_at(m, id) >= 0 || m->ninflight == MOUNT_THREADS) {
+        pthread_cond_wait(&m->fetch_cv, &m->fetch_mu);
+        if (inflight_at(m, id) < 0 && cf_ccache_read(m->cache, id, in, dst, take)) {
+            pthread_mutex_unlock(&m->fetch_mu);
+            return 0;
+        }
+    }
+    m->inflight[m->ninflight++] = *id;
+    pthread_mutex_unlock(&m->fetch_mu);
+
+    int rc = 0;
+    cf_buf b = {0};
+    if (cf_repo_get_chunk(m->repo, id, &b) != 0) {
+        cf_log(CF_LOG_ERROR, "%s: %s", path, cf_error());
+        rc = -1;
+    } else if (b.len != clen) {
+        cf_log(CF_LOG_ERROR, "%s: a chunk holds %zu bytes, the index says %zu", path, b.len,
+               clen);
+        rc = -1;
+    } else {
+        memcpy(dst, b.data + in, take);
+        /* the cache counts bytes held: give back what growth reserved */
+        uint8_t *data = b.cap > b.len ? realloc(b.data, b.len ? b.len : 1) : b.data;
+        cf_ccache_put(m->cache, id, data ? data : b.data, b.len);
+        b.data = NULL;
+    }
+    cf_buf_free(&b);
+
+    pthread_mutex_lock(&m->fetch_mu);
+    int k = inflight_at(m, id);
+    m->inflight[k] = m->inflight[--m->ninflight];
+    pthread_cond_broadcast(&m->fetch_cv);
+    pthread_mutex_unlock(&m->fetch_mu);
+    return rc;
+}
+
 static int op_read(const char *path, char *buf, size_t size, off_t off,
                    struct fuse_file_info *fi)
 {
@@ -401,22 +463,9 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
         if (take > size - done)
             take = size - done;
         const cf_id *id = &f->view->chunks[n->chunk0 + i];
-        if (!cf_ccache_read(m->cache, id, in, buf + done, take)) {
-            cf_buf b = {0};
-            if (cf_repo_get_chunk(m->repo, id, &b) != 0) {
-                cf_log(CF_LOG_ERROR, "%s: %s", path, cf_error());
-                cf_buf_free(&b);
-                return done ? (int)done : -EIO;
-            }
-            if (b.len != clen) {
-                cf_log(CF_LOG_ERROR, "%s: a chunk holds %zu bytes, the index says %zu", path,
-                       b.len, clen);
-                cf_buf_free(&b);
-                return done ? (int)done : -EIO;
-            }
-            memcpy(buf + done, b.data + in, take);
-            cf_ccache_put(m->cache, id, b.data, b.len);
-        }
+        if (!cf_ccache_read(m->cache, id, in, buf + done, take) &&
+            fetch(m, id, path, clen, in, buf + done, take) != 0)
+            return done ? (int)done : -EIO;
         done += take;
         i++;
     }
@@ -509,12 +558,18 @@ static int load_sets(cf_run *run, mfs *m)
 
 int cf_mount_run(cf_run *run, const cf_mount_opts *o)
 {
+    /* chunk buffers (up to 8 MiB) come and go on several threads: a fixed
+     * mmap threshold returns them to the system when freed, instead of
+     * glibc's rising threshold keeping them in per-thread arenas */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mfs m = {0};
     m.repo = run->repo;
     m.uid = getuid();
     m.gid = getgid();
     m.started = time(NULL);
     pthread_mutex_init(&m.load_mu, NULL);
+    pthread_mutex_init(&m.fetch_mu, NULL);
+    pthread_cond_init(&m.fetch_cv, NULL);
     int ret = -1;
     if (load_sets(run, &m) != 0)
         goto out;
@@ -553,7 +608,7 @@ int cf_mount_run(cf_run *run, const cf_mount_opts *o)
         rc = fuse_loop(f);
     } else {
         struct fuse_loop_config *lc = fuse_loop_cfg_create();
-        fuse_loop_cfg_set_max_threads(lc, 8);
+        fuse_loop_cfg_set_max_threads(lc, MOUNT_THREADS);
         rc = fuse_loop_mt(f, lc);
         fuse_loop_cfg_destroy(lc);
     }
@@ -579,5 +634,7 @@ out:
     }
     free(m.sets);
     pthread_mutex_destroy(&m.load_mu);
+    pthread_mutex_destroy(&m.fetch_mu);
+    pthread_cond_destroy(&m.fetch_cv);
     return ret;
 }
