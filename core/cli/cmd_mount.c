@@ -16,11 +16,11 @@ static const cli_spec spec_mount = {
     "Runs in the foreground until unmounted: Ctrl-C, SIGTERM, `fusermount3 -u\n"
     "MOUNTPOINT` or `umount MOUNTPOINT` unmount it and end coffer (exit 0).\n"
     "The repository holds a shared lock meanwhile. See docs/mount.md.\n",
-    (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
-                      {OPT_TARGET, "NAME", "the policy's target to use (default: the first)", 0},
-                      {OPT_CACHE_SIZE, "SIZE",
-                       "memory for decrypted chunks, e.g. 64M or 1G (default 32M)", 0},
-                      {-1, NULL, NULL, 0}},
+    (const cli_use[]){
+        {OPT_POLICY, "FILE", "the policy (required)", 0},
+        {OPT_TARGET, "NAME", "the policy's target to use (default: the first)", 0},
+        {OPT_CACHE_SIZE, "SIZE", "memory for decrypted chunks, e.g. 64M or 1G (default 32M)", 0},
+        {-1, NULL, NULL, 0}},
     1};
 
 int cmd_mount(int argc, char **argv)
@@ -38,8 +38,7 @@ int cmd_mount(int argc, char **argv)
         goto out;
     }
     if (a.cache_size && cf_mount_parse_size(a.cache_size, &o.cache_size) != 0) {
-        rc = usage_error("mount", "--cache-size needs a size such as 64M, not '%s'",
-                         a.cache_size);
+        rc = usage_error("mount", "--cache-size needs a size such as 64M, not '%s'", a.cache_size);
         goto out;
     }
     o.mountpoint = a.pos[0];

@@ -165,8 +165,7 @@ void cf_ccache_put(cf_ccache *c, const cf_id *id, void *data, size_t len)
     pthread_mutex_unlock(&c->mu);
 }
 
-void cf_ccache_stats(cf_ccache *c, size_t *bytes, size_t *chunks, uint64_t *hits,
-                     uint64_t *misses)
+void cf_ccache_stats(cf_ccache *c, size_t *bytes, size_t *chunks, uint64_t *hits, uint64_t *misses)
 {
     pthread_mutex_lock(&c->mu);
     *bytes = c->bytes;

@@ -30,7 +30,6 @@ int cf_ccache_read(cf_ccache *c, const cf_id *id, size_t off, void *dst, size_t 
  * when not kept); older chunks are evicted to stay under the cap. */
 void cf_ccache_put(cf_ccache *c, const cf_id *id, void *data, size_t len);
 /* Bytes and chunks held now; hits and misses so far. */
-void cf_ccache_stats(cf_ccache *c, size_t *bytes, size_t *chunks, uint64_t *hits,
-                     uint64_t *misses);
+void cf_ccache_stats(cf_ccache *c, size_t *bytes, size_t *chunks, uint64_t *hits, uint64_t *misses);
 
 #endif

@@ -167,10 +167,17 @@ static void add_entry(builder *b, const char *setid, const cf_entry *e)
     switch (e->kind) {
     case CF_ENT_FILE:
     case CF_ENT_STREAM:
-    case CF_ENT_HARDLINK: type = CF_FS_FILE; break;
-    case CF_ENT_DIR: type = CF_FS_DIR; break;
-    case CF_ENT_SYMLINK: type = CF_FS_LINK; break;
-    default: return;
+    case CF_ENT_HARDLINK:
+        type = CF_FS_FILE;
+        break;
+    case CF_ENT_DIR:
+        type = CF_FS_DIR;
+        break;
+    case CF_ENT_SYMLINK:
+        type = CF_FS_LINK;
+        break;
+    default:
+        return;
     }
     if (!e->component || !e->path) {
         skip(b, setid, e, "no component or path");

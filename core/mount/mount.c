@@ -71,10 +71,20 @@ int cf_mount_parse_size(const char *s, size_t *out)
     unsigned long long mul = 1;
     if (*end) {
         switch (*end) {
-        case 'k': case 'K': mul = 1ull << 10; break;
-        case 'm': case 'M': mul = 1ull << 20; break;
-        case 'g': case 'G': mul = 1ull << 30; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mul = 1ull << 10;
+            break;
+        case 'm':
+        case 'M':
+            mul = 1ull << 20;
+            break;
+        case 'g':
+        case 'G':
+            mul = 1ull << 30;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (strcmp(end, "iB") != 0 && strcmp(end, "B") != 0 && *end)
@@ -250,7 +260,9 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     memset(st, 0, sizeof *st);
     switch (r.kind) {
     case R_ROOT:
-    case R_SETS: dir_attr(m, st, m->nsets ? m->sets[m->nsets - 1].time : m->started); break;
+    case R_SETS:
+        dir_attr(m, st, m->nsets ? m->sets[m->nsets - 1].time : m->started);
+        break;
     case R_LATEST:
         st->st_mode = S_IFLNK | 0777;
         st->st_nlink = 1;
@@ -259,7 +271,9 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
         st->st_size = 5 + (off_t)strlen(m->sets[m->nsets - 1].id);
         st->st_mtim.tv_sec = m->sets[m->nsets - 1].time;
         break;
-    case R_SETDIR: dir_attr(m, st, r.set->time); break;
+    case R_SETDIR:
+        dir_attr(m, st, r.set->time);
+        break;
     default: {
         const cf_setview *v = r.set->view;
         const cf_fsnode *n = &v->nodes[r.node];
@@ -333,7 +347,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
             return -EIO;
         r.node = 0;
         break;
-    case R_LATEST: return -ENOTDIR;
+    case R_LATEST:
+        return -ENOTDIR;
     }
     const cf_setview *v = r.set->view;
     const cf_fsnode *d = &v->nodes[r.node];
@@ -368,19 +383,24 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     f->view = v;
     f->node = n;
     f->offs = cf_malloc((n->nchunks + 1) * sizeof *f->offs);
-    f->offs[0] = 0;
-    for (uint32_t i = 0; i < n->nchunks; i++) {
-        int64_t sz = cf_repo_chunk_size(m->repo, &v->chunks[n->chunk0 + i]);
-        if (sz < 0) {
+    int64_t *sizes = cf_malloc((n->nchunks ? n->nchunks : 1) * sizeof *sizes);
+    int bad = 0;
+    for (uint32_t i = 0; i < n->nchunks && !bad; i++) {
+        sizes[i] = cf_repo_chunk_size(m->repo, &v->chunks[n->chunk0 + i]);
+        if (sizes[i] < 0) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&v->chunks[n->chunk0 + i], hex);
             cf_log(CF_LOG_ERROR, "%s: chunk %s is not in the repository index", path, hex);
-            free(f->offs);
-            free(f);
-            return -EIO;
+            bad = 1;
         }
-        f->offs[i + 1] = f->offs[i] + (uint64_t)sz;
     }
+    if (bad || cf_chunk_offsets(sizes, n->nchunks, f->offs) != 0) {
+        free(sizes);
+        free(f->offs);
+        free(f);
+        return -EIO;
+    }
+    free(sizes);
     if (f->offs[n->nchunks] != n->size)
         cf_log(CF_LOG_WARN, "%s: chunks hold %llu bytes, the manifest says %llu", path,
                (unsigned long long)f->offs[n->nchunks], (unsigned long long)n->size);
@@ -420,8 +440,7 @@ static int fetch(mfs *m, const cf_id *id, const char *path, size_t clen, size_t 
         cf_log(CF_LOG_ERROR, "%s: %s", path, cf_error());
         rc = -1;
     } else if (b.len != clen) {
-        cf_log(CF_LOG_ERROR, "%s: a chunk holds %zu bytes, the index says %zu", path, b.len,
-               clen);
+        cf_log(CF_LOG_ERROR, "%s: a chunk holds %zu bytes, the index says %zu", path, b.len, clen);
         rc = -1;
     } else {
         memcpy(dst, b.data + in, take);
@@ -440,8 +459,7 @@ static int fetch(mfs *m, const cf_id *id, const char *path, size_t clen, size_t 
     return rc;
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     mfs *m = fs_of();
     mfile *f = (mfile *)(uintptr_t)fi->fh;
@@ -546,8 +564,7 @@ static int load_sets(cf_run *run, mfs *m)
         if (pol && strcmp(pol, run->policy->name) == 0 && strlen(ids[i]) < 256 &&
             !strchr(ids[i], '/') && ids[i][0] != '.') {
             m->sets[m->nsets].id = cf_strdup(ids[i]);
-            m->sets[m->nsets].time =
-                parse_time(json_string_value(json_object_get(h, "time")));
+            m->sets[m->nsets].time = parse_time(json_string_value(json_object_get(h, "time")));
             m->nsets++;
         }
         json_decref(h);
@@ -585,8 +602,7 @@ int cf_mount_run(cf_run *run, const cf_mount_opts *o)
     }
     if (fuse_mount(f, o->mountpoint) != 0) {
         fuse_destroy(f);
-        cf_fail("cannot mount on %s (is /dev/fuse there, fusermount3 installed?)",
-                o->mountpoint);
+        cf_fail("cannot mount on %s (is /dev/fuse there, fusermount3 installed?)", o->mountpoint);
         goto out;
     }
     /* fuse installs its handlers only over the default ones: SIGINT,
