@@ -160,8 +160,20 @@ unmounted_by "fusermount3 -u \$MNT"
 MISSES=$(sed -n 's/.*chunk cache: [0-9]* hits, \([0-9]*\) misses.*/\1/p' "$T/mount.err")
 note "chunks fetched for the two ranged reads: $MISSES"
 
-section "SIGTERM, whole-file read"
+section "SIGTERM, whole-file read, readers at once"
 mount_bg
+PIDS=()
+for k in 0 1 2 3; do
+    dd if="$BIG" of="$T/par$k" bs=1M skip=$((k * 6)) count=6 2>/dev/null &
+    PIDS+=($!)
+done
+wait "${PIDS[@]}"
+for k in 0 1 2 3; do
+    dd if="$ASTERDRIVE_ROOT/data/big.bin" of="$T/pwant$k" bs=1M skip=$((k * 6)) count=6 2>/dev/null
+done
+same=0
+for k in 0 1 2 3; do cmp -s "$T/par$k" "$T/pwant$k" && same=$((same + 1)); done
+assert_eq 4 "$same" "four readers at once each get their 6 MiB region"
 cmp -s "$ASTERDRIVE_ROOT/data/big.bin" "$BIG" && pass "the whole 24 MiB file reads back equal" || fail "big.bin differs"
 unmounted_by "kill -TERM \$MPID"
 ALL=$(sed -n 's/.*chunk cache: [0-9]* hits, \([0-9]*\) misses.*/\1/p' "$T/mount.err")
