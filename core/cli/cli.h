@@ -55,6 +55,7 @@ enum cli_opt_id {
     OPT_EXCLUDE,
     OPT_INCLUDE_FROM,
     OPT_SALVAGE,
+    OPT_CACHE_SIZE,
     OPT_COUNT
 };
 
@@ -90,6 +91,7 @@ typedef struct args {
     char **include, **exclude, **include_from; /* --include, --exclude, --include-from */
     size_t ninclude, nexclude, ninclude_from;
     int salvage;
+    const char *cache_size; /* --cache-size */
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 
@@ -138,5 +140,6 @@ int cmd_prune(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_dump_component(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
 
 #endif

@@ -52,6 +52,7 @@ static const char *usage_main =
     "  check    -p POLICY [--read-data | --read-data-subset N%]  check the whole repository\n"
     "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
+    "  mount    -p POLICY [--target NAME] [--cache-size SIZE] MOUNTPOINT  browse sets read-only\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "  policy   show --set ID (-p POLICY | with --repo)  print the policy a set records\n"
@@ -1794,7 +1795,8 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
                 {"key", cmd_key},
-                {"dump", cmd_dump}};
+                {"dump", cmd_dump},
+                {"mount", cmd_mount}};
     if (strcmp(cmd, "help") == 0) {
         /* coffer help [COMMAND]: the same text as --help, on stdout. */
         free(dirs);

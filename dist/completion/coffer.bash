@@ -81,6 +81,8 @@ _coffer() {
         COMPREPLY=($(compgen -W "check show" -- "$cur") $(_coffer_policy_files "$cur"))
     elif [ "$cmd" = key ]; then
         COMPREPLY=($(compgen -W "list add remove passwd" -- "$cur"))
+    elif [ "$cmd" = mount ]; then
+        COMPREPLY=($(compgen -d -- "$cur"))
     fi
 }
 complete -F _coffer coffer
