@@ -62,9 +62,10 @@ int cf_native_dump(cf_run *run, const char *set_id, const char *component, int f
         *kind_out = NULL;
     if (component_driver(run, set_id, component, &driver) != 0)
         return -1;
-    if (strcmp(driver, "sqlite") != 0) {
+    int pg = strcmp(driver, "postgres") == 0;
+    if (!pg && strcmp(driver, "sqlite") != 0) {
         int rc = cf_fail("component '%s' (driver %s): a native dump is available for sqlite "
-                         "databases only; use coffer restore",
+                         "and postgres databases only; use coffer restore",
                          component, driver);
         free(driver);
         return rc;
@@ -74,14 +75,26 @@ int cf_native_dump(cf_run *run, const char *set_id, const char *component, int f
     if (cf_dbsource_load(run->repo, set_id, component, &s) != 0)
         return -1;
     coffer_dump_source *src = cf_dbsource_api(s);
-    if (src->stream_count(src) != 1) {
-        int rc = cf_fail("component '%s' of set %s holds %zu streams; a sqlite dump holds one",
-                         component, set_id, src->stream_count(src));
+    /* sqlite: the one stream; postgres: the one DB.pgdump stream (pg_dump
+     * --format=custom output, what pg_restore reads) */
+    size_t n = src->stream_count(src), pick = n, found = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = src->stream_name(src, i);
+        size_t l = strlen(nm);
+        if (!pg || (l > 7 && strcmp(nm + l - 7, ".pgdump") == 0)) {
+            pick = i;
+            found++;
+        }
+    }
+    if (found != 1) {
+        int rc = cf_fail("component '%s' of set %s holds %zu %s; a native dump is written for "
+                         "exactly one",
+                         component, set_id, found, pg ? "database dumps" : "streams");
         cf_dbsource_free(s);
         return rc;
     }
-    const char *name = src->stream_name(src, 0);
-    uint64_t want = src->stream_size(src, 0), total = 0;
+    const char *name = src->stream_name(src, pick);
+    uint64_t want = src->stream_size(src, pick), total = 0;
     void *st = NULL;
     int rc = 0;
     if (src->stream_open(src, name, &st) != COFFER_OK) {
@@ -111,6 +124,6 @@ int cf_native_dump(cf_run *run, const char *set_id, const char *component, int f
                      component, name, (unsigned long long)total, (unsigned long long)want);
     cf_dbsource_free(s);
     if (rc == 0 && kind_out)
-        *kind_out = cf_strdup("sqlite");
+        *kind_out = cf_strdup(pg ? "pgdump" : "sqlite");
     return rc;
 }
