@@ -13,7 +13,8 @@ static const cli_spec spec_dump_component = {
     "dump",
     "usage: coffer dump -p POLICY [--target NAME] [--set ID|latest] --component NAME\n"
     "Write database component NAME of a set to stdout in its engine's native form:\n"
-    "for SQLite, the database file itself (open it with sqlite3).\n"
+    "for SQLite, the database file itself (open it with sqlite3); for PostgreSQL,\n"
+    "the pg_dump custom-format archive of its database (load it with pg_restore).\n"
     "Stdout must not be a terminal unless --force is given.\n"
     "Exit status 0 when the whole dump was written, 1 otherwise.\n",
     (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
