@@ -42,6 +42,7 @@ static const char *usage_main =
     "           [--map NAME=VALUE]... [--force] [--no-validate] [--dry-run]  restore one set\n"
     "           [--include PATH|GLOB]... [--exclude PATH|GLOB]... [--salvage]  or part of it\n"
     "  dump     -p POLICY [--set ID|latest] PATH      write one file of a set to stdout\n"
+    "           or --component NAME: a database in its native form (SQLite, pg_dump)\n"
     "  verify   -p POLICY [--set ID|latest|all] [--read-data] [--json]   check one set\n"
     "  rehearse -p POLICY [--set ID|latest|unproven|all] [--keep] [--scratch NAME=URL]...\n"
     "           [--json]   prove a set: restore into scratch, run checks and validate\n"
