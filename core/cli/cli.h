@@ -141,5 +141,6 @@ int cmd_key(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_dump_component(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -54,6 +54,7 @@ static const char *usage_main =
     "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
     "  mount    -p POLICY [--target NAME] [--cache-size SIZE] MOUNTPOINT  browse sets read-only\n"
+    "  export   -p POLICY [--set ID|latest] --to FILE.tar|-   a plain tar stock tools restore\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
     "  policy   show --set ID (-p POLICY | with --repo)  print the policy a set records\n"
@@ -1797,7 +1798,7 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
                 {"key", cmd_key},
                 {"dump", cmd_dump},
-                {"mount", cmd_mount}};
+                {"mount", cmd_mount},     {"export", cmd_export}};
     if (strcmp(cmd, "help") == 0) {
         /* coffer help [COMMAND]: the same text as --help, on stdout. */
         free(dirs);
