@@ -17,7 +17,8 @@ static const cli_spec spec_dump_component = {
     "usage: coffer dump -p POLICY [--target NAME] [--set ID|latest] --component NAME\n"
     "Write database component NAME of a set to stdout in its engine's native form:\n"
     "for SQLite, the database file itself (open it with sqlite3); for PostgreSQL,\n"
-    "the pg_dump custom-format archive of its database (load it with pg_restore).\n"
+    "the pg_dump custom-format archive of its database (load it with pg_restore);\n"
+    "for MySQL/MariaDB, SQL text the stock mysql client loads.\n"
     "Stdout must not be a terminal unless --force is given.\n"
     "Exit status 0 when the whole dump was written, 1 otherwise.\n",
     (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
@@ -95,10 +96,10 @@ static const cli_spec spec_export = {
     "usage: coffer export -p POLICY [--target NAME] [--set ID|latest] --to FILE.tar|- [--json]\n"
     "Write one set as a plain tar archive that stock tools restore without coffer:\n"
     "files/ holds the files components with owners, modes, times, xattrs and links,\n"
-    "databases/ each SQLite database file and PostgreSQL pg_dump archive, and\n"
-    "RESTORE.txt, first in the archive, the commands (tar, sqlite3, pg_restore)\n"
-    "that put everything back in the policy's order. Components without a native\n"
-    "form (object stores, MySQL) are named there as left out.\n"
+    "databases/ each SQLite database file, PostgreSQL pg_dump archive and MySQL\n"
+    "SQL text, and RESTORE.txt, first in the archive, the commands (tar, sqlite3,\n"
+    "pg_restore, mysql) that put everything back in the policy's order. Object\n"
+    "stores are named there as left out.\n"
     "FILE is written beside itself under a temporary name and renamed when complete,\n"
     "so a failure (a full disk) never leaves an archive under FILE. With - the\n"
     "archive goes to stdout (not a terminal); after a failure it lacks its end marker.\n",

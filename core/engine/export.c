@@ -181,7 +181,8 @@ static int add_database(xp *x, const char *comp, json_t *where)
     }
     struct stat st;
     int rc = 0;
-    const char *ext = kind && strcmp(kind, "pgdump") == 0 ? "pgdump" : "sqlite";
+    const char *ext = kind && (strcmp(kind, "pgdump") == 0 || strcmp(kind, "sql") == 0) ? kind
+                                                                                      : "sqlite";
     char *name = cf_asprintf("databases/%s.%s", comp, ext);
     struct archive_entry *e = archive_entry_new();
     if (fstat(fileno(tmp), &st) != 0 || lseek(fileno(tmp), 0, SEEK_SET) != 0) {
@@ -267,6 +268,12 @@ static char *restore_text(xp *x, json_t *h, json_t *order)
                 "databases/%s.pgdump\n"
                 "   (roles are not part of the dump: create the application's role first).\n",
                 step++, name, name, name, name);
+        } else if (strcmp(type, "database") == 0 && strcmp(driver, "mysql") == 0) {
+            OUT("%zu. MySQL/MariaDB database '%s': databases/%s.sql, SQL text that creates\n"
+                "   the databases and loads their rows.\n"
+                "     tar -x -f THIS.tar databases/%s.sql\n"
+                "     mysql -u root -p < databases/%s.sql\n",
+                step++, name, name, name, name);
         } else {
             OUT("%zu. component '%s' (%s%s%s): not in this archive; restore it with\n"
                 "   `coffer restore --set %s --only %s` from the repository.\n",
@@ -318,10 +325,10 @@ static int write_set(xp *x, json_t **report)
     if (strcmp(json_string_value(json_object_get(c, "type")) ?: "", "database") == 0) {
         const char *driver = json_string_value(json_object_get(c, "driver")) ?: "";
         const char *name = json_string_value(json_object_get(c, "name")) ?: "";
-        if (strcmp(driver, "sqlite") != 0 && strcmp(driver, "postgres") != 0)
+        if (strcmp(driver, "sqlite") != 0 && strcmp(driver, "postgres") != 0 &&
+            strcmp(driver, "mysql") != 0)
             left_out(x, "component", name,
-                     "no native form of this driver's dump yet: restore it with coffer "
-                     "(or `coffer restore --only NAME --map NAME=file:///PATH.sql`)");
+                     "no native form of this driver's dump: restore it with coffer");
         else
             json_array_append(pending, c);
     }

@@ -1,5 +1,6 @@
 /* Native form of a database component: its streams as the engine reads them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "engine/manifest.h"
 #include "engine/native.h"
 #include "engine/restore.h"
+#include "plugin/host.h"
 #include "util/util.h"
 
 static int write_fd(int fd, const char *p, size_t n)
@@ -54,6 +56,67 @@ static int component_driver(cf_run *run, const char *set_id, const char *compone
     return rc;
 }
 
+/* MySQL/MariaDB: the driver's own restore into a SQL file (the target
+ * file:///PATH its restore understands), made in a private temporary
+ * directory and copied to fd: SQL text the stock mysql client loads. */
+static int mysql_sql(cf_run *run, const char *set_id, const char *component, int fd)
+{
+    const cf_component *pc = cf_policy_component(run->policy, component);
+    if (!pc)
+        return cf_fail("component '%s' of set %s is not in the policy %s; a MySQL dump needs the "
+                       "policy's driver options",
+                       component, set_id, run->policy->file ? run->policy->file : "");
+    const char *tmp = cf_tmpdir();
+    if (!tmp)
+        return -1;
+    char *dir = cf_asprintf("%s/native-XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        int rc = cf_fail_errno("cannot create a directory in %s", tmp);
+        free(dir);
+        return rc;
+    }
+    char *file = cf_asprintf("%s/dump.sql", dir);
+    char *url = cf_asprintf("file://%s", file);
+    cf_dbsource *s = NULL;
+    cf_dbinst db = {0};
+    int rc = cf_dbsource_load(run->repo, set_id, component, &s);
+    if (rc == 0)
+        rc = cf_dbinst_open(pc, dir, &db);
+    if (rc == 0) {
+        coffer_restore_opts ro = {.struct_size = sizeof ro, .root = dir, .target = url,
+                                  .force = 0, .create = 1, .final_root = dir};
+        coffer_status st = db.ops->restore(db.inst, cf_dbsource_api(s), &ro);
+        if (st != COFFER_OK)
+            rc = cf_hctx_fail(db.hctx, st, "writing the SQL text failed");
+        cf_dbinst_close(&db);
+    }
+    if (s)
+        cf_dbsource_free(s);
+    if (rc == 0) {
+        int in = open(file, O_RDONLY | O_CLOEXEC);
+        if (in < 0) {
+            rc = cf_fail_errno("component '%s': %s", component, file);
+        } else {
+            char *buf = cf_malloc(1 << 20);
+            ssize_t n;
+            while (rc == 0 && (n = read(in, buf, 1 << 20)) != 0) {
+                if (n < 0)
+                    rc = cf_fail_errno("component '%s': reading %s", component, file);
+                else
+                    rc = write_fd(fd, buf, (size_t)n);
+            }
+            free(buf);
+            close(in);
+        }
+    }
+    unlink(file);
+    rmdir(dir);
+    free(url);
+    free(file);
+    free(dir);
+    return rc;
+}
+
 int cf_native_dump(cf_run *run, const char *set_id, const char *component, int fd,
                    char **kind_out)
 {
@@ -63,6 +126,13 @@ int cf_native_dump(cf_run *run, const char *set_id, const char *component, int f
     if (component_driver(run, set_id, component, &driver) != 0)
         return -1;
     int pg = strcmp(driver, "postgres") == 0;
+    if (strcmp(driver, "mysql") == 0) {
+        free(driver);
+        int rc = mysql_sql(run, set_id, component, fd);
+        if (rc == 0 && kind_out)
+            *kind_out = cf_strdup("sql");
+        return rc;
+    }
     if (!pg && strcmp(driver, "sqlite") != 0) {
         int rc = cf_fail("component '%s' (driver %s): a native dump is available for sqlite "
                          "and postgres databases only; use coffer restore",
