@@ -64,6 +64,8 @@ static const struct {
     [OPT_INCLUDE_FROM] = {"include-from", 0, 1},
     [OPT_SALVAGE] = {"salvage", 0, 0},
     [OPT_CACHE_SIZE] = {"cache-size", 0, 1},
+    [OPT_LONG] = {"long", 'l', 0},
+    [OPT_RECURSIVE] = {"recursive", 'R', 0},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -222,6 +224,8 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_INCLUDE_FROM: push(&a->include_from, &a->ninclude_from, val); break;
     case OPT_SALVAGE: a->salvage = 1; break;
     case OPT_CACHE_SIZE: a->cache_size = val; break;
+    case OPT_LONG: a->long_format = 1; break;
+    case OPT_RECURSIVE: a->recursive = 1; break;
     default:
         if ((id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) || id == OPT_KEEP_PROVEN) {
             char *end;

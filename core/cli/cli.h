@@ -56,6 +56,8 @@ enum cli_opt_id {
     OPT_INCLUDE_FROM,
     OPT_SALVAGE,
     OPT_CACHE_SIZE,
+    OPT_LONG,
+    OPT_RECURSIVE,
     OPT_COUNT
 };
 
@@ -92,6 +94,7 @@ typedef struct args {
     size_t ninclude, nexclude, ninclude_from;
     int salvage;
     const char *cache_size; /* --cache-size */
+    int long_format, recursive; /* --long, --recursive */
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 
@@ -142,5 +145,9 @@ int cmd_dump(int argc, char **argv);
 int cmd_dump_component(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_find(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

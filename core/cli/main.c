@@ -54,6 +54,10 @@ static const char *usage_main =
     "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
     "  mount    -p POLICY [--target NAME] [--cache-size SIZE] MOUNTPOINT  browse sets read-only\n"
+    "  ls       -p POLICY [--set ID|latest] [PATH] [--long] [--recursive]  list a set's entries\n"
+    "  find     -p POLICY PATTERN... [--set ID|all|latest]  which sets hold matching paths\n"
+    "  diff     -p POLICY SET1 SET2 [PATH]           what changed between two sets\n"
+    "  stats    -p POLICY [--set ID]                 repository and per-set sizes, deduplication\n"
     "  export   -p POLICY [--set ID|latest] --to FILE.tar|-   a plain tar stock tools restore\n"
     "  plugins  [--describe NAME]                    list drivers or show options\n"
     "  policy   check FILE                           validate a policy\n"
@@ -1798,7 +1802,9 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
                 {"key", cmd_key},
                 {"dump", cmd_dump},
-                {"mount", cmd_mount},     {"export", cmd_export}};
+                {"mount", cmd_mount},     {"export", cmd_export},
+                {"ls", cmd_ls},           {"find", cmd_find},     {"diff", cmd_diff},
+                {"stats", cmd_stats}};
     if (strcmp(cmd, "help") == 0) {
         /* coffer help [COMMAND]: the same text as --help, on stdout. */
         free(dirs);

@@ -755,6 +755,13 @@ int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id)
     return lookup(r, id, &l, &p) == 0 ? (int64_t)l.raw : -1;
 }
 
+int64_t cf_repo_chunk_stored(cf_repo *r, const cf_id *id)
+{
+    cf_loc l;
+    cf_pack_rec p;
+    return lookup(r, id, &l, &p) == 0 ? (int64_t)l.stored : -1;
+}
+
 const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len)
 {
     cf_loc l;

@@ -165,6 +165,8 @@ int cf_repo_commit_failed(cf_repo *r, const char *key);
 int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
 /* Size of the plaintext chunk, or -1 if unknown. */
 int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id);
+/* Bytes the chunk takes in its pack (compressed, encrypted), or -1. */
+int64_t cf_repo_chunk_stored(cf_repo *r, const cf_id *id);
 /* Pack key holding the chunk (for error messages), or NULL. */
 const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len);
 
