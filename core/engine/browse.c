@@ -264,6 +264,7 @@ int cf_ls(cf_run *run, const char *set_id, const cf_ls_opts *o, json_t *out)
             continue;
         }
         const char *rest = NULL;
+        int self = 0;
         if (!*sub)
             rest = e.path;
         else if (strncmp(e.path, sub, sl) == 0 && e.path[sl] == '/')
@@ -275,8 +276,9 @@ int cf_ls(cf_run *run, const char *set_id, const cf_ls_opts *o, json_t *out)
                 continue;
             }
             rest = e.path; /* a file: listed itself */
+            self = 1;
         }
-        if (rest && (o->recursive || !strchr(rest, '/'))) {
+        if (rest && (self || o->recursive || !strchr(rest, '/'))) {
             found = 1;
             shown++;
             if (out) {
