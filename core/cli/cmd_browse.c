@@ -36,7 +36,7 @@ int cmd_ls(int argc, char **argv)
 {
     args a = {0};
     cf_run *run;
-    int rc = cli_open(argc, argv, &spec_ls, 1, CLI_LOCK_NONE, &a, &run);
+    int rc = cli_open(argc, argv, &spec_ls, CF_RUN_MANIFESTS, CLI_LOCK_NONE, &a, &run);
     if (rc)
         return rc;
     char *id = NULL;
@@ -86,7 +86,7 @@ int cmd_find(int argc, char **argv)
             return usage_error("find", "an empty PATTERN matches nothing");
         }
     cf_run *run;
-    int rc = cli_open_parsed("find", 1, CLI_LOCK_NONE, &a, &run);
+    int rc = cli_open_parsed("find", CF_RUN_MANIFESTS, CLI_LOCK_NONE, &a, &run);
     if (rc) {
         args_free(&a);
         return rc;
@@ -129,7 +129,7 @@ int cmd_diff(int argc, char **argv)
         return usage_error("diff", "give two sets: SET1 SET2 [PATH]");
     }
     cf_run *run;
-    int rc = cli_open_parsed("diff", 1, CLI_LOCK_NONE, &a, &run);
+    int rc = cli_open_parsed("diff", CF_RUN_MANIFESTS, CLI_LOCK_NONE, &a, &run);
     if (rc) {
         args_free(&a);
         return rc;

@@ -248,7 +248,8 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
                            t->name, t->location, run->policy->file);
         cf_passphrase_src ps;
         cf_run_passphrase(t, &ps);
-        cf_repo_open_opts o = {.pass = &ps};
+        cf_repo_open_opts o = {.flags = open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0,
+                               .pass = &ps};
         if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
             if (!strstr(cf_error(), run->store->label)) /* name the target once */
                 cf_error_prefix("target '%s' (%s)", t->name, t->location);
@@ -351,7 +352,8 @@ int cf_run_open_location(const char *location, int open_repo, cf_run **out)
         }
         cf_passphrase_src ps;
         cf_run_passphrase(run->target, &ps);
-        cf_repo_open_opts o = {.pass = &ps};
+        cf_repo_open_opts o = {.flags = open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0,
+                               .pass = &ps};
         if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
             cf_error_prefix("--repo %s", location);
             cf_run_close(run);

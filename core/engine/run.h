@@ -28,6 +28,10 @@ enum { CF_EXIT_OK = 0, CF_EXIT_FAILED = 1, CF_EXIT_USAGE = 2, CF_EXIT_PROBLEMS =
 
 /* Load and check the policy (no storage opened). */
 int cf_run_load_policy(const char *file, cf_policy **out);
+/* open_repo: 0 no repository, CF_RUN_REPO the repository with its index,
+ * CF_RUN_MANIFESTS without the index (objects only: set manifests). */
+#define CF_RUN_REPO 1
+#define CF_RUN_MANIFESTS 2
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);

@@ -423,9 +423,9 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         r->seal_overhead = CF_SEAL_OVERHEAD;
     }
 
-    char **keys;
-    size_t nkeys;
-    if (cf_repo_list_index(r, &keys, &nkeys) != 0)
+    char **keys = NULL;
+    size_t nkeys = 0;
+    if (!(flags & CF_REPO_OPEN_NO_INDEX) && cf_repo_list_index(r, &keys, &nkeys) != 0)
         goto fail;
     for (size_t i = 0; i < nkeys; i++) {
         if (cf_index_load_object(r, keys[i], &r->idx) == 0)

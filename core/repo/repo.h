@@ -90,6 +90,8 @@ int cf_repo_open(cf_store *st, cf_repo **out);
 /* cf_repo_open_ex flags */
 #define CF_REPO_OPEN_SKIP_BAD_INDEX 0x1u /* log and skip unreadable index objects
                                           * (to run checks or rebuild the index) */
+#define CF_REPO_OPEN_NO_INDEX 0x2u /* load no index: the repository serves objects
+                                    * (manifests) only, no chunk (ls, find, diff) */
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
 /* Open with options: flags as above, and where the passphrase of an
  * encrypted repository comes from (NULL: $COFFER_PASSPHRASE). The
