@@ -86,10 +86,31 @@ ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
     return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);
 }
 
+int cf_index_bad(const cf_index *ix, size_t i)
+{
+    return ix->ents[i].bad || ix->packs[ix->ents[i].pack].damaged;
+}
+
+/* Point the map's slot for element `from` at element `to` (same id). */
+static void idmap_move(cf_idmap *m, const void *base, size_t stride, uint32_t from, uint32_t to)
+{
+    size_t mask = m->nslots - 1, i = (size_t)id_hash(elem_id(base, stride, from)) & mask;
+    for (; m->slots[i]; i = (i + 1) & mask)
+        if (m->slots[i] == from + 1) {
+            m->slots[i] = to + 1;
+            return;
+        }
+}
+
 int cf_index_add(cf_index *ix, const cf_loc *loc)
 {
-    if (cf_index_find(ix, &loc->id) >= 0)
+    ssize_t old = cf_index_find(ix, &loc->id);
+    int good = !loc->bad && !ix->packs[loc->pack].damaged;
+    if (old >= 0 && (!good || !cf_index_bad(ix, (size_t)old)))
         return 0;
+    /* A copy in a damaged pack is superseded by a sound one. The stale
+     * entry stays in the array (entries past ents_indexed are what the
+     * session's index object holds) but the map no longer finds it. */
     if (ix->n == ix->cap) {
         /* 1.5x growth: the index of a large repository is the biggest
          * allocation coffer makes, so keep the slack modest. */
@@ -98,7 +119,10 @@ int cf_index_add(cf_index *ix, const cf_loc *loc)
     }
     ix->ents[ix->n] = *loc;
     ix->n++;
-    idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
+    if (old >= 0)
+        idmap_move(&ix->emap, ix->ents, sizeof *ix->ents, (uint32_t)old, (uint32_t)(ix->n - 1));
+    else
+        idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
     return 1;
 }
 
@@ -121,6 +145,7 @@ uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size)
     }
     ix->packs[ix->npacks].id = *pack_id;
     ix->packs[ix->npacks].size = size;
+    ix->packs[ix->npacks].damaged = 0;
     ix->npacks++;
     idmap_add(&ix->pmap, ix->packs, sizeof *ix->packs, ix->npacks, (uint32_t)(ix->npacks - 1));
     return (uint32_t)(ix->npacks - 1);
@@ -202,6 +227,8 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
         uint64_t psize = cf_get64(g + 32);
         uint32_t count = cf_get32(g + 40);
         uint32_t pno = cf_index_pack(ix, &pid, psize);
+        if (cf_damage_has_pack(&r->dmg, &pid))
+            ix->packs[pno].damaged = 1;
         while (count > 0) {
             uint32_t k = count < BATCH ? count : BATCH;
             got = cf_objr_read_full(rd, buf, (size_t)k * CF_ENTRY_LEN);
@@ -215,6 +242,7 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
                 cf_loc l;
                 cf_entry_decode(buf + (size_t)i * CF_ENTRY_LEN, &l);
                 l.pack = pno;
+                l.bad = cf_damage_has_chunk(&r->dmg, &l.id) ? 1 : 0;
                 if (!cf_entry_valid(&l, psize, r->seal_overhead)) {
                     char hex[2 * CF_ID_LEN + 1];
                     cf_id_hex(&l.id, hex);
