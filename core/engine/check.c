@@ -95,6 +95,8 @@ typedef struct cctx {
     uint64_t bytes_read;
     cf_buf buf;
     const char *policy;
+    cf_damaged_chunk *dchunks; /* damaged copies: chunk and the pack holding it */
+    size_t ndchunks;
     char *fix_text[5];   /* per fix kind, the first one seen */
     json_t *fix_sets;    /* sets with unreadable data (object: id -> true) */
 } cctx;
@@ -231,9 +233,15 @@ static void object_problem(void *ud, const char *object, const char *chunk, cons
     pthread_mutex_lock(&c->mu);
     if (object && strncmp(object, "index/", 6) == 0)
         c->bad_index = 1;
-    cf_id id;
-    if (chunk && cf_id_parse(chunk, &id) == 0)
+    cf_id id, pk;
+    if (chunk && cf_id_parse(chunk, &id) == 0) {
         idset_add(&c->bad_chunks, &id);
+        if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
+            cf_unhex(object + 8, pk.b, CF_ID_LEN) == 0) {
+            c->dchunks = cf_realloc(c->dchunks, (c->ndchunks + 1) * sizeof *c->dchunks);
+            c->dchunks[c->ndchunks++] = (cf_damaged_chunk){id, pk};
+        }
+    }
     else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
              cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
         idset_add(&c->bad_packs, &id);
@@ -350,6 +358,9 @@ static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t pl
     cf_repo *r = c->run->repo;
     pack[0] = 0;
     (void)plen;
+    if (!cf_repo_has(r, id) && cf_repo_chunk_pack(r, id, pack, plen))
+        return "damaged according to an earlier check (state/damaged); the next backup stores "
+               "it again";
     if (!cf_repo_has(r, id))
         return c->bad_index ? "not in the repository index (an index object is damaged, see "
                               "above; `coffer check --rebuild-index` rebuilds it from the packs)"
@@ -583,15 +594,14 @@ static void record_damage(cctx *c, const cf_check_opts *o)
     cf_repo *r = c->run->repo;
     const cf_damage *old = cf_repo_damage(r);
     cf_damage d = {0};
-    size_t cap = c->bad_packs.n + c->bad_chunks.n + (o->read_data ? 0 : old->nchunks) + 1;
+    size_t cap = c->bad_packs.n + c->ndchunks + (o->read_data ? 0 : old->nchunks) + 1;
     d.packs = cf_malloc(cap * sizeof *d.packs);
     d.chunks = cf_malloc(cap * sizeof *d.chunks);
     for (size_t i = 0; i < c->bad_packs.cap; i++)
         if (c->bad_packs.v[i].used)
             d.packs[d.npacks++] = c->bad_packs.v[i].id;
-    for (size_t i = 0; i < c->bad_chunks.cap; i++)
-        if (c->bad_chunks.v[i].used)
-            d.chunks[d.nchunks++] = c->bad_chunks.v[i].id;
+    for (size_t i = 0; i < c->ndchunks; i++)
+        d.chunks[d.nchunks++] = c->dchunks[i];
     if (!o->read_data)
         for (size_t i = 0; i < old->nchunks; i++)
             d.chunks[d.nchunks++] = old->chunks[i];
@@ -672,6 +682,7 @@ out:
     for (size_t i = 0; i < sizeof c.fix_text / sizeof *c.fix_text; i++)
         free(c.fix_text[i]);
     json_decref(c.fix_sets);
+    free(c.dchunks);
     idset_free(&c.bad_chunks);
     idset_free(&c.bad_packs);
     idset_free(&c.verdicts);

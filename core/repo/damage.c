@@ -15,22 +15,29 @@ static int cmp_id(const void *a, const void *b)
     return memcmp(a, b, CF_ID_LEN);
 }
 
-static size_t sort_unique(cf_id *v, size_t n)
+static int cmp_pair(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(cf_damaged_chunk));
+}
+
+/* Sort v (n elements of size sz) and drop duplicates. */
+static size_t sort_unique(void *v, size_t n, size_t sz, int (*cmp)(const void *, const void *))
 {
     if (n < 2)
         return n;
-    qsort(v, n, sizeof *v, cmp_id);
+    qsort(v, n, sz, cmp);
+    uint8_t *b = v;
     size_t k = 1;
     for (size_t i = 1; i < n; i++)
-        if (memcmp(&v[i], &v[k - 1], CF_ID_LEN) != 0)
-            v[k++] = v[i];
+        if (memcmp(b + i * sz, b + (k - 1) * sz, sz) != 0)
+            memmove(b + k++ * sz, b + i * sz, sz);
     return k;
 }
 
-static void push(cf_id **v, size_t *n, const cf_id *id)
+static void sort_all(cf_damage *d)
 {
-    *v = cf_realloc(*v, (*n + 1) * sizeof **v);
-    (*v)[(*n)++] = *id;
+    d->npacks = sort_unique(d->packs, d->npacks, sizeof *d->packs, cmp_id);
+    d->nchunks = sort_unique(d->chunks, d->nchunks, sizeof *d->chunks, cmp_pair);
 }
 
 void cf_damage_free(cf_damage *d)
@@ -65,48 +72,53 @@ int cf_damage_parse(const char *buf, size_t len, cf_damage *d)
         }
         if (!ll)
             continue;
-        cf_id id;
-        if (strncmp(line, "pack ", 5) == 0 || strncmp(line, "chunk ", 6) == 0) {
-            int is_pack = line[0] == 'p';
-            if (cf_id_parse(line + (is_pack ? 5 : 6), &id) != 0) {
+        cf_id id, pk;
+        if (strncmp(line, "pack ", 5) == 0) {
+            if (ll != 5 + 2 * CF_ID_LEN || cf_id_parse(line + 5, &id) != 0) {
                 cf_damage_free(d);
-                return cf_fail("%s: line %zu: bad id", CF_DAMAGE_KEY, lineno);
+                return cf_fail("%s: line %zu: bad pack id", CF_DAMAGE_KEY, lineno);
             }
-            if (is_pack)
-                push(&d->packs, &d->npacks, &id);
-            else
-                push(&d->chunks, &d->nchunks, &id);
+            d->packs = cf_realloc(d->packs, (d->npacks + 1) * sizeof *d->packs);
+            d->packs[d->npacks++] = id;
+        } else if (strncmp(line, "chunk ", 6) == 0) {
+            char *sp = line + 6 + 2 * CF_ID_LEN;
+            if (ll != 6 + 4 * CF_ID_LEN + 1 || *sp != ' ' || (*sp = 0, cf_id_parse(line + 6, &id)) != 0 ||
+                cf_id_parse(sp + 1, &pk) != 0) {
+                cf_damage_free(d);
+                return cf_fail("%s: line %zu: bad chunk line", CF_DAMAGE_KEY, lineno);
+            }
+            d->chunks = cf_realloc(d->chunks, (d->nchunks + 1) * sizeof *d->chunks);
+            d->chunks[d->nchunks++] = (cf_damaged_chunk){id, pk};
         } else if (strncmp(line, "time ", 5) == 0) {
             snprintf(d->time, sizeof d->time, "%s", line + 5);
         } /* other kinds: from a later version, ignored */
     }
     if (lineno == 0)
         return cf_fail("%s: empty damage record", CF_DAMAGE_KEY);
-    d->npacks = sort_unique(d->packs, d->npacks);
-    d->nchunks = sort_unique(d->chunks, d->nchunks);
+    sort_all(d);
     return 0;
 }
 
 char *cf_damage_format(cf_damage *d)
 {
-    d->npacks = sort_unique(d->packs, d->npacks);
-    d->nchunks = sort_unique(d->chunks, d->nchunks);
+    sort_all(d);
     if (!d->time[0]) {
         time_t t = time(NULL);
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(d->time, sizeof d->time, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    size_t cap = 64 + (d->npacks + d->nchunks) * (8 + 2 * CF_ID_LEN);
-    char *s = cf_malloc(cap), hex[2 * CF_ID_LEN + 1];
+    size_t cap = 64 + (d->npacks + d->nchunks) * (8 + 4 * CF_ID_LEN + 1);
+    char *s = cf_malloc(cap), hex[2 * CF_ID_LEN + 1], hex2[2 * CF_ID_LEN + 1];
     size_t o = (size_t)snprintf(s, cap, "coffer-damaged 1\ntime %s\n", d->time);
     for (size_t i = 0; i < d->npacks; i++) {
         cf_id_hex(&d->packs[i], hex);
         o += (size_t)snprintf(s + o, cap - o, "pack %s\n", hex);
     }
     for (size_t i = 0; i < d->nchunks; i++) {
-        cf_id_hex(&d->chunks[i], hex);
-        o += (size_t)snprintf(s + o, cap - o, "chunk %s\n", hex);
+        cf_id_hex(&d->chunks[i].chunk, hex);
+        cf_id_hex(&d->chunks[i].pack, hex2);
+        o += (size_t)snprintf(s + o, cap - o, "chunk %s %s\n", hex, hex2);
     }
     return s;
 }
@@ -116,9 +128,10 @@ int cf_damage_has_pack(const cf_damage *d, const cf_id *pack)
     return d->npacks && bsearch(pack, d->packs, d->npacks, sizeof *d->packs, cmp_id) != NULL;
 }
 
-int cf_damage_has_chunk(const cf_damage *d, const cf_id *chunk)
+int cf_damage_has_chunk(const cf_damage *d, const cf_id *chunk, const cf_id *pack)
 {
-    return d->nchunks && bsearch(chunk, d->chunks, d->nchunks, sizeof *d->chunks, cmp_id) != NULL;
+    cf_damaged_chunk k = {*chunk, *pack};
+    return d->nchunks && bsearch(&k, d->chunks, d->nchunks, sizeof *d->chunks, cmp_pair) != NULL;
 }
 
 const cf_damage *cf_repo_damage(cf_repo *r)

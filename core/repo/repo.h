@@ -212,11 +212,15 @@ int cf_repo_rebuild_index(cf_repo *r);
  *   coffer-damaged 1
  *   time <UTC ISO 8601>
  *   pack <hex id>        (any number)
- *   chunk <hex id>       (any number)
+ *   chunk <hex id> <hex pack id>   (any number: that copy of the chunk)
  * Unknown line kinds are ignored (a later version may add some). */
 #define CF_DAMAGE_KEY "state/damaged"
+typedef struct cf_damaged_chunk {
+    cf_id chunk, pack;
+} cf_damaged_chunk;
 typedef struct cf_damage {
-    cf_id *packs, *chunks; /* sorted */
+    cf_id *packs;             /* sorted */
+    cf_damaged_chunk *chunks; /* sorted */
     size_t npacks, nchunks;
     char time[32];
 } cf_damage;
