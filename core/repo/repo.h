@@ -200,8 +200,10 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud);
 /* Read one pack whole: trailer hash, every blob decompresses and hashes to
  * its id. */
 long cf_repo_check_pack(cf_repo *r, const char *pack_key, cf_repo_problem_cb cb, void *ud);
-/* Rebuild the index from pack trailers alone (writes a new index object
- * covering all packs and removes the old index objects). */
+/* Rebuild the index from the packs' own tables (writes a new index object
+ * covering all packs, then removes the old index objects). Every blob is
+ * read and checked (opens, decompresses, hashes to its id): one that does
+ * not is left out and logged with its pack and the reason. */
 int cf_repo_rebuild_index(cf_repo *r);
 
 /* ---- Damage record (core/repo/damage.c) ------------------------------------

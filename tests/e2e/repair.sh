@@ -85,6 +85,11 @@ expect_rc 1 "restore of set 1 fails on the damaged chunk" cf restore -p "$POLICY
 expect_rc 3 "check without --read-data reports the recorded chunk" cf check -p "$POLICY"
 assert_contains "$ERR" "damaged according to an earlier check" "sets referencing it are reported"
 assert_exists "$DMG" "the record stays"
+CHUNK=$(json_get "$(cf check -p "$POLICY" --read-data --json 2>/dev/null)" '[p["chunk"] for p in j["problems"] if p.get("object") == "'"$PKEY"'"][0]')
+expect_rc 3 "check --rebuild-index (set 1 misses the dropped chunk)" cf check -p "$POLICY" --rebuild-index
+assert_contains "$ERR" "rebuild index: dropped chunk $CHUNK in pack $PKEY" "the rebuild drops the damaged blob and names it"
+assert_contains "$ERR" "1 damaged blob(s) dropped" "one blob dropped"
+assert_contains "$ERR" "chunk $CHUNK: not in the repository index" "the rebuilt index does not list it"
 expect_ok "backup (source unchanged)" cf backup -p "$POLICY" --json
 assert_gt "$(json_get "$OUT" 'int(j["new_bytes"])')" 0 "the backup stores the damaged chunk again"
 expect_ok "restore set 1" cf restore -p "$POLICY" --set "$SET1" --to "$T/B"
