@@ -97,8 +97,8 @@ typedef struct cctx {
     const char *policy;
     cf_damaged_chunk *dchunks; /* damaged copies: chunk and the pack holding it */
     size_t ndchunks;
-    char *fix_text[5];   /* per fix kind, the first one seen */
-    json_t *fix_sets;    /* sets with unreadable data (object: id -> true) */
+    char *fix_text[5]; /* per fix kind, the first one seen */
+    json_t *fix_sets;  /* sets with unreadable data (object: id -> true) */
 } cctx;
 
 /* What repairs a problem, by what it names. */
@@ -112,21 +112,22 @@ static char *fix_for(cctx *c, const char *set, const char *object, int *kind)
     if (object && strncmp(object, "data/", 5) == 0) {
         k = FIX_PACK;
         s = cf_asprintf("coffer check -p %s --rebuild-index, then coffer backup -p %s (stores the "
-                       "lost chunks again while the source still has them); a set that still "
-                       "misses data: coffer restore -p %s --set SET --to DIR --salvage",
-                       p, p, p);
+                        "lost chunks again while the source still has them); a set that still "
+                        "misses data: coffer restore -p %s --set SET --to DIR --salvage",
+                        p, p, p);
     } else if (object && strncmp(object, "index/", 6) == 0) {
         k = FIX_INDEX;
         s = cf_asprintf("coffer check -p %s --rebuild-index", p);
     } else if (object && strncmp(object, "sets/", 5) == 0) {
         k = FIX_MANIFEST;
         s = cf_asprintf("coffer forget -p %s %s (its manifest is unreadable; other sets are not "
-                       "affected)", p, set ? set : object + 5);
+                        "affected)",
+                        p, set ? set : object + 5);
     } else if (set) {
         k = FIX_SET;
         s = cf_asprintf("coffer backup -p %s (stores the missing chunks again while the source "
-                       "still has them), or coffer forget -p %s %s",
-                       p, p, set);
+                        "still has them), or coffer forget -p %s %s",
+                        p, p, set);
     } else {
         k = FIX_OTHER;
         s = cf_asprintf("no command repairs this: see docs/repair.md");
@@ -241,9 +242,8 @@ static void object_problem(void *ud, const char *object, const char *chunk, cons
             c->dchunks = cf_realloc(c->dchunks, (c->ndchunks + 1) * sizeof *c->dchunks);
             c->dchunks[c->ndchunks++] = (cf_damaged_chunk){id, pk};
         }
-    }
-    else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
-             cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
+    } else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
+               cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
         idset_add(&c->bad_packs, &id);
     pthread_mutex_unlock(&c->mu);
 }
@@ -576,9 +576,9 @@ static json_t *fixes_json(cctx *c)
             strcat(ids, id);
         }
         char *s = cf_asprintf("coffer backup -p %s (stores the missing chunks again while the "
-                             "source still has them), or remove the affected set%s: coffer "
-                             "forget -p %s %s",
-                             p, nsets == 1 ? "" : "s", p, ids);
+                              "source still has them), or remove the affected set%s: coffer "
+                              "forget -p %s %s",
+                              p, nsets == 1 ? "" : "s", p, ids);
         json_array_append_new(a, json_string(s));
         free(s);
         free(ids);

@@ -15,9 +15,9 @@
 #include "engine/run.h"
 
 typedef struct cf_check_opts {
-    int read_data;     /* read every pack */
-    double subset_pct; /* > 0: read this percentage of packs, chosen at random */
-    int threads;       /* pack readers; 0: one per CPU, at most 4 */
+    int read_data;      /* read every pack */
+    double subset_pct;  /* > 0: read this percentage of packs, chosen at random */
+    int threads;        /* pack readers; 0: one per CPU, at most 4 */
     const char *policy; /* policy file as given, for the repair commands; NULL: POLICY */
 } cf_check_opts;
 

@@ -290,8 +290,8 @@ int cf_repo_rebuild_index(cf_repo *r)
             char hex[2 * CF_ID_LEN + 1];
             if (ents[k].offset + ents[k].stored > pack.len) {
                 cf_id_hex(&ents[k].id, hex);
-                cf_log(CF_LOG_WARN, "rebuild index: dropped chunk %s in %s: blob past the end",
-                       hex, pl.keys[i]);
+                cf_log(CF_LOG_WARN, "rebuild index: dropped chunk %s in %s: blob past the end", hex,
+                       pl.keys[i]);
                 dropped++;
                 continue;
             }

@@ -82,8 +82,8 @@ int cf_damage_parse(const char *buf, size_t len, cf_damage *d)
             d->packs[d->npacks++] = id;
         } else if (strncmp(line, "chunk ", 6) == 0) {
             char *sp = line + 6 + 2 * CF_ID_LEN;
-            if (ll != 6 + 4 * CF_ID_LEN + 1 || *sp != ' ' || (*sp = 0, cf_id_parse(line + 6, &id)) != 0 ||
-                cf_id_parse(sp + 1, &pk) != 0) {
+            if (ll != 6 + 4 * CF_ID_LEN + 1 || *sp != ' ' ||
+                (*sp = 0, cf_id_parse(line + 6, &id)) != 0 || cf_id_parse(sp + 1, &pk) != 0) {
                 cf_damage_free(d);
                 return cf_fail("%s: line %zu: bad chunk line", CF_DAMAGE_KEY, lineno);
             }

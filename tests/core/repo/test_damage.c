@@ -31,8 +31,8 @@ static void test_parse_format(void **state)
     assert_false(cf_damage_has_chunk(&d, &a, &a)); /* another copy of the chunk is sound */
     char *out = cf_damage_format(&d);
     char want[600];
-    snprintf(want, sizeof want, "coffer-damaged 1\ntime 2026-01-02T03:04:05Z\npack %s\nchunk %s %s\n",
-             H2, H1, H2);
+    snprintf(want, sizeof want,
+             "coffer-damaged 1\ntime 2026-01-02T03:04:05Z\npack %s\nchunk %s %s\n", H2, H1, H2);
     assert_string_equal(out, want);
     cf_damage d2;
     assert_int_equal(cf_damage_parse(out, strlen(out), &d2), 0);
@@ -52,7 +52,8 @@ static void test_malformed(void **state)
         "coffer-damaged 2\n",
         "something else\npack 11\n",
         "coffer-damaged 1\npack 1234\n",
-        "coffer-damaged 1\nchunk 1111111111111111111111111111111111111111111111111111111111111111\n",
+        "coffer-damaged 1\nchunk "
+        "1111111111111111111111111111111111111111111111111111111111111111\n",
         "coffer-damaged 1\npack zz11111111111111111111111111111111111111111111111111111111111111\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
