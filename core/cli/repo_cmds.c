@@ -64,7 +64,7 @@ int cmd_check(int argc, char **argv)
         return CF_EXIT_USAGE;
     if (a.read_data && a.read_data_subset)
         return usage_error("check", "give --read-data or --read-data-subset, not both");
-    cf_check_opts o = {.read_data = a.read_data};
+    cf_check_opts o = {.read_data = a.read_data, .policy = a.policy};
     if (a.read_data_subset && cf_check_parse_subset(a.read_data_subset, &o.subset_pct) != 0)
         return usage_error("check", "%s", cf_error());
     cf_run *run;
@@ -106,8 +106,13 @@ int cmd_check(int argc, char **argv)
                (long long)json_integer_value(json_object_get(rep, "sets")),
                json_object_get(rep, "packs_read") ? ", data read" : "",
                no ? "; unindexed packs listed above" : "");
-    else
+    else {
+        json_t *f;
+        size_t i;
+        json_array_foreach(json_object_get(rep, "fixes"), i, f)
+            fprintf(stderr, "fix: %s\n", json_string_value(f));
         cli_error("check found %lld problem(s) (see above)", np);
+    }
     json_decref(rep);
     cf_run_close(run);
     return rc;

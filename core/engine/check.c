@@ -94,7 +94,47 @@ typedef struct cctx {
     size_t *order, norder, next;
     uint64_t bytes_read;
     cf_buf buf;
+    const char *policy;
+    cf_damaged_chunk *dchunks; /* damaged copies: chunk and the pack holding it */
+    size_t ndchunks;
+    char *fix_text[5]; /* per fix kind, the first one seen */
+    json_t *fix_sets;  /* sets with unreadable data (object: id -> true) */
 } cctx;
+
+/* What repairs a problem, by what it names. */
+enum { FIX_PACK, FIX_INDEX, FIX_SET, FIX_MANIFEST, FIX_OTHER };
+
+static char *fix_for(cctx *c, const char *set, const char *object, int *kind)
+{
+    const char *p = c->policy ? c->policy : "POLICY";
+    char *s = NULL;
+    int k;
+    if (object && strncmp(object, "data/", 5) == 0) {
+        k = FIX_PACK;
+        s = cf_asprintf("coffer check -p %s --rebuild-index, then coffer backup -p %s (stores the "
+                        "lost chunks again while the source still has them); a set that still "
+                        "misses data: coffer restore -p %s --set SET --to DIR --salvage",
+                        p, p, p);
+    } else if (object && strncmp(object, "index/", 6) == 0) {
+        k = FIX_INDEX;
+        s = cf_asprintf("coffer check -p %s --rebuild-index", p);
+    } else if (object && strncmp(object, "sets/", 5) == 0) {
+        k = FIX_MANIFEST;
+        s = cf_asprintf("coffer forget -p %s %s (its manifest is unreadable; other sets are not "
+                        "affected)",
+                        p, set ? set : object + 5);
+    } else if (set) {
+        k = FIX_SET;
+        s = cf_asprintf("coffer backup -p %s (stores the missing chunks again while the source "
+                        "still has them), or coffer forget -p %s %s",
+                        p, p, set);
+    } else {
+        k = FIX_OTHER;
+        s = cf_asprintf("no command repairs this: see docs/repair.md");
+    }
+    *kind = k;
+    return s;
+}
 
 /* Messages from lower layers often start with what the line already
  * names ("chunk X in pack Y: ...", "sets/Z: ..."): drop that. */
@@ -168,8 +208,17 @@ static void add_problem(cctx *c, const char *set, const char *path, const char *
         if (chunk)
             json_object_set_new(j, "chunk", json_string(chunk));
         json_object_set_new(j, "problem", json_string(msg));
+        int kind;
+        char *fix = fix_for(c, set, object, &kind);
+        json_object_set_new(j, "fix", json_string(fix));
+        if (!c->fix_text[kind])
+            c->fix_text[kind] = fix;
+        else
+            free(fix);
         json_array_append_new(c->problems, j);
     }
+    if (set)
+        json_object_set_new(c->fix_sets, set, json_true());
     pthread_mutex_unlock(&c->mu);
     if (listed)
         cf_log(CF_LOG_ERROR, "%s: %s", line, msg);
@@ -185,11 +234,16 @@ static void object_problem(void *ud, const char *object, const char *chunk, cons
     pthread_mutex_lock(&c->mu);
     if (object && strncmp(object, "index/", 6) == 0)
         c->bad_index = 1;
-    cf_id id;
-    if (chunk && cf_id_parse(chunk, &id) == 0)
+    cf_id id, pk;
+    if (chunk && cf_id_parse(chunk, &id) == 0) {
         idset_add(&c->bad_chunks, &id);
-    else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
-             cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
+        if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
+            cf_unhex(object + 8, pk.b, CF_ID_LEN) == 0) {
+            c->dchunks = cf_realloc(c->dchunks, (c->ndchunks + 1) * sizeof *c->dchunks);
+            c->dchunks[c->ndchunks++] = (cf_damaged_chunk){id, pk};
+        }
+    } else if (object && strncmp(object, "data/", 5) == 0 && strlen(object) == 72 &&
+               cf_unhex(object + 8, id.b, CF_ID_LEN) == 0)
         idset_add(&c->bad_packs, &id);
     pthread_mutex_unlock(&c->mu);
 }
@@ -304,6 +358,9 @@ static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t pl
     cf_repo *r = c->run->repo;
     pack[0] = 0;
     (void)plen;
+    if (!cf_repo_has(r, id) && cf_repo_chunk_pack(r, id, pack, plen))
+        return "damaged according to an earlier check (state/damaged); the next backup stores "
+               "it again";
     if (!cf_repo_has(r, id))
         return c->bad_index ? "not in the repository index (an index object is damaged, see "
                               "above; `coffer check --rebuild-index` rebuilds it from the packs)"
@@ -496,9 +553,78 @@ static uint64_t check_sets(cctx *c, char **ids, size_t n, int nt)
     return entries;
 }
 
+/* One line per kind of fix; set-level ones name every affected set. */
+static json_t *fixes_json(cctx *c)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < (int)(sizeof c->fix_text / sizeof *c->fix_text); k++) {
+        if (!c->fix_text[k])
+            continue;
+        if (k != FIX_SET) {
+            json_array_append_new(a, json_string(c->fix_text[k]));
+            continue;
+        }
+        const char *p = c->policy ? c->policy : "POLICY", *id;
+        json_t *v;
+        size_t len = 0, nsets = json_object_size(c->fix_sets);
+        json_object_foreach(c->fix_sets, id, v) len += strlen(id) + 1;
+        char *ids = cf_calloc(len + 1, 1);
+        json_object_foreach(c->fix_sets, id, v)
+        {
+            if (ids[0])
+                strcat(ids, " ");
+            strcat(ids, id);
+        }
+        char *s = cf_asprintf("coffer backup -p %s (stores the missing chunks again while the "
+                              "source still has them), or remove the affected set%s: coffer "
+                              "forget -p %s %s",
+                              p, nsets == 1 ? "" : "s", p, ids);
+        json_array_append_new(a, json_string(s));
+        free(s);
+        free(ids);
+    }
+    return a;
+}
+
+/* state/damaged: the packs and chunks found missing or damaged now. A check
+ * that did not read the packs cannot clear chunks an earlier --read-data
+ * found damaged: those stay. Failing to write it is not a check failure. */
+static void record_damage(cctx *c, const cf_check_opts *o)
+{
+    cf_repo *r = c->run->repo;
+    const cf_damage *old = cf_repo_damage(r);
+    cf_damage d = {0};
+    size_t cap = c->bad_packs.n + c->ndchunks + (o->read_data ? 0 : old->nchunks) + 1;
+    d.packs = cf_malloc(cap * sizeof *d.packs);
+    d.chunks = cf_malloc(cap * sizeof *d.chunks);
+    for (size_t i = 0; i < c->bad_packs.cap; i++)
+        if (c->bad_packs.v[i].used)
+            d.packs[d.npacks++] = c->bad_packs.v[i].id;
+    for (size_t i = 0; i < c->ndchunks; i++)
+        d.chunks[d.nchunks++] = c->dchunks[i];
+    if (!o->read_data)
+        for (size_t i = 0; i < old->nchunks; i++)
+            d.chunks[d.nchunks++] = old->chunks[i];
+    int had = old->npacks || old->nchunks || old->time[0];
+    if ((d.npacks || d.nchunks || had) && cf_repo_damage_store(r, &d) != 0)
+        cf_log(CF_LOG_WARN, "cannot record the damage found: %s", cf_error());
+    else if (d.npacks || d.nchunks)
+        cf_log(CF_LOG_INFO,
+               "recorded %zu damaged pack(s) and %zu chunk(s) in %s: the next backup stores "
+               "their chunks again",
+               d.npacks, d.nchunks, CF_DAMAGE_KEY);
+    else if (had)
+        cf_log(CF_LOG_INFO, "cleared the damage record %s", CF_DAMAGE_KEY);
+    cf_damage_free(&d);
+}
+
 int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
 {
-    cctx c = {.run = run, .problems = json_array(), .orphans = json_array()};
+    cctx c = {.run = run,
+              .problems = json_array(),
+              .orphans = json_array(),
+              .policy = o->policy,
+              .fix_sets = json_object()};
     pthread_mutex_init(&c.mu, NULL);
     json_t *rep = json_object();
     int rc = CF_EXIT_FAILED;
@@ -545,12 +671,18 @@ int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
     json_object_set_new(rep, "orphan_bytes", json_integer((json_int_t)obytes));
     json_object_set_new(rep, "problem_count", json_integer((json_int_t)c.nproblems));
     rc = c.nproblems ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
+    record_damage(&c, o);
 out:
+    json_object_set_new(rep, "fixes", fixes_json(&c));
     json_object_set(rep, "problems", c.problems);
     json_object_set(rep, "orphans", c.orphans);
     json_decref(c.problems);
     json_decref(c.orphans);
     *report = rep;
+    for (size_t i = 0; i < sizeof c.fix_text / sizeof *c.fix_text; i++)
+        free(c.fix_text[i]);
+    json_decref(c.fix_sets);
+    free(c.dchunks);
     idset_free(&c.bad_chunks);
     idset_free(&c.bad_packs);
     idset_free(&c.verdicts);

@@ -253,7 +253,8 @@ int cf_repo_rebuild_index(cf_repo *r)
     }
     cf_index ni;
     cf_index_init(&ni);
-    size_t skipped = 0;
+    size_t skipped = 0, dropped = 0;
+    cf_buf plain = {0};
     for (size_t i = 0; i < pl.n; i++) {
         uint64_t size = pl.sizes[i];
         coffer_object_stat os;
@@ -272,15 +273,39 @@ int cf_repo_rebuild_index(cf_repo *r)
             skipped++;
             continue;
         }
+        /* The table says where blobs are; only a blob that opens and
+         * hashes to its id is indexed. This reads every pack whole. */
+        cf_buf pack = {0};
+        if (cf_store_get(r->st, pl.keys[i], &pack) != 0) {
+            cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
+            skipped++;
+            free(ents);
+            continue;
+        }
         cf_id pid;
         cf_pack_key_parse(pl.keys[i], &pid);
         uint32_t pno = cf_index_pack(&ni, &pid, size);
         for (size_t k = 0; k < n; k++) {
             ents[k].pack = pno;
+            char hex[2 * CF_ID_LEN + 1];
+            if (ents[k].offset + ents[k].stored > pack.len) {
+                cf_id_hex(&ents[k].id, hex);
+                cf_log(CF_LOG_WARN, "rebuild index: dropped chunk %s in %s: blob past the end", hex,
+                       pl.keys[i]);
+                dropped++;
+                continue;
+            }
+            if (cf_blob_open(r, &ents[k], pl.keys[i], pack.data + ents[k].offset, &plain) != 0) {
+                cf_log(CF_LOG_WARN, "rebuild index: dropped %s", cf_error());
+                dropped++;
+                continue;
+            }
             cf_index_add(&ni, &ents[k]);
         }
+        cf_buf_free(&pack);
         free(ents);
     }
+    cf_buf_free(&plain);
     size_t npacks = pl.n - skipped;
     cf_strv_free(pl.keys, pl.n);
     free(pl.sizes);
@@ -325,8 +350,9 @@ int cf_repo_rebuild_index(cf_repo *r)
     cf_strv_free(r->bad_index, r->nbad_index);
     r->bad_index = NULL;
     r->nbad_index = 0;
-    cf_log(CF_LOG_INFO, "rebuilt index: %zu chunks in %zu packs%s", ni.n, npacks,
-           skipped ? " (unreadable packs skipped, see warnings)" : "");
+    cf_log(CF_LOG_INFO, "rebuilt index: %zu chunks in %zu packs%s; %zu damaged blob(s) dropped%s",
+           ni.n, npacks, skipped ? " (unreadable packs skipped, see warnings)" : "", dropped,
+           dropped ? " (the next backup stores them again while the source has them)" : "");
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * objects that persist it. Chunk ids are SHA-256 outputs, uniformly
  * distributed, so their first 8 bytes serve directly as the hash.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,10 @@ static void idmap_put(cf_idmap *m, const void *base, size_t stride, uint32_t idx
     m->slots[i] = idx + 1;
 }
 
-static void idmap_rebuild(cf_idmap *m, const void *base, size_t stride, size_t n)
+/* skip_off: offset of a flag byte in the element that, when set, keeps it
+ * out of the map (0: none). */
+static void idmap_rebuild_skip(cf_idmap *m, const void *base, size_t stride, size_t n,
+                               size_t skip_off)
 {
     size_t want = 16;
     while (want * 3 < (n + 1) * 4) /* keep the load at or below 3/4 */
@@ -53,7 +57,16 @@ static void idmap_rebuild(cf_idmap *m, const void *base, size_t stride, size_t n
     m->slots = cf_calloc(want, sizeof *m->slots);
     m->nslots = want;
     for (size_t i = 0; i < n; i++)
-        idmap_put(m, base, stride, (uint32_t)i);
+        if (!skip_off || !((const uint8_t *)base)[i * stride + skip_off])
+            idmap_put(m, base, stride, (uint32_t)i);
+}
+
+static void idmap_rebuild(cf_idmap *m, const void *base, size_t stride, size_t n)
+{
+    if (stride == sizeof(cf_loc))
+        idmap_rebuild_skip(m, base, stride, n, offsetof(cf_loc, stale));
+    else
+        idmap_rebuild_skip(m, base, stride, n, 0);
 }
 
 /* Element idx (the n-th, 0-based) was just appended. */
@@ -86,10 +99,43 @@ ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
     return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);
 }
 
+int cf_index_bad(const cf_index *ix, size_t i)
+{
+    return ix->ents[i].bad || ix->packs[ix->ents[i].pack].damaged;
+}
+
+/* Point the map's slot for element `from` at element `to` (same id). */
+static void idmap_move(cf_idmap *m, const void *base, size_t stride, uint32_t from, uint32_t to)
+{
+    size_t mask = m->nslots - 1, i = (size_t)id_hash(elem_id(base, stride, from)) & mask;
+    for (; m->slots[i]; i = (i + 1) & mask)
+        if (m->slots[i] == from + 1) {
+            m->slots[i] = to + 1;
+            return;
+        }
+}
+
+int cf_index_add_loaded(cf_index *ix, const cf_loc *loc)
+{
+    ssize_t old = cf_index_find(ix, &loc->id);
+    if (old < 0)
+        return cf_index_add(ix, loc);
+    if (!loc->bad && !ix->packs[loc->pack].damaged && cf_index_bad(ix, (size_t)old)) {
+        ix->ents[old] = *loc; /* same id: the map needs no change */
+        return 1;
+    }
+    return 0;
+}
+
 int cf_index_add(cf_index *ix, const cf_loc *loc)
 {
-    if (cf_index_find(ix, &loc->id) >= 0)
+    ssize_t old = cf_index_find(ix, &loc->id);
+    int good = !loc->bad && !ix->packs[loc->pack].damaged;
+    if (old >= 0 && (!good || !cf_index_bad(ix, (size_t)old)))
         return 0;
+    /* A copy in a damaged pack is superseded by a sound one. The stale
+     * entry stays in the array (entries past ents_indexed are what the
+     * session's index object holds) but the map no longer finds it. */
     if (ix->n == ix->cap) {
         /* 1.5x growth: the index of a large repository is the biggest
          * allocation coffer makes, so keep the slack modest. */
@@ -97,8 +143,16 @@ int cf_index_add(cf_index *ix, const cf_loc *loc)
         ix->ents = cf_realloc(ix->ents, ix->cap * sizeof *ix->ents);
     }
     ix->ents[ix->n] = *loc;
+    ix->ents[ix->n].stale = 0;
     ix->n++;
-    idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
+    if (old >= 0)
+        ix->ents[old].stale = 1;
+    if (old >= 0 && ix->emap.nslots * 3 < ix->n * 4)
+        idmap_rebuild(&ix->emap, ix->ents, sizeof *ix->ents, ix->n);
+    else if (old >= 0)
+        idmap_move(&ix->emap, ix->ents, sizeof *ix->ents, (uint32_t)old, (uint32_t)(ix->n - 1));
+    else
+        idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
     return 1;
 }
 
@@ -121,6 +175,7 @@ uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size)
     }
     ix->packs[ix->npacks].id = *pack_id;
     ix->packs[ix->npacks].size = size;
+    ix->packs[ix->npacks].damaged = 0;
     ix->npacks++;
     idmap_add(&ix->pmap, ix->packs, sizeof *ix->packs, ix->npacks, (uint32_t)(ix->npacks - 1));
     return (uint32_t)(ix->npacks - 1);
@@ -129,6 +184,13 @@ uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size)
 void cf_index_truncate(cf_index *ix, size_t n, size_t npacks)
 {
     if (n < ix->n) {
+        /* A copy superseded by one dropped now is current again. */
+        for (size_t j = 0; j < n; j++)
+            if (ix->ents[j].stale) {
+                ssize_t k = cf_index_find(ix, &ix->ents[j].id);
+                if (k < 0 || (size_t)k >= n)
+                    ix->ents[j].stale = 0;
+            }
         ix->n = n;
         idmap_rebuild(&ix->emap, ix->ents, sizeof *ix->ents, n);
     }
@@ -202,6 +264,8 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
         uint64_t psize = cf_get64(g + 32);
         uint32_t count = cf_get32(g + 40);
         uint32_t pno = cf_index_pack(ix, &pid, psize);
+        if (cf_damage_has_pack(&r->dmg, &pid))
+            ix->packs[pno].damaged = 1;
         while (count > 0) {
             uint32_t k = count < BATCH ? count : BATCH;
             got = cf_objr_read_full(rd, buf, (size_t)k * CF_ENTRY_LEN);
@@ -215,13 +279,14 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
                 cf_loc l;
                 cf_entry_decode(buf + (size_t)i * CF_ENTRY_LEN, &l);
                 l.pack = pno;
+                l.bad = cf_damage_has_chunk(&r->dmg, &l.id, &pid) ? 1 : 0;
                 if (!cf_entry_valid(&l, psize, r->seal_overhead)) {
                     char hex[2 * CF_ID_LEN + 1];
                     cf_id_hex(&l.id, hex);
                     cf_fail("%s: corrupt index: invalid entry for chunk %s", key, hex);
                     goto out;
                 }
-                cf_index_add(ix, &l); /* a chunk listed twice keeps its first place */
+                cf_index_add_loaded(ix, &l); /* a chunk listed twice keeps its first sound place */
             }
             count -= k;
         }

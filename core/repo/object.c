@@ -48,6 +48,8 @@ const char *cf_obj_type_name(int type)
         return "key";
     case CF_OBJ_PROOF:
         return "proof";
+    case CF_OBJ_STATE:
+        return "state";
     default:
         return "unknown";
     }

@@ -160,6 +160,7 @@ static void packw_table_add(cf_packw *pw, const cf_loc *loc)
 int cf_packw_add_stored(cf_packw *pw, const cf_loc *src, const uint8_t *blob, cf_loc *loc)
 {
     *loc = *src;
+    loc->bad = 0; /* copied after verification */
     if (!pw->w && packw_open(pw) != 0)
         return -1;
     loc->pack = pw->pno;

@@ -423,6 +423,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         r->seal_overhead = CF_SEAL_OVERHEAD;
     }
 
+    if (!(flags & CF_REPO_OPEN_NO_INDEX))
+        cf_repo_damage_load(r);
     char **keys = NULL;
     size_t nkeys = 0;
     if (!(flags & CF_REPO_OPEN_NO_INDEX) && cf_repo_list_index(r, &keys, &nkeys) != 0)
@@ -466,6 +468,7 @@ void cf_repo_close(cf_repo *r)
     cf_strv_free(r->bad_index, r->nbad_index);
     free(r->fail_msg);
     cf_index_free(&r->idx);
+    cf_damage_free(&r->dmg);
     EVP_MD_free(r->sha);
     cf_crypt_free(r->crypt);
     pthread_rwlock_destroy(&r->lock);
@@ -498,7 +501,8 @@ cf_store *cf_repo_store(cf_repo *r)
 int cf_repo_has(cf_repo *r, const cf_id *id)
 {
     pthread_rwlock_rdlock(&r->lock);
-    int found = cf_index_find(&r->idx, id) >= 0;
+    ssize_t i = cf_index_find(&r->idx, id);
+    int found = i >= 0 && !cf_index_bad(&r->idx, (size_t)i);
     pthread_rwlock_unlock(&r->lock);
     return found;
 }

@@ -37,6 +37,7 @@ enum {
     CF_OBJ_MANIFEST = 4,
     CF_OBJ_KEY = 5,
     CF_OBJ_PROOF = 6, /* a rehearsal's result: proofs/<set>/<time>-<rand> */
+    CF_OBJ_STATE = 7, /* state/damaged: what the last check found broken */
 };
 
 /* Encryption at rest, chosen at init (docs/repository-format.md, 2.1):
@@ -203,9 +204,41 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud);
 /* Read one pack whole: trailer hash, every blob decompresses and hashes to
  * its id. */
 long cf_repo_check_pack(cf_repo *r, const char *pack_key, cf_repo_problem_cb cb, void *ud);
-/* Rebuild the index from pack trailers alone (writes a new index object
- * covering all packs and removes the old index objects). */
+/* Rebuild the index from the packs' own tables (writes a new index object
+ * covering all packs, then removes the old index objects). Every blob is
+ * read and checked (opens, decompresses, hashes to its id): one that does
+ * not is left out and logged with its pack and the reason. */
 int cf_repo_rebuild_index(cf_repo *r);
+
+/* ---- Damage record (core/repo/damage.c) ------------------------------------
+ * state/damaged lists the packs a check found missing or damaged and the
+ * chunks it found unreadable, with the check's time. At open, index entries
+ * in those packs (or for those chunks) count as absent: a backup stores
+ * such chunks again, and the new copy then wins for every read. Text body:
+ *   coffer-damaged 1
+ *   time <UTC ISO 8601>
+ *   pack <hex id>        (any number)
+ *   chunk <hex id> <hex pack id>   (any number: that copy of the chunk)
+ * Unknown line kinds are ignored (a later version may add some). */
+#define CF_DAMAGE_KEY "state/damaged"
+typedef struct cf_damaged_chunk {
+    cf_id chunk, pack;
+} cf_damaged_chunk;
+typedef struct cf_damage {
+    cf_id *packs;             /* sorted */
+    cf_damaged_chunk *chunks; /* sorted */
+    size_t npacks, nchunks;
+    char time[32];
+} cf_damage;
+/* Parse a body; malformed text is an error naming the line, *d stays empty. */
+int cf_damage_parse(const char *buf, size_t len, cf_damage *d);
+/* Serialise (ids sorted and deduplicated first). Caller frees *out. */
+char *cf_damage_format(cf_damage *d);
+void cf_damage_free(cf_damage *d);
+/* The record of this repository as loaded at open (empty: none). */
+const cf_damage *cf_repo_damage(cf_repo *r);
+/* Write state/damaged with these findings, or remove it when d is empty. */
+int cf_repo_damage_store(cf_repo *r, cf_damage *d);
 
 /* Packs the index names (committed ones holding indexed chunks). */
 typedef struct cf_pack_list {

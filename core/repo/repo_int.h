@@ -137,13 +137,16 @@ typedef struct cf_loc {
     uint32_t raw;    /* plaintext bytes */
     uint32_t pack;   /* index into cf_index.packs */
     uint8_t comp;    /* CF_COMP_* */
-    uint8_t pad[3];
+    uint8_t bad;     /* listed damaged by the last check (state/damaged) */
+    uint8_t stale;   /* superseded by a sound copy appended later: the map skips it */
+    uint8_t pad[1];
 } cf_loc;
 _Static_assert(sizeof(cf_loc) == 56, "cf_loc is the per-chunk memory cost: keep it compact");
 
 typedef struct cf_pack_rec {
     cf_id id;
     uint64_t size; /* whole pack object; 0 while the pack is being written */
+    uint8_t damaged; /* missing or damaged per the last check (state/damaged) */
 } cf_pack_rec;
 
 /* Open addressing over an array whose elements start with a cf_id;
@@ -168,6 +171,11 @@ void cf_index_free(cf_index *ix);
 ssize_t cf_index_find(const cf_index *ix, const cf_id *id);
 /* Adds unless the id is present. Returns 1 added, 0 already there. */
 int cf_index_add(cf_index *ix, const cf_loc *loc);
+/* As cf_index_add, but a sound copy replaces a damaged one in place
+ * (loading committed index objects: nothing is written from the array). */
+int cf_index_add_loaded(cf_index *ix, const cf_loc *loc);
+/* An entry counts as absent: its chunk or its pack is listed damaged. */
+int cf_index_bad(const cf_index *ix, size_t i);
 ssize_t cf_index_find_pack(const cf_index *ix, const cf_id *pack_id);
 /* Find or append a pack; a known size is kept. Returns its number. */
 uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size);
@@ -256,6 +264,8 @@ struct cf_repo {
     atomic_int failed; /* a write failed: only abort is allowed */
     char *fail_msg;    /* the first failure's message (under wlock) */
 
+    cf_damage dmg; /* state/damaged as read at open */
+
     char **bad_index; /* index objects skipped at open (CF_REPO_OPEN_SKIP_BAD_INDEX) */
     size_t nbad_index;
 
@@ -263,6 +273,11 @@ struct cf_repo {
         packs_written;
     _Atomic uint64_t bytes_read, reads;
 };
+
+/* 1 if the damage record names the pack or the chunk. */
+int cf_damage_has_pack(const cf_damage *d, const cf_id *pack);
+int cf_damage_has_chunk(const cf_damage *d, const cf_id *chunk, const cf_id *pack);
+void cf_repo_damage_load(cf_repo *r); /* at open, before the index */
 
 /* Record a committed object of this session (for abort). Locks wlock. */
 void cf_repo_sess_add(cf_repo *r, int is_pack, const char *key);

@@ -35,7 +35,7 @@ COPY = {"id": "str", "target": "str", "copied": "bool", "bytes_sent": "int"}
 DRIVER = {"name": "str", "kind": "str", "version": "str|null", "abi_major": "int",
           "abi_minor": "int", "capabilities": ["str"], "built_in": "bool", "path": "str|null"}
 PROBLEM = {"set?": "str", "path?": "str", "object?": "str", "chunk?": "str", "pack?": "str",
-           "problem": "str"}
+           "problem": "str", "fix?": "str"}
 PCHECK = {"name": "str", "type": "str", "level": "str", "status": "str", "rows": "int",
           "problems": "int", "first": ["str"], "detail": "str"}
 PCHECK_SUM = {"name": "str", "status": "str", "problems": "int"}
@@ -91,7 +91,7 @@ SCHEMA = {
     "copy": {"from": "str", "to": "str", "sets": [COPY]},
     "unlock": {"removed": "int", "all": "bool"},
     "check": {"sets": "int", "entries": "int", "orphan_bytes": "int", "problem_count": "int",
-              "problems": [PROBLEM], "ok": "bool",
+              "problems": [PROBLEM], "ok": "bool", "fixes": ["str"],
               "orphans": [{"object": "str", "size": "int", "mtime": "int"}],
               "packs_read?": "int", "packs_total?": "int", "bytes_read?": "int",
               "read_seconds?": "num"},
