@@ -46,9 +46,12 @@ int cmd_ls(int argc, char **argv)
         rc = die(CF_EXIT_FAILED);
     else if ((rc = cf_ls(run, id, &o, out)) != CF_EXIT_OK)
         rc = die(rc);
-    else if (out)
-        print_json(json_pack("{s:s,s:s,s:O}", "set", id, "path", o.path ? o.path : "", "entries",
-                             out));
+    else if (out) {
+        json_t *r = json_pack("{s:s,s:s,s:O}", "set", id, "path", o.path ? o.path : "", "entries",
+                              out);
+        print_json(r);
+        json_decref(r);
+    }
     json_decref(out);
     free(id);
     args_free(&a);
@@ -100,6 +103,7 @@ int cmd_find(int argc, char **argv)
         if (rc != CF_EXIT_OK)
             json_object_set_new(r, "error", json_string(cf_error()));
         print_json(r);
+        json_decref(r);
     }
     json_decref(out);
     args_free(&a);
