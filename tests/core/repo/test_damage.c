@@ -52,8 +52,8 @@ static void test_malformed(void **state)
         "coffer-damaged 2\n",
         "something else\npack 11\n",
         "coffer-damaged 1\npack 1234\n",
-        "coffer-damaged 1\nchunk "
-        "1111111111111111111111111111111111111111111111111111111111111111\n",
+        ("coffer-damaged 1\nchunk "
+         "1111111111111111111111111111111111111111111111111111111111111111\n"),
         "coffer-damaged 1\npack zz11111111111111111111111111111111111111111111111111111111111111\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
