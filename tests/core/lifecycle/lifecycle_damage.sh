@@ -60,6 +60,9 @@ for kind in enc plain; do
     done < <(find "$T/d/data" -type f -printf '%s %p\n' | sort -rn | head -8 | cut -d' ' -f2-)
     [ -n "$PK" ] || die "$kind: no large pack holds a blob of set $S2"
     PKEY=${PK#"$T/d/"}
+    # the search's --read-data recorded the damage (state/damaged): without
+    # that record a check that reads no pack cannot see a flipped byte
+    rm -f "$T/d/state/damaged"
     expect_rc 0 "$kind: check without --read-data does not read packs" cf check -p "$POLICY"
     expect_rc 3 "$kind: check --read-data finds it" cf check -p "$POLICY" --read-data
     assert_contains "$ERR" "$PKEY" "$kind: the problem names the pack"
@@ -69,6 +72,8 @@ for kind in enc plain; do
     else
         assert_imatch "$ERR" "hash mismatch|decompress|trailer mismatch" "$kind: the blob fails its check"
     fi
+    expect_rc 3 "$kind: then a check without --read-data reports the recorded damage" cf check -p "$POLICY"
+    assert_contains "$ERR" "damaged according to an earlier check" "$kind: ... as recorded by the earlier check"
     run cf check -p "$POLICY" --read-data-subset 100%
     assert_eq 3 "$RC" "$kind: check --read-data-subset 100% exit 3"
     expect_rc 3 "$kind: verify --read-data of the set finds it" cf verify -p "$POLICY" --set "$S2" --read-data
