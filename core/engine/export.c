@@ -26,10 +26,38 @@ typedef struct xp {
     struct archive *a;
     json_t *left_out; /* [{"name"|"path", "why"}] */
     uint64_t files, bytes;
+    int fd;
+    int werr; /* errno of the first failed write; later writes are dropped */
 } xp;
+
+/* libarchive's write callback. A failure is kept here and reported by
+ * arc_fail, while libarchive is told the bytes were taken: a write error
+ * inside libarchive leaves its archive unclosable, and its buffers leak
+ * (libarchive 3.6). Once a write failed nothing more reaches fd, so a
+ * failed archive on stdout never gets its end-of-archive marker. */
+static la_ssize_t sink(struct archive *a, void *ud, const void *buf, size_t len)
+{
+    (void)a;
+    xp *x = ud;
+    const char *p = buf;
+    for (size_t left = len; left && !x->werr;) {
+        ssize_t w = write(x->fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            x->werr = w < 0 ? errno : EIO;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    return (la_ssize_t)len;
+}
 
 static int arc_fail(xp *x, const char *what)
 {
+    if (x->werr)
+        return cf_fail("export: %s: %s", what, strerror(x->werr));
     int e = archive_errno(x->a);
     const char *msg = archive_error_string(x->a) ?: "write failed";
     if (e > 0)
@@ -64,7 +92,7 @@ static void left_out(xp *x, const char *member, const char *name, const char *wh
 
 static int write_data(xp *x, const void *p, size_t n, const char *what)
 {
-    if (n && archive_write_data(x->a, p, n) != (la_ssize_t)n)
+    if ((n && archive_write_data(x->a, p, n) != (la_ssize_t)n) || x->werr)
         return arc_fail(x, what);
     return 0;
 }
@@ -393,17 +421,16 @@ int cf_export(cf_run *run, const char *set_id, const char *to, json_t **report)
     x.a = archive_write_new();
     archive_write_set_format_pax(x.a); /* pax records: times to the nanosecond, xattrs */
     archive_write_set_bytes_in_last_block(x.a, 1);
-    if (archive_write_open_fd(x.a, fd) != ARCHIVE_OK) {
+    x.fd = fd;
+    if (archive_write_open2(x.a, &x, NULL, sink, NULL, NULL) != ARCHIVE_OK) {
         arc_fail(&x, to);
     } else if (write_set(&x, report) == 0) {
-        if (archive_write_close(x.a) != ARCHIVE_OK)
+        if (archive_write_close(x.a) != ARCHIVE_OK || x.werr)
             arc_fail(&x, to);
         else
             rc = 0;
     }
-    if (rc != 0)
-        archive_write_fail(x.a); /* no end-of-archive marker after a failure */
-    archive_write_free(x.a);
+    archive_write_free(x.a); /* closes a failed archive: sink() drops its end */
     if (!to_stdout) {
         if (rc == 0 && fsync(fd) != 0)
             rc = cf_fail_errno("export: %s", to);
