@@ -92,9 +92,14 @@ static int secret_name(const char *name, size_t n)
     return n >= 3 && strcmp(low + n - 3, "pwd") == 0;
 }
 
-/* Replace s[from, to) with "***". */
+/* Replace s[from, to) with "***", or with as many '*' when shorter: the
+ * message never grows (it may fill its buffer exactly). */
 static size_t mask(char *s, size_t from, size_t to)
 {
+    if (to - from < 3) {
+        memset(s + from, '*', to - from);
+        return to;
+    }
     size_t len = strlen(s);
     memmove(s + from + 3, s + to, len - to + 1);
     memcpy(s + from, "***", 3);
