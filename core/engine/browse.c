@@ -329,25 +329,7 @@ static int policy_sets(cf_run *run, const char *spec, char ***ids, size_t *n)
         *n = 1;
         return 0;
     }
-    char **all;
-    size_t na;
-    if (cf_sets_list(run->repo, &all, &na) != 0)
-        return -1;
-    for (size_t i = 0; i < na; i++) {
-        json_t *h;
-        if (cf_manifest_header(run->repo, all[i], &h) != 0) {
-            cf_log(CF_LOG_WARN, "set %s skipped: %s", all[i], cf_error());
-            continue;
-        }
-        const char *p = json_string_value(json_object_get(h, "policy"));
-        if (p && strcmp(p, run->policy->name) == 0) {
-            *ids = cf_realloc(*ids, (*n + 1) * sizeof(char *));
-            (*ids)[(*n)++] = cf_strdup(all[i]);
-        }
-        json_decref(h);
-    }
-    cf_strv_free(all, na);
-    return 0;
+    return cf_policy_sets(run, ids, n);
 }
 
 /* ---- a map of 64-bit keys to 64-bit values (open addressing) --------------- */

@@ -479,19 +479,9 @@ static int choose(cf_run *run, const char *spec, char ***ids, size_t *n)
     }
     char **all;
     size_t m;
-    if (cf_sets_list(run->repo, &all, &m) != 0)
+    if (cf_policy_sets(run, &all, &m) != 0)
         return -1;
     for (size_t i = 0; i < m; i++) {
-        json_t *h;
-        if (cf_manifest_header(run->repo, all[i], &h) != 0) {
-            cf_log(CF_LOG_WARN, "set %s: %s; not rehearsed", all[i], cf_error());
-            continue;
-        }
-        const char *pol = json_string_value(json_object_get(h, "policy"));
-        int mine = pol && strcmp(pol, run->policy->name) == 0;
-        json_decref(h);
-        if (!mine)
-            continue;
         if (strcmp(spec, "unproven") == 0) {
             json_t *last, *last_ok;
             if (cf_proof_latest(run->repo, all[i], &last, &last_ok) != 0) {

@@ -604,6 +604,31 @@ void cf_new_set_id(char *buf, size_t len)
     snprintf(buf, len, "%s-%08x", ts, v);
 }
 
+int cf_policy_sets(cf_run *run, char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    char **all;
+    size_t na;
+    if (cf_sets_list(run->repo, &all, &na) != 0)
+        return -1;
+    for (size_t i = 0; i < na; i++) {
+        json_t *h;
+        if (cf_manifest_header(run->repo, all[i], &h) != 0) {
+            cf_log(CF_LOG_WARN, "set %s left out: %s", all[i], cf_error());
+            continue;
+        }
+        const char *p = json_string_value(json_object_get(h, "policy"));
+        if (p && strcmp(p, run->policy->name) == 0) {
+            *ids = cf_realloc(*ids, (*n + 1) * sizeof **ids);
+            (*ids)[(*n)++] = cf_strdup(all[i]);
+        }
+        json_decref(h);
+    }
+    cf_strv_free(all, na);
+    return 0;
+}
+
 int cf_resolve_set(cf_run *run, const char *spec, char **id_out)
 {
     char **ids;

@@ -95,6 +95,9 @@ void cf_iso_time(time_t t, char *buf, size_t len);
 /* A new set id: time + 8 random hex. */
 void cf_new_set_id(char *buf, size_t len);
 
+/* The sets of run's policy, oldest first; a set whose header cannot be
+ * read is logged and left out. 0, or -1 with cf_error. */
+int cf_policy_sets(cf_run *run, char ***ids, size_t *n);
 /* Set selection: "latest" (of this policy) or an id (unique prefix ok). */
 int cf_resolve_set(cf_run *run, const char *spec, char **id_out);
 
