@@ -45,7 +45,7 @@ static const char *status_name(coffer_status st)
     static const char *n[] = {
         "OK",         "ERR_RETRY",       "ERR_FAILED",    "ERR_FATAL",    "ERR_NOT_FOUND",
         "ERR_EXISTS", "ERR_UNSUPPORTED", "ERR_CANCELLED", "ERR_NO_SPACE", "ERR_INVALID",
-        "ERR_AUTH",   "ERR_IO",          "ERR_CORRUPT"};
+        "ERR_AUTH",   "ERR_IO",          "ERR_CORRUPT",   "ERR_LOCKED"};
     return (unsigned)st < sizeof n / sizeof n[0] ? n[st] : "unknown status";
 }
 

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define COFFER_ABI_MAJOR 1
-#define COFFER_ABI_MINOR 1
+#define COFFER_ABI_MINOR 2
 
 /* The one exported symbol of a loadable driver. */
 #define COFFER_PLUGIN_ENTRY "coffer_plugin_init"
@@ -74,6 +74,8 @@ typedef enum coffer_status {
     COFFER_ERR_AUTH = 10,       /* credentials refused */
     COFFER_ERR_IO = 11,         /* local I/O error */
     COFFER_ERR_CORRUPT = 12,    /* data failed an integrity check */
+    COFFER_ERR_LOCKED = 13,     /* since 1.2: the object is under retention or the store
+                                   is append-only; nothing was changed */
 } coffer_status;
 
 typedef enum coffer_log_level {

@@ -25,6 +25,25 @@ extern "C" {
 #define COFFER_CAP_RANGED_READ (1u << 4)        /* reader_open honours offset/length cheaply */
 #define COFFER_CAP_RESTORE_VERSION (1u << 5)    /* restore_version */
 #define COFFER_CAP_LOCAL (1u << 6)              /* objects are local files (cheap random access) */
+#define COFFER_CAP_RETENTION (1u << 7)   /* since 1.2: write_opts lock_mode/retain_until honoured;
+                                            server_time, object_retention, set_retention */
+#define COFFER_CAP_APPEND_ONLY (1u << 8) /* since 1.2: the store never removes or rewrites an
+                                            object but a lock (locks/...) unless remove_ex
+                                            carries COFFER_REMOVE_MAINTENANCE */
+
+/* Object lock (retention) modes, since 1.2. Governance: a holder of the
+ * bypass permission may shorten or remove it; compliance: nobody can
+ * before the date. Either way a version under retention cannot be
+ * removed, and its retention can only be extended. */
+typedef enum coffer_lock_mode {
+    COFFER_LOCK_NONE = 0,
+    COFFER_LOCK_GOVERNANCE = 1,
+    COFFER_LOCK_COMPLIANCE = 2,
+} coffer_lock_mode;
+
+/* remove_ex flags, since 1.2 */
+#define COFFER_REMOVE_MAINTENANCE (1u << 0)       /* an append-only store removes the object */
+#define COFFER_REMOVE_BYPASS_GOVERNANCE (1u << 1) /* remove a governance-locked version */
 
 /* Writer flags */
 #define COFFER_WRITE_IF_ABSENT (1u << 0) /* fail with COFFER_ERR_EXISTS if the key exists */
@@ -34,6 +53,11 @@ typedef struct coffer_write_opts {
     uint32_t struct_size;  /* since 1.0 */
     uint32_t flags;        /* since 1.0: COFFER_WRITE_* */
     uint64_t size_hint;    /* since 1.0: expected length, 0 if unknown */
+    /* since 1.2, with COFFER_CAP_RETENTION: the new object is stored under
+     * retention lock_mode until retain_until (seconds since the epoch, by
+     * the server's clock); COFFER_LOCK_NONE: no retention of coffer's. */
+    uint32_t lock_mode;
+    int64_t retain_until;
 } coffer_write_opts;
 
 typedef struct coffer_object_stat {
@@ -131,6 +155,35 @@ typedef struct coffer_storage_ops {
      * NULL. Called from one thread. since 1.1 */
     coffer_status (*validate)(const coffer_host *host, coffer_hctx *h, const coffer_config *cfg,
                               const char **bad_option);
+
+    /* ---- since 1.2, optional ---- */
+
+    /* With COFFER_CAP_RETENTION. The storage's clock (seconds since the
+     * epoch), from the server's own answer (an HTTP Date header): retention
+     * dates are computed from it, never from the host's clock. */
+    coffer_status (*server_time)(void *instance, int64_t *now);
+    /* With COFFER_CAP_RETENTION. The retention of key (version_id NULL: the
+     * current version): *mode COFFER_LOCK_NONE and *until 0 when it has
+     * none. COFFER_ERR_NOT_FOUND when there is no such object or version. */
+    coffer_status (*object_retention)(void *instance, const char *key, const char *version_id,
+                                      coffer_lock_mode *mode, int64_t *until);
+    /* With COFFER_CAP_RETENTION. Set the retention of key (version_id NULL:
+     * the current version) to mode until `until`. Extending is always
+     * allowed to the credentials that may set retention; shortening or
+     * weakening is refused (COFFER_ERR_LOCKED) unless flags holds
+     * COFFER_REMOVE_BYPASS_GOVERNANCE and the lock is governance. */
+    coffer_status (*set_retention)(void *instance, const char *key, const char *version_id,
+                                   coffer_lock_mode mode, int64_t until, uint32_t flags);
+    /* Remove one version (version_id) or the key (NULL: as remove), with
+     * COFFER_REMOVE_* flags. A version under retention is COFFER_ERR_LOCKED;
+     * an append-only store without COFFER_REMOVE_MAINTENANCE is
+     * COFFER_ERR_LOCKED too. */
+    coffer_status (*remove_ex)(void *instance, const char *key, const char *version_id,
+                               uint32_t flags);
+    /* With COFFER_CAP_VERSIONING: like reader_open, of one version. */
+    coffer_status (*reader_open_version_range)(void *instance, const char *key,
+                                               const char *version_id, uint64_t offset,
+                                               uint64_t length, void **reader);
 } coffer_storage_ops;
 
 #ifdef __cplusplus
