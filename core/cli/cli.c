@@ -66,6 +66,8 @@ static const struct {
     [OPT_CACHE_SIZE] = {"cache-size", 0, 1},
     [OPT_LONG] = {"long", 'l', 0},
     [OPT_RECURSIVE] = {"recursive", 'R', 0},
+    [OPT_BYPASS_GOVERNANCE] = {"bypass-governance", 0, 0},
+    [OPT_APPLY_TOMBSTONES] = {"apply-tombstones", 0, 0},
 };
 
 /* Options every command takes: they change how much is printed, never
@@ -226,6 +228,8 @@ static int take(const cli_spec *spec, args *a, int id, const char *shown, char *
     case OPT_CACHE_SIZE: a->cache_size = val; break;
     case OPT_LONG: a->long_format = 1; break;
     case OPT_RECURSIVE: a->recursive = 1; break;
+    case OPT_BYPASS_GOVERNANCE: a->bypass_governance = 1; break;
+    case OPT_APPLY_TOMBSTONES: a->apply_tombstones = 1; break;
     default:
         if ((id >= OPT_KEEP_LAST && id <= OPT_KEEP_YEARLY) || id == OPT_KEEP_PROVEN) {
             char *end;

@@ -58,6 +58,8 @@ enum cli_opt_id {
     OPT_CACHE_SIZE,
     OPT_LONG,
     OPT_RECURSIVE,
+    OPT_BYPASS_GOVERNANCE,
+    OPT_APPLY_TOMBSTONES,
     OPT_COUNT
 };
 
@@ -95,6 +97,7 @@ typedef struct args {
     int salvage;
     const char *cache_size; /* --cache-size */
     int long_format, recursive; /* --long, --recursive */
+    int bypass_governance, apply_tombstones;
     int given[OPT_COUNT]; /* how often each option was given */
 } args;
 
@@ -140,6 +143,7 @@ int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, struct cf
 /* Commands living outside main.c (same signature as main). */
 int cmd_check(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_extend_locks(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_dump_component(int argc, char **argv);

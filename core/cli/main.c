@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/immutable.h"
 #include "engine/backup.h"
 #include "engine/copy.h"
 #include "engine/forget.h"
@@ -53,6 +54,7 @@ static const char *usage_main =
     "  check    -p POLICY [--read-data | --read-data-subset N%]  check the whole repository\n"
     "  prune    -p POLICY [--dry-run] [--max-unused PERCENT]     remove unreferenced data\n"
     "  key      list|add|remove ID|passwd -p POLICY   manage passphrases of an encrypted repository\n"
+    "  extend-locks -p POLICY [--target NAME]        extend the locks of an immutable target\n"
     "  mount    -p POLICY [--target NAME] [--cache-size SIZE] MOUNTPOINT  browse sets read-only\n"
     "  ls       -p POLICY [--set ID|latest] [PATH] [--long] [--recursive]  list a set's entries\n"
     "  find     -p POLICY PATTERN... [--set ID|all|latest]  which sets hold matching paths\n"
@@ -146,7 +148,7 @@ static int cmd_init(int argc, char **argv)
         }
         cf_run run = {.policy = p};
         if (cf_run_open_target(&run, t, 0) != 0 || cf_store_prepare(run.store, 1) != 0 ||
-            cf_repo_init(run.store, &prm) != 0) {
+            (t->immutable && cf_immutable_open(&run) != 0) || cf_repo_init(run.store, &prm) != 0) {
             cf_error_prefix("init target '%s' (%s)", t->name, t->location);
             rc = die(CF_EXIT_FAILED);
         } else if (a.json) {
@@ -193,6 +195,8 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *id, json_
     uint64_t sent = 0;
     if (rc == 0)
         rc = cf_copy_set(run->repo, dst.repo, id, &copied, &sent);
+    if (rc == 0 && t->immutable && dst.roll_due)
+        rc = cf_immutable_roll(&dst);
     if (rc == 0) {
         char b[32];
         cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
@@ -362,12 +366,29 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
     char start_err[2048] = "";
     if (rc != 0)
         snprintf(start_err, sizeof start_err, "%s", cf_error());
+    /* An immutable target: the set's objects are locked; when the lock
+     * epoch ends too soon, every live object's lock is extended now. */
+    char lock_err[2048] = "";
+    int rolled = 0;
+    if (run->target->immutable && run->roll_due) {
+        if (cf_immutable_roll(run) != 0)
+            snprintf(lock_err, sizeof lock_err,
+                     "set %s is saved, but extending the locks failed: %s; run `coffer "
+                     "extend-locks -p %s --target %s`",
+                     id, cf_error(), a->policy, run->target->name);
+        else
+            rolled = 1;
+    }
     /* Multi-site: the first target gets the backup, the others a copy. */
     int copy_failed = 0;
     char copy_err[2048] = "";
     json_t *errors = json_array(), *copies = json_array();
     if (start_err[0])
         json_array_append_new(errors, json_string(start_err));
+    if (lock_err[0]) {
+        cli_error("%s", lock_err);
+        json_array_append_new(errors, json_string(lock_err));
+    }
     for (size_t i = 0; !a->target && i < run->policy->ntargets; i++) {
         const cf_target *t = &run->policy->targets[i];
         if (t == run->target)
@@ -386,6 +407,15 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         sum = made;
     if (sum)
         add_repo_stats(run, sum);
+    if (sum && run->target->immutable)
+        json_object_set_new(sum, "retention",
+                            json_pack("{s:s,s:I,s:b,s:I}", "mode",
+                                      run->target->lock_mode == COFFER_LOCK_COMPLIANCE
+                                          ? "compliance"
+                                          : "governance",
+                                      "locked_until", (json_int_t)run->store->retain_until,
+                                      "extended", rolled, "requests",
+                                      (json_int_t)run->retention_requests));
     if (sum && a->json) {
         /* The set exists whatever failed after it: the summary says what. */
         typed_summary(sum);
@@ -416,7 +446,18 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         sum = NULL;
     }
     *sum_out = sum;
+    if (run->target->immutable && !a->json) {
+        char until[64];
+        cf_utc_time(run->store->retain_until, until, sizeof until);
+        cf_log(CF_LOG_INFO, "set %s: locked until %s%s (%llu retention requests)", id, until,
+               rolled ? ", every live object's lock extended" : "",
+               (unsigned long long)run->retention_requests);
+    }
     cf_run_close(run);
+    if (lock_err[0]) {
+        cf_fail("%s", lock_err);
+        return CF_EXIT_FAILED;
+    }
     if (start_err[0]) {
         cli_error("%s", start_err);
         cf_fail("%s", start_err);
@@ -1189,7 +1230,10 @@ static const cli_spec spec_forget = {
     "them) and remove the other sets of this policy. Prints each set with the\n"
     "rules that keep it. Given set ids (full ids, as `coffer sets` lists them),\n"
     "removes exactly those sets instead, and nothing when one of them is not a\n"
-    "set of this policy. Data is freed by `coffer prune`.\n",
+    "set of this policy. Data is freed by `coffer prune`. Forget removes, so it\n"
+    "uses the target's maintenance: options (credentials that may delete) when\n"
+    "it has them; on an immutable target a forgotten set's objects stay locked\n"
+    "(hidden, not deleted) until their retention ends.\n",
     (const cli_use[]){USE_POLICY, USE_TARGET,
                       {OPT_DRY_RUN, NULL, "print what would be removed, remove nothing", 0},
                       USE_JSON("print every set with keep/remove and reasons as JSON"),
@@ -1228,7 +1272,8 @@ static int cmd_forget(int argc, char **argv)
         }
     }
     cf_run *run; /* cf_forget takes the exclusive lock itself */
-    int orc = cli_open_parsed("forget", 1, CLI_LOCK_NONE, &a, &run);
+    int orc = cli_open_parsed("forget", CF_RUN_REPO | (a.dry_run ? 0 : CF_RUN_MAINT), CLI_LOCK_NONE,
+                              &a, &run);
     if (orc) {
         args_free(&a);
         return orc;
@@ -1800,7 +1845,7 @@ static int dispatch(int argc, char **argv, const char **cmd_out)
                 {"restore", cmd_restore}, {"verify", cmd_verify}, {"rehearse", cmd_rehearse}, {"plugins", cmd_plugins},
                 {"policy", cmd_policy},   {"forget", cmd_forget}, {"unlock", cmd_unlock},
                 {"copy", cmd_copy},       {"check", cmd_check},   {"prune", cmd_prune},
-                {"key", cmd_key},
+                {"key", cmd_key},         {"extend-locks", cmd_extend_locks},
                 {"dump", cmd_dump},
                 {"mount", cmd_mount},     {"export", cmd_export},
                 {"ls", cmd_ls},           {"find", cmd_find},     {"diff", cmd_diff},

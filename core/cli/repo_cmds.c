@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "engine/check.h"
+#include "engine/immutable.h"
 #include "engine/monitor.h"
 #include "engine/progress.h"
 #include "engine/prune.h"
@@ -23,6 +24,8 @@ static int open_repo(cf_run *run, unsigned flags)
     cf_passphrase_src ps;
     cf_run_passphrase(run->target, &ps);
     cf_repo_open_opts o = {.flags = flags, .pass = &ps};
+    if (run->target->immutable && cf_immutable_open(run) != 0)
+        return -1;
     if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
         if (!strstr(cf_error(), run->store->label))
             cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
@@ -122,18 +125,30 @@ int cmd_check(int argc, char **argv)
 
 static const cli_spec spec_prune = {
     "prune",
-    "usage: coffer prune -p POLICY [--target NAME] [--dry-run] [--max-unused PERCENT] [--json]\n"
+    "usage: coffer prune -p POLICY [--target NAME] [--dry-run] [--max-unused PERCENT]\n"
+    "                    [--bypass-governance] [--apply-tombstones] [--json]\n"
     "Remove the data no set references (after `coffer forget`), looking at every\n"
     "set of every policy in the repository. Packs nothing uses are removed; packs\n"
     "partly used are repacked (their used blobs copied into new packs), most\n"
     "wasteful first, until the unused bytes left are at most PERCENT (default 5)\n"
     "of the used ones; 0 repacks every partly used pack. Packs no index names\n"
     "are removed once older than an hour. Takes the exclusive lock; safe to\n"
-    "interrupt at any point. --dry-run prints the plan and changes nothing.\n",
+    "interrupt at any point. --dry-run prints the plan and changes nothing.\n"
+    "Prune removes, so it uses the target's maintenance: options (credentials\n"
+    "that may delete) when it has them. On an immutable target, packs under\n"
+    "retention are neither removed nor repacked until their locks end (a later\n"
+    "prune removes them), and removed objects' old versions go once unlocked.\n"
+    "--bypass-governance removes governance-locked objects now (credentials with\n"
+    "the bypass permission). On an append-only target, removals are tombstones;\n"
+    "--apply-tombstones removes for real what the tombstones name.\n",
     (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
                       {OPT_TARGET, "NAME", "the policy's target to prune (default: the first)", 0},
                       {OPT_DRY_RUN, NULL, "print the plan, change nothing", 0},
                       {OPT_MAX_UNUSED, "PERCENT", "unused bytes allowed to stay (default 5)", 0},
+                      {OPT_BYPASS_GOVERNANCE, NULL,
+                       "remove objects under a governance lock (immutable targets)", 0},
+                      {OPT_APPLY_TOMBSTONES, NULL,
+                       "remove what tombstones name (append-only targets)", 0},
                       {OPT_JSON, NULL, "print the report as JSON", 0},
                       {-1, NULL, NULL, 0}},
     0};
@@ -143,14 +158,33 @@ int cmd_prune(int argc, char **argv)
     args a = {0};
     if (parse(argc, argv, &spec_prune, &a) != 0)
         return CF_EXIT_USAGE;
-    cf_prune_cmd o = {
-        .dry_run = a.dry_run, .max_unused = 5, .verbose = cf_log_level_get() >= CF_LOG_DEBUG};
+    cf_prune_cmd o = {.dry_run = a.dry_run,
+                      .max_unused = 5,
+                      .verbose = cf_log_level_get() >= CF_LOG_DEBUG,
+                      .bypass_governance = a.bypass_governance,
+                      .apply_tombstones = a.apply_tombstones};
+    if (a.dry_run && (a.bypass_governance || a.apply_tombstones))
+        return usage_error("prune", "--dry-run changes nothing: drop %s",
+                           a.bypass_governance ? "--bypass-governance" : "--apply-tombstones");
     if (a.max_unused && cf_prune_parse_percent(a.max_unused, &o.max_unused) != 0)
         return usage_error("prune", "%s", cf_error());
     cf_run *run; /* the prune takes its exclusive lock itself */
-    int orc = cli_open_parsed("prune", 1, CLI_LOCK_NONE, &a, &run);
+    int orc = cli_open_parsed("prune", CF_RUN_REPO | (a.dry_run ? 0 : CF_RUN_MAINT), CLI_LOCK_NONE,
+                              &a, &run);
     if (orc)
         return orc;
+    if (a.bypass_governance && !run->target->immutable) {
+        cf_run_close(run);
+        return usage_error("prune", "--bypass-governance: target '%s' is not immutable",
+                           run->target->name);
+    }
+    if (a.apply_tombstones && !cf_store_append_only(run->store)) {
+        cf_run_close(run);
+        return usage_error("prune", "--apply-tombstones: target '%s' is not append-only",
+                           run->target->name);
+    }
+    /* Only with the flag do an append-only store's removals happen. */
+    run->store->maintenance = a.apply_tombstones;
     json_t *rep = NULL;
     if (cf_prune_repository(run, &o, &rep) != 0) {
         cf_run_close(run);
@@ -278,7 +312,9 @@ int cmd_key(int argc, char **argv)
     if (urc)
         return urc;
     cf_run *run; /* locked below, once the passphrase was asked for */
-    int orc = cli_open_parsed("key", 1, CLI_LOCK_NONE, &a, &run);
+    int removes = is_remove || strcmp(sub, "passwd") == 0;
+    int orc = cli_open_parsed("key", CF_RUN_REPO | (removes ? CF_RUN_MAINT : 0), CLI_LOCK_NONE, &a,
+                              &run);
     if (orc)
         return orc;
     int rc = CF_EXIT_OK;
@@ -326,4 +362,59 @@ int cmd_key(int argc, char **argv)
     }
     cf_run_close(run);
     return rc;
+}
+
+/* ---- extend-locks --------------------------------------------------------------- */
+
+static const cli_spec spec_extend_locks = {
+    "extend-locks",
+    "usage: coffer extend-locks -p POLICY [--target NAME] [--json]\n"
+    "Extend the object lock retention of every live object of an immutable\n"
+    "target (each pack the index names, the index and key objects, and the\n"
+    "config last) to the date the sets need: their time plus the lock period.\n"
+    "A backup does this itself when the locks would end too soon; run it when\n"
+    "`coffer check` names objects whose lock ends early, or on a repository no\n"
+    "backup wrote to for a while. Safe to repeat and to interrupt. The backup\n"
+    "credentials may extend retention; none may shorten it.\n",
+    (const cli_use[]){{OPT_POLICY, "FILE", "the policy (required)", 0},
+                      {OPT_TARGET, "NAME", "the policy's target (default: the first)", 0},
+                      {OPT_JSON, NULL, "print what was done as JSON", 0},
+                      {-1, NULL, NULL, 0}},
+    0};
+
+int cmd_extend_locks(int argc, char **argv)
+{
+    args a = {0};
+    cf_run *run;
+    int orc = cli_open(argc, argv, &spec_extend_locks, CF_RUN_REPO, CLI_LOCK_SHARED, &a, &run);
+    if (orc)
+        return orc;
+    if (!run->target->immutable) {
+        cf_fail("target '%s' (%s) is not immutable: it has no locks to extend (see immutable: "
+                "in coffer-policy(5))",
+                run->target->name, run->target->location);
+        cf_run_close(run);
+        return die(CF_EXIT_USAGE);
+    }
+    double t0 = cf_now();
+    if (cf_immutable_roll(run) != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
+    char until[64];
+    cf_utc_time(run->store->retain_until, until, sizeof until);
+    if (a.json) {
+        json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:f}", "target", run->target->name, "mode",
+                              run->target->lock_mode == COFFER_LOCK_COMPLIANCE ? "compliance"
+                                                                               : "governance",
+                              "locked_until", (json_int_t)run->store->retain_until, "requests",
+                              (json_int_t)run->retention_requests, "seconds", cf_now() - t0);
+        print_json(j);
+        json_decref(j);
+    } else {
+        printf("extend-locks: %llu object(s) locked until %s\n",
+               (unsigned long long)run->retention_requests, until);
+    }
+    cf_run_close(run);
+    return CF_EXIT_OK;
 }

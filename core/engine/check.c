@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/immutable.h"
 #include "engine/manifest.h"
 #include "engine/progress.h"
 #include "engine/setcheck.h"
@@ -669,8 +670,28 @@ int cf_check(cf_run *run, const cf_check_opts *o, json_t **report)
     json_object_set_new(rep, "sets", json_integer((json_int_t)n));
     json_object_set_new(rep, "entries", json_integer((json_int_t)entries));
     json_object_set_new(rep, "orphan_bytes", json_integer((json_int_t)obytes));
-    json_object_set_new(rep, "problem_count", json_integer((json_int_t)c.nproblems));
-    rc = c.nproblems ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
+    /* An immutable target: every object's lock against what the sets need. */
+    uint64_t nlock = 0;
+    if (run->target->immutable) {
+        json_t *lp = json_array();
+        uint64_t before = run->retention_requests;
+        int na = cf_immutable_audit(run, lp, o->policy ? o->policy : run->policy->file);
+        if (na < 0) {
+            json_decref(lp);
+            goto out;
+        }
+        nlock = (uint64_t)na;
+        json_object_set_new(rep, "retention",
+                            json_pack("{s:o,s:I,s:I,s:I}", "problems", lp, "locked_until",
+                                      (json_int_t)run->lock_epoch, "lock_period",
+                                      (json_int_t)run->lock_period, "requests",
+                                      (json_int_t)(run->retention_requests - before)));
+        if (nlock)
+            cf_log(CF_LOG_WARN, "retention: %llu object(s) not locked as the sets need (above)",
+                   (unsigned long long)nlock);
+    }
+    json_object_set_new(rep, "problem_count", json_integer((json_int_t)(c.nproblems + nlock)));
+    rc = c.nproblems || nlock ? CF_EXIT_PROBLEMS : CF_EXIT_OK;
     record_damage(&c, o);
 out:
     json_object_set_new(rep, "fixes", fixes_json(&c));

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/immutable.h"
 #include "engine/manifest.h"
 #include "engine/progress.h"
 #include "plugin/host.h"
@@ -116,6 +117,51 @@ static int mark_sets(cf_run *run, cf_prune *p, char **ids, size_t n, size_t *npo
     return rc;
 }
 
+typedef struct tombs {
+    char **v;
+    size_t n, cap;
+} tombs;
+
+static int collect_tomb(void *ud, const char *key, const coffer_object_stat *st)
+{
+    (void)st;
+    tombs *t = ud;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->v = cf_realloc(t->v, t->cap * sizeof *t->v);
+    }
+    t->v[t->n++] = cf_strdup(key);
+    return 0;
+}
+
+int cf_prune_apply_tombstones(cf_run *run, uint64_t *applied)
+{
+    cf_store *s = run->store;
+    *applied = 0;
+    if (!cf_store_append_only(s))
+        return 0;
+    tombs t = {0};
+    if (cf_store_list(s, CF_TOMBSTONE_PREFIX, collect_tomb, &t) != 0)
+        return -1;
+    int rc = 0;
+    size_t pl = strlen(CF_TOMBSTONE_PREFIX);
+    /* The object first, its tombstone after: killed in between, the
+     * tombstone only names a missing object. */
+    for (size_t i = 0; i < t.n && rc == 0; i++) {
+        int r = cf_store_remove_version(s, t.v[i] + pl, NULL, COFFER_REMOVE_MAINTENANCE);
+        if (r != 0 && r != COFFER_ERR_NOT_FOUND)
+            rc = -1;
+        else if (cf_store_remove_version(s, t.v[i], NULL, COFFER_REMOVE_MAINTENANCE) != 0)
+            rc = -1;
+        else
+            ++*applied;
+    }
+    cf_strv_free(t.v, t.n);
+    if (rc == 0 && *applied)
+        cf_log(CF_LOG_INFO, "append-only: %llu removal(s) applied", (unsigned long long)*applied);
+    return rc;
+}
+
 int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
 {
     *report = NULL;
@@ -136,6 +182,15 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
     qsort(ids, n, sizeof *ids, cmp_str);
     cf_prune_stats st;
     cf_prune_opts po = {.max_unused = o->max_unused, .orphan_grace_s = -1, .verbose = o->verbose};
+    /* Objects under retention stay until it ends (by the storage's clock). */
+    if (run->store->caps & COFFER_CAP_RETENTION) {
+        po.respect_locks = 1;
+        po.bypass_governance = o->bypass_governance;
+        if (cf_store_server_time(run->store, &po.now) != 0)
+            goto out;
+    }
+    if (o->bypass_governance)
+        run->store->remove_flags |= COFFER_REMOVE_BYPASS_GOVERNANCE;
     if (mark_sets(run, p, ids, n, &npol) != 0 || cf_prune_plan(p, &po, &st) != 0)
         goto out;
     char b1[32], b2[32], b3[32], b4[32];
@@ -155,11 +210,37 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
             "maybe a backup running now (%s)",
             (unsigned long long)st.orphans_delete, cf_human_bytes(st.orphan_bytes_delete, b1, 32),
             (unsigned long long)st.orphans_recent, cf_human_bytes(st.orphan_bytes_recent, b2, 32));
+    if (st.packs_waiting) {
+        char until[64];
+        cf_utc_time(st.waiting_until, until, sizeof until);
+        cf_log(CF_LOG_INFO,
+               "under retention: %llu pack(s), %s, stay until their locks end (the first at %s); "
+               "a later prune removes them",
+               (unsigned long long)st.packs_waiting, cf_human_bytes(st.bytes_waiting, b1, 32),
+               until);
+    }
     if (!o->dry_run) {
         recheck rk = {run, ids, n};
         if (cf_prune_run(p, sets_unchanged, &rk, &st) != 0)
             goto out;
     }
+    /* Removed objects of a storage with versions are delete markers over
+     * the data: remove those versions once their locks allow. */
+    cf_purge_stats ps = {0};
+    if (!o->dry_run && run->target->immutable && cf_immutable_purge(run, o->bypass_governance, &ps) != 0)
+        goto out;
+    if (ps.versions_waiting) {
+        char until[64];
+        cf_utc_time(ps.waiting_until, until, sizeof until);
+        cf_log(CF_LOG_INFO,
+               "removed objects: %llu old version(s) removed, %llu still locked (the first lock "
+               "ends at %s)",
+               (unsigned long long)ps.versions_removed, (unsigned long long)ps.versions_waiting,
+               until);
+    }
+    uint64_t tomb_applied = 0;
+    if (!o->dry_run && o->apply_tombstones && cf_prune_apply_tombstones(run, &tomb_applied) != 0)
+        goto out;
     uint64_t freed = st.bytes_delete + st.orphan_bytes_delete;
     /* a dry run writes nothing: count the copied blobs as the new packs */
     uint64_t written = o->dry_run ? st.bytes_repack_used : st.bytes_written;
@@ -180,6 +261,17 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
         (json_int_t)st.orphan_bytes_recent, "index_objects_removed", (json_int_t)st.index_removed,
         "seconds", dt);
     json_object_set_new(*report, "packs_written", json_integer((json_int_t)st.packs_written));
+    if (run->store->caps & COFFER_CAP_RETENTION)
+        json_object_set_new(*report, "retention",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "packs_waiting",
+                                      (json_int_t)st.packs_waiting, "bytes_waiting",
+                                      (json_int_t)st.bytes_waiting, "waiting_until",
+                                      (json_int_t)st.waiting_until, "versions_removed",
+                                      (json_int_t)ps.versions_removed, "versions_waiting",
+                                      (json_int_t)ps.versions_waiting, "versions_waiting_until",
+                                      (json_int_t)ps.waiting_until));
+    if (cf_store_append_only(run->store))
+        json_object_set_new(*report, "tombstones_applied", json_integer((json_int_t)tomb_applied));
     cf_log(CF_LOG_INFO,
            "%s %llu pack(s) (%llu unused, %llu repacked) and %llu unindexed: %s; "
            "copied %s into %llu new pack(s); net %s freed",

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/immutable.h"
 #include "engine/manifest.h"
 #include "plugin/config.h"
 #include "plugin/host.h"
@@ -107,6 +108,7 @@ void cf_child_env_policy(const cf_policy *p)
     for (size_t i = 0; i < p->ntargets; i++) {
         cf_child_env_secret(p->targets[i].passphrase_env);
         secret_options(p->targets[i].options);
+        secret_options(p->targets[i].maintenance);
     }
     for (size_t i = 0; i < p->ncomponents; i++)
         secret_options(p->components[i].options);
@@ -228,6 +230,10 @@ void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out)
 
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
 {
+    if (open_repo & CF_RUN_MAINT) {
+        run->maintenance = 1;
+        open_repo &= ~CF_RUN_MAINT;
+    }
     const cf_driver *d = cf_registry_find(COFFER_KIND_STORAGE, t->driver);
     if (!d) {
         cf_error_prefix("%s: target '%s'", run->policy->file, t->name);
@@ -235,12 +241,58 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
     }
     char label[256];
     snprintf(label, sizeof label, "target '%s' (%s)", t->name, t->location);
-    if (cf_store_new_at(&d->desc, t->options, t->location, label, run->policy->root,
-                        &run->store) != 0)
+    /* Maintenance commands use the target's maintenance options (other
+     * credentials) in place of its own. */
+    coffer_config *opts = t->options;
+    if (run->maintenance && t->maintenance) {
+        opts = cf_config_dup(t->options);
+        for (size_t i = 0; i < t->maintenance->n; i++) {
+            const cf_config_item *it = &t->maintenance->items[i];
+            /* A credential given one way replaces the target's given any way. */
+            size_t l = strlen(it->name);
+            const char *sfx = l > 4 && strcmp(it->name + l - 4, "_env") == 0    ? "_env"
+                              : l > 5 && strcmp(it->name + l - 5, "_file") == 0 ? "_file"
+                                                                                : "";
+            if (*sfx) {
+                char *base = cf_strndup(it->name, l - strlen(sfx));
+                char *e = cf_asprintf("%s_env", base), *f = cf_asprintf("%s_file", base);
+                cf_config_remove(opts, base);
+                cf_config_remove(opts, e);
+                cf_config_remove(opts, f);
+                free(base);
+                free(e);
+                free(f);
+            }
+            cf_config_remove(opts, it->name);
+            if (it->is_list)
+                for (size_t j = 0; j < it->nitems; j++)
+                    cf_config_list_add(opts, it->name, it->items[j], it->line, it->col);
+            else
+                cf_config_set(opts, it->name, it->value, it->line, it->col);
+        }
+    }
+    /* An immutable target needs object lock: a driver that can insist on
+     * it (and create its bucket with it) is told to. */
+    if (t->immutable && !cf_config_find(opts, "require_object_lock")) {
+        const coffer_option *tab = cf_registry_options(NULL, COFFER_KIND_STORAGE, t->driver);
+        for (; tab && tab->name; tab++)
+            if (strcmp(tab->name, "require_object_lock") == 0) {
+                if (opts == t->options)
+                    opts = cf_config_dup(t->options);
+                cf_config_set(opts, "require_object_lock", "true", 0, 0);
+                break;
+            }
+    }
+    int rc = cf_store_new_at(&d->desc, opts, t->location, label, run->policy->root, &run->store);
+    if (opts != t->options)
+        cf_config_free(opts);
+    if (rc != 0)
         return -1;
     run->target = t;
     if (open_repo) {
         if (cf_store_prepare(run->store, 0) != 0)
+            return -1;
+        if (t->immutable && cf_immutable_open(run) != 0)
             return -1;
         coffer_object_stat st;
         if (cf_store_stat(run->store, "config", &st) != 0)

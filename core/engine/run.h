@@ -21,6 +21,13 @@ typedef struct cf_run {
     cf_lock *lock;    /* held repository lock, released by cf_run_close */
     int json;         /* machine-readable output on stdout */
     int no_progress;
+    int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
+    /* An immutable target (core/engine/immutable.c): */
+    int64_t lock_period; /* seconds every set's objects stay locked (days, or the horizon) */
+    int64_t clock_skew;  /* the storage's clock minus the host's, seconds */
+    int64_t lock_epoch;  /* the retention of `config`: every live object is locked until then */
+    int roll_due;        /* lock_epoch ends too soon: extend every live object */
+    uint64_t retention_requests; /* extensions sent by this run */
 } cf_run;
 
 /* Exit codes of the coffer binary. */
@@ -32,6 +39,9 @@ int cf_run_load_policy(const char *file, cf_policy **out);
  * CF_RUN_MANIFESTS without the index (objects only: set manifests). */
 #define CF_RUN_REPO 1
 #define CF_RUN_MANIFESTS 2
+/* or'ed into open_repo: a command that removes (forget, prune, key
+ * remove): the target's maintenance options replace its own */
+#define CF_RUN_MAINT 0x10
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);

@@ -51,6 +51,17 @@ static cf_config_item *add(coffer_config *c, const char *name)
     return it;
 }
 
+void cf_config_remove(coffer_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->items[i].name, name) == 0) {
+            item_clear(&c->items[i]);
+            memmove(&c->items[i], &c->items[i + 1], (c->n - i - 1) * sizeof *c->items);
+            c->n--;
+            return;
+        }
+}
+
 void cf_config_set(coffer_config *c, const char *name, const char *value, int line, int col)
 {
     cf_config_item *it = cf_config_find(c, name);

@@ -34,6 +34,8 @@ void cf_config_set(coffer_config *c, const char *name, const char *value, int li
 void cf_config_list_add(coffer_config *c, const char *name, const char *item, int line, int col);
 cf_config_item *cf_config_find(const coffer_config *c, const char *name);
 coffer_config *cf_config_dup(const coffer_config *c);
+/* Drop the option name (nothing when absent). */
+void cf_config_remove(coffer_config *c, const char *name);
 
 const char *cf_config_get(const coffer_config *c, const char *name);
 size_t cf_config_list_len(const coffer_config *c, const char *name);

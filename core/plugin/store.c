@@ -7,6 +7,13 @@
 #include "plugin/config.h"
 #include "plugin/host.h"
 
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static int fail(cf_store *s, coffer_status st, const char *what, const char *key)
 {
     char w[1200];
@@ -19,6 +26,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
                  const char *root, cf_store **out)
 {
     cf_store *s = cf_calloc(1, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
     s->ops = drv->storage;
     s->label = cf_strdup(label);
     s->hctx = cf_hctx_new(label, root);
@@ -27,6 +35,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
         fail(s, st, "cannot open", NULL);
         cf_hctx_free(s->hctx);
         free(s->label);
+        pthread_mutex_destroy(&s->mu);
         free(s);
         return st;
     }
@@ -59,7 +68,96 @@ void cf_store_free(cf_store *s)
     cf_config_free(s->cfg);
     cf_hctx_free(s->hctx);
     free(s->label);
+    free_strv(s->pins, s->npins);
+    free_strv(s->dead, s->ndead);
+    pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* ---- tombstones (append-only stores) ------------------------------------- */
+
+int cf_store_append_only(const cf_store *s)
+{
+    return (s->caps & COFFER_CAP_APPEND_ONLY) && s->ops->remove_ex;
+}
+
+static int is_lock_key(const char *key)
+{
+    return strncmp(key, "locks/", 6) == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static int collect_dead(void *ud, const char *key, const coffer_object_stat *st)
+{
+    (void)st;
+    strvec *d = ud;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->v = cf_realloc(d->v, d->cap * sizeof *d->v);
+    }
+    d->v[d->n++] = cf_strdup(key + strlen(CF_TOMBSTONE_PREFIX));
+    return 0;
+}
+
+static int load_dead(cf_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int loaded = s->dead_loaded;
+    pthread_mutex_unlock(&s->mu);
+    if (loaded)
+        return 0;
+    strvec d = {0};
+    coffer_status st = s->ops->list(s->inst, CF_TOMBSTONE_PREFIX, collect_dead, &d);
+    if (st) {
+        free_strv(d.v, d.n);
+        return fail(s, st, "cannot list", CF_TOMBSTONE_PREFIX);
+    }
+    if (d.n)
+        qsort(d.v, d.n, sizeof *d.v, cmp_str);
+    pthread_mutex_lock(&s->mu);
+    if (!s->dead_loaded) {
+        s->dead = d.v;
+        s->ndead = d.n;
+        s->dead_loaded = 1;
+        d.v = NULL;
+        d.n = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free_strv(d.v, d.n);
+    return 0;
+}
+
+/* 1 when a tombstone removed key (append-only stores only). */
+static int is_dead(cf_store *s, const char *key)
+{
+    if (!cf_store_append_only(s) || strncmp(key, CF_TOMBSTONE_PREFIX, 8) == 0 ||
+        is_lock_key(key) || load_dead(s) != 0)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    int dead = s->ndead && bsearch(&key, s->dead, s->ndead, sizeof *s->dead, cmp_str) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return dead;
+}
+
+static void add_dead(cf_store *s, const char *key)
+{
+    pthread_mutex_lock(&s->mu);
+    char *k = (char *)key;
+    if (!s->ndead || !bsearch(&k, s->dead, s->ndead, sizeof *s->dead, cmp_str)) {
+        s->dead = cf_realloc(s->dead, (s->ndead + 1) * sizeof *s->dead);
+        s->dead[s->ndead++] = cf_strdup(key);
+        qsort(s->dead, s->ndead, sizeof *s->dead, cmp_str);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 int cf_store_prepare(cf_store *s, int create)
@@ -67,12 +165,30 @@ int cf_store_prepare(cf_store *s, int create)
     if (!s->ops->prepare)
         return COFFER_OK;
     coffer_status st = s->ops->prepare(s->inst, create);
-    return st ? fail(s, st, "cannot prepare location", NULL) : 0;
+    if (st)
+        return fail(s, st, "cannot prepare location", NULL);
+    /* What the storage can do may depend on what prepare learned (a
+     * bucket with object lock). */
+    if (s->ops->capabilities)
+        s->caps = s->ops->capabilities(s->inst);
+    return 0;
+}
+
+/* Objects coffer rewrites or removes as a matter of course are never
+ * locked: repository locks and the state record. */
+static int lockable(const char *key)
+{
+    return !is_lock_key(key) && strncmp(key, "state/", 6) != 0 &&
+           strncmp(key, CF_TOMBSTONE_PREFIX, 8) != 0;
 }
 
 int cf_store_writer_open(cf_store *s, const char *key, uint32_t flags, uint64_t size_hint, void **w)
 {
     coffer_write_opts o = {.struct_size = sizeof o, .flags = flags, .size_hint = size_hint};
+    if (s->lock_mode != COFFER_LOCK_NONE && lockable(key)) {
+        o.lock_mode = s->lock_mode;
+        o.retain_until = s->retain_until;
+    }
     coffer_status st = s->ops->writer_open(s->inst, key, &o, w);
     return st ? fail(s, st, "cannot create", key) : 0;
 }
@@ -97,7 +213,15 @@ void cf_store_abort(cf_store *s, void *w)
 
 int cf_store_reader_open(cf_store *s, const char *key, uint64_t off, uint64_t len, void **r)
 {
-    coffer_status st = s->ops->reader_open(s->inst, key, off, len, r);
+    if (is_dead(s, key))
+        return fail(s, COFFER_ERR_NOT_FOUND, "cannot read (removed by a tombstone)", key);
+    char *vid = cf_store_pinned(s, key);
+    coffer_status st;
+    if (vid && s->ops->reader_open_version_range)
+        st = s->ops->reader_open_version_range(s->inst, key, vid, off, len, r);
+    else
+        st = s->ops->reader_open(s->inst, key, off, len, r);
+    free(vid);
     return st ? fail(s, st, "cannot read", key) : 0;
 }
 
@@ -127,20 +251,185 @@ int cf_store_stat(cf_store *s, const char *key, coffer_object_stat *st_out)
 {
     memset(st_out, 0, sizeof *st_out);
     st_out->struct_size = sizeof *st_out;
+    if (is_dead(s, key))
+        return fail(s, COFFER_ERR_NOT_FOUND, "cannot stat (removed by a tombstone)", key);
     coffer_status st = s->ops->stat(s->inst, key, st_out);
     return st ? fail(s, st, "cannot stat", key) : 0;
 }
 
+typedef struct {
+    cf_store *s;
+    coffer_list_cb cb;
+    void *ud;
+} live_list;
+
+static int list_live(void *ud, const char *key, const coffer_object_stat *st)
+{
+    live_list *l = ud;
+    if (is_dead(l->s, key))
+        return 0;
+    return l->cb(l->ud, key, st);
+}
+
 int cf_store_list(cf_store *s, const char *prefix, coffer_list_cb cb, void *ud)
 {
-    coffer_status st = s->ops->list(s->inst, prefix, cb, ud);
+    coffer_status st;
+    if (cf_store_append_only(s) && strncmp(prefix, CF_TOMBSTONE_PREFIX, 8) != 0) {
+        if (load_dead(s) != 0)
+            return -1;
+        live_list l = {s, cb, ud};
+        st = s->ops->list(s->inst, prefix, list_live, &l);
+    } else {
+        st = s->ops->list(s->inst, prefix, cb, ud);
+    }
     return st ? fail(s, st, "cannot list", prefix) : 0;
 }
 
 int cf_store_remove(cf_store *s, const char *key)
 {
+    if (cf_store_append_only(s) && !is_lock_key(key) &&
+        strncmp(key, CF_TOMBSTONE_PREFIX, 8) != 0) {
+        if (!s->maintenance) {
+            if (is_dead(s, key))
+                return fail(s, COFFER_ERR_NOT_FOUND, "cannot remove (already removed)", key);
+            char *t = cf_asprintf("%s%s", CF_TOMBSTONE_PREFIX, key);
+            int rc = cf_store_put(s, t, "", 0, COFFER_WRITE_IF_ABSENT | COFFER_WRITE_PRIVATE);
+            free(t);
+            if (rc == COFFER_ERR_EXISTS)
+                rc = 0;
+            if (rc == 0)
+                add_dead(s, key);
+            return rc;
+        }
+        return cf_store_remove_version(s, key, NULL, COFFER_REMOVE_MAINTENANCE);
+    }
+    if (s->remove_flags && s->ops->remove_ex)
+        return cf_store_remove_version(s, key, NULL, 0);
     coffer_status st = s->ops->remove(s->inst, key);
     return st ? fail(s, st, "cannot remove", key) : 0;
+}
+
+int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags)
+{
+    if (!s->ops->remove_ex)
+        return fail(s, COFFER_ERR_UNSUPPORTED, "cannot remove one version of", key);
+    coffer_status st = s->ops->remove_ex(s->inst, key, version_id, flags | s->remove_flags);
+    return st ? fail(s, st, "cannot remove", key) : 0;
+}
+
+/* ---- retention and versions ---------------------------------------------- */
+
+int cf_store_server_time(cf_store *s, int64_t *now)
+{
+    if (!(s->caps & COFFER_CAP_RETENTION) || !s->ops->server_time)
+        return fail(s, COFFER_ERR_UNSUPPORTED, "no object lock on this storage", NULL);
+    coffer_status st = s->ops->server_time(s->inst, now);
+    return st ? fail(s, st, "cannot read the server's clock", NULL) : 0;
+}
+
+int cf_store_retention(cf_store *s, const char *key, const char *version_id, coffer_lock_mode *mode,
+                       int64_t *until)
+{
+    *mode = COFFER_LOCK_NONE;
+    *until = 0;
+    if (!(s->caps & COFFER_CAP_RETENTION) || !s->ops->object_retention)
+        return fail(s, COFFER_ERR_UNSUPPORTED, "no object lock on this storage", NULL);
+    coffer_status st = s->ops->object_retention(s->inst, key, version_id, mode, until);
+    return st ? fail(s, st, "cannot read the retention of", key) : 0;
+}
+
+int cf_store_set_retention(cf_store *s, const char *key, const char *version_id,
+                           coffer_lock_mode mode, int64_t until)
+{
+    if (!(s->caps & COFFER_CAP_RETENTION) || !s->ops->set_retention)
+        return fail(s, COFFER_ERR_UNSUPPORTED, "no object lock on this storage", NULL);
+    coffer_status st = s->ops->set_retention(s->inst, key, version_id, mode, until, 0);
+    return st ? fail(s, st, "cannot extend the retention of", key) : 0;
+}
+
+int cf_store_list_versions(cf_store *s, const char *prefix, coffer_version_cb cb, void *ud)
+{
+    if (!(s->caps & COFFER_CAP_VERSIONING) || !s->ops->list_versions)
+        return fail(s, COFFER_ERR_UNSUPPORTED, "no object versions on this storage", NULL);
+    coffer_status st = s->ops->list_versions(s->inst, prefix, cb, ud);
+    return st ? fail(s, st, "cannot list the versions under", prefix) : 0;
+}
+
+void cf_store_pin(cf_store *s, const char *key, const char *version_id)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i + 1 < s->npins; i += 2)
+        if (strcmp(s->pins[i], key) == 0) {
+            free(s->pins[i + 1]);
+            s->pins[i + 1] = cf_strdup(version_id);
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+    s->pins = cf_realloc(s->pins, (s->npins + 2) * sizeof *s->pins);
+    s->pins[s->npins++] = cf_strdup(key);
+    s->pins[s->npins++] = cf_strdup(version_id);
+    pthread_mutex_unlock(&s->mu);
+}
+
+char *cf_store_pinned(cf_store *s, const char *key)
+{
+    char *v = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i + 1 < s->npins && !v; i += 2)
+        if (strcmp(s->pins[i], key) == 0)
+            v = cf_strdup(s->pins[i + 1]);
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+typedef struct {
+    const char *key;
+    char *oldest, *oldest_etag, *latest_etag;
+    int64_t oldest_mtime;
+    int nversions;
+} versions_of;
+
+static int note_version(void *ud, const coffer_object_version *v)
+{
+    versions_of *o = ud;
+    if (strcmp(v->key, o->key) != 0 || v->is_delete_marker)
+        return 0;
+    o->nversions++;
+    if (v->is_latest) {
+        free(o->latest_etag);
+        o->latest_etag = cf_strdup(v->etag ? v->etag : "");
+    }
+    if (!o->oldest || v->mtime < o->oldest_mtime) {
+        free(o->oldest);
+        free(o->oldest_etag);
+        o->oldest = cf_strdup(v->version_id);
+        o->oldest_etag = cf_strdup(v->etag ? v->etag : "");
+        o->oldest_mtime = v->mtime;
+    }
+    return 0;
+}
+
+int cf_store_pin_original(cf_store *s, const char *key)
+{
+    if (!(s->caps & COFFER_CAP_VERSIONING) || !s->ops->list_versions ||
+        !s->ops->reader_open_version_range)
+        return 0;
+    versions_of o = {.key = key};
+    if (cf_store_list_versions(s, key, note_version, &o) != 0)
+        return -1;
+    int pinned = 0;
+    if (o.nversions > 1 && o.oldest && o.latest_etag && strcmp(o.oldest_etag, o.latest_etag) != 0) {
+        char *cur = cf_store_pinned(s, key);
+        if (!cur || strcmp(cur, o.oldest) != 0) {
+            cf_store_pin(s, key, o.oldest);
+            pinned = 1;
+        }
+        free(cur);
+    }
+    free(o.oldest);
+    free(o.oldest_etag);
+    free(o.latest_etag);
+    return pinned;
 }
 
 int cf_store_put(cf_store *s, const char *key, const void *buf, size_t len, uint32_t flags)

@@ -6,6 +6,7 @@
 #ifndef CF_STORE_H
 #define CF_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,29 @@ typedef struct cf_store {
     uint32_t caps;
     char *label;
     coffer_config *cfg; /* the options plus "location", owned (cf_store_new_at) */
+
+    /* Retention of new objects (an immutable target): every object but
+     * locks/ and state/ is written under lock_mode until retain_until. */
+    coffer_lock_mode lock_mode;
+    int64_t retain_until;
+    int maintenance;      /* append-only: removals happen (prune --apply-tombstones) */
+    uint32_t remove_flags; /* COFFER_REMOVE_* added to every removal */
+
+    pthread_mutex_t mu;   /* guards what follows */
+    /* Keys whose newest version coffer did not write: reads use the
+     * original version (key, version id pairs). */
+    char **pins;
+    size_t npins;
+    /* Append-only stores: keys removed by tombstones (deleted/KEY),
+     * sorted; loaded at the first listing. */
+    char **dead;
+    size_t ndead;
+    int dead_loaded;
 } cf_store;
+
+/* The prefix of tombstones on an append-only store: it and the key. */
+#define CF_TOMBSTONE_PREFIX "deleted/"
+
 
 /* Create an instance of a storage driver. cfg stays owned by the caller
  * and must outlive the store. */
@@ -43,7 +66,31 @@ int cf_store_read(cf_store *s, void *r, void *buf, size_t len, size_t *got);
 void cf_store_reader_close(cf_store *s, void *r);
 int cf_store_stat(cf_store *s, const char *key, coffer_object_stat *st);
 int cf_store_list(cf_store *s, const char *prefix, coffer_list_cb cb, void *ud);
+/* Remove key. On an append-only store (outside a maintenance run) this
+ * writes the tombstone deleted/KEY instead, and the key is gone for every
+ * later listing, stat and read; locks/ are removed for real. */
 int cf_store_remove(cf_store *s, const char *key);
+/* Remove one version of key (version_id NULL: the key) with flags
+ * COFFER_REMOVE_* (plus s->remove_flags). COFFER_ERR_LOCKED when the
+ * version is under retention. */
+int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags);
+int cf_store_append_only(const cf_store *s);
+
+/* Retention (COFFER_CAP_RETENTION). */
+int cf_store_server_time(cf_store *s, int64_t *now);
+int cf_store_retention(cf_store *s, const char *key, const char *version_id, coffer_lock_mode *mode,
+                       int64_t *until);
+int cf_store_set_retention(cf_store *s, const char *key, const char *version_id,
+                           coffer_lock_mode mode, int64_t until);
+/* Versions (COFFER_CAP_VERSIONING). */
+int cf_store_list_versions(cf_store *s, const char *prefix, coffer_version_cb cb, void *ud);
+/* Read version_id instead of the newest version of key from now on. */
+void cf_store_pin(cf_store *s, const char *key, const char *version_id);
+/* The version pinned for key (malloc'd), or NULL. */
+char *cf_store_pinned(cf_store *s, const char *key);
+/* Pin the oldest version of key when its newest is another object (an
+ * overwrite by someone else): 1 pinned, 0 nothing to pin, -1 error. */
+int cf_store_pin_original(cf_store *s, const char *key);
 
 /* Whole-object helpers for small objects. */
 int cf_store_put(cf_store *s, const char *key, const void *buf, size_t len, uint32_t flags);

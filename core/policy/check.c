@@ -92,7 +92,8 @@ static int check_item(const owner *o, const cf_config_item *it, const coffer_opt
     return 0;
 }
 
-static int check_options(const owner *o, coffer_config *cfg, const coffer_option *tab)
+/* Every option given is one of the driver's, with a value of its type. */
+static int check_given(const owner *o, coffer_config *cfg, const coffer_option *tab)
 {
     for (size_t i = 0; i < cfg->n; i++) {
         const cf_config_item *it = &cfg->items[i];
@@ -111,6 +112,13 @@ static int check_options(const owner *o, coffer_config *cfg, const coffer_option
         if (check_item(o, it, opt, tab) < 0)
             return -1;
     }
+    return 0;
+}
+
+static int check_options(const owner *o, coffer_config *cfg, const coffer_option *tab)
+{
+    if (check_given(o, cfg, tab) < 0)
+        return -1;
     for (const coffer_option *opt = tab; opt && opt->name; opt++) {
         if (cf_config_find(cfg, opt->name))
             continue;
@@ -161,6 +169,12 @@ int cf_policy_check_drivers(cf_policy *p, cf_option_lookup lookup, void *ud)
         owner o = {p->file, path, t->driver, "storage", t->line, t->col};
         int rc = check_one(&o, COFFER_KIND_STORAGE, t->driver_line, t->driver_col, t->options,
                            lookup, ud);
+        if (rc == 0 && t->maintenance) {
+            char *mp = cf_asprintf("%s.maintenance", path);
+            owner m = {p->file, mp, t->driver, "storage", t->maint_line, t->maint_col};
+            rc = check_given(&m, t->maintenance, lookup(ud, COFFER_KIND_STORAGE, t->driver));
+            free(mp);
+        }
         free(path);
         if (rc < 0)
             return -1;

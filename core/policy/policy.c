@@ -629,11 +629,93 @@ static int parse_passphrase(const ctx *c, const cf_yn *m, const char *path, cf_t
     return 0;
 }
 
+/* immutable: {mode, days | minutes} */
+static int parse_immutable(const ctx *c, const cf_yn *m, const char *path, cf_target *t)
+{
+    static const char *const keys[] = {"mode", "days", "minutes", NULL};
+    static const char *const modes[] = {"governance", "compliance", NULL};
+    const cf_yn *v = cf_yn_get(m, "immutable");
+    if (!v)
+        return 0;
+    char *ip = pjoin(path, "immutable");
+    int rc = -1, mode = -1, days = -1, minutes = -1;
+    if (v->kind != CF_YN_MAP) {
+        fail_at(c, v, ip, "expected a mapping with mode and days, got %s", cf_yn_kind_name(v));
+        goto out;
+    }
+    if (check_map(c, v, ip, keys, 0) < 0 || opt_choice(c, v, ip, "mode", modes, &mode) < 0)
+        goto out;
+    if (mode < 0) {
+        fail_at(c, v, ip, "mode is missing: governance or compliance");
+        goto out;
+    }
+    const cf_yn *dn = cf_yn_get(v, "days"), *mn = cf_yn_get(v, "minutes");
+    if (dn && mn) {
+        char *kp = pjoin(ip, "minutes");
+        fail_at(c, mn, kp, "give days or minutes, not both");
+        free(kp);
+        goto out;
+    }
+    if (!dn && !mn) {
+        fail_at(c, v, ip, "days is missing: how long each object stays locked at least");
+        goto out;
+    }
+    if (opt_int(c, v, ip, "days", 1, &days) < 0 || opt_int(c, v, ip, "minutes", 1, &minutes) < 0)
+        goto out;
+    if (days > 36600 || minutes > 36600 * 1440) {
+        fail_at(c, dn ? dn : mn, ip, "a lock of more than 100 years is surely a mistake");
+        goto out;
+    }
+    t->immutable = 1;
+    t->lock_mode = mode == 0 ? COFFER_LOCK_GOVERNANCE : COFFER_LOCK_COMPLIANCE;
+    t->lock_seconds = dn ? (int64_t)days * 86400 : (int64_t)minutes * 60;
+    t->imm_line = v->line;
+    t->imm_col = v->col;
+    rc = 0;
+out:
+    free(ip);
+    return rc;
+}
+
+/* maintenance: driver options for the commands that remove. */
+static int parse_maintenance(const ctx *c, const cf_yn *m, const char *path, cf_target *t)
+{
+    static const char *const none[] = {NULL};
+    const cf_yn *v = cf_yn_get(m, "maintenance");
+    if (!v)
+        return 0;
+    char *mp = pjoin(path, "maintenance");
+    int rc = -1;
+    if (v->kind != CF_YN_MAP || v->n == 0) {
+        fail_at(c, v, mp, "expected a mapping of driver options (the maintenance credentials)");
+        goto out;
+    }
+    t->maintenance = cf_config_new();
+    t->maint_line = v->line;
+    t->maint_col = v->col;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        const char *k = v->kids[i]->str;
+        static const char *const refused[] = {"location", "bucket", "prefix", "path", "driver",
+                                              "endpoint", NULL};
+        if (in_list(refused, k)) {
+            char *kp = pjoin(mp, k);
+            fail_at(c, v->kids[i], kp,
+                    "maintenance changes credentials only, never where the repository is");
+            free(kp);
+            goto out;
+        }
+    }
+    rc = collect_opts(c, v, mp, none, t->maintenance);
+out:
+    free(mp);
+    return rc;
+}
+
 static int parse_targets(const ctx *c, const cf_yn *root, cf_policy *p)
 {
     static const char *const core[] = {"name",           "location",        "driver",
                                        "passphrase_env", "passphrase_file", "passphrase_command",
-                                       NULL};
+                                       "immutable",      "maintenance",     NULL};
     const cf_yn *list;
     if (need_list(c, root, "targets", "target", &list) < 0)
         return -1;
@@ -681,7 +763,8 @@ static int parse_targets(const ctx *c, const cf_yn *root, cf_policy *p)
                 goto next;
             }
         }
-        if (parse_passphrase(c, m, path, t) < 0)
+        if (parse_passphrase(c, m, path, t) < 0 || parse_immutable(c, m, path, t) < 0 ||
+            parse_maintenance(c, m, path, t) < 0)
             goto next;
         if (collect_opts(c, m, path, core, t->options) < 0 || infer_target(c, t, locn, path) < 0)
             goto next;
@@ -1480,6 +1563,7 @@ void cf_policy_free(cf_policy *p)
         free(t->passphrase_env);
         free(t->passphrase_file);
         free(t->passphrase_command);
+        cf_config_free(t->maintenance);
         cf_config_free(t->options);
     }
     free(p->targets);

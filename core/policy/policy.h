@@ -33,6 +33,13 @@
  *       passphrase_file: PATH          optional: ... from a file (one trailing newline dropped)
  *       passphrase_command: CMD        optional: ... from a command's stdout
  *                                      (at most one of the three; never the passphrase itself)
+ *       immutable:                     optional: every object coffer writes is locked
+ *         mode: governance | compliance          (S3 object lock retention)
+ *         days: N | minutes: N         one of the two, N >= 1: the shortest lock; coffer
+ *                                      locks for the policy's retention horizon when longer
+ *       maintenance:                   optional: driver options used instead of the
+ *         <driver options>             target's by forget, prune and key removal (the
+ *                                      credentials that may delete)
  *       <driver options>               checked against the driver's table
  *   components:                        required, one or more, names unique
  *     - name: NAME
@@ -134,6 +141,15 @@ typedef struct cf_target {
                                for s3://B/P, "bucket" = B and "prefix" = P unless given */
     int driver_line, driver_col; /* of the driver value, or of location when inferred */
     char *passphrase_env, *passphrase_file, *passphrase_command; /* NULL unset */
+    /* immutable: objects written under S3 object lock retention */
+    int immutable;          /* 1 when the key is given */
+    int lock_mode;          /* COFFER_LOCK_GOVERNANCE or COFFER_LOCK_COMPLIANCE */
+    int64_t lock_seconds;   /* days or minutes, in seconds */
+    int imm_line, imm_col;  /* of the immutable mapping */
+    /* maintenance: driver options that replace the target's for the
+     * commands that remove (forget, prune, key remove); NULL when absent */
+    coffer_config *maintenance;
+    int maint_line, maint_col;
 } cf_target;
 
 typedef struct cf_command {

@@ -28,7 +28,7 @@
 #include "plugin/host.h"
 #include "repo/repo_int.h"
 
-enum { ACT_KEEP = 0, ACT_REPACK = 1, ACT_DELETE = 2 };
+enum { ACT_KEEP = 0, ACT_REPACK = 1, ACT_DELETE = 2, ACT_WAIT = 3 };
 
 #define ORPHAN_GRACE_S 3600 /* unindexed packs younger than this may be a live backup's */
 #define RANGE_GAP (256u << 10)
@@ -135,6 +135,31 @@ typedef struct cand {
     uint64_t waste, size;
 } cand;
 
+/* With respect_locks: the end of key's retention if it holds at o->now
+ * (and is not a governance lock being bypassed), else 0. */
+static int64_t lock_end(cf_repo *r, const cf_prune_opts *o, const char *key, cf_prune_stats *st)
+{
+    if (!o->respect_locks)
+        return 0;
+    coffer_lock_mode mode;
+    int64_t until;
+    st->retention_checks++;
+    if (cf_store_retention(r->st, key, NULL, &mode, &until) != 0)
+        return 0; /* gone or unreadable: removal will say */
+    if (mode == COFFER_LOCK_NONE || until <= o->now ||
+        (o->bypass_governance && mode == COFFER_LOCK_GOVERNANCE))
+        return 0;
+    return until;
+}
+
+static void note_wait(cf_prune_stats *st, uint64_t bytes, int64_t until)
+{
+    st->packs_waiting++;
+    st->bytes_waiting += bytes;
+    if (!st->waiting_until || until < st->waiting_until)
+        st->waiting_until = until;
+}
+
 static int cmp_cand(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
@@ -169,16 +194,27 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
         uint64_t size = r->idx.packs[k].size;
         st->packs_total++;
         st->bytes_total += size;
+        uint64_t need = p->pused_count[k] ? cf_pack_overhead(r, p->pused_count[k]) + p->pused_bytes[k] : 0;
+        uint64_t waste = size > need ? size - need : 0;
+        int64_t until = 0;
+        if (waste && o->respect_locks) {
+            char key[CF_PACK_KEY_LEN + 1];
+            cf_pack_key(&r->idx.packs[k].id, key);
+            until = lock_end(r, o, key, st);
+        }
         if (p->pused_count[k] == 0) {
-            p->act[k] = ACT_DELETE;
+            p->act[k] = until ? ACT_WAIT : ACT_DELETE;
+            if (until)
+                note_wait(st, size, until);
             continue;
         }
-        uint64_t need = cf_pack_overhead(r, p->pused_count[k]) + p->pused_bytes[k];
-        uint64_t waste = size > need ? size - need : 0;
         st->bytes_used += size - waste;
         st->bytes_unused += waste;
         p->act[k] = ACT_KEEP;
-        if (waste) {
+        if (until) {
+            /* Repacking would copy what cannot be removed yet. */
+            note_wait(st, waste, until);
+        } else if (waste) {
             cv[nc++] = (cand){(uint32_t)k, waste, size};
             waste_total += waste;
         }
@@ -201,7 +237,7 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
             st->packs_repack++;
             st->bytes_delete += size;
             st->bytes_repack_used += p->pused_bytes[k];
-        } else {
+        } else if (p->act[k] == ACT_KEEP) {
             st->packs_keep++;
         }
     }
@@ -219,8 +255,10 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
     int grace = o->orphan_grace_s >= 0 ? o->orphan_grace_s : ORPHAN_GRACE_S;
     time_t now = time(NULL);
     for (size_t i = 0; i < p->orphans.n; i++) {
-        int64_t mt = p->orphan_mtime[i];
-        if (mt > 0 && now - mt >= grace) {
+        int64_t mt = p->orphan_mtime[i], until;
+        if (mt > 0 && now - mt >= grace && (until = lock_end(r, o, p->orphans.keys[i], st))) {
+            note_wait(st, p->orphans.sizes[i], until);
+        } else if (mt > 0 && now - mt >= grace) {
             p->orphan_delete[i] = 1;
             st->orphans_delete++;
             st->orphan_bytes_delete += p->orphans.sizes[i];
@@ -484,7 +522,7 @@ int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune
         st->index_removed++;
     }
     for (size_t k = 0; k < p->npacks; k++) {
-        if (p->act[k] == ACT_KEEP)
+        if (p->act[k] == ACT_KEEP || p->act[k] == ACT_WAIT)
             continue;
         char key[CF_PACK_KEY_LEN + 1];
         cf_pack_key(&r->idx.packs[k].id, key);

@@ -726,7 +726,9 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
     cf_buf *dst = l.comp == CF_COMP_NONE && !r->crypt ? out : &tmp;
     /* A zero length range means "to the end" to a driver: the empty chunk
      * needs no read at all. */
-    int rc = 0;
+    int rc = 0, attempt = 0;
+again:
+    rc = 0;
     if (l.stored) {
         rc = cf_store_get_range(r->st, key, l.offset, l.stored, dst);
         atomic_fetch_add(&r->bytes_read, dst->len);
@@ -747,6 +749,22 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
         rc = cf_blob_verify(r, &l, key, out->data, out->len);
     } else {
         rc = cf_blob_open(r, &l, key, tmp.data, out);
+    }
+    /* On a storage with versions, a pack that fails may have been replaced
+     * by someone else: its original version is still there (and locked on
+     * an immutable target). */
+    if (rc != 0 && !attempt++ && (r->st->caps & COFFER_CAP_VERSIONING) &&
+        r->st->lock_mode != COFFER_LOCK_NONE) {
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s", cf_error());
+        if (cf_store_pin_original(r->st, key) == 1) {
+            cf_log(CF_LOG_WARN,
+                   "%s was replaced by data coffer did not write; reading its original version "
+                   "(`coffer check` lists such objects)",
+                   key);
+            goto again;
+        }
+        cf_fail("%s", saved);
     }
     cf_buf_free(&tmp);
     return rc ? -1 : 0;

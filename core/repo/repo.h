@@ -273,11 +273,22 @@ typedef struct cf_prune_stats {
     uint64_t index_removed;
     uint64_t orphans_delete, orphan_bytes_delete;       /* unindexed packs removed */
     uint64_t orphans_recent, orphan_bytes_recent;       /* unindexed, too new to remove */
+    /* Under retention (an immutable target): packs prune would remove or
+     * repack but leaves until their lock ends (unused ones drop out of
+     * the index and a later prune removes them), and the earliest end. */
+    uint64_t packs_waiting, bytes_waiting;
+    int64_t waiting_until;
+    uint64_t retention_checks; /* retention requests made while planning */
 } cf_prune_stats;
 typedef struct cf_prune_opts {
     double max_unused; /* percent of used bytes left unused in kept packs */
     int orphan_grace_s; /* unindexed packs younger than this stay; <0: default */
     int verbose;        /* log every pack removed or repacked */
+    /* Retention: with respect_locks, a pack under retention at `now` (the
+     * storage's clock) is neither removed nor repacked; bypass_governance
+     * treats governance locks as absent. */
+    int respect_locks, bypass_governance;
+    int64_t now;
 } cf_prune_opts;
 int cf_prune_begin(cf_repo *r, cf_prune **out);
 /* A kept set references id. -1 (cf_error set) if the snapshot index does
