@@ -351,6 +351,16 @@ int cf_immutable_roll(cf_run *run)
     if (cf_store_list(s, "index/", collect_key, &k) != 0 ||
         cf_store_list(s, "keys/", collect_key, &k) != 0)
         goto out;
+    /* A pack someone replaced: the original version is the one to keep. */
+    if (s->caps & COFFER_CAP_VERSIONING) {
+        vers v = {0};
+        int lr = list_versions(s, "data/", &v);
+        if (lr == 0)
+            each_replaced(&v, pin_one, run);
+        vers_free(&v);
+        if (lr != 0)
+            goto out;
+    }
     if (run_roll(run, k.v, k.n) != 0)
         goto out;
     /* The config last: its retention says the whole extension is done. */
