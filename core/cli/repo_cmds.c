@@ -173,15 +173,13 @@ int cmd_prune(int argc, char **argv)
                               &a, &run);
     if (orc)
         return orc;
-    if (a.bypass_governance && !run->target->immutable) {
+    if ((a.bypass_governance && !run->target->immutable) ||
+        (a.apply_tombstones && !cf_store_append_only(run->store))) {
+        int urc = usage_error("prune", a.bypass_governance ? "--bypass-governance: target '%s' is not immutable"
+                                                           : "--apply-tombstones: target '%s' is not append-only",
+                              run->target->name);
         cf_run_close(run);
-        return usage_error("prune", "--bypass-governance: target '%s' is not immutable",
-                           run->target->name);
-    }
-    if (a.apply_tombstones && !cf_store_append_only(run->store)) {
-        cf_run_close(run);
-        return usage_error("prune", "--apply-tombstones: target '%s' is not append-only",
-                           run->target->name);
+        return urc;
     }
     /* Only with the flag do an append-only store's removals happen. */
     run->store->maintenance = a.apply_tombstones;

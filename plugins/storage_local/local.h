@@ -31,7 +31,11 @@ typedef struct local_instance {
     int fsync;      /* fsync files and directories on publish/remove */
     mode_t dir_mode;
     mode_t file_mode;
+    int append_only; /* never remove or replace an object but locks/ (remove_ex can) */
 } local_instance;
+
+/* Append-only: may this key be removed or replaced? (repository locks) */
+int local_mutable_key(const char *key);
 
 /* Abort with a message when p is not a live handle of the expected kind:
  * using a freed or foreign handle is a bug in the caller, not an error. */

@@ -183,6 +183,9 @@ static const coffer_option local_options[] = {
     {"dir_mode", COFFER_OPT_STRING, "0700", 0, 0, "octal mode of directories the driver creates"},
     {"file_mode", COFFER_OPT_STRING, "0600", 0, 0,
      "octal mode of objects (private objects are always 0600)"},
+    {"append_only", COFFER_OPT_BOOL, "false", 0, 0,
+     "never remove or replace an object (repository locks aside): coffer writes tombstones, "
+     "and only `prune --apply-tombstones` removes"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -249,6 +252,14 @@ static coffer_status local_instance_new(const coffer_host *host, coffer_hctx *h,
         in->root[n - 1] = 0;
 
     in->fsync = host->config_get_bool(cfg, "fsync", 1);
+    const char *ao = host->config_get(cfg, "append_only");
+    if (ao && strcmp(ao, "true") && strcmp(ao, "false") && strcmp(ao, "yes") && strcmp(ao, "no") &&
+        strcmp(ao, "1") && strcmp(ao, "0")) {
+        st = host->error(h, COFFER_ERR_INVALID, "option append_only: expected true or false, got '%s'",
+                         ao);
+        goto fail;
+    }
+    in->append_only = host->config_get_bool(cfg, "append_only", 0);
     if ((st = parse_mode(in, cfg, "dir_mode", 0700, &in->dir_mode)) != COFFER_OK ||
         (st = parse_mode(in, cfg, "file_mode", 0600, &in->file_mode)) != COFFER_OK)
         goto fail;
@@ -267,8 +278,9 @@ fail:
 static uint32_t local_capabilities(void *instance)
 {
     local_check_magic(instance, COFFER_MAGIC_INSTANCE, "instance");
+    local_instance *in = instance;
     return COFFER_CAP_ATOMIC_PUBLISH | COFFER_CAP_CONDITIONAL_CREATE | COFFER_CAP_RANGED_READ |
-           COFFER_CAP_LOCAL;
+           COFFER_CAP_LOCAL | (in->append_only ? COFFER_CAP_APPEND_ONLY : 0);
 }
 
 static coffer_status local_prepare(void *instance, int create)
@@ -471,13 +483,14 @@ static coffer_status local_list(void *instance, const char *prefix, coffer_list_
     return rc;
 }
 
-static coffer_status local_remove(void *instance, const char *key)
+int local_mutable_key(const char *key)
 {
-    local_instance *in = instance;
-    local_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
-    coffer_status rc = local_key_check(in, key);
-    if (rc)
-        return rc;
+    return strncmp(key, "locks/", 6) == 0;
+}
+
+static coffer_status remove_file(local_instance *in, const char *key)
+{
+    coffer_status rc = COFFER_OK;
     char *path = local_path(in, key);
     if (!path)
         return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
@@ -493,6 +506,30 @@ static coffer_status local_remove(void *instance, const char *key)
     }
     free(path);
     return rc;
+}
+
+static coffer_status local_remove_ex(void *instance, const char *key, const char *version_id,
+                                     uint32_t flags)
+{
+    local_instance *in = instance;
+    local_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    coffer_status rc = local_key_check(in, key);
+    if (rc)
+        return rc;
+    if (version_id)
+        return in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
+                               "%s: a local repository keeps no versions", key);
+    if (in->append_only && !local_mutable_key(key) && !(flags & COFFER_REMOVE_MAINTENANCE))
+        return in->host->error(in->h, COFFER_ERR_LOCKED,
+                               "%s: the repository is append-only; removal needs a maintenance run "
+                               "(coffer prune --apply-tombstones)",
+                               key);
+    return remove_file(in, key);
+}
+
+static coffer_status local_remove(void *instance, const char *key)
+{
+    return local_remove_ex(instance, key, NULL, 0);
 }
 
 /* ---- descriptor -------------------------------------------------------- */
@@ -555,6 +592,7 @@ static const coffer_storage_ops local_ops = {
     .list = local_list,
     .remove = local_remove,
     .validate = local_validate,
+    .remove_ex = local_remove_ex,
 };
 
 static const coffer_plugin local_plugin = {

@@ -31,6 +31,7 @@ typedef struct local_writer {
     char *tmp;  /* temporary file beside it */
     uint64_t written;
     uint64_t reserved; /* bytes preallocated from size_hint */
+    int keep_old;      /* append-only: an existing object is a refusal, not a lost race */
 } local_writer;
 
 static void writer_free(local_writer *w)
@@ -85,6 +86,12 @@ coffer_status local_writer_open(void *instance, const char *key, const coffer_wr
     if (opts && opts->struct_size >= offsetof(coffer_write_opts, size_hint) + sizeof opts->size_hint)
         size_hint = opts->size_hint;
 
+    /* Append-only: an object is never replaced (the no-replace publish
+     * makes that race-free). */
+    int keep_old = in->append_only && !local_mutable_key(key) && !(flags & COFFER_WRITE_IF_ABSENT);
+    if (keep_old)
+        flags |= COFFER_WRITE_IF_ABSENT;
+
     local_writer *w = calloc(1, sizeof *w);
     if (!w)
         return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
@@ -92,6 +99,7 @@ coffer_status local_writer_open(void *instance, const char *key, const coffer_wr
     w->in = in;
     w->fd = -1;
     w->flags = flags;
+    w->keep_old = keep_old;
     w->key = strdup(key);
     w->path = local_path(in, key);
     if (!w->key || !w->path) {
@@ -102,7 +110,13 @@ coffer_status local_writer_open(void *instance, const char *key, const coffer_wr
     /* Cheap early answer; the real test is the atomic publish. */
     struct stat sb;
     if ((flags & COFFER_WRITE_IF_ABSENT) && lstat(w->path, &sb) == 0) {
-        rc = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (%s)", key, w->path);
+        rc = keep_old
+                 ? in->host->error(in->h, COFFER_ERR_LOCKED,
+                                   "object %s already exists (%s) and the repository is "
+                                   "append-only: it is never replaced",
+                                   key, w->path)
+                 : in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (%s)", key,
+                                   w->path);
         goto fail;
     }
 
@@ -217,7 +231,12 @@ coffer_status local_writer_commit(void *writer)
     if (w->flags & COFFER_WRITE_IF_ABSENT) {
         int err = publish_if_absent(w->tmp, w->path);
         if (err == EEXIST) {
-            rc = in->host->error(in->h, COFFER_ERR_EXISTS, "object %s already exists (%s)", w->key, w->path);
+            rc = w->keep_old ? in->host->error(in->h, COFFER_ERR_LOCKED,
+                                               "object %s already exists (%s) and the repository "
+                                               "is append-only: it is never replaced",
+                                               w->key, w->path)
+                             : in->host->error(in->h, COFFER_ERR_EXISTS,
+                                               "object %s already exists (%s)", w->key, w->path);
             goto done;
         }
         if (err) {

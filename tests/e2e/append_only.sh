@@ -12,7 +12,7 @@ make_policy "$P" 's|^\(    location: .*\)$|\1\n    append_only: true|'
 
 # repo_state: every file of the repository but locks, with its checksum
 repo_state() {
-    (cd "$COFFER_REPO" && find . -type f ! -path './locks/*' ! -path './deleted/*' -print0 | sort -z | xargs -0 sha256sum)
+    (cd "$COFFER_REPO" && find . -type f ! -path './locks/*' ! -path './deleted/*' -print0 | sort -z | xargs -0 sha256sum) | sort
 }
 
 section "two sets"
@@ -21,7 +21,7 @@ expect_ok "init" cf init -p "$P" || die "init"
 expect_ok "backup 1" cf backup -p "$P" --json || die "backup 1"
 SET1=$(json_get "$OUT" 'j["set"]')
 rm -rf "$ASTERDRIVE_ROOT/data/objects"/[0-3]*
-printf 'changed\n' >>"$ASTERDRIVE_ROOT/config.toml"
+printf '# changed\n' >>"$ASTERDRIVE_ROOT/data/config.toml"
 expect_ok "backup 2" cf backup -p "$P" --json || die "backup 2"
 SET2=$(json_get "$OUT" 'j["set"]')
 snapshot "$ASTERDRIVE_ROOT" "$T/snap2.json"

@@ -123,7 +123,7 @@ assert_eq 0 "$OUT" "the backup removed its lock with the backup credentials"
 
 section "clock skew: dates follow the server"
 if command -v faketime >/dev/null; then
-    printf 'skewed\n' >>"$ASTERDRIVE_ROOT/config.toml"
+    printf '# skewed\n' >>"$ASTERDRIVE_ROOT/data/config.toml"
     expect_ok "backup with the host clock 2 days behind" faketime -f -2d "$COFFER" --no-progress backup -p "$P" --json
     assert_contains "$ERR" "behind the storage's" "clock skew is reported"
     UNTIL=$(json_get "$OUT" 'j["retention"]["locked_until"]')
@@ -184,7 +184,7 @@ expect_ok "check is clean again" cf check -p "$P"
 section "a reused pack stays locked beyond its first retention"
 # Backup 2 reuses set 1's packs once the lock epoch ends within a lock
 # period (one minute): every live object's lock is extended.
-printf 'second\n' >>"$ASTERDRIVE_ROOT/config.toml"
+printf '# second\n' >>"$ASTERDRIVE_ROOT/data/config.toml"
 while [ $(($(date +%s) - T1)) -lt 65 ]; do sleep 2; done
 expect_ok "backup 2" cf backup -p "$P" --json || die "backup 2"
 SET2=$(json_get "$OUT" 'j["set"]')

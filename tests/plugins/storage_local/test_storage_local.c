@@ -259,6 +259,53 @@ static void test_modes(void **state)
     umask(old);
 }
 
+/* append_only: no object but a lock is ever removed or replaced, unless
+ * remove_ex carries the maintenance flag. */
+static void test_append_only(void **state)
+{
+    fixture *f = *state;
+    assert_false(f->ops->capabilities(f->inst) & COFFER_CAP_APPEND_ONLY);
+    f->ops->instance_free(f->inst);
+    cf_config_set(f->cfg, "append_only", "true", 0, 0);
+    assert_int_equal(f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), f->cfg, &f->inst), COFFER_OK);
+    assert_true(f->ops->capabilities(f->inst) & COFFER_CAP_APPEND_ONLY);
+
+    assert_int_equal(put(f, "sets/a", "first", 5, 0), COFFER_OK);
+    assert_int_equal(f->ops->remove(f->inst, "sets/a"), COFFER_ERR_LOCKED);
+    assert_non_null(strstr(f->mh.last_error, "append-only"));
+    assert_int_equal(f->ops->remove_ex(f->inst, "sets/a", NULL, 0), COFFER_ERR_LOCKED);
+    assert_int_equal(put(f, "sets/a", "other", 5, 0), COFFER_ERR_LOCKED);
+    assert_non_null(strstr(f->mh.last_error, "never replaced"));
+    char *b;
+    size_t n;
+    assert_int_equal(get(f, "sets/a", 0, 0, &b, &n), COFFER_OK);
+    assert_int_equal(n, 5);
+    assert_memory_equal(b, "first", 5); /* the old bytes stay */
+    free(b);
+    /* conditional create keeps its own answer */
+    assert_int_equal(put(f, "sets/a", "x", 1, COFFER_WRITE_IF_ABSENT), COFFER_ERR_EXISTS);
+
+    /* locks come and go */
+    assert_int_equal(put(f, "locks/l", "1", 1, COFFER_WRITE_IF_ABSENT), COFFER_OK);
+    assert_int_equal(f->ops->remove(f->inst, "locks/l"), COFFER_OK);
+
+    assert_int_equal(f->ops->remove_ex(f->inst, "sets/a", "v1", COFFER_REMOVE_MAINTENANCE),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_int_equal(f->ops->remove_ex(f->inst, "sets/a", NULL, COFFER_REMOVE_MAINTENANCE), COFFER_OK);
+    assert_int_equal(get(f, "sets/a", 0, 0, &b, &n), COFFER_ERR_NOT_FOUND);
+
+    /* a value that is not a boolean is refused, naming the option */
+    f->ops->instance_free(f->inst);
+    f->inst = NULL;
+    cf_config_set(f->cfg, "append_only", "sometimes", 0, 0);
+    void *inst = NULL;
+    coffer_status st = f->ops->instance_new(&f->mh.host, mock_hctx(&f->mh), f->cfg, &inst);
+    if (st == COFFER_OK)
+        f->ops->instance_free(inst);
+    assert_int_not_equal(st, COFFER_OK);
+    assert_non_null(strstr(f->mh.last_error, "append_only"));
+}
+
 static void test_atomic_publish(void **state)
 {
     fixture *f = *state;
@@ -720,6 +767,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readers_never_see_partial_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranged_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
