@@ -66,7 +66,7 @@ declare -A USES=(
     [copy]="policy from to set json"
     [unlock]="policy target all json"
     [check]="policy target read-data read-data-subset rebuild-index json"
-    [prune]="policy target dry-run max-unused json"
+    [prune]="policy target dry-run max-unused json bypass-governance apply-tombstones"
     [key]="policy target json new-passphrase-file"
     [plugins]="describe policy json"
     [policy]="json"
@@ -100,6 +100,7 @@ declare -A VALUE=(
     [keep]="" [scratch]="database=postgres://127.0.0.1/x" [cleanup]="" [keep-proven]=1
     [no-checks]=""
     [include]=config/data/config.toml [exclude]=data/x [include-from]="$T/newpass" [salvage]=""
+    [bypass-governance]="" [apply-tombstones]=""
 )
 echo "new-e2e-passphrase" >"$T/newpass"
 
