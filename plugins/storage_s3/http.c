@@ -346,8 +346,10 @@ size_t s3_header_cb(char *line, size_t size, size_t n, void *ud)
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* a new response (after 100 Continue, or a retry): start over */
         rs->etag[0] = rs->version_id[0] = rs->content_range[0] = rs->bucket_region[0] = 0;
+        rs->lock_mode[0] = rs->lock_until[0] = 0;
         rs->has_length = 0;
         rs->last_modified = 0;
+        rs->date = 0;
         s3_quickack(rs->sock);
     } else if (header_is(line, len, "etag", &v, &vl)) {
         copy_value(rs->etag, sizeof rs->etag, v, vl);
@@ -355,6 +357,13 @@ size_t s3_header_cb(char *line, size_t size, size_t n, void *ud)
         copy_value(rs->version_id, sizeof rs->version_id, v, vl);
     } else if (header_is(line, len, "content-range", &v, &vl)) {
         copy_value(rs->content_range, sizeof rs->content_range, v, vl);
+    } else if (header_is(line, len, "x-amz-object-lock-mode", &v, &vl)) {
+        copy_value(rs->lock_mode, sizeof rs->lock_mode, v, vl);
+    } else if (header_is(line, len, "x-amz-object-lock-retain-until-date", &v, &vl)) {
+        copy_value(rs->lock_until, sizeof rs->lock_until, v, vl);
+    } else if (header_is(line, len, "date", &v, &vl)) {
+        copy_value(tmp, sizeof tmp, v, vl);
+        rs->date = s3_parse_http_date(tmp);
     } else if (header_is(line, len, "x-amz-bucket-region", &v, &vl)) {
         copy_value(rs->bucket_region, sizeof rs->bucket_region, v, vl);
     } else if (header_is(line, len, "content-length", &v, &vl)) {
@@ -665,6 +674,8 @@ coffer_status s3_map_status(const s3_resp *rs)
         return COFFER_ERR_NOT_FOUND;
     if (rs->status == 412 || strcmp(code, "PreconditionFailed") == 0)
         return COFFER_ERR_EXISTS;
+    if (s3_lock_refusal(rs->status, code, rs->err_msg))
+        return COFFER_ERR_LOCKED;
     if (rs->status == 501 || strcmp(code, "NotImplemented") == 0)
         return COFFER_ERR_UNSUPPORTED;
     if (rs->status == 401 || rs->status == 403 || strcmp(code, "InvalidAccessKeyId") == 0 ||
@@ -692,7 +703,8 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         s3_sha256_hex(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, payload_hash);
     s3_req r = *rq;
     char md5b64[32];
-    if (in->lock_enabled && strcmp(rq->method, "PUT") == 0 && r.nheaders < 8) {
+    if (((in->lock_enabled && strcmp(rq->method, "PUT") == 0) || rq->content_md5) &&
+        r.nheaders < sizeof r.headers / sizeof r.headers[0]) {
         /* Object Lock buckets refuse uploads without an integrity header. */
         unsigned char md[16];
         EVP_Digest(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, md, NULL, EVP_md5(),
@@ -779,6 +791,16 @@ void s3_describe(s3_instance *in, const char *method, const char *okey, const s3
                "secret_key_env/secret_key_file)";
     else if (rs->status == 403 && !rs->err_code[0])
         hint = " (access denied: wrong credentials or no permission)";
+    else if (rs->status == 403 && strcmp(rs->err_code, "AccessDenied") == 0 &&
+             !s3_lock_refusal(rs->status, rs->err_code, rs->err_msg))
+        /* a policy's denial: RGW gives no message, AWS a generic one */
+        hint = strncmp(method, "DELETE", 6) == 0
+                   ? " (access denied: these credentials may not delete; forget and prune need "
+                     "the maintenance credentials)"
+               : strstr(method, "retention")
+                   ? " (access denied: these credentials may not read or set retention: "
+                     "s3:GetObjectRetention, s3:PutObjectRetention)"
+                   : " (access denied: these credentials may not do this)";
     else if (rs->status == 301 && rs->bucket_region[0])
         hint = " (the bucket is in another region)";
     if (rs->error_in_200)

@@ -519,6 +519,17 @@ coffer_status s3_reader_open_version(void *instance, const char *key, const char
     return reader_new(in, key, version_id, 0, 0, reader);
 }
 
+coffer_status s3_reader_open_version_range(void *instance, const char *key,
+                                           const char *version_id, uint64_t offset,
+                                           uint64_t length, void **reader)
+{
+    s3_instance *in = instance;
+    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    if (!version_id || !*version_id)
+        return in->host->error(in->h, COFFER_ERR_INVALID, "empty version id");
+    return reader_new(in, key, version_id, offset, length, reader);
+}
+
 coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got)
 {
     s3_reader *r = reader;

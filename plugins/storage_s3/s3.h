@@ -3,6 +3,9 @@
  *
  *   storage.c  options, instance, descriptor, prepare, stat, list, remove,
  *              versioning, object lock, restore_version
+ *   retention.c object lock retention of objects: server_time,
+ *              object_retention, set_retention, and the headers, dates
+ *              and refusals they share with the writers
  *   read.c     readers: ranged GET streamed through a bounded buffer
  *   write.c    writers: single PUT or multipart upload, parts sent by a
  *              per-instance pool of upload threads
@@ -225,6 +228,9 @@ typedef struct s3_resp {
     char version_id[256];
     char content_range[128];
     char bucket_region[64];
+    char lock_mode[32];  /* x-amz-object-lock-mode, "" when absent */
+    char lock_until[64]; /* x-amz-object-lock-retain-until-date, "" when absent */
+    int64_t date;        /* the Date header, seconds since the epoch; 0 when absent */
     uint64_t content_length;
     int has_length;
     int64_t last_modified;
@@ -244,8 +250,9 @@ typedef struct s3_req {
     const char *okey; /* full object key, NULL for the bucket itself */
     s3_kv query[8];
     size_t nquery;
-    s3_kv headers[8]; /* extra headers, all signed */
+    s3_kv headers[12]; /* extra headers, all signed */
     size_t nheaders;
+    int content_md5;   /* send Content-MD5 of the body even outside an object lock bucket */
     const void *body;
     size_t body_len;
     int retry_200_error; /* an <Error> in a 200 is retried (Complete/Copy) */
@@ -321,6 +328,31 @@ size_t s3_header_cb(char *line, size_t size, size_t n, void *ud);
 /* "bytes 0-9/1234": total size, or -1. */
 int64_t s3_content_range_total(const char *cr);
 
+/* ---- retention.c ------------------------------------------------------- */
+
+/* "GOVERNANCE" / "COMPLIANCE" (NULL for COFFER_LOCK_NONE or a bad value). */
+const char *s3_lock_mode_name(uint32_t mode);
+/* S3's mode name to a mode, case-insensitive; COFFER_LOCK_NONE for "" or
+ * anything else. */
+coffer_lock_mode s3_lock_mode_parse(const char *s);
+/* "2026-12-04T22:40:08Z" (the retain-until date S3 takes). */
+void s3_iso8601(int64_t t, char out[32]);
+/* An HTTP date (IMF-fixdate "Fri, 04 Dec 2026 22:40:08 GMT") to seconds
+ * since the epoch; 0 when unreadable. */
+int64_t s3_parse_http_date(const char *s);
+/* 1 when a refusal is object lock's (a version under retention, a
+ * retention that may not be shortened), not a lack of permission: S3 and
+ * RGW both answer 403 AccessDenied, and only the message tells. */
+int s3_lock_refusal(long status, const char *code, const char *msg);
+/* <Retention> document of PutObjectRetention. */
+void s3_retention_body(s3_str *out, coffer_lock_mode mode, int64_t until);
+
+coffer_status s3_server_time(void *instance, int64_t *now);
+coffer_status s3_object_retention(void *instance, const char *key, const char *version_id,
+                                  coffer_lock_mode *mode, int64_t *until);
+coffer_status s3_set_retention(void *instance, const char *key, const char *version_id,
+                               coffer_lock_mode mode, int64_t until, uint32_t flags);
+
 /* ---- write.c ------------------------------------------------------------- */
 
 coffer_status s3_writer_open(void *instance, const char *key, const coffer_write_opts *opts,
@@ -336,6 +368,9 @@ coffer_status s3_reader_open(void *instance, const char *key, uint64_t offset, u
                              void **reader);
 coffer_status s3_reader_open_version(void *instance, const char *key, const char *version_id,
                                      void **reader);
+coffer_status s3_reader_open_version_range(void *instance, const char *key,
+                                           const char *version_id, uint64_t offset,
+                                           uint64_t length, void **reader);
 coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got);
 void s3_reader_close(void *reader);
 void s3_rconn_pool_free(s3_instance *in);

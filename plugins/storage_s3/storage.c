@@ -469,6 +469,8 @@ static uint32_t capabilities(void *instance)
                     COFFER_CAP_OBJECT_LOCK | COFFER_CAP_RESTORE_VERSION;
     if (!in->cond_unsupported)
         caps |= COFFER_CAP_CONDITIONAL_CREATE;
+    if (in->lock_enabled)
+        caps |= COFFER_CAP_RETENTION; /* learned in prepare */
     return caps;
 }
 
@@ -741,28 +743,72 @@ static coffer_status stat_object(void *instance, const char *key, coffer_object_
     return st;
 }
 
-static coffer_status remove_object(void *instance, const char *key)
+/* DELETE of the key (a delete marker in a versioned bucket; allowed on
+ * locked objects) or of one version (refused while it is under
+ * retention). */
+static coffer_status remove_common(s3_instance *in, const char *key, const char *version_id,
+                                   uint32_t flags)
 {
-    s3_instance *in = instance;
-    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     coffer_status st;
+    if (version_id && !*version_id)
+        return in->host->error(in->h, COFFER_ERR_INVALID, "remove of %s: empty version id", key);
     char *okey = s3_object_key(in, key, &st);
     if (!okey)
         return st;
-    if ((st = head_object(in, okey, key, NULL)) == COFFER_OK) {
+    /* a version is deleted by id alone: a delete marker has no HEAD */
+    if (version_id || (st = head_object(in, okey, key, NULL)) == COFFER_OK) {
         s3_req rq = {.method = "DELETE", .okey = okey};
+        if (version_id)
+            s3_req_query(&rq, "versionId", version_id);
+        if (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
+            s3_req_header(&rq, "x-amz-bypass-governance-retention", "true");
         s3_resp rs;
         s3_resp_init(&rs, 64 * 1024);
         st = s3_request(in, &rq, &rs);
+        char vdesc[300] = "";
+        if (version_id)
+            snprintf(vdesc, sizeof vdesc, "version %s of ", version_id);
         if (st == COFFER_ERR_NOT_FOUND)
-            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)", key,
-                                 in->bucket, okey);
-        else if (st)
+            st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no %sobject %s (s3://%s/%s)", vdesc,
+                                 key, in->bucket, okey);
+        else if (st == COFFER_ERR_LOCKED)
+            st = in->host->error(
+                in->h, COFFER_ERR_LOCKED,
+                "S3 DELETE %s: %sobject %s is under retention and cannot be removed before it "
+                "ends%s (%s)",
+                okey, vdesc, key,
+                (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
+                    ? ""
+                    : "; a governance lock yields only to the bypass, with s3:BypassGovernanceRetention",
+                rs.err_msg[0] ? rs.err_msg : rs.err_code);
+        else if (st == COFFER_ERR_AUTH && version_id) {
+            s3_str what = {0};
+            s3_str_addf(&what, "DELETE ?versionId=%s", version_id);
+            st = s3_fail(in, st, s3_str_cstr(&what), okey, &rs);
+            s3_str_free(&what);
+        } else if (st)
             st = s3_fail(in, st, "DELETE", okey, &rs);
         s3_resp_free(&rs);
     }
     free(okey);
     return st;
+}
+
+static coffer_status remove_object(void *instance, const char *key)
+{
+    s3_instance *in = instance;
+    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    return remove_common(in, key, NULL, 0);
+}
+
+/* COFFER_REMOVE_MAINTENANCE changes nothing here: a bucket is never
+ * append-only to the driver; S3's own policies refuse what they refuse. */
+static coffer_status remove_ex(void *instance, const char *key, const char *version_id,
+                               uint32_t flags)
+{
+    s3_instance *in = instance;
+    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    return remove_common(in, key, version_id, flags);
 }
 
 static coffer_status check_prefix(s3_instance *in, const char *prefix)
@@ -1008,6 +1054,11 @@ static const coffer_storage_ops s3_ops = {
     .reader_open_version = s3_reader_open_version,
     .object_lock_status = object_lock_status,
     .restore_version = restore_version,
+    .server_time = s3_server_time,
+    .object_retention = s3_object_retention,
+    .set_retention = s3_set_retention,
+    .remove_ex = remove_ex,
+    .reader_open_version_range = s3_reader_open_version_range,
 };
 
 static const coffer_plugin s3_plugin = {

@@ -46,6 +46,8 @@ struct s3_writer {
     char *key;  /* as the caller named it, for messages */
     char *okey; /* with the prefix */
     uint32_t flags;
+    const char *lock_mode; /* "GOVERNANCE"/"COMPLIANCE", NULL: no retention of ours */
+    char lock_until[32];   /* its retain-until date */
     char *buf; /* part being filled */
     size_t len, cap;
     int mapped; /* buf is an mmap'ed part buffer counted in the budget */
@@ -208,6 +210,12 @@ static void add_object_headers(s3_writer *w, s3_req *rq)
     s3_req_header(rq, "content-type", "application/octet-stream");
     if (w->in->storage_class)
         s3_req_header(rq, "x-amz-storage-class", w->in->storage_class);
+    if (w->lock_mode) {
+        /* on the single PUT or on CreateMultipartUpload: the object is
+         * stored locked from its first moment */
+        s3_req_header(rq, "x-amz-object-lock-mode", w->lock_mode);
+        s3_req_header(rq, "x-amz-object-lock-retain-until-date", w->lock_until);
+    }
 }
 
 static void abort_other_uploads(s3_writer *w);
@@ -505,6 +513,21 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     uint32_t flags = 0;
     if (opts && opts->struct_size >= offsetof(coffer_write_opts, flags) + sizeof opts->flags)
         flags = opts->flags;
+    uint32_t lock_mode = COFFER_LOCK_NONE;
+    int64_t until = 0;
+    if (opts &&
+        opts->struct_size >= offsetof(coffer_write_opts, retain_until) + sizeof opts->retain_until) {
+        lock_mode = opts->lock_mode;
+        until = opts->retain_until;
+    }
+    if (lock_mode != COFFER_LOCK_NONE && (!s3_lock_mode_name(lock_mode) || until <= 0))
+        return in->host->error(in->h, COFFER_ERR_INVALID,
+                               "write of %s: lock mode %u until %lld is not a retention", key,
+                               (unsigned)lock_mode, (long long)until);
+    if (lock_mode != COFFER_LOCK_NONE && !in->lock_enabled)
+        return in->host->error(in->h, COFFER_ERR_UNSUPPORTED,
+                               "write of %s with retention: bucket %s has no object lock", key,
+                               in->bucket);
     if ((flags & COFFER_WRITE_IF_ABSENT) && in->cond_unsupported)
         return in->host->error(
             in->h, COFFER_ERR_UNSUPPORTED,
@@ -523,6 +546,10 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     w->in = in;
     w->okey = okey;
     w->flags = flags;
+    if (lock_mode != COFFER_LOCK_NONE) {
+        w->lock_mode = s3_lock_mode_name(lock_mode);
+        s3_iso8601(until, w->lock_until);
+    }
     w->key = strdup(key);
     if (!w->key) {
         writer_free(w);
