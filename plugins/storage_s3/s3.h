@@ -347,6 +347,10 @@ int s3_lock_refusal(long status, const char *code, const char *msg);
 /* <Retention> document of PutObjectRetention. */
 void s3_retention_body(s3_str *out, coffer_lock_mode mode, int64_t until);
 
+/* PUT ?retention of okey (one version when version_id): a status, rs
+ * initialised and filled (free it); never calls host->error. */
+coffer_status s3_put_retention(s3_instance *in, const char *okey, const char *version_id,
+                               coffer_lock_mode mode, int64_t until, uint32_t flags, s3_resp *rs);
 coffer_status s3_server_time(void *instance, int64_t *now);
 coffer_status s3_object_retention(void *instance, const char *key, const char *version_id,
                                   coffer_lock_mode *mode, int64_t *until);
