@@ -159,8 +159,8 @@ coffer_status s3_object_retention(void *instance, const char *key, const char *v
         st = version_id ? in->host->error(in->h, COFFER_ERR_NOT_FOUND,
                                           "no version %s of object %s (s3://%s/%s)", version_id,
                                           key, in->bucket, okey)
-                        : in->host->error(in->h, COFFER_ERR_NOT_FOUND,
-                                          "no object %s (s3://%s/%s)", key, in->bucket, okey);
+                        : in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)",
+                                          key, in->bucket, okey);
     else if (st)
         st = s3_fail(in, st, "HEAD (retention of)", okey, &rs);
     else {
@@ -181,8 +181,8 @@ coffer_status s3_put_retention(s3_instance *in, const char *okey, const char *ve
 {
     s3_str body = {0};
     s3_retention_body(&body, mode, until);
-    s3_req rq = {.method = "PUT", .okey = okey, .body = body.s, .body_len = body.len,
-                 .content_md5 = 1};
+    s3_req rq = {
+        .method = "PUT", .okey = okey, .body = body.s, .body_len = body.len, .content_md5 = 1};
     s3_req_query(&rq, "retention", NULL);
     if (version_id)
         s3_req_query(&rq, "versionId", version_id);
@@ -229,17 +229,16 @@ coffer_status s3_set_retention(void *instance, const char *key, const char *vers
             snprintf(have, sizeof have, "%s until %s", hs.lock_mode, t > 0 ? d : hs.lock_until);
         }
         s3_resp_free(&hs);
-        st = in->host->error(in->h, COFFER_ERR_LOCKED,
-                             "object %s%s (s3://%s/%s): retention %s until %s refused: it holds "
-                             "%s, which may only be extended%s (%s)",
-                             key, vdesc, in->bucket, okey, s3_lock_mode_name(mode), want, have,
-                             (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
-                                 ? ""
-                                 : " without the governance bypass",
-                             rs.err_msg[0] ? rs.err_msg : rs.err_code);
+        st = in->host->error(
+            in->h, COFFER_ERR_LOCKED,
+            "object %s%s (s3://%s/%s): retention %s until %s refused: it holds "
+            "%s, which may only be extended%s (%s)",
+            key, vdesc, in->bucket, okey, s3_lock_mode_name(mode), want, have,
+            (flags & COFFER_REMOVE_BYPASS_GOVERNANCE) ? "" : " without the governance bypass",
+            rs.err_msg[0] ? rs.err_msg : rs.err_code);
     } else if (st == COFFER_ERR_NOT_FOUND) {
-        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s%s (s3://%s/%s)", key,
-                             vdesc, in->bucket, okey);
+        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s%s (s3://%s/%s)", key, vdesc,
+                             in->bucket, okey);
     } else if (st) {
         st = s3_fail(in, st, "PUT ?retention", okey, &rs);
     }

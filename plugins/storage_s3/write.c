@@ -213,8 +213,8 @@ static void add_object_headers(s3_writer *w, s3_req *rq)
     if (w->in->storage_class)
         s3_req_header(rq, "x-amz-storage-class", w->in->storage_class);
     if (w->lock_mode) {
-        /* on the single PUT or on CreateMultipartUpload: the object is
-         * stored locked from its first moment */
+        /* on the single PUT (locked from its first moment) or on
+         * CreateMultipartUpload (see complete_upload) */
         s3_req_header(rq, "x-amz-object-lock-mode", w->lock_mode);
         s3_req_header(rq, "x-amz-object-lock-retain-until-date", w->lock_until);
     }
@@ -517,8 +517,8 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
         flags = opts->flags;
     uint32_t lock_mode = COFFER_LOCK_NONE;
     int64_t until = 0;
-    if (opts &&
-        opts->struct_size >= offsetof(coffer_write_opts, retain_until) + sizeof opts->retain_until) {
+    if (opts && opts->struct_size >=
+                    offsetof(coffer_write_opts, retain_until) + sizeof opts->retain_until) {
         lock_mode = opts->lock_mode;
         until = opts->retain_until;
     }

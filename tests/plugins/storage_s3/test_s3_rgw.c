@@ -699,8 +699,8 @@ static void test_retention(void **state)
     /* written under retention: HEAD reports exactly that */
     int64_t until = now + 3600;
     const char body[] = "locked bytes, version one";
-    assert_int_equal(
-        put_locked(f, "ret/a", body, sizeof body - 1, COFFER_LOCK_GOVERNANCE, until), COFFER_OK);
+    assert_int_equal(put_locked(f, "ret/a", body, sizeof body - 1, COFFER_LOCK_GOVERNANCE, until),
+                     COFFER_OK);
     coffer_lock_mode mode = COFFER_LOCK_NONE;
     int64_t got = 0;
     assert_int_equal(f->ops->object_retention(f->inst, "ret/a", NULL, &mode, &got), COFFER_OK);
@@ -723,14 +723,14 @@ static void test_retention(void **state)
     assert_int_equal(v.n, 1);
     char vid[256];
     snprintf(vid, sizeof vid, "%s", v.id[0]);
-    assert_int_equal(f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE,
-                                           until + 3600, 0),
-                     COFFER_OK);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE, until + 3600, 0),
+        COFFER_OK);
     assert_int_equal(f->ops->object_retention(f->inst, "ret/a", NULL, &mode, &got), COFFER_OK);
     assert_int_equal(got, until + 3600);
-    assert_int_equal(f->ops->set_retention(f->inst, "ret/a", vid, COFFER_LOCK_GOVERNANCE,
-                                           until + 7200, 0),
-                     COFFER_OK);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", vid, COFFER_LOCK_GOVERNANCE, until + 7200, 0),
+        COFFER_OK);
     assert_int_equal(f->ops->object_retention(f->inst, "ret/a", vid, &mode, &got), COFFER_OK);
     assert_int_equal(mode, COFFER_LOCK_GOVERNANCE);
     assert_int_equal(got, until + 7200);
@@ -739,9 +739,9 @@ static void test_retention(void **state)
     char want[32], have[32];
     s3_iso8601(until + 1800, want);
     s3_iso8601(until + 7200, have);
-    assert_int_equal(f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE,
-                                           until + 1800, 0),
-                     COFFER_ERR_LOCKED);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE, until + 1800, 0),
+        COFFER_ERR_LOCKED);
     print_message("  %s\n", f->mh.last_error);
     assert_non_null(strstr(f->mh.last_error, "ret/a"));
     assert_non_null(strstr(f->mh.last_error, want));
@@ -775,8 +775,7 @@ static void test_retention(void **state)
     assert_int_equal(f->ops->object_retention(f->inst, "ret/a", vid, &mode, &got), COFFER_OK);
     assert_int_equal(got, until + 7200);
     void *r;
-    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ret/a", vid, 7, 5, &r),
-                     COFFER_OK);
+    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ret/a", vid, 7, 5, &r), COFFER_OK);
     char five[16];
     size_t g = 0;
     assert_int_equal(f->ops->reader_read(r, five, sizeof five, &g), COFFER_OK);
@@ -800,8 +799,7 @@ static void test_retention_bypass(void **state)
     use_lock_bucket(f);
     int64_t now = 0;
     assert_int_equal(f->ops->server_time(f->inst, &now), COFFER_OK);
-    assert_int_equal(put_locked(f, "gov/a", "g", 1, COFFER_LOCK_GOVERNANCE, now + 7200),
-                     COFFER_OK);
+    assert_int_equal(put_locked(f, "gov/a", "g", 1, COFFER_LOCK_GOVERNANCE, now + 7200), COFFER_OK);
     lvers v;
     versions_of(f, "gov/a", &v);
     assert_int_equal(v.n, 1);
@@ -814,8 +812,8 @@ static void test_retention_bypass(void **state)
     assert_int_equal(f->ops->object_retention(f->inst, "gov/a", v.id[0], &mode, &got), COFFER_OK);
     assert_int_equal(got, now + 600);
     assert_int_equal(f->ops->remove_ex(f->inst, "gov/a", v.id[0], 0), COFFER_ERR_LOCKED);
-    assert_int_equal(
-        f->ops->remove_ex(f->inst, "gov/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE), COFFER_OK);
+    assert_int_equal(f->ops->remove_ex(f->inst, "gov/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_OK);
     versions_of(f, "gov/a", &v);
     assert_int_equal(v.n, 0);
 
@@ -827,9 +825,8 @@ static void test_retention_bypass(void **state)
     assert_int_equal(f->ops->set_retention(f->inst, "comp/a", NULL, COFFER_LOCK_COMPLIANCE,
                                            now + 60, COFFER_REMOVE_BYPASS_GOVERNANCE),
                      COFFER_ERR_LOCKED);
-    assert_int_equal(
-        f->ops->remove_ex(f->inst, "comp/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE),
-        COFFER_ERR_LOCKED);
+    assert_int_equal(f->ops->remove_ex(f->inst, "comp/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_ERR_LOCKED);
     assert_int_equal(f->ops->object_retention(f->inst, "comp/a", NULL, &mode, &got), COFFER_OK);
     assert_int_equal(mode, COFFER_LOCK_COMPLIANCE);
     assert_int_equal(got, now + 3600);
@@ -880,9 +877,9 @@ static void test_retention_versions(void **state)
     f->ops->reader_close(r);
     assert_int_equal(g, 10);
     assert_memory_equal(b, one + 99990, 10);
-    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ver/x", "no-such-version", 0, 0,
-                                                       &r),
-                     COFFER_ERR_NOT_FOUND);
+    assert_int_equal(
+        f->ops->reader_open_version_range(f->inst, "ver/x", "no-such-version", 0, 0, &r),
+        COFFER_ERR_NOT_FOUND);
     free(b);
     free(one);
     free(two);

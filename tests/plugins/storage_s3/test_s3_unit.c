@@ -997,8 +997,7 @@ static void test_retention_messages(void **state)
     assert_int_equal(ops->remove_ex(in, "x", "", 0), COFFER_ERR_INVALID);
     assert_int_equal(ops->object_retention(in, "x", "", &(coffer_lock_mode){0}, &(int64_t){0}),
                      COFFER_ERR_INVALID);
-    assert_int_equal(ops->reader_open_version_range(in, "x", NULL, 0, 0, &w),
-                     COFFER_ERR_INVALID);
+    assert_int_equal(ops->reader_open_version_range(in, "x", NULL, 0, 0, &w), COFFER_ERR_INVALID);
 }
 
 int main(void)
