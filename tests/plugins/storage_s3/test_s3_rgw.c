@@ -910,6 +910,18 @@ static void test_retention_versions(void **state)
     versions_of(f, "ver/big", &v);
     assert_int_equal(v.n, 1);
     assert_int_equal(f->ops->remove_ex(f->inst, "ver/big", v.id[0], 0), COFFER_ERR_LOCKED);
+    /* plain remove of a locked object: a delete marker, allowed */
+    assert_int_equal(f->ops->remove(f->inst, "ver/big"), COFFER_OK);
+    assert_int_equal(f->ops->stat(f->inst, "ver/big", &st), COFFER_ERR_NOT_FOUND);
+    keys k = {0};
+    assert_int_equal(f->ops->list(f->inst, "ver/", collect, &k), COFFER_OK);
+    assert_false(has_key(&k, "ver/big"));
+    assert_true(has_key(&k, "ver/x"));
+    keys_free(&k);
+    versions_of(f, "ver/big", &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(f->ops->object_retention(f->inst, "ver/big", v.id[0], &mode, &got), COFFER_OK);
+    assert_int_equal(got, now + 5400);
 }
 
 /* A policy that denies deleting versions: COFFER_ERR_AUTH, naming the
