@@ -519,9 +519,8 @@ coffer_status s3_reader_open_version(void *instance, const char *key, const char
     return reader_new(in, key, version_id, 0, 0, reader);
 }
 
-coffer_status s3_reader_open_version_range(void *instance, const char *key,
-                                           const char *version_id, uint64_t offset,
-                                           uint64_t length, void **reader)
+coffer_status s3_reader_open_version_range(void *instance, const char *key, const char *version_id,
+                                           uint64_t offset, uint64_t length, void **reader)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");

@@ -159,8 +159,8 @@ coffer_status s3_object_retention(void *instance, const char *key, const char *v
         st = version_id ? in->host->error(in->h, COFFER_ERR_NOT_FOUND,
                                           "no version %s of object %s (s3://%s/%s)", version_id,
                                           key, in->bucket, okey)
-                        : in->host->error(in->h, COFFER_ERR_NOT_FOUND,
-                                          "no object %s (s3://%s/%s)", key, in->bucket, okey);
+                        : in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (s3://%s/%s)",
+                                          key, in->bucket, okey);
     else if (st)
         st = s3_fail(in, st, "HEAD (retention of)", okey, &rs);
     else {
@@ -173,6 +173,25 @@ coffer_status s3_object_retention(void *instance, const char *key, const char *v
     }
     s3_resp_free(&rs);
     free(okey);
+    return st;
+}
+
+coffer_status s3_put_retention(s3_instance *in, const char *okey, const char *version_id,
+                               coffer_lock_mode mode, int64_t until, uint32_t flags, s3_resp *rs)
+{
+    s3_str body = {0};
+    s3_retention_body(&body, mode, until);
+    s3_req rq = {
+        .method = "PUT", .okey = okey, .body = body.s, .body_len = body.len, .content_md5 = 1};
+    s3_req_query(&rq, "retention", NULL);
+    if (version_id)
+        s3_req_query(&rq, "versionId", version_id);
+    s3_req_header(&rq, "content-type", "application/xml");
+    if (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
+        s3_req_header(&rq, "x-amz-bypass-governance-retention", "true");
+    s3_resp_init(rs, 64 * 1024);
+    coffer_status st = s3_request(in, &rq, rs);
+    s3_str_free(&body);
     return st;
 }
 
@@ -191,19 +210,8 @@ coffer_status s3_set_retention(void *instance, const char *key, const char *vers
     char *okey = s3_object_key(in, key, &st);
     if (!okey)
         return st;
-    s3_str body = {0};
-    s3_retention_body(&body, mode, until);
-    s3_req rq = {.method = "PUT", .okey = okey, .body = body.s, .body_len = body.len,
-                 .content_md5 = 1};
-    s3_req_query(&rq, "retention", NULL);
-    if (version_id)
-        s3_req_query(&rq, "versionId", version_id);
-    s3_req_header(&rq, "content-type", "application/xml");
-    if (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
-        s3_req_header(&rq, "x-amz-bypass-governance-retention", "true");
     s3_resp rs;
-    s3_resp_init(&rs, 64 * 1024);
-    st = s3_request(in, &rq, &rs);
+    st = s3_put_retention(in, okey, version_id, mode, until, flags, &rs);
     char want[32];
     s3_iso8601(until, want);
     char vdesc[300] = "";
@@ -213,25 +221,28 @@ coffer_status s3_set_retention(void *instance, const char *key, const char *vers
         /* name the retention in place when it can be read */
         char have[96] = "an existing retention";
         s3_resp hs;
-        if (head_lock(in, okey, version_id, &hs) == COFFER_OK && hs.lock_mode[0])
-            snprintf(have, sizeof have, "%s until %s", hs.lock_mode, hs.lock_until);
+        if (head_lock(in, okey, version_id, &hs) == COFFER_OK && hs.lock_mode[0]) {
+            /* RGW writes nanoseconds: "2026-12-05T01:54:31.000000000Z" */
+            int64_t t = s3_parse_iso8601(hs.lock_until);
+            char d[32];
+            s3_iso8601(t, d);
+            snprintf(have, sizeof have, "%s until %s", hs.lock_mode, t > 0 ? d : hs.lock_until);
+        }
         s3_resp_free(&hs);
-        st = in->host->error(in->h, COFFER_ERR_LOCKED,
-                             "object %s%s (s3://%s/%s): retention %s until %s refused: it holds "
-                             "%s, which may only be extended%s (%s)",
-                             key, vdesc, in->bucket, okey, s3_lock_mode_name(mode), want, have,
-                             (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
-                                 ? ""
-                                 : " without the governance bypass",
-                             rs.err_msg[0] ? rs.err_msg : rs.err_code);
+        st = in->host->error(
+            in->h, COFFER_ERR_LOCKED,
+            "object %s%s (s3://%s/%s): retention %s until %s refused: it holds "
+            "%s, which may only be extended%s (%s)",
+            key, vdesc, in->bucket, okey, s3_lock_mode_name(mode), want, have,
+            (flags & COFFER_REMOVE_BYPASS_GOVERNANCE) ? "" : " without the governance bypass",
+            rs.err_msg[0] ? rs.err_msg : rs.err_code);
     } else if (st == COFFER_ERR_NOT_FOUND) {
-        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s%s (s3://%s/%s)", key,
-                             vdesc, in->bucket, okey);
+        st = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s%s (s3://%s/%s)", key, vdesc,
+                             in->bucket, okey);
     } else if (st) {
         st = s3_fail(in, st, "PUT ?retention", okey, &rs);
     }
     s3_resp_free(&rs);
-    s3_str_free(&body);
     free(okey);
     return st;
 }

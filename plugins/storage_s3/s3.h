@@ -252,7 +252,7 @@ typedef struct s3_req {
     size_t nquery;
     s3_kv headers[12]; /* extra headers, all signed */
     size_t nheaders;
-    int content_md5;   /* send Content-MD5 of the body even outside an object lock bucket */
+    int content_md5; /* send Content-MD5 of the body even outside an object lock bucket */
     const void *body;
     size_t body_len;
     int retry_200_error; /* an <Error> in a 200 is retried (Complete/Copy) */
@@ -347,6 +347,10 @@ int s3_lock_refusal(long status, const char *code, const char *msg);
 /* <Retention> document of PutObjectRetention. */
 void s3_retention_body(s3_str *out, coffer_lock_mode mode, int64_t until);
 
+/* PUT ?retention of okey (one version when version_id): a status, rs
+ * initialised and filled (free it); never calls host->error. */
+coffer_status s3_put_retention(s3_instance *in, const char *okey, const char *version_id,
+                               coffer_lock_mode mode, int64_t until, uint32_t flags, s3_resp *rs);
 coffer_status s3_server_time(void *instance, int64_t *now);
 coffer_status s3_object_retention(void *instance, const char *key, const char *version_id,
                                   coffer_lock_mode *mode, int64_t *until);
@@ -368,9 +372,8 @@ coffer_status s3_reader_open(void *instance, const char *key, uint64_t offset, u
                              void **reader);
 coffer_status s3_reader_open_version(void *instance, const char *key, const char *version_id,
                                      void **reader);
-coffer_status s3_reader_open_version_range(void *instance, const char *key,
-                                           const char *version_id, uint64_t offset,
-                                           uint64_t length, void **reader);
+coffer_status s3_reader_open_version_range(void *instance, const char *key, const char *version_id,
+                                           uint64_t offset, uint64_t length, void **reader);
 coffer_status s3_reader_read(void *reader, void *buf, size_t len, size_t *got);
 void s3_reader_close(void *reader);
 void s3_rconn_pool_free(s3_instance *in);

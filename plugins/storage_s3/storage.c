@@ -779,7 +779,8 @@ static coffer_status remove_common(s3_instance *in, const char *key, const char 
                 okey, vdesc, key,
                 (flags & COFFER_REMOVE_BYPASS_GOVERNANCE)
                     ? ""
-                    : "; a governance lock yields only to the bypass, with s3:BypassGovernanceRetention",
+                    : "; a governance lock yields only to the bypass, with "
+                      "s3:BypassGovernanceRetention",
                 rs.err_msg[0] ? rs.err_msg : rs.err_code);
         else if (st == COFFER_ERR_AUTH && version_id) {
             s3_str what = {0};

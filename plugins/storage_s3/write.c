@@ -48,6 +48,8 @@ struct s3_writer {
     uint32_t flags;
     const char *lock_mode; /* "GOVERNANCE"/"COMPLIANCE", NULL: no retention of ours */
     char lock_until[32];   /* its retain-until date */
+    coffer_lock_mode lock;
+    int64_t until;
     char *buf; /* part being filled */
     size_t len, cap;
     int mapped; /* buf is an mmap'ed part buffer counted in the budget */
@@ -211,8 +213,8 @@ static void add_object_headers(s3_writer *w, s3_req *rq)
     if (w->in->storage_class)
         s3_req_header(rq, "x-amz-storage-class", w->in->storage_class);
     if (w->lock_mode) {
-        /* on the single PUT or on CreateMultipartUpload: the object is
-         * stored locked from its first moment */
+        /* on the single PUT (locked from its first moment) or on
+         * CreateMultipartUpload (see complete_upload) */
         s3_req_header(rq, "x-amz-object-lock-mode", w->lock_mode);
         s3_req_header(rq, "x-amz-object-lock-retain-until-date", w->lock_until);
     }
@@ -515,8 +517,8 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
         flags = opts->flags;
     uint32_t lock_mode = COFFER_LOCK_NONE;
     int64_t until = 0;
-    if (opts &&
-        opts->struct_size >= offsetof(coffer_write_opts, retain_until) + sizeof opts->retain_until) {
+    if (opts && opts->struct_size >=
+                    offsetof(coffer_write_opts, retain_until) + sizeof opts->retain_until) {
         lock_mode = opts->lock_mode;
         until = opts->retain_until;
     }
@@ -548,6 +550,8 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     w->flags = flags;
     if (lock_mode != COFFER_LOCK_NONE) {
         w->lock_mode = s3_lock_mode_name(lock_mode);
+        w->lock = (coffer_lock_mode)lock_mode;
+        w->until = until;
         s3_iso8601(until, w->lock_until);
     }
     w->key = strdup(key);
@@ -703,6 +707,8 @@ static coffer_status complete_upload(s3_writer *w)
     s3_resp rs;
     s3_resp_init(&rs, 64 * 1024);
     coffer_status st = s3_request(in, &rq, &rs);
+    char vid[256];
+    snprintf(vid, sizeof vid, "%s", rs.version_id);
     if (st == COFFER_ERR_NOT_FOUND && strcmp(rs.err_code, "NoSuchUpload") == 0) {
         /* The upload is gone after a retry (ours or libcurl's resend): an
          * earlier attempt completed it if the object now has a multipart ETag of our part count. */
@@ -713,8 +719,10 @@ static coffer_status complete_upload(s3_writer *w)
         snprintf(suffix, sizeof suffix, "-%d\"", w->nparts);
         if (s3_request(in, &hq, &hs) == COFFER_OK && hs.has_length &&
             hs.content_length == w->total && strlen(hs.etag) > strlen(suffix) &&
-            strcmp(hs.etag + strlen(hs.etag) - strlen(suffix), suffix) == 0)
+            strcmp(hs.etag + strlen(hs.etag) - strlen(suffix), suffix) == 0) {
             st = COFFER_OK;
+            snprintf(vid, sizeof vid, "%s", hs.version_id);
+        }
         s3_resp_free(&hs);
     }
     if (st == COFFER_OK) {
@@ -728,6 +736,23 @@ static coffer_status complete_upload(s3_writer *w)
     }
     s3_resp_free(&rs);
     s3_str_free(&body);
+    if (st == COFFER_OK && w->lock_mode) {
+        /* Some servers (Ceph RGW 16) take the lock headers of
+         * CreateMultipartUpload and drop them: the completed version gets
+         * its retention set explicitly. The same date again is accepted
+         * where the headers did work. */
+        s3_resp ps;
+        st = s3_put_retention(in, w->okey, vid[0] ? vid : NULL, w->lock, w->until, 0, &ps);
+        if (st) {
+            char why[S3_ERRMSG + 600];
+            s3_describe(in, "PUT ?retention", w->okey, &ps, why, sizeof why);
+            st = in->host->error(in->h, st,
+                                 "object %s was uploaded but its retention %s until %s could "
+                                 "not be set: %s",
+                                 w->key, w->lock_mode, w->lock_until, why);
+        }
+        s3_resp_free(&ps);
+    }
     return st;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mock_host.h"
@@ -609,6 +610,351 @@ static void test_object_lock(void **state)
     assert_int_equal(v, COFFER_VERSIONING_ENABLED);
 }
 
+/* ---- object lock retention -------------------------------------------------------- */
+
+static coffer_status put_locked(fx *f, const char *key, const void *data, size_t len,
+                                coffer_lock_mode mode, int64_t until)
+{
+    coffer_write_opts o = {
+        .struct_size = sizeof o, .size_hint = len, .lock_mode = mode, .retain_until = until};
+    void *w;
+    coffer_status st = f->ops->writer_open(f->inst, key, &o, &w);
+    if (st)
+        return st;
+    if ((st = f->ops->writer_write(w, data, len)) != COFFER_OK) {
+        f->ops->writer_abort(w);
+        return st;
+    }
+    return f->ops->writer_commit(w);
+}
+
+typedef struct lvers {
+    char key[8][128];
+    char id[8][256];
+    int latest[8], marker[8];
+    int n;
+} lvers;
+
+static int collect_version(void *ud, const coffer_object_version *v)
+{
+    lvers *x = ud;
+    if (x->n < 8) {
+        snprintf(x->key[x->n], sizeof x->key[0], "%s", v->key);
+        snprintf(x->id[x->n], sizeof x->id[0], "%s", v->version_id);
+        x->latest[x->n] = v->is_latest;
+        x->marker[x->n] = v->is_delete_marker;
+        x->n++;
+    }
+    return 0;
+}
+
+/* Versions of exactly `key` (not a delete marker) into x. */
+static void versions_of(fx *f, const char *key, lvers *x)
+{
+    lvers all = {0};
+    assert_int_equal(f->ops->list_versions(f->inst, key, collect_version, &all), COFFER_OK);
+    memset(x, 0, sizeof *x);
+    for (int i = 0; i < all.n; i++)
+        if (strcmp(all.key[i], key) == 0 && !all.marker[i]) {
+            snprintf(x->key[x->n], sizeof x->key[0], "%s", all.key[i]);
+            snprintf(x->id[x->n], sizeof x->id[0], "%s", all.id[i]);
+            x->latest[x->n] = all.latest[i];
+            x->n++;
+        }
+}
+
+/* A bucket made by the driver with object lock (require_object_lock:
+ * true), so every retention call has a bucket that accepts it. */
+static void use_lock_bucket(fx *f)
+{
+    char lb[80];
+    snprintf(lb, sizeof lb, "%s-ret", f->bucket);
+    cf_config_set(f->cfg, "bucket", lb, 0, 0);
+    cf_config_set(f->cfg, "require_object_lock", "true", 0, 0);
+    assert_int_equal(make(f), COFFER_OK);
+    assert_int_equal(f->ops->prepare(f->inst, 1), COFFER_OK);
+}
+
+static void test_retention(void **state)
+{
+    fx *f = *state;
+    NEED_SERVER(f);
+    /* without object lock: no capability, and writes with retention are refused */
+    assert_int_equal(f->ops->capabilities(f->inst) & COFFER_CAP_RETENTION, 0);
+    assert_int_equal(put_locked(f, "ret/none", "x", 1, COFFER_LOCK_GOVERNANCE, time(NULL) + 60),
+                     COFFER_ERR_UNSUPPORTED);
+    assert_non_null(strstr(f->mh.last_error, "no object lock"));
+
+    use_lock_bucket(f);
+    assert_int_not_equal(f->ops->capabilities(f->inst) & COFFER_CAP_RETENTION, 0);
+
+    /* the server's clock, from its Date header: loopback, same host */
+    int64_t now = 0;
+    assert_int_equal(f->ops->server_time(f->inst, &now), COFFER_OK);
+    int64_t d = now - (int64_t)time(NULL);
+    print_message("  server time %lld, host time differs by %lld s\n", (long long)now,
+                  (long long)d);
+    assert_true(d >= -5 && d <= 5);
+
+    /* written under retention: HEAD reports exactly that */
+    int64_t until = now + 3600;
+    const char body[] = "locked bytes, version one";
+    assert_int_equal(put_locked(f, "ret/a", body, sizeof body - 1, COFFER_LOCK_GOVERNANCE, until),
+                     COFFER_OK);
+    coffer_lock_mode mode = COFFER_LOCK_NONE;
+    int64_t got = 0;
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/a", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(mode, COFFER_LOCK_GOVERNANCE);
+    assert_int_equal(got, until);
+
+    /* an object written without retention has none */
+    assert_int_equal(put(f, "ret/plain", "p", 1, 0), COFFER_OK);
+    mode = COFFER_LOCK_COMPLIANCE;
+    got = -1;
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/plain", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(mode, COFFER_LOCK_NONE);
+    assert_int_equal(got, 0);
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/missing", NULL, &mode, &got),
+                     COFFER_ERR_NOT_FOUND);
+
+    /* extending is allowed, of the current version and of a named one */
+    lvers v;
+    versions_of(f, "ret/a", &v);
+    assert_int_equal(v.n, 1);
+    char vid[256];
+    snprintf(vid, sizeof vid, "%s", v.id[0]);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE, until + 3600, 0),
+        COFFER_OK);
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/a", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(got, until + 3600);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", vid, COFFER_LOCK_GOVERNANCE, until + 7200, 0),
+        COFFER_OK);
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/a", vid, &mode, &got), COFFER_OK);
+    assert_int_equal(mode, COFFER_LOCK_GOVERNANCE);
+    assert_int_equal(got, until + 7200);
+
+    /* shortening is refused, named with both dates; nothing changed */
+    char want[32], have[32];
+    s3_iso8601(until + 1800, want);
+    s3_iso8601(until + 7200, have);
+    assert_int_equal(
+        f->ops->set_retention(f->inst, "ret/a", NULL, COFFER_LOCK_GOVERNANCE, until + 1800, 0),
+        COFFER_ERR_LOCKED);
+    print_message("  %s\n", f->mh.last_error);
+    assert_non_null(strstr(f->mh.last_error, "ret/a"));
+    assert_non_null(strstr(f->mh.last_error, want));
+    assert_non_null(strstr(f->mh.last_error, have));
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/a", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(got, until + 7200);
+
+    /* the locked version cannot be removed; its bytes stay readable */
+    assert_int_equal(f->ops->remove_ex(f->inst, "ret/a", vid, 0), COFFER_ERR_LOCKED);
+    print_message("  %s\n", f->mh.last_error);
+    assert_non_null(strstr(f->mh.last_error, "ret/a"));
+    assert_non_null(strstr(f->mh.last_error, vid));
+    char *b;
+    size_t n;
+    assert_int_equal(get(f, "ret/a", 0, 0, &b, &n), COFFER_OK);
+    assert_int_equal(n, sizeof body - 1);
+    assert_memory_equal(b, body, n);
+    free(b);
+
+    /* remove without a version: a delete marker; the key is gone from
+     * the listing, the locked version stays among the versions */
+    assert_int_equal(f->ops->remove_ex(f->inst, "ret/a", NULL, 0), COFFER_OK);
+    keys k = {0};
+    assert_int_equal(f->ops->list(f->inst, "ret/", collect, &k), COFFER_OK);
+    assert_false(has_key(&k, "ret/a"));
+    assert_true(has_key(&k, "ret/plain"));
+    keys_free(&k);
+    versions_of(f, "ret/a", &v);
+    assert_int_equal(v.n, 1);
+    assert_string_equal(v.id[0], vid);
+    assert_int_equal(f->ops->object_retention(f->inst, "ret/a", vid, &mode, &got), COFFER_OK);
+    assert_int_equal(got, until + 7200);
+    void *r;
+    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ret/a", vid, 7, 5, &r), COFFER_OK);
+    char five[16];
+    size_t g = 0;
+    assert_int_equal(f->ops->reader_read(r, five, sizeof five, &g), COFFER_OK);
+    f->ops->reader_close(r);
+    assert_int_equal(g, 5);
+    assert_memory_equal(five, body + 7, 5);
+
+    /* a version without retention goes at once; missing versions are named */
+    versions_of(f, "ret/plain", &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(f->ops->remove_ex(f->inst, "ret/plain", v.id[0], 0), COFFER_OK);
+    versions_of(f, "ret/plain", &v);
+    assert_int_equal(v.n, 0);
+    assert_int_equal(f->ops->remove(f->inst, "ret/plain"), COFFER_ERR_NOT_FOUND);
+}
+
+static void test_retention_bypass(void **state)
+{
+    fx *f = *state;
+    NEED_SERVER(f);
+    use_lock_bucket(f);
+    int64_t now = 0;
+    assert_int_equal(f->ops->server_time(f->inst, &now), COFFER_OK);
+    assert_int_equal(put_locked(f, "gov/a", "g", 1, COFFER_LOCK_GOVERNANCE, now + 7200), COFFER_OK);
+    lvers v;
+    versions_of(f, "gov/a", &v);
+    assert_int_equal(v.n, 1);
+    /* the bucket owner may bypass governance: shorten, then remove */
+    assert_int_equal(f->ops->set_retention(f->inst, "gov/a", v.id[0], COFFER_LOCK_GOVERNANCE,
+                                           now + 600, COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_OK);
+    coffer_lock_mode mode;
+    int64_t got;
+    assert_int_equal(f->ops->object_retention(f->inst, "gov/a", v.id[0], &mode, &got), COFFER_OK);
+    assert_int_equal(got, now + 600);
+    assert_int_equal(f->ops->remove_ex(f->inst, "gov/a", v.id[0], 0), COFFER_ERR_LOCKED);
+    assert_int_equal(f->ops->remove_ex(f->inst, "gov/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_OK);
+    versions_of(f, "gov/a", &v);
+    assert_int_equal(v.n, 0);
+
+    /* compliance yields to nobody: not shortened, not removed, even with the bypass */
+    assert_int_equal(put_locked(f, "comp/a", "c", 1, COFFER_LOCK_COMPLIANCE, now + 3600),
+                     COFFER_OK);
+    versions_of(f, "comp/a", &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(f->ops->set_retention(f->inst, "comp/a", NULL, COFFER_LOCK_COMPLIANCE,
+                                           now + 60, COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_ERR_LOCKED);
+    assert_int_equal(f->ops->remove_ex(f->inst, "comp/a", v.id[0], COFFER_REMOVE_BYPASS_GOVERNANCE),
+                     COFFER_ERR_LOCKED);
+    assert_int_equal(f->ops->object_retention(f->inst, "comp/a", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(mode, COFFER_LOCK_COMPLIANCE);
+    assert_int_equal(got, now + 3600);
+}
+
+static void test_retention_versions(void **state)
+{
+    fx *f = *state;
+    NEED_SERVER(f);
+    use_lock_bucket(f);
+    int64_t now = 0;
+    assert_int_equal(f->ops->server_time(f->inst, &now), COFFER_OK);
+
+    /* an older version's bytes, by range, after an overwrite */
+    size_t len = 100000;
+    char *one = malloc(len), *two = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        one[i] = (char)pat(11, i);
+        two[i] = (char)pat(12, i);
+    }
+    assert_int_equal(put(f, "ver/x", one, len, 0), COFFER_OK);
+    lvers v;
+    versions_of(f, "ver/x", &v);
+    assert_int_equal(v.n, 1);
+    char old[256];
+    snprintf(old, sizeof old, "%s", v.id[0]);
+    assert_int_equal(put(f, "ver/x", two, len, 0), COFFER_OK);
+    versions_of(f, "ver/x", &v);
+    assert_int_equal(v.n, 2);
+    void *r;
+    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ver/x", old, 4096, 50000, &r),
+                     COFFER_OK);
+    char *b = malloc(len);
+    size_t n = 0, g;
+    do {
+        g = 0;
+        assert_int_equal(f->ops->reader_read(r, b + n, 7000, &g), COFFER_OK);
+        n += g;
+    } while (g && n < len);
+    f->ops->reader_close(r);
+    assert_int_equal(n, 50000);
+    assert_memory_equal(b, one + 4096, n);
+    /* to the end when length is 0 */
+    assert_int_equal(f->ops->reader_open_version_range(f->inst, "ver/x", old, 99990, 0, &r),
+                     COFFER_OK);
+    g = 0;
+    assert_int_equal(f->ops->reader_read(r, b, len, &g), COFFER_OK);
+    f->ops->reader_close(r);
+    assert_int_equal(g, 10);
+    assert_memory_equal(b, one + 99990, 10);
+    assert_int_equal(
+        f->ops->reader_open_version_range(f->inst, "ver/x", "no-such-version", 0, 0, &r),
+        COFFER_ERR_NOT_FOUND);
+    free(b);
+    free(one);
+    free(two);
+
+    /* a multipart upload (5 MiB parts) carries the retention of CreateMultipartUpload */
+    size_t big = 11u << 20;
+    char *buf = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (char)pat(13, i);
+    assert_int_equal(put_locked(f, "ver/big", buf, big, COFFER_LOCK_GOVERNANCE, now + 5400),
+                     COFFER_OK);
+    coffer_lock_mode mode;
+    int64_t got;
+    assert_int_equal(f->ops->object_retention(f->inst, "ver/big", NULL, &mode, &got), COFFER_OK);
+    assert_int_equal(mode, COFFER_LOCK_GOVERNANCE);
+    assert_int_equal(got, now + 5400);
+    coffer_object_stat st = {.struct_size = sizeof st};
+    assert_int_equal(f->ops->stat(f->inst, "ver/big", &st), COFFER_OK);
+    assert_int_equal(st.size, big);
+    assert_true(strchr(st.etag, '-') != NULL); /* it was a multipart upload */
+    char *back;
+    size_t bl;
+    assert_int_equal(get(f, "ver/big", 0, 0, &back, &bl), COFFER_OK);
+    assert_int_equal(bl, big);
+    assert_memory_equal(back, buf, big);
+    free(back);
+    free(buf);
+    versions_of(f, "ver/big", &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(f->ops->remove_ex(f->inst, "ver/big", v.id[0], 0), COFFER_ERR_LOCKED);
+    /* plain remove of a locked object: a delete marker, allowed */
+    assert_int_equal(f->ops->remove(f->inst, "ver/big"), COFFER_OK);
+    assert_int_equal(f->ops->stat(f->inst, "ver/big", &st), COFFER_ERR_NOT_FOUND);
+    keys k = {0};
+    assert_int_equal(f->ops->list(f->inst, "ver/", collect, &k), COFFER_OK);
+    assert_false(has_key(&k, "ver/big"));
+    assert_true(has_key(&k, "ver/x"));
+    keys_free(&k);
+    versions_of(f, "ver/big", &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(f->ops->object_retention(f->inst, "ver/big", v.id[0], &mode, &got), COFFER_OK);
+    assert_int_equal(got, now + 5400);
+}
+
+/* A policy that denies deleting versions: COFFER_ERR_AUTH, naming the
+ * operation and the key; never taken for a lock. */
+static void test_retention_denied(void **state)
+{
+    fx *f = *state;
+    NEED_SERVER(f);
+    use_lock_bucket(f);
+    assert_int_equal(put(f, "den/a", "d", 1, 0), COFFER_OK);
+    lvers v;
+    versions_of(f, "den/a", &v);
+    assert_int_equal(v.n, 1);
+    s3_instance *in = f->inst;
+    assert_int_equal(
+        aws("s3api put-bucket-policy --bucket %s --policy "
+            "'{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Principal\":\"*\","
+            "\"Action\":[\"s3:DeleteObjectVersion\",\"s3:DeleteObject\"],\"Resource\":"
+            "\"arn:aws:s3:::%s/*\"}]}'",
+            in->bucket, in->bucket),
+        0);
+    coffer_status st = f->ops->remove_ex(f->inst, "den/a", v.id[0], 0);
+    print_message("  %s\n", f->mh.last_error);
+    assert_int_equal(st, COFFER_ERR_AUTH);
+    assert_non_null(strstr(f->mh.last_error, "DELETE"));
+    assert_non_null(strstr(f->mh.last_error, "repo/den/a"));
+    assert_non_null(strstr(f->mh.last_error, "may not delete"));
+    assert_int_equal(f->ops->remove(f->inst, "den/a"), COFFER_ERR_AUTH);
+    assert_non_null(strstr(f->mh.last_error, "may not delete"));
+    assert_int_equal(aws("s3api delete-bucket-policy --bucket %s", in->bucket), 0);
+    assert_int_equal(f->ops->remove_ex(f->inst, "den/a", v.id[0], 0), COFFER_OK);
+}
+
 static void test_bad_credentials(void **state)
 {
     fx *f = *state;
@@ -660,6 +1006,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_special_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versioning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_object_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_bypass, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_bucket, setup, teardown),
     };

@@ -842,6 +842,164 @@ static void test_unreachable(void **state)
     assert_non_null(strstr(f->mh.last_error, "S3 PUT my-bucket/x"));
 }
 
+/* ---- object lock retention ---------------------------------------------------- */
+
+static void test_retention_format(void **state)
+{
+    (void)state;
+    /* modes */
+    assert_string_equal(s3_lock_mode_name(COFFER_LOCK_GOVERNANCE), "GOVERNANCE");
+    assert_string_equal(s3_lock_mode_name(COFFER_LOCK_COMPLIANCE), "COMPLIANCE");
+    assert_null(s3_lock_mode_name(COFFER_LOCK_NONE));
+    assert_null(s3_lock_mode_name(7));
+    assert_int_equal(s3_lock_mode_parse("GOVERNANCE"), COFFER_LOCK_GOVERNANCE);
+    assert_int_equal(s3_lock_mode_parse("compliance"), COFFER_LOCK_COMPLIANCE);
+    assert_int_equal(s3_lock_mode_parse(""), COFFER_LOCK_NONE);
+    assert_int_equal(s3_lock_mode_parse("LEGALHOLD"), COFFER_LOCK_NONE);
+    assert_int_equal(s3_lock_mode_parse(NULL), COFFER_LOCK_NONE);
+
+    /* dates: the retain-until form S3 takes, read back in every form servers write */
+    char d[32];
+    s3_iso8601(1796424008, d);
+    assert_string_equal(d, "2026-12-04T22:40:08Z");
+    s3_iso8601(0, d);
+    assert_string_equal(d, "1970-01-01T00:00:00Z");
+    assert_int_equal(s3_parse_iso8601("2026-12-04T22:40:08Z"), 1796424008);
+    assert_int_equal(s3_parse_iso8601("2026-12-04T22:40:08.000Z"), 1796424008);
+    assert_int_equal(s3_parse_iso8601("2026-12-04T22:40:08.000000000Z"), 1796424008);
+    assert_int_equal(s3_parse_http_date("Fri, 04 Dec 2026 22:40:08 GMT"), 1796424008);
+    assert_int_equal(s3_parse_http_date("Friday, 04-Dec-26 22:40:08 GMT"), 1796424008);
+    assert_int_equal(s3_parse_http_date(""), 0);
+    assert_int_equal(s3_parse_http_date("not a date"), 0);
+    assert_int_equal(s3_parse_http_date(NULL), 0);
+
+    /* the PutObjectRetention document */
+    s3_str b = {0};
+    s3_retention_body(&b, COFFER_LOCK_COMPLIANCE, 1796424008);
+    assert_string_equal(s3_str_cstr(&b),
+                        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                        "<Mode>COMPLIANCE</Mode><RetainUntilDate>2026-12-04T22:40:08Z"
+                        "</RetainUntilDate></Retention>");
+    s3_str_free(&b);
+}
+
+/* Response headers of a locked object and the Date header reach s3_resp. */
+static void test_retention_headers(void **state)
+{
+    (void)state;
+    s3_resp rs;
+    s3_resp_init(&rs, 0);
+    const char *lines[] = {
+        "HTTP/1.1 200 OK\r\n",
+        "Date: Fri, 04 Dec 2026 22:40:08 GMT\r\n",
+        "x-amz-object-lock-mode: GOVERNANCE\r\n",
+        "X-Amz-Object-Lock-Retain-Until-Date: 2026-12-05T01:54:31.000000000Z\r\n",
+        "\r\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        assert_int_equal(s3_header_cb((char *)lines[i], 1, strlen(lines[i]), &rs),
+                         strlen(lines[i]));
+    assert_int_equal(rs.date, 1796424008);
+    assert_string_equal(rs.lock_mode, "GOVERNANCE");
+    assert_string_equal(rs.lock_until, "2026-12-05T01:54:31.000000000Z");
+    /* a new response (after a retry) starts clean */
+    const char *again = "HTTP/1.1 200 OK\r\n";
+    s3_header_cb((char *)again, 1, strlen(again), &rs);
+    assert_string_equal(rs.lock_mode, "");
+    assert_string_equal(rs.lock_until, "");
+    assert_int_equal(rs.date, 0);
+    s3_resp_free(&rs);
+}
+
+/* 403 AccessDenied: object lock's refusal is COFFER_ERR_LOCKED, a policy's
+ * (RGW: empty message; AWS: "Access Denied") stays COFFER_ERR_AUTH. */
+static void test_retention_errors(void **state)
+{
+    (void)state;
+    struct {
+        long status;
+        const char *code, *msg;
+        coffer_status want;
+    } cases[] = {
+        {403, "AccessDenied", "forbidden by object lock", COFFER_ERR_LOCKED},
+        {403, "AccessDenied",
+         "proposed retain-until date shortens an existing retention period and governance "
+         "bypass check failed",
+         COFFER_ERR_LOCKED},
+        {403, "AccessDenied", "Access Denied because object protected by object lock.",
+         COFFER_ERR_LOCKED},
+        {403, "AccessDenied", "", COFFER_ERR_AUTH},
+        {403, "AccessDenied", "Access Denied", COFFER_ERR_AUTH},
+        {403, "SignatureDoesNotMatch", "", COFFER_ERR_AUTH},
+        {403, "", "", COFFER_ERR_AUTH},
+        {400, "InvalidRequest", "Bucket is missing Object Lock Configuration", COFFER_ERR_INVALID},
+        {400, "ObjectLocked", "", COFFER_ERR_LOCKED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s3_resp rs;
+        s3_resp_init(&rs, 0);
+        rs.status = cases[i].status;
+        snprintf(rs.err_code, sizeof rs.err_code, "%s", cases[i].code);
+        snprintf(rs.err_msg, sizeof rs.err_msg, "%s", cases[i].msg);
+        print_message("  %ld %s '%s'\n", cases[i].status, cases[i].code, cases[i].msg);
+        assert_int_equal(s3_map_status(&rs), cases[i].want);
+    }
+}
+
+static void test_retention_messages(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(make(f), COFFER_OK);
+    s3_instance *in = f->inst;
+    s3_resp rs;
+    s3_resp_init(&rs, 0);
+    rs.status = 403;
+    snprintf(rs.err_code, sizeof rs.err_code, "AccessDenied");
+    char msg[2048];
+    s3_describe(in, "DELETE", "data/ab/ab12", &rs, msg, sizeof msg);
+    assert_string_equal(msg, "S3 DELETE my-bucket/data/ab/ab12: HTTP 403 AccessDenied (access "
+                             "denied: these credentials may not delete; forget and prune need "
+                             "the maintenance credentials)");
+    s3_describe(in, "PUT ?retention", "data/ab/ab12", &rs, msg, sizeof msg);
+    assert_non_null(strstr(msg, "s3:PutObjectRetention"));
+    s3_resp_free(&rs);
+
+    /* capabilities follow the bucket's object lock */
+    const coffer_storage_ops *ops = f->drv->storage;
+    assert_int_equal(ops->capabilities(in) & COFFER_CAP_RETENTION, 0);
+    in->lock_enabled = 1;
+    assert_int_not_equal(ops->capabilities(in) & COFFER_CAP_RETENTION, 0);
+    assert_non_null(ops->server_time);
+    assert_non_null(ops->object_retention);
+    assert_non_null(ops->set_retention);
+    assert_non_null(ops->remove_ex);
+    assert_non_null(ops->reader_open_version_range);
+
+    /* bad arguments are refused before any request */
+    void *w = NULL;
+    coffer_write_opts o = {.struct_size = sizeof o, .lock_mode = 9, .retain_until = 1};
+    in->abort_uploads_after = 0;
+    assert_int_equal(ops->writer_open(in, "x", &o, &w), COFFER_ERR_INVALID);
+    o.lock_mode = COFFER_LOCK_GOVERNANCE;
+    o.retain_until = 0;
+    assert_int_equal(ops->writer_open(in, "x", &o, &w), COFFER_ERR_INVALID);
+    assert_null(w);
+    in->lock_enabled = 0;
+    o.retain_until = 1796424008;
+    assert_int_equal(ops->writer_open(in, "x", &o, &w), COFFER_ERR_UNSUPPORTED);
+    assert_non_null(strstr(f->mh.last_error, "no object lock"));
+    /* a 1.1 caller's shorter struct carries no retention */
+    o.struct_size = offsetof(coffer_write_opts, lock_mode);
+    assert_int_equal(ops->writer_open(in, "x", &o, &w), COFFER_OK);
+    ops->writer_abort(w);
+    assert_int_equal(ops->set_retention(in, "x", NULL, COFFER_LOCK_NONE, 1796424008, 0),
+                     COFFER_ERR_INVALID);
+    assert_int_equal(ops->remove_ex(in, "x", "", 0), COFFER_ERR_INVALID);
+    assert_int_equal(ops->object_retention(in, "x", "", &(coffer_lock_mode){0}, &(int64_t){0}),
+                     COFFER_ERR_INVALID);
+    assert_int_equal(ops->reader_open_version_range(in, "x", NULL, 0, 0, &w), COFFER_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -854,6 +1012,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
+        cmocka_unit_test(test_retention_format),
+        cmocka_unit_test(test_retention_headers),
+        cmocka_unit_test(test_retention_errors),
+        cmocka_unit_test_setup_teardown(test_retention_messages, setup, teardown),
     };
     return cmocka_run_group_tests_name("storage_s3 (no server)", tests, NULL, NULL);
 }
