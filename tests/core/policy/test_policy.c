@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "engine/immutable.h"
 #include "plugin/config.h"
 #include "policy/policy.h"
 #include "util/util.h"
@@ -1279,6 +1280,71 @@ static void rehearse_and_credentials(void **state)
           "policy.yaml:20:23: validate[0].credentials[1]: 'db' is listed twice");
 }
 
+/* immutable: and maintenance: on a target; the lock period against the
+ * retention rules' horizon. */
+static void immutable_targets(void **state)
+{
+    (void)state;
+    cf_policy *p = LOAD(HEAD "targets:\n  - name: a\n    location: s3://b/p\n"
+                             "    immutable:\n      mode: compliance\n      days: 30\n"
+                             "    maintenance:\n      access_key_env: MAINT_KEY\n"
+                             "      secret_key_file: /etc/coffer/maint\n"
+                             "  - name: b\n    location: s3://b/q\n"
+                             "    immutable: {mode: governance, minutes: 2}\n" FILES
+                             "retention:\n  keep_daily: 7\n  keep_monthly: 3\n");
+    const cf_target *t = &p->targets[0];
+    assert_true(t->immutable);
+    assert_int_equal(t->lock_mode, COFFER_LOCK_COMPLIANCE);
+    assert_int_equal(t->lock_seconds, 30 * 86400);
+    assert_string_equal(cf_config_get(t->maintenance, "access_key_env"), "MAINT_KEY");
+    assert_string_equal(cf_config_get(t->maintenance, "secret_key_file"), "/etc/coffer/maint");
+    assert_null(cf_config_find(t->options, "maintenance"));
+    assert_null(cf_config_find(t->options, "immutable"));
+    t = &p->targets[1];
+    assert_int_equal(t->lock_mode, COFFER_LOCK_GOVERNANCE);
+    assert_int_equal(t->lock_seconds, 120);
+    assert_null(t->maintenance);
+    char why[64];
+    assert_int_equal(cf_retention_horizon(&p->retention, why, sizeof why), 3 * 31 * 86400);
+    assert_string_equal(why, "keep_monthly: 3");
+    cf_policy_free(p);
+
+    p = LOAD(HEAD TARGETS FILES "retention:\n  keep_last: 5\n  keep_within: 1y2w\n");
+    assert_int_equal(cf_retention_horizon(&p->retention, why, sizeof why), (366 + 14) * 86400);
+    assert_string_equal(why, "keep_within: 1y2w");
+    cf_policy_free(p);
+    p = LOAD(HEAD TARGETS FILES "retention:\n  keep_last: 5\n");
+    assert_int_equal(cf_retention_horizon(&p->retention, why, sizeof why), 0);
+    cf_policy_free(p);
+
+#define IMM(body) HEAD "targets:\n  - name: a\n    location: s3://b/p\n" body FILES
+    FAILS(IMM("    immutable:\n      mode: governance\n      days: 0\n"),
+          "policy.yaml:8:13: targets[0].immutable.days: must be 1 or more, got 0");
+    FAILS(IMM("    immutable:\n      days: 3\n"),
+          "policy.yaml:7:7: targets[0].immutable: mode is missing: governance or compliance");
+    FAILS(IMM("    immutable:\n      mode: legal\n      days: 3\n"),
+          "policy.yaml:7:13: targets[0].immutable.mode: unknown value 'legal'; valid values: "
+          "governance, compliance");
+    FAILS(IMM("    immutable:\n      mode: governance\n"),
+          "policy.yaml:7:7: targets[0].immutable: days is missing: how long each object stays "
+          "locked at least");
+    FAILS(IMM("    immutable:\n      mode: governance\n      days: 3\n      minutes: 5\n"),
+          "policy.yaml:9:16: targets[0].immutable.minutes: give days or minutes, not both");
+    FAILS(IMM("    immutable: true\n"),
+          "policy.yaml:6:16: targets[0].immutable: expected a mapping with mode and days, got a "
+          "string");
+    FAILS(IMM("    immutable:\n      mode: governance\n      years: 3\n"),
+          "policy.yaml:8:7: targets[0].immutable.years: unknown key; valid keys: mode, days, "
+          "minutes");
+    FAILS(IMM("    maintenance:\n      bucket: other\n"),
+          "policy.yaml:7:7: targets[0].maintenance.bucket: maintenance changes credentials only, "
+          "never where the repository is");
+    FAILS(IMM("    maintenance: MAINT\n"),
+          "policy.yaml:6:18: targets[0].maintenance: expected a mapping of driver options (the "
+          "maintenance credentials)");
+#undef IMM
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1301,6 +1367,7 @@ int main(void)
         cmocka_unit_test(durations),
         cmocka_unit_test(object_store),
         cmocka_unit_test(targets),
+        cmocka_unit_test(immutable_targets),
         cmocka_unit_test(drivers_ok),
         cmocka_unit_test(drivers_errors),
         cmocka_unit_test(checks_valid),
