@@ -273,13 +273,18 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
 
 /* ---- Execution ---------------------------------------------------------- */
 
-static void remove_logged(cf_repo *r, const char *key, int verbose, const char *what)
+/* Credentials that may not remove stop the prune (every later removal
+ * would fail alike); anything else is a warning and the next run retries. */
+static int remove_logged(cf_repo *r, const char *key, int verbose, const char *what)
 {
     int rc = cf_store_remove(r->st, key);
+    if (rc == COFFER_ERR_AUTH)
+        return cf_fail("prune: cannot remove %s: %s", key, cf_error());
     if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
         cf_log(CF_LOG_WARN, "prune: cannot remove %s: %s", key, cf_error());
     else if (verbose)
         cf_log(CF_LOG_INFO, "prune: removed %s %s", what, key);
+    return 0;
 }
 
 /* Order entries by (pack, offset); qsort_r context is the entry array. */
@@ -518,7 +523,8 @@ int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune
     }
     /* Point of no return: old index objects, then old packs. */
     for (size_t i = 0; i < p->nindex; i++) {
-        remove_logged(r, p->index_keys[i], p->verbose, "index");
+        if (remove_logged(r, p->index_keys[i], p->verbose, "index") != 0)
+            goto out;
         st->index_removed++;
     }
     for (size_t k = 0; k < p->npacks; k++) {
@@ -526,12 +532,14 @@ int cf_prune_run(cf_prune *p, int (*before_delete)(void *ud), void *ud, cf_prune
             continue;
         char key[CF_PACK_KEY_LEN + 1];
         cf_pack_key(&r->idx.packs[k].id, key);
-        remove_logged(r, key, p->verbose,
-                      p->act[k] == ACT_REPACK ? "repacked pack" : "unused pack");
+        if (remove_logged(r, key, p->verbose,
+                          p->act[k] == ACT_REPACK ? "repacked pack" : "unused pack") != 0)
+            goto out;
     }
     for (size_t i = 0; i < p->orphans.n; i++)
-        if (p->orphan_delete[i])
-            remove_logged(r, p->orphans.keys[i], p->verbose, "unindexed pack");
+        if (p->orphan_delete[i] &&
+            remove_logged(r, p->orphans.keys[i], p->verbose, "unindexed pack") != 0)
+            goto out;
     rc = 0;
 out:
     /* The handle's index no longer matches the repository: refuse further

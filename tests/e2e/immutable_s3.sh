@@ -96,6 +96,20 @@ expect_ok "init with a lock shorter than the retention horizon" cf init -p "$T/h
 assert_contains "$ERR" "1 minute" "the warning gives the lock"
 assert_contains "$ERR" "7 days (keep_daily: 7)" "the warning gives the horizon and its rule"
 
+section "a repository made before immutable: was set"
+policy_for "$T/late-mutable.yaml" "s3://$BUCKET/late" "" ""
+policy_for "$T/late.yaml" "s3://$BUCKET/late" '\n    immutable:\n      mode: governance\n      days: 1' ""
+expect_ok "init without immutable" cf init -p "$T/late-mutable.yaml"
+expect_ok "backup without immutable" cf backup -p "$T/late-mutable.yaml"
+expect_rc 3 "check with immutable: set finds the objects without a lock" cf check -p "$T/late.yaml" --json
+assert_gt "$(json_get "$OUT" 'len([p for p in j["retention"]["problems"] if "not locked" in p["problem"]])')" 4 "every object is named"
+assert_contains "$OUT" "coffer extend-locks -p $T/late.yaml --target primary" "the fix is extend-locks"
+expect_ok "extend-locks" cf extend-locks -p "$T/late.yaml" --json
+assert_gt "$(json_get "$OUT" 'j["requests"]')" 4 "every live object was extended"
+expect_ok "check after extend-locks" cf check -p "$T/late.yaml" --json
+assert_eq 0 "$(json_get "$OUT" 'len(j["retention"]["problems"])')" "no retention problem left"
+expect_rc 2 "extend-locks on a target that is not immutable" cf extend-locks -p "$T/late-mutable.yaml"
+
 section "init and a first backup under retention"
 expect_ok "init" cf init -p "$P" || die "init"
 expect_ok "backup 1" cf backup -p "$P" --json || die "backup 1"
@@ -220,4 +234,16 @@ assert_gt "$(json_get "$OUT" 'j["retention"]["versions_removed"]')" 0 "old versi
 expect_ok "set 2 restores after prune" cf restore -p "$P" --set "$SET2" --to "$T/out2"
 snapshot "$T/out2" "$T/snap-out2.json"
 compare "set 2 byte-identical" "$T/snap2.json" "$T/snap-out2.json" "${RESTORE_EXCLUDES[@]}"
+
+section "governance bypass: an explicit flag and the maintenance credentials"
+printf '# third\n' >>"$ASTERDRIVE_ROOT/data/config.toml"
+expect_ok "backup 3 (freshly locked)" cf backup -p "$P" --json
+SET3=$(json_get "$OUT" 'j["set"]')
+expect_ok "forget every set" cf forget -p "$P" "$SET2" "$SET3"
+expect_rc 1 "prune --bypass-governance with the backup credentials" env MAINT_AK=$BACKUP_AK MAINT_SK=$BACKUP_SK "$COFFER" --no-progress prune -p "$P" --bypass-governance
+expect_ok "prune --bypass-governance" cf prune -p "$P" --bypass-governance --json
+assert_eq 0 "$(json_get "$OUT" 'j["retention"]["packs_waiting"] + j["retention"]["versions_waiting"]')" "nothing waits for a lock"
+run awsx s3api list-object-versions --bucket "$BUCKET" --prefix repo/data/ --output json
+NV=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; s=sys.stdin.read(); print(len(json.loads(s).get("Versions", [])) if s.strip() else 0)')
+assert_eq 0 "$NV" "no version of any pack is left"
 finish
