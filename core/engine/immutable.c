@@ -296,27 +296,6 @@ static void *roll_worker(void *ud)
     return NULL;
 }
 
-typedef struct keyvec {
-    char **v;
-    size_t n, cap;
-} keyvec;
-
-static void keyvec_add(keyvec *k, const char *key)
-{
-    if (k->n == k->cap) {
-        k->cap = k->cap ? 2 * k->cap : 256;
-        k->v = cf_realloc(k->v, k->cap * sizeof *k->v);
-    }
-    k->v[k->n++] = cf_strdup(key);
-}
-
-static int collect_key(void *ud, const char *key, const coffer_object_stat *st)
-{
-    (void)st;
-    keyvec_add(ud, key);
-    return 0;
-}
-
 static int run_roll(cf_run *run, char **keys, size_t n)
 {
     roll r = {.run = run, .keys = keys, .n = n};
@@ -341,15 +320,15 @@ static int run_roll(cf_run *run, char **keys, size_t n)
 int cf_immutable_roll(cf_run *run)
 {
     cf_store *s = run->store;
-    keyvec k = {0};
+    cf_keys k = {0};
     cf_pack_list pl = {0};
     int rc = -1;
     if (cf_repo_indexed_packs(run->repo, &pl) != 0)
         goto out;
     for (size_t i = 0; i < pl.n; i++)
-        keyvec_add(&k, pl.keys[i]);
-    if (cf_store_list(s, "index/", collect_key, &k) != 0 ||
-        cf_store_list(s, "keys/", collect_key, &k) != 0)
+        cf_keys_add(&k, pl.keys[i]);
+    if (cf_store_list_keys(s, "index/", &k) != 0 ||
+        cf_store_list_keys(s, "keys/", &k) != 0)
         goto out;
     /* A pack someone replaced: the original version is the one to keep. */
     if (s->caps & COFFER_CAP_VERSIONING) {
@@ -377,9 +356,7 @@ out:
         cf_error_prefix("extending the locks to %s", until);
     }
     cf_pack_list_free(&pl);
-    for (size_t i = 0; i < k.n; i++)
-        free(k.v[i]);
-    free(k.v);
+    cf_keys_free(&k);
     return rc;
 }
 
@@ -459,14 +436,16 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
 {
     audit a = {.run = run, .problems = problems, .policy_file = policy_file};
     cf_store *s = run->store;
-    keyvec k = {0};
+    cf_keys k = {0};
     cf_pack_list pl = {0};
     int rc = -1;
     /* Each set needs its objects until its time plus the lock period. */
     int64_t newest = 0;
-    keyvec sets = {0};
-    if (cf_store_list(s, "sets/", collect_key, &sets) != 0)
+    cf_keys sets = {0};
+    if (cf_store_list_keys(s, "sets/", &sets) != 0) {
+        cf_keys_free(&sets);
         goto out;
+    }
     for (size_t i = 0; i < sets.n; i++) {
         json_t *h = NULL;
         if (cf_manifest_header(run->repo, sets.v[i] + 5, &h) != 0) {
@@ -485,25 +464,23 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
             newest = t;
         check_lock(&a, sets.v[i], t + run->lock_period);
     }
-    for (size_t i = 0; i < sets.n; i++)
-        free(sets.v[i]);
-    free(sets.v);
+    cf_keys_free(&sets);
     /* Packs, index and key objects, and the config serve every set. */
     int64_t need_all = newest ? newest + run->lock_period : 0;
     if (cf_repo_indexed_packs(run->repo, &pl) != 0)
         goto out;
     for (size_t i = 0; i < pl.n; i++)
-        keyvec_add(&k, pl.keys[i]);
-    if (cf_store_list(s, "index/", collect_key, &k) != 0 ||
-        cf_store_list(s, "keys/", collect_key, &k) != 0 ||
-        cf_store_list(s, "proofs/", collect_key, &k) != 0)
+        cf_keys_add(&k, pl.keys[i]);
+    if (cf_store_list_keys(s, "index/", &k) != 0 ||
+        cf_store_list_keys(s, "keys/", &k) != 0 ||
+        cf_store_list_keys(s, "proofs/", &k) != 0)
         goto out;
-    keyvec_add(&k, "config");
+    cf_keys_add(&k, "config");
     for (size_t i = 0; i < k.n; i++)
         check_lock(&a, k.v[i], strncmp(k.v[i], "proofs/", 7) == 0 ? 0 : need_all);
     /* Lock objects are never locked (else they could not go away). */
-    keyvec locks = {0};
-    if (cf_store_list(s, "locks/", collect_key, &locks) == 0)
+    cf_keys locks = {0};
+    if (cf_store_list_keys(s, "locks/", &locks) == 0)
         for (size_t i = 0; i < locks.n; i++) {
             coffer_lock_mode mode;
             int64_t until;
@@ -513,9 +490,8 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
                        "a lock object under retention: the bucket has a default retention, "
                        "which also locks what coffer must remove",
                        until, 0, "remove the bucket's default retention; coffer sets its own");
-            free(locks.v[i]);
         }
-    free(locks.v);
+    cf_keys_free(&locks);
     /* Replaced objects: versions coffer did not write. */
     if (s->caps & COFFER_CAP_VERSIONING) {
         vers v = {0};
@@ -529,9 +505,7 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
     rc = a.count;
 out:
     cf_pack_list_free(&pl);
-    for (size_t i = 0; i < k.n; i++)
-        free(k.v[i]);
-    free(k.v);
+    cf_keys_free(&k);
     return rc;
 }
 

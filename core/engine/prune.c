@@ -117,31 +117,14 @@ static int mark_sets(cf_run *run, cf_prune *p, char **ids, size_t n, size_t *npo
     return rc;
 }
 
-typedef struct tombs {
-    char **v;
-    size_t n, cap;
-} tombs;
-
-static int collect_tomb(void *ud, const char *key, const coffer_object_stat *st)
-{
-    (void)st;
-    tombs *t = ud;
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 64;
-        t->v = cf_realloc(t->v, t->cap * sizeof *t->v);
-    }
-    t->v[t->n++] = cf_strdup(key);
-    return 0;
-}
-
 int cf_prune_apply_tombstones(cf_run *run, uint64_t *applied)
 {
     cf_store *s = run->store;
     *applied = 0;
     if (!cf_store_append_only(s))
         return 0;
-    tombs t = {0};
-    if (cf_store_list(s, CF_TOMBSTONE_PREFIX, collect_tomb, &t) != 0)
+    cf_keys t = {0};
+    if (cf_store_list_keys(s, CF_TOMBSTONE_PREFIX, &t) != 0)
         return -1;
     int rc = 0;
     size_t pl = strlen(CF_TOMBSTONE_PREFIX);
@@ -156,7 +139,7 @@ int cf_prune_apply_tombstones(cf_run *run, uint64_t *applied)
         else
             ++*applied;
     }
-    cf_strv_free(t.v, t.n);
+    cf_keys_free(&t);
     if (rc == 0 && *applied)
         cf_log(CF_LOG_INFO, "append-only: %llu removal(s) applied", (unsigned long long)*applied);
     return rc;

@@ -91,20 +91,26 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-typedef struct {
-    char **v;
-    size_t n, cap;
-} strvec;
+void cf_keys_add(cf_keys *k, const char *key)
+{
+    if (k->n == k->cap) {
+        k->cap = k->cap ? 2 * k->cap : 64;
+        k->v = cf_realloc(k->v, k->cap * sizeof *k->v);
+    }
+    k->v[k->n++] = cf_strdup(key);
+}
 
-static int collect_dead(void *ud, const char *key, const coffer_object_stat *st)
+void cf_keys_free(cf_keys *k)
+{
+    free_strv(k->v, k->n);
+    k->v = NULL;
+    k->n = k->cap = 0;
+}
+
+static int collect_key(void *ud, const char *key, const coffer_object_stat *st)
 {
     (void)st;
-    strvec *d = ud;
-    if (d->n == d->cap) {
-        d->cap = d->cap ? 2 * d->cap : 64;
-        d->v = cf_realloc(d->v, d->cap * sizeof *d->v);
-    }
-    d->v[d->n++] = cf_strdup(key + strlen(CF_TOMBSTONE_PREFIX));
+    cf_keys_add(ud, key);
     return 0;
 }
 
@@ -115,12 +121,15 @@ static int load_dead(cf_store *s)
     pthread_mutex_unlock(&s->mu);
     if (loaded)
         return 0;
-    strvec d = {0};
-    coffer_status st = s->ops->list(s->inst, CF_TOMBSTONE_PREFIX, collect_dead, &d);
+    cf_keys d = {0};
+    coffer_status st = s->ops->list(s->inst, CF_TOMBSTONE_PREFIX, collect_key, &d);
     if (st) {
-        free_strv(d.v, d.n);
+        cf_keys_free(&d);
         return fail(s, st, "cannot list", CF_TOMBSTONE_PREFIX);
     }
+    for (size_t i = 0; i < d.n; i++) /* the removed key: the tombstone's name without prefix */
+        memmove(d.v[i], d.v[i] + strlen(CF_TOMBSTONE_PREFIX),
+                strlen(d.v[i]) - strlen(CF_TOMBSTONE_PREFIX) + 1);
     if (d.n)
         qsort(d.v, d.n, sizeof *d.v, cmp_str);
     pthread_mutex_lock(&s->mu);
@@ -283,6 +292,11 @@ int cf_store_list(cf_store *s, const char *prefix, coffer_list_cb cb, void *ud)
         st = s->ops->list(s->inst, prefix, cb, ud);
     }
     return st ? fail(s, st, "cannot list", prefix) : 0;
+}
+
+int cf_store_list_keys(cf_store *s, const char *prefix, cf_keys *k)
+{
+    return cf_store_list(s, prefix, collect_key, k);
 }
 
 int cf_store_remove(cf_store *s, const char *key)

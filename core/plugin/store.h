@@ -76,6 +76,16 @@ int cf_store_remove(cf_store *s, const char *key);
 int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags);
 int cf_store_append_only(const cf_store *s);
 
+/* A growing list of keys. */
+typedef struct cf_keys {
+    char **v;
+    size_t n, cap;
+} cf_keys;
+void cf_keys_add(cf_keys *k, const char *key);
+void cf_keys_free(cf_keys *k);
+/* Append every key under prefix (as cf_store_list sees them) to k. */
+int cf_store_list_keys(cf_store *s, const char *prefix, cf_keys *k);
+
 /* Retention (COFFER_CAP_RETENTION). */
 int cf_store_server_time(cf_store *s, int64_t *now);
 int cf_store_retention(cf_store *s, const char *key, const char *version_id, coffer_lock_mode *mode,
