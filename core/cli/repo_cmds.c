@@ -368,8 +368,9 @@ static const cli_spec spec_extend_locks = {
     "extend-locks",
     "usage: coffer extend-locks -p POLICY [--target NAME] [--json]\n"
     "Extend the object lock retention of every live object of an immutable\n"
-    "target (each pack the index names, the index and key objects, and the\n"
-    "config last) to the date the sets need: their time plus the lock period.\n"
+    "target (each pack the index names, the index and key objects, manifests,\n"
+    "proofs, and the config last) to the date the sets need: their time plus\n"
+    "the lock period.\n"
     "A backup does this itself when the locks would end too soon; run it when\n"
     "`coffer check` names objects whose lock ends early, or on a repository no\n"
     "backup wrote to for a while. Safe to repeat and to interrupt. The backup\n"

@@ -327,8 +327,11 @@ int cf_immutable_roll(cf_run *run)
         goto out;
     for (size_t i = 0; i < pl.n; i++)
         cf_keys_add(&k, pl.keys[i]);
-    if (cf_store_list_keys(s, "index/", &k) != 0 ||
-        cf_store_list_keys(s, "keys/", &k) != 0)
+    /* Manifests and proofs too: each needs only its own set's date, but a
+     * lock extended with the rest costs one request per set and repairs a
+     * manifest written before immutable: was set. */
+    if (cf_store_list_keys(s, "index/", &k) != 0 || cf_store_list_keys(s, "keys/", &k) != 0 ||
+        cf_store_list_keys(s, "sets/", &k) != 0 || cf_store_list_keys(s, "proofs/", &k) != 0)
         goto out;
     /* A pack someone replaced: the original version is the one to keep. */
     if (s->caps & COFFER_CAP_VERSIONING) {

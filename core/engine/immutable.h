@@ -10,7 +10,8 @@
  *
  * It does so with one lock epoch per repository: the retention of the
  * `config` object is the date until which every live object (each pack the
- * index names, each index object, each key object, the config) is locked.
+ * index names, each index object, key object, manifest and proof, and the
+ * config) is locked.
  * A new object is written locked until the epoch's end. When the epoch
  * ends sooner than now + lock period, the backup (or `coffer extend-locks`)
  * opens a new one, a quarter period longer than needed, by extending every

@@ -44,7 +44,8 @@ static int sets_unchanged(void *ud)
         cf_error_prefix("prune: cannot list sets before removing data");
         return -1;
     }
-    qsort(now, n, sizeof *now, cmp_str); /* the same order as rc->ids */
+    if (n)
+        qsort(now, n, sizeof *now, cmp_str); /* the same order as rc->ids */
     int bad = 0;
     for (size_t i = 0, j = 0; i < n && !bad; i++) {
         while (j < rc->n && strcmp(rc->ids[j], now[i]) < 0)
@@ -162,7 +163,8 @@ int cf_prune_repository(cf_run *run, const cf_prune_cmd *o, json_t **report)
         cf_prune_free(p);
         return -1;
     }
-    qsort(ids, n, sizeof *ids, cmp_str);
+    if (n)
+        qsort(ids, n, sizeof *ids, cmp_str);
     cf_prune_stats st;
     cf_prune_opts po = {.max_unused = o->max_unused, .orphan_grace_s = -1, .verbose = o->verbose};
     /* Objects under retention stay until it ends (by the storage's clock). */
