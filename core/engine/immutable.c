@@ -488,7 +488,7 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
             coffer_lock_mode mode;
             int64_t until;
             if (cf_store_retention(s, locks.v[i], NULL, &mode, &until) == 0 &&
-                mode != COFFER_LOCK_NONE && until > run->lock_epoch / 2)
+                mode != COFFER_LOCK_NONE)
                 report(&a, locks.v[i],
                        "a lock object under retention: the bucket has a default retention, "
                        "which also locks what coffer must remove",

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/types.h>
 
 typedef struct mem_obj {
@@ -20,6 +21,8 @@ typedef struct mem_obj {
     size_t len;
     uint32_t flags;
     int64_t mtime;
+    int lock_mode;       /* coffer_lock_mode */
+    int64_t retain_until;
 } mem_obj;
 
 struct mem_storage {
@@ -32,6 +35,10 @@ struct mem_storage {
     uint64_t budget; /* bytes writers may still accept */
     size_t open_writers;
     int64_t clock;
+    int retention;      /* object lock on: COFFER_CAP_RETENTION */
+    int append_only;    /* COFFER_CAP_APPEND_ONLY */
+    int64_t now;        /* the storage's clock for retention (0: time(NULL)) */
+    uint64_t retention_sets; /* set_retention calls that changed something */
 };
 
 typedef struct mem_writer {
@@ -41,6 +48,8 @@ typedef struct mem_writer {
     uint32_t flags;
     uint8_t *data;
     size_t len, cap;
+    int lock_mode;
+    int64_t retain_until;
 } mem_writer;
 
 typedef struct mem_reader {
@@ -128,8 +137,20 @@ static void m_instance_free(void *instance)
 
 static uint32_t m_capabilities(void *instance)
 {
-    (void)instance;
-    return COFFER_CAP_ATOMIC_PUBLISH | COFFER_CAP_CONDITIONAL_CREATE | COFFER_CAP_RANGED_READ;
+    mem_storage *ms = instance;
+    return COFFER_CAP_ATOMIC_PUBLISH | COFFER_CAP_CONDITIONAL_CREATE | COFFER_CAP_RANGED_READ |
+           (ms->retention ? COFFER_CAP_RETENTION : 0) | (ms->append_only ? COFFER_CAP_APPEND_ONLY : 0);
+}
+
+static int64_t m_now(mem_storage *ms)
+{
+    return ms->now ? ms->now : (int64_t)time(NULL);
+}
+
+/* Under retention at the storage's clock (lock held). */
+static int locked(mem_storage *ms, const mem_obj *o)
+{
+    return o->lock_mode != COFFER_LOCK_NONE && o->retain_until > m_now(ms);
 }
 
 static coffer_status m_prepare(void *instance, int create)
@@ -148,6 +169,10 @@ static coffer_status m_writer_open(void *instance, const char *key, const coffer
     if (!key_ok(key))
         return ms->host->error(ms->h, COFFER_ERR_INVALID, "invalid key '%s'", key ? key : "");
     uint32_t flags = o && o->struct_size >= offsetof(coffer_write_opts, flags) + sizeof o->flags ? o->flags : 0;
+    int lock = o && o->struct_size >= COFFER_HAS_MEMBER_SIZE(coffer_write_opts, retain_until) &&
+               o->lock_mode != COFFER_LOCK_NONE;
+    if (lock && !ms->retention)
+        return ms->host->error(ms->h, COFFER_ERR_UNSUPPORTED, "%s: no object lock", key);
     pthread_mutex_lock(&ms->lock);
     int exists = find(ms, key, NULL) >= 0;
     if (!exists || !(flags & COFFER_WRITE_IF_ABSENT))
@@ -160,6 +185,10 @@ static coffer_status m_writer_open(void *instance, const char *key, const coffer
     w->ms = ms;
     w->key = strdup(key);
     w->flags = flags;
+    if (lock) {
+        w->lock_mode = (int)o->lock_mode;
+        w->retain_until = o->retain_until;
+    }
     *writer = w;
     return COFFER_OK;
 }
@@ -219,12 +248,17 @@ static coffer_status m_writer_commit(void *writer)
     ssize_t i = find(ms, w->key, &ins);
     if (i >= 0 && (w->flags & COFFER_WRITE_IF_ABSENT)) {
         st = COFFER_ERR_EXISTS;
+    } else if (i >= 0 && (locked(ms, &ms->objs[i]) ||
+                          (ms->append_only && strncmp(w->key, "locks/", 6) != 0))) {
+        st = COFFER_ERR_LOCKED;
     } else if (i >= 0) {
         free(ms->objs[i].data);
         ms->objs[i].data = w->data;
         ms->objs[i].len = w->len;
         ms->objs[i].flags = w->flags;
         ms->objs[i].mtime = ++ms->clock;
+        ms->objs[i].lock_mode = w->lock_mode;
+        ms->objs[i].retain_until = w->retain_until;
         w->data = NULL;
     } else {
         if (ms->n == ms->cap) {
@@ -234,7 +268,8 @@ static coffer_status m_writer_commit(void *writer)
                 abort();
         }
         memmove(&ms->objs[ins + 1], &ms->objs[ins], (ms->n - ins) * sizeof *ms->objs);
-        ms->objs[ins] = (mem_obj){w->key, w->data, w->len, w->flags, ++ms->clock};
+        ms->objs[ins] = (mem_obj){w->key,         w->data,         w->len, w->flags, ++ms->clock,
+                                  w->lock_mode, w->retain_until};
         ms->n++;
         w->key = NULL;
         w->data = NULL;
@@ -242,6 +277,8 @@ static coffer_status m_writer_commit(void *writer)
     pthread_mutex_unlock(&ms->lock);
     if (st == COFFER_ERR_EXISTS)
         ms->host->error(ms->h, st, "%s exists", w->key);
+    else if (st == COFFER_ERR_LOCKED)
+        ms->host->error(ms->h, st, "%s is locked or the store append-only: not replaced", w->key);
     writer_free(w);
     return st;
 }
@@ -360,14 +397,76 @@ static coffer_status m_list(void *instance, const char *prefix, coffer_list_cb c
     return COFFER_OK;
 }
 
+static coffer_status m_remove_ex(void *instance, const char *key, const char *version_id,
+                                 uint32_t flags)
+{
+    mem_storage *ms = instance;
+    if (version_id)
+        return ms->host->error(ms->h, COFFER_ERR_UNSUPPORTED, "%s: no versions", key);
+    pthread_mutex_lock(&ms->lock);
+    ssize_t i = find(ms, key, NULL);
+    int refused = i >= 0 && ((locked(ms, &ms->objs[i]) &&
+                              !((flags & COFFER_REMOVE_BYPASS_GOVERNANCE) &&
+                                ms->objs[i].lock_mode == COFFER_LOCK_GOVERNANCE)) ||
+                             (ms->append_only && strncmp(key, "locks/", 6) != 0 &&
+                              !(flags & COFFER_REMOVE_MAINTENANCE)));
+    if (i >= 0 && !refused)
+        remove_at(ms, (size_t)i);
+    pthread_mutex_unlock(&ms->lock);
+    if (refused)
+        return ms->host->error(ms->h, COFFER_ERR_LOCKED, "%s: locked or append-only", key);
+    return i >= 0 ? COFFER_OK : ms->host->error(ms->h, COFFER_ERR_NOT_FOUND, "%s: no such object", key);
+}
+
 static coffer_status m_remove(void *instance, const char *key)
+{
+    return m_remove_ex(instance, key, NULL, 0);
+}
+
+static coffer_status m_server_time(void *instance, int64_t *now)
 {
     mem_storage *ms = instance;
     pthread_mutex_lock(&ms->lock);
-    ssize_t i = find(ms, key, NULL);
-    if (i >= 0)
-        remove_at(ms, (size_t)i);
+    *now = m_now(ms);
     pthread_mutex_unlock(&ms->lock);
+    return COFFER_OK;
+}
+
+static coffer_status m_object_retention(void *instance, const char *key, const char *version_id,
+                                        coffer_lock_mode *mode, int64_t *until)
+{
+    mem_storage *ms = instance;
+    (void)version_id;
+    pthread_mutex_lock(&ms->lock);
+    ssize_t i = find(ms, key, NULL);
+    if (i >= 0) {
+        *mode = (coffer_lock_mode)ms->objs[i].lock_mode;
+        *until = ms->objs[i].retain_until;
+    }
+    pthread_mutex_unlock(&ms->lock);
+    return i >= 0 ? COFFER_OK : ms->host->error(ms->h, COFFER_ERR_NOT_FOUND, "%s: no such object", key);
+}
+
+static coffer_status m_set_retention(void *instance, const char *key, const char *version_id,
+                                     coffer_lock_mode mode, int64_t until, uint32_t flags)
+{
+    mem_storage *ms = instance;
+    (void)version_id;
+    pthread_mutex_lock(&ms->lock);
+    ssize_t i = find(ms, key, NULL);
+    int shorter = i >= 0 && locked(ms, &ms->objs[i]) &&
+                  (until < ms->objs[i].retain_until ||
+                   (ms->objs[i].lock_mode == COFFER_LOCK_COMPLIANCE && mode != COFFER_LOCK_COMPLIANCE)) &&
+                  !((flags & COFFER_REMOVE_BYPASS_GOVERNANCE) &&
+                    ms->objs[i].lock_mode == COFFER_LOCK_GOVERNANCE);
+    if (i >= 0 && !shorter) {
+        ms->objs[i].lock_mode = (int)mode;
+        ms->objs[i].retain_until = until;
+        ms->retention_sets++;
+    }
+    pthread_mutex_unlock(&ms->lock);
+    if (shorter)
+        return ms->host->error(ms->h, COFFER_ERR_LOCKED, "%s: retention cannot be shortened", key);
     return i >= 0 ? COFFER_OK : ms->host->error(ms->h, COFFER_ERR_NOT_FOUND, "%s: no such object", key);
 }
 
@@ -387,6 +486,10 @@ static const coffer_storage_ops mem_ops = {
     .stat = m_stat,
     .list = m_list,
     .remove = m_remove,
+    .server_time = m_server_time,
+    .object_retention = m_object_retention,
+    .set_retention = m_set_retention,
+    .remove_ex = m_remove_ex,
 };
 
 static const coffer_plugin mem_plugin = {
@@ -532,6 +635,38 @@ size_t mem_storage_open_writers(mem_storage *ms)
 {
     pthread_mutex_lock(&ms->lock);
     size_t n = ms->open_writers;
+    pthread_mutex_unlock(&ms->lock);
+    return n;
+}
+
+void mem_storage_set_retention(mem_storage *ms, int on, int64_t now)
+{
+    pthread_mutex_lock(&ms->lock);
+    ms->retention = on;
+    ms->now = now;
+    pthread_mutex_unlock(&ms->lock);
+}
+
+void mem_storage_set_append_only(mem_storage *ms, int on)
+{
+    pthread_mutex_lock(&ms->lock);
+    ms->append_only = on;
+    pthread_mutex_unlock(&ms->lock);
+}
+
+int64_t mem_storage_retain_until(mem_storage *ms, const char *key)
+{
+    pthread_mutex_lock(&ms->lock);
+    ssize_t i = find(ms, key, NULL);
+    int64_t u = i >= 0 && ms->objs[i].lock_mode != COFFER_LOCK_NONE ? ms->objs[i].retain_until : -1;
+    pthread_mutex_unlock(&ms->lock);
+    return u;
+}
+
+uint64_t mem_storage_retention_sets(mem_storage *ms)
+{
+    pthread_mutex_lock(&ms->lock);
+    uint64_t n = ms->retention_sets;
     pthread_mutex_unlock(&ms->lock);
     return n;
 }

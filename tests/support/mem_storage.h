@@ -47,7 +47,20 @@ int mem_storage_flip(mem_storage *ms, const char *key, uint64_t offset);
 /* Truncate an object to len bytes. 0, or -1. */
 int mem_storage_truncate(mem_storage *ms, const char *key, uint64_t len);
 
+/* Object lock: on makes the store report COFFER_CAP_RETENTION and honour
+ * retention (refusing to remove or replace a locked object, or to shorten
+ * its lock); now is the storage's clock (0: the host's). Call before the
+ * store's prepare, which reads the capabilities again. */
+void mem_storage_set_retention(mem_storage *ms, int on, int64_t now);
+/* Append-only: nothing but locks/ is removed or replaced without
+ * COFFER_REMOVE_MAINTENANCE. */
+void mem_storage_set_append_only(mem_storage *ms, int on);
+
 /* ---- Inspection ---- */
+/* Retain-until date of an object, or -1 when it has no lock or is absent. */
+int64_t mem_storage_retain_until(mem_storage *ms, const char *key);
+/* set_retention calls that changed an object. */
+uint64_t mem_storage_retention_sets(mem_storage *ms);
 size_t mem_storage_count(mem_storage *ms, const char *prefix); /* objects under prefix */
 int mem_storage_exists(mem_storage *ms, const char *key);
 /* Size of an object, or -1. */

@@ -316,6 +316,50 @@ static void test_open_failure_names_label(void **state)
     cf_config_free(c);
 }
 
+/* An append-only store: cf_store_remove writes tombstones (deleted/KEY)
+ * and the key is gone for listings, stat and reads while its bytes stay;
+ * a maintenance store removes for real; locks come and go. */
+static void test_tombstones(void **state)
+{
+    fx *f = *state;
+    mem_storage_set_append_only(f->ms, 1);
+    assert_int_equal(cf_store_prepare(f->st, 1), 0);
+    assert_true(cf_store_append_only(f->st));
+    assert_int_equal(cf_store_put(f->st, "sets/a", "A", 1, 0), 0);
+    assert_int_equal(cf_store_put(f->st, "sets/b", "B", 1, 0), 0);
+    assert_int_equal(cf_store_put(f->st, "locks/l", "L", 1, COFFER_WRITE_IF_ABSENT), 0);
+    assert_int_equal(cf_store_remove(f->st, "sets/a"), 0);
+    assert_true(mem_storage_exists(f->ms, "sets/a"));      /* the bytes stay */
+    assert_true(mem_storage_exists(f->ms, "deleted/sets/a")); /* the tombstone */
+    keys k = {0};
+    assert_int_equal(cf_store_list(f->st, "sets/", collect, &k), 0);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.v[0], "sets/b");
+    keys_free(&k);
+    coffer_object_stat os;
+    assert_int_equal(cf_store_stat(f->st, "sets/a", &os), COFFER_ERR_NOT_FOUND);
+    cf_buf b = {0};
+    assert_int_equal(cf_store_get(f->st, "sets/a", &b), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(cf_store_remove(f->st, "sets/a"), COFFER_ERR_NOT_FOUND);
+    /* the store itself refuses removal and replacement */
+    assert_int_equal(f->st->ops->remove(f->st->inst, "sets/b"), COFFER_ERR_LOCKED);
+    assert_int_equal(cf_store_put(f->st, "sets/b", "X", 1, 0), COFFER_ERR_LOCKED);
+    /* locks are removed for real */
+    assert_int_equal(cf_store_remove(f->st, "locks/l"), 0);
+    assert_false(mem_storage_exists(f->ms, "locks/l"));
+    /* a fresh store sees the tombstones written before */
+    cf_store *again = f->st;
+    again->dead_loaded = 0;
+    assert_int_equal(cf_store_stat(again, "sets/a", &os), COFFER_ERR_NOT_FOUND);
+    /* maintenance: removal happens */
+    f->st->maintenance = 1;
+    assert_int_equal(cf_store_remove(f->st, "sets/b"), 0);
+    assert_false(mem_storage_exists(f->ms, "sets/b"));
+    assert_int_equal(cf_store_remove_version(f->st, "sets/a", NULL, COFFER_REMOVE_MAINTENANCE), 0);
+    assert_false(mem_storage_exists(f->ms, "sets/a"));
+    cf_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_name_label_and_key, setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_error_format_without_key, setup_mem, teardown),
         cmocka_unit_test_setup_teardown(test_faults_mem, setup_mem, teardown),
+        cmocka_unit_test_setup_teardown(test_tombstones, setup_mem, teardown),
         cmocka_unit_test_setup_teardown(test_open_failure_names_label, setup_local, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

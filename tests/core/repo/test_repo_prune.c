@@ -369,10 +369,91 @@ static void test_nothing_kept(void **s)
     drop(f);
 }
 
+/* An immutable store: packs under retention are neither removed nor
+ * repacked; once the locks end (the storage's clock moves on) a later
+ * prune removes them, and a governance bypass removes them at once. */
+static void test_respects_locks(void **s)
+{
+    (void)s;
+    setenv("T_PRUNE", "prune test", 1);
+    fx *f = calloc(1, sizeof *f);
+    f->st = mem_store_new("mem", &f->ms);
+    const int64_t now = 1800000000;
+    mem_storage_set_retention(f->ms, 1, now);
+    assert_int_equal(cf_store_prepare(f->st, 1), 0);
+    assert_true(f->st->caps & COFFER_CAP_RETENTION);
+    f->st->lock_mode = COFFER_LOCK_GOVERNANCE;
+    f->st->retain_until = now + 3600;
+    cf_passphrase_src ps = {.env = "T_PRUNE"};
+    cf_repo_params rp = {.cdc = {.min_size = 2048, .avg_size = 8192, .max_size = 65536, .seed = 7},
+                         .pack_size = 16 * 1024,
+                         .pass = &ps,
+                         .kdf = FAST};
+    assert_int_equal(cf_repo_init(f->st, &rp), 0);
+    assert_int_equal(open_r(f, &f->r), 0);
+    uint8_t buf[20000];
+    for (size_t i = 0; i < NCHUNK; i++) {
+        size_t len;
+        chunk(buf, i, &len);
+        cf_repo_hash(f->r, buf, len, &f->ids[i]);
+        assert_int_equal(cf_repo_put_chunk(f->r, &f->ids[i], buf, len, NULL), 0);
+    }
+    assert_int_equal(cf_repo_flush(f->r), 0);
+    char *pk = mem_storage_key(f->ms, "data/", 0), *cfgk = "config";
+    assert_int_equal(mem_storage_retain_until(f->ms, pk), now + 3600);
+    assert_int_equal(mem_storage_retain_until(f->ms, cfgk), now + 3600);
+    free(pk);
+    size_t packs0 = mem_storage_count(f->ms, "data/");
+
+    /* locked: nothing is removed or repacked, every pack waits */
+    cf_prune *p = begin_marked(f, f->r);
+    cf_prune_stats st;
+    cf_prune_opts o = {.max_unused = 0, .orphan_grace_s = -1, .respect_locks = 1, .now = now};
+    assert_int_equal(cf_prune_plan(p, &o, &st), 0);
+    assert_int_equal(st.packs_delete + st.packs_repack, 0);
+    assert_true(st.packs_waiting > 0);
+    assert_int_equal(st.waiting_until, now + 3600);
+    assert_true(st.retention_checks > 0);
+    assert_int_equal(cf_prune_run(p, NULL, NULL, &st), 0);
+    cf_prune_free(p);
+    assert_int_equal(mem_storage_count(f->ms, "data/"), packs0);
+    assert_repo(f, 0);
+
+    /* the locks ended: a later prune finishes the job */
+    mem_storage_set_retention(f->ms, 1, now + 7200);
+    cf_repo *r;
+    assert_int_equal(open_r(f, &r), 0);
+    p = begin_marked(f, r);
+    o.now = now + 7200;
+    assert_int_equal(cf_prune_plan(p, &o, &st), 0);
+    assert_int_equal(st.packs_waiting, 0);
+    assert_true(st.packs_repack > 0 || st.orphans_delete > 0 || st.packs_delete > 0);
+    assert_int_equal(cf_prune_run(p, NULL, NULL, &st), 0);
+    cf_prune_free(p);
+    cf_repo_close(r);
+    assert_repo(f, 0);
+    assert_true(mem_storage_count(f->ms, "data/") < packs0 + st.packs_written);
+
+    /* governance bypass: treated as unlocked at once */
+    mem_storage_set_retention(f->ms, 1, now);
+    assert_int_equal(open_r(f, &r), 0);
+    p = begin_marked(f, r);
+    o.now = now;
+    o.bypass_governance = 1;
+    assert_int_equal(cf_prune_plan(p, &o, &st), 0);
+    assert_int_equal(st.packs_waiting, 0);
+    cf_prune_free(p);
+    cf_repo_close(r);
+    cf_repo_close(f->r);
+    cf_store_free(f->st);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_respects_locks),
         cmocka_unit_test(test_max_unused),
         cmocka_unit_test(test_stop_before_delete),
         cmocka_unit_test(test_write_faults),
