@@ -460,8 +460,10 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
         const char *ts = json_string_value(json_object_get(h, "time"));
         int64_t t = ts ? (int64_t)cf_parse_iso(ts) : 0;
         json_decref(h);
-        if (t <= 0)
+        if (t <= 0) {
+            check_lock(&a, sets.v[i], 0); /* no time: at least its lock */
             continue;
+        }
         t += run->clock_skew;
         if (t > newest)
             newest = t;

@@ -15,6 +15,7 @@
 
 #include "engine/manifest.h"
 #include "engine/run.h"
+#include "engine/immutable.h"
 #include "engine_test.h"
 #include "plugin/registry.h"
 
@@ -344,6 +345,97 @@ static void test_signals(void **state)
     signal(SIGPIPE, SIG_DFL);
 }
 
+/* Immutable targets: a storage without object lock is refused; the lock
+ * period follows the retention horizon; new objects get the epoch's date;
+ * an extension moves every live object (the config last); the audit finds
+ * an object written without a lock. */
+static void test_immutable(void **state)
+{
+    fx *f = *state;
+    char root[400], repo[400];
+    snprintf(root, sizeof root, "%s/app", f->d.path);
+    snprintf(repo, sizeof repo, "%s/repo", f->d.path);
+    mkdir(root, 0755);
+    char *yaml = cf_asprintf("name: p\nroot: %s\n"
+                             "targets:\n  - name: main\n    location: %s\n    fsync: false\n"
+                             "    immutable:\n      mode: governance\n      days: 1\n"
+                             "components:\n  - name: f\n    type: files\n    paths: [x]\n"
+                             "retention:\n  keep_daily: 3\n",
+                             root, repo);
+    char *file = cf_asprintf("%s/immutable.yaml", f->d.path);
+    assert_int_equal(et_write_str(file, yaml), 0);
+    free(yaml);
+    cf_run *run;
+    assert_int_equal(cf_run_open(file, NULL, 0, &run), 0);
+    assert_int_equal(cf_store_prepare(run->store, 1), 0);
+    assert_int_equal(cf_immutable_open(run), -1);
+    assert_error_has("immutable: this storage has no object lock");
+
+    cf_store_free(run->store);
+    mem_storage *ms;
+    run->store = mem_store_new("target 'main'", &ms);
+    const int64_t now = 1900000000, day = 86400;
+    mem_storage_set_retention(ms, 1, now);
+    assert_int_equal(cf_store_prepare(run->store, 1), 0);
+    assert_int_equal(cf_immutable_open(run), 0);
+    assert_int_equal(run->lock_period, 3 * day); /* keep_daily: 3 outlasts days: 1 */
+    assert_int_equal(run->store->retain_until, now + 3 * day + 3 * day / 4);
+    assert_int_equal(run->roll_due, 0); /* nothing written yet */
+    assert_int_equal(cf_repo_init(run->store, NULL), 0);
+    assert_int_equal(mem_storage_retain_until(ms, "config"), now + 3 * day + 3 * day / 4);
+    assert_int_equal(cf_repo_open(run->store, &run->repo), 0);
+    cf_id id;
+    cf_repo_hash(run->repo, "chunk", 5, &id);
+    assert_int_equal(cf_repo_put_chunk(run->repo, &id, "chunk", 5, NULL), 0);
+    assert_int_equal(cf_repo_flush(run->repo), 0);
+    cf_mwriter *w;
+    assert_int_equal(cf_manifest_begin(&w), 0);
+    char when[32]; /* the host's clock, as a backup records it */
+    cf_iso_time(time(NULL), when, sizeof when);
+    json_t *h = json_pack("{s:s,s:s,s:s}", "id", "20300101T000000Z-11111111", "policy", "p",
+                          "time", when);
+    assert_int_equal(cf_manifest_commit(w, run->repo, "20300101T000000Z-11111111", h), 0);
+    json_decref(h);
+    cf_manifest_free(w);
+    char *pk = mem_storage_key(ms, "data/", 0);
+    assert_int_equal(mem_storage_retain_until(ms, pk), now + 3 * day + 3 * day / 4);
+    assert_int_equal(mem_storage_retain_until(ms, "locks/none"), -1);
+
+    /* A day later the epoch ends within a lock period: extend everything. */
+    mem_storage_set_retention(ms, 1, now + day);
+    assert_int_equal(cf_immutable_open(run), 0);
+    assert_int_equal(run->roll_due, 1);
+    int64_t e2 = now + day + 3 * day + 3 * day / 4;
+    assert_int_equal(run->store->retain_until, e2);
+    uint64_t before = mem_storage_retention_sets(ms);
+    assert_int_equal(cf_immutable_roll(run), 0);
+    assert_int_equal(run->roll_due, 0);
+    assert_int_equal(mem_storage_retain_until(ms, pk), e2);
+    assert_int_equal(mem_storage_retain_until(ms, "config"), e2);
+    assert_int_equal(mem_storage_retain_until(ms, "sets/20300101T000000Z-11111111"), e2);
+    assert_int_equal(mem_storage_retention_sets(ms) - before, run->retention_requests);
+    free(pk);
+
+    /* The audit: all fine, then an object nobody locked. */
+    json_t *probs = json_array();
+    int np = cf_immutable_audit(run, probs, file);
+    if (np != 0)
+        print_error("%s\n", json_dumps(probs, 0));
+    assert_int_equal(np, 0);
+    run->store->lock_mode = COFFER_LOCK_NONE;
+    assert_int_equal(cf_store_put(run->store, "sets/20300102T000000Z-22222222", "x", 1, 0), 0);
+    assert_int_equal(cf_immutable_audit(run, probs, file), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(probs, 0), "key")),
+                        "sets/20300102T000000Z-22222222");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(probs, 0), "fix")),
+                           "coffer extend-locks -p "));
+    json_decref(probs);
+    cf_repo_close(run->repo);
+    run->repo = NULL;
+    cf_run_close(run);
+    free(file);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -353,6 +445,7 @@ int main(void)
         T(test_time_and_set_ids),
         T(test_run_open),
         T(test_resolve_set),
+        T(test_immutable),
         T(test_dbinst),
         T(test_signals),
     };
