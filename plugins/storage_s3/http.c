@@ -395,7 +395,7 @@ struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const 
                                      const char *payload_hash)
 {
     char date[17];
-    s3_amz_date((int64_t)time(NULL), date);
+    s3_amz_date(s3_now(in), date);
     s3_str host = {0}, path = {0};
     s3_host_header(in, &host);
     s3_path(in, okey, &path);
@@ -692,6 +692,32 @@ coffer_status s3_map_status(const s3_resp *rs)
     return COFFER_ERR_FAILED;
 }
 
+int64_t s3_now(s3_instance *in)
+{
+    pthread_mutex_lock(&in->lock);
+    int64_t off = in->clock_offset;
+    pthread_mutex_unlock(&in->lock);
+    return (int64_t)time(NULL) + off;
+}
+
+/* The server refused a signature as too far from its clock: sign with its
+ * time from now on (as the AWS SDKs do), and say so once. */
+static void learn_clock(s3_instance *in, const s3_resp *rs)
+{
+    if (strcmp(rs->err_code, "RequestTimeTooSkewed") != 0 || rs->date <= 0)
+        return;
+    int64_t off = rs->date - (int64_t)time(NULL);
+    pthread_mutex_lock(&in->lock);
+    int first = in->clock_offset == 0;
+    in->clock_offset = off;
+    pthread_mutex_unlock(&in->lock);
+    if (first && in->host->log)
+        in->host->log(in->h, COFFER_LOG_WARN,
+                      "S3 %s: the host's clock is %lld s %s the server's; signing requests with "
+                      "the server's time (set the host's clock right: NTP)",
+                      in->bucket, (long long)(off < 0 ? -off : off), off > 0 ? "behind" : "ahead of");
+}
+
 coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
 {
     char payload_hash[65];
@@ -726,6 +752,7 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         st = s3_map_status(rs);
         if (st == COFFER_OK)
             break;
+        learn_clock(in, rs);
         int again = rq->no_retry ? 0
                     : rs->error_in_200
                         ? rq->retry_200_error && s3_retryable(CURLE_OK, 500, rs->err_code)

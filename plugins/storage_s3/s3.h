@@ -179,6 +179,9 @@ typedef struct s3_instance {
 
     /* learned at run time */
     int lock_enabled;     /* bucket has object lock: uploads carry Content-MD5 */
+    int64_t clock_offset; /* server's clock minus the host's, learned from a
+                             RequestTimeTooSkewed answer (under lock); requests
+                             are signed with the server's time */
     int cond_unsupported; /* server answered If-None-Match with 501 */
     int uploads_swept;    /* old incomplete uploads looked for (under lock) */
 
@@ -280,6 +283,9 @@ coffer_status s3_fail(s3_instance *in, coffer_status st, const char *method, con
 coffer_status s3_map_status(const s3_resp *rs);
 /* 1 when the failure is worth another attempt. */
 int s3_retryable(CURLcode cc, long status, const char *err_code);
+/* Seconds since the epoch by the server's clock as far as the instance
+ * knows it (the host's clock plus the learned offset). */
+int64_t s3_now(s3_instance *in);
 /* Delay before retry number `attempt` (1, 2, ...): exponential from base
  * with full jitter in [d/2, d], capped at cap_ms. */
 unsigned s3_backoff_ms(unsigned base_ms, unsigned cap_ms, int attempt, uint32_t *rng);

@@ -613,6 +613,19 @@ static coffer_status prepare(void *instance, int create)
     s3_resp rs;
     s3_resp_init(&rs, 0);
     coffer_status st = s3_request(in, &rq, &rs);
+    if (st == COFFER_ERR_AUTH) {
+        /* HEAD has no body, so a refusal for the clock (RequestTimeTooSkewed)
+         * cannot say so: a GET can, and teaches the instance the server's
+         * time; then the HEAD is asked again. */
+        s3_resp gs;
+        s3_resp_init(&gs, 64 * 1024);
+        if (bucket_get(in, "versioning", &gs) == COFFER_OK) {
+            s3_resp_free(&rs);
+            s3_resp_init(&rs, 0);
+            st = s3_request(in, &rq, &rs);
+        }
+        s3_resp_free(&gs);
+    }
     if (st == COFFER_ERR_NOT_FOUND && create) {
         s3_resp_free(&rs);
         if ((st = create_bucket(in)) != COFFER_OK)

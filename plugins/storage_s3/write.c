@@ -427,7 +427,7 @@ static void writer_free(s3_writer *w)
 static void sweep_old_uploads(s3_instance *in)
 {
     char key_marker[S3_KEY_MAX + 1] = "", id_marker[1024] = "";
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = s3_now(in); /* uploads are dated by the server */
     int aborted = 0, failed = 0;
     for (int page = 0; page < 100; page++) {
         s3_req rq = {.method = "GET"};
