@@ -431,14 +431,15 @@ int cf_store_pin_original(cf_store *s, const char *key)
     versions_of o = {.key = key};
     if (cf_store_list_versions(s, key, note_version, &o) != 0)
         return -1;
+    /* 1 also when another thread pinned it meanwhile: the caller's read
+     * may have happened before, and is worth once more. */
     int pinned = 0;
     if (o.nversions > 1 && o.oldest && o.latest_etag && strcmp(o.oldest_etag, o.latest_etag) != 0) {
         char *cur = cf_store_pinned(s, key);
-        if (!cur || strcmp(cur, o.oldest) != 0) {
-            cf_store_pin(s, key, o.oldest);
-            pinned = 1;
-        }
+        pinned = cur && strcmp(cur, o.oldest) == 0 ? 1 : 2;
         free(cur);
+        if (pinned == 2)
+            cf_store_pin(s, key, o.oldest);
     }
     free(o.oldest);
     free(o.oldest_etag);

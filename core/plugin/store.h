@@ -99,7 +99,8 @@ void cf_store_pin(cf_store *s, const char *key, const char *version_id);
 /* The version pinned for key (malloc'd), or NULL. */
 char *cf_store_pinned(cf_store *s, const char *key);
 /* Pin the oldest version of key when its newest is another object (an
- * overwrite by someone else): 1 pinned, 0 nothing to pin, -1 error. */
+ * overwrite by someone else): 2 pinned now, 1 pinned already (by
+ * another thread meanwhile), 0 nothing to pin, -1 error. */
 int cf_store_pin_original(cf_store *s, const char *key);
 
 /* Whole-object helpers for small objects. */

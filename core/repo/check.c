@@ -78,7 +78,7 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
         else if (rc != 0)
             report(&rp, key, NULL, "%s", cf_error());
         else if (os.size != packs[i].size && r->st->lock_mode != COFFER_LOCK_NONE &&
-                 (r->st->caps & COFFER_CAP_VERSIONING) && cf_store_pin_original(r->st, key) == 1)
+                 (r->st->caps & COFFER_CAP_VERSIONING) && cf_store_pin_original(r->st, key) >= 1)
             continue; /* replaced by someone else: the original is read (and reported by
                          the retention audit), nothing is lost */
         else if (os.size != packs[i].size)

@@ -757,13 +757,14 @@ again:
         r->st->lock_mode != COFFER_LOCK_NONE) {
         char saved[1024];
         snprintf(saved, sizeof saved, "%s", cf_error());
-        if (cf_store_pin_original(r->st, key) == 1) {
+        int pin = cf_store_pin_original(r->st, key);
+        if (pin == 2)
             cf_log(CF_LOG_WARN,
                    "%s was replaced by data coffer did not write; reading its original version "
                    "(`coffer check` lists such objects)",
                    key);
+        if (pin >= 1)
             goto again;
-        }
         cf_fail("%s", saved);
     }
     cf_buf_free(&tmp);

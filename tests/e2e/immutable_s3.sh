@@ -239,6 +239,30 @@ expect_ok "set 2 restores after prune" cf restore -p "$P" --set "$SET2" --to "$T
 snapshot "$T/out2" "$T/snap-out2.json"
 compare "set 2 byte-identical" "$T/snap2.json" "$T/snap-out2.json" "${RESTORE_EXCLUDES[@]}"
 
+section "a copy to an immutable target is locked too"
+/usr/bin/python3 - "$POLICY" "$T/two.yaml" "$AWS_ENDPOINT_URL" "$BUCKET" <<'PY'
+import sys
+src, out, ep, bucket = sys.argv[1:5]
+s = open(src).read()
+block = ("  - name: offsite\n    location: s3://%s/copy\n    endpoint: %s\n"
+         "    access_key_env: BACKUP_AK\n    secret_key_env: BACKUP_SK\n"
+         "    immutable:\n      mode: governance\n      days: 1\n\ncomponents:\n" % (bucket, ep))
+s = s.replace("\ncomponents:\n", "\n" + block, 1)
+open(out, "w").write(s)
+PY
+COFFER_REPO=$T/localrepo
+expect_ok "init both targets" cf init -p "$T/two.yaml"
+expect_ok "backup, then the copy to the immutable target" cf backup -p "$T/two.yaml" --json
+assert_eq 1 "$(json_get "$OUT" 'len(j["copies"])')" "one copy made"
+run awsx s3api list-objects-v2 --bucket "$BUCKET" --prefix copy/ --query 'Contents[].Key' --output text
+n=0
+for k in $(tr '\t' '\n' <<<"$OUT" | grep -v -e '/locks/' -e '/state/'); do
+    run awsx s3api head-object --bucket "$BUCKET" --key "$k"
+    [ "$(json_get "$OUT" 'j.get("ObjectLockMode", "")')" = GOVERNANCE ] || fail "copied object $k is not locked"
+    n=$((n + 1))
+done
+assert_gt "$n" 4 "every copied object ($n) is locked"
+
 section "governance bypass: an explicit flag and the maintenance credentials"
 printf '# third\n' >>"$ASTERDRIVE_ROOT/data/config.toml"
 expect_ok "backup 3 (freshly locked)" cf backup -p "$P" --json
