@@ -134,6 +134,7 @@ static int load_dead(cf_store *s)
         qsort(d.v, d.n, sizeof *d.v, cmp_str);
     pthread_mutex_lock(&s->mu);
     if (!s->dead_loaded) {
+        free_strv(s->dead, s->ndead); /* what this run removed: also in the listing */
         s->dead = d.v;
         s->ndead = d.n;
         s->dead_loaded = 1;
