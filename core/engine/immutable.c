@@ -18,8 +18,8 @@
 #include "repo/repo.h"
 #include "util/util.h"
 
-#define SKEW_WARN_S 60     /* a larger difference of clocks is reported */
-#define ROLL_THREADS 4     /* retention requests in flight during an extension */
+#define SKEW_WARN_S 60 /* a larger difference of clocks is reported */
+#define ROLL_THREADS 4 /* retention requests in flight during an extension */
 #define DAY (86400)
 
 void cf_utc_time(int64_t t, char *buf, size_t len)
@@ -54,8 +54,10 @@ int64_t cf_retention_horizon(const cf_retention *r, char *why, size_t len)
         const char *name;
         int n;
         int64_t unit;
-    } rules[] = {{"keep_hourly", r->keep_hourly, 3600},   {"keep_daily", r->keep_daily, DAY},
-                 {"keep_weekly", r->keep_weekly, 7 * DAY}, {"keep_monthly", r->keep_monthly, 31 * DAY},
+    } rules[] = {{"keep_hourly", r->keep_hourly, 3600},
+                 {"keep_daily", r->keep_daily, DAY},
+                 {"keep_weekly", r->keep_weekly, 7 * DAY},
+                 {"keep_monthly", r->keep_monthly, 31 * DAY},
                  {"keep_yearly", r->keep_yearly, 366 * DAY}};
     for (size_t i = 0; i < CF_ARRAY_LEN(rules); i++) {
         if (rules[i].n <= 0)
@@ -82,95 +84,7 @@ int64_t cf_retention_horizon(const cf_retention *r, char *why, size_t len)
 
 /* ---- originals of replaced objects ------------------------------------- */
 
-typedef struct ver {
-    char *key, *vid, *etag;
-    int64_t mtime;
-    int marker, latest;
-} ver;
-
-typedef struct vers {
-    ver *v;
-    size_t n, cap;
-} vers;
-
-static int collect_version(void *ud, const coffer_object_version *v)
-{
-    vers *a = ud;
-    if (a->n == a->cap) {
-        a->cap = a->cap ? 2 * a->cap : 256;
-        a->v = cf_realloc(a->v, a->cap * sizeof *a->v);
-    }
-    a->v[a->n++] = (ver){cf_strdup(v->key), cf_strdup(v->version_id ? v->version_id : ""),
-                         cf_strdup(v->etag ? v->etag : ""), v->mtime, v->is_delete_marker,
-                         v->is_latest};
-    return 0;
-}
-
-static void vers_free(vers *a)
-{
-    for (size_t i = 0; i < a->n; i++) {
-        free(a->v[i].key);
-        free(a->v[i].vid);
-        free(a->v[i].etag);
-    }
-    free(a->v);
-    a->v = NULL;
-    a->n = a->cap = 0;
-}
-
-static int cmp_ver(const void *a, const void *b)
-{
-    const ver *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c)
-        return c;
-    if (x->latest != y->latest) /* the newest last, whatever the clock says */
-        return x->latest - y->latest;
-    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
-}
-
-/* The versions under prefix, sorted by key, oldest first. */
-static int list_versions(cf_store *s, const char *prefix, vers *out)
-{
-    if (cf_store_list_versions(s, prefix, collect_version, out) != 0)
-        return -1;
-    if (out->n)
-        qsort(out->v, out->n, sizeof *out->v, cmp_ver);
-    return 0;
-}
-
-/* Keys never locked and rewritten as a matter of course. */
-static int unlocked_key(const char *key)
-{
-    return strncmp(key, "locks/", 6) == 0 || strncmp(key, "state/", 6) == 0;
-}
-
-/* Walk the key groups of a sorted version list: for a key whose newest
- * version is data other than its oldest, call fn. */
-typedef void (*replaced_fn)(void *ud, const ver *oldest, const ver *newest, int nversions);
-
-static void each_replaced(const vers *a, replaced_fn fn, void *ud)
-{
-    for (size_t i = 0; i < a->n;) {
-        size_t j = i;
-        while (j < a->n && strcmp(a->v[j].key, a->v[i].key) == 0)
-            j++;
-        const ver *oldest = NULL, *newest = &a->v[j - 1];
-        int n = 0;
-        for (size_t k = i; k < j; k++)
-            if (!a->v[k].marker) {
-                n++;
-                if (!oldest)
-                    oldest = &a->v[k];
-            }
-        if (oldest && !newest->marker && n > 1 && strcmp(oldest->etag, newest->etag) != 0 &&
-            !unlocked_key(oldest->key))
-            fn(ud, oldest, newest, n);
-        i = j;
-    }
-}
-
-static void pin_one(void *ud, const ver *oldest, const ver *newest, int n)
+static void pin_one(void *ud, const cf_version *oldest, const cf_version *newest, int n)
 {
     cf_run *run = ud;
     char when[64];
@@ -186,13 +100,13 @@ static int pin_originals(cf_run *run)
 {
     static const char *const prefixes[] = {"config", "keys/", "index/", "sets/"};
     for (size_t i = 0; i < CF_ARRAY_LEN(prefixes); i++) {
-        vers a = {0};
-        if (list_versions(run->store, prefixes[i], &a) != 0) {
-            vers_free(&a);
+        cf_versions a = {0};
+        if (cf_store_versions(run->store, prefixes[i], &a) != 0) {
+            cf_versions_free(&a);
             return -1;
         }
-        each_replaced(&a, pin_one, run);
-        vers_free(&a);
+        cf_versions_each_replaced(&a, pin_one, run);
+        cf_versions_free(&a);
     }
     return 0;
 }
@@ -317,29 +231,41 @@ static int run_roll(cf_run *run, char **keys, size_t n)
     return 0;
 }
 
+/* The objects every set relies on: each pack the index names, the index
+ * and key objects, and the proofs (the config is handled by the callers,
+ * as it must come last or not at all). 0 or -1. */
+static int live_keys(cf_run *run, cf_keys *k)
+{
+    cf_pack_list pl = {0};
+    if (cf_repo_indexed_packs(run->repo, &pl) != 0)
+        return -1;
+    for (size_t i = 0; i < pl.n; i++)
+        cf_keys_add(k, pl.keys[i]);
+    cf_pack_list_free(&pl);
+    cf_store *s = run->store;
+    return cf_store_list_keys(s, "index/", k) != 0 || cf_store_list_keys(s, "keys/", k) != 0 ||
+                   cf_store_list_keys(s, "proofs/", k) != 0
+               ? -1
+               : 0;
+}
+
 int cf_immutable_roll(cf_run *run)
 {
     cf_store *s = run->store;
     cf_keys k = {0};
-    cf_pack_list pl = {0};
     int rc = -1;
-    if (cf_repo_indexed_packs(run->repo, &pl) != 0)
-        goto out;
-    for (size_t i = 0; i < pl.n; i++)
-        cf_keys_add(&k, pl.keys[i]);
-    /* Manifests and proofs too: each needs only its own set's date, but a
-     * lock extended with the rest costs one request per set and repairs a
+    /* Manifests too: each needs only its own set's date, but a lock
+     * extended with the rest costs one request per set and repairs a
      * manifest written before immutable: was set. */
-    if (cf_store_list_keys(s, "index/", &k) != 0 || cf_store_list_keys(s, "keys/", &k) != 0 ||
-        cf_store_list_keys(s, "sets/", &k) != 0 || cf_store_list_keys(s, "proofs/", &k) != 0)
+    if (live_keys(run, &k) != 0 || cf_store_list_keys(s, "sets/", &k) != 0)
         goto out;
     /* A pack someone replaced: the original version is the one to keep. */
     if (s->caps & COFFER_CAP_VERSIONING) {
-        vers v = {0};
-        int lr = list_versions(s, "data/", &v);
+        cf_versions v = {0};
+        int lr = cf_store_versions(s, "data/", &v);
         if (lr == 0)
-            each_replaced(&v, pin_one, run);
-        vers_free(&v);
+            cf_versions_each_replaced(&v, pin_one, run);
+        cf_versions_free(&v);
         if (lr != 0)
             goto out;
     }
@@ -358,7 +284,6 @@ out:
         cf_utc_time(s->retain_until, until, sizeof until);
         cf_error_prefix("extending the locks to %s", until);
     }
-    cf_pack_list_free(&pl);
     cf_keys_free(&k);
     return rc;
 }
@@ -379,13 +304,12 @@ static void report(audit *a, const char *key, const char *problem, int64_t locke
     cf_utc_time(locked, l, sizeof l);
     cf_utc_time(needed, n, sizeof n);
     a->count++;
-    json_array_append_new(a->problems,
-                          json_pack("{s:s,s:s,s:I,s:I,s:s}", "key", key, "problem", problem,
-                                    "locked_until", (json_int_t)locked, "needed_until",
-                                    (json_int_t)needed, "fix", fix));
+    json_array_append_new(a->problems, json_pack("{s:s,s:s,s:I,s:I,s:s}", "key", key, "problem",
+                                                 problem, "locked_until", (json_int_t)locked,
+                                                 "needed_until", (json_int_t)needed, "fix", fix));
     if (needed)
-        cf_log(CF_LOG_WARN, "%s: %s (locked until %s, needed until %s); fix: %s", key, problem, l, n,
-               fix);
+        cf_log(CF_LOG_WARN, "%s: %s (locked until %s, needed until %s); fix: %s", key, problem, l,
+               n, fix);
     else
         cf_log(CF_LOG_WARN, "%s: %s; fix: %s", key, problem, fix);
 }
@@ -414,12 +338,11 @@ static void check_lock(audit *a, const char *key, int64_t needed)
                0, needed, fix);
     else if (until < needed)
         report(a, key, "lock ends before a set that needs it can be forgotten", until, needed, fix);
-    else if (mode != (coffer_lock_mode)a->run->target->lock_mode &&
-             mode == COFFER_LOCK_GOVERNANCE)
+    else if (mode != (coffer_lock_mode)a->run->target->lock_mode && mode == COFFER_LOCK_GOVERNANCE)
         report(a, key, "governance lock where the target asks for compliance", until, needed, fix);
 }
 
-static void replaced_one(void *ud, const ver *oldest, const ver *newest, int n)
+static void replaced_one(void *ud, const cf_version *oldest, const cf_version *newest, int n)
 {
     audit *a = ud;
     char when[64], problem[512], fix[512];
@@ -440,7 +363,6 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
     audit a = {.run = run, .problems = problems, .policy_file = policy_file};
     cf_store *s = run->store;
     cf_keys k = {0};
-    cf_pack_list pl = {0};
     int rc = -1;
     /* Each set needs its objects until its time plus the lock period. */
     int64_t newest = 0;
@@ -472,13 +394,7 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
     cf_keys_free(&sets);
     /* Packs, index and key objects, and the config serve every set. */
     int64_t need_all = newest ? newest + run->lock_period : 0;
-    if (cf_repo_indexed_packs(run->repo, &pl) != 0)
-        goto out;
-    for (size_t i = 0; i < pl.n; i++)
-        cf_keys_add(&k, pl.keys[i]);
-    if (cf_store_list_keys(s, "index/", &k) != 0 ||
-        cf_store_list_keys(s, "keys/", &k) != 0 ||
-        cf_store_list_keys(s, "proofs/", &k) != 0)
+    if (live_keys(run, &k) != 0)
         goto out;
     cf_keys_add(&k, "config");
     for (size_t i = 0; i < k.n; i++)
@@ -499,17 +415,16 @@ int cf_immutable_audit(cf_run *run, json_t *problems, const char *policy_file)
     cf_keys_free(&locks);
     /* Replaced objects: versions coffer did not write. */
     if (s->caps & COFFER_CAP_VERSIONING) {
-        vers v = {0};
-        if (list_versions(s, "", &v) != 0) {
-            vers_free(&v);
+        cf_versions v = {0};
+        if (cf_store_versions(s, "", &v) != 0) {
+            cf_versions_free(&v);
             goto out;
         }
-        each_replaced(&v, replaced_one, &a);
-        vers_free(&v);
+        cf_versions_each_replaced(&v, replaced_one, &a);
+        cf_versions_free(&v);
     }
     rc = a.count;
 out:
-    cf_pack_list_free(&pl);
     cf_keys_free(&k);
     return rc;
 }
@@ -527,9 +442,9 @@ int cf_immutable_purge(cf_run *run, int bypass_governance, cf_purge_stats *st)
         return -1;
     if (!(s->caps & COFFER_CAP_RETENTION))
         now = (int64_t)time(NULL);
-    vers a = {0};
-    if (list_versions(s, "", &a) != 0) {
-        vers_free(&a);
+    cf_versions a = {0};
+    if (cf_store_versions(s, "", &a) != 0) {
+        cf_versions_free(&a);
         return -1;
     }
     uint32_t flags = bypass_governance ? COFFER_REMOVE_BYPASS_GOVERNANCE : 0;
@@ -573,6 +488,6 @@ int cf_immutable_purge(cf_run *run, int bypass_governance, cf_purge_stats *st)
                 cf_error_clear();
         i = j;
     }
-    vers_free(&a);
+    cf_versions_free(&a);
     return 0;
 }

@@ -397,31 +397,84 @@ char *cf_store_pinned(cf_store *s, const char *key)
     return v;
 }
 
+static int collect_version(void *ud, const coffer_object_version *v)
+{
+    cf_versions *a = ud;
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 256;
+        a->v = cf_realloc(a->v, a->cap * sizeof *a->v);
+    }
+    a->v[a->n++] = (cf_version){cf_strdup(v->key), cf_strdup(v->version_id ? v->version_id : ""),
+                                cf_strdup(v->etag ? v->etag : ""), v->mtime, v->is_delete_marker,
+                                v->is_latest};
+    return 0;
+}
+
+void cf_versions_free(cf_versions *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->v[i].key);
+        free(a->v[i].vid);
+        free(a->v[i].etag);
+    }
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+static int cmp_version(const void *a, const void *b)
+{
+    const cf_version *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    if (x->latest != y->latest) /* the newest last, whatever the clock says */
+        return x->latest - y->latest;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+int cf_store_versions(cf_store *s, const char *prefix, cf_versions *out)
+{
+    if (cf_store_list_versions(s, prefix, collect_version, out) != 0)
+        return -1;
+    if (out->n)
+        qsort(out->v, out->n, sizeof *out->v, cmp_version);
+    return 0;
+}
+
+void cf_versions_each_replaced(const cf_versions *a, cf_replaced_fn fn, void *ud)
+{
+    for (size_t i = 0; i < a->n;) {
+        size_t j = i;
+        while (j < a->n && strcmp(a->v[j].key, a->v[i].key) == 0)
+            j++;
+        const cf_version *oldest = NULL, *newest = &a->v[j - 1];
+        int n = 0;
+        for (size_t k = i; k < j; k++)
+            if (!a->v[k].marker) {
+                n++;
+                if (!oldest)
+                    oldest = &a->v[k];
+            }
+        if (oldest && !newest->marker && n > 1 && strcmp(oldest->etag, newest->etag) != 0 &&
+            lockable(oldest->key))
+            fn(ud, oldest, newest, n);
+        i = j;
+    }
+}
+
 typedef struct {
     const char *key;
-    char *oldest, *oldest_etag, *latest_etag;
-    int64_t oldest_mtime;
-    int nversions;
-} versions_of;
+    char *original;
+} original_of;
 
-static int note_version(void *ud, const coffer_object_version *v)
+static void note_original(void *ud, const cf_version *oldest, const cf_version *newest, int n)
 {
-    versions_of *o = ud;
-    if (strcmp(v->key, o->key) != 0 || v->is_delete_marker)
-        return 0;
-    o->nversions++;
-    if (v->is_latest) {
-        free(o->latest_etag);
-        o->latest_etag = cf_strdup(v->etag ? v->etag : "");
-    }
-    if (!o->oldest || v->mtime < o->oldest_mtime) {
-        free(o->oldest);
-        free(o->oldest_etag);
-        o->oldest = cf_strdup(v->version_id);
-        o->oldest_etag = cf_strdup(v->etag ? v->etag : "");
-        o->oldest_mtime = v->mtime;
-    }
-    return 0;
+    (void)newest;
+    (void)n;
+    original_of *o = ud;
+    if (strcmp(oldest->key, o->key) == 0) /* not a longer key under the same prefix */
+        o->original = cf_strdup(oldest->vid);
 }
 
 int cf_store_pin_original(cf_store *s, const char *key)
@@ -429,22 +482,25 @@ int cf_store_pin_original(cf_store *s, const char *key)
     if (!(s->caps & COFFER_CAP_VERSIONING) || !s->ops->list_versions ||
         !s->ops->reader_open_version_range)
         return 0;
-    versions_of o = {.key = key};
-    if (cf_store_list_versions(s, key, note_version, &o) != 0)
+    cf_versions a = {0};
+    if (cf_store_versions(s, key, &a) != 0) {
+        cf_versions_free(&a);
         return -1;
+    }
+    original_of o = {.key = key};
+    cf_versions_each_replaced(&a, note_original, &o);
+    cf_versions_free(&a);
     /* 1 also when another thread pinned it meanwhile: the caller's read
      * may have happened before, and is worth once more. */
     int pinned = 0;
-    if (o.nversions > 1 && o.oldest && o.latest_etag && strcmp(o.oldest_etag, o.latest_etag) != 0) {
+    if (o.original) {
         char *cur = cf_store_pinned(s, key);
-        pinned = cur && strcmp(cur, o.oldest) == 0 ? 1 : 2;
+        pinned = cur && strcmp(cur, o.original) == 0 ? 1 : 2;
         free(cur);
         if (pinned == 2)
-            cf_store_pin(s, key, o.oldest);
+            cf_store_pin(s, key, o.original);
     }
-    free(o.oldest);
-    free(o.oldest_etag);
-    free(o.latest_etag);
+    free(o.original);
     return pinned;
 }
 

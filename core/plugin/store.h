@@ -94,6 +94,27 @@ int cf_store_set_retention(cf_store *s, const char *key, const char *version_id,
                            coffer_lock_mode mode, int64_t until);
 /* Versions (COFFER_CAP_VERSIONING). */
 int cf_store_list_versions(cf_store *s, const char *prefix, coffer_version_cb cb, void *ud);
+typedef struct cf_version {
+    char *key, *vid, *etag;
+    int64_t mtime;
+    int marker, latest;
+} cf_version;
+typedef struct cf_versions {
+    cf_version *v;
+    size_t n, cap;
+} cf_versions;
+/* Every version under prefix, sorted by key and, within a key, oldest
+ * first with the newest last (whatever the clocks say). */
+int cf_store_versions(cf_store *s, const char *prefix, cf_versions *out);
+void cf_versions_free(cf_versions *a);
+/* coffer writes each key once: for each key whose newest version holds
+ * other data than its oldest (someone overwrote it), fn(ud, oldest,
+ * newest, versions). Keys coffer itself rewrites or removes (locks/,
+ * state/, tombstones) and keys whose newest version is a delete marker are
+ * skipped. */
+typedef void (*cf_replaced_fn)(void *ud, const cf_version *oldest, const cf_version *newest,
+                               int nversions);
+void cf_versions_each_replaced(const cf_versions *a, cf_replaced_fn fn, void *ud);
 /* Read version_id instead of the newest version of key from now on. */
 void cf_store_pin(cf_store *s, const char *key, const char *version_id);
 /* The version pinned for key (malloc'd), or NULL. */

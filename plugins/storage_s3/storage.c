@@ -614,17 +614,23 @@ static coffer_status prepare(void *instance, int create)
     s3_resp_init(&rs, 0);
     coffer_status st = s3_request(in, &rq, &rs);
     if (st == COFFER_ERR_AUTH) {
-        /* HEAD has no body, so a refusal for the clock (RequestTimeTooSkewed)
-         * cannot say so: a GET can, and teaches the instance the server's
-         * time; then the HEAD is asked again. */
+        /* HEAD has no body: ask again with a GET, whose error document names
+         * the cause (InvalidAccessKeyId, SignatureDoesNotMatch). A refusal
+         * for the clock (RequestTimeTooSkewed) teaches the instance the
+         * server's time, and then the GET succeeds: ask the HEAD again. */
         s3_resp gs;
         s3_resp_init(&gs, 64 * 1024);
-        if (bucket_get(in, "versioning", &gs) == COFFER_OK) {
+        coffer_status g = bucket_get(in, "versioning", &gs);
+        if (g != COFFER_OK) {
+            st = s3_fail(in, g, "GET ?versioning", NULL, &gs);
+            s3_resp_free(&gs);
             s3_resp_free(&rs);
-            s3_resp_init(&rs, 0);
-            st = s3_request(in, &rq, &rs);
+            return st;
         }
         s3_resp_free(&gs);
+        s3_resp_free(&rs);
+        s3_resp_init(&rs, 0);
+        st = s3_request(in, &rq, &rs);
     }
     if (st == COFFER_ERR_NOT_FOUND && create) {
         s3_resp_free(&rs);
@@ -642,16 +648,7 @@ static coffer_status prepare(void *instance, int create)
                                  "bucket %s is in region %s, not %s: set the region option",
                                  in->bucket, rs.bucket_region[0] ? rs.bucket_region : "(unknown)",
                                  in->region);
-        else if (st == COFFER_ERR_AUTH) {
-            /* HEAD has no body: ask again with a GET, whose error document
-             * names the cause (InvalidAccessKeyId, SignatureDoesNotMatch) */
-            s3_resp gs;
-            s3_resp_init(&gs, 64 * 1024);
-            coffer_status g = bucket_get(in, "versioning", &gs);
-            st = g ? s3_fail(in, g, "GET ?versioning", NULL, &gs)
-                   : s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
-            s3_resp_free(&gs);
-        } else
+        else
             st = s3_fail(in, st, "HEAD (bucket)", NULL, &rs);
         s3_resp_free(&rs);
         return st;
