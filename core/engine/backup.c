@@ -24,6 +24,7 @@
 #include "engine/recover.h"
 #include "engine/objects.h"
 #include "engine/prefetch.h"
+#include "engine/prevset.h"
 #include "engine/progress.h"
 #include "engine/refcheck.h"
 #include "plugin/host.h"
@@ -41,143 +42,6 @@ int cf_worker_count(void)
     if (n > 16)
         n = 16;
     return (int)n;
-}
-
-/* ---- previous set: change detection ------------------------------- */
-
-typedef struct prev_file {
-    char *key; /* component '\n' path */
-    uint64_t size, ino;
-    int64_t mtime, ctime;
-    long mtime_ns, ctime_ns;
-    cf_id *chunks;
-    size_t nchunks;
-    struct prev_file *next;
-} prev_file;
-
-typedef struct prev_map {
-    prev_file **b;
-    size_t nb;
-    uint64_t bytes; /* size of the previous set: the progress bar's estimate */
-} prev_map;
-
-static size_t hash_str(const char *s)
-{
-    size_t h = 1469598103934665603ULL;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-    return h;
-}
-
-static void prev_free(prev_map *m)
-{
-    for (size_t i = 0; i < m->nb; i++)
-        for (prev_file *f = m->b[i], *n; f; f = n) {
-            n = f->next;
-            free(f->key);
-            free(f->chunks);
-            free(f);
-        }
-    free(m->b);
-    memset(m, 0, sizeof *m);
-}
-
-static const prev_file *prev_find(const prev_map *m, const char *comp, const char *path)
-{
-    if (!m->nb)
-        return NULL;
-    char *key = cf_asprintf("%s\n%s", comp, path);
-    const prev_file *f = m->b[hash_str(key) % m->nb];
-    while (f && strcmp(f->key, key) != 0)
-        f = f->next;
-    free(key);
-    return f;
-}
-
-/* Load regular files of the newest set of this policy. A failure here
- * only costs speed: everything is read again. */
-static void prev_load(cf_run *run, prev_map *m)
-{
-    char *id = NULL;
-    double t0 = cf_now();
-    if (cf_resolve_set(run, "latest", &id) != 0)
-        return;
-    double t1 = cf_now();
-    cf_mreader *mr;
-    json_t *h;
-    if (cf_manifest_open(run->repo, id, &mr, &h) != 0) {
-        cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", id, cf_error());
-        free(id);
-        return;
-    }
-    uint64_t n = (uint64_t)json_integer_value(json_object_get(h, "entries"));
-    m->bytes = (uint64_t)json_integer_value(json_object_get(json_object_get(h, "totals"), "bytes"));
-    json_decref(h);
-    m->nb = n / 2 + 64;
-    m->b = cf_calloc(m->nb, sizeof *m->b);
-    cf_entry e;
-    int rc;
-    while ((rc = cf_manifest_next(mr, &e)) == 1) {
-        if (e.kind == CF_ENT_FILE) {
-            prev_file *f = cf_calloc(1, sizeof *f);
-            f->key = cf_asprintf("%s\n%s", e.component, e.path);
-            f->size = e.size;
-            f->ino = e.ino;
-            f->mtime = e.mtime;
-            f->mtime_ns = e.mtime_ns;
-            f->ctime = e.ctime;
-            f->ctime_ns = e.ctime_ns;
-            f->chunks = e.chunks;
-            f->nchunks = e.nchunks;
-            e.chunks = NULL;
-            size_t b = hash_str(f->key) % m->nb;
-            f->next = m->b[b];
-            m->b[b] = f;
-        }
-        cf_entry_clear(&e);
-    }
-    if (rc < 0) {
-        cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", id, cf_error());
-        prev_free(m);
-    } else {
-        cf_log(CF_LOG_DEBUG, "change detection against set %s (found in %.2f s, read in %.2f s)",
-               id, t1 - t0, cf_now() - t1);
-    }
-    cf_manifest_close(mr);
-    free(id);
-}
-
-/* The previous set is read on its own thread while the application is
- * stopped and the databases are dumped; the file walk waits for it. */
-typedef struct prev_loader {
-    cf_run *run;
-    prev_map *m;
-    pthread_t thr;
-    int running;
-} prev_loader;
-
-static void *prev_thread(void *arg)
-{
-    prev_loader *l = arg;
-    prev_load(l->run, l->m);
-    cf_progress_set_total(l->m->bytes);
-    return NULL;
-}
-
-static void prev_start(prev_loader *l, cf_run *run, prev_map *m)
-{
-    l->run = run;
-    l->m = m;
-    l->running = pthread_create(&l->thr, NULL, prev_thread, l) == 0;
-    if (!l->running)
-        prev_load(run, m);
-}
-
-static void prev_wait(prev_loader *l)
-{
-    if (l->running)
-        pthread_join(l->thr, NULL);
-    l->running = 0;
 }
 
 /* Metadata read-ahead over every files component, started before
@@ -218,7 +82,7 @@ typedef struct job {
 typedef struct pool {
     cf_run *run;
     const cf_cdc *cdc;
-    const prev_map *prev;
+    cf_prevset *prev; /* the previous set, for the walk running now (NULL: none) */
     int online;
     job *ring[RING];
     size_t head, tail, next_work; /* monotonically increasing, index % RING */
@@ -255,7 +119,7 @@ typedef struct pool {
     uint64_t p1_reused; /* files unchanged since the first pass (not read again) */
 } pool;
 
-static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
+static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
 {
     if (!p || p->size != e->size || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
         p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino)
@@ -271,7 +135,7 @@ static int unchanged(const prev_file *p, const cf_entry *e, cf_repo *repo)
  * thread: an unchanged tree costs a metadata scan, no worker handoff. */
 static int reuse_previous(pool *pl, job *j)
 {
-    const prev_file *p = prev_find(pl->prev, j->e.component, j->e.path);
+    const cf_entry *p = cf_prevset_find(pl->prev, &j->e);
     if (!unchanged(p, &j->e, pl->run->repo))
         return 0;
     j->e.chunks = cf_malloc((p->nchunks ? p->nchunks : 1) * sizeof(cf_id));
@@ -492,59 +356,6 @@ static int emit_ready(pool *pl, int wait_all)
 
 /* ---- second pass: merging the first ------------------------------- */
 
-/* Position of a component in the policy (ncomponents when unknown). */
-static int comp_index(const cf_policy *p, const char *name)
-{
-    const cf_component *c = cf_policy_component(p, name);
-    return (int)(c ? (size_t)(c - p->components) : p->ncomponents);
-}
-
-/* Which of the component's paths the walk found rel under. */
-static size_t root_index(const cf_component *c, const char *rel)
-{
-    for (size_t i = 0; i < c->paths.n; i++) {
-        const char *r = c->paths.v[i];
-        size_t n = strlen(r);
-        if (strcmp(r, ".") == 0 || (strncmp(rel, r, n) == 0 && (!rel[n] || rel[n] == '/')))
-            return i;
-    }
-    return c->paths.n;
-}
-
-/* Walk order of two paths below one top: name by name (strcmp, as the
- * walk sorts a directory), a directory before what it holds. */
-static int seg_cmp(const char *a, const char *b)
-{
-    for (;;) {
-        size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
-        int c = memcmp(a, b, la < lb ? la : lb);
-        if (c)
-            return c;
-        if (la != lb)
-            return la < lb ? -1 : 1;
-        a += la;
-        b += lb;
-        if (!*a || !*b)
-            return *a ? 1 : *b ? -1 : 0;
-        a++;
-        b++;
-    }
-}
-
-static int walk_cmp(const cf_policy *p, const cf_entry *a, const cf_entry *b)
-{
-    int ca = comp_index(p, a->component), cb = comp_index(p, b->component);
-    if (ca != cb)
-        return ca < cb ? -1 : 1;
-    if (ca == (int)p->ncomponents)
-        return 0;
-    const cf_component *c = &p->components[ca];
-    size_t ra = root_index(c, a->path), rb = root_index(c, b->path);
-    if (ra != rb)
-        return ra < rb ? -1 : 1;
-    return seg_cmp(a->path, b->path);
-}
-
 static int p1_peek(pool *pl)
 {
     if (pl->p1_have || pl->p1_eof)
@@ -574,7 +385,7 @@ static int p1_drain(pool *pl, const cf_entry *e, int upto, cf_entry **match)
             return -1;
         if (!pl->p1_have)
             return 0;
-        int c = e ? walk_cmp(p, &pl->p1e, e) : comp_index(p, pl->p1e.component) <= upto ? -1 : 1;
+        int c = e ? cf_walk_cmp(p, &pl->p1e, e) : cf_comp_index(p, pl->p1e.component) <= upto ? -1 : 1;
         if (c > 0)
             return 0;
         pl->p1_have = 0;
@@ -714,7 +525,7 @@ static void build_skip(const cf_policy *p, const cf_component *c, char **owned, 
     *nskip = n;
 }
 
-static void pool_start(pool *pl, cf_run *run, const cf_cdc *cdc, const prev_map *prev)
+static void pool_start(pool *pl, cf_run *run, const cf_cdc *cdc, cf_prevset *prev)
 {
     pl->run = run;
     pl->cdc = cdc;
@@ -1428,13 +1239,15 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
 
     int start_rc = 0;
     char start_err[1024] = "";
-    prev_map prev = {0};
+    cf_prevset *prev = NULL;
     cf_mwriter *mw = NULL, *first = NULL;
     cf_fssnap **snaps = cf_calloc(p->ncomponents, sizeof *snaps);
     cf_refcheck *rck = rc == 0 ? cf_refcheck_new(p) : NULL;
     /* Online without a snapshot, files are walked twice (see below). */
     int two_pass = 0;
-    if (p->mode == CF_MODE_ONLINE && p->two_pass != 0)
+    /* (Without a database there is no snapshot to be consistent with:
+     * one pass.) */
+    if (p->mode == CF_MODE_ONLINE && p->two_pass != 0 && ndb > 0)
         for (size_t i = 0; i < p->ncomponents; i++)
             if (p->components[i].type == CF_COMP_FILES && !p->components[i].snapshot)
                 two_pass = 1;
@@ -1443,9 +1256,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     pool pl = {0};
     pl.unreadable_list = json_array();
     int stopped = 0;
-    prev_loader pload = {0};
     if (rc == 0) {
-        prev_start(&pload, run, &prev);
+        prev = cf_prevset_open(run, NULL);
         rc = cf_manifest_begin(&mw);
     }
     if (rc == 0 && p->mode == CF_MODE_MAINTENANCE && dry) {
@@ -1468,9 +1280,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     if (rc == 0 && two_pass) {
         rc = cf_manifest_begin(&first);
         if (rc == 0) {
-            prev_wait(&pload);
-            cf_progress_set_total(prev.bytes);
-            pool_start(&pl, run, &cdc, &prev);
+            cf_progress_set_total(cf_prevset_bytes(prev));
+            pool_start(&pl, run, &cdc, prev);
             pl.mw = first;
             cf_log(CF_LOG_INFO, "first file pass, before the database snapshots");
             rc = walk_files(&pl, owned, nowned, NULL, 1);
@@ -1508,9 +1319,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
                             "the snapshots");
     }
     if (rc == 0 && !pl.threads) {
-        prev_wait(&pload);
-        cf_progress_set_total(prev.bytes);
-        pool_start(&pl, run, &cdc, &prev);
+        cf_progress_set_total(cf_prevset_bytes(prev));
+        pool_start(&pl, run, &cdc, prev);
     }
     if (rc == 0 && two_pass) {
         /* Second pass: what changed or appeared since the first, merged
@@ -1521,11 +1331,32 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         json_array_clear(pl.unreadable_list);
         if ((rc = cf_manifest_spool_rewind(first)) == 0)
             pl.p1 = first;
+        /* The first pass went through the previous set; files it read
+         * again are matched against that pass. Components it left for
+         * their file system snapshots need the previous set once more. */
+        uint64_t looked, found;
+        cf_prevset_counts(prev, &looked, &found);
+        cf_log(CF_LOG_DEBUG, "first file pass: %llu of %llu files found in the previous set",
+               (unsigned long long)found, (unsigned long long)looked);
+        char *id = cf_prevset_id(prev) ? cf_strdup(cf_prevset_id(prev)) : NULL;
+        cf_prevset_close(prev);
+        prev = NULL;
+        for (size_t i = 0; id && !prev && i < p->ncomponents; i++)
+            if (p->components[i].type == CF_COMP_FILES && p->components[i].snapshot)
+                prev = cf_prevset_open(run, id);
+        free(id);
+        pl.prev = prev;
     }
     if (rc == 0) {
         pl.mw = mw;
         pl.rck = rck;
         rc = walk_files(&pl, owned, nowned, comps, 0);
+        if (rc == 0 && prev) {
+            uint64_t looked, found;
+            cf_prevset_counts(prev, &looked, &found);
+            cf_log(CF_LOG_DEBUG, "%llu of %llu files found in the previous set",
+                   (unsigned long long)found, (unsigned long long)looked);
+        }
         if (rc == 0 && pl.p1) {
             if ((rc = p1_drain(&pl, NULL, (int)p->ncomponents, NULL)) == 0) {
                 pthread_mutex_lock(&pl.mu);
@@ -1707,7 +1538,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     json_decref(pl.unreadable_list);
     json_decref(comps);
     cf_manifest_free(mw);
-    prev_free(&prev);
+    cf_prevset_close(prev);
     for (size_t i = 0; i < ndb; i++)
         cf_dbinst_close(&dbs[i]);
     free(dbs);

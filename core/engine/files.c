@@ -329,3 +329,58 @@ int cf_walk_component(const cf_walk_opts *o)
     archive_read_free(w.disk);
     return rc;
 }
+
+/* ---- walk order ------------------------------------------------------ */
+
+/* Position of a component in the policy (ncomponents when unknown). */
+int cf_comp_index(const cf_policy *p, const char *name)
+{
+    const cf_component *c = cf_policy_component(p, name);
+    return (int)(c ? (size_t)(c - p->components) : p->ncomponents);
+}
+
+/* Which of the component's paths the walk found rel under. */
+static size_t root_index(const cf_component *c, const char *rel)
+{
+    for (size_t i = 0; i < c->paths.n; i++) {
+        const char *r = c->paths.v[i];
+        size_t n = strlen(r);
+        if (strcmp(r, ".") == 0 || (strncmp(rel, r, n) == 0 && (!rel[n] || rel[n] == '/')))
+            return i;
+    }
+    return c->paths.n;
+}
+
+/* Walk order of two paths below one top: name by name (strcmp, as the
+ * walk sorts a directory), a directory before what it holds. */
+static int seg_cmp(const char *a, const char *b)
+{
+    for (;;) {
+        size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
+        int c = memcmp(a, b, la < lb ? la : lb);
+        if (c)
+            return c;
+        if (la != lb)
+            return la < lb ? -1 : 1;
+        a += la;
+        b += lb;
+        if (!*a || !*b)
+            return *a ? 1 : *b ? -1 : 0;
+        a++;
+        b++;
+    }
+}
+
+int cf_walk_cmp(const cf_policy *p, const cf_entry *a, const cf_entry *b)
+{
+    int ca = cf_comp_index(p, a->component), cb = cf_comp_index(p, b->component);
+    if (ca != cb)
+        return ca < cb ? -1 : 1;
+    if (ca == (int)p->ncomponents)
+        return 0;
+    const cf_component *c = &p->components[ca];
+    size_t ra = root_index(c, a->path), rb = root_index(c, b->path);
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    return seg_cmp(a->path, b->path);
+}

@@ -52,4 +52,13 @@ int cf_unreadable_skippable(const cf_component *c, const char *rel, int err);
 /* 1 if rel matches an exclude pattern (see docs/policy-reference.md). */
 int cf_exclude_match(const cf_strlist *patterns, const char *rel);
 
+/* Position of a component in the policy (ncomponents when unknown). */
+int cf_comp_index(const cf_policy *p, const char *name);
+
+/* Order of two entries in the walk of policy p: components in policy
+ * order, a component's paths in their order, then name by name (a
+ * directory before what it holds). <0, 0 (the same entry), >0. Entries of
+ * components the policy does not have compare equal to each other. */
+int cf_walk_cmp(const cf_policy *p, const cf_entry *a, const cf_entry *b);
+
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <yajl/yajl_gen.h>
+
 #include "engine/setcheck.h"
 #include "plugin/host.h"
 #include "util/util.h"
@@ -612,7 +614,147 @@ int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e)
 struct cf_mwriter {
     FILE *spool;
     uint64_t count;
+    yajl_gen gen; /* the walk's entries, written without a tree */
 };
+
+/* ---- the walk's entries, generated ---------------------------------------
+ * A metadata scan writes one line per file: building a jansson tree for
+ * each costs more than the stat. Files, directories and links are
+ * written by yajl's generator instead, with the members, order and
+ * escapes of cf_entry_to_json (a test holds the two to the same bytes);
+ * the other kinds go through the tree. */
+
+static int utf8_valid(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = utf8_seq(u, left);
+        if (!n)
+            return 0;
+        u += n;
+        left -= n;
+    }
+    return 1;
+}
+
+#define GSTR(g, s) yajl_gen_string(g, (const unsigned char *)(s), strlen(s))
+
+static void gen_hex(yajl_gen g, const uint8_t *v, size_t len)
+{
+    char small[129];
+    char *hex = 2 * len + 1 <= sizeof small ? small : cf_malloc(2 * len + 1);
+    cf_hex(v, len, hex);
+    yajl_gen_string(g, (const unsigned char *)hex, 2 * len);
+    if (hex != small)
+        free(hex);
+}
+
+/* KEY: value, or KEY_hex: hex of its bytes when it is not UTF-8. */
+static void gen_name(yajl_gen g, const char *key, const char *value)
+{
+    if (utf8_valid(value)) {
+        GSTR(g, key);
+        GSTR(g, value);
+        return;
+    }
+    char k[64];
+    snprintf(k, sizeof k, "%s_hex", key);
+    GSTR(g, k);
+    gen_hex(g, (const uint8_t *)value, strlen(value));
+}
+
+static void gen_int(yajl_gen g, const char *key, long long v)
+{
+    GSTR(g, key);
+    yajl_gen_integer(g, v);
+}
+
+static void gen_walk_entry(yajl_gen g, const cf_entry *e)
+{
+    yajl_gen_map_open(g);
+    GSTR(g, "type");
+    GSTR(g, cf_ent_kind_name(e->kind));
+    GSTR(g, "component");
+    GSTR(g, e->component);
+    gen_name(g, "path", e->path);
+    gen_int(g, "mode", e->mode);
+    gen_int(g, "uid", e->uid);
+    gen_int(g, "gid", e->gid);
+    /* (A name that is not UTF-8 is left out, as json_string refuses it.) */
+    if (e->user && utf8_valid(e->user)) {
+        GSTR(g, "user");
+        GSTR(g, e->user);
+    }
+    if (e->group && utf8_valid(e->group)) {
+        GSTR(g, "group");
+        GSTR(g, e->group);
+    }
+    gen_int(g, "mtime", e->mtime);
+    gen_int(g, "mtime_ns", e->mtime_ns);
+    if (e->kind == CF_ENT_FILE) {
+        gen_int(g, "size", (long long)e->size);
+        GSTR(g, "chunks");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < e->nchunks; i++)
+            gen_hex(g, e->chunks[i].b, CF_ID_LEN);
+        yajl_gen_array_close(g);
+        gen_int(g, "dev", (long long)e->dev);
+        gen_int(g, "ino", (long long)e->ino);
+        gen_int(g, "nlink", (long long)e->nlink);
+        gen_int(g, "ctime", e->ctime);
+        gen_int(g, "ctime_ns", e->ctime_ns);
+    }
+    if (e->target)
+        gen_name(g, "target", e->target);
+    if (e->nxattrs) {
+        GSTR(g, "xattrs");
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < e->nxattrs; i++) {
+            const char *name = e->xattrs[i].name;
+            if (utf8_valid(name) && strncmp(name, "hex:", 4) != 0) {
+                GSTR(g, name);
+            } else { /* "hex:" + hex of the name */
+                size_t nl = strlen(name);
+                char *key = cf_malloc(2 * nl + 5);
+                memcpy(key, "hex:", 4);
+                cf_hex((const uint8_t *)name, nl, key + 4);
+                GSTR(g, key);
+                free(key);
+            }
+            gen_hex(g, e->xattrs[i].value, e->xattrs[i].len);
+        }
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+}
+
+/* The line of entry e, without its newline: malloc'd, *len bytes. */
+char *cf_entry_line(const cf_entry *e, size_t *len)
+{
+    if (e->kind != CF_ENT_FILE && e->kind != CF_ENT_DIR && e->kind != CF_ENT_SYMLINK &&
+        e->kind != CF_ENT_HARDLINK) {
+        json_t *j = cf_entry_to_json(e);
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!s)
+            cf_fail("cannot encode a manifest line");
+        else
+            *len = strlen(s);
+        return s;
+    }
+    yajl_gen g = yajl_gen_alloc(NULL);
+    gen_walk_entry(g, e);
+    const unsigned char *buf;
+    size_t n;
+    yajl_gen_get_buf(g, &buf, &n);
+    char *s = cf_malloc(n + 1);
+    memcpy(s, buf, n);
+    s[n] = 0;
+    *len = n;
+    yajl_gen_free(g);
+    return s;
+}
 
 int cf_manifest_begin(cf_mwriter **out)
 {
@@ -627,6 +769,23 @@ int cf_manifest_begin(cf_mwriter **out)
 
 int cf_manifest_add(cf_mwriter *w, const cf_entry *e)
 {
+    if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_DIR || e->kind == CF_ENT_SYMLINK ||
+        e->kind == CF_ENT_HARDLINK) {
+        if (!w->gen)
+            w->gen = yajl_gen_alloc(NULL);
+        yajl_gen_reset(w->gen, NULL);
+        gen_walk_entry(w->gen, e);
+        const unsigned char *buf;
+        size_t n;
+        yajl_gen_get_buf(w->gen, &buf, &n);
+        if (fwrite(buf, 1, n, w->spool) != n || fputc('\n', w->spool) == EOF) {
+            yajl_gen_clear(w->gen);
+            return cf_fail_errno("cannot write manifest spool file");
+        }
+        yajl_gen_clear(w->gen);
+        w->count++;
+        return 0;
+    }
     json_t *j = cf_entry_to_json(e);
     int r = json_dumpf(j, w->spool, JSON_COMPACT);
     json_decref(j);
@@ -717,6 +876,8 @@ void cf_manifest_free(cf_mwriter *w)
         return;
     if (w->spool)
         fclose(w->spool);
+    if (w->gen)
+        yajl_gen_free(w->gen);
     free(w);
 }
 

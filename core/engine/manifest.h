@@ -56,6 +56,9 @@ typedef struct cf_entry {
 
 void cf_entry_clear(cf_entry *e);
 json_t *cf_entry_to_json(const cf_entry *e);
+/* The entry's manifest line without its newline (malloc'd, *len bytes;
+ * NULL with cf_error on failure): the bytes cf_manifest_add writes. */
+char *cf_entry_line(const cf_entry *e, size_t *len);
 /* Entry lines (docs/repository-format.md, section 9, "Entry line grammar").
  * Two readers of one grammar: both return 0 with e filled (kind
  * CF_ENT_OTHER for a line type this reader does not know), or -1 with

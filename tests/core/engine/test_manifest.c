@@ -175,6 +175,14 @@ static void roundtrip(const cf_entry *in, cf_entry *out, json_t **as_json)
     char *s = json_dumps(j, JSON_COMPACT);
     assert_non_null(s);
     assert_null(strchr(s, '\n')); /* one line */
+    /* The line cf_manifest_add writes is these very bytes, whichever
+     * writer it takes. */
+    size_t glen;
+    char *g = cf_entry_line(in, &glen);
+    assert_non_null(g);
+    if (glen != strlen(s) || memcmp(g, s, glen) != 0)
+        fail_msg("written line differs:\n  tree: %s\n  line: %s", s, g);
+    free(g);
     json_decref(j);
     json_error_t err;
     j = json_loads(s, 0, &err);
@@ -379,6 +387,26 @@ static void test_non_utf8_names(void **state)
     cf_entry_clear(&out);
     cf_entry_clear(&in);
     json_decref(j);
+
+    /* Quotes, backslashes and control bytes are escaped; a user name
+     * that is not UTF-8 is left out. */
+    make_file(&in, "data/q\"b\\s\tt\x01\x1f\x7f/x", 1, 4);
+    roundtrip(&in, &out, &j);
+    assert_string_equal(out.path, in.path);
+    cf_entry_clear(&out);
+    json_decref(j);
+    free(in.user);
+    in.user = cf_strdup("us\xe9r");
+    j = cf_entry_to_json(&in);
+    char *tree = json_dumps(j, JSON_COMPACT);
+    size_t glen;
+    char *line = cf_entry_line(&in, &glen);
+    assert_string_equal(line, tree);
+    assert_null(strstr(line, "\"user\""));
+    free(tree);
+    free(line);
+    json_decref(j);
+    cf_entry_clear(&in);
 
     /* Valid UTF-8 stays readable. */
     make_file(&in, "data/caf\xc3\xa9 \xe2\x82\xac.txt", 0, 1);

@@ -1,0 +1,283 @@
+/*
+ * The previous set, streamed in walk order (see prevset.h).
+ */
+#include "engine/prevset.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/files.h"
+#include "engine/manifest.h"
+#include "util/util.h"
+
+/* Parsed entries handed over in batches, so the two threads meet once
+ * per batch rather than once per file. */
+#define BATCH 512
+#define BATCHES 4
+
+typedef struct batch {
+    cf_entry e[BATCH];
+    size_t n;
+} batch;
+
+struct cf_prevset {
+    cf_run *run;
+    char *id;
+    pthread_t thr;
+    int running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    batch *q[BATCHES]; /* filled batches, q[qhead..qhead+qn) */
+    size_t qhead, qn;
+    int eof;          /* the reader has pushed its last batch */
+    int stop;         /* the consumer is gone */
+    int header_known; /* bytes is set (or there is no previous set) */
+    uint64_t bytes;
+    /* consumer side */
+    batch *cur;
+    size_t pos;
+    int have_last;
+    uint64_t looked_up, found;
+};
+
+static void batch_free(batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        cf_entry_clear(&b->e[i]);
+    free(b);
+}
+
+/* Newest set of this policy written by this host, else the newest of
+ * this policy: change detection is about the tree this host walks. */
+static char *choose_set(cf_run *run)
+{
+    char **ids;
+    size_t n;
+    if (cf_sets_list(run->repo, &ids, &n) != 0)
+        return NULL;
+    char host[256] = "unknown";
+    gethostname(host, sizeof host - 1);
+    char *any = NULL, *mine = NULL;
+    size_t since_any = 0; /* another host's set found: look a little further only */
+    for (size_t i = n; i-- > 0 && !mine && since_any < 64;) {
+        if (any)
+            since_any++;
+        json_t *h;
+        if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
+            cf_log(CF_LOG_WARN, "set %s: %s", ids[i], cf_error());
+            continue;
+        }
+        const char *pol = json_string_value(json_object_get(h, "policy"));
+        const char *hh = json_string_value(json_object_get(h, "host"));
+        if (pol && strcmp(pol, run->policy->name) == 0) {
+            if (hh && strcmp(hh, host) == 0)
+                mine = cf_strdup(ids[i]);
+            else if (!any)
+                any = cf_strdup(ids[i]);
+        }
+        json_decref(h);
+    }
+    cf_strv_free(ids, n);
+    if (mine) {
+        free(any);
+        return mine;
+    }
+    return any;
+}
+
+static void publish_header(cf_prevset *ps, uint64_t bytes)
+{
+    pthread_mutex_lock(&ps->mu);
+    ps->bytes = bytes;
+    ps->header_known = 1;
+    pthread_cond_broadcast(&ps->cv);
+    pthread_mutex_unlock(&ps->mu);
+}
+
+/* Queue a batch; 0 when the consumer has gone. */
+static int push(cf_prevset *ps, batch *b)
+{
+    pthread_mutex_lock(&ps->mu);
+    while (ps->qn == BATCHES && !ps->stop)
+        pthread_cond_wait(&ps->cv, &ps->mu);
+    int ok = !ps->stop;
+    if (ok) {
+        ps->q[(ps->qhead + ps->qn) % BATCHES] = b;
+        ps->qn++;
+        pthread_cond_broadcast(&ps->cv);
+    }
+    pthread_mutex_unlock(&ps->mu);
+    if (!ok)
+        batch_free(b);
+    return ok;
+}
+
+static void *reader(void *arg)
+{
+    cf_prevset *ps = arg;
+    const cf_policy *p = ps->run->policy;
+    double t0 = cf_now();
+    if (!ps->id)
+        ps->id = choose_set(ps->run);
+    cf_mreader *mr = NULL;
+    json_t *h = NULL;
+    if (ps->id && cf_manifest_open(ps->run->repo, ps->id, &mr, &h) != 0) {
+        cf_log(CF_LOG_WARN, "previous set %s unreadable, reading every file: %s", ps->id,
+               cf_error());
+        mr = NULL;
+    }
+    publish_header(ps, h ? (uint64_t)json_integer_value(
+                               json_object_get(json_object_get(h, "totals"), "bytes"))
+                         : 0);
+    if (h)
+        json_decref(h);
+    uint64_t files = 0;
+    int rc = 1;
+    batch *b = NULL;
+    while (mr) {
+        if (!b)
+            b = cf_calloc(1, sizeof *b);
+        cf_entry *e = &b->e[b->n];
+        if ((rc = cf_manifest_next(mr, e)) != 1)
+            break;
+        /* Only regular files of files components count; everything else
+         * would stall the merge (another order, or no place in the walk). */
+        const cf_component *c = cf_policy_component(p, e->component);
+        if (e->kind != CF_ENT_FILE || !c || c->type != CF_COMP_FILES) {
+            cf_entry_clear(e);
+            continue;
+        }
+        files++;
+        if (++b->n == BATCH) {
+            if (!push(ps, b)) {
+                b = NULL;
+                break;
+            }
+            b = NULL;
+        }
+    }
+    if (rc < 0)
+        /* What was handed over was read from authenticated frames and is
+         * sound; the rest of the files are simply read. */
+        cf_log(CF_LOG_WARN, "previous set %s unreadable after %llu files, reading the rest: %s",
+               ps->id, (unsigned long long)files, cf_error());
+    if (b && b->n)
+        push(ps, b);
+    else
+        batch_free(b);
+    if (mr) {
+        cf_manifest_close(mr);
+        cf_log(CF_LOG_DEBUG, "change detection against set %s (%llu files, read in %.2f s)",
+               ps->id, (unsigned long long)files, cf_now() - t0);
+    }
+    pthread_mutex_lock(&ps->mu);
+    ps->eof = 1;
+    pthread_cond_broadcast(&ps->cv);
+    pthread_mutex_unlock(&ps->mu);
+    return NULL;
+}
+
+cf_prevset *cf_prevset_open(cf_run *run, const char *set_id)
+{
+    cf_prevset *ps = cf_calloc(1, sizeof *ps);
+    ps->run = run;
+    ps->id = set_id ? cf_strdup(set_id) : NULL;
+    pthread_mutex_init(&ps->mu, NULL);
+    pthread_cond_init(&ps->cv, NULL);
+    ps->running = pthread_create(&ps->thr, NULL, reader, ps) == 0;
+    if (!ps->running) {
+        ps->eof = ps->header_known = 1;
+        cf_log(CF_LOG_WARN, "cannot start a thread for the previous set: reading every file");
+    }
+    return ps;
+}
+
+/* Next entry of the previous set, NULL at its end. */
+static const cf_entry *peek(cf_prevset *ps)
+{
+    if (ps->cur && ps->pos < ps->cur->n)
+        return &ps->cur->e[ps->pos];
+    batch_free(ps->cur);
+    ps->cur = NULL;
+    ps->pos = 0;
+    pthread_mutex_lock(&ps->mu);
+    while (ps->qn == 0 && !ps->eof)
+        pthread_cond_wait(&ps->cv, &ps->mu);
+    if (ps->qn) {
+        ps->cur = ps->q[ps->qhead];
+        ps->qhead = (ps->qhead + 1) % BATCHES;
+        ps->qn--;
+        pthread_cond_broadcast(&ps->cv);
+    }
+    pthread_mutex_unlock(&ps->mu);
+    return ps->cur && ps->cur->n ? &ps->cur->e[0] : NULL;
+}
+
+const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e)
+{
+    if (!ps)
+        return NULL;
+    ps->looked_up++;
+    const cf_policy *p = ps->run->policy;
+    const cf_entry *x;
+    while ((x = peek(ps)) != NULL) {
+        int c = cf_walk_cmp(p, x, e);
+        if (c > 0)
+            return NULL;
+        ps->pos++; /* consumed either way: the walk never comes back */
+        if (c == 0 && strcmp(x->component, e->component) == 0 && strcmp(x->path, e->path) == 0) {
+            ps->found++;
+            return x;
+        }
+    }
+    return NULL;
+}
+
+uint64_t cf_prevset_bytes(cf_prevset *ps)
+{
+    if (!ps)
+        return 0;
+    pthread_mutex_lock(&ps->mu);
+    while (!ps->header_known)
+        pthread_cond_wait(&ps->cv, &ps->mu);
+    uint64_t b = ps->bytes;
+    pthread_mutex_unlock(&ps->mu);
+    return b;
+}
+
+void cf_prevset_counts(const cf_prevset *ps, uint64_t *looked_up, uint64_t *found)
+{
+    *looked_up = ps ? ps->looked_up : 0;
+    *found = ps ? ps->found : 0;
+}
+
+const char *cf_prevset_id(const cf_prevset *ps)
+{
+    return ps ? ps->id : NULL;
+}
+
+void cf_prevset_close(cf_prevset *ps)
+{
+    if (!ps)
+        return;
+    pthread_mutex_lock(&ps->mu);
+    ps->stop = 1;
+    pthread_cond_broadcast(&ps->cv);
+    pthread_mutex_unlock(&ps->mu);
+    if (ps->running)
+        pthread_join(ps->thr, NULL);
+    while (ps->qn) {
+        batch_free(ps->q[ps->qhead]);
+        ps->qhead = (ps->qhead + 1) % BATCHES;
+        ps->qn--;
+    }
+    batch_free(ps->cur);
+    pthread_mutex_destroy(&ps->mu);
+    pthread_cond_destroy(&ps->cv);
+    free(ps->id);
+    free(ps);
+}
