@@ -641,6 +641,12 @@ static void release_snapshots(const cf_policy *p, cf_fssnap **snaps)
     }
 }
 
+static const cf_entry *walk_prior(void *ud, const cf_entry *e)
+{
+    pool *pl = ud;
+    return cf_prevset_find(pl->prev, e);
+}
+
 /* Walk every files component into pl->mw. first: the first pass of an
  * online backup (components read from a file system snapshot wait for
  * it); comps, when not NULL, gets each component's summary. */
@@ -658,7 +664,8 @@ static int walk_files(pool *pl, char **owned, size_t nowned, json_t *comps, int 
         size_t nskip;
         build_skip(p, c, owned, nowned, &skip, &nskip);
         cf_walk_opts wo = {.root = p->root, .comp = c, .skip = skip, .nskip = nskip,
-                           .cb = on_entry, .ud = pl, .unreadable = walk_unreadable};
+                           .cb = on_entry, .ud = pl, .unreadable = walk_unreadable,
+                           .prior = pl->prev ? walk_prior : NULL};
         if (!first && pl->snaps && pl->snaps[i]) {
             wo.source = snap_source;
             wo.sud = pl->snaps[i];

@@ -4,6 +4,7 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +109,8 @@ static int skipped(walker *w, const char *rel)
     return cf_exclude_match(&w->o->comp->exclude, rel);
 }
 
-/* Fill metadata of one entry from lstat and libarchive (names, xattrs). */
-static int fill_entry(walker *w, const char *abs, const char *rel, const struct stat *st, cf_entry *e)
+/* Metadata of one entry from lstat alone. */
+static void fill_stat(walker *w, const char *rel, const struct stat *st, cf_entry *e)
 {
     memset(e, 0, sizeof *e);
     e->component = cf_strdup(w->o->comp->name);
@@ -124,7 +125,52 @@ static int fill_entry(walker *w, const char *abs, const char *rel, const struct 
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->nlink = st->st_nlink;
+    if (S_ISLNK(st->st_mode)) {
+        e->kind = CF_ENT_SYMLINK;
+    } else if (S_ISDIR(st->st_mode)) {
+        e->kind = CF_ENT_DIR;
+    } else {
+        e->kind = CF_ENT_FILE;
+        e->size = (uint64_t)st->st_size;
+    }
+}
 
+/* A regular file whose size, times and inode equal those the previous
+ * set recorded has not changed since, nor have its xattrs or owners (any
+ * change moves ctime): those are taken from the previous set instead of
+ * being read again. Owners' names still come from the (cached) lookup. */
+static int fill_known(walker *w, cf_entry *e)
+{
+    if (!w->o->prior || e->kind != CF_ENT_FILE)
+        return 0;
+    const cf_entry *p = w->o->prior(w->o->ud, e);
+    if (!p || p->kind != CF_ENT_FILE || p->size != e->size || p->mtime != e->mtime ||
+        p->mtime_ns != e->mtime_ns || p->ctime != e->ctime || p->ctime_ns != e->ctime_ns ||
+        p->ino != e->ino || p->uid != e->uid || p->gid != e->gid || p->mode != e->mode)
+        return 0;
+    const char *u = archive_read_disk_uname(w->disk, e->uid);
+    const char *g = archive_read_disk_gname(w->disk, e->gid);
+    e->user = u ? cf_strdup(u) : NULL;
+    e->group = g ? cf_strdup(g) : NULL;
+    if (p->nxattrs) {
+        e->xattrs = cf_calloc(p->nxattrs, sizeof(cf_xattr));
+        for (size_t i = 0; i < p->nxattrs; i++) {
+            cf_xattr *x = &e->xattrs[e->nxattrs++];
+            x->name = cf_strdup(p->xattrs[i].name);
+            x->value = cf_malloc(p->xattrs[i].len + 1);
+            memcpy(x->value, p->xattrs[i].value, p->xattrs[i].len);
+            x->len = p->xattrs[i].len;
+        }
+    }
+    return 1;
+}
+
+/* Fill metadata of one entry from lstat and libarchive (names, xattrs). */
+static int fill_entry(walker *w, const char *abs, const char *rel, const struct stat *st, cf_entry *e)
+{
+    fill_stat(w, rel, st, e);
+    if (fill_known(w, e))
+        return 0;
     struct archive_entry *ae = archive_entry_new();
     archive_entry_copy_sourcepath(ae, abs);
     if (archive_read_disk_entry_from_file(w->disk, ae, -1, st) != ARCHIVE_OK) {
@@ -151,7 +197,6 @@ static int fill_entry(walker *w, const char *abs, const char *rel, const struct 
     }
     if (S_ISLNK(st->st_mode)) {
         const char *t = archive_entry_symlink(ae);
-        e->kind = CF_ENT_SYMLINK;
         if (t) {
             e->target = cf_strdup(t);
         } else {
@@ -164,14 +209,20 @@ static int fill_entry(walker *w, const char *abs, const char *rel, const struct 
             buf[n] = 0;
             e->target = cf_strdup(buf);
         }
-    } else if (S_ISDIR(st->st_mode)) {
-        e->kind = CF_ENT_DIR;
-    } else {
-        e->kind = CF_ENT_FILE;
-        e->size = (uint64_t)st->st_size;
     }
     archive_entry_free(ae);
     return 0;
+}
+
+/* a "/" b, malloc'd (the walk's hot path: no printf) */
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = cf_malloc(la + lb + 2);
+    memcpy(s, a, la);
+    s[la] = '/';
+    memcpy(s + la + 1, b, lb + 1);
+    return s;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -181,12 +232,14 @@ static int cmp_name(const void *a, const void *b)
 
 static int walk_children(walker *w, const char *abs, const char *rel);
 
-static int walk(walker *w, const char *abs, const char *rel, int top)
+/* One entry: abs, which is name in the directory open as dfd (dfd -1:
+ * by its path alone). */
+static int walk(walker *w, int dfd, const char *name, const char *abs, const char *rel, int top)
 {
     if (cf_cancel_flag)
         return cf_fail("cancelled");
     struct stat st;
-    if (lstat(abs, &st) != 0) {
+    if ((dfd >= 0 ? fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) : lstat(abs, &st)) != 0) {
         if (errno == ENOENT && !top) {
             cf_log(CF_LOG_WARN, "%s: vanished during the backup", rel);
             return 0;
@@ -227,14 +280,26 @@ static int walk(walker *w, const char *abs, const char *rel, int top)
 static int walk_children(walker *w, const char *abs, const char *rel)
 {
     int rc = 0;
-    DIR *d = opendir(abs);
+    /* The directory stays open while its entries are read (fstatat is
+     * cheaper than a lookup of the whole path); without a descriptor to
+     * spare, paths it is. */
+    int fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (fd >= 0 && !d)
+        close(fd);
     if (!d && rel && w->o->unreadable && cf_unreadable_skippable(w->o->comp, rel, errno)) {
         /* The directory's own entry is in the set; its content is not. */
         w->o->unreadable(w->o->ud, rel, strerror(errno));
         return 0;
     }
-    if (!d)
+    if (!d) {
+        int err = errno;
+        if (dfd >= 0)
+            close(dfd);
+        errno = err;
         return cf_fail_errno("%s: cannot open directory", rel ? rel : abs);
+    }
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -254,10 +319,10 @@ static int walk_children(walker *w, const char *abs, const char *rel)
     if (n) /* names is NULL for an empty directory */
         qsort(names, n, sizeof *names, cmp_name);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char *crel = rel ? cf_asprintf("%s/%s", rel, names[i]) : cf_strdup(names[i]);
+        char *crel = rel ? join(rel, names[i]) : cf_strdup(names[i]);
         if (!skipped(w, crel)) {
-            char *cabs = cf_asprintf("%s/%s", abs, names[i]);
-            rc = walk(w, cabs, crel, 0);
+            char *cabs = join(abs, names[i]);
+            rc = walk(w, dfd, names[i], cabs, crel, 0);
             free(cabs);
         }
         free(crel);
@@ -265,6 +330,8 @@ static int walk_children(walker *w, const char *abs, const char *rel)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+    if (dfd >= 0)
+        close(dfd);
     return rc;
 }
 
@@ -319,7 +386,7 @@ int cf_walk_component(const cf_walk_opts *o)
                 cf_log(CF_LOG_WARN, "component '%s': %s does not exist, nothing captured there",
                        o->comp->name, abs);
         } else if (!skipped(&w, rel)) {
-            rc = walk(&w, abs, rel, 1);
+            rc = walk(&w, -1, NULL, abs, rel, 1);
         }
         free(abs);
     }

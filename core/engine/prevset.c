@@ -39,6 +39,7 @@ struct cf_prevset {
     batch *cur;
     size_t pos;
     int have_last;
+    const cf_entry *last; /* the last entry found */
     uint64_t looked_up, found;
 };
 
@@ -221,6 +222,9 @@ const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e)
 {
     if (!ps)
         return NULL;
+    if (ps->last && ps->last->path && strcmp(ps->last->path, e->path) == 0 &&
+        strcmp(ps->last->component, e->component) == 0)
+        return ps->last;
     ps->looked_up++;
     const cf_policy *p = ps->run->policy;
     const cf_entry *x;
@@ -228,11 +232,16 @@ const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e)
         int c = cf_walk_cmp(p, x, e);
         if (c > 0)
             return NULL;
-        ps->pos++; /* consumed either way: the walk never comes back */
         if (c == 0 && strcmp(x->component, e->component) == 0 && strcmp(x->path, e->path) == 0) {
-            ps->found++;
+            /* kept until the walk passes it: asked again for the same
+             * entry, the same answer */
+            if (x != ps->last)
+                ps->found++;
+            ps->last = x;
             return x;
         }
+        ps->pos++; /* the walk never comes back */
+        ps->last = NULL;
     }
     return NULL;
 }

@@ -21,8 +21,9 @@ typedef struct cf_prevset cf_prevset;
 cf_prevset *cf_prevset_open(cf_run *run, const char *set_id);
 
 /* The regular file of the previous set at e's place in the walk, or
- * NULL. Entries before e are dropped. The result stays valid until the
- * next call. Called in walk order, from one thread. */
+ * NULL. Entries before e are dropped. The result stays valid until a
+ * call for a later entry; asked again for the same entry, the same
+ * answer. Called in walk order, from one thread. */
 const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e);
 
 /* Total bytes of the previous set (0 until known or without one): the
