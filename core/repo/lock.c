@@ -145,7 +145,10 @@ static void *refresher(void *arg)
     return NULL;
 }
 
-int cf_lock_acquire(cf_store *st, int exclusive, const char *command, cf_lock **out)
+/* One attempt. *contended: the conflict was an exclusive lock written in
+ * the last seconds, whose owner may yet see ours and back off. */
+static int try_acquire(cf_store *st, int exclusive, const char *command, cf_lock **out,
+                       int *contended)
 {
     cf_lock *l = cf_calloc(1, sizeof *l);
     l->st = st;
@@ -181,6 +184,8 @@ int cf_lock_acquire(cf_store *st, int exclusive, const char *command, cf_lock **
             continue;
         if (!exclusive && !li->exclusive)
             continue;
+        if (li->exclusive && time(NULL) - li->refreshed <= 10)
+            *contended = 1;
         const char *why = stale_reason(li);
         if (why) {
             cf_log(CF_LOG_WARN, "removing stale lock %s (%s, pid %ld on %s, '%s'): %s", li->key,
@@ -213,6 +218,25 @@ int cf_lock_acquire(cf_store *st, int exclusive, const char *command, cf_lock **
         l->thr_running = 1;
     *out = l;
     return 0;
+}
+
+int cf_lock_acquire(cf_store *st, int exclusive, const char *command, cf_lock **out)
+{
+    /* Shared locks yield to an exclusive one being taken this very moment
+     * (a prune starting as backups start: one of the two backs off, and
+     * it should not be the backup for a lock that is gone a moment
+     * later). A held exclusive lock still fails at once. */
+    for (int attempt = 0;; attempt++) {
+        int contended = 0;
+        if (try_acquire(st, exclusive, command, out, &contended) == 0)
+            return 0;
+        if (exclusive || !contended || attempt == 5)
+            return -1;
+        uint8_t r;
+        cf_random(&r, 1);
+        cf_log(CF_LOG_DEBUG, "%s; trying again", cf_error());
+        usleep(500000 + (useconds_t)r * 4000); /* 0.5 to 1.5 s */
+    }
 }
 
 void cf_lock_release(cf_lock *l)
