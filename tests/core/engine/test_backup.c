@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <sqlite3.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #include "engine/backup.h"
@@ -430,6 +431,61 @@ static void test_second_backup_reuses_unchanged(void **state)
     same_file(p, q);
     free(id1);
     free(id2);
+}
+
+/* The previous set is merged in walk order, which is not the order of
+ * whole paths ("a.b" < "a/z" as strings, yet the walk enters "a" first):
+ * every unchanged file is still found, and one that changed is read.
+ * An unchanged file keeps its xattrs (taken from the previous set). */
+static void test_second_backup_walk_order(void **state)
+{
+    fx *f = *state;
+    init_repo(f);
+    sh("mkdir -p '%s/data/files/a/z' '%s/data/files/a-c' '%s/data/files/a.b'", f->root, f->root,
+       f->root);
+    put(f, "data/files/a/z/1.txt", "in a/z\n");
+    put(f, "data/files/a/2.txt", "in a\n");
+    put(f, "data/files/a-c/3.txt", "in a-c\n");
+    put(f, "data/files/a.b/4.txt", "in a.b\n");
+    put(f, "data/files/a0", "a0\n");
+    char p[700];
+    snprintf(p, sizeof p, "%s/data/files/a-c/3.txt", f->root);
+    int have_xattr = setxattr(p, "user.coffer-test", "v1", 2, 0) == 0;
+    json_t *sum;
+    char *id1 = backup(f, &sum);
+    int64_t files = jint(sum, "files");
+    json_decref(sum);
+    next_second();
+    char *id2 = backup(f, &sum);
+    assert_int_equal(jint(sum, "files"), files);
+    assert_int_equal(jint(sum, "unchanged_files"), files);
+    json_decref(sum);
+    next_second();
+    put(f, "data/files/a.b/4.txt", "in a.b, changed\n");
+    char *id3 = backup(f, &sum);
+    assert_int_equal(jint(sum, "unchanged_files"), files - 1);
+    json_decref(sum);
+    char out[400];
+    snprintf(out, sizeof out, "%s/r3", f->d.path);
+    assert_int_equal(restore_to(f, "latest", out, 0, NULL), CF_EXIT_OK);
+    same_tree_files(f, out);
+    static const char *mine[] = {"data/files/a/z/1.txt", "data/files/a/2.txt",
+                                 "data/files/a-c/3.txt", "data/files/a.b/4.txt", "data/files/a0"};
+    for (size_t i = 0; i < CF_ARRAY_LEN(mine); i++) {
+        char a[700], b[700];
+        snprintf(a, sizeof a, "%s/%s", f->root, mine[i]);
+        snprintf(b, sizeof b, "%s/%s", out, mine[i]);
+        same_file(a, b);
+    }
+    if (have_xattr) {
+        char v[16] = "";
+        snprintf(p, sizeof p, "%s/data/files/a-c/3.txt", out);
+        assert_int_equal(getxattr(p, "user.coffer-test", v, sizeof v), 2);
+        assert_memory_equal(v, "v1", 2);
+    }
+    free(id1);
+    free(id2);
+    free(id3);
 }
 
 /* Pack objects of the local repository, and their trailer tables. */
@@ -860,6 +916,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_backup_restore_roundtrip),
         T(test_second_backup_reuses_unchanged),
+        T(test_second_backup_walk_order),
         T(test_verify_and_bit_rot),
         T(test_restore_into_nonempty_dir),
         T(test_stop_command_fails),
