@@ -1190,7 +1190,7 @@ static int cmd_verify(int argc, char **argv)
 {
     args a = {0};
     cf_run *run;
-    int orc = cli_open(argc, argv, &spec_verify, 1, CLI_LOCK_SHARED, &a, &run);
+    int orc = cli_open(argc, argv, &spec_verify, CF_RUN_REPO | CF_RUN_NO_CACHE, CLI_LOCK_SHARED, &a, &run);
     if (orc)
         return orc;
     cf_verify_opts o = {.set = a.set, .read_data = a.read_data};

@@ -78,7 +78,7 @@ int cmd_check(int argc, char **argv)
     cf_watch *w; /* the metrics file records every check, also one that could not run */
     cf_watch_begin(run->policy, "check", &w);
     /* Damaged index objects are findings here, not a reason to stop. */
-    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX) != 0 ||
+    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX | CF_REPO_OPEN_NO_CACHE) != 0 ||
         cf_run_lock(run, a.rebuild_index, a.rebuild_index ? "check --rebuild-index" : "check") != 0) {
         cf_watch_end(w, CF_EXIT_FAILED, cf_error(), NULL, NULL);
         cf_run_close(run);

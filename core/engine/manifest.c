@@ -1099,6 +1099,7 @@ int cf_sets_list(cf_repo *r, char ***ids, size_t *n)
     }
     if (c.n) /* c.ids is NULL without sets */
         qsort(c.ids, c.n, sizeof(char *), cmp_str);
+    cf_repo_cache_trim(r, CF_OBJ_MANIFEST, c.ids, c.n);
     *ids = c.ids;
     *n = c.n;
     return 0;

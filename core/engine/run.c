@@ -234,6 +234,11 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
         run->maintenance = 1;
         open_repo &= ~CF_RUN_MAINT;
     }
+    unsigned extra = 0;
+    if (open_repo & CF_RUN_NO_CACHE) {
+        extra = CF_REPO_OPEN_NO_CACHE;
+        open_repo &= ~CF_RUN_NO_CACHE;
+    }
     const cf_driver *d = cf_registry_find(COFFER_KIND_STORAGE, t->driver);
     if (!d) {
         cf_error_prefix("%s: target '%s'", run->policy->file, t->name);
@@ -300,8 +305,9 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
                            t->name, t->location, run->policy->file);
         cf_passphrase_src ps;
         cf_run_passphrase(t, &ps);
-        cf_repo_open_opts o = {.flags = open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0,
-                               .pass = &ps};
+        cf_repo_open_opts o = {
+            .flags = (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra,
+            .pass = &ps};
         if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
             if (!strstr(cf_error(), run->store->label)) /* name the target once */
                 cf_error_prefix("target '%s' (%s)", t->name, t->location);

@@ -42,6 +42,9 @@ int cf_run_load_policy(const char *file, cf_policy **out);
 /* or'ed into open_repo: a command that removes (forget, prune, key
  * remove): the target's maintenance options replace its own */
 #define CF_RUN_MAINT 0x10
+/* or'ed into open_repo: every object is read from the store, never from
+ * the local cache (check and verify judge the repository itself) */
+#define CF_RUN_NO_CACHE 0x20
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);

@@ -237,7 +237,7 @@ int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead)
 
 /* ---- Index objects ------------------------------------------------------ */
 
-int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
+static int load_object(cf_repo *r, const char *key, cf_index *ix, int *from_cache)
 {
     size_t n0 = ix->n, p0 = ix->npacks;
     enum { BATCH = 1024 };
@@ -247,6 +247,7 @@ int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
         free(buf);
         return -1;
     }
+    *from_cache = cf_objr_from_cache(rd);
     int rc = -1;
     for (;;) {
         uint8_t g[CF_INDEX_GROUP_LEN];
@@ -298,6 +299,19 @@ out:
     if (rc != 0)
         cf_index_truncate(ix, n0, p0);
     return rc;
+}
+
+int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
+{
+    int from_cache = 0;
+    if (load_object(r, key, ix, &from_cache) == 0)
+        return 0;
+    if (!from_cache)
+        return -1;
+    /* A cached copy that matched its trailer but not its envelope (it is
+     * removed now): the store's copy decides. */
+    cf_log(CF_LOG_DEBUG, "%s: cached copy unusable (%s); reading the store's", key, cf_error());
+    return load_object(r, key, ix, &from_cache);
 }
 
 /* Sort keys copied out of the entries: qsort has no context argument. */

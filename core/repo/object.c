@@ -13,9 +13,12 @@
  * is the 8-byte header followed by the object's key: an object cannot be
  * passed off under another name or type.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -108,10 +111,47 @@ struct cf_objw {
     size_t seg_len;
     uint8_t *ad;
     size_t adlen;
+    /* a copy for the local cache (repo/cache.c), renamed to tee_path once
+     * the store has committed the object; -1: none */
+    int tee_fd;
+    char *tee_tmp, *tee_path;
+    uint8_t *tee_pending; /* bytes written while opening, before the copy exists */
+    size_t tee_npending;
+    int pending_on;
 };
+
+static void objw_tee_end(cf_objw *w, int keep)
+{
+    if (w->tee_fd < 0)
+        return;
+    int ok = close(w->tee_fd) == 0 && keep && rename(w->tee_tmp, w->tee_path) == 0;
+    if (!ok)
+        unlink(w->tee_tmp);
+    w->tee_fd = -1;
+}
+
+static void objw_tee(cf_objw *w, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (w->tee_fd >= 0 && len) {
+        ssize_t n = write(w->tee_fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) { /* a full cache disk only costs the copy */
+            objw_tee_end(w, 0);
+            break;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
 
 static void objw_free(cf_objw *w)
 {
+    objw_tee_end(w, 0);
+    free(w->tee_tmp);
+    free(w->tee_path);
+    free(w->tee_pending);
     if (w->w)
         cf_store_abort(w->st, w->w);
     EVP_MD_CTX_free(w->sha);
@@ -138,6 +178,12 @@ static int objw_raw(cf_objw *w, const void *buf, size_t len)
         return -1;
     }
     EVP_DigestUpdate(w->sha, buf, len);
+    if (w->pending_on) {
+        w->tee_pending = cf_realloc(w->tee_pending, w->tee_npending + len);
+        memcpy(w->tee_pending + w->tee_npending, buf, len);
+        w->tee_npending += len;
+    }
+    objw_tee(w, buf, len);
     return 0;
 }
 
@@ -175,6 +221,8 @@ int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int lev
                      const char *key, uint32_t wflags, int compress, cf_objw **out)
 {
     cf_objw *w = cf_calloc(1, sizeof *w);
+    w->tee_fd = -1;
+    w->pending_on = 1;
     w->st = st;
     w->key = cf_strdup(key);
     w->cr = cr;
@@ -218,6 +266,7 @@ int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int lev
             return -1;
         }
     }
+    w->pending_on = 0; /* the header, kept for cf_repo_objw_open's copy */
     *out = w;
     return 0;
 }
@@ -231,8 +280,24 @@ static const cf_crypt *obj_crypt(const cf_repo *r, int type)
 
 int cf_repo_objw_open(cf_repo *r, int type, const char *key, cf_objw **w)
 {
-    return cf_objw_open_raw(r->st, r->sha, obj_crypt(r, type), r->zstd_level, type, key,
-                            COFFER_WRITE_PRIVATE, 1, w);
+    if (cf_objw_open_raw(r->st, r->sha, obj_crypt(r, type), r->zstd_level, type, key,
+                         COFFER_WRITE_PRIVATE, 1, w) != 0)
+        return -1;
+    char *cached = cf_repo_cache_path(r, type, key);
+    if (cached) {
+        /* what is written so far (the header) goes to the copy too */
+        (*w)->tee_fd = cf_repo_cache_tee(cached, &(*w)->tee_tmp);
+        if ((*w)->tee_fd >= 0) {
+            (*w)->tee_path = cached;
+            cached = NULL;
+            if ((*w)->tee_pending)
+                objw_tee(*w, (*w)->tee_pending, (*w)->tee_npending);
+        }
+    }
+    free(cached);
+    free((*w)->tee_pending);
+    (*w)->tee_pending = NULL;
+    return 0;
 }
 
 int cf_repo_objw_write(cf_objw *w, const void *buf, size_t len)
@@ -291,11 +356,13 @@ int cf_repo_objw_commit(cf_objw *w)
         objw_free(w);
         return -1;
     }
+    objw_tee(w, md, CF_ENV_TRAILER_LEN);
     void *sw = w->w;
     w->w = NULL; /* commit frees the store writer, success or not */
     int rc = cf_store_commit(w->st, sw);
     if (rc != 0)
         cf_error_prefix("%s", w->key);
+    objw_tee_end(w, rc == 0);
     objw_free(w);
     return rc ? -1 : 0;
 }
@@ -328,11 +395,27 @@ struct cf_objr {
     int final_seen;
     uint8_t *ad;
     size_t adlen;
+    /* Local cache (repo/cache.c): read from src_fd instead of the store
+     * (src_path names the copy, removed when it fails), or copy what the
+     * store gives into tee_fd (tee_tmp), renamed to tee_path once the
+     * whole object has checked out. -1/NULL: not used. */
+    int src_fd, tee_fd;
+    char *src_path, *tee_tmp, *tee_path;
 };
 
 static void objr_free(cf_objr *rd)
 {
-    cf_store_reader_close(rd->st, rd->rd);
+    if (rd->rd)
+        cf_store_reader_close(rd->st, rd->rd);
+    if (rd->src_fd >= 0)
+        close(rd->src_fd);
+    if (rd->tee_fd >= 0) { /* not complete: no copy */
+        close(rd->tee_fd);
+        unlink(rd->tee_tmp);
+    }
+    free(rd->src_path);
+    free(rd->tee_tmp);
+    free(rd->tee_path);
     EVP_MD_CTX_free(rd->sha);
     ZSTD_freeDCtx(rd->dctx);
     free(rd->in);
@@ -348,7 +431,20 @@ static void objr_free(cf_objr *rd)
 static int objr_fail(cf_objr *rd)
 {
     rd->err = 1;
+    if (rd->src_path) { /* a cached copy that fails is not kept */
+        unlink(rd->src_path);
+        cf_log(CF_LOG_DEBUG, "cached copy %s removed: %s", rd->src_path, cf_error());
+    }
     return -1;
+}
+
+static void tee_stop(cf_objr *rd)
+{
+    if (rd->tee_fd < 0)
+        return;
+    close(rd->tee_fd);
+    unlink(rd->tee_tmp);
+    rd->tee_fd = -1;
 }
 
 /* Top up the input buffer from the store. */
@@ -360,9 +456,37 @@ static int objr_fill(cf_objr *rd)
     rd->in_len -= rd->in_pos;
     rd->in_pos = 0;
     size_t want = rd->in_cap - rd->in_len, got = 0;
-    if (cf_store_read(rd->st, rd->rd, rd->in + rd->in_len, want, &got) != 0) {
+    if (rd->src_fd >= 0) {
+        while (got < want) {
+            ssize_t n = read(rd->src_fd, rd->in + rd->in_len + got, want - got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                cf_fail_errno("%s: reading the cached copy %s", rd->key, rd->src_path);
+                return objr_fail(rd);
+            }
+            if (n == 0)
+                break;
+            got += (size_t)n;
+        }
+    } else if (cf_store_read(rd->st, rd->rd, rd->in + rd->in_len, want, &got) != 0) {
         cf_error_prefix("%s", rd->key);
         return objr_fail(rd);
+    }
+    if (rd->tee_fd >= 0 && got) {
+        const uint8_t *p = rd->in + rd->in_len;
+        size_t left = got;
+        while (left) {
+            ssize_t n = write(rd->tee_fd, p, left);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) { /* a full cache disk only costs the copy */
+                tee_stop(rd);
+                break;
+            }
+            p += n;
+            left -= (size_t)n;
+        }
     }
     rd->in_len += got;
     if (got < want)
@@ -447,11 +571,22 @@ static void objr_take(cf_objr *rd, size_t n)
         objr_consume(rd, n);
 }
 
-int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
-                     const char *key, cf_objr **out)
+/* Open key: from the store, or from the open cached copy src_fd (path
+ * src_path; both taken), copying to the cache at tee_path when set. */
+static int objr_open(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
+                     const char *key, int src_fd, char *src_path, const char *tee_path,
+                     cf_objr **out)
 {
     cf_objr *rd = cf_calloc(1, sizeof *rd);
     rd->st = st;
+    rd->src_fd = src_fd;
+    rd->src_path = src_path;
+    rd->tee_fd = -1;
+    if (src_fd < 0 && tee_path) {
+        rd->tee_fd = cf_repo_cache_tee(tee_path, &rd->tee_tmp);
+        if (rd->tee_fd >= 0)
+            rd->tee_path = cf_strdup(tee_path);
+    }
     rd->key = cf_strdup(key);
     rd->cr = cr;
     rd->sha = EVP_MD_CTX_new();
@@ -464,7 +599,7 @@ int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int typ
     if (rd->in_cap < CF_SEG_LEN + CF_SS_ABYTES + CF_ENV_TRAILER_LEN)
         rd->in_cap = CF_SEG_LEN + CF_SS_ABYTES + CF_ENV_TRAILER_LEN;
     rd->in = cf_malloc(rd->in_cap);
-    if (cf_store_reader_open(st, key, 0, 0, &rd->rd) != 0) {
+    if (src_fd < 0 && cf_store_reader_open(st, key, 0, 0, &rd->rd) != 0) {
         rd->rd = NULL;
         objr_free(rd);
         return -1;
@@ -518,9 +653,35 @@ int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int typ
     return 0;
 }
 
+int cf_objr_from_cache(const cf_objr *rd)
+{
+    return rd->src_fd >= 0 || rd->src_path != NULL;
+}
+
+int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
+                     const char *key, cf_objr **out)
+{
+    return objr_open(st, md, cr, type, key, -1, NULL, NULL, out);
+}
+
 int cf_repo_objr_open(cf_repo *r, int type, const char *key, cf_objr **rd)
 {
-    return cf_objr_open_raw(r->st, r->sha, obj_crypt(r, type), type, key, rd);
+    char *cached = cf_repo_cache_path(r, type, key);
+    if (cached) {
+        int fd = cf_repo_cache_open(r, cached);
+        if (fd >= 0) {
+            if (objr_open(r->st, r->sha, obj_crypt(r, type), type, key, fd, cf_strdup(cached),
+                          NULL, rd) == 0) {
+                free(cached);
+                return 0;
+            }
+            /* the copy's envelope did not check out: the store's, then */
+            unlink(cached);
+        }
+    }
+    int rc = objr_open(r->st, r->sha, obj_crypt(r, type), type, key, -1, NULL, cached, rd);
+    free(cached);
+    return rc;
 }
 
 /* End of the body: check what remains is exactly the trailer. */
@@ -548,6 +709,12 @@ static int objr_finish(cf_objr *rd)
         return objr_fail(rd);
     }
     rd->done = 1;
+    if (rd->tee_fd >= 0) { /* the whole object checked out: keep the copy */
+        int ok = close(rd->tee_fd) == 0 && rename(rd->tee_tmp, rd->tee_path) == 0;
+        rd->tee_fd = -1;
+        if (!ok)
+            unlink(rd->tee_tmp);
+    }
     return 0;
 }
 
@@ -622,11 +789,12 @@ void cf_repo_objr_close(cf_objr *rd)
 
 /* ---- Whole objects ------------------------------------------------------ */
 
-int cf_repo_get_object(cf_repo *r, int type, const char *key, cf_buf *out)
+static int get_object(cf_repo *r, int type, const char *key, cf_buf *out, int *from_cache)
 {
     cf_objr *rd;
     if (cf_repo_objr_open(r, type, key, &rd) != 0)
         return -1;
+    *from_cache = cf_objr_from_cache(rd);
     out->len = 0;
     for (;;) {
         cf_buf_reserve(out, 1 << 16);
@@ -641,6 +809,19 @@ int cf_repo_get_object(cf_repo *r, int type, const char *key, cf_buf *out)
     }
     cf_repo_objr_close(rd);
     return 0;
+}
+
+int cf_repo_get_object(cf_repo *r, int type, const char *key, cf_buf *out)
+{
+    int from_cache = 0;
+    if (get_object(r, type, key, out, &from_cache) == 0)
+        return 0;
+    if (!from_cache)
+        return -1;
+    /* The cached copy matched its trailer but not its envelope (it is
+     * gone now): the store's copy. */
+    cf_log(CF_LOG_DEBUG, "%s: cached copy unusable (%s); reading the store's", key, cf_error());
+    return get_object(r, type, key, out, &from_cache);
 }
 
 int cf_repo_put_object(cf_repo *r, int type, const char *key, const void *buf, size_t len)

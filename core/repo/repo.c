@@ -358,7 +358,10 @@ int cf_repo_list_flat(cf_store *st, const char *prefix, char ***keys, size_t *n)
 
 int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n)
 {
-    return cf_repo_list_flat(r->st, "index/", keys, n);
+    if (cf_repo_list_flat(r->st, "index/", keys, n) != 0)
+        return -1;
+    cf_repo_cache_trim(r, CF_OBJ_INDEX, *keys, *n);
+    return 0;
 }
 
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
@@ -423,6 +426,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         r->seal_overhead = CF_SEAL_OVERHEAD;
     }
 
+    if (!(flags & CF_REPO_OPEN_NO_CACHE))
+        cf_repo_cache_setup(r);
     if (!(flags & CF_REPO_OPEN_NO_INDEX))
         cf_repo_damage_load(r);
     char **keys = NULL;
@@ -467,6 +472,7 @@ void cf_repo_close(cf_repo *r)
     cf_strv_free(r->sess_index, r->nsess_index);
     cf_strv_free(r->bad_index, r->nbad_index);
     free(r->fail_msg);
+    free(r->cache_dir);
     cf_index_free(&r->idx);
     cf_damage_free(&r->dmg);
     EVP_MD_free(r->sha);

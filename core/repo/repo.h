@@ -93,6 +93,8 @@ int cf_repo_open(cf_store *st, cf_repo **out);
                                           * (to run checks or rebuild the index) */
 #define CF_REPO_OPEN_NO_INDEX 0x2u /* load no index: the repository serves objects
                                     * (manifests) only, no chunk (ls, find, diff) */
+#define CF_REPO_OPEN_NO_CACHE 0x4u /* read every object from the store, none from the
+                                    * local cache of a remote repository (repo/cache.c) */
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
 /* Open with options: flags as above, and where the passphrase of an
  * encrypted repository comes from (NULL: $COFFER_PASSPHRASE). The
@@ -111,6 +113,10 @@ void cf_repo_close(cf_repo *r);
 const cf_cdc_params *cf_repo_cdc(cf_repo *r);
 /* Repository id (hex, 64 chars + NUL). */
 const char *cf_repo_id(cf_repo *r);
+/* Remove local cached copies (repo/cache.c) of objects of this type
+ * (CF_OBJ_INDEX or CF_OBJ_MANIFEST) whose names are not among keys: the
+ * store no longer has them. keys may be full keys or bare names. */
+void cf_repo_cache_trim(cf_repo *r, int type, char **keys, size_t n);
 
 /* CF_REPO_ENC_NONE or CF_REPO_ENC_REPOKEY. */
 int cf_repo_encryption(cf_repo *r);

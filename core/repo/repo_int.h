@@ -272,7 +272,23 @@ struct cf_repo {
     _Atomic uint64_t chunks_new, chunks_dup, bytes_new_raw, bytes_new_stored, bytes_dup,
         packs_written;
     _Atomic uint64_t bytes_read, reads;
+
+    char *cache_dir; /* local cache of index objects and manifests (repo/cache.c), or NULL */
 };
+
+/* ---- Local cache of a remote repository (repo/cache.c) ----------------- */
+
+/* Choose and create the cache directory (after the config is read). */
+void cf_repo_cache_setup(cf_repo *r);
+/* Where key's copy lives (malloc'd), or NULL when it is not cached. */
+char *cf_repo_cache_path(cf_repo *r, int type, const char *key);
+/* Open the copy at path if it matches its trailer (else remove it): an
+ * fd at its start, or -1. */
+int cf_repo_cache_open(cf_repo *r, const char *path);
+/* 1 if rd reads a cached copy rather than the store. */
+int cf_objr_from_cache(const cf_objr *rd);
+/* A new temporary file beside path (fd, *tmp malloc'd), or -1. */
+int cf_repo_cache_tee(const char *path, char **tmp);
 
 /* 1 if the damage record names the pack or the chunk. */
 int cf_damage_has_pack(const cf_damage *d, const cf_id *pack);

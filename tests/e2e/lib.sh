@@ -35,6 +35,8 @@ TEST_NAME=$(basename "$0" .sh)
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/coffer-e2e-$TEST_NAME.XXXXXX") || { echo "FAIL: mktemp"; exit 1; }
 chmod 755 "$T"
+# remote repositories' local cache (index objects, manifests): per test
+export COFFER_CACHE_DIR=$T/cache
 FAILS=0
 PASSES=0
 SKIPS=0

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The local cache of a remote repository's index objects and manifests,
+# on a real Ceph RGW behind a recording proxy: a backup fetches no index
+# object or manifest it has already seen (or written); a host with an
+# empty cache fetches each once; a damaged cached copy is never used;
+# copies of objects the store no longer has are removed; copies are 0600
+# in a 0700 directory.
+. "$(dirname "$0")/lib.sh"
+require_coffer
+T_RGW_LIB=$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh
+# shellcheck disable=SC1090
+. "$T_RGW_LIB"
+rgw_start
+setup_env
+export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
+RGW_URL=$AWS_ENDPOINT_URL
+BUCKET=cache-test
+run awsx s3 mb "s3://$BUCKET"
+[ "$RC" = 0 ] || die "cannot create the bucket: $ERR"
+export COFFER_REPO=s3://$BUCKET/repo
+
+RULES=$T/rules
+PLOG=$T/proxy.log
+: >"$RULES"
+: >"$PLOG"
+"$PY" "$TOOLS/s3_fault_proxy.py" --upstream "${RGW_URL#http://}" --rules "$RULES" --log "$PLOG" \
+    --port-file "$T/proxy.port" >"$T/proxy.out" 2>&1 &
+bg_register $!
+wait_for "the proxy's port" 10 test -s "$T/proxy.port" || die "proxy did not start"
+export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$T/proxy.port")
+awsx() { aws --endpoint-url "$RGW_URL" "$@"; }
+gets() { grep -c "^GET /$BUCKET/repo/$1" "$PLOG"; } # GETs of keys under PREFIX
+CACHE=$COFFER_CACHE_DIR
+
+section "three backups"
+gen_deployment "$ASTERDRIVE_ROOT" --size-mb 3 --seed 71
+expect_ok "init" cf init -p "$POLICY" || die "init"
+expect_ok "backup 1" cf backup -p "$POLICY" --json || die "backup 1"
+SET1=$(json_get "$OUT" 'j["set"]')
+for i in 2 3; do
+    mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed $((71 + i))
+    expect_ok "backup $i" cf backup -p "$POLICY" || die "backup $i"
+done
+nindex=$(s3_count "$BUCKET" repo/index/)
+nsets=$(s3_count "$BUCKET" repo/sets/)
+assert_eq 3 "$nsets" "three sets"
+note "$nindex index objects in the bucket"
+repo_dir=$(find "$CACHE" -mindepth 1 -maxdepth 1 -type d)
+assert_eq "$nindex" "$(find "$repo_dir/index" -type f | wc -l)" "every index object has a cached copy"
+assert_eq 3 "$(find "$repo_dir/sets" -type f | wc -l)" "every manifest has a cached copy"
+assert_eq "" "$(find "$CACHE" -type f ! -perm 0600)" "cached copies are 0600"
+assert_eq "" "$(find "$CACHE" -mindepth 1 -type d ! -perm 0700)" "cache directories are 0700"
+latest=$(ls "$repo_dir/sets" | sort | tail -1)
+awsx s3 cp "s3://$BUCKET/repo/sets/$latest" "$T/latest.obj" >/dev/null 2>&1 || die "aws s3 cp"
+assert_eq "$(sha256sum <"$T/latest.obj")" "$(sha256sum <"$repo_dir/sets/$latest")" \
+    "a cached copy holds the stored bytes"
+
+section "a backup fetches nothing it has seen"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 80
+: >"$PLOG"
+expect_ok "backup 4" cf backup -p "$POLICY" || die "backup 4"
+assert_eq 0 "$(gets index/)" "no index object fetched"
+assert_eq 0 "$(gets sets/)" "no manifest fetched"
+assert_gt "$(grep -c "^PUT /$BUCKET/repo/data/" "$PLOG")" 0 "(the backup did store data)"
+
+section "a host with an empty cache fetches each object once"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 81
+nindex=$(s3_count "$BUCKET" repo/index/)
+: >"$PLOG"
+COFFER_CACHE_DIR=$T/cache2 expect_ok "backup 5, empty cache" cf backup -p "$POLICY" || die "backup 5"
+assert_eq "$nindex" "$(gets index/)" "each index object fetched once"
+assert_eq "$nindex" "$(grep "^GET /$BUCKET/repo/index/" "$PLOG" | sort -u | wc -l)" "... each a different one"
+: >"$PLOG"
+COFFER_CACHE_DIR=$T/cache2 expect_ok "restore latest, that cache" cf restore -p "$POLICY" --to "$T/r5" --no-validate
+assert_eq 0 "$(gets index/)" "... then none again"
+assert_eq 0 "$(gets sets/)" "... nor the manifest the backup wrote"
+snapshot "$ASTERDRIVE_ROOT" "$T/snap5.json"
+snapshot "$T/r5" "$T/snap-r5.json"
+compare "restored from cached metadata: byte-identical" "$T/snap5.json" "$T/snap-r5.json" "${RESTORE_EXCLUDES[@]}"
+
+section "a damaged cached copy is never used"
+expect_ok "restore latest (its manifest into the cache)" cf restore -p "$POLICY" --to "$T/r5b" --no-validate
+latest=$(ls "$repo_dir/sets" | sort | tail -1)
+assert_eq "$(awsx s3 ls "s3://$BUCKET/repo/sets/" | awk '{print $4}' | sort | tail -1)" "$latest" \
+    "(the newest set is cached)"
+printf 'X' | dd of="$repo_dir/sets/$latest" bs=1 seek=200 conv=notrunc 2>/dev/null
+: >"$PLOG"
+expect_ok "restore latest over a damaged copy" cf restore -p "$POLICY" --to "$T/r6" --no-validate
+assert_gt "$(gets "sets/$latest")" 0 "the manifest was fetched from the store"
+snapshot "$T/r6" "$T/snap-r6.json"
+compare "restored byte-identical" "$T/snap5.json" "$T/snap-r6.json" "${RESTORE_EXCLUDES[@]}"
+assert_eq "$(awsx s3 cp "s3://$BUCKET/repo/sets/$latest" - 2>/dev/null | sha256sum)" \
+    "$(sha256sum <"$repo_dir/sets/$latest")" "the damaged copy was replaced by the stored bytes"
+# A copy that matches its trailer but not its envelope (rewritten by
+# hand): the index object is read from the store.
+idx=$(ls "$repo_dir/index" | head -1)
+"$PY" - "$repo_dir/index/$idx" <<'PYEOF'
+import hashlib, sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+body = b[:-32]
+body[len(body) // 2] ^= 0xFF
+open(p, "wb").write(bytes(body) + hashlib.sha256(bytes(body)).digest())
+PYEOF
+: >"$PLOG"
+expect_ok "backup over a forged copy" cf backup -p "$POLICY"
+assert_eq 1 "$(gets "index/$idx")" "the index object was fetched from the store"
+assert_eq "$(awsx s3 cp "s3://$BUCKET/repo/index/$idx" - 2>/dev/null | sha256sum)" \
+    "$(sha256sum <"$repo_dir/index/$idx")" "the forged copy was replaced by the stored bytes"
+
+section "check and verify judge the store, not the cache"
+latest=$(ls "$repo_dir/sets" | sort | tail -1)
+awsx s3 cp "s3://$BUCKET/repo/sets/$latest" "$T/good.obj" >/dev/null 2>&1 || die "aws s3 cp"
+"$PY" -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 1; open(sys.argv[2], "wb").write(bytes(b))' \
+    "$T/good.obj" "$T/bad.obj"
+awsx s3 cp "$T/bad.obj" "s3://$BUCKET/repo/sets/$latest" >/dev/null 2>&1 || die "aws s3 cp"
+expect_rc 3 "check finds the damaged manifest in the store" cf check -p "$POLICY"
+assert_contains "$OUT$ERR" "sets/$latest" "... naming it"
+expect_rc 3 "verify finds it too" cf verify -p "$POLICY" --set "$latest"
+awsx s3 cp "$T/good.obj" "s3://$BUCKET/repo/sets/$latest" >/dev/null 2>&1 || die "aws s3 cp"
+expect_ok "check after repairing it" cf check -p "$POLICY"
+
+section "copies of removed objects are removed"
+expect_ok "forget set 1" cf forget -p "$POLICY" "$SET1"
+expect_ok "prune" cf prune -p "$POLICY" --max-unused 0
+expect_ok "sets" cf sets -p "$POLICY"
+assert_absent "$repo_dir/sets/$SET1"
+expect_ok "backup 6" cf backup -p "$POLICY"
+assert_eq "$(s3_count "$BUCKET" repo/index/)" "$(find "$repo_dir/index" -type f | wc -l)" \
+    "the cache holds exactly the index objects the store has"
+assert_eq "" "$(find "$CACHE" -name '*.tmp-*')" "no temporary copy left"
+
+section "COFFER_CACHE_DIR=none"
+: >"$PLOG"
+COFFER_CACHE_DIR=none expect_ok "restore without a cache" cf restore -p "$POLICY" --to "$T/r7" --no-validate
+assert_gt "$(gets index/)" 0 "index objects fetched"
+finish
