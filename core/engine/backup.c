@@ -121,7 +121,7 @@ typedef struct pool {
 
 static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
 {
-    if (!p || p->size != e->size || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
+    if (!p || p->kind != CF_ENT_FILE || p->size != e->size || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
         p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino)
         return 0;
     for (size_t i = 0; i < p->nchunks; i++)
@@ -1343,7 +1343,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
          * their file system snapshots need the previous set once more. */
         uint64_t looked, found;
         cf_prevset_counts(prev, &looked, &found);
-        cf_log(CF_LOG_DEBUG, "first file pass: %llu of %llu files found in the previous set",
+        cf_log(CF_LOG_DEBUG, "first file pass: %llu of %llu entries found in the previous set",
                (unsigned long long)found, (unsigned long long)looked);
         char *id = cf_prevset_id(prev) ? cf_strdup(cf_prevset_id(prev)) : NULL;
         cf_prevset_close(prev);
@@ -1361,7 +1361,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         if (rc == 0 && prev) {
             uint64_t looked, found;
             cf_prevset_counts(prev, &looked, &found);
-            cf_log(CF_LOG_DEBUG, "%llu of %llu files found in the previous set",
+            cf_log(CF_LOG_DEBUG, "%llu of %llu entries found in the previous set",
                    (unsigned long long)found, (unsigned long long)looked);
         }
         if (rc == 0 && pl.p1) {

@@ -135,23 +135,28 @@ static void fill_stat(walker *w, const char *rel, const struct stat *st, cf_entr
     }
 }
 
-/* A regular file whose size, times and inode equal those the previous
- * set recorded has not changed since, nor have its xattrs or owners (any
- * change moves ctime): those are taken from the previous set instead of
- * being read again. Owners' names still come from the (cached) lookup. */
+/* An entry whose kind, times, inode, owner and mode (and size, for a
+ * file) equal those the previous set recorded has not changed since, nor
+ * have its xattrs or a link's target (any change moves ctime): those are
+ * taken from the previous set instead of being read again. Owners' names
+ * still come from the (cached) lookup. */
 static int fill_known(walker *w, cf_entry *e)
 {
-    if (!w->o->prior || e->kind != CF_ENT_FILE)
+    if (!w->o->prior || e->kind == CF_ENT_HARDLINK)
         return 0;
     const cf_entry *p = w->o->prior(w->o->ud, e);
-    if (!p || p->kind != CF_ENT_FILE || p->size != e->size || p->mtime != e->mtime ||
-        p->mtime_ns != e->mtime_ns || p->ctime != e->ctime || p->ctime_ns != e->ctime_ns ||
-        p->ino != e->ino || p->uid != e->uid || p->gid != e->gid || p->mode != e->mode)
+    if (!p || p->kind != e->kind || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
+        p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino ||
+        p->uid != e->uid || p->gid != e->gid || p->mode != e->mode ||
+        (e->kind == CF_ENT_FILE && p->size != e->size) ||
+        (e->kind == CF_ENT_SYMLINK && !p->target))
         return 0;
     const char *u = archive_read_disk_uname(w->disk, e->uid);
     const char *g = archive_read_disk_gname(w->disk, e->gid);
     e->user = u ? cf_strdup(u) : NULL;
     e->group = g ? cf_strdup(g) : NULL;
+    if (e->kind == CF_ENT_SYMLINK)
+        e->target = cf_strdup(p->target);
     if (p->nxattrs) {
         e->xattrs = cf_calloc(p->nxattrs, sizeof(cf_xattr));
         for (size_t i = 0; i < p->nxattrs; i++) {

@@ -32,10 +32,10 @@ typedef struct cf_walk_opts {
      * paths relative to root. NULL: read the live tree. */
     char *(*source)(void *sud, const char *path);
     void *sud;
-    /* The previous set's entry at e's place (e: a regular file with its
-     * stat fields), or NULL; called with ud. When size, times, inode,
-     * owner and mode are unchanged, xattrs are taken from it rather than
-     * read again. NULL: always read. */
+    /* The previous set's entry at e's place (e: an entry with its stat
+     * fields), or NULL; called with ud. When kind, times, inode, owner,
+     * mode (and a file's size) are unchanged, xattrs and a link's target
+     * are taken from it rather than read again. NULL: always read. */
     const cf_entry *(*prior)(void *ud, const cf_entry *e);
 } cf_walk_opts;
 

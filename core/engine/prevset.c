@@ -145,10 +145,12 @@ static void *reader(void *arg)
         cf_entry *e = &b->e[b->n];
         if ((rc = cf_manifest_next(mr, e)) != 1)
             break;
-        /* Only regular files of files components count; everything else
-         * would stall the merge (another order, or no place in the walk). */
+        /* Only what the walk of a files component meets counts (files,
+         * directories, symbolic links); everything else would stall the
+         * merge (another order, or no place in the walk). */
         const cf_component *c = cf_policy_component(p, e->component);
-        if (e->kind != CF_ENT_FILE || !c || c->type != CF_COMP_FILES) {
+        if ((e->kind != CF_ENT_FILE && e->kind != CF_ENT_DIR && e->kind != CF_ENT_SYMLINK) ||
+            !c || c->type != CF_COMP_FILES) {
             cf_entry_clear(e);
             continue;
         }

@@ -20,8 +20,8 @@ typedef struct cf_prevset cf_prevset;
  * and every file is read (a warning says why when the set is damaged). */
 cf_prevset *cf_prevset_open(cf_run *run, const char *set_id);
 
-/* The regular file of the previous set at e's place in the walk, or
- * NULL. Entries before e are dropped. The result stays valid until a
+/* The entry (file, directory or symbolic link) of the previous set at
+ * e's place in the walk, or NULL. Entries before e are dropped. The result stays valid until a
  * call for a later entry; asked again for the same entry, the same
  * answer. Called in walk order, from one thread. */
 const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e);

@@ -451,6 +451,11 @@ static void test_second_backup_walk_order(void **state)
     char p[700];
     snprintf(p, sizeof p, "%s/data/files/a-c/3.txt", f->root);
     int have_xattr = setxattr(p, "user.coffer-test", "v1", 2, 0) == 0;
+    snprintf(p, sizeof p, "%s/data/files/a.b", f->root);
+    if (have_xattr)
+        assert_int_equal(setxattr(p, "user.coffer-dir", "d1", 2, 0), 0);
+    snprintf(p, sizeof p, "%s/data/files/link", f->root);
+    assert_int_equal(symlink("a-c/3.txt", p), 0);
     json_t *sum;
     char *id1 = backup(f, &sum);
     int64_t files = jint(sum, "files");
@@ -482,7 +487,15 @@ static void test_second_backup_walk_order(void **state)
         snprintf(p, sizeof p, "%s/data/files/a-c/3.txt", out);
         assert_int_equal(getxattr(p, "user.coffer-test", v, sizeof v), 2);
         assert_memory_equal(v, "v1", 2);
+        /* a directory's xattrs, taken from the previous set too */
+        snprintf(p, sizeof p, "%s/data/files/a.b", out);
+        assert_int_equal(getxattr(p, "user.coffer-dir", v, sizeof v), 2);
+        assert_memory_equal(v, "d1", 2);
     }
+    char t[64] = "";
+    snprintf(p, sizeof p, "%s/data/files/link", out);
+    assert_int_equal(readlink(p, t, sizeof t - 1), 9);
+    assert_string_equal(t, "a-c/3.txt");
     free(id1);
     free(id2);
     free(id3);
