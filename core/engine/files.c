@@ -235,7 +235,7 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk_children(walker *w, const char *abs, const char *rel);
+static int walk_children(walker *w, int pfd, const char *name, const char *abs, const char *rel);
 
 /* One entry: abs, which is name in the directory open as dfd (dfd -1:
  * by its path alone). */
@@ -277,18 +277,21 @@ static int walk(walker *w, int dfd, const char *name, const char *abs, const cha
     cf_entry_clear(&e);
     if (rc != 0 || !is_dir)
         return rc;
-    return walk_children(w, abs, rel);
+    return walk_children(w, dfd, name, abs, rel);
 }
 
 /* Walk the entries of directory abs, sorted by name; rel NULL means the
  * policy root itself (children are named without a prefix). */
-static int walk_children(walker *w, const char *abs, const char *rel)
+static int walk_children(walker *w, int pfd, const char *name, const char *abs, const char *rel)
 {
     int rc = 0;
     /* The directory stays open while its entries are read (fstatat is
      * cheaper than a lookup of the whole path); without a descriptor to
      * spare, paths it is. */
-    int fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* beneath its parent's descriptor when there is one: no lookup of
+     * the whole path, and a directory swapped for a link is not followed */
+    int fd = pfd >= 0 ? openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                      : open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int dfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (fd >= 0 && !d)
@@ -374,7 +377,7 @@ int cf_walk_component(const cf_walk_opts *o)
         if (strcmp(rel, ".") == 0) {
             /* the whole root: its content, not an entry named "." */
             char *src = o->source ? o->source(o->sud, ".") : cf_strdup(o->root);
-            rc = walk_children(&w, src, NULL);
+            rc = walk_children(&w, -1, NULL, src, NULL);
             free(src);
             continue;
         }

@@ -5,13 +5,20 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/util.h"
 
 #define PREFETCH_THREADS 4
 #define PREFETCH_MAX_QUEUE 100000 /* directories waiting; beyond that, drop */
+/* The first stats tell whether the metadata is cached already: then the
+ * walk is bound by CPU, not by the disk, and read-ahead would only take
+ * CPU from it. */
+#define PREFETCH_SAMPLE 4096
+#define PREFETCH_CACHED_NS 10000 /* from the inode cache: 1 to 4 us; from a disk: far more */
 
 struct cf_prefetch {
     pthread_mutex_t mu;
@@ -20,6 +27,8 @@ struct cf_prefetch {
     size_t n, cap;
     int busy;       /* threads working on a directory */
     int stop;
+    uint64_t sampled, sample_ns; /* the first stats and their time */
+    int decided;
     pthread_t thr[PREFETCH_THREADS];
     int nthr;
 };
@@ -48,11 +57,22 @@ static void scan(cf_prefetch *p, const char *dir)
         return;
     }
     struct dirent *e;
+    uint64_t n = 0, ns = 0;
+    int sampling = !p->decided;
     while (!p->stop && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
             continue;
         struct stat st;
-        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+        struct timespec t0, t1;
+        if (sampling)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW);
+        if (sampling) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            n++;
+            ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+        }
+        if (r != 0 || !S_ISDIR(st.st_mode))
             continue;
         char *sub = cf_asprintf("%s/%s", dir, e->d_name);
         pthread_mutex_lock(&p->mu);
@@ -61,6 +81,25 @@ static void scan(cf_prefetch *p, const char *dir)
         pthread_mutex_unlock(&p->mu);
     }
     closedir(d);
+    if (!sampling)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->sampled += n;
+    p->sample_ns += ns;
+    if (!p->decided && p->sampled >= PREFETCH_SAMPLE) {
+        p->decided = 1;
+        uint64_t avg = p->sample_ns / p->sampled;
+        if (avg < PREFETCH_CACHED_NS) {
+            p->stop = 1;
+            pthread_cond_broadcast(&p->cv);
+            cf_log(CF_LOG_DEBUG, "metadata read-ahead stopped: the tree's metadata is cached "
+                                 "(%llu ns a stat)", (unsigned long long)avg);
+        } else {
+            cf_log(CF_LOG_DEBUG, "metadata read-ahead goes on (%llu ns a stat)",
+                   (unsigned long long)avg);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void *run(void *arg)

@@ -4,6 +4,8 @@
  * waits for the disk in turn. A few helper threads traverse the same
  * trees ahead of it, so inodes and directories are already cached when
  * the walk gets there. They only read metadata and never affect results.
+ * When the first few thousand stats show the metadata is cached already,
+ * they stop: the walk then only needs the CPU they would take.
  */
 #ifndef CF_PREFETCH_H
 #define CF_PREFETCH_H
