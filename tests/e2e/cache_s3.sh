@@ -62,6 +62,8 @@ expect_ok "backup 4" cf backup -p "$POLICY" || die "backup 4"
 assert_eq 0 "$(gets index/)" "no index object fetched"
 assert_eq 0 "$(gets sets/)" "no manifest fetched"
 assert_gt "$(grep -c "^PUT /$BUCKET/repo/data/" "$PLOG")" 0 "(the backup did store data)"
+note "backup 4 listed: $(grep -o 'prefix=[^& ]*' "$PLOG" | sort -u | tr '\n' ' ')"
+assert_eq 0 "$(grep -c 'prefix=repo%2Fdata' "$PLOG")" "no listing of the packs"
 
 section "a host with an empty cache fetches each object once"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 81
