@@ -142,7 +142,7 @@ T[load]=$TIME_S
 rm -f "$work/dump.sql"
 my -e "DROP DATABASE plain_copy"
 time_it "coffer-restore" "$coffer" --plugin-dir "$plugins" --no-progress restore -p "$policy" --set latest \
-    --to "$work/restore" --map "database=mysql://coffer@127.0.0.1:$MYSQL_PORT/coffer_copy"
+    --to "$work/restore" --no-checks --map "database=mysql://coffer@127.0.0.1:$MYSQL_PORT/coffer_copy"
 T[restore]=$TIME_S R[restore]=$RSS_KB
 my -e "DROP DATABASE coffer_copy"
 
