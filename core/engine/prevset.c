@@ -136,7 +136,7 @@ static void *reader(void *arg)
                          : 0);
     if (h)
         json_decref(h);
-    uint64_t files = 0;
+    uint64_t ents = 0;
     int rc = 1;
     batch *b = NULL;
     while (mr) {
@@ -154,7 +154,7 @@ static void *reader(void *arg)
             cf_entry_clear(e);
             continue;
         }
-        files++;
+        ents++;
         if (++b->n == BATCH) {
             if (!push(ps, b)) {
                 b = NULL;
@@ -166,16 +166,16 @@ static void *reader(void *arg)
     if (rc < 0)
         /* What was handed over was read from authenticated frames and is
          * sound; the rest of the files are simply read. */
-        cf_log(CF_LOG_WARN, "previous set %s unreadable after %llu files, reading the rest: %s",
-               ps->id, (unsigned long long)files, cf_error());
+        cf_log(CF_LOG_WARN, "previous set %s unreadable after %llu entries, reading the rest: %s",
+               ps->id, (unsigned long long)ents, cf_error());
     if (b && b->n)
         push(ps, b);
     else
         batch_free(b);
     if (mr) {
         cf_manifest_close(mr);
-        cf_log(CF_LOG_DEBUG, "change detection against set %s (%llu files, read in %.2f s)",
-               ps->id, (unsigned long long)files, cf_now() - t0);
+        cf_log(CF_LOG_DEBUG, "change detection against set %s (%llu entries, read in %.2f s)",
+               ps->id, (unsigned long long)ents, cf_now() - t0);
     }
     pthread_mutex_lock(&ps->mu);
     ps->eof = 1;
