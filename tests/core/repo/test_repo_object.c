@@ -1,4 +1,6 @@
 /* Envelope objects: streamed writer/reader, header and trailer checks. */
+#include <sys/stat.h>
+
 #include "repo_test.h"
 
 #include <openssl/evp.h>
@@ -194,6 +196,89 @@ static void test_write_fails(void **state)
     free(data);
 }
 
+/* The local cache of a remote repository (repo/cache.c): what is written
+ * is kept, reads are served from the copy, a damaged copy is replaced by
+ * the store's, copies of objects gone from the store are removed. */
+static void test_local_cache(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/coffer-cache-test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("COFFER_CACHE_DIR", dir, 1);
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 1 << 20);
+    assert_non_null(r);
+    size_t len = 100000;
+    uint8_t *data = malloc(len);
+    fill_text(data, len, 3);
+    assert_int_equal(cf_repo_put_object(r, CF_OBJ_MANIFEST, "sets/s1", data, len), 0);
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s/%s/sets/s1", dir, cf_repo_id(r));
+    struct stat sb;
+    assert_int_equal(stat(copy, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal((int64_t)sb.st_size, mem_storage_size(ms, "sets/s1"));
+
+    /* served from the copy: damage in the store is not seen */
+    int64_t olen = mem_storage_size(ms, "sets/s1");
+    mem_storage_flip(ms, "sets/s1", (uint64_t)olen / 2);
+    cf_buf b = {0};
+    assert_int_equal(cf_repo_get_object(r, CF_OBJ_MANIFEST, "sets/s1", &b), 0);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, data, len);
+    mem_storage_flip(ms, "sets/s1", (uint64_t)olen / 2);
+
+    /* a damaged copy is never used: the store's is read and kept */
+    FILE *f = fopen(copy, "r+b");
+    assert_non_null(f);
+    fseek(f, (long)olen / 3, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, (long)olen / 3, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(cf_repo_get_object(r, CF_OBJ_MANIFEST, "sets/s1", &b), 0);
+    assert_memory_equal(b.data, data, len);
+    size_t slen;
+    uint8_t *stored = mem_storage_get(ms, "sets/s1", &slen);
+    size_t clen;
+    char *cached = NULL;
+    {
+        FILE *g = fopen(copy, "rb");
+        assert_non_null(g);
+        cached = malloc(slen + 1);
+        clen = fread(cached, 1, slen + 1, g);
+        fclose(g);
+    }
+    assert_int_equal(clen, slen);
+    assert_memory_equal(cached, stored, slen);
+    free(cached);
+    free(stored);
+
+    /* only objects the store lists are kept */
+    char *keep[] = {"sets/other"};
+    cf_repo_cache_trim(r, CF_OBJ_MANIFEST, keep, 1);
+    assert_int_not_equal(stat(copy, &sb), 0);
+
+    cf_buf_free(&b);
+    free(data);
+    cf_repo_close(r);
+    cf_store_free(st);
+
+    /* none: no cache at all */
+    setenv("COFFER_CACHE_DIR", "none", 1);
+    r = new_repo(&st, &ms, 1 << 20);
+    assert_non_null(r);
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/%s", dir, cf_repo_id(r));
+    assert_int_not_equal(stat(sub, &sb), 0);
+    cf_repo_close(r);
+    cf_store_free(st);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +287,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails, setup, teardown),
+        cmocka_unit_test(test_local_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
