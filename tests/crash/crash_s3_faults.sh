@@ -169,7 +169,14 @@ ok_through stall "an answer stalled past the timeout (2 s): verify --read-data" 
 rule "GET /repo/data/ truncate 2"
 ok_through truncate "pack bodies cut short: verify --read-data" cfv verify -p "$P" --read-data
 rule "GET /repo/index/ truncate 1"
-ok_through truncate "an index body cut short: sets" cfv sets -p "$P"
+# (an empty local cache, so the index objects are fetched: a body cut
+# short must not leave a cached copy behind)
+COFFER_CACHE_DIR=$T/cache-trunc ok_through truncate "an index body cut short: sets" cfv sets -p "$P"
+for c in "$T"/cache-trunc/*/index/*; do
+    k=${c##*/}
+    assert_eq "$(awsx s3 cp "s3://$BUCKET/repo/index/$k" - 2>/dev/null | sha256sum)" "$(sha256sum <"$c")" \
+        "cached index/$k holds the stored bytes"
+done
 rule "GET /repo/data/ truncate 2"
 expect_ok "restore through truncated bodies" cfv restore -p "$P" --set latest --to "$T/restored-trunc" --no-validate
 snapshot "$T/restored-trunc" "$T/restored-trunc.json"
