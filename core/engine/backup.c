@@ -121,8 +121,7 @@ typedef struct pool {
 
 static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
 {
-    if (!p || p->kind != CF_ENT_FILE || p->size != e->size || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
-        p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino)
+    if (!cf_entry_unchanged(p, e) || p->kind != CF_ENT_FILE)
         return 0;
     for (size_t i = 0; i < p->nchunks; i++)
         if (!cf_repo_has(repo, &p->chunks[i]))
@@ -130,8 +129,8 @@ static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
     return 1;
 }
 
-/* A file with the same size, mtime, ctime and inode as in the previous
- * set keeps its chunk list without being read. Runs on the walking
+/* A file unchanged since the previous set (cf_entry_unchanged) whose
+ * chunks are all still stored keeps its chunk list without being read. Runs on the walking
  * thread: an unchanged tree costs a metadata scan, no worker handoff. */
 static int reuse_previous(pool *pl, job *j)
 {
@@ -411,9 +410,7 @@ static int p1_drain(pool *pl, const cf_entry *e, int upto, cf_entry **match)
  * pass's chunks. */
 static int reuse_first(job *j, cf_entry *m)
 {
-    if (!m || m->kind != CF_ENT_FILE || j->e.kind != CF_ENT_FILE || m->size != j->e.size ||
-        m->mtime != j->e.mtime || m->mtime_ns != j->e.mtime_ns || m->ctime != j->e.ctime ||
-        m->ctime_ns != j->e.ctime_ns || m->ino != j->e.ino)
+    if (!cf_entry_unchanged(m, &j->e) || m->kind != CF_ENT_FILE)
         return 0;
     j->e.chunks = m->chunks;
     j->e.nchunks = m->nchunks;
@@ -639,6 +636,14 @@ static void release_snapshots(const cf_policy *p, cf_fssnap **snaps)
             cf_log(CF_LOG_DEBUG, "component '%s': %s removed", p->components[i].name, what);
         snaps[i] = NULL;
     }
+}
+
+static void log_prev_found(const cf_prevset *prev, const char *what)
+{
+    uint64_t looked, found;
+    cf_prevset_counts(prev, &looked, &found);
+    cf_log(CF_LOG_DEBUG, "%s%llu of %llu entries found in the previous set", what,
+           (unsigned long long)found, (unsigned long long)looked);
 }
 
 static const cf_entry *walk_prior(void *ud, const cf_entry *e)
@@ -1341,10 +1346,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         /* The first pass went through the previous set; files it read
          * again are matched against that pass. Components it left for
          * their file system snapshots need the previous set once more. */
-        uint64_t looked, found;
-        cf_prevset_counts(prev, &looked, &found);
-        cf_log(CF_LOG_DEBUG, "first file pass: %llu of %llu entries found in the previous set",
-               (unsigned long long)found, (unsigned long long)looked);
+        log_prev_found(prev, "first file pass: ");
         char *id = cf_prevset_id(prev) ? cf_strdup(cf_prevset_id(prev)) : NULL;
         cf_prevset_close(prev);
         prev = NULL;
@@ -1358,12 +1360,8 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         pl.mw = mw;
         pl.rck = rck;
         rc = walk_files(&pl, owned, nowned, comps, 0);
-        if (rc == 0 && prev) {
-            uint64_t looked, found;
-            cf_prevset_counts(prev, &looked, &found);
-            cf_log(CF_LOG_DEBUG, "%llu of %llu entries found in the previous set",
-                   (unsigned long long)found, (unsigned long long)looked);
-        }
+        if (rc == 0 && prev)
+            log_prev_found(prev, "");
         if (rc == 0 && pl.p1) {
             if ((rc = p1_drain(&pl, NULL, (int)p->ncomponents, NULL)) == 0) {
                 pthread_mutex_lock(&pl.mu);

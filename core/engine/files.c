@@ -135,9 +135,17 @@ static void fill_stat(walker *w, const char *rel, const struct stat *st, cf_entr
     }
 }
 
-/* An entry whose kind, times, inode, owner and mode (and size, for a
- * file) equal those the previous set recorded has not changed since, nor
- * have its xattrs or a link's target (any change moves ctime): those are
+int cf_entry_unchanged(const cf_entry *was, const cf_entry *now)
+{
+    return was && was->kind == now->kind && was->mtime == now->mtime &&
+           was->mtime_ns == now->mtime_ns && was->ctime == now->ctime &&
+           was->ctime_ns == now->ctime_ns && was->ino == now->ino && was->uid == now->uid &&
+           was->gid == now->gid && was->mode == now->mode &&
+           (now->kind != CF_ENT_FILE || was->size == now->size);
+}
+
+/* An entry unchanged since the previous set (cf_entry_unchanged) has the
+ * same xattrs and link target too (any change moves ctime): those are
  * taken from the previous set instead of being read again. Owners' names
  * still come from the (cached) lookup. */
 static int fill_known(walker *w, cf_entry *e)
@@ -145,11 +153,7 @@ static int fill_known(walker *w, cf_entry *e)
     if (!w->o->prior || e->kind == CF_ENT_HARDLINK)
         return 0;
     const cf_entry *p = w->o->prior(w->o->ud, e);
-    if (!p || p->kind != e->kind || p->mtime != e->mtime || p->mtime_ns != e->mtime_ns ||
-        p->ctime != e->ctime || p->ctime_ns != e->ctime_ns || p->ino != e->ino ||
-        p->uid != e->uid || p->gid != e->gid || p->mode != e->mode ||
-        (e->kind == CF_ENT_FILE && p->size != e->size) ||
-        (e->kind == CF_ENT_SYMLINK && !p->target))
+    if (!cf_entry_unchanged(p, e) || (e->kind == CF_ENT_SYMLINK && !p->target))
         return 0;
     const char *u = archive_read_disk_uname(w->disk, e->uid);
     const char *g = archive_read_disk_gname(w->disk, e->gid);
@@ -285,11 +289,10 @@ static int walk(walker *w, int dfd, const char *name, const char *abs, const cha
 static int walk_children(walker *w, int pfd, const char *name, const char *abs, const char *rel)
 {
     int rc = 0;
-    /* The directory stays open while its entries are read (fstatat is
-     * cheaper than a lookup of the whole path); without a descriptor to
-     * spare, paths it is. */
-    /* beneath its parent's descriptor when there is one: no lookup of
-     * the whole path, and a directory swapped for a link is not followed */
+    /* Opened beneath its parent's descriptor when there is one (no lookup
+     * of the whole path; a directory swapped for a link is not followed),
+     * and kept open while its entries are stat'ed beneath it; without a
+     * descriptor to spare, by paths. */
     int fd = pfd >= 0 ? openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                       : open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int dfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;

@@ -57,6 +57,12 @@ int cf_unreadable_skippable(const cf_component *c, const char *rel, int err);
 /* 1 if rel matches an exclude pattern (see docs/policy-reference.md). */
 int cf_exclude_match(const cf_strlist *patterns, const char *rel);
 
+/* 1 if now (an entry with its stat fields) is as `was` recorded it: same
+ * kind, times, inode, owner, mode and, for a file, size. Any change to
+ * content, xattrs or a link's target moves mtime or ctime. was may be
+ * NULL (0). */
+int cf_entry_unchanged(const cf_entry *was, const cf_entry *now);
+
 /* Position of a component in the policy (ncomponents when unknown). */
 int cf_comp_index(const cf_policy *p, const char *name);
 
