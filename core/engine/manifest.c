@@ -81,6 +81,9 @@ char *cf_name_from_hex(const char *hex)
     return out;
 }
 
+static int utf8_valid(const char *s);
+static char *xattr_key(const char *name);
+
 static json_t *chunks_json(const cf_entry *e)
 {
     json_t *a = json_array();
@@ -146,21 +149,9 @@ json_t *cf_entry_to_json(const cf_entry *e)
         for (size_t i = 0; i < e->nxattrs; i++) {
             char *hex = cf_malloc(2 * e->xattrs[i].len + 1);
             cf_hex(e->xattrs[i].value, e->xattrs[i].len, hex);
-            const char *name = e->xattrs[i].name;
-            json_t *probe = json_string(name);
-            if (probe && strncmp(name, "hex:", 4) != 0) {
-                json_object_set_new(x, name, json_string(hex));
-            } else {
-                /* not UTF-8 (or looks encoded): "hex:" + hex of the name */
-                size_t nl = strlen(name);
-                char *key = cf_malloc(2 * nl + 5);
-                memcpy(key, "hex:", 4);
-                cf_hex((const uint8_t *)name, nl, key + 4);
-                json_object_set_new(x, key, json_string(hex));
-                free(key);
-            }
-            if (probe)
-                json_decref(probe);
+            char *key = xattr_key(e->xattrs[i].name);
+            json_object_set_new(x, key ? key : e->xattrs[i].name, json_string(hex));
+            free(key);
             free(hex);
         }
         json_object_set_new(j, "xattrs", x);
@@ -215,6 +206,34 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
     if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
     return n;
+}
+
+static int utf8_valid(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = utf8_seq(u, left);
+        if (!n)
+            return 0;
+        u += n;
+        left -= n;
+    }
+    return 1;
+}
+
+/* The key an xattr is written under: NULL when its name serves as is,
+ * else (not UTF-8, or looking encoded) "hex:" + the hex of the name,
+ * malloc'd. */
+static char *xattr_key(const char *name)
+{
+    if (utf8_valid(name) && strncmp(name, "hex:", 4) != 0)
+        return NULL;
+    size_t nl = strlen(name);
+    char *key = cf_malloc(2 * nl + 5);
+    memcpy(key, "hex:", 4);
+    cf_hex((const uint8_t *)name, nl, key + 4);
+    return key;
 }
 
 static int hex4(const char *s, unsigned *out)
@@ -624,18 +643,10 @@ struct cf_mwriter {
  * escapes of cf_entry_to_json (a test holds the two to the same bytes);
  * the other kinds go through the tree. */
 
-static int utf8_valid(const char *s)
+/* The kinds a walk yields: written by the generator. */
+static int walk_kind(cf_ent_kind k)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t left = strlen(s);
-    while (left) {
-        size_t n = utf8_seq(u, left);
-        if (!n)
-            return 0;
-        u += n;
-        left -= n;
-    }
-    return 1;
+    return k == CF_ENT_FILE || k == CF_ENT_DIR || k == CF_ENT_SYMLINK || k == CF_ENT_HARDLINK;
 }
 
 #define GSTR(g, s) yajl_gen_string(g, (const unsigned char *)(s), strlen(s))
@@ -711,17 +722,9 @@ static void gen_walk_entry(yajl_gen g, const cf_entry *e)
         GSTR(g, "xattrs");
         yajl_gen_map_open(g);
         for (size_t i = 0; i < e->nxattrs; i++) {
-            const char *name = e->xattrs[i].name;
-            if (utf8_valid(name) && strncmp(name, "hex:", 4) != 0) {
-                GSTR(g, name);
-            } else { /* "hex:" + hex of the name */
-                size_t nl = strlen(name);
-                char *key = cf_malloc(2 * nl + 5);
-                memcpy(key, "hex:", 4);
-                cf_hex((const uint8_t *)name, nl, key + 4);
-                GSTR(g, key);
-                free(key);
-            }
+            char *key = xattr_key(e->xattrs[i].name);
+            GSTR(g, key ? key : e->xattrs[i].name);
+            free(key);
             gen_hex(g, e->xattrs[i].value, e->xattrs[i].len);
         }
         yajl_gen_map_close(g);
@@ -732,8 +735,7 @@ static void gen_walk_entry(yajl_gen g, const cf_entry *e)
 /* The line of entry e, without its newline: malloc'd, *len bytes. */
 char *cf_entry_line(const cf_entry *e, size_t *len)
 {
-    if (e->kind != CF_ENT_FILE && e->kind != CF_ENT_DIR && e->kind != CF_ENT_SYMLINK &&
-        e->kind != CF_ENT_HARDLINK) {
+    if (!walk_kind(e->kind)) {
         json_t *j = cf_entry_to_json(e);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
@@ -769,8 +771,7 @@ int cf_manifest_begin(cf_mwriter **out)
 
 int cf_manifest_add(cf_mwriter *w, const cf_entry *e)
 {
-    if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_DIR || e->kind == CF_ENT_SYMLINK ||
-        e->kind == CF_ENT_HARDLINK) {
+    if (walk_kind(e->kind)) {
         if (!w->gen)
             w->gen = yajl_gen_alloc(NULL);
         yajl_gen_reset(w->gen, NULL);
