@@ -39,17 +39,7 @@ __attribute__((weak)) int cmd_dump_component(int argc, char **argv)
 
 static int write_all(const void *p, size_t n)
 {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(STDOUT_FILENO, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return cf_fail_errno("cannot write to stdout");
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    return cf_write_all(STDOUT_FILENO, p, n) == 0 ? 0 : cf_fail_errno("cannot write to stdout");
 }
 
 int cmd_dump(int argc, char **argv)

@@ -39,18 +39,8 @@ static la_ssize_t sink(struct archive *a, void *ud, const void *buf, size_t len)
 {
     (void)a;
     xp *x = ud;
-    const char *p = buf;
-    for (size_t left = len; left && !x->werr;) {
-        ssize_t w = write(x->fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            x->werr = w < 0 ? errno : EIO;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    if (!x->werr && cf_write_all(x->fd, buf, len) != 0)
+        x->werr = errno;
     return (la_ssize_t)len;
 }
 

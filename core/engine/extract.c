@@ -273,17 +273,9 @@ int cf_extract_file_begin(cf_extract *x, int pfd, const cf_entry *e, cf_xfile *f
 
 int cf_extract_file_data(cf_xfile *f, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(f->fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return cf_fail_errno("%s: cannot write", f->e->path);
-        p += n;
-        len -= (size_t)n;
-        f->written += (uint64_t)n;
-    }
+    if (cf_write_all(f->fd, buf, len) != 0)
+        return cf_fail_errno("%s: cannot write", f->e->path);
+    f->written += (uint64_t)len;
     return 0;
 }
 

@@ -14,16 +14,7 @@
 
 static int write_fd(int fd, const char *p, size_t n)
 {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return cf_fail_errno("cannot write the dump");
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    return cf_write_all(fd, p, n) == 0 ? 0 : cf_fail_errno("cannot write the dump");
 }
 
 /* The component's driver name from the set header, or -1. */

@@ -132,18 +132,8 @@ static void objw_tee_end(cf_objw *w, int keep)
 
 static void objw_tee(cf_objw *w, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (w->tee_fd >= 0 && len) {
-        ssize_t n = write(w->tee_fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) { /* a full cache disk only costs the copy */
-            objw_tee_end(w, 0);
-            break;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
+    if (w->tee_fd >= 0 && cf_write_all(w->tee_fd, buf, len) != 0)
+        objw_tee_end(w, 0); /* a full cache disk only costs the copy */
 }
 
 static void objw_free(cf_objw *w)
@@ -473,21 +463,8 @@ static int objr_fill(cf_objr *rd)
         cf_error_prefix("%s", rd->key);
         return objr_fail(rd);
     }
-    if (rd->tee_fd >= 0 && got) {
-        const uint8_t *p = rd->in + rd->in_len;
-        size_t left = got;
-        while (left) {
-            ssize_t n = write(rd->tee_fd, p, left);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) { /* a full cache disk only costs the copy */
-                tee_stop(rd);
-                break;
-            }
-            p += n;
-            left -= (size_t)n;
-        }
-    }
+    if (rd->tee_fd >= 0 && cf_write_all(rd->tee_fd, rd->in + rd->in_len, got) != 0)
+        tee_stop(rd); /* a full cache disk only costs the copy */
     rd->in_len += got;
     if (got < want)
         rd->eof = 1;

@@ -70,6 +70,11 @@ char *cf_redact_url(const char *s);
 /* Monotonic seconds. */
 double cf_now(void);
 
+/* Write all n bytes to fd (short writes and EINTR handled): 0, or -1
+ * with errno set (EIO when the fd took nothing). No cf_fail: the caller
+ * names what it was writing. */
+int cf_write_all(int fd, const void *buf, size_t n);
+
 /* Fill with cryptographically random bytes (getrandom). */
 void cf_random(void *buf, size_t n);
 /* Remove a tree, best effort, never following a symlink (staging areas,

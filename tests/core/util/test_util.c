@@ -411,6 +411,47 @@ static void test_log_levels_and_hook(void **state)
     cf_log_set_level(old);
 }
 
+/* cf_write_all: every byte through a pipe in short writes; a write that
+ * fails keeps its errno. */
+static void *drain(void *arg)
+{
+    int fd = *(int *)arg;
+    static char got[1 << 20];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fd, got + n, sizeof got - n)) > 0)
+        n += (size_t)r;
+    return (void *)(uintptr_t)(n == sizeof got && got[12345] == (char)(12345 % 251));
+}
+
+static void test_write_all(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    static char buf[1 << 20]; /* more than a pipe holds: short writes */
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (char)(i % 251);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drain, &p[0]), 0);
+    assert_int_equal(cf_write_all(p[1], buf, sizeof buf), 0);
+    close(p[1]);
+    void *ok;
+    pthread_join(t, &ok);
+    close(p[0]);
+    assert_true(ok != NULL);
+    int full = open("/dev/full", O_WRONLY);
+    if (full >= 0) {
+        errno = 0;
+        assert_int_equal(cf_write_all(full, "x", 1), -1);
+        assert_int_equal(errno, ENOSPC);
+        close(full);
+    }
+    errno = 0;
+    assert_int_equal(cf_write_all(-1, "x", 1), -1);
+    assert_int_equal(errno, EBADF);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_error_basics),
         cmocka_unit_test(test_error_long_messages_truncate),
         cmocka_unit_test(test_hex_roundtrip),
+        cmocka_unit_test(test_write_all),
         cmocka_unit_test(test_hex_rejects),
         cmocka_unit_test(test_buf_growth),
         cmocka_unit_test(test_redact),
