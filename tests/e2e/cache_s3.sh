@@ -15,8 +15,7 @@ setup_env
 export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
 RGW_URL=$AWS_ENDPOINT_URL
 BUCKET=cache-test
-run awsx s3 mb "s3://$BUCKET"
-[ "$RC" = 0 ] || die "cannot create the bucket: $ERR"
+rgw_bucket "$BUCKET"
 export COFFER_REPO=s3://$BUCKET/repo
 
 RULES=$T/rules

@@ -20,8 +20,7 @@ rgw_start
 export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR # the s3 driver
 setup_env
 BUCKET=fleet
-run awsx s3 mb "s3://$BUCKET"
-[ "$RC" = 0 ] || die "cannot create the bucket: $ERR"
+rgw_bucket "$BUCKET"
 LOC=s3://$BUCKET/repo
 N=8
 

@@ -16,8 +16,7 @@ rgw_start
 export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR # the s3 driver
 setup_env
 BUCKET=mount-s3
-run awsx s3 mb "s3://$BUCKET"
-[ "$RC" = 0 ] || die "cannot create the bucket: $ERR"
+rgw_bucket "$BUCKET"
 make_policy "$T/s3.yaml" "s|    location: .*|    location: s3://$BUCKET/asterdrive\n    endpoint: $AWS_ENDPOINT_URL\n    access_key_env: AWS_ACCESS_KEY_ID\n    secret_key_env: AWS_SECRET_ACCESS_KEY|"
 MNT=$T/mnt
 mkdir -p "$MNT"

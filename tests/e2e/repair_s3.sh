@@ -12,8 +12,7 @@ rgw_start
 export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR # the s3 driver
 setup_env
 BUCKET=repair
-run awsx s3 mb "s3://$BUCKET"
-[ "$RC" = 0 ] || die "cannot create the bucket: $ERR"
+rgw_bucket "$BUCKET"
 LOC=s3://$BUCKET/asterdrive
 P=$T/s3.yaml
 

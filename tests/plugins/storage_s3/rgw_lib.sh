@@ -25,6 +25,12 @@ rgw_start() {
     pass "Ceph RGW up at $AWS_ENDPOINT_URL in $((SECONDS - t0)) s"
 }
 
+# rgw_bucket NAME: create the bucket on the test's RGW, or stop the test.
+rgw_bucket() {
+    run awsx s3 mb "s3://$1"
+    [ "$RC" = 0 ] || die "cannot create the bucket $1: $ERR"
+}
+
 # The AWS CLI (Debian's awscli 2.9 does not read AWS_ENDPOINT_URL).
 awsx() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
 
