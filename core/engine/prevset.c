@@ -56,38 +56,9 @@ static void batch_free(batch *b)
  * this policy: change detection is about the tree this host walks. */
 static char *choose_set(cf_run *run)
 {
-    char **ids;
-    size_t n;
-    if (cf_sets_list(run->repo, &ids, &n) != 0)
-        return NULL;
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
-    char *any = NULL, *mine = NULL;
-    size_t since_any = 0; /* another host's set found: look a little further only */
-    for (size_t i = n; i-- > 0 && !mine && since_any < 64;) {
-        if (any)
-            since_any++;
-        json_t *h;
-        if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
-            cf_log(CF_LOG_WARN, "set %s: %s", ids[i], cf_error());
-            continue;
-        }
-        const char *pol = json_string_value(json_object_get(h, "policy"));
-        const char *hh = json_string_value(json_object_get(h, "host"));
-        if (pol && strcmp(pol, run->policy->name) == 0) {
-            if (hh && strcmp(hh, host) == 0)
-                mine = cf_strdup(ids[i]);
-            else if (!any)
-                any = cf_strdup(ids[i]);
-        }
-        json_decref(h);
-    }
-    cf_strv_free(ids, n);
-    if (mine) {
-        free(any);
-        return mine;
-    }
-    return any;
+    return cf_newest_set(run, host);
 }
 
 static void publish_header(cf_prevset *ps, uint64_t bytes)

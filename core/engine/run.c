@@ -687,6 +687,49 @@ int cf_policy_sets(cf_run *run, char ***ids, size_t *n)
     return 0;
 }
 
+/* Newest of ids (sorted, oldest first) of run's policy made on host (NULL:
+ * any host). With a host, a set of another host is the answer when none
+ * of this host's is found within 64 sets older than it. */
+static char *newest_of(cf_run *run, char **ids, size_t n, const char *host)
+{
+    char *any = NULL, *mine = NULL;
+    size_t since_any = 0; /* another host's set found: look a little further only */
+    for (size_t i = n; i-- > 0 && !mine && since_any < 64;) {
+        if (any)
+            since_any++;
+        json_t *h;
+        if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
+            cf_log(CF_LOG_WARN, "set %s: %s", ids[i], cf_error());
+            continue;
+        }
+        const char *pol = json_string_value(json_object_get(h, "policy"));
+        const char *hh = json_string_value(json_object_get(h, "host"));
+        if (pol && strcmp(pol, run->policy->name) == 0) {
+            if (!host || (hh && strcmp(hh, host) == 0))
+                mine = cf_strdup(ids[i]);
+            else if (!any)
+                any = cf_strdup(ids[i]);
+        }
+        json_decref(h);
+    }
+    if (mine) {
+        free(any);
+        return mine;
+    }
+    return any;
+}
+
+char *cf_newest_set(cf_run *run, const char *host)
+{
+    char **ids;
+    size_t n;
+    if (cf_sets_list(run->repo, &ids, &n) != 0)
+        return NULL;
+    char *id = newest_of(run, ids, n, host);
+    cf_strv_free(ids, n);
+    return id;
+}
+
 int cf_resolve_set(cf_run *run, const char *spec, char **id_out)
 {
     char **ids;
@@ -695,23 +738,9 @@ int cf_resolve_set(cf_run *run, const char *spec, char **id_out)
         return -1;
     int rc = -1;
     if (!spec || strcmp(spec, "latest") == 0) {
-        /* newest set of this policy */
-        for (size_t i = n; i-- > 0;) {
-            json_t *h;
-            if (cf_manifest_header(run->repo, ids[i], &h) != 0) {
-                cf_log(CF_LOG_WARN, "set %s: %s", ids[i], cf_error());
-                continue;
-            }
-            const char *pol = json_string_value(json_object_get(h, "policy"));
-            int match = pol && strcmp(pol, run->policy->name) == 0;
-            json_decref(h);
-            if (match) {
-                *id_out = cf_strdup(ids[i]);
-                rc = 0;
-                break;
-            }
-        }
-        if (rc != 0)
+        if ((*id_out = newest_of(run, ids, n, NULL)) != NULL)
+            rc = 0;
+        else
             cf_fail("target '%s': no set of policy '%s' yet", run->target->name, run->policy->name);
     } else {
         size_t l = strlen(spec), hits = 0;

@@ -111,6 +111,10 @@ void cf_new_set_id(char *buf, size_t len);
 /* The sets of run's policy, oldest first; a set whose header cannot be
  * read is logged and left out. 0, or -1 with cf_error. */
 int cf_policy_sets(cf_run *run, char ***ids, size_t *n);
+/* The newest set of run's policy made on host (malloc'd), else, when
+ * there is none among the next 64 sets, the newest of the policy; NULL
+ * when the policy has none (or the sets cannot be listed). */
+char *cf_newest_set(cf_run *run, const char *host);
 /* Set selection: "latest" (of this policy) or an id (unique prefix ok). */
 int cf_resolve_set(cf_run *run, const char *spec, char **id_out);
 

@@ -135,4 +135,16 @@ total=$(bytes_under repo/)
 grown=$(( (data2 - data1) * 10000 / total ))
 note "host 9 added $((data2 - data1)) pack bytes to a repository of $total bytes"
 assert_lt "$grown" 200 "identical data on a second host adds < 2% to the repository"
+
+section "change detection against this host's own sets"
+# Another host backs up its own tree under host 1's policy name: the
+# newest set of policy fleet-h1 is now that host's. Host 1's next backup
+# still compares with its own last set and reads no file again.
+sed "s|^name: .*|name: fleet-h1|" "$T/h2.yaml" >"$T/h1-other.yaml"
+expect_ok "another host, same policy name" on_host fleet-other "$COFFER" --no-progress backup \
+    -p "$T/h1-other.yaml" --json
+expect_ok "host 1 again" on_host fleet-h1 "$COFFER" --no-progress backup -p "$T/h1.yaml" --json
+assert_gt "$(json_get "$OUT" 'j["files"]')" 0 "(host 1 has files)"
+assert_eq "$(json_get "$OUT" 'j["files"]')" "$(json_get "$OUT" 'j["unchanged_files"]')" \
+    "every file of host 1 found unchanged in its own last set"
 finish
