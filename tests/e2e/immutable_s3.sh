@@ -131,7 +131,7 @@ run awsx s3api list-object-versions --bucket "$BUCKET" --prefix repo/locks/ --ou
 LOCKV=$(json_get "$OUT" '" ".join(v["Key"] + "@" + v["VersionId"] for v in j.get("Versions", []))')
 assert_ne "" "$LOCKV" "the backup's lock object left a version behind"
 for kv in $LOCKV; do
-    run awsx s3api head-object --bucket "$BUCKET" --key "${kv%@*}" --version-id "${kv#*@}"
+    run awsx s3api head-object --bucket "$BUCKET" --key "${kv%@*}" --version-id="${kv#*@}"
     assert_eq "" "$(json_get "$OUT" 'j.get("ObjectLockMode", "")')" "lock object ${kv%@*} is not locked"
 done
 run awsx s3api list-objects-v2 --bucket "$BUCKET" --prefix repo/locks/ --query 'length(Contents || `[]`)' --output text
@@ -164,15 +164,15 @@ for k in "$PACK" "$MANI" "$IDX" "$KEYO" repo/config; do
     run intruder s3api delete-object --bucket "$BUCKET" --key "$k"
     assert_ne 0 "$RC" "delete $k is refused"
     VID=$(awsx s3api list-object-versions --bucket "$BUCKET" --prefix "$k" --query 'Versions[0].VersionId' --output text)
-    run intruder s3api delete-object --bucket "$BUCKET" --key "$k" --version-id "$VID"
+    run intruder s3api delete-object --bucket "$BUCKET" --key "$k" --version-id="$VID"
     assert_ne 0 "$RC" "delete of version $VID of $k is refused"
-    run intruder s3api delete-object --bucket "$BUCKET" --key "$k" --version-id "$VID" --bypass-governance-retention
+    run intruder s3api delete-object --bucket "$BUCKET" --key "$k" --version-id="$VID" --bypass-governance-retention
     assert_ne 0 "$RC" "delete of $k bypassing governance is refused"
     run intruder s3api put-object-retention --bucket "$BUCKET" --key "$k" \
         --retention "Mode=GOVERNANCE,RetainUntilDate=$(date -u -d '+5 sec' +%Y-%m-%dT%H:%M:%SZ)"
     assert_ne 0 "$RC" "shortening the retention of $k is refused"
 done
-run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id "$(awsx s3api list-object-versions --bucket "$BUCKET" --prefix "$PACK" --query 'Versions[0].VersionId' --output text)"
+run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id="$(awsx s3api list-object-versions --bucket "$BUCKET" --prefix "$PACK" --query 'Versions[0].VersionId' --output text)"
 assert_ne 0 "$RC" "even the bucket owner cannot delete a locked version"
 assert_contains "$ERR" "object lock" "the server says why"
 # Overwrite a pack with garbage and forge a manifest: a newer version of
@@ -196,7 +196,7 @@ compare "set 1 byte-identical after the attack" "$T/snap1.json" "$T/snap-out1.js
 # intruder wrote (it carries no lock).
 NEWV=$(awsx s3api list-object-versions --bucket "$BUCKET" --prefix "$PACK" --output json |
     /usr/bin/python3 -c 'import json,sys; print([v for v in json.load(sys.stdin)["Versions"] if v["IsLatest"]][0]["VersionId"])')
-run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id "$NEWV"
+run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id="$NEWV"
 assert_eq 0 "$RC" "the intruder's pack version is removed with the maintenance credentials"
 run awsx s3api delete-object --bucket "$BUCKET" --key "$FORGED"
 assert_eq 0 "$RC" "the forged manifest is removed with the maintenance credentials"
@@ -214,12 +214,12 @@ assert_gt "$(json_get "$OUT" 'j["retention"]["requests"]')" 3 "retention request
 snapshot "$ASTERDRIVE_ROOT" "$T/snap2.json"
 OLDV=$(awsx s3api list-object-versions --bucket "$BUCKET" --prefix "$PACK" --output json |
     /usr/bin/python3 -c 'import json,sys; v=sorted(json.load(sys.stdin)["Versions"], key=lambda v: v["LastModified"]); print(v[0]["VersionId"])')
-run awsx s3api head-object --bucket "$BUCKET" --key "$PACK" --version-id "$OLDV"
+run awsx s3api head-object --bucket "$BUCKET" --key "$PACK" --version-id="$OLDV"
 UNTIL=$(/usr/bin/python3 -c 'import sys,datetime; print(int(datetime.datetime.fromisoformat(sys.argv[1]).timestamp()))' "$(json_get "$OUT" 'j["ObjectLockRetainUntilDate"]')")
 # The first retention of set 1's objects ended at most 121 s after set 1.
 while [ "$(date +%s)" -le $((T1 + 125)) ]; do sleep 2; done
 assert_gt "$UNTIL" "$(date +%s)" "set 1's pack is still locked after its first retention ended"
-run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id "$OLDV"
+run awsx s3api delete-object --bucket "$BUCKET" --key "$PACK" --version-id="$OLDV"
 assert_ne 0 "$RC" "and deleting it is still refused"
 expect_ok "check with the backup credentials: every lock as the sets need" cf check -p "$P" --json
 assert_eq 0 "$(json_get "$OUT" 'len(j["retention"]["problems"])')" "no retention problem"

@@ -86,7 +86,7 @@ fi
 expect_ok "verify after rollback" cfs verify -p "$POLICY" --set "$SET1"
 
 section "a recorded version deleted behind coffer's back is named"
-awsx s3api delete-object --bucket appbucket --key files/a --version-id "$VA1" >/dev/null || die "cannot delete the version"
+awsx s3api delete-object --bucket appbucket --key files/a --version-id="$VA1" >/dev/null || die "cannot delete the version"
 expect_rc 3 "verify names the missing version" cfs verify -p "$POLICY" --set "$SET1"
 assert_contains "$ERR" "files/a" "verify names the object"
 assert_contains "$ERR" "$VA1" "verify names the version"
