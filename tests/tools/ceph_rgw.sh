@@ -13,8 +13,9 @@
 # memstore (data in RAM, RGW_MEMSTORE_BYTES, default 6 GiB at most), pools
 # have one replica, cephx is on with keyrings made by ceph-authtool, the
 # monitor speaks msgr v2 only on 127.0.0.1, and radosgw serves S3 with the
-# beast frontend on 127.0.0.1. Ports are picked free at start. There is no
-# manager daemon: object I/O does not need one.
+# beast frontend on 127.0.0.1 (RGW_ADDR, set at start, picks another
+# local address: the benchmarks' delayed link). Ports are picked free at
+# start. There is no manager daemon: object I/O does not need one.
 #
 # Logs: DIR/log/*.log. Startup takes 10-30 seconds.
 set -u
@@ -59,13 +60,14 @@ kill_pidfile() {
 }
 
 start_rgw() {
-    local port
+    local port addr
     port=$(cat "$DIR/rgw.port")
+    addr=$(cat "$DIR/rgw.addr" 2>/dev/null || echo 127.0.0.1)
     setsid radosgw -f -c "$DIR/ceph.conf" -n "client.rgw.$RGW_NAME" \
         >>"$DIR/log/radosgw.out" 2>&1 </dev/null &
     echo $! >"$DIR/pids/radosgw"
-    wait_until 60 curl -s -o /dev/null "http://127.0.0.1:$port/" ||
-        die "radosgw did not answer on 127.0.0.1:$port (see $DIR/log)"
+    wait_until 60 curl -s -o /dev/null "http://$addr:$port/" ||
+        die "radosgw did not answer on $addr:$port (see $DIR/log)"
 }
 
 case "$cmd" in
@@ -82,6 +84,8 @@ start)
     MON_PORT=$(free_port)
     RGW_PORT=$(free_port)
     echo "$RGW_PORT" >"$DIR/rgw.port"
+    RGW_ADDR=${RGW_ADDR:-127.0.0.1}
+    echo "$RGW_ADDR" >"$DIR/rgw.addr"
     cat >"$DIR/ceph.conf" <<CONF
 [global]
 fsid = $FSID
@@ -121,7 +125,7 @@ keyring = $DIR/osd.0/keyring
 
 [client.rgw.$RGW_NAME]
 keyring = $DIR/rgw.keyring
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=$RGW_ADDR:$RGW_PORT
 rgw data = $DIR/rgw
 rgw dns name = localhost
 rgw enable usage log = false
@@ -160,7 +164,7 @@ CONF
         --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" >"$DIR/log/user.json" 2>>"$DIR/log/setup.out" ||
         die "radosgw-admin user create failed"
     cat >"$DIR/env" <<ENV
-export AWS_ENDPOINT_URL=http://127.0.0.1:$RGW_PORT
+export AWS_ENDPOINT_URL=http://$RGW_ADDR:$RGW_PORT
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=us-east-1

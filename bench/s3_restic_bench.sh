@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Object-storage benchmark: coffer against restic, both with an encrypted
+# repository in the same Ceph RGW (tests/tools/ceph_rgw.sh), on the same
+# AsterDrive-like deployment, in the same run. Phases, each timed for both
+# tools one after the other: full backup, second backup after a ~1%
+# change (tests/tools/mutate_asterdrive.py), restore of the latest set,
+# and a check that reads every pack (restic check --read-data, coffer
+# check --read-data). Prints wall time, peak RSS and coffer/restic ratios,
+# and compares both restores with the source (bench/treesum.py).
+#
+#   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS] [--data DIR]
+#                            [--coffer-opt KEY=VALUE]... [--keep] [--workdir DIR]
+#
+#   --size-mb N        deployment size (default 1024)
+#   --delay-ms MS      round-trip delay between the tools and RGW: RGW
+#                      listens on one end of a veth pair, the tools run in
+#                      a network namespace on the other, and tc netem
+#                      delays each direction by MS/2 (default 0: loopback)
+#   --data DIR         an existing deployment (gen_asterdrive.py output);
+#                      it is copied, since the second phase changes it
+#   --coffer-opt K=V   an extra option of coffer's s3 driver (repeatable),
+#                      e.g. connections=16
+#   --keep             keep the work directory
+#   --workdir DIR      parent of the work directory (default $BENCH_TMPDIR,
+#                      else /var/tmp)
+#
+# Targets (issue figures, printed with the results): coffer/restic <= 0.5
+# for the full backup and the restore, <= 0.3 for the second backup, and
+# coffer's peak RSS <= 128 MiB in every phase. Exit status 0 when all hold.
+# The page cache is dropped before every timed command when running as root.
+#
+# Environment: COFFER (default build/coffer), COFFER_PLUGIN_DIR (default the
+# plugins/ beside it).
+set -uo pipefail
+
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+size_mb=1024
+delay_ms=0
+data=""
+keep=0
+copts=()
+workparent="${BENCH_TMPDIR:-/var/tmp}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size-mb) size_mb=${2:?}; shift 2 ;;
+        --delay-ms) delay_ms=${2:?}; shift 2 ;;
+        --data) data=${2:?}; shift 2 ;;
+        --coffer-opt) copts+=("${2:?}"); shift 2 ;;
+        --keep) keep=1; shift ;;
+        --workdir) workparent=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "s3_restic_bench: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+die() { echo "s3_restic_bench: $*" >&2; exit 1; }
+
+COFFER=${COFFER:-$src/build/coffer}
+[ -x "$COFFER" ] || die "no coffer at $COFFER (build first or set COFFER)"
+COFFER=$(cd "$(dirname "$COFFER")" && pwd)/$(basename "$COFFER")
+PLUGINS=${COFFER_PLUGIN_DIR:-$(dirname "$COFFER")/plugins}
+[ -f "$PLUGINS/storage_s3.so" ] || die "no storage_s3.so in $PLUGINS"
+for b in restic radosgw /usr/bin/time python3 curl; do
+    command -v "$b" >/dev/null || die "$b not installed"
+done
+if [ "$delay_ms" != 0 ]; then
+    [ "$(id -u)" = 0 ] || die "--delay-ms needs root (ip netns, tc)"
+    command -v tc >/dev/null && command -v ip >/dev/null || die "--delay-ms needs iproute2"
+fi
+
+W=$(mktemp -d "$workparent/coffer-s3r-bench.XXXXXX")
+RGW=$W/rgw
+NS=""
+cleanup() {
+    bash "$src/tests/tools/ceph_rgw.sh" stop "$RGW" >/dev/null 2>&1
+    if [ -n "$NS" ]; then
+        ip link del "cfb$$a" 2>/dev/null
+        ip netns del "$NS" 2>/dev/null
+    fi
+    if [ "$keep" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+
+# The delayed link: RGW on 10.X.Y.1 in this namespace, the tools in $NS
+# on 10.X.Y.2, netem on both ends of the veth pair.
+INNS=()
+RGW_ADDR=127.0.0.1
+if [ "$delay_ms" != 0 ]; then
+    NS=cfbench$$
+    net="10.$(( ($$ >> 8) % 200 + 20 )).$(( $$ % 250 ))"
+    ip netns add "$NS" || die "ip netns add failed"
+    ip link add "cfb$$a" type veth peer name "cfb$$b" || die "veth failed"
+    ip link set "cfb$$b" netns "$NS"
+    ip addr add "$net.1/24" dev "cfb$$a"
+    ip link set "cfb$$a" up
+    ip -n "$NS" addr add "$net.2/24" dev "cfb$$b"
+    ip -n "$NS" link set "cfb$$b" up
+    ip -n "$NS" link set lo up
+    half=$(python3 -c "print($delay_ms / 2)")
+    tc qdisc add dev "cfb$$a" root netem delay "${half}ms" limit 1000000 || die "tc netem failed"
+    tc -n "$NS" qdisc add dev "cfb$$b" root netem delay "${half}ms" limit 1000000 || die "tc netem failed"
+    RGW_ADDR=$net.1
+    INNS=(ip netns exec "$NS")
+    echo "== delayed link: ${delay_ms} ms round trip ($(ip netns exec "$NS" ping -c 3 -q "$RGW_ADDR" | tail -1))"
+fi
+
+echo "== work directory $W"
+echo "== starting Ceph RGW on $RGW_ADDR"
+RGW_ADDR=$RGW_ADDR RGW_MEMSTORE_BYTES=$(( (size_mb * 4 + 2048) * 1024 * 1024 )) \
+    bash "$src/tests/tools/ceph_rgw.sh" start "$RGW" >"$W/rgw.env" || die "RGW failed to start"
+. "$W/rgw.env"
+
+LIVE=$W/live
+if [ -n "$data" ]; then
+    echo "== copying the deployment $data"
+    cp -a "$data" "$LIVE" || exit 1
+else
+    echo "== generating a ${size_mb} MiB AsterDrive deployment"
+    python3 "$src/tests/tools/gen_asterdrive.py" "$LIVE" --size-mb "$size_mb" --seed 1 >"$W/gen.json" || exit 1
+fi
+echo "   $(du -sh "$LIVE" | cut -f1), $(find "$LIVE" -type f | wc -l) files"
+
+export COFFER_PASSPHRASE=s3-restic-bench-passphrase
+export RESTIC_PASSWORD=$COFFER_PASSPHRASE
+export COFFER_CACHE_DIR=$W/coffer-cache
+export ASTERDRIVE_ROOT=$LIVE ASTERDRIVE_STOP=true ASTERDRIVE_START=true ASTERDRIVE_DOCTOR=true
+export COFFER_REPO=s3://coffer-bench/asterdrive
+POLICY=$W/policy.yaml
+extra=""
+for o in ${copts[@]+"${copts[@]}"}; do extra+="\n    ${o%%=*}: ${o#*=}"; done
+sed "s|^\(    location: .*\)$|\1$extra|" "$src/policies/asterdrive-sqlite-local.yaml" >"$POLICY"
+CF=("$COFFER" --no-progress --plugin-dir "$PLUGINS")
+RESTIC=(restic -r "s3:$AWS_ENDPOINT_URL/restic-bench" --cache-dir "$W/restic-cache" --quiet)
+
+drop_caches() {
+    [ "$(id -u)" = 0 ] && { sync; echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null
+    return 0
+}
+# timed LABEL CMD...: wall seconds and peak RSS (KiB) into $W/LABEL.time
+timed() {
+    local label=$1; shift
+    drop_caches
+    ${INNS[@]+"${INNS[@]}"} /usr/bin/time -f '%e %M' -o "$W/$label.time" "$@" \
+        >"$W/$label.out" 2>"$W/$label.err" || {
+        echo "s3_restic_bench: $label failed:" >&2; tail -5 "$W/$label.err" >&2; exit 1; }
+    echo "   $label: $(cut -d' ' -f1 "$W/$label.time") s, $(( $(cut -d' ' -f2 "$W/$label.time") / 1024 )) MiB"
+}
+treesum() { python3 "$src/bench/treesum.py" "$1" | cut -d' ' -f1; }
+
+${INNS[@]+"${INNS[@]}"} "${RESTIC[@]}" init >/dev/null 2>"$W/restic-init.err" || die "restic init: $(tail -2 "$W/restic-init.err")"
+${INNS[@]+"${INNS[@]}"} "${CF[@]}" init -p "$POLICY" >/dev/null 2>"$W/coffer-init.err" || die "coffer init: $(tail -2 "$W/coffer-init.err")"
+
+# restic backs up what coffer's policy does: the deployment without the
+# upload staging directories (the application is stopped in this
+# benchmark, as the policy would stop it, so the SQLite file is consistent).
+restic_backup() {
+    (cd "$LIVE" && timed "$1" "${RESTIC[@]}" backup --exclude data/.tmp --exclude data/.uploads .) || exit 1
+}
+echo "== full backup"
+restic_backup restic-full
+timed coffer-full "${CF[@]}" backup -p "$POLICY"
+SUM1=$(treesum "$LIVE")
+
+echo "== second backup after a ~1% change"
+python3 "$src/tests/tools/mutate_asterdrive.py" "$LIVE" --percent 1 --seed 2 >"$W/mutate.log" 2>&1 || die "mutate failed"
+restic_backup restic-second
+timed coffer-second "${CF[@]}" backup -p "$POLICY"
+SUM2=$(treesum "$LIVE")
+
+echo "== restore latest"
+timed restic-restore "${RESTIC[@]}" restore latest --target "$W/r-restic"
+timed coffer-restore "${CF[@]}" restore -p "$POLICY" --no-checks --no-validate --to "$W/r-coffer"
+R1=$(treesum "$W/r-restic"); R2=$(treesum "$W/r-coffer")
+[ "$R1" = "$SUM2" ] && ok_r=identical || ok_r="DIFFERS"
+[ "$R2" = "$SUM2" ] && ok_c=identical || ok_c="DIFFERS"
+echo "   restored trees: restic $ok_r, coffer $ok_c (source before the change: $SUM1)"
+rm -rf "$W/r-restic" "$W/r-coffer"
+
+echo "== check, reading every pack"
+timed restic-check "${RESTIC[@]}" check --read-data
+timed coffer-check "${CF[@]}" check -p "$POLICY" --read-data
+
+python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" <<'PY'
+import sys
+w, size, delay, okr, okc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def rd(label):
+    t, m = open(f"{w}/{label}.time").read().split()
+    return float(t), int(m) / 1024
+targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "check": None}
+ok = okr == "identical" and okc == "identical"
+link = "loopback" if delay == "0" else f"{delay} ms round trip"
+print()
+print(f"deployment {size} MiB, Ceph RGW, {link}")
+print(f"{'phase':<9} {'restic s':>9} {'MiB':>6} {'coffer s':>9} {'MiB':>6} {'ratio':>6}  target")
+for ph, tgt in targets.items():
+    rt, rm = rd(f"restic-{ph}")
+    ct, cm = rd(f"coffer-{ph}")
+    ratio = ct / rt if rt else 0
+    verdict = []
+    if tgt is not None:
+        verdict.append(f"<= {tgt}: {'ok' if ratio <= tgt else 'MISSED'}")
+        ok &= ratio <= tgt
+    verdict.append(f"RSS <= 128: {'ok' if cm <= 128 else 'MISSED'}")
+    ok &= cm <= 128
+    print(f"{ph:<9} {rt:9.2f} {rm:6.0f} {ct:9.2f} {cm:6.0f} {ratio:6.2f}  {', '.join(verdict)}")
+print(f"restores: restic {okr}, coffer {okc}")
+sys.exit(0 if ok else 1)
+PY
