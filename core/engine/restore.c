@@ -255,11 +255,13 @@ void cf_dbsource_free(cf_dbsource *s)
 
 typedef struct rjob {
     cf_entry e;
-    int pfd; /* the file's parent directory, resolved beneath the staging root */
+    int pfd;       /* the file's parent directory, resolved beneath the staging root */
+    uint64_t seq0; /* the fetch sequence number of its first chunk */
 } rjob;
 
 typedef struct rpool {
     cf_repo *repo;
+    cf_fetch *fetch;
     cf_extract *x;
     int salvage;
     json_t *unrestored; /* --salvage: what could not be read (under mu) */
@@ -299,14 +301,18 @@ static int write_file(rpool *p, rjob *j, cf_buf *buf)
 {
     cf_xfile f;
     int rc = cf_extract_file_begin(p->x, j->pfd, &j->e, &f);
-    if (rc != 0)
+    if (rc != 0) {
+        cf_fetch_skip(p->fetch, j->seq0, j->e.nchunks);
         return -1;
+    }
     json_t *ranges = p->salvage ? json_array() : NULL;
     char why[512] = "";
     for (size_t i = 0; i < j->e.nchunks; i++) {
-        if (cf_cancel_flag)
+        size_t next = i + 1; /* the first chunk not taken */
+        if (cf_cancel_flag) {
             rc = cf_fail("cancelled");
-        else if (cf_repo_get_chunk(p->repo, &j->e.chunks[i], buf) != 0) {
+            next = i;
+        } else if (cf_fetch_take(p->fetch, j->seq0 + i, buf) != 0) {
             cf_error_prefix("%s", j->e.path);
             rc = -1;
             if (p->salvage) {
@@ -323,6 +329,7 @@ static int write_file(rpool *p, rjob *j, cf_buf *buf)
             cf_progress_add(buf->len, 0);
         }
         if (rc != 0) {
+            cf_fetch_skip(p->fetch, j->seq0 + next, j->e.nchunks - next);
             cf_extract_file_abort(&f);
             json_decref(ranges);
             return -1;
@@ -375,6 +382,8 @@ static void *rworker(void *arg)
         pthread_cond_signal(&p->nonfull);
         int skip = p->failed;
         pthread_mutex_unlock(&p->mu);
+        if (skip)
+            cf_fetch_skip(p->fetch, j->seq0, j->e.nchunks);
         int rc = skip ? 0 : write_file(p, j, &buf);
         job_free(j);
         pthread_mutex_lock(&p->mu);
@@ -407,8 +416,8 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
     json_decref(h);
-    rpool p = {.repo = repo, .x = cf_extract_new(dirfd), .salvage = sub->unrestored != NULL,
-               .unrestored = sub->unrestored};
+    rpool p = {.repo = repo, .fetch = cf_fetch_new(repo), .x = cf_extract_new(dirfd),
+               .salvage = sub->unrestored != NULL, .unrestored = sub->unrestored};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);
     pthread_cond_init(&p.nonfull, NULL);
@@ -460,6 +469,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         rjob *j = cf_calloc(1, sizeof *j);
         j->e = e;
         j->pfd = pfd;
+        j->seq0 = cf_fetch_want(p.fetch, e.chunks, e.nchunks);
         pthread_mutex_lock(&p.mu);
         while (p.tail - p.head >= QCAP && !p.failed)
             pthread_cond_wait(&p.nonfull, &p.mu);
@@ -470,6 +480,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         }
         pthread_mutex_unlock(&p.mu);
         if (failed) {
+            cf_fetch_skip(p.fetch, j->seq0, j->e.nchunks);
             job_free(j);
             break;
         }
@@ -491,6 +502,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     for (int i = 0; i < nt; i++)
         pthread_join(th[i], NULL);
     free(th);
+    cf_fetch_free(p.fetch);
     if (rc != 0)
         cf_fail("%s", saved);
     else if (p.failed)

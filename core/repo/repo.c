@@ -701,8 +701,7 @@ int cf_repo_commit_failed(cf_repo *r, const char *key)
     return -1;
 }
 
-/* Copy a chunk's location and its pack out from under the lock. */
-static int lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
+int cf_repo_lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
 {
     pthread_rwlock_rdlock(&r->lock);
     ssize_t i = cf_index_find(&r->idx, id);
@@ -719,7 +718,7 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out)
     char hex[2 * CF_ID_LEN + 1], key[CF_PACK_KEY_LEN + 1];
     cf_loc l;
     cf_pack_rec p;
-    if (lookup(r, id, &l, &p) != 0) {
+    if (cf_repo_lookup(r, id, &l, &p) != 0) {
         cf_id_hex(id, hex);
         return cf_fail("chunk %s: not in the repository index", hex);
     }
@@ -781,21 +780,21 @@ int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id)
 {
     cf_loc l;
     cf_pack_rec p;
-    return lookup(r, id, &l, &p) == 0 ? (int64_t)l.raw : -1;
+    return cf_repo_lookup(r, id, &l, &p) == 0 ? (int64_t)l.raw : -1;
 }
 
 int64_t cf_repo_chunk_stored(cf_repo *r, const cf_id *id)
 {
     cf_loc l;
     cf_pack_rec p;
-    return lookup(r, id, &l, &p) == 0 ? (int64_t)l.stored : -1;
+    return cf_repo_lookup(r, id, &l, &p) == 0 ? (int64_t)l.stored : -1;
 }
 
 const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len)
 {
     cf_loc l;
     cf_pack_rec p;
-    if (lookup(r, id, &l, &p) != 0 || len < CF_PACK_KEY_LEN + 1)
+    if (cf_repo_lookup(r, id, &l, &p) != 0 || len < CF_PACK_KEY_LEN + 1)
         return NULL;
     cf_pack_key(&p.id, buf);
     return buf;

@@ -172,6 +172,28 @@ int cf_repo_commit_failed(cf_repo *r, const char *key);
  * *out is reused/grown (caller frees with cf_buf_free). Thread safe.
  * Error names chunk id and pack key. */
 int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
+
+/* Planned parallel reads (fetch.c), for whoever reads many chunks in a
+ * known order: restore, check --read-data, copy, dump. The caller names
+ * chunks in the order it will take them; threads read them ahead,
+ * merging chunks of one pack that lie close together into one ranged
+ * read, while the chunks read and not yet taken stay within a window.
+ * The target's options `connections` (threads, default 8 for object
+ * storage, 3 for local disks) and `inflight_bytes` (the window, default
+ * 64M) tune it. Every wanted chunk must be taken or skipped, each once;
+ * want, take and skip may be called from any threads. */
+typedef struct cf_fetch cf_fetch;
+cf_fetch *cf_fetch_new(cf_repo *r);
+/* Name n chunks (ids copied); returns the sequence number of the first,
+ * the others follow. */
+uint64_t cf_fetch_want(cf_fetch *f, const cf_id *ids, size_t n);
+/* Wait for chunk seq: as cf_repo_get_chunk, into *out (replaced). */
+int cf_fetch_take(cf_fetch *f, uint64_t seq, cf_buf *out);
+/* Give up chunks [seq, seq + n) without taking them. */
+void cf_fetch_skip(cf_fetch *f, uint64_t seq, size_t n);
+/* Stops the threads; chunks not taken are dropped. */
+void cf_fetch_free(cf_fetch *f);
+
 /* Size of the plaintext chunk, or -1 if unknown. */
 int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id);
 /* Bytes the chunk takes in its pack (compressed, encrypted), or -1. */

@@ -193,6 +193,10 @@ int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead);
 void cf_entry_encode(uint8_t out[CF_ENTRY_LEN], const cf_loc *l);
 void cf_entry_decode(const uint8_t in[CF_ENTRY_LEN], cf_loc *l);
 
+/* Copy a chunk's location and its pack out from under the index lock;
+ * -1 when the index does not hold the chunk. */
+int cf_repo_lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p);
+
 /* ---- Packs ------------------------------------------------------------- */
 
 typedef struct cf_packw cf_packw;

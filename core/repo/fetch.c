@@ -1,0 +1,403 @@
+/*
+ * Planned parallel reads of chunks (repo.h, cf_fetch). The caller names
+ * the chunks it will consume, in order; a planner turns them into ranged
+ * reads of packs, several threads run those reads at once, open the blobs
+ * and hand each chunk to whoever takes it.
+ *
+ * Planning happens as chunks are admitted into a window of bounded size
+ * (raw plus stored bytes of admitted chunks not yet taken): a chunk joins
+ * a planned read of the same pack that has not started yet when it lies
+ * within `gap` bytes of it and the read stays under `read_max`, else it
+ * starts a new read. Reads run oldest first, so the network works in the
+ * order the data is consumed. A read that fails, or a blob in it that does
+ * not open, is retried chunk by chunk with cf_repo_get_chunk, which knows
+ * about pinned versions and words the errors.
+ *
+ * Chunk records live in a ring indexed by sequence number; threads keep
+ * sequence numbers, never pointers into the ring, since want() may grow it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/config.h"
+#include "repo/repo_int.h"
+
+enum { R_WANTED, R_PLANNED, R_READY, R_FAILED, R_DONE };
+
+typedef struct fref {
+    cf_id id;
+    uint8_t state;
+    uint8_t skip; /* given up: released when it arrives */
+    uint32_t cost; /* bytes counted in the window */
+    cf_buf data;
+    char *err;
+} fref;
+
+typedef struct fitem {
+    uint64_t seq;
+    cf_loc loc;
+} fitem;
+
+typedef struct fplan {
+    struct fplan *next;
+    cf_id pack;
+    uint32_t packno;
+    uint64_t start, end;
+    fitem *items;
+    size_t n, cap;
+    int single; /* one chunk, read with cf_repo_get_chunk */
+} fplan;
+
+struct cf_fetch {
+    cf_repo *r;
+    pthread_mutex_t mu;
+    pthread_cond_t work, ready;
+    fref *ring;
+    size_t cap; /* power of two */
+    uint64_t lo, admit, hi; /* [lo, hi) wanted and not released; [admit, hi) not planned */
+    uint64_t window, window_max, read_max, gap;
+    fplan *qhead, *qtail; /* planned reads not started, oldest first */
+    size_t nq;
+    int closing;
+    int nthreads;
+    pthread_t *th;
+};
+
+#define REF(f, s) (&(f)->ring[(s) & ((f)->cap - 1)])
+/* How far back in the queue a chunk looks for a read of its pack to join. */
+#define JOIN_LOOKBACK 64
+
+static void plan_free(fplan *p)
+{
+    free(p->items);
+    free(p);
+}
+
+static void plan_add(fplan *p, uint64_t seq, const cf_loc *l)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 8;
+        p->items = cf_realloc(p->items, p->cap * sizeof *p->items);
+    }
+    p->items[p->n++] = (fitem){.seq = seq, .loc = *l};
+    if (!p->single) {
+        if (l->offset < p->start)
+            p->start = l->offset;
+        if (l->offset + l->stored > p->end)
+            p->end = l->offset + l->stored;
+    }
+}
+
+static void enqueue(cf_fetch *f, fplan *p)
+{
+    if (f->qtail)
+        f->qtail->next = p;
+    else
+        f->qhead = p;
+    f->qtail = p;
+    f->nq++;
+}
+
+/* A planned read of the same pack this chunk can join, or NULL. The
+ * queue is short (reads leave it as threads start them); only its tail
+ * is searched. */
+static fplan *joinable(cf_fetch *f, const cf_loc *l)
+{
+    size_t skip = f->nq > JOIN_LOOKBACK ? f->nq - JOIN_LOOKBACK : 0;
+    fplan *best = NULL;
+    for (fplan *p = f->qhead; p; p = p->next) {
+        if (skip) {
+            skip--;
+            continue;
+        }
+        if (p->single || p->packno != l->pack)
+            continue;
+        uint64_t s = l->offset < p->start ? l->offset : p->start;
+        uint64_t e = l->offset + l->stored > p->end ? l->offset + l->stored : p->end;
+        if (e - s > f->read_max)
+            continue;
+        if (l->offset > p->end + f->gap || l->offset + l->stored + f->gap < p->start)
+            continue;
+        best = p;
+    }
+    return best;
+}
+
+/* Plan wanted chunks while the window has room (always at least one, so
+ * the oldest chunk a consumer waits for is never held back). */
+static void admit_locked(cf_fetch *f)
+{
+    int added = 0;
+    while (f->admit < f->hi && (f->window < f->window_max || f->window == 0)) {
+        uint64_t seq = f->admit++;
+        fref *x = REF(f, seq);
+        if (x->skip) {
+            x->state = R_DONE;
+            continue;
+        }
+        cf_loc l;
+        cf_pack_rec pr;
+        fplan *p = NULL;
+        if (cf_repo_lookup(f->r, &x->id, &l, &pr) == 0 && pr.size && l.stored) {
+            x->cost = l.raw + l.stored;
+            p = joinable(f, &l);
+            if (!p) {
+                p = cf_calloc(1, sizeof *p);
+                p->pack = pr.id;
+                p->packno = l.pack;
+                p->start = l.offset;
+                p->end = l.offset + l.stored;
+                enqueue(f, p);
+            }
+        } else {
+            /* Unknown chunk, unwritten pack, empty chunk: the plain path
+             * gives the answer and the message. */
+            l = (cf_loc){.id = x->id};
+            x->cost = 1;
+            p = cf_calloc(1, sizeof *p);
+            p->single = 1;
+            enqueue(f, p);
+        }
+        plan_add(p, seq, &l);
+        x->state = R_PLANNED;
+        f->window += x->cost;
+        added = 1;
+    }
+    if (added)
+        pthread_cond_broadcast(&f->work);
+}
+
+static void release_locked(cf_fetch *f, fref *x)
+{
+    f->window -= x->cost;
+    x->cost = 0;
+    x->state = R_DONE;
+    cf_buf_free(&x->data);
+    free(x->err);
+    x->err = NULL;
+    while (f->lo < f->admit && REF(f, f->lo)->state == R_DONE)
+        f->lo++;
+}
+
+/* Hand over one chunk's outcome (data moved out of *b). */
+static void deliver(cf_fetch *f, uint64_t seq, int rc, cf_buf *b)
+{
+    pthread_mutex_lock(&f->mu);
+    fref *x = REF(f, seq);
+    if (x->skip) {
+        release_locked(f, x);
+        admit_locked(f);
+    } else {
+        x->data = *b;
+        *b = (cf_buf){0};
+        x->state = rc == 0 ? R_READY : R_FAILED;
+        if (rc != 0)
+            x->err = cf_strdup(cf_error());
+        pthread_cond_broadcast(&f->ready);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void run_plan(cf_fetch *f, fplan *p, cf_buf *raw)
+{
+    cf_repo *r = f->r;
+    int whole = -1;
+    char key[CF_PACK_KEY_LEN + 1];
+    if (!p->single) {
+        cf_pack_key(&p->pack, key);
+        whole = cf_store_get_range(r->st, key, p->start, p->end - p->start, raw);
+        atomic_fetch_add(&r->bytes_read, raw->len);
+        atomic_fetch_add(&r->reads, 1);
+        if (whole == 0 && raw->len != p->end - p->start)
+            whole = -1;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        fitem *it = &p->items[i];
+        cf_buf out = {0};
+        int rc = -1;
+        if (whole == 0) {
+            const uint8_t *blob = raw->data + (it->loc.offset - p->start);
+            if (it->loc.comp == CF_COMP_NONE && !r->crypt) {
+                rc = cf_blob_verify(r, &it->loc, key, blob, it->loc.stored);
+                if (rc == 0)
+                    cf_buf_append(&out, blob, it->loc.stored);
+            } else {
+                rc = cf_blob_open(r, &it->loc, key, blob, &out);
+            }
+        }
+        if (rc != 0)
+            rc = cf_repo_get_chunk(r, &it->loc.id, &out);
+        deliver(f, it->seq, rc, &out);
+        cf_buf_free(&out);
+    }
+}
+
+static void *fetcher(void *arg)
+{
+    cf_fetch *f = arg;
+    cf_buf raw = {0};
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->qhead && !f->closing)
+            pthread_cond_wait(&f->work, &f->mu);
+        if (f->closing)
+            break;
+        fplan *p = f->qhead;
+        f->qhead = p->next;
+        if (!f->qhead)
+            f->qtail = NULL;
+        f->nq--;
+        /* Chunks given up since planning are not read. */
+        size_t keep = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            fref *x = REF(f, p->items[i].seq);
+            if (x->skip)
+                release_locked(f, x);
+            else
+                p->items[keep++] = p->items[i];
+        }
+        p->n = keep;
+        pthread_mutex_unlock(&f->mu);
+        if (p->n)
+            run_plan(f, p, &raw);
+        plan_free(p);
+        /* A large read buffer is not kept between reads. */
+        if (raw.cap > (1u << 20))
+            cf_buf_free(&raw);
+        pthread_mutex_lock(&f->mu);
+        admit_locked(f);
+    }
+    pthread_mutex_unlock(&f->mu);
+    cf_buf_free(&raw);
+    return NULL;
+}
+
+static int local_default(const cf_repo *r)
+{
+    return (r->st->caps & COFFER_CAP_LOCAL) != 0;
+}
+
+cf_fetch *cf_fetch_new(cf_repo *r)
+{
+    cf_fetch *f = cf_calloc(1, sizeof *f);
+    f->r = r;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->work, NULL);
+    pthread_cond_init(&f->ready, NULL);
+    f->cap = 1024;
+    f->ring = cf_calloc(f->cap, sizeof *f->ring);
+    const coffer_config *cfg = r->st->cfg;
+    int64_t conns = cfg ? cf_config_get_int(cfg, "connections", 0) : 0;
+    int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
+    if (conns <= 0)
+        conns = local_default(r) ? 3 : 8;
+    if (conns > 64)
+        conns = 64;
+    if (infl <= 0)
+        infl = 64ll << 20;
+    if (infl < (1ll << 20))
+        infl = 1ll << 20;
+    f->window_max = (uint64_t)infl;
+    /* Each running read holds its raw bytes besides the window. */
+    f->read_max = f->window_max / (2 * (uint64_t)conns);
+    if (f->read_max > (8u << 20))
+        f->read_max = 8u << 20;
+    if (f->read_max < (256u << 10))
+        f->read_max = 256u << 10;
+    f->gap = local_default(r) ? (64u << 10) : (512u << 10);
+    f->nthreads = (int)conns;
+    f->th = cf_calloc((size_t)conns, sizeof *f->th);
+    for (int i = 0; i < f->nthreads; i++)
+        pthread_create(&f->th[i], NULL, fetcher, f);
+    return f;
+}
+
+static void grow_locked(cf_fetch *f, size_t need)
+{
+    if (f->hi - f->lo + need <= f->cap)
+        return;
+    size_t cap = f->cap;
+    while (f->hi - f->lo + need > cap)
+        cap *= 2;
+    fref *ring = cf_calloc(cap, sizeof *ring);
+    for (uint64_t s = f->lo; s < f->hi; s++)
+        ring[s & (cap - 1)] = *REF(f, s);
+    free(f->ring);
+    f->ring = ring;
+    f->cap = cap;
+}
+
+uint64_t cf_fetch_want(cf_fetch *f, const cf_id *ids, size_t n)
+{
+    pthread_mutex_lock(&f->mu);
+    grow_locked(f, n);
+    uint64_t first = f->hi;
+    for (size_t i = 0; i < n; i++) {
+        fref *x = REF(f, f->hi++);
+        *x = (fref){.id = ids[i], .state = R_WANTED};
+    }
+    admit_locked(f);
+    pthread_mutex_unlock(&f->mu);
+    return first;
+}
+
+int cf_fetch_take(cf_fetch *f, uint64_t seq, cf_buf *out)
+{
+    pthread_mutex_lock(&f->mu);
+    while (REF(f, seq)->state != R_READY && REF(f, seq)->state != R_FAILED)
+        pthread_cond_wait(&f->ready, &f->mu);
+    fref *x = REF(f, seq);
+    int rc = 0;
+    if (x->state == R_READY) {
+        cf_buf_free(out);
+        *out = x->data;
+        x->data = (cf_buf){0};
+    } else {
+        rc = cf_fail("%s", x->err ? x->err : "read failed");
+    }
+    release_locked(f, x);
+    admit_locked(f);
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+void cf_fetch_skip(cf_fetch *f, uint64_t seq, size_t n)
+{
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < n; i++) {
+        fref *x = REF(f, seq + i);
+        if (x->state == R_READY || x->state == R_FAILED)
+            release_locked(f, x);
+        else if (x->state != R_DONE)
+            x->skip = 1;
+    }
+    admit_locked(f);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void cf_fetch_free(cf_fetch *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->closing = 1;
+    pthread_cond_broadcast(&f->work);
+    pthread_mutex_unlock(&f->mu);
+    for (int i = 0; i < f->nthreads; i++)
+        pthread_join(f->th[i], NULL);
+    while (f->qhead) {
+        fplan *p = f->qhead;
+        f->qhead = p->next;
+        plan_free(p);
+    }
+    for (uint64_t s = f->lo; s < f->hi; s++) {
+        cf_buf_free(&REF(f, s)->data);
+        free(REF(f, s)->err);
+    }
+    free(f->ring);
+    free(f->th);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->work);
+    pthread_cond_destroy(&f->ready);
+    free(f);
+}
