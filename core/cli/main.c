@@ -6,6 +6,7 @@
  * main() adds for a failure (docs/json.md).
  */
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1903,8 +1904,21 @@ static int wants_json(int argc, char **argv)
     return 0;
 }
 
+/* glibc gives every thread that allocates an arena of its own, up to 8
+ * per core; buffers freed in one thread's arena are not reused by the
+ * others, so readers, writers and upload threads that pass large buffers
+ * between them hold several times what they use. One arena per core is
+ * plenty for coffer's few long-lived threads. */
+static void tune_malloc(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!getenv("MALLOC_ARENA_MAX"))
+        mallopt(M_ARENA_MAX, n < 2 ? 2 : (int)n);
+}
+
 int main(int argc, char **argv)
 {
+    tune_malloc();
     const char *cmd = NULL;
     int rc = dispatch(argc, argv, &cmd);
     /* A partial success (exit 3) printed its report, which says what went

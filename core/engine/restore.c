@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,11 +252,30 @@ void cf_dbsource_free(cf_dbsource *s)
 
 /* ---- files ------------------------------------------------------------ */
 
-#define QCAP 256
+/* Files queued ahead of the writers: their chunks are what the reads
+ * are planned from, so the queue reaches well past the read window. */
+#define QCAP 4096
+
+/* A parent directory, resolved beneath the staging root, shared by the
+ * queued files in it. */
+typedef struct rdir {
+    int fd;
+    _Atomic int refs;
+    char *path;
+} rdir;
+
+static void rdir_put(rdir *d)
+{
+    if (d && atomic_fetch_sub(&d->refs, 1) == 1) {
+        close(d->fd);
+        free(d->path);
+        free(d);
+    }
+}
 
 typedef struct rjob {
     cf_entry e;
-    int pfd;       /* the file's parent directory, resolved beneath the staging root */
+    rdir *dir;     /* the file's parent directory */
     uint64_t seq0; /* the fetch sequence number of its first chunk */
 } rjob;
 
@@ -300,7 +320,7 @@ static int write_hole(cf_xfile *f, uint64_t n, json_t *ranges)
 static int write_file(rpool *p, rjob *j, cf_buf *buf)
 {
     cf_xfile f;
-    int rc = cf_extract_file_begin(p->x, j->pfd, &j->e, &f);
+    int rc = cf_extract_file_begin(p->x, j->dir->fd, &j->e, &f);
     if (rc != 0) {
         cf_fetch_skip(p->fetch, j->seq0, j->e.nchunks);
         return -1;
@@ -362,8 +382,7 @@ static int write_file(rpool *p, rjob *j, cf_buf *buf)
 
 static void job_free(rjob *j)
 {
-    if (j->pfd >= 0)
-        close(j->pfd);
+    rdir_put(j->dir);
     cf_entry_clear(&j->e);
     free(j);
 }
@@ -425,6 +444,10 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     pthread_t *th = cf_calloc((size_t)nt, sizeof *th);
     for (int i = 0; i < nt; i++)
         pthread_create(&th[i], NULL, rworker, &p);
+    double t0 = cf_now();
+    cf_repo_stats st0;
+    cf_repo_get_stats(repo, &st0);
+    rdir *dir = NULL; /* of the last file queued */
     cf_entry e;
     int rc;
     while ((rc = cf_manifest_next(m, &e)) == 1) {
@@ -461,6 +484,18 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
             continue;
         }
         int pfd = cf_extract_parent(p.x, &e);
+        const char *slash = strrchr(e.path, '/');
+        size_t plen = slash ? (size_t)(slash - e.path) : 0;
+        if (pfd >= 0 && dir && strlen(dir->path) == plen && strncmp(dir->path, e.path, plen) == 0) {
+            close(pfd);
+            pfd = dir->fd;
+        } else if (pfd >= 0) {
+            rdir_put(dir);
+            dir = cf_calloc(1, sizeof *dir);
+            dir->fd = pfd;
+            dir->refs = 1;
+            dir->path = cf_strndup(e.path, plen);
+        }
         if (pfd < 0) {
             rc = -1;
             cf_entry_clear(&e);
@@ -468,7 +503,8 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         }
         rjob *j = cf_calloc(1, sizeof *j);
         j->e = e;
-        j->pfd = pfd;
+        j->dir = dir;
+        atomic_fetch_add(&dir->refs, 1);
         j->seq0 = cf_fetch_want(p.fetch, e.chunks, e.nchunks);
         pthread_mutex_lock(&p.mu);
         while (p.tail - p.head >= QCAP && !p.failed)
@@ -491,6 +527,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     }
     if (rc > 0)
         rc = 0;
+    rdir_put(dir);
     char saved[2048];
     snprintf(saved, sizeof saved, "%s", cf_error());
     pthread_mutex_lock(&p.mu);
@@ -509,6 +546,16 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         rc = cf_fail("%s", p.err);
     if (rc == 0)
         rc = cf_extract_finish(p.x);
+    if (rc == 0) {
+        cf_repo_stats st1;
+        cf_repo_get_stats(repo, &st1);
+        double dt = cf_now() - t0, mib = (double)(st1.bytes_read - st0.bytes_read) / 1048576.0;
+        cf_log(CF_LOG_INFO,
+               "component '%s': %llu files in %.1f s; read %.1f MiB of packs in %llu ranged "
+               "reads (%.0f MiB/s)",
+               comp, (unsigned long long)p.files, dt, mib,
+               (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0);
+    }
     sub->files += p.files;
     if (rc != 0)
         cf_error_prefix("set %s, component '%s'", set_id, comp);

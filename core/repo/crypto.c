@@ -194,6 +194,21 @@ void cf_seal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const void *in,
     out->len = len + CF_SEAL_OVERHEAD;
 }
 
+int cf_unseal_inplace(const cf_crypt *c, const uint8_t *ad, size_t adlen, uint8_t *in, size_t len)
+{
+    if (len < CF_SEAL_OVERHEAD)
+        return -1;
+    size_t mlen = len - CF_SEAL_OVERHEAD;
+    uint8_t tag[CF_BLOB_TAG_LEN];
+    memcpy(tag, in + len - CF_BLOB_TAG_LEN, sizeof tag);
+    uint8_t *m = in + CF_BLOB_NONCE_LEN;
+    if (xchacha(c, 0, in, ad, adlen, m, mlen, m, tag) != 0) {
+        sodium_memzero(m, mlen);
+        return -1;
+    }
+    return 0;
+}
+
 int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len,
               cf_buf *out)
 {

@@ -58,6 +58,11 @@ struct cf_fetch {
     uint64_t window, window_max, read_max, gap;
     fplan *qhead, *qtail; /* planned reads not started, oldest first */
     size_t nq;
+    /* Buffers handed back by takers, reused for the next chunks (at most
+     * a quarter of the window): a fresh large allocation costs a page fault per
+     * page. */
+    cf_buf pool[256];
+    size_t npool, pool_bytes;
     int closing;
     int nthreads;
     pthread_t *th;
@@ -124,10 +129,14 @@ static fplan *joinable(cf_fetch *f, const cf_loc *l)
 }
 
 /* Plan wanted chunks while the window has room (always at least one, so
- * the oldest chunk a consumer waits for is never held back). */
+ * the oldest chunk a consumer waits for is never held back). Admission
+ * waits until a quarter of the window is free: chunks admitted one at a
+ * time, as takers free room, would each become a read of their own. */
 static void admit_locked(cf_fetch *f)
 {
     int added = 0;
+    if (f->window && f->window > f->window_max - f->window_max / 4)
+        return;
     while (f->admit < f->hi && (f->window < f->window_max || f->window == 0)) {
         uint64_t seq = f->admit++;
         fref *x = REF(f, seq);
@@ -167,12 +176,36 @@ static void admit_locked(cf_fetch *f)
         pthread_cond_broadcast(&f->work);
 }
 
+static void pool_put_locked(cf_fetch *f, cf_buf *b)
+{
+    if (b->cap && f->npool < CF_ARRAY_LEN(f->pool) && f->pool_bytes + b->cap <= f->window_max / 4) {
+        b->len = 0;
+        f->pool_bytes += b->cap;
+        f->pool[f->npool++] = *b;
+        *b = (cf_buf){0};
+    } else {
+        cf_buf_free(b);
+    }
+}
+
+static cf_buf pool_get(cf_fetch *f)
+{
+    cf_buf b = {0};
+    pthread_mutex_lock(&f->mu);
+    if (f->npool) {
+        b = f->pool[--f->npool];
+        f->pool_bytes -= b.cap;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return b;
+}
+
 static void release_locked(cf_fetch *f, fref *x)
 {
     f->window -= x->cost;
     x->cost = 0;
     x->state = R_DONE;
-    cf_buf_free(&x->data);
+    pool_put_locked(f, &x->data);
     free(x->err);
     x->err = NULL;
     while (f->lo < f->admit && REF(f, f->lo)->state == R_DONE)
@@ -213,16 +246,21 @@ static void run_plan(cf_fetch *f, fplan *p, cf_buf *raw)
     }
     for (size_t i = 0; i < p->n; i++) {
         fitem *it = &p->items[i];
-        cf_buf out = {0};
+        cf_buf out = pool_get(f);
         int rc = -1;
-        if (whole == 0) {
-            const uint8_t *blob = raw->data + (it->loc.offset - p->start);
+        /* A chunk named twice in one read: its bytes were decrypted in
+         * place the first time. */
+        int again = 0;
+        for (size_t k = 0; k < i && !again; k++)
+            again = p->items[k].loc.offset == it->loc.offset;
+        if (whole == 0 && !again) {
+            uint8_t *blob = raw->data + (it->loc.offset - p->start);
             if (it->loc.comp == CF_COMP_NONE && !r->crypt) {
                 rc = cf_blob_verify(r, &it->loc, key, blob, it->loc.stored);
                 if (rc == 0)
                     cf_buf_append(&out, blob, it->loc.stored);
             } else {
-                rc = cf_blob_open(r, &it->loc, key, blob, &out);
+                rc = cf_blob_open_inplace(r, &it->loc, key, blob, &out);
             }
         }
         if (rc != 0)
@@ -261,9 +299,6 @@ static void *fetcher(void *arg)
         if (p->n)
             run_plan(f, p, &raw);
         plan_free(p);
-        /* A large read buffer is not kept between reads. */
-        if (raw.cap > (1u << 20))
-            cf_buf_free(&raw);
         pthread_mutex_lock(&f->mu);
         admit_locked(f);
     }
@@ -294,7 +329,7 @@ cf_fetch *cf_fetch_new(cf_repo *r)
     if (conns > 64)
         conns = 64;
     if (infl <= 0)
-        infl = 64ll << 20;
+        infl = 24ll << 20;
     if (infl < (1ll << 20))
         infl = 1ll << 20;
     f->window_max = (uint64_t)infl;
@@ -349,7 +384,7 @@ int cf_fetch_take(cf_fetch *f, uint64_t seq, cf_buf *out)
     fref *x = REF(f, seq);
     int rc = 0;
     if (x->state == R_READY) {
-        cf_buf_free(out);
+        pool_put_locked(f, out);
         *out = x->data;
         x->data = (cf_buf){0};
     } else {
@@ -394,6 +429,8 @@ void cf_fetch_free(cf_fetch *f)
         cf_buf_free(&REF(f, s)->data);
         free(REF(f, s)->err);
     }
+    for (size_t i = 0; i < f->npool; i++)
+        cf_buf_free(&f->pool[i]);
     free(f->ring);
     free(f->th);
     pthread_mutex_destroy(&f->mu);

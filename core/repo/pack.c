@@ -364,10 +364,45 @@ static void dctx_free(void *p)
     ZSTD_freeDCtx(p);
 }
 
+static int blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
+                     uint8_t *inplace, cf_buf *out, cf_buf *dec);
+
+int cf_blob_open_inplace(cf_repo *r, const cf_loc *l, const char *pack_key, uint8_t *blob,
+                         cf_buf *out)
+{
+    return blob_open(r, l, pack_key, blob, blob, out, NULL);
+}
+
+/* And one buffer for decrypted, still compressed blobs: a fresh large
+ * allocation for every chunk costs a page fault per page. */
+static pthread_key_t scratch_key;
+
+static void scratch_free(void *p)
+{
+    cf_buf_free(p);
+    free(p);
+}
+
 static void dctx_init(void)
 {
     pthread_key_create(&dctx_key, dctx_free);
+    pthread_key_create(&scratch_key, scratch_free);
 }
+
+static cf_buf *thread_scratch(void)
+{
+    pthread_once(&dctx_once, dctx_init);
+    cf_buf *b = pthread_getspecific(scratch_key);
+    if (!b) {
+        b = cf_calloc(1, sizeof *b);
+        pthread_setspecific(scratch_key, b);
+    }
+    b->len = 0;
+    return b;
+}
+
+/* A scratch buffer larger than this is not kept. */
+#define SCRATCH_KEEP (16u << 20)
 
 static ZSTD_DCtx *thread_dctx(void)
 {
@@ -381,27 +416,36 @@ static ZSTD_DCtx *thread_dctx(void)
     return d;
 }
 
-int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
-                 cf_buf *out)
+/* cf_blob_open with dec, a scratch buffer for the decrypted blob; with
+ * inplace, blob itself is decrypted (and dec unused). */
+static int blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
+                     uint8_t *inplace, cf_buf *out, cf_buf *dec)
 {
     out->len = 0;
     size_t stored = l->stored;
-    cf_buf dec = {0};
-    if (r->crypt) {
+    if (r->crypt && inplace && l->comp != CF_COMP_NONE) {
+        if (cf_unseal_inplace(r->crypt, l->id.b, CF_ID_LEN, inplace, stored) != 0) {
+            char hex[2 * CF_ID_LEN + 1];
+            cf_id_hex(&l->id, hex);
+            return cf_fail("chunk %s in pack %s: authentication failed (damaged or tampered with)",
+                           hex, pack_key);
+        }
+        blob = inplace + CF_BLOB_NONCE_LEN;
+        stored -= CF_SEAL_OVERHEAD;
+    } else if (r->crypt) {
         /* Authenticated before anything else looks at the bytes. */
-        cf_buf *dst = l->comp == CF_COMP_NONE ? out : &dec;
+        cf_buf *dst = l->comp == CF_COMP_NONE ? out : dec;
         if (cf_unseal(r->crypt, l->id.b, CF_ID_LEN, blob, stored, dst) != 0) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&l->id, hex);
-            cf_buf_free(&dec);
             out->len = 0;
             return cf_fail("chunk %s in pack %s: authentication failed (damaged or tampered with)",
                            hex, pack_key);
         }
         if (l->comp == CF_COMP_NONE)
             return cf_blob_verify(r, l, pack_key, out->data, out->len);
-        blob = dec.data;
-        stored = dec.len;
+        blob = dec->data;
+        stored = dec->len;
     }
     if (l->comp == CF_COMP_NONE) {
         cf_buf_append(out, blob, stored);
@@ -414,14 +458,12 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
             (fcs == ZSTD_CONTENTSIZE_UNKNOWN ? l->raw > CF_CHUNK_MAX : fcs != l->raw)) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&l->id, hex);
-            cf_buf_free(&dec);
             return cf_fail("chunk %s in pack %s: cannot decompress: the frame does not hold %u "
                            "bytes",
                            hex, pack_key, l->raw);
         }
         cf_buf_reserve(out, l->raw);
         size_t n = ZSTD_decompressDCtx(thread_dctx(), out->data, l->raw, blob, stored);
-        cf_buf_free(&dec);
         if (ZSTD_isError(n)) {
             char hex[2 * CF_ID_LEN + 1];
             cf_id_hex(&l->id, hex);
@@ -430,6 +472,16 @@ int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_
         }
         out->len = n;
     }
-    cf_buf_free(&dec);
     return cf_blob_verify(r, l, pack_key, out->data, out->len);
+}
+
+int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
+                 cf_buf *out)
+{
+    cf_buf *dec = thread_scratch();
+    int rc = blob_open(r, l, pack_key, blob, NULL, out, dec);
+    dec->len = 0;
+    if (dec->cap > SCRATCH_KEEP)
+        cf_buf_free(dec);
+    return rc;
 }

@@ -180,7 +180,7 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
  * read, while the chunks read and not yet taken stay within a window.
  * The target's options `connections` (threads, default 8 for object
  * storage, 3 for local disks) and `inflight_bytes` (the window, default
- * 64M) tune it. Every wanted chunk must be taken or skipped, each once;
+ * 24M) tune it. Every wanted chunk must be taken or skipped, each once;
  * want, take and skip may be called from any threads. */
 typedef struct cf_fetch cf_fetch;
 cf_fetch *cf_fetch_new(cf_repo *r);

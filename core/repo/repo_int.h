@@ -81,6 +81,9 @@ void cf_seal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const void *in,
 int cf_unseal(const cf_crypt *c, const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len,
               cf_buf *out);
 
+/* cf_unseal over the sealed bytes themselves: the plaintext is left at
+ * in + CF_BLOB_NONCE_LEN (len - CF_SEAL_OVERHEAD bytes). */
+int cf_unseal_inplace(const cf_crypt *c, const uint8_t *ad, size_t adlen, uint8_t *in, size_t len);
 /* Write keys/<id> wrapping master under pass. *id_out receives the id. */
 int cf_key_write(cf_store *st, const EVP_MD *md, const char *repo_id,
                  const uint8_t master[CF_MASTER_LEN], const uint8_t config_mac[32],
@@ -230,6 +233,9 @@ uint64_t cf_pack_overhead(const cf_repo *r, uint64_t nblobs);
 
 /* Decompress (CF_COMP_ZSTD) or copy one blob into out and check its id.
  * Errors name the chunk and the pack. */
+/* cf_blob_open that may overwrite blob (decrypts in place). */
+int cf_blob_open_inplace(cf_repo *r, const cf_loc *l, const char *pack_key, uint8_t *blob,
+                         cf_buf *out);
 int cf_blob_open(cf_repo *r, const cf_loc *l, const char *pack_key, const uint8_t *blob,
                  cf_buf *out);
 /* Check that plaintext hashes to l->id (and has l->raw bytes). */

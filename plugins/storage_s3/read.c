@@ -94,7 +94,7 @@ static void rconn_put(s3_instance *in, s3_rconn *c, int reusable)
         return;
     if (reusable) {
         pthread_mutex_lock(&in->lock);
-        if (in->nridle < RCONN_IDLE_MAX) {
+        if (in->nridle < RCONN_IDLE_MAX && in->nridle < (size_t)in->connections + 2) {
             if (in->nridle == in->ridle_cap) {
                 size_t cap = in->ridle_cap ? in->ridle_cap * 2 : 8;
                 s3_rconn *v = realloc(in->ridle, cap * sizeof *v);

@@ -166,6 +166,7 @@ typedef struct s3_instance {
     char *session_token;
     uint64_t part_size;
     int parallel_parts;
+    int connections; /* reads the core runs at once: idle read connections kept */
     char *storage_class;
     s3_require require_versioning, require_object_lock;
     char *ca_file;

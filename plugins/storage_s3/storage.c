@@ -129,6 +129,12 @@ static const coffer_option s3_options[] = {
      "multipart part size (5M..5G); objects smaller than this go in one PUT"},
     {"parallel_parts", COFFER_OPT_INT, "4", 0, 0,
      "parts uploaded at once per target; part buffers take part_size x parallel_parts of memory"},
+    {"connections", COFFER_OPT_INT, "8", 0, 0,
+     "pack reads at once (restore, check --read-data, copy, dump); 1..64. A small VM on a fast "
+     "link does well with 4-8, a distant bucket with 16-32"},
+    {"inflight_bytes", COFFER_OPT_SIZE, "24M", 0, 0,
+     "pack data read ahead and not yet used (1M..1G); with connections it bounds the memory "
+     "reads take, and each read is at most inflight_bytes / (2 x connections), 8M at most"},
     {"storage_class", COFFER_OPT_STRING, NULL, 0, 0,
      "x-amz-storage-class of new objects (STANDARD, ...)"},
     {"require_versioning", COFFER_OPT_STRING, "false", 0, 0,
@@ -398,6 +404,19 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
         goto fail;
     }
     in->parallel_parts = (int)pp;
+    int64_t conns = host->config_get_int(cfg, "connections", 8);
+    if (conns < 1 || conns > 64) {
+        st = host->error(h, COFFER_ERR_INVALID, "option connections: %lld is outside 1..64",
+                         (long long)conns);
+        goto fail;
+    }
+    int64_t infl = host->config_get_int(cfg, "inflight_bytes", 24ll << 20);
+    if (infl < (1ll << 20) || infl > (1ll << 30)) {
+        st = host->error(h, COFFER_ERR_INVALID, "option inflight_bytes: %lld is outside 1M..1G",
+                         (long long)infl);
+        goto fail;
+    }
+    in->connections = (int)conns;
     in->mem_limit = in->part_size * (uint64_t)in->parallel_parts;
     int64_t r = host->config_get_int(cfg, "retries", 8);
     int64_t d = host->config_get_int(cfg, "retry_delay", 250);
