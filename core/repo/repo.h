@@ -174,7 +174,7 @@ int cf_repo_commit_failed(cf_repo *r, const char *key);
 int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
 
 /* Planned parallel reads (fetch.c), for whoever reads many chunks in a
- * known order: restore, check --read-data, copy, dump. The caller names
+ * known order (restores, whole or partial). The caller names
  * chunks in the order it will take them; threads read them ahead,
  * merging chunks of one pack that lie close together into one ranged
  * read, while the chunks read and not yet taken stay within a window.

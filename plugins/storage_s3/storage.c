@@ -130,7 +130,7 @@ static const coffer_option s3_options[] = {
     {"parallel_parts", COFFER_OPT_INT, "4", 0, 0,
      "parts uploaded at once per target; part buffers take part_size x parallel_parts of memory"},
     {"connections", COFFER_OPT_INT, "8", 0, 0,
-     "pack reads at once (restore, check --read-data, copy, dump); 1..64. A small VM on a fast "
+     "pack reads a restore runs at once; 1..64. A small VM on a fast "
      "link does well with 4-8, a distant bucket with 16-32"},
     {"inflight_bytes", COFFER_OPT_SIZE, "24M", 0, 0,
      "pack data read ahead and not yet used (1M..1G); with connections it bounds the memory "
