@@ -96,8 +96,8 @@ if [ "$delay_ms" != 0 ]; then
     ip -n "$NS" link set "cfb$$b" up
     ip -n "$NS" link set lo up
     half=$(python3 -c "print($delay_ms / 2)")
-    tc qdisc add dev "cfb$$a" root netem delay "${half}ms" limit 1000000 || die "tc netem failed"
-    tc -n "$NS" qdisc add dev "cfb$$b" root netem delay "${half}ms" limit 1000000 || die "tc netem failed"
+    tc qdisc add dev "cfb$$a" root netem delay "${half}ms" limit 1000000 || die "tc netem failed: this kernel has no netem qdisc (sch_netem)"
+    tc -n "$NS" qdisc add dev "cfb$$b" root netem delay "${half}ms" limit 1000000 || die "tc netem failed: this kernel has no netem qdisc (sch_netem)"
     RGW_ADDR=$net.1
     INNS=(ip netns exec "$NS")
     echo "== delayed link: ${delay_ms} ms round trip ($(ip netns exec "$NS" ping -c 3 -q "$RGW_ADDR" | tail -1))"
