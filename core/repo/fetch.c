@@ -27,7 +27,7 @@ enum { R_WANTED, R_PLANNED, R_READY, R_FAILED, R_DONE };
 typedef struct fref {
     cf_id id;
     uint8_t state;
-    uint8_t skip; /* given up: released when it arrives */
+    uint8_t skip;  /* given up: released when it arrives */
     uint32_t cost; /* bytes counted in the window */
     cf_buf data;
     char *err;
@@ -53,7 +53,7 @@ struct cf_fetch {
     pthread_mutex_t mu;
     pthread_cond_t work, ready;
     fref *ring;
-    size_t cap; /* power of two */
+    size_t cap;             /* power of two */
     uint64_t lo, admit, hi; /* [lo, hi) wanted and not released; [admit, hi) not planned */
     uint64_t window, window_max, read_max, gap;
     fplan *qhead, *qtail; /* planned reads not started, oldest first */
