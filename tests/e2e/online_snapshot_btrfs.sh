@@ -39,7 +39,8 @@ mount "$LOOP" "$MNT" 2>"$T/mount.err" || skip_all "cannot mount btrfs on $LOOP: 
 pass "btrfs on $LOOP mounted at $MNT"
 
 section "deployment: data/ is a btrfs subvolume"
-gen_deployment "$T/gen" --size-mb 30 --seed 51
+# Enough rows that purges (of files 30 s old, see below) last the whole run.
+gen_deployment "$T/gen" --size-mb 30 --files 2500 --small-kb 1:8 --seed 51
 mkdir -p "$MNT/live"
 btrfs subvolume create "$MNT/live/data" >/dev/null || die "btrfs subvolume create"
 # everything, the database's -wal included, with modes, owners, links
