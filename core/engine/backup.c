@@ -1203,6 +1203,10 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         return -1;
     char set_id[64], started[32];
     cf_new_set_id(set_id, sizeof set_id);
+    /* On object storage, a pack's last part and the completion of its
+     * upload happen while the workers fill the next packs. */
+    if (!dry && !(cf_repo_store(run->repo)->caps & COFFER_CAP_LOCAL))
+        cf_repo_async_commits(run->repo, 2);
     time_t t_start = time(NULL);
     cf_iso_time(t_start, started, sizeof started);
     double t0 = cf_now();

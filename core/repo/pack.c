@@ -233,16 +233,9 @@ int cf_packw_close(cf_packw *pw)
         return -1;
     void *w = pw->w;
     pw->w = NULL; /* commit frees the store writer, success or not */
-    if (cf_store_commit(r->st, w) != 0) {
-        cf_error_prefix("pack %s", pw->key);
-        packw_reset(pw);
-        return -1;
-    }
-    cf_repo_pack_committed(r, pw->pno, pw->size);
-    cf_repo_sess_add(r, 1, pw->key);
-    atomic_fetch_add(&r->packs_written, 1);
+    int rc = cf_repo_commit_pack(r, w, pw->key, pw->pno, pw->size);
     packw_reset(pw);
-    return 0;
+    return rc;
 }
 
 /* ---- Reading ------------------------------------------------------------ */

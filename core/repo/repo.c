@@ -397,6 +397,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     r->st = st;
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->wlock, NULL);
+    pthread_mutex_init(&r->cq_mu, NULL);
+    pthread_cond_init(&r->cq_cv, NULL);
     cf_index_init(&r->idx);
     if (!(r->sha = fetch_sha256()))
         goto fail;
@@ -460,10 +462,105 @@ int cf_repo_open(cf_store *st, cf_repo **out)
     return cf_repo_open_ex(st, 0, out);
 }
 
+/* ---- Publishing packs -------------------------------------------------- */
+
+static void session_fail(cf_repo *r);
+
+static int commit_now(cf_repo *r, void *w, const char *key, uint32_t pno, uint64_t size)
+{
+    if (cf_store_commit(r->st, w) != 0) {
+        cf_error_prefix("pack %s", key);
+        return -1;
+    }
+    cf_repo_pack_committed(r, pno, size);
+    atomic_fetch_add(&r->packs_written, 1);
+    return 0;
+}
+
+static void *committer(void *arg)
+{
+    cf_repo *r = arg;
+    pthread_mutex_lock(&r->cq_mu);
+    for (;;) {
+        while (!r->cq_n && !r->cq_stop)
+            pthread_cond_wait(&r->cq_cv, &r->cq_mu);
+        if (!r->cq_n)
+            break;
+        struct cf_pcommit c = r->cq[r->cq_head];
+        r->cq_head = (r->cq_head + 1) % CF_ARRAY_LEN(r->cq);
+        r->cq_n--;
+        r->cq_running++;
+        pthread_cond_broadcast(&r->cq_cv);
+        pthread_mutex_unlock(&r->cq_mu);
+        if (commit_now(r, c.w, c.key, c.pno, c.size) != 0)
+            session_fail(r);
+        pthread_mutex_lock(&r->cq_mu);
+        r->cq_running--;
+        pthread_cond_broadcast(&r->cq_cv);
+    }
+    pthread_mutex_unlock(&r->cq_mu);
+    return NULL;
+}
+
+void cf_repo_async_commits(cf_repo *r, int n)
+{
+    if (n > (int)CF_ARRAY_LEN(r->cq_th))
+        n = (int)CF_ARRAY_LEN(r->cq_th);
+    pthread_mutex_lock(&r->cq_mu);
+    while (r->cq_nthreads < n &&
+           pthread_create(&r->cq_th[r->cq_nthreads], NULL, committer, r) == 0)
+        r->cq_nthreads++;
+    pthread_mutex_unlock(&r->cq_mu);
+}
+
+int cf_repo_commit_pack(cf_repo *r, void *w, const char *key, uint32_t pno, uint64_t size)
+{
+    /* Listed first: an abort removes it whether or not it got published. */
+    cf_repo_sess_add(r, 1, key);
+    pthread_mutex_lock(&r->cq_mu);
+    if (!r->cq_nthreads) {
+        pthread_mutex_unlock(&r->cq_mu);
+        return commit_now(r, w, key, pno, size);
+    }
+    while (r->cq_n == CF_ARRAY_LEN(r->cq))
+        pthread_cond_wait(&r->cq_cv, &r->cq_mu);
+    struct cf_pcommit *c = &r->cq[(r->cq_head + r->cq_n) % CF_ARRAY_LEN(r->cq)];
+    c->w = w;
+    snprintf(c->key, sizeof c->key, "%s", key);
+    c->pno = pno;
+    c->size = size;
+    r->cq_n++;
+    pthread_cond_broadcast(&r->cq_cv);
+    pthread_mutex_unlock(&r->cq_mu);
+    return 0;
+}
+
+/* Wait until every queued pack is published (or failed). */
+static void commits_drain(cf_repo *r)
+{
+    pthread_mutex_lock(&r->cq_mu);
+    while (r->cq_n || r->cq_running)
+        pthread_cond_wait(&r->cq_cv, &r->cq_mu);
+    pthread_mutex_unlock(&r->cq_mu);
+}
+
+static void commits_stop(cf_repo *r)
+{
+    pthread_mutex_lock(&r->cq_mu);
+    r->cq_stop = 1;
+    pthread_cond_broadcast(&r->cq_cv);
+    pthread_mutex_unlock(&r->cq_mu);
+    for (int i = 0; i < r->cq_nthreads; i++)
+        pthread_join(r->cq_th[i], NULL);
+    r->cq_nthreads = 0;
+    r->cq_stop = 0;
+}
+
 void cf_repo_close(cf_repo *r)
 {
     if (!r)
         return;
+    commits_stop(r);
     for (size_t i = 0; i < r->nwriters; i++)
         cf_packw_free(r->writers[i]);
     free(r->writers);
@@ -479,6 +576,8 @@ void cf_repo_close(cf_repo *r)
     cf_crypt_free(r->crypt);
     pthread_rwlock_destroy(&r->lock);
     pthread_mutex_destroy(&r->wlock);
+    pthread_mutex_destroy(&r->cq_mu);
+    pthread_cond_destroy(&r->cq_cv);
     free(r);
 }
 
@@ -606,14 +705,20 @@ int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len,
 
 int cf_repo_flush(cf_repo *r)
 {
-    if (atomic_load(&r->failed))
+    if (atomic_load(&r->failed)) {
+        commits_drain(r);
         return session_failed(r);
+    }
     for (size_t i = 0; i < r->nwriters; i++) {
         if (cf_packw_close(r->writers[i]) != 0) {
             session_fail(r);
+            commits_drain(r);
             return -1;
         }
     }
+    commits_drain(r);
+    if (atomic_load(&r->failed))
+        return session_failed(r);
     char *key = NULL;
     pthread_rwlock_rdlock(&r->lock);
     int rc = cf_index_write_object(r, &r->idx, r->ents_indexed, &key);
@@ -646,6 +751,7 @@ void cf_repo_abort(cf_repo *r)
     char *saved = cf_strdup(cf_error());
     for (size_t i = 0; i < r->nwriters; i++)
         cf_packw_abort(r->writers[i]);
+    commits_drain(r);
     /* Indexes first: an interrupted abort must not leave an index that
      * points into removed packs. */
     for (size_t i = 0; i < r->nsess_index; i++)

@@ -150,6 +150,13 @@ int cf_repo_has(cf_repo *r, const cf_id *id);
  * open packs (one per calling thread), record in the session index.
  * *added = 1 if new (may be NULL). Thread safe. */
 int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added);
+/* From now on, packs are published by n (1..4) background threads while
+ * the writers go on with the next pack: an object store takes the last
+ * part and the completion of a multipart upload out of the chunking
+ * threads' time. cf_repo_flush and cf_repo_abort wait for them. For
+ * backups only: whoever removes objects after writing packs (prune) needs
+ * them published when cf_packw_close returns. */
+void cf_repo_async_commits(cf_repo *r, int n);
 /* Close open packs and write one index object for this session's chunks.
  * After success, the chunks are durable and indexed. A chunk is readable
  * with cf_repo_get_chunk once its pack is closed (at the latest, here).

@@ -284,7 +284,25 @@ struct cf_repo {
     _Atomic uint64_t bytes_read, reads;
 
     char *cache_dir; /* local cache of index objects and manifests (repo/cache.c), or NULL */
+
+    /* Packs published in the background (cf_repo_async_commits): closed
+     * packs wait in cq for one of cq_threads committers. Guarded by cq_mu. */
+    pthread_mutex_t cq_mu;
+    pthread_cond_t cq_cv;
+    struct cf_pcommit {
+        void *w;
+        char key[CF_PACK_KEY_LEN + 1];
+        uint32_t pno;
+        uint64_t size;
+    } cq[4];
+    size_t cq_head, cq_n, cq_running;
+    int cq_stop, cq_nthreads;
+    pthread_t cq_th[4];
 };
+
+/* Publish a closed pack (its store writer w, which this takes over):
+ * at once, or queued for a committer after cf_repo_async_commits. */
+int cf_repo_commit_pack(cf_repo *r, void *w, const char *key, uint32_t pno, uint64_t size);
 
 /* ---- Local cache of a remote repository (repo/cache.c) ----------------- */
 

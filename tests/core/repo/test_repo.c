@@ -349,6 +349,63 @@ static void test_disk_full(void **state)
     }
 }
 
+/* Packs published in the background: after flush every chunk reads back
+ * and every pack is counted; an abort waits for the committers and
+ * leaves the store as it was; a failure poisons the session as before. */
+static void test_async_commits(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 64 * 1024);
+    assert_non_null(r);
+    cf_repo_async_commits(r, 2);
+    worker w[2] = {{.first = 1, .count = 200}, {.first = 500, .count = 200}};
+    run_workers(r, w, 2);
+    assert_int_equal(cf_repo_flush(r), 0);
+    cf_repo_stats s;
+    cf_repo_get_stats(r, &s);
+    assert_true(s.packs_written > 8);
+    assert_int_equal(mem_storage_count(ms, "data/"), s.packs_written);
+    assert_int_equal(mem_storage_open_writers(ms), 0);
+    check_chunks(r, 1, 200);
+    check_chunks(r, 500, 200);
+    cf_repo_close(r);
+    size_t objs = mem_storage_count(ms, "");
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    cf_repo_async_commits(r, 2);
+
+    /* many packs closed and queued, then abort */
+    worker w2[2] = {{.first = 2000, .count = 200}, {.first = 3000, .count = 200}};
+    run_workers(r, w2, 2);
+    cf_repo_abort(r);
+    assert_int_equal(mem_storage_count(ms, ""), objs);
+    assert_int_equal(mem_storage_open_writers(ms), 0);
+    check_chunks(r, 1, 200);
+
+    /* a write that fails while commits are queued */
+    mem_storage_fail_writes_after(ms, 300000);
+    uint8_t buf[40000];
+    int rc = 0;
+    for (uint64_t k = 4000; k < 4400 && rc == 0; k++) {
+        cf_id id;
+        make_chunk(r, buf, chunk_len(k), k, &id);
+        rc = cf_repo_put_chunk(r, &id, buf, chunk_len(k), NULL);
+    }
+    assert_int_equal(rc, -1);
+    assert_int_equal(cf_repo_flush(r), -1);
+    assert_error_has("no space left");
+    cf_repo_abort(r);
+    mem_storage_fail_writes_after(ms, UINT64_MAX);
+    assert_int_equal(mem_storage_count(ms, ""), objs);
+    cf_repo_close(r);
+
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    check_chunks(r, 500, 200);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 static void test_rebuild_index(void **state)
 {
     (void)state;
@@ -480,7 +537,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_open),     cmocka_unit_test(test_threads_round_trip),
         cmocka_unit_test(test_dedup),         cmocka_unit_test(test_abort),
-        cmocka_unit_test(test_disk_full),     cmocka_unit_test(test_rebuild_index),
+        cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_async_commits),     cmocka_unit_test(test_rebuild_index),
         cmocka_unit_test(test_unknown_chunk), cmocka_unit_test(test_pack_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
