@@ -1195,6 +1195,25 @@ static int refetch(cf_run *run, const cf_cdc *cdc, cf_mwriter *mw, cf_refcheck *
     return rc;
 }
 
+/* -v: where the time went, summed over threads, with each phase's rate. */
+static void log_phases(cf_repo *r, double wall)
+{
+    cf_repo_stats st;
+    cf_repo_get_stats(r, &st);
+    double mib = 1048576.0, rd = cf_phase_seconds(CF_PHASE_READ),
+           ch = cf_phase_seconds(CF_PHASE_CHUNK), pk = cf_phase_seconds(CF_PHASE_PACK),
+           sto = cf_phase_seconds(CF_PHASE_STORE), cm = cf_phase_seconds(CF_PHASE_COMMIT);
+    uint64_t in = st.bytes_new_raw + st.bytes_dup;
+    cf_log(CF_LOG_INFO,
+           "phases in %.1f s, seconds summed over threads: read %.1f, chunk and hash %.1f "
+           "(%.0f MiB/s), compress and encrypt %.1f (%.0f MiB/s), hand to storage %.1f "
+           "(%.0f MiB/s), publish packs %.1f (%llu packs)",
+           wall, rd, ch, ch > 0 ? (double)in / mib / ch : 0.0, pk,
+           pk > 0 ? (double)st.bytes_new_raw / mib / pk : 0.0, sto,
+           sto > 0 ? (double)st.bytes_new_stored / mib / sto : 0.0, cm,
+           (unsigned long long)st.packs_written);
+}
+
 static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
 {
     cf_policy *p = run->policy;
@@ -1514,6 +1533,7 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
 
     if (rc == 0) {
         json_t *tot = json_object_get(header, "totals");
+        log_phases(run->repo, cf_now() - t0);
         *summary = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:f}", "set", set_id, "policy", p->name,
                              "files", json_object_get(tot, "files"), "bytes",
                              json_object_get(tot, "bytes"), "new_bytes",

@@ -38,7 +38,9 @@ static int store(cf_ingest *g, const uint8_t *p, size_t n)
 {
     cf_id id;
     int added = 0;
+    double t = cf_now();
     cf_repo_hash(g->repo, p, n, &id);
+    cf_phase_add(CF_PHASE_CHUNK, t);
     if (cf_repo_put_chunk(g->repo, &id, p, n, &added) != 0)
         return -1;
     if (added)
@@ -61,7 +63,9 @@ static int drain(cf_ingest *g, int final)
     size_t off = 0, max = g->cdc->p.max_size;
     while (off < g->len) {
         size_t avail = g->len - off;
+        double t = cf_now();
         size_t n = cf_cdc_cut(g->cdc, g->buf + off, avail);
+        cf_phase_add(CF_PHASE_CHUNK, t);
         if (!final && n == avail && avail < max)
             break;
         if (store(g, g->buf + off, n) != 0)
@@ -103,7 +107,9 @@ int cf_ingest_fd(cf_ingest *g, int fd, const char *what)
             return cf_fail("cancelled");
         if (g->len == g->cap && drain(g, 0) != 0)
             return -1;
+        double t = cf_now();
         ssize_t n = read(fd, g->buf + g->len, g->cap - g->len);
+        cf_phase_add(CF_PHASE_READ, t);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -108,7 +108,10 @@ int cf_packw_full(const cf_packw *pw)
 /* Write to the open pack; on failure the pack is discarded. */
 static int packw_emit(cf_packw *pw, const void *buf, size_t len)
 {
-    if (len && cf_store_write(pw->r->st, pw->w, buf, len) != 0) {
+    double t = cf_now();
+    int rc = len ? cf_store_write(pw->r->st, pw->w, buf, len) : 0;
+    cf_phase_add(CF_PHASE_STORE, t);
+    if (rc != 0) {
         cf_error_prefix("pack %s", pw->key);
         cf_packw_abort(pw);
         return -1;
@@ -179,6 +182,7 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf
     loc->comp = CF_COMP_NONE;
     const void *blob = data;
     size_t stored = len;
+    double t = cf_now();
     if (len > 0) {
         size_t bound = ZSTD_compressBound(len);
         pw->cbuf.len = 0;
@@ -196,6 +200,7 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf
         blob = pw->sbuf.data;
         stored = pw->sbuf.len;
     }
+    cf_phase_add(CF_PHASE_PACK, t);
     if (!pw->w && packw_open(pw) != 0)
         return -1;
     loc->pack = pw->pno;

@@ -468,7 +468,10 @@ static void session_fail(cf_repo *r);
 
 static int commit_now(cf_repo *r, void *w, const char *key, uint32_t pno, uint64_t size)
 {
-    if (cf_store_commit(r->st, w) != 0) {
+    double t = cf_now();
+    int rc = cf_store_commit(r->st, w);
+    cf_phase_add(CF_PHASE_COMMIT, t);
+    if (rc != 0) {
         cf_error_prefix("pack %s", key);
         return -1;
     }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -346,6 +347,20 @@ double cf_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static _Atomic uint64_t phase_ns[CF_PHASE_N];
+
+void cf_phase_add(cf_phase ph, double since)
+{
+    double d = cf_now() - since;
+    if (d > 0)
+        atomic_fetch_add(&phase_ns[ph], (uint64_t)(d * 1e9));
+}
+
+double cf_phase_seconds(cf_phase ph)
+{
+    return (double)atomic_load(&phase_ns[ph]) / 1e9;
 }
 
 int cf_write_all(int fd, const void *buf, size_t n)

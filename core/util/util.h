@@ -70,6 +70,19 @@ char *cf_redact_url(const char *s);
 /* Monotonic seconds. */
 double cf_now(void);
 
+/* Seconds spent in the phases of a backup, summed over its threads, so
+ * `-v` can show where the time goes. cf_phase_add adds cf_now() - since. */
+typedef enum {
+    CF_PHASE_READ,   /* reading files and dump streams */
+    CF_PHASE_CHUNK,  /* finding chunk boundaries, hashing chunks */
+    CF_PHASE_PACK,   /* compressing and encrypting new chunks */
+    CF_PHASE_STORE,  /* handing pack bytes to the storage (waits for upload room) */
+    CF_PHASE_COMMIT, /* publishing packs (the last upload and its completion) */
+    CF_PHASE_N
+} cf_phase;
+void cf_phase_add(cf_phase ph, double since);
+double cf_phase_seconds(cf_phase ph);
+
 /* Write all n bytes to fd (short writes and EINTR handled): 0, or -1
  * with errno set (EIO when the fd took nothing). No cf_fail: the caller
  * names what it was writing. */
