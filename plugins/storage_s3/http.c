@@ -762,6 +762,8 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, S3_BACKOFF_CAP_MS, n + 1, &in->rng);
         pthread_mutex_unlock(&in->lock);
+        atomic_fetch_add(&in->nretries, 1);
+        atomic_fetch_add(&in->retry_ms, ms);
         if (in->host->log) {
             char why[CURL_ERROR_SIZE + 128];
             if (rs->curl_rc)

@@ -420,6 +420,8 @@ static coffer_status open_at(s3_reader *r)
         pthread_mutex_lock(&in->lock);
         unsigned ms = s3_backoff_ms(in->backoff_ms, 20000, r->attempts, &in->rng);
         pthread_mutex_unlock(&in->lock);
+        atomic_fetch_add(&in->nretries, 1);
+        atomic_fetch_add(&in->retry_ms, ms);
         char why[CURL_ERROR_SIZE + 128];
         if (r->rs.curl_rc)
             snprintf(why, sizeof why, "%s", r->rs.curl_err);

@@ -23,6 +23,7 @@
 #define COFFER_STORAGE_S3_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -174,6 +175,9 @@ typedef struct s3_instance {
     int retries;         /* attempts after the first */
     int timeout;         /* seconds without progress before a transfer is abandoned */
     unsigned backoff_ms; /* first retry delay; doubles with each attempt */
+    /* Retries made and milliseconds slept before them, reported when the
+     * instance is freed: a slow run on a flaky link says why. */
+    _Atomic unsigned long nretries, retry_ms;
     int sign_payload; /* x-amz-content-sha256 is the body hash, else UNSIGNED-PAYLOAD for bodies */
     int list_page;    /* max-keys of list calls (1000; tests make it small to page) */
     int64_t abort_uploads_after; /* s; incomplete uploads older than this are aborted; 0: never */

@@ -168,6 +168,12 @@ static void instance_free(void *instance)
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     s3_workers_stop(in);
+    unsigned long nr = atomic_load(&in->nretries);
+    if (nr && in->host && in->host->log)
+        in->host->log(in->h, COFFER_LOG_INFO,
+                      "S3 %s: %lu request(s) retried after transient failures, %.1f s spent "
+                      "in backoff",
+                      in->bucket, nr, (double)atomic_load(&in->retry_ms) / 1000.0);
     s3_rconn_pool_free(in);
     s3_conn_pool_free(in);
     in->magic = 0;

@@ -32,7 +32,7 @@ expect_ok "init" cfs init -p "$POLICY" || die "init failed"
 
 section "1: radosgw restarted in the middle of an upload"
 : >"$RGWLOG"
-cfs backup -p "$POLICY" >"$T/b1.out" 2>"$T/b1.err" &
+cfs -v backup -p "$POLICY" >"$T/b1.out" 2>"$T/b1.err" &
 BPID=$!
 bg_register "$BPID"
 if wait_upload "$BPID"; then
@@ -55,6 +55,8 @@ snapshot "$ASTERDRIVE_ROOT" "$T/snap.json"
 SETS=$(s3_count coffer-fault asterdrive/sets/)
 if [ "$RC1" -eq 0 ]; then
     pass "backup completed through retries"
+    assert_match "$(cat "$T/b1.err")" "S3 coffer-fault: [1-9][0-9]* request\(s\) retried after transient failures, [0-9.]+ s spent in backoff" \
+        "the retries are counted (-v)"
     assert_eq 1 "$SETS" "one set visible"
     expect_ok "verify --read-data of that set" cfs verify -p "$POLICY" --read-data
     expect_ok "restore it" cfs restore -p "$POLICY" --set latest --to "$T/restored1"
