@@ -1381,9 +1381,6 @@ out:
                                                                           st0.bytes_read)));
         json_object_set_new(rep, "reads", json_integer((json_int_t)(st1.reads - st0.reads)));
         json_object_set_new(rep, "files", json_integer((json_int_t)sub.files));
-        cf_log(CF_LOG_INFO, "read %llu pack bytes in %llu ranged reads",
-               (unsigned long long)(st1.bytes_read - st0.bytes_read),
-               (unsigned long long)(st1.reads - st0.reads));
     }
     int damaged = sub.unrestored && json_array_size(sub.unrestored) > 0;
     if (sub.unrestored) {

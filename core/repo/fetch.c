@@ -253,16 +253,9 @@ static void run_plan(cf_fetch *f, fplan *p, cf_buf *raw)
         int again = 0;
         for (size_t k = 0; k < i && !again; k++)
             again = p->items[k].loc.offset == it->loc.offset;
-        if (whole == 0 && !again) {
-            uint8_t *blob = raw->data + (it->loc.offset - p->start);
-            if (it->loc.comp == CF_COMP_NONE && !r->crypt) {
-                rc = cf_blob_verify(r, &it->loc, key, blob, it->loc.stored);
-                if (rc == 0)
-                    cf_buf_append(&out, blob, it->loc.stored);
-            } else {
-                rc = cf_blob_open_inplace(r, &it->loc, key, blob, &out);
-            }
-        }
+        if (whole == 0 && !again)
+            rc = cf_blob_open_inplace(r, &it->loc, key, raw->data + (it->loc.offset - p->start),
+                                      &out);
         if (rc != 0)
             rc = cf_repo_get_chunk(r, &it->loc.id, &out);
         deliver(f, it->seq, rc, &out);
