@@ -194,8 +194,18 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *id, json_
         rc = cf_run_lock(&dst, 0, "copy");
     int copied = 0;
     uint64_t sent = 0;
+    cf_repo_stats s0, s1;
+    cf_repo_get_stats(run->repo, &s0);
+    double t0 = cf_now();
     if (rc == 0)
         rc = cf_copy_set(run->repo, dst.repo, id, &copied, &sent);
+    cf_repo_get_stats(run->repo, &s1);
+    if (rc == 0 && copied) {
+        double dt = cf_now() - t0;
+        uint64_t rd = s1.bytes_read - s0.bytes_read;
+        cf_log(CF_LOG_DEBUG, "set %s: read %.1f MiB of packs in %llu ranged read(s) in %.1f s", id,
+               (double)rd / 1048576.0, (unsigned long long)(s1.reads - s0.reads), dt);
+    }
     if (rc == 0 && t->immutable && dst.roll_due)
         rc = cf_immutable_roll(&dst);
     if (rc == 0) {

@@ -311,10 +311,16 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
     uint64_t total = 0;
     for (size_t i = 0; i < c->norder; i++)
         total += pl.sizes[c->order[i]];
+    /* One reader per CPU (at most 4) keeps the decryption, decompression
+     * and hashing busy; more, up to the target's `connections`, keep reads
+     * in flight while the CPUs work (object storage: 8 by default). */
     int nt = o->threads;
     if (nt <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         nt = cpus > 0 ? (int)(cpus < 4 ? cpus : 4) : 1;
+        int conns = cf_repo_connections(c->run->repo);
+        if (conns > nt)
+            nt = conns;
     }
     if ((size_t)nt > c->norder)
         nt = c->norder ? (int)c->norder : 1;

@@ -17,7 +17,7 @@
 typedef struct cf_check_opts {
     int read_data;      /* read every pack */
     double subset_pct;  /* > 0: read this percentage of packs, chosen at random */
-    int threads;        /* pack readers; 0: one per CPU, at most 4 */
+    int threads;        /* pack readers; 0: one per CPU (at most 4) or the target's connections */
     const char *policy; /* policy file as given, for the repair commands; NULL: POLICY */
 } cf_check_opts;
 

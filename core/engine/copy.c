@@ -1,5 +1,6 @@
 #include "engine/copy.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,57 @@ static void copy_proofs(cf_repo *src, cf_repo *dst, const char *id)
     }
 }
 
+/* Entries read from the source manifest ahead of the one being copied,
+ * with the fetch sequence number of each chunk they need (NO_SEQ: the
+ * destination already had it). A ring of at most AHEAD_ENTRIES. */
+#define AHEAD_ENTRIES 1024
+#define AHEAD_CHUNKS 8192
+#define NO_SEQ UINT64_MAX
+
+typedef struct aentry {
+    cf_entry e;
+    uint64_t *seq;
+} aentry;
+
+typedef struct ahead {
+    aentry e[AHEAD_ENTRIES];
+    size_t head, n, nchunks;
+} ahead;
+
+/* Read the next entry into the ring and name its chunks: 1, 0 at the end
+ * of the manifest, -1 on error. dst: skip chunks it has (same ids). */
+static int ahead_push(ahead *q, cf_mreader *m, cf_fetch *f, cf_repo *dst)
+{
+    aentry *a = &q->e[(q->head + q->n) % AHEAD_ENTRIES];
+    int rc = cf_manifest_next(m, &a->e);
+    if (rc != 1)
+        return rc;
+    a->seq = cf_malloc((a->e.nchunks ? a->e.nchunks : 1) * sizeof *a->seq);
+    for (size_t i = 0; i < a->e.nchunks; i++)
+        a->seq[i] = dst && cf_repo_has(dst, &a->e.chunks[i]) ? NO_SEQ
+                                                             : cf_fetch_want(f, &a->e.chunks[i], 1);
+    q->n++;
+    q->nchunks += a->e.nchunks;
+    return 1;
+}
+
+static void ahead_pop(ahead *q)
+{
+    aentry *a = &q->e[q->head];
+    q->nchunks -= a->e.nchunks;
+    cf_entry_clear(&a->e);
+    free(a->seq);
+    a->seq = NULL;
+    q->head = (q->head + 1) % AHEAD_ENTRIES;
+    q->n--;
+}
+
+static void ahead_free(ahead *q)
+{
+    while (q->n)
+        ahead_pop(q);
+}
+
 int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_t *bytes_sent)
 {
     *copied = 0;
@@ -49,19 +101,39 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
         return -1;
     }
     int same = same_ids(src, dst);
+    cf_fetch *f = cf_fetch_new(src);
+    ahead *q = cf_calloc(1, sizeof *q); /* too large for a thread's stack */
     cf_buf buf = {0};
-    cf_entry e;
-    int rc, aborted = 0;
-    while ((rc = cf_manifest_next(m, &e)) == 1) {
-        for (size_t i = 0; i < e.nchunks && rc == 1; i++) {
+    int rc = 1, aborted = 0, eof = 0;
+    for (;;) {
+        /* Name the chunks of the entries ahead, so the fetch threads
+         * read them while this one writes to the destination. */
+        while (!eof && q->n < AHEAD_ENTRIES && q->nchunks < AHEAD_CHUNKS) {
+            int got = ahead_push(q, m, f, same ? dst : NULL);
+            if (got < 0)
+                rc = -1;
+            if (got <= 0) {
+                eof = 1;
+                break;
+            }
+        }
+        if (rc != 1 || !q->n)
+            break;
+        aentry *a = &q->e[q->head];
+        cf_entry *e = &a->e;
+        for (size_t i = 0; i < e->nchunks && rc == 1; i++) {
             if (cf_cancel_flag) {
                 rc = cf_fail("cancelled");
                 break;
             }
-            if (same && cf_repo_has(dst, &e.chunks[i]))
+            if (a->seq[i] == NO_SEQ)
+                continue; /* the destination had it when named */
+            if (same && cf_repo_has(dst, &e->chunks[i])) {
+                cf_fetch_skip(f, a->seq[i], 1); /* stored since, by this copy */
                 continue;
-            if (cf_repo_get_chunk(src, &e.chunks[i], &buf) != 0) {
-                cf_error_prefix("set %s: %s", id, e.path);
+            }
+            if (cf_fetch_take(f, a->seq[i], &buf) != 0) {
+                cf_error_prefix("set %s: %s", id, e->path);
                 rc = -1;
                 break;
             }
@@ -75,14 +147,17 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
             if (added)
                 *bytes_sent += buf.len;
             cf_progress_add(buf.len, 0);
-            e.chunks[i] = nid;
+            e->chunks[i] = nid;
         }
-        if (rc == 1 && cf_manifest_add(w, &e) != 0)
+        if (rc == 1 && cf_manifest_add(w, e) != 0)
             rc = -1;
-        cf_entry_clear(&e);
-        if (rc != 1)
-            break;
+        ahead_pop(q);
     }
+    if (rc == 1)
+        rc = 0;
+    cf_fetch_free(f); /* drops chunks named and not taken */
+    ahead_free(q);
+    free(q);
     cf_manifest_close(m);
     cf_buf_free(&buf);
     if (rc == 0)

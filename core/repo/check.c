@@ -171,7 +171,7 @@ long cf_repo_check_pack(cf_repo *r, const char *key, cf_repo_problem_cb cb, void
         if ((e = ps_read(&ps, blob.data, ents[i].stored)) != 0)
             goto short_read;
         blob.len = ents[i].stored;
-        if (cf_blob_open(r, &ents[i], key, blob.data, &plain) != 0)
+        if (cf_blob_open_inplace(r, &ents[i], key, blob.data, &plain) != 0)
             report(&rp, key, &ents[i].id, "%s", cf_error());
         pthread_rwlock_rdlock(&r->lock);
         ssize_t k = cf_index_find(&r->idx, &ents[i].id);

@@ -305,6 +305,15 @@ static int local_default(const cf_repo *r)
     return (r->st->caps & COFFER_CAP_LOCAL) != 0;
 }
 
+int cf_repo_connections(const cf_repo *r)
+{
+    const coffer_config *cfg = r->st->cfg;
+    int64_t conns = cfg ? cf_config_get_int(cfg, "connections", 0) : 0;
+    if (conns <= 0)
+        conns = local_default(r) ? 3 : 8;
+    return conns > 64 ? 64 : (int)conns;
+}
+
 cf_fetch *cf_fetch_new(cf_repo *r)
 {
     cf_fetch *f = cf_calloc(1, sizeof *f);
@@ -315,12 +324,8 @@ cf_fetch *cf_fetch_new(cf_repo *r)
     f->cap = 1024;
     f->ring = cf_calloc(f->cap, sizeof *f->ring);
     const coffer_config *cfg = r->st->cfg;
-    int64_t conns = cfg ? cf_config_get_int(cfg, "connections", 0) : 0;
+    int64_t conns = cf_repo_connections(r);
     int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
-    if (conns <= 0)
-        conns = local_default(r) ? 3 : 8;
-    if (conns > 64)
-        conns = 64;
     if (infl <= 0)
         infl = 24ll << 20;
     if (infl < (1ll << 20))

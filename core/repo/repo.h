@@ -191,6 +191,9 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
  * want, take and skip may be called from any threads. */
 typedef struct cf_fetch cf_fetch;
 cf_fetch *cf_fetch_new(cf_repo *r);
+/* The target's `connections` option, or its default: how many reads of
+ * the store run at once (fetch threads, check's pack readers). */
+int cf_repo_connections(const cf_repo *r);
 /* Name n chunks (ids copied); returns the sequence number of the first,
  * the others follow. */
 uint64_t cf_fetch_want(cf_fetch *f, const cf_id *ids, size_t n);

@@ -91,4 +91,26 @@ expect_ok "copy unencrypted -> encrypted" cf copy -p "$T/plain.yaml" --from seco
 restore_compare "set 2 after the round trip" "${IDS[2]}" "$T/snap2.json" -p "$T/plain.yaml" --target primary
 expect_ok "check --read-data" cf check -p "$T/plain.yaml" --target primary --read-data
 
+section "copy reads ahead in ranged reads, and a damaged source fails it cleanly"
+export COFFER_REPO2=$T/third
+expect_ok "init a fresh unencrypted target" cf init -p "$T/plain.yaml" --target second --encryption none
+expect_ok "copy -v encrypted -> fresh" cf -v copy -p "$T/plain.yaml" --from primary --to second --set "${IDS[2]}"
+reads=$(printf '%s\n' "$ERR" | sed -n 's/.*read [0-9.]* MiB of packs in \([0-9]*\) ranged read.*/\1/p')
+run cf stats -p "$T/plain.yaml" --target second --json
+chunks=$(json_get "$OUT" 'j["repository"]["chunks"]')
+note "copy of set 2: ${reads:-?} ranged reads for $chunks chunks"
+assert_gt "${reads:-0}" 0 "copy -v reports its ranged reads"
+assert_lt "${reads:-999999}" "$chunks" "chunks of one pack lying together are read in one request"
+restore_compare "set 2 from the fresh copy" "${IDS[2]}" "$T/snap2.json" -p "$T/plain.yaml" --target second
+export COFFER_REPO2=$T/fourth
+expect_ok "init another fresh target" cf init -p "$T/plain.yaml" --target second --encryption none
+big=$(find "$COFFER_REPO/data" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+flip "$big" $(($(stat -c %s "$big") / 2))
+expect_rc 1 "copy from a source with a damaged pack" \
+    cf copy -p "$T/plain.yaml" --from primary --to second --set "${IDS[2]}"
+assert_error_line
+assert_contains "$ERR" "${big#"$COFFER_REPO"/}" "the error names the damaged pack"
+assert_match "$ERR" "chunk [0-9a-f]{64}" "the error names the chunk"
+assert_eq 0 "$(count_sets "$COFFER_REPO2")" "the destination gained no set"
+
 finish
