@@ -23,6 +23,7 @@
 typedef struct xp {
     cf_run *run;
     const char *set_id;
+    cf_fetch *fetch; /* a file's chunks are read ahead, in ranged reads */
     struct archive *a;
     json_t *left_out; /* [{"name"|"path", "why"}] */
     uint64_t files, bytes;
@@ -154,13 +155,14 @@ static int add_entry(xp *x, const cf_entry *m, cf_buf *chunk)
     }
     if (data) {
         uint64_t done = 0;
-        for (size_t i = 0; i < m->nchunks && rc == 0; i++) {
+        uint64_t seq = cf_fetch_want(x->fetch, m->chunks, m->nchunks);
+        size_t i;
+        for (i = 0; i < m->nchunks && rc == 0; i++) {
             if (cf_cancel_flag) {
                 rc = cf_fail("cancelled");
                 break;
             }
-            chunk->len = 0;
-            if (cf_repo_get_chunk(x->run->repo, &m->chunks[i], chunk) != 0) {
+            if (cf_fetch_take(x->fetch, seq + i, chunk) != 0) {
                 cf_error_prefix("export: %s", m->path);
                 rc = -1;
             } else if (done + chunk->len > m->size) {
@@ -171,6 +173,8 @@ static int add_entry(xp *x, const cf_entry *m, cf_buf *chunk)
                 done += chunk->len;
             }
         }
+        if (i < m->nchunks)
+            cf_fetch_skip(x->fetch, seq + i, m->nchunks - i);
         if (rc == 0 && done != m->size)
             rc = cf_fail("export: %s: chunks hold %" PRIu64 " of the recorded %" PRIu64 " bytes",
                          m->path, done, m->size);
@@ -356,6 +360,7 @@ static int write_set(xp *x, json_t **report)
     cf_entry e;
     cf_buf chunk = {0};
     int more;
+    x->fetch = cf_fetch_new(x->run->repo);
     while (rc == 0 && (more = cf_manifest_next(m, &e)) == 1) {
         if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_DIR || e.kind == CF_ENT_SYMLINK ||
             e.kind == CF_ENT_HARDLINK)
@@ -365,6 +370,8 @@ static int write_set(xp *x, json_t **report)
     if (rc == 0 && more < 0)
         rc = -1;
     cf_buf_free(&chunk);
+    cf_fetch_free(x->fetch);
+    x->fetch = NULL;
     json_array_foreach(pending, i, c)
     if (rc == 0)
         rc = add_database(x, json_string_value(json_object_get(c, "name")), dbs);
