@@ -4,8 +4,9 @@
 # AsterDrive-like deployment, in the same run. Phases, each timed for both
 # tools one after the other: full backup, second backup after a ~1%
 # change (tests/tools/mutate_asterdrive.py), restore of the latest set,
-# and a check that reads every pack (restic check --read-data, coffer
-# check --read-data). Prints wall time, peak RSS and coffer/restic ratios,
+# a copy of both sets to a second repository in the same RGW (restic copy
+# --from-repo, coffer copy --set all to a second target), and a check that
+# reads every pack (restic check --read-data, coffer check --read-data). Prints wall time, peak RSS and coffer/restic ratios,
 # and compares both restores with the source (bench/treesum.py).
 #
 #   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS] [--data DIR]
@@ -127,7 +128,8 @@ export COFFER_REPO=s3://coffer-bench/asterdrive
 POLICY=$W/policy.yaml
 extra=""
 for o in ${copts[@]+"${copts[@]}"}; do extra+="\n    ${o%%=*}: ${o#*=}"; done
-sed "s|^\(    location: .*\)$|\1$extra|" "$src/policies/asterdrive-sqlite-local.yaml" >"$POLICY"
+sed "s|^\(    location: .*\)$|\1$extra\n  - name: second\n    location: s3://coffer-bench/copy$extra|" \
+    "$src/policies/asterdrive-sqlite-local.yaml" >"$POLICY"
 CF=("$COFFER" --no-progress --plugin-dir "$PLUGINS")
 RESTIC=(restic -r "s3:$AWS_ENDPOINT_URL/restic-bench" --cache-dir "$W/restic-cache" --quiet)
 
@@ -148,7 +150,13 @@ treesum() { python3 "$src/bench/treesum.py" "$1" | cut -d' ' -f1; }
 
 ${INNS[@]+"${INNS[@]}"} "${RESTIC[@]}" init >/dev/null 2>"$W/restic-init.err" || die "restic init: $(tail -2 "$W/restic-init.err")"
 ${INNS[@]+"${INNS[@]}"} "${CF[@]}" init -p "$POLICY" >/dev/null 2>"$W/coffer-init.err" || die "coffer init: $(tail -2 "$W/coffer-init.err")"
+export RESTIC_FROM_PASSWORD=$RESTIC_PASSWORD
+RESTIC2=(restic -r "s3:$AWS_ENDPOINT_URL/restic-copy" --cache-dir "$W/restic-cache2" --quiet)
+${INNS[@]+"${INNS[@]}"} "${RESTIC2[@]}" init --copy-chunker-params --from-repo "s3:$AWS_ENDPOINT_URL/restic-bench" \
+    >/dev/null 2>"$W/restic-init2.err" || die "restic init (copy): $(tail -2 "$W/restic-init2.err")"
 
+# The policy's second target is only the copy's destination: every
+# other command names --target primary (a backup would copy to it).
 # restic backs up what coffer's policy does: the deployment without the
 # upload staging directories (the application is stopped in this
 # benchmark, as the policy would stop it, so the SQLite file is consistent).
@@ -157,27 +165,31 @@ restic_backup() {
 }
 echo "== full backup"
 restic_backup restic-full
-timed coffer-full "${CF[@]}" backup -p "$POLICY"
+timed coffer-full "${CF[@]}" backup -p "$POLICY" --target primary
 SUM1=$(treesum "$LIVE")
 
 echo "== second backup after a ~1% change"
 python3 "$src/tests/tools/mutate_asterdrive.py" "$LIVE" --percent 1 --seed 2 >"$W/mutate.log" 2>&1 || die "mutate failed"
 restic_backup restic-second
-timed coffer-second "${CF[@]}" backup -p "$POLICY"
+timed coffer-second "${CF[@]}" backup -p "$POLICY" --target primary
 SUM2=$(treesum "$LIVE")
 
 echo "== restore latest"
 timed restic-restore "${RESTIC[@]}" restore latest --target "$W/r-restic"
-timed coffer-restore "${CF[@]}" restore -p "$POLICY" --no-checks --no-validate --to "$W/r-coffer"
+timed coffer-restore "${CF[@]}" restore -p "$POLICY" --target primary --no-checks --no-validate --to "$W/r-coffer"
 R1=$(treesum "$W/r-restic"); R2=$(treesum "$W/r-coffer")
 [ "$R1" = "$SUM2" ] && ok_r=identical || ok_r="DIFFERS"
 [ "$R2" = "$SUM2" ] && ok_c=identical || ok_c="DIFFERS"
 echo "   restored trees: restic $ok_r, coffer $ok_c (source before the change: $SUM1)"
 rm -rf "$W/r-restic" "$W/r-coffer"
 
+echo "== copy of both sets to a second repository"
+timed restic-copy "${RESTIC2[@]}" copy --from-repo "s3:$AWS_ENDPOINT_URL/restic-bench"
+timed coffer-copy "${CF[@]}" copy -p "$POLICY" --from primary --to second --set all
+
 echo "== check, reading every pack"
 timed restic-check "${RESTIC[@]}" check --read-data
-timed coffer-check "${CF[@]}" check -p "$POLICY" --read-data
+timed coffer-check "${CF[@]}" check -p "$POLICY" --target primary --read-data
 
 python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" <<'PY'
 import sys
@@ -185,7 +197,7 @@ w, size, delay, okr, okc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[
 def rd(label):
     t, m = open(f"{w}/{label}.time").read().split()
     return float(t), int(m) / 1024
-targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "check": None}
+targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "copy": None, "check": None}
 ok = okr == "identical" and okc == "identical"
 link = "loopback" if delay == "0" else f"{delay} ms round trip"
 print()

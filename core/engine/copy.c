@@ -1,8 +1,10 @@
 #include "engine/copy.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/manifest.h"
 #include "engine/progress.h"
@@ -27,55 +29,169 @@ static void copy_proofs(cf_repo *src, cf_repo *dst, const char *id)
     }
 }
 
-/* Entries read from the source manifest ahead of the one being copied,
- * with the fetch sequence number of each chunk they need (NO_SEQ: the
- * destination already had it). A ring of at most AHEAD_ENTRIES. */
+/*
+ * A set is copied by a pipeline. This thread reads the source manifest
+ * ahead (a ring of at most AHEAD_ENTRIES entries, AHEAD_CHUNKS chunks) and
+ * names each chunk the destination lacks to the fetch planner, which reads
+ * them in ranged reads on the source target's connections. Worker threads
+ * take the chunks as they arrive, identify them for the destination,
+ * compress, encrypt and store them; this thread adds each entry to the new
+ * manifest, in order, once its chunks are stored.
+ */
 #define AHEAD_ENTRIES 1024
 #define AHEAD_CHUNKS 8192
 #define NO_SEQ UINT64_MAX
 
 typedef struct aentry {
     cf_entry e;
-    uint64_t *seq;
+    uint64_t *seq;  /* per chunk: fetch sequence number, NO_SEQ: not needed */
+    size_t pending; /* chunks not stored yet */
 } aentry;
 
-typedef struct ahead {
+typedef struct job {
+    aentry *a;
+    size_t i;
+} job;
+
+typedef struct cpipe {
+    cf_repo *dst;
+    cf_fetch *f;
+    pthread_mutex_t mu;
+    pthread_cond_t more, done;
     aentry e[AHEAD_ENTRIES];
     size_t head, n, nchunks;
-} ahead;
+    job *jobs; /* FIFO ring of chunks to store */
+    size_t jcap, jhead, jn;
+    int closing, failed;
+    char *err; /* the first worker error */
+    uint64_t sent;
+} cpipe;
 
-/* Read the next entry into the ring and name its chunks: 1, 0 at the end
- * of the manifest, -1 on error. dst: skip chunks it has (same ids). */
-static int ahead_push(ahead *q, cf_mreader *m, cf_fetch *f, cf_repo *dst)
+static void job_push_locked(cpipe *c, aentry *a, size_t i)
 {
-    aentry *a = &q->e[(q->head + q->n) % AHEAD_ENTRIES];
+    if (c->jn == c->jcap) {
+        size_t cap = c->jcap ? 2 * c->jcap : 1024;
+        job *j = cf_malloc(cap * sizeof *j);
+        for (size_t k = 0; k < c->jn; k++)
+            j[k] = c->jobs[(c->jhead + k) % c->jcap];
+        free(c->jobs);
+        c->jobs = j;
+        c->jcap = cap;
+        c->jhead = 0;
+    }
+    c->jobs[(c->jhead + c->jn++) % c->jcap] = (job){a, i};
+}
+
+/* Read the next entry into the ring and name the chunks the destination
+ * lacks (have: it has the ones with the same id): 1, 0 at the end of the
+ * manifest, -1 on error. */
+static int ahead_push(cpipe *c, cf_mreader *m, int same)
+{
+    aentry *a = &c->e[(c->head + c->n) % AHEAD_ENTRIES];
     int rc = cf_manifest_next(m, &a->e);
     if (rc != 1)
         return rc;
-    a->seq = cf_malloc((a->e.nchunks ? a->e.nchunks : 1) * sizeof *a->seq);
-    for (size_t i = 0; i < a->e.nchunks; i++)
-        a->seq[i] = dst && cf_repo_has(dst, &a->e.chunks[i]) ? NO_SEQ
-                                                             : cf_fetch_want(f, &a->e.chunks[i], 1);
-    q->n++;
-    q->nchunks += a->e.nchunks;
+    size_t nc = a->e.nchunks;
+    a->seq = cf_malloc((nc ? nc : 1) * sizeof *a->seq);
+    a->pending = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (same && cf_repo_has(c->dst, &a->e.chunks[i])) {
+            a->seq[i] = NO_SEQ;
+        } else {
+            a->seq[i] = cf_fetch_want(c->f, &a->e.chunks[i], 1);
+            a->pending++;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    c->n++;
+    c->nchunks += nc;
+    for (size_t i = 0; i < nc; i++)
+        if (a->seq[i] != NO_SEQ)
+            job_push_locked(c, a, i);
+    pthread_cond_broadcast(&c->more);
+    pthread_mutex_unlock(&c->mu);
     return 1;
 }
 
-static void ahead_pop(ahead *q)
+static void ahead_pop(cpipe *c)
 {
-    aentry *a = &q->e[q->head];
-    q->nchunks -= a->e.nchunks;
+    aentry *a = &c->e[c->head];
+    pthread_mutex_lock(&c->mu);
+    c->nchunks -= a->e.nchunks;
+    c->head = (c->head + 1) % AHEAD_ENTRIES;
+    c->n--;
+    pthread_mutex_unlock(&c->mu);
     cf_entry_clear(&a->e);
     free(a->seq);
     a->seq = NULL;
-    q->head = (q->head + 1) % AHEAD_ENTRIES;
-    q->n--;
 }
 
-static void ahead_free(ahead *q)
+static void *store_worker(void *arg)
 {
-    while (q->n)
-        ahead_pop(q);
+    cpipe *c = arg;
+    cf_buf buf = {0};
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->jn && !c->closing)
+            pthread_cond_wait(&c->more, &c->mu);
+        if (!c->jn)
+            break;
+        job j = c->jobs[c->jhead];
+        c->jhead = (c->jhead + 1) % c->jcap;
+        c->jn--;
+        if (cf_cancel_flag && !c->failed) {
+            c->failed = 1; /* entries must not be added with chunks not stored */
+            c->err = cf_strdup("cancelled");
+        }
+        int failed = c->failed;
+        pthread_mutex_unlock(&c->mu);
+        aentry *a = j.a;
+        uint64_t added_bytes = 0;
+        int rc = 0;
+        if (failed) {
+            cf_fetch_skip(c->f, a->seq[j.i], 1);
+            rc = 1;
+        } else if (cf_fetch_take(c->f, a->seq[j.i], &buf) != 0) {
+            cf_error_prefix("%s", a->e.path);
+            rc = -1;
+        } else {
+            cf_id nid;
+            cf_repo_hash(c->dst, buf.data, buf.len, &nid);
+            int added = 0;
+            if (cf_repo_put_chunk(c->dst, &nid, buf.data, buf.len, &added) != 0) {
+                rc = -1;
+            } else {
+                a->e.chunks[j.i] = nid;
+                if (added)
+                    added_bytes = buf.len;
+                cf_progress_add(buf.len, 0);
+            }
+        }
+        pthread_mutex_lock(&c->mu);
+        if (rc < 0 && !c->failed) {
+            c->failed = 1;
+            c->err = cf_strdup(cf_error());
+        }
+        c->sent += added_bytes;
+        a->pending--;
+        pthread_cond_broadcast(&c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    cf_buf_free(&buf);
+    return NULL;
+}
+
+/* Wait until the oldest entry's chunks are stored: 0, or -1 when a worker
+ * failed (or the run was cancelled). */
+static int head_stored(cpipe *c)
+{
+    aentry *a = &c->e[c->head];
+    pthread_mutex_lock(&c->mu);
+    while (a->pending && !c->failed)
+        pthread_cond_wait(&c->done, &c->mu);
+    int rc = c->failed ? -1 : 0;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
 int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_t *bytes_sent)
@@ -101,65 +217,62 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
         return -1;
     }
     int same = same_ids(src, dst);
-    cf_fetch *f = cf_fetch_new(src);
-    ahead *q = cf_calloc(1, sizeof *q); /* too large for a thread's stack */
-    cf_buf buf = {0};
-    int rc = 1, aborted = 0, eof = 0;
-    for (;;) {
-        /* Name the chunks of the entries ahead, so the fetch threads
-         * read them while this one writes to the destination. */
-        while (!eof && q->n < AHEAD_ENTRIES && q->nchunks < AHEAD_CHUNKS) {
-            int got = ahead_push(q, m, f, same ? dst : NULL);
+    cpipe *c = cf_calloc(1, sizeof *c); /* too large for a thread's stack */
+    c->dst = dst;
+    c->f = cf_fetch_new(src);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->more, NULL);
+    pthread_cond_init(&c->done, NULL);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nw = cpus > 1 ? (int)(cpus < 8 ? cpus : 8) : 1, started = 0;
+    pthread_t th[8];
+    for (int i = 0; i < nw; i++)
+        if (pthread_create(&th[started], NULL, store_worker, c) == 0)
+            started++;
+    int rc = started ? 1 : cf_fail("copy: cannot start threads"), aborted = 0, eof = 0;
+    while (rc == 1) {
+        while (!eof && c->n < AHEAD_ENTRIES && c->nchunks < AHEAD_CHUNKS) {
+            int got = ahead_push(c, m, same);
             if (got < 0)
                 rc = -1;
-            if (got <= 0) {
+            if (got <= 0)
                 eof = 1;
-                break;
-            }
         }
-        if (rc != 1 || !q->n)
+        if (rc != 1 || !c->n)
             break;
-        aentry *a = &q->e[q->head];
-        cf_entry *e = &a->e;
-        for (size_t i = 0; i < e->nchunks && rc == 1; i++) {
-            if (cf_cancel_flag) {
-                rc = cf_fail("cancelled");
-                break;
-            }
-            if (a->seq[i] == NO_SEQ)
-                continue; /* the destination had it when named */
-            if (same && cf_repo_has(dst, &e->chunks[i])) {
-                cf_fetch_skip(f, a->seq[i], 1); /* stored since, by this copy */
-                continue;
-            }
-            if (cf_fetch_take(f, a->seq[i], &buf) != 0) {
-                cf_error_prefix("set %s: %s", id, e->path);
-                rc = -1;
-                break;
-            }
-            cf_id nid;
-            cf_repo_hash(dst, buf.data, buf.len, &nid);
-            int added = 0;
-            if (cf_repo_put_chunk(dst, &nid, buf.data, buf.len, &added) != 0) {
-                rc = -1;
-                break;
-            }
-            if (added)
-                *bytes_sent += buf.len;
-            cf_progress_add(buf.len, 0);
-            e->chunks[i] = nid;
+        if (cf_cancel_flag) {
+            rc = cf_fail("cancelled");
+            break;
         }
-        if (rc == 1 && cf_manifest_add(w, e) != 0)
+        if (head_stored(c) != 0) {
+            rc = cf_fail("set %s: %s", id, c->err ? c->err : "cancelled");
+            break;
+        }
+        if (cf_manifest_add(w, &c->e[c->head].e) != 0)
             rc = -1;
-        ahead_pop(q);
+        ahead_pop(c);
     }
     if (rc == 1)
         rc = 0;
-    cf_fetch_free(f); /* drops chunks named and not taken */
-    ahead_free(q);
-    free(q);
+    pthread_mutex_lock(&c->mu);
+    c->closing = 1;
+    if (rc != 0)
+        c->failed = 1; /* the workers give up what is queued */
+    pthread_cond_broadcast(&c->more);
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    *bytes_sent += c->sent;
+    cf_fetch_free(c->f);
+    while (c->n)
+        ahead_pop(c);
+    free(c->jobs);
+    free(c->err);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->more);
+    pthread_cond_destroy(&c->done);
+    free(c);
     cf_manifest_close(m);
-    cf_buf_free(&buf);
     if (rc == 0)
         rc = cf_repo_flush(dst);
     if (rc == 0) {
