@@ -9,7 +9,8 @@
 # reads every pack (restic check --read-data, coffer check --read-data). Prints wall time, peak RSS and coffer/restic ratios,
 # and compares both restores with the source (bench/treesum.py).
 #
-#   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS] [--data DIR]
+#   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS]
+#                            [--request-delay-ms MS] [--data DIR]
 #                            [--coffer-opt KEY=VALUE]... [--keep] [--workdir DIR]
 #
 #   --size-mb N        deployment size (default 1024)
@@ -17,6 +18,11 @@
 #                      listens on one end of a veth pair, the tools run in
 #                      a network namespace on the other, and tc netem
 #                      delays each direction by MS/2 (default 0: loopback)
+#   --request-delay-ms MS  where the kernel has no netem: both tools talk to
+#                      RGW through tests/tools/s3_fault_proxy.py, which holds
+#                      every answer MS ms before sending it (one round trip
+#                      per request; the proxy's own CPU time counts against
+#                      both tools alike)
 #   --data DIR         an existing deployment (gen_asterdrive.py output);
 #                      it is copied, since the second phase changes it
 #   --coffer-opt K=V   an extra option of coffer's s3 driver (repeatable),
@@ -37,6 +43,7 @@ set -uo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size_mb=1024
 delay_ms=0
+req_delay_ms=0
 data=""
 keep=0
 copts=()
@@ -45,6 +52,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --size-mb) size_mb=${2:?}; shift 2 ;;
         --delay-ms) delay_ms=${2:?}; shift 2 ;;
+        --request-delay-ms) req_delay_ms=${2:?}; shift 2 ;;
         --data) data=${2:?}; shift 2 ;;
         --coffer-opt) copts+=("${2:?}"); shift 2 ;;
         --keep) keep=1; shift ;;
@@ -71,7 +79,9 @@ fi
 W=$(mktemp -d "$workparent/coffer-s3r-bench.XXXXXX")
 RGW=$W/rgw
 NS=""
+PROXY=""
 cleanup() {
+    [ -n "$PROXY" ] && kill "$PROXY" 2>/dev/null
     bash "$src/tests/tools/ceph_rgw.sh" stop "$RGW" >/dev/null 2>&1
     if [ -n "$NS" ]; then
         ip link del "cfb$$a" 2>/dev/null
@@ -109,6 +119,16 @@ echo "== starting Ceph RGW on $RGW_ADDR"
 RGW_ADDR=$RGW_ADDR RGW_MEMSTORE_BYTES=$(( (size_mb * 4 + 2048) * 1024 * 1024 )) \
     bash "$src/tests/tools/ceph_rgw.sh" start "$RGW" >"$W/rgw.env" || die "RGW failed to start"
 . "$W/rgw.env"
+if [ "$req_delay_ms" != 0 ]; then
+    echo "* . slow 1000000000 $req_delay_ms" >"$W/proxy.rules"
+    python3 "$src/tests/tools/s3_fault_proxy.py" --upstream "${AWS_ENDPOINT_URL#http://}" \
+        --rules "$W/proxy.rules" --log /dev/null --port-file "$W/proxy.port" >"$W/proxy.out" 2>&1 &
+    PROXY=$!
+    for _ in $(seq 50); do [ -s "$W/proxy.port" ] && break; sleep 0.1; done
+    [ -s "$W/proxy.port" ] || die "the delaying proxy did not start"
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$W/proxy.port")
+    echo "== every S3 answer held ${req_delay_ms} ms (proxy on $AWS_ENDPOINT_URL)"
+fi
 
 LIVE=$W/live
 if [ -n "$data" ]; then
@@ -191,15 +211,17 @@ echo "== check, reading every pack"
 timed restic-check "${RESTIC[@]}" check --read-data
 timed coffer-check "${CF[@]}" check -p "$POLICY" --target primary --read-data
 
-python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" <<'PY'
+python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" "$req_delay_ms" <<'PY'
 import sys
-w, size, delay, okr, okc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+w, size, delay, okr, okc, rdelay = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 def rd(label):
     t, m = open(f"{w}/{label}.time").read().split()
     return float(t), int(m) / 1024
 targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "copy": None, "check": None}
 ok = okr == "identical" and okc == "identical"
 link = "loopback" if delay == "0" else f"{delay} ms round trip"
+if rdelay != "0":
+    link += f", every answer held {rdelay} ms by a proxy"
 print()
 print(f"deployment {size} MiB, Ceph RGW, {link}")
 print(f"{'phase':<9} {'restic s':>9} {'MiB':>6} {'coffer s':>9} {'MiB':>6} {'ratio':>6}  target")

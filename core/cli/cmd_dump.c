@@ -187,7 +187,7 @@ int cmd_dump(int argc, char **argv)
     rc = CF_EXIT_OK;
     /* The file's chunks are read ahead, in ranged reads on the target's
      * connections, while earlier ones are written out. */
-    cf_fetch *f = cf_fetch_new(run->repo);
+    cf_fetch *f = cf_fetch_new(run->repo, 0);
     uint64_t seq = cf_fetch_want(f, e.chunks, e.nchunks);
     for (size_t i = 0; i < e.nchunks && rc == CF_EXIT_OK; i++) {
         if (cf_fetch_take(f, seq + i, &b) != 0) {

@@ -219,7 +219,7 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
     int same = same_ids(src, dst);
     cpipe *c = cf_calloc(1, sizeof *c); /* too large for a thread's stack */
     c->dst = dst;
-    c->f = cf_fetch_new(src);
+    c->f = cf_fetch_new(src, 0);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->more, NULL);
     pthread_cond_init(&c->done, NULL);

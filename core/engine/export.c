@@ -360,7 +360,7 @@ static int write_set(xp *x, json_t **report)
     cf_entry e;
     cf_buf chunk = {0};
     int more;
-    x->fetch = cf_fetch_new(x->run->repo);
+    x->fetch = cf_fetch_new(x->run->repo, 0);
     while (rc == 0 && (more = cf_manifest_next(m, &e)) == 1) {
         if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_DIR || e.kind == CF_ENT_SYMLINK ||
             e.kind == CF_ENT_HARDLINK)

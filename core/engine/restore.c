@@ -435,7 +435,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
     json_decref(h);
-    rpool p = {.repo = repo, .fetch = cf_fetch_new(repo), .x = cf_extract_new(dirfd),
+    rpool p = {.repo = repo, .fetch = cf_fetch_new(repo, 0), .x = cf_extract_new(dirfd),
                .salvage = sub->unrestored != NULL, .unrestored = sub->unrestored};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);

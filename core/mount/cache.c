@@ -125,6 +125,14 @@ void cf_ccache_free(cf_ccache *c)
     free(c);
 }
 
+int cf_ccache_has(cf_ccache *c, const cf_id *id)
+{
+    pthread_mutex_lock(&c->mu);
+    int has = find(c, id) != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return has;
+}
+
 int cf_ccache_read(cf_ccache *c, const cf_id *id, size_t off, void *dst, size_t len)
 {
     pthread_mutex_lock(&c->mu);

@@ -26,6 +26,8 @@ void cf_ccache_free(cf_ccache *c);
 /* Copy len bytes at off of the chunk into dst: 1 when cached (the chunk
  * becomes the most recently used), 0 when not. off+len must lie inside. */
 int cf_ccache_read(cf_ccache *c, const cf_id *id, size_t off, void *dst, size_t len);
+/* 1 when the chunk is cached (no hit or miss counted). */
+int cf_ccache_has(cf_ccache *c, const cf_id *id);
 /* Add a chunk (data malloc'd, taken over, freed when evicted or at once
  * when not kept); older chunks are evicted to stay under the cap. */
 void cf_ccache_put(cf_ccache *c, const cf_id *id, void *data, size_t len);

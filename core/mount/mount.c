@@ -29,6 +29,21 @@
  * workers are there for several readers at once, not for one. */
 #define MOUNT_THREADS 4
 
+/* Read-ahead: when a file is read in order, its next chunks (up to
+ * RA_BYTES past the read) are named to the fetch planner (repo.h), which
+ * reads them in a few large ranged reads on the target's connections; a
+ * thread takes them as they arrive and puts them in the cache. A reader
+ * that needs a chunk still on its way waits for it instead of reading it
+ * again. At most RA_MAX chunks are on their way at once. */
+#define RA_BYTES (8u << 20)
+#define RA_MAX 64
+
+typedef struct ra_item {
+    uint64_t seq;
+    cf_id id;
+    size_t len;
+} ra_item;
+
 typedef struct mset {
     char *id;
     int64_t time;
@@ -47,6 +62,14 @@ typedef struct mfs {
     pthread_cond_t fetch_cv;
     cf_id inflight[MOUNT_THREADS];
     int ninflight;
+    /* read-ahead (fetch_mu guards the ring; fetch_cv: one arrived) */
+    cf_fetch *ra;
+    pthread_t ra_th;
+    pthread_cond_t ra_cv; /* the ring has work, or closing */
+    ra_item raq[RA_MAX];  /* in sequence order; the head is being taken */
+    size_t ra_head, ra_n;
+    int ra_closing;
+    uint64_t ra_chunks; /* chunks read ahead into the cache */
     uid_t uid;
     gid_t gid;
     time_t started;
@@ -57,6 +80,8 @@ typedef struct mfile {
     const cf_setview *view;
     const cf_fsnode *node;
     uint64_t *offs;
+    uint32_t next;   /* chunk after the last one read (fetch_mu) */
+    uint32_t ra_end; /* chunks before this one were named for read-ahead */
 } mfile;
 
 static mfs *fs_of(void)
@@ -462,6 +487,95 @@ static int fetch(mfs *m, const cf_id *id, const char *path, size_t clen, size_t 
     return rc;
 }
 
+static int ra_pending_locked(const mfs *m, const cf_id *id)
+{
+    for (size_t k = 0; k < m->ra_n; k++)
+        if (memcmp(m->raq[(m->ra_head + k) % RA_MAX].id.b, id->b, CF_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* A read of chunks [first, last] of f: when it follows the previous one
+ * (the kernel's own read-ahead may reorder neighbours a little), name the
+ * chunks after it up to RA_BYTES that are neither cached nor on their way. */
+static void ra_request(mfs *m, mfile *f, uint32_t first, uint32_t last)
+{
+    const cf_fsnode *n = f->node;
+    pthread_mutex_lock(&m->fetch_mu);
+    int seq_read = first <= f->next + 2 && first + 2 >= f->next;
+    if (last + 1 > f->next)
+        f->next = last + 1;
+    if (!seq_read || !m->ra || m->ra_closing) {
+        pthread_mutex_unlock(&m->fetch_mu);
+        return;
+    }
+    uint32_t i = f->ra_end > last + 1 ? f->ra_end : last + 1;
+    int added = 0;
+    while (i < n->nchunks && m->ra_n < RA_MAX && f->offs[i] - f->offs[last + 1] < RA_BYTES) {
+        const cf_id *id = &f->view->chunks[n->chunk0 + i];
+        if (!cf_ccache_has(m->cache, id) && !ra_pending_locked(m, id)) {
+            ra_item *it = &m->raq[(m->ra_head + m->ra_n++) % RA_MAX];
+            it->id = *id;
+            it->len = (size_t)(f->offs[i + 1] - f->offs[i]);
+            it->seq = cf_fetch_want(m->ra, id, 1);
+            added = 1;
+        }
+        i++;
+    }
+    f->ra_end = i;
+    if (added)
+        pthread_cond_signal(&m->ra_cv);
+    pthread_mutex_unlock(&m->fetch_mu);
+}
+
+/* Wait while the chunk is on its way: 1 when it was. */
+static int ra_wait(mfs *m, const cf_id *id)
+{
+    pthread_mutex_lock(&m->fetch_mu);
+    int was = 0;
+    while (ra_pending_locked(m, id)) {
+        was = 1;
+        pthread_cond_wait(&m->fetch_cv, &m->fetch_mu);
+    }
+    pthread_mutex_unlock(&m->fetch_mu);
+    return was;
+}
+
+static void *ra_thread(void *arg)
+{
+    mfs *m = arg;
+    cf_buf b = {0};
+    pthread_mutex_lock(&m->fetch_mu);
+    for (;;) {
+        while (!m->ra_n && !m->ra_closing)
+            pthread_cond_wait(&m->ra_cv, &m->fetch_mu);
+        if (!m->ra_n)
+            break;
+        ra_item it = m->raq[m->ra_head];
+        int closing = m->ra_closing;
+        pthread_mutex_unlock(&m->fetch_mu);
+        if (closing) {
+            cf_fetch_skip(m->ra, it.seq, 1);
+        } else if (cf_fetch_take(m->ra, it.seq, &b) == 0 && b.len == it.len) {
+            uint8_t *data = b.cap > b.len ? realloc(b.data, b.len ? b.len : 1) : b.data;
+            cf_ccache_put(m->cache, &it.id, data ? data : b.data, b.len);
+            b = (cf_buf){0};
+            __atomic_add_fetch(&m->ra_chunks, 1, __ATOMIC_RELAXED);
+        } else {
+            /* the reader that needs it reads it itself and reports */
+            cf_log(CF_LOG_DEBUG, "read-ahead: %s", cf_error());
+            cf_error_clear();
+        }
+        pthread_mutex_lock(&m->fetch_mu);
+        m->ra_head = (m->ra_head + 1) % RA_MAX;
+        m->ra_n--;
+        pthread_cond_broadcast(&m->fetch_cv);
+    }
+    pthread_mutex_unlock(&m->fetch_mu);
+    cf_buf_free(&b);
+    return NULL;
+}
+
 static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     mfs *m = fs_of();
@@ -476,6 +590,9 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
         size = (size_t)(end - (uint64_t)off);
     size_t done = 0;
     size_t i = cf_chunk_at(f->offs, n->nchunks, (uint64_t)off);
+    if (i < n->nchunks)
+        ra_request(m, f, (uint32_t)i,
+                   (uint32_t)cf_chunk_at(f->offs, n->nchunks, (uint64_t)off + size - 1));
     while (done < size && i < n->nchunks) {
         uint64_t pos = (uint64_t)off + done;
         size_t in = (size_t)(pos - f->offs[i]);
@@ -485,6 +602,7 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
             take = size - done;
         const cf_id *id = &f->view->chunks[n->chunk0 + i];
         if (!cf_ccache_read(m->cache, id, in, buf + done, take) &&
+            !(ra_wait(m, id) && cf_ccache_read(m->cache, id, in, buf + done, take)) &&
             fetch(m, id, path, clen, in, buf + done, take) != 0)
             return done ? (int)done : -EIO;
         done += take;
@@ -591,9 +709,19 @@ int cf_mount_run(cf_run *run, const cf_mount_opts *o)
     pthread_mutex_init(&m.fetch_mu, NULL);
     pthread_cond_init(&m.fetch_cv, NULL);
     int ret = -1;
+    pthread_cond_init(&m.ra_cv, NULL);
+    int ra_started = 0;
     if (load_sets(run, &m) != 0)
         goto out;
     m.cache = cf_ccache_new(o->cache_size);
+    /* A read-ahead holds at most RA_BYTES; a small window also keeps each
+     * ranged read's buffer small (the mount's memory target is 64 MiB). */
+    m.ra = cf_fetch_new(m.repo, 2 * RA_BYTES);
+    ra_started = pthread_create(&m.ra_th, NULL, ra_thread, &m) == 0;
+    if (!ra_started) {
+        cf_fetch_free(m.ra);
+        m.ra = NULL;
+    }
 
     char *argv[] = {"coffer", "-o", "ro,fsname=coffer,subtype=coffer", NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
@@ -642,10 +770,24 @@ int cf_mount_run(cf_run *run, const cf_mount_opts *o)
     size_t bytes, chunks;
     uint64_t hits, misses;
     cf_ccache_stats(m.cache, &bytes, &chunks, &hits, &misses);
-    cf_log(CF_LOG_INFO, "unmounted %s (chunk cache: %llu hits, %llu misses)", o->mountpoint,
-           (unsigned long long)hits, (unsigned long long)misses);
+    cf_repo_stats rs;
+    cf_repo_get_stats(m.repo, &rs);
+    cf_log(CF_LOG_INFO,
+           "unmounted %s (chunk cache: %llu hits, %llu misses; %llu chunks read ahead; "
+           "%llu ranged reads of packs)",
+           o->mountpoint, (unsigned long long)hits, (unsigned long long)misses,
+           (unsigned long long)m.ra_chunks, (unsigned long long)rs.reads);
     ret = 0;
 out:
+    if (ra_started) {
+        pthread_mutex_lock(&m.fetch_mu);
+        m.ra_closing = 1;
+        pthread_cond_broadcast(&m.ra_cv);
+        pthread_mutex_unlock(&m.fetch_mu);
+        pthread_join(m.ra_th, NULL);
+    }
+    cf_fetch_free(m.ra);
+    pthread_cond_destroy(&m.ra_cv);
     cf_ccache_free(m.cache);
     for (size_t i = 0; i < m.nsets; i++) {
         free(m.sets[i].id);

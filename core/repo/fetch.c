@@ -314,7 +314,7 @@ int cf_repo_connections(const cf_repo *r)
     return conns > 64 ? 64 : (int)conns;
 }
 
-cf_fetch *cf_fetch_new(cf_repo *r)
+cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
 {
     cf_fetch *f = cf_calloc(1, sizeof *f);
     f->r = r;
@@ -328,6 +328,8 @@ cf_fetch *cf_fetch_new(cf_repo *r)
     int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
     if (infl <= 0)
         infl = 24ll << 20;
+    if (window_cap && (uint64_t)infl > window_cap)
+        infl = (int64_t)window_cap;
     if (infl < (1ll << 20))
         infl = 1ll << 20;
     f->window_max = (uint64_t)infl;

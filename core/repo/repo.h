@@ -190,7 +190,9 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
  * 24M) tune it. Every wanted chunk must be taken or skipped, each once;
  * want, take and skip may be called from any threads. */
 typedef struct cf_fetch cf_fetch;
-cf_fetch *cf_fetch_new(cf_repo *r);
+/* window_cap: at most this many bytes in the window (0: the target's
+ * inflight_bytes alone). */
+cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap);
 /* The target's `connections` option, or its default: how many reads of
  * the store run at once (fetch threads, check's pack readers). */
 int cf_repo_connections(const cf_repo *r);

@@ -157,8 +157,10 @@ dd if="$ASTERDRIVE_ROOT/data/big.bin" of="$T/want2" bs=1 skip=$((24 * 1048576 - 
 dd if="$BIG" of="$T/got2" bs=1 skip=$((24 * 1048576 - 5)) count=9 2>/dev/null
 cmp -s "$T/want2" "$T/got2" && pass "a read across the end returns the last 5 bytes" || fail "read at the end differs"
 unmounted_by "fusermount3 -u \$MNT"
-MISSES=$(sed -n 's/.*chunk cache: [0-9]* hits, \([0-9]*\) misses.*/\1/p' "$T/mount.err")
-note "chunks fetched for the two ranged reads: $MISSES"
+# chunks fetched: cache misses plus chunks read ahead (from the unmount line)
+fetched() { echo $(($(sed -n 's/.*chunk cache: [0-9]* hits, \([0-9]*\) misses; \([0-9]*\) chunks read ahead.*/\1 + \2/p' "$T/mount.err"))); }
+MISSES=$(fetched)
+note "chunks fetched for the two ranged reads: $MISSES ($(grep -o 'chunk cache: .*' "$T/mount.err"))"
 
 section "SIGTERM, whole-file read, readers at once"
 mount_bg
@@ -176,9 +178,13 @@ for k in 0 1 2 3; do cmp -s "$T/par$k" "$T/pwant$k" && same=$((same + 1)); done
 assert_eq 4 "$same" "four readers at once each get their 6 MiB region"
 cmp -s "$ASTERDRIVE_ROOT/data/big.bin" "$BIG" && pass "the whole 24 MiB file reads back equal" || fail "big.bin differs"
 unmounted_by "kill -TERM \$MPID"
-ALL=$(sed -n 's/.*chunk cache: [0-9]* hits, \([0-9]*\) misses.*/\1/p' "$T/mount.err")
-note "chunks fetched for the whole file: $ALL"
+ALL=$(fetched)
+AHEAD=$(sed -n 's/.* \([0-9]*\) chunks read ahead.*/\1/p' "$T/mount.err")
+READS=$(sed -n 's/.* \([0-9]*\) ranged reads of packs.*/\1/p' "$T/mount.err")
+note "chunks fetched for the whole file: $ALL ($(grep -o 'chunk cache: .*' "$T/mount.err"))"
 assert_lt "$MISSES" "$ALL" "the ranged reads fetched fewer chunks than the whole file"
+assert_gt "$AHEAD" 0 "reading in order, the next chunks were read ahead"
+assert_lt "$READS" "$ALL" "read-ahead merges neighbouring chunks into fewer ranged reads"
 
 section "hostile set: names that leave the tree"
 export COFFER_REPO=$T/repo2

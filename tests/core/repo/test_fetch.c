@@ -80,7 +80,7 @@ static uint64_t fetch_all(cf_repo *r, const uint64_t *seeds, size_t n)
     free(buf);
     cf_repo_stats s0, s1;
     cf_repo_get_stats(r, &s0);
-    cf_fetch *f = cf_fetch_new(r);
+    cf_fetch *f = cf_fetch_new(r, 0);
     /* named in two batches, as a restore names file after file */
     uint64_t first = cf_fetch_want(f, ids, n / 2);
     assert_int_equal(cf_fetch_want(f, ids + n / 2, n - n / 2), first + n / 2);
@@ -177,7 +177,7 @@ static void test_skip(void **state)
     cf_id ids[400];
     for (size_t i = 0; i < 400; i++)
         make_chunk(r, buf, i, &ids[i]);
-    cf_fetch *f = cf_fetch_new(r);
+    cf_fetch *f = cf_fetch_new(r, 0);
     /* given up before the planner got to them */
     uint64_t first = cf_fetch_want(f, ids, 400);
     cf_fetch_skip(f, first + 100, 300);
@@ -222,7 +222,7 @@ static void test_errors(void **state)
     assert_int_equal(mem_storage_drop(ms, pk), 0);
     memset(&ids[100], 0xab, sizeof ids[100]); /* in no index */
     ids[101] = ids[0];
-    cf_fetch *f = cf_fetch_new(r);
+    cf_fetch *f = cf_fetch_new(r, 0);
     uint64_t first = cf_fetch_want(f, ids, 102);
     cf_buf b = {0};
     size_t missing = 0;
