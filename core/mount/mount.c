@@ -69,7 +69,8 @@ typedef struct mfs {
     ra_item raq[RA_MAX];  /* in sequence order; the head is being taken */
     size_t ra_head, ra_n;
     int ra_closing;
-    uint64_t ra_chunks; /* chunks read ahead into the cache */
+    uint64_t ra_chunks;  /* chunks read ahead into the cache */
+    struct mfile *files; /* open files (load_mu) */
     uid_t uid;
     gid_t gid;
     time_t started;
@@ -77,6 +78,7 @@ typedef struct mfs {
 
 /* One open file: its chunks' offsets, computed at open. */
 typedef struct mfile {
+    struct mfile *prev, *nextf; /* mfs.files: released at unmount if the kernel did not */
     const cf_setview *view;
     const cf_fsnode *node;
     uint64_t *offs;
@@ -432,6 +434,12 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     if (f->offs[n->nchunks] != n->size)
         cf_log(CF_LOG_WARN, "%s: chunks hold %llu bytes, the manifest says %llu", path,
                (unsigned long long)f->offs[n->nchunks], (unsigned long long)n->size);
+    pthread_mutex_lock(&m->load_mu);
+    f->nextf = m->files;
+    if (m->files)
+        m->files->prev = f;
+    m->files = f;
+    pthread_mutex_unlock(&m->load_mu);
     fi->fh = (uint64_t)(uintptr_t)f;
     fi->keep_cache = 1;
     return 0;
@@ -615,6 +623,15 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 {
     (void)path;
     mfile *f = (mfile *)(uintptr_t)fi->fh;
+    mfs *m = fs_of();
+    pthread_mutex_lock(&m->load_mu);
+    if (f->prev)
+        f->prev->nextf = f->nextf;
+    else
+        m->files = f->nextf;
+    if (f->nextf)
+        f->nextf->prev = f->prev;
+    pthread_mutex_unlock(&m->load_mu);
     free(f->offs);
     free(f);
     return 0;
@@ -788,6 +805,13 @@ out:
     }
     cf_fetch_free(m.ra);
     pthread_cond_destroy(&m.ra_cv);
+    /* files whose release had not reached us when the loop ended */
+    while (m.files) {
+        mfile *f = m.files;
+        m.files = f->nextf;
+        free(f->offs);
+        free(f);
+    }
     cf_ccache_free(m.cache);
     for (size_t i = 0; i < m.nsets; i++) {
         free(m.sets[i].id);

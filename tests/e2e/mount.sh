@@ -32,6 +32,7 @@ unmounted_by() {
     wait "$MPID"
     local rc=$?
     assert_eq 0 "$rc" "$how: coffer mount exits 0"
+    [ "$rc" = 0 ] || show "" 60 <"$T/mount.err"
     if grep -q " $MNT " /proc/mounts; then fail "$how: $MNT still mounted"; else pass "$how: no mount left in /proc/mounts"; fi
     assert_eq 0 "$(find "$COFFER_REPO/locks" -type f 2>/dev/null | wc -l)" "$how: the repository lock is released"
     assert_eq "" "$(ls -A "$MNT")" "$how: the mount point is empty again"
