@@ -128,8 +128,13 @@ static int packw_open(cf_packw *pw)
     cf_pack_key(&pw->id, pw->key);
     if (!EVP_DigestInit_ex(pw->sha, r->sha, NULL))
         return cf_fail("pack %s: cannot initialise SHA-256", pw->key);
+    /* The size a pack ends near: it closes once past pack_size, so at
+     * most one more blob (a chunk of max_size, sealed) and the table. A
+     * store may size its buffer by it (s3: one PUT instead of a
+     * multipart upload of a full part and a small one). */
+    uint64_t hint = r->pack_size + r->cdc.p.max_size + r->seal_overhead + (64u << 10);
     void *w;
-    if (cf_store_writer_open(r->st, pw->key, COFFER_WRITE_PRIVATE, 0 /* final size unknown */, &w) != 0) {
+    if (cf_store_writer_open(r->st, pw->key, COFFER_WRITE_PRIVATE, hint, &w) != 0) {
         cf_error_prefix("pack %s", pw->key);
         packw_reset(pw);
         return -1;

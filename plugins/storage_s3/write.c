@@ -52,6 +52,7 @@ struct s3_writer {
     int64_t until;
     char *buf; /* part being filled */
     size_t len, cap;
+    size_t first_cap; /* the first part buffer's size (see s3_writer_open) */
     int mapped; /* buf is an mmap'ed part buffer counted in the budget */
     uint64_t total;
     char *upload_id;
@@ -548,6 +549,17 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     w->in = in;
     w->okey = okey;
     w->flags = flags;
+    /* An object expected a little over part_size (a pack: its target
+     * size plus one chunk) gets a first buffer of the expected size, up to
+     * two parts' worth, so it goes up in one PUT rather than as a
+     * multipart upload of a full part and a small one (4 requests). Pages
+     * of the buffer that are never written cost no memory. */
+    w->first_cap = in->part_size;
+    uint64_t hint = 0;
+    if (opts && opts->struct_size >= offsetof(coffer_write_opts, size_hint) + sizeof opts->size_hint)
+        hint = opts->size_hint;
+    if (hint > in->part_size && hint <= 2 * in->part_size)
+        w->first_cap = (size_t)hint;
     if (lock_mode != COFFER_LOCK_NONE) {
         w->lock_mode = s3_lock_mode_name(lock_mode);
         w->lock = (coffer_lock_mode)lock_mode;
@@ -593,14 +605,15 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len)
         }
         if (!w->mapped) {
             /* grown past the small buffer: move to a part buffer */
-            char *nb = part_alloc(in, in->part_size);
+            size_t cap = w->nparts ? in->part_size : w->first_cap;
+            char *nb = part_alloc(in, cap);
             if (!nb)
                 return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
             if (w->len)
                 memcpy(nb, w->buf, w->len);
             free(w->buf);
             w->buf = nb;
-            w->cap = in->part_size;
+            w->cap = cap;
             w->mapped = 1;
         }
         if (w->len == w->cap) {
@@ -656,7 +669,21 @@ static coffer_status single_put(s3_writer *w)
         s3_req_header(&rq, "if-none-match", "*");
     s3_resp rs;
     s3_resp_init(&rs, 64 * 1024);
+    /* A part buffer on its way counts as an upload in flight: writers
+     * that need a buffer wait for it (part_alloc) instead of going over
+     * the budget. */
+    if (w->mapped) {
+        pthread_mutex_lock(&in->lock);
+        in->inflight++;
+        pthread_mutex_unlock(&in->lock);
+    }
     coffer_status st = s3_request(in, &rq, &rs);
+    if (w->mapped) {
+        pthread_mutex_lock(&in->lock);
+        in->inflight--;
+        pthread_cond_broadcast(&in->cv);
+        pthread_mutex_unlock(&in->lock);
+    }
     if (st == COFFER_ERR_EXISTS && cond && (rs.attempts > 1 || rs.resent)) {
         /* This request was sent more than once, so an earlier attempt may
          * have landed before its answer was lost (ours, or libcurl's own

@@ -76,15 +76,9 @@ expect_rc 1 "--to a directory" cf export -p "$POLICY" --to "$T"
 assert_contains "$ERR" "directory"
 expect_rc 1 "an unknown set" cf export -p "$POLICY" --set 19990101T000000Z-00000000 --to "$T/x.tar"
 assert_absent "$T/x.tar" "nothing written for an unknown set"
+
 section "a damaged repository"
-# one byte in every 64 KiB of every pack: every chunk larger than that is hit
-find "$COFFER_REPO/data" -type f -exec "$PY" -c '
-import sys
-for p in sys.argv[1:]:
-    b = bytearray(open(p, "rb").read())
-    for o in range(32768, len(b), 65536):
-        b[o] ^= 0xFF
-    open(p, "wb").write(b)' {} +
+damage_packs "$COFFER_REPO"
 expect_rc 1 "export of a set with damaged packs fails" cf export -p "$POLICY" --set "$SET" --to "$T/bad.tar"
 assert_match "$ERR" "chunk [0-9a-f]{64} in pack data/" "the error names the chunk and its pack"
 assert_absent "$T/bad.tar" "no archive under the name"

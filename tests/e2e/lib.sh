@@ -209,6 +209,17 @@ mutate_deployment() {
     echo "+ mutate_asterdrive.py $dir $*"
     "$PY" "$TOOLS/mutate_asterdrive.py" "$dir" "$@" >"$dir.mutate.json" || die "mutate_asterdrive.py failed"
 }
+# damage_packs REPO: flip one byte in every 64 KiB of every pack of a local
+# repository, so every chunk larger than that is damaged
+damage_packs() {
+    find "$1/data" -type f -exec "$PY" -c '
+import sys
+for p in sys.argv[1:]:
+    b = bytearray(open(p, "rb").read())
+    for o in range(32768, len(b), 65536):
+        b[o] ^= 0xFF
+    open(p, "wb").write(b)' {} +
+}
 # snapshot ROOT OUT.json [snapshot.py args]
 snapshot() {
     "$PY" "$TOOLS/snapshot.py" "$@" >/dev/null || die "snapshot.py $1 failed"

@@ -154,14 +154,7 @@ run cf dump --help
 assert_match "$(printf '%s\n' "$OUT" | head -1)" '^usage: coffer dump ' "dump --help starts with its usage line"
 
 section "dump from a damaged repository"
-# one byte in every 64 KiB of every pack: every chunk larger than that is hit
-find "$COFFER_REPO/data" -type f -exec "$PY" -c '
-import sys
-for p in sys.argv[1:]:
-    b = bytearray(open(p, "rb").read())
-    for o in range(32768, len(b), 65536):
-        b[o] ^= 0xFF
-    open(p, "wb").write(b)' {} +
+damage_packs "$COFFER_REPO"
 run sh -c "'$COFFER' --no-progress dump -p '$POLICY' 'data/$BIG' > '$T/dumped2'"
 assert_eq 1 "$RC" "dump of a file in a damaged pack exits 1"
 assert_match "$ERR" "chunk [0-9a-f]{64} in pack data/" "the error names the chunk and its pack"

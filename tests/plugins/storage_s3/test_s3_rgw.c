@@ -357,6 +357,58 @@ static void test_multipart(void **state)
     assert_int_equal(in->mem_used, 0);
 }
 
+/* With a size hint a little over part_size (a pack: its target plus one
+ * chunk), an object that ends within the hint goes up in one PUT; one that
+ * runs past it still becomes a multipart upload. part_size is 5M here. */
+static void hinted_write(fx *f, const char *key, uint64_t hint, uint64_t total, char *etag)
+{
+    coffer_write_opts o = {.struct_size = sizeof o, .size_hint = hint};
+    void *w;
+    assert_int_equal(f->ops->writer_open(f->inst, key, &o, &w), COFFER_OK);
+    unsigned char *chunk = malloc(1 << 20);
+    for (uint64_t pos = 0; pos < total;) {
+        size_t n = total - pos < (1 << 20) ? (size_t)(total - pos) : (1 << 20);
+        for (size_t j = 0; j < n; j++)
+            chunk[j] = pat(9, pos + j);
+        assert_int_equal(f->ops->writer_write(w, chunk, n), COFFER_OK);
+        pos += n;
+    }
+    free(chunk);
+    assert_int_equal(f->ops->writer_commit(w), COFFER_OK);
+    coffer_object_stat st = {.struct_size = sizeof st};
+    assert_int_equal(f->ops->stat(f->inst, key, &st), COFFER_OK);
+    assert_int_equal(st.size, total);
+    strcpy(etag, st.etag);
+    char *b;
+    size_t n;
+    assert_int_equal(get(f, key, 0, 0, &b, &n), COFFER_OK);
+    assert_int_equal(n, total);
+    for (uint64_t i = 0; i < total; i++)
+        if ((unsigned char)b[i] != pat(9, i))
+            fail_msg("%s: byte %llu differs", key, (unsigned long long)i);
+    free(b);
+}
+
+static void test_size_hint(void **state)
+{
+    fx *f = *state;
+    NEED_SERVER(f);
+    assert_int_equal(make(f), COFFER_OK);
+    char etag[80];
+    const uint64_t mib = 1024 * 1024;
+    hinted_write(f, "data/hinted", 8 * mib, 6 * mib + 777, etag);
+    assert_null(strchr(etag, '-')); /* one PUT: a plain MD5 ETag */
+    hinted_write(f, "data/past-hint", 8 * mib, 9 * mib + 777, etag);
+    assert_non_null(strchr(etag, '-')); /* past the hint: multipart */
+    hinted_write(f, "data/unhinted", 0, 6 * mib + 777, etag);
+    assert_non_null(strstr(etag, "-2")); /* no hint: a full part and the rest */
+    hinted_write(f, "data/far-hint", 50 * mib, 6 * mib + 777, etag);
+    assert_non_null(strstr(etag, "-2")); /* a hint over two parts is not used */
+    s3_instance *in = f->inst;
+    assert_int_equal(open_uploads(f), 0);
+    assert_int_equal(in->mem_used, 0);
+}
+
 /* An aborted writer leaves neither an object nor an open upload. */
 static void test_abort(void **state)
 {
@@ -1002,6 +1054,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_hint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_special_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versioning, setup, teardown),
