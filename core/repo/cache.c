@@ -54,23 +54,26 @@ static int mkdirs(const char *path)
     return rc;
 }
 
+/* The cache's base directory (malloc'd), or NULL when there is none. */
+static char *cache_base(void)
+{
+    const char *env = getenv("COFFER_CACHE_DIR");
+    if (env && *env)
+        return strcmp(env, "none") == 0 ? NULL : cf_strdup(env);
+    if ((env = getenv("XDG_CACHE_HOME")) && *env == '/')
+        return cf_asprintf("%s/coffer", env);
+    if ((env = getenv("HOME")) && *env == '/')
+        return cf_asprintf("%s/.cache/coffer", env);
+    return NULL;
+}
+
 void cf_repo_cache_setup(cf_repo *r)
 {
     if (r->st->caps & COFFER_CAP_LOCAL)
         return;
-    const char *env = getenv("COFFER_CACHE_DIR");
-    char *base;
-    if (env && *env) {
-        if (strcmp(env, "none") == 0)
-            return;
-        base = cf_strdup(env);
-    } else if ((env = getenv("XDG_CACHE_HOME")) && *env == '/') {
-        base = cf_asprintf("%s/coffer", env);
-    } else if ((env = getenv("HOME")) && *env == '/') {
-        base = cf_asprintf("%s/.cache/coffer", env);
-    } else {
+    char *base = cache_base();
+    if (!base)
         return;
-    }
     char *dir = cf_asprintf("%s/%s", base, r->id_hex);
     char *idx = cf_asprintf("%s/index", dir), *sets = cf_asprintf("%s/sets", dir);
     if (mkdirs(idx) == 0 && mkdirs(sets) == 0) {
@@ -84,6 +87,25 @@ void cf_repo_cache_setup(cf_repo *r)
     free(idx);
     free(sets);
     free(base);
+}
+
+char *cf_repo_cache_file(cf_repo *r, const char *name)
+{
+    if (r->no_cache)
+        return NULL;
+    if (r->cache_dir)
+        return cf_asprintf("%s/%s", r->cache_dir, name);
+    /* A local repository caches no objects, but a file derived from
+     * many of them (the sorted index) is still worth keeping. */
+    char *base = cache_base();
+    if (!base)
+        return NULL;
+    char *dir = cf_asprintf("%s/%s", base, r->id_hex), *path = NULL;
+    if (mkdirs(dir) == 0)
+        path = cf_asprintf("%s/%s", dir, name);
+    free(dir);
+    free(base);
+    return path;
 }
 
 char *cf_repo_cache_path(cf_repo *r, int type, const char *key)

@@ -60,10 +60,8 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
     pthread_rwlock_rdlock(&r->lock);
     size_t np = r->idx.npacks;
     cf_pack_rec *packs = cf_malloc((np ? np : 1) * sizeof *packs);
-    size_t *count = cf_calloc(np ? np : 1, sizeof *count);
     memcpy(packs, r->idx.packs, np * sizeof *packs);
-    for (size_t i = 0; i < r->idx.n; i++)
-        count[r->idx.ents[i].pack]++;
+    uint32_t *count = cf_index_pack_counts(&r->idx);
     pthread_rwlock_unlock(&r->lock);
 
     for (size_t i = 0; i < np; i++) {
@@ -74,7 +72,7 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
         coffer_object_stat os;
         int rc = cf_store_stat(r->st, key, &os);
         if (rc == COFFER_ERR_NOT_FOUND)
-            report(&rp, key, NULL, "pack missing (%zu indexed chunks are in it)", count[i]);
+            report(&rp, key, NULL, "pack missing (%u indexed chunks are in it)", (unsigned)count[i]);
         else if (rc != 0)
             report(&rp, key, NULL, "%s", cf_error());
         else if (os.size != packs[i].size && r->st->lock_mode != COFFER_LOCK_NONE &&
@@ -175,7 +173,9 @@ long cf_repo_check_pack(cf_repo *r, const char *key, cf_repo_problem_cb cb, void
             report(&rp, key, &ents[i].id, "%s", cf_error());
         pthread_rwlock_rdlock(&r->lock);
         ssize_t k = cf_index_find(&r->idx, &ents[i].id);
-        cf_loc il = k >= 0 ? r->idx.ents[k] : ents[i];
+        cf_loc il = ents[i];
+        if (k >= 0)
+            cf_index_get(&r->idx, (size_t)k, &il);
         pthread_rwlock_unlock(&r->lock);
         if (k >= 0 && (ssize_t)il.pack == pi &&
             (il.offset != ents[i].offset || il.stored != ents[i].stored || il.raw != ents[i].raw ||
@@ -374,9 +374,7 @@ int cf_repo_indexed_packs(cf_repo *r, cf_pack_list *out)
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&r->lock);
     size_t np = r->idx.npacks;
-    size_t *count = cf_calloc(np ? np : 1, sizeof *count);
-    for (size_t i = 0; i < r->idx.n; i++)
-        count[r->idx.ents[i].pack]++;
+    uint32_t *count = cf_index_pack_counts(&r->idx);
     for (size_t i = 0; i < np; i++) {
         if (!r->idx.packs[i].size || !count[i])
             continue;

@@ -91,17 +91,59 @@ void cf_index_free(cf_index *ix)
     free(ix->emap.slots);
     free(ix->packs);
     free(ix->pmap.slots);
+    cf_dindex_free(ix->disk);
+    cf_dbuild_free(ix->build);
     memset(ix, 0, sizeof *ix);
 }
 
-ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
+/* The damage record is read at every open; the disk file holds none of it. */
+static uint8_t disk_bad(const cf_index *ix, const cf_loc *l)
+{
+    return ix->dmg && cf_damage_has_chunk(ix->dmg, &l->id, &ix->packs[l->pack].id);
+}
+
+static int loc_bad(const cf_index *ix, const cf_loc *l)
+{
+    return l->bad || ix->packs[l->pack].damaged;
+}
+
+void cf_index_get(const cf_index *ix, size_t pos, cf_loc *out)
+{
+    if (pos >= ix->nbase) {
+        *out = ix->ents[pos - ix->nbase];
+        return;
+    }
+    if (cf_dindex_read(ix->disk, pos, 1, out) != 0) {
+        memset(out, 0, sizeof *out); /* cannot happen with a verified file on a sound disk */
+        out->bad = 1;
+        return;
+    }
+    out->bad = disk_bad(ix, out);
+}
+
+int cf_index_bad(const cf_index *ix, size_t pos)
+{
+    if (pos >= ix->nbase)
+        return loc_bad(ix, &ix->ents[pos - ix->nbase]);
+    cf_loc l;
+    cf_index_get(ix, pos, &l);
+    return loc_bad(ix, &l);
+}
+
+static ssize_t mem_find(const cf_index *ix, const cf_id *id)
 {
     return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);
 }
 
-int cf_index_bad(const cf_index *ix, size_t i)
+ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
 {
-    return ix->ents[i].bad || ix->packs[ix->ents[i].pack].damaged;
+    ssize_t b = ix->nbase ? cf_dindex_find(ix, id) : -1;
+    if (b >= 0 && !cf_index_bad(ix, (size_t)b))
+        return b;
+    ssize_t m = mem_find(ix, id);
+    if (m >= 0 && (b < 0 || !loc_bad(ix, &ix->ents[m])))
+        return (ssize_t)ix->nbase + m;
+    return b;
 }
 
 /* Point the map's slot for element `from` at element `to` (same id). */
@@ -115,27 +157,8 @@ static void idmap_move(cf_idmap *m, const void *base, size_t stride, uint32_t fr
         }
 }
 
-int cf_index_add_loaded(cf_index *ix, const cf_loc *loc)
+static void mem_append(cf_index *ix, const cf_loc *loc)
 {
-    ssize_t old = cf_index_find(ix, &loc->id);
-    if (old < 0)
-        return cf_index_add(ix, loc);
-    if (!loc->bad && !ix->packs[loc->pack].damaged && cf_index_bad(ix, (size_t)old)) {
-        ix->ents[old] = *loc; /* same id: the map needs no change */
-        return 1;
-    }
-    return 0;
-}
-
-int cf_index_add(cf_index *ix, const cf_loc *loc)
-{
-    ssize_t old = cf_index_find(ix, &loc->id);
-    int good = !loc->bad && !ix->packs[loc->pack].damaged;
-    if (old >= 0 && (!good || !cf_index_bad(ix, (size_t)old)))
-        return 0;
-    /* A copy in a damaged pack is superseded by a sound one. The stale
-     * entry stays in the array (entries past ents_indexed are what the
-     * session's index object holds) but the map no longer finds it. */
     if (ix->n == ix->cap) {
         /* 1.5x growth: the index of a large repository is the biggest
          * allocation coffer makes, so keep the slack modest. */
@@ -145,12 +168,46 @@ int cf_index_add(cf_index *ix, const cf_loc *loc)
     ix->ents[ix->n] = *loc;
     ix->ents[ix->n].stale = 0;
     ix->n++;
-    if (old >= 0)
-        ix->ents[old].stale = 1;
-    if (old >= 0 && ix->emap.nslots * 3 < ix->n * 4)
+}
+
+int cf_index_add_loaded(cf_index *ix, const cf_loc *loc)
+{
+    if (ix->build) /* every copy goes to disk; readers pick the sound one */
+        return cf_dbuild_add(ix->build, loc) == 0 ? 1 : -1;
+    ssize_t m = mem_find(ix, &loc->id);
+    if (m < 0) {
+        ssize_t b = ix->nbase ? cf_dindex_find(ix, &loc->id) : -1;
+        if (b >= 0 && (loc_bad(ix, loc) || !cf_index_bad(ix, (size_t)b)))
+            return 0;
+        mem_append(ix, loc);
+        idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
+        return 1;
+    }
+    if (!loc_bad(ix, loc) && loc_bad(ix, &ix->ents[m])) {
+        ix->ents[m] = *loc; /* same id: the map needs no change */
+        return 1;
+    }
+    return 0;
+}
+
+int cf_index_add(cf_index *ix, const cf_loc *loc)
+{
+    ssize_t old = cf_index_find(ix, &loc->id);
+    int good = !loc_bad(ix, loc);
+    if (old >= 0 && (!good || !cf_index_bad(ix, (size_t)old)))
+        return 0;
+    /* A copy in a damaged pack is superseded by a sound one. A stale
+     * in-memory entry stays in the array (entries past ents_indexed are
+     * what the session's index object holds) but the map no longer finds
+     * it; a copy on disk is passed over by cf_index_find. */
+    ssize_t m = old >= (ssize_t)ix->nbase ? old - (ssize_t)ix->nbase : -1;
+    mem_append(ix, loc);
+    if (m >= 0)
+        ix->ents[m].stale = 1;
+    if (m >= 0 && ix->emap.nslots * 3 < ix->n * 4)
         idmap_rebuild(&ix->emap, ix->ents, sizeof *ix->ents, ix->n);
-    else if (old >= 0)
-        idmap_move(&ix->emap, ix->ents, sizeof *ix->ents, (uint32_t)old, (uint32_t)(ix->n - 1));
+    else if (m >= 0)
+        idmap_move(&ix->emap, ix->ents, sizeof *ix->ents, (uint32_t)m, (uint32_t)(ix->n - 1));
     else
         idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));
     return 1;
@@ -173,9 +230,9 @@ uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size)
         ix->packs_cap = ix->packs_cap ? ix->packs_cap * 2 : 64;
         ix->packs = cf_realloc(ix->packs, ix->packs_cap * sizeof *ix->packs);
     }
+    memset(&ix->packs[ix->npacks], 0, sizeof *ix->packs);
     ix->packs[ix->npacks].id = *pack_id;
     ix->packs[ix->npacks].size = size;
-    ix->packs[ix->npacks].damaged = 0;
     ix->npacks++;
     idmap_add(&ix->pmap, ix->packs, sizeof *ix->packs, ix->npacks, (uint32_t)(ix->npacks - 1));
     return (uint32_t)(ix->npacks - 1);
@@ -187,7 +244,7 @@ void cf_index_truncate(cf_index *ix, size_t n, size_t npacks)
         /* A copy superseded by one dropped now is current again. */
         for (size_t j = 0; j < n; j++)
             if (ix->ents[j].stale) {
-                ssize_t k = cf_index_find(ix, &ix->ents[j].id);
+                ssize_t k = mem_find(ix, &ix->ents[j].id);
                 if (k < 0 || (size_t)k >= n)
                     ix->ents[j].stale = 0;
             }
@@ -198,6 +255,54 @@ void cf_index_truncate(cf_index *ix, size_t n, size_t npacks)
         ix->npacks = npacks;
         idmap_rebuild(&ix->pmap, ix->packs, sizeof *ix->packs, npacks);
     }
+}
+
+uint32_t *cf_index_pack_counts(const cf_index *ix)
+{
+    uint32_t *c = cf_calloc(ix->npacks ? ix->npacks : 1, sizeof *c);
+    for (size_t i = 0; i < ix->npacks; i++)
+        c[i] = ix->packs[i].nbase;
+    for (size_t i = 0; i < ix->n; i++)
+        c[ix->ents[i].pack]++;
+    return c;
+}
+
+enum { ITER_BLOCK = 8192 };
+
+void cf_index_iter_init(cf_index_iter *it, const cf_index *ix)
+{
+    memset(it, 0, sizeof *it);
+    it->ix = ix;
+}
+
+int cf_index_iter_next(cf_index_iter *it, size_t *pos, cf_loc *out)
+{
+    const cf_index *ix = it->ix;
+    if (it->pos >= cf_index_count(ix))
+        return 0;
+    if (it->pos >= ix->nbase) {
+        *out = ix->ents[it->pos - ix->nbase];
+    } else {
+        if (it->buf_pos == it->buf_n) {
+            size_t k = ix->nbase - it->pos < ITER_BLOCK ? ix->nbase - it->pos : ITER_BLOCK;
+            if (!it->buf)
+                it->buf = cf_malloc(ITER_BLOCK * sizeof *it->buf);
+            if (cf_dindex_read(ix->disk, it->pos, k, it->buf) != 0)
+                return -1;
+            it->buf_pos = 0;
+            it->buf_n = k;
+        }
+        *out = it->buf[it->buf_pos++];
+        out->bad = disk_bad(ix, out);
+    }
+    *pos = it->pos++;
+    return 1;
+}
+
+void cf_index_iter_free(cf_index_iter *it)
+{
+    free(it->buf);
+    it->buf = NULL;
 }
 
 /* ---- Records ------------------------------------------------------------ */
@@ -240,6 +345,8 @@ int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead)
 static int load_object(cf_repo *r, const char *key, cf_index *ix, int *from_cache)
 {
     size_t n0 = ix->n, p0 = ix->npacks;
+    if (ix->build)
+        cf_dbuild_mark(ix->build);
     enum { BATCH = 1024 };
     uint8_t *buf = cf_malloc(BATCH * CF_ENTRY_LEN);
     cf_objr *rd;
@@ -287,27 +394,38 @@ static int load_object(cf_repo *r, const char *key, cf_index *ix, int *from_cach
                     cf_fail("%s: corrupt index: invalid entry for chunk %s", key, hex);
                     goto out;
                 }
-                cf_index_add_loaded(ix, &l); /* a chunk listed twice keeps its first sound place */
+                /* a chunk listed twice keeps its first sound place */
+                if (cf_index_add_loaded(ix, &l) < 0)
+                    goto out;
             }
             count -= k;
+            if (!ix->build && ix->spill_at && ix->n > ix->spill_at && cf_dbuild_spill(ix, n0) != 0)
+                goto out;
         }
     }
     rc = 0;
 out:
     cf_repo_objr_close(rd);
     free(buf);
-    if (rc != 0)
+    if (rc != 0 && ix->build) {
+        if (cf_dbuild_rollback(ix->build) != 0)
+            rc = -2; /* the bucket files cannot be restored: the whole load fails */
+        ix->npacks = p0;
+        idmap_rebuild(&ix->pmap, ix->packs, sizeof *ix->packs, p0);
+    } else if (rc != 0) {
         cf_index_truncate(ix, n0, p0);
+    }
     return rc;
 }
 
 int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix)
 {
     int from_cache = 0;
-    if (load_object(r, key, ix, &from_cache) == 0)
+    int rc = load_object(r, key, ix, &from_cache);
+    if (rc == 0)
         return 0;
-    if (!from_cache)
-        return -1;
+    if (!from_cache || rc == -2)
+        return rc;
     /* A cached copy that matched its trailer but not its envelope (it is
      * removed now): the store's copy decides. */
     cf_log(CF_LOG_DEBUG, "%s: cached copy unusable (%s); reading the store's", key, cf_error());

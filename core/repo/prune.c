@@ -39,7 +39,7 @@ struct cf_prune {
     char **index_keys; /* the snapshot's index objects */
     size_t nindex;
     size_t n, npacks; /* snapshot sizes */
-    uint8_t *used;    /* bitmap over r->idx.ents[0, n) */
+    uint8_t *used;    /* bitmap over the index's positions [0, n) */
     uint64_t nused;
     uint8_t *act;          /* per pack */
     uint64_t *pused_bytes; /* per pack: stored bytes of used blobs */
@@ -74,22 +74,23 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     if (r->ents_indexed != r->idx.n || atomic_load(&r->failed))
         return cf_fail("prune: the repository handle has an unflushed session");
     char **keys;
+    coffer_object_stat *sts;
     size_t nkeys;
-    if (cf_repo_list_index(r, &keys, &nkeys) != 0)
+    if (cf_repo_list_index_stat(r, &keys, &sts, &nkeys) != 0)
         return -1;
     /* The snapshot replaces what the handle loaded at open, which may be
      * older than the lock the caller now holds; freed first so the index
      * is never in memory twice. */
     pthread_rwlock_wrlock(&r->lock);
     cf_index_free(&r->idx);
-    for (size_t i = 0; i < nkeys; i++) {
-        if (cf_index_load_object(r, keys[i], &r->idx) != 0) {
-            cf_error_prefix("prune needs every index object readable (run `coffer check`)");
-            pthread_rwlock_unlock(&r->lock);
-            retire(r); /* the handle's index is incomplete */
-            cf_strv_free(keys, nkeys);
-            return -1;
-        }
+    int lrc = nkeys ? cf_index_load_all(r, keys, sts, nkeys, NULL, NULL) : 0;
+    free(sts);
+    if (lrc != 0) {
+        cf_error_prefix("prune needs every index object readable (run `coffer check`)");
+        pthread_rwlock_unlock(&r->lock);
+        retire(r); /* the handle's index is incomplete */
+        cf_strv_free(keys, nkeys);
+        return -1;
     }
     r->ents_open = r->ents_indexed = r->idx.n;
     r->packs_open = r->idx.npacks;
@@ -107,7 +108,7 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     p->r = r;
     p->index_keys = keys;
     p->nindex = nkeys;
-    p->n = r->idx.n;
+    p->n = cf_index_count(&r->idx);
     p->npacks = r->idx.npacks;
     p->used = cf_calloc(p->n / 8 + 1, 1);
     *out = p;
@@ -178,13 +179,20 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
     p->act = cf_calloc(p->npacks + 1, 1);
     p->pused_bytes = cf_calloc(p->npacks + 1, sizeof *p->pused_bytes);
     p->pused_count = cf_calloc(p->npacks + 1, sizeof *p->pused_count);
-    for (size_t i = 0; i < p->n; i++) {
-        if (!bit(p->used, i))
+    cf_index_iter it;
+    cf_index_iter_init(&it, &r->idx);
+    size_t pos;
+    cf_loc l;
+    int more;
+    while ((more = cf_index_iter_next(&it, &pos, &l)) > 0) {
+        if (!bit(p->used, pos))
             continue;
-        const cf_loc *l = &r->idx.ents[i];
-        p->pused_bytes[l->pack] += l->stored;
-        p->pused_count[l->pack]++;
+        p->pused_bytes[l.pack] += l.stored;
+        p->pused_count[l.pack]++;
     }
+    cf_index_iter_free(&it);
+    if (more < 0)
+        return -1;
     st->chunks_total = p->n;
     st->chunks_used = p->nused;
     cand *cv = cf_malloc((p->npacks + 1) * sizeof *cv);
@@ -287,30 +295,55 @@ static int remove_logged(cf_repo *r, const char *key, int verbose, const char *w
     return 0;
 }
 
-/* Order entries by (pack, offset); qsort_r context is the entry array. */
-static int cmp_ent(const void *a, const void *b, void *ctx)
+static int cmp_ent(const void *a, const void *b)
 {
-    const cf_loc *e = ctx;
-    const cf_loc *x = &e[*(const uint32_t *)a], *y = &e[*(const uint32_t *)b];
+    const cf_loc *x = a, *y = b;
     if (x->pack != y->pack)
         return x->pack < y->pack ? -1 : 1;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Used entries of packs with action act, sorted by pack and offset. */
-static uint32_t *select_used(cf_prune *p, int act, size_t *nout)
+/* Entries copied out per pass: the index may be far larger than memory
+ * should hold, so kept and moved entries are handled a range of packs at
+ * a time, each pass reading the index once. */
+#define PASS_ENTRIES (1u << 19)
+
+/* The used entries of packs with action act, from pack *pk on: the packs
+ * whose entries fit in one pass (at least one pack), sorted by pack and
+ * offset; *pk moves past them. NULL with *nout 0 when they hold none. */
+static cf_loc *select_used(cf_prune *p, int act, uint32_t *pk, size_t *nout)
 {
+    uint32_t a = *pk, b = a;
     size_t m = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (bit(p->used, i) && p->act[p->r->idx.ents[i].pack] == act)
-            m++;
-    uint32_t *v = cf_malloc((m ? m : 1) * sizeof *v);
-    m = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (bit(p->used, i) && p->act[p->r->idx.ents[i].pack] == act)
-            v[m++] = (uint32_t)i;
-    if (m)
-        qsort_r(v, m, sizeof *v, cmp_ent, p->r->idx.ents);
+    while (b < p->npacks) {
+        size_t c = p->act[b] == act ? p->pused_count[b] : 0;
+        if (b > a && m + c > PASS_ENTRIES)
+            break;
+        m += c;
+        b++;
+    }
+    *pk = b;
+    *nout = 0;
+    if (!m)
+        return NULL;
+    cf_loc *v = cf_malloc(m * sizeof *v);
+    cf_index_iter it;
+    cf_index_iter_init(&it, &p->r->idx);
+    size_t pos, k = 0;
+    cf_loc l;
+    int more;
+    while ((more = cf_index_iter_next(&it, &pos, &l)) > 0)
+        if (bit(p->used, pos) && l.pack >= a && l.pack < b && p->act[l.pack] == act && k < m)
+            v[k++] = l;
+    cf_index_iter_free(&it);
+    if (more < 0 || k != m) {
+        if (more >= 0)
+            cf_fail("prune: the index changed while it was read");
+        free(v);
+        *nout = (size_t)-1;
+        return NULL;
+    }
+    qsort(v, m, sizeof *v, cmp_ent);
     *nout = m;
     return v;
 }
@@ -320,32 +353,26 @@ typedef struct newpack {
     size_t n;
 } newpack;
 
-/* Copy the used blobs of repacked packs into new packs. moved receives
- * their new locations (pack numbers in r->idx). */
-static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_prune_stats *st)
+/* Copy one pass of used blobs (v, sorted by pack and offset) into pw. */
+static int repack_run(cf_prune *p, const cf_loc *v, size_t m, cf_loc *moved, size_t *nmoved,
+                      cf_packw *pw, cf_buf *range, cf_buf *plain, newpack *np)
 {
     cf_repo *r = p->r;
-    size_t m;
-    uint32_t *v = select_used(p, ACT_REPACK, &m);
-    *moved = cf_malloc((m ? m : 1) * sizeof **moved);
-    *nmoved = 0;
-    cf_packw *pw = cf_packw_new(r);
-    cf_buf range = {0}, plain = {0};
-    int rc = 0;
     char key[CF_PACK_KEY_LEN + 1];
+    int rc = 0;
     for (size_t i = 0; i < m && rc == 0;) {
         if (cf_cancel_flag) {
             rc = cf_fail("cancelled");
             break;
         }
-        const cf_loc *first = &r->idx.ents[v[i]];
+        const cf_loc *first = &v[i];
         uint32_t pack = first->pack;
         cf_pack_key(&r->idx.packs[pack].id, key);
         /* One ranged read for a run of close blobs of the same pack. */
         size_t j = i + 1;
         uint64_t start = first->offset, end = first->offset + first->stored;
         while (j < m) {
-            const cf_loc *e = &r->idx.ents[v[j]];
+            const cf_loc *e = &v[j];
             if (e->pack != pack || e->offset > end + RANGE_GAP ||
                 e->offset + e->stored - start > RANGE_MAX)
                 break;
@@ -353,8 +380,8 @@ static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_p
                 end = e->offset + e->stored;
             j++;
         }
-        int g = cf_store_get_range(r->st, key, start, end - start, &range);
-        if (g != 0 || range.len != end - start) {
+        int g = cf_store_get_range(r->st, key, start, end - start, range);
+        if (g != 0 || range->len != end - start) {
             if (g == 0)
                 cf_fail("pack %s: short read (pack truncated)", key);
             cf_error_prefix("prune: cannot read blobs to repack");
@@ -362,9 +389,9 @@ static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_p
             break;
         }
         for (; i < j && rc == 0; i++) {
-            const cf_loc *e = &r->idx.ents[v[i]];
-            const uint8_t *blob = range.data + (e->offset - start);
-            if (cf_blob_open(r, e, key, blob, &plain) != 0) {
+            const cf_loc *e = &v[i];
+            const uint8_t *blob = range->data + (e->offset - start);
+            if (cf_blob_open(r, e, key, blob, plain) != 0) {
                 cf_error_prefix("prune: a blob to repack is damaged (run `coffer check "
                                 "--read-data`)");
                 rc = -1;
@@ -375,7 +402,7 @@ static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_p
                 rc = -1;
                 break;
             }
-            (*moved)[(*nmoved)++] = nl;
+            moved[(*nmoved)++] = nl;
             if (cf_packw_full(pw)) {
                 char k[CF_PACK_KEY_LEN + 1];
                 snprintf(k, sizeof k, "%s", cf_packw_key(pw));
@@ -386,6 +413,34 @@ static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_p
                 cf_strv_push(&np->keys, &np->n, k);
             }
         }
+    }
+    return rc;
+}
+
+/* Copy the used blobs of repacked packs into new packs. moved receives
+ * their new locations (pack numbers in r->idx). */
+static int repack(cf_prune *p, cf_loc **moved, size_t *nmoved, newpack *np, cf_prune_stats *st)
+{
+    cf_repo *r = p->r;
+    size_t total = 0;
+    for (size_t k = 0; k < p->npacks; k++)
+        if (p->act[k] == ACT_REPACK)
+            total += p->pused_count[k];
+    *moved = cf_malloc((total ? total : 1) * sizeof **moved);
+    *nmoved = 0;
+    cf_packw *pw = cf_packw_new(r);
+    cf_buf range = {0}, plain = {0};
+    int rc = 0;
+    cf_loc *v = NULL;
+    size_t m = 0;
+    for (uint32_t pk = 0; total && pk < p->npacks && rc == 0;) {
+        free(v);
+        v = select_used(p, ACT_REPACK, &pk, &m);
+        if (m == (size_t)-1) {
+            rc = -1;
+            break;
+        }
+        rc = repack_run(p, v, m, *moved, nmoved, pw, &range, &plain, np);
     }
     if (rc == 0 && cf_packw_is_open(pw)) {
         char k[CF_PACK_KEY_LEN + 1];
@@ -435,12 +490,12 @@ static int write_index(cf_prune *p, const cf_loc *moved, size_t nmoved, char **k
 {
     cf_repo *r = p->r;
     *key_out = NULL;
-    size_t m;
-    uint32_t *v = select_used(p, ACT_KEEP, &m);
-    if (m + nmoved == 0) {
-        free(v);
+    size_t kept = 0;
+    for (size_t k = 0; k < p->npacks; k++)
+        if (p->act[k] == ACT_KEEP)
+            kept += p->pused_count[k];
+    if (kept + nmoved == 0)
         return 0; /* nothing is kept: no index at all */
-    }
     uint8_t rnd[CF_ID_LEN];
     char hex[2 * CF_ID_LEN + 1];
     cf_random(rnd, sizeof rnd);
@@ -448,7 +503,6 @@ static int write_index(cf_prune *p, const cf_loc *moved, size_t nmoved, char **k
     char *key = cf_asprintf("index/%s", hex);
     cf_objw *w;
     if (cf_repo_objw_open(r, CF_OBJ_INDEX, key, &w) != 0) {
-        free(v);
         free(key);
         return -1;
     }
@@ -456,12 +510,21 @@ static int write_index(cf_prune *p, const cf_loc *moved, size_t nmoved, char **k
     const cf_loc **batch = cf_malloc(BATCH * sizeof *batch);
     int rc = 0;
     /* Groups of at most BATCH entries: readers accept several per pack. */
-    for (size_t i = 0; i < m && rc == 0;) {
-        uint32_t pack = r->idx.ents[v[i]].pack;
-        size_t k = 0;
-        while (i < m && k < BATCH && r->idx.ents[v[i]].pack == pack)
-            batch[k++] = &r->idx.ents[v[i++]];
-        rc = write_group(w, &r->idx.packs[pack], batch, k);
+    for (uint32_t pk = 0; kept && pk < p->npacks && rc == 0;) {
+        size_t m;
+        cf_loc *v = select_used(p, ACT_KEEP, &pk, &m);
+        if (m == (size_t)-1) {
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < m && rc == 0;) {
+            uint32_t pack = v[i].pack;
+            size_t k = 0;
+            while (i < m && k < BATCH && v[i].pack == pack)
+                batch[k++] = &v[i++];
+            rc = write_group(w, &r->idx.packs[pack], batch, k);
+        }
+        free(v);
     }
     for (size_t i = 0; i < nmoved && rc == 0;) {
         uint32_t pack = moved[i].pack;
@@ -471,7 +534,6 @@ static int write_index(cf_prune *p, const cf_loc *moved, size_t nmoved, char **k
         rc = write_group(w, &r->idx.packs[pack], batch, k);
     }
     free(batch);
-    free(v);
     if (rc != 0) {
         cf_repo_objw_abort(w);
         free(key);

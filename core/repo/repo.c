@@ -356,6 +356,64 @@ int cf_repo_list_flat(cf_store *st, const char *prefix, char ***keys, size_t *n)
     return 0;
 }
 
+typedef struct stat_ctx {
+    char **keys;
+    coffer_object_stat *sts;
+    size_t n;
+} stat_ctx;
+
+static int collect_stat(void *ud, const char *key, const coffer_object_stat *st)
+{
+    stat_ctx *c = ud;
+    const char *name = key + strlen("index/");
+    if (!*name || strchr(name, '/'))
+        return 0;
+    c->sts = cf_realloc(c->sts, (c->n + 1) * sizeof *c->sts);
+    memset(&c->sts[c->n], 0, sizeof *c->sts);
+    if (st)
+        c->sts[c->n] = *st;
+    size_t n = c->n;
+    cf_strv_push(&c->keys, &n, key);
+    c->n++;
+    return 0;
+}
+
+typedef struct key_stat {
+    char *key;
+    coffer_object_stat st;
+} key_stat;
+
+static int cmp_key_stat(const void *a, const void *b)
+{
+    return strcmp(((const key_stat *)a)->key, ((const key_stat *)b)->key);
+}
+
+int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n)
+{
+    stat_ctx c = {0};
+    if (cf_store_list(r->st, "index/", collect_stat, &c) != 0) {
+        cf_strv_free(c.keys, c.n);
+        free(c.sts);
+        return -1;
+    }
+    if (c.n) {
+        key_stat *v = cf_malloc(c.n * sizeof *v);
+        for (size_t i = 0; i < c.n; i++)
+            v[i] = (key_stat){c.keys[i], c.sts[i]};
+        qsort(v, c.n, sizeof *v, cmp_key_stat);
+        for (size_t i = 0; i < c.n; i++) {
+            c.keys[i] = v[i].key;
+            c.sts[i] = v[i].st;
+        }
+        free(v);
+    }
+    cf_repo_cache_trim(r, CF_OBJ_INDEX, c.keys, c.n);
+    *keys = c.keys;
+    *sts = c.sts;
+    *n = c.n;
+    return 0;
+}
+
 int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n)
 {
     if (cf_repo_list_flat(r->st, "index/", keys, n) != 0)
@@ -428,26 +486,27 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         r->seal_overhead = CF_SEAL_OVERHEAD;
     }
 
-    if (!(flags & CF_REPO_OPEN_NO_CACHE))
+    r->no_cache = (flags & CF_REPO_OPEN_NO_CACHE) != 0;
+    if (!r->no_cache)
         cf_repo_cache_setup(r);
     if (!(flags & CF_REPO_OPEN_NO_INDEX))
         cf_repo_damage_load(r);
     char **keys = NULL;
+    coffer_object_stat *sts = NULL;
     size_t nkeys = 0;
-    if (!(flags & CF_REPO_OPEN_NO_INDEX) && cf_repo_list_index(r, &keys, &nkeys) != 0)
+    if (!(flags & CF_REPO_OPEN_NO_INDEX) && cf_repo_list_index_stat(r, &keys, &sts, &nkeys) != 0)
         goto fail;
-    for (size_t i = 0; i < nkeys; i++) {
-        if (cf_index_load_object(r, keys[i], &r->idx) == 0)
-            continue;
-        if (!(flags & CF_REPO_OPEN_SKIP_BAD_INDEX)) {
-            cf_error_prefix("cannot load the repository index");
-            cf_strv_free(keys, nkeys);
-            goto fail;
-        }
-        cf_log(CF_LOG_WARN, "skipping index object: %s", cf_error());
-        cf_strv_push(&r->bad_index, &r->nbad_index, keys[i]);
+    if (nkeys &&
+        cf_index_load_all(r, keys, sts, nkeys,
+                          (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) ? &r->bad_index : NULL,
+                          &r->nbad_index) != 0) {
+        cf_error_prefix("cannot load the repository index");
+        cf_strv_free(keys, nkeys);
+        free(sts);
+        goto fail;
     }
     cf_strv_free(keys, nkeys);
+    free(sts);
     r->ents_open = r->ents_indexed = r->idx.n;
     r->packs_open = r->idx.npacks;
     *out = r;
@@ -815,7 +874,7 @@ int cf_repo_lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
     pthread_rwlock_rdlock(&r->lock);
     ssize_t i = cf_index_find(&r->idx, id);
     if (i >= 0) {
-        *l = r->idx.ents[i];
+        cf_index_get(&r->idx, (size_t)i, l);
         *p = r->idx.packs[l->pack];
     }
     pthread_rwlock_unlock(&r->lock);

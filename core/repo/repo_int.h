@@ -149,6 +149,7 @@ _Static_assert(sizeof(cf_loc) == 56, "cf_loc is the per-chunk memory cost: keep 
 typedef struct cf_pack_rec {
     cf_id id;
     uint64_t size; /* whole pack object; 0 while the pack is being written */
+    uint32_t nbase;  /* entries of this pack in the on-disk part of the index */
     uint8_t damaged; /* missing or damaged per the last check (state/damaged) */
 } cf_pack_rec;
 
@@ -160,6 +161,18 @@ typedef struct cf_idmap {
     size_t nslots; /* power of two */
 } cf_idmap;
 
+/* The part of a large index kept on disk, sorted by chunk id (dindex.c). */
+typedef struct cf_dindex cf_dindex;
+typedef struct cf_dbuild cf_dbuild;
+
+/*
+ * The index is one numbering of entries over two parts: positions
+ * [0, nbase) are the on-disk part (a sorted file read with pread, for
+ * repositories past the memory threshold), positions nbase + i the
+ * in-memory entries ents[i] (small repositories: all of them; large
+ * ones: what this session and index objects newer than the disk file
+ * added). Packs are always in memory.
+ */
 typedef struct cf_index {
     cf_loc *ents;
     size_t n, cap;
@@ -167,23 +180,75 @@ typedef struct cf_index {
     cf_pack_rec *packs;
     size_t npacks, packs_cap;
     cf_idmap pmap;
+    cf_dindex *disk;        /* NULL: every entry is in memory */
+    size_t nbase;           /* entries in disk */
+    cf_dbuild *build;       /* while loading past spill_at: entries go to disk */
+    size_t spill_at;        /* loading more entries than this builds the disk part (0: never) */
+    const cf_damage *dmg;   /* damage record for entries read from disk */
 } cf_index;
 
 void cf_index_init(cf_index *ix);
 void cf_index_free(cf_index *ix);
+/* Total entries, both parts. */
+static inline size_t cf_index_count(const cf_index *ix)
+{
+    return ix->nbase + ix->n;
+}
+/* Position of the copy of id a reader should use (a sound one when there
+ * is one), or -1. */
 ssize_t cf_index_find(const cf_index *ix, const cf_id *id);
+/* Copy entry pos out (bad set from the damage record). */
+void cf_index_get(const cf_index *ix, size_t pos, cf_loc *out);
 /* Adds unless the id is present. Returns 1 added, 0 already there. */
 int cf_index_add(cf_index *ix, const cf_loc *loc);
 /* As cf_index_add, but a sound copy replaces a damaged one in place
  * (loading committed index objects: nothing is written from the array). */
 int cf_index_add_loaded(cf_index *ix, const cf_loc *loc);
 /* An entry counts as absent: its chunk or its pack is listed damaged. */
-int cf_index_bad(const cf_index *ix, size_t i);
+int cf_index_bad(const cf_index *ix, size_t pos);
 ssize_t cf_index_find_pack(const cf_index *ix, const cf_id *pack_id);
 /* Find or append a pack; a known size is kept. Returns its number. */
 uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size);
-/* Drop entries >= n and packs >= npacks (session rollback). */
+/* Drop in-memory entries >= n and packs >= npacks (session rollback). */
 void cf_index_truncate(cf_index *ix, size_t n, size_t npacks);
+/* Entries per pack over both parts (calloc'd, npacks long). */
+uint32_t *cf_index_pack_counts(const cf_index *ix);
+
+/* Walk every entry in position order, the disk part read in blocks. */
+typedef struct cf_index_iter {
+    const cf_index *ix;
+    size_t pos;
+    cf_loc *buf;
+    size_t buf_pos, buf_n;
+} cf_index_iter;
+void cf_index_iter_init(cf_index_iter *it, const cf_index *ix);
+/* 1 with *pos and *out set, 0 at the end, -1 on a read error. */
+int cf_index_iter_next(cf_index_iter *it, size_t *pos, cf_loc *out);
+void cf_index_iter_free(cf_index_iter *it);
+
+/* ---- On-disk part (dindex.c) ---------------------------------------------- */
+
+/* Entries a loaded index keeps in memory before it moves them to disk:
+ * COFFER_INDEX_MEMORY_ENTRIES, else CF_INDEX_MEMORY_DEFAULT. */
+#define CF_INDEX_MEMORY_DEFAULT 1000000u
+size_t cf_index_memory_entries(void);
+/* Load the index of the given (sorted) index object keys into r->idx,
+ * which must be empty: from the cached sorted file when it covers a
+ * subset of keys and verifies, else from the objects, moving entries to
+ * a sorted file on disk past the memory threshold. Objects that fail
+ * are skipped (pushed to bad) when bad is not NULL, else fail. */
+int cf_index_load_all(cf_repo *r, char **keys, const coffer_object_stat *sts, size_t nkeys,
+                      char ***bad, size_t *nbad);
+/* Loading: move the in-memory entries to bucket files (those past n0
+ * after the rollback mark). */
+int cf_dbuild_spill(cf_index *ix, size_t n0);
+int cf_dbuild_add(cf_dbuild *b, const cf_loc *l);
+void cf_dbuild_mark(cf_dbuild *b);
+int cf_dbuild_rollback(cf_dbuild *b);
+void cf_dbuild_free(cf_dbuild *b);
+ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id);
+int cf_dindex_read(const cf_dindex *d, size_t pos, size_t n, cf_loc *out);
+void cf_dindex_free(cf_dindex *d);
 
 /* Index objects. Parsing appends to ix (rolled back on failure). */
 int cf_index_load_object(cf_repo *r, const char *key, cf_index *ix);
@@ -284,6 +349,7 @@ struct cf_repo {
     _Atomic uint64_t bytes_read, reads;
 
     char *cache_dir; /* local cache of index objects and manifests (repo/cache.c), or NULL */
+    int no_cache;    /* opened with CF_REPO_OPEN_NO_CACHE */
 
     /* Packs published in the background (cf_repo_async_commits): closed
      * packs wait in cq for one of cq_threads committers. Guarded by cq_mu. */
@@ -308,6 +374,9 @@ int cf_repo_commit_pack(cf_repo *r, void *w, const char *key, uint32_t pno, uint
 
 /* Choose and create the cache directory (after the config is read). */
 void cf_repo_cache_setup(cf_repo *r);
+/* A file of the repository's cache directory (malloc'd; the directory
+ * is created), or NULL when there is no cache. */
+char *cf_repo_cache_file(cf_repo *r, const char *name);
 /* Where key's copy lives (malloc'd), or NULL when it is not cached. */
 char *cf_repo_cache_path(cf_repo *r, int type, const char *key);
 /* Open the copy at path if it matches its trailer (else remove it): an
@@ -328,6 +397,9 @@ void cf_repo_sess_add(cf_repo *r, int is_pack, const char *key);
 /* Set a pack's final size once committed. */
 void cf_repo_pack_committed(cf_repo *r, uint32_t pack, uint64_t size);
 
+/* Every index object key with its listing's size, mtime and etag,
+ * sorted by key. */
+int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n);
 /* Every index object key, sorted so loading is deterministic. */
 int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n);
 /* Keys under prefix with one more path segment (e.g. "keys/<id>"), sorted. */

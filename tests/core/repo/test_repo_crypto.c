@@ -336,7 +336,7 @@ static void test_damage(void **state)
     cf_loc l;
     ssize_t k = cf_index_find(&f->r->idx, &f->ids[7]);
     assert_true(k >= 0);
-    l = f->r->idx.ents[k];
+    cf_index_get(&f->r->idx, (size_t)k, &l);
     assert_int_equal(l.stored, (l.comp ? l.stored : l.raw + CF_SEAL_OVERHEAD));
     assert_int_equal(mem_storage_flip(f->ms, pack, l.offset + l.stored / 2), 0);
     cf_buf out = {0};

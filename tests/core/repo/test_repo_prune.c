@@ -249,7 +249,8 @@ static void test_damaged_blob(void **s)
         /* chunk 22 is kept in a partly used pack */
         ssize_t k = cf_index_find(&f->r->idx, &f->ids[22]);
         assert_true(k >= 0);
-        cf_loc l = f->r->idx.ents[k];
+        cf_loc l;
+        cf_index_get(&f->r->idx, (size_t)k, &l);
         char pack[CF_PACK_KEY_LEN + 1];
         cf_pack_key(&f->r->idx.packs[l.pack].id, pack);
         assert_int_equal(mem_storage_flip(f->ms, pack, l.offset + l.stored - 1), 0);
