@@ -363,17 +363,14 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
 static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen)
 {
     cf_repo *r = c->run->repo;
-    pack[0] = 0;
-    (void)plen;
-    if (!cf_repo_has(r, id) && cf_repo_chunk_pack(r, id, pack, plen))
+    int state = cf_repo_chunk_state(r, id, pack, plen);
+    if (state == 2)
         return "damaged according to an earlier check (state/damaged); the next backup stores "
                "it again";
-    if (!cf_repo_has(r, id))
+    if (state == 0)
         return c->bad_index ? "not in the repository index (an index object is damaged, see "
                               "above; `coffer check --rebuild-index` rebuilds it from the packs)"
                             : "not in the repository index: no pack holds it";
-    if (!cf_repo_chunk_pack(r, id, pack, plen))
-        pack[0] = 0;
     if (!c->bad_chunks.n && !c->bad_packs.n)
         return NULL;
     cf_id pid;

@@ -48,8 +48,9 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
     if (cf_repo_list_index(r, &keys, &nkeys) != 0)
         return -1;
     for (size_t i = 0; i < nkeys; i++) {
-        cf_index scratch;
+        cf_index scratch; /* parsed and validated, entries not kept */
         cf_index_init(&scratch);
+        scratch.discard = 1;
         if (cf_index_load_object(r, keys[i], &scratch) != 0)
             report(&rp, keys[i], NULL, "%s", cf_error());
         cf_index_free(&scratch);

@@ -172,6 +172,8 @@ static void mem_append(cf_index *ix, const cf_loc *loc)
 
 int cf_index_add_loaded(cf_index *ix, const cf_loc *loc)
 {
+    if (ix->discard)
+        return 1;
     if (ix->build) /* every copy goes to disk; readers pick the sound one */
         return cf_dbuild_add(ix->build, loc) == 0 ? 1 : -1;
     ssize_t m = mem_find(ix, &loc->id);

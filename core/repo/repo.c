@@ -968,6 +968,19 @@ const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t le
     return buf;
 }
 
+int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len)
+{
+    cf_loc l;
+    cf_pack_rec p;
+    if (len)
+        pack[0] = 0;
+    if (cf_repo_lookup(r, id, &l, &p) != 0)
+        return 0;
+    if (len >= CF_PACK_KEY_LEN + 1)
+        cf_pack_key(&p.id, pack);
+    return l.bad || p.damaged ? 2 : 1;
+}
+
 void cf_repo_get_stats(cf_repo *r, cf_repo_stats *out)
 {
     out->chunks_new = atomic_load(&r->chunks_new);

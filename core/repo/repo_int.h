@@ -185,6 +185,7 @@ typedef struct cf_index {
     cf_dbuild *build;       /* while loading past spill_at: entries go to disk */
     size_t spill_at;        /* loading more entries than this builds the disk part (0: never) */
     const cf_damage *dmg;   /* damage record for entries read from disk */
+    int discard;            /* loading only validates: entries are not kept */
 } cf_index;
 
 void cf_index_init(cf_index *ix);
