@@ -106,6 +106,11 @@ static int mark_sets(cf_run *run, cf_prune *p, char **ids, size_t n, size_t *npo
                 break;
         }
         cf_manifest_close(m);
+        if (r == 0 && cf_prune_mark_flush(p) != 0) {
+            cf_error_prefix("prune: set %s", ids[s]);
+            cf_error_prefix("%s; nothing was changed (see `coffer check`)", cf_error());
+            r = -1;
+        }
         if (r < 0) {
             if (!strstr(cf_error(), ids[s]))
                 cf_error_prefix("prune: set %s", ids[s]);

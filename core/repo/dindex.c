@@ -622,49 +622,107 @@ static int disk_sound(const cf_index *ix, const cf_loc *l)
            !(ix->dmg && cf_damage_has_chunk(ix->dmg, &l->id, &ix->packs[l->pack].id));
 }
 
-ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id)
+/* The copy of id among w[0, n) (entries lo..): the first sound one, else
+ * the first; -1 when absent. */
+static ssize_t pick(const cf_index *ix, const cf_loc *w, size_t n, size_t lo, const cf_id *id,
+                    int *sound, cf_loc *out)
+{
+    ssize_t first = -1;
+    for (size_t i = 0; i < n; i++) {
+        int c = memcmp(w[i].id.b, id->b, CF_ID_LEN);
+        if (c > 0)
+            break;
+        if (c < 0)
+            continue;
+        if (first < 0) {
+            first = (ssize_t)(lo + i);
+            if (out)
+                *out = w[i];
+        }
+        if (disk_sound(ix, &w[i])) {
+            *sound = 1;
+            if (out)
+                *out = w[i];
+            return (ssize_t)(lo + i);
+        }
+    }
+    *sound = 0;
+    return first;
+}
+
+ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id, int *sound, cf_loc *out)
 {
     const cf_dindex *d = ix->disk;
+    *sound = 0;
     if (!d || !d->n)
         return -1;
     unsigned k = prefix(id, d->tbits);
     size_t lo = d->tab[k], hi = d->tab[k + 1];
     enum { WIN = 64 };
     cf_loc w[WIN];
-    /* Narrow a crowded range by bisection, one entry per read. */
-    while (hi - lo > WIN) {
+    if (hi - lo <= WIN) /* every copy shares the prefix: all are in range */
+        return hi > lo && cf_dindex_read(d, lo, hi - lo, w) == 0
+                   ? pick(ix, w, hi - lo, lo, id, sound, out)
+                   : -1;
+    /* A crowded range (a hostile or degenerate index): bisect to the
+     * first copy, then walk the copies. */
+    while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (cf_dindex_read(d, mid, 1, w) != 0)
             return -1;
         if (memcmp(w[0].id.b, id->b, CF_ID_LEN) < 0)
             lo = mid + 1;
         else
-            hi = mid + 1; /* mid may be the first copy */
+            hi = mid;
     }
-    if (hi <= lo || cf_dindex_read(d, lo, hi - lo, w) != 0)
-        return -1;
     ssize_t first = -1;
-    for (size_t i = 0; i < hi - lo; i++) {
-        int c = memcmp(w[i].id.b, id->b, CF_ID_LEN);
-        if (c > 0)
-            break;
-        if (c < 0)
-            continue;
-        if (first < 0)
-            first = (ssize_t)(lo + i);
-        if (disk_sound(ix, &w[i]))
-            return (ssize_t)(lo + i);
-    }
-    if (first < 0)
-        return -1;
-    /* Later copies past the window (rare: a chunk listed many times). */
-    for (size_t p = hi; p < d->n; p++) {
+    for (size_t p = lo; p < d->n; p++) {
         if (cf_dindex_read(d, p, 1, w) != 0 || memcmp(w[0].id.b, id->b, CF_ID_LEN) != 0)
             break;
-        if (disk_sound(ix, &w[0]))
+        if (first < 0) {
+            first = (ssize_t)p;
+            if (out)
+                *out = w[0];
+        }
+        if (disk_sound(ix, &w[0])) {
+            *sound = 1;
+            if (out)
+                *out = w[0];
             return (ssize_t)p;
+        }
     }
     return first;
+}
+
+void cf_dindex_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
+                           uint8_t *sound)
+{
+    const cf_dindex *d = ix->disk;
+    enum { BLK = 2048 }; /* 112 KiB: sorted ids close together share a read */
+    cf_loc *blk = cf_malloc(BLK * sizeof *blk);
+    size_t b0 = 0, bn = 0;
+    for (size_t i = 0; i < n; i++) {
+        int snd = 0;
+        pos[i] = -1;
+        if (d && d->n) {
+            unsigned k = prefix(&ids[i], d->tbits);
+            size_t lo = d->tab[k], hi = d->tab[k + 1];
+            if (hi - lo > BLK) {
+                pos[i] = cf_dindex_find(ix, &ids[i], &snd, NULL);
+            } else if (hi > lo) {
+                if (lo < b0 || hi > b0 + bn) {
+                    b0 = lo;
+                    bn = d->n - lo < BLK ? d->n - lo : BLK;
+                    if (cf_dindex_read(d, b0, bn, blk) != 0)
+                        bn = 0;
+                }
+                if (bn)
+                    pos[i] = pick(ix, blk + (lo - b0), hi - lo, lo, &ids[i], &snd, NULL);
+            }
+        }
+        sound[i] = (uint8_t)snd;
+    }
+    free(blk);
 }
 
 /* ---- Loading -------------------------------------------------------------- */
@@ -697,8 +755,16 @@ int cf_index_load_all(cf_repo *r, char **keys, const coffer_object_stat *sts, si
     cf_index *ix = &r->idx;
     ix->dmg = &r->dmg;
     size_t lim = cf_index_memory_entries();
-    if (open_cached(r, ix, keys, sts, nkeys) == 0) {
-        /* Newer index objects go to memory; many of them: rebuild. */
+    /* An entry takes 52 bytes, at least its 32-byte id once compressed
+     * (ids are random): the listed sizes bound the entries from above,
+     * so a repository near the threshold may go to disk a little early. */
+    uint64_t listed = 0;
+    for (size_t i = 0; i < nkeys; i++)
+        listed += sts[i].size;
+    int large = !listed || listed / CF_ID_LEN > lim; /* !listed: sizes unknown */
+    if (large && open_cached(r, ix, keys, sts, nkeys) == 0) {
+        /* Newer index objects go to memory; past 256 of them or the
+         * threshold: rebuild. */
         uint8_t *skip = cf_calloc(nkeys + 1, 1);
         size_t j = 0, extra = 0;
         for (size_t i = 0; i < ix->disk->nkeys; i++) {
@@ -712,7 +778,7 @@ int cf_index_load_all(cf_repo *r, char **keys, const coffer_object_stat *sts, si
         if (extra <= 256) {
             size_t nb0 = bad ? *nbad : 0;
             rc = load_keys(r, keys, nkeys, skip, bad, nbad, NULL, NULL);
-            if (rc == 0 && ix->n <= lim / 2) {
+            if (rc == 0 && ix->n <= lim) {
                 free(skip);
                 cf_log(CF_LOG_DEBUG, "index: %zu entries from the sorted index, %zu from %zu newer "
                        "index object(s)", ix->nbase, ix->n, extra);
@@ -730,7 +796,11 @@ int cf_index_load_all(cf_repo *r, char **keys, const coffer_object_stat *sts, si
         cf_index_free(ix);
         ix->dmg = &r->dmg;
     }
+    /* Past the threshold, straight to disk from the first entry rather
+     * than holding up to the threshold in memory first. */
     ix->spill_at = lim;
+    if (large && cf_dbuild_spill(ix, 0) != 0)
+        return -1;
     size_t *loaded = NULL, nloaded = 0;
     int rc = load_keys(r, keys, nkeys, NULL, bad, nbad, &loaded, &nloaded);
     ix->spill_at = 0;

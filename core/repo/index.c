@@ -135,15 +135,62 @@ static ssize_t mem_find(const cf_index *ix, const cf_id *id)
     return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);
 }
 
-ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
+/* A disk copy b (sound or not) against the in-memory map; *ok: the
+ * copy returned is sound. */
+static ssize_t resolve(const cf_index *ix, const cf_id *id, ssize_t b, int sound, int *ok)
 {
-    ssize_t b = ix->nbase ? cf_dindex_find(ix, id) : -1;
-    if (b >= 0 && !cf_index_bad(ix, (size_t)b))
+    *ok = b >= 0 && sound;
+    if (*ok)
         return b;
     ssize_t m = mem_find(ix, id);
-    if (m >= 0 && (b < 0 || !loc_bad(ix, &ix->ents[m])))
+    if (m >= 0 && (b < 0 || !loc_bad(ix, &ix->ents[m]))) {
+        *ok = !loc_bad(ix, &ix->ents[m]);
         return (ssize_t)ix->nbase + m;
+    }
     return b;
+}
+
+ssize_t cf_index_find_sound(const cf_index *ix, const cf_id *id, int *ok)
+{
+    int sound = 0;
+    ssize_t b = ix->nbase ? cf_dindex_find(ix, id, &sound, NULL) : -1;
+    return resolve(ix, id, b, sound, ok);
+}
+
+ssize_t cf_index_find_get(const cf_index *ix, const cf_id *id, cf_loc *out)
+{
+    int sound = 0, ok;
+    cf_loc l;
+    ssize_t b = ix->nbase ? cf_dindex_find(ix, id, &sound, &l) : -1;
+    ssize_t pos = resolve(ix, id, b, sound, &ok);
+    if (pos >= 0 && pos == b) {
+        *out = l;
+        out->bad = disk_bad(ix, out);
+    } else if (pos >= 0) {
+        *out = ix->ents[pos - (ssize_t)ix->nbase];
+    }
+    return pos;
+}
+
+ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
+{
+    int ok;
+    return cf_index_find_sound(ix, id, &ok);
+}
+
+void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos)
+{
+    int ok;
+    if (!ix->nbase) {
+        for (size_t i = 0; i < n; i++)
+            pos[i] = cf_index_find(ix, &ids[i]);
+        return;
+    }
+    uint8_t *sound = cf_malloc(n ? n : 1);
+    cf_dindex_find_sorted(ix, ids, n, pos, sound);
+    for (size_t i = 0; i < n; i++)
+        pos[i] = resolve(ix, &ids[i], pos[i], sound[i], &ok);
+    free(sound);
 }
 
 /* Point the map's slot for element `from` at element `to` (same id). */
@@ -163,6 +210,9 @@ static void mem_append(cf_index *ix, const cf_loc *loc)
         /* 1.5x growth: the index of a large repository is the biggest
          * allocation coffer makes, so keep the slack modest. */
         ix->cap = ix->cap ? ix->cap + ix->cap / 2 : 1024;
+        /* loading moves to disk past spill_at: no slack beyond it */
+        if (ix->spill_at && ix->cap > ix->spill_at + 1024 && ix->n < ix->spill_at + 1024)
+            ix->cap = ix->spill_at + 1024;
         ix->ents = cf_realloc(ix->ents, ix->cap * sizeof *ix->ents);
     }
     ix->ents[ix->n] = *loc;
@@ -178,8 +228,9 @@ int cf_index_add_loaded(cf_index *ix, const cf_loc *loc)
         return cf_dbuild_add(ix->build, loc) == 0 ? 1 : -1;
     ssize_t m = mem_find(ix, &loc->id);
     if (m < 0) {
-        ssize_t b = ix->nbase ? cf_dindex_find(ix, &loc->id) : -1;
-        if (b >= 0 && (loc_bad(ix, loc) || !cf_index_bad(ix, (size_t)b)))
+        int sound = 0;
+        ssize_t b = ix->nbase ? cf_dindex_find(ix, &loc->id, &sound, NULL) : -1;
+        if (b >= 0 && (loc_bad(ix, loc) || sound))
             return 0;
         mem_append(ix, loc);
         idmap_add(&ix->emap, ix->ents, sizeof *ix->ents, ix->n, (uint32_t)(ix->n - 1));

@@ -40,6 +40,8 @@ struct cf_prune {
     size_t nindex;
     size_t n, npacks; /* snapshot sizes */
     uint8_t *used;    /* bitmap over the index's positions [0, n) */
+    cf_id *pend;      /* marks waiting for a sorted lookup (index on disk) */
+    size_t npend, cap_pend;
     uint64_t nused;
     uint8_t *act;          /* per pack */
     uint64_t *pused_bytes; /* per pack: stored bytes of used blobs */
@@ -115,9 +117,8 @@ int cf_prune_begin(cf_repo *r, cf_prune **out)
     return 0;
 }
 
-int cf_prune_mark(cf_prune *p, const cf_id *id)
+static int mark_pos(cf_prune *p, const cf_id *id, ssize_t i)
 {
-    ssize_t i = cf_index_find(&p->r->idx, id);
     if (i < 0 || (size_t)i >= p->n) {
         char hex[2 * CF_ID_LEN + 1];
         cf_id_hex(id, hex);
@@ -127,6 +128,46 @@ int cf_prune_mark(cf_prune *p, const cf_id *id)
         p->used[i >> 3] |= (uint8_t)(1u << (i & 7));
         p->nused++;
     }
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, CF_ID_LEN);
+}
+
+int cf_prune_mark_flush(cf_prune *p)
+{
+    if (!p->npend)
+        return 0;
+    qsort(p->pend, p->npend, sizeof *p->pend, cmp_id);
+    size_t n = 0;
+    for (size_t i = 0; i < p->npend; i++)
+        if (!n || memcmp(p->pend[n - 1].b, p->pend[i].b, CF_ID_LEN) != 0)
+            p->pend[n++] = p->pend[i];
+    ssize_t *pos = cf_malloc(n * sizeof *pos);
+    pthread_rwlock_rdlock(&p->r->lock);
+    cf_index_find_sorted(&p->r->idx, p->pend, n, pos);
+    pthread_rwlock_unlock(&p->r->lock);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = mark_pos(p, &p->pend[i], pos[i]);
+    free(pos);
+    p->npend = 0;
+    return rc;
+}
+
+int cf_prune_mark(cf_prune *p, const cf_id *id)
+{
+    if (!p->r->idx.nbase) /* in memory: a lookup is cheap */
+        return mark_pos(p, id, cf_index_find(&p->r->idx, id));
+    if (p->npend == p->cap_pend) {
+        if (p->cap_pend)
+            return cf_prune_mark_flush(p) == 0 ? cf_prune_mark(p, id) : -1;
+        p->cap_pend = 1u << 19; /* 16 MiB of ids */
+        p->pend = cf_malloc(p->cap_pend * sizeof *p->pend);
+    }
+    p->pend[p->npend++] = *id;
     return 0;
 }
 
@@ -172,6 +213,8 @@ int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st)
 {
     cf_repo *r = p->r;
     memset(st, 0, sizeof *st);
+    if (cf_prune_mark_flush(p) != 0)
+        return -1;
     p->verbose = o->verbose;
     free(p->act);
     free(p->pused_bytes);
@@ -305,8 +348,13 @@ static int cmp_ent(const void *a, const void *b)
 
 /* Entries copied out per pass: the index may be far larger than memory
  * should hold, so kept and moved entries are handled a range of packs at
- * a time, each pass reading the index once. */
-#define PASS_ENTRIES (1u << 19)
+ * a time, each pass reading the index once; half the index's memory
+ * threshold per pass. */
+static size_t pass_entries(void)
+{
+    size_t n = cf_index_memory_entries() / 2;
+    return n ? n : 1;
+}
 
 /* The used entries of packs with action act, from pack *pk on: the packs
  * whose entries fit in one pass (at least one pack), sorted by pack and
@@ -314,10 +362,10 @@ static int cmp_ent(const void *a, const void *b)
 static cf_loc *select_used(cf_prune *p, int act, uint32_t *pk, size_t *nout)
 {
     uint32_t a = *pk, b = a;
-    size_t m = 0;
+    size_t m = 0, budget = pass_entries();
     while (b < p->npacks) {
         size_t c = p->act[b] == act ? p->pused_count[b] : 0;
-        if (b > a && m + c > PASS_ENTRIES)
+        if (b > a && m + c > budget)
             break;
         m += c;
         b++;
@@ -619,6 +667,7 @@ void cf_prune_free(cf_prune *p)
         return;
     cf_strv_free(p->index_keys, p->nindex);
     free(p->used);
+    free(p->pend);
     free(p->act);
     free(p->pused_bytes);
     free(p->pused_count);

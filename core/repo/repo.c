@@ -668,10 +668,10 @@ cf_store *cf_repo_store(cf_repo *r)
 int cf_repo_has(cf_repo *r, const cf_id *id)
 {
     pthread_rwlock_rdlock(&r->lock);
-    ssize_t i = cf_index_find(&r->idx, id);
-    int found = i >= 0 && !cf_index_bad(&r->idx, (size_t)i);
+    int ok = 0;
+    ssize_t i = cf_index_find_sound(&r->idx, id, &ok);
     pthread_rwlock_unlock(&r->lock);
-    return found;
+    return i >= 0 && ok;
 }
 
 static cf_packw *writer_get(cf_repo *r)
@@ -872,11 +872,9 @@ int cf_repo_commit_failed(cf_repo *r, const char *key)
 int cf_repo_lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p)
 {
     pthread_rwlock_rdlock(&r->lock);
-    ssize_t i = cf_index_find(&r->idx, id);
-    if (i >= 0) {
-        cf_index_get(&r->idx, (size_t)i, l);
+    ssize_t i = cf_index_find_get(&r->idx, id, l);
+    if (i >= 0)
         *p = r->idx.packs[l->pack];
-    }
     pthread_rwlock_unlock(&r->lock);
     return i >= 0 ? 0 : -1;
 }

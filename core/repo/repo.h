@@ -338,6 +338,10 @@ int cf_prune_begin(cf_repo *r, cf_prune **out);
 /* A kept set references id. -1 (cf_error set) if the snapshot index does
  * not hold it: prune must then stop before changing anything. */
 int cf_prune_mark(cf_prune *p, const cf_id *id);
+/* Marks are looked up in sorted batches when the index is on disk: flush
+ * after each set so a missing chunk is reported with its set (plan
+ * flushes what is left). */
+int cf_prune_mark_flush(cf_prune *p);
 int cf_prune_plan(cf_prune *p, const cf_prune_opts *o, cf_prune_stats *st);
 /* Execute the plan. before_delete (may be NULL) runs after the new index
  * is written and before the first removal; non-zero stops the prune there

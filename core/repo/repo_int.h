@@ -198,6 +198,13 @@ static inline size_t cf_index_count(const cf_index *ix)
 /* Position of the copy of id a reader should use (a sound one when there
  * is one), or -1. */
 ssize_t cf_index_find(const cf_index *ix, const cf_id *id);
+/* cf_index_find, and *ok: the copy found is sound (not listed damaged). */
+ssize_t cf_index_find_sound(const cf_index *ix, const cf_id *id, int *ok);
+/* cf_index_find and the entry found (bad set), in one read of the disk part. */
+ssize_t cf_index_find_get(const cf_index *ix, const cf_id *id, cf_loc *out);
+/* cf_index_find for n ids sorted ascending (far fewer reads of the disk
+ * part than one lookup each). */
+void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos);
 /* Copy entry pos out (bad set from the damage record). */
 void cf_index_get(const cf_index *ix, size_t pos, cf_loc *out);
 /* Adds unless the id is present. Returns 1 added, 0 already there. */
@@ -247,7 +254,11 @@ int cf_dbuild_add(cf_dbuild *b, const cf_loc *l);
 void cf_dbuild_mark(cf_dbuild *b);
 int cf_dbuild_rollback(cf_dbuild *b);
 void cf_dbuild_free(cf_dbuild *b);
-ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id);
+/* Position of id's copy on disk (*sound: it is not listed damaged), or -1. */
+ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id, int *sound, cf_loc *out);
+/* The same for n ids sorted ascending, reading the file in blocks. */
+void cf_dindex_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
+                           uint8_t *sound);
 int cf_dindex_read(const cf_dindex *d, size_t pos, size_t n, cf_loc *out);
 void cf_dindex_free(cf_dindex *d);
 

@@ -28,6 +28,7 @@ SET1=$(json_get "$OUT" 'j["set"]')
 snapshot "$ASTERDRIVE_ROOT" "$T/snap1.json"
 expect_ok "backup #2, nothing changed" cf -v backup -p "$POLICY" --json || die "backup #2 failed"
 assert_match "$ERR" "index: [0-9]+ entries sorted on disk" "the index was sorted on disk"
+N1=$(printf '%s\n' "$ERR" | sed -n 's/.*index: \([0-9]*\) entries sorted on disk.*/\1/p' | tail -1)
 assert_eq 0 "$(json_get "$OUT" 'int(j["new_bytes"])')" "backup #2 stores no new bytes (every chunk found on disk)"
 SORTED=$(find "$COFFER_CACHE_DIR" -name index.sorted)
 assert_exists "$SORTED" "the sorted index is kept in the cache"
@@ -46,7 +47,7 @@ assert_gt "$(json_get "$OUT" 'int(j["new_bytes"])')" 0 "backup #3 stores the cha
 snapshot "$ASTERDRIVE_ROOT" "$T/snap3.json"
 # Past the threshold a repository has its sorted file; the index objects
 # of later backups are read beside it while they are few.
-COFFER_INDEX_MEMORY_ENTRIES=100000 expect_ok "restore set 3" \
+COFFER_INDEX_MEMORY_ENTRIES=$((N1 - 1)) expect_ok "restore set 3" \
     cf -v restore -p "$POLICY" --set "$SET3" --to "$T/R3" --no-validate
 assert_match "$ERR" "entries from the sorted index, [0-9]+ from 1 newer" \
     "backup #3's index object is read beside the sorted file"
@@ -56,10 +57,17 @@ expect_ok "check --read-data" cf check -p "$POLICY" --read-data
 section "a damaged sorted file is refused and rebuilt"
 SIZE=$(stat -c %s "$SORTED")
 flip_at "$SORTED" $((SIZE / 2))
-expect_ok "restore with a flipped byte in the sorted file" \
+expect_ok "restore with a flipped byte among the entries" \
     cf -v restore -p "$POLICY" --set "$SET1" --to "$T/R1b" --no-validate
-assert_contains "$ERR" "is unusable (its MAC does not verify); rebuilding it" "the damage is named"
+assert_match "$ERR" "index.sorted is unusable \((an entry is out of order or invalid|its MAC does not verify)\); rebuilding it" \
+    "the damage is named"
 restored_equal "the restore is still right" "$T/snap1.json" "$T/R1b"
+SIZE=$(stat -c %s "$SORTED")
+flip_at "$SORTED" $((SIZE - 1))
+expect_ok "restore with a flipped byte in the MAC" \
+    cf -v restore -p "$POLICY" --set "$SET1" --to "$T/R1f" --no-validate
+assert_contains "$ERR" "is unusable (its MAC does not verify); rebuilding it" "a wrong MAC is named"
+restored_equal "the restore is still right" "$T/snap1.json" "$T/R1f"
 expect_ok "the next command" cf -v sets -p "$POLICY"
 assert_not_contains "$ERR" "unusable" "the rebuilt file verifies"
 truncate -s -7 "$SORTED"
