@@ -360,10 +360,12 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
 #define PER_SET 20 /* files listed per set; the rest are counted */
 
 /* NULL if a set can rely on the chunk, else why not. */
-static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen)
+static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen, int64_t *raw)
 {
     cf_repo *r = c->run->repo;
-    int state = cf_repo_chunk_state(r, id, pack, plen);
+    uint32_t sz = 0;
+    int state = cf_repo_chunk_state(r, id, pack, plen, &sz);
+    *raw = state ? (int64_t)sz : -1;
     if (state == 2)
         return "damaged according to an earlier check (state/damaged); the next backup stores "
                "it again";
@@ -462,8 +464,8 @@ static void check_set(cctx *c, set_result *sr)
             char *firstmsg = NULL;
             for (size_t i = 0; i < e.nchunks; i++) {
                 char pack[96];
-                const char *why = chunk_verdict(c, &e.chunks[i], pack, sizeof pack);
-                int64_t sz = cf_repo_chunk_size(c->run->repo, &e.chunks[i]);
+                int64_t sz;
+                const char *why = chunk_verdict(c, &e.chunks[i], pack, sizeof pack, &sz);
                 if (sz > 0)
                     sum += (uint64_t)sz;
                 if (!why)

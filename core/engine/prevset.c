@@ -13,13 +13,16 @@
 #include "util/util.h"
 
 /* Parsed entries handed over in batches, so the two threads meet once
- * per batch rather than once per file. */
+ * per batch rather than once per file. A batch also closes at
+ * BATCH_CHUNKS chunk ids (1 MiB), so a set of large files queues a few
+ * megabytes, not BATCHES x BATCH files' chunk lists. */
 #define BATCH 512
 #define BATCHES 4
+#define BATCH_CHUNKS 32768
 
 typedef struct batch {
     cf_entry e[BATCH];
-    size_t n;
+    size_t n, chunks;
 } batch;
 
 struct cf_prevset {
@@ -126,7 +129,8 @@ static void *reader(void *arg)
             continue;
         }
         ents++;
-        if (++b->n == BATCH) {
+        b->chunks += e->nchunks;
+        if (++b->n == BATCH || b->chunks >= BATCH_CHUNKS) {
             if (!push(ps, b)) {
                 b = NULL;
                 break;

@@ -966,7 +966,7 @@ const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t le
     return buf;
 }
 
-int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len)
+int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len, uint32_t *raw)
 {
     cf_loc l;
     cf_pack_rec p;
@@ -974,6 +974,8 @@ int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len)
         pack[0] = 0;
     if (cf_repo_lookup(r, id, &l, &p) != 0)
         return 0;
+    if (raw)
+        *raw = l.raw;
     if (len >= CF_PACK_KEY_LEN + 1)
         cf_pack_key(&p.id, pack);
     return l.bad || p.damaged ? 2 : 1;

@@ -212,10 +212,11 @@ int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id);
 int64_t cf_repo_chunk_stored(cf_repo *r, const cf_id *id);
 /* Pack key holding the chunk (for error messages), or NULL. */
 const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len);
-/* One lookup for both: 1 the index holds a sound copy, 2 only a copy
- * listed damaged, 0 none; pack (len >= CF_PACK_KEY_LEN + 1) receives the
- * copy's pack key, "" when there is none. */
-int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len);
+/* One lookup for all three: 1 the index holds a sound copy, 2 only a
+ * copy listed damaged, 0 none; pack (len >= CF_PACK_KEY_LEN + 1) receives
+ * the copy's pack key, "" when there is none; *raw (may be NULL) its
+ * plaintext size. */
+int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len, uint32_t *raw);
 
 /* Envelope objects (config/index/manifest): streamed, zstd-compressed,
  * SHA-256 trailer; visible only after commit. */
