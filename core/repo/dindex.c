@@ -569,6 +569,7 @@ static int open_cached(cf_repo *r, cf_index *ix, char **keys, const coffer_objec
         }
         *tok++ = 0;
         d->keys[ki++] = cf_strdup(s);
+        d->nkeys = ki; /* freed with d on every path */
         while (j < nkeys && strcmp(keys[j], s) < 0)
             j++;
         char *cur = j < nkeys && strcmp(keys[j], s) == 0 ? key_token(r, keys[j], &sts[j]) : NULL;
