@@ -96,31 +96,12 @@ static int tmp_unlinked(const char *dir)
     return fd;
 }
 
-/* pread/pwrite of exactly len bytes: 0, or -1 with errno (EIO when short). */
+/* pread of exactly len bytes: 0, or -1 with errno (EIO when short). */
 static int read_at(int fd, void *p, size_t len, off_t off)
 {
     uint8_t *b = p;
     while (len) {
         ssize_t k = pread(fd, b, len, off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        b += k;
-        len -= (size_t)k;
-        off += k;
-    }
-    return 0;
-}
-
-static int write_at(int fd, const void *p, size_t len, off_t off)
-{
-    const uint8_t *b = p;
-    while (len) {
-        ssize_t k = pwrite(fd, b, len, off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
@@ -425,7 +406,7 @@ static int build_finish(cf_repo *r, cf_index *ix, char **keys, size_t nkeys, int
     final_mac(r, &dg, hdr, mac);
     if (write_all(fd, mac, sizeof mac, NULL) != 0)
         goto out;
-    if (write_at(fd, hdr, sizeof hdr, 0) != 0) {
+    if (lseek(fd, 0, SEEK_SET) != 0 || cf_write_all(fd, hdr, sizeof hdr) != 0) {
         cf_fail("index: cannot write the sorted index: %s", strerror(errno));
         goto out;
     }
