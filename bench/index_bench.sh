@@ -14,7 +14,8 @@
 #   --workdir DIR  parent of the work directory (default $BENCH_TMPDIR, else
 #                  /var/tmp)
 #
-# Prints wall time and peak RSS per command and repository, and the
+# The large repository's synthetic set is also restored (index on disk,
+# then in memory). Prints wall time and peak RSS per command and repository, and the
 # targets (met or NOT met): peak RSS <= 128 MiB for backup, check and prune
 # on the large repository, their times within 1.5x of the small one's.
 # Environment: COFFER (default build/coffer).
@@ -82,7 +83,7 @@ for r in S L; do
         >"$W/set0.$r" 2>/dev/null || die "first backup failed"
 done
 t0=$SECONDS
-python3 "$src/bench/synth_repo.py" "$W/L" "$(tail -1 "$W/set0.L")" "$chunks" >/dev/null ||
+python3 "$src/bench/synth_repo.py" "$W/L" "$(tail -1 "$W/set0.L")" "$chunks" >"$W/synth.id" ||
     die "synth_repo.py failed"
 echo "   synthetic chunks written in $((SECONDS - t0)) s; repository $(du -sh "$W/L" | cut -f1)"
 python3 "$src/tests/tools/gen_asterdrive.py" "$W/new" --size-mb "$new_mb" --seed 2 >/dev/null ||
@@ -99,6 +100,17 @@ for r in S L; do
     run "first open: list sets ($name)" "$W/$r" -- sets -p "$POLICY"
     run "backup ${new_mb} MiB new data ($name)" "$W/$r" ASTERDRIVE_ROOT="$W/new" -- backup -p "$POLICY"
     run "check ($name)" "$W/$r" -- check -p "$POLICY"
+    if [ $r = L ]; then
+        # The synthetic set: 9908 files whose chunks are spread over the
+        # whole index.
+        synth=$(cat "$W/synth.id")
+        run "restore the set of $chunks chunks" "$W/L" -- restore -p "$POLICY" --set "$synth" \
+            --to "$W/restored" --no-validate
+        rm -rf "$W/restored"
+        run "restore, index in memory" "$W/L" COFFER_INDEX_MEMORY_ENTRIES=1000000000 -- \
+            restore -p "$POLICY" --set "$synth" --to "$W/restored" --no-validate
+        rm -rf "$W/restored"
+    fi
     run "forget the first set ($name)" "$W/$r" -- forget -p "$POLICY" "$(tail -1 "$W/set0.$r")"
     cp -a "$W/$r" "$W/$r.before-prune"
     run "prune ($name)" "$W/$r" -- prune -p "$POLICY" --max-unused 0

@@ -253,8 +253,12 @@ void cf_dbsource_free(cf_dbsource *s)
 /* ---- files ------------------------------------------------------------ */
 
 /* Files queued ahead of the writers: their chunks are what the reads
- * are planned from, so the queue reaches well past the read window. */
+ * are planned from, so the queue reaches well past the read window. It
+ * also stops at QCHUNKS chunks (the planner keeps a record of each), so
+ * a set of files with thousands of chunks each queues megabytes of
+ * records, not the set's whole chunk list. */
 #define QCAP 4096
+#define QCHUNKS 65536
 
 /* A parent directory, resolved beneath the staging root, shared by the
  * queued files in it. */
@@ -288,6 +292,7 @@ typedef struct rpool {
     uint64_t files;     /* files written (under mu) */
     rjob *q[QCAP];
     size_t head, tail;
+    size_t qchunks; /* chunks of the queued files */
     int closing, failed;
     char err[2048];
     pthread_mutex_t mu;
@@ -398,6 +403,7 @@ static void *rworker(void *arg)
         if (p->head == p->tail)
             break;
         rjob *j = p->q[p->head++ % QCAP];
+        p->qchunks -= j->e.nchunks;
         pthread_cond_signal(&p->nonfull);
         int skip = p->failed;
         pthread_mutex_unlock(&p->mu);
@@ -507,11 +513,13 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         atomic_fetch_add(&dir->refs, 1);
         j->seq0 = cf_fetch_want(p.fetch, e.chunks, e.nchunks);
         pthread_mutex_lock(&p.mu);
-        while (p.tail - p.head >= QCAP && !p.failed)
+        while ((p.tail - p.head >= QCAP || (p.qchunks >= QCHUNKS && p.tail > p.head)) &&
+               !p.failed)
             pthread_cond_wait(&p.nonfull, &p.mu);
         int failed = p.failed;
         if (!failed) {
             p.q[p.tail++ % QCAP] = j;
+            p.qchunks += j->e.nchunks;
             pthread_cond_signal(&p.nonempty);
         }
         pthread_mutex_unlock(&p.mu);
