@@ -581,8 +581,6 @@ stale:
     free(path);
     cf_dindex_free(d);
     cf_index_truncate(ix, 0, 0);
-    for (size_t i = 0; i < ix->npacks; i++)
-        ix->packs[i].nbase = 0;
     return -1;
 }
 
@@ -743,8 +741,10 @@ int cf_index_load_all(cf_repo *r, char **keys, const coffer_object_stat *sts, si
     uint64_t listed = 0;
     for (size_t i = 0; i < nkeys; i++)
         listed += sts[i].size;
-    int large = !listed || listed / CF_ID_LEN > lim; /* !listed: sizes unknown */
-    if (large && open_cached(r, ix, keys, sts, nkeys) == 0) {
+    int large = listed / CF_ID_LEN > lim;
+    /* Without sizes in the listing only a sorted file already cached
+     * tells; loading then moves to disk when it passes the threshold. */
+    if ((large || !listed) && open_cached(r, ix, keys, sts, nkeys) == 0) {
         /* Newer index objects go to memory; past 256 of them or the
          * threshold: rebuild. */
         uint8_t *skip = cf_calloc(nkeys + 1, 1);
