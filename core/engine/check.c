@@ -360,33 +360,25 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
 #define PER_SET 20 /* files listed per set; the rest are counted */
 
 /* NULL if a set can rely on the chunk, else why not. */
-static const char *chunk_verdict(cctx *c, const cf_id *id, char *pack, size_t plen, int64_t *raw)
+static const char *chunk_verdict(cctx *c, const cf_id *id, const cf_chunk_state *st)
 {
-    cf_repo *r = c->run->repo;
-    uint32_t sz = 0;
-    int state = cf_repo_chunk_state(r, id, pack, plen, &sz);
-    *raw = state ? (int64_t)sz : -1;
-    if (state == 2)
+    if (st->state == 2)
         return "damaged according to an earlier check (state/damaged); the next backup stores "
                "it again";
-    if (state == 0)
+    if (st->state == 0)
         return c->bad_index ? "not in the repository index (an index object is damaged, see "
                               "above; `coffer check --rebuild-index` rebuilds it from the packs)"
                             : "not in the repository index: no pack holds it";
     if (!c->bad_chunks.n && !c->bad_packs.n)
         return NULL;
-    cf_id pid;
-    int suspect = idset_find(&c->bad_chunks, id) != NULL;
-    if (!suspect && pack[0] && cf_unhex(pack + 8, pid.b, CF_ID_LEN) == 0)
-        suspect = idset_find(&c->bad_packs, &pid) != NULL;
-    if (!suspect)
+    if (!idset_find(&c->bad_chunks, id) && !idset_find(&c->bad_packs, &st->pack))
         return NULL;
     /* Sets are checked in parallel: one verdict per chunk, under mu. */
     pthread_mutex_lock(&c->mu);
     idslot *v = idset_add(&c->verdicts, id);
     if (!v->state) {
         /* Authoritative: read it where the index says it is. */
-        if (cf_repo_get_chunk(r, id, &c->buf) == 0) {
+        if (cf_repo_get_chunk(c->run->repo, id, &c->buf) == 0) {
             v->state = 1;
         } else {
             v->state = 2;
@@ -437,74 +429,126 @@ static void set_flush(cctx *c, set_result *sr)
     sr->n = 0;
 }
 
+/* Entries of a manifest waiting for their chunks to be looked up
+ * together. */
+#define BATCH_CHUNKS 65536
+#define BATCH_ENTRIES 4096
+
+typedef struct batch {
+    cf_entry *v;
+    size_t n, cap, nchunks;
+    size_t files_bad;
+} batch;
+
+static void check_file(cctx *c, set_result *sr, batch *b, const cf_entry *e,
+                       const cf_chunk_state *st)
+{
+    char obj[300];
+    snprintf(obj, sizeof obj, "sets/%s", sr->id);
+    uint64_t sum = 0;
+    size_t nbad = 0, first = 0;
+    const char *firstmsg = NULL;
+    for (size_t i = 0; i < e->nchunks; i++) {
+        if (st[i].state)
+            sum += st[i].raw;
+        const char *why = chunk_verdict(c, &e->chunks[i], &st[i]);
+        if (why && !nbad++) {
+            firstmsg = why;
+            first = i;
+        }
+    }
+    if (nbad && ++b->files_bad > PER_SET)
+        return; /* counted, not listed: one damaged index object can touch
+                 * every file of every set */
+    if (nbad) {
+        char msg[2600], fhex[2 * CF_ID_LEN + 1], fpack[CF_PACK_KEY_LEN + 1] = "";
+        if (nbad > 1)
+            snprintf(msg, sizeof msg, "%zu of %zu chunks unusable; first: %s", nbad, e->nchunks,
+                     firstmsg);
+        else
+            snprintf(msg, sizeof msg, "%s", firstmsg);
+        cf_id_hex(&e->chunks[first], fhex);
+        if (st[first].state)
+            cf_pack_key(&st[first].pack, fpack);
+        set_add(sr, e->path, fpack[0] ? fpack : NULL, fhex, msg);
+    } else if (sum != e->size) {
+        set_add(sr, e->path, obj, NULL, "chunk sizes do not add up to the recorded size");
+    }
+}
+
+/* The batch's chunks in one sorted pass over the index, then each entry
+ * in manifest order. */
+static void check_batch(cctx *c, set_result *sr, batch *b)
+{
+    char obj[300];
+    snprintf(obj, sizeof obj, "sets/%s", sr->id);
+    cf_id *ids = cf_malloc((b->nchunks ? b->nchunks : 1) * sizeof *ids);
+    cf_chunk_state *st = cf_malloc((b->nchunks ? b->nchunks : 1) * sizeof *st);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i].kind == CF_ENT_FILE || b->v[i].kind == CF_ENT_STREAM)
+            for (size_t j = 0; j < b->v[i].nchunks; j++)
+                ids[k++] = b->v[i].chunks[j];
+    cf_repo_chunk_states(c->run->repo, ids, k, st);
+    k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        cf_entry *e = &b->v[i];
+        if (cf_entry_check(e) != 0)
+            set_add(sr, NULL, obj, NULL, cf_error());
+        if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM) {
+            check_file(c, sr, b, e, st + k);
+            k += e->nchunks;
+        }
+        cf_entry_clear(e);
+    }
+    b->n = b->nchunks = 0;
+    free(st);
+    free(ids);
+}
+
 static void check_set(cctx *c, set_result *sr)
 {
-    const char *id = sr->id;
-    uint64_t *nentries = &sr->entries;
     cf_mreader *m;
     json_t *h;
     char obj[300];
-    snprintf(obj, sizeof obj, "sets/%s", id);
-    size_t files_bad = 0;
-    if (cf_manifest_open(c->run->repo, id, &m, &h) != 0) {
+    snprintf(obj, sizeof obj, "sets/%s", sr->id);
+    if (cf_manifest_open(c->run->repo, sr->id, &m, &h) != 0) {
         set_add(sr, NULL, obj, NULL, cf_error());
         return;
     }
     json_decref(h);
-    cf_entry e;
+    batch b = {0};
     int rc;
-    while ((rc = cf_manifest_next(m, &e)) == 1) {
-        (*nentries)++;
-        if (cf_entry_check(&e) != 0)
-            set_add(sr, NULL, obj, NULL, cf_error());
-        if (e.kind == CF_ENT_FILE || e.kind == CF_ENT_STREAM) {
-            uint64_t sum = 0;
-            size_t nbad = 0;
-            char fhex[2 * CF_ID_LEN + 1] = "", fpack[96] = "";
-            char *firstmsg = NULL;
-            for (size_t i = 0; i < e.nchunks; i++) {
-                char pack[96];
-                int64_t sz;
-                const char *why = chunk_verdict(c, &e.chunks[i], pack, sizeof pack, &sz);
-                if (sz > 0)
-                    sum += (uint64_t)sz;
-                if (!why)
-                    continue;
-                if (!nbad++) {
-                    firstmsg = cf_strdup(why);
-                    cf_id_hex(&e.chunks[i], fhex);
-                    snprintf(fpack, sizeof fpack, "%s", pack);
-                }
-            }
-            if (nbad && ++files_bad > PER_SET) {
-                /* counted below, not listed: one damaged index object can
-                 * touch every file of every set */
-            } else if (nbad) {
-                char msg[2600];
-                if (nbad > 1)
-                    snprintf(msg, sizeof msg, "%zu of %zu chunks unusable; first: %s", nbad,
-                             e.nchunks, firstmsg);
-                else
-                    snprintf(msg, sizeof msg, "%s", firstmsg);
-                set_add(sr, e.path, fpack[0] ? fpack : NULL, fhex, msg);
-            } else if (sum != e.size) {
-                set_add(sr, e.path, obj, NULL, "chunk sizes do not add up to the recorded size");
-            }
-            free(firstmsg);
+    for (;;) {
+        if (b.n == b.cap) {
+            b.cap = b.cap ? b.cap * 2 : 256;
+            b.v = cf_realloc(b.v, b.cap * sizeof *b.v);
         }
-        cf_entry_clear(&e);
+        cf_entry *e = &b.v[b.n];
+        if ((rc = cf_manifest_next(m, e)) != 1)
+            break;
+        sr->entries++;
+        b.n++;
+        if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM)
+            b.nchunks += e->nchunks;
+        if (b.nchunks >= BATCH_CHUNKS || b.n >= BATCH_ENTRIES)
+            check_batch(c, sr, &b);
         if (cf_cancel_flag) {
             rc = cf_fail("cancelled");
             break;
         }
     }
-    if (rc < 0)
-        set_add(sr, NULL, obj, NULL, cf_error());
+    char *err = rc < 0 ? cf_strdup(cf_error()) : NULL;
+    check_batch(c, sr, &b); /* what was read before an error is still checked */
+    free(b.v);
+    if (err)
+        set_add(sr, NULL, obj, NULL, err);
+    free(err);
     cf_manifest_close(m);
-    if (files_bad > PER_SET) {
+    if (b.files_bad > PER_SET) {
         char msg[200];
         snprintf(msg, sizeof msg, "%zu more file(s) with unusable chunks (not listed)",
-                 files_bad - PER_SET);
+                 b.files_bad - PER_SET);
         set_add(sr, NULL, NULL, NULL, msg);
     }
 }

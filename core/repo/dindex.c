@@ -675,10 +675,14 @@ ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id, int *sound, cf_loc *
 }
 
 void cf_dindex_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
-                           uint8_t *sound)
+                           uint8_t *sound, cf_loc *locs)
 {
     const cf_dindex *d = ix->disk;
-    enum { BLK = 2048 }; /* 112 KiB: sorted ids close together share a read */
+    /* One read covers the ranges of the ids that follow while they lie
+     * close together (at most BLK entries, 112 KiB); sparse ids each get a
+     * read of their own range, so a batch spread over the whole file
+     * costs about one small read per id, not the whole file. */
+    enum { BLK = 2048, GAP = 64 };
     cf_loc *blk = cf_malloc(BLK * sizeof *blk);
     size_t b0 = 0, bn = 0;
     for (size_t i = 0; i < n; i++) {
@@ -688,16 +692,26 @@ void cf_dindex_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize
             unsigned k = prefix(&ids[i], d->tbits);
             size_t lo = d->tab[k], hi = d->tab[k + 1];
             if (hi - lo > BLK) {
-                pos[i] = cf_dindex_find(ix, &ids[i], &snd, NULL);
+                pos[i] = cf_dindex_find(ix, &ids[i], &snd, locs ? &locs[i] : NULL);
             } else if (hi > lo) {
                 if (lo < b0 || hi > b0 + bn) {
+                    size_t end = hi;
+                    for (size_t j = i + 1; j < n; j++) {
+                        unsigned kj = prefix(&ids[j], d->tbits);
+                        size_t lj = d->tab[kj], hj = d->tab[kj + 1];
+                        if (hj - lo > BLK || lj > end + GAP)
+                            break;
+                        if (hj > end)
+                            end = hj;
+                    }
                     b0 = lo;
-                    bn = d->n - lo < BLK ? d->n - lo : BLK;
+                    bn = end - lo;
                     if (cf_dindex_read(d, b0, bn, blk) != 0)
                         bn = 0;
                 }
                 if (bn)
-                    pos[i] = pick(ix, blk + (lo - b0), hi - lo, lo, &ids[i], &snd, NULL);
+                    pos[i] = pick(ix, blk + (lo - b0), hi - lo, lo, &ids[i], &snd,
+                                  locs ? &locs[i] : NULL);
             }
         }
         sound[i] = (uint8_t)snd;

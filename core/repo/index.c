@@ -178,18 +178,23 @@ ssize_t cf_index_find(const cf_index *ix, const cf_id *id)
     return cf_index_find_sound(ix, id, &ok);
 }
 
-void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos)
+void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
+                          cf_loc *locs)
 {
     int ok;
-    if (!ix->nbase) {
-        for (size_t i = 0; i < n; i++)
-            pos[i] = cf_index_find(ix, &ids[i]);
-        return;
-    }
     uint8_t *sound = cf_malloc(n ? n : 1);
-    cf_dindex_find_sorted(ix, ids, n, pos, sound);
-    for (size_t i = 0; i < n; i++)
-        pos[i] = resolve(ix, &ids[i], pos[i], sound[i], &ok);
+    if (ix->nbase)
+        cf_dindex_find_sorted(ix, ids, n, pos, sound, locs);
+    for (size_t i = 0; i < n; i++) {
+        ssize_t b = ix->nbase ? pos[i] : -1;
+        pos[i] = resolve(ix, &ids[i], b, ix->nbase ? sound[i] : 0, &ok);
+        if (!locs || pos[i] < 0)
+            continue;
+        if (pos[i] == b)
+            locs[i].bad = disk_bad(ix, &locs[i]);
+        else
+            locs[i] = ix->ents[pos[i] - (ssize_t)ix->nbase];
+    }
     free(sound);
 }
 

@@ -147,7 +147,7 @@ int cf_prune_mark_flush(cf_prune *p)
             p->pend[n++] = p->pend[i];
     ssize_t *pos = cf_malloc(n * sizeof *pos);
     pthread_rwlock_rdlock(&p->r->lock);
-    cf_index_find_sorted(&p->r->idx, p->pend, n, pos);
+    cf_index_find_sorted(&p->r->idx, p->pend, n, pos, NULL);
     pthread_rwlock_unlock(&p->r->lock);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)

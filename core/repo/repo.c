@@ -966,19 +966,46 @@ const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t le
     return buf;
 }
 
-int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len, uint32_t *raw)
+typedef struct id_at {
+    cf_id id;
+    size_t at;
+} id_at;
+
+static int cmp_id_at(const void *a, const void *b)
 {
-    cf_loc l;
-    cf_pack_rec p;
-    if (len)
-        pack[0] = 0;
-    if (cf_repo_lookup(r, id, &l, &p) != 0)
-        return 0;
-    if (raw)
-        *raw = l.raw;
-    if (len >= CF_PACK_KEY_LEN + 1)
-        cf_pack_key(&p.id, pack);
-    return l.bad || p.damaged ? 2 : 1;
+    return memcmp(((const id_at *)a)->id.b, ((const id_at *)b)->id.b, CF_ID_LEN);
+}
+
+void cf_repo_chunk_states(cf_repo *r, const cf_id *ids, size_t n, cf_chunk_state *out)
+{
+    if (!n)
+        return;
+    id_at *v = cf_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (id_at){ids[i], i};
+    qsort(v, n, sizeof *v, cmp_id_at);
+    cf_id *sorted = cf_malloc(n * sizeof *sorted);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = v[i].id;
+    ssize_t *pos = cf_malloc(n * sizeof *pos);
+    cf_loc *locs = cf_malloc(n * sizeof *locs);
+    pthread_rwlock_rdlock(&r->lock);
+    cf_index_find_sorted(&r->idx, sorted, n, pos, locs);
+    for (size_t i = 0; i < n; i++) {
+        cf_chunk_state *o = &out[v[i].at];
+        memset(o, 0, sizeof *o);
+        if (pos[i] < 0)
+            continue;
+        const cf_pack_rec *p = &r->idx.packs[locs[i].pack];
+        o->state = locs[i].bad || p->damaged ? 2 : 1;
+        o->raw = locs[i].raw;
+        o->pack = p->id;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    free(locs);
+    free(pos);
+    free(sorted);
+    free(v);
 }
 
 void cf_repo_get_stats(cf_repo *r, cf_repo_stats *out)

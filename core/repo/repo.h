@@ -212,11 +212,20 @@ int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id);
 int64_t cf_repo_chunk_stored(cf_repo *r, const cf_id *id);
 /* Pack key holding the chunk (for error messages), or NULL. */
 const char *cf_repo_chunk_pack(cf_repo *r, const cf_id *id, char *buf, size_t len);
-/* One lookup for all three: 1 the index holds a sound copy, 2 only a
- * copy listed damaged, 0 none; pack (len >= CF_PACK_KEY_LEN + 1) receives
- * the copy's pack key, "" when there is none; *raw (may be NULL) its
- * plaintext size. */
-int cf_repo_chunk_state(cf_repo *r, const cf_id *id, char *pack, size_t len, uint32_t *raw);
+#define CF_PACK_KEY_LEN 72 /* "data/pp/" + 64 hex */
+/* The object key of a pack. */
+void cf_pack_key(const cf_id *pack_id, char out[CF_PACK_KEY_LEN + 1]);
+
+/* What the index says of a chunk. */
+typedef struct cf_chunk_state {
+    uint8_t state; /* 1 a sound copy, 2 only a copy listed damaged, 0 none */
+    uint32_t raw;  /* the copy's plaintext size (state != 0) */
+    cf_id pack;    /* the pack holding the copy (state != 0) */
+} cf_chunk_state;
+/* The state of n chunks (any order, repeats allowed) in one pass over the
+ * index: sorted lookups, so an index on disk is read in runs rather than
+ * once per chunk. */
+void cf_repo_chunk_states(cf_repo *r, const cf_id *ids, size_t n, cf_chunk_state *out);
 
 /* Envelope objects (config/index/manifest): streamed, zstd-compressed,
  * SHA-256 trailer; visible only after commit. */

@@ -43,7 +43,6 @@
 #define CF_ENTRY_LEN 52       /* id 32, comp 1, reserved 3, offset 8, stored 4, raw 4 */
 #define CF_PACK_TAIL_LEN 40   /* table_len 4, count 4, SHA-256 32 */
 #define CF_INDEX_GROUP_LEN 48 /* pack id 32, pack size 8, count 4, reserved 4 */
-#define CF_PACK_KEY_LEN 72    /* "data/pp/" + 64 hex */
 
 #define CF_PACK_SIZE_MAX (1ull << 30)
 #define CF_CHUNK_MAX (256u << 20) /* the chunker's largest maximum chunk size */
@@ -203,8 +202,10 @@ ssize_t cf_index_find_sound(const cf_index *ix, const cf_id *id, int *ok);
 /* cf_index_find and the entry found (bad set), in one read of the disk part. */
 ssize_t cf_index_find_get(const cf_index *ix, const cf_id *id, cf_loc *out);
 /* cf_index_find for n ids sorted ascending (far fewer reads of the disk
- * part than one lookup each). */
-void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos);
+ * part than one lookup each); locs (optional) gets each entry found, bad
+ * set, as cf_index_find_get. */
+void cf_index_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
+                          cf_loc *locs);
 /* Copy entry pos out (bad set from the damage record). */
 void cf_index_get(const cf_index *ix, size_t pos, cf_loc *out);
 /* Adds unless the id is present. Returns 1 added, 0 already there. */
@@ -256,9 +257,10 @@ int cf_dbuild_rollback(cf_dbuild *b);
 void cf_dbuild_free(cf_dbuild *b);
 /* Position of id's copy on disk (*sound: it is not listed damaged), or -1. */
 ssize_t cf_dindex_find(const cf_index *ix, const cf_id *id, int *sound, cf_loc *out);
-/* The same for n ids sorted ascending, reading the file in blocks. */
+/* The same for n ids sorted ascending, reading the file in blocks; locs
+ * (optional) gets each copy found. */
 void cf_dindex_find_sorted(const cf_index *ix, const cf_id *ids, size_t n, ssize_t *pos,
-                           uint8_t *sound);
+                           uint8_t *sound, cf_loc *locs);
 int cf_dindex_read(const cf_dindex *d, size_t pos, size_t n, cf_loc *out);
 void cf_dindex_free(cf_dindex *d);
 
@@ -281,7 +283,6 @@ int cf_repo_lookup(cf_repo *r, const cf_id *id, cf_loc *l, cf_pack_rec *p);
 
 typedef struct cf_packw cf_packw;
 
-void cf_pack_key(const cf_id *pack_id, char out[CF_PACK_KEY_LEN + 1]);
 /* Parse "data/pp/<64 hex>"; -1 if key is not a pack key. */
 int cf_pack_key_parse(const char *key, cf_id *pack_id);
 
