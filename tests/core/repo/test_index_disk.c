@@ -200,6 +200,96 @@ static void test_damaged_copy(void **s)
     }
 }
 
+/* cf_repo_chunk_states: ids in any order, repeated, absent, added in the
+ * session, or in a pack listed damaged get the answers of one lookup each,
+ * on disk as in memory. */
+static void check_states(cf_repo *r, const cf_id *ids, size_t n, const int *want_state)
+{
+    cf_chunk_state *st = calloc(n, sizeof *st);
+    cf_repo_chunk_states(r, ids, n, st);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(st[i].state, want_state[i]);
+        char pack[CF_PACK_KEY_LEN + 1], got[CF_PACK_KEY_LEN + 1];
+        if (!want_state[i]) {
+            assert_null(cf_repo_chunk_pack(r, &ids[i], pack, sizeof pack));
+            continue;
+        }
+        assert_non_null(cf_repo_chunk_pack(r, &ids[i], pack, sizeof pack));
+        cf_pack_key(&st[i].pack, got);
+        assert_string_equal(got, pack);
+        assert_int_equal(st[i].raw, cf_repo_chunk_size(r, &ids[i]));
+    }
+    free(st);
+}
+
+static void test_chunk_states(void **s)
+{
+    (void)s;
+    for (int disk = 0; disk < 2; disk++) {
+        fx *f = make();
+        if (disk)
+            setenv("COFFER_INDEX_MEMORY_ENTRIES", "0", 1);
+        cf_repo *r = reopen(f);
+        assert_int_equal(disk, r->idx.disk != NULL);
+        enum { N = NCHUNK + 40 };
+        cf_id ids[N];
+        int want[N];
+        for (size_t i = 0; i < NCHUNK; i++) {
+            ids[i] = f->ids[NCHUNK - 1 - i];
+            want[i] = 1;
+        }
+        for (size_t i = NCHUNK; i < NCHUNK + 20; i++) { /* absent */
+            fill_random(ids[i].b, sizeof ids[i].b, 5000 + i);
+            want[i] = 0;
+        }
+        for (size_t i = NCHUNK + 20; i < N - 1; i++) { /* repeats */
+            ids[i] = f->ids[(i * 7) % NCHUNK];
+            want[i] = 1;
+        }
+        uint8_t buf[2000];
+        fill_random(buf, sizeof buf, 4242); /* added in this session */
+        cf_repo_hash(r, buf, sizeof buf, &ids[N - 1]);
+        assert_int_equal(cf_repo_put_chunk(r, &ids[N - 1], buf, sizeof buf, NULL), 0);
+        want[N - 1] = 1;
+        for (size_t i = 0; i < N; i++) { /* shuffle */
+            size_t j = (i * 131 + 17) % N;
+            cf_id t = ids[i];
+            ids[i] = ids[j];
+            ids[j] = t;
+            int w = want[i];
+            want[i] = want[j];
+            want[j] = w;
+        }
+        check_states(r, ids, N, want);
+        assert_int_equal(cf_repo_flush(r), 0);
+
+        /* a pack listed damaged: its chunks are state 2 */
+        char pack[CF_PACK_KEY_LEN + 1];
+        assert_non_null(cf_repo_chunk_pack(r, &f->ids[10], pack, sizeof pack));
+        cf_damage d = {0};
+        d.packs = malloc(sizeof *d.packs);
+        assert_int_equal(cf_pack_key_parse(pack, &d.packs[0]), 0);
+        d.npacks = 1;
+        assert_int_equal(cf_repo_damage_store(r, &d), 0);
+        cf_damage_free(&d);
+        cf_repo_close(r);
+        r = reopen(f);
+        size_t ndamaged = 0;
+        for (size_t i = 0; i < N; i++) {
+            char p2[CF_PACK_KEY_LEN + 1];
+            if (want[i] && strcmp(cf_repo_chunk_pack(r, &ids[i], p2, sizeof p2), pack) == 0) {
+                want[i] = 2;
+                ndamaged++;
+            }
+        }
+        assert_true(ndamaged > 0);
+        check_states(r, ids, N, want);
+        cf_repo_close(r);
+        unsetenv("COFFER_INDEX_MEMORY_ENTRIES");
+        drop(f);
+    }
+}
+
 /* An index object that fails half-way after the move to disk: skipped
  * whole with CF_REPO_OPEN_SKIP_BAD_INDEX, the open fails without it. */
 static void test_bad_object_rollback(void **s)
@@ -275,6 +365,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_damaged_copy),
+        cmocka_unit_test(test_chunk_states),
         cmocka_unit_test(test_bad_object_rollback),
         cmocka_unit_test(test_tampered_file),
     };
