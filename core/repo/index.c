@@ -121,7 +121,8 @@ void cf_index_get(const cf_index *ix, size_t pos, cf_loc *out)
     out->bad = disk_bad(ix, out);
 }
 
-int cf_index_bad(const cf_index *ix, size_t pos)
+/* An entry counts as absent: its chunk or its pack is listed damaged. */
+static int index_bad(const cf_index *ix, size_t pos)
 {
     if (pos >= ix->nbase)
         return loc_bad(ix, &ix->ents[pos - ix->nbase]);
@@ -252,7 +253,7 @@ int cf_index_add(cf_index *ix, const cf_loc *loc)
 {
     ssize_t old = cf_index_find(ix, &loc->id);
     int good = !loc_bad(ix, loc);
-    if (old >= 0 && (!good || !cf_index_bad(ix, (size_t)old)))
+    if (old >= 0 && (!good || !index_bad(ix, (size_t)old)))
         return 0;
     /* A copy in a damaged pack is superseded by a sound one. A stale
      * in-memory entry stays in the array (entries past ents_indexed are

@@ -213,8 +213,6 @@ int cf_index_add(cf_index *ix, const cf_loc *loc);
 /* As cf_index_add, but a sound copy replaces a damaged one in place
  * (loading committed index objects: nothing is written from the array). */
 int cf_index_add_loaded(cf_index *ix, const cf_loc *loc);
-/* An entry counts as absent: its chunk or its pack is listed damaged. */
-int cf_index_bad(const cf_index *ix, size_t pos);
 ssize_t cf_index_find_pack(const cf_index *ix, const cf_id *pack_id);
 /* Find or append a pack; a known size is kept. Returns its number. */
 uint32_t cf_index_pack(cf_index *ix, const cf_id *pack_id, uint64_t size);
