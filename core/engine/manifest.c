@@ -257,7 +257,25 @@ int cf_mline_lex_check(const char *line, size_t len)
 {
     const unsigned char *s = (const unsigned char *)line;
     int in_str = 0;
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     for (size_t i = 0; i < len;) {
+        /* Eight ordinary bytes at a time (printable ASCII, no quote, no
+         * backslash): a manifest line is mostly chunk ids. */
+        while (i + 8 <= len) {
+            uint64_t w, q, b;
+            memcpy(&w, s + i, 8);
+            q = w ^ (ones * '"');  /* zero bytes where w has a quote */
+            b = w ^ (ones * '\\'); /* ... a backslash */
+            uint64_t special = ((w - ones * 0x20) & ~w)   /* a byte < 0x20 */
+                               | ((q - ones) & ~q)        /* a quote */
+                               | ((b - ones) & ~b)        /* a backslash */
+                               | w;                       /* a byte >= 0x80 */
+            if (special & high)
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         unsigned c = s[i];
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* most bytes */
             i++;

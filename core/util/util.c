@@ -290,27 +290,25 @@ void cf_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+/* Hex digit value + 1, 0 for anything else: a table, since manifests
+ * decode millions of chunk ids. */
+static const uint8_t hexval1[256] = {
+    ['0'] = 1,   ['1'] = 2,   ['2'] = 3,   ['3'] = 4,   ['4'] = 5,   ['5'] = 6,
+    ['6'] = 7,   ['7'] = 8,   ['8'] = 9,   ['9'] = 10,  ['a'] = 11,  ['b'] = 12,
+    ['c'] = 13,  ['d'] = 14,  ['e'] = 15,  ['f'] = 16,  ['A'] = 11,  ['B'] = 12,
+    ['C'] = 13,  ['D'] = 14,  ['E'] = 15,  ['F'] = 16,
+};
 
 int cf_unhex(const char *in, uint8_t *out, size_t n)
 {
+    const unsigned char *u = (const unsigned char *)in;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(in[2 * i]), lo;
-        if (hi < 0)
+        int hi = hexval1[u[2 * i]], lo;
+        if (!hi) /* also the end of a short string: read no further */
             return -1;
-        lo = hexval(in[2 * i + 1]);
-        if (lo < 0)
+        if (!(lo = hexval1[u[2 * i + 1]]))
             return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
+        out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
     }
     return in[2 * n] == 0 ? 0 : -1;
 }
