@@ -61,6 +61,29 @@ static void drop(fx *f)
     free(f);
 }
 
+/* Open f's repository with the index on disk (disk) or in memory. */
+static cf_repo *open_as(fx *f, int disk)
+{
+    if (disk)
+        setenv("COFFER_INDEX_MEMORY_ENTRIES", "0", 1);
+    else
+        unsetenv("COFFER_INDEX_MEMORY_ENTRIES");
+    cf_repo *r = reopen(f);
+    assert_int_equal(disk, r->idx.disk != NULL);
+    return r;
+}
+
+/* List one pack damaged in the repository's damage record. */
+static void damage_pack(cf_repo *r, const char *pack)
+{
+    cf_damage d = {0};
+    d.packs = malloc(sizeof *d.packs);
+    assert_int_equal(cf_pack_key_parse(pack, &d.packs[0]), 0);
+    d.npacks = 1;
+    assert_int_equal(cf_repo_damage_store(r, &d), 0);
+    cf_damage_free(&d);
+}
+
 static void assert_all_read(fx *f, cf_repo *r)
 {
     uint8_t buf[4096];
@@ -150,19 +173,10 @@ static void test_damaged_copy(void **s)
     (void)s;
     for (int disk = 0; disk < 2; disk++) {
         fx *f = make();
-        if (disk)
-            setenv("COFFER_INDEX_MEMORY_ENTRIES", "0", 1);
-        cf_repo *r = reopen(f);
+        cf_repo *r = open_as(f, disk);
         char pack[CF_PACK_KEY_LEN + 1];
         assert_non_null(cf_repo_chunk_pack(r, &f->ids[10], pack, sizeof pack));
-        cf_id pid;
-        assert_int_equal(cf_pack_key_parse(pack, &pid), 0);
-        cf_damage d = {0};
-        d.packs = malloc(sizeof *d.packs);
-        d.packs[0] = pid;
-        d.npacks = 1;
-        assert_int_equal(cf_repo_damage_store(r, &d), 0);
-        cf_damage_free(&d);
+        damage_pack(r, pack);
         cf_repo_close(r);
 
         /* the damaged pack's chunks count as absent: store them again */
@@ -227,10 +241,7 @@ static void test_chunk_states(void **s)
     (void)s;
     for (int disk = 0; disk < 2; disk++) {
         fx *f = make();
-        if (disk)
-            setenv("COFFER_INDEX_MEMORY_ENTRIES", "0", 1);
-        cf_repo *r = reopen(f);
-        assert_int_equal(disk, r->idx.disk != NULL);
+        cf_repo *r = open_as(f, disk);
         enum { N = NCHUNK + 40 };
         cf_id ids[N];
         int want[N];
@@ -266,12 +277,7 @@ static void test_chunk_states(void **s)
         /* a pack listed damaged: its chunks are state 2 */
         char pack[CF_PACK_KEY_LEN + 1];
         assert_non_null(cf_repo_chunk_pack(r, &f->ids[10], pack, sizeof pack));
-        cf_damage d = {0};
-        d.packs = malloc(sizeof *d.packs);
-        assert_int_equal(cf_pack_key_parse(pack, &d.packs[0]), 0);
-        d.npacks = 1;
-        assert_int_equal(cf_repo_damage_store(r, &d), 0);
-        cf_damage_free(&d);
+        damage_pack(r, pack);
         cf_repo_close(r);
         r = reopen(f);
         size_t ndamaged = 0;
