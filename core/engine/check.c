@@ -440,11 +440,9 @@ typedef struct batch {
     size_t files_bad;
 } batch;
 
-static void check_file(cctx *c, set_result *sr, batch *b, const cf_entry *e,
+static void check_file(cctx *c, set_result *sr, batch *b, const char *obj, const cf_entry *e,
                        const cf_chunk_state *st)
 {
-    char obj[300];
-    snprintf(obj, sizeof obj, "sets/%s", sr->id);
     uint64_t sum = 0;
     size_t nbad = 0, first = 0;
     const char *firstmsg = NULL;
@@ -477,11 +475,9 @@ static void check_file(cctx *c, set_result *sr, batch *b, const cf_entry *e,
 }
 
 /* The batch's chunks in one sorted pass over the index, then each entry
- * in manifest order. */
-static void check_batch(cctx *c, set_result *sr, batch *b)
+ * in manifest order (obj: the set's manifest, named in problems). */
+static void check_batch(cctx *c, set_result *sr, batch *b, const char *obj)
 {
-    char obj[300];
-    snprintf(obj, sizeof obj, "sets/%s", sr->id);
     cf_id *ids = cf_malloc((b->nchunks ? b->nchunks : 1) * sizeof *ids);
     cf_chunk_state *st = cf_malloc((b->nchunks ? b->nchunks : 1) * sizeof *st);
     size_t k = 0;
@@ -496,7 +492,7 @@ static void check_batch(cctx *c, set_result *sr, batch *b)
         if (cf_entry_check(e) != 0)
             set_add(sr, NULL, obj, NULL, cf_error());
         if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM) {
-            check_file(c, sr, b, e, st + k);
+            check_file(c, sr, b, obj, e, st + k);
             k += e->nchunks;
         }
         cf_entry_clear(e);
@@ -532,14 +528,14 @@ static void check_set(cctx *c, set_result *sr)
         if (e->kind == CF_ENT_FILE || e->kind == CF_ENT_STREAM)
             b.nchunks += e->nchunks;
         if (b.nchunks >= BATCH_CHUNKS || b.n >= BATCH_ENTRIES)
-            check_batch(c, sr, &b);
+            check_batch(c, sr, &b, obj);
         if (cf_cancel_flag) {
             rc = cf_fail("cancelled");
             break;
         }
     }
     char *err = rc < 0 ? cf_strdup(cf_error()) : NULL;
-    check_batch(c, sr, &b); /* what was read before an error is still checked */
+    check_batch(c, sr, &b, obj); /* what was read before an error is still checked */
     free(b.v);
     if (err)
         set_add(sr, NULL, obj, NULL, err);
