@@ -301,25 +301,17 @@ static int backup_dry_run(args *a)
     return CF_EXIT_OK;
 }
 
-/* Count and size of the repository's objects, for the metrics and the
- * --json summary of a backup. */
-static int size_cb(void *ud, const char *key, const coffer_object_stat *st)
-{
-    uint64_t *v = ud;
-    v[0] += strncmp(key, "sets/", 5) == 0;
-    v[1] += st->size;
-    return 0;
-}
-
+/* Sets and stored bytes of the repository, for the metrics and the
+ * --json summary of a backup (cf_repo_usage: no listing of every pack). */
 static void add_repo_stats(cf_run *run, json_t *sum)
 {
-    uint64_t v[2] = {0, 0};
-    if (cf_store_list(cf_repo_store(run->repo), "", size_cb, v) != 0) {
+    uint64_t sets = 0, bytes = 0;
+    if (cf_repo_usage(run->repo, &sets, &bytes) != 0) {
         cf_log(CF_LOG_WARN, "repository size not known: %s", cf_error());
         return;
     }
-    json_object_set_new(sum, "repository", json_pack("{s:I,s:I}", "sets", (json_int_t)v[0],
-                                                     "size_bytes", (json_int_t)v[1]));
+    json_object_set_new(sum, "repository", json_pack("{s:I,s:I}", "sets", (json_int_t)sets,
+                                                     "size_bytes", (json_int_t)bytes));
 }
 
 /* The engine keeps no summary when the start command failed after the set

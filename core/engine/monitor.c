@@ -123,7 +123,7 @@ static const metric metrics[] = {
     {"coffer_backup_missing_references",
      "Paths the last set's database references and the set lacks (inconsistent when > 0)."},
     {"coffer_repository_sets", "Sets of this policy in the repository after the last backup."},
-    {"coffer_repository_size_bytes", "Size of the repository's objects after the last backup."},
+    {"coffer_repository_size_bytes", "Bytes of the repository's indexed packs, index objects and manifests after the last backup."},
     {"coffer_check_last_run_timestamp_seconds", "Start of the last repository check."},
     {"coffer_check_last_status", "1 if the last check found no problem, 0 otherwise."},
     {"coffer_check_problems", "Problems the last check found."},

@@ -242,6 +242,70 @@ static int collect_pack(void *ud, const char *key, const coffer_object_stat *st)
     return 0;
 }
 
+/* Entries a rebuild holds in memory before it writes them out as one
+ * index object: at most 256 Ki (56 bytes each plus the map: about 20 MiB),
+ * fewer when COFFER_INDEX_MEMORY_ENTRIES keeps less in memory. A
+ * repository of ten million chunks gets some forty objects; the next open
+ * sorts them to disk as it does any large index. */
+static size_t rebuild_object_entries(void)
+{
+    size_t lim = cf_index_memory_entries();
+    return lim > 256u * 1024 ? 256u * 1024 : lim < 64 ? 64 : lim;
+}
+
+static void remove_keys(cf_repo *r, char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = cf_store_remove(r->st, keys[i]);
+        if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
+            cf_log(CF_LOG_WARN, "rebuild index: cannot remove %s: %s", keys[i], cf_error());
+    }
+}
+
+/* Writes what ni holds as a new index object and empties it. */
+static int rebuild_flush(cf_repo *r, cf_index *ni, char ***newkeys, size_t *nnew)
+{
+    char *key = NULL;
+    int rc = cf_index_write_object(r, ni, 0, &key);
+    if (key)
+        cf_strv_push(newkeys, nnew, key);
+    free(key);
+    cf_index_free(ni);
+    cf_index_init(ni);
+    return rc;
+}
+
+static int is_new_key(char **newkeys, size_t nnew, const char *key)
+{
+    for (size_t i = 0; i < nnew; i++)
+        if (strcmp(newkeys[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Loads the index objects the store now holds, as an open does. */
+static int reload_index(cf_repo *r)
+{
+    pthread_rwlock_wrlock(&r->lock);
+    cf_index_free(&r->idx);
+    cf_index_init(&r->idx);
+    pthread_rwlock_unlock(&r->lock);
+    cf_strv_free(r->bad_index, r->nbad_index);
+    r->bad_index = NULL;
+    r->nbad_index = 0;
+    char **keys = NULL;
+    coffer_object_stat *sts = NULL;
+    size_t nkeys = 0;
+    int rc = cf_repo_list_index_stat(r, &keys, &sts, &nkeys);
+    if (rc == 0 && nkeys)
+        rc = cf_index_load_all(r, keys, sts, nkeys, &r->bad_index, &r->nbad_index);
+    cf_strv_free(keys, nkeys);
+    free(sts);
+    r->ents_open = r->ents_indexed = r->idx.n;
+    r->packs_open = r->idx.npacks;
+    return rc;
+}
+
 int cf_repo_rebuild_index(cf_repo *r)
 {
     for (size_t i = 0; i < r->nwriters; i++)
@@ -256,11 +320,18 @@ int cf_repo_rebuild_index(cf_repo *r)
         free(pl.sizes);
         return -1;
     }
+    /* Memory stays bounded at any size: every `piece`
+     * entries go out as an index object of their own. A chunk stored in
+     * two packs may then be listed by two objects, as after two hosts'
+     * backups; loading keeps the sound copy. */
     cf_index ni;
     cf_index_init(&ni);
-    size_t skipped = 0, dropped = 0;
+    char **newkeys = NULL;
+    size_t nnew = 0, skipped = 0, dropped = 0, total = 0;
+    int rc = 0;
+    size_t piece = rebuild_object_entries();
     cf_buf plain = {0};
-    for (size_t i = 0; i < pl.n; i++) {
+    for (size_t i = 0; i < pl.n && rc == 0; i++) {
         uint64_t size = pl.sizes[i];
         coffer_object_stat os;
         if (!size) { /* the driver's listing may not carry sizes */
@@ -287,10 +358,12 @@ int cf_repo_rebuild_index(cf_repo *r)
             free(ents);
             continue;
         }
+        if (ni.n && ni.n + n > piece)
+            rc = rebuild_flush(r, &ni, &newkeys, &nnew);
         cf_id pid;
         cf_pack_key_parse(pl.keys[i], &pid);
         uint32_t pno = cf_index_pack(&ni, &pid, size);
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < n && rc == 0; k++) {
             ents[k].pack = pno;
             char hex[2 * CF_ID_LEN + 1];
             if (ents[k].offset + ents[k].stored > pack.len) {
@@ -305,45 +378,43 @@ int cf_repo_rebuild_index(cf_repo *r)
                 dropped++;
                 continue;
             }
-            cf_index_add(&ni, &ents[k]);
+            total += cf_index_add(&ni, &ents[k]) > 0;
         }
         cf_buf_free(&pack);
         free(ents);
     }
     cf_buf_free(&plain);
+    if (rc == 0 && ni.n)
+        rc = rebuild_flush(r, &ni, &newkeys, &nnew);
+    cf_index_free(&ni);
     size_t npacks = pl.n - skipped;
     cf_strv_free(pl.keys, pl.n);
     free(pl.sizes);
+    if (rc != 0) { /* the old index stays as it was */
+        cf_error_prefix("rebuild index");
+        remove_keys(r, newkeys, nnew);
+        cf_strv_free(newkeys, nnew);
+        return -1;
+    }
 
     /* New index first, old ones after: a crash in between leaves
      * redundant indexes, never a missing one. */
-    char *newkey = NULL;
-    if (cf_index_write_object(r, &ni, 0, &newkey) != 0) {
-        cf_index_free(&ni);
-        return -1;
-    }
     char **keys;
     size_t nkeys;
     if (cf_repo_list_index(r, &keys, &nkeys) == 0) {
         for (size_t i = 0; i < nkeys; i++) {
-            if (newkey && strcmp(keys[i], newkey) == 0)
+            if (is_new_key(newkeys, nnew, keys[i]))
                 continue;
-            int rc = cf_store_remove(r->st, keys[i]);
-            if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
+            int rrc = cf_store_remove(r->st, keys[i]);
+            if (rrc != 0 && rrc != COFFER_ERR_NOT_FOUND)
                 cf_log(CF_LOG_WARN, "rebuild index: cannot remove old index: %s", cf_error());
         }
         cf_strv_free(keys, nkeys);
     } else {
         cf_log(CF_LOG_WARN, "rebuild index: old index objects left in place: %s", cf_error());
     }
-    free(newkey);
+    cf_strv_free(newkeys, nnew);
 
-    pthread_rwlock_wrlock(&r->lock);
-    cf_index_free(&r->idx);
-    r->idx = ni;
-    r->ents_open = r->ents_indexed = r->idx.n;
-    r->packs_open = r->idx.npacks;
-    pthread_rwlock_unlock(&r->lock);
     /* What the session wrote is now part of the rebuilt index: abort must
      * no longer remove it. */
     pthread_mutex_lock(&r->wlock);
@@ -352,11 +423,12 @@ int cf_repo_rebuild_index(cf_repo *r)
     r->sess_packs = r->sess_index = NULL;
     r->nsess_packs = r->nsess_index = 0;
     pthread_mutex_unlock(&r->wlock);
-    cf_strv_free(r->bad_index, r->nbad_index);
-    r->bad_index = NULL;
-    r->nbad_index = 0;
+    if (reload_index(r) != 0) {
+        cf_error_prefix("rebuild index: loading the rebuilt index");
+        return -1;
+    }
     cf_log(CF_LOG_INFO, "rebuilt index: %zu chunks in %zu packs%s; %zu damaged blob(s) dropped%s",
-           ni.n, npacks, skipped ? " (unreadable packs skipped, see warnings)" : "", dropped,
+           total, npacks, skipped ? " (unreadable packs skipped, see warnings)" : "", dropped,
            dropped ? " (the next backup stores them again while the source has them)" : "");
     return 0;
 }

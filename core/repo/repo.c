@@ -388,6 +388,30 @@ static int cmp_key_stat(const void *a, const void *b)
     return strcmp(((const key_stat *)a)->key, ((const key_stat *)b)->key);
 }
 
+static int usage_cb(void *ud, const char *key, const coffer_object_stat *st)
+{
+    uint64_t *v = ud;
+    (void)key;
+    v[0]++;
+    v[1] += st ? st->size : 0;
+    return 0;
+}
+
+int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes)
+{
+    uint64_t s[2] = {0, 0}, ix[2] = {0, 0}, packs = 0;
+    if (cf_store_list(r->st, "sets/", usage_cb, s) != 0 ||
+        cf_store_list(r->st, "index/", usage_cb, ix) != 0)
+        return -1;
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->idx.npacks; i++)
+        packs += r->idx.packs[i].size;
+    pthread_rwlock_unlock(&r->lock);
+    *sets = s[0];
+    *bytes = s[1] + ix[1] + packs;
+    return 0;
+}
+
 int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n)
 {
     stat_ctx c = {0};

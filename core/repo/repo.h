@@ -301,6 +301,12 @@ typedef struct cf_pack_list {
     size_t n;
 } cf_pack_list;
 int cf_repo_indexed_packs(cf_repo *r, cf_pack_list *out);
+/* Sets in the repository and the bytes its packs, index objects and
+ * manifests take, for the metrics. Pack sizes come from the index; only
+ * sets/ and index/ are listed (a request per thousand of them), so the
+ * cost does not grow with the number of packs. Packs no index names
+ * (an interrupted backup's, until prune) are not counted. */
+int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes);
 /* Pack objects in storage that no loaded index names: leftovers of an
  * interrupted backup or prune (or a backup running now). mtimes: 0 if
  * the store does not say. */

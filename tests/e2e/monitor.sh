@@ -91,6 +91,10 @@ assert_eq "$(stat -c %a "$T/metrics/coffer.prom")" 644 "metrics file readable by
 assert_eq "$(ls "$T/metrics")" "coffer.prom" "no temporary file left beside it"
 run cf backup -p "$T/p.yaml" --json
 assert_eq "$(json_get "$OUT" 'j["repository"]["sets"]')" 2 "backup --json carries the repository figures"
+# every pack is indexed after a backup: the figure is the bytes under
+# data/, index/ and sets/, counted without listing each pack
+stored=$(find "$COFFER_REPO/data" "$COFFER_REPO/index" "$COFFER_REPO/sets" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+assert_eq "$(json_get "$OUT" 'j["repository"]["size_bytes"]')" "$stored" "repository size: the bytes of its packs, index objects and manifests"
 
 section "a failed backup"
 rm -f "$H"/*.env

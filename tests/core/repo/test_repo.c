@@ -464,6 +464,54 @@ static void test_rebuild_index(void **state)
     cf_store_free(st);
 }
 
+/* A rebuild holds a bounded number of entries: past it, each share goes
+ * out as an index object of its own, and the rebuilt index is loaded
+ * again from the store (here sorted to disk: the threshold is tiny). */
+static void test_rebuild_index_pieces(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 64 * 1024);
+    assert_non_null(r);
+    worker w[2] = {{.first = 1, .count = 150}, {.first = 500, .count = 150}};
+    run_workers(r, w, 2);
+    assert_int_equal(cf_repo_flush(r), 0);
+    cf_repo_close(r);
+    assert_int_equal(mem_storage_count(ms, "index/"), 1);
+
+    setenv("COFFER_INDEX_MEMORY_ENTRIES", "64", 1);
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    assert_int_equal(cf_repo_rebuild_index(r), 0);
+    /* 300 chunks, at most 64 (and never a pack split) per object */
+    size_t nix = mem_storage_count(ms, "index/");
+    assert_true(nix >= 5);
+    check_chunks(r, 1, 150);
+    check_chunks(r, 500, 150);
+    /* the session goes on: new chunks, flushed, read back */
+    w[0] = (worker){.first = 2000, .count = 20};
+    run_workers(r, w, 1);
+    assert_int_equal(cf_repo_flush(r), 0);
+    check_chunks(r, 2000, 20);
+    cf_repo_close(r);
+    assert_int_equal(mem_storage_count(ms, "index/"), nix + 1);
+
+    /* a second rebuild replaces every object, the earlier pieces too */
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    assert_int_equal(cf_repo_rebuild_index(r), 0);
+    cf_repo_close(r);
+    unsetenv("COFFER_INDEX_MEMORY_ENTRIES");
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    check_chunks(r, 1, 150);
+    check_chunks(r, 500, 150);
+    check_chunks(r, 2000, 20);
+    assert_int_equal(cf_repo_rebuild_index(r), 0);
+    assert_int_equal(mem_storage_count(ms, "index/"), 1);
+    check_chunks(r, 2000, 20);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 static void test_unknown_chunk(void **state)
 {
     (void)state;
@@ -539,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_dedup),         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_async_commits),     cmocka_unit_test(test_rebuild_index),
+        cmocka_unit_test(test_rebuild_index_pieces),
         cmocka_unit_test(test_unknown_chunk), cmocka_unit_test(test_pack_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
