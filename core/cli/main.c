@@ -184,39 +184,46 @@ static int cmd_init(int argc, char **argv)
     return rc;
 }
 
-/* Copy one set from run's (open, locked) target to another target; adds
- * {"id", "target", "copied", "bytes_sent"} to done when given. */
-static int copy_to_target(cf_run *run, const cf_target *t, const char *id, json_t *done)
+/* Copy sets from run's (open, locked) target to another target, opened
+ * and locked once for all of them; adds {"id", "target", "copied",
+ * "bytes_sent"} per set to done when given. Stops at the first set that
+ * fails (the sets before it stay copied). */
+static int copy_to_target(cf_run *run, const cf_target *t, const char *const *ids, size_t n,
+                          json_t *done)
 {
     cf_run dst = {.policy = run->policy};
     int rc = cf_run_open_target(&dst, t, 1);
     if (rc == 0)
         rc = cf_run_lock(&dst, 0, "copy");
-    int copied = 0;
-    uint64_t sent = 0;
-    cf_repo_stats s0, s1;
-    cf_repo_get_stats(run->repo, &s0);
-    double t0 = cf_now();
-    if (rc == 0)
-        rc = cf_copy_set(run->repo, dst.repo, id, &copied, &sent);
-    cf_repo_get_stats(run->repo, &s1);
-    if (rc == 0 && copied) {
-        double dt = cf_now() - t0;
-        uint64_t rd = s1.bytes_read - s0.bytes_read;
-        cf_log(CF_LOG_DEBUG, "set %s: read %.1f MiB of packs in %llu ranged read(s) in %.1f s", id,
-               (double)rd / 1048576.0, (unsigned long long)(s1.reads - s0.reads), dt);
+    cf_copy_ids *map = cf_copy_ids_new();
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *id = ids[i];
+        int copied = 0;
+        uint64_t sent = 0;
+        cf_repo_stats s0, s1;
+        cf_repo_get_stats(run->repo, &s0);
+        double t0 = cf_now();
+        rc = cf_copy_set(run->repo, dst.repo, id, map, &copied, &sent);
+        cf_repo_get_stats(run->repo, &s1);
+        if (rc == 0 && copied) {
+            double dt = cf_now() - t0;
+            uint64_t rd = s1.bytes_read - s0.bytes_read;
+            cf_log(CF_LOG_DEBUG, "set %s: read %.1f MiB of packs in %llu ranged read(s) in %.1f s",
+                   id, (double)rd / 1048576.0, (unsigned long long)(s1.reads - s0.reads), dt);
+        }
+        if (rc == 0) {
+            char b[32];
+            cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
+                   copied ? "copied to" : "already at", t->name, cf_human_bytes(sent, b, sizeof b));
+            if (done)
+                json_array_append_new(done, json_pack("{s:s,s:s,s:b,s:I}", "id", id, "target",
+                                                      t->name, "copied", copied, "bytes_sent",
+                                                      (json_int_t)sent));
+        }
     }
+    cf_copy_ids_free(map);
     if (rc == 0 && t->immutable && dst.roll_due)
         rc = cf_immutable_roll(&dst);
-    if (rc == 0) {
-        char b[32];
-        cf_log(CF_LOG_INFO, "set %s %s target '%s' (%s sent)", id,
-               copied ? "copied to" : "already at", t->name, cf_human_bytes(sent, b, sizeof b));
-        if (done)
-            json_array_append_new(done,
-                                  json_pack("{s:s,s:s,s:b,s:I}", "id", id, "target", t->name,
-                                            "copied", copied, "bytes_sent", (json_int_t)sent));
-    }
     cf_lock_release(dst.lock);
     if (dst.repo)
         cf_repo_close(dst.repo);
@@ -396,7 +403,7 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
         const cf_target *t = &run->policy->targets[i];
         if (t == run->target)
             continue;
-        if (copy_to_target(run, t, id, copies) != 0) {
+        if (copy_to_target(run, t, (const char *const[]){id}, 1, copies) != 0) {
             snprintf(copy_err, sizeof copy_err, "set %s: copy to target '%s' failed: %s", id,
                      t->name, cf_error());
             cli_error("%s", copy_err);
@@ -1439,8 +1446,8 @@ static int cmd_copy(int argc, char **argv)
         }
     }
     json_t *done = json_array();
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = copy_to_target(run, t, ids[i], done);
+    if (rc == 0 && n)
+        rc = copy_to_target(run, t, (const char *const *)ids, n, done);
     cf_strv_free(ids, n);
     cf_run_close(run);
     if (rc != 0) {
@@ -1918,6 +1925,13 @@ static void tune_malloc(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (!getenv("MALLOC_ARENA_MAX"))
         mallopt(M_ARENA_MAX, n < 2 ? 2 : (int)n);
+    /* Past the first free of a large block glibc raises its mmap
+     * threshold (up to 32 MiB), and chunk and pack buffers of a few MiB
+     * then come from the arenas, which keep them resident once freed. A
+     * fixed 1 MiB threshold returns them: a copy between object stores
+     * peaked at 148 MiB without it and 120 MiB with it, in the same time. */
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
 int main(int argc, char **argv)

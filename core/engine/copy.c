@@ -29,6 +29,73 @@ static void copy_proofs(cf_repo *src, cf_repo *dst, const char *id)
     }
 }
 
+/* ---- Chunk ids of the run's earlier sets --------------------------------- */
+
+#define COPY_MAP_MAX (128u * 1024)
+
+typedef struct id_pair {
+    cf_id src, dst;
+} id_pair;
+
+struct cf_copy_ids {
+    id_pair *slots; /* open addressing; a zero source id marks a free slot */
+    size_t cap, n;
+};
+
+static const cf_id zero_id;
+
+cf_copy_ids *cf_copy_ids_new(void)
+{
+    return cf_calloc(1, sizeof(cf_copy_ids));
+}
+
+void cf_copy_ids_free(cf_copy_ids *m)
+{
+    if (!m)
+        return;
+    free(m->slots);
+    free(m);
+}
+
+static size_t slot_of(const cf_copy_ids *m, const cf_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof h); /* ids are hashes: any 8 bytes spread */
+    size_t i = (size_t)h & (m->cap - 1);
+    while (memcmp(&m->slots[i].src, &zero_id, sizeof zero_id) != 0 &&
+           memcmp(&m->slots[i].src, id, sizeof *id) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static const cf_id *ids_find(const cf_copy_ids *m, const cf_id *src)
+{
+    if (!m || !m->n)
+        return NULL;
+    size_t i = slot_of(m, src);
+    return memcmp(&m->slots[i].src, src, sizeof *src) == 0 ? &m->slots[i].dst : NULL;
+}
+
+static void ids_add(cf_copy_ids *m, const cf_id *src, const cf_id *dst)
+{
+    if (m->n >= COPY_MAP_MAX || memcmp(src, &zero_id, sizeof zero_id) == 0)
+        return;
+    if (2 * (m->n + 1) > m->cap) { /* at most half full */
+        cf_copy_ids old = *m;
+        m->cap = old.cap ? 2 * old.cap : 1024;
+        m->slots = cf_calloc(m->cap, sizeof *m->slots);
+        m->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (memcmp(&old.slots[i].src, &zero_id, sizeof zero_id) != 0)
+                ids_add(m, &old.slots[i].src, &old.slots[i].dst);
+        free(old.slots);
+    }
+    size_t i = slot_of(m, src);
+    if (memcmp(&m->slots[i].src, src, sizeof *src) != 0)
+        m->n++;
+    m->slots[i] = (id_pair){*src, *dst};
+}
+
 /*
  * A set is copied by a pipeline. This thread reads the source manifest
  * ahead (a ring of at most AHEAD_ENTRIES entries, AHEAD_CHUNKS chunks) and
@@ -38,6 +105,7 @@ static void copy_proofs(cf_repo *src, cf_repo *dst, const char *id)
  * compress, encrypt and store them; this thread adds each entry to the new
  * manifest, in order, once its chunks are stored.
  */
+#define COPY_WINDOW (16u << 20)
 #define AHEAD_ENTRIES 1024
 #define AHEAD_CHUNKS 8192
 #define NO_SEQ UINT64_MAX
@@ -56,6 +124,9 @@ typedef struct job {
 typedef struct cpipe {
     cf_repo *dst;
     cf_fetch *f;
+    const cf_copy_ids *ids; /* earlier sets' chunks (read only here) */
+    id_pair *stored;        /* this set's chunks stored, for the map */
+    size_t nstored, stored_cap;
     pthread_mutex_t mu;
     pthread_cond_t more, done;
     aentry e[AHEAD_ENTRIES];
@@ -95,7 +166,11 @@ static int ahead_push(cpipe *c, cf_mreader *m, int same)
     a->seq = cf_malloc((nc ? nc : 1) * sizeof *a->seq);
     a->pending = 0;
     for (size_t i = 0; i < nc; i++) {
+        const cf_id *known = same ? NULL : ids_find(c->ids, &a->e.chunks[i]);
         if (same && cf_repo_has(c->dst, &a->e.chunks[i])) {
+            a->seq[i] = NO_SEQ;
+        } else if (known && cf_repo_has(c->dst, known)) {
+            a->e.chunks[i] = *known; /* stored by an earlier set of this run */
             a->seq[i] = NO_SEQ;
         } else {
             a->seq[i] = cf_fetch_want(c->f, &a->e.chunks[i], 1);
@@ -161,6 +236,17 @@ static void *store_worker(void *arg)
             if (cf_repo_put_chunk(c->dst, &nid, buf.data, buf.len, &added) != 0) {
                 rc = -1;
             } else {
+                if (c->ids && memcmp(&nid, &a->e.chunks[j.i], sizeof nid) != 0) {
+                    pthread_mutex_lock(&c->mu);
+                    if (c->nstored < COPY_MAP_MAX) {
+                        if (c->nstored == c->stored_cap) {
+                            c->stored_cap = c->stored_cap ? 2 * c->stored_cap : 1024;
+                            c->stored = cf_realloc(c->stored, c->stored_cap * sizeof *c->stored);
+                        }
+                        c->stored[c->nstored++] = (id_pair){a->e.chunks[j.i], nid};
+                    }
+                    pthread_mutex_unlock(&c->mu);
+                }
                 a->e.chunks[j.i] = nid;
                 if (added)
                     added_bytes = buf.len;
@@ -194,7 +280,8 @@ static int head_stored(cpipe *c)
     return rc;
 }
 
-int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_t *bytes_sent)
+int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, cf_copy_ids *ids, int *copied,
+                uint64_t *bytes_sent)
 {
     *copied = 0;
     char *key = cf_asprintf("sets/%s", id);
@@ -219,7 +306,11 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
     int same = same_ids(src, dst);
     cpipe *c = cf_calloc(1, sizeof *c); /* too large for a thread's stack */
     c->dst = dst;
-    c->f = cf_fetch_new(src, 0);
+    c->ids = same ? NULL : ids;
+    /* The source's read window: the destination's pack buffers and the
+     * workers' chunks come on top, and storing, not reading, sets the
+     * pace (a smaller window cost nothing measurable on loopback). */
+    c->f = cf_fetch_new(src, COPY_WINDOW);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->more, NULL);
     pthread_cond_init(&c->done, NULL);
@@ -268,6 +359,8 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
         ahead_pop(c);
     free(c->jobs);
     free(c->err);
+    id_pair *stored = c->stored;
+    size_t nstored = c->nstored;
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->more);
     pthread_cond_destroy(&c->done);
@@ -291,6 +384,11 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_
         *copied = 1;
     cf_manifest_free(w);
     json_decref(h);
+    /* Only a committed set's chunks are sure to stay: an aborted one's
+     * packs are removed. */
+    for (size_t i = 0; rc == 0 && ids && i < nstored; i++)
+        ids_add(ids, &stored[i].src, &stored[i].dst);
+    free(stored);
     if (rc == 0)
         copy_proofs(src, dst, id);
     return rc == 0 ? 0 : -1;

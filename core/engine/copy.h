@@ -15,7 +15,19 @@
 /* 1 if both repositories derive chunk ids the same way (core/repo/ids.c). */
 int cf_repo_id_scheme_equal(cf_repo *a, cf_repo *b);
 
-/* Copy set `id` from src to dst unless dst has it. *copied = 1 if written. */
-int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, int *copied, uint64_t *bytes_sent);
+/* Where the chunks of sets already copied in this run went: the source's
+ * chunk id and the destination's, for repositories that derive ids
+ * differently (encrypted ones). A later set reads only the chunks no
+ * earlier set of the run held. Bounded (COPY_MAP_MAX entries, 16 MiB);
+ * past it, chunks are read again. */
+typedef struct cf_copy_ids cf_copy_ids;
+cf_copy_ids *cf_copy_ids_new(void);
+void cf_copy_ids_free(cf_copy_ids *m);
+
+/* Copy set `id` from src to dst unless dst has it. *copied = 1 if written.
+ * ids: NULL, or the run's map, which learns the set's chunks once the set
+ * is committed. */
+int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, cf_copy_ids *ids, int *copied,
+                uint64_t *bytes_sent);
 
 #endif
