@@ -196,6 +196,8 @@ static int copy_to_target(cf_run *run, const cf_target *t, const char *const *id
     if (rc == 0)
         rc = cf_run_lock(&dst, 0, "copy");
     cf_copy_ids *map = cf_copy_ids_new();
+    if (rc == 0)
+        cf_copy_ids_seed(map, run->repo, dst.repo, run->policy->name);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *id = ids[i];
         int copied = 0;
@@ -1391,6 +1393,20 @@ static const cli_spec spec_copy = {
                       USE_END},
     0};
 
+/* Past the first free of a large block glibc raises its mmap threshold
+ * (up to 32 MiB), and chunk and pack buffers of a few MiB then come from
+ * the arenas, which keep them resident once freed. A copy passes such
+ * buffers between reader and writer threads: with a fixed 1 MiB threshold
+ * one between object stores peaked at 120 MiB instead of 148 MiB, in the
+ * same time. A restore, which allocates a buffer per chunk, took a third
+ * longer with it (the pages are zeroed anew each time), so only copy
+ * asks for it. */
+static void malloc_return_large(void)
+{
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+
 static int cmd_copy(int argc, char **argv)
 {
     args a = {0};
@@ -1402,6 +1418,7 @@ static int cmd_copy(int argc, char **argv)
         return usage_error("copy", "--from TARGET and --to TARGET are required");
     if (strcmp(a.from, a.to) == 0)
         return usage_error("copy", "--from and --to name the same target");
+    malloc_return_large();
     cf_run *run;
     int orc = cf_run_open(a.policy, a.from, 1, &run);
     if (orc != 0)
@@ -1925,14 +1942,8 @@ static void tune_malloc(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (!getenv("MALLOC_ARENA_MAX"))
         mallopt(M_ARENA_MAX, n < 2 ? 2 : (int)n);
-    /* Past the first free of a large block glibc raises its mmap
-     * threshold (up to 32 MiB), and chunk and pack buffers of a few MiB
-     * then come from the arenas, which keep them resident once freed. A
-     * fixed 1 MiB threshold returns them: a copy between object stores
-     * peaked at 148 MiB without it and 120 MiB with it, in the same time. */
-    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
-        mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
+
 
 int main(int argc, char **argv)
 {

@@ -96,6 +96,104 @@ static void ids_add(cf_copy_ids *m, const cf_id *src, const cf_id *dst)
     m->slots[i] = (id_pair){*src, *dst};
 }
 
+/* A set both repositories hold was copied chunk for chunk: its two
+ * manifests list the same entries in the same order, the source's with
+ * source ids and the destination's with destination ids. Reading them
+ * side by side tells where each of its chunks went, from two manifests
+ * each repository authenticates with its own key. */
+static int same_str(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+static void seed_from_set(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char *id)
+{
+    cf_mreader *a = NULL, *b = NULL;
+    json_t *ha = NULL, *hb = NULL;
+    if (cf_manifest_open(src, id, &a, &ha) != 0 || cf_manifest_open(dst, id, &b, &hb) != 0) {
+        cf_error_clear(); /* only a shortcut is lost */
+        goto out;
+    }
+    /* All or nothing: the pairs count only if every entry matched. */
+    id_pair *pairs = NULL;
+    size_t np = 0, cap = 0;
+    cf_entry ea = {0}, eb = {0};
+    int alike = 1, ra = -1;
+    while (alike && (ra = cf_manifest_next(a, &ea)) == 1) {
+        if (cf_manifest_next(b, &eb) != 1) {
+            alike = 0;
+            break;
+        }
+        alike = ea.kind == eb.kind && ea.size == eb.size && ea.nchunks == eb.nchunks &&
+                same_str(ea.path, eb.path) && same_str(ea.component, eb.component);
+        for (size_t i = 0; alike && i < ea.nchunks && np < COPY_MAP_MAX; i++) {
+            if (np == cap) {
+                cap = cap ? 2 * cap : 1024;
+                pairs = cf_realloc(pairs, cap * sizeof *pairs);
+            }
+            pairs[np++] = (id_pair){ea.chunks[i], eb.chunks[i]};
+        }
+        cf_entry_clear(&ea);
+        cf_entry_clear(&eb);
+    }
+    if (alike && ra == 0) /* the source's end: the destination's too */
+        alike = cf_manifest_next(b, &eb) == 0;
+    else
+        alike = 0;
+    cf_entry_clear(&eb);
+    cf_error_clear();
+    for (size_t i = 0; alike && i < np; i++)
+        ids_add(m, &pairs[i].src, &pairs[i].dst);
+    free(pairs);
+    cf_log(CF_LOG_DEBUG, "copy: set %s is in both repositories: %s", id,
+           alike ? "its chunks need no reading again" : "its two manifests differ, not used");
+out:
+    cf_manifest_close(a);
+    cf_manifest_close(b);
+    json_decref(ha);
+    json_decref(hb);
+}
+
+void cf_copy_ids_seed(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char *policy)
+{
+    if (same_ids(src, dst))
+        return; /* the destination is asked for each id */
+    char **ss = NULL, **ds = NULL;
+    size_t ns = 0, nd = 0;
+    if (cf_sets_list(src, &ss, &ns) != 0 || cf_sets_list(dst, &ds, &nd) != 0) {
+        cf_error_clear();
+        goto out;
+    }
+    /* Set ids begin with their time: the newest set of this policy both
+     * hold, looked for from the end of both sorted lists. */
+    size_t i = ns, j = nd;
+    while (i > 0 && j > 0) {
+        int c = strcmp(ss[i - 1], ds[j - 1]);
+        if (c > 0) {
+            i--;
+        } else if (c < 0) {
+            j--;
+        } else {
+            json_t *h = NULL;
+            const char *pol = NULL;
+            if (cf_manifest_header(src, ss[i - 1], &h) == 0)
+                pol = json_string_value(json_object_get(h, "policy"));
+            int match = pol && (!policy || strcmp(pol, policy) == 0);
+            json_decref(h);
+            cf_error_clear();
+            if (match) {
+                seed_from_set(m, src, dst, ss[i - 1]);
+                break;
+            }
+            i--;
+            j--;
+        }
+    }
+out:
+    cf_strv_free(ss, ns);
+    cf_strv_free(ds, nd);
+}
+
 /*
  * A set is copied by a pipeline. This thread reads the source manifest
  * ahead (a ring of at most AHEAD_ENTRIES entries, AHEAD_CHUNKS chunks) and

@@ -23,6 +23,11 @@ int cf_repo_id_scheme_equal(cf_repo *a, cf_repo *b);
 typedef struct cf_copy_ids cf_copy_ids;
 cf_copy_ids *cf_copy_ids_new(void);
 void cf_copy_ids_free(cf_copy_ids *m);
+/* Fill the map from the newest set of `policy` that both repositories
+ * hold (a copy made earlier), so a copy of the next set reads only what
+ * changed since. Nothing happens when the ids are alike or no set is
+ * common; a manifest that cannot be read only loses the shortcut. */
+void cf_copy_ids_seed(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char *policy);
 
 /* Copy set `id` from src to dst unless dst has it. *copied = 1 if written.
  * ids: NULL, or the run's map, which learns the set's chunks once the set
