@@ -172,11 +172,15 @@ static void add_dead(cf_store *s, const char *key)
 
 int cf_store_prepare(cf_store *s, int create)
 {
-    if (!s->ops->prepare)
+    /* Once per store: a run opens its target and then its repository,
+     * and on S3 each prepare costs a HEAD of the bucket and a GET of its
+     * object-lock configuration (and logs its warnings again). */
+    if (!s->ops->prepare || s->prepared)
         return COFFER_OK;
     coffer_status st = s->ops->prepare(s->inst, create);
     if (st)
         return fail(s, st, "cannot prepare location", NULL);
+    s->prepared = 1;
     /* What the storage can do may depend on what prepare learned (a
      * bucket with object lock). */
     if (s->ops->capabilities)

@@ -18,6 +18,7 @@ typedef struct cf_store {
     void *inst;
     coffer_hctx *hctx;
     uint32_t caps;
+    int prepared; /* prepare succeeded: later calls return at once */
     char *label;
     coffer_config *cfg; /* the options plus "location", owned (cf_store_new_at) */
 
