@@ -15,7 +15,8 @@
 #                  /var/tmp)
 #
 # The large repository's synthetic set is also restored (index on disk,
-# then in memory). Prints wall time and peak RSS per command and repository, and the
+# then in memory), and its index finally rebuilt from the packs (check
+# --rebuild-index). Prints wall time and peak RSS per command and repository, and the
 # targets (met or NOT met): peak RSS <= 128 MiB for backup, check and prune
 # on the large repository, their times within 1.5x of the small one's.
 # Environment: COFFER (default build/coffer).
@@ -121,6 +122,9 @@ for r in S L; do
         run "check, index in memory ($name)" "$W/L" COFFER_INDEX_MEMORY_ENTRIES=1000000000 -- \
             check -p "$POLICY"
         run "check after prune ($name)" "$W/L" -- check -p "$POLICY"
+        # Last: it replaces the index objects by new ones of at most
+        # 256 Ki entries each, read from every pack.
+        run "check --rebuild-index ($name)" "$W/L" -- check -p "$POLICY" --rebuild-index
     fi
 done
 
