@@ -1944,7 +1944,6 @@ static void tune_malloc(void)
         mallopt(M_ARENA_MAX, n < 2 ? 2 : (int)n);
 }
 
-
 int main(int argc, char **argv)
 {
     tune_malloc();

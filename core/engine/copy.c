@@ -44,6 +44,15 @@ struct cf_copy_ids {
 
 static const cf_id zero_id;
 
+static void pairs_push(id_pair **v, size_t *n, size_t *cap, const cf_id *src, const cf_id *dst)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 1024;
+        *v = cf_realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = (id_pair){*src, *dst};
+}
+
 cf_copy_ids *cf_copy_ids_new(void)
 {
     return cf_calloc(1, sizeof(cf_copy_ids));
@@ -126,13 +135,8 @@ static void seed_from_set(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char
         }
         alike = ea.kind == eb.kind && ea.size == eb.size && ea.nchunks == eb.nchunks &&
                 same_str(ea.path, eb.path) && same_str(ea.component, eb.component);
-        for (size_t i = 0; alike && i < ea.nchunks && np < COPY_MAP_MAX; i++) {
-            if (np == cap) {
-                cap = cap ? 2 * cap : 1024;
-                pairs = cf_realloc(pairs, cap * sizeof *pairs);
-            }
-            pairs[np++] = (id_pair){ea.chunks[i], eb.chunks[i]};
-        }
+        for (size_t i = 0; alike && i < ea.nchunks && np < COPY_MAP_MAX; i++)
+            pairs_push(&pairs, &np, &cap, &ea.chunks[i], &eb.chunks[i]);
         cf_entry_clear(&ea);
         cf_entry_clear(&eb);
     }
@@ -336,13 +340,9 @@ static void *store_worker(void *arg)
             } else {
                 if (c->ids && memcmp(&nid, &a->e.chunks[j.i], sizeof nid) != 0) {
                     pthread_mutex_lock(&c->mu);
-                    if (c->nstored < COPY_MAP_MAX) {
-                        if (c->nstored == c->stored_cap) {
-                            c->stored_cap = c->stored_cap ? 2 * c->stored_cap : 1024;
-                            c->stored = cf_realloc(c->stored, c->stored_cap * sizeof *c->stored);
-                        }
-                        c->stored[c->nstored++] = (id_pair){a->e.chunks[j.i], nid};
-                    }
+                    if (c->nstored < COPY_MAP_MAX)
+                        pairs_push(&c->stored, &c->nstored, &c->stored_cap, &a->e.chunks[j.i],
+                                   &nid);
                     pthread_mutex_unlock(&c->mu);
                 }
                 a->e.chunks[j.i] = nid;

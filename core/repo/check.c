@@ -253,9 +253,20 @@ static size_t rebuild_object_entries(void)
     return lim > 256u * 1024 ? 256u * 1024 : lim < 64 ? 64 : lim;
 }
 
-static void remove_keys(cf_repo *r, char **keys, size_t n)
+static int has_key(char **keys, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Removes keys[0..n) but those in keep[0..nkeep). */
+static void remove_keys(cf_repo *r, char **keys, size_t n, char **keep, size_t nkeep)
 {
     for (size_t i = 0; i < n; i++) {
+        if (has_key(keep, nkeep, keys[i]))
+            continue;
         int rc = cf_store_remove(r->st, keys[i]);
         if (rc != 0 && rc != COFFER_ERR_NOT_FOUND)
             cf_log(CF_LOG_WARN, "rebuild index: cannot remove %s: %s", keys[i], cf_error());
@@ -275,14 +286,6 @@ static int rebuild_flush(cf_repo *r, cf_index *ni, char ***newkeys, size_t *nnew
     return rc;
 }
 
-static int is_new_key(char **newkeys, size_t nnew, const char *key)
-{
-    for (size_t i = 0; i < nnew; i++)
-        if (strcmp(newkeys[i], key) == 0)
-            return 1;
-    return 0;
-}
-
 /* Loads the index objects the store now holds, as an open does. */
 static int reload_index(cf_repo *r)
 {
@@ -293,17 +296,7 @@ static int reload_index(cf_repo *r)
     cf_strv_free(r->bad_index, r->nbad_index);
     r->bad_index = NULL;
     r->nbad_index = 0;
-    char **keys = NULL;
-    coffer_object_stat *sts = NULL;
-    size_t nkeys = 0;
-    int rc = cf_repo_list_index_stat(r, &keys, &sts, &nkeys);
-    if (rc == 0 && nkeys)
-        rc = cf_index_load_all(r, keys, sts, nkeys, &r->bad_index, &r->nbad_index);
-    cf_strv_free(keys, nkeys);
-    free(sts);
-    r->ents_open = r->ents_indexed = r->idx.n;
-    r->packs_open = r->idx.npacks;
-    return rc;
+    return cf_repo_load_index(r, 1);
 }
 
 int cf_repo_rebuild_index(cf_repo *r)
@@ -392,7 +385,7 @@ int cf_repo_rebuild_index(cf_repo *r)
     free(pl.sizes);
     if (rc != 0) { /* the old index stays as it was */
         cf_error_prefix("rebuild index");
-        remove_keys(r, newkeys, nnew);
+        remove_keys(r, newkeys, nnew, NULL, 0);
         cf_strv_free(newkeys, nnew);
         return -1;
     }
@@ -402,13 +395,7 @@ int cf_repo_rebuild_index(cf_repo *r)
     char **keys;
     size_t nkeys;
     if (cf_repo_list_index(r, &keys, &nkeys) == 0) {
-        for (size_t i = 0; i < nkeys; i++) {
-            if (is_new_key(newkeys, nnew, keys[i]))
-                continue;
-            int rrc = cf_store_remove(r->st, keys[i]);
-            if (rrc != 0 && rrc != COFFER_ERR_NOT_FOUND)
-                cf_log(CF_LOG_WARN, "rebuild index: cannot remove old index: %s", cf_error());
-        }
+        remove_keys(r, keys, nkeys, newkeys, nnew);
         cf_strv_free(keys, nkeys);
     } else {
         cf_log(CF_LOG_WARN, "rebuild index: old index objects left in place: %s", cf_error());

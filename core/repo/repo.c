@@ -515,29 +515,35 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         cf_repo_cache_setup(r);
     if (!(flags & CF_REPO_OPEN_NO_INDEX))
         cf_repo_damage_load(r);
-    char **keys = NULL;
-    coffer_object_stat *sts = NULL;
-    size_t nkeys = 0;
-    if (!(flags & CF_REPO_OPEN_NO_INDEX) && cf_repo_list_index_stat(r, &keys, &sts, &nkeys) != 0)
+    if (!(flags & CF_REPO_OPEN_NO_INDEX) &&
+        cf_repo_load_index(r, (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) != 0) != 0)
         goto fail;
-    if (nkeys &&
-        cf_index_load_all(r, keys, sts, nkeys,
-                          (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) ? &r->bad_index : NULL,
-                          &r->nbad_index) != 0) {
-        cf_error_prefix("cannot load the repository index");
-        cf_strv_free(keys, nkeys);
-        free(sts);
-        goto fail;
-    }
-    cf_strv_free(keys, nkeys);
-    free(sts);
-    r->ents_open = r->ents_indexed = r->idx.n;
-    r->packs_open = r->idx.npacks;
     *out = r;
     return 0;
 fail:
     cf_repo_close(r);
     return -1;
+}
+
+int cf_repo_load_index(cf_repo *r, int skip_bad)
+{
+    char **keys = NULL;
+    coffer_object_stat *sts = NULL;
+    size_t nkeys = 0;
+    if (cf_repo_list_index_stat(r, &keys, &sts, &nkeys) != 0)
+        return -1;
+    int rc = 0;
+    if (nkeys &&
+        cf_index_load_all(r, keys, sts, nkeys, skip_bad ? &r->bad_index : NULL,
+                          &r->nbad_index) != 0) {
+        cf_error_prefix("cannot load the repository index");
+        rc = -1;
+    }
+    cf_strv_free(keys, nkeys);
+    free(sts);
+    r->ents_open = r->ents_indexed = r->idx.n;
+    r->packs_open = r->idx.npacks;
+    return rc;
 }
 
 int cf_repo_open(cf_store *st, cf_repo **out)

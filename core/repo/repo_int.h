@@ -411,6 +411,10 @@ void cf_repo_pack_committed(cf_repo *r, uint32_t pack, uint64_t size);
 /* Every index object key with its listing's size, mtime and etag,
  * sorted by key. */
 int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n);
+/* List the index objects and load them into r->idx (empty), as an open
+ * does; skip_bad: a damaged object is listed in r->bad_index and skipped
+ * rather than failing the load. */
+int cf_repo_load_index(cf_repo *r, int skip_bad);
 /* Every index object key, sorted so loading is deterministic. */
 int cf_repo_list_index(cf_repo *r, char ***keys, size_t *n);
 /* Keys under prefix with one more path segment (e.g. "keys/<id>"), sorted. */
