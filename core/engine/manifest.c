@@ -1013,7 +1013,17 @@ int cf_manifest_open(cf_repo *r, const char *set_id, cf_mreader **out, json_t **
     return 0;
 }
 
+/* Lines shorter than this are parsed whole even when a caller could
+ * pass over them: the head costs about what the line does. */
+#define SKIM_MIN_LINE 4096
+
 int cf_manifest_next(cf_mreader *m, cf_entry *e)
+{
+    return cf_manifest_next_skim(m, e, NULL, NULL);
+}
+
+int cf_manifest_next_skim(cf_mreader *m, cf_entry *e, int (*pass)(void *ud, const cf_entry *head),
+                          void *ud)
 {
     if (m->ended)
         return 0;
@@ -1025,6 +1035,14 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e)
     if (rc == 0)
         return cf_fail("%s: truncated: no end line after %llu entries", m->key,
                        (unsigned long long)m->seen);
+    if (pass && len >= SKIM_MIN_LINE && cf_entry_parse_head(line, len, e) == 1) {
+        int skip = pass(ud, e);
+        cf_entry_clear(e);
+        if (skip) {
+            m->seen++;
+            return 2;
+        }
+    }
     if (cf_entry_parse_fast(line, len, e) != 0) {
         cf_error_prefix("%s: line %llu", m->key, (unsigned long long)m->lineno);
         return -1;

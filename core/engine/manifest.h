@@ -66,6 +66,9 @@ char *cf_entry_line(const cf_entry *e, size_t *len);
 int cf_entry_from_json(json_t *j, cf_entry *e); /* tree: an object already parsed */
 int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e); /* jansson */
 int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e); /* yajl callbacks */
+/* Only kind, component and path of a file line whose path comes before
+ * its chunks, unchecked: 1, else 0 (parse the line whole). */
+int cf_entry_parse_head(const char *line, size_t len, cf_entry *e);
 const char *cf_ent_kind_name(cf_ent_kind k);
 
 /* ---- shared by the two readers (manifest.c, manifest_fast.c) ---------- */
@@ -156,6 +159,12 @@ typedef struct cf_mreader cf_mreader;
 int cf_manifest_open(cf_repo *r, const char *set_id, cf_mreader **out, json_t **header);
 /* 1: *e filled (clear it after), 0: end reached and verified, -1 error. */
 int cf_manifest_next(cf_mreader *m, cf_entry *e);
+/* As cf_manifest_next, but a long file line is first read only as far as
+ * its path (cf_entry_parse_head) and handed to pass: when pass returns
+ * nonzero the line is counted and not parsed, and the result is 2 (e
+ * empty). The trailer is still checked at the end. */
+int cf_manifest_next_skim(cf_mreader *m, cf_entry *e, int (*pass)(void *ud, const cf_entry *head),
+                          void *ud);
 void cf_manifest_close(cf_mreader *m);
 /* Only the header line (cheap: stops reading after the first line). */
 int cf_manifest_header(cf_repo *r, const char *set_id, json_t **header);

@@ -34,6 +34,8 @@ typedef struct level {
 } level;
 
 typedef struct fast {
+    int head;      /* cf_entry_parse_head: stop at "chunks" */
+    int cut;       /* stopped there */
     int depth;     /* 0: outside the line's object; 1: inside it */
     int done;      /* the line's object closed */
     int field;     /* depth 1: member whose value comes next (-1 unknown) */
@@ -145,6 +147,10 @@ static int on_key(void *ctx, const unsigned char *k, size_t len)
     fast *f = ctx;
     if (f->depth == 1) {
         f->field = cf_mfield_lookup((const char *)k, len);
+        if (f->head && f->field == CF_MF_CHUNKS) {
+            f->cut = 1;
+            return 0;
+        }
         if (f->field >= 0) {
             if (f->seen & (1u << f->field))
                 return stop(f, "duplicate member name");
@@ -257,6 +263,40 @@ static void fast_free(fast *f)
     }
     free(f->xname);
     cf_mraw_free(&f->r);
+}
+
+/* Only the start of a file line, up to its chunk list: the type,
+ * component and path members, when they come first (as coffer writes
+ * them). 1: e holds kind CF_ENT_FILE, component and path, nothing else;
+ * 0: the line must be parsed whole (another type, another order, a
+ * path_hex, or not valid). Nothing is checked beyond that: a caller uses
+ * the head only to pass over a line it will not read. */
+int cf_entry_parse_head(const char *line, size_t len, cf_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    fast *f = cf_malloc(sizeof *f);
+    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]);
+    f->field = -1;
+    f->head = 1;
+    yajl_handle h = yajl_alloc(&callbacks, NULL, f);
+    int rc = 0;
+    if (h) {
+        yajl_parse(h, (const unsigned char *)line, len);
+        yajl_free(h);
+        cf_mraw *r = &f->r;
+        if (f->cut && !f->err && r->t[CF_MF_TYPE] == CF_MV_STRING &&
+            strcmp(r->str[CF_MF_TYPE], "file") == 0 && r->t[CF_MF_COMPONENT] == CF_MV_STRING &&
+            r->t[CF_MF_PATH] == CF_MV_STRING && r->t[CF_MF_PATH_HEX] == CF_MV_ABSENT) {
+            e->kind = CF_ENT_FILE;
+            e->component = r->str[CF_MF_COMPONENT];
+            e->path = r->str[CF_MF_PATH];
+            r->str[CF_MF_COMPONENT] = r->str[CF_MF_PATH] = NULL;
+            rc = 1;
+        }
+    }
+    fast_free(f);
+    free(f);
+    return rc;
 }
 
 int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)

@@ -4,6 +4,7 @@
 #include "engine/prevset.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,10 @@ struct cf_prevset {
     int stop;         /* the consumer is gone */
     int header_known; /* bytes is set (or there is no previous set) */
     uint64_t bytes;
+    /* Where the walk was when it last waited for the reader: entries
+     * before it are passed over unparsed (component and path, under mu). */
+    char *front_comp, *front_path;
+    _Atomic int has_front;
     /* consumer side */
     batch *cur;
     size_t pos;
@@ -91,6 +96,22 @@ static int push(cf_prevset *ps, batch *b)
     return ok;
 }
 
+/* cf_manifest_next_skim: is this entry behind the walk already? Entries
+ * of other components are dropped anyway. */
+static int passed(void *ud, const cf_entry *head)
+{
+    cf_prevset *ps = ud;
+    const cf_policy *p = ps->run->policy;
+    const cf_component *c = cf_policy_component(p, head->component);
+    if (!c || c->type != CF_COMP_FILES)
+        return 1;
+    pthread_mutex_lock(&ps->mu);
+    cf_entry front = {.kind = CF_ENT_FILE, .component = ps->front_comp, .path = ps->front_path};
+    int behind = cf_walk_cmp(p, head, &front) < 0;
+    pthread_mutex_unlock(&ps->mu);
+    return behind;
+}
+
 static void *reader(void *arg)
 {
     cf_prevset *ps = arg;
@@ -110,14 +131,19 @@ static void *reader(void *arg)
                          : 0);
     if (h)
         json_decref(h);
-    uint64_t ents = 0;
+    uint64_t ents = 0, skimmed = 0;
     int rc = 1;
     batch *b = NULL;
     while (mr) {
         if (!b)
             b = cf_calloc(1, sizeof *b);
         cf_entry *e = &b->e[b->n];
-        if ((rc = cf_manifest_next(mr, e)) != 1)
+        rc = cf_manifest_next_skim(mr, e, atomic_load(&ps->has_front) ? passed : NULL, ps);
+        if (rc == 2) {
+            skimmed++;
+            continue;
+        }
+        if (rc != 1)
             break;
         /* Only what the walk of a files component meets counts (files,
          * directories, symbolic links); everything else would stall the
@@ -149,8 +175,10 @@ static void *reader(void *arg)
         batch_free(b);
     if (mr) {
         cf_manifest_close(mr);
-        cf_log(CF_LOG_DEBUG, "change detection against set %s (%llu entries, read in %.2f s)",
-               ps->id, (unsigned long long)ents, cf_now() - t0);
+        cf_log(CF_LOG_DEBUG,
+               "change detection against set %s (%llu entries, %llu passed over unparsed as "
+               "the walk was past them, read in %.2f s)",
+               ps->id, (unsigned long long)ents, (unsigned long long)skimmed, cf_now() - t0);
     }
     pthread_mutex_lock(&ps->mu);
     ps->eof = 1;
@@ -174,8 +202,9 @@ cf_prevset *cf_prevset_open(cf_run *run, const char *set_id)
     return ps;
 }
 
-/* Next entry of the previous set, NULL at its end. */
-static const cf_entry *peek(cf_prevset *ps)
+/* Next entry of the previous set, NULL at its end. want: the walk's
+ * entry, published to the reader if the walk has to wait. */
+static const cf_entry *peek(cf_prevset *ps, const cf_entry *want)
 {
     if (ps->cur && ps->pos < ps->cur->n)
         return &ps->cur->e[ps->pos];
@@ -183,6 +212,15 @@ static const cf_entry *peek(cf_prevset *ps)
     ps->cur = NULL;
     ps->pos = 0;
     pthread_mutex_lock(&ps->mu);
+    if (ps->qn == 0 && !ps->eof &&
+        (!ps->front_path || strcmp(ps->front_path, want->path) != 0 ||
+         strcmp(ps->front_comp, want->component) != 0)) {
+        free(ps->front_comp);
+        free(ps->front_path);
+        ps->front_comp = cf_strdup(want->component);
+        ps->front_path = cf_strdup(want->path);
+        atomic_store(&ps->has_front, 1);
+    }
     while (ps->qn == 0 && !ps->eof)
         pthread_cond_wait(&ps->cv, &ps->mu);
     if (ps->qn) {
@@ -205,7 +243,7 @@ const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e)
     ps->looked_up++;
     const cf_policy *p = ps->run->policy;
     const cf_entry *x;
-    while ((x = peek(ps)) != NULL) {
+    while ((x = peek(ps, e)) != NULL) {
         int c = cf_walk_cmp(p, x, e);
         if (c > 0)
             return NULL;
@@ -265,5 +303,7 @@ void cf_prevset_close(cf_prevset *ps)
     pthread_mutex_destroy(&ps->mu);
     pthread_cond_destroy(&ps->cv);
     free(ps->id);
+    free(ps->front_comp);
+    free(ps->front_path);
     free(ps);
 }

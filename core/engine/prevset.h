@@ -5,7 +5,10 @@
  * queue of file entries; the walking thread advances through it with
  * cf_prevset_find, which moves forward only (the walk and the manifest
  * share one order, cf_walk_cmp). Memory stays bounded whatever the size
- * of the set.
+ * of the set. When the walk has to wait for the reader, it leaves its
+ * place for the reader, which then passes over the long file lines
+ * behind that place without parsing their chunk lists (a set of a tree
+ * that has since moved or gone costs its decompression, not its parse).
  */
 #ifndef CF_PREVSET_H
 #define CF_PREVSET_H

@@ -501,6 +501,61 @@ static void test_second_backup_walk_order(void **state)
     free(id3);
 }
 
+/* A previous set whose long file lines (hundreds of chunks each) all lie
+ * behind the walk: the reader passes over them without parsing them
+ * (cf_manifest_next_skim), and the files that follow are still found
+ * unchanged, read again when changed, and restored exactly. */
+static void test_second_backup_passes_old_long_lines(void **state)
+{
+    fx *f = *state;
+    char *y = policy_yaml(f, NULL, NULL, NULL);
+    cf_run *run = open_run_yaml(y, 0);
+    free(y);
+    assert_int_equal(cf_store_prepare(run->store, 1), 0);
+    /* tiny chunks: a 128 KiB file is a line of about 128 chunk ids */
+    cf_repo_params rp = {.cdc = {.min_size = 256, .avg_size = 1024, .max_size = 4096, .seed = 3}};
+    assert_int_equal(cf_repo_init(run->store, &rp), 0);
+    cf_run_close(run);
+    sh("mkdir -p '%s/data/files/aaa' '%s/data/files/zzz'", f->root, f->root);
+    static uint8_t buf[128 << 10];
+    char rel[64], p[700];
+    for (int i = 0; i < 40; i++) {
+        et_fill_random(buf, sizeof buf, 100 + (uint64_t)i);
+        snprintf(p, sizeof p, "%s/data/files/aaa/big%03d", f->root, i);
+        assert_int_equal(et_write(p, buf, sizeof buf), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        et_fill_random(buf, sizeof buf, 200 + (uint64_t)i);
+        snprintf(p, sizeof p, "%s/data/files/zzz/big%d", f->root, i);
+        assert_int_equal(et_write(p, buf, sizeof buf), 0);
+        snprintf(rel, sizeof rel, "data/files/zzz/small%d", i);
+        put(f, rel, "small\n");
+    }
+    json_t *sum;
+    char *id1 = backup(f, &sum);
+    int64_t files = jint(sum, "files");
+    json_decref(sum);
+    sh("rm -rf '%s/data/files/aaa'", f->root);
+    put(f, "data/files/zzz/small3", "small, changed\n");
+    next_second();
+    char *id2 = backup(f, &sum);
+    assert_int_equal(jint(sum, "files"), files - 40);
+    assert_int_equal(jint(sum, "unchanged_files"), files - 40 - 1);
+    json_decref(sum);
+    char out[400];
+    snprintf(out, sizeof out, "%s/r2", f->d.path);
+    assert_int_equal(restore_to(f, "latest", out, 0, NULL), CF_EXIT_OK);
+    same_tree_files(f, out);
+    for (int i = 0; i < 6; i++) {
+        char a[700], b[700];
+        snprintf(a, sizeof a, "%s/data/files/zzz/big%d", f->root, i);
+        snprintf(b, sizeof b, "%s/data/files/zzz/big%d", out, i);
+        same_file(a, b);
+    }
+    free(id1);
+    free(id2);
+}
+
 /* Pack objects of the local repository, and their trailer tables. */
 typedef struct blob {
     char pack[600]; /* file path */
@@ -930,6 +985,7 @@ int main(void)
         T(test_backup_restore_roundtrip),
         T(test_second_backup_reuses_unchanged),
         T(test_second_backup_walk_order),
+        T(test_second_backup_passes_old_long_lines),
         T(test_verify_and_bit_rot),
         T(test_restore_into_nonempty_dir),
         T(test_stop_command_fails),

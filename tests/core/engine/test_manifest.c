@@ -935,6 +935,130 @@ static void test_sets_list_sorted(void **state)
     cf_strv_free(ids, n);
 }
 
+/* The head of a file line: component and path when they come before the
+ * chunks, else 0 (the line is then parsed whole). */
+static void test_parse_head(void **state)
+{
+    (void)state;
+    cf_entry fe, h;
+    make_file(&fe, "data/some file", 300, 7);
+    size_t len;
+    char *line = cf_entry_line(&fe, &len);
+    assert_non_null(line);
+    assert_int_equal(cf_entry_parse_head(line, len, &h), 1);
+    assert_int_equal(h.kind, CF_ENT_FILE);
+    assert_string_equal(h.component, "data");
+    assert_string_equal(h.path, "data/some file");
+    assert_int_equal(h.nchunks, 0);
+    cf_entry_clear(&h);
+    free(line);
+
+    /* A path that is not UTF-8 is written as path_hex: parse whole. */
+    cf_entry_clear(&fe);
+    make_file(&fe, "data/n\xff", 300, 8);
+    line = cf_entry_line(&fe, &len);
+    assert_int_equal(cf_entry_parse_head(line, len, &h), 0);
+    assert_null(h.path);
+    free(line);
+    cf_entry_clear(&fe);
+
+    const char *whole[] = {
+        /* another order: the chunks first */
+        "{\"type\":\"file\",\"chunks\":[],\"component\":\"data\",\"path\":\"x\"}",
+        /* not a file */
+        "{\"type\":\"dir\",\"component\":\"data\",\"path\":\"x\",\"chunks\":[]}",
+        /* no path before the chunks */
+        "{\"type\":\"file\",\"component\":\"data\",\"chunks\":[],\"path\":\"x\"}",
+        /* a duplicate member before the chunks */
+        "{\"type\":\"file\",\"component\":\"data\",\"path\":\"x\",\"path\":\"y\",\"chunks\":[]}",
+        /* not JSON */
+        "{\"type\":\"file\",\"component\":\"data\",\"path\":\"x\"",
+        "[\"type\",\"file\"]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof whole / sizeof *whole; i++) {
+        assert_int_equal(cf_entry_parse_head(whole[i], strlen(whole[i]), &h), 0);
+        assert_null(h.component);
+        assert_null(h.path);
+    }
+}
+
+static int pass_odd(void *ud, const cf_entry *head)
+{
+    size_t *calls = ud;
+    (*calls)++;
+    size_t k = strlen(head->path);
+    return k && (head->path[k - 1] - '0') % 2 == 1;
+}
+
+/* Reading a set while passing over long file lines: the lines passed
+ * over count (the end line's count holds), the others are read exactly,
+ * and the trailer is still checked. */
+static void test_skim_passes_long_lines(void **state)
+{
+    fx *f = *state;
+    size_t n = 40;
+    cf_entry *v = cf_calloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "data/f%03zu", i);
+        /* every third file short (one chunk), the others over 4 KiB */
+        make_file(&v[i], p, i % 3 == 0 ? 1 : 200, 100 + i);
+    }
+    const char *id = "20261206T050000Z-5e1f0a11";
+    commit_set(f, id, v, n);
+
+    cf_mreader *m;
+    json_t *h;
+    assert_int_equal(cf_manifest_open(f->repo, id, &m, &h), 0);
+    json_decref(h);
+    size_t calls = 0, got = 0, passed = 0, i = 0;
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next_skim(m, &e, pass_odd, &calls)) > 0) {
+        size_t k = strlen(v[i].path);
+        int odd_long = i % 3 != 0 && (v[i].path[k - 1] - '0') % 2 == 1;
+        if (rc == 2) {
+            assert_true(odd_long);
+            assert_null(e.path);
+            passed++;
+        } else {
+            assert_false(odd_long);
+            assert_same_entry(&v[i], &e);
+            cf_entry_clear(&e);
+            got++;
+        }
+        i++;
+    }
+    if (rc != 0)
+        fail_msg("next_skim: %s", cf_error());
+    cf_manifest_close(m);
+    assert_int_equal(i, n);
+    assert_int_equal(got + passed, n);
+    assert_true(passed > 10);
+    /* short lines are never offered: parsing their head costs as much */
+    size_t longs = 0;
+    for (size_t j = 0; j < n; j++)
+        longs += j % 3 != 0;
+    assert_int_equal(calls, longs);
+
+    /* A wrong trailer is still an error, however much was passed over:
+     * only the last byte (of the trailer hash) is changed. */
+    char key[80];
+    snprintf(key, sizeof key, "sets/%s", id);
+    int64_t olen = mem_storage_size(f->ms, key);
+    assert_true(olen > 100);
+    assert_int_equal(mem_storage_flip(f->ms, key, (uint64_t)olen - 1), 0);
+    assert_int_equal(cf_manifest_open(f->repo, id, &m, &h), 0);
+    json_decref(h);
+    while ((rc = cf_manifest_next_skim(m, &e, pass_odd, &calls)) > 0)
+        if (rc == 1)
+            cf_entry_clear(&e);
+    cf_manifest_close(m);
+    assert_int_equal(rc, -1);
+    free_entries(v, n);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -946,6 +1070,7 @@ int main(void)
         T(test_json_name_helpers),          T(test_write_commit_read),
         T(test_damaged_object_is_an_error), T(test_logical_damage),
         T(test_end_line_count_checked),     T(test_sets_list_sorted),
+        T(test_parse_head),                 T(test_skim_passes_long_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
