@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -26,9 +27,9 @@ struct cf_prefetch {
     char **q;       /* stack of directories to read */
     size_t n, cap;
     int busy;       /* threads working on a directory */
-    int stop;
+    _Atomic int stop; /* also read without mu, between entries */
     uint64_t sampled, sample_ns; /* the first stats and their time */
-    int decided;
+    _Atomic int decided;
     pthread_t thr[PREFETCH_THREADS];
     int nthr;
 };
