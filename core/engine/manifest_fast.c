@@ -265,6 +265,16 @@ static void fast_free(fast *f)
     cf_mraw_free(&f->r);
 }
 
+/* A parser state for one line; head: stop at the chunk list. */
+static fast *fast_new(int head)
+{
+    fast *f = cf_malloc(sizeof *f);
+    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]); /* lv[0]: outside any container */
+    f->field = -1;
+    f->head = head;
+    return f;
+}
+
 /* Only the start of a file line, up to its chunk list: the type,
  * component and path members, when they come first (as coffer writes
  * them). 1: e holds kind CF_ENT_FILE, component and path, nothing else;
@@ -274,10 +284,7 @@ static void fast_free(fast *f)
 int cf_entry_parse_head(const char *line, size_t len, cf_entry *e)
 {
     memset(e, 0, sizeof *e);
-    fast *f = cf_malloc(sizeof *f);
-    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]);
-    f->field = -1;
-    f->head = 1;
+    fast *f = fast_new(1);
     yajl_handle h = yajl_alloc(&callbacks, NULL, f);
     int rc = 0;
     if (h) {
@@ -304,9 +311,7 @@ int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)
     memset(e, 0, sizeof *e);
     if (cf_mline_lex_check(line, len) != 0)
         return -1;
-    fast *f = cf_malloc(sizeof *f);
-    memset(f, 0, offsetof(fast, lv) + sizeof f->lv[0]); /* lv[0]: outside any container */
-    f->field = -1;
+    fast *f = fast_new(0);
     yajl_handle h = yajl_alloc(&callbacks, NULL, f);
     if (!h) {
         free(f);
