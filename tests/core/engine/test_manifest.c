@@ -935,6 +935,34 @@ static void test_sets_list_sorted(void **state)
     cf_strv_free(ids, n);
 }
 
+/* Integers are written by the manifest's own formatter: negative,
+ * zero and the largest values come back as they went in. */
+static void test_integers_roundtrip(void **state)
+{
+    (void)state;
+    int64_t mtimes[] = {-86400, -1, 0, 9, 1764213001, INT64_MAX};
+    for (size_t i = 0; i < sizeof mtimes / sizeof *mtimes; i++) {
+        cf_entry fe, back;
+        make_file(&fe, "data/t", 1, 3 + i);
+        fe.mtime = mtimes[i];
+        fe.ctime = -mtimes[i] / 2;
+        fe.uid = 0;
+        fe.ino = (uint64_t)INT64_MAX;
+        size_t len;
+        char *line = cf_entry_line(&fe, &len);
+        assert_non_null(line);
+        if (cf_entry_parse_fast(line, len, &back) != 0)
+            fail_msg("%s: %s", line, cf_error());
+        assert_int_equal(back.mtime, fe.mtime);
+        assert_int_equal(back.ctime, fe.ctime);
+        assert_int_equal(back.uid, 0);
+        assert_int_equal(back.ino, fe.ino);
+        cf_entry_clear(&back);
+        cf_entry_clear(&fe);
+        free(line);
+    }
+}
+
 /* The head of a file line: component and path when they come before the
  * chunks, else 0 (the line is then parsed whole). */
 static void test_parse_head(void **state)
@@ -1071,6 +1099,7 @@ int main(void)
         T(test_damaged_object_is_an_error), T(test_logical_damage),
         T(test_end_line_count_checked),     T(test_sets_list_sorted),
         T(test_parse_head),                 T(test_skim_passes_long_lines),
+        T(test_integers_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
