@@ -75,8 +75,10 @@ typedef struct job {
     int unreadable; /* could not be read and may be left out: err holds why */
     int prefetched; /* counted in pool.pf_ahead until a worker takes it */
     cf_entry *fallback; /* the first pass's copy, kept if the file vanished since */
+    char *line; /* the previous set's line, written as is (unchanged file) */
+    size_t line_len;
     int rc;
-    char err[1024];
+    char *err; /* why it failed or was left out */
 } job;
 
 typedef struct pool {
@@ -100,6 +102,7 @@ typedef struct pool {
     cf_mwriter *mw;
     /* stats */
     uint64_t files, dirs, links, bytes, reused_files, read_bytes, vanished;
+    uint64_t lines_kept; /* unchanged files written with their previous line */
     /* Paths left out because they could not be read (on_unreadable: skip):
      * the first UNREADABLE_LISTED are named in the set's header. */
     uint64_t unreadable;
@@ -119,12 +122,19 @@ typedef struct pool {
     uint64_t p1_reused; /* files unchanged since the first pass (not read again) */
 } pool;
 
-static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
+static int same_str(const char *a, const char *b)
 {
-    if (!cf_entry_unchanged(p, e) || p->kind != CF_ENT_FILE)
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_xattrs(const cf_entry *a, const cf_entry *b)
+{
+    if (a->nxattrs != b->nxattrs)
         return 0;
-    for (size_t i = 0; i < p->nchunks; i++)
-        if (!cf_repo_has(repo, &p->chunks[i]))
+    for (size_t i = 0; i < a->nxattrs; i++)
+        if (strcmp(a->xattrs[i].name, b->xattrs[i].name) != 0 ||
+            a->xattrs[i].len != b->xattrs[i].len ||
+            memcmp(a->xattrs[i].value, b->xattrs[i].value, a->xattrs[i].len) != 0)
             return 0;
     return 1;
 }
@@ -135,12 +145,24 @@ static int unchanged(const cf_entry *p, const cf_entry *e, cf_repo *repo)
 static int reuse_previous(pool *pl, job *j)
 {
     const cf_entry *p = cf_prevset_find(pl->prev, &j->e);
-    if (!unchanged(p, &j->e, pl->run->repo))
+    if (!cf_entry_unchanged(p, &j->e) || p->kind != CF_ENT_FILE || !cf_prevset_stored(pl->prev))
         return 0;
     j->e.chunks = cf_malloc((p->nchunks ? p->nchunks : 1) * sizeof(cf_id));
     memcpy(j->e.chunks, p->chunks, p->nchunks * sizeof(cf_id));
     j->e.nchunks = p->nchunks;
     cf_progress_add(j->e.size, 0);
+    /* Its new line is its old one when the members the old one does not
+     * share with every unchanged file (names, device, links, xattrs) are
+     * the same too. */
+    size_t ll;
+    const char *line = cf_prevset_line(pl->prev, &ll);
+    if (line && same_str(p->user, j->e.user) && same_str(p->group, j->e.group) &&
+        p->dev == j->e.dev && p->nlink == j->e.nlink && same_xattrs(p, &j->e)) {
+        j->line = cf_malloc(ll);
+        memcpy(j->line, line, ll);
+        j->line_len = ll;
+        pl->lines_kept++;
+    }
     return 1;
 }
 
@@ -158,7 +180,7 @@ static int read_file(pool *pl, cf_ingest *g, job *j)
     }
     const cf_component *comp = cf_policy_component(pl->run->policy, j->e.component);
     if (fd < 0 && comp && cf_unreadable_skippable(comp, j->e.path, errno)) {
-        snprintf(j->err, sizeof j->err, "%s", strerror(errno));
+        j->err = cf_strdup(strerror(errno));
         j->unreadable = 1;
         return 0;
     }
@@ -171,7 +193,7 @@ static int read_file(pool *pl, cf_ingest *g, job *j)
         /* A read error in the middle: what was chunked stays unreferenced
          * (prune collects it); the file is not in the set. */
         close(fd);
-        snprintf(j->err, sizeof j->err, "%s", cf_error());
+        j->err = cf_strdup(cf_error());
         j->unreadable = 1;
         return 0;
     }
@@ -212,8 +234,8 @@ static void *worker(void *arg)
             }
             pthread_mutex_unlock(&pl->mu);
             int rc = pl->stop ? -1 : read_file(pl, &g, j);
-            if (rc < 0)
-                snprintf(j->err, sizeof j->err, "%s", pl->stop ? "cancelled" : cf_error());
+            if (rc < 0 && !j->err)
+                j->err = cf_strdup(pl->stop ? "cancelled" : cf_error());
             pthread_mutex_lock(&pl->mu);
             j->rc = rc < 0 ? -1 : 0;
             j->done = 1;
@@ -280,6 +302,8 @@ static void job_free(job *j)
         free(j->fallback);
     }
     free(j->abs);
+    free(j->line);
+    free(j->err);
     free(j);
 }
 
@@ -316,7 +340,7 @@ static int emit_ready(pool *pl, int wait_all)
         pthread_cond_broadcast(&pl->space);
         int rc = 0;
         if (j->rc != 0) {
-            cf_fail("%s", j->err);
+            cf_fail("%s", j->err ? j->err : "failed");
             rc = -1;
         } else if (j->vanished && !j->fallback) {
             pl->vanished++;
@@ -340,7 +364,8 @@ static int emit_ready(pool *pl, int wait_all)
             }
             if (j->e.kind == CF_ENT_FILE) /* the summary counts files, so does the bar */
                 cf_progress_add(0, 1);
-            rc = cf_manifest_add(pl->mw, &j->e);
+            rc = j->line ? cf_manifest_add_line(pl->mw, j->line, j->line_len)
+                         : cf_manifest_add(pl->mw, &j->e);
             if (rc == 0 && pl->rck)
                 rc = cf_refcheck_note(pl->rck, &j->e);
         }
@@ -1383,8 +1408,11 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
         pl.mw = mw;
         pl.rck = rck;
         rc = walk_files(&pl, owned, nowned, comps, 0);
-        if (rc == 0 && prev)
+        if (rc == 0 && prev) {
             log_prev_found(prev, "");
+            cf_log(CF_LOG_DEBUG, "%llu unchanged files written with their previous line",
+                   (unsigned long long)pl.lines_kept);
+        }
         if (rc == 0 && pl.p1) {
             if ((rc = p1_drain(&pl, NULL, (int)p->ncomponents, NULL)) == 0) {
                 pthread_mutex_lock(&pl.mu);

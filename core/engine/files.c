@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,11 +78,14 @@ typedef struct hl_ent {
     char *path;
 } hl_ent;
 
+typedef struct lister lister;
+
 typedef struct walker {
     const cf_walk_opts *o;
     struct archive *disk;
     hl_ent *hl;
     size_t nhl, caphl;
+    lister *ls; /* set on the lister's walker: entries are queued, not visited */
 } walker;
 
 static const char *find_hardlink(walker *w, uint64_t dev, uint64_t ino)
@@ -241,6 +245,202 @@ static int cmp_name(const void *a, const void *b)
 
 static int walk_children(walker *w, int pfd, const char *name, const char *abs, const char *rel);
 
+/* One entry the walk has stat'ed: its metadata, then the callback. */
+static int visit(walker *w, const char *abs, const char *rel, const struct stat *st)
+{
+    cf_entry e;
+    if (fill_entry(w, abs, rel, st, &e) != 0)
+        return -1;
+    if (e.kind == CF_ENT_FILE && st->st_nlink > 1) {
+        const char *first = find_hardlink(w, st->st_dev, st->st_ino);
+        if (first) {
+            e.kind = CF_ENT_HARDLINK;
+            e.target = cf_strdup(first);
+            e.size = 0;
+        } else {
+            add_hardlink(w, st->st_dev, st->st_ino, rel);
+        }
+    }
+    int rc = w->o->cb(w->o->ud, &e, abs);
+    cf_entry_clear(&e);
+    return rc;
+}
+
+/* ---- the lister ---------------------------------------------------------
+ * On more than one core, the directory reads and the stats of the walk
+ * run on a thread of their own, ahead of the thread that visits the
+ * entries (their metadata beyond stat, change detection, the callback):
+ * a metadata scan of an unchanged tree is mostly those two halves. The
+ * lister walks exactly as the walk would, in the same order, and hands
+ * over stat'ed entries in batches; a failure of the lister reaches the
+ * walk after the entries it listed before it, as the walk alone would
+ * have met it. */
+
+#define LBATCH 256
+#define LBATCHES 8
+
+typedef struct litem {
+    struct stat st;
+    size_t abs, rel; /* offsets in the batch's arena */
+} litem;
+
+typedef struct lbatch {
+    litem it[LBATCH];
+    size_t n;
+    char *arena;
+    size_t alen, acap;
+    char *err; /* the lister failed after these entries: why */
+} lbatch;
+
+struct lister {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    lbatch *q[LBATCHES]; /* full batches, q[qhead..qhead+qn) */
+    size_t qhead, qn;
+    int done; /* the lister has queued its last batch */
+    int stop; /* the walk is gone: stop listing */
+    lbatch *cur; /* being filled (lister thread) */
+};
+
+static void lbatch_free(lbatch *b)
+{
+    if (!b)
+        return;
+    free(b->arena);
+    free(b->err);
+    free(b);
+}
+
+/* Queue b (may be NULL for none) and, when last, the end. 0, or -1
+ * when the walk has gone. */
+static int lister_queue(lister *ls, lbatch *b, int last)
+{
+    pthread_mutex_lock(&ls->mu);
+    while (b && ls->qn == LBATCHES && !ls->stop)
+        pthread_cond_wait(&ls->cv, &ls->mu);
+    int ok = !ls->stop;
+    if (ok && b) {
+        ls->q[(ls->qhead + ls->qn) % LBATCHES] = b;
+        ls->qn++;
+        b = NULL;
+    }
+    if (last)
+        ls->done = 1;
+    pthread_cond_broadcast(&ls->cv);
+    pthread_mutex_unlock(&ls->mu);
+    lbatch_free(b);
+    return ok ? 0 : -1;
+}
+
+static size_t arena_put(lbatch *b, const char *str)
+{
+    size_t l = strlen(str) + 1;
+    if (b->alen + l > b->acap) {
+        b->acap = b->acap ? 2 * b->acap : 16384;
+        while (b->alen + l > b->acap)
+            b->acap *= 2;
+        b->arena = cf_realloc(b->arena, b->acap);
+    }
+    size_t off = b->alen;
+    memcpy(b->arena + off, str, l);
+    b->alen += l;
+    return off;
+}
+
+static int lister_push(lister *ls, const char *abs, const char *rel, const struct stat *st)
+{
+    if (!ls->cur)
+        ls->cur = cf_calloc(1, sizeof *ls->cur);
+    lbatch *b = ls->cur;
+    litem *it = &b->it[b->n++];
+    it->st = *st;
+    it->abs = arena_put(b, abs);
+    it->rel = arena_put(b, rel);
+    if (b->n < LBATCH)
+        return 0;
+    ls->cur = NULL;
+    return lister_queue(ls, b, 0) == 0 ? 0 : cf_fail("walk stopped");
+}
+
+static int walk_paths(walker *w);
+
+static void *lister_main(void *arg)
+{
+    walker *w = arg;
+    lister *ls = w->ls;
+    int rc = walk_paths(w);
+    lbatch *b = ls->cur;
+    ls->cur = NULL;
+    if (rc != 0) {
+        if (!b)
+            b = cf_calloc(1, sizeof *b);
+        b->err = cf_strdup(cf_error());
+    }
+    lister_queue(ls, b, 1); /* b: NULL, or entries and/or an error */
+    return NULL;
+}
+
+/* The walk's side: visit what the lister queues, in order. */
+static int visit_listed(walker *w, lister *ls)
+{
+    int rc = 0;
+    while (rc == 0) {
+        pthread_mutex_lock(&ls->mu);
+        while (ls->qn == 0 && !ls->done)
+            pthread_cond_wait(&ls->cv, &ls->mu);
+        lbatch *b = NULL;
+        if (ls->qn) {
+            b = ls->q[ls->qhead];
+            ls->qhead = (ls->qhead + 1) % LBATCHES;
+            ls->qn--;
+            pthread_cond_broadcast(&ls->cv);
+        }
+        pthread_mutex_unlock(&ls->mu);
+        if (!b)
+            break;
+        for (size_t i = 0; i < b->n && rc == 0; i++) {
+            if (cf_cancel_flag)
+                rc = cf_fail("cancelled");
+            else
+                rc = visit(w, b->arena + b->it[i].abs, b->arena + b->it[i].rel, &b->it[i].st);
+        }
+        if (rc == 0 && b->err)
+            rc = cf_fail("%s", b->err);
+        lbatch_free(b);
+    }
+    return rc;
+}
+
+/* Walk with a lister thread; 1 when no thread could be started (walk
+ * alone then). */
+static int walk_with_lister(walker *w)
+{
+    lister ls = {0};
+    pthread_mutex_init(&ls.mu, NULL);
+    pthread_cond_init(&ls.cv, NULL);
+    walker lw = {.o = w->o, .ls = &ls};
+    pthread_t thr;
+    if (pthread_create(&thr, NULL, lister_main, &lw) != 0) {
+        pthread_mutex_destroy(&ls.mu);
+        pthread_cond_destroy(&ls.cv);
+        return 1;
+    }
+    int rc = visit_listed(w, &ls);
+    pthread_mutex_lock(&ls.mu);
+    ls.stop = 1;
+    pthread_cond_broadcast(&ls.cv);
+    pthread_mutex_unlock(&ls.mu);
+    pthread_join(thr, NULL);
+    while (ls.qn) {
+        lbatch_free(ls.q[ls.qhead]);
+        ls.qhead = (ls.qhead + 1) % LBATCHES;
+        ls.qn--;
+    }
+    pthread_mutex_destroy(&ls.mu);
+    pthread_cond_destroy(&ls.cv);
+    return rc;
+}
+
 /* One entry: abs, which is name in the directory open as dfd (dfd -1:
  * by its path alone). */
 static int walk(walker *w, int dfd, const char *name, const char *abs, const char *rel, int top)
@@ -263,23 +463,8 @@ static int walk(walker *w, int dfd, const char *name, const char *abs, const cha
         cf_log(CF_LOG_WARN, "%s: special file (fifo, socket or device) skipped", rel);
         return 0;
     }
-    cf_entry e;
-    if (fill_entry(w, abs, rel, &st, &e) != 0)
-        return -1;
-    if (e.kind == CF_ENT_FILE && st.st_nlink > 1) {
-        const char *first = find_hardlink(w, st.st_dev, st.st_ino);
-        if (first) {
-            e.kind = CF_ENT_HARDLINK;
-            e.target = cf_strdup(first);
-            e.size = 0;
-        } else {
-            add_hardlink(w, st.st_dev, st.st_ino, rel);
-        }
-    }
-    int is_dir = e.kind == CF_ENT_DIR;
-    int rc = w->o->cb(w->o->ud, &e, abs);
-    cf_entry_clear(&e);
-    if (rc != 0 || !is_dir)
+    int rc = w->ls ? lister_push(w->ls, abs, rel, &st) : visit(w, abs, rel, &st);
+    if (rc != 0 || !S_ISDIR(st.st_mode))
         return rc;
     return walk_children(w, dfd, name, abs, rel);
 }
@@ -363,24 +548,17 @@ int cf_file_entry(const cf_component *c, const char *abs, const char *rel, int f
     return rc;
 }
 
-int cf_walk_component(const cf_walk_opts *o)
+/* Every path of the component, in order. */
+static int walk_paths(walker *w)
 {
-    walker w = {.o = o};
-    w.disk = archive_read_disk_new();
-    archive_read_disk_set_standard_lookup(w.disk);
-    archive_read_disk_set_symlink_physical(w.disk);
-    /* ACLs and file flags are not recorded (yet); skipping them saves an
-     * open() per file on the metadata scan of an unchanged tree; sparse
-     * files are stored dense. */
-    archive_read_disk_set_behavior(w.disk, ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS |
-                                               ARCHIVE_READDISK_NO_SPARSE);
+    const cf_walk_opts *o = w->o;
     int rc = 0;
     for (size_t i = 0; i < o->comp->paths.n && rc == 0; i++) {
         const char *rel = o->comp->paths.v[i];
         if (strcmp(rel, ".") == 0) {
             /* the whole root: its content, not an entry named "." */
             char *src = o->source ? o->source(o->sud, ".") : cf_strdup(o->root);
-            rc = walk_children(&w, -1, NULL, src, NULL);
+            rc = walk_children(w, -1, NULL, src, NULL);
             free(src);
             continue;
         }
@@ -396,11 +574,29 @@ int cf_walk_component(const cf_walk_opts *o)
             else
                 cf_log(CF_LOG_WARN, "component '%s': %s does not exist, nothing captured there",
                        o->comp->name, abs);
-        } else if (!skipped(&w, rel)) {
-            rc = walk(&w, -1, NULL, abs, rel, 1);
+        } else if (!skipped(w, rel)) {
+            rc = walk(w, -1, NULL, abs, rel, 1);
         }
         free(abs);
     }
+    return rc;
+}
+
+int cf_walk_component(const cf_walk_opts *o)
+{
+    walker w = {.o = o};
+    w.disk = archive_read_disk_new();
+    archive_read_disk_set_standard_lookup(w.disk);
+    archive_read_disk_set_symlink_physical(w.disk);
+    /* ACLs and file flags are not recorded (yet); skipping them saves an
+     * open() per file on the metadata scan of an unchanged tree; sparse
+     * files are stored dense. */
+    archive_read_disk_set_behavior(w.disk, ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS |
+                                               ARCHIVE_READDISK_NO_SPARSE);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc = cpus > 1 ? walk_with_lister(&w) : 1;
+    if (rc == 1)
+        rc = walk_paths(&w);
     for (size_t i = 0; i < w.nhl; i++)
         free(w.hl[i].path);
     free(w.hl);

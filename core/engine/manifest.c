@@ -255,21 +255,20 @@ static int hex4(const char *s, unsigned *out)
 
 int cf_mline_lex_check(const char *line, size_t len)
 {
+    /* Quotes are not tracked: a backslash is only valid inside a string
+     * (the parsers refuse one anywhere else), so every backslash starts
+     * an escape, and the fast path runs over keys and strings alike. */
     const unsigned char *s = (const unsigned char *)line;
-    int in_str = 0;
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     for (size_t i = 0; i < len;) {
-        /* Eight ordinary bytes at a time (printable ASCII, no quote, no
-         * backslash): a manifest line is mostly chunk ids. */
+        /* Eight ordinary bytes at a time (printable ASCII, no backslash). */
         while (i + 8 <= len) {
-            uint64_t w, q, b;
+            uint64_t w, b;
             memcpy(&w, s + i, 8);
-            q = w ^ (ones * '"');  /* zero bytes where w has a quote */
-            b = w ^ (ones * '\\'); /* ... a backslash */
-            uint64_t special = ((w - ones * 0x20) & ~w)   /* a byte < 0x20 */
-                               | ((q - ones) & ~q)        /* a quote */
-                               | ((b - ones) & ~b)        /* a backslash */
-                               | w;                       /* a byte >= 0x80 */
+            b = w ^ (ones * '\\'); /* zero bytes where w has a backslash */
+            uint64_t special = ((w - ones * 0x20) & ~w) /* a byte < 0x20 */
+                               | ((b - ones) & ~b)      /* a backslash */
+                               | w;                     /* a byte >= 0x80 */
             if (special & high)
                 break;
             i += 8;
@@ -277,18 +276,13 @@ int cf_mline_lex_check(const char *line, size_t len)
         if (i >= len)
             break;
         unsigned c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* most bytes */
+        if (c >= 0x20 && c < 0x80 && c != '\\') { /* most bytes */
             i++;
             continue;
         }
         if (c < 0x20 && !(c == '\t' || c == '\r'))
             return cf_fail("control character 0x%02x at byte %zu", c, i);
-        size_t n = utf8_seq(s + i, len - i);
-        if (!n)
-            return cf_fail("invalid UTF-8 at byte %zu", i);
-        if (c == '"') {
-            in_str = !in_str;
-        } else if (in_str && c == '\\' && i + 1 < len) {
+        if (c == '\\' && i + 1 < len) {
             if (s[i + 1] == 'u') {
                 unsigned u, lo;
                 if (i + 6 > len || hex4(line + i + 2, &u) != 0)
@@ -310,6 +304,9 @@ int cf_mline_lex_check(const char *line, size_t len)
             i += 2; /* the escaped byte is ASCII or the parser refuses it */
             continue;
         }
+        size_t n = utf8_seq(s + i, len - i);
+        if (!n)
+            return cf_fail("invalid UTF-8 at byte %zu", i);
         i += n;
     }
     return 0;
@@ -648,8 +645,11 @@ int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e)
 
 /* ---- writer ---------------------------------------------------------- */
 
+#define SPOOL_BUF (1 << 20)
+
 struct cf_mwriter {
     FILE *spool;
+    char *spool_buf; /* its stdio buffer, freed after fclose */
     uint64_t count;
     yajl_gen gen; /* the walk's entries, written without a tree */
 };
@@ -794,6 +794,9 @@ int cf_manifest_begin(cf_mwriter **out)
         return -1;
     cf_mwriter *w = cf_calloc(1, sizeof *w);
     w->spool = f;
+    /* a line per file: stdio's 4 KiB buffer would make a write per dozen */
+    w->spool_buf = cf_malloc(SPOOL_BUF);
+    setvbuf(f, w->spool_buf, _IOFBF, SPOOL_BUF);
     *out = w;
     return 0;
 }
@@ -848,6 +851,14 @@ int cf_manifest_spool_next(cf_mwriter *w, cf_entry *e)
     return rc == 0 ? 1 : -1;
 }
 
+int cf_manifest_add_line(cf_mwriter *w, const char *line, size_t len)
+{
+    if (fwrite(line, 1, len, w->spool) != len || fputc('\n', w->spool) == EOF)
+        return cf_fail_errno("cannot write manifest spool file");
+    w->count++;
+    return 0;
+}
+
 uint64_t cf_manifest_count(cf_mwriter *w)
 {
     return w->count;
@@ -865,9 +876,13 @@ static int write_line(cf_objw *ow, json_t *j)
     return r;
 }
 
+/* Spool size from which the manifest is compressed by several threads. */
+#define MANIFEST_PARALLEL_BYTES (8L << 20)
+
 int cf_manifest_commit(cf_mwriter *w, cf_repo *r, const char *set_id, json_t *header)
 {
-    if (fflush(w->spool) != 0 || fseek(w->spool, 0, SEEK_SET) != 0)
+    long size = fflush(w->spool) == 0 ? ftell(w->spool) : -1;
+    if (size < 0 || fseek(w->spool, 0, SEEK_SET) != 0)
         return cf_fail_errno("manifest spool file");
     char *key = cf_asprintf("sets/%s", set_id);
     cf_objw *ow;
@@ -875,6 +890,10 @@ int cf_manifest_commit(cf_mwriter *w, cf_repo *r, const char *set_id, json_t *he
         free(key);
         return -1;
     }
+    /* The walk is over when the set is written: a large manifest is
+     * compressed on every core rather than on this one. */
+    long cpus = size >= MANIFEST_PARALLEL_BYTES ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    cf_repo_objw_manifest(ow, cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus);
     json_object_set_new(header, "type", json_string("set"));
     json_object_set_new(header, "format", json_integer(CF_MANIFEST_FORMAT));
     json_object_set_new(header, "entries", json_integer((json_int_t)w->count));
@@ -906,6 +925,7 @@ void cf_manifest_free(cf_mwriter *w)
         return;
     if (w->spool)
         fclose(w->spool);
+    free(w->spool_buf);
     if (w->gen)
         yajl_gen_free(w->gen);
     free(w);
@@ -923,6 +943,8 @@ struct cf_mreader {
     uint64_t expected;
     uint64_t lineno; /* of the last line read; the header is line 1 */
     int ended;
+    const char *line; /* the last line read, line_len bytes (in buf) */
+    size_t line_len;
 };
 
 /* Next line without the newline (NUL-terminated, *len bytes: a NUL inside
@@ -937,6 +959,8 @@ static int read_line(cf_mreader *m, char **line, size_t *len)
             *len = (size_t)(nl - *line);
             m->pos = (size_t)(nl - m->buf) + 1;
             m->lineno++;
+            m->line = *line;
+            m->line_len = *len;
             return 1;
         }
         if (m->eof) {
@@ -945,7 +969,8 @@ static int read_line(cf_mreader *m, char **line, size_t *len)
                                (unsigned long long)m->lineno + 1);
             return 0;
         }
-        /* compact, grow, refill */
+        /* compact, grow, refill (the last line moves) */
+        m->line = NULL;
         if (m->pos) /* buf is NULL before the first read: no memmove(NULL, ...) */
             memmove(m->buf, m->buf + m->pos, m->len - m->pos);
         m->len -= m->pos;
@@ -1094,6 +1119,12 @@ int cf_manifest_next_skim(cf_mreader *m, cf_entry *e, int (*pass)(void *ud, cons
     json_decref(j);
     m->seen++;
     return 1;
+}
+
+const char *cf_manifest_line(const cf_mreader *m, size_t *len)
+{
+    *len = m->line ? m->line_len : 0;
+    return m->line;
 }
 
 void cf_manifest_close(cf_mreader *m)

@@ -144,6 +144,9 @@ typedef struct cf_mwriter cf_mwriter;
 int cf_manifest_begin(cf_mwriter **out);
 /* Thread-compatible: call from one thread. */
 int cf_manifest_add(cf_mwriter *w, const cf_entry *e);
+/* An entry's line as a manifest holds it (without the newline): the
+ * previous set's line of a file that has not changed. */
+int cf_manifest_add_line(cf_mwriter *w, const char *line, size_t len);
 uint64_t cf_manifest_count(cf_mwriter *w);
 /* Read back what was added, in order (a spool used as a temporary list,
  * never committed): rewind once, then 1 with *e filled (clear it after),
@@ -165,6 +168,9 @@ int cf_manifest_next(cf_mreader *m, cf_entry *e);
  * empty). The trailer is still checked at the end. */
 int cf_manifest_next_skim(cf_mreader *m, cf_entry *e, int (*pass)(void *ud, const cf_entry *head),
                           void *ud);
+/* The line of the entry the last call returned (1), without its newline:
+ * valid until the next call. */
+const char *cf_manifest_line(const cf_mreader *m, size_t *len);
 void cf_manifest_close(cf_mreader *m);
 /* Only the header line (cheap: stops reading after the first line). */
 int cf_manifest_header(cf_repo *r, const char *set_id, json_t **header);

@@ -20,10 +20,16 @@
 #define BATCH 512
 #define BATCHES 4
 #define BATCH_CHUNKS 32768
+/* A file's line up to this long is kept as read (a small file's: what
+ * an unchanged file's new line is, copied rather than generated again). */
+#define LINE_KEPT 2048
 
 typedef struct batch {
     cf_entry e[BATCH];
-    size_t n, chunks;
+    uint8_t stored[BATCH]; /* every chunk of e[i] is in the repository */
+    uint32_t line[BATCH], line_len[BATCH]; /* e[i]'s line in lines (line_len 0: none) */
+    char *lines;
+    size_t n, chunks, lines_len, lines_cap;
 } batch;
 
 struct cf_prevset {
@@ -48,6 +54,9 @@ struct cf_prevset {
     size_t pos;
     int have_last;
     const cf_entry *last; /* the last entry found */
+    int last_stored;
+    const char *last_line;
+    size_t last_line_len;
     uint64_t looked_up, found;
 };
 
@@ -57,6 +66,7 @@ static void batch_free(batch *b)
         return;
     for (size_t i = 0; i < b->n; i++)
         cf_entry_clear(&b->e[i]);
+    free(b->lines);
     free(b);
 }
 
@@ -155,6 +165,25 @@ static void *reader(void *arg)
             continue;
         }
         ents++;
+        /* The index lookups of the reused chunks are made here, off the
+         * walking thread (the index takes concurrent readers). */
+        int stored = 1;
+        for (size_t i = 0; i < e->nchunks && stored; i++)
+            stored = cf_repo_has(ps->run->repo, &e->chunks[i]);
+        b->stored[b->n] = (uint8_t)stored;
+        b->line_len[b->n] = 0;
+        size_t ll;
+        const char *line = cf_manifest_line(mr, &ll);
+        if (stored && e->kind == CF_ENT_FILE && line && ll <= LINE_KEPT) {
+            if (b->lines_len + ll > b->lines_cap) {
+                b->lines_cap = b->lines_cap ? 2 * b->lines_cap : 64 * 1024;
+                b->lines = cf_realloc(b->lines, b->lines_cap);
+            }
+            memcpy(b->lines + b->lines_len, line, ll);
+            b->line[b->n] = (uint32_t)b->lines_len;
+            b->line_len[b->n] = (uint32_t)ll;
+            b->lines_len += ll;
+        }
         b->chunks += e->nchunks;
         if (++b->n == BATCH || b->chunks >= BATCH_CHUNKS) {
             if (!push(ps, b)) {
@@ -253,12 +282,26 @@ const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e)
             if (x != ps->last)
                 ps->found++;
             ps->last = x;
+            ps->last_stored = ps->cur->stored[ps->pos];
+            ps->last_line_len = ps->cur->line_len[ps->pos];
+            ps->last_line = ps->last_line_len ? ps->cur->lines + ps->cur->line[ps->pos] : NULL;
             return x;
         }
         ps->pos++; /* the walk never comes back */
         ps->last = NULL;
     }
     return NULL;
+}
+
+int cf_prevset_stored(const cf_prevset *ps)
+{
+    return ps && ps->last && ps->last_stored;
+}
+
+const char *cf_prevset_line(const cf_prevset *ps, size_t *len)
+{
+    *len = ps && ps->last && ps->last_line ? ps->last_line_len : 0;
+    return *len ? ps->last_line : NULL;
 }
 
 uint64_t cf_prevset_bytes(cf_prevset *ps)

@@ -29,6 +29,15 @@ cf_prevset *cf_prevset_open(cf_run *run, const char *set_id);
  * answer. Called in walk order, from one thread. */
 const cf_entry *cf_prevset_find(cf_prevset *ps, const cf_entry *e);
 
+/* Whether every chunk of the entry cf_prevset_find returned last is in
+ * the repository's index (looked up by the reader thread). */
+int cf_prevset_stored(const cf_prevset *ps);
+
+/* That entry's line as the previous set holds it, when it is a file's
+ * short line whose chunks are all stored (else NULL): valid as long as
+ * the entry. */
+const char *cf_prevset_line(const cf_prevset *ps, size_t *len);
+
 /* Total bytes of the previous set (0 until known or without one): the
  * progress bar's estimate. Waits until the header has been read. */
 uint64_t cf_prevset_bytes(cf_prevset *ps);

@@ -101,6 +101,7 @@ struct cf_objw {
     char *key;
     EVP_MD_CTX *sha;
     ZSTD_CCtx *cctx; /* NULL: body stored as is */
+    int level;
     uint8_t *out;
     size_t out_cap;
     int err;
@@ -223,6 +224,7 @@ int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int lev
     }
     if (compress) {
         w->cctx = ZSTD_createCCtx();
+        w->level = level;
         w->out_cap = ZSTD_CStreamOutSize();
         w->out = cf_malloc(w->out_cap);
         if (!w->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level))) {
@@ -288,6 +290,21 @@ int cf_repo_objw_open(cf_repo *r, int type, const char *key, cf_objw **w)
     free((*w)->tee_pending);
     (*w)->tee_pending = NULL;
     return 0;
+}
+
+void cf_repo_objw_manifest(cf_objw *w, int workers)
+{
+    if (!w->cctx)
+        return;
+    if (w->level <= DEFAULT_ZSTD_LEVEL)
+        ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 1);
+    if (workers < 2)
+        return;
+    /* 2 MiB jobs: the window of the default levels; memory stays a few
+     * jobs' worth, whatever the size of the body. A libzstd built
+     * without threads refuses the parameter: then it is one thread. */
+    if (!ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, workers)))
+        ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_jobSize, 2 << 20);
 }
 
 int cf_repo_objw_write(cf_objw *w, const void *buf, size_t len)

@@ -17,7 +17,6 @@
 
 #include "repo/repo_int.h"
 
-#define DEFAULT_ZSTD_LEVEL 3
 #define DEFAULT_PACK_SIZE (16ull * 1024 * 1024)
 #define MIN_PACK_SIZE 4096ull
 #define CONFIG_KEY "config"

@@ -232,6 +232,12 @@ void cf_repo_chunk_states(cf_repo *r, const cf_id *ids, size_t n, cf_chunk_state
 typedef struct cf_objw cf_objw;
 int cf_repo_objw_open(cf_repo *r, int type, const char *key, cf_objw **w);
 int cf_repo_objw_write(cf_objw *w, const void *buf, size_t len);
+/* A manifest's body: compressed at level 1 unless the repository asks
+ * for more than the default level (a manifest is mostly chunk ids, random
+ * hex that level 1 packs as small as level 3, in half the time), and by
+ * up to workers threads while the caller goes on feeding it (a large
+ * one). Call before the first write; still one zstd frame. */
+void cf_repo_objw_manifest(cf_objw *w, int workers);
 int cf_repo_objw_commit(cf_objw *w); /* frees */
 void cf_repo_objw_abort(cf_objw *w); /* frees */
 

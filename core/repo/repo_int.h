@@ -101,6 +101,9 @@ const char *cf_obj_type_name(int type);
 
 /* Envelope writer/reader on a bare store (init has no cf_repo yet).
  * cr: the repository's keys (body encrypted), or NULL (plain). */
+/* compression.level when the config does not set it */
+#define DEFAULT_ZSTD_LEVEL 3
+
 int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int level, int type,
                      const char *key, uint32_t wflags, int compress, cf_objw **out);
 int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,

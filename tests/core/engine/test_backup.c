@@ -501,6 +501,93 @@ static void test_second_backup_walk_order(void **state)
     free(id3);
 }
 
+/* file path -> its manifest line, for the files of set id */
+typedef struct fline {
+    char *path, *line;
+} fline;
+
+static size_t file_lines(fx *f, const char *id, fline **out)
+{
+    cf_run *run = open_run(f, NULL, NULL, NULL);
+    cf_mreader *m;
+    json_t *h;
+    assert_int_equal(cf_manifest_open(run->repo, id, &m, &h), 0);
+    json_decref(h);
+    size_t n = 0;
+    *out = NULL;
+    cf_entry e;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        size_t len;
+        const char *line = cf_manifest_line(m, &len);
+        if (e.kind == CF_ENT_FILE) {
+            *out = cf_realloc(*out, (n + 1) * sizeof **out);
+            (*out)[n].path = cf_strdup(e.path);
+            (*out)[n].line = strndup(line, len);
+            n++;
+        }
+        cf_entry_clear(&e);
+    }
+    assert_int_equal(rc, 0);
+    cf_manifest_close(m);
+    cf_run_close(run);
+    return n;
+}
+
+static void flines_free(fline *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(l[i].path);
+        free(l[i].line);
+    }
+    free(l);
+}
+
+/* An unchanged file's line is copied from the previous set: the same
+ * bytes, which are also exactly what the generator writes for the entry
+ * (so a set written this way is the set a full generation would give);
+ * a changed file gets a new line. */
+static void test_second_backup_keeps_lines(void **state)
+{
+    fx *f = *state;
+    init_repo(f);
+    char p[700];
+    snprintf(p, sizeof p, "%s/data/files/a.bin", f->root);
+    int have_xattr = setxattr(p, "user.coffer-test", "v1", 2, 0) == 0;
+    char *id1 = backup(f, NULL);
+    next_second();
+    put(f, "data/files/b.txt", "b, changed\n");
+    char *id2 = backup(f, NULL);
+    fline *l1, *l2;
+    size_t n1 = file_lines(f, id1, &l1), n2 = file_lines(f, id2, &l2);
+    assert_int_equal(n1, n2);
+    assert_true(n1 >= 3);
+    int kept = 0;
+    for (size_t i = 0; i < n2; i++) {
+        assert_string_equal(l1[i].path, l2[i].path);
+        cf_entry e;
+        assert_int_equal(cf_entry_parse_fast(l2[i].line, strlen(l2[i].line), &e), 0);
+        size_t len;
+        char *gen = cf_entry_line(&e, &len);
+        assert_string_equal(gen, l2[i].line);
+        free(gen);
+        if (strcmp(l2[i].path, "data/files/b.txt") == 0) {
+            assert_string_not_equal(l1[i].line, l2[i].line);
+        } else {
+            assert_string_equal(l1[i].line, l2[i].line);
+            kept++;
+        }
+        if (have_xattr && strcmp(l2[i].path, "data/files/a.bin") == 0)
+            assert_int_equal(e.nxattrs, 1);
+        cf_entry_clear(&e);
+    }
+    assert_int_equal(kept, (int)n2 - 1);
+    flines_free(l1, n1);
+    flines_free(l2, n2);
+    free(id1);
+    free(id2);
+}
+
 /* A previous set whose long file lines (hundreds of chunks each) all lie
  * behind the walk: the reader passes over them without parsing them
  * (cf_manifest_next_skim), and the files that follow are still found
@@ -985,6 +1072,7 @@ int main(void)
         T(test_backup_restore_roundtrip),
         T(test_second_backup_reuses_unchanged),
         T(test_second_backup_walk_order),
+        T(test_second_backup_keeps_lines),
         T(test_second_backup_passes_old_long_lines),
         T(test_verify_and_bit_rot),
         T(test_restore_into_nonempty_dir),

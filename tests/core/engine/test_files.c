@@ -373,6 +373,53 @@ static void test_walk_callback_stops(void **state)
     assert_error_has("cancelled");
 }
 
+/* A tree longer than the lister's queue (core/engine/files.c lists
+ * directories and stats on a thread of its own when there is more than
+ * one core): every entry once, in walk order; a callback that stops
+ * early stops the lister too, however far ahead it is. */
+static void test_walk_many_entries(void **state)
+{
+    fx *f = *state;
+    enum { DIRS = 3, PER_DIR = 1500 };
+    char p[800];
+    for (int d = 0; d < DIRS; d++) {
+        snprintf(p, sizeof p, "%s/d%d", f->root, d);
+        assert_int_equal(mkdir(p, 0755), 0);
+        for (int i = 0; i < PER_DIR; i++) {
+            snprintf(p, sizeof p, "%s/d%d/f%05d", f->root, d, PER_DIR - 1 - i);
+            int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+            assert_true(fd >= 0);
+            close(fd);
+        }
+    }
+    char *paths[] = {"."};
+    cf_component c = files_comp();
+    c.paths = (cf_strlist){paths, 1};
+    c.required = (cf_strlist){NULL, 0};
+    c.exclude = (cf_strlist){NULL, 0};
+    cf_walk_opts o = {.root = f->root, .comp = &c, .cb = collect, .ud = f};
+    assert_int_equal(cf_walk_component(&o), 0);
+    assert_int_equal(f->nw, DIRS * (PER_DIR + 1));
+    for (size_t i = 0; i < f->nw; i++) {
+        int d = (int)(i / (PER_DIR + 1)), k = (int)(i % (PER_DIR + 1));
+        if (k == 0)
+            snprintf(p, sizeof p, "d%d", d);
+        else
+            snprintf(p, sizeof p, "d%d/f%05d", d, k - 1);
+        if (strcmp(f->w[i].e.path, p) != 0)
+            fail_msg("entry %zu: %s, want %s", i, f->w[i].e.path, p);
+        snprintf(p, sizeof p, "%s/%s", f->root, f->w[i].e.path);
+        assert_string_equal(f->w[i].abs, p);
+    }
+    walked_free(f);
+
+    f->stop_at = 5;
+    cf_log_set_level(-1);
+    assert_int_not_equal(cf_walk_component(&o), 0);
+    assert_string_equal(cf_error(), "stopped by the callback");
+    assert_int_equal(f->nw, 5);
+}
+
 /* A top-level path that is a single file, and one that is excluded. */
 static void test_walk_single_file_and_excluded_top(void **state)
 {
@@ -633,6 +680,7 @@ int main(void)
         T(test_walk),
         T(test_walk_required_missing),
         T(test_walk_callback_stops),
+        T(test_walk_many_entries),
         T(test_walk_single_file_and_excluded_top),
         T(test_extract_roundtrip),
         T(test_extract_refusals),
