@@ -326,8 +326,8 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
     const coffer_config *cfg = r->st->cfg;
     int64_t conns = cf_repo_connections(r);
     int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
-    if (infl <= 0)
-        infl = 24ll << 20;
+    if (infl <= 0) /* a local disk answers at once: a short window keeps it busy */
+        infl = local_default(r) ? 8ll << 20 : 24ll << 20;
     if (window_cap && (uint64_t)infl > window_cap)
         infl = (int64_t)window_cap;
     if (infl < (1ll << 20))
