@@ -10,6 +10,8 @@
 
 #include <dirent.h>
 
+#include <zstd.h>
+
 #include "../../fuzz/manifest_diff.h"
 #include "engine/manifest.h"
 #include "engine_test.h"
@@ -775,6 +777,84 @@ static long read_all(fx *f, const char *id)
     return rc < 0 ? -1 : n;
 }
 
+/* Commit n entries under id with a header padded by pad bytes; check
+ * that the set reads back whole and that its body is one zstd frame
+ * (repository-format.md: the body is exactly one frame, whatever the
+ * level and however many threads compressed it). */
+static void frame_roundtrip(cf_repo *repo, mem_storage *ms, const char *id, cf_entry *v, size_t n,
+                              size_t pad)
+{
+    cf_mwriter *w;
+    assert_int_equal(cf_manifest_begin(&w), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(cf_manifest_add(w, &v[i]), 0);
+    char *padding = cf_malloc(pad + 1);
+    memset(padding, 'p', pad);
+    padding[pad] = 0;
+    json_t *h = json_pack("{s:s,s:s,s:s}", "id", id, "policy", "p", "pad", padding);
+    if (cf_manifest_commit(w, repo, id, h) != 0)
+        fail_msg("commit: %s", cf_error());
+    json_decref(h);
+    cf_manifest_free(w);
+
+    cf_mreader *m;
+    assert_int_equal(cf_manifest_open(repo, id, &m, &h), 0);
+    assert_string_equal(json_string_value(json_object_get(h, "pad")), padding);
+    json_decref(h);
+    free(padding);
+    cf_entry e;
+    size_t k = 0;
+    int rc;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        assert_true(k < n);
+        size_t la, lb;
+        char *a = cf_entry_line(&e, &la), *b = cf_entry_line(&v[k], &lb);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+        cf_entry_clear(&e);
+        k++;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(k, n);
+    cf_manifest_close(m);
+
+    char key[64];
+    snprintf(key, sizeof key, "sets/%s", id);
+    size_t len;
+    uint8_t *obj = mem_storage_get(ms, key, &len);
+    assert_non_null(obj);
+    assert_true(len > 8 + 32);
+    assert_int_equal(obj[6] & 1, 1); /* a zstd body */
+    size_t body = len - 8 - 32;
+    assert_int_equal(ZSTD_findFrameCompressedSize(obj + 8, body), body);
+    free(obj);
+}
+
+static void test_commit_one_frame(void **state)
+{
+    fx *f = *state;
+    cf_entry *v;
+    size_t n = build_entries(&v, 40000);
+    /* a header over several blocks, lines over many (8 MiB and more of
+     * lines: compressed on every core) */
+    frame_roundtrip(f->repo, f->ms, "20261206T090000Z-00000001", v, n, 300000);
+    /* nothing but the header and the end line */
+    frame_roundtrip(f->repo, f->ms, "20261206T090000Z-00000002", v, 0, 10);
+    /* a repository above the default level keeps its level */
+    mem_storage *ms;
+    cf_store *st = mem_store_new("target 'mem19'", &ms);
+    cf_repo_params p = {.cdc = {.min_size = 2048, .avg_size = 8192, .max_size = 65536, .seed = 7},
+                        .zstd_level = 19};
+    assert_int_equal(cf_repo_init(st, &p), 0);
+    cf_repo *r;
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    frame_roundtrip(r, ms, "20261206T090000Z-00000003", v, 2006, 200000);
+    cf_repo_close(r);
+    cf_store_free(st);
+    free_entries(v, n);
+}
+
 static void test_damaged_object_is_an_error(void **state)
 {
     fx *f = *state;
@@ -1100,6 +1180,7 @@ int main(void)
         T(test_end_line_count_checked),     T(test_sets_list_sorted),
         T(test_parse_head),                 T(test_skim_passes_long_lines),
         T(test_integers_roundtrip),
+        T(test_commit_one_frame),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
