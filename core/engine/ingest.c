@@ -41,7 +41,7 @@ static int store(cf_ingest *g, const uint8_t *p, size_t n)
     double t = cf_now();
     cf_repo_hash(g->repo, p, n, &id);
     cf_phase_add(CF_PHASE_CHUNK, t);
-    if (cf_repo_put_chunk(g->repo, &id, p, n, &added) != 0)
+    if (cf_repo_put_chunk_level(g->repo, &id, p, n, g->level, &added) != 0)
         return -1;
     if (added)
         g->new_raw += n;

@@ -21,6 +21,7 @@ typedef struct cf_ingest {
     size_t nchunks, chunks_cap;
     uint64_t size;     /* bytes of the current stream */
     uint64_t new_raw;  /* bytes stored as new chunks (all streams) */
+    int level;         /* zstd level of its chunks (cf_repo_put_chunk_level; 0: the repository's) */
 } cf_ingest;
 
 void cf_ingest_init(cf_ingest *g, cf_repo *repo, const cf_cdc *cdc);

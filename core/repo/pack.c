@@ -179,7 +179,8 @@ int cf_packw_add_stored(cf_packw *pw, const cf_loc *src, const uint8_t *blob, cf
     return 0;
 }
 
-int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc)
+int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, int level,
+                 cf_loc *loc)
 {
     memset(loc, 0, sizeof *loc);
     loc->id = *id;
@@ -192,7 +193,11 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf
         size_t bound = ZSTD_compressBound(len);
         pw->cbuf.len = 0;
         cf_buf_reserve(&pw->cbuf, bound);
+        if (level && level != pw->r->zstd_level)
+            ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, level);
         size_t cs = ZSTD_compress2(pw->cctx, pw->cbuf.data, bound, data, len);
+        if (level && level != pw->r->zstd_level)
+            ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, pw->r->zstd_level);
         /* Keep whichever is smaller: incompressible data stays raw. */
         if (!ZSTD_isError(cs) && cs < len) {
             blob = pw->cbuf.data;

@@ -751,6 +751,14 @@ static int session_failed(cf_repo *r)
 
 int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added)
 {
+    return cf_repo_put_chunk_level(r, id, data, len, 0, added);
+}
+
+int cf_repo_put_chunk_level(cf_repo *r, const cf_id *id, const void *data, size_t len, int level,
+                            int *added)
+{
+    if (r->zstd_level > DEFAULT_ZSTD_LEVEL)
+        level = 0; /* an operator who asked for more gets it everywhere */
     if (added)
         *added = 0;
     if (atomic_load(&r->failed))
@@ -765,7 +773,7 @@ int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len,
 
     cf_packw *pw = writer_get(r);
     cf_loc loc;
-    if (cf_packw_add(pw, id, data, len, &loc) != 0) {
+    if (cf_packw_add(pw, id, data, len, level, &loc) != 0) {
         session_fail(r);
         writer_put(r, pw);
         return -1;

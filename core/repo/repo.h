@@ -150,6 +150,10 @@ int cf_repo_has(cf_repo *r, const cf_id *id);
  * open packs (one per calling thread), record in the session index.
  * *added = 1 if new (may be NULL). Thread safe. */
 int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len, int *added);
+/* The same at zstd level `level` when the repository's level is 3 (the
+ * default) or lower; 0: the repository's level. */
+int cf_repo_put_chunk_level(cf_repo *r, const cf_id *id, const void *data, size_t len, int level,
+                            int *added);
 /* From now on, packs are published by n (1..4) background threads while
  * the writers go on with the next pack: an object store takes the last
  * part and the completion of a multipart upload out of the chunking

@@ -292,7 +292,9 @@ cf_packw *cf_packw_new(cf_repo *r);
 void cf_packw_free(cf_packw *pw);
 /* Compress (outside any lock) and append one blob, opening a pack when
  * none is open; *loc receives where it went. */
-int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, cf_loc *loc);
+/* level: zstd level of this chunk (0: the repository's) */
+int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, int level,
+                 cf_loc *loc);
 /* Append a blob exactly as stored elsewhere (prune's repacking: sealed
  * blobs are bound to their chunk id, not to a pack, so they move as is). */
 int cf_packw_add_stored(cf_packw *pw, const cf_loc *src, const uint8_t *blob, cf_loc *loc);
