@@ -122,11 +122,6 @@ typedef struct pool {
     uint64_t p1_reused; /* files unchanged since the first pass (not read again) */
 } pool;
 
-static int same_str(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 static int same_xattrs(const cf_entry *a, const cf_entry *b)
 {
     if (a->nxattrs != b->nxattrs)
@@ -156,7 +151,7 @@ static int reuse_previous(pool *pl, job *j)
      * the same too. */
     size_t ll;
     const char *line = cf_prevset_line(pl->prev, &ll);
-    if (line && same_str(p->user, j->e.user) && same_str(p->group, j->e.group) &&
+    if (line && cf_streq(p->user, j->e.user) && cf_streq(p->group, j->e.group) &&
         p->dev == j->e.dev && p->nlink == j->e.nlink && same_xattrs(p, &j->e)) {
         j->line = cf_malloc(ll);
         memcpy(j->line, line, ll);

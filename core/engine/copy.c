@@ -110,11 +110,6 @@ static void ids_add(cf_copy_ids *m, const cf_id *src, const cf_id *dst)
  * source ids and the destination's with destination ids. Reading them
  * side by side tells where each of its chunks went, from two manifests
  * each repository authenticates with its own key. */
-static int same_str(const char *a, const char *b)
-{
-    return a && b ? strcmp(a, b) == 0 : a == b;
-}
-
 static void seed_from_set(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char *id)
 {
     cf_mreader *a = NULL, *b = NULL;
@@ -134,7 +129,7 @@ static void seed_from_set(cf_copy_ids *m, cf_repo *src, cf_repo *dst, const char
             break;
         }
         alike = ea.kind == eb.kind && ea.size == eb.size && ea.nchunks == eb.nchunks &&
-                same_str(ea.path, eb.path) && same_str(ea.component, eb.component);
+                cf_streq(ea.path, eb.path) && cf_streq(ea.component, eb.component);
         for (size_t i = 0; alike && i < ea.nchunks && np < COPY_MAP_MAX; i++)
             pairs_push(&pairs, &np, &cap, &ea.chunks[i], &eb.chunks[i]);
         cf_entry_clear(&ea);

@@ -811,13 +811,9 @@ int cf_manifest_add(cf_mwriter *w, const cf_entry *e)
         const unsigned char *buf;
         size_t n;
         yajl_gen_get_buf(w->gen, &buf, &n);
-        if (fwrite(buf, 1, n, w->spool) != n || fputc('\n', w->spool) == EOF) {
-            yajl_gen_clear(w->gen);
-            return cf_fail_errno("cannot write manifest spool file");
-        }
+        int rc = cf_manifest_add_line(w, (const char *)buf, n);
         yajl_gen_clear(w->gen);
-        w->count++;
-        return 0;
+        return rc;
     }
     json_t *j = cf_entry_to_json(e);
     int r = json_dumpf(j, w->spool, JSON_COMPACT);

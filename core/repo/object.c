@@ -296,8 +296,9 @@ void cf_repo_objw_manifest(cf_objw *w, int workers)
 {
     if (!w->cctx)
         return;
-    if (w->level <= DEFAULT_ZSTD_LEVEL)
-        ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 1);
+    int lv = cf_zstd_level(w->level, 1);
+    if (lv != w->level)
+        ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, lv);
     if (workers < 2)
         return;
     /* 2 MiB jobs: the window of the default levels; memory stays a few

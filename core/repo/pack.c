@@ -193,10 +193,11 @@ int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, in
         size_t bound = ZSTD_compressBound(len);
         pw->cbuf.len = 0;
         cf_buf_reserve(&pw->cbuf, bound);
-        if (level && level != pw->r->zstd_level)
-            ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, level);
+        int lv = cf_zstd_level(pw->r->zstd_level, level);
+        if (lv != pw->r->zstd_level)
+            ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, lv);
         size_t cs = ZSTD_compress2(pw->cctx, pw->cbuf.data, bound, data, len);
-        if (level && level != pw->r->zstd_level)
+        if (lv != pw->r->zstd_level)
             ZSTD_CCtx_setParameter(pw->cctx, ZSTD_c_compressionLevel, pw->r->zstd_level);
         /* Keep whichever is smaller: incompressible data stays raw. */
         if (!ZSTD_isError(cs) && cs < len) {

@@ -757,8 +757,6 @@ int cf_repo_put_chunk(cf_repo *r, const cf_id *id, const void *data, size_t len,
 int cf_repo_put_chunk_level(cf_repo *r, const cf_id *id, const void *data, size_t len, int level,
                             int *added)
 {
-    if (r->zstd_level > DEFAULT_ZSTD_LEVEL)
-        level = 0; /* an operator who asked for more gets it everywhere */
     if (added)
         *added = 0;
     if (atomic_load(&r->failed))

@@ -191,8 +191,9 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
  * read, while the chunks read and not yet taken stay within a window.
  * The target's options `connections` (threads, default 8 for object
  * storage, 3 for local disks) and `inflight_bytes` (the window, default
- * 24M for object storage, 8M for local disks) tune it. Every wanted chunk must be taken or skipped, each once;
- * want, take and skip may be called from any threads. */
+ * 24M for object storage, 8M for local disks) tune it. Every wanted chunk
+ * must be taken or skipped, each once; want, take and skip may be called
+ * from any threads. */
 typedef struct cf_fetch cf_fetch;
 /* window_cap: at most this many bytes in the window (0: the target's
  * inflight_bytes alone). */

@@ -99,11 +99,19 @@ int cf_env_check(const uint8_t hdr[CF_ENV_HDR_LEN], int type, const char *key, u
                  int scheme);
 const char *cf_obj_type_name(int type);
 
-/* Envelope writer/reader on a bare store (init has no cf_repo yet).
- * cr: the repository's keys (body encrypted), or NULL (plain). */
 /* compression.level when the config does not set it */
 #define DEFAULT_ZSTD_LEVEL 3
 
+/* The level a writer uses where it wants `wanted` (0: no wish) in a
+ * repository at repo_level: the wish holds up to the default level; an
+ * operator who asked for more gets it everywhere. */
+static inline int cf_zstd_level(int repo_level, int wanted)
+{
+    return wanted && repo_level <= DEFAULT_ZSTD_LEVEL ? wanted : repo_level;
+}
+
+/* Envelope writer/reader on a bare store (init has no cf_repo yet).
+ * cr: the repository's keys (body encrypted), or NULL (plain). */
 int cf_objw_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int level, int type,
                      const char *key, uint32_t wflags, int compress, cf_objw **out);
 int cf_objr_open_raw(cf_store *st, const EVP_MD *md, const cf_crypt *cr, int type,
@@ -292,7 +300,8 @@ cf_packw *cf_packw_new(cf_repo *r);
 void cf_packw_free(cf_packw *pw);
 /* Compress (outside any lock) and append one blob, opening a pack when
  * none is open; *loc receives where it went. */
-/* level: zstd level of this chunk (0: the repository's) */
+/* level: the zstd level wanted for this chunk (0: the repository's), as
+ * cf_zstd_level allows it */
 int cf_packw_add(cf_packw *pw, const cf_id *id, const void *data, size_t len, int level,
                  cf_loc *loc);
 /* Append a blob exactly as stored elsewhere (prune's repacking: sealed

@@ -47,6 +47,11 @@ char *cf_strdup(const char *s)
     return s ? cf_strndup(s, strlen(s)) : NULL;
 }
 
+int cf_streq(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 char *cf_strndup(const char *s, size_t n)
 {
     char *p = cf_malloc(n + 1);

@@ -24,6 +24,8 @@ void *cf_malloc(size_t n);
 void *cf_calloc(size_t n, size_t size);
 void *cf_realloc(void *p, size_t n);
 char *cf_strdup(const char *s);
+/* Both NULL, or both strings and equal. */
+int cf_streq(const char *a, const char *b);
 char *cf_strndup(const char *s, size_t n);
 char *cf_asprintf(const char *fmt, ...) CF_PRINTF(1, 2);
 char *cf_vasprintf(const char *fmt, va_list ap);
