@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <zstd.h>
 
 static void make_chunk(cf_repo *r, uint8_t *buf, size_t len, uint64_t seed, cf_id *id)
 {
@@ -618,6 +619,60 @@ static void test_pack_golden(void **state)
     cf_store_free(st);
 }
 
+/* Bytes stored for one chunk put at level `wanted` (0: no wish) into a
+ * fresh repository at level `repo_level` (0: the default). */
+static uint64_t stored_at(int repo_level, int wanted, const uint8_t *data, size_t len)
+{
+    mem_storage *ms;
+    cf_store *st = mem_store_new("mem", &ms);
+    cf_repo_params p = {.cdc = {.min_size = 2048, .avg_size = 8192, .max_size = 65536, .seed = 42},
+                        .zstd_level = repo_level};
+    assert_int_equal(cf_repo_init(st, &p), 0);
+    cf_repo *r;
+    assert_int_equal(cf_repo_open(st, &r), 0);
+    cf_id id;
+    cf_repo_hash(r, data, len, &id);
+    int added = 0;
+    assert_int_equal(cf_repo_put_chunk_level(r, &id, data, len, wanted, &added), 0);
+    assert_int_equal(added, 1);
+    assert_int_equal(cf_repo_flush(r), 0);
+    cf_buf out = {0};
+    assert_int_equal(cf_repo_get_chunk(r, &id, &out), 0);
+    assert_int_equal(out.len, len);
+    assert_memory_equal(out.data, data, len);
+    cf_buf_free(&out);
+    cf_repo_stats s;
+    cf_repo_get_stats(r, &s);
+    cf_repo_close(r);
+    cf_store_free(st);
+    return s.bytes_new_stored;
+}
+
+/* A chunk put with a wish for level 1 (database dumps) is compressed at
+ * level 1 in a repository at the default level, and at the repository's
+ * own level when an operator set it above the default. */
+static void test_chunk_level(void **state)
+{
+    (void)state;
+    size_t len = 200000;
+    uint8_t *data = malloc(len);
+    fill_text(data, len, 11);
+    uint8_t *z = malloc(ZSTD_compressBound(len));
+    size_t z1 = ZSTD_compress(z, ZSTD_compressBound(len), data, len, 1);
+    size_t z3 = ZSTD_compress(z, ZSTD_compressBound(len), data, len, 3);
+    assert_false(ZSTD_isError(z1) || ZSTD_isError(z3));
+    assert_int_not_equal(z1, z3);
+    /* the same envelope around either: the difference is the level's */
+    uint64_t def = stored_at(0, 0, data, len), def1 = stored_at(0, 1, data, len);
+    assert_int_equal((int64_t)def1 - (int64_t)def, (int64_t)z1 - (int64_t)z3);
+    assert_int_equal(stored_at(3, 1, data, len), def1);
+    /* above the default, the operator's level holds */
+    assert_int_equal(stored_at(19, 1, data, len), stored_at(19, 0, data, len));
+    assert_int_not_equal(stored_at(19, 0, data, len), def);
+    free(z);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,7 +680,7 @@ int main(void)
         cmocka_unit_test(test_dedup),         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_async_commits),     cmocka_unit_test(test_rebuild_index),
-        cmocka_unit_test(test_rebuild_index_pieces),
+        cmocka_unit_test(test_rebuild_index_pieces), cmocka_unit_test(test_chunk_level),
         cmocka_unit_test(test_unknown_chunk), cmocka_unit_test(test_pack_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
