@@ -588,6 +588,66 @@ static void test_second_backup_keeps_lines(void **state)
     free(id2);
 }
 
+/* The kept line is the previous set's own, not one generated again: a
+ * member this version does not write (readers ignore it) that the
+ * previous set has on an unchanged file's line is still there in the
+ * next set; a changed file's line is generated, without it. */
+static void test_second_backup_carries_previous_line(void **state)
+{
+    fx *f = *state;
+    init_repo(f);
+    char *id1 = backup(f, NULL);
+    /* The same set once more, newer (same second, a later suffix), with
+     * a member added to every file line. */
+    cf_run *run = open_run(f, NULL, NULL, NULL);
+    cf_mreader *m;
+    json_t *h;
+    assert_int_equal(cf_manifest_open(run->repo, id1, &m, &h), 0);
+    char *idb = cf_asprintf("%.*s-ffffffff", (int)(strchr(id1, '-') - id1), id1);
+    json_object_set_new(h, "id", json_string(idb));
+    cf_mwriter *w;
+    assert_int_equal(cf_manifest_begin(&w), 0);
+    cf_entry e;
+    int rc, files = 0;
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        size_t len;
+        const char *line = cf_manifest_line(m, &len);
+        if (e.kind == CF_ENT_FILE) {
+            char *more = cf_asprintf("%.*s,\"x_note\":1}", (int)len - 1, line);
+            assert_int_equal(cf_manifest_add_line(w, more, strlen(more)), 0);
+            free(more);
+            files++;
+        } else {
+            assert_int_equal(cf_manifest_add_line(w, line, len), 0);
+        }
+        cf_entry_clear(&e);
+    }
+    assert_int_equal(rc, 0);
+    cf_manifest_close(m);
+    assert_true(files >= 3);
+    if (cf_manifest_commit(w, run->repo, idb, h) != 0)
+        fail_msg("commit: %s", cf_error());
+    cf_manifest_free(w);
+    json_decref(h);
+    cf_run_close(run);
+
+    next_second();
+    put(f, "data/files/b.txt", "b, changed\n");
+    char *id2 = backup(f, NULL);
+    fline *l;
+    size_t n = file_lines(f, id2, &l);
+    assert_int_equal((int)n, files);
+    for (size_t i = 0; i < n; i++) {
+        int changed = strcmp(l[i].path, "data/files/b.txt") == 0;
+        if (changed != !strstr(l[i].line, "\"x_note\":1"))
+            fail_msg("%s: %s", l[i].path, l[i].line);
+    }
+    flines_free(l, n);
+    free(idb);
+    free(id1);
+    free(id2);
+}
+
 /* A previous set whose long file lines (hundreds of chunks each) all lie
  * behind the walk: the reader passes over them without parsing them
  * (cf_manifest_next_skim), and the files that follow are still found
@@ -1073,6 +1133,7 @@ int main(void)
         T(test_second_backup_reuses_unchanged),
         T(test_second_backup_walk_order),
         T(test_second_backup_keeps_lines),
+        T(test_second_backup_carries_previous_line),
         T(test_second_backup_passes_old_long_lines),
         T(test_verify_and_bit_rot),
         T(test_restore_into_nonempty_dir),
