@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <sqlite3.h>
+#include <zstd.h>
 #include <sys/xattr.h>
 #include <time.h>
 
@@ -648,6 +649,51 @@ static void test_second_backup_carries_previous_line(void **state)
     free(id2);
 }
 
+/* A database dump's chunks are stored at zstd level 1 (the repository
+ * is at the default level): each compressed blob is exactly level 1's
+ * output, and on this dump level 1 and level 3 differ. */
+static void test_dump_chunks_at_level_1(void **state)
+{
+    fx *f = *state;
+    init_repo(f);
+    char *id = backup(f, NULL);
+    cf_run *run = open_run(f, NULL, NULL, NULL);
+    /* (init_repo makes an unencrypted repository: a blob is the zstd
+     * frame itself) */
+    cf_mreader *m;
+    json_t *h;
+    assert_int_equal(cf_manifest_open(run->repo, id, &m, &h), 0);
+    json_decref(h);
+    cf_entry e;
+    int rc;
+    size_t compressed = 0, differ = 0;
+    cf_buf raw = {0};
+    while ((rc = cf_manifest_next(m, &e)) == 1) {
+        for (size_t i = 0; e.kind == CF_ENT_STREAM && i < e.nchunks; i++) {
+            assert_int_equal(cf_repo_get_chunk(run->repo, &e.chunks[i], &raw), 0);
+            size_t bound = ZSTD_compressBound(raw.len);
+            uint8_t *z = cf_malloc(bound);
+            size_t z1 = ZSTD_compress(z, bound, raw.data, raw.len, 1);
+            size_t z3 = ZSTD_compress(z, bound, raw.data, raw.len, 3);
+            free(z);
+            int64_t st = cf_repo_chunk_stored(run->repo, &e.chunks[i]);
+            if (z1 < raw.len) {
+                assert_int_equal(st, (int64_t)z1);
+                compressed++;
+                differ += z1 != z3;
+            }
+        }
+        cf_entry_clear(&e);
+    }
+    assert_int_equal(rc, 0);
+    cf_buf_free(&raw);
+    cf_manifest_close(m);
+    cf_run_close(run);
+    assert_true(compressed > 0);
+    assert_true(differ > 0);
+    free(id);
+}
+
 /* A previous set whose long file lines (hundreds of chunks each) all lie
  * behind the walk: the reader passes over them without parsing them
  * (cf_manifest_next_skim), and the files that follow are still found
@@ -1134,6 +1180,7 @@ int main(void)
         T(test_second_backup_walk_order),
         T(test_second_backup_keeps_lines),
         T(test_second_backup_carries_previous_line),
+        T(test_dump_chunks_at_level_1),
         T(test_second_backup_passes_old_long_lines),
         T(test_verify_and_bit_rot),
         T(test_restore_into_nonempty_dir),
