@@ -170,11 +170,13 @@ const char *const cf_mfield_names[CF_MF_COUNT] = {
 
 int cf_mfield_lookup(const char *name, size_t len)
 {
-    /* Called for every member of every line: compare only candidates. */
-    for (int i = 0; i < CF_MF_COUNT; i++)
-        if (cf_mfield_names[i][0] == name[0] && strlen(cf_mfield_names[i]) == len &&
-            memcmp(cf_mfield_names[i], name, len) == 0)
+    /* Called for every member of every line: compare only candidates.
+     * (name may hold a NUL: strnlen never reads past the candidate's.) */
+    for (int i = 0; i < CF_MF_COUNT; i++) {
+        const char *c = cf_mfield_names[i];
+        if (len && c[0] == name[0] && strnlen(c, len + 1) == len && memcmp(c, name, len) == 0)
             return i;
+    }
     return -1;
 }
 

@@ -66,6 +66,11 @@ char *cf_entry_line(const cf_entry *e, size_t *len);
 int cf_entry_from_json(json_t *j, cf_entry *e); /* tree: an object already parsed */
 int cf_entry_parse_tree(const char *line, size_t len, cf_entry *e); /* jansson */
 int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e); /* yajl callbacks */
+/* The first step of cf_entry_parse_fast: a plain line (one flat object,
+ * no whitespace, strings of printable ASCII without escapes, as coffer
+ * writes nearly every line) read without a JSON library. 0 or -1 as
+ * above; 1: not plain (e empty), for the general reader. */
+int cf_entry_parse_plain(const char *line, size_t len, cf_entry *e);
 /* Only kind, component and path of a file line whose path comes before
  * its chunks, unchecked: 1, else 0 (parse the line whole). */
 int cf_entry_parse_head(const char *line, size_t len, cf_entry *e);

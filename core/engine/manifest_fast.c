@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
@@ -306,9 +307,161 @@ int cf_entry_parse_head(const char *line, size_t len, cf_entry *e)
     return rc;
 }
 
-int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)
+/* ---- plain lines -------------------------------------------------------
+ * Nearly every line coffer writes is plain: one flat object of known
+ * members whose strings are printable ASCII without escapes (a chunk
+ * list the only array), no whitespace. Such a line is read here straight
+ * into the cf_mraw, without yajl; anything else (an escape, a byte above
+ * 0x7e, an unknown or repeated member, another kind of value, a number
+ * yajl might read otherwise) is left to the general reader below, which
+ * also gives the errors. Over what it takes, this reader fills the
+ * record exactly as the callbacks above would. */
+
+/* A plain string at *p (after its opening quote): its length, the
+ * closing quote at (*p)[len]; -1 if not plain. */
+static ssize_t plain_str(const char *p, const char *end)
+{
+    const char *q = p;
+    while (q < end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return -1;
+        q++;
+    }
+    return q < end ? q - p : -1;
+}
+
+/* A plain integer: -?(0|[1-9][0-9]{0,17}) (never out of int64's range,
+ * no leading zero, no "-0"); the bytes read, 0 if not plain. */
+static size_t plain_int(const char *p, const char *end, int64_t *v)
+{
+    const char *q = p;
+    int neg = q < end && *q == '-';
+    q += neg;
+    if (q >= end || *q < '0' || *q > '9' || (*q == '0' && neg))
+        return 0;
+    int64_t x = 0;
+    const char *d = q;
+    if (*q == '0')
+        q++;
+    else
+        while (q < end && *q >= '0' && *q <= '9' && q - d < 18)
+            x = 10 * x + (*q++ - '0');
+    if (q < end && (*q == '.' || *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')))
+        return 0;
+    *v = neg ? -x : x;
+    return (size_t)(q - p);
+}
+
+/* The members of a walk entry's line in the order coffer writes them:
+ * the member expected next is tried first. */
+static const int8_t line_order[] = {
+    CF_MF_TYPE,  CF_MF_COMPONENT, CF_MF_PATH,  CF_MF_MODE,     CF_MF_UID,    CF_MF_GID,
+    CF_MF_USER,  CF_MF_GROUP,     CF_MF_MTIME, CF_MF_MTIME_NS, CF_MF_SIZE,   CF_MF_CHUNKS,
+    CF_MF_DEV,   CF_MF_INO,       CF_MF_NLINK, CF_MF_CTIME,    CF_MF_CTIME_NS, CF_MF_TARGET,
+};
+
+/* Member name to enum cf_mfield; *next: position in
+ * line_order to try first, moved past the name found. */
+static int plain_field(const char *name, size_t len, size_t *next)
+{
+    for (size_t i = *next; i < *next + 3 && i < CF_ARRAY_LEN(line_order); i++) {
+        const char *c = cf_mfield_names[line_order[i]];
+        if (strnlen(c, len + 1) == len && memcmp(c, name, len) == 0) {
+            *next = i + 1;
+            return line_order[i];
+        }
+    }
+    return cf_mfield_lookup(name, len);
+}
+
+/* 1: the whole line was plain and r holds it; 0: not plain (r empty). */
+static int parse_plain(const char *line, size_t len, cf_mraw *r)
+{
+    const char *p = line, *end = line + len;
+    uint32_t seen = 0;
+    size_t next = 0;
+    if (len < 2 || *p++ != '{')
+        return 0;
+    for (;;) {
+        if (p >= end || *p++ != '"')
+            goto not_plain;
+        ssize_t kl = plain_str(p, end);
+        if (kl <= 0)
+            goto not_plain;
+        int fl = plain_field(p, (size_t)kl, &next);
+        p += kl + 1;
+        if (fl < 0 || fl == CF_MF_XATTRS || fl == CF_MF_META || (seen & (1u << fl)) ||
+            p >= end || *p++ != ':' || p >= end)
+            goto not_plain;
+        seen |= 1u << fl;
+        if (fl == CF_MF_CHUNKS) {
+            if (*p++ != '[')
+                goto not_plain;
+            r->t[fl] = CF_MV_ARRAY;
+            if (p < end && *p == ']')
+                p++;
+            else
+                for (;;) {
+                    if (p >= end || *p++ != '"')
+                        goto not_plain;
+                    ssize_t sl = plain_str(p, end);
+                    if (sl < 0)
+                        goto not_plain;
+                    cf_mraw_add_chunk(r, p, (size_t)sl);
+                    p += sl + 1;
+                    if (p < end && *p == ',') {
+                        p++;
+                        continue;
+                    }
+                    if (p < end && *p == ']') {
+                        p++;
+                        break;
+                    }
+                    goto not_plain;
+                }
+        } else if (*p == '"') {
+            ssize_t sl = plain_str(++p, end);
+            if (sl < 0)
+                goto not_plain;
+            r->t[fl] = CF_MV_STRING;
+            r->str[fl] = cf_strndup(p, (size_t)sl);
+            p += sl + 1;
+        } else {
+            size_t n = plain_int(p, end, &r->num[fl]);
+            if (!n)
+                goto not_plain;
+            r->t[fl] = CF_MV_INTEGER;
+            p += n;
+        }
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        if (p + 1 == end && *p == '}')
+            return 1;
+        goto not_plain;
+    }
+not_plain:
+    cf_mraw_free(r);
+    return 0;
+}
+
+int cf_entry_parse_plain(const char *line, size_t len, cf_entry *e)
 {
     memset(e, 0, sizeof *e);
+    cf_mraw r;
+    memset(&r, 0, sizeof r);
+    if (!parse_plain(line, len, &r))
+        return 1;
+    return cf_mraw_finish(&r, e);
+}
+
+int cf_entry_parse_fast(const char *line, size_t len, cf_entry *e)
+{
+    int plain = cf_entry_parse_plain(line, len, e);
+    if (plain != 1)
+        return plain;
     if (cf_mline_lex_check(line, len) != 0)
         return -1;
     fast *f = fast_new(0);

@@ -30,6 +30,7 @@ typedef struct batch {
     uint32_t line[BATCH], line_len[BATCH]; /* e[i]'s line in lines (line_len 0: none) */
     char *lines;
     size_t n, chunks, lines_len, lines_cap;
+    struct batch *next; /* on the spent list */
 } batch;
 
 struct cf_prevset {
@@ -41,6 +42,10 @@ struct cf_prevset {
     pthread_cond_t cv;
     batch *q[BATCHES]; /* filled batches, q[qhead..qhead+qn) */
     size_t qhead, qn;
+    /* Batches the walk is done with, cleared and filled again by the
+     * reader: what the reader allocates is freed on its own thread (a
+     * free of another thread's memory waits for that thread's arena). */
+    batch *spent;
     int eof;          /* the reader has pushed its last batch */
     int stop;         /* the consumer is gone */
     int header_known; /* bytes is set (or there is no previous set) */
@@ -60,14 +65,34 @@ struct cf_prevset {
     uint64_t looked_up, found;
 };
 
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        cf_entry_clear(&b->e[i]);
+    b->n = b->chunks = b->lines_len = 0;
+}
+
 static void batch_free(batch *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->n; i++)
-        cf_entry_clear(&b->e[i]);
+    batch_clear(b);
     free(b->lines);
     free(b);
+}
+
+/* A batch to fill: a spent one cleared, else a new one (reader). */
+static batch *batch_get(cf_prevset *ps)
+{
+    pthread_mutex_lock(&ps->mu);
+    batch *b = ps->spent;
+    if (b)
+        ps->spent = b->next;
+    pthread_mutex_unlock(&ps->mu);
+    if (!b)
+        return cf_calloc(1, sizeof(batch));
+    batch_clear(b);
+    return b;
 }
 
 /* Newest set of this policy written by this host, else the newest of
@@ -122,6 +147,24 @@ static int passed(void *ud, const cf_entry *head)
     return behind;
 }
 
+/* Whether every chunk of each entry is still stored: the index lookups
+ * of the reused chunks, made here off the walking thread (the index
+ * takes concurrent readers), a batch at a time. */
+static void batch_lookup(cf_prevset *ps, batch *b)
+{
+    const cf_id *lists[BATCH];
+    size_t lens[BATCH];
+    for (size_t i = 0; i < b->n; i++) {
+        lists[i] = b->e[i].chunks;
+        lens[i] = b->e[i].nchunks;
+    }
+    cf_repo_has_lists(ps->run->repo, lists, lens, b->n, b->stored);
+    /* a kept line is only ever used for a file whose chunks are stored */
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->stored[i])
+            b->line_len[i] = 0;
+}
+
 static void *reader(void *arg)
 {
     cf_prevset *ps = arg;
@@ -146,7 +189,7 @@ static void *reader(void *arg)
     batch *b = NULL;
     while (mr) {
         if (!b)
-            b = cf_calloc(1, sizeof *b);
+            b = batch_get(ps);
         cf_entry *e = &b->e[b->n];
         rc = cf_manifest_next_skim(mr, e, atomic_load(&ps->has_front) ? passed : NULL, ps);
         if (rc == 2) {
@@ -165,16 +208,10 @@ static void *reader(void *arg)
             continue;
         }
         ents++;
-        /* The index lookups of the reused chunks are made here, off the
-         * walking thread (the index takes concurrent readers). */
-        int stored = 1;
-        for (size_t i = 0; i < e->nchunks && stored; i++)
-            stored = cf_repo_has(ps->run->repo, &e->chunks[i]);
-        b->stored[b->n] = (uint8_t)stored;
         b->line_len[b->n] = 0;
         size_t ll;
         const char *line = cf_manifest_line(mr, &ll);
-        if (stored && e->kind == CF_ENT_FILE && line && ll <= LINE_KEPT) {
+        if (e->kind == CF_ENT_FILE && line && ll <= LINE_KEPT) {
             if (b->lines_len + ll > b->lines_cap) {
                 b->lines_cap = b->lines_cap ? 2 * b->lines_cap : 64 * 1024;
                 b->lines = cf_realloc(b->lines, b->lines_cap);
@@ -186,6 +223,7 @@ static void *reader(void *arg)
         }
         b->chunks += e->nchunks;
         if (++b->n == BATCH || b->chunks >= BATCH_CHUNKS) {
+            batch_lookup(ps, b);
             if (!push(ps, b)) {
                 b = NULL;
                 break;
@@ -198,8 +236,10 @@ static void *reader(void *arg)
          * sound; the rest of the files are simply read. */
         cf_log(CF_LOG_WARN, "previous set %s unreadable after %llu entries, reading the rest: %s",
                ps->id, (unsigned long long)ents, cf_error());
-    if (b && b->n)
+    if (b && b->n) {
+        batch_lookup(ps, b);
         push(ps, b);
+    }
     else
         batch_free(b);
     if (mr) {
@@ -237,10 +277,13 @@ static const cf_entry *peek(cf_prevset *ps, const cf_entry *want)
 {
     if (ps->cur && ps->pos < ps->cur->n)
         return &ps->cur->e[ps->pos];
-    batch_free(ps->cur);
+    pthread_mutex_lock(&ps->mu);
+    if (ps->cur) {
+        ps->cur->next = ps->spent;
+        ps->spent = ps->cur;
+    }
     ps->cur = NULL;
     ps->pos = 0;
-    pthread_mutex_lock(&ps->mu);
     if (ps->qn == 0 && !ps->eof &&
         (!ps->front_path || strcmp(ps->front_path, want->path) != 0 ||
          strcmp(ps->front_comp, want->component) != 0)) {
@@ -343,6 +386,11 @@ void cf_prevset_close(cf_prevset *ps)
         ps->qn--;
     }
     batch_free(ps->cur);
+    while (ps->spent) {
+        batch *b = ps->spent;
+        ps->spent = b->next;
+        batch_free(b);
+    }
     pthread_mutex_destroy(&ps->mu);
     pthread_cond_destroy(&ps->cv);
     free(ps->id);

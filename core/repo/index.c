@@ -131,6 +131,21 @@ static int index_bad(const cf_index *ix, size_t pos)
     return loc_bad(ix, &l);
 }
 
+/* Ask the cache for what a lookup of id will read: stage 0 its map
+ * slot, stage 1 the entry the slot points to (read the slot first). */
+void cf_index_prefetch(const cf_index *ix, const cf_id *id, int stage)
+{
+    const cf_idmap *m = &ix->emap;
+    if (!m->nslots)
+        return;
+    size_t i = (size_t)id_hash(id) & (m->nslots - 1);
+    if (stage == 0) {
+        __builtin_prefetch(&m->slots[i]);
+    } else if (m->slots[i]) {
+        __builtin_prefetch(elem_id(ix->ents, sizeof *ix->ents, m->slots[i] - 1));
+    }
+}
+
 static ssize_t mem_find(const cf_index *ix, const cf_id *id)
 {
     return idmap_find(&ix->emap, ix->ents, sizeof *ix->ents, id);

@@ -703,6 +703,40 @@ int cf_repo_has(cf_repo *r, const cf_id *id)
     return i >= 0 && ok;
 }
 
+void cf_repo_has_lists(cf_repo *r, const cf_id *const *lists, const size_t *lens, size_t n,
+                       uint8_t *all)
+{
+    /* Every id in list order, looked up AHEAD ids after its slot and
+     * AHEAD/2 after its entry were asked for. */
+    enum { AHEAD = 16 };
+    size_t li[3] = {0, 0, 0}, ci[3] = {0, 0, 0}; /* list, id: slot, entry, lookup cursors */
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < n; i++)
+        all[i] = 1;
+    for (size_t k = 0;; k++) {
+        for (int c = 0; c < 3; c++) {
+            if (k < (size_t)c * AHEAD / 2)
+                continue; /* this cursor starts later */
+            while (li[c] < n && ci[c] >= lens[li[c]]) {
+                li[c]++;
+                ci[c] = 0;
+            }
+            if (li[c] == n)
+                continue;
+            const cf_id *id = &lists[li[c]][ci[c]++];
+            if (c < 2) {
+                cf_index_prefetch(&r->idx, id, c);
+            } else if (all[li[c]]) {
+                int ok = 0;
+                all[li[c]] = cf_index_find_sound(&r->idx, id, &ok) >= 0 && ok;
+            }
+        }
+        if (li[2] == n)
+            break;
+    }
+    pthread_rwlock_unlock(&r->lock);
+}
+
 static cf_packw *writer_get(cf_repo *r)
 {
     pthread_mutex_lock(&r->wlock);

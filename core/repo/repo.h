@@ -146,6 +146,12 @@ int cf_repo_key_remove(cf_repo *r, const char *id, int allow_current);
 void cf_repo_hash(cf_repo *r, const void *data, size_t len, cf_id *out);
 /* 1 if the chunk is stored (committed index or written in this session). */
 int cf_repo_has(cf_repo *r, const cf_id *id);
+/* cf_repo_has for n lists of ids at once: all[i] = 1 if every id of
+ * lists[i] (lens[i] of them) is stored. The lookups overlap their memory
+ * reads, so a previous set's many small files cost far less than one
+ * cf_repo_has each. */
+void cf_repo_has_lists(cf_repo *r, const cf_id *const *lists, const size_t *lens, size_t n,
+                       uint8_t *all);
 /* Store a chunk unless present: compress, append to one of the session's
  * open packs (one per calling thread), record in the session index.
  * *added = 1 if new (may be NULL). Thread safe. */

@@ -208,6 +208,8 @@ static inline size_t cf_index_count(const cf_index *ix)
 /* Position of the copy of id a reader should use (a sound one when there
  * is one), or -1. */
 ssize_t cf_index_find(const cf_index *ix, const cf_id *id);
+/* A hint for a lookup of id soon (stage 0, then 1 a little later). */
+void cf_index_prefetch(const cf_index *ix, const cf_id *id, int stage);
 /* cf_index_find, and *ok: the copy found is sound (not listed damaged). */
 ssize_t cf_index_find_sound(const cf_index *ix, const cf_id *id, int *ok);
 /* cf_index_find and the entry found (bad set), in one read of the disk part. */

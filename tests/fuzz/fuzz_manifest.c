@@ -1,7 +1,7 @@
 /*
  * Differential harness of the manifest entry line grammar: the input is
- * one line; the streaming reader (yajl) and the tree reader (jansson)
- * must both refuse it, or both accept it with the same entry. The head
+ * one line; the streaming reader (its plain-line reader, else yajl) and
+ * the tree reader (jansson) must both refuse it, or both accept it with the same entry. The head
  * reader (cf_entry_parse_head) must not fail on any line, and where it
  * gives a head of a line both readers accept, it is that entry's.
  */

@@ -191,8 +191,23 @@ static void roundtrip(const cf_entry *in, cf_entry *out, json_t **as_json)
     assert_non_null(j);
     if (cf_entry_from_json(j, out) != 0)
         fail_msg("from_json: %s", cf_error());
-    /* Both line readers read every written line, identically. */
-    cf_entry fast, tree;
+    /* Both line readers read every written line, identically; a walk
+     * entry's line of printable ASCII names is read as a plain line. */
+    cf_entry fast, tree, plain;
+    int rp = cf_entry_parse_plain(s, strlen(s), &plain);
+    int printable = 1;
+    for (const char *c = s; *c; c++)
+        if (*c == '\\' || (unsigned char)*c > 0x7e)
+            printable = 0;
+    if ((in->kind == CF_ENT_FILE || in->kind == CF_ENT_DIR || in->kind == CF_ENT_SYMLINK) &&
+        !in->nxattrs && printable && rp != 0)
+        fail_msg("a line coffer writes is not read as plain (%d): %s", rp, s);
+    if (rp == 0) {
+        const char *d = cf_entry_diff(&plain, out);
+        if (d)
+            fail_msg("plain reader differs in %s: %s", d, s);
+    }
+    cf_entry_clear(&plain);
     if (cf_entry_parse_fast(s, strlen(s), &fast) != 0)
         fail_msg("fast reader: %s: %s", cf_error(), s);
     if (cf_entry_parse_tree(s, strlen(s), &tree) != 0)
@@ -533,7 +548,7 @@ static int by_name(const void *a, const void *b)
  * (tests/fuzz/corpus/manifest, named ok-* or bad-* for the expected
  * answer) and the fuzzer's regression lines, both readers refuse, or both
  * accept with the same entry. */
-static void diff_dir(const char *dir, size_t *nok, size_t *nbad)
+static void diff_dir(const char *dir, size_t *nok, size_t *nbad, size_t *nplain)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -563,6 +578,19 @@ static void diff_dir(const char *dir, size_t *nok, size_t *nbad)
         int rb = cf_entry_parse_tree(line, len, &b);
         if (ra != rb)
             fail_msg("%s: fast %d (%s), tree %d (%s)", names[i], ra, ea, rb, rb ? cf_error() : "");
+        cf_entry p;
+        int rp = cf_entry_parse_plain(line, len, &p);
+        if (rp != 1) {
+            (*nplain)++;
+            if (rp != rb)
+                fail_msg("%s: plain %d, tree %d", names[i], rp, rb);
+            const char *diff = rp == 0 ? cf_entry_diff(&p, &b) : NULL;
+            if (diff)
+                fail_msg("%s: plain and tree readers differ in %s", names[i], diff);
+        } else if (p.component || p.path) {
+            fail_msg("%s: a line left to the general reader came back filled", names[i]);
+        }
+        cf_entry_clear(&p);
         if (ra == 0) {
             const char *diff = cf_entry_diff(&a, &b);
             if (diff)
@@ -584,20 +612,105 @@ static void diff_dir(const char *dir, size_t *nok, size_t *nbad)
     free(names);
 }
 
+/* Which lines the plain reader takes (0 or -1) and which it leaves to
+ * the general reader (1), and that it answers as the tree reader does. */
+static void test_plain_lines(void **state)
+{
+    (void)state;
+#define FILE_LINE(path, mode, mns, tail)                                                        \
+    "{\"type\":\"file\",\"component\":\"files\",\"path\":\"" path "\",\"mode\":" mode            \
+    ",\"uid\":0,\"gid\":0,\"user\":\"root\",\"group\":\"root\",\"mtime\":1796543639,"          \
+    "\"mtime_ns\":" mns ",\"size\":591,\"chunks\":[\"c7e8c51c21aa5bbbd7e8aeaba02233267669aaff" \
+    "29c37925059dc66a757a71fb\"],\"dev\":65024,\"ino\":1124381,\"nlink\":1,\"ctime\":1,"        \
+    "\"ctime_ns\":0" tail "}"
+    static const struct {
+        const char *line;
+        int plain; /* cf_entry_parse_plain's answer */
+        int ok;    /* the readers' answer: 0 accepted, -1 refused */
+    } cases[] = {
+        {FILE_LINE("d/f.bin", "420", "633068551", ""), 0, 0},
+        {"{\"type\":\"dir\",\"component\":\"files\",\"path\":\"d\",\"mode\":493,\"uid\":0,"
+         "\"gid\":0,\"mtime\":1,\"mtime_ns\":2}",
+         0, 0},
+        {"{\"type\":\"symlink\",\"component\":\"files\",\"path\":\"l\",\"mode\":511,\"uid\":0,"
+         "\"gid\":0,\"mtime\":1,\"mtime_ns\":2,\"target\":\"../x y\"}",
+         0, 0},
+        {"{\"type\":\"file\",\"component\":\"files\",\"path\":\"e\",\"size\":0,\"chunks\":[]}", 0,
+         0},
+        /* refused by the checks both readers share */
+        {FILE_LINE("d/f.bin", "99999", "633068551", ""), -1, -1},
+        {FILE_LINE("d/f.bin", "420", "1000000000", ""), -1, -1},
+        {"{\"type\":\"file\",\"component\":\"files\",\"path\":\"s\",\"size\":9,\"chunks\":"
+         "[\"c7e8\"]}",
+         -1, -1},
+        /* left to the general reader */
+        {FILE_LINE("d/f\\u0041.bin", "420", "1", ""), 1, 0},
+        {FILE_LINE("d/\xc3\xa9.bin", "420", "1", ""), 1, 0},
+        {FILE_LINE("d/f.bin", "420", "-0", ""), 1, 0},
+        {FILE_LINE("d/f.bin", "0420", "1", ""), 1, -1},
+        {FILE_LINE("d/f.bin", "420", "1", ",\"mode\":420"), 1, -1},
+        {FILE_LINE("d/f.bin", "420", "1", ",\"future\":true"), 1, 0},
+        {FILE_LINE("d/f.bin", "420", "1", ",\"xattrs\":{\"user.a\":\"00\"}"), 1, 0},
+        {FILE_LINE("d/f.bin", "420", "1.5", ""), 1, -1},
+        {FILE_LINE("d/f.bin", "420", "1e3", ""), 1, -1},
+        {FILE_LINE("d/f.bin", "1234567890123456789", "1", ""), 1, -1},
+        {FILE_LINE("d/f.bin", "420", "123456789012345678", ""), -1, -1},
+        {FILE_LINE("d/f.bin", "\"420\"", "1", ""), -1, -1},
+        {"{\"type\": \"file\",\"component\":\"files\",\"path\":\"e\",\"size\":0,\"chunks\":[]}",
+         1, 0},
+        {FILE_LINE("d/f.bin", "420", "1", "") " ", 1, 0},
+        {FILE_LINE("d/f.bin", "420", "1", "") "x", 1, -1},
+        {"{\"type\":\"file\",\"component\":\"files\",\"path\":\"e\",\"size\":1,\"chunks\":[1]}", 1,
+         -1},
+        {"{\"type\":\"file\"", 1, -1},
+        {"{}", 1, -1},
+        {"", 1, -1},
+    };
+#undef FILE_LINE
+    for (size_t i = 0; i < CF_ARRAY_LEN(cases); i++) {
+        const char *l = cases[i].line;
+        cf_entry p, t, f;
+        int rp = cf_entry_parse_plain(l, strlen(l), &p);
+        if (rp != cases[i].plain)
+            fail_msg("case %zu: plain %d, expected %d (%s): %s", i, rp, cases[i].plain,
+                     rp < 0 ? cf_error() : "", l);
+        if (rp == 1)
+            assert_null(p.path);
+        int rt = cf_entry_parse_tree(l, strlen(l), &t);
+        int rf = cf_entry_parse_fast(l, strlen(l), &f);
+        if (rt != cases[i].ok || rf != cases[i].ok)
+            fail_msg("case %zu: tree %d, fast %d, expected %d: %s", i, rt, rf, cases[i].ok, l);
+        if (rp == 0) {
+            const char *d = cf_entry_diff(&p, &t);
+            if (d)
+                fail_msg("case %zu: plain and tree differ in %s", i, d);
+        }
+        cf_entry_clear(&p);
+        cf_entry_clear(&t);
+        cf_entry_clear(&f);
+    }
+    /* a refusal names the member at fault, as the general reader's does */
+    cf_entry e;
+    const char *bad = cases[4].line;
+    assert_int_equal(cf_entry_parse_plain(bad, strlen(bad), &e), -1);
+    assert_non_null(strstr(cf_error(), "'mode'"));
+}
+
 static void test_readers_agree_on_corpus(void **state)
 {
     (void)state;
     const char *src = getenv("COFFER_TEST_SRC");
     assert_non_null(src);
     char dir[1024];
-    size_t nok = 0, nbad = 0;
+    size_t nok = 0, nbad = 0, nplain = 0;
     snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/manifest", src);
-    diff_dir(dir, &nok, &nbad);
-    /* the corpus is there and holds both answers */
+    diff_dir(dir, &nok, &nbad, &nplain);
+    /* the corpus is there and holds both answers, some lines plain */
     assert_true(nok >= 15);
     assert_true(nbad >= 60);
+    assert_true(nplain >= 10);
     snprintf(dir, sizeof dir, "%s/tests/fuzz/regressions/manifest", src);
-    diff_dir(dir, &nok, &nbad);
+    diff_dir(dir, &nok, &nbad, &nplain);
 }
 
 static void test_json_name_helpers(void **state)
@@ -1174,7 +1287,7 @@ int main(void)
         T(test_roundtrip_every_kind),       T(test_roundtrip_objects),
         T(test_stream_keeps_capture_time),  T(test_non_utf8_names),
         T(test_xattr_name_not_utf8),        T(test_from_json_rejects),
-        T(test_readers_agree_on_corpus),    T(test_damaged_line_names_set_and_line),
+        T(test_plain_lines), T(test_readers_agree_on_corpus),    T(test_damaged_line_names_set_and_line),
         T(test_json_name_helpers),          T(test_write_commit_read),
         T(test_damaged_object_is_an_error), T(test_logical_damage),
         T(test_end_line_count_checked),     T(test_sets_list_sorted),

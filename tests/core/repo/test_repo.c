@@ -240,6 +240,54 @@ static void test_dedup(void **state)
     cf_store_free(st);
 }
 
+/* cf_repo_has_lists answers as cf_repo_has id by id: lists empty,
+ * short and longer than its look-ahead, stored ids and absent ones (in
+ * the committed index and in the session's). */
+static void test_has_lists(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 0);
+    assert_non_null(r);
+    enum { N = 300 };
+    static uint8_t buf[40000];
+    static cf_id ids[N];
+    for (uint64_t k = 0; k < N; k++) {
+        make_chunk(r, buf, 1 + k, 1000 + k, &ids[k]);
+        if (k % 7 != 3) /* every seventh id is never stored */
+            assert_int_equal(cf_repo_put_chunk(r, &ids[k], buf, 1 + k, NULL), 0);
+        if (k == N / 2)
+            assert_int_equal(cf_repo_flush(r), 0); /* half committed */
+    }
+    /* lists cut from ids: lengths 0, 1, 2, 3, 0, 5, ... up to 40 */
+    const cf_id *lists[64];
+    size_t lens[64], n = 0, at = 0;
+    for (size_t len = 0; at < N && n < 64; len = (len + 1) % 41, n++) {
+        if (n % 5 == 4)
+            len = 0;
+        lens[n] = at + len <= N ? len : N - at;
+        lists[n] = &ids[at];
+        at += lens[n];
+    }
+    uint8_t all[64];
+    memset(all, 7, sizeof all);
+    cf_repo_has_lists(r, lists, lens, n, all);
+    size_t yes = 0, no = 0;
+    for (size_t i = 0; i < n; i++) {
+        int want = 1;
+        for (size_t j = 0; j < lens[i]; j++)
+            want = want && cf_repo_has(r, &lists[i][j]);
+        if (all[i] != want)
+            fail_msg("list %zu (%zu ids): %d, cf_repo_has says %d", i, lens[i], all[i], want);
+        want ? yes++ : no++;
+    }
+    assert_true(yes >= 10 && no >= 10);
+    cf_repo_has_lists(r, lists, lens, 0, all); /* nothing to do */
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 /* Abort removes every pack and index of the session, flushed or not,
  * and leaves what was there before. */
 static void test_abort(void **state)
@@ -677,7 +725,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_open),     cmocka_unit_test(test_threads_round_trip),
-        cmocka_unit_test(test_dedup),         cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_dedup),         cmocka_unit_test(test_has_lists),
+        cmocka_unit_test(test_abort),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_async_commits),     cmocka_unit_test(test_rebuild_index),
         cmocka_unit_test(test_rebuild_index_pieces), cmocka_unit_test(test_chunk_level),
