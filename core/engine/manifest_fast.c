@@ -355,23 +355,30 @@ static size_t plain_int(const char *p, const char *end, int64_t *v)
 
 /* The members of a walk entry's line in the order coffer writes them:
  * the member expected next is tried first. */
-static const int8_t line_order[] = {
-    CF_MF_TYPE,  CF_MF_COMPONENT, CF_MF_PATH,  CF_MF_MODE,     CF_MF_UID,    CF_MF_GID,
-    CF_MF_USER,  CF_MF_GROUP,     CF_MF_MTIME, CF_MF_MTIME_NS, CF_MF_SIZE,   CF_MF_CHUNKS,
-    CF_MF_DEV,   CF_MF_INO,       CF_MF_NLINK, CF_MF_CTIME,    CF_MF_CTIME_NS, CF_MF_TARGET,
+#define M(f, name) {f, sizeof(name) - 1, name}
+static const struct {
+    int8_t field;
+    uint8_t len;
+    const char *name;
+} line_order[] = {
+    M(CF_MF_TYPE, "type"),   M(CF_MF_COMPONENT, "component"), M(CF_MF_PATH, "path"),
+    M(CF_MF_MODE, "mode"),   M(CF_MF_UID, "uid"),             M(CF_MF_GID, "gid"),
+    M(CF_MF_USER, "user"),   M(CF_MF_GROUP, "group"),         M(CF_MF_MTIME, "mtime"),
+    M(CF_MF_MTIME_NS, "mtime_ns"), M(CF_MF_SIZE, "size"),     M(CF_MF_CHUNKS, "chunks"),
+    M(CF_MF_DEV, "dev"),     M(CF_MF_INO, "ino"),             M(CF_MF_NLINK, "nlink"),
+    M(CF_MF_CTIME, "ctime"), M(CF_MF_CTIME_NS, "ctime_ns"),   M(CF_MF_TARGET, "target"),
 };
+#undef M
 
-/* Member name to enum cf_mfield; *next: position in
- * line_order to try first, moved past the name found. */
+/* Member name to enum cf_mfield; *next: position in line_order to try
+ * first, moved past the name found. */
 static int plain_field(const char *name, size_t len, size_t *next)
 {
-    for (size_t i = *next; i < *next + 3 && i < CF_ARRAY_LEN(line_order); i++) {
-        const char *c = cf_mfield_names[line_order[i]];
-        if (strnlen(c, len + 1) == len && memcmp(c, name, len) == 0) {
+    for (size_t i = *next; i < *next + 3 && i < CF_ARRAY_LEN(line_order); i++)
+        if (line_order[i].len == len && memcmp(line_order[i].name, name, len) == 0) {
             *next = i + 1;
-            return line_order[i];
+            return line_order[i].field;
         }
-    }
     return cf_mfield_lookup(name, len);
 }
 

@@ -457,6 +457,9 @@ static int load_object(cf_repo *r, const char *key, cf_index *ix, int *from_cach
                 cf_fail("%s: corrupt index: truncated entry list", key);
                 goto out;
             }
+            /* the map slots the ids will take, asked for ahead */
+            for (uint32_t i = 0; i < k; i++)
+                cf_index_prefetch(ix, (const cf_id *)(buf + (size_t)i * CF_ENTRY_LEN), 0);
             for (uint32_t i = 0; i < k; i++) {
                 cf_loc l;
                 cf_entry_decode(buf + (size_t)i * CF_ENTRY_LEN, &l);
