@@ -290,6 +290,7 @@ typedef struct lbatch {
     char *arena;
     size_t alen, acap;
     char *err; /* the lister failed after these entries: why */
+    struct lbatch *next; /* on the spent list */
 } lbatch;
 
 struct lister {
@@ -300,6 +301,9 @@ struct lister {
     int done; /* the lister has queued its last batch */
     int stop; /* the walk is gone: stop listing */
     lbatch *cur; /* being filled (lister thread) */
+    /* Batches the walk is done with, filled again by the lister: its
+     * memory stays with the thread that allocated it. */
+    lbatch *spent;
 };
 
 static void lbatch_free(lbatch *b)
@@ -347,10 +351,24 @@ static size_t arena_put(lbatch *b, const char *str)
     return off;
 }
 
+/* An empty batch to fill: a spent one, else a new one (lister). */
+static lbatch *lbatch_get(lister *ls)
+{
+    pthread_mutex_lock(&ls->mu);
+    lbatch *b = ls->spent;
+    if (b)
+        ls->spent = b->next;
+    pthread_mutex_unlock(&ls->mu);
+    if (!b)
+        return cf_calloc(1, sizeof(lbatch));
+    b->n = b->alen = 0;
+    return b;
+}
+
 static int lister_push(lister *ls, const char *abs, const char *rel, const struct stat *st)
 {
     if (!ls->cur)
-        ls->cur = cf_calloc(1, sizeof *ls->cur);
+        ls->cur = lbatch_get(ls);
     lbatch *b = ls->cur;
     litem *it = &b->it[b->n++];
     it->st = *st;
@@ -406,7 +424,14 @@ static int visit_listed(walker *w, lister *ls)
         }
         if (rc == 0 && b->err)
             rc = cf_fail("%s", b->err);
-        lbatch_free(b);
+        if (b->err) {
+            lbatch_free(b);
+            continue;
+        }
+        pthread_mutex_lock(&ls->mu);
+        b->next = ls->spent;
+        ls->spent = b;
+        pthread_mutex_unlock(&ls->mu);
     }
     return rc;
 }
@@ -435,6 +460,11 @@ static int walk_with_lister(walker *w)
         lbatch_free(ls.q[ls.qhead]);
         ls.qhead = (ls.qhead + 1) % LBATCHES;
         ls.qn--;
+    }
+    while (ls.spent) {
+        lbatch *b = ls.spent;
+        ls.spent = b->next;
+        lbatch_free(b);
     }
     pthread_mutex_destroy(&ls.mu);
     pthread_cond_destroy(&ls.cv);
