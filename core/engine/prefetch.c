@@ -13,7 +13,10 @@
 
 #include "util/util.h"
 
-#define PREFETCH_THREADS 4
+/* Stats of a cold tree wait on the disk, not the CPU: more requests in
+ * flight finish sooner (a cold second backup of 13 000 files in as many
+ * directories: median 1.11 s with 4 threads, 0.97 s with 8). */
+#define PREFETCH_THREADS 8
 #define PREFETCH_MAX_QUEUE 100000 /* directories waiting; beyond that, drop */
 /* The first stats tell whether the metadata is cached already: then the
  * walk is bound by CPU, not by the disk, and read-ahead would only take
