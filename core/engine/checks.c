@@ -512,16 +512,22 @@ static void walk_dir(walk *w, int dfd)
         cf_buf_append(&w->rel, n, strlen(n) + 1);
         w->rel.len--;
         const char *rel = (const char *)w->rel.data;
+        /* the entry's type from the directory itself where the file
+         * system gives it, else from a stat that does not follow links */
+        mode_t type = de->d_type == DT_DIR ? S_IFDIR : de->d_type == DT_REG ? S_IFREG : 0;
         struct stat st;
-        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* gone meanwhile */
-        if (S_ISDIR(st.st_mode)) {
+        if (de->d_type == DT_UNKNOWN) {
+            if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                continue; /* gone meanwhile */
+            type = st.st_mode & S_IFMT;
+        }
+        if (S_ISDIR(type)) {
             if (skipped(w, rel))
                 continue;
             int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0)
                 walk_dir(w, sub);
-        } else if (S_ISREG(st.st_mode)) {
+        } else if (S_ISREG(type)) {
             consider_file(w, rel);
         }
     }
