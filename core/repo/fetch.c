@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plugin/config.h"
 #include "repo/repo_int.h"
@@ -309,8 +310,13 @@ int cf_repo_connections(const cf_repo *r)
 {
     const coffer_config *cfg = r->st->cfg;
     int64_t conns = cfg ? cf_config_get_int(cfg, "connections", 0) : 0;
-    if (conns <= 0)
-        conns = local_default(r) ? 3 : 8;
+    if (conns <= 0) {
+        /* Reads beyond one per core (and one waiting on the network) add
+         * requests and smaller reads, not speed, near the store; a distant
+         * bucket is the operator's to raise. */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        conns = local_default(r) ? 3 : cpus + 1 < 3 ? 3 : cpus + 1 > 8 ? 8 : cpus + 1;
+    }
     return conns > 64 ? 64 : (int)conns;
 }
 

@@ -129,9 +129,10 @@ static const coffer_option s3_options[] = {
      "multipart part size (5M..5G); objects smaller than this go in one PUT"},
     {"parallel_parts", COFFER_OPT_INT, "4", 0, 0,
      "parts uploaded at once per target; part buffers take part_size x parallel_parts of memory"},
-    {"connections", COFFER_OPT_INT, "8", 0, 0,
-     "pack reads a restore runs at once; 1..64. A small VM on a fast "
-     "link does well with 4-8, a distant bucket with 16-32"},
+    {"connections", COFFER_OPT_INT, NULL, 0, 0,
+     "pack reads a restore runs at once; 1..64 (default: one more than the CPUs, 3 to 8). "
+     "Near the bucket more reads than cores only add requests; a distant bucket does "
+     "well with 16-32"},
     {"inflight_bytes", COFFER_OPT_SIZE, "24M", 0, 0,
      "pack data read ahead and not yet used (1M..1G); with connections it bounds the memory "
      "reads take, and each read is at most inflight_bytes / (2 x connections), 8M at most"},
@@ -410,8 +411,8 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
         goto fail;
     }
     in->parallel_parts = (int)pp;
-    int64_t conns = host->config_get_int(cfg, "connections", 8);
-    if (conns < 1 || conns > 64) {
+    int64_t conns = host->config_get_int(cfg, "connections", 0); /* 0: the core's default */
+    if (conns < 0 || conns > 64 || (conns == 0 && host->config_get(cfg, "connections"))) {
         st = host->error(h, COFFER_ERR_INVALID, "option connections: %lld is outside 1..64",
                          (long long)conns);
         goto fail;
@@ -422,7 +423,7 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
                          (long long)infl);
         goto fail;
     }
-    in->connections = (int)conns;
+    in->connections = conns ? (int)conns : 8; /* sizes the pool of idle connections */
     in->mem_limit = in->part_size * (uint64_t)in->parallel_parts;
     int64_t r = host->config_get_int(cfg, "retries", 8);
     int64_t d = host->config_get_int(cfg, "retry_delay", 250);
