@@ -6,6 +6,7 @@
  * main() adds for a failure (docs/json.md).
  */
 #include <jansson.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1939,9 +1940,8 @@ static int wants_json(int argc, char **argv)
  * plenty for coffer's few long-lived threads. */
 static void tune_malloc(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (!getenv("MALLOC_ARENA_MAX"))
-        mallopt(M_ARENA_MAX, n < 2 ? 2 : (int)n);
+        mallopt(M_ARENA_MAX, cf_cpus(2, INT_MAX));
 }
 
 int main(int argc, char **argv)

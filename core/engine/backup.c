@@ -36,7 +36,7 @@
 int cf_worker_count(void)
 {
     const char *env = getenv("COFFER_WORKERS");
-    long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    long n = env ? strtol(env, NULL, 10) : cf_cpus(1, 16);
     if (n < 1)
         n = 1;
     if (n > 16)

@@ -316,8 +316,7 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
      * in flight while the CPUs work (object storage: 8 by default). */
     int nt = o->threads;
     if (nt <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nt = cpus > 0 ? (int)(cpus < 4 ? cpus : 4) : 1;
+        nt = cf_cpus(1, 4);
         int conns = cf_repo_connections(c->run->repo);
         if (conns > nt)
             nt = conns;
@@ -576,8 +575,7 @@ static uint64_t check_sets(cctx *c, char **ids, size_t n, int nt)
     for (size_t i = 0; i < n; i++)
         q.r[i].id = ids[i];
     if (nt <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nt = cpus > 0 ? (int)(cpus < 4 ? cpus : 4) : 1;
+        nt = cf_cpus(1, 4);
     }
     if ((size_t)nt > n)
         nt = n ? (int)n : 1;

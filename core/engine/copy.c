@@ -407,8 +407,7 @@ int cf_copy_set(cf_repo *src, cf_repo *dst, const char *id, cf_copy_ids *ids, in
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->more, NULL);
     pthread_cond_init(&c->done, NULL);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int nw = cpus > 1 ? (int)(cpus < 8 ? cpus : 8) : 1, started = 0;
+    int nw = cf_cpus(1, 8), started = 0;
     pthread_t th[8];
     for (int i = 0; i < nw; i++)
         if (pthread_create(&th[started], NULL, store_worker, c) == 0)

@@ -623,8 +623,7 @@ int cf_walk_component(const cf_walk_opts *o)
      * files are stored dense. */
     archive_read_disk_set_behavior(w.disk, ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS |
                                                ARCHIVE_READDISK_NO_SPARSE);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int rc = cpus > 1 ? walk_with_lister(&w) : 1;
+    int rc = cf_cpus(1, 2) > 1 ? walk_with_lister(&w) : 1;
     if (rc == 1)
         rc = walk_paths(&w);
     for (size_t i = 0; i < w.nhl; i++)

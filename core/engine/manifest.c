@@ -890,8 +890,7 @@ int cf_manifest_commit(cf_mwriter *w, cf_repo *r, const char *set_id, json_t *he
     }
     /* The walk is over when the set is written: a large manifest is
      * compressed on every core rather than on this one. */
-    long cpus = size >= MANIFEST_PARALLEL_BYTES ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-    cf_repo_objw_manifest(ow, cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus);
+    cf_repo_objw_manifest(ow, size >= MANIFEST_PARALLEL_BYTES ? cf_cpus(1, 4) : 1);
     json_object_set_new(header, "type", json_string("set"));
     json_object_set_new(header, "format", json_integer(CF_MANIFEST_FORMAT));
     json_object_set_new(header, "entries", json_integer((json_int_t)w->count));

@@ -18,7 +18,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "plugin/config.h"
 #include "repo/repo_int.h"
@@ -314,8 +313,7 @@ int cf_repo_connections(const cf_repo *r)
         /* Reads beyond one per core (and one waiting on the network) add
          * requests and smaller reads, not speed, near the store; a distant
          * bucket is the operator's to raise. */
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        conns = local_default(r) ? 3 : cpus + 1 < 3 ? 3 : cpus + 1 > 8 ? 8 : cpus + 1;
+        conns = local_default(r) ? 3 : cf_cpus(2, 7) + 1;
     }
     return conns > 64 ? 64 : (int)conns;
 }

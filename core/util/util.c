@@ -52,6 +52,12 @@ int cf_streq(const char *a, const char *b)
     return a && b ? strcmp(a, b) == 0 : a == b;
 }
 
+int cf_cpus(int lo, int hi)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < lo ? lo : n > hi ? hi : (int)n;
+}
+
 char *cf_strndup(const char *s, size_t n)
 {
     char *p = cf_malloc(n + 1);

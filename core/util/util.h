@@ -27,6 +27,8 @@ char *cf_strdup(const char *s);
 /* Both NULL, or both strings and equal. */
 int cf_streq(const char *a, const char *b);
 char *cf_strndup(const char *s, size_t n);
+/* The CPUs online, held to [lo, hi] (lo when the count is unknown). */
+int cf_cpus(int lo, int hi);
 char *cf_asprintf(const char *fmt, ...) CF_PRINTF(1, 2);
 char *cf_vasprintf(const char *fmt, va_list ap);
 

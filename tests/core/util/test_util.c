@@ -424,6 +424,18 @@ static void *drain(void *arg)
     return (void *)(uintptr_t)(n == sizeof got && got[12345] == (char)(12345 % 251));
 }
 
+/* cf_cpus: the online CPUs, held to the bounds it is given. */
+static void test_cpus(void **state)
+{
+    (void)state;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_true(online >= 1);
+    assert_int_equal(cf_cpus(1, 1 << 20), (int)online);
+    assert_int_equal(cf_cpus(1, 1), 1);
+    assert_int_equal(cf_cpus((int)online + 3, (int)online + 9), (int)online + 3);
+    assert_int_equal(cf_cpus(0, 0), 0);
+}
+
 static void test_write_all(void **state)
 {
     (void)state;
@@ -456,6 +468,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_thread_local),
+        cmocka_unit_test(test_cpus),
         cmocka_unit_test(test_error_basics),
         cmocka_unit_test(test_error_long_messages_truncate),
         cmocka_unit_test(test_hex_roundtrip),
