@@ -5,6 +5,7 @@
 #include "repo_test.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include "plugin/config.h"
 #include "plugin/store.h"
@@ -95,6 +96,33 @@ static uint64_t fetch_all(cf_repo *r, const uint64_t *seeds, size_t n)
     free(ids);
     cf_repo_get_stats(r, &s1);
     return s1.reads - s0.reads;
+}
+
+/* How many reads run at once: the target's `connections`, else 3 on a
+ * local disk and one more than the CPUs (3 to 8) elsewhere; 64 at most. */
+static void test_connections(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 0);
+    assert_non_null(r);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = cpus + 1 < 3 ? 3 : cpus + 1 > 8 ? 8 : (int)cpus + 1;
+    uint32_t caps = st->caps;
+    st->caps = caps & ~COFFER_CAP_LOCAL;
+    assert_int_equal(cf_repo_connections(r), want);
+    st->caps = caps | COFFER_CAP_LOCAL;
+    assert_int_equal(cf_repo_connections(r), 3);
+    set_opts(st, "5", "24M");
+    assert_int_equal(cf_repo_connections(r), 5);
+    st->caps = caps & ~COFFER_CAP_LOCAL;
+    assert_int_equal(cf_repo_connections(r), 5);
+    set_opts(st, "100", "24M");
+    assert_int_equal(cf_repo_connections(r), 64);
+    st->caps = caps;
+    cf_repo_close(r);
+    cf_store_free(st);
 }
 
 static void test_round_trip(void **state)
@@ -255,6 +283,7 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connections),
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_encrypted_duplicates),
         cmocka_unit_test(test_small_window), cmocka_unit_test(test_skip),
         cmocka_unit_test(test_errors),

@@ -754,6 +754,18 @@ static void test_options(void **state)
     cf_config_set(f->cfg, "parallel_parts", "0", 0, 0);
     assert_int_equal(make(f), COFFER_ERR_INVALID);
     cf_config_set(f->cfg, "parallel_parts", "2", 0, 0);
+    /* connections: unset is the core's default (the idle pool sized for
+     * 8), an explicit 0 or 65 is refused naming the option */
+    assert_int_equal(make(f), COFFER_OK);
+    assert_int_equal(((s3_instance *)f->inst)->connections, 8);
+    cf_config_set(f->cfg, "connections", "0", 0, 0);
+    assert_int_equal(make(f), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "connections"));
+    cf_config_set(f->cfg, "connections", "65", 0, 0);
+    assert_int_equal(make(f), COFFER_ERR_INVALID);
+    cf_config_set(f->cfg, "connections", "5", 0, 0);
+    assert_int_equal(make(f), COFFER_OK);
+    assert_int_equal(((s3_instance *)f->inst)->connections, 5);
     cf_config_set(f->cfg, "require_versioning", "maybe", 0, 0);
     assert_int_equal(make(f), COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "require_versioning"));
