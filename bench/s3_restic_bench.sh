@@ -13,7 +13,7 @@
 # read-ahead stats on several threads, and can come in under it).
 #
 #   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS]
-#                            [--request-delay-ms MS] [--data DIR]
+#                            [--link-rtt-ms MS] [--request-delay-ms MS] [--data DIR]
 #                            [--coffer-opt KEY=VALUE]... [--keep] [--workdir DIR]
 #
 #   --size-mb N        deployment size (default 1024)
@@ -21,7 +21,12 @@
 #                      listens on one end of a veth pair, the tools run in
 #                      a network namespace on the other, and tc netem
 #                      delays each direction by MS/2 (default 0: loopback)
-#   --request-delay-ms MS  where the kernel has no netem: both tools talk to
+#   --link-rtt-ms MS   where the kernel has no netem: both tools talk to
+#                      RGW through tests/tools/delay_proxy.c (compiled into
+#                      the work directory), a TCP proxy that holds the bytes
+#                      of each direction MS/2 ms, a new connection one round
+#                      trip more, with at most 3 MiB waiting per direction
+#   --request-delay-ms MS  both tools talk to
 #                      RGW through tests/tools/s3_fault_proxy.py, which holds
 #                      every answer MS ms before sending it (one round trip
 #                      per request; the proxy's own CPU time counts against
@@ -47,6 +52,7 @@ src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size_mb=1024
 delay_ms=0
 req_delay_ms=0
+link_rtt_ms=0
 data=""
 keep=0
 copts=()
@@ -56,6 +62,7 @@ while [ $# -gt 0 ]; do
         --size-mb) size_mb=${2:?}; shift 2 ;;
         --delay-ms) delay_ms=${2:?}; shift 2 ;;
         --request-delay-ms) req_delay_ms=${2:?}; shift 2 ;;
+        --link-rtt-ms) link_rtt_ms=${2:?}; shift 2 ;;
         --data) data=${2:?}; shift 2 ;;
         --coffer-opt) copts+=("${2:?}"); shift 2 ;;
         --keep) keep=1; shift ;;
@@ -131,6 +138,18 @@ if [ "$req_delay_ms" != 0 ]; then
     [ -s "$W/proxy.port" ] || die "the delaying proxy did not start"
     export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$W/proxy.port")
     echo "== every S3 answer held ${req_delay_ms} ms (proxy on $AWS_ENDPOINT_URL)"
+fi
+
+if [ "$link_rtt_ms" != 0 ]; then
+    [ "$req_delay_ms" = 0 ] || die "--link-rtt-ms and --request-delay-ms exclude each other"
+    cc -O2 -o "$W/delay_proxy" "$src/tests/tools/delay_proxy.c" || die "cannot compile tests/tools/delay_proxy.c"
+    "$W/delay_proxy" --upstream "${AWS_ENDPOINT_URL#http://}" --rtt-ms "$link_rtt_ms" \
+        --port-file "$W/proxy.port" >"$W/proxy.out" 2>&1 &
+    PROXY=$!
+    for _ in $(seq 50); do [ -s "$W/proxy.port" ] && break; sleep 0.1; done
+    [ -s "$W/proxy.port" ] || die "the delay proxy did not start"
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$W/proxy.port")
+    echo "== ${link_rtt_ms} ms round trips to RGW (delay proxy on $AWS_ENDPOINT_URL; $(curl -s -o /dev/null -w '%{time_total}' "$AWS_ENDPOINT_URL/") s for one request on a new connection)"
 fi
 
 LIVE=$W/live
