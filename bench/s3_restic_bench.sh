@@ -236,15 +236,17 @@ echo "== check, reading every pack"
 timed restic-check "${RESTIC[@]}" check --read-data
 timed coffer-check "${CF[@]}" check -p "$POLICY" --target primary --read-data
 
-python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" "$req_delay_ms" <<'PY'
+python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" "$req_delay_ms" "$link_rtt_ms" <<'PY'
 import sys
-w, size, delay, okr, okc, rdelay = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+w, size, delay, okr, okc, rdelay, lrtt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 def rd(label):
     t, m = open(f"{w}/{label}.time").read().split()
     return float(t), int(m) / 1024
 targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "copy": None, "check": None}
 ok = okr == "identical" and okc == "identical"
 link = "loopback" if delay == "0" else f"{delay} ms round trip"
+if lrtt != "0":
+    link = f"{lrtt} ms round trip (tests/tools/delay_proxy.c)"
 if rdelay != "0":
     link += f", every answer held {rdelay} ms by a proxy"
 print()

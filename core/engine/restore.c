@@ -560,9 +560,10 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         double dt = cf_now() - t0, mib = (double)(st1.bytes_read - st0.bytes_read) / 1048576.0;
         cf_log(CF_LOG_INFO,
                "component '%s': %llu files in %.1f s; read %.1f MiB of packs in %llu ranged "
-               "reads (%.0f MiB/s)",
+               "reads (%.0f MiB/s) on %d connections (round trip %.1f ms)",
                comp, (unsigned long long)p.files, dt, mib,
-               (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0);
+               (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0,
+               cf_repo_connections(repo), cf_store_round_trip(cf_repo_store(repo)) * 1e3);
     }
     sub->files += p.files;
     if (rc != 0)

@@ -261,13 +261,33 @@ void cf_store_reader_close(cf_store *s, void *r)
         s->ops->reader_close(r);
 }
 
+/* Requests up to this size count as round trips. */
+#define RTT_SMALL (64u << 10)
+
+static void note_rtt(cf_store *s, double since)
+{
+    double d = cf_now() - since;
+    uint64_t ns = d <= 0 ? 1 : (uint64_t)(d * 1e9) + 1;
+    uint64_t cur = atomic_load(&s->rtt_ns);
+    while ((cur == 0 || ns < cur) && !atomic_compare_exchange_weak(&s->rtt_ns, &cur, ns))
+        ;
+}
+
+double cf_store_round_trip(cf_store *s)
+{
+    return (double)atomic_load(&s->rtt_ns) / 1e9;
+}
+
 int cf_store_stat(cf_store *s, const char *key, coffer_object_stat *st_out)
 {
+    double t0 = cf_now();
     memset(st_out, 0, sizeof *st_out);
     st_out->struct_size = sizeof *st_out;
     if (is_dead(s, key))
         return fail(s, COFFER_ERR_NOT_FOUND, "cannot stat (removed by a tombstone)", key);
     coffer_status st = s->ops->stat(s->inst, key, st_out);
+    if (st == COFFER_OK || st == COFFER_ERR_NOT_FOUND)
+        note_rtt(s, t0);
     return st ? fail(s, st, "cannot stat", key) : 0;
 }
 
@@ -510,6 +530,7 @@ int cf_store_pin_original(cf_store *s, const char *key)
 
 int cf_store_put(cf_store *s, const char *key, const void *buf, size_t len, uint32_t flags)
 {
+    double t0 = cf_now();
     void *w;
     int st = cf_store_writer_open(s, key, flags, len, &w);
     if (st)
@@ -518,16 +539,24 @@ int cf_store_put(cf_store *s, const char *key, const void *buf, size_t len, uint
         cf_store_abort(s, w);
         return st;
     }
-    return cf_store_commit(s, w);
+    if ((st = cf_store_commit(s, w)) == 0 && len <= RTT_SMALL)
+        note_rtt(s, t0);
+    return st;
 }
 
 int cf_store_get_range(cf_store *s, const char *key, uint64_t off, uint64_t len, cf_buf *out)
 {
+    double t0 = cf_now();
     void *r;
     int st = cf_store_reader_open(s, key, off, len, &r);
     if (st)
         return st;
     out->len = 0;
+    if (len && out->cap < len) {
+        /* A ranged read knows its size: no doubling past it. */
+        out->data = cf_realloc(out->data, len);
+        out->cap = len;
+    }
     for (;;) {
         cf_buf_reserve(out, 1 << 16);
         /* fail() returns -1, but gcc -O3 cannot see that got is set on success only */
@@ -542,6 +571,8 @@ int cf_store_get_range(cf_store *s, const char *key, uint64_t off, uint64_t len,
             break;
     }
     cf_store_reader_close(s, r);
+    if (out->len <= RTT_SMALL)
+        note_rtt(s, t0);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #define CF_STORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,12 @@ typedef struct cf_store {
     char **dead;
     size_t ndead;
     int dead_loaded;
+
+    /* The quickest small request seen (stat, small get or put), in ns;
+     * 0 before the first. What one request costs the network and the
+     * server, whatever its size: it sizes the default number of reads in
+     * flight (cf_repo_connections). */
+    _Atomic uint64_t rtt_ns;
 } cf_store;
 
 /* The prefix of tombstones on an append-only store: it and the key. */
@@ -124,6 +131,9 @@ char *cf_store_pinned(cf_store *s, const char *key);
  * overwrite by someone else): 2 pinned now, 1 pinned already (by
  * another thread meanwhile), 0 nothing to pin, -1 error. */
 int cf_store_pin_original(cf_store *s, const char *key);
+
+/* The quickest small request so far, in seconds (0: none yet). */
+double cf_store_round_trip(cf_store *s);
 
 /* Whole-object helpers for small objects. */
 int cf_store_put(cf_store *s, const char *key, const void *buf, size_t len, uint32_t flags);

@@ -292,6 +292,10 @@ static void *fetcher(void *arg)
         if (p->n)
             run_plan(f, p, &raw);
         plan_free(p);
+        /* One large chunk makes a read past read_max: its buffer is not
+         * kept for the reads after it (each thread would hold its largest). */
+        if (raw.cap > f->read_max)
+            cf_buf_free(&raw);
         pthread_mutex_lock(&f->mu);
         admit_locked(f);
     }
@@ -310,10 +314,18 @@ int cf_repo_connections(const cf_repo *r)
     const coffer_config *cfg = r->st->cfg;
     int64_t conns = cfg ? cf_config_get_int(cfg, "connections", 0) : 0;
     if (conns <= 0) {
-        /* Reads beyond one per core (and one waiting on the network) add
-         * requests and smaller reads, not speed, near the store; a distant
-         * bucket is the operator's to raise. */
-        conns = local_default(r) ? 3 : cf_cpus(2, 7) + 1;
+        /* Near the store, reads beyond one per core (and one waiting on
+         * the network) add requests and smaller reads, not speed. A
+         * distant store keeps each read waiting a round trip before its
+         * first byte: one more read in flight for every 2 ms of it, up to
+         * 16 (a 20 ms round trip: 13 on two cores). */
+        if (local_default(r)) {
+            conns = 3;
+        } else {
+            conns = cf_cpus(2, 7) + 1 + (int64_t)(cf_store_round_trip(r->st) * 1e3 / 2);
+            if (conns > 16)
+                conns = 16;
+        }
     }
     return conns > 64 ? 64 : (int)conns;
 }
@@ -330,8 +342,18 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
     const coffer_config *cfg = r->st->cfg;
     int64_t conns = cf_repo_connections(r);
     int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
-    if (infl <= 0) /* a local disk answers at once: a short window keeps it busy */
-        infl = local_default(r) ? 8ll << 20 : 24ll << 20;
+    if (infl <= 0) {
+        /* A local disk answers at once: a short window keeps it busy. A
+         * distant store needs more bytes on their way: 0.6 MiB more for
+         * every ms of round trip, up to 32 MiB (a 20 ms round trip: 32). */
+        if (local_default(r)) {
+            infl = 8ll << 20;
+        } else {
+            infl = (24ll << 20) + (int64_t)(cf_store_round_trip(r->st) * 1e3 * 0.6 * 1048576);
+            if (infl > (32ll << 20))
+                infl = 32ll << 20;
+        }
+    }
     if (window_cap && (uint64_t)infl > window_cap)
         infl = (int64_t)window_cap;
     if (infl < (1ll << 20))

@@ -130,12 +130,12 @@ static const coffer_option s3_options[] = {
     {"parallel_parts", COFFER_OPT_INT, "4", 0, 0,
      "parts uploaded at once per target; part buffers take part_size x parallel_parts of memory"},
     {"connections", COFFER_OPT_INT, NULL, 0, 0,
-     "pack reads a restore runs at once; 1..64 (default: one more than the CPUs, 3 to 8). "
-     "Near the bucket more reads than cores only add requests; a distant bucket does "
-     "well with 16-32"},
-    {"inflight_bytes", COFFER_OPT_SIZE, "24M", 0, 0,
-     "pack data read ahead and not yet used (1M..1G); with connections it bounds the memory "
-     "reads take, and each read is at most inflight_bytes / (2 x connections), 8M at most"},
+     "pack reads a restore runs at once; 1..64 (default: one more than the CPUs, 3 to 8, "
+     "plus one for every 2 ms of the bucket's round trip, 16 at most)"},
+    {"inflight_bytes", COFFER_OPT_SIZE, NULL, 0, 0,
+     "pack data read ahead and not yet used (1M..1G; default 24M, plus 0.6M for every ms of "
+     "the bucket's round trip, 32M at most); with connections it bounds the memory reads "
+     "take, and each read is at most inflight_bytes / (2 x connections), 8M at most"},
     {"storage_class", COFFER_OPT_STRING, NULL, 0, 0,
      "x-amz-storage-class of new objects (STANDARD, ...)"},
     {"require_versioning", COFFER_OPT_STRING, "false", 0, 0,
@@ -423,7 +423,8 @@ static coffer_status instance_new(const coffer_host *host, coffer_hctx *h, const
                          (long long)infl);
         goto fail;
     }
-    in->connections = conns ? (int)conns : 8; /* sizes the pool of idle connections */
+    /* Sizes the pool of idle connections: the core's default is 16 at most. */
+    in->connections = conns ? (int)conns : 16;
     in->mem_limit = in->part_size * (uint64_t)in->parallel_parts;
     int64_t r = host->config_get_int(cfg, "retries", 8);
     int64_t d = host->config_get_int(cfg, "retry_delay", 250);

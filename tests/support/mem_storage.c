@@ -8,12 +8,14 @@
 #include "mem_storage.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 typedef struct mem_obj {
     char *key;
@@ -39,7 +41,16 @@ struct mem_storage {
     int append_only;    /* COFFER_CAP_APPEND_ONLY */
     int64_t now;        /* the storage's clock for retention (0: time(NULL)) */
     uint64_t retention_sets; /* set_retention calls that changed something */
+    _Atomic unsigned latency_us; /* each request waits this long first */
 };
+
+/* A distant store: every request waits its round trip before it starts. */
+static void wait_round_trip(mem_storage *ms)
+{
+    unsigned us = atomic_load(&ms->latency_us);
+    if (us)
+        usleep(us);
+}
 
 typedef struct mem_writer {
     uint32_t magic;
@@ -243,6 +254,7 @@ static coffer_status m_writer_commit(void *writer)
         abort();
     mem_storage *ms = w->ms;
     coffer_status st = COFFER_OK;
+    wait_round_trip(ms);
     pthread_mutex_lock(&ms->lock);
     size_t ins = 0;
     ssize_t i = find(ms, w->key, &ins);
@@ -299,6 +311,7 @@ static coffer_status m_reader_open(void *instance, const char *key, uint64_t off
                                    void **reader)
 {
     mem_storage *ms = instance;
+    wait_round_trip(ms);
     pthread_mutex_lock(&ms->lock);
     ssize_t i = find(ms, key, NULL);
     if (i < 0) {
@@ -356,6 +369,7 @@ static void m_reader_close(void *reader)
 static coffer_status m_stat(void *instance, const char *key, coffer_object_stat *st)
 {
     mem_storage *ms = instance;
+    wait_round_trip(ms);
     pthread_mutex_lock(&ms->lock);
     ssize_t i = find(ms, key, NULL);
     if (i >= 0) {
@@ -645,6 +659,11 @@ void mem_storage_set_retention(mem_storage *ms, int on, int64_t now)
     ms->retention = on;
     ms->now = now;
     pthread_mutex_unlock(&ms->lock);
+}
+
+void mem_storage_set_latency(mem_storage *ms, unsigned usec)
+{
+    atomic_store(&ms->latency_us, usec);
 }
 
 void mem_storage_set_append_only(mem_storage *ms, int on)

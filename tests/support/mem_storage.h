@@ -52,6 +52,9 @@ int mem_storage_truncate(mem_storage *ms, const char *key, uint64_t len);
  * its lock); now is the storage's clock (0: the host's). Call before the
  * store's prepare, which reads the capabilities again. */
 void mem_storage_set_retention(mem_storage *ms, int on, int64_t now);
+/* A distant store: stat, a read's open and a writer's commit each wait
+ * usec first (0: none). */
+void mem_storage_set_latency(mem_storage *ms, unsigned usec);
 /* Append-only: nothing but locks/ is removed or replaced without
  * COFFER_REMOVE_MAINTENANCE. */
 void mem_storage_set_append_only(mem_storage *ms, int on);

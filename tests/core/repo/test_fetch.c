@@ -125,6 +125,67 @@ static void test_connections(void **state)
     cf_store_free(st);
 }
 
+/* A distant store gets more reads in flight: one more for every 2 ms of
+ * its quickest small request, up to 16; a local one and an explicit
+ * value do not change. Large reads do not count as round trips. */
+static void test_connections_distant(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
+    assert_non_null(r);
+    put_chunks(r, 100);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int base = cpus + 1 < 3 ? 3 : cpus + 1 > 8 ? 8 : (int)cpus + 1;
+    uint32_t caps = st->caps;
+    st->caps = caps & ~COFFER_CAP_LOCAL;
+    /* opening the repository measured it: quick */
+    double rtt = cf_store_round_trip(st);
+    assert_true(rtt > 0 && rtt < 0.002);
+    assert_int_equal(cf_repo_connections(r), base);
+
+    /* a large read, however slow, is no round trip */
+    char *pack = mem_storage_key(ms, "data/", 0);
+    assert_non_null(pack);
+    assert_true(mem_storage_size(ms, pack) > 64 * 1024);
+    atomic_store(&st->rtt_ns, 0);
+    mem_storage_set_latency(ms, 20000);
+    cf_buf b = {0};
+    assert_int_equal(cf_store_get(st, pack, &b), 0);
+    assert_true(cf_store_round_trip(st) == 0);
+    assert_int_equal(cf_repo_connections(r), base);
+
+    /* 20 ms a request: the slowest one does not count, the quickest does */
+    coffer_object_stat os;
+    assert_int_equal(cf_store_stat(st, "config", &os), 0);
+    mem_storage_set_latency(ms, 30000);
+    assert_int_equal(cf_store_get_range(st, pack, 0, 100, &b), 0);
+    rtt = cf_store_round_trip(st);
+    assert_true(rtt >= 0.020 && rtt < 0.030);
+    int want = base + (int)(rtt * 1e3 / 2);
+    assert_int_equal(cf_repo_connections(r), want > 16 ? 16 : want);
+    assert_true(cf_repo_connections(r) >= base + 10 || cf_repo_connections(r) == 16);
+
+    /* far away: at most 16 */
+    atomic_store(&st->rtt_ns, 0);
+    mem_storage_set_latency(ms, 60000);
+    assert_int_equal(cf_store_stat(st, "config", &os), 0);
+    assert_int_equal(cf_repo_connections(r), 16);
+    st->caps = caps | COFFER_CAP_LOCAL;
+    assert_int_equal(cf_repo_connections(r), 3);
+    set_opts(st, "5", "24M");
+    st->caps = caps & ~COFFER_CAP_LOCAL;
+    assert_int_equal(cf_repo_connections(r), 5);
+
+    mem_storage_set_latency(ms, 0);
+    st->caps = caps;
+    cf_buf_free(&b);
+    free(pack);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -283,7 +344,7 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_connections),
+        cmocka_unit_test(test_connections),  cmocka_unit_test(test_connections_distant),
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_encrypted_duplicates),
         cmocka_unit_test(test_small_window), cmocka_unit_test(test_skip),
         cmocka_unit_test(test_errors),

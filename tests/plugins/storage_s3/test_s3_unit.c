@@ -755,9 +755,9 @@ static void test_options(void **state)
     assert_int_equal(make(f), COFFER_ERR_INVALID);
     cf_config_set(f->cfg, "parallel_parts", "2", 0, 0);
     /* connections: unset is the core's default (the idle pool sized for
-     * 8), an explicit 0 or 65 is refused naming the option */
+     * its largest, 16), an explicit 0 or 65 is refused naming the option */
     assert_int_equal(make(f), COFFER_OK);
-    assert_int_equal(((s3_instance *)f->inst)->connections, 8);
+    assert_int_equal(((s3_instance *)f->inst)->connections, 16);
     cf_config_set(f->cfg, "connections", "0", 0, 0);
     assert_int_equal(make(f), COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "connections"));
@@ -766,6 +766,14 @@ static void test_options(void **state)
     cf_config_set(f->cfg, "connections", "5", 0, 0);
     assert_int_equal(make(f), COFFER_OK);
     assert_int_equal(((s3_instance *)f->inst)->connections, 5);
+    /* inflight_bytes: unset is the core's default; outside 1M..1G refused */
+    cf_config_set(f->cfg, "inflight_bytes", "512K", 0, 0);
+    assert_int_equal(make(f), COFFER_ERR_INVALID);
+    assert_non_null(strstr(f->mh.last_error, "inflight_bytes"));
+    cf_config_set(f->cfg, "inflight_bytes", "2G", 0, 0);
+    assert_int_equal(make(f), COFFER_ERR_INVALID);
+    cf_config_set(f->cfg, "inflight_bytes", "48M", 0, 0);
+    assert_int_equal(make(f), COFFER_OK);
     cf_config_set(f->cfg, "require_versioning", "maybe", 0, 0);
     assert_int_equal(make(f), COFFER_ERR_INVALID);
     assert_non_null(strstr(f->mh.last_error, "require_versioning"));
