@@ -313,7 +313,8 @@ static int read_packs(cctx *c, const cf_check_opts *o, json_t *rep)
         total += pl.sizes[c->order[i]];
     /* One reader per CPU (at most 4) keeps the decryption, decompression
      * and hashing busy; more, up to the target's `connections`, keep reads
-     * in flight while the CPUs work (object storage: 8 by default). */
+     * in flight while the CPUs work (object storage: one more than the
+     * CPUs, and more the farther the bucket, cf_repo_connections). */
     int nt = o->threads;
     if (nt <= 0) {
         nt = cf_cpus(1, 4);

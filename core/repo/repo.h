@@ -195,9 +195,10 @@ int cf_repo_get_chunk(cf_repo *r, const cf_id *id, cf_buf *out);
  * chunks in the order it will take them; threads read them ahead,
  * merging chunks of one pack that lie close together into one ranged
  * read, while the chunks read and not yet taken stay within a window.
- * The target's options `connections` (threads, default 8 for object
- * storage, 3 for local disks) and `inflight_bytes` (the window, default
- * 24M for object storage, 8M for local disks) tune it. Every wanted chunk
+ * The target's options `connections` (threads) and `inflight_bytes` (the
+ * window) tune it; their defaults are 3 and 8M on local disks, and on
+ * object storage one more than the CPUs and 24M, both raised with the
+ * store's round trip (cf_store_round_trip). Every wanted chunk
  * must be taken or skipped, each once; want, take and skip may be called
  * from any threads. */
 typedef struct cf_fetch cf_fetch;
