@@ -299,16 +299,23 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
             return -1;
         if (t->immutable && cf_immutable_open(run) != 0)
             return -1;
-        coffer_object_stat st;
-        if (cf_store_stat(run->store, "config", &st) != 0)
-            return cf_fail("target '%s' (%s): no repository there; create it with `coffer init -p %s`",
-                           t->name, t->location, run->policy->file);
         cf_passphrase_src ps;
         cf_run_passphrase(t, &ps);
         cf_repo_open_opts o = {
             .flags = (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra,
             .pass = &ps};
         if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+            /* Asked only now: on a distant bucket each request before the
+             * open is a round trip every run pays. */
+            char *saved = cf_strdup(cf_error());
+            coffer_object_stat st;
+            int missing = cf_store_stat(run->store, "config", &st) == COFFER_ERR_NOT_FOUND;
+            cf_fail("%s", saved);
+            free(saved);
+            if (missing)
+                return cf_fail("target '%s' (%s): no repository there; create it with `coffer "
+                               "init -p %s`",
+                               t->name, t->location, run->policy->file);
             if (!strstr(cf_error(), run->store->label)) /* name the target once */
                 cf_error_prefix("target '%s' (%s)", t->name, t->location);
             return -1;
@@ -572,6 +579,9 @@ int cf_run_command_output(const char *what, const char *cmd, const char *cwd, in
     }
     double deadline = cf_now() + (timeout_s > 0 ? timeout_s : 1e9);
     int status, rc = 0, done = 0;
+    /* Looked at after 1 ms, then twice as long each time, 20 ms at most:
+     * a quick command (`true`, a systemctl call) does not cost 20 ms. */
+    long nap_ms = 1;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
@@ -593,18 +603,20 @@ int cf_run_command_output(const char *what, const char *cmd, const char *cwd, in
         }
         if (output) {
             struct pollfd pl = {pfd[0], POLLIN, 0};
-            if (pfd[0] >= 0 && poll(&pl, 1, 20) > 0 && pump(pfd[0], &t) == 0) {
+            if (pfd[0] >= 0 && poll(&pl, 1, (int)nap_ms) > 0 && pump(pfd[0], &t) == 0) {
                 /* the child closed its output; keep waiting for its exit */
                 close(pfd[0]);
                 pfd[0] = -1;
             } else if (pfd[0] < 0) {
-                struct timespec ts = {0, 20 * 1000000L};
+                struct timespec ts = {0, nap_ms * 1000000L};
                 nanosleep(&ts, NULL);
             }
         } else {
-            struct timespec ts = {0, 20 * 1000000L};
+            struct timespec ts = {0, nap_ms * 1000000L};
             nanosleep(&ts, NULL);
         }
+        if (nap_ms < 20)
+            nap_ms = nap_ms * 2 > 20 ? 20 : nap_ms * 2;
     }
     if (pfd[0] >= 0) {
         /* What is still in the pipe; a background grandchild holding it

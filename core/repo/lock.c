@@ -92,13 +92,16 @@ static void read_info(cf_store *st, lock_info *li)
     json_decref(j);
 }
 
-static int load_locks(cf_store *st, lock_list *out)
+/* The locks in the repository and what they say; own (NULL: none) is
+ * listed but not read, its writer knows it. */
+static int load_locks(cf_store *st, lock_list *out, const char *own)
 {
     memset(out, 0, sizeof *out);
     if (cf_store_list(st, "locks/", list_cb, out) != 0)
         return -1;
     for (size_t i = 0; i < out->n; i++)
-        read_info(st, &out->v[i]);
+        if (!own || strcmp(out->v[i].key, own) != 0)
+            read_info(st, &out->v[i]);
     return 0;
 }
 
@@ -171,7 +174,7 @@ static int try_acquire(cf_store *st, int exclusive, const char *command, cf_lock
         return -1;
     }
     lock_list ll;
-    if (load_locks(st, &ll) != 0) {
+    if (load_locks(st, &ll, l->key) != 0) {
         cf_store_remove(st, l->key);
         free(l->body_cmd);
         free(l);
@@ -270,7 +273,7 @@ void cf_lock_release(cf_lock *l)
 int cf_lock_remove_stale(cf_store *st, int all)
 {
     lock_list ll;
-    if (load_locks(st, &ll) != 0)
+    if (load_locks(st, &ll, NULL) != 0)
         return -1;
     int n = 0;
     for (size_t i = 0; i < ll.n; i++) {

@@ -396,18 +396,44 @@ static int usage_cb(void *ud, const char *key, const coffer_object_stat *st)
     return 0;
 }
 
+typedef struct {
+    cf_store *st;
+    uint64_t v[2];
+    int rc;
+    char err[1024];
+} usage_list;
+
+static void *list_index_usage(void *arg)
+{
+    usage_list *u = arg;
+    u->rc = cf_store_list(u->st, "index/", usage_cb, u->v);
+    if (u->rc != 0)
+        snprintf(u->err, sizeof u->err, "%s", cf_error());
+    return NULL;
+}
+
 int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes)
 {
-    uint64_t s[2] = {0, 0}, ix[2] = {0, 0}, packs = 0;
-    if (cf_store_list(r->st, "sets/", usage_cb, s) != 0 ||
-        cf_store_list(r->st, "index/", usage_cb, ix) != 0)
+    uint64_t s[2] = {0, 0}, packs = 0;
+    /* Both listings at once: each is a round trip on a distant bucket. */
+    usage_list ix = {.st = r->st};
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, list_index_usage, &ix) == 0;
+    if (!threaded)
+        list_index_usage(&ix);
+    int rc = cf_store_list(r->st, "sets/", usage_cb, s);
+    if (threaded)
+        pthread_join(th, NULL);
+    if (rc != 0)
         return -1;
+    if (ix.rc != 0)
+        return cf_fail("%s", ix.err);
     pthread_rwlock_rdlock(&r->lock);
     for (size_t i = 0; i < r->idx.npacks; i++)
         packs += r->idx.packs[i].size;
     pthread_rwlock_unlock(&r->lock);
     *sets = s[0];
-    *bytes = s[1] + ix[1] + packs;
+    *bytes = s[1] + ix.v[1] + packs;
     return 0;
 }
 
@@ -468,6 +494,8 @@ static int check_no_keys(cf_repo *r)
     return 0;
 }
 
+static int open_index(cf_repo *r, int skip_bad);
+
 int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
 {
     unsigned flags = o ? o->flags : 0;
@@ -512,16 +540,41 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     r->no_cache = (flags & CF_REPO_OPEN_NO_CACHE) != 0;
     if (!r->no_cache)
         cf_repo_cache_setup(r);
-    if (!(flags & CF_REPO_OPEN_NO_INDEX))
-        cf_repo_damage_load(r);
     if (!(flags & CF_REPO_OPEN_NO_INDEX) &&
-        cf_repo_load_index(r, (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) != 0) != 0)
+        open_index(r, (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) != 0) != 0)
         goto fail;
     *out = r;
     return 0;
 fail:
     cf_repo_close(r);
     return -1;
+}
+
+static int load_listed(cf_repo *r, int skip_bad, char **keys, coffer_object_stat *sts,
+                       size_t nkeys);
+
+static void *damage_load_thread(void *arg)
+{
+    cf_repo_damage_load(arg);
+    return NULL;
+}
+
+/* At open: the damage record, which the index load consults, is read
+ * while the index is listed (two round trips at once on a distant
+ * bucket). */
+static int open_index(cf_repo *r, int skip_bad)
+{
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, damage_load_thread, r) == 0;
+    if (!threaded)
+        cf_repo_damage_load(r);
+    char **keys = NULL;
+    coffer_object_stat *sts = NULL;
+    size_t nkeys = 0;
+    int rc = cf_repo_list_index_stat(r, &keys, &sts, &nkeys);
+    if (threaded)
+        pthread_join(th, NULL);
+    return rc != 0 ? -1 : load_listed(r, skip_bad, keys, sts, nkeys);
 }
 
 int cf_repo_load_index(cf_repo *r, int skip_bad)
@@ -531,6 +584,13 @@ int cf_repo_load_index(cf_repo *r, int skip_bad)
     size_t nkeys = 0;
     if (cf_repo_list_index_stat(r, &keys, &sts, &nkeys) != 0)
         return -1;
+    return load_listed(r, skip_bad, keys, sts, nkeys);
+}
+
+/* Loads the listed index objects; frees keys and sts. */
+static int load_listed(cf_repo *r, int skip_bad, char **keys, coffer_object_stat *sts,
+                       size_t nkeys)
+{
     int rc = 0;
     if (nkeys &&
         cf_index_load_all(r, keys, sts, nkeys, skip_bad ? &r->bad_index : NULL,

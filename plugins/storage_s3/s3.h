@@ -189,6 +189,8 @@ typedef struct s3_instance {
                              are signed with the server's time */
     int cond_unsupported; /* server answered If-None-Match with 501 */
     int uploads_swept;    /* old incomplete uploads looked for (under lock) */
+    int sweeper_running;  /* the sweeper thread is to be joined */
+    pthread_t sweeper;
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
@@ -376,6 +378,8 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len);
 coffer_status s3_writer_commit(void *writer);
 void s3_writer_abort(void *writer);
 void s3_workers_stop(s3_instance *in);
+/* Waits for the sweep of old incomplete uploads, if one runs. */
+void s3_sweeper_join(s3_instance *in);
 
 /* ---- read.c -------------------------------------------------------------- */
 

@@ -168,6 +168,7 @@ static void instance_free(void *instance)
         return;
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    s3_sweeper_join(in);
     s3_workers_stop(in);
     unsigned long nr = atomic_load(&in->nretries);
     if (nr && in->host && in->host->log)

@@ -499,6 +499,20 @@ static void sweep_old_uploads(s3_instance *in)
                       (long long)in->abort_uploads_after, aborted);
 }
 
+static void *sweeper(void *arg)
+{
+    sweep_old_uploads(arg);
+    return NULL;
+}
+
+void s3_sweeper_join(s3_instance *in)
+{
+    if (in->sweeper_running) {
+        pthread_join(in->sweeper, NULL);
+        in->sweeper_running = 0;
+    }
+}
+
 coffer_status s3_writer_open(void *instance, const char *key, const coffer_write_opts *opts,
                              void **writer)
 {
@@ -509,6 +523,13 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
         pthread_mutex_lock(&in->lock);
         int first = !in->uploads_swept;
         in->uploads_swept = 1;
+        /* On its own thread: the run's writes need not wait for the
+         * listing. Uploads this run starts are younger than the sweep's
+         * clock, which is read before it lists, so never swept. */
+        if (first && pthread_create(&in->sweeper, NULL, sweeper, in) == 0) {
+            in->sweeper_running = 1;
+            first = 0;
+        }
         pthread_mutex_unlock(&in->lock);
         if (first)
             sweep_old_uploads(in);
