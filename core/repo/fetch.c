@@ -330,17 +330,9 @@ int cf_repo_connections(const cf_repo *r)
     return conns > 64 ? 64 : (int)conns;
 }
 
-cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
+uint64_t cf_repo_inflight_bytes(const cf_repo *r)
 {
-    cf_fetch *f = cf_calloc(1, sizeof *f);
-    f->r = r;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->work, NULL);
-    pthread_cond_init(&f->ready, NULL);
-    f->cap = 1024;
-    f->ring = cf_calloc(f->cap, sizeof *f->ring);
     const coffer_config *cfg = r->st->cfg;
-    int64_t conns = cf_repo_connections(r);
     int64_t infl = cfg ? cf_config_get_int(cfg, "inflight_bytes", 0) : 0;
     if (infl <= 0) {
         /* A local disk answers at once: a short window keeps it busy. A
@@ -354,6 +346,20 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
                 infl = 32ll << 20;
         }
     }
+    return (uint64_t)infl;
+}
+
+cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
+{
+    cf_fetch *f = cf_calloc(1, sizeof *f);
+    f->r = r;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->work, NULL);
+    pthread_cond_init(&f->ready, NULL);
+    f->cap = 1024;
+    f->ring = cf_calloc(f->cap, sizeof *f->ring);
+    int64_t conns = cf_repo_connections(r);
+    int64_t infl = (int64_t)cf_repo_inflight_bytes(r);
     if (window_cap && (uint64_t)infl > window_cap)
         infl = (int64_t)window_cap;
     if (infl < (1ll << 20))

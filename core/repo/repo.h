@@ -208,6 +208,8 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap);
 /* The target's `connections` option, or its default: how many reads of
  * the store run at once (fetch threads, check's pack readers). */
 int cf_repo_connections(const cf_repo *r);
+/* The target's `inflight_bytes` option, or its default: the window. */
+uint64_t cf_repo_inflight_bytes(const cf_repo *r);
 /* Name n chunks (ids copied); returns the sequence number of the first,
  * the others follow. */
 uint64_t cf_fetch_want(cf_fetch *f, const cf_id *ids, size_t n);

@@ -144,6 +144,8 @@ static void test_connections_distant(void **state)
     double rtt = cf_store_round_trip(st);
     assert_true(rtt > 0 && rtt < 0.002);
     assert_int_equal(cf_repo_connections(r), base);
+    assert_true(cf_repo_inflight_bytes(r) >= 24u << 20 &&
+                cf_repo_inflight_bytes(r) < (24u << 20) + (2u << 20));
 
     /* a large read, however slow, is no round trip */
     char *pack = mem_storage_key(ms, "data/", 0);
@@ -166,6 +168,7 @@ static void test_connections_distant(void **state)
     int want = base + (int)(rtt * 1e3 / 2);
     assert_int_equal(cf_repo_connections(r), want > 16 ? 16 : want);
     assert_true(cf_repo_connections(r) >= base + 10 || cf_repo_connections(r) == 16);
+    assert_int_equal(cf_repo_inflight_bytes(r), 32u << 20); /* 24M + 12M, held to 32M */
 
     /* far away: at most 16 */
     atomic_store(&st->rtt_ns, 0);
@@ -174,9 +177,11 @@ static void test_connections_distant(void **state)
     assert_int_equal(cf_repo_connections(r), 16);
     st->caps = caps | COFFER_CAP_LOCAL;
     assert_int_equal(cf_repo_connections(r), 3);
-    set_opts(st, "5", "24M");
+    assert_int_equal(cf_repo_inflight_bytes(r), 8u << 20);
+    set_opts(st, "5", "40M");
     st->caps = caps & ~COFFER_CAP_LOCAL;
     assert_int_equal(cf_repo_connections(r), 5);
+    assert_int_equal(cf_repo_inflight_bytes(r), 40u << 20);
 
     mem_storage_set_latency(ms, 0);
     st->caps = caps;
