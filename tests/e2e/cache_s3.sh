@@ -10,13 +10,7 @@ require_coffer
 T_RGW_LIB=$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh
 # shellcheck disable=SC1090
 . "$T_RGW_LIB"
-rgw_start
-setup_env
-export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
-RGW_URL=$AWS_ENDPOINT_URL
-BUCKET=cache-test
-rgw_bucket "$BUCKET"
-export COFFER_REPO=s3://$BUCKET/repo
+rgw_repo cache-test
 
 RULES=$T/rules
 PLOG=$T/proxy.log

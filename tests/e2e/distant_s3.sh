@@ -11,13 +11,7 @@ require_coffer
 T_RGW_LIB=$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh
 # shellcheck disable=SC1090
 . "$T_RGW_LIB"
-rgw_start
-setup_env
-export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
-RGW_URL=$AWS_ENDPOINT_URL
-BUCKET=distant-test
-rgw_bucket "$BUCKET"
-export COFFER_REPO=s3://$BUCKET/repo
+rgw_repo distant-test
 
 PROXY_BIN=$COFFER_BUILD/tests/delay_proxy
 [ -x "$PROXY_BIN" ] || die "no delay_proxy at $PROXY_BIN (build the tests)"
@@ -59,7 +53,7 @@ snapshot "$T/near" "$T/snap-near.json"
 compare "restored on loopback: equal to the source" "$T/snap.json" "$T/snap-near.json" "${RESTORE_EXCLUDES[@]}"
 
 section "an explicit connections is kept"
-sed "s|^\(    location: .*\)$|\1\n    connections: 4|" "$POLICY" >"$T/p4.yaml"
+policy_with "$T/p4.yaml" "connections: 4"
 export AWS_ENDPOINT_URL=$FAR
 expect_ok "restore with connections: 4" cf -v restore -p "$T/p4.yaml" --to "$T/four" || die "restore"
 read -r n3 _ <<<"$(conns_of "$ERR")"

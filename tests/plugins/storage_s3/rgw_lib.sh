@@ -31,6 +31,19 @@ rgw_bucket() {
     [ "$RC" = 0 ] || die "cannot create the bucket $1: $ERR"
 }
 
+# rgw_repo BUCKET: RGW started, the shipped policy's environment
+# (setup_env) with COFFER_REPO=s3://BUCKET/repo in a new bucket, the
+# drivers of this build; RGW_URL and BUCKET set.
+rgw_repo() {
+    rgw_start
+    setup_env
+    export COFFER_PLUGIN_PATH=$COFFER_PLUGIN_BUILD_DIR
+    RGW_URL=$AWS_ENDPOINT_URL
+    BUCKET=$1
+    rgw_bucket "$BUCKET"
+    export COFFER_REPO=s3://$BUCKET/repo
+}
+
 # The AWS CLI (Debian's awscli 2.9 does not read AWS_ENDPOINT_URL).
 awsx() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
 
