@@ -588,8 +588,7 @@ int cf_repo_load_index(cf_repo *r, int skip_bad)
 }
 
 /* Loads the listed index objects; frees keys and sts. */
-static int load_listed(cf_repo *r, int skip_bad, char **keys, coffer_object_stat *sts,
-                       size_t nkeys)
+static int load_listed(cf_repo *r, int skip_bad, char **keys, coffer_object_stat *sts, size_t nkeys)
 {
     int rc = 0;
     if (nkeys &&

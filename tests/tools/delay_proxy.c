@@ -40,9 +40,9 @@
 
 struct seg {
     struct seg *next;
-    uint64_t due;       /* CLOCK_MONOTONIC ns */
+    uint64_t due; /* CLOCK_MONOTONIC ns */
     size_t len, off;
-    int fin;            /* end of stream: shut the write side */
+    int fin; /* end of stream: shut the write side */
     char data[];
 };
 
@@ -50,17 +50,17 @@ struct seg {
 struct dir {
     struct seg *head, *tail;
     size_t queued;
-    int eof;            /* read side ended */
-    int blocked;        /* head is due but the writer's socket is full */
-    int done;           /* end of stream delivered */
+    int eof;     /* read side ended */
+    int blocked; /* head is due but the writer's socket is full */
+    int done;    /* end of stream delivered */
 };
 
 struct conn {
     struct conn *prev, *next;
-    int fd[2];          /* 0: client, 1: upstream */
-    struct dir d[2];    /* 0: client -> upstream, 1: upstream -> client */
-    uint64_t ready;     /* no bytes leave before this (handshake) */
-    uint32_t ev[2];     /* events registered for fd[i] */
+    int fd[2];       /* 0: client, 1: upstream */
+    struct dir d[2]; /* 0: client -> upstream, 1: upstream -> client */
+    uint64_t ready;  /* no bytes leave before this (handshake) */
+    uint32_t ev[2];  /* events registered for fd[i] */
     struct conn *self[2];
 };
 
