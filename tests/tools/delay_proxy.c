@@ -61,6 +61,7 @@ struct conn {
     struct dir d[2]; /* 0: client -> upstream, 1: upstream -> client */
     uint64_t ready;  /* no bytes leave before this (handshake) */
     uint32_t ev[2];  /* events registered for fd[i] */
+    int dead;        /* reset: freed after this round of events */
     struct conn *self[2];
 };
 
@@ -272,7 +273,7 @@ int main(int argc, char **argv)
 {
     const char *listen_at = "127.0.0.1:0", *up = NULL, *port_file = NULL;
     long rtt_ms = -1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "delay_proxy: %s needs a value\n", a);
@@ -292,7 +293,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "delay_proxy: unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     if (!up || rtt_ms < 0 || window < 1) {
         fprintf(stderr, "usage: delay_proxy --upstream HOST:PORT --rtt-ms MS [--listen HOST:PORT]"
@@ -353,21 +353,17 @@ int main(int argc, char **argv)
                 accept_all(lfd, now);
                 continue;
             }
-            if (evs[k].data.ptr == (void *)1)
-                continue; /* its connection was dropped above */
             struct conn **self = evs[k].data.ptr;
             struct conn *c = *self;
+            if (c->dead)
+                continue; /* reset by an event before this one */
             int i = self == &c->self[0] ? 0 : 1;
             if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                 if (take(c, i, now)) {
                     /* A reset on one side resets the other at once. */
                     struct linger lg = {1, 0};
                     setsockopt(c->fd[1 - i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-                    drop(c);
-                    /* Events already fetched may name it: mark them. */
-                    for (int j = k + 1; j < n; j++)
-                        if (evs[j].data.ptr == &c->self[0] || evs[j].data.ptr == &c->self[1])
-                            evs[j].data.ptr = (void *)1;
+                    c->dead = 1;
                     continue;
                 }
             if (evs[k].events & EPOLLOUT)
@@ -375,7 +371,7 @@ int main(int argc, char **argv)
         }
         for (struct conn *c = conns, *nx; c; c = nx) {
             nx = c->next;
-            int bad = 0;
+            int bad = c->dead;
             for (int i = 0; i < 2 && !bad; i++)
                 if (!c->d[i].blocked && give(c, i, now))
                     bad = 1;
