@@ -428,7 +428,7 @@ static void writer_free(s3_writer *w)
 static void sweep_old_uploads(s3_instance *in)
 {
     char key_marker[S3_KEY_MAX + 1] = "", id_marker[1024] = "";
-    int64_t now = s3_now(in); /* uploads are dated by the server */
+    int64_t now = in->sweep_clock; /* uploads are dated by the server */
     int aborted = 0, failed = 0;
     for (int page = 0; page < 100; page++) {
         s3_req rq = {.method = "GET"};
@@ -520,12 +520,16 @@ coffer_status s3_writer_open(void *instance, const char *key, const coffer_write
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     *writer = NULL;
     if (in->abort_uploads_after > 0) {
+        /* The sweep's clock is read here, before this run's first write:
+         * every upload the run starts is younger, so never swept, though
+         * the sweep runs on its own thread (the writes need not wait for
+         * its listing). */
+        int64_t clock = s3_now(in);
         pthread_mutex_lock(&in->lock);
         int first = !in->uploads_swept;
         in->uploads_swept = 1;
-        /* On its own thread: the run's writes need not wait for the
-         * listing. Uploads this run starts are younger than the sweep's
-         * clock, which is read before it lists, so never swept. */
+        if (first)
+            in->sweep_clock = clock;
         if (first && pthread_create(&in->sweeper, NULL, sweeper, in) == 0) {
             in->sweeper_running = 1;
             first = 0;
