@@ -57,6 +57,12 @@ assert_eq 0 "$(gets sets/)" "no manifest fetched"
 assert_gt "$(grep -c "^PUT /$BUCKET/repo/data/" "$PLOG")" 0 "(the backup did store data)"
 note "backup 4 listed: $(grep -o 'prefix=[^& ]*' "$PLOG" | sort -u | tr '\n' ' ')"
 assert_eq 0 "$(grep -c 'prefix=repo%2Fdata' "$PLOG")" "no listing of the packs"
+# Each request is a round trip to a distant bucket: none asked twice.
+assert_eq 0 "$(grep -c "^HEAD /$BUCKET/repo/config " "$PLOG")" "the config is not HEADed before it is read"
+assert_eq 1 "$(gets config)" "the config is read once"
+assert_eq 0 "$(gets locks/)" "the backup's own lock is not read back"
+assert_eq 1 "$(grep -c "^PUT /$BUCKET/repo/locks/" "$PLOG")" "... yet it is written"
+assert_eq 1 "$(grep -c "^GET /$BUCKET?.*uploads" "$PLOG")" "old incomplete uploads are still looked for, once"
 
 section "a host with an empty cache fetches each object once"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 81
