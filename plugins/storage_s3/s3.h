@@ -191,7 +191,7 @@ typedef struct s3_instance {
     int uploads_swept;    /* old incomplete uploads looked for (under lock) */
     int sweeper_running;  /* the sweeper thread is to be joined */
     pthread_t sweeper;
-    int64_t sweep_clock;  /* server time before the run's first write */
+    int64_t sweep_clock; /* server time before the run's first write */
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
