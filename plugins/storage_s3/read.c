@@ -177,6 +177,11 @@ static size_t rd_write(char *p, size_t size, size_t n, void *ud)
         s3_str_add(&r->rs.body, p, len < room ? len : room);
         return len;
     }
+    /* Acknowledge what arrived at once: a server with Nagle's algorithm on
+     * (RGW's default) holds the answer's last small segment until the
+     * bytes before it are acknowledged, and a delayed acknowledgement
+     * would cost 40 ms on about half the reads. */
+    s3_quickack(r->c.fd);
     size_t pending = r->stash_len - r->stash_off;
     if (pending) {
         /* older bytes wait in the stash: keep the order */
