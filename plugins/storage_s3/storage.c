@@ -541,32 +541,29 @@ static coffer_status versioning_status(void *instance, coffer_versioning *status
     return st;
 }
 
-static coffer_status object_lock_status(void *instance, int *enabled, char *mode, size_t mode_len,
-                                        int *days)
+/* Reads the answer to GET ?object-lock (st is the request's status);
+ * frees rs. */
+static coffer_status object_lock_answer(s3_instance *in, coffer_status st, s3_resp *rs,
+                                        int *enabled, char *mode, size_t mode_len, int *days)
 {
-    s3_instance *in = instance;
-    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     *enabled = 0;
     if (mode && mode_len)
         mode[0] = 0;
     if (days)
         *days = 0;
-    s3_resp rs;
-    s3_resp_init(&rs, S3_XML_MAX);
-    coffer_status st = bucket_get(in, "object-lock", &rs);
     if (st) {
         /* No configuration at all is "not enabled", not a failure. */
-        if (rs.curl_rc == CURLE_OK &&
-            (rs.status == 404 ||
-             strcmp(rs.err_code, "ObjectLockConfigurationNotFoundError") == 0) &&
-            strcmp(rs.err_code, "NoSuchBucket") != 0)
+        if (rs->curl_rc == CURLE_OK &&
+            (rs->status == 404 ||
+             strcmp(rs->err_code, "ObjectLockConfigurationNotFoundError") == 0) &&
+            strcmp(rs->err_code, "NoSuchBucket") != 0)
             st = COFFER_OK;
         else
-            st = s3_fail(in, st, "GET ?object-lock", NULL, &rs);
-        s3_resp_free(&rs);
+            st = s3_fail(in, st, "GET ?object-lock", NULL, rs);
+        s3_resp_free(rs);
         return st;
     }
-    s3_xml *x = s3_xml_parse(rs.body.s, rs.body.len);
+    s3_xml *x = s3_xml_parse(rs->body.s, rs->body.len);
     if (x) {
         s3_xml_node *r = s3_xml_root(x);
         char v[32];
@@ -586,10 +583,21 @@ static coffer_status object_lock_status(void *instance, int *enabled, char *mode
         }
         s3_xml_free(x);
     }
-    s3_resp_free(&rs);
+    s3_resp_free(rs);
     if (*enabled)
         in->lock_enabled = 1;
     return COFFER_OK;
+}
+
+static coffer_status object_lock_status(void *instance, int *enabled, char *mode, size_t mode_len,
+                                        int *days)
+{
+    s3_instance *in = instance;
+    s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    s3_resp rs;
+    s3_resp_init(&rs, S3_XML_MAX);
+    coffer_status st = bucket_get(in, "object-lock", &rs);
+    return object_lock_answer(in, st, &rs, enabled, mode, mode_len, days);
 }
 
 static coffer_status create_bucket(s3_instance *in)
@@ -633,14 +641,56 @@ static coffer_status create_bucket(s3_instance *in)
     return st;
 }
 
+/* GET ?object-lock on a thread of its own, asked while the bucket's HEAD
+ * is: over a distant link each is a round trip. Its answer is read only
+ * when the HEAD found the bucket, so the errors are those of the HEAD. */
+typedef struct lock_query {
+    s3_instance *in;
+    s3_resp rs;
+    coffer_status st;
+    pthread_t th;
+    int running;
+} lock_query;
+
+static void *lock_query_run(void *arg)
+{
+    lock_query *q = arg;
+    q->st = bucket_get(q->in, "object-lock", &q->rs);
+    return NULL;
+}
+
+static void lock_query_start(s3_instance *in, lock_query *q)
+{
+    q->in = in;
+    s3_resp_init(&q->rs, S3_XML_MAX);
+    q->running = pthread_create(&q->th, NULL, lock_query_run, q) == 0;
+}
+
+/* The answer, or -1 when there is none to use (no thread, or thrown away). */
+static int lock_query_join(lock_query *q, int use)
+{
+    if (q->running) {
+        pthread_join(q->th, NULL);
+        q->running = 0;
+        if (use)
+            return 0;
+    }
+    s3_resp_free(&q->rs);
+    return -1;
+}
+
 static coffer_status prepare(void *instance, int create)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    lock_query lq;
+    lock_query_start(in, &lq);
     s3_req rq = {.method = "HEAD"};
     s3_resp rs;
     s3_resp_init(&rs, 0);
     coffer_status st = s3_request(in, &rq, &rs);
+    /* The early answer stands only for a bucket that was there at once. */
+    int lock_answer = lock_query_join(&lq, st == COFFER_OK);
     if (st == COFFER_ERR_AUTH) {
         /* HEAD has no body: ask again with a GET, whose error document names
          * the cause (InvalidAccessKeyId, SignatureDoesNotMatch). A refusal
@@ -687,7 +737,10 @@ static coffer_status prepare(void *instance, int create)
     /* Object lock: also tells whether uploads need Content-MD5. */
     int locked = 0, days = 0;
     char mode[32];
-    st = object_lock_status(in, &locked, mode, sizeof mode, &days);
+    if (lock_answer == 0)
+        st = object_lock_answer(in, lq.st, &lq.rs, &locked, mode, sizeof mode, &days);
+    else
+        st = object_lock_status(in, &locked, mode, sizeof mode, &days);
     if (st && in->require_object_lock == S3_REQ_OFF) {
         /* Not asked for: a server or a policy that forbids the call is fine. */
         in->host->log(in->h, COFFER_LOG_DEBUG, "object lock status of bucket %s unknown",
