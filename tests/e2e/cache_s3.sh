@@ -64,6 +64,18 @@ assert_eq 0 "$(gets locks/)" "the backup's own lock is not read back"
 assert_eq 1 "$(grep -c "^PUT /$BUCKET/repo/locks/" "$PLOG")" "... yet it is written"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*uploads" "$PLOG")" "old incomplete uploads are still looked for, once"
 
+section "the bucket's HEAD and its object-lock query go at once"
+echo "HEAD ^/$BUCKET\$ slow 1 1500" >"$RULES"
+: >"$PLOG"
+expect_ok "sets, the bucket's HEAD held 1.5 s" cf sets -p "$POLICY" || die "sets"
+asked=$(grep -n "^GET /$BUCKET?object-lock" "$PLOG" | head -1 | cut -d: -f1)
+held=$(grep -n "^SENT HEAD /$BUCKET\$" "$PLOG" | head -1 | cut -d: -f1)
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-300)"
+assert_ne "" "$asked" "the object-lock query was asked"
+assert_ne "" "$held" "the HEAD was held"
+assert_lt "$asked" "$held" "... and answered while the HEAD's answer was held"
+: >"$RULES"
+
 section "a host with an empty cache fetches each object once"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 81
 nindex=$(s3_count "$BUCKET" repo/index/)

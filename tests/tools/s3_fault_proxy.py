@@ -34,7 +34,8 @@ a line, the first matching rule with a count left applies:
   COUNT   how many matching requests get the fault
 
 The log has one line per request: "METHOD TARGET STATUS" or
-"FAULT NAME METHOD TARGET"; tests count them. Standard library only.
+"FAULT NAME METHOD TARGET", and "SENT METHOD TARGET" when a held answer
+leaves; tests count them. Standard library only.
 """
 import argparse
 import os
@@ -254,6 +255,7 @@ def serve(client, args, rules):
                 return
             if fault == "slow":
                 time.sleep(arg / 1000.0)
+                log(args, f"SENT {method} {target}")
             if fault == "truncate" and rbody:
                 client.sendall(rhead + rbody[: len(rbody) // 2])
                 client.close()
