@@ -66,11 +66,22 @@ struct cf_dbsource {
     size_t n;
     json_t *meta;
     const char **keys;
+    _Atomic unsigned open; /* streams being read */
 };
+
+/* A stream's chunks are read ahead by a planner of its own (cf_fetch):
+ * several ranged reads at once, decrypted on its threads while the
+ * driver consumes the bytes before them. The streams open at once (a
+ * driver restoring tables on several connections) share STREAM_BUDGET
+ * of window, each at least STREAM_WINDOW_MIN. */
+#define STREAM_BUDGET (16u << 20)
+#define STREAM_WINDOW_MIN (2u << 20)
 
 typedef struct src_reader {
     cf_dbsource *s;
     src_stream *st;
+    cf_fetch *fetch;
+    uint64_t seq0;
     size_t next_chunk;
     cf_buf buf;
     size_t pos;
@@ -101,6 +112,12 @@ static coffer_status s_open(coffer_dump_source *a, const char *name, void **stre
             src_reader *r = cf_calloc(1, sizeof *r);
             r->s = s;
             r->st = &s->streams[i];
+            unsigned open = atomic_fetch_add(&s->open, 1) + 1;
+            if (r->st->nchunks) {
+                uint64_t window = STREAM_BUDGET / open;
+                r->fetch = cf_fetch_new(s->repo, window < STREAM_WINDOW_MIN ? STREAM_WINDOW_MIN : window);
+                r->seq0 = cf_fetch_want(r->fetch, r->st->chunks, r->st->nchunks);
+            }
             *stream = r;
             return COFFER_OK;
         }
@@ -116,7 +133,7 @@ static coffer_status s_read(void *stream, void *buf, size_t len, size_t *got)
             return COFFER_OK;
         if (cf_cancel_flag)
             return COFFER_ERR_CANCELLED;
-        if (cf_repo_get_chunk(r->s->repo, &r->st->chunks[r->next_chunk], &r->buf) != 0) {
+        if (cf_fetch_take(r->fetch, r->seq0 + r->next_chunk, &r->buf) != 0) {
             cf_log(CF_LOG_ERROR, "stream %s: %s", r->st->name, cf_error());
             return COFFER_ERR_CORRUPT;
         }
@@ -136,6 +153,8 @@ static coffer_status s_read(void *stream, void *buf, size_t len, size_t *got)
 static void s_close(void *stream)
 {
     src_reader *r = stream;
+    atomic_fetch_sub(&r->s->open, 1);
+    cf_fetch_free(r->fetch); /* drops what was not taken */
     cf_buf_free(&r->buf);
     free(r);
 }
@@ -547,6 +566,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     for (int i = 0; i < nt; i++)
         pthread_join(th[i], NULL);
     free(th);
+    int nthreads = cf_fetch_threads(p.fetch);
     cf_fetch_free(p.fetch);
     if (rc != 0)
         cf_fail("%s", saved);
@@ -563,7 +583,7 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
                "reads (%.0f MiB/s) on %d connections (round trip %.1f ms)",
                comp, (unsigned long long)p.files, dt, mib,
                (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0,
-               cf_repo_connections(repo), cf_store_round_trip(cf_repo_store(repo)) * 1e3);
+               nthreads, cf_store_round_trip(cf_repo_store(repo)) * 1e3);
     }
     sub->files += p.files;
     if (rc != 0)

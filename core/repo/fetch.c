@@ -365,6 +365,10 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
     if (infl < (1ll << 20))
         infl = 1ll << 20;
     f->window_max = (uint64_t)infl;
+    /* A small window holds few chunks at once: more threads than MiB in
+     * it would wait idle (and, on object storage, hold connections). */
+    if ((uint64_t)conns > f->window_max >> 20)
+        conns = (int64_t)(f->window_max >> 20) < 2 ? 2 : (int64_t)(f->window_max >> 20);
     /* Each running read holds its raw bytes besides the window. */
     f->read_max = f->window_max / (2 * (uint64_t)conns);
     if (f->read_max > (8u << 20))
@@ -440,6 +444,11 @@ void cf_fetch_skip(cf_fetch *f, uint64_t seq, size_t n)
     }
     admit_locked(f);
     pthread_mutex_unlock(&f->mu);
+}
+
+int cf_fetch_threads(const cf_fetch *f)
+{
+    return f->nthreads;
 }
 
 void cf_fetch_free(cf_fetch *f)

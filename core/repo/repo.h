@@ -219,6 +219,9 @@ int cf_fetch_take(cf_fetch *f, uint64_t seq, cf_buf *out);
 void cf_fetch_skip(cf_fetch *f, uint64_t seq, size_t n);
 /* Stops the threads; chunks not taken are dropped. */
 void cf_fetch_free(cf_fetch *f);
+/* How many reads run at once: the connections, fewer for a window of
+ * a few MiB (one per MiB, at least two). */
+int cf_fetch_threads(const cf_fetch *f);
 
 /* Size of the plaintext chunk, or -1 if unknown. */
 int64_t cf_repo_chunk_size(cf_repo *r, const cf_id *id);
