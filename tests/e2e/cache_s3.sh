@@ -76,6 +76,12 @@ assert_ne "" "$held" "the HEAD was held"
 assert_lt "$asked" "$held" "... and answered while the HEAD's answer was held"
 : >"$RULES"
 
+section "a check lists the packs instead of asking for each"
+: >"$PLOG"
+expect_ok "check" cf check -p "$POLICY" || die "check"
+assert_eq 0 "$(grep -c "^HEAD /$BUCKET/repo/data/" "$PLOG")" "no pack is asked for on its own"
+assert_gt "$(grep -c "prefix=repo%2Fdata" "$PLOG")" 0 "... the packs are listed"
+
 section "a host with an empty cache fetches each object once"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 5 --seed 81
 nindex=$(s3_count "$BUCKET" repo/index/)
