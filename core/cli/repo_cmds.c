@@ -12,28 +12,6 @@
 #include "engine/run.h"
 #include "util/util.h"
 
-/* Open the run's repository with flags (cf_run_open opens it without). */
-static int open_repo(cf_run *run, unsigned flags)
-{
-    if (cf_store_prepare(run->store, 0) != 0)
-        return -1;
-    coffer_object_stat st;
-    if (cf_store_stat(run->store, "config", &st) != 0)
-        return cf_fail("target '%s' (%s): no repository there; create it with `coffer init -p %s`",
-                       run->target->name, run->target->location, run->policy->file);
-    cf_passphrase_src ps;
-    cf_run_passphrase(run->target, &ps);
-    cf_repo_open_opts o = {.flags = flags, .pass = &ps};
-    if (run->target->immutable && cf_immutable_open(run) != 0)
-        return -1;
-    if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
-        if (!strstr(cf_error(), run->store->label))
-            cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- check ---------------------------------------------------------------- */
 
 static const cli_spec spec_check = {
@@ -78,7 +56,7 @@ int cmd_check(int argc, char **argv)
     cf_watch *w; /* the metrics file records every check, also one that could not run */
     cf_watch_begin(run->policy, "check", &w);
     /* Damaged index objects are findings here, not a reason to stop. */
-    if (open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX | CF_REPO_OPEN_NO_CACHE) != 0 ||
+    if (cf_run_open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX | CF_REPO_OPEN_NO_CACHE) != 0 ||
         cf_run_lock(run, a.rebuild_index, a.rebuild_index ? "check --rebuild-index" : "check") != 0) {
         cf_watch_end(w, CF_EXIT_FAILED, cf_error(), NULL, NULL);
         cf_run_close(run);

@@ -294,32 +294,37 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
     if (rc != 0)
         return -1;
     run->target = t;
-    if (open_repo) {
-        if (cf_store_prepare(run->store, 0) != 0)
-            return -1;
-        if (t->immutable && cf_immutable_open(run) != 0)
-            return -1;
-        cf_passphrase_src ps;
-        cf_run_passphrase(t, &ps);
-        cf_repo_open_opts o = {
-            .flags = (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra,
-            .pass = &ps};
-        if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
-            /* Asked only now: on a distant bucket each request before the
-             * open is a round trip every run pays. */
-            char *saved = cf_strdup(cf_error());
-            coffer_object_stat st;
-            int missing = cf_store_stat(run->store, "config", &st) == COFFER_ERR_NOT_FOUND;
-            cf_fail("%s", saved);
-            free(saved);
-            if (missing)
-                return cf_fail("target '%s' (%s): no repository there; create it with `coffer "
-                               "init -p %s`",
-                               t->name, t->location, run->policy->file);
-            if (!strstr(cf_error(), run->store->label)) /* name the target once */
-                cf_error_prefix("target '%s' (%s)", t->name, t->location);
-            return -1;
-        }
+    if (open_repo)
+        return cf_run_open_repo(
+            run, (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra);
+    return 0;
+}
+
+int cf_run_open_repo(cf_run *run, unsigned flags)
+{
+    const cf_target *t = run->target;
+    if (cf_store_prepare(run->store, 0) != 0)
+        return -1;
+    if (t->immutable && cf_immutable_open(run) != 0)
+        return -1;
+    cf_passphrase_src ps;
+    cf_run_passphrase(t, &ps);
+    cf_repo_open_opts o = {.flags = flags, .pass = &ps};
+    if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+        /* Asked only now: on a distant bucket each request before the
+         * open is a round trip every run pays. */
+        char *saved = cf_strdup(cf_error());
+        coffer_object_stat st;
+        int missing = cf_store_stat(run->store, "config", &st) == COFFER_ERR_NOT_FOUND;
+        cf_fail("%s", saved);
+        free(saved);
+        if (missing)
+            return cf_fail("target '%s' (%s): no repository there; create it with `coffer "
+                           "init -p %s`",
+                           t->name, t->location, run->policy->file);
+        if (!strstr(cf_error(), run->store->label)) /* name the target once */
+            cf_error_prefix("target '%s' (%s)", t->name, t->location);
+        return -1;
     }
     return 0;
 }

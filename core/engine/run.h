@@ -49,6 +49,10 @@ int cf_run_load_policy(const char *file, cf_policy **out);
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
+/* Open the repository of the run's target (its store made, not yet
+ * prepared) with cf_repo_open_with flags; a missing repository is named
+ * as such. 0 or -1. */
+int cf_run_open_repo(cf_run *run, unsigned flags);
 /* A run for a policy built in memory (owned by the run from then on, also
  * on failure), on its first target. 0 or -1. */
 int cf_run_open_policy(cf_policy *p, int open_repo, cf_run **out);
