@@ -115,7 +115,9 @@ static coffer_status s_open(coffer_dump_source *a, const char *name, void **stre
             unsigned open = atomic_fetch_add(&s->open, 1) + 1;
             if (r->st->nchunks) {
                 uint64_t window = STREAM_BUDGET / open;
-                r->fetch = cf_fetch_new(s->repo, window < STREAM_WINDOW_MIN ? STREAM_WINDOW_MIN : window);
+                if (window < STREAM_WINDOW_MIN)
+                    window = STREAM_WINDOW_MIN;
+                r->fetch = cf_fetch_new(s->repo, window);
                 r->seq0 = cf_fetch_want(r->fetch, r->st->chunks, r->st->nchunks);
             }
             *stream = r;
@@ -582,8 +584,8 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
                "component '%s': %llu files in %.1f s; read %.1f MiB of packs in %llu ranged "
                "reads (%.0f MiB/s) on %d connections (round trip %.1f ms)",
                comp, (unsigned long long)p.files, dt, mib,
-               (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0,
-               nthreads, cf_store_round_trip(cf_repo_store(repo)) * 1e3);
+               (unsigned long long)(st1.reads - st0.reads), dt > 0 ? mib / dt : 0.0, nthreads,
+               cf_store_round_trip(cf_repo_store(repo)) * 1e3);
     }
     sub->files += p.files;
     if (rc != 0)

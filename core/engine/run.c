@@ -294,10 +294,10 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
     if (rc != 0)
         return -1;
     run->target = t;
-    if (open_repo)
-        return cf_run_open_repo(
-            run, (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra);
-    return 0;
+    if (!open_repo)
+        return 0;
+    unsigned flags = (open_repo == CF_RUN_MANIFESTS ? CF_REPO_OPEN_NO_INDEX : 0) | extra;
+    return cf_run_open_repo(run, flags);
 }
 
 int cf_run_open_repo(cf_run *run, unsigned flags)
