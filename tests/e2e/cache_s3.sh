@@ -12,15 +12,7 @@ T_RGW_LIB=$COFFER_SRC/tests/plugins/storage_s3/rgw_lib.sh
 . "$T_RGW_LIB"
 rgw_repo cache-test
 
-RULES=$T/rules
-PLOG=$T/proxy.log
-: >"$RULES"
-: >"$PLOG"
-"$PY" "$TOOLS/s3_fault_proxy.py" --upstream "${RGW_URL#http://}" --rules "$RULES" --log "$PLOG" \
-    --port-file "$T/proxy.port" >"$T/proxy.out" 2>&1 &
-bg_register $!
-wait_for "the proxy's port" 10 test -s "$T/proxy.port" || die "proxy did not start"
-export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$T/proxy.port")
+rgw_fault_proxy
 awsx() { aws --endpoint-url "$RGW_URL" "$@"; }
 gets() { grep -c "^GET /$BUCKET/repo/$1" "$PLOG"; } # GETs of keys under PREFIX
 CACHE=$COFFER_CACHE_DIR

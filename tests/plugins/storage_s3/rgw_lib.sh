@@ -44,6 +44,21 @@ rgw_repo() {
     export COFFER_REPO=s3://$BUCKET/repo
 }
 
+# rgw_fault_proxy: tests/tools/s3_fault_proxy.py in front of RGW (after
+# rgw_repo), coffer pointed at it; RULES (empty: no fault) and PLOG (one
+# line a request) set.
+rgw_fault_proxy() {
+    RULES=$T/rules
+    PLOG=$T/proxy.log
+    : >"$RULES"
+    : >"$PLOG"
+    "$PY" "$TOOLS/s3_fault_proxy.py" --upstream "${RGW_URL#http://}" --rules "$RULES" \
+        --log "$PLOG" --port-file "$T/proxy.port" >"$T/proxy.out" 2>&1 &
+    bg_register $!
+    wait_for "the proxy's port" 10 test -s "$T/proxy.port" || die "proxy did not start"
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$T/proxy.port")
+}
+
 # The AWS CLI (Debian's awscli 2.9 does not read AWS_ENDPOINT_URL).
 awsx() { aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
 
