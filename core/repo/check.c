@@ -111,7 +111,8 @@ long cf_repo_check_structure(cf_repo *r, cf_repo_problem_cb cb, void *ud)
      * leaves every pack to its stat. */
     listed_packs lp = {0};
     if (cf_store_list(r->st, "data/", collect_listed, &lp) == 0) {
-        qsort(lp.v, lp.n, sizeof *lp.v, listed_cmp);
+        if (lp.n)
+            qsort(lp.v, lp.n, sizeof *lp.v, listed_cmp);
     } else {
         cf_log(CF_LOG_DEBUG, "listing the packs: %s; asking each", cf_error());
         cf_error_clear();
