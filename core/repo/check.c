@@ -35,8 +35,10 @@ static void report(reporter *rp, const char *obj, const cf_id *chunk, const char
 
 /* ---- Structure ------------------------------------------------------------ */
 
-/* The packs a listing of data/ shows, sorted by id: one request for a
- * thousand packs on object storage, where a stat of each is a round trip. */
+/* The packs a listing of data/ shows (canonical keys only), with their
+ * sizes when the listing gives them: one request for a thousand packs on
+ * object storage, where a stat of each is a round trip. The structure
+ * check sorts them by id; the rebuild takes them in listing order. */
 typedef struct listed_pack {
     cf_id id;
     uint64_t size; /* 0: the listing gave none */
@@ -281,24 +283,6 @@ out:
 
 /* ---- Rebuild -------------------------------------------------------------- */
 
-typedef struct pack_list {
-    char **keys;
-    uint64_t *sizes;
-    size_t n;
-} pack_list;
-
-static int collect_pack(void *ud, const char *key, const coffer_object_stat *st)
-{
-    pack_list *pl = ud;
-    cf_id id;
-    if (cf_pack_key_parse(key, &id) != 0)
-        return 0;
-    pl->sizes = cf_realloc(pl->sizes, (pl->n + 1) * sizeof *pl->sizes);
-    pl->sizes[pl->n] = st ? st->size : 0;
-    cf_strv_push(&pl->keys, &pl->n, key);
-    return 0;
-}
-
 /* Entries a rebuild holds in memory before it writes them out as one
  * index object: at most 256 Ki (56 bytes each plus the map: about 20 MiB),
  * fewer when COFFER_INDEX_MEMORY_ENTRIES keeps less in memory. A
@@ -364,10 +348,9 @@ int cf_repo_rebuild_index(cf_repo *r)
     if (r->ents_indexed != r->idx.n)
         return cf_fail("rebuild index: flush or abort the session first");
 
-    pack_list pl = {0};
-    if (cf_store_list(r->st, "data/", collect_pack, &pl) != 0) {
-        cf_strv_free(pl.keys, pl.n);
-        free(pl.sizes);
+    listed_packs pl = {0};
+    if (cf_store_list(r->st, "data/", collect_listed, &pl) != 0) {
+        free(pl.v);
         return -1;
     }
     /* Memory stays bounded at any size: every `piece`
@@ -382,10 +365,13 @@ int cf_repo_rebuild_index(cf_repo *r)
     size_t piece = rebuild_object_entries();
     cf_buf plain = {0};
     for (size_t i = 0; i < pl.n && rc == 0; i++) {
-        uint64_t size = pl.sizes[i];
+        const cf_id *pid = &pl.v[i].id;
+        char key[CF_PACK_KEY_LEN + 1]; /* as listed: only canonical keys are collected */
+        cf_pack_key(pid, key);
+        uint64_t size = pl.v[i].size;
         coffer_object_stat os;
         if (!size) { /* the driver's listing may not carry sizes */
-            if (cf_store_stat(r->st, pl.keys[i], &os) != 0) {
+            if (cf_store_stat(r->st, key, &os) != 0) {
                 cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
                 skipped++;
                 continue;
@@ -394,7 +380,7 @@ int cf_repo_rebuild_index(cf_repo *r)
         }
         cf_loc *ents;
         size_t n;
-        if (cf_pack_read_table(r, pl.keys[i], size, &ents, &n) != 0) {
+        if (cf_pack_read_table(r, key, size, &ents, &n) != 0) {
             cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
             skipped++;
             continue;
@@ -402,7 +388,7 @@ int cf_repo_rebuild_index(cf_repo *r)
         /* The table says where blobs are; only a blob that opens and
          * hashes to its id is indexed. This reads every pack whole. */
         cf_buf pack = {0};
-        if (cf_store_get(r->st, pl.keys[i], &pack) != 0) {
+        if (cf_store_get(r->st, key, &pack) != 0) {
             cf_log(CF_LOG_WARN, "rebuild index: skipping pack: %s", cf_error());
             skipped++;
             free(ents);
@@ -410,20 +396,18 @@ int cf_repo_rebuild_index(cf_repo *r)
         }
         if (ni.n && ni.n + n > piece)
             rc = rebuild_flush(r, &ni, &newkeys, &nnew);
-        cf_id pid;
-        cf_pack_key_parse(pl.keys[i], &pid);
-        uint32_t pno = cf_index_pack(&ni, &pid, size);
+        uint32_t pno = cf_index_pack(&ni, pid, size);
         for (size_t k = 0; k < n && rc == 0; k++) {
             ents[k].pack = pno;
             char hex[2 * CF_ID_LEN + 1];
             if (ents[k].offset + ents[k].stored > pack.len) {
                 cf_id_hex(&ents[k].id, hex);
                 cf_log(CF_LOG_WARN, "rebuild index: dropped chunk %s in %s: blob past the end", hex,
-                       pl.keys[i]);
+                       key);
                 dropped++;
                 continue;
             }
-            if (cf_blob_open(r, &ents[k], pl.keys[i], pack.data + ents[k].offset, &plain) != 0) {
+            if (cf_blob_open(r, &ents[k], key, pack.data + ents[k].offset, &plain) != 0) {
                 cf_log(CF_LOG_WARN, "rebuild index: dropped %s", cf_error());
                 dropped++;
                 continue;
@@ -438,8 +422,7 @@ int cf_repo_rebuild_index(cf_repo *r)
         rc = rebuild_flush(r, &ni, &newkeys, &nnew);
     cf_index_free(&ni);
     size_t npacks = pl.n - skipped;
-    cf_strv_free(pl.keys, pl.n);
-    free(pl.sizes);
+    free(pl.v);
     if (rc != 0) { /* the old index stays as it was */
         cf_error_prefix("rebuild index");
         remove_keys(r, newkeys, nnew, NULL, 0);
