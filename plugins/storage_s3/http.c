@@ -503,6 +503,7 @@ static size_t body_cb(char *p, size_t size, size_t n, void *ud)
 {
     s3_resp *rs = ud;
     size_t len = size * n;
+    s3_quickack(rs->sock); /* as rd_write: the answer's last segment must not wait */
     size_t room = rs->max_body > rs->body.len ? rs->max_body - rs->body.len : 0;
     /* Past the limit the rest is dropped, not an error: error bodies and
      * listings fit; anything longer is not something we parse. */

@@ -252,7 +252,7 @@ typedef struct s3_resp {
     int attempts;
     int resent;          /* libcurl sent the request again on a new connection */
     int error_in_200;    /* a 200 whose body is <Error> */
-    curl_socket_t *sock; /* the transfer's socket, for s3_quickack from the header callback */
+    curl_socket_t *sock; /* the transfer's socket, for s3_quickack from the callbacks */
     s3_stall stall;
 } s3_resp;
 
