@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "engine/files.h"
 #include "engine/manifest.h"
 #include "plugin/host.h"
+#include "plugin/registry.h"
 #include "util/beneath.h"
 #include "util/util.h"
 
@@ -44,6 +46,11 @@ typedef struct ckrun {
     json_t *meta;     /* component -> recorded metadata object */
     objlist *objs;    /* object_store components some check names */
     size_t nobjs;
+    /* Checks run on several threads: the one pass over the manifest is
+     * made once, by the first check that needs it; driver instances are
+     * made and freed one at a time (a client library may initialise
+     * itself in its first instance, not thread-safely). */
+    pthread_mutex_t scan_mu, open_mu;
 } ckrun;
 
 static int cmp_obj(const void *a, const void *b)
@@ -61,7 +68,16 @@ static objlist *objs_of(ckrun *r, const char *comp)
 
 /* One pass over the set's manifest: metadata of database components and
  * the object keys of the object stores the checks name. */
+static int scan_set_locked(ckrun *r);
 static int scan_set(ckrun *r)
+{
+    pthread_mutex_lock(&r->scan_mu);
+    int rc = scan_set_locked(r);
+    pthread_mutex_unlock(&r->scan_mu);
+    return rc;
+}
+
+static int scan_set_locked(ckrun *r)
 {
     if (r->scanned)
         return r->scan_error ? -1 : 0;
@@ -124,6 +140,23 @@ static void ckrun_free(ckrun *r)
     free(r->objs);
     json_decref(r->meta);
     free(r->scan_error);
+    pthread_mutex_destroy(&r->scan_mu);
+    pthread_mutex_destroy(&r->open_mu);
+}
+
+static int dbinst_open(ckrun *r, const cf_component *c, cf_dbinst *d)
+{
+    pthread_mutex_lock(&r->open_mu);
+    int rc = cf_dbinst_open(c, r->e->root, d);
+    pthread_mutex_unlock(&r->open_mu);
+    return rc;
+}
+
+static void dbinst_close(ckrun *r, cf_dbinst *d)
+{
+    pthread_mutex_lock(&r->open_mu);
+    cf_dbinst_close(d);
+    pthread_mutex_unlock(&r->open_mu);
 }
 
 /* ---- one check's result ----------------------------------------------- */
@@ -414,7 +447,7 @@ static int run_query(qctx *q)
     const cf_app_check *ck = q->ck;
     const cf_component *db = cf_policy_component(p, ck->database);
     cf_dbinst inst;
-    if (cf_dbinst_open(db, q->r->e->root, &inst) != 0) {
+    if (dbinst_open(q->r, db, &inst) != 0) {
         set_error(q->res, "%s", cf_error());
         return -1;
     }
@@ -449,7 +482,7 @@ static int run_query(qctx *q)
             rc = -1;
         }
     }
-    cf_dbinst_close(&inst);
+    dbinst_close(q->r, &inst);
     return rc;
 }
 
@@ -539,14 +572,15 @@ static void walk_dir(walk *w, int dfd)
 
 /* The paths file databases own: the restore moved them into the tree,
  * they are nobody's orphans. */
-static void owned_paths(const cf_policy *p, const char *root, walk *w)
+static void owned_paths(ckrun *r, walk *w)
 {
+    const cf_policy *p = r->p;
     for (size_t i = 0; i < p->ncomponents; i++) {
         const cf_component *c = &p->components[i];
         if (c->type != CF_COMP_DATABASE)
             continue;
         cf_dbinst db;
-        if (cf_dbinst_open(c, root, &db) != 0)
+        if (dbinst_open(r, c, &db) != 0)
             continue;
         if (db.ops->owned_paths) {
             const char *paths[16];
@@ -556,14 +590,14 @@ static void owned_paths(const cf_policy *p, const char *root, walk *w)
                 w->skip[w->nskip++] = cf_strdup(paths[k]);
             }
         }
-        cf_dbinst_close(&db);
+        dbinst_close(r, &db);
     }
 }
 
 static void orphans_files(qctx *q)
 {
     walk w = {.q = q};
-    owned_paths(q->r->p, q->r->e->root, &w);
+    owned_paths(q->r, &w);
     const cf_strlist *under = q->ck->under.n ? &q->ck->under : &q->co->paths;
     for (size_t i = 0; i < under->n && !w.error && !q->timed_out; i++) {
         const char *u = under->v[i];
@@ -778,46 +812,129 @@ static char *summary(const result *res)
     return (char *)b.data;
 }
 
+/* ---- running them ------------------------------------------------------- */
+
+static void run_one(ckrun *r, result *res)
+{
+    const cf_app_check *ck = res->ck;
+    if (cf_cancel_flag)
+        set_error(res, "cancelled");
+    else if (ck->type == CF_CHECK_ROW_COUNTS)
+        row_counts(r, res);
+    else if (ck->type == CF_CHECK_SQL)
+        sql_check(r, res);
+    else
+        paths_check(r, res);
+}
+
+/* Checks are independent: each opens its own driver instance and reads
+ * the restored tree without writing. They are taken in policy order by a
+ * few threads and reported in that order as each finishes. */
+typedef struct ckpool {
+    ckrun *r;
+    result *res;
+    unsigned char *done;
+    size_t n, next;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} ckpool;
+
+static void *ck_worker(void *arg)
+{
+    ckpool *pl = arg;
+    pthread_mutex_lock(&pl->mu);
+    while (pl->next < pl->n) {
+        size_t i = pl->next++;
+        pthread_mutex_unlock(&pl->mu);
+        run_one(pl->r, &pl->res[i]);
+        pthread_mutex_lock(&pl->mu);
+        pl->done[i] = 1;
+        pthread_cond_broadcast(&pl->cv);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+/* How many threads may run the checks: one when a driver they query
+ * promises nothing about threads (its instances may share state). */
+static int ck_threads(const cf_policy *p)
+{
+    for (size_t i = 0; i < p->nchecks; i++) {
+        const cf_component *db =
+            p->checks[i].database ? cf_policy_component(p, p->checks[i].database) : NULL;
+        const cf_driver *d = db ? cf_registry_find(COFFER_KIND_DATABASE, db->driver) : NULL;
+        if (d && d->desc.threading < COFFER_THREADS_PER_INSTANCE)
+            return 1;
+    }
+    int n = cf_cpus(1, 4);
+    return (size_t)n > p->nchecks ? (int)p->nchecks : n;
+}
+
+static int report(const result *res, json_t *out)
+{
+    const cf_app_check *ck = res->ck;
+    const char *status = res->error       ? "error"
+                         : !res->problems ? "pass"
+                         : ck->warn       ? "warn"
+                                          : "fail";
+    char *detail = res->error ? cf_strdup(res->error) : summary(res);
+    if (res->error)
+        cf_log(CF_LOG_ERROR, "check %s: ERROR: %s", ck->name, detail);
+    else if (!res->problems)
+        cf_log(CF_LOG_INFO, "check %s: PASS (%s)", ck->name, detail);
+    else
+        cf_log(ck->warn ? CF_LOG_WARN : CF_LOG_ERROR, "check %s: %s: %s", ck->name,
+               ck->warn ? "WARN" : "FAIL", detail);
+    json_array_append_new(
+        out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:O,s:s}", "name", ck->name, "type",
+                       cf_check_type_name(ck->type), "level", ck->warn ? "warn" : "fail", "status",
+                       status, "rows", (json_int_t)res->rows, "problems", (json_int_t)res->problems,
+                       "first", res->first, "detail", detail));
+    free(detail);
+    return res->error || (res->problems && !ck->warn);
+}
+
 int cf_checks_run(const cf_checks_env *e, json_t *out)
 {
     if (!e || !e->run || !e->run->policy || !e->root || !out)
         return cf_fail("checks: nothing to check against");
     ckrun r = {.e = e, .p = e->run->policy};
+    pthread_mutex_init(&r.scan_mu, NULL);
+    pthread_mutex_init(&r.open_mu, NULL);
+    size_t n = r.p->nchecks;
+    ckpool pl = {.r = &r, .n = n};
+    pl.res = cf_calloc(n ? n : 1, sizeof *pl.res);
+    pl.done = cf_calloc(n ? n : 1, 1);
+    for (size_t i = 0; i < n; i++)
+        pl.res[i] = (result){.file = r.p->file, .ck = &r.p->checks[i], .first = json_array()};
+    pthread_mutex_init(&pl.mu, NULL);
+    pthread_cond_init(&pl.cv, NULL);
+    int want = ck_threads(r.p), nth = 0;
+    pthread_t th[4];
+    while (want > 1 && nth < want && pthread_create(&th[nth], NULL, ck_worker, &pl) == 0)
+        nth++;
     int failed = 0;
-    for (size_t i = 0; i < r.p->nchecks; i++) {
-        const cf_app_check *ck = &r.p->checks[i];
-        result res = {.file = r.p->file, .ck = ck, .first = json_array()};
-        if (cf_cancel_flag) {
-            set_error(&res, "cancelled");
-        } else if (ck->type == CF_CHECK_ROW_COUNTS) {
-            row_counts(&r, &res);
-        } else if (ck->type == CF_CHECK_SQL) {
-            sql_check(&r, &res);
+    for (size_t i = 0; i < n; i++) {
+        if (!nth) {
+            run_one(&r, &pl.res[i]); /* one thread, or none could start */
         } else {
-            paths_check(&r, &res);
+            pthread_mutex_lock(&pl.mu);
+            while (!pl.done[i])
+                pthread_cond_wait(&pl.cv, &pl.mu);
+            pthread_mutex_unlock(&pl.mu);
         }
-        const char *status = res.error       ? "error"
-                             : !res.problems ? "pass"
-                             : ck->warn      ? "warn"
-                                             : "fail";
-        char *detail = res.error ? cf_strdup(res.error) : summary(&res);
-        if (res.error || (res.problems && !ck->warn))
-            failed++;
-        if (res.error)
-            cf_log(CF_LOG_ERROR, "check %s: ERROR: %s", ck->name, detail);
-        else if (!res.problems)
-            cf_log(CF_LOG_INFO, "check %s: PASS (%s)", ck->name, detail);
-        else
-            cf_log(ck->warn ? CF_LOG_WARN : CF_LOG_ERROR, "check %s: %s: %s", ck->name,
-                   ck->warn ? "WARN" : "FAIL", detail);
-        json_array_append_new(
-            out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:o,s:s}", "name", ck->name, "type",
-                           cf_check_type_name(ck->type), "level", ck->warn ? "warn" : "fail",
-                           "status", status, "rows", (json_int_t)res.rows, "problems",
-                           (json_int_t)res.problems, "first", res.first, "detail", detail));
-        free(detail);
-        free(res.error);
+        failed += report(&pl.res[i], out);
     }
+    for (int k = 0; k < nth; k++)
+        pthread_join(th[k], NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_decref(pl.res[i].first);
+        free(pl.res[i].error);
+    }
+    free(pl.res);
+    free(pl.done);
+    pthread_mutex_destroy(&pl.mu);
+    pthread_cond_destroy(&pl.cv);
     ckrun_free(&r);
     return failed;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 int cf_beneath_no_openat2;
 
 /* 0: not known yet, 1: the kernel has openat2, -1: it does not. */
-static int have_openat2;
+static atomic_int have_openat2; /* set by whichever thread first learns it */
 
 int cf_path_safe(const char *rel)
 {
@@ -37,7 +38,8 @@ int cf_path_safe(const char *rel)
 
 static int try_openat2(int dirfd, const char *rel, int flags, mode_t mode)
 {
-    if (cf_beneath_no_openat2 || have_openat2 < 0)
+    int have = atomic_load_explicit(&have_openat2, memory_order_relaxed);
+    if (cf_beneath_no_openat2 || have < 0)
         return -2;
     struct open_how how = {
         .flags = (unsigned long long)(flags | O_NOFOLLOW | O_CLOEXEC),
@@ -45,13 +47,13 @@ static int try_openat2(int dirfd, const char *rel, int flags, mode_t mode)
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
-    if (fd < 0 && (errno == ENOSYS || errno == EPERM) && have_openat2 == 0) {
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM) && have == 0) {
         /* No openat2 (old kernel, or a seccomp filter refusing it). */
-        have_openat2 = -1;
+        atomic_store_explicit(&have_openat2, -1, memory_order_relaxed);
         return -2;
     }
-    if (fd >= 0)
-        have_openat2 = 1;
+    if (fd >= 0 && have == 0)
+        atomic_store_explicit(&have_openat2, 1, memory_order_relaxed);
     return (int)fd;
 }
 
