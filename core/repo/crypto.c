@@ -636,24 +636,17 @@ static int key_open(const key_obj *k, const char *pass, size_t plen, uint8_t mas
     return rc == 0 && ml == CF_MASTER_LEN ? 0 : 1;
 }
 
-int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src)
+int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src, char *const *keys,
+                  size_t n)
 {
-    char **keys;
-    size_t n;
-    if (cf_repo_list_flat(r->st, "keys/", &keys, &n) != 0)
-        return -1;
-    if (n == 0) {
-        cf_strv_free(keys, n);
+    if (n == 0)
         return cf_fail("repository at %s is encrypted but holds no key object (keys/ is empty): "
                        "it cannot be opened",
                        r->st->label);
-    }
     char *pass = NULL;
     size_t plen = 0;
-    if (cf_passphrase_read(src, &pass, &plen) != 0) {
-        cf_strv_free(keys, n);
+    if (cf_passphrase_read(src, &pass, &plen) != 0)
         return -1;
-    }
     uint8_t *master = sodium_malloc(CF_MASTER_LEN);
     int rc = -1, found = 0;
     size_t tried = 0;
@@ -701,7 +694,6 @@ int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src
 out:
     sodium_free(master);
     cf_passphrase_free(pass, plen);
-    cf_strv_free(keys, n);
     return rc;
 }
 

@@ -437,6 +437,26 @@ int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes)
     return 0;
 }
 
+/* Sorts a listing of index/ by key and trims the local cache to it. */
+static void index_listed(cf_repo *r, stat_ctx *c, char ***keys, coffer_object_stat **sts, size_t *n)
+{
+    if (c->n) {
+        key_stat *v = cf_malloc(c->n * sizeof *v);
+        for (size_t i = 0; i < c->n; i++)
+            v[i] = (key_stat){c->keys[i], c->sts[i]};
+        qsort(v, c->n, sizeof *v, cmp_key_stat);
+        for (size_t i = 0; i < c->n; i++) {
+            c->keys[i] = v[i].key;
+            c->sts[i] = v[i].st;
+        }
+        free(v);
+    }
+    cf_repo_cache_trim(r, CF_OBJ_INDEX, c->keys, c->n);
+    *keys = c->keys;
+    *sts = c->sts;
+    *n = c->n;
+}
+
 int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n)
 {
     stat_ctx c = {0};
@@ -445,21 +465,7 @@ int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, 
         free(c.sts);
         return -1;
     }
-    if (c.n) {
-        key_stat *v = cf_malloc(c.n * sizeof *v);
-        for (size_t i = 0; i < c.n; i++)
-            v[i] = (key_stat){c.keys[i], c.sts[i]};
-        qsort(v, c.n, sizeof *v, cmp_key_stat);
-        for (size_t i = 0; i < c.n; i++) {
-            c.keys[i] = v[i].key;
-            c.sts[i] = v[i].st;
-        }
-        free(v);
-    }
-    cf_repo_cache_trim(r, CF_OBJ_INDEX, c.keys, c.n);
-    *keys = c.keys;
-    *sts = c.sts;
-    *n = c.n;
+    index_listed(r, &c, keys, sts, n);
     return 0;
 }
 
@@ -480,21 +486,98 @@ int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
 /* A config that says "none" while keys/ holds keys was replaced: writing
  * plaintext into an encrypted repository is what such a swap would aim
  * at. */
-static int check_no_keys(cf_repo *r)
-{
+/* What an open asks besides the config, all at once on a distant bucket:
+ * the key objects and the damage record on one thread, the index objects
+ * on another, while the config is read and the key unlocked. */
+typedef struct open_ahead {
+    cf_store *st;
+    int with_index;
+    pthread_t th[2];
+    int running[2];
+    /* keys/ and state/damaged */
     char **keys;
-    size_t n;
-    if (cf_repo_list_flat(r->st, "keys/", &keys, &n) != 0)
+    size_t nkeys;
+    int keys_rc, damage_rc;
+    char keys_err[1024];
+    /* index/ */
+    stat_ctx idx;
+    int idx_rc;
+    char idx_err[1024];
+} open_ahead;
+
+static void *ahead_keys(void *arg)
+{
+    open_ahead *a = arg;
+    a->keys_rc = cf_repo_list_flat(a->st, "keys/", &a->keys, &a->nkeys);
+    if (a->keys_rc != 0)
+        snprintf(a->keys_err, sizeof a->keys_err, "%s", cf_error());
+    if (a->with_index) {
+        coffer_object_stat os;
+        a->damage_rc = cf_store_stat(a->st, CF_DAMAGE_KEY, &os);
+    }
+    return NULL;
+}
+
+static void *ahead_index(void *arg)
+{
+    open_ahead *a = arg;
+    a->idx_rc = cf_store_list(a->st, "index/", collect_stat, &a->idx);
+    if (a->idx_rc != 0)
+        snprintf(a->idx_err, sizeof a->idx_err, "%s", cf_error());
+    return NULL;
+}
+
+static void ahead_start(open_ahead *a, cf_store *st, int with_index)
+{
+    memset(a, 0, sizeof *a);
+    a->st = st;
+    a->with_index = with_index;
+    a->damage_rc = -1;
+    void *(*fn[2])(void *) = {ahead_keys, ahead_index};
+    for (int i = 0; i < 1 + with_index; i++) {
+        a->running[i] = pthread_create(&a->th[i], NULL, fn[i], a) == 0;
+        if (!a->running[i])
+            fn[i](a); /* in place when no thread can start */
+    }
+}
+
+static void ahead_join(open_ahead *a, int i)
+{
+    if (a->running[i]) {
+        pthread_join(a->th[i], NULL);
+        a->running[i] = 0;
+    }
+}
+
+static void ahead_free(open_ahead *a)
+{
+    ahead_join(a, 0);
+    ahead_join(a, 1);
+    cf_strv_free(a->keys, a->nkeys);
+    cf_strv_free(a->idx.keys, a->idx.n);
+    free(a->idx.sts);
+    memset(a, 0, sizeof *a);
+}
+
+/* The listing of keys/, once it is in: 0, or -1 with its error. */
+static int ahead_keys_wait(open_ahead *a)
+{
+    ahead_join(a, 0);
+    return a->keys_rc != 0 ? cf_fail("%s", a->keys_err) : 0;
+}
+
+static int check_no_keys(cf_repo *r, open_ahead *a)
+{
+    if (ahead_keys_wait(a) != 0)
         return -1;
-    cf_strv_free(keys, n);
-    if (n)
+    if (a->nkeys)
         return cf_fail("repository at %s: config says unencrypted, but keys/ holds %zu key "
                        "object(s): the config was replaced; refusing to open",
-                       r->st->label, n);
+                       r->st->label, a->nkeys);
     return 0;
 }
 
-static int open_index(cf_repo *r, int skip_bad);
+static int open_index(cf_repo *r, int skip_bad, open_ahead *a);
 
 int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
 {
@@ -509,6 +592,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     pthread_mutex_init(&r->cq_mu, NULL);
     pthread_cond_init(&r->cq_cv, NULL);
     cf_index_init(&r->idx);
+    open_ahead a;
+    ahead_start(&a, st, !(flags & CF_REPO_OPEN_NO_INDEX));
     if (!(r->sha = fetch_sha256()))
         goto fail;
 
@@ -523,9 +608,10 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     }
     int rc = parse_config(r, &b);
     if (rc == 0 && r->scheme)
-        rc = cf_key_unlock(r, &b, o ? o->pass : NULL);
+        rc = ahead_keys_wait(&a) != 0 ? -1
+                                      : cf_key_unlock(r, &b, o ? o->pass : NULL, a.keys, a.nkeys);
     else if (rc == 0)
-        rc = check_no_keys(r);
+        rc = check_no_keys(r, &a);
     cf_buf_free(&b);
     if (rc != 0)
         goto fail;
@@ -541,11 +627,13 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     if (!r->no_cache)
         cf_repo_cache_setup(r);
     if (!(flags & CF_REPO_OPEN_NO_INDEX) &&
-        open_index(r, (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) != 0) != 0)
+        open_index(r, (flags & CF_REPO_OPEN_SKIP_BAD_INDEX) != 0, &a) != 0)
         goto fail;
+    ahead_free(&a);
     *out = r;
     return 0;
 fail:
+    ahead_free(&a);
     cf_repo_close(r);
     return -1;
 }
@@ -553,28 +641,22 @@ fail:
 static int load_listed(cf_repo *r, int skip_bad, char **keys, coffer_object_stat *sts,
                        size_t nkeys);
 
-static void *damage_load_thread(void *arg)
+/* The index objects and the damage record (which the index load
+ * consults), as listed and asked while the key was unlocked. */
+static int open_index(cf_repo *r, int skip_bad, open_ahead *a)
 {
-    cf_repo_damage_load(arg);
-    return NULL;
-}
-
-/* At open: the damage record, which the index load consults, is read
- * while the index is listed (two round trips at once on a distant
- * bucket). */
-static int open_index(cf_repo *r, int skip_bad)
-{
-    pthread_t th;
-    int threaded = pthread_create(&th, NULL, damage_load_thread, r) == 0;
-    if (!threaded)
-        cf_repo_damage_load(r);
-    char **keys = NULL;
-    coffer_object_stat *sts = NULL;
-    size_t nkeys = 0;
-    int rc = cf_repo_list_index_stat(r, &keys, &sts, &nkeys);
-    if (threaded)
-        pthread_join(th, NULL);
-    return rc != 0 ? -1 : load_listed(r, skip_bad, keys, sts, nkeys);
+    ahead_join(a, 0);
+    ahead_join(a, 1);
+    if (a->damage_rc == 0)
+        cf_repo_damage_load(r); /* a record is there: read it */
+    if (a->idx_rc != 0)
+        return cf_fail("%s", a->idx_err);
+    char **keys;
+    coffer_object_stat *sts;
+    size_t nkeys;
+    index_listed(r, &a->idx, &keys, &sts, &nkeys);
+    memset(&a->idx, 0, sizeof a->idx); /* now load_listed's */
+    return load_listed(r, skip_bad, keys, sts, nkeys);
 }
 
 int cf_repo_load_index(cf_repo *r, int skip_bad)

@@ -88,9 +88,10 @@ int cf_key_write(cf_store *st, const EVP_MD *md, const char *repo_id,
                  const uint8_t master[CF_MASTER_LEN], const uint8_t config_mac[32],
                  const char *pass, size_t plen, const cf_kdf_params *kdf,
                  char id_out[2 * CF_ID_LEN + 1]);
-/* Find the key that pass opens (keys of this repo id only); check the
- * config against it. */
-int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src);
+/* Find the key that pass opens among keys (the listing of keys/, n
+ * names; this repo id's only); check the config against it. */
+int cf_key_unlock(cf_repo *r, const cf_buf *config, const cf_passphrase_src *src, char *const *keys,
+                  size_t n);
 
 void cf_env_header(uint8_t out[CF_ENV_HDR_LEN], int type, unsigned flags, int scheme);
 /* Validate a header read from `key`; *flags receives the flags byte.

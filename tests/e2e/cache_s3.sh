@@ -68,6 +68,22 @@ assert_ne "" "$held" "the HEAD was held"
 assert_lt "$asked" "$held" "... and answered while the HEAD's answer was held"
 : >"$RULES"
 
+section "an open lists the keys and the index while it reads the config"
+echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
+: >"$PLOG"
+expect_ok "backup, the config's answer held 1.5 s" cf backup -p "$POLICY" || die "backup, config held"
+held=$(grep -n "^SENT GET /$BUCKET/repo/config\$" "$PLOG" | head -1 | cut -d: -f1)
+keys=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG" | head -1 | cut -d: -f1)
+index=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Findex%2F" "$PLOG" | head -1 | cut -d: -f1)
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-400)"
+assert_ne "" "$held" "the config's answer was held"
+assert_ne "" "$keys" "the keys were listed"
+assert_ne "" "$index" "the index was listed"
+assert_lt "$keys" "$held" "... the keys while the config's answer was held"
+assert_lt "$index" "$held" "... and the index too"
+assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG")" "the keys are listed once"
+: >"$RULES"
+
 section "a check lists the packs instead of asking for each"
 : >"$PLOG"
 expect_ok "check" cf check -p "$POLICY" || die "check"
