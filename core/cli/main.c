@@ -363,9 +363,14 @@ static json_t *summary_from_manifest(cf_run *run, const char *id, double duratio
 static int backup_run(args *a, char **id_out, json_t **sum_out)
 {
     cf_run *run;
-    int orc = cli_open_parsed("backup", 1, CLI_LOCK_SHARED, a, &run);
+    int orc = cli_open_parsed("backup", 1, CLI_LOCK_NONE, a, &run);
     if (orc)
         return orc;
+    run->list_sets_ahead = 1; /* the previous set is what the backup looks for first */
+    if (cf_run_lock(run, 0, "backup") != 0) {
+        cf_run_close(run);
+        return die(CF_EXIT_FAILED);
+    }
     char *id = NULL;
     json_t *sum = NULL;
     double t0 = cf_now();
@@ -986,6 +991,7 @@ static int cmd_restore(int argc, char **argv)
     /* The plan checks the set, --only, --map and the destination before
      * anything is locked or written; a dry run stops there. */
     int rc = cf_restore_plan(run, &o, &rep);
+    run->list_sets_ahead = 1; /* the lock's listing confirms the planned set */
     if (rc == CF_EXIT_USAGE) {
         usage_error("restore", "%s", cf_error());
     } else if (rc != CF_EXIT_OK) {

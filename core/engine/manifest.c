@@ -1169,7 +1169,14 @@ static int cmp_str(const void *a, const void *b)
 int cf_sets_list(cf_repo *r, char ***ids, size_t *n)
 {
     struct list_ctx c = {0};
-    if (cf_store_list(cf_repo_store(r), "sets/", list_cb, &c) != 0) {
+    char **keys;
+    size_t nk;
+    if (cf_repo_sets_ahead_take(r, &keys, &nk) == 1) {
+        /* listed once the lock was written (cf_run_lock) */
+        for (size_t i = 0; i < nk; i++)
+            list_cb(&c, keys[i], NULL);
+        cf_strv_free(keys, nk);
+    } else if (cf_store_list(cf_repo_store(r), "sets/", list_cb, &c) != 0) {
         cf_strv_free(c.ids, c.n);
         return -1;
     }

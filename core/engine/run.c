@@ -434,9 +434,20 @@ int cf_run_open_location(const char *location, int open_repo, cf_run **out)
     return 0;
 }
 
+/* Once the lock object is written, the sets are listed while the other
+ * locks are (run->list_sets_ahead): the command's first look at the sets
+ * under the lock (the previous set of a backup, the set a restore
+ * resolved) costs no round trip of its own. */
+static void lock_written(void *ud)
+{
+    cf_run *run = ud;
+    if (run->repo && run->list_sets_ahead)
+        cf_repo_sets_ahead(run->repo);
+}
+
 int cf_run_lock(cf_run *run, int exclusive, const char *command)
 {
-    if (cf_lock_acquire(run->store, exclusive, command, &run->lock) != 0) {
+    if (cf_lock_acquire_then(run->store, exclusive, command, lock_written, run, &run->lock) != 0) {
         cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
         return -1;
     }

@@ -21,6 +21,8 @@ typedef struct cf_run {
     cf_lock *lock;    /* held repository lock, released by cf_run_close */
     int json;         /* machine-readable output on stdout */
     int no_progress;
+    int list_sets_ahead; /* cf_run_lock lists sets/ as soon as the lock is written: the
+                            command's next cf_sets_list takes that listing */
     int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
     /* An immutable target (core/engine/immutable.c): */
     int64_t lock_period; /* seconds every set's objects stay locked (days, or the horizon) */

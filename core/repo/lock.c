@@ -151,7 +151,7 @@ static void *refresher(void *arg)
 /* One attempt. *contended: the conflict was an exclusive lock written in
  * the last seconds, whose owner may yet see ours and back off. */
 static int try_acquire(cf_store *st, int exclusive, const char *command, cf_lock **out,
-                       int *contended)
+                       int *contended, void (*written)(void *), void *ud)
 {
     cf_lock *l = cf_calloc(1, sizeof *l);
     l->st = st;
@@ -173,6 +173,8 @@ static int try_acquire(cf_store *st, int exclusive, const char *command, cf_lock
         free(l);
         return -1;
     }
+    if (written)
+        written(ud);
     lock_list ll;
     if (load_locks(st, &ll, l->key) != 0) {
         cf_store_remove(st, l->key);
@@ -225,13 +227,19 @@ static int try_acquire(cf_store *st, int exclusive, const char *command, cf_lock
 
 int cf_lock_acquire(cf_store *st, int exclusive, const char *command, cf_lock **out)
 {
+    return cf_lock_acquire_then(st, exclusive, command, NULL, NULL, out);
+}
+
+int cf_lock_acquire_then(cf_store *st, int exclusive, const char *command,
+                         void (*written)(void *ud), void *ud, cf_lock **out)
+{
     /* Shared locks yield to an exclusive one being taken this very moment
      * (a prune starting as backups start: one of the two backs off, and
      * it should not be the backup for a lock that is gone a moment
      * later). A held exclusive lock still fails at once. */
     for (int attempt = 0;; attempt++) {
         int contended = 0;
-        if (try_acquire(st, exclusive, command, out, &contended) == 0)
+        if (try_acquire(st, exclusive, command, out, &contended, written, ud) == 0)
             return 0;
         if (exclusive || !contended || attempt == 5)
             return -1;

@@ -457,6 +457,56 @@ static void index_listed(cf_repo *r, stat_ctx *c, char ***keys, coffer_object_st
     *n = c->n;
 }
 
+struct cf_sets_ahead {
+    cf_store *st;
+    pthread_t th;
+    char **keys;
+    size_t n;
+    int rc;
+};
+
+static void *sets_ahead_run(void *arg)
+{
+    cf_sets_ahead *a = arg;
+    a->rc = cf_repo_list_flat(a->st, "sets/", &a->keys, &a->n);
+    return NULL;
+}
+
+static void sets_ahead_drop(cf_repo *r)
+{
+    char **keys;
+    size_t n;
+    if (cf_repo_sets_ahead_take(r, &keys, &n) == 1)
+        cf_strv_free(keys, n);
+}
+
+void cf_repo_sets_ahead(cf_repo *r)
+{
+    sets_ahead_drop(r);
+    cf_sets_ahead *a = cf_calloc(1, sizeof *a);
+    a->st = r->st;
+    if (pthread_create(&a->th, NULL, sets_ahead_run, a) != 0) {
+        free(a);
+        return;
+    }
+    atomic_store(&r->sets_ahead, a);
+}
+
+int cf_repo_sets_ahead_take(cf_repo *r, char ***keys, size_t *n)
+{
+    cf_sets_ahead *a = atomic_exchange(&r->sets_ahead, NULL); /* whichever thread asks first */
+    if (!a)
+        return 0;
+    pthread_join(a->th, NULL);
+    int ok = a->rc == 0;
+    if (ok) {
+        *keys = a->keys;
+        *n = a->n;
+    }
+    free(a);
+    return ok;
+}
+
 int cf_repo_list_index_stat(cf_repo *r, char ***keys, coffer_object_stat **sts, size_t *n)
 {
     stat_ctx c = {0};
@@ -792,6 +842,7 @@ void cf_repo_close(cf_repo *r)
 {
     if (!r)
         return;
+    sets_ahead_drop(r);
     commits_stop(r);
     for (size_t i = 0; i < r->nwriters; i++)
         cf_packw_free(r->writers[i]);

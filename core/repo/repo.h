@@ -330,6 +330,14 @@ int cf_repo_indexed_packs(cf_repo *r, cf_pack_list *out);
  * cost does not grow with the number of packs. Packs no index names
  * (an interrupted backup's, until prune) are not counted. */
 int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes);
+
+/* List sets/ on a thread now (dropping any listing started before); the
+ * next cf_repo_sets_ahead_take gets it. */
+void cf_repo_sets_ahead(cf_repo *r);
+/* The listing cf_repo_sets_ahead started, once it is in: 1 with keys
+ * ("sets/ID", sorted; the caller frees them), 0 when none was started or
+ * it failed (the caller lists again). */
+int cf_repo_sets_ahead_take(cf_repo *r, char ***keys, size_t *n);
 /* Pack objects in storage that no loaded index names: leftovers of an
  * interrupted backup or prune (or a backup running now). mtimes: 0 if
  * the store does not say. */

@@ -84,6 +84,26 @@ assert_lt "$index" "$held" "... and the index too"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG")" "the keys are listed once"
 : >"$RULES"
 
+section "a backup lists the sets while it looks at the other locks"
+nsets=$(s3_count "$BUCKET" repo/sets/)
+echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
+: >"$PLOG"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 79
+expect_ok "backup, the locks' listing held 1.5 s" cf backup -p "$POLICY" || die "backup, locks held"
+held=$(grep -n "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F" "$PLOG" | head -1 | cut -d: -f1)
+lockput=$(grep -n "^PUT /$BUCKET/repo/locks/" "$PLOG" | head -1 | cut -d: -f1)
+sets=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" | head -1 | cut -d: -f1)
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+assert_ne "" "$held" "the locks' listing was held"
+assert_ne "" "$sets" "the sets were listed"
+assert_lt "$lockput" "$sets" "the sets are listed after the backup's lock is written"
+assert_lt "$sets" "$held" "... and while the locks' listing was held"
+setput=$(grep -n "^PUT /$BUCKET/repo/sets/" "$PLOG" | head -1 | cut -d: -f1)
+assert_eq 1 "$(head -n "$setput" "$PLOG" | grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")" \
+    "... once: the previous set is found in that listing"
+: >"$RULES"
+assert_eq "$((nsets + 1))" "$(s3_count "$BUCKET" repo/sets/)" "the backup added its set"
+
 section "a check lists the packs instead of asking for each"
 : >"$PLOG"
 expect_ok "check" cf check -p "$POLICY" || die "check"
