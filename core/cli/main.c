@@ -313,8 +313,15 @@ static int backup_dry_run(args *a)
 
 /* Sets and stored bytes of the repository, for the metrics and the
  * --json summary of a backup (cf_repo_usage: no listing of every pack). */
-static void add_repo_stats(cf_run *run, json_t *sum)
+typedef struct repo_stats {
+    cf_run *run;
+    json_t *sum;
+} repo_stats;
+
+static void add_repo_stats(void *ud)
 {
+    cf_run *run = ((repo_stats *)ud)->run;
+    json_t *sum = ((repo_stats *)ud)->sum;
     uint64_t sets = 0, bytes = 0;
     if (cf_repo_usage(run->repo, &sets, &bytes) != 0) {
         cf_log(CF_LOG_WARN, "repository size not known: %s", cf_error());
@@ -423,8 +430,10 @@ static int backup_run(args *a, char **id_out, json_t **sum_out)
     json_t *made = !sum && a->json ? summary_from_manifest(run, id, cf_now() - t0) : NULL;
     if (made)
         sum = made;
+    /* The set is stored (and copied): the lock goes while the repository's
+     * figures are listed, each a round trip on a distant bucket. */
     if (sum)
-        add_repo_stats(run, sum);
+        cf_run_unlock_during(run, add_repo_stats, &(repo_stats){run, sum});
     if (sum && run->target->immutable)
         json_object_set_new(sum, "retention",
                             json_pack("{s:s,s:I,s:b,s:I}", "mode",

@@ -454,6 +454,25 @@ int cf_run_lock(cf_run *run, int exclusive, const char *command)
     return 0;
 }
 
+static void *unlock_thread(void *arg)
+{
+    cf_lock_release(arg);
+    return NULL;
+}
+
+void cf_run_unlock_during(cf_run *run, void (*fn)(void *ud), void *ud)
+{
+    cf_lock *l = run->lock;
+    run->lock = NULL;
+    pthread_t th;
+    int threaded = l && pthread_create(&th, NULL, unlock_thread, l) == 0;
+    if (!threaded)
+        cf_lock_release(l);
+    fn(ud);
+    if (threaded)
+        pthread_join(th, NULL);
+}
+
 void cf_run_close(cf_run *run)
 {
     if (!run)

@@ -69,6 +69,9 @@ void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out);
 void cf_run_close(cf_run *run);
 /* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
 int cf_run_lock(cf_run *run, int exclusive, const char *command);
+/* Release the run's lock (when it holds one) while fn(ud) runs: for what
+ * needs no lock once a command's work is done. */
+void cf_run_unlock_during(cf_run *run, void (*fn)(void *ud), void *ud);
 
 /* The environment of child processes (policy commands, database tools).
  * One rule: a child gets coffer's environment without its secrets. Left

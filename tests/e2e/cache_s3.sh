@@ -101,6 +101,9 @@ assert_lt "$sets" "$held" "... and while the locks' listing was held"
 setput=$(grep -n "^PUT /$BUCKET/repo/sets/" "$PLOG" | head -1 | cut -d: -f1)
 assert_eq 1 "$(head -n "$setput" "$PLOG" | grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")" \
     "... once: the previous set is found in that listing"
+unlock=$(grep -n "^HEAD /$BUCKET/repo/locks/\|^DELETE /$BUCKET/repo/locks/" "$PLOG" | tail -1 | cut -d: -f1)
+assert_ne "" "$unlock" "the backup's lock was removed"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "... and no lock is left"
 : >"$RULES"
 assert_eq "$((nsets + 1))" "$(s3_count "$BUCKET" repo/sets/)" "the backup added its set"
 
