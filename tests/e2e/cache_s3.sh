@@ -56,12 +56,15 @@ assert_eq 0 "$(gets locks/)" "the backup's own lock is not read back"
 assert_eq 1 "$(grep -c "^PUT /$BUCKET/repo/locks/" "$PLOG")" "... yet it is written"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*uploads" "$PLOG")" "old incomplete uploads are still looked for, once"
 
+# first_line REGEX: the number of the proxy log's first line matching REGEX
+first_line() { grep -n "$1" "$PLOG" | head -1 | cut -d: -f1; }
+
 section "the bucket's HEAD and its object-lock query go at once"
 echo "HEAD ^/$BUCKET\$ slow 1 1500" >"$RULES"
 : >"$PLOG"
 expect_ok "sets, the bucket's HEAD held 1.5 s" cf sets -p "$POLICY" || die "sets"
-asked=$(grep -n "^GET /$BUCKET?object-lock" "$PLOG" | head -1 | cut -d: -f1)
-held=$(grep -n "^SENT HEAD /$BUCKET\$" "$PLOG" | head -1 | cut -d: -f1)
+asked=$(first_line "^GET /$BUCKET?object-lock")
+held=$(first_line "^SENT HEAD /$BUCKET\$")
 note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-300)"
 assert_ne "" "$asked" "the object-lock query was asked"
 assert_ne "" "$held" "the HEAD was held"
@@ -72,9 +75,9 @@ section "an open lists the keys and the index while it reads the config"
 echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
 : >"$PLOG"
 expect_ok "backup, the config's answer held 1.5 s" cf backup -p "$POLICY" || die "backup, config held"
-held=$(grep -n "^SENT GET /$BUCKET/repo/config\$" "$PLOG" | head -1 | cut -d: -f1)
-keys=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG" | head -1 | cut -d: -f1)
-index=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Findex%2F" "$PLOG" | head -1 | cut -d: -f1)
+held=$(first_line "^SENT GET /$BUCKET/repo/config\$")
+keys=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F")
+index=$(first_line "^GET /$BUCKET?.*prefix=repo%2Findex%2F")
 note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-400)"
 assert_ne "" "$held" "the config's answer was held"
 assert_ne "" "$keys" "the keys were listed"
@@ -90,15 +93,15 @@ echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
 : >"$PLOG"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 79
 expect_ok "backup, the locks' listing held 1.5 s" cf backup -p "$POLICY" || die "backup, locks held"
-held=$(grep -n "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F" "$PLOG" | head -1 | cut -d: -f1)
-lockput=$(grep -n "^PUT /$BUCKET/repo/locks/" "$PLOG" | head -1 | cut -d: -f1)
-sets=$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" | head -1 | cut -d: -f1)
+held=$(first_line "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F")
+lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
+sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
 note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
 assert_ne "" "$held" "the locks' listing was held"
 assert_ne "" "$sets" "the sets were listed"
 assert_lt "$lockput" "$sets" "the sets are listed after the backup's lock is written"
 assert_lt "$sets" "$held" "... and while the locks' listing was held"
-setput=$(grep -n "^PUT /$BUCKET/repo/sets/" "$PLOG" | head -1 | cut -d: -f1)
+setput=$(first_line "^PUT /$BUCKET/repo/sets/")
 assert_eq 1 "$(head -n "$setput" "$PLOG" | grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")" \
     "... once: the previous set is found in that listing"
 unlock=$(grep -n "^HEAD /$BUCKET/repo/locks/\|^DELETE /$BUCKET/repo/locks/" "$PLOG" | tail -1 | cut -d: -f1)
