@@ -533,9 +533,6 @@ int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out)
     return cf_repo_open_with(st, &o, out);
 }
 
-/* A config that says "none" while keys/ holds keys was replaced: writing
- * plaintext into an encrypted repository is what such a swap would aim
- * at. */
 /* What an open asks besides the config, all at once on a distant bucket:
  * the key objects and the damage record on one thread, the index objects
  * on another, while the config is read and the key unlocked. */
@@ -616,6 +613,9 @@ static int ahead_keys_wait(open_ahead *a)
     return a->keys_rc != 0 ? cf_fail("%s", a->keys_err) : 0;
 }
 
+/* A config that says "none" while keys/ holds keys was replaced: writing
+ * plaintext into an encrypted repository is what such a swap would aim
+ * at. */
 static int check_no_keys(cf_repo *r, open_ahead *a)
 {
     if (ahead_keys_wait(a) != 0)
