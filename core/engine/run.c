@@ -465,9 +465,7 @@ void cf_run_unlock_during(cf_run *run, void (*fn)(void *ud), void *ud)
     cf_lock *l = run->lock;
     run->lock = NULL;
     pthread_t th;
-    int threaded = l && pthread_create(&th, NULL, unlock_thread, l) == 0;
-    if (!threaded)
-        cf_lock_release(l);
+    int threaded = l && cf_thread_or_here(&th, unlock_thread, l);
     fn(ud);
     if (threaded)
         pthread_join(th, NULL);

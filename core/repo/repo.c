@@ -418,9 +418,7 @@ int cf_repo_usage(cf_repo *r, uint64_t *sets, uint64_t *bytes)
     /* Both listings at once: each is a round trip on a distant bucket. */
     usage_list ix = {.st = r->st};
     pthread_t th;
-    int threaded = pthread_create(&th, NULL, list_index_usage, &ix) == 0;
-    if (!threaded)
-        list_index_usage(&ix);
+    int threaded = cf_thread_or_here(&th, list_index_usage, &ix);
     int rc = cf_store_list(r->st, "sets/", usage_cb, s);
     if (threaded)
         pthread_join(th, NULL);
@@ -582,9 +580,7 @@ static void ahead_start(open_ahead *a, cf_store *st, int with_index)
     a->damage_rc = -1;
     void *(*fn[2])(void *) = {ahead_keys, ahead_index};
     for (int i = 0; i < 1 + with_index; i++) {
-        a->running[i] = pthread_create(&a->th[i], NULL, fn[i], a) == 0;
-        if (!a->running[i])
-            fn[i](a); /* in place when no thread can start */
+        a->running[i] = cf_thread_or_here(&a->th[i], fn[i], a);
     }
 }
 

@@ -58,6 +58,14 @@ int cf_cpus(int lo, int hi)
     return n < lo ? lo : n > hi ? hi : (int)n;
 }
 
+int cf_thread_or_here(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    if (pthread_create(th, NULL, fn, arg) == 0)
+        return 1;
+    fn(arg);
+    return 0;
+}
+
 char *cf_strndup(const char *s, size_t n)
 {
     char *p = cf_malloc(n + 1);

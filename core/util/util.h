@@ -10,6 +10,7 @@
 #ifndef CF_UTIL_H
 #define CF_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,9 @@ int cf_streq(const char *a, const char *b);
 char *cf_strndup(const char *s, size_t n);
 /* The CPUs online, held to [lo, hi] (lo when the count is unknown). */
 int cf_cpus(int lo, int hi);
+/* Run fn(arg) on a new thread: 1, and the caller joins *th. When no
+ * thread can start, fn(arg) runs here before this returns: 0. */
+int cf_thread_or_here(pthread_t *th, void *(*fn)(void *), void *arg);
 char *cf_asprintf(const char *fmt, ...) CF_PRINTF(1, 2);
 char *cf_vasprintf(const char *fmt, va_list ap);
 
