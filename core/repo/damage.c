@@ -152,13 +152,12 @@ int cf_repo_damage_store(cf_repo *r, cf_damage *d)
     return rc;
 }
 
-/* Read state/damaged at open. A missing record is the normal case; an
- * unreadable one is logged and ignored (it only makes backups store more). */
+/* Read state/damaged at open, once a stat found it there (a missing
+ * record is the normal case, and the open asks while it lists the index).
+ * An unreadable one is logged and ignored (it only makes backups store
+ * more). */
 void cf_repo_damage_load(cf_repo *r)
 {
-    coffer_object_stat os;
-    if (cf_store_stat(r->st, CF_DAMAGE_KEY, &os) != 0)
-        return;
     cf_buf b = {0};
     if (cf_repo_get_object(r, CF_OBJ_STATE, CF_DAMAGE_KEY, &b) != 0 ||
         cf_damage_parse((const char *)b.data, b.len, &r->dmg) != 0)

@@ -694,7 +694,7 @@ static int open_index(cf_repo *r, int skip_bad, open_ahead *a)
     ahead_join(a, 0);
     ahead_join(a, 1);
     if (a->damage_rc == 0)
-        cf_repo_damage_load(r); /* a record is there: read it */
+        cf_repo_damage_load(r);
     if (a->idx_rc != 0)
         return cf_fail("%s", a->idx_err);
     char **keys;

@@ -421,7 +421,7 @@ int cf_repo_cache_tee(const char *path, char **tmp);
 /* 1 if the damage record names the pack or the chunk. */
 int cf_damage_has_pack(const cf_damage *d, const cf_id *pack);
 int cf_damage_has_chunk(const cf_damage *d, const cf_id *chunk, const cf_id *pack);
-void cf_repo_damage_load(cf_repo *r); /* at open, before the index */
+void cf_repo_damage_load(cf_repo *r); /* at open, before the index, when a stat found it */
 
 /* Record a committed object of this session (for abort). Locks wlock. */
 void cf_repo_sess_add(cf_repo *r, int is_pack, const char *key);
