@@ -110,6 +110,22 @@ assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "... and no lock is left"
 : >"$RULES"
 assert_eq "$((nsets + 1))" "$(s3_count "$BUCKET" repo/sets/)" "the backup added its set"
 
+section "a backup removes its lock while it lists the repository's figures"
+echo "GET prefix=repo%2Fsets%2F slow 2 1500" >"$RULES"
+: >"$PLOG"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 78
+expect_ok "backup, both listings of the sets held 1.5 s" cf backup -p "$POLICY" || die "backup, sets held"
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-800)"
+assert_eq 2 "$(grep -c "^SENT GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" "both listings of the sets were held"
+held=$(grep -n "^SENT GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" | tail -1 | cut -d: -f1)
+setput=$(first_line "^PUT /$BUCKET/repo/sets/")
+delete=$(first_line "^DELETE /$BUCKET/repo/locks/")
+assert_ne "" "$delete" "the backup's lock was removed"
+assert_lt "$setput" "$held" "the second listing is the figures', after the set's PUT"
+assert_lt "$delete" "$held" "... and the lock was removed while it was held"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
+: >"$RULES"
+
 section "a check lists the packs instead of asking for each"
 : >"$PLOG"
 expect_ok "check" cf check -p "$POLICY" || die "check"

@@ -499,9 +499,9 @@ static void row_counts(void **state)
 
 /* ---- several at once ------------------------------------------------------------- */
 
-/* Checks run on several threads: a slow first check does not hold up
- * the others, and every result still lands in policy order with the
- * outcome it has when run alone. */
+/* Checks run on several threads: whatever order they finish in (a slow
+ * first check, fast ones after it), every result lands in policy order
+ * with the outcome it has when run alone. */
 static void in_policy_order(void **state)
 {
     fx *f = *state;
