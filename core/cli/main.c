@@ -370,7 +370,7 @@ static json_t *summary_from_manifest(cf_run *run, const char *id, double duratio
 static int backup_run(args *a, char **id_out, json_t **sum_out)
 {
     cf_run *run;
-    int orc = cli_open_parsed("backup", 1, CLI_LOCK_NONE, a, &run);
+    int orc = cli_open_parsed("backup", CF_RUN_REPO | CF_RUN_WARM, CLI_LOCK_NONE, a, &run);
     if (orc)
         return orc;
     run->list_sets_ahead = 1; /* the previous set is what the backup looks for first */

@@ -44,24 +44,6 @@ int cf_worker_count(void)
     return (int)n;
 }
 
-/* Metadata read-ahead over every files component, started before
- * anything else so the inode cache warms while the previous set is read
- * and the databases are dumped. */
-static cf_prefetch *warm_start(const cf_policy *p)
-{
-    char **v = NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < p->ncomponents; i++)
-        if (p->components[i].type == CF_COMP_FILES)
-            for (size_t k = 0; k < p->components[i].paths.n; k++) {
-                v = cf_realloc(v, (n + 1) * sizeof *v);
-                v[n++] = cf_strdup(p->components[i].paths.v[k]);
-            }
-    cf_prefetch *pf = n ? cf_prefetch_start(p->root, v, n) : NULL;
-    cf_strv_free(v, n);
-    return pf;
-}
-
 /* ---- file workers --------------------------------------------------- */
 
 #define RING 1024
@@ -1256,7 +1238,11 @@ static int backup(cf_run *run, int dry, char **set_id_out, json_t **summary)
     /* Everything that can fail without touching the application first. */
     if (check_required(p) != 0)
         return -1;
-    cf_prefetch *warm = warm_start(p);
+    /* Metadata read-ahead over every files component, so the inode cache
+     * warms while the previous set is read and the databases are dumped:
+     * begun when the run was opened (CF_RUN_WARM), else now. */
+    cf_prefetch *warm = run->warm ? run->warm : cf_prefetch_policy(p);
+    run->warm = NULL;
     size_t ndb = 0;
     cf_dbinst *dbs = cf_calloc(p->ncomponents, sizeof *dbs);
     char **owned = NULL;

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/manifest.h"
+#include "policy/policy.h"
 #include "util/util.h"
 
 /* Stats of a cold tree wait on the disk, not the CPU: more requests in
@@ -163,4 +165,19 @@ void cf_prefetch_stop(cf_prefetch *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
+}
+
+cf_prefetch *cf_prefetch_policy(const cf_policy *p)
+{
+    char **v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < p->ncomponents; i++)
+        if (p->components[i].type == CF_COMP_FILES)
+            for (size_t k = 0; k < p->components[i].paths.n; k++) {
+                v = cf_realloc(v, (n + 1) * sizeof *v);
+                v[n++] = cf_strdup(p->components[i].paths.v[k]);
+            }
+    cf_prefetch *pf = n ? cf_prefetch_start(p->root, v, n) : NULL;
+    cf_strv_free(v, n);
+    return pf;
 }

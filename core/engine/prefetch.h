@@ -17,6 +17,10 @@ typedef struct cf_prefetch cf_prefetch;
 /* Start traversing root/paths[i] for each i. Never fails (returns NULL
  * when threads cannot be made: the walk just runs without it). */
 cf_prefetch *cf_prefetch_start(const char *root, char *const *paths, size_t n);
+/* cf_prefetch_start over every files component of policy p (NULL when
+ * it has none). */
+struct cf_policy;
+cf_prefetch *cf_prefetch_policy(const struct cf_policy *p);
 /* Stop early if still running, join, free. */
 void cf_prefetch_stop(cf_prefetch *p);
 

@@ -16,6 +16,7 @@
 
 #include "engine/immutable.h"
 #include "engine/manifest.h"
+#include "engine/prefetch.h"
 #include "plugin/config.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
@@ -337,6 +338,9 @@ int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_r
         return -2;
     }
     const cf_target *t = target ? cf_policy_target(run->policy, target) : &run->policy->targets[0];
+    if (t && (open_repo & CF_RUN_WARM))
+        run->warm = cf_prefetch_policy(run->policy);
+    open_repo &= ~CF_RUN_WARM;
     if (!t) {
         cf_fail("%s: no target named '%s'", policy_file, target ? target : "");
         cf_run_close(run);
@@ -475,6 +479,7 @@ void cf_run_close(cf_run *run)
 {
     if (!run)
         return;
+    cf_prefetch_stop(run->warm);
     cf_lock_release(run->lock);
     if (run->repo)
         cf_repo_close(run->repo);

@@ -24,6 +24,8 @@ typedef struct cf_run {
     int list_sets_ahead; /* cf_run_lock lists sets/ as soon as the lock is written: the
                             command's next cf_sets_list takes that listing */
     int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
+    struct cf_prefetch *warm; /* CF_RUN_WARM: metadata read-ahead begun before the open; the
+                                 backup takes it over, cf_run_close stops it otherwise */
     /* An immutable target (core/engine/immutable.c): */
     int64_t lock_period; /* seconds every set's objects stay locked (days, or the horizon) */
     int64_t clock_skew;  /* the storage's clock minus the host's, seconds */
@@ -47,6 +49,10 @@ int cf_run_load_policy(const char *file, cf_policy **out);
 /* or'ed into open_repo: every object is read from the store, never from
  * the local cache (check and verify judge the repository itself) */
 #define CF_RUN_NO_CACHE 0x20
+/* or'ed into open_repo of cf_run_open: the metadata read-ahead of the
+ * policy's files starts before the repository is opened, so the inode
+ * cache warms while a distant bucket answers (backup) */
+#define CF_RUN_WARM 0x40
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
