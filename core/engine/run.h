@@ -24,8 +24,9 @@ typedef struct cf_run {
     int list_sets_ahead; /* cf_run_lock lists sets/ as soon as the lock is written: the
                             command's next cf_sets_list takes that listing */
     int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
-    struct cf_prefetch *warm; /* CF_RUN_WARM: metadata read-ahead begun before the open; the
-                                 backup takes it over, cf_run_close stops it otherwise */
+    /* CF_RUN_WARM: metadata read-ahead begun before the open; the backup
+     * takes it over, cf_run_close stops it otherwise */
+    struct cf_prefetch *warm;
     /* An immutable target (core/engine/immutable.c): */
     int64_t lock_period; /* seconds every set's objects stay locked (days, or the horizon) */
     int64_t clock_skew;  /* the storage's clock minus the host's, seconds */
