@@ -112,14 +112,17 @@ coffer_status dbsqlite_open(dbsqlite_instance *in, const char *path, dbsqlite_op
     return COFFER_OK;
 }
 
+/* The user's own tables: LIKE is case-insensitive, as SQLite's
+ * reservation of sqlite_ names is. */
+#define USER_TABLES                                                                                \
+    "type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"                                    \
+    " AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%'"
+
 coffer_status dbsqlite_count_rows(dbsqlite_instance *in, sqlite3 *db, const char *path, dbsqlite_count_fn fn,
                                   void *ud)
 {
-    /* LIKE is case-insensitive, as SQLite's reservation of sqlite_ names is. */
-    static const char list_sql[] = "SELECT name FROM sqlite_master WHERE type = 'table'"
-                                   " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-                                   " AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%'"
-                                   " ORDER BY name";
+    static const char list_sql[] =
+        "SELECT name FROM sqlite_master WHERE " USER_TABLES " ORDER BY name";
     sqlite3_stmt *list = NULL;
     int rc = sqlite3_prepare_v2(db, list_sql, -1, &list, NULL);
     if (rc != SQLITE_OK)
@@ -308,14 +311,6 @@ static int pragma_text(sqlite3 *db, const char *sql, char *buf, size_t len)
     return rc;
 }
 
-static coffer_status count_tables(void *ud, const char *table, int64_t rows)
-{
-    (void)table;
-    (void)rows;
-    (*(int64_t *)ud)++;
-    return COFFER_OK;
-}
-
 coffer_status dbsqlite_open_restored(dbsqlite_instance *in, const char *path, sqlite3 **db)
 {
     /* A freshly restored database has no -wal or -journal: read it as
@@ -345,22 +340,23 @@ static coffer_status dbsqlite_probe(void *instance, coffer_db_info *info)
     coffer_status st = dbsqlite_open(in, in->path, DBSQLITE_OPEN_RO, &db);
     if (st)
         return st;
-    char mode[32], psize[32], pcount[32];
+    /* Read from the schema alone: a probe runs before every backup, and
+     * counting rows would read the whole database once more. */
+    char mode[32], psize[32], pcount[32], tables[32];
     int rc = pragma_text(db, "PRAGMA journal_mode", mode, sizeof mode);
     if (rc == SQLITE_OK)
         rc = pragma_text(db, "PRAGMA page_size", psize, sizeof psize);
     if (rc == SQLITE_OK)
         rc = pragma_text(db, "PRAGMA page_count", pcount, sizeof pcount);
+    if (rc == SQLITE_OK)
+        rc = pragma_text(db, "SELECT count(*) FROM sqlite_master WHERE " USER_TABLES, tables,
+                         sizeof tables);
     if (rc != SQLITE_OK) {
         st = dbsqlite_err(in, db, rc, "cannot read", in->path);
         sqlite3_close(db);
         return st;
     }
-    int64_t tables = 0;
-    st = dbsqlite_count_rows(in, db, in->path, count_tables, &tables);
     sqlite3_close(db);
-    if (st)
-        return st;
 
     struct stat sb, wal;
     uint64_t size = stat(in->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
@@ -370,8 +366,8 @@ static coffer_status dbsqlite_probe(void *instance, coffer_db_info *info)
     snprintf(info->server_version, sizeof info->server_version, "SQLite %s", sqlite3_libversion());
     info->size_bytes = size;
     snprintf(info->detail, sizeof info->detail,
-             "%s: journal_mode=%s, page_size=%s, pages=%s, tables=%lld, wal=%llu bytes", in->path, mode, psize,
-             pcount, (long long)tables, (unsigned long long)walsize);
+             "%s: journal_mode=%s, page_size=%s, pages=%s, tables=%s, wal=%llu bytes", in->path,
+             mode, psize, pcount, tables, (unsigned long long)walsize);
     return COFFER_OK;
 }
 
