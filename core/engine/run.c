@@ -304,14 +304,34 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
 int cf_run_open_repo(cf_run *run, unsigned flags)
 {
     const cf_target *t = run->target;
-    if (cf_store_prepare(run->store, 0) != 0)
-        return -1;
-    if (t->immutable && cf_immutable_open(run) != 0)
-        return -1;
+    /* The bucket's checks (prepare) run while the repository is read: on
+     * a distant bucket they are round trips of their own. An immutable
+     * target needs them first (the retention they learn). */
+    if (t->immutable || !cf_store_prepare_begin(run->store)) {
+        if (cf_store_prepare(run->store, 0) != 0)
+            return -1;
+        if (t->immutable && cf_immutable_open(run) != 0)
+            return -1;
+    }
     cf_passphrase_src ps;
     cf_run_passphrase(t, &ps);
     cf_repo_open_opts o = {.flags = flags, .pass = &ps};
-    if (cf_repo_open_with(run->store, &o, &run->repo) != 0) {
+    int orc = cf_repo_open_with(run->store, &o, &run->repo);
+    /* What prepare found wrong (no bucket, another region, refused
+     * credentials) explains a failed open better than the open does. */
+    if (cf_store_preparing(run->store)) {
+        char *saved = orc != 0 ? cf_strdup(cf_error()) : NULL;
+        if (cf_store_prepare(run->store, 0) != 0) {
+            free(saved);
+            cf_repo_close(run->repo);
+            run->repo = NULL;
+            return -1;
+        }
+        if (saved)
+            cf_fail("%s", saved);
+        free(saved);
+    }
+    if (orc != 0) {
         /* Asked only now: on a distant bucket each request before the
          * open is a round trip every run pays. */
         char *saved = cf_strdup(cf_error());

@@ -28,6 +28,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
     cf_store *s = cf_calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
     s->ops = drv->storage;
+    s->threading = drv->threading;
     s->label = cf_strdup(label);
     s->hctx = cf_hctx_new(label, root);
     coffer_status st = s->ops->instance_new(cf_host_table(), s->hctx, cfg, &s->inst);
@@ -63,6 +64,9 @@ void cf_store_free(cf_store *s)
 {
     if (!s)
         return;
+    if (s->prep_running)
+        pthread_join(s->prep_thread, NULL);
+    free(s->prep_err);
     if (s->inst)
         s->ops->instance_free(s->inst);
     cf_config_free(s->cfg);
@@ -170,16 +174,50 @@ static void add_dead(cf_store *s, const char *key)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void *prepare_thread(void *arg)
+{
+    cf_store *s = arg;
+    s->prep_st = s->ops->prepare(s->inst, 0);
+    if (s->prep_st) {
+        fail(s, s->prep_st, "cannot prepare location", NULL);
+        s->prep_err = cf_strdup(cf_error());
+    }
+    return NULL;
+}
+
+int cf_store_prepare_begin(cf_store *s)
+{
+    if (!s->ops->prepare || s->prepared || s->prep_running || (s->caps & COFFER_CAP_LOCAL) ||
+        s->threading < COFFER_THREADS_HANDLES)
+        return 0;
+    s->prep_running = pthread_create(&s->prep_thread, NULL, prepare_thread, s) == 0;
+    return s->prep_running;
+}
+
+int cf_store_preparing(const cf_store *s)
+{
+    return s->prep_running;
+}
+
 int cf_store_prepare(cf_store *s, int create)
 {
     /* Once per store: a run opens its target and then its repository,
      * and on S3 each prepare costs a HEAD of the bucket and a GET of its
      * object-lock configuration (and logs its warnings again). */
-    if (!s->ops->prepare || s->prepared)
-        return COFFER_OK;
-    coffer_status st = s->ops->prepare(s->inst, create);
-    if (st)
-        return fail(s, st, "cannot prepare location", NULL);
+    coffer_status st;
+    if (s->prep_running) {
+        pthread_join(s->prep_thread, NULL);
+        s->prep_running = 0;
+        if ((st = s->prep_st) != COFFER_OK) {
+            cf_fail("%s", s->prep_err ? s->prep_err : coffer_status_name(st));
+            return st;
+        }
+    } else {
+        if (!s->ops->prepare || s->prepared)
+            return COFFER_OK;
+        if ((st = s->ops->prepare(s->inst, create)) != COFFER_OK)
+            return fail(s, st, "cannot prepare location", NULL);
+    }
     s->prepared = 1;
     /* What the storage can do may depend on what prepare learned (a
      * bucket with object lock). */

@@ -20,6 +20,13 @@ typedef struct cf_store {
     coffer_hctx *hctx;
     uint32_t caps;
     int prepared; /* prepare succeeded: later calls return at once */
+    int threading; /* the driver's coffer_threading */
+    /* cf_store_prepare_begin: prepare on a thread of its own, joined by
+     * the next cf_store_prepare */
+    pthread_t prep_thread;
+    int prep_running;
+    coffer_status prep_st;
+    char *prep_err;
     char *label;
     coffer_config *cfg; /* the options plus "location", owned (cf_store_new_at) */
 
@@ -64,6 +71,17 @@ int cf_store_new_at(const coffer_plugin *drv, const coffer_config *cfg, const ch
 void cf_store_free(cf_store *s);
 
 int cf_store_prepare(cf_store *s, int create);
+/* Start prepare (create=0) on a thread while the caller goes on reading:
+ * on object storage the bucket's checks are round trips an open need not
+ * wait for. Only for a remote store whose driver allows calls from
+ * several threads at once (COFFER_THREADS_HANDLES); 1 when started, 0
+ * when not (then nothing changed). Until cf_store_prepare joins it, the
+ * caller only reads: no writes, no removals, and nothing that depends on
+ * what prepare learns (capabilities are taken after the join). Its
+ * failure is what cf_store_prepare returns then. */
+int cf_store_prepare_begin(cf_store *s);
+/* A prepare begun by cf_store_prepare_begin has not been joined yet. */
+int cf_store_preparing(const cf_store *s);
 int cf_store_writer_open(cf_store *s, const char *key, uint32_t flags, uint64_t size_hint, void **w);
 int cf_store_write(cf_store *s, void *w, const void *buf, size_t len);
 int cf_store_commit(cf_store *s, void *w);

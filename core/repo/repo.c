@@ -539,10 +539,13 @@ typedef struct open_ahead {
     int with_index;
     pthread_t th[2];
     int running[2];
-    /* keys/ and state/damaged */
+    /* keys/ and state/damaged: the key is read as soon as keys/ is
+     * listed (keys_done), while the damage record is still asked for */
     char **keys;
     size_t nkeys;
-    int keys_rc, damage_rc;
+    int keys_rc, damage_rc, keys_done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
     char keys_err[1024];
     /* index/ */
     stat_ctx idx;
@@ -556,6 +559,10 @@ static void *ahead_keys(void *arg)
     a->keys_rc = cf_repo_list_flat(a->st, "keys/", &a->keys, &a->nkeys);
     if (a->keys_rc != 0)
         snprintf(a->keys_err, sizeof a->keys_err, "%s", cf_error());
+    pthread_mutex_lock(&a->mu);
+    a->keys_done = 1;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
     if (a->with_index) {
         coffer_object_stat os;
         a->damage_rc = cf_store_stat(a->st, CF_DAMAGE_KEY, &os);
@@ -578,6 +585,8 @@ static void ahead_start(open_ahead *a, cf_store *st, int with_index)
     a->st = st;
     a->with_index = with_index;
     a->damage_rc = -1;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
     void *(*fn[2])(void *) = {ahead_keys, ahead_index};
     for (int i = 0; i < 1 + with_index; i++) {
         a->running[i] = cf_thread_or_here(&a->th[i], fn[i], a);
@@ -599,13 +608,18 @@ static void ahead_free(open_ahead *a)
     cf_strv_free(a->keys, a->nkeys);
     cf_strv_free(a->idx.keys, a->idx.n);
     free(a->idx.sts);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
     memset(a, 0, sizeof *a);
 }
 
 /* The listing of keys/, once it is in: 0, or -1 with its error. */
 static int ahead_keys_wait(open_ahead *a)
 {
-    ahead_join(a, 0);
+    pthread_mutex_lock(&a->mu);
+    while (!a->keys_done)
+        pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
     return a->keys_rc != 0 ? cf_fail("%s", a->keys_err) : 0;
 }
 
@@ -629,7 +643,9 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
 {
     unsigned flags = o ? o->flags : 0;
     *out = NULL;
-    if (cf_store_prepare(st, 0) != 0)
+    /* A prepare begun early (cf_store_prepare_begin) is joined by the
+     * caller: the open only reads. */
+    if (!cf_store_preparing(st) && cf_store_prepare(st, 0) != 0)
         return -1;
     cf_repo *r = cf_calloc(1, sizeof *r);
     r->st = st;

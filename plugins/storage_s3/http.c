@@ -730,7 +730,7 @@ coffer_status s3_request(s3_instance *in, const s3_req *rq, s3_resp *rs)
         s3_sha256_hex(rq->body ? rq->body : "", rq->body ? rq->body_len : 0, payload_hash);
     s3_req r = *rq;
     char md5b64[32];
-    if (((in->lock_enabled && strcmp(rq->method, "PUT") == 0) || rq->content_md5) &&
+    if (((strcmp(rq->method, "PUT") == 0 && in->lock_enabled) || rq->content_md5) &&
         r.nheaders < sizeof r.headers / sizeof r.headers[0]) {
         /* Object Lock buckets refuse uploads without an integrity header. */
         unsigned char md[16];

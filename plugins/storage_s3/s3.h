@@ -183,7 +183,7 @@ typedef struct s3_instance {
     int64_t abort_uploads_after; /* s; incomplete uploads older than this are aborted; 0: never */
 
     /* learned at run time */
-    int lock_enabled;     /* bucket has object lock: uploads carry Content-MD5 */
+    _Atomic int lock_enabled; /* bucket has object lock: uploads carry Content-MD5 */
     int64_t clock_offset; /* server's clock minus the host's, learned from a
                              RequestTimeTooSkewed answer (under lock); requests
                              are signed with the server's time */

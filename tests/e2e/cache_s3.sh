@@ -71,6 +71,24 @@ assert_ne "" "$held" "the HEAD was held"
 assert_lt "$asked" "$held" "... and answered while the HEAD's answer was held"
 : >"$RULES"
 
+section "an open reads the repository while the bucket is checked"
+echo "HEAD ^/$BUCKET\$ slow 1 1500" >"$RULES"
+: >"$PLOG"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 77
+expect_ok "backup, the bucket's HEAD held 1.5 s" cf backup -p "$POLICY" || die "backup, HEAD held"
+held=$(first_line "^SENT HEAD /$BUCKET\$")
+config=$(first_line "^GET /$BUCKET/repo/config")
+keys=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F")
+lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-400)"
+assert_ne "" "$held" "the bucket's HEAD was held"
+assert_ne "" "$lockput" "the backup wrote its lock"
+assert_lt "$config" "$held" "the config was read while the HEAD's answer was held"
+assert_lt "$keys" "$held" "... and the keys listed"
+assert_lt "$held" "$lockput" "the lock is written only once the bucket is checked"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
+: >"$RULES"
+
 section "an open lists the keys and the index while it reads the config"
 echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
 : >"$PLOG"
