@@ -29,6 +29,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
     pthread_mutex_init(&s->mu, NULL);
     s->ops = drv->storage;
     s->threading = drv->threading;
+    s->abi_minor = drv->abi_minor;
     s->label = cf_strdup(label);
     s->hctx = cf_hctx_new(label, root);
     coffer_status st = s->ops->instance_new(cf_host_table(), s->hctx, cfg, &s->inst);
@@ -384,6 +385,23 @@ int cf_store_remove(cf_store *s, const char *key)
         return cf_store_remove_version(s, key, NULL, 0);
     coffer_status st = s->ops->remove(s->inst, key);
     return st ? fail(s, st, "cannot remove", key) : 0;
+}
+
+int cf_store_remove_absent_ok(cf_store *s, const char *key)
+{
+    int rc;
+    if (s->ops->remove_ex && s->abi_minor >= 3 && (!cf_store_append_only(s) || is_lock_key(key))) {
+        coffer_status st =
+            s->ops->remove_ex(s->inst, key, NULL, COFFER_REMOVE_ABSENT_OK | s->remove_flags);
+        rc = st ? fail(s, st, "cannot remove", key) : 0;
+    } else {
+        rc = cf_store_remove(s, key);
+    }
+    if (rc == COFFER_ERR_NOT_FOUND) { /* also from a driver that ignores the flag */
+        cf_error_clear();
+        rc = 0;
+    }
+    return rc;
 }
 
 int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags)

@@ -21,6 +21,7 @@ typedef struct cf_store {
     uint32_t caps;
     int prepared; /* prepare succeeded: later calls return at once */
     int threading; /* the driver's coffer_threading */
+    uint32_t abi_minor; /* of the driver: which flags it may be given */
     /* cf_store_prepare_begin: prepare on a thread of its own, joined by
      * the next cf_store_prepare */
     pthread_t prep_thread;
@@ -99,6 +100,11 @@ int cf_store_remove(cf_store *s, const char *key);
 /* Remove one version of key (version_id NULL: the key) with flags
  * COFFER_REMOVE_* (plus s->remove_flags). COFFER_ERR_LOCKED when the
  * version is under retention. */
+/* Remove key if it is there: a missing key is no error. A driver of ABI
+ * 1.3 or later is told so (COFFER_REMOVE_ABSENT_OK) and may skip finding
+ * out: on S3 the DELETE goes without a HEAD first. For keys coffer alone
+ * writes and removes, such as its own repository lock. */
+int cf_store_remove_absent_ok(cf_store *s, const char *key);
 int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags);
 int cf_store_append_only(const cf_store *s);
 

@@ -264,7 +264,7 @@ void cf_lock_release(cf_lock *l)
     /* Released after a failure, often for the same cause (the server is
      * gone): the message of that failure is the one to report, not this. */
     char *saved = cf_strdup(cf_error());
-    if (cf_store_remove(l->st, l->key) != 0) {
+    if (cf_store_remove_absent_ok(l->st, l->key) != 0) {
         cf_log(CF_LOG_WARN, "cannot remove lock %s: %s", l->key, cf_error());
         if (saved[0])
             cf_fail("%s", saved);

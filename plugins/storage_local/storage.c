@@ -488,14 +488,16 @@ int local_mutable_key(const char *key)
     return strncmp(key, "locks/", 6) == 0;
 }
 
-static coffer_status remove_file(local_instance *in, const char *key)
+static coffer_status remove_file(local_instance *in, const char *key, int absent_ok)
 {
     coffer_status rc = COFFER_OK;
     char *path = local_path(in, key);
     if (!path)
         return in->host->error(in->h, COFFER_ERR_FATAL, "out of memory");
     if (unlink(path) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
+        if ((errno == ENOENT || errno == ENOTDIR) && absent_ok)
+            rc = COFFER_OK;
+        else if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
             rc = in->host->error(in->h, COFFER_ERR_NOT_FOUND, "no object %s (%s)", key, path);
         else
             rc = local_errno(in, errno, "cannot remove", path);
@@ -524,7 +526,7 @@ static coffer_status local_remove_ex(void *instance, const char *key, const char
                                "%s: the repository is append-only; removal needs a maintenance run "
                                "(coffer prune --apply-tombstones)",
                                key);
-    return remove_file(in, key);
+    return remove_file(in, key, (flags & COFFER_REMOVE_ABSENT_OK) != 0);
 }
 
 static coffer_status local_remove(void *instance, const char *key)

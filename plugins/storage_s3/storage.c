@@ -13,7 +13,8 @@
  * rule for incomplete uploads catches what a crash leaves).
  *
  * remove is HEAD then DELETE, because the ABI wants NOT_FOUND for a
- * missing key and S3's DELETE answers 204 either way. In a versioned
+ * missing key and S3's DELETE answers 204 either way; remove_ex with
+ * COFFER_REMOVE_ABSENT_OK is the DELETE alone. In a versioned
  * bucket DELETE adds a delete marker: older versions stay readable.
  */
 #include "s3.h"
@@ -836,7 +837,8 @@ static coffer_status stat_object(void *instance, const char *key, coffer_object_
 
 /* DELETE of the key (a delete marker in a versioned bucket; allowed on
  * locked objects) or of one version (refused while it is under
- * retention). */
+ * retention). With COFFER_REMOVE_ABSENT_OK a missing key is no error, and
+ * in a versioned bucket its DELETE may leave a delete marker. */
 static coffer_status remove_common(s3_instance *in, const char *key, const char *version_id,
                                    uint32_t flags)
 {
@@ -846,8 +848,11 @@ static coffer_status remove_common(s3_instance *in, const char *key, const char 
     char *okey = s3_object_key(in, key, &st);
     if (!okey)
         return st;
-    /* a version is deleted by id alone: a delete marker has no HEAD */
-    if (version_id || (st = head_object(in, okey, key, NULL)) == COFFER_OK) {
+    /* A version is deleted by id alone: a delete marker has no HEAD. A
+     * caller that does not care whether the key exists saves the HEAD's
+     * round trip (S3 answers a DELETE of a missing key with 204 anyway). */
+    if (version_id || (flags & COFFER_REMOVE_ABSENT_OK) ||
+        (st = head_object(in, okey, key, NULL)) == COFFER_OK) {
         s3_req rq = {.method = "DELETE", .okey = okey};
         if (version_id)
             s3_req_query(&rq, "versionId", version_id);
@@ -856,6 +861,8 @@ static coffer_status remove_common(s3_instance *in, const char *key, const char 
         s3_resp rs;
         s3_resp_init(&rs, 64 * 1024);
         st = s3_request(in, &rq, &rs);
+        if (st == COFFER_ERR_NOT_FOUND && (flags & COFFER_REMOVE_ABSENT_OK))
+            st = COFFER_OK;
         char vdesc[300] = "";
         if (version_id)
             snprintf(vdesc, sizeof vdesc, "version %s of ", version_id);

@@ -516,6 +516,21 @@ static void check_missing(suite *s)
         s->ops->reader_close(r);
     report(s, st == COFFER_ERR_NOT_FOUND, "reading a missing object returns ERR_NOT_FOUND",
            "got %s", status_name(st));
+    if (s->p->abi_minor < 3 || !s->ops->remove_ex)
+        return;
+    /* ABI 1.3: a removal that need not find out whether the key exists */
+    st = s->ops->remove_ex(s->inst, "conformance/never-written", NULL, COFFER_REMOVE_ABSENT_OK);
+    report(s, st == COFFER_OK, "remove_ex(REMOVE_ABSENT_OK) of a missing object returns OK",
+           "got %s", status_name(st));
+    coffer_status pst = put(s, s->inst, "conformance/absent-ok", "x", 1, 0, 1);
+    coffer_status rst =
+        pst ? pst
+            : s->ops->remove_ex(s->inst, "conformance/absent-ok", NULL, COFFER_REMOVE_ABSENT_OK);
+    st = s->ops->stat(s->inst, "conformance/absent-ok", &sb);
+    report(s, pst == COFFER_OK && rst == COFFER_OK && st == COFFER_ERR_NOT_FOUND,
+           "remove_ex(REMOVE_ABSENT_OK) removes an object that exists",
+           "put %s, remove_ex %s, stat afterwards %s", status_name(pst), status_name(rst),
+           status_name(st));
 }
 
 static int remove_cb(void *ud, const char *key, const coffer_object_stat *st)

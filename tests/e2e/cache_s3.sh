@@ -54,6 +54,8 @@ assert_eq 0 "$(grep -c "^HEAD /$BUCKET/repo/config " "$PLOG")" "the config is no
 assert_eq 1 "$(gets config)" "the config is read once"
 assert_eq 0 "$(gets locks/)" "the backup's own lock is not read back"
 assert_eq 1 "$(grep -c "^PUT /$BUCKET/repo/locks/" "$PLOG")" "... yet it is written"
+assert_eq 1 "$(grep -c "^DELETE /$BUCKET/repo/locks/" "$PLOG")" "... and removed"
+assert_eq 0 "$(grep -c "^HEAD /$BUCKET/repo/locks/" "$PLOG")" "... without a HEAD first"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*uploads" "$PLOG")" "old incomplete uploads are still looked for, once"
 
 # first_line REGEX: the number of the proxy log's first line matching REGEX

@@ -429,7 +429,9 @@ static coffer_status m_remove_ex(void *instance, const char *key, const char *ve
     pthread_mutex_unlock(&ms->lock);
     if (refused)
         return ms->host->error(ms->h, COFFER_ERR_LOCKED, "%s: locked or append-only", key);
-    return i >= 0 ? COFFER_OK : ms->host->error(ms->h, COFFER_ERR_NOT_FOUND, "%s: no such object", key);
+    if (i < 0 && !(flags & COFFER_REMOVE_ABSENT_OK))
+        return ms->host->error(ms->h, COFFER_ERR_NOT_FOUND, "%s: no such object", key);
+    return COFFER_OK;
 }
 
 static coffer_status m_remove(void *instance, const char *key)

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define COFFER_ABI_MAJOR 1
-#define COFFER_ABI_MINOR 2
+#define COFFER_ABI_MINOR 3
 
 /* The one exported symbol of a loadable driver. */
 #define COFFER_PLUGIN_ENTRY "coffer_plugin_init"

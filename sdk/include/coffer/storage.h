@@ -44,6 +44,11 @@ typedef enum coffer_lock_mode {
 /* remove_ex flags, since 1.2 */
 #define COFFER_REMOVE_MAINTENANCE (1u << 0)       /* an append-only store removes the object */
 #define COFFER_REMOVE_BYPASS_GOVERNANCE (1u << 1) /* remove a governance-locked version */
+/* since 1.3: the caller does not need to know whether the key existed:
+ * a missing key is COFFER_OK, and the driver may skip finding out (S3:
+ * DELETE without a HEAD first). Never sent to a driver built for 1.2 or
+ * older. */
+#define COFFER_REMOVE_ABSENT_OK (1u << 2)
 
 /* Writer flags */
 #define COFFER_WRITE_IF_ABSENT (1u << 0) /* fail with COFFER_ERR_EXISTS if the key exists */
