@@ -189,6 +189,7 @@ static void *prepare_thread(void *arg)
 int cf_store_prepare_begin(cf_store *s)
 {
     if (!s->ops->prepare || s->prepared || s->prep_running || (s->caps & COFFER_CAP_LOCAL) ||
+        !(s->caps & COFFER_CAP_CONCURRENT_PREPARE) || s->abi_minor < 3 ||
         s->threading < COFFER_THREADS_HANDLES)
         return 0;
     s->prep_running = pthread_create(&s->prep_thread, NULL, prepare_thread, s) == 0;

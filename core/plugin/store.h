@@ -74,7 +74,8 @@ void cf_store_free(cf_store *s);
 int cf_store_prepare(cf_store *s, int create);
 /* Start prepare (create=0) on a thread while the caller goes on reading:
  * on object storage the bucket's checks are round trips an open need not
- * wait for. Only for a remote store whose driver allows calls from
+ * wait for. Only for a remote store whose driver says prepare may overlap
+ * reads (COFFER_CAP_CONCURRENT_PREPARE, ABI 1.3) and takes calls from
  * several threads at once (COFFER_THREADS_HANDLES); 1 when started, 0
  * when not (then nothing changed). Until cf_store_prepare joins it, the
  * caller only reads: no writes, no removals, and nothing that depends on

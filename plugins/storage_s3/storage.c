@@ -494,8 +494,11 @@ static uint32_t capabilities(void *instance)
 {
     s3_instance *in = instance;
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
+    /* prepare only sends its own requests and records what it learns
+     * under atomics: reads may go on meanwhile. */
     uint32_t caps = COFFER_CAP_ATOMIC_PUBLISH | COFFER_CAP_RANGED_READ | COFFER_CAP_VERSIONING |
-                    COFFER_CAP_OBJECT_LOCK | COFFER_CAP_RESTORE_VERSION;
+                    COFFER_CAP_OBJECT_LOCK | COFFER_CAP_RESTORE_VERSION |
+                    COFFER_CAP_CONCURRENT_PREPARE;
     if (!in->cond_unsupported)
         caps |= COFFER_CAP_CONDITIONAL_CREATE;
     if (in->lock_enabled)

@@ -533,6 +533,42 @@ static void check_missing(suite *s)
            status_name(st));
 }
 
+/* ---- prepare alongside reads (1.3) ----------------------------------- */
+
+typedef struct prep_run {
+    suite *s;
+    coffer_status st;
+} prep_run;
+
+static void *prep_main(void *arg)
+{
+    prep_run *p = arg;
+    p->st = p->s->ops->prepare(p->s->inst, 0);
+    return NULL;
+}
+
+static void check_concurrent_prepare(suite *s)
+{
+    if (!(s->caps & COFFER_CAP_CONCURRENT_PREPARE) || !s->ops->prepare)
+        return;
+    coffer_status pst = put(s, s->inst, "conformance/prep", "p", 1, 0, 1);
+    prep_run p = {s, COFFER_ERR_FAILED};
+    pthread_t th;
+    int started = pthread_create(&th, NULL, prep_main, &p) == 0;
+    int listed = 0, reads_ok = 1;
+    for (int i = 0; i < 8 && reads_ok; i++) {
+        coffer_object_stat sb = {.struct_size = sizeof sb};
+        reads_ok = s->ops->list(s->inst, "conformance/", count_cb, &listed) == COFFER_OK &&
+                   s->ops->stat(s->inst, "conformance/prep", &sb) == COFFER_OK && sb.size == 1;
+    }
+    if (started)
+        pthread_join(th, NULL);
+    report(s, pst == COFFER_OK && started && p.st == COFFER_OK && reads_ok && listed > 0,
+           "CONCURRENT_PREPARE: prepare(0) runs while other threads list and stat",
+           "put %s, prepare %s, reads %s", status_name(pst), status_name(p.st),
+           reads_ok ? "ok" : "failed");
+}
+
 static int remove_cb(void *ud, const char *key, const coffer_object_stat *st)
 {
     (void)st;
@@ -569,6 +605,7 @@ int coffer_test_storage_conformance(const coffer_plugin *p, const coffer_config 
             check_list(&s);
             check_snapshot(&s);
             check_missing(&s);
+            check_concurrent_prepare(&s);
             s.ops->list(s.inst, "conformance/", remove_cb, &s);
         }
         s.ops->instance_free(s.inst);

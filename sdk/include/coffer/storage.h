@@ -30,6 +30,10 @@ extern "C" {
 #define COFFER_CAP_APPEND_ONLY (1u << 8) /* since 1.2: the store never removes or rewrites an
                                             object but a lock (locks/...) unless remove_ex
                                             carries COFFER_REMOVE_MAINTENANCE */
+/* since 1.3: prepare(create=0) may run on one thread while stat, list and
+ * readers run on others; the core writes and removes nothing, and asks
+ * for nothing prepare learns (capabilities included), until it returned */
+#define COFFER_CAP_CONCURRENT_PREPARE (1u << 9)
 
 /* Object lock (retention) modes, since 1.2. Governance: a holder of the
  * bypass permission may shorten or remove it; compliance: nobody can
@@ -102,7 +106,8 @@ typedef int (*coffer_version_cb)(void *ud, const coffer_object_version *v);
  * Order of calls: instance_new, capabilities, prepare (create=1 for
  * `init`, 0 otherwise), then any mix of writer_open/write/commit|abort,
  * reader_open/read/close, stat, list and remove, possibly from several
- * threads, and finally instance_free after every handle was closed. */
+ * threads, and finally instance_free after every handle was closed. With
+ * COFFER_CAP_CONCURRENT_PREPARE, prepare(0) may overlap reads (above). */
 typedef struct coffer_storage_ops {
     uint32_t struct_size; /* since 1.0 */
 
