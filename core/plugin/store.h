@@ -20,7 +20,7 @@ typedef struct cf_store {
     coffer_hctx *hctx;
     uint32_t caps;
     int prepared; /* prepare succeeded: later calls return at once */
-    int threading; /* the driver's coffer_threading */
+    int threading;      /* the driver's coffer_threading */
     uint32_t abi_minor; /* of the driver: which flags it may be given */
     /* cf_store_prepare_begin: prepare on a thread of its own, joined by
      * the next cf_store_prepare */
