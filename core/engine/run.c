@@ -318,18 +318,12 @@ int cf_run_open_repo(cf_run *run, unsigned flags)
     cf_repo_open_opts o = {.flags = flags, .pass = &ps};
     int orc = cf_repo_open_with(run->store, &o, &run->repo);
     /* What prepare found wrong (no bucket, another region, refused
-     * credentials) explains a failed open better than the open does. */
-    if (cf_store_preparing(run->store)) {
-        char *saved = orc != 0 ? cf_strdup(cf_error()) : NULL;
-        if (cf_store_prepare(run->store, 0) != 0) {
-            free(saved);
-            cf_repo_close(run->repo);
-            run->repo = NULL;
-            return -1;
-        }
-        if (saved)
-            cf_fail("%s", saved);
-        free(saved);
+     * credentials) explains a failed open better than the open does; a
+     * join that succeeds leaves the open's error as it is. */
+    if (cf_store_preparing(run->store) && cf_store_prepare(run->store, 0) != 0) {
+        cf_repo_close(run->repo);
+        run->repo = NULL;
+        return -1;
     }
     if (orc != 0) {
         /* Asked only now: on a distant bucket each request before the

@@ -211,7 +211,7 @@ int cf_store_prepare(cf_store *s, int create)
         pthread_join(s->prep_thread, NULL);
         s->prep_running = 0;
         if ((st = s->prep_st) != COFFER_OK) {
-            cf_fail("%s", s->prep_err ? s->prep_err : coffer_status_name(st));
+            cf_fail("%s", s->prep_err); /* set by prepare_thread with the status */
             return st;
         }
     } else {

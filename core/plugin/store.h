@@ -98,14 +98,14 @@ int cf_store_list(cf_store *s, const char *prefix, coffer_list_cb cb, void *ud);
  * writes the tombstone deleted/KEY instead, and the key is gone for every
  * later listing, stat and read; locks/ are removed for real. */
 int cf_store_remove(cf_store *s, const char *key);
-/* Remove one version of key (version_id NULL: the key) with flags
- * COFFER_REMOVE_* (plus s->remove_flags). COFFER_ERR_LOCKED when the
- * version is under retention. */
 /* Remove key if it is there: a missing key is no error. A driver of ABI
  * 1.3 or later is told so (COFFER_REMOVE_ABSENT_OK) and may skip finding
  * out: on S3 the DELETE goes without a HEAD first. For keys coffer alone
  * writes and removes, such as its own repository lock. */
 int cf_store_remove_absent_ok(cf_store *s, const char *key);
+/* Remove one version of key (version_id NULL: the key) with flags
+ * COFFER_REMOVE_* (plus s->remove_flags). COFFER_ERR_LOCKED when the
+ * version is under retention. */
 int cf_store_remove_version(cf_store *s, const char *key, const char *version_id, uint32_t flags);
 int cf_store_append_only(const cf_store *s);
 

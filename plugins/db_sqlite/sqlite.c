@@ -295,7 +295,7 @@ static uint32_t dbsqlite_capabilities(void *instance)
 }
 
 /* First column of the first row of sql, as text, into buf ("" if none). */
-static int pragma_text(sqlite3 *db, const char *sql, char *buf, size_t len)
+static int query_text(sqlite3 *db, const char *sql, char *buf, size_t len)
 {
     sqlite3_stmt *s = NULL;
     buf[0] = 0;
@@ -343,14 +343,14 @@ static coffer_status dbsqlite_probe(void *instance, coffer_db_info *info)
     /* Read from the schema alone: a probe runs before every backup, and
      * counting rows would read the whole database once more. */
     char mode[32], psize[32], pcount[32], tables[32];
-    int rc = pragma_text(db, "PRAGMA journal_mode", mode, sizeof mode);
+    int rc = query_text(db, "PRAGMA journal_mode", mode, sizeof mode);
     if (rc == SQLITE_OK)
-        rc = pragma_text(db, "PRAGMA page_size", psize, sizeof psize);
+        rc = query_text(db, "PRAGMA page_size", psize, sizeof psize);
     if (rc == SQLITE_OK)
-        rc = pragma_text(db, "PRAGMA page_count", pcount, sizeof pcount);
+        rc = query_text(db, "PRAGMA page_count", pcount, sizeof pcount);
     if (rc == SQLITE_OK)
-        rc = pragma_text(db, "SELECT count(*) FROM sqlite_master WHERE " USER_TABLES, tables,
-                         sizeof tables);
+        rc = query_text(db, "SELECT count(*) FROM sqlite_master WHERE " USER_TABLES, tables,
+                        sizeof tables);
     if (rc != SQLITE_OK) {
         st = dbsqlite_err(in, db, rc, "cannot read", in->path);
         sqlite3_close(db);
