@@ -217,6 +217,19 @@ uint64_t cf_fetch_want(cf_fetch *f, const cf_id *ids, size_t n);
 int cf_fetch_take(cf_fetch *f, uint64_t seq, cf_buf *out);
 /* Give up chunks [seq, seq + n) without taking them. */
 void cf_fetch_skip(cf_fetch *f, uint64_t seq, size_t n);
+/* Where a read costs a request (a distant store), a chunk the caller
+ * will want more than once is read once: the caller names every chunk it
+ * will want, in a pass of its own before wanting any (cf_fetch_note);
+ * a chunk named twice or more is written, once opened, to an unnamed
+ * file (0600) in directory dirfd (cf_fetch_keep_in), up to 256 MiB and a
+ * sixteenth of the free space there, and
+ * its later wants read it back from there. keep_in returns -1 when the
+ * fetch keeps nothing (a local store, no O_TMPFILE there); note is then
+ * not needed. */
+int cf_fetch_keep_in(cf_fetch *f, int dirfd);
+void cf_fetch_note(cf_fetch *f, const cf_id *ids, size_t n);
+/* Wants served from kept chunks so far. */
+uint64_t cf_fetch_kept_hits(cf_fetch *f);
 /* Stops the threads; chunks not taken are dropped. */
 void cf_fetch_free(cf_fetch *f);
 /* How many reads run at once: the connections, fewer for a window of

@@ -1,14 +1,31 @@
 /* Planned parallel reads (core/repo/fetch.c): chunks come back as
  * written, in any order of taking and from several threads, close chunks
  * of one pack are read together, skipped chunks cost nothing, a small
- * window still makes progress, and failures are named per chunk. */
+ * window still makes progress, and failures are named per chunk. Each
+ * case runs on a local store (reads into memory) and a distant one
+ * (streamed reads, repeated chunks kept). */
 #include "repo_test.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #include "plugin/config.h"
 #include "plugin/store.h"
+#include "repo/repo_int.h"
+
+/* Whether the cases below see a distant store (set by the group). */
+static int g_distant;
+
+/* The store as the case wants it: its caps say whether it is local. */
+static void place(cf_store *st)
+{
+    if (g_distant)
+        st->caps &= ~COFFER_CAP_LOCAL;
+    else
+        st->caps |= COFFER_CAP_LOCAL;
+}
 
 static size_t chunk_len(uint64_t seed)
 {
@@ -199,6 +216,7 @@ static void test_round_trip(void **state)
     cf_repo *r = new_repo(&st, &ms, 256 * 1024);
     assert_non_null(r);
     put_chunks(r, 600);
+    place(st);
     /* in order, then with repeats and references back */
     uint64_t seeds[900];
     for (size_t i = 0; i < 600; i++)
@@ -230,6 +248,7 @@ static void test_encrypted_duplicates(void **state)
     cf_repo_open_opts o = {.pass = &ps};
     assert_int_equal(cf_repo_open_with(st, &o, &r), 0);
     put_chunks(r, 200);
+    place(st);
     uint64_t seeds[300];
     for (size_t i = 0; i < 300; i++)
         seeds[i] = i < 200 ? i : (i % 3 ? i - 200 : 5); /* 5 many times */
@@ -247,6 +266,7 @@ static void test_small_window(void **state)
     cf_repo *r = new_repo(&st, &ms, 64 * 1024);
     assert_non_null(r);
     put_chunks(r, 300);
+    place(st);
     set_opts(st, "1", "1");
     uint64_t seeds[300];
     for (size_t i = 0; i < 300; i++)
@@ -266,6 +286,7 @@ static void test_skip(void **state)
     cf_repo *r = new_repo(&st, &ms, 256 * 1024);
     assert_non_null(r);
     put_chunks(r, 400);
+    place(st);
     set_opts(st, "2", "1M");
     uint8_t buf[30000];
     cf_id ids[400];
@@ -307,6 +328,7 @@ static void test_errors(void **state)
     cf_repo *r = new_repo(&st, &ms, 64 * 1024);
     assert_non_null(r);
     put_chunks(r, 100);
+    place(st);
     uint8_t buf[30000];
     cf_id ids[102];
     for (size_t i = 0; i < 100; i++)
@@ -346,13 +368,157 @@ static void test_errors(void **state)
     cf_store_free(st);
 }
 
+static int local_group(void **state)
+{
+    (void)state;
+    g_distant = 0;
+    return 0;
+}
+
+static int distant_group(void **state)
+{
+    (void)state;
+    g_distant = 1;
+    return 0;
+}
+
+/* A blob damaged in its pack fails alone, named; a pack cut short fails
+ * the chunks past the cut and no other (a streamed read ends early:
+ * what it did not bring is read chunk by chunk). */
+static void test_damaged(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
+    assert_non_null(r);
+    put_chunks(r, 200);
+    place(st);
+    uint8_t buf[30000];
+    cf_id ids[200];
+    for (size_t i = 0; i < 200; i++)
+        make_chunk(r, buf, i, &ids[i]);
+    cf_loc bad, cut;
+    cf_pack_rec pr;
+    char bad_pack[128], cut_pack[128];
+    assert_int_equal(cf_repo_lookup(r, &ids[20], &bad, &pr), 0);
+    assert_non_null(cf_repo_chunk_pack(r, &ids[20], bad_pack, sizeof bad_pack));
+    assert_int_equal(mem_storage_flip(ms, bad_pack, bad.offset + bad.stored / 2), 0);
+    /* the cut pack is another one, cut inside chunk 150 */
+    size_t c = 150;
+    while (strcmp(cf_repo_chunk_pack(r, &ids[c], cut_pack, sizeof cut_pack), bad_pack) == 0)
+        c++;
+    assert_int_equal(cf_repo_lookup(r, &ids[c], &cut, &pr), 0);
+    assert_int_equal(mem_storage_truncate(ms, cut_pack, cut.offset + 1), 0);
+    cf_fetch *f = cf_fetch_new(r, 0);
+    uint64_t first = cf_fetch_want(f, ids, 200);
+    cf_buf b = {0};
+    size_t failed = 0;
+    for (size_t i = 0; i < 200; i++) {
+        char hex[2 * CF_ID_LEN + 1], pk[128];
+        cf_id_hex(&ids[i], hex);
+        cf_loc l;
+        assert_int_equal(cf_repo_lookup(r, &ids[i], &l, &pr), 0);
+        cf_repo_chunk_pack(r, &ids[i], pk, sizeof pk);
+        int in_cut = strcmp(pk, cut_pack) == 0 && l.offset >= cut.offset;
+        int rc = cf_fetch_take(f, first + i, &b);
+        if (i == 20 || in_cut) {
+            assert_int_equal(rc, -1);
+            assert_error_has(pk);
+            if (i == 20)
+                assert_error_has(hex);
+            failed++;
+        } else {
+            assert_int_equal(rc, 0);
+            make_chunk(r, buf, i, &ids[0]);
+            assert_int_equal(b.len, chunk_len(i));
+            assert_memory_equal(b.data, buf, b.len);
+        }
+    }
+    assert_true(failed >= 2);
+    cf_buf_free(&b);
+    cf_fetch_free(f);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
+/* Every chunk named twice, the second time far past the window: on a
+ * distant store each is read once, kept in an unnamed file of the given
+ * directory and read back from there; nothing is left in the directory.
+ * A local store keeps nothing. */
+static void test_keep(void **state)
+{
+    (void)state;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
+    assert_non_null(r);
+    put_chunks(r, 300);
+    place(st);
+    set_opts(st, "2", "1M");
+    char dir[] = "/tmp/coffer-fetch-keep-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    uint8_t buf[30000];
+    cf_id ids[600];
+    for (size_t i = 0; i < 600; i++)
+        make_chunk(r, buf, i % 300, &ids[i]);
+    cf_repo_stats s0, s1;
+    cf_repo_get_stats(r, &s0);
+    cf_fetch *f = cf_fetch_new(r, 0);
+    int keeps = cf_fetch_keep_in(f, dfd) == 0;
+    assert_int_equal(keeps, g_distant);
+    cf_fetch_note(f, ids, 600);
+    uint64_t first = cf_fetch_want(f, ids, 600);
+    cf_buf b = {0};
+    for (size_t i = 0; i < 600; i++) {
+        assert_int_equal(cf_fetch_take(f, first + i, &b), 0);
+        make_chunk(r, buf, i % 300, &ids[0]);
+        assert_int_equal(b.len, chunk_len(i % 300));
+        assert_memory_equal(b.data, buf, b.len);
+    }
+    uint64_t kept = cf_fetch_kept_hits(f);
+    cf_buf_free(&b);
+    cf_fetch_free(f);
+    cf_repo_get_stats(r, &s1);
+    size_t packs = mem_storage_count(ms, "data/");
+    if (g_distant) {
+        assert_int_equal(kept, 300);
+        /* one pass over the packs: a read each, a few more where the
+         * window cut a read short */
+        assert_true(s1.reads - s0.reads <= 2 * packs);
+    } else {
+        assert_int_equal(kept, 0);
+        assert_true(s1.reads - s0.reads >= packs * 2);
+    }
+    DIR *d = fdopendir(dfd);
+    assert_non_null(d);
+    struct dirent *de;
+    size_t left = 0;
+    while ((de = readdir(d)))
+        left += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    assert_int_equal(left, 0);
+    rmdir(dir);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_connections),  cmocka_unit_test(test_connections_distant),
+    const struct CMUnitTest sizing[] = {
+        cmocka_unit_test(test_connections),
+        cmocka_unit_test(test_connections_distant),
+    };
+    const struct CMUnitTest cases[] = {
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_encrypted_duplicates),
         cmocka_unit_test(test_small_window), cmocka_unit_test(test_skip),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),       cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_keep),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sizing", sizing, NULL, NULL);
+    failed += cmocka_run_group_tests_name("local store", cases, local_group, NULL);
+    failed += cmocka_run_group_tests_name("distant store", cases, distant_group, NULL);
+    return failed;
 }
