@@ -500,10 +500,21 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     json_t *h;
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
+    /* A component of a few files shares few chunks: not worth a pass. */
+    json_int_t nfiles = -1;
+    size_t k;
+    json_t *c;
+    json_array_foreach(json_object_get(h, "components"), k, c)
+    {
+        if (json_is_string(json_object_get(c, "name")) &&
+            strcmp(json_string_value(json_object_get(c, "name")), comp) == 0 &&
+            json_is_integer(json_object_get(c, "files")))
+            nfiles = json_integer_value(json_object_get(c, "files"));
+    }
     json_decref(h);
     rpool p = {.repo = repo, .fetch = cf_fetch_new(repo, 0), .x = cf_extract_new(dirfd),
                .salvage = sub->unrestored != NULL, .unrestored = sub->unrestored};
-    if (cf_fetch_keep_in(p.fetch, dirfd) == 0)
+    if ((nfiles < 0 || nfiles >= 16) && cf_fetch_keep_in(p.fetch, dirfd) == 0)
         note_chunks(repo, set_id, comp, sub, p.fetch);
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);
