@@ -83,6 +83,7 @@ struct cf_fetch {
     size_t cap;             /* power of two */
     uint64_t lo, admit, hi; /* [lo, hi) wanted and not released; [admit, hi) not planned */
     uint64_t window, window_max, read_max, gap;
+    uint64_t plan_max; /* admitted bytes at most: window_max, 1.5x streamed */
     uint64_t acc; /* bytes ever admitted: acc - window were taken */
     /* Reads are streamed blob by blob (a distant store): a read costs one
      * request whatever its length and holds one blob at a time, so reads
@@ -164,14 +165,16 @@ static void keep_put(cf_fetch *f, const cf_id *id, const cf_buf *b)
     pthread_mutex_unlock(&f->mu);
     if (skip || pwrite(f->keep_fd, b->data, b->len, (off_t)off) != (ssize_t)b->len)
         return;
-    fkeep *k = cf_calloc(1, sizeof *k);
-    k->id = *id;
-    k->off = off;
-    k->len = b->len;
     pthread_mutex_lock(&f->mu);
-    fkeep **bucket = &f->keep[id_bits(id) % KEEP_BUCKETS];
-    k->hnext = *bucket;
-    *bucket = k;
+    if (!keep_find(f, id)) { /* another thread's copy may have come first */
+        fkeep *k = cf_calloc(1, sizeof *k);
+        k->id = *id;
+        k->off = off;
+        k->len = b->len;
+        fkeep **bucket = &f->keep[id_bits(id) % KEEP_BUCKETS];
+        k->hnext = *bucket;
+        *bucket = k;
+    }
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -234,16 +237,17 @@ static fplan *joinable(cf_fetch *f, const cf_loc *l)
     return best;
 }
 
-/* Plan wanted chunks while the window has room (always at least one, so
- * the oldest chunk a consumer waits for is never held back). Admission
- * waits until a quarter of the window is free: chunks admitted one at a
- * time, as takers free room, would each become a read of their own. */
+/* Plan wanted chunks while the window has room (plan_max; always at
+ * least one, so the oldest chunk a consumer waits for is never held
+ * back). Admission waits until a quarter of the window is free: chunks
+ * admitted one at a time, as takers free room, would each become a read
+ * of their own. */
 static void admit_locked(cf_fetch *f)
 {
     int added = 0;
-    if (f->window && f->window > f->window_max - f->window_max / 4)
+    if (f->window && f->window > f->plan_max - f->window_max / 4)
         return;
-    while (f->admit < f->hi && (f->window < f->window_max || f->window == 0)) {
+    while (f->admit < f->hi && (f->window < f->plan_max || f->window == 0)) {
         uint64_t seq = f->admit++;
         fref *x = REF(f, seq);
         if (x->skip) {
@@ -300,16 +304,22 @@ static void admit_locked(cf_fetch *f)
 }
 
 /* Whether a planned read should start now. Reads into memory start at
- * once. A streamed read waits while it can still grow: until its first
- * chunk is in the nearer half of the window (the takers are about to need
- * it), it is as long as a read gets, or nothing more is wanted. */
+ * once. Streamed reads are planned up to 1.5 windows ahead of the takers
+ * (plan_max: planned chunks cost no memory yet) and wait while they can
+ * still grow: a read starts when its first chunk is within three
+ * quarters of a window of the takers, or within a window when it is as
+ * long as a read gets or nothing more is wanted. Opened chunks not yet
+ * taken stay under 1.5 windows. */
 static int ripe(const cf_fetch *f, const fplan *p)
 {
-    if (!f->stream || p->single || f->admit == f->hi)
+    if (!f->stream || p->single)
         return 1;
-    if (p->end - p->start >= f->read_max - f->read_max / 4)
+    uint64_t taken = f->acc - f->window;
+    if (p->acc0 <= taken + f->window_max - f->window_max / 4)
         return 1;
-    return p->acc0 <= f->acc - f->window + f->window_max / 2;
+    if (p->acc0 > taken + f->window_max)
+        return 0;
+    return f->admit == f->hi || p->end - p->start >= f->read_max - f->read_max / 4;
 }
 
 /* The oldest ripe read, unlinked from the queue, or NULL. */
@@ -467,7 +477,9 @@ static void run_stream(cf_fetch *f, fplan *p, cf_buf *blob)
         fitem *it = &p->items[i];
         cf_buf out = pool_get(f);
         int rc = -1;
-        if (ok) {
+        /* a blob that overlaps the one before (a damaged table) is not
+         * in the stream */
+        if (ok && it->loc.offset >= pos) {
             /* the gap to this blob is read and dropped */
             while (ok && pos < it->loc.offset) {
                 size_t k =
@@ -536,8 +548,9 @@ static void *fetcher(void *arg)
             run_plan(f, p, &raw);
         plan_free(p);
         /* One large chunk makes a read past read_max: its buffer is not
-         * kept for the reads after it (each thread would hold its largest). */
-        if (raw.cap > f->read_max)
+         * kept for the reads after it (each thread would hold its largest).
+         * A streamed read's buffer holds a blob: kept up to 2 MiB. */
+        if (raw.cap > (f->stream ? (2u << 20) : f->read_max))
             cf_buf_free(&raw);
         pthread_mutex_lock(&f->mu);
         admit_locked(f);
@@ -619,6 +632,7 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
     if (infl < (1ll << 20))
         infl = 1ll << 20;
     f->window_max = (uint64_t)infl;
+    f->plan_max = f->stream ? f->window_max + f->window_max / 2 : f->window_max;
     /* A small window holds few chunks at once: more threads than MiB in
      * it would wait idle (and, on object storage, hold connections). */
     if ((uint64_t)conns > f->window_max >> 20)
