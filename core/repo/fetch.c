@@ -92,10 +92,11 @@ struct cf_fetch {
     fplan *qhead, *qtail; /* planned reads not started, oldest first */
     size_t nq;
     /* Buffers handed back by takers, reused for the next chunks (at most
-     * a quarter of the window): a fresh large allocation costs a page fault per
-     * page. */
+     * pool_max bytes: a quarter of a local window, a sixteenth of a
+     * streamed one, whose chunks come in more slowly): a fresh large
+     * allocation costs a page fault per page. */
     cf_buf pool[256];
-    size_t npool, pool_bytes;
+    size_t npool, pool_bytes, pool_max;
     int closing;
     int nthreads;
     pthread_t *th;
@@ -344,7 +345,7 @@ static fplan *dequeue_ripe(cf_fetch *f)
 
 static void pool_put_locked(cf_fetch *f, cf_buf *b)
 {
-    if (b->cap && f->npool < CF_ARRAY_LEN(f->pool) && f->pool_bytes + b->cap <= f->window_max / 4) {
+    if (b->cap && f->npool < CF_ARRAY_LEN(f->pool) && f->pool_bytes + b->cap <= f->pool_max) {
         b->len = 0;
         f->pool_bytes += b->cap;
         f->pool[f->npool++] = *b;
@@ -633,6 +634,7 @@ cf_fetch *cf_fetch_new(cf_repo *r, uint64_t window_cap)
         infl = 1ll << 20;
     f->window_max = (uint64_t)infl;
     f->plan_max = f->stream ? f->window_max + f->window_max / 2 : f->window_max;
+    f->pool_max = f->window_max / (f->stream ? 16 : 4);
     /* A small window holds few chunks at once: more threads than MiB in
      * it would wait idle (and, on object storage, hold connections). */
     if ((uint64_t)conns > f->window_max >> 20)
