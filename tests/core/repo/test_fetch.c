@@ -62,6 +62,15 @@ static void set_opts(cf_store *st, const char *conns, const char *inflight)
     cf_config_set(st->cfg, "inflight_bytes", inflight, 0, 0);
 }
 
+/* The end of a case: its fetch, buffer, repository and store go. */
+static void done(cf_fetch *f, cf_buf *b, cf_repo *r, cf_store *st)
+{
+    cf_buf_free(b);
+    cf_fetch_free(f);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 typedef struct taker {
     cf_fetch *f;
     cf_repo *r;
@@ -312,10 +321,7 @@ static void test_skip(void **state)
     assert_int_equal(s1.reads - s0.reads, 1);
     /* left behind at free */
     cf_fetch_want(f, ids, 50);
-    cf_buf_free(&b);
-    cf_fetch_free(f);
-    cf_repo_close(r);
-    cf_store_free(st);
+    done(f, &b, r, st);
 }
 
 /* Each failure is the chunk's own, named as cf_repo_get_chunk names it;
@@ -362,10 +368,7 @@ static void test_errors(void **state)
         }
     }
     assert_true(missing >= 1);
-    cf_buf_free(&b);
-    cf_fetch_free(f);
-    cf_repo_close(r);
-    cf_store_free(st);
+    done(f, &b, r, st);
 }
 
 static int local_group(void **state)
@@ -436,10 +439,7 @@ static void test_damaged(void **state)
         }
     }
     assert_true(failed >= 2);
-    cf_buf_free(&b);
-    cf_fetch_free(f);
-    cf_repo_close(r);
-    cf_store_free(st);
+    done(f, &b, r, st);
 }
 
 /* Every chunk named twice, the second time far past the window: on a
