@@ -84,7 +84,7 @@ struct cf_fetch {
     uint64_t lo, admit, hi; /* [lo, hi) wanted and not released; [admit, hi) not planned */
     uint64_t window, window_max, read_max, gap;
     uint64_t plan_max; /* admitted bytes at most: window_max, 1.5x streamed */
-    uint64_t acc; /* bytes ever admitted: acc - window were taken */
+    uint64_t acc;      /* bytes ever admitted: acc - window were taken */
     /* Reads are streamed blob by blob (a distant store): a read costs one
      * request whatever its length and holds one blob at a time, so reads
      * are long, and wait in the queue to grow (ripe()). */
