@@ -189,18 +189,6 @@ static char *clean_path(const char *p)
     return c;
 }
 
-static json_t *find_component(json_t *h, const char *name)
-{
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(h, "components"), i, c)
-    {
-        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0)
-            return c;
-    }
-    return NULL;
-}
-
 /* A manifest opened for its entries (the header read and dropped). */
 static int open_entries(cf_run *run, const char *id, cf_mreader **m)
 {
@@ -249,7 +237,7 @@ int cf_ls(cf_run *run, const char *set_id, const cf_ls_opts *o, json_t *out)
         *sub++ = 0;
     else
         sub = path + strlen(path);
-    if (*comp && !find_component(h, comp)) {
+    if (*comp && !cf_set_component(h, comp)) {
         cf_fail("set %s has no component '%s'", set_id, comp);
         rc = CF_EXIT_FAILED;
         goto done;

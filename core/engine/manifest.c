@@ -1135,6 +1135,18 @@ void cf_manifest_close(cf_mreader *m)
     free(m);
 }
 
+json_t *cf_set_component(json_t *header, const char *name)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(header, "components"), i, c)
+    {
+        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
 int cf_manifest_header(cf_repo *r, const char *set_id, json_t **header)
 {
     cf_mreader *m;

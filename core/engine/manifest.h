@@ -179,6 +179,9 @@ const char *cf_manifest_line(const cf_mreader *m, size_t *len);
 void cf_manifest_close(cf_mreader *m);
 /* Only the header line (cheap: stops reading after the first line). */
 int cf_manifest_header(cf_repo *r, const char *set_id, json_t **header);
+/* The entry of component name in a set header's "components" (borrowed),
+ * or NULL. */
+json_t *cf_set_component(json_t *header, const char *name);
 
 /* Set ids of the repository, sorted oldest first (ids sort by time). */
 int cf_sets_list(cf_repo *r, char ***ids, size_t *n);

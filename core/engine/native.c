@@ -26,22 +26,17 @@ static int component_driver(cf_run *run, const char *set_id, const char *compone
     if (cf_manifest_open(run->repo, set_id, &m, &h) != 0)
         return -1;
     cf_manifest_close(m);
-    size_t i;
-    json_t *c;
-    int rc = cf_fail("set %s has no component '%s'", set_id, component);
-    json_array_foreach(json_object_get(h, "components"), i, c)
-    {
-        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", component) != 0)
-            continue;
-        const char *type = json_string_value(json_object_get(c, "type")) ?: "";
-        if (strcmp(type, "database") != 0) {
-            rc = cf_fail("component '%s' of set %s is a %s component, not a database", component,
-                         set_id, *type ? type : "untyped");
-            break;
-        }
+    json_t *c = cf_set_component(h, component);
+    const char *type = c ? json_string_value(json_object_get(c, "type")) ?: "" : NULL;
+    int rc;
+    if (!c) {
+        rc = cf_fail("set %s has no component '%s'", set_id, component);
+    } else if (strcmp(type, "database") != 0) {
+        rc = cf_fail("component '%s' of set %s is a %s component, not a database", component,
+                     set_id, *type ? type : "untyped");
+    } else {
         *driver = cf_strdup(json_string_value(json_object_get(c, "driver")) ?: "");
         rc = 0;
-        break;
     }
     json_decref(h);
     return rc;

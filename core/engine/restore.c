@@ -501,16 +501,8 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     if (cf_manifest_open(repo, set_id, &m, &h) != 0)
         return -1;
     /* A component of a few files shares few chunks: not worth a pass. */
-    json_int_t nfiles = -1;
-    size_t k;
-    json_t *c;
-    json_array_foreach(json_object_get(h, "components"), k, c)
-    {
-        if (json_is_string(json_object_get(c, "name")) &&
-            strcmp(json_string_value(json_object_get(c, "name")), comp) == 0 &&
-            json_is_integer(json_object_get(c, "files")))
-            nfiles = json_integer_value(json_object_get(c, "files"));
-    }
+    json_t *files = json_object_get(cf_set_component(h, comp), "files");
+    json_int_t nfiles = json_is_integer(files) ? json_integer_value(files) : -1;
     json_decref(h);
     rpool p = {.repo = repo, .fetch = cf_fetch_new(repo, 0), .x = cf_extract_new(dirfd),
                .salvage = sub->unrestored != NULL, .unrestored = sub->unrestored};

@@ -489,7 +489,6 @@ static void run_stream(cf_fetch *f, fplan *p, cf_buf *blob)
                 ok = read_exact(r->st, rd, blob->data, k) == 0;
                 pos += k;
             }
-            blob->len = 0;
             if (ok) {
                 cf_buf_reserve(blob, it->loc.stored);
                 ok = read_exact(r->st, rd, blob->data, it->loc.stored) == 0;
