@@ -50,6 +50,12 @@ want=$((base + 7 > 16 ? 16 : base + 7))
 assert_gt "$n" $((want - 1)) "30 ms round trips: at least $want connections"
 assert_lt "$n" 17 "30 ms round trips: 16 connections at most"
 assert_eq 1 "$("$PY" -c "print(int($rtt >= 30))")" "the round trip measured is at least the link's ($rtt ms)"
+# the chunks of a component are named before its files are read, to spot
+# the repeated ones; a component of fewer than 16 files (config) skips that
+assert_contains "$ERR" "component 'data': " "the data component was restored"
+assert_match "$ERR" "debug: component 'data': [0-9]+ chunks named" "the data component's chunks were named first"
+assert_eq "" "$(grep -E "component 'config': [0-9]+ chunks named" <<<"$ERR")" \
+    "config (1 file) was not worth naming its chunks"
 snapshot "$T/far" "$T/snap-far.json"
 compare "restored over the delayed link: equal to the source" "$T/snap.json" "$T/snap-far.json" "${RESTORE_EXCLUDES[@]}"
 

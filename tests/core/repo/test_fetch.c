@@ -9,6 +9,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "plugin/config.h"
@@ -505,11 +508,93 @@ static void test_keep(void **state)
     cf_store_free(st);
 }
 
+/* Bytes used on the file system of fd. */
+static uint64_t used_on(int fd)
+{
+    struct statvfs vs;
+    assert_int_equal(fstatvfs(fd, &vs), 0);
+    return (uint64_t)(vs.f_blocks - vs.f_bfree) * vs.f_frsize;
+}
+
+/* The kept chunks take at most a sixteenth of the free space where they
+ * are kept, and none below 1 MiB of it: on a 16 MiB tmpfs (1 MiB for
+ * chunks) part of 4 MiB of repeated chunks is kept and the rest read
+ * again, every byte equal; an 8 MiB one keeps nothing. The tmpfs is
+ * mounted in a mount namespace of the test's own (needs root). */
+static void test_keep_bounded(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        skip(); /* as root, in CI, it runs */
+        return;
+    }
+    g_distant = 1;
+    cf_store *st;
+    mem_storage *ms;
+    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
+    assert_non_null(r);
+    put_chunks(r, 300);
+    place(st);
+    set_opts(st, "2", "1M");
+    char dir[] = "/tmp/coffer-fetch-small-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    uint8_t buf[30000];
+    cf_id ids[600];
+    uint64_t twice = 0;
+    for (size_t i = 0; i < 600; i++) {
+        make_chunk(r, buf, i % 300, &ids[i]);
+        twice += i < 300 ? chunk_len(i) : 0;
+    }
+    assert_true(twice > 4 * 1024 * 1024);
+    static const char *const sizes[] = {"size=16m", "size=8m"};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(mount("tmpfs", dir, "tmpfs", 0, sizes[k]), 0);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        assert_true(dfd >= 0);
+        uint64_t used0 = used_on(dfd), peak = 0;
+        cf_fetch *f = cf_fetch_new(r, 0);
+        int keeps = cf_fetch_keep_in(f, dfd) == 0;
+        assert_int_equal(keeps, k == 0);
+        cf_fetch_note(f, ids, 600);
+        uint64_t first = cf_fetch_want(f, ids, 600);
+        cf_buf b = {0};
+        for (size_t i = 0; i < 600; i++) {
+            assert_int_equal(cf_fetch_take(f, first + i, &b), 0);
+            make_chunk(r, buf, i % 300, &ids[599]);
+            assert_int_equal(b.len, chunk_len(i % 300));
+            assert_memory_equal(b.data, buf, b.len);
+            uint64_t u = used_on(dfd) - used0;
+            peak = u > peak ? u : peak;
+        }
+        make_chunk(r, buf, 299, &ids[599]);
+        uint64_t kept = cf_fetch_kept_hits(f);
+        cf_buf_free(&b);
+        cf_fetch_free(f);
+        if (k == 0) {
+            /* some kept, not all: 1 MiB holds about 70 of 300 */
+            assert_true(kept > 10);
+            assert_true(kept < 150);
+            assert_true(peak <= (1u << 20));
+        } else {
+            assert_int_equal(kept, 0);
+            assert_int_equal(peak, 0);
+        }
+        assert_int_equal(used_on(dfd), used0);
+        close(dfd);
+        assert_int_equal(umount(dir), 0);
+    }
+    rmdir(dir);
+    cf_repo_close(r);
+    cf_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest sizing[] = {
         cmocka_unit_test(test_connections),
         cmocka_unit_test(test_connections_distant),
+        cmocka_unit_test(test_keep_bounded),
     };
     const struct CMUnitTest cases[] = {
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_encrypted_duplicates),
