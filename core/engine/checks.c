@@ -168,6 +168,7 @@ typedef struct result {
     json_t *first; /* the first `show` problems */
     int missing;   /* problems that are missing paths (references) */
     char *error;   /* status error: why */
+    double secs;   /* how long it ran */
 } result;
 
 static void add_problem(result *res, const char *fmt, ...) CF_PRINTF(2, 3);
@@ -817,6 +818,7 @@ static char *summary(const result *res)
 static void run_one(ckrun *r, result *res)
 {
     const cf_app_check *ck = res->ck;
+    double t0 = cf_now();
     if (cf_cancel_flag)
         set_error(res, "cancelled");
     else if (ck->type == CF_CHECK_ROW_COUNTS)
@@ -825,6 +827,7 @@ static void run_one(ckrun *r, result *res)
         sql_check(r, res);
     else
         paths_check(r, res);
+    res->secs = cf_now() - t0;
 }
 
 /* Checks are independent: each opens its own driver instance and reads
@@ -878,6 +881,7 @@ static int report(const result *res, json_t *out)
                          : ck->warn       ? "warn"
                                           : "fail";
     char *detail = res->error ? cf_strdup(res->error) : summary(res);
+    cf_log(CF_LOG_DEBUG, "check %s: ran %.3f s", ck->name, res->secs);
     if (res->error)
         cf_log(CF_LOG_ERROR, "check %s: ERROR: %s", ck->name, detail);
     else if (!res->problems)
@@ -886,10 +890,10 @@ static int report(const result *res, json_t *out)
         cf_log(ck->warn ? CF_LOG_WARN : CF_LOG_ERROR, "check %s: %s: %s", ck->name,
                ck->warn ? "WARN" : "FAIL", detail);
     json_array_append_new(
-        out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:O,s:s}", "name", ck->name, "type",
+        out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:O,s:s,s:f}", "name", ck->name, "type",
                        cf_check_type_name(ck->type), "level", ck->warn ? "warn" : "fail", "status",
                        status, "rows", (json_int_t)res->rows, "problems", (json_int_t)res->problems,
-                       "first", res->first, "detail", detail));
+                       "first", res->first, "detail", detail, "seconds", res->secs));
     free(detail);
     return res->error || (res->problems && !ck->warn);
 }

@@ -37,7 +37,7 @@ DRIVER = {"name": "str", "kind": "str", "version": "str|null", "abi_major": "int
 PROBLEM = {"set?": "str", "path?": "str", "object?": "str", "chunk?": "str", "pack?": "str",
            "problem": "str", "fix?": "str"}
 PCHECK = {"name": "str", "type": "str", "level": "str", "status": "str", "rows": "int",
-          "problems": "int", "first": ["str"], "detail": "str"}
+          "problems": "int", "first": ["str"], "detail": "str", "seconds": "num"}
 PCHECK_SUM = {"name": "str", "status": "str", "problems": "int"}
 VALIDATE_SUM = {"name": "str", "exit": "int", "ok": "bool"}
 VALIDATE = {"name": "str", "run": "str", "exit": "int", "ok": "bool", "output": "str",
