@@ -602,7 +602,7 @@ static int cmd_sets(int argc, char **argv)
         return cmd_sets_repo(argc, argv);
     args a = {0};
     cf_run *run;
-    int orc = cli_open(argc, argv, &spec_sets, 1, CLI_LOCK_NONE, &a, &run);
+    int orc = cli_open(argc, argv, &spec_sets, CF_RUN_REPO | CF_RUN_SETS, CLI_LOCK_NONE, &a, &run);
     if (orc)
         return orc;
     char **ids;
@@ -979,7 +979,8 @@ static int cmd_restore(int argc, char **argv)
         return usage_error("restore", "--salvage restores with --to DIR only, never in place");
     }
     cf_run *run;
-    int orc = cli_open_parsed("restore", 1, CLI_LOCK_NONE, &a, &run);
+    /* the plan lists the sets before anything is locked */
+    int orc = cli_open_parsed("restore", CF_RUN_REPO | CF_RUN_SETS, CLI_LOCK_NONE, &a, &run);
     if (orc) {
         args_free(&a);
         return orc;

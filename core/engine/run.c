@@ -240,6 +240,10 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
         extra = CF_REPO_OPEN_NO_CACHE;
         open_repo &= ~CF_RUN_NO_CACHE;
     }
+    if (open_repo & CF_RUN_SETS) {
+        extra |= CF_REPO_OPEN_SETS;
+        open_repo &= ~CF_RUN_SETS;
+    }
     const cf_driver *d = cf_registry_find(COFFER_KIND_STORAGE, t->driver);
     if (!d) {
         cf_error_prefix("%s: target '%s'", run->policy->file, t->name);

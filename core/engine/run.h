@@ -54,6 +54,11 @@ int cf_run_load_policy(const char *file, cf_policy **out);
  * policy's files starts before the repository is opened, so the inode
  * cache warms while a distant bucket answers (backup) */
 #define CF_RUN_WARM 0x40
+/* or'ed into open_repo: sets/ is listed while the repository is opened
+ * (the key unlocked, the index read), for a command whose first look at
+ * the sets comes before any lock (restore, rehearse, sets): one round
+ * trip fewer on a distant bucket */
+#define CF_RUN_SETS 0x80
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);

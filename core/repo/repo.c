@@ -654,6 +654,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
     pthread_mutex_init(&r->cq_mu, NULL);
     pthread_cond_init(&r->cq_cv, NULL);
     cf_index_init(&r->idx);
+    if (flags & CF_REPO_OPEN_SETS)
+        cf_repo_sets_ahead(r);
     open_ahead a;
     ahead_start(&a, st, !(flags & CF_REPO_OPEN_NO_INDEX));
     if (!(r->sha = fetch_sha256()))

@@ -95,6 +95,9 @@ int cf_repo_open(cf_store *st, cf_repo **out);
                                     * (manifests) only, no chunk (ls, find, diff) */
 #define CF_REPO_OPEN_NO_CACHE 0x4u /* read every object from the store, none from the
                                     * local cache of a remote repository (repo/cache.c) */
+#define CF_REPO_OPEN_SETS                                                                          \
+    0x8u /* list sets/ during the open, for the first                                              \
+          * cf_repo_sets_ahead_take (cf_sets_list) */
 int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
 /* Open with options: flags as above, and where the passphrase of an
  * encrypted repository comes from (NULL: $COFFER_PASSPHRASE). The

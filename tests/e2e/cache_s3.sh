@@ -107,6 +107,26 @@ assert_lt "$index" "$held" "... and the index too"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG")" "the keys are listed once"
 : >"$RULES"
 
+section "a restore lists the sets while it opens the repository"
+echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
+: >"$PLOG"
+expect_ok "restore, the config's answer held 1.5 s" cf restore -p "$POLICY" --to "$T/opened" \
+    || die "restore, config held"
+held=$(first_line "^SENT GET /$BUCKET/repo/config\$")
+sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
+lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+assert_ne "" "$sets" "the sets were listed"
+assert_lt "$sets" "$held" "... while the config's answer was held"
+assert_eq 2 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" \
+    "... twice: for the plan, and again once the lock is written"
+assert_lt "$lockput" "$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" | tail -1 | cut -d: -f1)" \
+    "... the second after the lock"
+snapshot "$ASTERDRIVE_ROOT" "$T/snap-live.json"
+snapshot "$T/opened" "$T/snap-opened.json"
+compare "... and restored the latest set" "$T/snap-live.json" "$T/snap-opened.json" "${RESTORE_EXCLUDES[@]}"
+: >"$RULES"
+
 section "a backup lists the sets while it looks at the other locks"
 nsets=$(s3_count "$BUCKET" repo/sets/)
 echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
