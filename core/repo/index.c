@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "repo/repo_int.h"
 
 /* ---- Open addressing map ------------------------------------------------ */
@@ -408,6 +410,10 @@ int cf_entry_valid(const cf_loc *l, uint64_t pack_size, uint32_t overhead)
     if (l->comp == CF_COMP_NONE && (uint64_t)l->stored != (uint64_t)l->raw + overhead)
         return 0;
     if (l->comp == CF_COMP_ZSTD && l->stored <= overhead)
+        return 0;
+    /* no chunk is larger than the largest a chunker makes: a table that
+     * says otherwise would have a reader reserve gigabytes for one */
+    if (l->raw > CF_CHUNK_MAX || l->stored > ZSTD_COMPRESSBOUND(CF_CHUNK_MAX) + overhead)
         return 0;
     if (pack_size < CF_ENV_HDR_LEN + CF_PACK_TAIL_LEN || l->offset < CF_ENV_HDR_LEN)
         return 0;

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <zstd.h>
 
+#include "repo/repo_int.h"
+
 static void make_chunk(cf_repo *r, uint8_t *buf, size_t len, uint64_t seed, cf_id *id)
 {
     if (seed & 1)
@@ -699,6 +701,40 @@ static uint64_t stored_at(int repo_level, int wanted, const uint8_t *data, size_
 /* A chunk put with a wish for level 1 (database dumps) is compressed at
  * level 1 in a repository at the default level, and at the repository's
  * own level when an operator set it above the default. */
+/* A table entry is refused when it could not have been written: an
+ * unknown compression, a stored size that does not fit the pack or the
+ * raw size, a chunk larger than any chunker makes. */
+static void test_entry_valid(void **state)
+{
+    (void)state;
+    const uint64_t big = 1ull << 40; /* a pack that holds anything */
+    const uint32_t ov = CF_SEAL_OVERHEAD;
+    cf_loc l = {.comp = CF_COMP_ZSTD, .offset = CF_ENV_HDR_LEN, .stored = 1000, .raw = 5000};
+    assert_true(cf_entry_valid(&l, big, ov));
+    l.raw = CF_CHUNK_MAX;
+    assert_true(cf_entry_valid(&l, big, ov));
+    l.raw = CF_CHUNK_MAX + 1; /* a frame may claim that much: never reserved */
+    assert_false(cf_entry_valid(&l, big, ov));
+    l.raw = 5000;
+    l.stored = UINT32_MAX;
+    assert_false(cf_entry_valid(&l, big, ov));
+    l.stored = ov; /* nothing but the seal */
+    assert_false(cf_entry_valid(&l, big, ov));
+    l = (cf_loc){.comp = CF_COMP_NONE, .offset = CF_ENV_HDR_LEN, .stored = 5000 + ov, .raw = 5000};
+    assert_true(cf_entry_valid(&l, big, ov));
+    l.stored--;
+    assert_false(cf_entry_valid(&l, big, ov));
+    l.stored = CF_CHUNK_MAX + 1 + ov;
+    l.raw = CF_CHUNK_MAX + 1;
+    assert_false(cf_entry_valid(&l, big, ov));
+    l = (cf_loc){.comp = 7, .offset = CF_ENV_HDR_LEN, .stored = 100, .raw = 100};
+    assert_false(cf_entry_valid(&l, big, ov));
+    l = (cf_loc){.comp = CF_COMP_ZSTD, .offset = CF_ENV_HDR_LEN, .stored = 1000, .raw = 5000};
+    assert_false(
+        cf_entry_valid(&l, CF_ENV_HDR_LEN + 999 + CF_PACK_TAIL_LEN, ov)); /* past the end */
+    assert_true(cf_entry_valid(&l, CF_ENV_HDR_LEN + 1000 + CF_PACK_TAIL_LEN, ov));
+}
+
 static void test_chunk_level(void **state)
 {
     (void)state;
@@ -724,13 +760,19 @@ static void test_chunk_level(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init_open),     cmocka_unit_test(test_threads_round_trip),
-        cmocka_unit_test(test_dedup),         cmocka_unit_test(test_has_lists),
+        cmocka_unit_test(test_init_open),
+        cmocka_unit_test(test_threads_round_trip),
+        cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_has_lists),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_disk_full),
-        cmocka_unit_test(test_async_commits),     cmocka_unit_test(test_rebuild_index),
-        cmocka_unit_test(test_rebuild_index_pieces), cmocka_unit_test(test_chunk_level),
-        cmocka_unit_test(test_unknown_chunk), cmocka_unit_test(test_pack_golden),
+        cmocka_unit_test(test_async_commits),
+        cmocka_unit_test(test_rebuild_index),
+        cmocka_unit_test(test_rebuild_index_pieces),
+        cmocka_unit_test(test_chunk_level),
+        cmocka_unit_test(test_unknown_chunk),
+        cmocka_unit_test(test_pack_golden),
+        cmocka_unit_test(test_entry_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
