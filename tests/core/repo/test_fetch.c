@@ -445,6 +445,44 @@ static void test_damaged(void **state)
     done(f, &b, r, st);
 }
 
+/* A repository of 300 chunks read with 2 connections and a 1 MiB
+ * window, and ids naming each twice (seeds 0..299, then again). */
+static cf_repo *twice_repo(cf_store **st, mem_storage **ms, cf_id ids[600])
+{
+    cf_repo *r = new_repo(st, ms, 256 * 1024);
+    assert_non_null(r);
+    put_chunks(r, 300);
+    place(*st);
+    set_opts(*st, "2", "1M");
+    uint8_t buf[30000];
+    for (size_t i = 0; i < 600; i++)
+        make_chunk(r, buf, i % 300, &ids[i]);
+    return r;
+}
+
+/* Names the 600 chunks (noted first, as a restore does), takes them in
+ * order and compares each with its seed's bytes, calling each (if any)
+ * after every take. Returns the chunks read back from the kept file. */
+static uint64_t take_twice(cf_fetch *f, cf_repo *r, const cf_id *ids, void (*each)(void *),
+                           void *ud)
+{
+    cf_fetch_note(f, ids, 600);
+    uint64_t first = cf_fetch_want(f, ids, 600);
+    cf_buf b = {0};
+    static uint8_t buf[30000];
+    for (size_t i = 0; i < 600; i++) {
+        cf_id id;
+        assert_int_equal(cf_fetch_take(f, first + i, &b), 0);
+        make_chunk(r, buf, i % 300, &id);
+        assert_int_equal(b.len, chunk_len(i % 300));
+        assert_memory_equal(b.data, buf, b.len);
+        if (each)
+            each(ud);
+    }
+    cf_buf_free(&b);
+    return cf_fetch_kept_hits(f);
+}
+
 /* Every chunk named twice, the second time far past the window: on a
  * distant store each is read once, kept in an unnamed file of the given
  * directory and read back from there; nothing is left in the directory.
@@ -454,35 +492,18 @@ static void test_keep(void **state)
     (void)state;
     cf_store *st;
     mem_storage *ms;
-    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
-    assert_non_null(r);
-    put_chunks(r, 300);
-    place(st);
-    set_opts(st, "2", "1M");
+    cf_id ids[600];
+    cf_repo *r = twice_repo(&st, &ms, ids);
     char dir[] = "/tmp/coffer-fetch-keep-XXXXXX";
     assert_non_null(mkdtemp(dir));
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
-    uint8_t buf[30000];
-    cf_id ids[600];
-    for (size_t i = 0; i < 600; i++)
-        make_chunk(r, buf, i % 300, &ids[i]);
     cf_repo_stats s0, s1;
     cf_repo_get_stats(r, &s0);
     cf_fetch *f = cf_fetch_new(r, 0);
     int keeps = cf_fetch_keep_in(f, dfd) == 0;
     assert_int_equal(keeps, g_distant);
-    cf_fetch_note(f, ids, 600);
-    uint64_t first = cf_fetch_want(f, ids, 600);
-    cf_buf b = {0};
-    for (size_t i = 0; i < 600; i++) {
-        assert_int_equal(cf_fetch_take(f, first + i, &b), 0);
-        make_chunk(r, buf, i % 300, &ids[0]);
-        assert_int_equal(b.len, chunk_len(i % 300));
-        assert_memory_equal(b.data, buf, b.len);
-    }
-    uint64_t kept = cf_fetch_kept_hits(f);
-    cf_buf_free(&b);
+    uint64_t kept = take_twice(f, r, ids, NULL, NULL);
     cf_fetch_free(f);
     cf_repo_get_stats(r, &s1);
     size_t packs = mem_storage_count(ms, "data/");
@@ -516,6 +537,19 @@ static uint64_t used_on(int fd)
     return (uint64_t)(vs.f_blocks - vs.f_bfree) * vs.f_frsize;
 }
 
+/* The most a file system was seen to hold beyond what it held first. */
+typedef struct fs_watch {
+    int fd;
+    uint64_t used0, peak;
+} fs_watch;
+
+static void watch_fs(void *ud)
+{
+    fs_watch *w = ud;
+    uint64_t u = used_on(w->fd) - w->used0;
+    w->peak = u > w->peak ? u : w->peak;
+}
+
 /* The kept chunks take at most a sixteenth of the free space where they
  * are kept, and none below 1 MiB of it: on a 16 MiB tmpfs (1 MiB for
  * chunks) part of 4 MiB of repeated chunks is kept and the rest read
@@ -532,56 +566,36 @@ static void test_keep_bounded(void **state)
     g_distant = 1;
     cf_store *st;
     mem_storage *ms;
-    cf_repo *r = new_repo(&st, &ms, 256 * 1024);
-    assert_non_null(r);
-    put_chunks(r, 300);
-    place(st);
-    set_opts(st, "2", "1M");
+    cf_id ids[600];
+    cf_repo *r = twice_repo(&st, &ms, ids);
+    uint64_t twice = 0;
+    for (uint64_t i = 0; i < 300; i++)
+        twice += chunk_len(i);
+    assert_true(twice > 4 * 1024 * 1024);
     char dir[] = "/tmp/coffer-fetch-small-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    uint8_t buf[30000];
-    cf_id ids[600];
-    uint64_t twice = 0;
-    for (size_t i = 0; i < 600; i++) {
-        make_chunk(r, buf, i % 300, &ids[i]);
-        twice += i < 300 ? chunk_len(i) : 0;
-    }
-    assert_true(twice > 4 * 1024 * 1024);
     static const char *const sizes[] = {"size=16m", "size=8m"};
     for (int k = 0; k < 2; k++) {
         assert_int_equal(mount("tmpfs", dir, "tmpfs", 0, sizes[k]), 0);
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        assert_true(dfd >= 0);
-        uint64_t used0 = used_on(dfd), peak = 0;
+        fs_watch w = {.fd = open(dir, O_RDONLY | O_DIRECTORY)};
+        assert_true(w.fd >= 0);
+        w.used0 = used_on(w.fd);
         cf_fetch *f = cf_fetch_new(r, 0);
-        int keeps = cf_fetch_keep_in(f, dfd) == 0;
+        int keeps = cf_fetch_keep_in(f, w.fd) == 0;
         assert_int_equal(keeps, k == 0);
-        cf_fetch_note(f, ids, 600);
-        uint64_t first = cf_fetch_want(f, ids, 600);
-        cf_buf b = {0};
-        for (size_t i = 0; i < 600; i++) {
-            assert_int_equal(cf_fetch_take(f, first + i, &b), 0);
-            make_chunk(r, buf, i % 300, &ids[599]);
-            assert_int_equal(b.len, chunk_len(i % 300));
-            assert_memory_equal(b.data, buf, b.len);
-            uint64_t u = used_on(dfd) - used0;
-            peak = u > peak ? u : peak;
-        }
-        make_chunk(r, buf, 299, &ids[599]);
-        uint64_t kept = cf_fetch_kept_hits(f);
-        cf_buf_free(&b);
+        uint64_t kept = take_twice(f, r, ids, watch_fs, &w);
         cf_fetch_free(f);
         if (k == 0) {
             /* some kept, not all: 1 MiB holds about 70 of 300 */
             assert_true(kept > 10);
             assert_true(kept < 150);
-            assert_true(peak <= (1u << 20));
+            assert_true(w.peak <= (1u << 20));
         } else {
             assert_int_equal(kept, 0);
-            assert_int_equal(peak, 0);
+            assert_int_equal(w.peak, 0);
         }
-        assert_int_equal(used_on(dfd), used0);
-        close(dfd);
+        assert_int_equal(used_on(w.fd), w.used0);
+        close(w.fd);
         assert_int_equal(umount(dir), 0);
     }
     rmdir(dir);
