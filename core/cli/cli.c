@@ -374,6 +374,9 @@ int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, cf_run **
         return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     }
     (*run)->no_progress = no_progress;
+    /* a command locked here looks at the sets next: they are listed while
+     * the other locks are */
+    (*run)->list_sets_ahead = lock != CLI_LOCK_NONE;
     if (lock != CLI_LOCK_NONE && cf_run_lock(*run, lock == CLI_LOCK_EXCLUSIVE, cmd) != 0) {
         cf_run_close(*run);
         *run = NULL;

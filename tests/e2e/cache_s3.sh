@@ -150,6 +150,20 @@ assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "... and no lock is left"
 : >"$RULES"
 assert_eq "$((nsets + 1))" "$(s3_count "$BUCKET" repo/sets/)" "the backup added its set"
 
+section "a command locked before it looks at the sets lists them while it looks at the other locks"
+echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
+: >"$PLOG"
+expect_ok "verify, the locks' listing held 1.5 s" cf verify -p "$POLICY" || die "verify, locks held"
+held=$(first_line "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F")
+lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
+sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
+note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+assert_ne "" "$held" "the locks' listing was held"
+assert_lt "$lockput" "$sets" "verify lists the sets after its lock is written"
+assert_lt "$sets" "$held" "... and while the locks' listing was held"
+assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" "... once"
+: >"$RULES"
+
 section "a backup removes its lock while it lists the repository's figures"
 echo "GET prefix=repo%2Fsets%2F slow 2 1500" >"$RULES"
 : >"$PLOG"
