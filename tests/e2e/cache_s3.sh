@@ -60,62 +60,64 @@ assert_eq 1 "$(grep -c "^GET /$BUCKET?.*uploads" "$PLOG")" "old incomplete uploa
 
 # first_line REGEX: the number of the proxy log's first line matching REGEX
 first_line() { grep -n "$1" "$PLOG" | head -1 | cut -d: -f1; }
+# hold RULE: the proxy holds the answers RULE names (s3_fault_proxy rules),
+# from a fresh log; release: none from now on
+hold() { echo "$1" >"$RULES"; : >"$PLOG"; }
+release() { : >"$RULES"; }
+# show_log [CHARS]: the proxy log so far, on one note line
+show_log() { note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-"${1:-600}")"; }
 
 section "the bucket's HEAD and its object-lock query go at once"
-echo "HEAD ^/$BUCKET\$ slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "HEAD ^/$BUCKET\$ slow 1 1500"
 expect_ok "sets, the bucket's HEAD held 1.5 s" cf sets -p "$POLICY" || die "sets"
 asked=$(first_line "^GET /$BUCKET?object-lock")
 held=$(first_line "^SENT HEAD /$BUCKET\$")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-300)"
+show_log 300
 assert_ne "" "$asked" "the object-lock query was asked"
 assert_ne "" "$held" "the HEAD was held"
 assert_lt "$asked" "$held" "... and answered while the HEAD's answer was held"
-: >"$RULES"
+release
 
 section "an open reads the repository while the bucket is checked"
-echo "HEAD ^/$BUCKET\$ slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "HEAD ^/$BUCKET\$ slow 1 1500"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 77
 expect_ok "backup, the bucket's HEAD held 1.5 s" cf backup -p "$POLICY" || die "backup, HEAD held"
 held=$(first_line "^SENT HEAD /$BUCKET\$")
 config=$(first_line "^GET /$BUCKET/repo/config")
 keys=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F")
 lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-400)"
+show_log 400
 assert_ne "" "$held" "the bucket's HEAD was held"
 assert_ne "" "$lockput" "the backup wrote its lock"
 assert_lt "$config" "$held" "the config was read while the HEAD's answer was held"
 assert_lt "$keys" "$held" "... and the keys listed"
 assert_lt "$held" "$lockput" "the lock is written only once the bucket is checked"
 assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
-: >"$RULES"
+release
 
 section "an open lists the keys and the index while it reads the config"
-echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "GET ^/$BUCKET/repo/config\$ slow 1 1500"
 expect_ok "backup, the config's answer held 1.5 s" cf backup -p "$POLICY" || die "backup, config held"
 held=$(first_line "^SENT GET /$BUCKET/repo/config\$")
 keys=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F")
 index=$(first_line "^GET /$BUCKET?.*prefix=repo%2Findex%2F")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-400)"
+show_log 400
 assert_ne "" "$held" "the config's answer was held"
 assert_ne "" "$keys" "the keys were listed"
 assert_ne "" "$index" "the index was listed"
 assert_lt "$keys" "$held" "... the keys while the config's answer was held"
 assert_lt "$index" "$held" "... and the index too"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fkeys%2F" "$PLOG")" "the keys are listed once"
-: >"$RULES"
+release
 
 section "a restore lists the sets while it opens the repository"
-echo "GET ^/$BUCKET/repo/config\$ slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "GET ^/$BUCKET/repo/config\$ slow 1 1500"
 expect_ok "restore, the config's answer held 1.5 s" cf restore -p "$POLICY" --to "$T/opened" \
     || die "restore, config held"
 held=$(first_line "^SENT GET /$BUCKET/repo/config\$")
 sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
 lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+show_log 600
 assert_ne "" "$sets" "the sets were listed"
 assert_lt "$sets" "$held" "... while the config's answer was held"
 assert_eq 2 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" \
@@ -125,18 +127,17 @@ assert_lt "$lockput" "$(grep -n "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" 
 snapshot "$ASTERDRIVE_ROOT" "$T/snap-live.json"
 snapshot "$T/opened" "$T/snap-opened.json"
 compare "... and restored the latest set" "$T/snap-live.json" "$T/snap-opened.json" "${RESTORE_EXCLUDES[@]}"
-: >"$RULES"
+release
 
 section "a backup lists the sets while it looks at the other locks"
 nsets=$(s3_count "$BUCKET" repo/sets/)
-echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "GET prefix=repo%2Flocks%2F slow 1 1500"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 79
 expect_ok "backup, the locks' listing held 1.5 s" cf backup -p "$POLICY" || die "backup, locks held"
 held=$(first_line "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F")
 lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
 sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+show_log 600
 assert_ne "" "$held" "the locks' listing was held"
 assert_ne "" "$sets" "the sets were listed"
 assert_lt "$lockput" "$sets" "the sets are listed after the backup's lock is written"
@@ -147,29 +148,27 @@ assert_eq 1 "$(head -n "$setput" "$PLOG" | grep -c "^GET /$BUCKET?.*prefix=repo%
 unlock=$(grep -n "^HEAD /$BUCKET/repo/locks/\|^DELETE /$BUCKET/repo/locks/" "$PLOG" | tail -1 | cut -d: -f1)
 assert_ne "" "$unlock" "the backup's lock was removed"
 assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "... and no lock is left"
-: >"$RULES"
+release
 assert_eq "$((nsets + 1))" "$(s3_count "$BUCKET" repo/sets/)" "the backup added its set"
 
 section "a command locked before it looks at the sets lists them while it looks at the other locks"
-echo "GET prefix=repo%2Flocks%2F slow 1 1500" >"$RULES"
-: >"$PLOG"
+hold "GET prefix=repo%2Flocks%2F slow 1 1500"
 expect_ok "verify, the locks' listing held 1.5 s" cf verify -p "$POLICY" || die "verify, locks held"
 held=$(first_line "^SENT GET /$BUCKET?.*prefix=repo%2Flocks%2F")
 lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
 sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-600)"
+show_log 600
 assert_ne "" "$held" "the locks' listing was held"
 assert_lt "$lockput" "$sets" "verify lists the sets after its lock is written"
 assert_lt "$sets" "$held" "... and while the locks' listing was held"
 assert_eq 1 "$(grep -c "^GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" "... once"
-: >"$RULES"
+release
 
 section "a backup removes its lock while it lists the repository's figures"
-echo "GET prefix=repo%2Fsets%2F slow 2 1500" >"$RULES"
-: >"$PLOG"
+hold "GET prefix=repo%2Fsets%2F slow 2 1500"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 78
 expect_ok "backup, both listings of the sets held 1.5 s" cf backup -p "$POLICY" || die "backup, sets held"
-note "proxy log: $(tr '\n' '|' <"$PLOG" | cut -c1-800)"
+show_log 800
 assert_eq 2 "$(grep -c "^SENT GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG")" "both listings of the sets were held"
 held=$(grep -n "^SENT GET /$BUCKET?.*prefix=repo%2Fsets%2F" "$PLOG" | tail -1 | cut -d: -f1)
 setput=$(first_line "^PUT /$BUCKET/repo/sets/")
@@ -178,7 +177,7 @@ assert_ne "" "$delete" "the backup's lock was removed"
 assert_lt "$setput" "$held" "the second listing is the figures', after the set's PUT"
 assert_lt "$delete" "$held" "... and the lock was removed while it was held"
 assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
-: >"$RULES"
+release
 
 section "a check lists the packs instead of asking for each"
 : >"$PLOG"
