@@ -56,7 +56,7 @@ int cf_run_load_policy(const char *file, cf_policy **out);
 #define CF_RUN_WARM 0x40
 /* or'ed into open_repo: sets/ is listed while the repository is opened
  * (the key unlocked, the index read), for a command whose first look at
- * the sets comes before any lock (restore, rehearse, sets): one round
+ * the sets comes before any lock (restore, sets): one round
  * trip fewer on a distant bucket */
 #define CF_RUN_SETS 0x80
 /* Open target (by name, or the first) and, if open_repo, the repository.
