@@ -116,7 +116,10 @@ my asterdrive -e "CALL writer_replay(100)"
 expect_ok "third backup after 100 uploads" mcf backup -p "$MYSQL_POLICY" --json
 NEW=$(json_get "$OUT" 'j["new_bytes"]')
 note "third backup: $NEW new of $(json_get "$OUT" 'j["bytes"]') bytes"
-assert_lt "$NEW" $((BYTES / 3)) "appending rows re-stores only a fraction of the dump"
+# The chunker's boundaries follow the repository's random seed, so what
+# the changed rows cost varies from one repository to the next: 17-35% of
+# the dump in runs here (2026-12-07). Half is far from a whole new dump.
+assert_lt "$NEW" $((BYTES / 2)) "appending rows re-stores only a fraction of the dump"
 
 section "the password is nowhere"
 PWQ=$MYSQL_PWD
