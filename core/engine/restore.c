@@ -2,9 +2,10 @@
  * Restore: one set, components in the policy's declared order (config
  * files, databases, data directories), each written into a private
  * staging directory inside its destination, then moved into place
- * together. A failure removes the staging areas: the destination never
- * holds a half-written restore that looks complete. Afterwards database
- * checks and the policy's validate commands run and are reported.
+ * together. The files components download on a thread of their own
+ * while the databases restore (cf_restore's ftask). A failure removes the staging areas: the
+ * destination never holds a half-written restore that looks complete. Afterwards database checks
+ * and the policy's validate commands run and are reported.
  */
 #include "engine/restore.h"
 
@@ -445,13 +446,16 @@ static void *rworker(void *arg)
 
 /* Write every entry of a files component beneath the directory dirfd.
  * Directories are made in manifest order by this thread, files are
- * written by the workers into parent directories this thread resolved,
- * links and directory metadata come last (engine/extract.h). */
+ * written by the workers into parent directories this thread resolved.
+ * Links and directory metadata come last: restore_files hands back its
+ * extract for the caller to finish (engine/extract.h) once no other
+ * component writes into the staging tree. */
 typedef struct rsub {
     cf_select *sel;     /* NULL: every entry */
     json_t *chosen;     /* "component/path" of chosen entries */
     json_t *unrestored; /* --salvage list, or NULL */
     uint64_t files;
+    _Atomic int *halt; /* set: another component failed, stop */
 } rsub;
 
 /* Whether a subset restore chose this entry of component comp (every
@@ -493,8 +497,8 @@ static void note_chunks(cf_repo *repo, const char *set_id, const char *comp, con
            cf_now() - t0);
 }
 
-static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd,
-                         rsub *sub)
+static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd, rsub *sub,
+                         cf_extract **xout)
 {
     cf_mreader *m;
     json_t *h;
@@ -587,8 +591,8 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
             job_free(j);
             break;
         }
-        if (cf_cancel_flag) {
-            rc = cf_fail("cancelled");
+        if (cf_cancel_flag || (sub->halt && atomic_load(sub->halt))) {
+            rc = cf_fail(cf_cancel_flag ? "cancelled" : "stopped: another component failed");
             break;
         }
     }
@@ -613,8 +617,6 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
         cf_fail("%s", saved);
     else if (p.failed)
         rc = cf_fail("%s", p.err);
-    if (rc == 0)
-        rc = cf_extract_finish(p.x);
     if (rc == 0) {
         cf_repo_stats st1;
         cf_repo_get_stats(repo, &st1);
@@ -630,7 +632,10 @@ static int restore_files(cf_repo *repo, const char *set_id, const char *comp, in
     sub->files += p.files;
     if (rc != 0)
         cf_error_prefix("set %s, component '%s'", set_id, comp);
-    cf_extract_free(p.x);
+    if (rc == 0)
+        *xout = p.x; /* links and directory metadata: cf_extract_finish */
+    else
+        cf_extract_free(p.x);
     cf_manifest_close(m);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.nonempty);
@@ -1109,6 +1114,104 @@ static void salvage_report(const char *root, const char *set_id, json_t *list)
     free(path);
 }
 
+/* A set's files components are restored one after the other by a
+ * thread of their own while this one restores its databases and object
+ * stores: a tree's download overlaps a database's restore. The files
+ * components write beneath the staging directories only; a database or
+ * object store, which may be live, starts only once every component
+ * before it in the set's order is restored. What else depends on order waits
+ * until both are done and then follows the set's order, as a restore of
+ * one component at a time would: links and directory metadata (a
+ * database file moved into a directory would change its time), the
+ * units moved into place, the report. --salvage keeps one thread: its
+ * list of what could not be read is shared. */
+typedef struct fjob {
+    size_t ci; /* place in the restore order */
+    const char *name;
+    int stagefd;
+    cf_extract *x; /* restored, links and directory metadata to come */
+    int rc;        /* 0 restored, -1 failed, 1 not run */
+    int halted;    /* failed because the other thread had */
+    char err[2048];
+} fjob;
+
+typedef struct ftask {
+    cf_repo *repo;
+    const char *set_id;
+    rsub *sub;
+    fjob *jobs;
+    size_t n;
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t ndone; /* jobs restored, in order (under mu) */
+    int over;     /* the thread has ended (under mu) */
+} ftask;
+
+static void fjob_run(ftask *t, fjob *j)
+{
+    cf_log(CF_LOG_INFO, "restoring component '%s' (files)", j->name);
+    j->rc = restore_files(t->repo, t->set_id, j->name, j->stagefd, t->sub, &j->x);
+    if (j->rc != 0) {
+        j->halted = t->sub->halt && atomic_load(t->sub->halt);
+        snprintf(j->err, sizeof j->err, "%s", cf_error());
+    }
+}
+
+static void *ftask_main(void *arg)
+{
+    ftask *t = arg;
+    for (size_t i = 0; i < t->n && !atomic_load(t->sub->halt); i++) {
+        fjob_run(t, &t->jobs[i]);
+        if (t->jobs[i].rc != 0)
+            break;
+        pthread_mutex_lock(&t->mu);
+        t->ndone++;
+        pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+    }
+    pthread_mutex_lock(&t->mu);
+    t->over = 1;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Waits until the first n files components are restored; 0 when they
+ * are, -1 when one failed (its error is reported after the join). */
+static int ftask_wait(ftask *t, size_t n)
+{
+    pthread_mutex_lock(&t->mu);
+    while (t->ndone < n && !t->over)
+        pthread_cond_wait(&t->cv, &t->mu);
+    int rc = t->ndone >= n ? 0 : -1;
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+/* A unit to move into place, noted while components restore and added
+ * to its destination in the set's order afterwards. */
+typedef struct punit {
+    size_t ci, seq, di; /* component, order noted, destination (rstate index) */
+    char *u;
+} punit;
+
+static void punit_add(punit **v, size_t *n, size_t ci, size_t di, const char *u)
+{
+    *v = cf_realloc(*v, (*n + 1) * sizeof **v);
+    (*v)[*n] = (punit){ci, *n, di, cf_strdup(u)};
+    ++*n;
+}
+
+static int cmp_punit(const void *a, const void *b)
+{
+    const punit *x = a, *y = b;
+    if (x->ci != y->ci)
+        return x->ci < y->ci ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
 int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
 {
     cf_policy *p = run->policy;
@@ -1194,18 +1297,20 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         cf_log(CF_LOG_WARN, "online policy: restoring in place while the application may run");
     }
 
-    json_t *tot = json_object_get(h, "totals");
-    cf_progress_start("restore", (uint64_t)json_integer_value(json_object_get(tot, "bytes")),
-                      run->no_progress);
-    size_t ci;
+    /* Before anything is restored: every component declared, every
+     * files destination ready. Then the files components start. */
+    size_t ncomps = json_array_size(comps), ci;
     json_t *cj;
+    json_t **slot = cf_calloc(ncomps + 1, sizeof *slot); /* report entries */
+    fjob *jobs = cf_calloc(ncomps + 1, sizeof *jobs);
+    size_t njobs = 0, npu = 0;
+    punit *pu = NULL;
+    _Atomic int halt = 0;
+    sub.halt = &halt;
     json_array_foreach(comps, ci, cj)
     {
-        if (rc != 0)
-            break;
         const char *name = json_string_value(json_object_get(cj, "name"));
         const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
-        const char *map = cf_restore_map(o, name);
         if (!cf_policy_component(p, name) && !cf_restore_only_has(o, name)) {
             /* What a set holds beyond the policy is restored only when
              * asked for by name: a hand-made set could otherwise add a
@@ -1215,33 +1320,62 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                          set_id, name, p->name, name);
             break;
         }
-        cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
-        if (strcmp(type, "files") == 0) {
-            char *droot = map ? cf_abspath(map) : cf_strdup(root);
-            if (map && !o->force && cf_dir_nonempty(droot)) {
-                rc = cf_fail("--map %s: %s is not empty; use --force", name, droot);
-                free(droot);
-                break;
-            }
-            dest *d = dest_get(&rs, droot, set_id);
+        if (strcmp(type, "files") != 0)
+            continue;
+        const char *map = cf_restore_map(o, name);
+        char *droot = map ? cf_abspath(map) : cf_strdup(root);
+        if (map && !o->force && cf_dir_nonempty(droot)) {
+            rc = cf_fail("--map %s: %s is not empty; use --force", name, droot);
             free(droot);
-            if (!d) {
-                rc = -1;
-                break;
+            break;
+        }
+        dest *d = dest_get(&rs, droot, set_id);
+        free(droot);
+        if (!d) {
+            rc = -1;
+            break;
+        }
+        jobs[njobs++] = (fjob){.ci = ci, .name = name, .stagefd = d->stagefd, .rc = 1};
+        /* A subset over an existing tree (in place, or --force)
+         * replaces the chosen entries one by one, never a whole
+         * component path: what the patterns left out stays. */
+        json_t *paths = o->select && (o->in_place || o->force) ? json_object_get(units, name)
+                                                               : json_object_get(cj, "paths");
+        size_t k;
+        json_t *pv;
+        json_array_foreach(paths, k, pv)
+            punit_add(&pu, &npu, ci, (size_t)(d - rs.d), json_string_value(pv));
+        slot[ci] = json_pack("{s:s,s:s}", "name", name, "destination", d->root);
+    }
+    json_t *tot = json_object_get(h, "totals");
+    cf_progress_start("restore", (uint64_t)json_integer_value(json_object_get(tot, "bytes")),
+                      run->no_progress);
+    ftask ft = {.repo = run->repo, .set_id = set_id, .sub = &sub, .jobs = jobs, .n = njobs};
+    pthread_mutex_init(&ft.mu, NULL);
+    pthread_cond_init(&ft.cv, NULL);
+    if (rc == 0 && njobs && !o->salvage)
+        ft.started = pthread_create(&ft.th, NULL, ftask_main, &ft) == 0;
+    size_t nextjob = 0;
+    json_array_foreach(comps, ci, cj)
+    {
+        if (rc != 0)
+            break;
+        const char *name = json_string_value(json_object_get(cj, "name"));
+        const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
+        const char *map = cf_restore_map(o, name);
+        if (strcmp(type, "files") == 0) {
+            fjob *j = &jobs[nextjob++];
+            if (!ft.started) {
+                fjob_run(&ft, j);
+                if (j->rc != 0)
+                    rc = cf_fail("%s", j->err);
             }
-            rc = restore_files(run->repo, set_id, name, d->stagefd, &sub);
-            /* A subset over an existing tree (in place, or --force)
-             * replaces the chosen entries one by one, never a whole
-             * component path: what the patterns left out stays. */
-            json_t *paths = o->select && (o->in_place || o->force)
-                                ? json_object_get(units, name)
-                                : json_object_get(cj, "paths");
-            size_t k;
-            json_t *pv;
-            json_array_foreach(paths, k, pv) dest_add_unit(d, json_string_value(pv));
-            json_array_append_new(json_object_get(rep, "components"),
-                                  json_pack("{s:s,s:s}", "name", name, "destination", d->root));
-        } else if (strcmp(type, "database") == 0) {
+            continue;
+        }
+        if (ft.started && ftask_wait(&ft, nextjob) != 0)
+            break; /* a files component before this one failed */
+        cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
+        if (strcmp(type, "database") == 0) {
             const cf_component *pc = cf_policy_component(p, name);
             if (!pc || pc->type != CF_COMP_DATABASE) {
                 rc = cf_fail("set %s: component '%s' is a database, but the policy no longer "
@@ -1323,7 +1457,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                         break;
                     }
                     rc = move_owned(privfd, d, paths[k]);
-                    dest_add_unit(d, paths[k]);
+                    punit_add(&pu, &npu, ci, (size_t)(d - rs.d), paths[k]);
                 }
                 cf_buf left = {0};
                 size_t nleft = rc == 0 ? unclaimed(privfd, "", &left, 0) : 0;
@@ -1362,8 +1496,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
                 free(furl);
             }
             char *shown = cf_redact_url(map ? map : root);
-            json_array_append_new(json_object_get(rep, "components"),
-                                  json_pack("{s:s,s:s}", "name", name, "destination", shown));
+            slot[ci] = json_pack("{s:s,s:s}", "name", name, "destination", shown);
             free(shown);
             cf_dbinst_close(&db);
             cf_dbsource_free(src);
@@ -1404,18 +1537,51 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             else if (np > 0)
                 exit_code = CF_EXIT_PROBLEMS;
             if (d && rc == 0)
-                dest_add_unit(d, name);
+                punit_add(&pu, &npu, ci, (size_t)(d - rs.d), name);
             free(dir);
-            json_array_append_new(json_object_get(rep, "components"),
-                                  json_pack("{s:s,s:s}", "name", name, "destination",
-                                            oo.write_back || pc->protect == CF_PROTECT_VERSIONING
-                                                ? "bucket"
-                                                : (d ? d->root : root)));
+            slot[ci] = json_pack("{s:s,s:s}", "name", name, "destination",
+                                 oo.write_back || pc->protect == CF_PROTECT_VERSIONING
+                                     ? "bucket"
+                                     : (d ? d->root : root));
         } else {
             rc = cf_fail("set %s: component '%s' has type '%s', which this build cannot restore",
                          set_id, name, type);
         }
     }
+    /* The files components' thread ends here: at once when this one
+     * failed. The first failure in the set's order is the one reported;
+     * a component stopped by another's failure is not one. */
+    size_t fail_ci = rc != 0 ? ci : SIZE_MAX;
+    if (ft.started) {
+        if (rc != 0)
+            atomic_store(&halt, 1);
+        pthread_join(ft.th, NULL);
+    }
+    pthread_mutex_destroy(&ft.mu);
+    pthread_cond_destroy(&ft.cv);
+    for (size_t i = 0; i < njobs; i++)
+        if (jobs[i].rc < 0 && !jobs[i].halted && jobs[i].ci < fail_ci) {
+            rc = cf_fail("%s", jobs[i].err);
+            break;
+        }
+    for (size_t i = 0; i < njobs; i++) {
+        if (rc == 0 && jobs[i].x && cf_extract_finish(jobs[i].x) != 0) {
+            cf_error_prefix("set %s, component '%s'", set_id, jobs[i].name);
+            rc = -1;
+        }
+        cf_extract_free(jobs[i].x);
+    }
+    free(jobs);
+    qsort(pu, npu, sizeof *pu, cmp_punit);
+    for (size_t i = 0; i < npu; i++) {
+        dest_add_unit(&rs.d[pu[i].di], pu[i].u);
+        free(pu[i].u);
+    }
+    free(pu);
+    for (size_t i = 0; i < ncomps; i++)
+        if (slot[i])
+            json_array_append_new(json_object_get(rep, "components"), slot[i]);
+    free(slot);
     cf_progress_stop();
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");
