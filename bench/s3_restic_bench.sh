@@ -14,7 +14,8 @@
 #
 #   bench/s3_restic_bench.sh [--size-mb N] [--delay-ms MS]
 #                            [--link-rtt-ms MS] [--request-delay-ms MS] [--data DIR]
-#                            [--coffer-opt KEY=VALUE]... [--keep] [--workdir DIR]
+#                            [--coffer-opt KEY=VALUE]... [--restore-runs N]
+#                            [--keep] [--workdir DIR]
 #
 #   --size-mb N        deployment size (default 1024)
 #   --delay-ms MS      round-trip delay between the tools and RGW: RGW
@@ -35,6 +36,9 @@
 #                      it is copied, since the second phase changes it
 #   --coffer-opt K=V   an extra option of coffer's s3 driver (repeatable),
 #                      e.g. connections=16
+#   --restore-runs N   restore the latest set N times with each tool,
+#                      alternating (default 1); the table shows each
+#                      tool's median and the runs are listed below it
 #   --keep             keep the work directory
 #   --workdir DIR      parent of the work directory (default $BENCH_TMPDIR,
 #                      else /var/tmp)
@@ -55,6 +59,7 @@ req_delay_ms=0
 link_rtt_ms=0
 data=""
 keep=0
+restore_runs=1
 copts=()
 workparent="${BENCH_TMPDIR:-/var/tmp}"
 while [ $# -gt 0 ]; do
@@ -65,6 +70,7 @@ while [ $# -gt 0 ]; do
         --link-rtt-ms) link_rtt_ms=${2:?}; shift 2 ;;
         --data) data=${2:?}; shift 2 ;;
         --coffer-opt) copts+=("${2:?}"); shift 2 ;;
+        --restore-runs) restore_runs=${2:?}; shift 2 ;;
         --keep) keep=1; shift ;;
         --workdir) workparent=${2:?}; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -72,6 +78,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 die() { echo "s3_restic_bench: $*" >&2; exit 1; }
+case "$restore_runs" in ''|*[!0-9]*|0) die "--restore-runs needs a positive whole number, not '$restore_runs'" ;; esac
 
 COFFER=${COFFER:-$src/build/coffer}
 [ -x "$COFFER" ] || die "no coffer at $COFFER (build first or set COFFER)"
@@ -220,13 +227,16 @@ SUM2=$(treesum "$LIVE")
 timed find-cold find "$LIVE" -printf '%s %T@ %C@\n'
 
 echo "== restore latest"
-timed restic-restore "${RESTIC[@]}" restore latest --target "$W/r-restic"
-timed coffer-restore "${CF[@]}" restore -p "$POLICY" --target primary --no-checks --no-validate --to "$W/r-coffer"
-R1=$(treesum "$W/r-restic"); R2=$(treesum "$W/r-coffer")
-[ "$R1" = "$SUM2" ] && ok_r=identical || ok_r="DIFFERS"
-[ "$R2" = "$SUM2" ] && ok_c=identical || ok_c="DIFFERS"
+ok_r=identical ok_c=identical
+for run in $(seq "$restore_runs"); do
+    timed "restic-restore-$run" "${RESTIC[@]}" restore latest --target "$W/r-restic"
+    timed "coffer-restore-$run" "${CF[@]}" restore -p "$POLICY" --target primary --no-checks --no-validate --to "$W/r-coffer"
+    R1=$(treesum "$W/r-restic"); R2=$(treesum "$W/r-coffer")
+    [ "$R1" = "$SUM2" ] || ok_r="DIFFERS"
+    [ "$R2" = "$SUM2" ] || ok_c="DIFFERS"
+    rm -rf "$W/r-restic" "$W/r-coffer"
+done
 echo "   restored trees: restic $ok_r, coffer $ok_c (source before the change: $SUM1)"
-rm -rf "$W/r-restic" "$W/r-coffer"
 
 echo "== copy of both sets to a second repository"
 timed restic-copy "${RESTIC2[@]}" copy --from-repo "s3:$AWS_ENDPOINT_URL/restic-bench"
@@ -236,12 +246,19 @@ echo "== check, reading every pack"
 timed restic-check "${RESTIC[@]}" check --read-data
 timed coffer-check "${CF[@]}" check -p "$POLICY" --target primary --read-data
 
-python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" "$req_delay_ms" "$link_rtt_ms" <<'PY'
-import sys
+python3 - "$W" "$size_mb" "$delay_ms" "$ok_r" "$ok_c" "$req_delay_ms" "$link_rtt_ms" "$restore_runs" <<'PY'
+import statistics, sys
 w, size, delay, okr, okc, rdelay, lrtt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
-def rd(label):
+runs = int(sys.argv[8])
+def rd1(label):
     t, m = open(f"{w}/{label}.time").read().split()
     return float(t), int(m) / 1024
+def rd(label):
+    # the restore's median time over its runs, and its largest peak RSS
+    if not label.endswith("-restore"):
+        return rd1(label)
+    v = [rd1(f"{label}-{i}") for i in range(1, runs + 1)]
+    return statistics.median(t for t, _ in v), max(m for _, m in v)
 targets = {"full": 0.5, "second": 0.3, "restore": 0.5, "copy": None, "check": None}
 ok = okr == "identical" and okc == "identical"
 link = "loopback" if delay == "0" else f"{delay} ms round trip"
@@ -267,6 +284,10 @@ ft, _ = rd("find-cold")
 rt, _ = rd("restic-second")
 print(f"cold find stat'ing every file (one thread): {ft:.2f} s, {ft / rt:.2f} x restic's "
       f"second backup")
+if runs > 1:
+    for tool in ("restic", "coffer"):
+        v = [rd1(f"{tool}-restore-{i}")[0] for i in range(1, runs + 1)]
+        print(f"{tool} restores (s): {' '.join(f'{t:.2f}' for t in v)}; median {statistics.median(v):.2f}")
 print(f"restores: restic {okr}, coffer {okc}")
 sys.exit(0 if ok else 1)
 PY
