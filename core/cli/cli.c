@@ -368,15 +368,17 @@ int cli_open_parsed(const char *cmd, int open_repo, int lock, args *a, cf_run **
     *run = NULL;
     if (need_policy(cmd, a))
         return CF_EXIT_USAGE;
-    int orc = cf_run_open(a->policy, a->target, open_repo, run);
+    /* A command locked here writes its lock while the repository opens
+     * and looks at the sets next: they are listed as soon as the lock is
+     * written, while the other locks are. */
+    int orc = lock != CLI_LOCK_NONE ? cf_run_open_locking(a->policy, a->target, open_repo,
+                                                          lock == CLI_LOCK_EXCLUSIVE, cmd, run)
+                                    : cf_run_open(a->policy, a->target, open_repo, run);
     if (orc != 0) {
         *run = NULL;
         return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     }
     (*run)->no_progress = no_progress;
-    /* a command locked here looks at the sets next: they are listed while
-     * the other locks are */
-    (*run)->list_sets_ahead = lock != CLI_LOCK_NONE;
     if (lock != CLI_LOCK_NONE && cf_run_lock(*run, lock == CLI_LOCK_EXCLUSIVE, cmd) != 0) {
         cf_run_close(*run);
         *run = NULL;

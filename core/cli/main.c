@@ -370,14 +370,11 @@ static json_t *summary_from_manifest(cf_run *run, const char *id, double duratio
 static int backup_run(args *a, char **id_out, json_t **sum_out)
 {
     cf_run *run;
-    int orc = cli_open_parsed("backup", CF_RUN_REPO | CF_RUN_WARM, CLI_LOCK_NONE, a, &run);
+    /* locked as the repository opens; the previous set is what the
+     * backup looks for first, listed once the lock is written */
+    int orc = cli_open_parsed("backup", CF_RUN_REPO | CF_RUN_WARM, CLI_LOCK_SHARED, a, &run);
     if (orc)
         return orc;
-    run->list_sets_ahead = 1; /* the previous set is what the backup looks for first */
-    if (cf_run_lock(run, 0, "backup") != 0) {
-        cf_run_close(run);
-        return die(CF_EXIT_FAILED);
-    }
     char *id = NULL;
     json_t *sum = NULL;
     double t0 = cf_now();
@@ -1437,7 +1434,7 @@ static int cmd_copy(int argc, char **argv)
         return usage_error("copy", "--from and --to name the same target");
     malloc_return_large();
     cf_run *run;
-    int orc = cf_run_open(a.policy, a.from, 1, &run);
+    int orc = cf_run_open_locking(a.policy, a.from, 1, 0, "copy", &run);
     if (orc != 0)
         return die(orc == -2 ? CF_EXIT_USAGE : CF_EXIT_FAILED);
     run->no_progress = no_progress;

@@ -55,9 +55,12 @@ int cmd_check(int argc, char **argv)
     run->no_progress = no_progress;
     cf_watch *w; /* the metrics file records every check, also one that could not run */
     cf_watch_begin(run->policy, "check", &w);
-    /* Damaged index objects are findings here, not a reason to stop. */
+    /* Damaged index objects are findings here, not a reason to stop. The
+     * lock is written while the repository opens. */
+    const char *lname = a.rebuild_index ? "check --rebuild-index" : "check";
+    cf_run_lock_early(run, a.rebuild_index, lname);
     if (cf_run_open_repo(run, CF_REPO_OPEN_SKIP_BAD_INDEX | CF_REPO_OPEN_NO_CACHE) != 0 ||
-        cf_run_lock(run, a.rebuild_index, a.rebuild_index ? "check --rebuild-index" : "check") != 0) {
+        cf_run_lock(run, a.rebuild_index, lname) != 0) {
         cf_watch_end(w, CF_EXIT_FAILED, cf_error(), NULL, NULL);
         cf_run_close(run);
         return die(CF_EXIT_FAILED);

@@ -305,6 +305,82 @@ int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo)
     return cf_run_open_repo(run, flags);
 }
 
+/* ---- A lock written while the repository opens ----------------------- */
+
+struct cf_early_lock {
+    cf_run *run;
+    int exclusive;
+    char *command;
+    pthread_t th;
+    int started, rc;
+    char err[2048];
+    cf_lock *lock;
+    cf_sets_ahead *sets; /* listed once the lock was written */
+};
+
+static void early_written(void *ud)
+{
+    struct cf_early_lock *e = ud;
+    if (e->run->list_sets_ahead)
+        e->sets = cf_sets_ahead_start(e->run->store);
+}
+
+static void *early_main(void *arg)
+{
+    struct cf_early_lock *e = arg;
+    /* Nothing is written before the bucket's checks pass. */
+    if (cf_store_prepare_wait(e->run->store) != 0) {
+        e->rc = -1;
+        snprintf(e->err, sizeof e->err, "the storage location could not be prepared");
+        return NULL;
+    }
+    e->rc =
+        cf_lock_acquire_then(e->run->store, e->exclusive, e->command, early_written, e, &e->lock);
+    if (e->rc != 0)
+        snprintf(e->err, sizeof e->err, "%s", cf_error());
+    return NULL;
+}
+
+/* The repository's config is read: there is a repository to lock. */
+static void early_start(void *ud)
+{
+    struct cf_early_lock *e = ud;
+    if (!e->started)
+        e->started = pthread_create(&e->th, NULL, early_main, e) == 0;
+}
+
+void cf_run_lock_early(cf_run *run, int exclusive, const char *command)
+{
+    if (run->early || run->repo)
+        return;
+    run->early = cf_calloc(1, sizeof *run->early);
+    run->early->run = run;
+    run->early->exclusive = exclusive;
+    run->early->command = cf_strdup(command);
+    run->list_sets_ahead = 1;
+}
+
+/* Waits for the lock and hands it to run; -1 with its error when it
+ * could not be taken, 1 when it was never started (run locks itself). */
+static int early_take(cf_run *run)
+{
+    struct cf_early_lock *e = run->early;
+    run->early = NULL;
+    int rc = 1;
+    if (e->started) {
+        pthread_join(e->th, NULL);
+        rc = e->rc != 0 ? cf_fail("%s", e->err) : 0;
+        run->lock = e->lock;
+        if (run->repo)
+            cf_repo_sets_ahead_adopt(run->repo, e->sets);
+        else
+            cf_sets_ahead_free(e->sets);
+    }
+    free(e->command);
+    free(e);
+    return rc;
+}
+
 int cf_run_open_repo(cf_run *run, unsigned flags)
 {
     const cf_target *t = run->target;
@@ -320,6 +396,10 @@ int cf_run_open_repo(cf_run *run, unsigned flags)
     cf_passphrase_src ps;
     cf_run_passphrase(t, &ps);
     cf_repo_open_opts o = {.flags = flags, .pass = &ps};
+    if (run->early) {
+        o.on_config = early_start;
+        o.ud = run->early;
+    }
     int orc = cf_repo_open_with(run->store, &o, &run->repo);
     /* What prepare found wrong (no bucket, another region, refused
      * credentials) explains a failed open better than the open does; a
@@ -350,11 +430,19 @@ int cf_run_open_repo(cf_run *run, unsigned flags)
 
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out)
 {
+    return cf_run_open_locking(policy_file, target, open_repo, -1, NULL, out);
+}
+
+int cf_run_open_locking(const char *policy_file, const char *target, int open_repo, int exclusive,
+                        const char *command, cf_run **out)
+{
     cf_run *run = cf_calloc(1, sizeof *run);
     if (cf_run_load_policy(policy_file, &run->policy) != 0) {
         free(run);
         return -2;
     }
+    if (command)
+        cf_run_lock_early(run, exclusive, command);
     const cf_target *t = target ? cf_policy_target(run->policy, target) : &run->policy->targets[0];
     if (t && (open_repo & CF_RUN_WARM))
         run->warm = cf_prefetch_policy(run->policy);
@@ -469,6 +557,12 @@ static void lock_written(void *ud)
 
 int cf_run_lock(cf_run *run, int exclusive, const char *command)
 {
+    int erc = run->early ? early_take(run) : 1;
+    if (erc <= 0) {
+        if (erc < 0)
+            cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
+        return erc;
+    }
     if (cf_lock_acquire_then(run->store, exclusive, command, lock_written, run, &run->lock) != 0) {
         cf_error_prefix("target '%s' (%s)", run->target->name, run->target->location);
         return -1;
@@ -498,6 +592,15 @@ void cf_run_close(cf_run *run)
     if (!run)
         return;
     cf_prefetch_stop(run->warm);
+    if (run->early) {
+        char *saved = cf_strdup(cf_error()); /* the failure that ends the run */
+        early_take(run);
+        if (saved[0])
+            cf_fail("%s", saved);
+        else
+            cf_error_clear();
+        free(saved);
+    }
     cf_lock_release(run->lock);
     if (run->repo)
         cf_repo_close(run->repo);

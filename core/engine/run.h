@@ -24,6 +24,9 @@ typedef struct cf_run {
     int list_sets_ahead; /* cf_run_lock lists sets/ as soon as the lock is written: the
                             command's next cf_sets_list takes that listing */
     int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
+    /* cf_run_open_locking: the command's lock, written while the
+     * repository opened; cf_run_lock takes it over */
+    struct cf_early_lock *early;
     /* CF_RUN_WARM: metadata read-ahead begun before the open; the backup
      * takes it over, cf_run_close stops it otherwise */
     struct cf_prefetch *warm;
@@ -62,6 +65,17 @@ int cf_run_load_policy(const char *file, cf_policy **out);
 /* Open target (by name, or the first) and, if open_repo, the repository.
  * Returns 0, -2 for a policy error (bad file, unknown target), -1 else. */
 int cf_run_open(const char *policy_file, const char *target, int open_repo, cf_run **out);
+/* cf_run_open for a command that locks the repository next: its lock
+ * (exclusive or shared, named command) is written as soon as the
+ * repository's config is read, while the key is unlocked and the index
+ * loaded, and the sets are listed once it is written (list_sets_ahead).
+ * The command's cf_run_lock then waits for that lock, with its outcome;
+ * a failed open removes it. Over a distant bucket the lock costs no
+ * round trip of its own. */
+int cf_run_open_locking(const char *policy_file, const char *target, int open_repo, int exclusive,
+                        const char *command, cf_run **out);
+/* The same for a run whose repository cf_run_open_repo opens next. */
+void cf_run_lock_early(cf_run *run, int exclusive, const char *command);
 int cf_run_open_target(cf_run *run, const cf_target *t, int open_repo);
 /* Open the repository of the run's target (its store made, not yet
  * prepared) with cf_repo_open_with flags; a missing repository is named

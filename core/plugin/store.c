@@ -27,6 +27,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
 {
     cf_store *s = cf_calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->prep_cv, NULL);
     s->ops = drv->storage;
     s->threading = drv->threading;
     s->abi_minor = drv->abi_minor;
@@ -38,6 +39,7 @@ int cf_store_new(const coffer_plugin *drv, const coffer_config *cfg, const char 
         cf_hctx_free(s->hctx);
         free(s->label);
         pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->prep_cv);
         free(s);
         return st;
     }
@@ -76,6 +78,7 @@ void cf_store_free(cf_store *s)
     free_strv(s->pins, s->npins);
     free_strv(s->dead, s->ndead);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->prep_cv);
     free(s);
 }
 
@@ -183,7 +186,21 @@ static void *prepare_thread(void *arg)
         fail(s, s->prep_st, "cannot prepare location", NULL);
         s->prep_err = cf_strdup(cf_error());
     }
+    pthread_mutex_lock(&s->mu);
+    s->prep_done = 1;
+    pthread_cond_broadcast(&s->prep_cv);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+int cf_store_prepare_wait(cf_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->prep_started && !s->prep_done)
+        pthread_cond_wait(&s->prep_cv, &s->mu);
+    int rc = s->prep_started && s->prep_st != COFFER_OK ? -1 : 0;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int cf_store_prepare_begin(cf_store *s)
@@ -192,7 +209,10 @@ int cf_store_prepare_begin(cf_store *s)
         !(s->caps & COFFER_CAP_CONCURRENT_PREPARE) || s->abi_minor < 3 ||
         s->threading < COFFER_THREADS_HANDLES)
         return 0;
+    s->prep_started = 1; /* read by other threads only once it is running */
     s->prep_running = pthread_create(&s->prep_thread, NULL, prepare_thread, s) == 0;
+    if (!s->prep_running)
+        s->prep_started = 0;
     return s->prep_running;
 }
 

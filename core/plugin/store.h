@@ -28,6 +28,8 @@ typedef struct cf_store {
     int prep_running;
     coffer_status prep_st;
     char *prep_err;
+    int prep_started, prep_done; /* under mu, with prep_cv: cf_store_prepare_wait */
+    pthread_cond_t prep_cv;
     char *label;
     coffer_config *cfg; /* the options plus "location", owned (cf_store_new_at) */
 
@@ -84,6 +86,10 @@ int cf_store_prepare(cf_store *s, int create);
 int cf_store_prepare_begin(cf_store *s);
 /* A prepare begun by cf_store_prepare_begin has not been joined yet. */
 int cf_store_preparing(const cf_store *s);
+/* From any thread: waits for a prepare begun by cf_store_prepare_begin
+ * to end, without joining it. 0 when it succeeded or none was begun, -1
+ * when it failed (the run reports that failure when it joins). */
+int cf_store_prepare_wait(cf_store *s);
 int cf_store_writer_open(cf_store *s, const char *key, uint32_t flags, uint64_t size_hint, void **w);
 int cf_store_write(cf_store *s, void *w, const void *buf, size_t len);
 int cf_store_commit(cf_store *s, void *w);

@@ -478,16 +478,36 @@ static void sets_ahead_drop(cf_repo *r)
         cf_strv_free(keys, n);
 }
 
-void cf_repo_sets_ahead(cf_repo *r)
+cf_sets_ahead *cf_sets_ahead_start(cf_store *st)
 {
-    sets_ahead_drop(r);
     cf_sets_ahead *a = cf_calloc(1, sizeof *a);
-    a->st = r->st;
+    a->st = st;
     if (pthread_create(&a->th, NULL, sets_ahead_run, a) != 0) {
         free(a);
-        return;
+        return NULL;
     }
-    atomic_store(&r->sets_ahead, a);
+    return a;
+}
+
+void cf_repo_sets_ahead_adopt(cf_repo *r, cf_sets_ahead *a)
+{
+    sets_ahead_drop(r);
+    if (a)
+        atomic_store(&r->sets_ahead, a);
+}
+
+void cf_sets_ahead_free(cf_sets_ahead *a)
+{
+    if (!a)
+        return;
+    pthread_join(a->th, NULL);
+    cf_strv_free(a->keys, a->n);
+    free(a);
+}
+
+void cf_repo_sets_ahead(cf_repo *r)
+{
+    cf_repo_sets_ahead_adopt(r, cf_sets_ahead_start(r->st));
 }
 
 int cf_repo_sets_ahead_take(cf_repo *r, char ***keys, size_t *n)
@@ -671,6 +691,8 @@ int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out)
         goto fail;
     }
     int rc = parse_config(r, &b);
+    if (rc == 0 && o && o->on_config)
+        o->on_config(o->ud);
     if (rc == 0 && r->scheme)
         rc = ahead_keys_wait(&a) != 0 ? -1
                                       : cf_key_unlock(r, &b, o ? o->pass : NULL, a.keys, a.nkeys);

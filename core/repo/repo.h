@@ -107,6 +107,11 @@ int cf_repo_open_ex(cf_store *st, unsigned flags, cf_repo **out);
 typedef struct cf_repo_open_opts {
     unsigned flags;
     const cf_passphrase_src *pass;
+    /* Called once the config is read and parsed, before the key is
+     * unlocked: the store holds a repository (engine/run.c writes the
+     * command's lock then, beside the key derivation). */
+    void (*on_config)(void *ud);
+    void *ud;
 } cf_repo_open_opts;
 int cf_repo_open_with(cf_store *st, const cf_repo_open_opts *o, cf_repo **out);
 /* Close without flush discards the packs still open (their chunks are
@@ -354,6 +359,13 @@ void cf_repo_sets_ahead(cf_repo *r);
  * ("sets/ID", sorted; the caller frees them), 0 when none was started or
  * it failed (the caller lists again). */
 int cf_repo_sets_ahead_take(cf_repo *r, char ***keys, size_t *n);
+/* The same listing begun on a store before its repository is open
+ * (started NULL when no thread could be made), handed to the repository
+ * once it is (the next cf_repo_sets_ahead_take gets it), or dropped. */
+typedef struct cf_sets_ahead cf_sets_ahead;
+cf_sets_ahead *cf_sets_ahead_start(cf_store *st);
+void cf_repo_sets_ahead_adopt(cf_repo *r, cf_sets_ahead *a);
+void cf_sets_ahead_free(cf_sets_ahead *a);
 /* Pack objects in storage that no loaded index names: leftovers of an
  * interrupted backup or prune (or a backup running now). mtimes: 0 if
  * the store does not say. */

@@ -337,8 +337,6 @@ int cf_blob_verify(cf_repo *r, const cf_loc *l, const char *pack_key, const uint
 
 /* ---- The repository ----------------------------------------------------- */
 
-typedef struct cf_sets_ahead cf_sets_ahead;
-
 struct cf_repo {
     cf_store *st;
     _Atomic(cf_sets_ahead *) sets_ahead; /* a listing of sets/ on its way, or NULL */

@@ -129,6 +129,36 @@ snapshot "$T/opened" "$T/snap-opened.json"
 compare "... and restored the latest set" "$T/snap-live.json" "$T/snap-opened.json" "${RESTORE_EXCLUDES[@]}"
 release
 
+section "a backup writes its lock while the key is unlocked"
+hold "GET ^/$BUCKET/repo/keys/ slow 1 1500"
+mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 78
+expect_ok "backup, the key object's answer held 1.5 s" cf backup -p "$POLICY" || die "backup, key held"
+held=$(first_line "^SENT GET /$BUCKET/repo/keys/")
+config=$(first_line "^GET /$BUCKET/repo/config")
+lockput=$(first_line "^PUT /$BUCKET/repo/locks/")
+locks=$(first_line "^GET /$BUCKET?.*prefix=repo%2Flocks%2F")
+sets=$(first_line "^GET /$BUCKET?.*prefix=repo%2Fsets%2F")
+show_log 600
+assert_ne "" "$held" "the key object's answer was held"
+assert_lt "$config" "$lockput" "the lock is written once the config is read"
+assert_lt "$lockput" "$held" "... while the key object's answer was held"
+assert_lt "$locks" "$held" "... and the other locks listed then"
+assert_lt "$lockput" "$sets" "the sets are listed after the lock is written"
+assert_lt "$sets" "$held" "... also while the key's answer was held"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
+release
+
+section "a wrong passphrase leaves no lock"
+hold "GET ^/$BUCKET/repo/keys/ slow 1 1000"
+nsets=$(s3_count "$BUCKET" repo/sets/)
+expect_fail_desc "backup with a wrong passphrase fails" env COFFER_PASSPHRASE=not-the-passphrase \
+    "$COFFER" --no-progress backup -p "$POLICY"
+assert_contains "$(last_line "$ERR")" "wrong passphrase" "the error is the passphrase's, not the lock's"
+assert_ne "" "$(first_line "^PUT /$BUCKET/repo/locks/")" "the lock was written while the key was read"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "... and removed"
+assert_eq "$nsets" "$(s3_count "$BUCKET" repo/sets/)" "no set was written"
+release
+
 section "a backup lists the sets while it looks at the other locks"
 nsets=$(s3_count "$BUCKET" repo/sets/)
 hold "GET prefix=repo%2Flocks%2F slow 1 1500"
