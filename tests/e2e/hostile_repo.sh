@@ -15,12 +15,7 @@ setup_env
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb 4 --seed 77
 RACE_ROUNDS=${HOSTILE_RACE_ROUNDS:-12}
 
-run cf init -p "$POLICY" --encryption none
-[ "$RC" -eq 0 ] || die "init failed: $ERR"
-run cf backup -p "$POLICY"
-[ "$RC" -eq 0 ] || die "backup failed: $ERR"
-base=$(last_line "$OUT")
-assert_match "$base" "$SETID_RE" "base set id"
+first_plain_set base
 
 area=$T/area
 outside=$area/outside

@@ -294,6 +294,31 @@ export PYTHONDONTWRITEBYTECODE=1
 # last_line TEXT
 last_line() { printf '%s\n' "$1" | grep -v '^\s*$' | tail -1; }
 
+# pad_database DB ROWS BYTES: a table `padding` of ROWS incompressible
+# blobs of BYTES each in the SQLite database DB (a database of several
+# chunks, or one that takes a while to restore)
+pad_database() {
+    "$PY" - "$@" <<'EOF' || die "cannot grow the database $1"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("CREATE TABLE padding (id INTEGER PRIMARY KEY, b BLOB)")
+c.executemany("INSERT INTO padding (b) VALUES (randomblob(?))", [(int(sys.argv[3]),)] * int(sys.argv[2]))
+c.commit()
+c.close()
+EOF
+}
+
+# first_plain_set VAR: an unencrypted repository at $COFFER_REPO with one
+# backup of the shipped policy; its set id in VAR
+first_plain_set() {
+    run cf init -p "$POLICY" --encryption none
+    [ "$RC" -eq 0 ] || die "init failed: $ERR"
+    run cf backup -p "$POLICY"
+    [ "$RC" -eq 0 ] || die "backup failed: $ERR"
+    printf -v "$1" '%s' "$(last_line "$OUT")"
+    assert_match "${!1}" "$SETID_RE" "set id of the first backup"
+}
+
 # make_policy OUT SED-EXPR...: a copy of the shipped policy edited by sed
 make_policy() {
     local out=$1; shift

@@ -18,22 +18,10 @@ setup_env
 section "generate"
 gen_deployment "$ASTERDRIVE_ROOT" --size-mb 2 --seed 41
 DB=$ASTERDRIVE_ROOT/data/asterdrive.db
-"$PY" - "$DB" <<'EOF' || die "cannot grow the database"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("CREATE TABLE padding (id INTEGER PRIMARY KEY, b BLOB)")
-c.executemany("INSERT INTO padding (b) VALUES (randomblob(65536))", [()] * 768)
-c.commit()
-c.close()
-EOF
+pad_database "$DB" 768 65536
 note "database $(($(stat -c %s "$DB") >> 20)) MiB"
 
-run cf init -p "$POLICY" --encryption none
-[ "$RC" -eq 0 ] || die "init failed: $ERR"
-run cf backup -p "$POLICY"
-[ "$RC" -eq 0 ] || die "backup failed: $ERR"
-SET=$(last_line "$OUT")
-assert_match "$SET" "$SETID_RE" "set id"
+first_plain_set SET
 # after the backup: the database's dump touches data/
 snapshot "$ASTERDRIVE_ROOT" "$T/snap.json"
 

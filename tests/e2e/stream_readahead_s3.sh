@@ -20,14 +20,7 @@ gen_deployment "$ASTERDRIVE_ROOT" --size-mb 2 --seed 17
 DB=$ASTERDRIVE_ROOT/data/asterdrive.db
 # 8 MiB of incompressible rows in a table of its own: the stream is
 # several chunks, stored in more than one ranged read.
-"$PY" - "$DB" <<'EOF' || die "cannot grow the database"
-import os, sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("CREATE TABLE padding (id INTEGER PRIMARY KEY, b BLOB)")
-c.executemany("INSERT INTO padding (b) VALUES (?)", ((os.urandom(4096),) for _ in range(2048)))
-c.commit()
-c.close()
-EOF
+pad_database "$DB" 2048 4096
 note "database: $(stat -c %s "$DB") bytes"
 expect_ok "init" cf init -p "$POLICY" || die "init"
 expect_ok "backup" cf backup -p "$POLICY" || die "backup"
