@@ -1572,7 +1572,8 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         cf_extract_free(jobs[i].x);
     }
     free(jobs);
-    qsort(pu, npu, sizeof *pu, cmp_punit);
+    if (npu)
+        qsort(pu, npu, sizeof *pu, cmp_punit);
     for (size_t i = 0; i < npu; i++) {
         dest_add_unit(&rs.d[pu[i].di], pu[i].u);
         free(pu[i].u);

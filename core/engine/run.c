@@ -321,8 +321,9 @@ struct cf_early_lock {
 static void early_written(void *ud)
 {
     struct cf_early_lock *e = ud;
-    if (e->run->list_sets_ahead)
-        e->sets = cf_sets_ahead_start(e->run->store);
+    /* called again when a contended lock is tried again */
+    cf_sets_ahead_free(e->sets);
+    e->sets = e->run->list_sets_ahead ? cf_sets_ahead_start(e->run->store) : NULL;
 }
 
 static void *early_main(void *arg)
