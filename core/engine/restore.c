@@ -3,9 +3,10 @@
  * files, databases, data directories), each written into a private
  * staging directory inside its destination, then moved into place
  * together. The files components download on a thread of their own
- * while the databases restore (cf_restore's ftask). A failure removes the staging areas: the
- * destination never holds a half-written restore that looks complete. Afterwards database checks
- * and the policy's validate commands run and are reported.
+ * while the databases restore (cf_restore's ftask). A failure removes
+ * the staging areas: the destination never holds a half-written restore
+ * that looks complete. Afterwards database checks and the policy's
+ * validate commands run and are reported.
  */
 #include "engine/restore.h"
 
@@ -1362,7 +1363,6 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             break;
         const char *name = json_string_value(json_object_get(cj, "name"));
         const char *type = json_string_value(json_object_get(cj, "type")) ?: "";
-        const char *map = cf_restore_map(o, name);
         if (strcmp(type, "files") == 0) {
             fjob *j = &jobs[nextjob++];
             if (!ft.started) {
@@ -1374,6 +1374,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         }
         if (ft.started && ftask_wait(&ft, nextjob) != 0)
             break; /* a files component before this one failed */
+        const char *map = cf_restore_map(o, name);
         cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
         if (strcmp(type, "database") == 0) {
             const cf_component *pc = cf_policy_component(p, name);

@@ -9,8 +9,9 @@
 #   written its files, and directory metadata is set once both are done;
 # - a files component before the database that fails stops the restore
 #   before the database starts: no database line in the log, the error
-#   names the component, the target holds nothing; the same for a
-#   damaged data component, which the database precedes.
+#   names the component, the target holds nothing; a data component
+#   that fails (the database, before it, restored meanwhile) leaves the
+#   target empty too.
 . "$(dirname "$0")/lib.sh"
 require_coffer
 setup_env
