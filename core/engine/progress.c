@@ -31,12 +31,16 @@ const char *cf_human_bytes(uint64_t n, char *buf, int len)
     return buf;
 }
 
+/* Called before each log line (cf_log's hook, under the log's lock): the
+ * drawing thread may be writing the bar at the same moment. */
 static void clear_line(void)
 {
+    pthread_mutex_lock(&draw_lock);
     if (is_tty && drawn) {
         fputs("\r\033[K", stderr);
         drawn = 0;
     }
+    pthread_mutex_unlock(&draw_lock);
 }
 
 static void draw(int final)

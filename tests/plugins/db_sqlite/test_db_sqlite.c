@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -470,7 +471,7 @@ static void test_dump_cancelled(void **state)
 
 typedef struct writer {
     const char *path;
-    volatile int stop;
+    atomic_int stop;
     volatile int64_t commits;
 } writer;
 
@@ -481,7 +482,7 @@ static void *writer_main(void *arg)
     writer *w = arg;
     sqlite3 *db = open_db(w->path);
     exec(db, "PRAGMA synchronous=OFF");
-    for (int64_t i = 0; !w->stop; i++) {
+    for (int64_t i = 0; !atomic_load(&w->stop); i++) {
         char sql[300];
         snprintf(sql, sizeof sql,
                  "BEGIN IMMEDIATE; INSERT INTO a(v) VALUES (%" PRId64 "); INSERT INTO blobs(data) VALUES"
@@ -545,7 +546,7 @@ static void test_dump_while_writing(void **state)
         assert_non_null(find_check(&c, 1, "integrity_check"));
         assert_non_null(find_check(&c, 1, "rows.a"));
     }
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(t, NULL);
     /* The writer was never blocked for the whole dump. */
     assert_true(during > 0);
@@ -1026,7 +1027,7 @@ static void test_query_snapshot_sees_the_dump(void **state)
         assert_int_equal(snap_scalar(f, "SELECT count(*) FROM files"), 100);
         assert_int_equal(snap_scalar(f, "SELECT count(*) FROM users WHERE username = 'late'"), 0);
     }
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(t, NULL);
     assert_true(scalar(db, "SELECT count(*) FROM a") > a);
     sqlite3_close(db);

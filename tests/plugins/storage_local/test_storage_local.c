@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,15 +389,15 @@ static void test_list_skips_stray_temp_files(void **state)
  * preceded by its length. */
 typedef struct race {
     fixture *f;
-    volatile int stop;
-    int versions;
+    atomic_int stop;
+    int versions; /* read after the join */
 } race;
 
 static void *race_writer(void *arg)
 {
     race *rc = arg;
     char *buf = malloc(70000);
-    for (int i = 1; !rc->stop && i < 400; i++) {
+    for (int i = 1; !atomic_load(&rc->stop) && i < 400; i++) {
         uint32_t n = (uint32_t)(1000 + (i * 7919) % 65000);
         memcpy(buf, &n, 4);
         memset(buf + 4, (int)(n % 251), n);
@@ -404,7 +405,7 @@ static void *race_writer(void *arg)
             rc->versions++;
     }
     free(buf);
-    rc->stop = 1;
+    atomic_store(&rc->stop, 1);
     return NULL;
 }
 
@@ -420,7 +421,7 @@ static void test_readers_never_see_partial_objects(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, race_writer, &rc), 0);
     int reads = 0;
-    while (!rc.stop) {
+    while (!atomic_load(&rc.stop)) {
         char *back;
         size_t blen;
         assert_int_equal(get(f, "locks/hot", 0, 0, &back, &blen), COFFER_OK);
