@@ -209,10 +209,11 @@ static void *worker(void *arg)
                 pl->pf_ahead -= j->e.size;
                 pthread_cond_signal(&pl->pf);
             }
+            int stopped = pl->stop; /* read under the lock */
             pthread_mutex_unlock(&pl->mu);
-            int rc = pl->stop ? -1 : read_file(pl, &g, j);
+            int rc = stopped ? -1 : read_file(pl, &g, j);
             if (rc < 0 && !j->err)
-                j->err = cf_strdup(pl->stop ? "cancelled" : cf_error());
+                j->err = cf_strdup(stopped ? "cancelled" : cf_error());
             pthread_mutex_lock(&pl->mu);
             j->rc = rc < 0 ? -1 : 0;
             j->done = 1;

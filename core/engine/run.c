@@ -613,7 +613,9 @@ void cf_run_close(cf_run *run)
 static void on_signal(int sig)
 {
     (void)sig;
-    cf_cancel_flag = 1;
+    int saved = errno;
+    atomic_store(&cf_cancel_flag, 1);
+    errno = saved;
 }
 
 void cf_signals_install(void)

@@ -16,7 +16,7 @@
 #include "plugin/config.h"
 #include "util/util.h"
 
-volatile sig_atomic_t cf_cancel_flag;
+atomic_int cf_cancel_flag;
 
 /* A driver reports an error and returns its code on the same thread, and
  * one instance may be used by several threads at once: keep the message

@@ -7,6 +7,7 @@
 #define CF_HOST_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -32,8 +33,9 @@ const char *coffer_status_name(coffer_status st);
  * the label; returns -1 for convenient `return cf_hctx_fail(h, st);`. */
 int cf_hctx_fail(coffer_hctx *h, coffer_status st, const char *what);
 
-/* Cancellation (set from the signal handler). */
-extern volatile sig_atomic_t cf_cancel_flag;
+/* Cancellation: set from the signal handler, read by every thread (a
+ * lock-free atomic, safe in a handler and between threads). */
+extern atomic_int cf_cancel_flag;
 
 /* The run's private temporary directory (created 0700 on first use,
  * removed with its content by cf_tmpdir_cleanup). */
