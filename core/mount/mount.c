@@ -793,7 +793,8 @@ int cf_mount_run(cf_run *run, const cf_mount_opts *o)
            "unmounted %s (chunk cache: %llu hits, %llu misses; %llu chunks read ahead; "
            "%llu ranged reads of packs)",
            o->mountpoint, (unsigned long long)hits, (unsigned long long)misses,
-           (unsigned long long)m.ra_chunks, (unsigned long long)rs.reads);
+           (unsigned long long)__atomic_load_n(&m.ra_chunks, __ATOMIC_RELAXED),
+           (unsigned long long)rs.reads);
     ret = 0;
 out:
     if (ra_started) {

@@ -185,6 +185,10 @@ static void *prepare_thread(void *arg)
     if (s->prep_st) {
         fail(s, s->prep_st, "cannot prepare location", NULL);
         s->prep_err = cf_strdup(cf_error());
+    } else if (s->ops->capabilities) {
+        /* Before prep_done: a thread that waited for the checks
+         * (cf_store_prepare_wait) sees what they learned. */
+        s->caps = s->ops->capabilities(s->inst);
     }
     pthread_mutex_lock(&s->mu);
     s->prep_done = 1;
@@ -234,12 +238,13 @@ int cf_store_prepare(cf_store *s, int create)
             cf_fail("%s", s->prep_err); /* set by prepare_thread with the status */
             return st;
         }
-    } else {
-        if (!s->ops->prepare || s->prepared)
-            return COFFER_OK;
-        if ((st = s->ops->prepare(s->inst, create)) != COFFER_OK)
-            return fail(s, st, "cannot prepare location", NULL);
+        s->prepared = 1; /* the thread read the capabilities again */
+        return 0;
     }
+    if (!s->ops->prepare || s->prepared)
+        return COFFER_OK;
+    if ((st = s->ops->prepare(s->inst, create)) != COFFER_OK)
+        return fail(s, st, "cannot prepare location", NULL);
     s->prepared = 1;
     /* What the storage can do may depend on what prepare learned (a
      * bucket with object lock). */

@@ -18,7 +18,10 @@ typedef struct cf_store {
     const coffer_storage_ops *ops;
     void *inst;
     coffer_hctx *hctx;
-    uint32_t caps;
+    /* What the driver can do; prepare may change it (a bucket with object
+     * lock). Atomic: a concurrent prepare updates it while other threads
+     * read it (cf_store_prepare_begin). */
+    _Atomic uint32_t caps;
     int prepared; /* prepare succeeded: later calls return at once */
     int threading;      /* the driver's coffer_threading */
     uint32_t abi_minor; /* of the driver: which flags it may be given */
