@@ -1,5 +1,6 @@
 #include "mock_host.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,14 @@ coffer_hctx *mock_hctx(mock_host *mh)
     return (coffer_hctx *)mh;
 }
 
+/* Drivers log and fail from several threads at once (a dump's jobs), as
+ * the core's host allows: the shared buffers are written under a lock. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void m_log(coffer_hctx *h, coffer_log_level lvl, const char *fmt, ...)
 {
     mock_host *mh = M(h);
+    pthread_mutex_lock(&log_mu);
     size_t n = strlen(mh->log);
     va_list ap;
     va_start(ap, fmt);
@@ -37,6 +43,7 @@ static void m_log(coffer_hctx *h, coffer_log_level lvl, const char *fmt, ...)
         }
     }
     va_end(ap);
+    pthread_mutex_unlock(&log_mu);
 }
 
 static coffer_status m_error(coffer_hctx *h, coffer_status code, const char *fmt, ...)
@@ -44,7 +51,9 @@ static coffer_status m_error(coffer_hctx *h, coffer_status code, const char *fmt
     mock_host *mh = M(h);
     va_list ap;
     va_start(ap, fmt);
+    pthread_mutex_lock(&log_mu);
     vsnprintf(mh->last_error, sizeof mh->last_error, fmt, ap);
+    pthread_mutex_unlock(&log_mu);
     va_end(ap);
     mh->last_code = code;
     return code;
@@ -57,7 +66,8 @@ static int m_cancelled(coffer_hctx *h)
 
 static void m_progress(coffer_hctx *h, uint64_t b)
 {
-    M(h)->progress += b;
+    /* drivers report from several threads (a dump's writer threads) */
+    __atomic_add_fetch(&M(h)->progress, b, __ATOMIC_RELAXED);
 }
 
 static char *m_secret_get(coffer_hctx *h, const coffer_config *c, const char *name)

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,7 @@ static long meta_long(db_fx *f, const char *key)
 /* Commits one row into w at a time, from its own connection, until told
  * to stop. */
 typedef struct writer {
-    volatile int stop;
+    atomic_int stop;
     volatile long commits;
 } writer;
 
@@ -80,7 +81,7 @@ static void *writer_main(void *arg)
         fprintf(stderr, "writer: %s\n", mysql_error(m));
         abort();
     }
-    while (!w->stop) {
+    while (!atomic_load(&w->stop)) {
         if (mysql_query(m, "INSERT INTO w (a) VALUES (1)") != 0) {
             fprintf(stderr, "writer: %s\n", mysql_error(m));
             abort();
@@ -125,7 +126,7 @@ static void sees_the_dump(db_fx *f, int jobs)
         assert_int_equal(db_fx_snap_sum(f, "SELECT COUNT(*) FROM t WHERE id > 2000"), 0);
         assert_int_equal(db_fx_snap_sum(f, "SELECT COUNT(*) FROM big"), 200000);
     }
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     assert_true(mysrv_admin_long("SELECT COUNT(*) FROM w") > dumped);
     /* In the database query_target would use. */
