@@ -1010,10 +1010,12 @@ static int cmd_restore(int argc, char **argv)
         } else {
             print_plan(rep);
         }
-    } else if (cf_run_lock(run, 0, "restore") != 0) {
-        rc = die(CF_EXIT_FAILED);
     } else {
-        /* the set the plan resolved, even if "latest" moved since */
+        /* The lock is written and the other locks listed while the first
+         * packs are read (cf_restore waits for it before anything leaves
+         * its staging files); the set is the one the plan resolved, even
+         * if "latest" moved since. */
+        cf_run_lock_begin(run, 0, "restore");
         char *id = cf_strdup(json_string_value(json_object_get(rep, "set")));
         json_decref(rep);
         rep = NULL;

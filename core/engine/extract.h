@@ -8,7 +8,9 @@
  * path is refused, never written over); metadata is set on descriptors
  * held since creation. Symbolic and hard links are made last, after every
  * file is written, so no worker thread can meet a link a set placed in
- * its way; directory metadata comes after them, deepest first.
+ * its way; directory metadata comes after them: on several threads, and
+ * deepest first wherever a directory's final mode would stop the search
+ * of those below it.
  *
  * Threads: cf_extract_entry, cf_extract_parent and cf_extract_finish from
  * one thread, in manifest order; cf_extract_file_* from any thread.
@@ -49,7 +51,7 @@ int cf_extract_file_end(cf_extract *x, cf_xfile *f);
 void cf_extract_file_abort(cf_xfile *f);
 
 /* Makes the recorded links, refuses duplicate directory entries, applies
- * directory metadata (deepest first). */
+ * directory metadata (on its own threads when there are many). */
 int cf_extract_finish(cf_extract *x);
 void cf_extract_free(cf_extract *x);
 

@@ -498,21 +498,55 @@ static void note_chunks(cf_repo *repo, const char *set_id, const char *comp, con
            cf_now() - t0);
 }
 
-static int restore_files(cf_repo *repo, const char *set_id, const char *comp, int dirfd, rsub *sub,
-                         cf_extract **xout)
+/* What a files component needs before its first file: the manifest
+ * opened, the reader made and the chunks named. It is made while the
+ * component before it restores (ftask_main). */
+typedef struct fprep {
+    cf_mreader *m; /* NULL: the manifest could not be opened (err) */
+    cf_fetch *fetch;
+    cf_extract *x;
+    char err[2048];
+} fprep;
+
+static void files_prep(cf_repo *repo, const char *set_id, const char *comp, int dirfd,
+                       const rsub *sub, fprep *fp)
 {
-    cf_mreader *m;
     json_t *h;
-    if (cf_manifest_open(repo, set_id, &m, &h) != 0)
-        return -1;
+    if (cf_manifest_open(repo, set_id, &fp->m, &h) != 0) {
+        fp->m = NULL;
+        snprintf(fp->err, sizeof fp->err, "%s", cf_error());
+        return;
+    }
     /* A component of a few files shares few chunks: not worth a pass. */
     json_t *files = json_object_get(cf_set_component(h, comp), "files");
     json_int_t nfiles = json_is_integer(files) ? json_integer_value(files) : -1;
     json_decref(h);
-    rpool p = {.repo = repo, .fetch = cf_fetch_new(repo, 0), .x = cf_extract_new(dirfd),
-               .salvage = sub->unrestored != NULL, .unrestored = sub->unrestored};
-    if ((nfiles < 0 || nfiles >= 16) && cf_fetch_keep_in(p.fetch, dirfd) == 0)
-        note_chunks(repo, set_id, comp, sub, p.fetch);
+    fp->fetch = cf_fetch_new(repo, 0);
+    fp->x = cf_extract_new(dirfd);
+    if ((nfiles < 0 || nfiles >= 16) && cf_fetch_keep_in(fp->fetch, dirfd) == 0)
+        note_chunks(repo, set_id, comp, sub, fp->fetch);
+}
+
+static void fprep_free(fprep *fp)
+{
+    cf_fetch_free(fp->fetch);
+    cf_extract_free(fp->x);
+    cf_manifest_close(fp->m);
+    memset(fp, 0, sizeof *fp);
+}
+
+static int restore_files(cf_repo *repo, const char *set_id, const char *comp, rsub *sub, fprep *fp,
+                         cf_extract **xout)
+{
+    if (!fp->m)
+        return cf_fail("%s", fp->err);
+    cf_mreader *m = fp->m;
+    rpool p = {.repo = repo,
+               .fetch = fp->fetch,
+               .x = fp->x,
+               .salvage = sub->unrestored != NULL,
+               .unrestored = sub->unrestored};
+    memset(fp, 0, sizeof *fp); /* taken over */
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.nonempty, NULL);
     pthread_cond_init(&p.nonfull, NULL);
@@ -1130,6 +1164,8 @@ typedef struct fjob {
     size_t ci; /* place in the restore order */
     const char *name;
     int stagefd;
+    fprep prep; /* made ahead (prepped), taken over by restore_files */
+    int prepped;
     cf_extract *x; /* restored, links and directory metadata to come */
     int rc;        /* 0 restored, -1 failed, 1 not run */
     int halted;    /* failed because the other thread had */
@@ -1150,21 +1186,48 @@ typedef struct ftask {
     int over;     /* the thread has ended (under mu) */
 } ftask;
 
+static void fjob_prep(ftask *t, fjob *j)
+{
+    files_prep(t->repo, t->set_id, j->name, j->stagefd, t->sub, &j->prep);
+    j->prepped = 1;
+}
+
 static void fjob_run(ftask *t, fjob *j)
 {
     cf_log(CF_LOG_INFO, "restoring component '%s' (files)", j->name);
-    j->rc = restore_files(t->repo, t->set_id, j->name, j->stagefd, t->sub, &j->x);
+    if (!j->prepped)
+        fjob_prep(t, j);
+    j->rc = restore_files(t->repo, t->set_id, j->name, t->sub, &j->prep, &j->x);
     if (j->rc != 0) {
         j->halted = t->sub->halt && atomic_load(t->sub->halt);
         snprintf(j->err, sizeof j->err, "%s", cf_error());
     }
 }
 
+typedef struct fahead {
+    ftask *t;
+    fjob *j;
+} fahead;
+
+static void *fahead_main(void *arg)
+{
+    fahead *a = arg;
+    fjob_prep(a->t, a->j);
+    return NULL;
+}
+
 static void *ftask_main(void *arg)
 {
     ftask *t = arg;
     for (size_t i = 0; i < t->n && !atomic_load(t->sub->halt); i++) {
+        /* The next component's manifest is opened and its chunks named
+         * while this one restores: its first read leaves at once. */
+        fahead a = {t, i + 1 < t->n ? &t->jobs[i + 1] : NULL};
+        pthread_t th;
+        int ahead = a.j && pthread_create(&th, NULL, fahead_main, &a) == 0;
         fjob_run(t, &t->jobs[i]);
+        if (ahead)
+            pthread_join(th, NULL);
         if (t->jobs[i].rc != 0)
             break;
         pthread_mutex_lock(&t->mu);
@@ -1213,11 +1276,31 @@ static int cmp_punit(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
+/* The lock begun beside the restore (cf_run_lock_begin), waited for
+ * before anything but the staging tree is written: the stop command, a
+ * database or bucket restored, the swap into place. Its listing of the
+ * sets, made once the lock was written, must still hold the set. */
+static int lock_join(cf_run *run, const char *set_id)
+{
+    if (!run->beside)
+        return 0;
+    char *still = NULL;
+    if (cf_run_lock_end(run) != 0 || cf_resolve_set(run, set_id, &still) != 0)
+        return -1;
+    free(still);
+    return 0;
+}
+
 int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
 {
     cf_policy *p = run->policy;
     char *set_id = NULL;
-    if (cf_resolve_set(run, o->set ? o->set : "latest", &set_id) != 0)
+    /* With the lock beside it, the set is the one the plan resolved
+     * (o->set, whole), confirmed by lock_join. */
+    if (run->beside && o->set && !o->in_place)
+        set_id = cf_strdup(o->set);
+    else if (cf_run_lock_end(run) != 0 ||
+             cf_resolve_set(run, o->set ? o->set : "latest", &set_id) != 0)
         return CF_EXIT_FAILED;
     json_t *h;
     if (cf_manifest_header(run->repo, set_id, &h) != 0) {
@@ -1374,6 +1457,10 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
         }
         if (ft.started && ftask_wait(&ft, nextjob) != 0)
             break; /* a files component before this one failed */
+        if (lock_join(run, set_id) != 0) {
+            rc = -1;
+            break;
+        }
         const char *map = cf_restore_map(o, name);
         cf_log(CF_LOG_INFO, "restoring component '%s' (%s)", name, type);
         if (strcmp(type, "database") == 0) {
@@ -1566,6 +1653,7 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
             break;
         }
     for (size_t i = 0; i < njobs; i++) {
+        fprep_free(&jobs[i].prep); /* made ahead, never run */
         if (rc == 0 && jobs[i].x && cf_extract_finish(jobs[i].x) != 0) {
             cf_error_prefix("set %s, component '%s'", set_id, jobs[i].name);
             rc = -1;
@@ -1587,6 +1675,8 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     cf_progress_stop();
     if (rc == 0 && cf_cancel_flag)
         rc = cf_fail("cancelled");
+    if (rc == 0)
+        rc = lock_join(run, set_id);
     for (size_t i = 0; i < rs.nd && rc == 0; i++)
         rc = swap_in(&rs.d[i], set_id);
 
@@ -1594,6 +1684,10 @@ out:
     if (rc != 0) {
         char saved[2048];
         snprintf(saved, sizeof saved, "%s", cf_error());
+        /* A read that failed under a lock not granted (a prune at work)
+         * is explained by the lock. */
+        if (run->beside && lock_join(run, set_id) != 0)
+            snprintf(saved, sizeof saved, "%s", cf_error());
         for (size_t i = 0; i < rs.nd; i++)
             cf_rmtree(rs.d[i].staging);
         cf_fail("%s", saved);

@@ -27,6 +27,9 @@ typedef struct cf_run {
     /* cf_run_open_locking: the command's lock, written while the
      * repository opened; cf_run_lock takes it over */
     struct cf_early_lock *early;
+    /* cf_run_lock_begin: the lock being taken beside the command's
+     * first reads; cf_run_lock_end waits for it */
+    struct cf_lock_beside *beside;
     /* CF_RUN_WARM: metadata read-ahead begun before the open; the backup
      * takes it over, cf_run_close stops it otherwise */
     struct cf_prefetch *warm;
@@ -95,6 +98,14 @@ void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out);
 void cf_run_close(cf_run *run);
 /* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
 int cf_run_lock(cf_run *run, int exclusive, const char *command);
+/* cf_run_lock on a thread of its own, while the command reads (restore:
+ * its first packs come while the lock is written and the other locks
+ * listed). The command calls cf_run_lock_end, which waits for the lock
+ * and returns its outcome, before it does anything beyond reading and
+ * writing its own staging files; cf_run_close waits for it too.
+ * cf_run_lock_end without a lock begun returns 0. */
+void cf_run_lock_begin(cf_run *run, int exclusive, const char *command);
+int cf_run_lock_end(cf_run *run);
 /* Release the run's lock (when it holds one) while fn(ud) runs: for what
  * needs no lock once a command's work is done. */
 void cf_run_unlock_during(cf_run *run, void (*fn)(void *ud), void *ud);

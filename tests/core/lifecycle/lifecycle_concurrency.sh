@@ -72,6 +72,24 @@ expect_ok "unlock (stale only) leaves it" cf unlock -p "$POLICY"
 assert_contains "$OUT" "0 lock(s) removed"
 expect_ok "unlock --all removes it" cf unlock -p "$POLICY" --all
 assert_contains "$OUT" "1 lock(s) removed"
+
+section "a restore while another host prunes"
+# The restore's lock is written while its first packs are read; the
+# refusal still comes before anything leaves the staging directory.
+printf '{"host":"elsewhere.example","pid":4243,"kind":"exclusive","command":"prune","created":%s,"refreshed":%s}' \
+    "$NOW" "$NOW" >"$COFFER_REPO/locks/00112233445566778899aabbccddeeff"
+expect_rc 1 "restore refuses while another host's prune holds the lock" \
+    cf restore -p "$POLICY" --to "$T/rlocked"
+assert_contains "$ERR" "repository is locked (exclusive lock" "the refusal names the exclusive lock"
+assert_contains "$ERR" "elsewhere.example" "... and its host"
+assert_eq "" "$(ls -A "$T/rlocked" 2>/dev/null)" "nothing is left in the target, no staging directory"
+assert_eq "00112233445566778899aabbccddeeff" "$(ls "$COFFER_REPO/locks")" \
+    "the restore removed its own lock and left the other"
+expect_ok "a dry run takes no lock: it is not refused" \
+    cf restore -p "$POLICY" --to "$T/rlocked" --dry-run
+rm "$COFFER_REPO/locks/00112233445566778899aabbccddeeff"
+restore_compare "with the lock gone the set restores" "$S2" "$T/snap.json" -p "$POLICY"
+
 OLD=$((NOW - 7200))
 printf '{"host":"elsewhere.example","pid":4242,"kind":"exclusive","command":"prune","created":%s,"refreshed":%s}' \
     "$OLD" "$OLD" >"$COFFER_REPO/locks/fedcba9876543210fedcba9876543210"
