@@ -12,7 +12,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/extract.h"
 #include "engine/files.h"
@@ -671,6 +675,101 @@ static void test_extract_refusals(void **state)
     cf_extract_free(NULL);
 }
 
+/* Many directories: their metadata is set on several threads. A
+ * directory whose final mode would stop this process from searching it
+ * (0000, 0500) is set last, after the ones below it, also when the
+ * process has no capability to search any directory. Run in a child with
+ * CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped (when root), so that
+ * the order matters; the parent checks every mode and time. */
+#define NTOP 400
+
+static mode_t many_mode(int i)
+{
+    return i % 50 == 7 ? 0000 : i % 50 == 11 ? 0500 : i % 50 == 13 ? 0711 : 0755;
+}
+
+static void drop_search_caps(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capget, &h, d) != 0)
+        return;
+    d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
+    if (syscall(SYS_capset, &h, d) != 0)
+        _exit(3);
+}
+
+static void test_extract_many_dirs(void **state)
+{
+    fx *f = *state;
+    char out[400];
+    snprintf(out, sizeof out, "%s/many", f->d.path);
+    assert_int_equal(mkdir(out, 0755), 0);
+    cf_log_set_level(-1);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        drop_search_caps();
+        int dfd = open(out, O_RDONLY | O_DIRECTORY);
+        cf_extract *x = cf_extract_new(dfd);
+        char path[64];
+        int bad = 0;
+        for (int i = 0; i < NTOP && !bad; i++) {
+            /* manifest order: a directory, then what is in it */
+            const char *fmt[] = {"d%03d", "d%03d/s", "d%03d/s/t"};
+            for (int k = 0; k < 3 && !bad; k++) {
+                snprintf(path, sizeof path, fmt[k], i);
+                cf_entry e = plain(CF_ENT_DIR, path);
+                e.mode = k == 0 ? many_mode(i) : 0755;
+                e.mtime = 1600000000 + i * 3 + k;
+                e.mtime_ns = 123456789;
+                bad = cf_extract_entry(x, &e) != 0;
+            }
+        }
+        bad = bad || cf_extract_finish(x) != 0;
+        if (bad)
+            fprintf(stderr, "many dirs: %s\n", cf_error());
+        /* the premise: a 0000 directory stops this process now */
+        int sfd = openat(dfd, "d007/s", O_RDONLY | O_DIRECTORY);
+        if (!bad && (sfd >= 0 || errno != EACCES))
+            _exit(4);
+        cf_extract_free(x);
+        _exit(bad ? 1 : 0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* Checked from here, and made searchable again for the teardown. */
+    for (int i = 0; i < NTOP; i++)
+        for (int k = 2; k >= 0; k--) {
+            const char *fmt[] = {"%s/d%03d", "%s/d%03d/s", "%s/d%03d/s/t"};
+            char path[600];
+            snprintf(path, sizeof path, fmt[k], out, i);
+            struct stat sb;
+            if (stat(path, &sb) != 0) {
+                /* not root: search the top directory for a moment */
+                char top[600];
+                snprintf(top, sizeof top, "%s/d%03d", out, i);
+                assert_int_equal(chmod(top, 0755), 0);
+                assert_int_equal(stat(path, &sb), 0);
+                assert_int_equal(chmod(top, many_mode(i)), 0); /* times stay */
+            }
+            mode_t want = k == 0 ? many_mode(i) : 0755;
+            if ((sb.st_mode & 07777) != want)
+                fail_msg("%s: mode %o, want %o", path, sb.st_mode & 07777, want);
+            if (sb.st_mtim.tv_sec != 1600000000 + i * 3 + k || sb.st_mtim.tv_nsec != 123456789)
+                fail_msg("%s: mtime %lld.%09ld, want %d.123456789", path,
+                         (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec, 1600000000 + i * 3 + k);
+        }
+    for (int i = 0; i < NTOP; i++) {
+        char top[600];
+        snprintf(top, sizeof top, "%s/d%03d", out, i);
+        chmod(top, 0755);
+    }
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -684,6 +783,7 @@ int main(void)
         T(test_walk_single_file_and_excluded_top),
         T(test_extract_roundtrip),
         T(test_extract_refusals),
+        T(test_extract_many_dirs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
