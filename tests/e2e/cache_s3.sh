@@ -129,6 +129,21 @@ snapshot "$T/opened" "$T/snap-opened.json"
 compare "... and restored the latest set" "$T/snap-live.json" "$T/snap-opened.json" "${RESTORE_EXCLUDES[@]}"
 release
 
+section "a restore reads its first packs while its lock is written"
+hold "PUT ^/$BUCKET/repo/locks/ slow 1 1500"
+expect_ok "restore, the lock's answer held 1.5 s" cf restore -p "$POLICY" --to "$T/beside" \
+    || die "restore, lock held"
+held=$(first_line "^SENT PUT /$BUCKET/repo/locks/")
+pack=$(first_line "^GET /$BUCKET/repo/data/")
+show_log 600
+assert_ne "" "$held" "the lock's answer was held"
+assert_ne "" "$pack" "packs were read"
+assert_lt "$pack" "$held" "... the first while the lock's answer was held"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "no lock is left"
+snapshot "$T/beside" "$T/snap-beside.json"
+compare "... and restored the latest set" "$T/snap-live.json" "$T/snap-beside.json" "${RESTORE_EXCLUDES[@]}"
+release
+
 section "a backup writes its lock while the key is unlocked"
 hold "GET ^/$BUCKET/repo/keys/ slow 1 1500"
 mutate_deployment "$ASTERDRIVE_ROOT" --percent 1 --seed 78
