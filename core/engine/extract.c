@@ -416,8 +416,7 @@ typedef struct dpass {
     size_t n;
     _Atomic size_t next;
     _Atomic int failed;
-    pthread_mutex_t mu;
-    char err[2048]; /* the first failure (under mu) */
+    char err[2048]; /* the first failure: written by the thread that set failed */
 } dpass;
 
 static void *dpass_main(void *arg)
@@ -428,10 +427,8 @@ static void *dpass_main(void *arg)
         if (i >= d->n || atomic_load(&d->failed))
             break;
         if (dir_meta(d->x, d->v[d->n - 1 - i]) != 0) {
-            pthread_mutex_lock(&d->mu);
             if (!atomic_exchange(&d->failed, 1))
                 snprintf(d->err, sizeof d->err, "%s", cf_error());
-            pthread_mutex_unlock(&d->mu);
             break;
         }
     }
@@ -460,7 +457,6 @@ static int dirs_meta(cf_extract *x)
         else
             late[nlate++] = m;
     }
-    pthread_mutex_init(&d.mu, NULL);
     pthread_t th[4];
     int started = 0;
     for (int i = 1; i < nt; i++)
@@ -469,7 +465,6 @@ static int dirs_meta(cf_extract *x)
     dpass_main(&d);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&d.mu);
     int rc = 0;
     if (atomic_load(&d.failed))
         rc = cf_fail("%s", d.err);

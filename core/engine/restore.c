@@ -1282,10 +1282,10 @@ static int cmp_punit(const void *a, const void *b)
  * sets, made once the lock was written, must still hold the set. */
 static int lock_join(cf_run *run, const char *set_id)
 {
-    if (!run->beside)
+    if (!run->early)
         return 0;
     char *still = NULL;
-    if (cf_run_lock_end(run) != 0 || cf_resolve_set(run, set_id, &still) != 0)
+    if (cf_run_lock(run, 0, "restore") != 0 || cf_resolve_set(run, set_id, &still) != 0)
         return -1;
     free(still);
     return 0;
@@ -1297,9 +1297,9 @@ int cf_restore(cf_run *run, const cf_restore_opts *o, json_t **report)
     char *set_id = NULL;
     /* With the lock beside it, the set is the one the plan resolved
      * (o->set, whole), confirmed by lock_join. */
-    if (run->beside && o->set && !o->in_place)
+    if (run->early && o->set && !o->in_place)
         set_id = cf_strdup(o->set);
-    else if (cf_run_lock_end(run) != 0 ||
+    else if ((run->early && cf_run_lock(run, 0, "restore") != 0) ||
              cf_resolve_set(run, o->set ? o->set : "latest", &set_id) != 0)
         return CF_EXIT_FAILED;
     json_t *h;
@@ -1686,7 +1686,7 @@ out:
         snprintf(saved, sizeof saved, "%s", cf_error());
         /* A read that failed under a lock not granted (a prune at work)
          * is explained by the lock. */
-        if (run->beside && lock_join(run, set_id) != 0)
+        if (run->early && lock_join(run, set_id) != 0)
             snprintf(saved, sizeof saved, "%s", cf_error());
         for (size_t i = 0; i < rs.nd; i++)
             cf_rmtree(rs.d[i].staging);

@@ -350,15 +350,27 @@ static void early_start(void *ud)
         e->started = pthread_create(&e->th, NULL, early_main, e) == 0;
 }
 
-void cf_run_lock_early(cf_run *run, int exclusive, const char *command)
+static void early_new(cf_run *run, int exclusive, const char *command)
 {
-    if (run->early || run->repo)
-        return;
     run->early = cf_calloc(1, sizeof *run->early);
     run->early->run = run;
     run->early->exclusive = exclusive;
     run->early->command = cf_strdup(command);
     run->list_sets_ahead = 1;
+}
+
+void cf_run_lock_early(cf_run *run, int exclusive, const char *command)
+{
+    if (run->early || run->repo)
+        return;
+    early_new(run, exclusive, command);
+}
+
+void cf_run_lock_begin(cf_run *run, int exclusive, const char *command)
+{
+    if (!run->early)
+        early_new(run, exclusive, command);
+    early_start(run->early);
 }
 
 /* Waits for the lock and hands it to run; -1 with its error when it
@@ -571,47 +583,6 @@ int cf_run_lock(cf_run *run, int exclusive, const char *command)
     return 0;
 }
 
-struct cf_lock_beside {
-    cf_run *run;
-    int exclusive, rc, threaded;
-    char *command;
-    pthread_t th;
-    char err[2048];
-};
-
-static void *beside_main(void *arg)
-{
-    struct cf_lock_beside *b = arg;
-    b->rc = cf_run_lock(b->run, b->exclusive, b->command);
-    if (b->rc != 0)
-        snprintf(b->err, sizeof b->err, "%s", cf_error());
-    return NULL;
-}
-
-void cf_run_lock_begin(cf_run *run, int exclusive, const char *command)
-{
-    struct cf_lock_beside *b = cf_calloc(1, sizeof *b);
-    b->run = run;
-    b->exclusive = exclusive;
-    b->command = cf_strdup(command);
-    b->threaded = cf_thread_or_here(&b->th, beside_main, b);
-    run->beside = b;
-}
-
-int cf_run_lock_end(cf_run *run)
-{
-    struct cf_lock_beside *b = run->beside;
-    if (!b)
-        return 0;
-    run->beside = NULL;
-    if (b->threaded)
-        pthread_join(b->th, NULL);
-    int rc = b->rc != 0 ? cf_fail("%s", b->err) : 0;
-    free(b->command);
-    free(b);
-    return rc;
-}
-
 static void *unlock_thread(void *arg)
 {
     cf_lock_release(arg);
@@ -634,14 +605,6 @@ void cf_run_close(cf_run *run)
     if (!run)
         return;
     cf_prefetch_stop(run->warm);
-    if (run->beside) {
-        char *saved = cf_strdup(cf_error()); /* the failure that ends the run */
-        cf_run_lock_end(run);
-        cf_fail("%s", saved);
-        if (!saved[0])
-            cf_error_clear();
-        free(saved);
-    }
     if (run->early) {
         char *saved = cf_strdup(cf_error()); /* the failure that ends the run */
         early_take(run);

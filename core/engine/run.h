@@ -24,12 +24,9 @@ typedef struct cf_run {
     int list_sets_ahead; /* cf_run_lock lists sets/ as soon as the lock is written: the
                             command's next cf_sets_list takes that listing */
     int maintenance;  /* opened with CF_RUN_MAINT: the target's maintenance options */
-    /* cf_run_open_locking: the command's lock, written while the
-     * repository opened; cf_run_lock takes it over */
+    /* cf_run_open_locking, cf_run_lock_begin: the command's lock,
+     * written on a thread of its own; cf_run_lock takes it over */
     struct cf_early_lock *early;
-    /* cf_run_lock_begin: the lock being taken beside the command's
-     * first reads; cf_run_lock_end waits for it */
-    struct cf_lock_beside *beside;
     /* CF_RUN_WARM: metadata read-ahead begun before the open; the backup
      * takes it over, cf_run_close stops it otherwise */
     struct cf_prefetch *warm;
@@ -98,14 +95,13 @@ void cf_run_passphrase(const cf_target *t, cf_passphrase_src *out);
 void cf_run_close(cf_run *run);
 /* Take a shared (backup, restore, verify) or exclusive lock on the repository. */
 int cf_run_lock(cf_run *run, int exclusive, const char *command);
-/* cf_run_lock on a thread of its own, while the command reads (restore:
- * its first packs come while the lock is written and the other locks
- * listed). The command calls cf_run_lock_end, which waits for the lock
- * and returns its outcome, before it does anything beyond reading and
- * writing its own staging files; cf_run_close waits for it too.
- * cf_run_lock_end without a lock begun returns 0. */
+/* The lock of cf_run_lock_early, for a repository already open: it is
+ * written (and the other locks and sets/ listed) on a thread of its own
+ * while the command goes on reading (restore: its first packs). The
+ * command's cf_run_lock waits for it and returns its outcome, before the
+ * command does anything beyond reading and writing its own staging
+ * files; cf_run_close removes it when the command stops before. */
 void cf_run_lock_begin(cf_run *run, int exclusive, const char *command);
-int cf_run_lock_end(cf_run *run);
 /* Release the run's lock (when it holds one) while fn(ud) runs: for what
  * needs no lock once a command's work is done. */
 void cf_run_unlock_during(cf_run *run, void (*fn)(void *ud), void *ud);
