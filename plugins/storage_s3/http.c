@@ -272,6 +272,9 @@ static int stall_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
     (void)dltotal;
     (void)ultotal;
     s3_stall *st = ud;
+    const s3_instance *in = st->in;
+    if (in && in->host->cancelled && in->host->cancelled(in->h))
+        return 1; /* CURLE_ABORTED_BY_CALLBACK, not stalled: cancelled */
     double now = mono_now();
     int64_t bytes = (int64_t)dlnow + (int64_t)ulnow;
     if (bytes != st->bytes || (st->paused && *st->paused)) {
@@ -286,9 +289,13 @@ static int stall_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
     return 0;
 }
 
-void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused)
+void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused, int cancellable)
 {
-    *st = (s3_stall){.timeout_s = in->timeout, .bytes = 0, .moved = mono_now(), .paused = paused};
+    *st = (s3_stall){.in = cancellable ? in : NULL,
+                     .timeout_s = in->timeout,
+                     .bytes = 0,
+                     .moved = mono_now(),
+                     .paused = paused};
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, stall_cb);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, st);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -550,7 +557,8 @@ static void attempt(s3_instance *in, s3_conn *conn, const s3_req *rq, const char
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     }
     int reused = conn->fd != CURL_SOCKET_BAD;
-    s3_stall_arm(in, c, &rs->stall, NULL);
+    s3_stall_arm(in, c, &rs->stall, NULL,
+                 strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "PUT") == 0);
     rs->curl_rc = s3_stall_result(in, &rs->stall, curl_easy_perform(c), rs->curl_err);
     if (rs->curl_rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
@@ -805,6 +813,10 @@ void s3_describe(s3_instance *in, const char *method, const char *okey, const s3
     char tries[48] = "";
     if (rs->attempts > 1)
         snprintf(tries, sizeof tries, " (after %d attempts)", rs->attempts);
+    if (rs->curl_rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(buf, len, "%s: cancelled", where);
+        return;
+    }
     if (rs->curl_rc != CURLE_OK) {
         snprintf(buf, len, "%s: cannot reach %s://%s: %s%s", where, in->scheme, in->host_port,
                  rs->curl_err[0] ? rs->curl_err : curl_easy_strerror(rs->curl_rc), tries);

@@ -269,7 +269,7 @@ static coffer_status transfer_start(s3_reader *r)
     if (r->etag[0])
         hx[nh++] = (s3_kv){"if-match", r->etag};
     s3_conn_setup(in, r->c.e, r->c.fd);
-    s3_stall_arm(in, r->c.e, &r->rs.stall, &r->paused);
+    s3_stall_arm(in, r->c.e, &r->rs.stall, &r->paused, 1);
     r->hl = s3_signed_headers(in, "GET", r->okey, q, nq, hx, nh,
                               "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     if (!r->hl)

@@ -149,6 +149,8 @@ typedef struct s3_conn {
     curl_socket_t fd;
 } s3_conn;
 
+#define S3_SPARES 8 /* part buffers kept for reuse, at most */
+
 typedef struct s3_instance {
     uint32_t magic; /* COFFER_MAGIC_INSTANCE while alive */
     const coffer_host *host;
@@ -210,6 +212,13 @@ typedef struct s3_instance {
     s3_job *queue_head, *queue_tail;
     uint64_t mem_used, mem_limit; /* part buffers, bytes */
     int inflight;                 /* jobs queued or running */
+    /* freed part buffers kept for the next of the same size (write.c) */
+    struct s3_spare {
+        char *p;
+        size_t size;
+    } spare[S3_SPARES];
+    int nspare;
+    uint64_t spare_bytes;
 } s3_instance;
 
 void s3_check_magic(const void *p, uint32_t magic, const char *what);
@@ -222,8 +231,13 @@ char *s3_object_key(s3_instance *in, const char *key, coffer_status *st);
 
 /* Stall watch of one transfer: no byte moved either way for `timeout`
  * seconds (libcurl's low-speed limit averages over several seconds, so
- * a stall right after a burst went unseen for that long). */
+ * a stall right after a burst went unseen for that long). The same
+ * callback ends a transfer that moves data (GET, PUT) within a second of
+ * a cancellation (SIGINT, SIGTERM), instead of after the timeout and its
+ * retries; the requests that clean up after it (DELETE of a lock,
+ * AbortMultipartUpload) still go. */
 typedef struct s3_stall {
+    const struct s3_instance *in; /* NULL: not ended by a cancellation */
     int timeout_s;
     int64_t bytes;      /* up + down at the last movement */
     double moved;       /* monotonic time of the last movement */
@@ -324,8 +338,9 @@ void s3_conn_setup(s3_instance *in, CURL *c, curl_socket_t *fd);
 struct curl_slist *s3_signed_headers(s3_instance *in, const char *method, const char *okey,
                                      const s3_kv *q, size_t nq, const s3_kv *extra, size_t nextra,
                                      const char *payload_hash);
-/* Watch c's next transfer for a stall (see s3_stall); paused may be NULL. */
-void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused);
+/* Watch c's next transfer for a stall (see s3_stall); paused may be NULL;
+ * cancellable: a cancellation ends it (CURLE_ABORTED_BY_CALLBACK). */
+void s3_stall_arm(s3_instance *in, CURL *c, s3_stall *st, const int *paused, int cancellable);
 /* After a transfer: a stall abort becomes CURLE_OPERATION_TIMEDOUT with a
  * message in err (retried like any timeout). */
 CURLcode s3_stall_result(const s3_instance *in, const s3_stall *st, CURLcode cc, char *err);
@@ -379,6 +394,8 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len);
 coffer_status s3_writer_commit(void *writer);
 void s3_writer_abort(void *writer);
 void s3_workers_stop(s3_instance *in);
+/* Unmaps the part buffers kept for reuse (after s3_workers_stop). */
+void s3_parts_free(s3_instance *in);
 /* Waits for the sweep of old incomplete uploads, if one runs. */
 void s3_sweeper_join(s3_instance *in);
 

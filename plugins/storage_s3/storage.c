@@ -171,6 +171,7 @@ static void instance_free(void *instance)
     s3_check_magic(in, COFFER_MAGIC_INSTANCE, "instance");
     s3_sweeper_join(in);
     s3_workers_stop(in);
+    s3_parts_free(in);
     unsigned long nr = atomic_load(&in->nretries);
     if (nr && in->host && in->host->log)
         in->host->log(in->h, COFFER_LOG_INFO,

@@ -14,8 +14,10 @@
  * while the budget is spent, as long as some upload is in flight (which
  * will give memory back); when none is, it goes over rather than
  * deadlock (several writers each holding a half-full buffer). Buffers are
- * mmap'ed so they go back to the system when freed. Objects that stay
- * under 1 MiB live in small heap buffers outside the budget.
+ * mmap'ed, and a freed one is kept for the next buffer of its size as
+ * long as the buffers in use and those kept fit in the budget (the rest
+ * go back to the system). Objects that stay under 1 MiB live in small
+ * heap buffers outside the budget.
  */
 #include "s3.h"
 
@@ -73,7 +75,24 @@ static char *part_alloc(s3_instance *in, size_t size)
     while (in->mem_used + size > in->mem_limit && in->inflight > 0)
         pthread_cond_wait(&in->cv, &in->lock);
     in->mem_used += size;
+    for (int i = in->nspare - 1; i >= 0; i--)
+        if (in->spare[i].size == size) {
+            char *p = in->spare[i].p;
+            in->spare[i] = in->spare[--in->nspare];
+            in->spare_bytes -= size;
+            pthread_mutex_unlock(&in->lock);
+            return p;
+        }
+    /* none of this size: give back kept ones that no longer fit */
+    struct s3_spare drop[S3_SPARES];
+    int ndrop = 0;
+    while (in->nspare > 0 && in->mem_used + in->spare_bytes > in->mem_limit) {
+        drop[ndrop] = in->spare[--in->nspare];
+        in->spare_bytes -= drop[ndrop++].size;
+    }
     pthread_mutex_unlock(&in->lock);
+    for (int i = 0; i < ndrop; i++)
+        munmap(drop[i].p, drop[i].size);
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         pthread_mutex_lock(&in->lock);
@@ -85,12 +104,27 @@ static char *part_alloc(s3_instance *in, size_t size)
     return p;
 }
 
-/* Caller holds in->lock. */
+/* Caller holds in->lock. A buffer is kept for the next one of its size
+ * while the buffers in use and those kept stay within the budget: a new
+ * mapping costs a page fault and a cleared page for every 4 KiB written. */
 static void part_release_locked(s3_instance *in, char *p, size_t size)
 {
-    munmap(p, size);
     in->mem_used -= size;
+    if (in->nspare < S3_SPARES && in->mem_used + in->spare_bytes + size <= in->mem_limit) {
+        in->spare[in->nspare++] = (struct s3_spare){p, size};
+        in->spare_bytes += size;
+    } else {
+        munmap(p, size);
+    }
     pthread_cond_broadcast(&in->cv);
+}
+
+void s3_parts_free(s3_instance *in)
+{
+    for (int i = 0; i < in->nspare; i++)
+        munmap(in->spare[i].p, in->spare[i].size);
+    in->nspare = 0;
+    in->spare_bytes = 0;
 }
 
 static void part_release(s3_instance *in, char *p, size_t size)

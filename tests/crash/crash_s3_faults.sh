@@ -2,8 +2,8 @@
 # S3 faults injected between coffer and a real Ceph RGW by
 # tests/tools/s3_fault_proxy.py: 500 and 503 SlowDown answers, slow and
 # stalled answers, connection resets (before and after the server acted),
-# truncated bodies, and radosgw stopped in the middle of a multipart
-# upload. A request that is safe to repeat is retried with backoff (each
+# truncated bodies, radosgw stopped in the middle of a multipart upload,
+# and a SIGTERM while an upload's answer is held. A request that is safe to repeat is retried with backoff (each
 # retry is logged with -v and counted here) and the command succeeds with
 # the same bytes; when the retries are spent the command fails cleanly:
 # one error line naming the object, no new set, check clean, no
@@ -182,6 +182,34 @@ expect_ok "restore through truncated bodies" cfv restore -p "$P" --set latest --
 snapshot "$T/restored-trunc" "$T/restored-trunc.json"
 compare "restore through truncated bodies equals the source" "$T/snap.json" "$T/restored-trunc.json" "${RESTORE_EXCLUDES[@]}"
 assert_gt "$(faults truncate)" 0 "truncated bodies were injected during the restore"
+
+section "SIGTERM while an upload's answer is held"
+# The answer to a pack upload is held 60 s, under the 120 s timeout: a
+# SIGTERM must end the transfer at once, not when the answer comes, and
+# the cancelled backup must clean up behind it (its lock, its upload).
+rule "PUT /repo/data/ slow 1 60000"
+before=$(nsets)
+new_data
+"$COFFER" --no-progress backup -p "$P" >"$T/term.out" 2>"$T/term.err" &
+CPID=$!
+bg_register "$CPID"
+wait_for "a held pack upload" 60 grep -q "^FAULT slow PUT" "$PLOG" || die "no pack upload was held"
+sleep 1
+kill -TERM "$CPID"
+t_term=$(date +%s.%N)
+wait "$CPID"
+rc=$?
+took=$(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t_term}")
+: >"$RULES"
+note "coffer exited $rc $took s after SIGTERM: $(grep '^coffer: error' "$T/term.err" | head -1)"
+if [ "$rc" -ne 0 ]; then pass "the backup exits non-zero after SIGTERM ($rc)"; else fail "the backup exited 0"; fi
+assert_eq 1 "$(awk "BEGIN{print ($took < 10)}")" "it exits within 10 s of SIGTERM, not when the held answer comes ($took s)"
+assert_match "$(cat "$T/term.err")" "^coffer: error: .*cancelled" "the error line says the backup was cancelled"
+assert_eq "$before" "$(nsets)" "no new set after SIGTERM"
+assert_eq 0 "$(s3_count "$BUCKET" repo/locks/)" "the cancelled backup removed its lock"
+assert_eq 0 "$(nuploads)" "no multipart upload left open"
+expect_ok "check is clean after SIGTERM" cf check -p "$P"
+stat_line "SIGTERM while an answer is held" "exit $rc after $took s"
 
 section "retries spent: clean failures"
 rule "PUT partNumber= 500 100"
