@@ -273,7 +273,7 @@ static int stall_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
     (void)ultotal;
     s3_stall *st = ud;
     const s3_instance *in = st->in;
-    if (in && in->host->cancelled && in->host->cancelled(in->h))
+    if (in && s3_cancelled(in))
         return 1; /* CURLE_ABORTED_BY_CALLBACK, not stalled: cancelled */
     double now = mono_now();
     int64_t bytes = (int64_t)dlnow + (int64_t)ulnow;
@@ -656,13 +656,13 @@ unsigned s3_backoff_ms(unsigned base_ms, unsigned cap_ms, int attempt, uint32_t 
 int s3_sleep(s3_instance *in, unsigned ms)
 {
     while (ms > 0) {
-        if (in->host->cancelled && in->host->cancelled(in->h))
+        if (s3_cancelled(in))
             return 1;
         unsigned step = ms < 100 ? ms : 100;
         usleep(step * 1000u);
         ms -= step;
     }
-    return in->host->cancelled && in->host->cancelled(in->h);
+    return s3_cancelled(in);
 }
 
 coffer_status s3_map_status(const s3_resp *rs)

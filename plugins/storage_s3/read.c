@@ -312,7 +312,7 @@ static coffer_status pump(s3_reader *r, int until_headers)
             return COFFER_OK;
         if (until_headers ? r->headers_done : (r->dst_got > 0 || r->stash_len > r->stash_off))
             return COFFER_OK;
-        if (in->host->cancelled && in->host->cancelled(in->h))
+        if (s3_cancelled(in))
             return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while reading %s",
                                    r->key);
         curl_multi_poll(r->c.m, NULL, 0, 500, NULL);

@@ -223,6 +223,12 @@ typedef struct s3_instance {
 
 void s3_check_magic(const void *p, uint32_t magic, const char *what);
 
+/* The run was cancelled (a signal, a check past its deadline). */
+static inline int s3_cancelled(const s3_instance *in)
+{
+    return in->host->cancelled && in->host->cancelled(in->h);
+}
+
 /* Full object key: prefix + key (malloc'd); key validated. NULL and an
  * error recorded through host->error when the key is bad. */
 char *s3_object_key(s3_instance *in, const char *key, coffer_status *st);

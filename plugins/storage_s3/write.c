@@ -640,7 +640,7 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len)
     s3_check_magic(w, COFFER_MAGIC_WRITER, "writer");
     s3_instance *in = w->in;
     coffer_status st;
-    if (in->host->cancelled && in->host->cancelled(in->h))
+    if (s3_cancelled(in))
         return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while writing %s", w->key);
     if ((st = part_error(w)) != COFFER_OK)
         return st;
@@ -687,7 +687,7 @@ coffer_status s3_writer_write(void *writer, const void *buf, size_t len)
             w->buf = nb;
             w->cap = in->part_size;
             w->mapped = 1;
-            if (in->host->cancelled && in->host->cancelled(in->h))
+            if (s3_cancelled(in))
                 return in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled while writing %s",
                                        w->key);
         }
@@ -871,7 +871,7 @@ coffer_status s3_writer_commit(void *writer)
     wait_parts(w);
     if ((st = part_error(w)) != COFFER_OK)
         goto fail;
-    if (in->host->cancelled && in->host->cancelled(in->h)) {
+    if (s3_cancelled(in)) {
         st = in->host->error(in->h, COFFER_ERR_CANCELLED, "cancelled before publishing %s", w->key);
         goto fail;
     }

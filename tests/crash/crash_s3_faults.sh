@@ -3,8 +3,9 @@
 # tests/tools/s3_fault_proxy.py: 500 and 503 SlowDown answers, slow and
 # stalled answers, connection resets (before and after the server acted),
 # truncated bodies, radosgw stopped in the middle of a multipart upload,
-# and a SIGTERM while an upload's answer is held. A request that is safe to repeat is retried with backoff (each
-# retry is logged with -v and counted here) and the command succeeds with
+# and a SIGTERM while an upload's answer is held. A request that is safe
+# to repeat is retried with backoff (each retry is logged with -v and
+# counted here) and the command succeeds with
 # the same bytes; when the retries are spent the command fails cleanly:
 # one error line naming the object, no new set, check clean, no
 # multipart upload left open, and the next backup works.
